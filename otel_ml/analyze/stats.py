@@ -1,0 +1,158 @@
+"""Drift statistics on weighted empirical distributions (what a sketch holds), defined exactly.
+
+Every function takes what the profiles give — sorted values with weights for numeric features,
+category counts for categorical ones — so the same code computes the exact statistic on raw data
+(all weights 1) and the sketch estimate. Definitions, with formulas, are in ``docs/statistics.md``;
+``tests/test_stats.py`` compares each with scipy/numpy on raw data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import stats as sps
+
+PSI_EPSILON = 1e-4
+"""Bin shares below this are raised to it before taking logs in PSI (an empty bin would be infinite)."""
+DEFAULT_BINS = 10
+
+
+# --- numeric ------------------------------------------------------------------------------------
+def _cdf_at(values: np.ndarray, weights: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Right-continuous empirical CDF, P(X <= point), of a sorted weighted sample."""
+    cum = np.concatenate([[0.0], np.cumsum(weights)])
+    return cum[np.searchsorted(values, points, side="right")] / cum[-1]
+
+
+def ks_statistic(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray]) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: max over x of |F_ref(x) − F_cur(x)|, in [0, 1].
+
+    >>> a = (np.array([1.0, 2.0, 3.0]), np.ones(3)); b = (np.array([2.0, 3.0, 4.0]), np.ones(3))
+    >>> round(ks_statistic(a, b), 4)
+    0.3333
+    """
+    grid = np.union1d(ref[0], cur[0])
+    return float(np.max(np.abs(_cdf_at(*ref, grid) - _cdf_at(*cur, grid))))
+
+
+def ks_pvalue(d: float, n: int, m: int) -> float:
+    """Two-sided p-value of KS statistic ``d`` for sample sizes n and m (Smirnov's asymptotic
+    distribution, as scipy's ``ks_2samp(method="asymp")``). n and m are the real counts, not the
+    number of items a sketch retains."""
+    if n == 0 or m == 0:
+        return 1.0
+    en = round(n * m / (n + m))
+    return float(np.clip(sps.kstwo.sf(d, en), 0.0, 1.0))
+
+
+def ks_critical(alpha: float, n: int, m: int) -> float:
+    """The KS statistic at which ``ks_pvalue`` equals alpha."""
+    if n == 0 or m == 0:
+        return 1.0
+    return float(sps.kstwo.isf(alpha, round(n * m / (n + m))))
+
+
+def quantile_edges(ref: tuple[np.ndarray, np.ndarray], bins: int = DEFAULT_BINS) -> np.ndarray:
+    """Inner bin edges at the reference's i/bins quantiles (inverted-CDF definition: the smallest
+    value whose CDF reaches i/bins), duplicates removed. Equals
+    ``np.unique(np.quantile(raw, [i/bins], method="inverted_cdf"))`` on raw data."""
+    values, weights = ref
+    cum = np.cumsum(weights) / weights.sum()
+    qs = np.arange(1, bins) / bins
+    # A tiny tolerance so 0.1 * n computed as 0.30000000000000004 does not skip a value.
+    idx = np.searchsorted(cum, qs - 1e-12, side="left")
+    return np.unique(values[np.minimum(idx, len(values) - 1)])
+
+
+def binned_shares(sample: tuple[np.ndarray, np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """Share of the sample in each bin (−inf, e1], (e1, e2], …, (e_last, +inf)."""
+    cdf = _cdf_at(*sample, edges)
+    return np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+
+
+def psi(ref_shares: np.ndarray, cur_shares: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index: Σ (c − r) · ln(c / r), shares clipped below at epsilon.
+
+    >>> round(psi(np.array([0.5, 0.5]), np.array([0.6, 0.4])), 4)
+    0.0405
+    """
+    r = np.maximum(ref_shares, epsilon)
+    c = np.maximum(cur_shares, epsilon)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def js_distance(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
+    """Jensen-Shannon distance, base 2 (square root of the JS divergence), in [0, 1].
+    Equals ``scipy.spatial.distance.jensenshannon(r, c, base=2)``."""
+    r = ref_shares / ref_shares.sum()
+    c = cur_shares / cur_shares.sum()
+    m = (r + c) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_r = np.where(r > 0, r * np.log2(r / m), 0.0).sum()
+        kl_c = np.where(c > 0, c * np.log2(c / m), 0.0).sum()
+    return float(math.sqrt(max(0.0, (kl_r + kl_c) / 2)))
+
+
+def hellinger(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
+    """Hellinger distance sqrt(1 − Σ sqrt(r·c)), in [0, 1]."""
+    r = ref_shares / ref_shares.sum()
+    c = cur_shares / cur_shares.sum()
+    return float(math.sqrt(max(0.0, 1.0 - float(np.sum(np.sqrt(r * c))))))
+
+
+def wasserstein(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray]) -> float:
+    """Wasserstein-1 distance ∫ |F_ref − F_cur| dx. Equals ``scipy.stats.wasserstein_distance``."""
+    grid = np.union1d(ref[0], cur[0])
+    if len(grid) < 2:
+        return 0.0
+    gap = np.abs(_cdf_at(*ref, grid[:-1]) - _cdf_at(*cur, grid[:-1]))
+    return float(np.sum(gap * np.diff(grid)))
+
+
+def out_of_range_share(cur: tuple[np.ndarray, np.ndarray], lo: float, hi: float) -> float:
+    """Share of the current sample below ``lo`` or above ``hi`` (the reference's min and max)."""
+    values, weights = cur
+    outside = (values < lo) | (values > hi)
+    return float(weights[outside].sum() / weights.sum()) if len(values) else 0.0
+
+
+# --- categorical --------------------------------------------------------------------------------
+def category_table(
+    ref: Mapping[str, float], cur: Mapping[str, float], ref_other: float = 0.0, cur_other: float = 0.0
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Aligned counts over the union of categories; weight a sketch could not attribute to a
+    category (``*_other``) becomes one extra bucket so shares still sum to one."""
+    cats = sorted(set(ref) | set(cur))
+    r = np.array([ref.get(k, 0.0) for k in cats], dtype=np.float64)
+    c = np.array([cur.get(k, 0.0) for k in cats], dtype=np.float64)
+    if ref_other > 0 or cur_other > 0:
+        cats.append("__other__")
+        r = np.append(r, ref_other)
+        c = np.append(c, cur_other)
+    return cats, r, c
+
+
+def chi2_homogeneity(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
+    """Pearson chi-square test that both samples come from one categorical distribution (2×K table,
+    no continuity correction). Returns (statistic, p-value); equals
+    ``scipy.stats.chi2_contingency([ref, cur], correction=False)`` after dropping empty columns."""
+    keep = (ref_counts + cur_counts) > 0
+    table = np.vstack([ref_counts[keep], cur_counts[keep]])
+    if table.shape[1] < 2 or table[0].sum() == 0 or table[1].sum() == 0:
+        return 0.0, 1.0
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    stat = float(np.sum((table - expected) ** 2 / expected))
+    return stat, float(sps.chi2.sf(stat, table.shape[1] - 1))
+
+
+def linf(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
+    """L∞ distance: the largest difference in any category's share, in [0, 1]."""
+    return float(np.max(np.abs(ref_shares / ref_shares.sum() - cur_shares / cur_shares.sum())))
+
+
+def unseen_share(ref: Mapping[str, float], cur: Mapping[str, float]) -> float:
+    """Share of the current sample in categories the reference never had."""
+    total = sum(cur.values())
+    return float(sum(v for k, v in cur.items() if k not in ref) / total) if total else 0.0

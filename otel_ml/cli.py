@@ -1,0 +1,153 @@
+"""``otel-ml``: serve, baseline build, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from otel_ml.config import ENV_VARS, ConfigError, load_config
+
+SERVE_HELP = """\
+Run the processor: receive prediction spans over OTLP/gRPC, keep per-feature sketches in tumbling
+event-time windows, compare the trailing horizon with each model's reference, and export drift,
+data-quality and volume metrics (Prometheus pull endpoint, optional OTLP push).
+
+Settings come from defaults, then OTEL_ML_* environment variables, then --config, then flags.
+Environment variables: """ + ", ".join(f"{k} ({v})" for k, v in ENV_VARS.items())
+
+
+def _add_serve_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config file (sample: examples/otel-ml.yaml)")
+    p.add_argument("--otlp-grpc-endpoint", metavar="HOST:PORT",
+                   help="where to receive OTLP/gRPC trace exports (default 127.0.0.1:4317)")
+    p.add_argument("--prometheus-endpoint", metavar="HOST:PORT",
+                   help="Prometheus pull endpoint, served at /metrics (default 127.0.0.1:9464)")
+    p.add_argument("--otlp-metrics-endpoint", metavar="URL",
+                   help="also push metrics over OTLP/gRPC to this endpoint, e.g. http://127.0.0.1:4317")
+    p.add_argument("--baseline-dir", metavar="DIR",
+                   help="directory of files from 'otel-ml baseline build' (any name; each says its model)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="where pinned references are kept across restarts (default ./otel-ml-state)")
+    p.add_argument("--window", type=float, metavar="SECONDS", help="tumbling window length (default 60)")
+    p.add_argument("--horizon", type=float, metavar="SECONDS",
+                   help="trailing horizon compared with the reference; a whole number of windows (default 900)")
+    p.add_argument("--evaluation-interval", type=float, metavar="SECONDS",
+                   help="how often drift is recomputed (default 10)")
+    p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
+
+
+def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "receiver.otlp_grpc.endpoint": args.otlp_grpc_endpoint,
+        "export.prometheus.endpoint": args.prometheus_endpoint,
+        "export.otlp.endpoint": args.otlp_metrics_endpoint,
+        "baseline_dir": args.baseline_dir,
+        "state_dir": args.state_dir,
+        "windows.window_seconds": args.window,
+        "windows.horizon_seconds": args.horizon,
+        "evaluation.interval_seconds": args.evaluation_interval,
+        "log_level": args.log_level,
+    }
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from otel_ml.service import ProcessorService
+
+    cfg = load_config(args.config, _serve_overrides(args))
+    _setup_logging(cfg.log_level)
+    service = ProcessorService(cfg)
+    try:
+        service.start()
+    except (RuntimeError, OSError) as e:
+        print(f"otel-ml serve: {e}", file=sys.stderr)
+        return 2
+    print(f"otel-ml serving: OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:"
+          f"{service.receiver.port}, Prometheus on "
+          f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics",
+          flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    service.shutdown()
+    return 0
+
+
+def cmd_baseline_build(args: argparse.Namespace) -> int:
+    from otel_ml.profile.baseline import build_baseline
+    from otel_ml.profile.sketch import SketchConfig
+
+    profile = build_baseline(
+        args.input, args.model, args.model_version, prediction_column=args.prediction_column,
+        score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
+        sketch=SketchConfig(kll_k=args.kll_k))
+    output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
+    output.write_text(profile.to_json())
+    kinds = profile.kinds()
+    print(f"baseline for model {args.model!r} version {args.model_version!r}: {profile.rows} rows, "
+          f"{len(kinds)} features ({sum(k == 'numeric' for k in kinds.values())} numeric, "
+          f"{sum(k == 'categorical' for k in kinds.values())} categorical) → {output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="otel-ml", description="ML model monitoring built into OpenTelemetry.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the processor", description=SERVE_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_serve_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    baseline = sub.add_parser("baseline", help="reference profiles")
+    bsub = baseline.add_subparsers(dest="baseline_command", required=True)
+    build = bsub.add_parser("build", help="profile a CSV/Parquet file of training (reference) data",
+                            description="Write a baseline profile for one model from a CSV or Parquet file. "
+                                        "Every column is a feature named like its ml.feature.<name> attribute.")
+    build.add_argument("--model", required=True, help="ml.model.name the baseline is for")
+    build.add_argument("--model-version", default="",
+                       help="ml.model.version; omit to use the baseline for every version without its own")
+    build.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq")
+    build.add_argument("--output", metavar="FILE", help="default: MODEL-VERSION.baseline.json")
+    build.add_argument("--prediction-column", metavar="C", help="column profiled as the prediction (ml.prediction)")
+    build.add_argument("--score-column", metavar="C", help="column profiled as ml.prediction.score")
+    build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")
+    build.add_argument("--categorical", action="append", metavar="C",
+                       help="treat this column as categorical even if its values are numbers")
+    build.add_argument("--kll-k", type=int, default=200, help="KLL accuracy parameter (default 200)")
+    build.set_defaults(func=cmd_baseline_build)
+
+    demo = sub.add_parser("demo", help="processor plus generated traffic with a drift partway through")
+    demo.add_argument("--duration", type=float, default=120.0, help="seconds to run (default 120)")
+    demo.add_argument("--drift-after", type=float, default=50.0, help="seconds before the drift starts")
+    demo.add_argument("--otlp-grpc-endpoint", default="127.0.0.1:4317", metavar="HOST:PORT")
+    demo.add_argument("--prometheus-endpoint", default="127.0.0.1:9464", metavar="HOST:PORT")
+    demo.add_argument("--rate", type=float, default=300.0, help="predictions per second")
+
+    def cmd_demo(a: argparse.Namespace) -> int:
+        from otel_ml.demo import run_demo
+
+        return run_demo(a.duration, a.drift_after, a.otlp_grpc_endpoint, a.prometheus_endpoint, a.rate)
+
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"otel-ml: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

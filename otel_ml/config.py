@@ -1,0 +1,180 @@
+"""One YAML file configures the processor; every section maps onto a component's config dataclass.
+
+Precedence, lowest first: built-in defaults, ``OTEL_ML_*`` environment variables, the config file,
+command-line flags. ``examples/otel-ml.yaml`` is the commented sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from otel_ml.analyze.drift import DriftConfig
+from otel_ml.decode.otlp import DecodeLimits
+from otel_ml.profile.sketch import SketchConfig
+from otel_ml.profile.window import WindowConfig
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class OtlpGrpcReceiverConfig:
+    endpoint: str = "127.0.0.1:4317"
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Requests over this size are refused with RESOURCE_EXHAUSTED (the OTLP answer for too large)."""
+    max_workers: int = 4
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:9464"
+    """host:port of the pull endpoint; metrics are served at /metrics."""
+
+
+@dataclass(frozen=True)
+class OtlpMetricExportConfig:
+    endpoint: str | None = None
+    """OTLP/gRPC endpoint (e.g. ``http://127.0.0.1:4317`` of a Collector); unset: no push export."""
+    insecure: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    interval_seconds: float = 15.0
+    temporality: str = "cumulative"
+    """``cumulative`` (Prometheus, New Relic) or ``delta`` (Datadog) for counters."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    otlp: OtlpMetricExportConfig = field(default_factory=OtlpMetricExportConfig)
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    otlp_grpc: OtlpGrpcReceiverConfig = field(default_factory=OtlpGrpcReceiverConfig)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    interval_seconds: float = 10.0
+    """How often drift is recomputed over the current horizon."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    sketch: SketchConfig = field(default_factory=SketchConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    baseline_dir: str | None = None
+    """Directory of baseline files written by ``otel-ml baseline build`` (any file name)."""
+    state_dir: str = "./otel-ml-state"
+    """Where the processor keeps what must survive a restart (pinned references)."""
+    instance_id: str | None = None
+    """``service.instance.id`` of the exported metrics; default: host name and process id."""
+    log_level: str = "INFO"
+
+
+# Environment variables and the field (dotted path) each sets.
+ENV_VARS = {
+    "OTEL_ML_OTLP_GRPC_ENDPOINT": "receiver.otlp_grpc.endpoint",
+    "OTEL_ML_PROMETHEUS_ENDPOINT": "export.prometheus.endpoint",
+    "OTEL_ML_OTLP_METRICS_ENDPOINT": "export.otlp.endpoint",
+    "OTEL_ML_BASELINE_DIR": "baseline_dir",
+    "OTEL_ML_STATE_DIR": "state_dir",
+    "OTEL_ML_INSTANCE_ID": "instance_id",
+}
+
+
+def _coerce(value: Any, default: Any, path: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    if isinstance(default, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError as e:
+            raise ConfigError(f"{path}: expected a number, got {value!r}") from e
+    if isinstance(default, int) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: expected an integer, got {value!r}") from e
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return {**default, **value}
+    return value
+
+
+def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
+    """A copy of dataclass ``obj`` with the values of ``data`` applied (recursively); unknown keys fail."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else key
+        if key not in names:
+            raise ConfigError(f"unknown setting '{where}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value or {}, where)
+        elif value is None or current is None:
+            changes[key] = value
+        else:
+            changes[key] = _coerce(value, current, where)
+    return dataclasses.replace(obj, **changes)
+
+
+def _dotted(path: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> ServiceConfig:
+    """Defaults ← environment ← file ← ``overrides`` (dotted paths, from flags).
+
+    >>> load_config(overrides={"windows.window_seconds": 5}).windows.window_seconds
+    5.0
+    """
+    cfg = ServiceConfig()
+    env = os.environ if environ is None else environ
+    for var, dotted in ENV_VARS.items():
+        if env.get(var):
+            cfg = _merge(cfg, _dotted(dotted, env[var]))
+    if path is not None:
+        text = Path(path).read_text()
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        cfg = _merge(cfg, data)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            cfg = _merge(cfg, _dotted(dotted, value))
+    if cfg.windows.window_seconds <= 0 or cfg.windows.horizon_seconds < cfg.windows.window_seconds:
+        raise ConfigError("windows: need window_seconds > 0 and horizon_seconds >= window_seconds")
+    return cfg

@@ -1,0 +1,97 @@
+"""The columnar batch: what every decoder produces and everything after decoding consumes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ColumnarBatch:
+    """Rows of one (model, version) from one OTLP request, one numpy array per column.
+
+    A row is one prediction: a plain span is one row, a batch span (``ml.batch.size`` = N) is N rows.
+    A feature may appear in ``numeric``, in ``categorical`` or in both (when senders disagree on its
+    type); the profile decides which kind the feature is and counts the other as type mismatches.
+    """
+
+    model: str
+    version: str
+    n_rows: int
+    row_time_ns: np.ndarray
+    """int64, event time of each row (end time of its span)."""
+    row_weight: np.ndarray
+    """float64, 1 / sampling ratio of each row: the number of predictions it stands for."""
+    numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    """float64 per feature; NaN where the value is missing, non-finite or not numeric."""
+    categorical: dict[str, np.ndarray] = field(default_factory=dict)
+    """str per feature; ``""`` where the value is missing or not categorical."""
+    invalid: Counter[str] = field(default_factory=Counter)
+    """Values per feature that are neither numeric nor categorical (bytes, maps, nested arrays, ±inf)."""
+    span_end_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    span_duration_s: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    """float64 per span; NaN where the span has no usable start/end time."""
+    span_error: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    """bool per span: span status is ERROR."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model, self.version)
+
+    def feature_names(self) -> set[str]:
+        return set(self.numeric) | set(self.categorical) | set(self.invalid)
+
+    def select(self, rows: np.ndarray, spans: np.ndarray) -> ColumnarBatch:
+        """The sub-batch of the given rows and spans (boolean masks); used to split by window."""
+        return ColumnarBatch(
+            model=self.model,
+            version=self.version,
+            n_rows=int(rows.sum()),
+            row_time_ns=self.row_time_ns[rows],
+            row_weight=self.row_weight[rows],
+            numeric={k: v[rows] for k, v in self.numeric.items()},
+            categorical={k: v[rows] for k, v in self.categorical.items()},
+            # Invalid values are not positioned; they stay with the first sub-batch only (see split_by_window).
+            invalid=Counter(),
+            span_end_ns=self.span_end_ns[spans],
+            span_duration_s=self.span_duration_s[spans],
+            span_error=self.span_error[spans],
+        )
+
+    def split_by_window(self, window_ns: int) -> dict[int, ColumnarBatch]:
+        """Sub-batches keyed by window start (ns), for tumbling event-time windows of ``window_ns``."""
+        row_win = (self.row_time_ns // window_ns) * window_ns
+        span_win = (self.span_end_ns // window_ns) * window_ns
+        starts = np.unique(np.concatenate([row_win, span_win]))
+        if len(starts) == 1:
+            return {int(starts[0]): self}
+        parts = {int(s): self.select(row_win == s, span_win == s) for s in starts}
+        parts[int(starts[-1])].invalid = Counter(self.invalid)
+        return parts
+
+
+@dataclass
+class DecodeResult:
+    """What a decoder made of one ExportTraceServiceRequest."""
+
+    batches: list[ColumnarBatch]
+    spans_received: int = 0
+    spans_accepted: int = 0
+    spans_ignored: int = 0
+    """Spans without ``ml.model.name``: ordinary traffic, not errors."""
+    rejected: Counter[str] = field(default_factory=Counter)
+    """Rejected ML spans by reason."""
+    examples: dict[str, str] = field(default_factory=dict)
+    """One human-readable example per rejection reason, for the partial_success message."""
+
+    @property
+    def spans_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def message(self) -> str:
+        """The OTLP partial_success error message: every reason with its count and one example."""
+        parts = [f"{reason}: {n} span(s), e.g. {self.examples.get(reason, '')}" for reason, n in
+                 sorted(self.rejected.items())]
+        return "; ".join(parts)

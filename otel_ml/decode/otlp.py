@@ -1,0 +1,344 @@
+"""ExportTraceServiceRequest → ColumnarBatch per (model, version), in pure Python.
+
+This is the one decoder interface (``decode_request``); a compiled decoder may replace the body as
+long as it returns the same ``DecodeResult``. The walk over attributes is per span (unavoidable when
+reading protobuf objects); everything after it works on whole numpy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from otel_ml import semconv
+from otel_ml.decode.batch import ColumnarBatch, DecodeResult
+
+_STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+_FEATURE_PREFIX_LEN = len(semconv.FEATURE_PREFIX)
+_PREDICTION_COLUMNS = {
+    semconv.PREDICTION: semconv.PREDICTION_FEATURE,
+    semconv.PREDICTION_SCORE: semconv.PREDICTION_SCORE_FEATURE,
+}
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds on what one span may carry; over a limit the span is rejected with a reason."""
+
+    max_batch_size: int = 100_000
+    max_features_per_span: int = 2_000
+    max_category_length: int = 256
+    """Categorical values are truncated to this many characters before they are sketched."""
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class _ColumnBuilder:
+    """Accumulates one (model, version) group: row positions and values per column."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.model = model
+        self.version = version
+        self.n_rows = 0
+        self.row_time: list[tuple[int, int]] = []  # (n rows, time) runs
+        self.row_weight: list[tuple[int, float]] = []
+        self.num_idx: dict[str, list[int]] = {}
+        self.num_val: dict[str, list[float]] = {}
+        self.cat_idx: dict[str, list[int]] = {}
+        self.cat_val: dict[str, list[str]] = {}
+        self.invalid: Counter[str] = Counter()
+        self.span_end: list[int] = []
+        self.span_dur: list[float] = []
+        self.span_err: list[bool] = []
+
+    def add_numeric(self, name: str, start: int, values: list[float]) -> None:
+        idx = self.num_idx.get(name)
+        if idx is None:
+            idx = self.num_idx[name] = []
+            self.num_val[name] = []
+        idx.extend(range(start, start + len(values)))
+        self.num_val[name].extend(values)
+
+    def add_categorical(self, name: str, start: int, values: list[str]) -> None:
+        idx = self.cat_idx.get(name)
+        if idx is None:
+            idx = self.cat_idx[name] = []
+            self.cat_val[name] = []
+        idx.extend(range(start, start + len(values)))
+        self.cat_val[name].extend(values)
+
+    def build(self) -> ColumnarBatch:
+        n = self.n_rows
+        numeric = {}
+        for name, idx in self.num_idx.items():
+            col = np.full(n, np.nan)
+            col[np.asarray(idx, dtype=np.int64)] = np.asarray(self.num_val[name], dtype=np.float64)
+            numeric[name] = col
+        categorical = {}
+        for name, idx in self.cat_idx.items():
+            vals = np.asarray(self.cat_val[name], dtype=str)
+            col = np.full(n, "", dtype=vals.dtype)
+            col[np.asarray(idx, dtype=np.int64)] = vals
+            categorical[name] = col
+        return ColumnarBatch(
+            model=self.model,
+            version=self.version,
+            n_rows=n,
+            row_time_ns=np.repeat(
+                np.asarray([t for _, t in self.row_time], dtype=np.int64),
+                np.asarray([c for c, _ in self.row_time], dtype=np.int64),
+            ),
+            row_weight=np.repeat(
+                np.asarray([w for _, w in self.row_weight], dtype=np.float64),
+                np.asarray([c for c, _ in self.row_weight], dtype=np.int64),
+            ),
+            numeric=numeric,
+            categorical=categorical,
+            invalid=self.invalid,
+            span_end_ns=np.asarray(self.span_end, dtype=np.int64),
+            span_duration_s=np.asarray(self.span_dur, dtype=np.float64),
+            span_error=np.asarray(self.span_err, dtype=bool),
+        )
+
+
+def _scalar_kind(v: AnyValue) -> str | None:
+    return v.WhichOneof("value")
+
+
+def _string_attr(v: AnyValue | None) -> str | None:
+    if v is None:
+        return None
+    return v.string_value if _scalar_kind(v) == "string_value" else None
+
+
+def _split_values(
+    values: list[AnyValue], max_len: int
+) -> tuple[list[float] | None, list[str] | None, list[int], list[int], int]:
+    """Sort the elements of an attribute into numeric and categorical values.
+
+    Returns (numeric values, categorical values, their positions, invalid count). Common case: all
+    elements of one kind, returned without positions work.
+    """
+    kinds = [v.WhichOneof("value") for v in values]
+    first = kinds[0] if kinds else None
+    if first is not None and kinds.count(first) == len(kinds):
+        if first == "double_value":
+            nums = [v.double_value for v in values]
+            bad = sum(1 for x in nums if math.isinf(x))
+            if bad:
+                nums = [math.nan if math.isinf(x) else x for x in nums]
+            return nums, None, [], [], bad
+        if first == "int_value":
+            return [float(v.int_value) for v in values], None, [], [], 0
+        if first == "string_value":
+            return None, [v.string_value[:max_len] for v in values], [], [], 0
+        if first == "bool_value":
+            return None, ["true" if v.bool_value else "false" for v in values], [], [], 0
+    # Mixed or unusual element kinds: position by position.
+    num_pos: list[int] = []
+    cat_pos: list[int] = []
+    nums: list[float] = []
+    cats: list[str] = []
+    bad = 0
+    for i, (v, k) in enumerate(zip(values, kinds)):
+        if k == "double_value" and not math.isinf(v.double_value):
+            num_pos.append(i)
+            nums.append(v.double_value)
+        elif k == "int_value":
+            num_pos.append(i)
+            nums.append(float(v.int_value))
+        elif k == "string_value":
+            cat_pos.append(i)
+            cats.append(v.string_value[:max_len])
+        elif k == "bool_value":
+            cat_pos.append(i)
+            cats.append("true" if v.bool_value else "false")
+        elif k is not None:
+            bad += 1
+    return nums, cats, num_pos, cat_pos, bad
+
+
+def decode_request(
+    request: ExportTraceServiceRequest | bytes, limits: DecodeLimits | None = None
+) -> DecodeResult:
+    """Decode one OTLP trace export into columnar batches, one per (model, version).
+
+    Raises ValueError when the bytes are not an ExportTraceServiceRequest.
+
+    >>> from opentelemetry.proto.trace.v1.trace_pb2 import Span
+    >>> req = ExportTraceServiceRequest()
+    >>> span = req.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=10**18)
+    >>> span.attributes.add(key="ml.model.name").value.string_value = "churn"
+    >>> span.attributes.add(key="ml.feature.age").value.int_value = 42
+    >>> result = decode_request(req)
+    >>> batch = result.batches[0]
+    >>> batch.model, batch.n_rows, batch.numeric["age"].tolist()
+    ('churn', 1, [42.0])
+    """
+    limits = limits or DecodeLimits()
+    if isinstance(request, (bytes, bytearray, memoryview)):
+        msg = ExportTraceServiceRequest()
+        try:
+            msg.ParseFromString(bytes(request))
+        except DecodeError as e:
+            raise ValueError(str(e) or "not a protobuf message") from e
+        request = msg
+    builders: dict[tuple[str, str], _ColumnBuilder] = {}
+    result = DecodeResult(batches=[])
+    now_ns = time.time_ns()
+    for rs in request.resource_spans:
+        res_model: AnyValue | None = None
+        res_version: AnyValue | None = None
+        for kv in rs.resource.attributes:
+            if kv.key == semconv.MODEL_NAME:
+                res_model = kv.value
+            elif kv.key == semconv.MODEL_VERSION:
+                res_version = kv.value
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                result.spans_received += 1
+                try:
+                    ok = _decode_span(span, res_model, res_version, builders, limits, now_ns)
+                except _Rejected as r:
+                    result.rejected[r.reason] += 1
+                    result.examples.setdefault(r.reason, r.detail)
+                    continue
+                if ok:
+                    result.spans_accepted += 1
+                else:
+                    result.spans_ignored += 1
+    result.batches = [b.build() for b in builders.values() if b.n_rows or b.span_end]
+    return result
+
+
+def _decode_span(
+    span,
+    res_model: AnyValue | None,
+    res_version: AnyValue | None,
+    builders: dict[tuple[str, str], _ColumnBuilder],
+    limits: DecodeLimits,
+    now_ns: int,
+) -> bool:
+    """Add one span to its group; False for a non-ML span; raises _Rejected for unusable ML spans."""
+    model_v = res_model
+    version_v = res_version
+    batch_v: AnyValue | None = None
+    ratio_v: AnyValue | None = None
+    columns: list[tuple[str, AnyValue]] = []
+    for kv in span.attributes:
+        key = kv.key
+        if not key.startswith("ml."):
+            continue
+        if key.startswith(semconv.FEATURE_PREFIX):
+            columns.append((key[_FEATURE_PREFIX_LEN:], kv.value))
+        elif key in _PREDICTION_COLUMNS:
+            columns.append((_PREDICTION_COLUMNS[key], kv.value))
+        elif key == semconv.MODEL_NAME:
+            model_v = kv.value
+        elif key == semconv.MODEL_VERSION:
+            version_v = kv.value
+        elif key == semconv.BATCH_SIZE:
+            batch_v = kv.value
+        elif key == semconv.SAMPLING_RATIO:
+            ratio_v = kv.value
+    if model_v is None:
+        return False
+    model = _string_attr(model_v)
+    if not model:
+        raise _Rejected("invalid_model_name", f"{semconv.MODEL_NAME} must be a non-empty string")
+    version = "" if version_v is None else _string_attr(version_v)
+    if version is None:
+        kind = version_v.WhichOneof("value")
+        if kind == "int_value":
+            version = str(version_v.int_value)
+        elif kind == "double_value":
+            version = str(version_v.double_value)
+        else:
+            raise _Rejected("invalid_model_version", f"{semconv.MODEL_VERSION} must be a string")
+    if len(columns) > limits.max_features_per_span:
+        raise _Rejected(
+            "too_many_features", f"{len(columns)} features in one span (limit {limits.max_features_per_span})"
+        )
+
+    weight = 1.0
+    if ratio_v is not None:
+        kind = ratio_v.WhichOneof("value")
+        ratio = ratio_v.double_value if kind == "double_value" else (
+            float(ratio_v.int_value) if kind == "int_value" else math.nan)
+        if not (0.0 < ratio <= 1.0):
+            raise _Rejected("invalid_sampling_ratio", f"{semconv.SAMPLING_RATIO} must be in (0, 1], got {ratio}")
+        weight = 1.0 / ratio
+
+    n = 1
+    if batch_v is not None:
+        if batch_v.WhichOneof("value") != "int_value" or not (1 <= batch_v.int_value <= limits.max_batch_size):
+            raise _Rejected(
+                "invalid_batch_size",
+                f"{semconv.BATCH_SIZE} must be an int in [1, {limits.max_batch_size}]",
+            )
+        n = batch_v.int_value
+
+    # Validate every column before touching the builder so a rejected span leaves no trace.
+    decoded: list[tuple[str, tuple]] = []
+    for name, value in columns:
+        kind = value.WhichOneof("value")
+        if batch_v is not None:
+            if kind != "array_value":
+                raise _Rejected("batch_value_not_array", f"'{name}' is not an array in a batch span")
+            elems = value.array_value.values
+            if len(elems) != n:
+                raise _Rejected(
+                    "batch_length_mismatch",
+                    f"'{name}' has {len(elems)} values, {semconv.BATCH_SIZE} is {n}",
+                )
+            decoded.append((name, _split_values(list(elems), limits.max_category_length)))
+        else:
+            if kind == "array_value":
+                raise _Rejected("array_without_batch_size",
+                                f"'{name}' is an array but the span has no {semconv.BATCH_SIZE}")
+            decoded.append((name, _split_values([value], limits.max_category_length)))
+
+    end = span.end_time_unix_nano or span.start_time_unix_nano or now_ns
+    dur = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9 if (
+        span.start_time_unix_nano and span.end_time_unix_nano >= span.start_time_unix_nano) else math.nan
+
+    b = builders.get((model, version))
+    if b is None:
+        b = builders[(model, version)] = _ColumnBuilder(model, version)
+    start = b.n_rows
+    for name, (nums, cats, num_pos, cat_pos, bad) in decoded:
+        if nums:
+            if num_pos:
+                idx = b.num_idx.setdefault(name, [])
+                b.num_val.setdefault(name, []).extend(nums)
+                idx.extend(start + p for p in num_pos)
+            else:
+                b.add_numeric(name, start, nums)
+        if cats:
+            if cat_pos:
+                idx = b.cat_idx.setdefault(name, [])
+                b.cat_val.setdefault(name, []).extend(cats)
+                idx.extend(start + p for p in cat_pos)
+            else:
+                b.add_categorical(name, start, cats)
+        if bad:
+            b.invalid[name] += bad
+    b.n_rows += n
+    b.row_time.append((n, end))
+    b.row_weight.append((n, weight))
+    b.span_end.append(end)
+    b.span_dur.append(dur)
+    b.span_err.append(span.status.code == _STATUS_ERROR)
+    return True

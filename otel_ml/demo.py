@@ -1,0 +1,147 @@
+"""``otel-ml demo``: the processor plus a generated credit-risk model whose inputs drift partway through.
+
+Everything runs in this process: the OTel SDK exports prediction spans over real OTLP/gRPC to the
+processor, which serves the real Prometheus endpoint. Small windows (2 s) and horizon (20 s) make the
+story fit in two minutes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+import urllib.request
+
+from otel_ml.config import load_config
+from otel_ml.instrument import ModelMonitor
+from otel_ml.semconv import PREDICTION_FEATURE
+
+MODEL = "credit-risk"
+VERSION = "1"
+DRIFTED = ("income", "region", PREDICTION_FEATURE, "prediction.score")
+STABLE = ("age", "credit_score", "channel")
+
+
+def _rows(rng: random.Random, n: int, drifted: bool) -> dict[str, list]:
+    regions = ["north", "south", "east", "west"]
+    weights = [0.1, 0.2, 0.3, 0.4] if drifted else [0.4, 0.3, 0.2, 0.1]
+    income = [rng.lognormvariate(10.9 if drifted else 10.6, 0.4) for _ in range(n)]
+    age = [int(min(90, max(18, rng.gauss(41, 11)))) for _ in range(n)]
+    credit = [rng.gauss(680, 55) for _ in range(n)]
+    return {
+        "income": income,
+        "age": age,
+        "credit_score": credit,
+        "region": rng.choices(regions, weights, k=n),
+        "channel": rng.choices(["web", "app", "branch"], [0.5, 0.35, 0.15], k=n),
+    }
+
+
+def _predict(cols: dict[str, list]) -> tuple[list[str], list[float]]:
+    labels, scores = [], []
+    for inc, cs in zip(cols["income"], cols["credit_score"]):
+        z = 0.00003 * (inc - 45_000) + 0.02 * (cs - 680)
+        p = 1 / (1 + math.exp(-z))
+        labels.append("approve" if p >= 0.5 else "deny")
+        scores.append(max(p, 1 - p))
+    return labels, scores
+
+
+def _scrape(port: int) -> dict[tuple[str, str], float]:
+    """(feature, method) → value of ml_drift_detected and ml_drift_score for the demo model."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        for metric in ("ml_drift_detected{", "ml_drift_score{"):
+            if line.startswith(metric) and f'ml_model_name="{MODEL}"' in line:
+                labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.rindex("}")].split(",")
+                              if "=" in part)
+                key = (metric[:-1], labels["ml_feature_name"].strip('"'), labels["ml_drift_method"].strip('"'))
+                out[key] = float(line.rsplit(" ", 1)[1])  # type: ignore[index]
+    return out
+
+
+def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus_endpoint: str,
+             rate: float) -> int:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_ml.service import ProcessorService
+
+    state = tempfile.mkdtemp(prefix="otel-ml-demo-")
+    cfg = load_config(overrides={
+        "receiver.otlp_grpc.endpoint": grpc_endpoint,
+        "export.prometheus.endpoint": prometheus_endpoint,
+        "state_dir": state,
+        "windows.window_seconds": 2,
+        "windows.horizon_seconds": 20,
+        "evaluation.interval_seconds": 2,
+    })
+    service = ProcessorService(cfg)
+    service.start()
+    port = service.exporter.prometheus_port
+    host = grpc_endpoint.rpartition(":")[0]
+    provider = TracerProvider(resource=Resource.create({"service.name": "credit-risk-api"}))
+    provider.add_span_processor(BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=f"http://{host}:{service.receiver.port}", insecure=True),
+        max_queue_size=20_000, schedule_delay_millis=200))
+    monitor = ModelMonitor(MODEL, VERSION, tracer_provider=provider)
+    rng = random.Random(7)
+    print(f"""otel-ml demo: model {MODEL!r} serves ~{rate:.0f} predictions/s for {duration:.0f}s.
+  Processor: OTLP/gRPC on {host}:{service.receiver.port}, Prometheus on http://127.0.0.1:{port}/metrics
+  Windows 2s, horizon 20s: the first 20s become the reference (no baseline given).
+  At {drift_after:.0f}s income rises and the region mix flips; age, credit_score and channel stay stable.
+  Look at:  curl -s http://127.0.0.1:{port}/metrics | grep 'ml_drift_detected{{.*overall'
+""", flush=True)
+    start = time.monotonic()
+    next_report = start + 5
+    tick = 0.1
+    try:
+        while (now := time.monotonic()) - start < duration:
+            drifted = now - start >= drift_after
+            n = max(1, int(rate * tick))
+            cols = _rows(rng, n, drifted)
+            labels, scores = _predict(cols)
+            # Most rows as one batch span, a few as single-prediction spans: both forms on the wire.
+            single = min(5, n)
+            monitor.record_batch({k: v[single:] for k, v in cols.items()}, labels[single:], scores[single:])
+            for i in range(single):
+                with monitor.predict({k: v[i] for k, v in cols.items()}) as p:
+                    p.set_prediction(labels[i], score=scores[i])
+            if now >= next_report:
+                next_report += 10
+                _print_status(now - start, drifted, port)
+            time.sleep(max(0.0, tick - (time.monotonic() - now)))
+        provider.force_flush()
+        time.sleep(cfg.evaluation.interval_seconds * 1.5)
+        _print_status(time.monotonic() - start, True, port)
+    finally:
+        provider.shutdown()
+        service.shutdown()
+    print("demo finished. In production: `otel-ml serve`, with baselines from `otel-ml baseline build`.")
+    return 0
+
+
+def _print_status(elapsed: float, drifted: bool, port: int | None) -> None:
+    if port is None:
+        return
+    try:
+        m = _scrape(port)
+    except OSError as e:
+        print(f"[{elapsed:5.0f}s] scrape failed: {e}")
+        return
+    if not any(k[2] == "overall" for k in m):
+        print(f"[{elapsed:5.0f}s] collecting the reference horizon ...", flush=True)
+        return
+    phase = "after drift " if drifted else "before drift"
+    cells = []
+    for feature in (*DRIFTED, *STABLE):
+        det = m.get(("ml_drift_detected", feature, "overall"))
+        p = m.get(("ml_drift_score", feature, "overall"))
+        if det is None:
+            continue
+        cells.append(f"{feature}={'DRIFT' if det else 'ok'}(p={p:.1e})" if p is not None else feature)
+    print(f"[{elapsed:5.0f}s] {phase}: " + "  ".join(cells), flush=True)

@@ -1,0 +1,212 @@
+"""Where metrics leave: OTel SDK MeterProvider with a Prometheus pull endpoint and optional OTLP push.
+
+Drift and data-quality numbers are observable gauges read from the latest evaluation, so a model or
+feature that disappears stops being reported instead of freezing at its last value. Names, units
+and their Prometheus spellings are listed in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import Counter, MeterProvider, ObservableGauge
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from otel_ml import semconv as sc
+from otel_ml.analyze.drift import ModelReport
+from otel_ml.config import ExportConfig
+
+log = logging.getLogger(__name__)
+
+# Every (model, version, feature, method) is one series; the SDK's default of 2000 per metric is far too
+# small for a fleet of models (100 models × 50 features × 6 methods = 30,000).
+MAX_SERIES_PER_METRIC = 200_000
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """``host:port`` → (host, port); ``[::1]:9464`` works too."""
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"endpoint must be host:port, got {endpoint!r}")
+    return host.strip("[]"), int(port)
+
+
+def _model_attrs(r: ModelReport) -> dict[str, str]:
+    return {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version}
+
+
+class MetricsExporter:
+    """Owns the MeterProvider, its readers, and every instrument otel-ml exports."""
+
+    def __init__(self, config: ExportConfig, reports: Callable[[], list[ModelReport]],
+                 instance_id: str | None = None) -> None:
+        self.config = config
+        self._reports = reports
+        self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._http_server = None
+        self.prometheus_port: int | None = None
+        self.provider: MeterProvider | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        limits = {ObservableGauge: MAX_SERIES_PER_METRIC, Counter: MAX_SERIES_PER_METRIC}
+        readers: list[MetricReader] = []
+        if self.config.prometheus.enabled:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from prometheus_client import CollectorRegistry, start_http_server
+
+            registry = CollectorRegistry(auto_describe=True)
+            readers.append(PrometheusMetricReader(registry=registry, cardinality_limits=limits))
+            host, port = split_endpoint(self.config.prometheus.endpoint)
+            self._http_server, _ = start_http_server(port, addr=host, registry=registry)
+            self.prometheus_port = self._http_server.server_port
+            log.info("Prometheus metrics on http://%s:%d/metrics", host, self.prometheus_port)
+        if self.config.otlp.endpoint:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+            temporality = (AggregationTemporality.DELTA if self.config.otlp.temporality == "delta"
+                           else AggregationTemporality.CUMULATIVE)
+            exporter = OTLPMetricExporter(
+                endpoint=self.config.otlp.endpoint, insecure=self.config.otlp.insecure,
+                headers=dict(self.config.otlp.headers) or None,
+                preferred_temporality={Counter: temporality})
+            readers.append(PeriodicExportingMetricReader(
+                exporter, export_interval_millis=self.config.otlp.interval_seconds * 1000,
+                cardinality_limits=limits))
+            log.info("OTLP metrics to %s every %ss", self.config.otlp.endpoint, self.config.otlp.interval_seconds)
+        resource = Resource.create({"service.name": "otel-ml", "service.instance.id": self.instance_id})
+        self.provider = MeterProvider(metric_readers=readers, resource=resource)
+        self._create_instruments()
+
+    def shutdown(self) -> None:
+        if self.provider is not None:
+            self.provider.shutdown()
+        if self._http_server is not None:
+            self._http_server.shutdown()
+            self._http_server.server_close()
+
+    # --- instruments -----------------------------------------------------------------------------
+    def _create_instruments(self) -> None:
+        assert self.provider is not None
+        meter = self.provider.get_meter("otel_ml")
+        self.predictions = meter.create_counter(
+            sc.METRIC_PREDICTIONS, unit="{prediction}",
+            description="Predictions made, scaled by 1/ml.sampling.ratio")
+        self.spans_received = meter.create_counter(
+            sc.METRIC_SPANS_RECEIVED, unit="{span}", description="Spans received over OTLP")
+        self.spans_accepted = meter.create_counter(
+            sc.METRIC_SPANS_ACCEPTED, unit="{span}", description="ML spans decoded and profiled")
+        self.spans_ignored = meter.create_counter(
+            sc.METRIC_SPANS_IGNORED, unit="{span}", description="Spans without ml.model.name (not ML traffic)")
+        self.spans_rejected = meter.create_counter(
+            sc.METRIC_SPANS_REJECTED, unit="{span}", description="ML spans rejected, by reason")
+        self.rows_late = meter.create_counter(
+            sc.METRIC_ROWS_LATE, unit="{prediction}",
+            description="Rows dropped because their window was already gone (older than horizon + lateness)")
+        gauges: list[tuple[str, str, str, Callable[[], Iterable[Observation]]]] = [
+            (sc.METRIC_DRIFT_SCORE, "{score}", "Drift score per feature and method (overall: the test's p-value)",
+             self._drift_scores),
+            (sc.METRIC_DRIFT_DETECTED, "", "1 when drift is detected, per feature and method", self._drift_detected),
+            (sc.METRIC_DRIFT_THRESHOLD, "{score}", "Threshold the score is compared with", self._drift_thresholds),
+            (sc.METRIC_DRIFT_WITHHELD, "", "1 when a feature's decision is withheld; reason says why",
+             self._drift_withheld),
+            (sc.METRIC_SAMPLE_COUNT, "{value}", "Values compared, per feature and sample (reference/current)",
+             self._sample_counts),
+            (sc.METRIC_MISSING_RATIO, "", "Share of current rows with the feature missing", self._missing),
+            (sc.METRIC_TYPE_MISMATCH_RATIO, "", "Share of current rows with a value of the wrong type",
+             self._mismatch),
+            (sc.METRIC_UNSEEN_RATIO, "", "Share of current values in categories the reference never had",
+             self._unseen),
+            (sc.METRIC_OUT_OF_RANGE_RATIO, "", "Share of current values outside the reference's [min, max]",
+             self._out_of_range),
+            (sc.METRIC_LATENCY, "s", "Span duration quantiles over the current horizon", self._latency),
+            (sc.METRIC_ERROR_RATIO, "", "Share of prediction spans with status ERROR over the current horizon",
+             self._errors),
+            (sc.METRIC_REFERENCE_READY, "", "1 when the model has a reference (baseline or pinned)",
+             self._reference_ready),
+        ]
+        for name, unit, description, fn in gauges:
+            meter.create_observable_gauge(name, callbacks=[self._callback(fn)], unit=unit, description=description)
+
+    @staticmethod
+    def _callback(fn: Callable[[], Iterable[Observation]]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            try:
+                return list(fn())
+            except Exception:  # a bug here must not take the endpoint down
+                log.exception("metric callback failed")
+                return []
+        return callback
+
+    # --- observations from the latest reports -----------------------------------------------------
+    def _feature_method_obs(self, value: Callable) -> Iterable[Observation]:
+        for r in self._reports():
+            base = _model_attrs(r)
+            for f in r.features:
+                for m in [*f.methods, f.overall]:
+                    v = value(m)
+                    if v is not None and not math.isnan(v):
+                        yield Observation(v, {**base, sc.ATTR_FEATURE_NAME: f.feature, sc.ATTR_DRIFT_METHOD: m.method})
+
+    def _drift_scores(self) -> Iterable[Observation]:
+        return self._feature_method_obs(lambda m: m.score)
+
+    def _drift_detected(self) -> Iterable[Observation]:
+        return self._feature_method_obs(lambda m: 1 if m.detected else 0)
+
+    def _drift_thresholds(self) -> Iterable[Observation]:
+        return self._feature_method_obs(lambda m: m.threshold)
+
+    def _drift_withheld(self) -> Iterable[Observation]:
+        for r in self._reports():
+            for f in r.features:
+                yield Observation(1 if f.withheld_reason else 0, {
+                    **_model_attrs(r), sc.ATTR_FEATURE_NAME: f.feature, sc.ATTR_REASON: f.withheld_reason or "none"})
+
+    def _sample_counts(self) -> Iterable[Observation]:
+        for r in self._reports():
+            for f in r.features:
+                attrs = {**_model_attrs(r), sc.ATTR_FEATURE_NAME: f.feature}
+                yield Observation(f.reference_count, {**attrs, sc.ATTR_SAMPLE: "reference"})
+                yield Observation(f.current_count, {**attrs, sc.ATTR_SAMPLE: "current"})
+
+    def _feature_obs(self, value: Callable) -> Iterable[Observation]:
+        for r in self._reports():
+            for f in r.features:
+                v = value(f)
+                if not math.isnan(v):
+                    yield Observation(v, {**_model_attrs(r), sc.ATTR_FEATURE_NAME: f.feature})
+
+    def _missing(self) -> Iterable[Observation]:
+        return self._feature_obs(lambda f: f.missing_ratio)
+
+    def _mismatch(self) -> Iterable[Observation]:
+        return self._feature_obs(lambda f: f.type_mismatch_ratio)
+
+    def _unseen(self) -> Iterable[Observation]:
+        return self._feature_obs(lambda f: f.unseen_ratio)
+
+    def _out_of_range(self) -> Iterable[Observation]:
+        return self._feature_obs(lambda f: f.out_of_range_ratio)
+
+    def _latency(self) -> Iterable[Observation]:
+        for r in self._reports():
+            for q, v in (("0.5", r.latency_p50), ("0.95", r.latency_p95), ("0.99", r.latency_p99)):
+                if not math.isnan(v):
+                    yield Observation(v, {**_model_attrs(r), sc.ATTR_QUANTILE: q})
+
+    def _errors(self) -> Iterable[Observation]:
+        for r in self._reports():
+            if not math.isnan(r.error_ratio):
+                yield Observation(r.error_ratio, _model_attrs(r))
+
+    def _reference_ready(self) -> Iterable[Observation]:
+        for r in self._reports():
+            yield Observation(1 if r.reference_source else 0,
+                              {**_model_attrs(r), "ml.reference.source": r.reference_source or "none"})

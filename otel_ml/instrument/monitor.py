@@ -1,0 +1,289 @@
+"""Record predictions as OTel spans with ml.* attributes. Imports opentelemetry-api only.
+
+Rules for the serving path: never raise because of a feature value (an unusable value is dropped and
+counted in ``ModelMonitor.dropped_values``), never block (spans go to whatever SpanProcessor the app
+configured; the SDK's BatchSpanProcessor exports in the background), cost little when not sampled.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+
+from otel_ml import semconv
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+Scalar = bool | int | float | str
+
+SPAN_NAME = "ml.predict"
+
+
+def _scalar(value: Any) -> Scalar | None:
+    """A value an OTel attribute can carry, None for a missing value; TypeError for an unusable one."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, str)):
+        return value if value != "" else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    item = getattr(value, "item", None)  # numpy scalars, without importing numpy
+    if callable(item):
+        try:
+            return _scalar(item())
+        except (TypeError, ValueError):
+            return None
+    raise TypeError(type(value).__name__)
+
+
+def _column(values: Sequence[Any]) -> list[Any]:
+    """A homogeneous attribute array; missing numbers become NaN and missing strings "" (both read as
+    missing by the processor). Raises TypeError when the values mix numbers and strings."""
+    items = [_scalar(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+    present = [v for v in items if v is not None]
+    if not present:
+        return [math.nan] * len(items)
+    if all(isinstance(v, bool) for v in present):
+        # bools cannot carry a missing marker; categorical anyway, so use strings.
+        return ["" if v is None else ("true" if v else "false") for v in items]
+    if all(isinstance(v, str) for v in present):
+        return ["" if v is None else v for v in items]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        if all(isinstance(v, int) for v in present) and len(present) == len(items):
+            return items
+        return [math.nan if v is None else float(v) for v in items]
+    raise TypeError("mixed value types")
+
+
+class PredictionRecord:
+    """Handle of one prediction being recorded; set the output once the model answered."""
+
+    def __init__(self, monitor: ModelMonitor, span: trace.Span) -> None:
+        self._monitor = monitor
+        self.span = span
+
+    def set_feature(self, name: str, value: Any) -> None:
+        self._monitor._set(self.span, semconv.FEATURE_PREFIX + name, value)
+
+    def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None) -> None:
+        self._monitor._set(self.span, semconv.PREDICTION, value)
+        if score is not None:
+            self._monitor._set(self.span, semconv.PREDICTION_SCORE, score)
+        if prediction_id is not None:
+            self._monitor._set(self.span, semconv.PREDICTION_ID, prediction_id)
+
+
+class _NotSampled(PredictionRecord):
+    def set_feature(self, name: str, value: Any) -> None:
+        pass
+
+    def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None) -> None:
+        pass
+
+
+class ModelMonitor:
+    """One per served model: records predictions as spans.
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    >>> spans = InMemorySpanExporter(); provider = TracerProvider()
+    >>> provider.add_span_processor(SimpleSpanProcessor(spans))
+    >>> monitor = ModelMonitor("churn", "3", tracer_provider=provider)
+    >>> with monitor.predict({"age": 42, "plan": "pro", "bad": object()}) as p:
+    ...     p.set_prediction(0.83)
+    >>> attrs = spans.get_finished_spans()[0].attributes
+    >>> attrs["ml.feature.age"], attrs["ml.prediction"], monitor.dropped_values
+    (42, 0.83, 1)
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        model_version: str = "",
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        sampling_ratio: float = 1.0,
+        span_name: str = SPAN_NAME,
+    ) -> None:
+        if not 0.0 < sampling_ratio <= 1.0:
+            raise ValueError("sampling_ratio must be in (0, 1]")
+        self.model_name = model_name
+        self.model_version = model_version
+        self.sampling_ratio = sampling_ratio
+        self.span_name = span_name
+        self.dropped_values = 0
+        """Feature or prediction values that could not be recorded (unsupported type)."""
+        self._tracer = trace.get_tracer("otel_ml.instrument", tracer_provider=tracer_provider)
+        self._base: dict[str, Any] = {semconv.MODEL_NAME: model_name}
+        if model_version:
+            self._base[semconv.MODEL_VERSION] = model_version
+        if sampling_ratio < 1.0:
+            self._base[semconv.SAMPLING_RATIO] = sampling_ratio
+        self._random = random.Random()
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _drop(self, key: str, why: object) -> None:
+        self.dropped_values += 1
+        if self.dropped_values == 1 or self.dropped_values % 10_000 == 0:
+            log.warning("otel-ml: dropped value of %s (%s); %d dropped so far", key, why, self.dropped_values)
+
+    def _set(self, span: trace.Span, key: str, value: Any) -> None:
+        try:
+            v = _scalar(value)
+        except Exception as e:  # never raise into serving code
+            self._drop(key, e)
+            return
+        if v is not None:
+            span.set_attribute(key, v)
+
+    def _attributes(self, features: Mapping[str, Any] | None) -> dict[str, Any]:
+        attrs = dict(self._base)
+        if features:
+            try:
+                items = list(features.items())
+            except Exception as e:
+                self._drop("features", e)
+                return attrs
+            for name, value in items:
+                try:
+                    v = _scalar(value)
+                except Exception as e:
+                    self._drop(f"{semconv.FEATURE_PREFIX}{name}", e)
+                    continue
+                if v is not None:
+                    attrs[semconv.FEATURE_PREFIX + str(name)] = v
+        return attrs
+
+    def _sampled(self) -> bool:
+        return self.sampling_ratio >= 1.0 or self._random.random() < self.sampling_ratio
+
+    # --- one prediction ------------------------------------------------------------------------
+    @contextmanager
+    def predict(self, features: Mapping[str, Any] | None = None) -> Iterator[PredictionRecord]:
+        """Context manager around one model call; the span's duration is the call's latency and an
+        exception marks the span as an error (and still propagates)."""
+        if not self._sampled():
+            yield _NotSampled(self, trace.INVALID_SPAN)
+            return
+        with self._tracer.start_as_current_span(self.span_name, attributes=self._attributes(features)) as span:
+            yield PredictionRecord(self, span)
+
+    def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
+               prediction_id: str | None = None) -> None:
+        """Record a prediction that already happened (a zero-length span)."""
+        with self.predict(features) as p:
+            if prediction is not None:
+                p.set_prediction(prediction, score, prediction_id)
+
+    def trace(self, fn: F) -> F:
+        """Decorator for ``fn(features: Mapping, ...) -> prediction``: records the features (first
+        argument) and a scalar return value as the prediction."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            features = args[0] if args and isinstance(args[0], Mapping) else kwargs.get("features")
+            with self.predict(features if isinstance(features, Mapping) else None) as p:
+                result = fn(*args, **kwargs)
+                p.set_prediction(result)
+                return result
+
+        return wrapper  # type: ignore[return-value]
+
+    # --- many predictions in one span -------------------------------------------------------------
+    def record_batch(
+        self,
+        features: Mapping[str, Sequence[Any]],
+        predictions: Sequence[Any] | None = None,
+        scores: Sequence[float] | None = None,
+    ) -> None:
+        """Record N predictions as one span: every column becomes an array attribute of length N and
+        ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``."""
+        try:
+            columns: dict[str, Sequence[Any]] = {semconv.FEATURE_PREFIX + str(k): v for k, v in features.items()}
+            if predictions is not None:
+                columns[semconv.PREDICTION] = predictions
+            if scores is not None:
+                columns[semconv.PREDICTION_SCORE] = scores
+            self._record_columns(columns)
+        except Exception as e:  # never raise into serving code
+            self._drop("batch", e)
+
+    def _record_columns(self, columns: dict[str, Sequence[Any]]) -> None:
+        lists = {k: (v.tolist() if hasattr(v, "tolist") else list(v)) for k, v in columns.items()}
+        lengths = {len(v) for v in lists.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"columns differ in length: {sorted(lengths)}")
+        n = lengths.pop()
+        if self.sampling_ratio < 1.0:
+            keep = [i for i in range(n) if self._random.random() < self.sampling_ratio]
+            lists = {k: [v[i] for i in keep] for k, v in lists.items()}
+            n = len(keep)
+        if n == 0:
+            return
+        attrs = dict(self._base)
+        attrs[semconv.BATCH_SIZE] = n
+        for key, values in lists.items():
+            try:
+                attrs[key] = _column(values)
+            except Exception as e:
+                self._drop(key, e)
+        with self._tracer.start_as_current_span(self.span_name, attributes=attrs):
+            pass
+
+    def wrap(self, model: Any, feature_names: Sequence[str] | None = None) -> MonitoredModel:
+        """Wrap a scikit-learn-style model: ``predict``/``predict_proba`` record a batch span per call."""
+        return MonitoredModel(model, self, feature_names)
+
+
+class MonitoredModel:
+    """A model whose ``predict``/``predict_proba`` calls are recorded; everything else passes through."""
+
+    def __init__(self, model: Any, monitor: ModelMonitor, feature_names: Sequence[str] | None = None) -> None:
+        self._model = model
+        self._monitor = monitor
+        self._feature_names = list(feature_names) if feature_names is not None else None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def _features(self, X: Any) -> dict[str, Sequence[Any]]:
+        if hasattr(X, "columns"):  # a DataFrame
+            return {str(c): X[c].tolist() for c in X.columns}
+        rows = X.tolist() if hasattr(X, "tolist") else [list(r) for r in X]
+        names = self._feature_names or [str(n) for n in getattr(self._model, "feature_names_in_", [])]
+        width = len(rows[0]) if rows else 0
+        if len(names) != width:
+            names = [f"x{i}" for i in range(width)]
+        return {name: [r[i] for r in rows] for i, name in enumerate(names)}
+
+    def predict(self, X: Any, *args: Any, **kwargs: Any) -> Any:
+        y = self._model.predict(X, *args, **kwargs)
+        try:
+            self._monitor.record_batch(self._features(X), predictions=y)
+        except Exception as e:
+            self._monitor._drop("predict", e)
+        return y
+
+    def predict_proba(self, X: Any, *args: Any, **kwargs: Any) -> Any:
+        proba = self._model.predict_proba(X, *args, **kwargs)
+        try:
+            rows = proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba]
+            classes = list(getattr(self._model, "classes_", range(len(rows[0]) if rows else 0)))
+            best = [max(range(len(r)), key=r.__getitem__) for r in rows]
+            labels = [classes[i].item() if hasattr(classes[i], "item") else classes[i] for i in best]
+            scores = [r[i] for r, i in zip(rows, best)]
+            self._monitor.record_batch(self._features(X), predictions=labels, scores=scores)
+        except Exception as e:
+            self._monitor._drop("predict_proba", e)
+        return proba

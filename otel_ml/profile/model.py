@@ -1,0 +1,200 @@
+"""A model's profile: one feature profile per feature plus volume and operational counts.
+
+The same class is a window, a merged horizon, and a baseline (reference) file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+import datasketches as ds
+import numpy as np
+
+from otel_ml.decode.batch import ColumnarBatch
+from otel_ml.profile.sketch import (
+    CATEGORICAL,
+    NUMERIC,
+    CategoricalProfile,
+    FeatureProfile,
+    NumericProfile,
+    SketchConfig,
+    new_profile,
+    profile_from_dict,
+)
+
+PROFILE_FORMAT = "otel-ml-profile"
+PROFILE_FORMAT_VERSION = 1
+
+
+def category_strings(values: np.ndarray) -> np.ndarray:
+    """Canonical category text of numbers, the same for a CSV cell and a span attribute.
+
+    >>> category_strings(np.array([3.0, 3.5, np.nan])).tolist()
+    ['3', '3.5', '']
+    """
+    out = np.full(len(values), "", dtype=object)
+    finite = np.isfinite(values)
+    integral = finite & (np.mod(values, 1) == 0) & (np.abs(values) < 2**53)
+    out[integral] = values[integral].astype(np.int64).astype(str)
+    rest = finite & ~integral
+    out[rest] = values[rest].astype(str)
+    return out.astype(str)
+
+
+def choose_kind(batch: ColumnarBatch, name: str) -> str:
+    """The kind of a feature seen for the first time: whichever type has more values in the batch."""
+    n_num = int((~np.isnan(batch.numeric[name])).sum()) if name in batch.numeric else 0
+    n_cat = int((batch.categorical[name] != "").sum()) if name in batch.categorical else 0
+    return CATEGORICAL if n_cat > n_num else NUMERIC
+
+
+class ModelProfile:
+    """Profiles of every feature of one (model, version) over some span of event time.
+
+    >>> from otel_ml.decode.batch import ColumnarBatch
+    >>> b = ColumnarBatch("m", "1", 3, np.zeros(3, np.int64), np.ones(3),
+    ...                   numeric={"x": np.array([1.0, 2.0, 3.0])}, categorical={"c": np.array(["a", "b", "a"])})
+    >>> p = ModelProfile("m", "1")
+    >>> p.update(b, {"x": "numeric", "c": "categorical"})
+    >>> p.rows, p.features["x"].count, p.features["c"].frequencies()
+    (3, 3, {'a': 2, 'b': 1})
+    """
+
+    def __init__(self, model: str, version: str, config: SketchConfig | None = None) -> None:
+        self.model = model
+        self.version = version
+        self.config = config or SketchConfig()
+        self.rows = 0
+        self.predictions = 0.0
+        """Rows scaled by 1/sampling ratio: predictions the model made."""
+        self.spans = 0
+        self.error_spans = 0
+        self.latency = ds.kll_doubles_sketch(self.config.kll_k)
+        """Span durations in seconds."""
+        self.start_ns: int | None = None
+        self.end_ns: int | None = None
+        self.features: dict[str, FeatureProfile] = {}
+
+    def feature(self, name: str, kind: str) -> FeatureProfile:
+        p = self.features.get(name)
+        if p is None:
+            p = self.features[name] = new_profile(kind, self.config)
+        return p
+
+    def update(self, batch: ColumnarBatch, kinds: dict[str, str]) -> None:
+        """Add a batch; ``kinds`` (name → numeric/categorical) covers every feature the model has, so a
+        feature absent from the batch counts its rows as missing."""
+        n = batch.n_rows
+        self.rows += n
+        self.predictions += float(batch.row_weight.sum())
+        self.spans += len(batch.span_end_ns)
+        self.error_spans += int(batch.span_error.sum())
+        durations = batch.span_duration_s[~np.isnan(batch.span_duration_s)]
+        if len(durations):
+            self.latency.update(np.ascontiguousarray(durations))
+        if len(batch.span_end_ns):
+            lo, hi = int(batch.span_end_ns.min()), int(batch.span_end_ns.max())
+            self.start_ns = lo if self.start_ns is None else min(self.start_ns, lo)
+            self.end_ns = hi if self.end_ns is None else max(self.end_ns, hi)
+        for name, kind in kinds.items():
+            prof = self.feature(name, kind)
+            invalid = batch.invalid.get(name, 0)
+            num = batch.numeric.get(name)
+            cat = batch.categorical.get(name)
+            if kind == NUMERIC:
+                # Rows holding a string are NaN in the numeric column: mismatches, not missing values.
+                wrong = int((cat != "").sum()) if cat is not None else 0
+                values = num if num is not None else np.full(n, np.nan)
+                prof.update(values, mismatch=wrong)
+            else:
+                values = cat if cat is not None else np.full(n, "", dtype="<U1")
+                if num is not None:
+                    # Numbers are valid categories (integer-coded classes): "3" for 3 and 3.0, "3.5" for 3.5.
+                    has_num = ~np.isnan(num)
+                    values = np.where(has_num, category_strings(num), values)
+                prof.update(values)
+            # Unusable values (bytes, maps, ±inf) were not placed in a column; they were counted as missing.
+            if invalid:
+                prof.missing -= invalid
+                prof.mismatch += invalid
+
+    def merge(self, other: ModelProfile) -> None:
+        self.rows += other.rows
+        self.predictions += other.predictions
+        self.spans += other.spans
+        self.error_spans += other.error_spans
+        if not other.latency.is_empty():
+            self.latency.merge(other.latency)
+        if other.start_ns is not None:
+            self.start_ns = other.start_ns if self.start_ns is None else min(self.start_ns, other.start_ns)
+            self.end_ns = other.end_ns if self.end_ns is None else max(self.end_ns or 0, other.end_ns or 0)
+        for name, prof in other.features.items():
+            mine = self.features.get(name)
+            if mine is None:
+                mine = self.features[name] = prof.empty_like()
+            if mine.kind == prof.kind:
+                mine.merge(prof)  # type: ignore[arg-type]
+            else:
+                # The kind changed between windows (e.g. a baseline said otherwise): count as mismatches.
+                mine.mismatch += prof.count
+                mine.missing += prof.missing + prof.mismatch
+
+    def kinds(self) -> dict[str, str]:
+        return {name: p.kind for name, p in self.features.items()}
+
+    def latency_quantile(self, q: float) -> float:
+        return float(self.latency.get_quantile(q)) if not self.latency.is_empty() else math.nan
+
+    # --- serialization: a baseline file is exactly this ---------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PROFILE_FORMAT,
+            "format_version": PROFILE_FORMAT_VERSION,
+            "model": self.model,
+            "model_version": self.version,
+            "kll_k": self.config.kll_k,
+            "frequent_items_lg_max_map_size": self.config.frequent_items_lg_max_map_size,
+            "rows": self.rows,
+            "predictions": self.predictions,
+            "spans": self.spans,
+            "error_spans": self.error_spans,
+            "latency": base64.b64encode(self.latency.serialize()).decode("ascii"),
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "features": {name: p.to_dict() for name, p in sorted(self.features.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelProfile:
+        if d.get("format") != PROFILE_FORMAT:
+            raise ValueError(f"not an otel-ml profile (format={d.get('format')!r})")
+        if int(d.get("format_version", 0)) > PROFILE_FORMAT_VERSION:
+            raise ValueError(f"profile format_version {d['format_version']} is newer than this otel-ml reads")
+        p = cls(d["model"], d.get("model_version", ""), SketchConfig(
+            kll_k=int(d.get("kll_k", 200)),
+            frequent_items_lg_max_map_size=int(d.get("frequent_items_lg_max_map_size", 10))))
+        p.rows, p.predictions = int(d["rows"]), float(d["predictions"])
+        p.spans, p.error_spans = int(d.get("spans", 0)), int(d.get("error_spans", 0))
+        if d.get("latency"):
+            p.latency = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["latency"]))
+        p.start_ns, p.end_ns = d.get("start_ns"), d.get("end_ns")
+        p.features = {name: profile_from_dict(f) for name, f in d["features"].items()}
+        return p
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelProfile:
+        return cls.from_dict(json.loads(text))
+
+    def copy(self) -> ModelProfile:
+        out = ModelProfile(self.model, self.version, self.config)
+        out.merge(self)
+        return out
+
+
+__all__ = ["CategoricalProfile", "ModelProfile", "NumericProfile", "choose_kind"]

@@ -1,0 +1,176 @@
+"""Where windows live: tumbling event-time windows per (model, version), merged into a trailing horizon.
+
+Event time is the span's end time. The watermark is the newest event time seen minus the allowed
+lateness; windows are kept while they can still matter (the horizon plus the lateness behind the
+newest window), so memory is bounded by horizon / window windows per model.
+
+Without a baseline, the first full horizon is pinned as the reference: once the watermark passes
+``first window start + horizon``, the windows of that horizon are merged into a reference profile and
+the current horizon starts after it, so reference and current never share rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from otel_ml.decode.batch import ColumnarBatch
+from otel_ml.profile.model import ModelProfile, choose_kind
+from otel_ml.profile.sketch import SketchConfig
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    window_seconds: float = 60.0
+    horizon_seconds: float = 900.0
+    allowed_lateness_seconds: float | None = None
+    """How far behind the newest event a span may arrive and still count; default: one window."""
+
+    @property
+    def window_ns(self) -> int:
+        return int(self.window_seconds * NS)
+
+    @property
+    def horizon_ns(self) -> int:
+        # A whole number of windows, at least one.
+        return max(1, round(self.horizon_seconds / self.window_seconds)) * self.window_ns
+
+    @property
+    def lateness_ns(self) -> int:
+        lateness = self.window_seconds if self.allowed_lateness_seconds is None else self.allowed_lateness_seconds
+        return int(lateness * NS)
+
+
+class WindowedProfile:
+    """Windows of one (model, version), the reference it is compared with, and the feature kinds.
+
+    >>> import numpy as np
+    >>> wp = WindowedProfile("m", "", WindowConfig(window_seconds=1, horizon_seconds=2, allowed_lateness_seconds=0))
+    >>> def batch(t):
+    ...     return ColumnarBatch("m", "", 1, np.array([t * NS]), np.ones(1), numeric={"x": np.array([float(t)])},
+    ...                          span_end_ns=np.array([t * NS]), span_duration_s=np.array([0.01]),
+    ...                          span_error=np.array([False]))
+    >>> for t in range(5):
+    ...     _ = wp.update(batch(t))
+    >>> wp.reference.rows, wp.reference_source, wp.current().rows
+    (2, 'pinned', 2)
+    """
+
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        window: WindowConfig,
+        sketch: SketchConfig | None = None,
+        reference: ModelProfile | None = None,
+        kinds: dict[str, str] | None = None,
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.window = window
+        self.sketch = sketch or SketchConfig()
+        self.windows: dict[int, ModelProfile] = {}
+        self.kinds: dict[str, str] = dict(kinds or {})
+        self.reference: ModelProfile | None = None
+        self.reference_source: str | None = None
+        self.first_window_ns: int | None = None
+        self.newest_event_ns: int | None = None
+        self.current_start_ns: int | None = None
+        """Start of the earliest window the current horizon may use (after a pinned reference)."""
+        self.just_pinned = False
+        if reference is not None:
+            self.set_reference(reference, "baseline")
+
+    def set_reference(self, reference: ModelProfile, source: str) -> None:
+        self.reference = reference
+        self.reference_source = source
+        for name, kind in reference.kinds().items():
+            self.kinds.setdefault(name, kind)
+
+    def update(self, batch: ColumnarBatch) -> int:
+        """Add a batch; returns the number of rows dropped because they arrived too late."""
+        win = self.window.window_ns
+        for name in batch.feature_names():
+            if name not in self.kinds:
+                self.kinds[name] = choose_kind(batch, name) if (
+                    name in batch.numeric or name in batch.categorical) else "numeric"
+        late = 0
+        for start, part in batch.split_by_window(win).items():
+            if self.first_window_ns is None:
+                self.first_window_ns = start
+            if start < self._oldest_kept_ns(start):
+                late += part.n_rows
+                continue
+            w = self.windows.get(start)
+            if w is None:
+                w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch)
+            w.update(part, self.kinds)
+            newest = int(part.span_end_ns.max()) if len(part.span_end_ns) else start
+            if self.newest_event_ns is None or newest > self.newest_event_ns:
+                self.newest_event_ns = newest
+        self._maybe_pin()
+        self._evict()
+        return late
+
+    def watermark_ns(self) -> int | None:
+        return None if self.newest_event_ns is None else self.newest_event_ns - self.window.lateness_ns
+
+    def _newest_window_ns(self) -> int | None:
+        if self.newest_event_ns is None:
+            return None
+        return (self.newest_event_ns // self.window.window_ns) * self.window.window_ns
+
+    def _oldest_kept_ns(self, incoming_start: int) -> int:
+        """Windows starting before this are gone (or never kept): a row for one is late."""
+        newest = self._newest_window_ns()
+        if newest is None:
+            return incoming_start
+        oldest = newest - self.window.horizon_ns - self.window.lateness_ns + self.window.window_ns
+        if self.reference is None and self.first_window_ns is not None:
+            oldest = min(oldest, self.first_window_ns)  # still collecting the reference horizon
+        if self.current_start_ns is not None:
+            oldest = max(oldest, self.current_start_ns)  # rows for the pinned horizon come too late
+        return oldest
+
+    def _maybe_pin(self) -> None:
+        if self.reference is not None or self.first_window_ns is None:
+            return
+        wm = self.watermark_ns()
+        end = self.first_window_ns + self.window.horizon_ns
+        if wm is None or wm < end:
+            return
+        ref = ModelProfile(self.model, self.version, self.sketch)
+        for start in sorted(self.windows):
+            if start < end:
+                ref.merge(self.windows.pop(start))
+        self.set_reference(ref, "pinned")
+        self.current_start_ns = end
+        self.just_pinned = True
+        log.info("model %r version %r: no baseline given, pinned the first horizon (%d rows) as reference",
+                 self.model, self.version, ref.rows)
+
+    def _evict(self) -> None:
+        newest = self._newest_window_ns()
+        if newest is None:
+            return
+        oldest = self._oldest_kept_ns(newest)
+        for start in [s for s in self.windows if s < oldest]:
+            del self.windows[start]
+
+    def current(self) -> ModelProfile:
+        """The trailing horizon ending with the newest window (which may still be filling), merged."""
+        out = ModelProfile(self.model, self.version, self.sketch)
+        newest = self._newest_window_ns()
+        if newest is None:
+            return out
+        lo = newest - self.window.horizon_ns + self.window.window_ns
+        if self.current_start_ns is not None:
+            lo = max(lo, self.current_start_ns)
+        for start in sorted(self.windows):
+            if start >= lo:
+                out.merge(self.windows[start])
+        return out

@@ -1,0 +1,74 @@
+"""Where spans come in: the OTLP/gRPC TraceService.
+
+The request stays raw bytes until the consumer's decoder reads it, so a compiled decoder can take
+the bytes directly. The answer follows OTLP: success once the batch is applied; rejected ML spans
+are reported in ``partial_success`` with a message naming each reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceResponse,
+)
+
+from otel_ml.config import OtlpGrpcReceiverConfig
+from otel_ml.decode.batch import DecodeResult
+
+log = logging.getLogger(__name__)
+
+TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+class OtlpTraceReceiver:
+    """gRPC server for ``TraceService/Export``; hands each request's bytes to ``consume``."""
+
+    def __init__(self, config: OtlpGrpcReceiverConfig, consume: Callable[[bytes], DecodeResult]) -> None:
+        self.config = config
+        self._consume = consume
+        self._server: grpc.Server | None = None
+        self.port: int | None = None
+
+    def start(self) -> None:
+        options = [
+            ("grpc.max_receive_message_length", self.config.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="otlp-grpc"),
+            options=options,
+        )
+        handler = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {"Export": grpc.unary_unary_rpc_method_handler(
+                self._export,
+                request_deserializer=None,  # raw bytes: the decoder parses
+                response_serializer=ExportTraceServiceResponse.SerializeToString,
+            )},
+        )
+        self._server.add_generic_rpc_handlers((handler,))
+        self.port = self._server.add_insecure_port(self.config.endpoint)
+        if self.port == 0:
+            raise OSError(f"cannot bind OTLP/gRPC receiver to {self.config.endpoint}")
+        self._server.start()
+        host = self.config.endpoint.rpartition(":")[0]
+        log.info("OTLP/gRPC trace receiver on %s:%d", host, self.port)
+
+    def shutdown(self, grace: float = 2.0) -> None:
+        if self._server is not None:
+            self._server.stop(grace).wait()
+
+    def _export(self, request: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+        try:
+            result = self._consume(request)
+        except ValueError as e:  # not a parseable ExportTraceServiceRequest
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ExportTraceServiceRequest: {e}")
+        if result.spans_rejected:
+            return ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(
+                rejected_spans=result.spans_rejected, error_message=result.message()))
+        return ExportTraceServiceResponse()

@@ -1,0 +1,62 @@
+"""Attribute and metric names of otel-ml, in one place.
+
+OpenTelemetry has no semantic conventions for classic ML inference yet (see
+open-telemetry/semantic-conventions#3420); these are ours, documented in
+``docs/semantic-conventions.md``. This module imports nothing outside the standard library so the
+instrumentation side can use it with opentelemetry-api alone.
+"""
+
+from __future__ import annotations
+
+# --- span attributes (client → processor) -------------------------------------------------------
+MODEL_NAME = "ml.model.name"
+"""string, required (span or resource attribute): model identity."""
+MODEL_VERSION = "ml.model.version"
+"""string, optional (span or resource attribute): model version; default ``""``."""
+FEATURE_PREFIX = "ml.feature."
+"""``ml.feature.<name>``: int/double → numeric feature; string/bool → categorical feature."""
+PREDICTION = "ml.prediction"
+"""int/double (regression, score) or string/bool (class label): the model output."""
+PREDICTION_SCORE = "ml.prediction.score"
+"""double: confidence / probability of the predicted class."""
+PREDICTION_ID = "ml.prediction.id"
+"""string: joins a later ground-truth label."""
+BATCH_SIZE = "ml.batch.size"
+"""int: the span carries N predictions; every ``ml.feature.*``/``ml.prediction*`` is an array of length N."""
+SAMPLING_RATIO = "ml.sampling.ratio"
+"""double in (0, 1]: fraction of predictions recorded; volumes are scaled by 1/ratio."""
+
+# Names under which the model output is profiled like a feature.
+PREDICTION_FEATURE = "prediction"
+PREDICTION_SCORE_FEATURE = "prediction.score"
+
+# --- metric attributes (processor → backend) -----------------------------------------------------
+ATTR_MODEL_NAME = "ml.model.name"
+ATTR_MODEL_VERSION = "ml.model.version"
+ATTR_FEATURE_NAME = "ml.feature.name"
+ATTR_DRIFT_METHOD = "ml.drift.method"
+ATTR_SAMPLE = "ml.sample"  # "reference" | "current"
+ATTR_QUANTILE = "ml.quantile"
+ATTR_REASON = "reason"
+
+# --- metric names ---------------------------------------------------------------------------------
+METRIC_DRIFT_SCORE = "ml.drift.score"
+METRIC_DRIFT_DETECTED = "ml.drift.detected"
+METRIC_DRIFT_THRESHOLD = "ml.drift.threshold"
+METRIC_DRIFT_WITHHELD = "ml.drift.withheld"
+METRIC_SAMPLE_COUNT = "ml.drift.sample.count"
+METRIC_MISSING_RATIO = "ml.feature.missing.ratio"
+METRIC_TYPE_MISMATCH_RATIO = "ml.feature.type_mismatch.ratio"
+METRIC_UNSEEN_RATIO = "ml.feature.unseen.ratio"
+METRIC_OUT_OF_RANGE_RATIO = "ml.feature.out_of_range.ratio"
+METRIC_PREDICTIONS = "ml.predictions"
+METRIC_LATENCY = "ml.prediction.latency"
+METRIC_ERROR_RATIO = "ml.prediction.error.ratio"
+METRIC_REFERENCE_READY = "ml.reference.ready"
+METRIC_SPANS_RECEIVED = "otel_ml.spans.received"
+METRIC_SPANS_ACCEPTED = "otel_ml.spans.accepted"
+METRIC_SPANS_REJECTED = "otel_ml.spans.rejected"
+METRIC_SPANS_IGNORED = "otel_ml.spans.ignored"
+METRIC_ROWS_LATE = "otel_ml.rows.late"
+
+OVERALL_METHOD = "overall"

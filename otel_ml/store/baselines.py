@@ -1,0 +1,96 @@
+"""Reference profiles on disk: baselines given by the user, and references pinned from live traffic.
+
+Any file in the baseline directory that is an otel-ml profile counts, whatever its name; the profile
+itself says which (model, version) it is for. A baseline built without a version applies to every
+version of the model that has no baseline of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from otel_ml.profile.model import ModelProfile
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+def write_atomically(path: Path, data: str) -> None:
+    """Write-then-rename with fsync, so a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_profiles(directory: Path) -> dict[Key, ModelProfile]:
+    """Every otel-ml profile file in ``directory`` (not recursive), keyed by (model, version)."""
+    found: dict[Key, ModelProfile] = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+        try:
+            prof = ModelProfile.from_json(path.read_bytes())
+        except (ValueError, KeyError, UnicodeDecodeError) as e:
+            log.warning("%s: skipped, not an otel-ml profile (%s)", path, e)
+            continue
+        key = (prof.model, prof.version)
+        if key in found:
+            log.warning("%s: a second baseline for model %r version %r; merging both", path, *key)
+            found[key].merge(prof)
+        else:
+            found[key] = prof
+    return found
+
+
+class ReferenceStore:
+    """Finds the reference of a (model, version) and records pinned ones under the state directory."""
+
+    def __init__(self, baseline_dir: str | None, state_dir: str) -> None:
+        self.baseline_dir = Path(baseline_dir) if baseline_dir else None
+        self.pinned_dir = Path(state_dir) / "pinned"
+        self.baselines: dict[Key, ModelProfile] = {}
+        self.pinned: dict[Key, ModelProfile] = {}
+
+    def open(self) -> None:
+        """Load everything; fails with a clear message when the state directory is unusable."""
+        try:
+            self.pinned_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.pinned_dir / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise RuntimeError(f"state directory {self.pinned_dir.parent} is not writable: {e}") from e
+        if self.baseline_dir is not None:
+            if not self.baseline_dir.is_dir():
+                raise RuntimeError(f"baseline directory {self.baseline_dir} does not exist")
+            self.baselines = read_profiles(self.baseline_dir)
+            for model, version in self.baselines:
+                log.info("baseline for model %r version %r loaded", model, version)
+        self.pinned = read_profiles(self.pinned_dir)
+
+    def find(self, model: str, version: str) -> tuple[ModelProfile, str] | None:
+        """The baseline for (model, version), else the model's version-less baseline, else a pinned one."""
+        for key in ((model, version), (model, "")):
+            if key in self.baselines:
+                return self.baselines[key], "baseline"
+        if (model, version) in self.pinned:
+            return self.pinned[(model, version)], "pinned"
+        return None
+
+    def save_pinned(self, profile: ModelProfile) -> Path:
+        key = (profile.model, profile.version)
+        self.pinned[key] = profile
+        name = hashlib.sha256(f"{key[0]}\0{key[1]}".encode()).hexdigest()[:24] + ".json"
+        path = self.pinned_dir / name
+        write_atomically(path, profile.to_json())
+        return path

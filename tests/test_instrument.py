@@ -1,0 +1,120 @@
+"""The instrumentation: span shapes, batch form, sklearn wrapper, sampling, bad values, API-only import."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from otel_ml.instrument import ModelMonitor
+
+
+@pytest.fixture()
+def spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture()
+def provider(spans: InMemorySpanExporter) -> TracerProvider:
+    p = TracerProvider()
+    p.add_span_processor(SimpleSpanProcessor(spans))
+    return p
+
+
+def test_context_manager_records_features_prediction_and_errors(provider, spans) -> None:
+    m = ModelMonitor("fraud", "2", tracer_provider=provider)
+    with m.predict({"amount": np.float64(12.5), "country": "NO", "n": np.int64(3), "flag": True}) as p:
+        p.set_prediction("legit", score=0.97, prediction_id="abc")
+    with pytest.raises(RuntimeError), m.predict({"amount": 1.0}):
+        raise RuntimeError("model crashed")
+    ok, failed = spans.get_finished_spans()
+    assert dict(ok.attributes) == {
+        "ml.model.name": "fraud", "ml.model.version": "2", "ml.feature.amount": 12.5,
+        "ml.feature.country": "NO", "ml.feature.n": 3, "ml.feature.flag": True, "ml.prediction": "legit",
+        "ml.prediction.score": 0.97, "ml.prediction.id": "abc"}
+    assert failed.status.status_code == StatusCode.ERROR
+
+
+def test_bad_values_are_dropped_and_counted_never_raised(provider, spans) -> None:
+    m = ModelMonitor("m", tracer_provider=provider)
+    with m.predict({"ok": 1, "obj": object(), "nan": math.nan, "none": None, "list": [1, 2]}) as p:
+        p.set_prediction({"not": "scalar"})
+    m.record_batch({"x": [1, 2], "y": [1]})  # lengths differ: dropped, not raised
+    m.record_batch({"x": [1, "a"], "z": [1.0, 2.0]})  # mixed column dropped, the rest kept
+    assert m.dropped_values == 5
+    single, batch = spans.get_finished_spans()
+    assert set(single.attributes) == {"ml.model.name", "ml.feature.ok"}
+    assert "ml.feature.x" not in batch.attributes and batch.attributes["ml.feature.z"] == (1.0, 2.0)
+
+
+def test_decorator(provider, spans) -> None:
+    m = ModelMonitor("m", tracer_provider=provider)
+
+    @m.trace
+    def predict(features: dict) -> float:
+        return features["a"] * 2.0
+
+    assert predict({"a": 2}) == 4.0
+    [s] = spans.get_finished_spans()
+    assert s.attributes["ml.feature.a"] == 2 and s.attributes["ml.prediction"] == 4.0
+
+
+def test_batch_form_with_missing_values(provider, spans) -> None:
+    m = ModelMonitor("m", tracer_provider=provider)
+    m.record_batch({"x": np.array([1.0, np.nan, 3.0]), "i": [1, None, 3], "c": ["a", None, "b"],
+                    "b": [True, False, None]}, predictions=np.array([0, 1, 0]), scores=[0.9, 0.8, 0.7])
+    [s] = spans.get_finished_spans()
+    a = s.attributes
+    assert a["ml.batch.size"] == 3
+    assert a["ml.feature.x"][0] == 1.0 and math.isnan(a["ml.feature.x"][1])
+    assert a["ml.feature.i"][2] == 3.0 and math.isnan(a["ml.feature.i"][1])
+    assert a["ml.feature.c"] == ("a", "", "b")
+    assert a["ml.feature.b"] == ("true", "false", "")
+    assert a["ml.prediction"] == (0, 1, 0) and a["ml.prediction.score"] == (0.9, 0.8, 0.7)
+
+
+def test_sampling(provider, spans) -> None:
+    m = ModelMonitor("m", tracer_provider=provider, sampling_ratio=0.1)
+    m._random.seed(3)
+    for i in range(2000):
+        m.record({"x": i}, prediction=1)
+    got = spans.get_finished_spans()
+    assert 140 < len(got) < 260
+    assert all(s.attributes["ml.sampling.ratio"] == 0.1 for s in got)
+    spans.clear()
+    m.record_batch({"x": list(range(5000))})
+    [s] = spans.get_finished_spans()
+    assert 400 < s.attributes["ml.batch.size"] < 600
+
+
+def test_sklearn_wrapper(provider, spans) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    monitored = ModelMonitor("iris", "1", tracer_provider=provider).wrap(model)
+    pred = monitored.predict(X.iloc[:10])
+    proba = monitored.predict_proba(X.iloc[:10].to_numpy())
+    assert list(pred) == list(model.predict(X.iloc[:10]))
+    assert monitored.classes_.tolist() == [0, 1, 2]  # passes through
+    a, b = spans.get_finished_spans()
+    assert a.attributes["ml.batch.size"] == 10
+    assert a.attributes["ml.feature.sepal length (cm)"][0] == X.iloc[0, 0]
+    assert b.attributes["ml.prediction"] == tuple(int(v) for v in pred)
+    assert b.attributes["ml.prediction.score"][0] == pytest.approx(proba[0].max())
+    assert "ml.feature.petal width (cm)" in b.attributes  # names from feature_names_in_
+
+
+def test_instrumentation_imports_with_the_api_alone() -> None:
+    code = ("import sys; import otel_ml.instrument; "
+            "bad = [m for m in ('numpy', 'datasketches', 'opentelemetry.sdk', 'grpc', 'scipy') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
