@@ -1,0 +1,93 @@
+"""A small prediction service instrumented with otel-ml: POST /predict with JSON features.
+
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 python examples/serving_app.py --port 8080
+    curl -s -XPOST localhost:8080/predict -d '{"income": 52000, "region": "north", "age": 41}'
+    curl -s -XPOST localhost:8080/predict_batch -d '{"income": [52000, 61000], "region": ["north", "east"]}'
+
+Everything otel-ml-specific is the ModelMonitor; the rest is the standard OTel SDK setup any app has
+(OTLP exporter configured by the usual OTEL_EXPORTER_OTLP_* environment variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from otel_ml.instrument import ModelMonitor
+
+MODEL_NAME = "credit-risk"
+MODEL_VERSION = "1"
+
+
+def score(features: dict) -> tuple[str, float]:
+    """The "model": a fixed logistic score of income and age."""
+    z = 0.00004 * (float(features.get("income", 45_000)) - 45_000) + 0.03 * (float(features.get("age", 40)) - 40)
+    p = 1 / (1 + math.exp(-z))
+    return ("approve" if p >= 0.5 else "deny"), max(p, 1 - p)
+
+
+def make_handler(monitor: ModelMonitor) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            except json.JSONDecodeError as e:
+                self._reply(400, {"error": str(e)})
+                return
+            if self.path == "/predict":
+                with monitor.predict(body) as p:
+                    label, confidence = score(body)
+                    p.set_prediction(label, score=confidence)
+                self._reply(200, {"prediction": label, "score": confidence})
+            elif self.path == "/predict_batch":
+                n = len(next(iter(body.values()), []))
+                rows = [{k: v[i] for k, v in body.items()} for i in range(n)]
+                results = [score(r) for r in rows]
+                monitor.record_batch(body, predictions=[r[0] for r in results], scores=[r[1] for r in results])
+                self._reply(200, {"predictions": [r[0] for r in results]})
+            else:
+                self._reply(404, {"error": "POST /predict or /predict_batch"})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    provider = TracerProvider(resource=Resource.create({"service.name": "credit-risk-api"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # endpoint from OTEL_EXPORTER_OTLP_*
+    trace.set_tracer_provider(provider)
+    monitor = ModelMonitor(MODEL_NAME, MODEL_VERSION)
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(monitor))
+    print(f"serving {MODEL_NAME} v{MODEL_VERSION} on http://{args.host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        provider.shutdown()
+
+
+if __name__ == "__main__":
+    main()

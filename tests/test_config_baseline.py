@@ -1,0 +1,104 @@
+"""Config precedence and validation; baseline building from CSV and Parquet."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from otel_ml.config import ConfigError, load_config
+from otel_ml.profile import CATEGORICAL, NUMERIC
+from otel_ml.profile.baseline import build_baseline
+from otel_ml.store import ReferenceStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_precedence_defaults_env_file_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("windows:\n  window_seconds: 30\nexport:\n  prometheus:\n    endpoint: 127.0.0.1:9999\n")
+    env = {"OTEL_ML_PROMETHEUS_ENDPOINT": "127.0.0.1:1111", "OTEL_ML_STATE_DIR": "/tmp/from-env"}
+    cfg = load_config(f, {"windows.horizon_seconds": 300}, environ=env)
+    assert cfg.windows.window_seconds == 30.0  # file over default
+    assert cfg.export.prometheus.endpoint == "127.0.0.1:9999"  # file over env
+    assert cfg.state_dir == "/tmp/from-env"  # env over default
+    assert cfg.windows.horizon_seconds == 300.0  # flag
+    assert load_config(f, {"windows.window_seconds": 10}, environ={}).windows.window_seconds == 10.0
+
+
+def test_defaults_are_loopback() -> None:
+    cfg = load_config(environ={})
+    assert cfg.receiver.otlp_grpc.endpoint == "127.0.0.1:4317"
+    assert cfg.export.prometheus.endpoint == "127.0.0.1:9464"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("windows:\n  windw_seconds: 3\n", "unknown setting 'windows.windw_seconds'"),
+    ("drift:\n  alpha: lots\n", "drift.alpha: expected a number"),
+    ("windows: [1, 2]\n", "windows: expected a mapping"),
+    ("a: [\n", "not valid YAML"),
+])
+def test_bad_config_says_where(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(f, environ={})
+
+
+def test_sample_config_loads() -> None:
+    cfg = load_config(REPO / "examples" / "otel-ml.yaml", environ={})
+    assert cfg.windows.window_seconds == 60.0 and cfg.drift.alpha == 0.05
+
+
+def test_baseline_from_csv_and_parquet_agree(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({
+        "id": np.arange(1000),
+        "x": rng.normal(size=1000),
+        "zip": rng.choice([1000, 2000, 3000], 1000),
+        "city": rng.choice(["Oslo", "Rome", None], 1000),
+        "vip": rng.choice([True, False], 1000),
+        "y": rng.integers(0, 2, 1000),
+    })
+    df.loc[::10, "x"] = np.nan
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_parquet(tmp_path / "d.parquet")
+    kw = {"prediction_column": "y", "exclude": ["id"], "categorical": ["zip"]}
+    a = build_baseline(tmp_path / "d.csv", "m", "1", **kw)
+    b = build_baseline(tmp_path / "d.parquet", "m", "1", **kw)
+    for p in (a, b):
+        assert p.kinds() == {"x": NUMERIC, "zip": CATEGORICAL, "city": CATEGORICAL, "vip": CATEGORICAL,
+                             "prediction": NUMERIC}
+        assert p.rows == 1000 and p.features["x"].missing == 100
+        assert p.features["city"].missing == int(df.city.isna().sum())
+        assert set(p.features["vip"].frequencies()) == {"true", "false"}
+        assert set(p.features["zip"].frequencies()) == {"1000", "2000", "3000"}
+    assert a.features["x"].mean == pytest.approx(b.features["x"].mean)
+    with pytest.raises(ValueError, match="no column"):
+        build_baseline(tmp_path / "d.csv", "m", prediction_column="nope")
+
+
+def test_cli_build_and_pick_up_by_content_not_name(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,b\n1,x\n2,y\n")
+    out = tmp_path / "dir" / "zzz.bin"
+    out.parent.mkdir()
+    subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "m", "--input",
+                    str(tmp_path / "d.csv"), "--output", str(out)], check=True, capture_output=True)
+    (out.parent / "notes.txt").write_text("not a profile")
+    store = ReferenceStore(str(out.parent), str(tmp_path / "state"))
+    store.open()
+    found = store.find("m", "any-version")  # a version-less baseline serves every version
+    assert found is not None and found[1] == "baseline" and found[0].rows == 2
+    assert store.find("other", "") is None
+
+
+def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = ReferenceStore(None, str(blocker / "state"))
+    with pytest.raises(RuntimeError, match="not writable"):
+        store.open()

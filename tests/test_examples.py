@@ -1,0 +1,58 @@
+"""The shipped examples run: the sample serving app feeds a real processor, and the demo tells the drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import free_port, select, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def post(port: int, path: str, body: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST")
+    return json.loads(urllib.request.urlopen(req, timeout=10).read())
+
+
+def test_serving_app_reaches_the_processor(serve_factory) -> None:
+    sp = serve_factory("--evaluation-interval", "0.5")
+    port = free_port()
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sp.grpc_endpoint}",
+           "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    app = subprocess.Popen([sys.executable, str(REPO / "examples" / "serving_app.py"), "--port", str(port)],
+                           env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert app.stdout is not None and "serving credit-risk" in app.stdout.readline()
+        for i in range(20):
+            assert post(port, "/predict", {"income": 40_000 + i * 1000, "region": "north", "age": 30 + i})[
+                "prediction"] in ("approve", "deny")
+        out = post(port, "/predict_batch", {"income": [50_000.0] * 30, "region": ["east"] * 30})
+        assert len(out["predictions"]) == 30
+
+        def counted() -> float:
+            got = select(sp.scrape(), "ml_predictions_total", ml_model_name="credit-risk", ml_model_version="1")
+            return got[0].value if got else 0.0
+
+        assert wait_for(lambda: counted() == 50, what="50 predictions counted")
+    finally:
+        app.send_signal(signal.SIGINT)
+        app.wait(timeout=20)
+
+
+def test_demo_shows_the_drift(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "otel_ml.cli", "demo", "--duration", "48", "--drift-after", "27",
+           "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}", "--prometheus-endpoint", f"127.0.0.1:{free_port()}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    last = [line for line in out.stdout.splitlines() if "after drift" in line][-1]
+    for feature in ("income", "region"):
+        assert f"{feature}=DRIFT" in last, last
+    for feature in ("age", "credit_score", "channel"):
+        assert f"{feature}=ok" in last, last
+    assert "curl -s http://127.0.0.1:" in out.stdout
