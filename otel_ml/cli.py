@@ -25,6 +25,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config file (sample: examples/otel-ml.yaml)")
     p.add_argument("--otlp-grpc-endpoint", metavar="HOST:PORT",
                    help="where to receive OTLP/gRPC trace exports (default 127.0.0.1:4317)")
+    p.add_argument("--otlp-http-endpoint", metavar="HOST:PORT",
+                   help="where to receive OTLP/HTTP trace exports, POST /v1/traces (default 127.0.0.1:4318)")
+    p.add_argument("--no-otlp-http", action="store_true", help="do not start the OTLP/HTTP receiver")
     p.add_argument("--prometheus-endpoint", metavar="HOST:PORT",
                    help="Prometheus pull endpoint, served at /metrics (default 127.0.0.1:9464)")
     p.add_argument("--otlp-metrics-endpoint", metavar="URL",
@@ -44,6 +47,8 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
 def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {
         "receiver.otlp_grpc.endpoint": args.otlp_grpc_endpoint,
+        "receiver.otlp_http.endpoint": args.otlp_http_endpoint,
+        "receiver.otlp_http.enabled": False if args.no_otlp_http else None,
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
         "baseline_dir": args.baseline_dir,
@@ -71,8 +76,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (RuntimeError, OSError) as e:
         print(f"otel-ml serve: {e}", file=sys.stderr)
         return 2
+    http = (f"OTLP/HTTP on {cfg.receiver.otlp_http.endpoint.rpartition(':')[0]}:{service.http_receiver.port}, "
+            if service.http_receiver is not None else "")
     print(f"otel-ml serving: OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:"
-          f"{service.receiver.port}, Prometheus on "
+          f"{service.receiver.port}, {http}Prometheus on "
           f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics",
           flush=True)
     stop = threading.Event()

@@ -33,6 +33,14 @@ class OtlpGrpcReceiverConfig:
 
 
 @dataclass(frozen=True)
+class OtlpHttpReceiverConfig:
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:4318"
+    """Serves POST /v1/traces (binary protobuf or JSON, optionally gzip)."""
+    max_message_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class PrometheusConfig:
     enabled: bool = True
     endpoint: str = "127.0.0.1:9464"
@@ -59,6 +67,7 @@ class ExportConfig:
 @dataclass(frozen=True)
 class ReceiverConfig:
     otlp_grpc: OtlpGrpcReceiverConfig = field(default_factory=OtlpGrpcReceiverConfig)
+    otlp_http: OtlpHttpReceiverConfig = field(default_factory=OtlpHttpReceiverConfig)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class ServiceConfig:
 # Environment variables and the field (dotted path) each sets.
 ENV_VARS = {
     "OTEL_ML_OTLP_GRPC_ENDPOINT": "receiver.otlp_grpc.endpoint",
+    "OTEL_ML_OTLP_HTTP_ENDPOINT": "receiver.otlp_http.endpoint",
     "OTEL_ML_PROMETHEUS_ENDPOINT": "export.prometheus.endpoint",
     "OTEL_ML_OTLP_METRICS_ENDPOINT": "export.otlp.endpoint",
     "OTEL_ML_BASELINE_DIR": "baseline_dir",

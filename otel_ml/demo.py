@@ -74,6 +74,7 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
     state = tempfile.mkdtemp(prefix="otel-ml-demo-")
     cfg = load_config(overrides={
         "receiver.otlp_grpc.endpoint": grpc_endpoint,
+        "receiver.otlp_http.enabled": False,
         "export.prometheus.endpoint": prometheus_endpoint,
         "state_dir": state,
         "windows.window_seconds": 2,

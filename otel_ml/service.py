@@ -7,6 +7,8 @@ import threading
 import time
 from collections import Counter
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import ModelReport, compare
 from otel_ml.config import ServiceConfig
@@ -14,6 +16,7 @@ from otel_ml.decode import DecodeResult, decode_request
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
+from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.store.baselines import ReferenceStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,8 @@ class ProcessorService:
         self._stop = threading.Event()
         self._evaluator: threading.Thread | None = None
         self.receiver = OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume)
+        self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume)
+                              if config.receiver.otlp_http.enabled else None)
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id)
         self.rejected_total: Counter[str] = Counter()
 
@@ -39,12 +44,16 @@ class ProcessorService:
         self.references.open()
         self.exporter.start()
         self.receiver.start()
+        if self.http_receiver is not None:
+            self.http_receiver.start()
         self._evaluator = threading.Thread(target=self._evaluate_loop, name="otel-ml-evaluate", daemon=True)
         self._evaluator.start()
 
     def shutdown(self) -> None:
         self._stop.set()
         self.receiver.shutdown()
+        if self.http_receiver is not None:
+            self.http_receiver.shutdown()
         if self._evaluator is not None:
             self._evaluator.join(timeout=10)
         self._save_new_references()
@@ -64,7 +73,7 @@ class ProcessorService:
             self.models[(model, version)] = wp
         return wp
 
-    def consume(self, data: bytes) -> DecodeResult:
+    def consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
         """Decode one ExportTraceServiceRequest and apply it; raises ValueError on malformed bytes."""
         result = decode_request(data, self.config.limits)
         late: Counter[tuple[str, str]] = Counter()

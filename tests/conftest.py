@@ -45,6 +45,7 @@ def select(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
 class ServeProcess:
     grpc_port: int
     prom_port: int
+    http_port: int
     state_dir: Path
     proc: subprocess.Popen
     log: list[str] = field(default_factory=list)
@@ -69,12 +70,13 @@ class ServeProcess:
 
 def start_serve(state_dir: Path, *extra: str, timeout: float = 30.0) -> ServeProcess:
     """Start `otel-ml serve` on free loopback ports and wait until it says it is serving."""
-    grpc_port, prom_port = free_port(), free_port()
+    grpc_port, prom_port, http_port = free_port(), free_port(), free_port()
     cmd = [sys.executable, "-m", "otel_ml.cli", "serve", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
+           "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
            "--prometheus-endpoint", f"127.0.0.1:{prom_port}", "--state-dir", str(state_dir), *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    sp = ServeProcess(grpc_port, prom_port, state_dir, proc)
+    sp = ServeProcess(grpc_port, prom_port, http_port, state_dir, proc)
     ready = threading.Event()
 
     def pump() -> None:

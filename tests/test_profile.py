@@ -77,7 +77,7 @@ def test_numbers_are_valid_categories() -> None:
 
 
 def test_first_horizon_is_pinned_and_current_excludes_it() -> None:
-    cfg = WindowConfig(window_seconds=10, horizon_seconds=30, allowed_lateness_seconds=5)
+    cfg = WindowConfig(window_seconds=10, horizon_seconds=30, allowed_lateness_seconds=5, reference_min_rows=10)
     wp = WindowedProfile("m", "", cfg)
     t0 = 1_000_000.0
     for sec in range(0, 34):
@@ -114,3 +114,14 @@ def test_baseline_kinds_win_over_traffic() -> None:
     wp = WindowedProfile("m", "", WindowConfig(), reference=ref)
     wp.update(batch(np.array([1.0]), c=None, x=None))
     assert wp.kinds["zip"] == CATEGORICAL
+
+
+def test_sparse_traffic_grows_the_pinned_reference_until_it_is_large_enough() -> None:
+    cfg = WindowConfig(window_seconds=1, horizon_seconds=3, allowed_lateness_seconds=0, reference_min_rows=10)
+    wp = WindowedProfile("m", "", cfg)
+    for sec in range(5):  # 2 rows per second: the first horizon (3 s) has only 6
+        wp.update(batch(np.array([sec, sec + 0.5]), np.array([sec, sec + 0.5])))
+    assert wp.reference is None  # watermark 4.5 s is past the horizon, but 10 rows need seconds 0-4
+    wp.update(batch(np.array([5.0]), np.array([5.0])))
+    assert wp.reference is not None and wp.reference.rows == 10
+    assert wp.current().features["x"].min == 5.0

@@ -137,3 +137,14 @@ def test_small_samples_are_withheld() -> None:
     assert f.overall.detected is None
     assert f.withheld_reason == "current_too_small"
     assert f.methods[0].score == 1.0  # the score is still there
+
+
+def test_new_and_vanished_features_are_reported() -> None:
+    ref, cur = ModelProfile("m", ""), ModelProfile("m", "")
+    ref.features["old"] = numeric(np.arange(500.0))
+    cur.features["old"] = numeric(np.array([]))
+    cur.features["old"].missing = 400  # the feature stopped arriving
+    cur.features["new"] = numeric(np.arange(400.0))
+    report = {f.feature: f for f in compare(ref, cur).features}
+    assert report["old"].withheld_reason == "current_too_small" and report["old"].missing_ratio == 1.0
+    assert report["new"].withheld_reason == "not_in_reference" and report["new"].overall.detected is None

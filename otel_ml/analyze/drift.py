@@ -51,7 +51,7 @@ class FeatureReport:
     overall: MethodResult
     withheld_reason: str = ""
     """Empty, or why decisions are withheld: ``reference_too_small``, ``current_too_small``,
-    ``below_sketch_resolution``, ``kind_mismatch``."""
+    ``below_sketch_resolution``, ``kind_mismatch``, ``not_in_reference``, ``empty``."""
     missing_ratio: float = math.nan
     type_mismatch_ratio: float = math.nan
     unseen_ratio: float = math.nan
@@ -167,6 +167,12 @@ def compare_categorical(
                          resolution=resolution)
 
 
+def _not_compared(name: str, cur: NumericProfile | CategoricalProfile, ref_count: int, alpha: float,
+                  reason: str) -> FeatureReport:
+    return FeatureReport(name, cur.kind, ref_count, cur.count, [], MethodResult("overall", math.nan, alpha, None),
+                         reason, *_quality(cur))
+
+
 def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftConfig | None = None,
             reference_source: str | None = None) -> ModelReport:
     """Drift and data-quality report of every feature the two profiles share (none without a reference;
@@ -182,19 +188,22 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
     True
     """
     cfg = cfg or DriftConfig()
-    names = sorted(set(reference.features) & set(current.features)) if reference is not None else []
+    ref_features = reference.features if reference is not None else {}
+    names = sorted(set(ref_features) & set(current.features))
     alpha = cfg.alpha / max(1, len(names))
     reports = []
     for name in names:
-        r, c = reference.features[name], current.features[name]  # type: ignore[union-attr]
+        r, c = ref_features[name], current.features[name]
         if isinstance(r, NumericProfile) and isinstance(c, NumericProfile):
             reports.append(compare_numeric(name, r, c, cfg, alpha))
         elif isinstance(r, CategoricalProfile) and isinstance(c, CategoricalProfile):
             reports.append(compare_categorical(name, r, c, cfg, alpha))
         else:
-            reports.append(FeatureReport(name, c.kind, r.count, c.count, [],
-                                         MethodResult("overall", math.nan, alpha, None), "kind_mismatch",
-                                         *_quality(c)))
+            reports.append(_not_compared(name, c, r.count, alpha, "kind_mismatch"))
+    if reference is not None:
+        # Features the reference never had still get their data quality reported.
+        for name in sorted(set(current.features) - set(ref_features)):
+            reports.append(_not_compared(name, current.features[name], 0, alpha, "not_in_reference"))
     spans = current.spans
     return ModelReport(
         model=current.model,

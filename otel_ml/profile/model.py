@@ -44,6 +44,60 @@ def category_strings(values: np.ndarray) -> np.ndarray:
     return out.astype(str)
 
 
+_BOOL_TEXT = {"true": 1.0, "false": 0.0, "True": 1.0, "False": 0.0, "TRUE": 1.0, "FALSE": 0.0}
+
+
+def _parse_number(text: str) -> float:
+    if text in _BOOL_TEXT:
+        return _BOOL_TEXT[text]
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
+
+
+def numeric_values(num: np.ndarray | None, cat: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """The values of a numeric feature, and how many rows held a value that is not a number.
+
+    Senders do not always agree on types, so text that reads as a number ("3.5") or a bool
+    ("true" → 1, "false" → 0) counts as that number; other text is a type mismatch.
+
+    >>> values, wrong = numeric_values(np.array([1.0, np.nan, np.nan, np.nan]), np.array(["", "2.5", "true", "x"]), 4)
+    >>> values.tolist(), wrong
+    ([1.0, 2.5, 1.0, nan], 1)
+    """
+    values = num if num is not None else np.full(n, np.nan)
+    if cat is None:
+        return values, 0
+    texts = cat != ""
+    if not texts.any():
+        return values, 0
+    values = values.copy()
+    uniq, inverse = np.unique(cat[texts], return_inverse=True)
+    parsed = np.array([_parse_number(u) for u in uniq.tolist()])[inverse]
+    values[texts] = parsed
+    return values, int(np.isnan(parsed).sum())
+
+
+def categorical_values(num: np.ndarray | None, cat: np.ndarray | None, n: int) -> np.ndarray:
+    """The values of a categorical feature: numbers become their canonical text (integer-coded classes)
+    and the spellings of a bool become "true"/"false", as bool attributes and baseline CSVs give them.
+
+    >>> categorical_values(np.array([3.0, np.nan, np.nan]), np.array(["", "True", "x"]), 3).tolist()
+    ['3', 'true', 'x']
+    """
+    values = cat if cat is not None else np.full(n, "", dtype="<U1")
+    if num is not None:
+        has_num = ~np.isnan(num)
+        if has_num.any():
+            values = np.where(has_num, category_strings(num), values)
+    for spelling in ("True", "TRUE", "False", "FALSE"):
+        hit = values == spelling
+        if hit.any():
+            values = np.where(hit, spelling.lower(), values)
+    return values
+
+
 def choose_kind(batch: ColumnarBatch, name: str) -> str:
     """The kind of a feature seen for the first time: whichever type has more values in the batch."""
     n_num = int((~np.isnan(batch.numeric[name])).sum()) if name in batch.numeric else 0
@@ -105,17 +159,10 @@ class ModelProfile:
             num = batch.numeric.get(name)
             cat = batch.categorical.get(name)
             if kind == NUMERIC:
-                # Rows holding a string are NaN in the numeric column: mismatches, not missing values.
-                wrong = int((cat != "").sum()) if cat is not None else 0
-                values = num if num is not None else np.full(n, np.nan)
+                values, wrong = numeric_values(num, cat, n)
                 prof.update(values, mismatch=wrong)
             else:
-                values = cat if cat is not None else np.full(n, "", dtype="<U1")
-                if num is not None:
-                    # Numbers are valid categories (integer-coded classes): "3" for 3 and 3.0, "3.5" for 3.5.
-                    has_num = ~np.isnan(num)
-                    values = np.where(has_num, category_strings(num), values)
-                prof.update(values)
+                prof.update(categorical_values(num, cat, n))
             # Unusable values (bytes, maps, ±inf) were not placed in a column; they were counted as missing.
             if invalid:
                 prof.missing -= invalid

@@ -5,8 +5,9 @@ lateness; windows are kept while they can still matter (the horizon plus the lat
 newest window), so memory is bounded by horizon / window windows per model.
 
 Without a baseline, the first full horizon is pinned as the reference: once the watermark passes
-``first window start + horizon``, the windows of that horizon are merged into a reference profile and
-the current horizon starts after it, so reference and current never share rows.
+``first window start + horizon`` (extended window by window until it holds ``reference_min_rows``), the
+windows of that horizon are merged into a reference profile and the current horizon starts after it,
+so reference and current never share rows.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class WindowConfig:
     horizon_seconds: float = 900.0
     allowed_lateness_seconds: float | None = None
     """How far behind the newest event a span may arrive and still count; default: one window."""
+    reference_min_rows: int = 1000
+    """A pinned reference spans at least one horizon and at least this many rows: with sparse traffic the
+    reference keeps growing, window by window, until it is large enough to compare against."""
 
     @property
     def window_ns(self) -> int:
@@ -49,7 +53,8 @@ class WindowedProfile:
     """Windows of one (model, version), the reference it is compared with, and the feature kinds.
 
     >>> import numpy as np
-    >>> wp = WindowedProfile("m", "", WindowConfig(window_seconds=1, horizon_seconds=2, allowed_lateness_seconds=0))
+    >>> cfg = WindowConfig(window_seconds=1, horizon_seconds=2, allowed_lateness_seconds=0, reference_min_rows=2)
+    >>> wp = WindowedProfile("m", "", cfg)
     >>> def batch(t):
     ...     return ColumnarBatch("m", "", 1, np.array([t * NS]), np.ones(1), numeric={"x": np.array([float(t)])},
     ...                          span_end_ns=np.array([t * NS]), span_duration_s=np.array([0.01]),
@@ -141,7 +146,13 @@ class WindowedProfile:
             return
         wm = self.watermark_ns()
         end = self.first_window_ns + self.window.horizon_ns
-        if wm is None or wm < end:
+        rows = 0
+        for start in sorted(self.windows):
+            if start >= end and rows >= self.window.reference_min_rows:
+                break
+            rows += self.windows[start].rows
+            end = max(end, start + self.window.window_ns)
+        if wm is None or wm < end or rows < self.window.reference_min_rows:
             return
         ref = ModelProfile(self.model, self.version, self.sketch)
         for start in sorted(self.windows):

@@ -12,13 +12,11 @@ from collections.abc import Callable
 from concurrent import futures
 
 import grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from otel_ml.config import OtlpGrpcReceiverConfig
 from otel_ml.decode.batch import DecodeResult
+from otel_ml.receiver.common import export_response
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +66,4 @@ class OtlpTraceReceiver:
             result = self._consume(request)
         except ValueError as e:  # not a parseable ExportTraceServiceRequest
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ExportTraceServiceRequest: {e}")
-        if result.spans_rejected:
-            return ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(
-                rejected_spans=result.spans_rejected, error_message=result.message()))
-        return ExportTraceServiceResponse()
+        return export_response(result)

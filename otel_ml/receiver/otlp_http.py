@@ -1,0 +1,125 @@
+"""Where spans come in over HTTP: OTLP/HTTP ``POST /v1/traces``, binary protobuf or JSON, optionally gzip.
+
+Answers as the OTLP/HTTP spec says: 200 with an ExportTraceServiceResponse in the request's encoding
+(partial_success for rejected ML spans), 400 with a google.rpc.Status for a payload that cannot be
+parsed, 413 over the size limit, 415 for other content types, 404 elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_ml.config import OtlpHttpReceiverConfig
+from otel_ml.decode.batch import DecodeResult
+from otel_ml.receiver.common import export_response
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class OtlpHttpTraceReceiver:
+    """HTTP server for ``POST /v1/traces``; hands each request to ``consume`` (bytes or a parsed message)."""
+
+    def __init__(self, config: OtlpHttpReceiverConfig,
+                 consume: Callable[[bytes | ExportTraceServiceRequest], DecodeResult]) -> None:
+        self.config = config
+        self._consume = consume
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    def start(self) -> None:
+        host, _, port = self.config.endpoint.rpartition(":")
+        self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-http", daemon=True)
+        self._thread.start()
+        log.info("OTLP/HTTP trace receiver on http://%s:%d/v1/traces", host, self.port)
+
+    def shutdown(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+        limit = self.config.max_message_bytes
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, code: int, message: str, content_type: str) -> None:
+                status = status_pb2.Status(code=3 if code == 400 else 8 if code == 413 else 2, message=message)
+                body = (json_format.MessageToJson(status).encode() if content_type == JSON
+                        else status.SerializeToString())
+                self._send(code, body, content_type)
+
+            def do_POST(self) -> None:
+                content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                reply_type = JSON if content_type == JSON else PROTOBUF
+                if self.path.split("?")[0] != "/v1/traces":
+                    self._error(404, "only POST /v1/traces is served", reply_type)
+                    return
+                if content_type not in (PROTOBUF, JSON):
+                    self._error(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}",
+                                reply_type)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > limit:
+                    self.rfile.read(length)  # drain so the connection stays usable
+                    self._error(413, f"request of {length} bytes is over the limit of {limit}", reply_type)
+                    return
+                body = self.rfile.read(length)
+                encoding = self.headers.get("Content-Encoding", "").lower()
+                try:
+                    if encoding == "gzip":
+                        body = _gunzip(body, limit)
+                    elif encoding not in ("", "identity"):
+                        self._error(415, f"unsupported Content-Encoding {encoding!r}", reply_type)
+                        return
+                    if content_type == JSON:
+                        message = json_format.Parse(body.decode("utf-8"), ExportTraceServiceRequest(),
+                                                    ignore_unknown_fields=True)
+                        result = receiver._consume(message)
+                    else:
+                        result = receiver._consume(body)
+                except (ValueError, json_format.ParseError, OSError, EOFError, zlib.error) as e:
+                    self._error(400, f"malformed ExportTraceServiceRequest: {e}", reply_type)
+                    return
+                response = export_response(result)
+                out = (json_format.MessageToJson(response).encode() if reply_type == JSON
+                       else response.SerializeToString())
+                self._send(200, out, reply_type)
+
+        return Handler
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress, refusing output over ``limit`` bytes (a small gzip bomb must not exhaust memory)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise ValueError(f"decompressed request is over the limit of {limit} bytes")
+    return out
+
