@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-test-deps.sh
 .venv/bin/ruff check otel_ml tests bench examples
 .venv/bin/python -m pytest "$@"

@@ -1,0 +1,86 @@
+"""The real OpenTelemetry Collector (built from collector-config/builder-config.yaml) and a real Prometheus."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import free_port, scrape, wait_for
+from tests.integration import REPO, require_collector, start_collector, start_prometheus
+from tests.test_e2e import DRIFTED, make_rows, sdk_provider, send_rows
+
+CONFIGS = sorted(p for p in (REPO / "collector-config").glob("*.yaml") if p.name != "builder-config.yaml")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_config_validates(config: Path, tmp_path: Path) -> None:
+    binary = require_collector()
+    out = subprocess.run([str(binary), "validate", "--config", str(config)], capture_output=True, text=True,
+                         env={"OTELCOL_QUEUE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+class _Target:
+    """What sdk_provider() needs: where to send OTLP/gRPC."""
+
+    def __init__(self, port: int) -> None:
+        self.grpc_endpoint = f"127.0.0.1:{port}"
+
+
+def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve_factory) -> None:
+    require_collector()
+    col_grpc, col_http, col_prom = free_port(), free_port(), free_port()
+    config = tmp_path / "otel-ml.yaml"
+    config.write_text("export:\n  otlp:\n    interval_seconds: 1\n")
+    sp = serve_factory("--config", str(config), "--otlp-metrics-endpoint", f"http://127.0.0.1:{col_grpc}",
+                       "--window", "1", "--horizon", "3", "--evaluation-interval", "0.5")
+    collector, _ = start_collector(REPO / "collector-config" / "gateway.yaml", tmp_path, {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{col_grpc}", "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{col_http}",
+        "OTEL_ML_ENDPOINT": sp.grpc_endpoint, "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{col_prom}"})
+    prometheus = start_prometheus(tmp_path, [f"127.0.0.1:{col_prom}"])
+    try:
+        rng = np.random.default_rng(11)
+        t0 = (time.time_ns() // 10**9 - 60) * 10**9
+        rows = pd.concat([make_rows(rng, 1500, drifted=False), make_rows(rng, 1500, drifted=True)],
+                         ignore_index=True)
+        times = np.concatenate([t0 + np.linspace(0, 2.9e9, 1500), t0 + 4e9 + np.linspace(0, 2.9e9, 1500)])
+        provider = sdk_provider(_Target(col_grpc))
+        send_rows(provider, "gw-model", "1", rows, event_times_ns=times.astype(np.int64), batch_every=100)
+        # Ordinary traffic through the same Collector: filtered out before otel-ml.
+        tracer = provider.get_tracer("app")
+        for _ in range(50):
+            tracer.start_span("GET /health", attributes={"http.route": "/health"}).end()
+        provider.shutdown()
+
+        def flagged() -> dict[str, float] | None:
+            result = prometheus.query('ml_drift_detected{ml_drift_method="overall", ml_model_name="gw-model"}')
+            got = {r["metric"]["ml_feature_name"]: float(r["value"][1]) for r in result}
+            return got if len(got) >= 6 else None
+
+        decisions = wait_for(flagged, timeout=60, what="drift decisions in Prometheus")
+        time.sleep(3)
+        decisions = flagged()
+        assert decisions is not None
+        assert {f for f, v in decisions.items() if v == 1} == DRIFTED, decisions
+        [series] = prometheus.query('ml_drift_detected{ml_drift_method="overall", ml_feature_name="amount"}')
+        for label in ("ml_model_name", "ml_model_version", "ml_feature_name", "ml_drift_method"):
+            assert label in series["metric"]
+        [count] = prometheus.query('ml_predictions_total{ml_model_name="gw-model"}')
+        assert float(count["value"][1]) == 3000
+        # Only ML spans reached otel-ml: 1500 single-row spans + 15 batch spans, no /health spans.
+        own = {s.name: s.value for s in scrape(sp.prom_port) if s.name.startswith("otel_ml_spans")}
+        assert own["otel_ml_spans_received_total"] == 1515 and own.get("otel_ml_spans_ignored_total", 0) == 0
+
+        # Names survive the trip: every ml_* metric name on otel-ml's own endpoint is also what the
+        # Collector's Prometheus exporter calls it.
+        ours = {s.name for s in scrape(sp.prom_port) if s.name.startswith("ml_")}
+        theirs = {s.name for s in scrape(col_prom) if s.name.startswith("ml_")}
+        assert ours == theirs, (ours ^ theirs)
+    finally:
+        prometheus.process.stop()
+        collector.stop()
