@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import free_port, scrape, wait_for
-from tests.integration import REPO, require_collector, start_collector, start_prometheus
+from tests.integration import REPO, require_collector, require_prometheus, start_collector, start_prometheus
 from tests.test_e2e import DRIFTED, make_rows, sdk_provider, send_rows
 
 CONFIGS = sorted(p for p in (REPO / "collector-config").glob("*.yaml") if p.name != "builder-config.yaml")
@@ -55,6 +59,9 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         tracer = provider.get_tracer("app")
         for _ in range(50):
             tracer.start_span("GET /health", attributes={"http.route": "/health"}).end()
+        # One unusable ML span: passes the Collector's filter, rejected by otel-ml with a reason.
+        tracer.start_span("predict", attributes={"ml.model.name": "gw-model", "ml.batch.size": 2,
+                                                 "ml.feature.amount": [1.0]}).end()
         provider.shutdown()
 
         def flagged() -> dict[str, float] | None:
@@ -74,13 +81,38 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         assert float(count["value"][1]) == 3000
         # Only ML spans reached otel-ml: 1500 single-row spans + 15 batch spans, no /health spans.
         own = {s.name: s.value for s in scrape(sp.prom_port) if s.name.startswith("otel_ml_spans")}
-        assert own["otel_ml_spans_received_total"] == 1515 and own.get("otel_ml_spans_ignored_total", 0) == 0
+        assert own["otel_ml_spans_received_total"] == 1516 and own.get("otel_ml_spans_ignored_total", 0) == 0
+        assert own["otel_ml_spans_rejected_total"] == 1
 
         # Names survive the trip: every ml_* metric name on otel-ml's own endpoint is also what the
         # Collector's Prometheus exporter calls it.
         ours = {s.name for s in scrape(sp.prom_port) if s.name.startswith("ml_")}
         theirs = {s.name for s in scrape(col_prom) if s.name.startswith("ml_")}
         assert ours == theirs, (ours ^ theirs)
+
+        # Every panel of the shipped Grafana dashboard returns series from this Prometheus.
+        wait_for(lambda: prometheus.query("otel_ml_spans_rejected_total"), what="self-telemetry in Prometheus")
+        dashboard = json.loads((REPO / "examples" / "grafana" / "otel-ml-dashboard.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = (target["expr"].replace("$model", "gw-model").replace("$version", ".*")
+                        .replace("$feature", ".*"))
+                assert prometheus.query(expr), f"panel {panel['title']!r} returns nothing: {expr}"
+        for variable in dashboard["templating"]["list"][1:]:
+            m = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"]["query"])
+            assert m, variable
+            match = m.group(1).replace("$model", "gw-model")
+            url = (f"http://127.0.0.1:{prometheus.port}/api/v1/label/{m.group(2)}/values?"
+                   + urllib.parse.urlencode({"match[]": match}))
+            assert json.loads(urllib.request.urlopen(url, timeout=10).read())["data"], variable["name"]
     finally:
         prometheus.process.stop()
         collector.stop()
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    require_prometheus()
+    rules = REPO / "examples" / "prometheus"
+    for args in (["check", "rules", "otel-ml-alerts.yaml"], ["test", "rules", "otel-ml-alerts.test.yaml"]):
+        out = subprocess.run(["promtool", *args], cwd=rules, capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
