@@ -35,7 +35,8 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline-dir", metavar="DIR",
                    help="directory of files from 'otel-ml baseline build' (any name; each says its model)")
     p.add_argument("--state-dir", metavar="DIR",
-                   help="where pinned references are kept across restarts (default ./otel-ml-state)")
+                   help="where state is kept across restarts: journal, checkpoints, pinned references "
+                        "(default ./otel-ml-state)")
     p.add_argument("--window", type=float, metavar="SECONDS", help="tumbling window length (default 60)")
     p.add_argument("--horizon", type=float, metavar="SECONDS",
                    help="trailing horizon compared with the reference; a whole number of windows (default 900)")
@@ -52,7 +53,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
         "baseline_dir": args.baseline_dir,
-        "state_dir": args.state_dir,
+        "state.dir": args.state_dir,
         "windows.window_seconds": args.window,
         "windows.horizon_seconds": args.horizon,
         "evaluation.interval_seconds": args.evaluation_interval,

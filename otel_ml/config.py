@@ -77,6 +77,16 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    dir: str = "./otel-ml-state"
+    """Where the processor keeps what must survive a restart: journal, checkpoints, pinned references."""
+    durable: bool = True
+    """Answer an OTLP export only once it is on disk (journal + fsync). Off: faster, loses data on a crash."""
+    checkpoint_interval_seconds: float = 30.0
+    """How often the whole state is written, bounding how much journal a restart replays."""
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
@@ -87,8 +97,7 @@ class ServiceConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     baseline_dir: str | None = None
     """Directory of baseline files written by ``otel-ml baseline build`` (any file name)."""
-    state_dir: str = "./otel-ml-state"
-    """Where the processor keeps what must survive a restart (pinned references)."""
+    state: StateConfig = field(default_factory=StateConfig)
     instance_id: str | None = None
     """``service.instance.id`` of the exported metrics; default: host name and process id."""
     log_level: str = "INFO"
@@ -101,7 +110,7 @@ ENV_VARS = {
     "OTEL_ML_PROMETHEUS_ENDPOINT": "export.prometheus.endpoint",
     "OTEL_ML_OTLP_METRICS_ENDPOINT": "export.otlp.endpoint",
     "OTEL_ML_BASELINE_DIR": "baseline_dir",
-    "OTEL_ML_STATE_DIR": "state_dir",
+    "OTEL_ML_STATE_DIR": "state.dir",
     "OTEL_ML_INSTANCE_ID": "instance_id",
 }
 

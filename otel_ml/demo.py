@@ -76,7 +76,7 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
         "receiver.otlp_grpc.endpoint": grpc_endpoint,
         "receiver.otlp_http.enabled": False,
         "export.prometheus.endpoint": prometheus_endpoint,
-        "state_dir": state,
+        "state.dir": state,
         "windows.window_seconds": 2,
         "windows.horizon_seconds": 20,
         "evaluation.interval_seconds": 2,

@@ -1,7 +1,13 @@
-"""The processor: wires receiver → decoder → windowed profiles → analyzer → exporter from one config."""
+"""The processor: wires receiver → decoder → windowed profiles → analyzer → exporter from one config.
+
+Durability: a request that carried ML spans is journaled (store/journal.py) after it is applied in
+memory and before it is answered, so an acknowledged span survives ``kill -9``; a checkpoint of the
+whole state every ``state.checkpoint_interval_seconds`` keeps recovery short.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,16 +24,23 @@ from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.store.baselines import ReferenceStore
+from otel_ml.store.journal import Journal
 
 log = logging.getLogger(__name__)
 
+STATE_FORMAT_VERSION = 1
+
+# A counted total: (metric name, sorted attribute items).
+TotalKey = tuple[str, tuple[tuple[str, str], ...]]
+
 
 class ProcessorService:
-    """``otel-ml serve``: start(), then the receiver feeds ``consume`` and a thread evaluates drift."""
+    """``otel-ml serve``: start(), then the receivers feed ``consume`` and a thread evaluates drift."""
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
-        self.references = ReferenceStore(config.baseline_dir, config.state_dir)
+        self.references = ReferenceStore(config.baseline_dir, config.state.dir)
+        self.journal = Journal(config.state.dir) if config.state.durable else None
         self.models: dict[tuple[str, str], WindowedProfile] = {}
         self._lock = threading.Lock()
         self._reports: list[ModelReport] = []
@@ -37,12 +50,18 @@ class ProcessorService:
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume)
                               if config.receiver.otlp_http.enabled else None)
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id)
-        self.rejected_total: Counter[str] = Counter()
+        self.totals: Counter[TotalKey] = Counter()
+        """Every counter the processor exports, kept so a checkpoint can carry them across restarts."""
+        self._last_seq = 0
+        self._last_checkpoint = time.monotonic()
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        self.references.open()
+        self.references.open()  # also proves the state directory is writable
         self.exporter.start()
+        if self.journal is not None:
+            self._recover()
+            self.journal.start()
         self.receiver.start()
         if self.http_receiver is not None:
             self.http_receiver.start()
@@ -57,46 +76,120 @@ class ProcessorService:
         if self._evaluator is not None:
             self._evaluator.join(timeout=10)
         self._save_new_references()
+        if self.journal is not None:
+            self.checkpoint()
+            self.journal.close()
         self.exporter.shutdown()
 
     # --- ingest ----------------------------------------------------------------------------------
     def _windowed(self, model: str, version: str) -> WindowedProfile:
         wp = self.models.get((model, version))
         if wp is None:
-            found = self.references.find(model, version)
             wp = WindowedProfile(model, version, self.config.windows, self.config.sketch)
-            if found is not None:
-                wp.set_reference(found[0], found[1])
-            else:
+            self._attach_reference(wp)
+            if wp.reference is None:
                 log.info("model %r version %r: no baseline; the first %ss horizon will be pinned as reference",
                          model, version, self.config.windows.horizon_seconds)
             self.models[(model, version)] = wp
         return wp
 
+    def _attach_reference(self, wp: WindowedProfile) -> None:
+        """A baseline file wins; else a pinned reference (from the state or the pinned/ directory)."""
+        found = self.references.find(wp.model, wp.version)
+        if found is not None and (found[1] == "baseline" or wp.reference is None):
+            wp.set_reference(found[0], found[1])
+
+    def _count(self, metric: str, value: float, attrs: dict[str, str] | None = None) -> None:
+        if not value:
+            return
+        self.totals[(metric, tuple(sorted((attrs or {}).items())))] += value
+        self.exporter.counters[metric].add(value, attrs)
+
     def consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
-        """Decode one ExportTraceServiceRequest and apply it; raises ValueError on malformed bytes."""
+        """Decode one ExportTraceServiceRequest, apply it, make it durable; raises ValueError on malformed
+        bytes and OSError/TimeoutError when it could not be made durable (the sender should retry)."""
+        result = self._apply(data)
+        if self.journal is not None and result.batches:
+            self.journal.append(result.seq, data if isinstance(data, bytes) else data.SerializeToString())
+            self._maybe_checkpoint()
+        if result.spans_rejected:
+            log.warning("rejected %d span(s): %s", result.spans_rejected, result.message())
+        return result
+
+    def _apply(self, data: bytes | ExportTraceServiceRequest, journaled: bool = True) -> DecodeResult:
         result = decode_request(data, self.config.limits)
         late: Counter[tuple[str, str]] = Counter()
         with self._lock:
             for batch in result.batches:
                 late[batch.key] += self._windowed(batch.model, batch.version).update(batch)
-        ex = self.exporter
-        ex.spans_received.add(result.spans_received)
-        ex.spans_accepted.add(result.spans_accepted)
-        if result.spans_ignored:
-            ex.spans_ignored.add(result.spans_ignored)
-        for reason, n in result.rejected.items():
-            ex.spans_rejected.add(n, {sc.ATTR_REASON: reason})
-            self.rejected_total[reason] += n
-        for batch in result.batches:
-            ex.predictions.add(float(batch.row_weight.sum()),
-                               {sc.ATTR_MODEL_NAME: batch.model, sc.ATTR_MODEL_VERSION: batch.version})
-        for (model, version), n in late.items():
-            if n:
-                ex.rows_late.add(n, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
-        if result.spans_rejected:
-            log.warning("rejected %d span(s): %s", result.spans_rejected, result.message())
+            if journaled and self.journal is not None and result.batches:
+                result.seq = self.journal.next_seq()
+                self._last_seq = result.seq
+            self._count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
+            self._count(sc.METRIC_SPANS_ACCEPTED, result.spans_accepted)
+            self._count(sc.METRIC_SPANS_IGNORED, result.spans_ignored)
+            for reason, n in result.rejected.items():
+                self._count(sc.METRIC_SPANS_REJECTED, n, {sc.ATTR_REASON: reason})
+            for batch in result.batches:
+                self._count(sc.METRIC_PREDICTIONS, float(batch.row_weight.sum()),
+                            {sc.ATTR_MODEL_NAME: batch.model, sc.ATTR_MODEL_VERSION: batch.version})
+            for (model, version), n in late.items():
+                self._count(sc.METRIC_ROWS_LATE, n, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
         return result
+
+    # --- durability ------------------------------------------------------------------------------
+    def _state_bytes(self) -> tuple[int, bytes]:
+        with self._lock:
+            state = {
+                "format_version": STATE_FORMAT_VERSION,
+                "models": [wp.to_state() for wp in self.models.values()],
+                "totals": [[metric, list(attrs), value] for (metric, attrs), value in self.totals.items()],
+            }
+            seq = self._last_seq
+        return seq, json.dumps(state).encode()
+
+    def checkpoint(self) -> None:
+        if self.journal is None:
+            return
+        started = time.perf_counter()
+        seq, state = self._state_bytes()
+        self.journal.checkpoint(seq, state)
+        self._last_checkpoint = time.monotonic()
+        log.debug("checkpoint at seq %d: %d bytes in %.3fs", seq, len(state), time.perf_counter() - started)
+
+    def _maybe_checkpoint(self) -> None:
+        if time.monotonic() - self._last_checkpoint >= self.config.state.checkpoint_interval_seconds:
+            self._last_checkpoint = time.monotonic()  # one thread takes it; the others go on
+            try:
+                self.checkpoint()
+            except (OSError, TimeoutError) as e:
+                log.error("checkpoint failed (the journal still holds everything): %s", e)
+
+    def _recover(self) -> None:
+        assert self.journal is not None
+        started = time.perf_counter()
+        state, cp_seq, journal = self.journal.open()
+        if state is not None:
+            data = json.loads(state)
+            for s in data["models"]:
+                wp = WindowedProfile.from_state(s, self.config.windows, self.config.sketch)
+                self._attach_reference(wp)
+                self.models[(wp.model, wp.version)] = wp
+            for metric, attrs, value in data["totals"]:
+                self._count(metric, value, dict(attrs))
+        self._last_seq = cp_seq
+        replayed = 0
+        for seq, payload in journal:
+            try:
+                self._apply(payload, journaled=False)
+            except ValueError:
+                log.error("journal entry %d is not a valid request; skipped", seq)
+            self._last_seq = seq
+            replayed += 1
+        if state is not None or replayed:
+            log.info("restored %d model(s) from the checkpoint and replayed %d journaled request(s) in %.2fs",
+                     len(self.models), replayed, time.perf_counter() - started)
+        self._save_new_references()
 
     # --- evaluation ------------------------------------------------------------------------------
     def reports(self) -> list[ModelReport]:

@@ -25,7 +25,7 @@ def test_precedence_defaults_env_file_flags(tmp_path: Path) -> None:
     cfg = load_config(f, {"windows.horizon_seconds": 300}, environ=env)
     assert cfg.windows.window_seconds == 30.0  # file over default
     assert cfg.export.prometheus.endpoint == "127.0.0.1:9999"  # file over env
-    assert cfg.state_dir == "/tmp/from-env"  # env over default
+    assert cfg.state.dir == "/tmp/from-env"  # env over default
     assert cfg.windows.horizon_seconds == 300.0  # flag
     assert load_config(f, {"windows.window_seconds": 10}, environ={}).windows.window_seconds == 10.0
 

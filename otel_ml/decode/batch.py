@@ -85,6 +85,8 @@ class DecodeResult:
     """Rejected ML spans by reason."""
     examples: dict[str, str] = field(default_factory=dict)
     """One human-readable example per rejection reason, for the partial_success message."""
+    seq: int = 0
+    """Journal sequence number once the request was applied (0: not journaled)."""
 
     @property
     def spans_rejected(self) -> int:

@@ -109,6 +109,11 @@ class MetricsExporter:
         self.rows_late = meter.create_counter(
             sc.METRIC_ROWS_LATE, unit="{prediction}",
             description="Rows dropped because their window was already gone (older than horizon + lateness)")
+        self.counters = {
+            sc.METRIC_PREDICTIONS: self.predictions, sc.METRIC_SPANS_RECEIVED: self.spans_received,
+            sc.METRIC_SPANS_ACCEPTED: self.spans_accepted, sc.METRIC_SPANS_IGNORED: self.spans_ignored,
+            sc.METRIC_SPANS_REJECTED: self.spans_rejected, sc.METRIC_ROWS_LATE: self.rows_late,
+        }
         gauges: list[tuple[str, str, str, Callable[[], Iterable[Observation]]]] = [
             (sc.METRIC_DRIFT_SCORE, "{score}", "Drift score per feature and method (overall: the test's p-value)",
              self._drift_scores),

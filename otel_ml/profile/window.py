@@ -172,6 +172,28 @@ class WindowedProfile:
         for start in [s for s in self.windows if s < oldest]:
             del self.windows[start]
 
+    # --- state for checkpoints (a baseline reference is not included: it is reloaded from its file) ------
+    def to_state(self) -> dict:
+        return {
+            "model": self.model, "version": self.version, "kinds": self.kinds,
+            "first_window_ns": self.first_window_ns, "newest_event_ns": self.newest_event_ns,
+            "current_start_ns": self.current_start_ns,
+            "pinned_reference": self.reference.to_dict() if self.reference_source == "pinned" and self.reference
+            else None,
+            "windows": {str(start): w.to_dict() for start, w in self.windows.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, window: WindowConfig, sketch: SketchConfig) -> WindowedProfile:
+        wp = cls(state["model"], state["version"], window, sketch, kinds=state["kinds"])
+        wp.first_window_ns = state["first_window_ns"]
+        wp.newest_event_ns = state["newest_event_ns"]
+        wp.current_start_ns = state["current_start_ns"]
+        wp.windows = {int(start): ModelProfile.from_dict(w) for start, w in state["windows"].items()}
+        if state.get("pinned_reference"):
+            wp.set_reference(ModelProfile.from_dict(state["pinned_reference"]), "pinned")
+        return wp
+
     def current(self) -> ModelProfile:
         """The trailing horizon ending with the newest window (which may still be filling), merged."""
         out = ModelProfile(self.model, self.version, self.sketch)

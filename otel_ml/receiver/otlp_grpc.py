@@ -66,4 +66,6 @@ class OtlpTraceReceiver:
             result = self._consume(request)
         except ValueError as e:  # not a parseable ExportTraceServiceRequest
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ExportTraceServiceRequest: {e}")
+        except (OSError, TimeoutError) as e:  # applied but not durable: the sender must retry
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"could not make the request durable: {e}")
         return export_response(result)

@@ -70,7 +70,8 @@ class OtlpHttpTraceReceiver:
                 self.wfile.write(body)
 
             def _error(self, code: int, message: str, content_type: str) -> None:
-                status = status_pb2.Status(code=3 if code == 400 else 8 if code == 413 else 2, message=message)
+                grpc_code = {400: 3, 413: 8, 503: 14}.get(code, 2)  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE
+                status = status_pb2.Status(code=grpc_code, message=message)
                 body = (json_format.MessageToJson(status).encode() if content_type == JSON
                         else status.SerializeToString())
                 self._send(code, body, content_type)
@@ -104,8 +105,11 @@ class OtlpHttpTraceReceiver:
                         result = receiver._consume(message)
                     else:
                         result = receiver._consume(body)
-                except (ValueError, json_format.ParseError, OSError, EOFError, zlib.error) as e:
+                except (ValueError, json_format.ParseError, EOFError, zlib.error) as e:
                     self._error(400, f"malformed ExportTraceServiceRequest: {e}", reply_type)
+                    return
+                except (OSError, TimeoutError) as e:  # applied but not durable: the sender must retry
+                    self._error(503, f"could not make the request durable: {e}", reply_type)
                     return
                 response = export_response(result)
                 out = (json_format.MessageToJson(response).encode() if reply_type == JSON

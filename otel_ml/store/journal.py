@@ -1,0 +1,189 @@
+"""Durable state: a journal of accepted OTLP requests plus periodic checkpoints, in SQLite (WAL mode).
+
+Why this shape: an OTLP Export may be answered OK only once its effect survives ``kill -9``. Writing the
+request bytes (already in hand) is cheaper than writing the sketches it changed, so each request is
+appended to the journal and committed before the answer, several requests per fsync when they arrive
+together (group commit, one writer thread). Every ``checkpoint_interval`` the whole in-memory state is
+written with the sequence number it includes, and the journal up to there is deleted. Recovery loads the
+checkpoint and replays the journal after it through the normal decode path.
+
+SQLite from the standard library: one file, atomic transactions, WAL for concurrent reads, nothing to
+install. A state file that cannot be read is moved to ``quarantine/`` and the processor starts empty,
+saying so, rather than failing to start or loading garbage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
+                                       created REAL NOT NULL, state BLOB NOT NULL);
+"""
+
+
+class StateCorrupted(RuntimeError):
+    pass
+
+
+@dataclass
+class _Write:
+    seq: int
+    payload: bytes
+    done: threading.Event
+    error: BaseException | None = None
+
+
+@dataclass
+class _Checkpoint:
+    seq: int
+    state: bytes
+    done: threading.Event
+    error: BaseException | None = None
+
+
+class Journal:
+    """Append-only request journal with checkpoints. ``append`` returns once the payload is durable."""
+
+    def __init__(self, state_dir: str | Path, max_batch: int = 256) -> None:
+        self.path = Path(state_dir) / "otel-ml.db"
+        self.max_batch = max_batch
+        self._queue: queue.Queue[_Write | _Checkpoint | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self.commits = 0
+        self.appended = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def open(self) -> tuple[bytes | None, int, Iterator[tuple[int, bytes]]]:
+        """Open (quarantining an unreadable file); returns (checkpoint state or None, its seq, journal after it)."""
+        try:
+            return self._open()
+        except (sqlite3.DatabaseError, StateCorrupted) as e:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            quarantine = self.path.parent / "quarantine"
+            quarantine.mkdir(exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                f = Path(str(self.path) + suffix)
+                if f.exists():
+                    f.rename(quarantine / f"{f.name}.{stamp}")
+            log.error("state file %s is unreadable (%s): moved to %s; starting with empty state", self.path, e,
+                      quarantine)
+            return self._open()
+
+    def _open(self) -> tuple[bytes | None, int, Iterator[tuple[int, bytes]]]:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StateCorrupted(f"quick_check: {check}")
+        row = conn.execute("SELECT seq, state FROM checkpoint WHERE id = 1").fetchone()
+        cp_seq, state = (int(row[0]), bytes(row[1])) if row else (0, None)
+        last = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
+        self._seq = max(cp_seq, int(last or 0))
+
+        def replay() -> Iterator[tuple[int, bytes]]:
+            for seq, payload in conn.execute("SELECT seq, payload FROM journal WHERE seq > ? ORDER BY seq",
+                                             (cp_seq,)):
+                yield int(seq), bytes(payload)
+
+        return state, cp_seq, replay()
+
+    def start(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name="otel-ml-journal", daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- writing ---------------------------------------------------------------------------------
+    def next_seq(self) -> int:
+        """Reserve the next sequence number; call under the lock that applies the request to memory, so
+        sequence order is application order."""
+        with self._seq_lock:
+            self._seq += 1
+            return self._seq
+
+    def append(self, seq: int, payload: bytes, timeout: float = 30.0) -> None:
+        """Queue a payload and wait until it is committed to disk; raises if that failed."""
+        item = _Write(seq, payload, threading.Event())
+        self._queue.put(item)
+        if not item.done.wait(timeout):
+            raise TimeoutError("journal write did not complete")
+        if item.error is not None:
+            raise item.error
+
+    def checkpoint(self, seq: int, state: bytes, timeout: float = 60.0) -> None:
+        """Record ``state`` (which includes every request up to ``seq``) and drop the journal up to it."""
+        item = _Checkpoint(seq, state, threading.Event())
+        self._queue.put(item)
+        if not item.done.wait(timeout):
+            raise TimeoutError("checkpoint did not complete")
+        if item.error is not None:
+            raise item.error
+
+    def _write_loop(self) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            # Group commit: take whatever else is already waiting, up to max_batch.
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for it in batch:
+                    if isinstance(it, _Write):
+                        conn.execute("INSERT INTO journal (seq, payload) VALUES (?, ?)", (it.seq, it.payload))
+                    else:
+                        conn.execute("DELETE FROM journal WHERE seq <= ?", (it.seq,))
+                        conn.execute("INSERT OR REPLACE INTO checkpoint (id, seq, created, state) VALUES (1, ?, ?, ?)",
+                                     (it.seq, time.time(), it.state))
+                conn.execute("COMMIT")
+                self.commits += 1
+                self.appended += sum(isinstance(it, _Write) for it in batch)
+            except BaseException as e:  # disk full, I/O error: every waiter learns it, none is acknowledged
+                log.error("state write failed: %s", e)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                for it in batch:
+                    it.error = e
+            for it in batch:
+                it.done.set()
+            if any(isinstance(it, _Checkpoint) for it in batch):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
