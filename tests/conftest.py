@@ -68,9 +68,11 @@ class ServeProcess:
         return self.proc.returncode
 
 
-def start_serve(state_dir: Path, *extra: str, timeout: float = 30.0) -> ServeProcess:
-    """Start `otel-ml serve` on free loopback ports and wait until it says it is serving."""
-    grpc_port, prom_port, http_port = free_port(), free_port(), free_port()
+def start_serve(state_dir: Path, *extra: str, timeout: float = 30.0, grpc_port: int | None = None,
+                prom_port: int | None = None) -> ServeProcess:
+    """Start `otel-ml serve` on loopback ports (free ones unless given: a restart reuses its ports) and wait
+    until it says it is serving."""
+    grpc_port, prom_port, http_port = grpc_port or free_port(), prom_port or free_port(), free_port()
     cmd = [sys.executable, "-m", "otel_ml.cli", "serve", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
            "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
            "--prometheus-endpoint", f"127.0.0.1:{prom_port}", "--state-dir", str(state_dir), *extra]
@@ -99,8 +101,8 @@ def start_serve(state_dir: Path, *extra: str, timeout: float = 30.0) -> ServePro
 def serve_factory(tmp_path: Path) -> Iterator:
     started: list[ServeProcess] = []
 
-    def factory(*extra: str, state_dir: Path | None = None) -> ServeProcess:
-        sp = start_serve(state_dir or tmp_path / "state", *extra)
+    def factory(*extra: str, state_dir: Path | None = None, **ports: int) -> ServeProcess:
+        sp = start_serve(state_dir or tmp_path / "state", *extra, **ports)
         started.append(sp)
         return sp
 

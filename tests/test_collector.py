@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, scrape, wait_for
+from tests.conftest import free_port, scrape, select, wait_for
 from tests.integration import REPO, require_collector, require_prometheus, start_collector, start_prometheus
 from tests.test_e2e import DRIFTED, make_rows, sdk_provider, send_rows
 
@@ -116,3 +118,71 @@ def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
     for args in (["check", "rules", "otel-ml-alerts.yaml"], ["test", "rules", "otel-ml-alerts.test.yaml"]):
         out = subprocess.run(["promtool", *args], cwd=rules, capture_output=True, text=True)
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_sharded_replicas_each_model_on_one_replica_and_nothing_lost_across_a_kill(tmp_path: Path,
+                                                                                   serve_factory) -> None:
+    require_collector()
+    args = ("--window", "1", "--horizon", "3", "--evaluation-interval", "0.5", "--no-otlp-http")
+    replicas = [serve_factory(*args, state_dir=tmp_path / f"state{i}") for i in range(3)]
+    col_grpc = free_port()
+    (tmp_path / "queue").mkdir()
+    collector, _ = start_collector(REPO / "collector-config" / "sharded.yaml", tmp_path, {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{col_grpc}", "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "OTELCOL_QUEUE_DIR": str(tmp_path / "queue"),
+        **{f"OTEL_ML_REPLICA_{i + 1}": r.grpc_endpoint for i, r in enumerate(replicas)}})
+    prometheus = start_prometheus(tmp_path, [f"127.0.0.1:{r.prom_port}" for r in replicas])
+    models = [f"model-{i}" for i in range(8)]
+    per_round, rounds = 40, 30
+    rng = np.random.default_rng(3)
+    sent_done = threading.Event()
+
+    def send() -> None:
+        provider = sdk_provider(_Target(col_grpc))
+        tracer = provider.get_tracer("shard-test")
+        for _ in range(rounds):
+            for model in models:
+                for x in rng.normal(size=per_round):
+                    tracer.start_span("predict", attributes={"ml.model.name": model, "ml.feature.x": float(x)}).end()
+            time.sleep(0.2)
+        provider.shutdown()
+        sent_done.set()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        time.sleep(2.0)
+        victim = replicas[1]
+        victim.proc.send_signal(signal.SIGKILL)  # while traffic flows
+        victim.proc.wait()
+        time.sleep(1.5)
+        replicas[1] = serve_factory(*args, state_dir=victim.state_dir, grpc_port=victim.grpc_port,
+                                    prom_port=victim.prom_port)
+        assert sent_done.wait(120)
+        expected = per_round * rounds
+
+        def per_replica() -> list[dict[str, float]]:
+            return [{s.labels["ml_model_name"]: s.value for s in select(scrape(r.prom_port), "ml_predictions_total")}
+                    for r in replicas]
+
+        def all_counted() -> list[dict[str, float]] | None:
+            got = per_replica()
+            totals = {m: sum(r.get(m, 0.0) for r in got) for m in models}
+            return got if all(v >= expected for v in totals.values()) else None
+
+        got = wait_for(all_counted, timeout=90, what="every model's predictions on the replicas")
+        for model in models:
+            holders = [i for i, r in enumerate(got) if model in r]
+            assert len(holders) == 1, f"{model} is on replicas {holders}"
+            assert got[holders[0]][model] == expected, (model, got[holders[0]][model])
+        assert sum(1 for r in got if r) >= 2, "the hash spread 8 models over at least two replicas"
+
+        def in_prometheus() -> dict[str, float] | None:
+            result = prometheus.query("sum by (ml_model_name) (ml_predictions_total)")
+            values = {r["metric"]["ml_model_name"]: float(r["value"][1]) for r in result}
+            return values if values == dict.fromkeys(models, float(expected)) else None
+
+        wait_for(in_prometheus, timeout=30, what="all models in Prometheus with the sent counts")
+    finally:
+        prometheus.process.stop()
+        collector.stop()

@@ -67,7 +67,7 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
             sp.proc.send_signal(signal.SIGKILL)
             sp.proc.wait()
             time.sleep(rng.uniform(0.1, 0.5))
-            sp = start_serve(state, *args, "--otlp-grpc-endpoint", f"127.0.0.1:{port}")
+            sp = start_serve(state, *args, grpc_port=port)
         assert done.wait(120), "sender did not finish"
         sent = n_batches * batch_size
         assert acked == sent
