@@ -29,7 +29,8 @@ class OtlpGrpcReceiverConfig:
     endpoint: str = "127.0.0.1:4317"
     max_message_bytes: int = 64 * 1024 * 1024
     """Requests over this size are refused with RESOURCE_EXHAUSTED (the OTLP answer for too large)."""
-    max_workers: int = 4
+    max_workers: int = 16
+    """Threads taking requests; admission beyond ``limits.max_inflight_*`` is refused, not queued."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,21 @@ class OtlpMetricExportConfig:
 
 
 @dataclass(frozen=True)
+class CardinalityConfig:
+    """Caps on exported series: a bad deploy (a version per request, a feature per user) must not explode
+    the metrics bill. What is over a cap is still profiled, just not exported; otel_ml.export.overflow
+    counts it. The models with the most predictions in the horizon are kept."""
+
+    max_models: int = 200
+    max_versions_per_model: int = 5
+    max_features_per_model: int = 200
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     otlp: OtlpMetricExportConfig = field(default_factory=OtlpMetricExportConfig)
+    cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
 
 
 @dataclass(frozen=True)

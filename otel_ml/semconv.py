@@ -58,5 +58,8 @@ METRIC_SPANS_ACCEPTED = "otel_ml.spans.accepted"
 METRIC_SPANS_REJECTED = "otel_ml.spans.rejected"
 METRIC_SPANS_IGNORED = "otel_ml.spans.ignored"
 METRIC_ROWS_LATE = "otel_ml.rows.late"
+METRIC_REQUESTS_REFUSED = "otel_ml.requests.refused"
+METRIC_FEATURE_VALUES_DROPPED = "otel_ml.feature_values.dropped"
+METRIC_EXPORT_OVERFLOW = "otel_ml.export.overflow"
 
 OVERALL_METHOD = "overall"

@@ -21,6 +21,7 @@ from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult, decode_request
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.profile.window import WindowedProfile
+from otel_ml.receiver.common import Overloaded
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.store.baselines import ReferenceStore
@@ -32,6 +33,30 @@ STATE_FORMAT_VERSION = 1
 
 # A counted total: (metric name, sorted attribute items).
 TotalKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class RateLimitedRejectionLog:
+    """At most one warning per ``interval`` seconds about rejected spans, with the counts since the last one,
+    so a sender stuck on bad data cannot flood the log."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._pending: Counter[str] = Counter()
+        self._example = ""
+        self._last = 0.0
+
+    def warn(self, result: DecodeResult) -> None:
+        with self._lock:
+            self._pending.update(result.rejected)
+            self._example = result.message()
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return
+            self._last = now
+            counts = ", ".join(f"{reason}={n}" for reason, n in sorted(self._pending.items()))
+            self._pending.clear()
+        log.warning("rejected spans since the last report: %s; latest: %s", counts, self._example)
 
 
 class ProcessorService:
@@ -54,6 +79,9 @@ class ProcessorService:
         """Every counter the processor exports, kept so a checkpoint can carry them across restarts."""
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
+        self._rejection_log = RateLimitedRejectionLog()
+        self._inflight_lock = threading.Lock()
+        self._inflight_bytes = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -85,7 +113,8 @@ class ProcessorService:
     def _windowed(self, model: str, version: str) -> WindowedProfile:
         wp = self.models.get((model, version))
         if wp is None:
-            wp = WindowedProfile(model, version, self.config.windows, self.config.sketch)
+            wp = WindowedProfile(model, version, self.config.windows, self.config.sketch,
+                                 max_features=self.config.limits.max_features_per_model)
             self._attach_reference(wp)
             if wp.reference is None:
                 log.info("model %r version %r: no baseline; the first %ss horizon will be pinned as reference",
@@ -107,21 +136,50 @@ class ProcessorService:
 
     def consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
         """Decode one ExportTraceServiceRequest, apply it, make it durable; raises ValueError on malformed
-        bytes and OSError/TimeoutError when it could not be made durable (the sender should retry)."""
+        bytes, Overloaded when too much is in flight, and OSError/TimeoutError when it could not be made
+        durable (the sender should retry)."""
+        size = len(data) if isinstance(data, bytes) else data.ByteSize()
+        with self._inflight_lock:
+            if self._inflight_bytes and self._inflight_bytes + size > self.config.limits.max_inflight_bytes:
+                self._count(sc.METRIC_REQUESTS_REFUSED, 1, {sc.ATTR_REASON: "overloaded"})
+                raise Overloaded(f"otel-ml is busy ({self._inflight_bytes} bytes in flight); retry later",
+                                 self.config.limits.retry_after_seconds)
+            self._inflight_bytes += size
+        try:
+            return self._consume(data)
+        finally:
+            with self._inflight_lock:
+                self._inflight_bytes -= size
+
+    def _consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
         result = self._apply(data)
         if self.journal is not None and result.batches:
             self.journal.append(result.seq, data if isinstance(data, bytes) else data.SerializeToString())
             self._maybe_checkpoint()
         if result.spans_rejected:
-            log.warning("rejected %d span(s): %s", result.spans_rejected, result.message())
+            self._rejection_log.warn(result)
         return result
 
     def _apply(self, data: bytes | ExportTraceServiceRequest, journaled: bool = True) -> DecodeResult:
         result = decode_request(data, self.config.limits)
         late: Counter[tuple[str, str]] = Counter()
+        dropped: Counter[tuple[str, str]] = Counter()
         with self._lock:
+            kept = []
             for batch in result.batches:
-                late[batch.key] += self._windowed(batch.model, batch.version).update(batch)
+                if batch.key not in self.models and len(self.models) >= self.config.limits.max_models:
+                    n = len(batch.span_end_ns)
+                    result.rejected["too_many_models"] += n
+                    result.spans_accepted -= n
+                    result.examples.setdefault("too_many_models", f"limits.max_models={self.config.limits.max_models}"
+                                               f" reached; model {batch.model!r} not admitted")
+                    continue
+                wp = self._windowed(batch.model, batch.version)
+                before = wp.dropped_feature_values
+                late[batch.key] += wp.update(batch)
+                dropped[batch.key] += wp.dropped_feature_values - before
+                kept.append(batch)
+            result.batches = kept
             if journaled and self.journal is not None and result.batches:
                 result.seq = self.journal.next_seq()
                 self._last_seq = result.seq
@@ -135,6 +193,9 @@ class ProcessorService:
                             {sc.ATTR_MODEL_NAME: batch.model, sc.ATTR_MODEL_VERSION: batch.version})
             for (model, version), n in late.items():
                 self._count(sc.METRIC_ROWS_LATE, n, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
+            for (model, version), n in dropped.items():
+                self._count(sc.METRIC_FEATURE_VALUES_DROPPED, n,
+                            {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
         return result
 
     # --- durability ------------------------------------------------------------------------------

@@ -126,7 +126,8 @@ def test_decisions_on_shifted_and_stable_features() -> None:
     report = {f.feature: f for f in compare(ref, cur, DriftConfig()).features}
     assert report["shifted"].overall.detected is True
     assert report["cat"].overall.detected is True
-    assert report["stable"].overall.detected is False
+    # Never fires; it may be withheld as below_sketch_resolution when sketch noise alone makes D significant.
+    assert report["stable"].overall.detected is not True
 
 
 def test_small_samples_are_withheld() -> None:

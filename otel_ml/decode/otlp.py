@@ -36,6 +36,18 @@ class DecodeLimits:
     max_features_per_span: int = 2_000
     max_category_length: int = 256
     """Categorical values are truncated to this many characters before they are sketched."""
+    max_name_length: int = 256
+    """Longer model names, versions or feature names are rejected."""
+    max_clock_skew_seconds: float = 3_600.0
+    """Spans ending further than this ahead of the processor's clock are rejected (timestamp_in_future)."""
+    max_models: int = 1_000
+    """(model, version) pairs the processor keeps; spans of further ones are rejected (too_many_models)."""
+    max_features_per_model: int = 1_000
+    """Features profiled per model; values of further features are dropped and counted."""
+    max_inflight_bytes: int = 128 * 1024 * 1024
+    """Request bytes being decoded, applied or made durable at once; over it, UNAVAILABLE with RetryInfo."""
+    retry_after_seconds: float = 1.0
+    """The RetryInfo delay given to refused senders."""
 
 
 class _Rejected(Exception):
@@ -267,6 +279,11 @@ def _decode_span(
             version = str(version_v.double_value)
         else:
             raise _Rejected("invalid_model_version", f"{semconv.MODEL_VERSION} must be a string")
+    longest = max((len(name) for name, _ in columns), default=0)
+    if len(model) > limits.max_name_length or len(version) > limits.max_name_length or \
+            longest > limits.max_name_length:
+        raise _Rejected("name_too_long", f"a model, version or feature name is over {limits.max_name_length} "
+                                         "characters")
     if len(columns) > limits.max_features_per_span:
         raise _Rejected(
             "too_many_features", f"{len(columns)} features in one span (limit {limits.max_features_per_span})"
@@ -311,6 +328,10 @@ def _decode_span(
             decoded.append((name, _split_values([value], limits.max_category_length)))
 
     end = span.end_time_unix_nano or span.start_time_unix_nano or now_ns
+    if end > now_ns + limits.max_clock_skew_seconds * 1e9:
+        # A clock far ahead would move every window of the model into the future and evict the present.
+        raise _Rejected("timestamp_in_future", f"span ends {(end - now_ns) / 1e9:.0f}s in the future "
+                                               f"(limit {limits.max_clock_skew_seconds:.0f}s)")
     dur = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9 if (
         span.start_time_unix_nano and span.end_time_unix_nano >= span.start_time_unix_nano) else math.nan
 

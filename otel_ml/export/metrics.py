@@ -7,6 +7,7 @@ and their Prometheus spellings are listed in docs/metrics.md.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -20,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import ModelReport
-from otel_ml.config import ExportConfig
+from otel_ml.config import CardinalityConfig, ExportConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,33 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def cap_reports(reports: list[ModelReport], caps: CardinalityConfig) -> tuple[list[ModelReport], dict[str, int]]:
+    """Reports within the caps, busiest models and versions first, features in name order; and how many
+    models, versions and features were left out.
+
+    >>> r = [ModelReport(f"m{i}", "1", None, 0, i, []) for i in range(3)]
+    >>> kept, over = cap_reports(r, CardinalityConfig(max_models=2))
+    >>> [k.model for k in kept], over
+    (['m2', 'm1'], {'model': 1, 'version': 0, 'feature': 0})
+    """
+    over = {"model": 0, "version": 0, "feature": 0}
+    by_model: dict[str, list[ModelReport]] = {}
+    for r in sorted(reports, key=lambda r: (-r.current_rows, r.model, r.version)):
+        by_model.setdefault(r.model, []).append(r)
+    kept: list[ModelReport] = []
+    for i, (_, versions) in enumerate(by_model.items()):
+        if i >= caps.max_models:
+            over["model"] += 1
+            continue
+        over["version"] += max(0, len(versions) - caps.max_versions_per_model)
+        for r in versions[:caps.max_versions_per_model]:
+            if len(r.features) > caps.max_features_per_model:
+                over["feature"] += len(r.features) - caps.max_features_per_model
+                r = dataclasses.replace(r, features=r.features[:caps.max_features_per_model])
+            kept.append(r)
+    return kept, over
+
+
 def _model_attrs(r: ModelReport) -> dict[str, str]:
     return {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version}
 
@@ -47,7 +75,8 @@ class MetricsExporter:
     def __init__(self, config: ExportConfig, reports: Callable[[], list[ModelReport]],
                  instance_id: str | None = None) -> None:
         self.config = config
-        self._reports = reports
+        self._source = reports
+        self._capped: tuple[int, list[ModelReport], dict[str, int]] = (0, [], {})
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self._http_server = None
         self.prometheus_port: int | None = None
@@ -109,7 +138,15 @@ class MetricsExporter:
         self.rows_late = meter.create_counter(
             sc.METRIC_ROWS_LATE, unit="{prediction}",
             description="Rows dropped because their window was already gone (older than horizon + lateness)")
+        self.requests_refused = meter.create_counter(
+            sc.METRIC_REQUESTS_REFUSED, unit="{request}",
+            description="OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight")
+        self.feature_values_dropped = meter.create_counter(
+            sc.METRIC_FEATURE_VALUES_DROPPED, unit="{value}",
+            description="Values of features beyond limits.max_features_per_model, not profiled")
         self.counters = {
+            sc.METRIC_FEATURE_VALUES_DROPPED: self.feature_values_dropped,
+            sc.METRIC_REQUESTS_REFUSED: self.requests_refused,
             sc.METRIC_PREDICTIONS: self.predictions, sc.METRIC_SPANS_RECEIVED: self.spans_received,
             sc.METRIC_SPANS_ACCEPTED: self.spans_accepted, sc.METRIC_SPANS_IGNORED: self.spans_ignored,
             sc.METRIC_SPANS_REJECTED: self.spans_rejected, sc.METRIC_ROWS_LATE: self.rows_late,
@@ -135,6 +172,9 @@ class MetricsExporter:
              self._errors),
             (sc.METRIC_REFERENCE_READY, "", "1 when the model has a reference (baseline or pinned)",
              self._reference_ready),
+            (sc.METRIC_EXPORT_OVERFLOW, "{item}",
+             "Models, versions and features profiled but not exported (export.cardinality caps), by kind",
+             self._overflow),
         ]
         for name, unit, description, fn in gauges:
             meter.create_observable_gauge(name, callbacks=[self._callback(fn)], unit=unit, description=description)
@@ -148,6 +188,19 @@ class MetricsExporter:
                 log.exception("metric callback failed")
                 return []
         return callback
+
+    # --- cardinality guard --------------------------------------------------------------------------
+    def _reports(self) -> list[ModelReport]:
+        """The latest reports within the cardinality caps (computed once per evaluation)."""
+        reports = self._source()
+        if self._capped[0] != id(reports):
+            self._capped = (id(reports), *cap_reports(reports, self.config.cardinality))
+        return self._capped[1]
+
+    def _overflow(self) -> Iterable[Observation]:
+        self._reports()
+        for kind, n in self._capped[2].items():
+            yield Observation(n, {"kind": kind})
 
     # --- observations from the latest reports -----------------------------------------------------
     def _feature_method_obs(self, value: Callable) -> Iterable[Observation]:

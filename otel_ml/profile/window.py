@@ -73,6 +73,7 @@ class WindowedProfile:
         sketch: SketchConfig | None = None,
         reference: ModelProfile | None = None,
         kinds: dict[str, str] | None = None,
+        max_features: int = 1_000,
     ) -> None:
         self.model = model
         self.version = version
@@ -87,6 +88,9 @@ class WindowedProfile:
         self.current_start_ns: int | None = None
         """Start of the earliest window the current horizon may use (after a pinned reference)."""
         self.just_pinned = False
+        self.max_features = max_features
+        self.dropped_feature_values = 0
+        """Values of features beyond ``max_features`` that were not profiled."""
         if reference is not None:
             self.set_reference(reference, "baseline")
 
@@ -101,6 +105,9 @@ class WindowedProfile:
         win = self.window.window_ns
         for name in batch.feature_names():
             if name not in self.kinds:
+                if len(self.kinds) >= self.max_features:
+                    self.dropped_feature_values += batch.n_rows
+                    continue
                 self.kinds[name] = choose_kind(batch, name) if (
                     name in batch.numeric or name in batch.categorical) else "numeric"
         late = 0

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
 
 from otel_ml.decode.batch import DecodeResult
+
+
+class Overloaded(Exception):
+    """The processor holds as much unfinished work as it may: answer UNAVAILABLE (HTTP 503) with RetryInfo."""
+
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+def retry_status(code: int, message: str, retry_after_seconds: float) -> status_pb2.Status:
+    """A google.rpc.Status carrying RetryInfo, as OTLP asks for throttling answers."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromNanoseconds(int(retry_after_seconds * 1e9))
+    status = status_pb2.Status(code=code, message=message)
+    status.details.add().Pack(info)
+    return status
+
+
+def retry_trailers(message: str, retry_after_seconds: float) -> tuple[tuple[str, bytes], ...]:
+    """gRPC trailers for UNAVAILABLE with RetryInfo: both spellings, since Go clients (the Collector) read
+    ``grpc-status-details-bin`` and the Python SDK reads ``google.rpc.retryinfo-bin``."""
+    status = retry_status(14, message, retry_after_seconds)  # 14 = UNAVAILABLE
+    info = error_details_pb2.RetryInfo()
+    status.details[0].Unpack(info)
+    return (("grpc-status-details-bin", status.SerializeToString()),
+            ("google.rpc.retryinfo-bin", info.SerializeToString()))
 
 
 def export_response(result: DecodeResult) -> ExportTraceServiceResponse:

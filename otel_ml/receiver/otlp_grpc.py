@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_ml.config import OtlpGrpcReceiverConfig
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.receiver.common import export_response
+from otel_ml.receiver.common import Overloaded, export_response, retry_trailers
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ class OtlpTraceReceiver:
             result = self._consume(request)
         except ValueError as e:  # not a parseable ExportTraceServiceRequest
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ExportTraceServiceRequest: {e}")
+        except Overloaded as e:
+            context.set_trailing_metadata(retry_trailers(str(e), e.retry_after_seconds))
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         except (OSError, TimeoutError) as e:  # applied but not durable: the sender must retry
             context.abort(grpc.StatusCode.UNAVAILABLE, f"could not make the request durable: {e}")
+        except Exception as e:  # a bug: say so, keep serving
+            log.exception("failed to process an export request")
+            context.abort(grpc.StatusCode.INTERNAL, f"otel-ml failed on this request: {type(e).__name__}")
         return export_response(result)

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_ml.config import OtlpHttpReceiverConfig
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.receiver.common import export_response
+from otel_ml.receiver.common import Overloaded, export_response, retry_status
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,23 @@ class OtlpHttpTraceReceiver:
                 except (ValueError, json_format.ParseError, EOFError, zlib.error) as e:
                     self._error(400, f"malformed ExportTraceServiceRequest: {e}", reply_type)
                     return
+                except Overloaded as e:
+                    status = retry_status(14, str(e), e.retry_after_seconds)
+                    body = (json_format.MessageToJson(status).encode() if reply_type == JSON
+                            else status.SerializeToString())
+                    self.send_response(503)
+                    self.send_header("Retry-After", str(max(1, round(e.retry_after_seconds))))
+                    self.send_header("Content-Type", reply_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 except (OSError, TimeoutError) as e:  # applied but not durable: the sender must retry
                     self._error(503, f"could not make the request durable: {e}", reply_type)
+                    return
+                except Exception as e:  # a bug: say so, keep serving
+                    log.exception("failed to process an export request")
+                    self._error(500, f"otel-ml failed on this request: {type(e).__name__}", reply_type)
                     return
                 response = export_response(result)
                 out = (json_format.MessageToJson(response).encode() if reply_type == JSON
