@@ -93,12 +93,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_baseline_build(args: argparse.Namespace) -> int:
     from otel_ml.profile.baseline import build_baseline
+    from otel_ml.profile.privacy import load_key
     from otel_ml.profile.sketch import SketchConfig
 
     profile = build_baseline(
         args.input, args.model, args.model_version, prediction_column=args.prediction_column,
         score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
-        sketch=SketchConfig(kll_k=args.kll_k))
+        sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
+        hash_features=args.hash_feature or [])
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     output.write_text(profile.to_json())
     kinds = profile.kinds()
@@ -133,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--categorical", action="append", metavar="C",
                        help="treat this column as categorical even if its values are numbers")
     build.add_argument("--kll-k", type=int, default=200, help="KLL accuracy parameter (default 200)")
+    build.add_argument("--hash-key-env", metavar="VAR",
+                       help="hash categorical values with the key in this environment variable, as the processor "
+                            "does with privacy.hash_key_env")
+    build.add_argument("--hash-feature", action="append", metavar="C",
+                       help="hash only these categorical features (default: all), like privacy.hash_features")
     build.set_defaults(func=cmd_baseline_build)
 
     demo = sub.add_parser("demo", help="processor plus generated traffic with a drift partway through")

@@ -78,15 +78,63 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """TLS on both receivers when cert_file and key_file are set; mutual TLS when client_ca_file is set too."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+    """CA that client certificates must chain to; set: clients without such a certificate are refused."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file and self.key_file)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Bearer-token authentication on both receivers (``authorization: Bearer <token>``)."""
+
+    bearer_token_env: str | None = None
+    """Name of the environment variable holding the token (keeps the secret out of the config file)."""
+    bearer_token_file: str | None = None
+
+    def token(self) -> str | None:
+        if self.bearer_token_env:
+            value = os.environ.get(self.bearer_token_env)
+            if not value:
+                raise ConfigError(f"receiver.auth: environment variable {self.bearer_token_env} is empty")
+            return value
+        if self.bearer_token_file:
+            return Path(self.bearer_token_file).read_text().strip()
+        return None
+
+
+@dataclass(frozen=True)
 class ReceiverConfig:
     otlp_grpc: OtlpGrpcReceiverConfig = field(default_factory=OtlpGrpcReceiverConfig)
     otlp_http: OtlpHttpReceiverConfig = field(default_factory=OtlpHttpReceiverConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
     interval_seconds: float = 10.0
     """How often drift is recomputed over the current horizon."""
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Keyed hashing (HMAC-SHA256) of categorical values before they are sketched: sketches, baselines and
+    metrics then never hold the raw values (e-mail addresses, user ids). Drift statistics are unchanged,
+    because hashing keeps categories distinct. Baselines must be built with the same key
+    (``otel-ml baseline build --hash-key-env``)."""
+
+    hash_key_env: str | None = None
+    """Name of the environment variable holding the key; unset: no hashing."""
+    hash_features: list[str] = field(default_factory=list)
+    """Features to hash; empty: every categorical feature."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +159,7 @@ class ServiceConfig:
     baseline_dir: str | None = None
     """Directory of baseline files written by ``otel-ml baseline build`` (any file name)."""
     state: StateConfig = field(default_factory=StateConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     instance_id: str | None = None
     """``service.instance.id`` of the exported metrics; default: host name and process id."""
     log_level: str = "INFO"
@@ -145,6 +194,10 @@ def _coerce(value: Any, default: Any, path: str) -> Any:
             return int(value)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{path}: expected an integer, got {value!r}") from e
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return list(value)
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")

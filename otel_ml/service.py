@@ -20,6 +20,7 @@ from otel_ml.analyze.drift import ModelReport, compare
 from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult, decode_request
 from otel_ml.export.metrics import MetricsExporter
+from otel_ml.profile.privacy import hash_batch, hash_request, load_key
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import Overloaded
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
@@ -71,15 +72,17 @@ class ProcessorService:
         self._reports: list[ModelReport] = []
         self._stop = threading.Event()
         self._evaluator: threading.Thread | None = None
-        self.receiver = OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume)
-        self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume)
-                              if config.receiver.otlp_http.enabled else None)
+        token = config.receiver.auth.token()
+        self.receiver = OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume, config.receiver.tls, token)
+        self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume, config.receiver.tls,
+                                                    token) if config.receiver.otlp_http.enabled else None)
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id)
         self.totals: Counter[TotalKey] = Counter()
         """Every counter the processor exports, kept so a checkpoint can carry them across restarts."""
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._rejection_log = RateLimitedRejectionLog()
+        self._hash_key = load_key(config.privacy.hash_key_env)
         self._inflight_lock = threading.Lock()
         self._inflight_bytes = 0
 
@@ -154,14 +157,18 @@ class ProcessorService:
     def _consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
         result = self._apply(data)
         if self.journal is not None and result.batches:
-            self.journal.append(result.seq, data if isinstance(data, bytes) else data.SerializeToString())
+            self.journal.append(result.seq, self._journal_payload(data))
             self._maybe_checkpoint()
         if result.spans_rejected:
             self._rejection_log.warn(result)
         return result
 
     def _apply(self, data: bytes | ExportTraceServiceRequest, journaled: bool = True) -> DecodeResult:
+        """Decode and apply; ``journaled=False`` replays a journal entry (already hashed, not journaled again)."""
         result = decode_request(data, self.config.limits)
+        if self._hash_key is not None and journaled:
+            for batch in result.batches:
+                hash_batch(batch, self._hash_key, self.config.privacy.hash_features)
         late: Counter[tuple[str, str]] = Counter()
         dropped: Counter[tuple[str, str]] = Counter()
         with self._lock:
@@ -199,6 +206,13 @@ class ProcessorService:
         return result
 
     # --- durability ------------------------------------------------------------------------------
+    def _journal_payload(self, data: bytes | ExportTraceServiceRequest) -> bytes:
+        """The request as journaled: as received, or with hashed features hashed (privacy)."""
+        if self._hash_key is None:
+            return data if isinstance(data, bytes) else data.SerializeToString()
+        msg = data if isinstance(data, ExportTraceServiceRequest) else ExportTraceServiceRequest.FromString(data)
+        return hash_request(msg, self._hash_key, self.config.privacy.hash_features)
+
     def _state_bytes(self) -> tuple[int, bytes]:
         with self._lock:
             state = {

@@ -17,6 +17,7 @@ import numpy as np
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.model import ModelProfile, category_strings
+from otel_ml.profile.privacy import hash_batch
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 
 CHUNK_ROWS = 100_000
@@ -90,6 +91,8 @@ def build_baseline(
     exclude: Sequence[str] = (),
     categorical: Sequence[str] = (),
     sketch: SketchConfig | None = None,
+    hash_key: bytes | None = None,
+    hash_features: Sequence[str] = (),
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -136,6 +139,8 @@ def build_baseline(
                 cats[name] = _as_category(cells)
                 kinds[name] = CATEGORICAL
         batch = ColumnarBatch(model, version, n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=cats)
+        if hash_key is not None:
+            hash_batch(batch, hash_key, list(hash_features))
         profile.update(batch, kinds)
     if seen_columns is None:
         raise ValueError(f"{path}: empty file")

@@ -7,14 +7,16 @@ are reported in ``partial_success`` with a message naming each reason.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from otel_ml.config import OtlpGrpcReceiverConfig
+from otel_ml.config import OtlpGrpcReceiverConfig, TlsConfig
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import Overloaded, export_response, retry_trailers
 
@@ -26,9 +28,12 @@ TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Expo
 class OtlpTraceReceiver:
     """gRPC server for ``TraceService/Export``; hands each request's bytes to ``consume``."""
 
-    def __init__(self, config: OtlpGrpcReceiverConfig, consume: Callable[[bytes], DecodeResult]) -> None:
+    def __init__(self, config: OtlpGrpcReceiverConfig, consume: Callable[[bytes], DecodeResult],
+                 tls: TlsConfig | None = None, bearer_token: str | None = None) -> None:
         self.config = config
         self._consume = consume
+        self.tls = tls or TlsConfig()
+        self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
         self._server: grpc.Server | None = None
         self.port: int | None = None
 
@@ -50,7 +55,14 @@ class OtlpTraceReceiver:
             )},
         )
         self._server.add_generic_rpc_handlers((handler,))
-        self.port = self._server.add_insecure_port(self.config.endpoint)
+        if self.tls.enabled:
+            client_ca = Path(self.tls.client_ca_file).read_bytes() if self.tls.client_ca_file else None
+            credentials = grpc.ssl_server_credentials(
+                [(Path(self.tls.key_file).read_bytes(), Path(self.tls.cert_file).read_bytes())],  # type: ignore[arg-type]
+                root_certificates=client_ca, require_client_auth=client_ca is not None)
+            self.port = self._server.add_secure_port(self.config.endpoint, credentials)
+        else:
+            self.port = self._server.add_insecure_port(self.config.endpoint)
         if self.port == 0:
             raise OSError(f"cannot bind OTLP/gRPC receiver to {self.config.endpoint}")
         self._server.start()
@@ -61,7 +73,16 @@ class OtlpTraceReceiver:
         if self._server is not None:
             self._server.stop(grace).wait()
 
+    def _authorized(self, context: grpc.ServicerContext) -> bool:
+        if self._expected_auth is None:
+            return True
+        given = next((v for k, v in context.invocation_metadata() if k == "authorization"), "")
+        given_bytes = given.encode() if isinstance(given, str) else given
+        return hmac.compare_digest(given_bytes, self._expected_auth)  # constant time
+
     def _export(self, request: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+        if not self._authorized(context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
             result = self._consume(request)
         except ValueError as e:  # not a parseable ExportTraceServiceRequest

@@ -7,7 +7,9 @@ parsed, 413 over the size limit, 415 for other content types, 404 elsewhere.
 
 from __future__ import annotations
 
+import hmac
 import logging
+import ssl
 import threading
 import zlib
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_ml.config import OtlpHttpReceiverConfig
+from otel_ml.config import OtlpHttpReceiverConfig, TlsConfig
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import Overloaded, export_response, retry_status
 
@@ -31,9 +33,12 @@ class OtlpHttpTraceReceiver:
     """HTTP server for ``POST /v1/traces``; hands each request to ``consume`` (bytes or a parsed message)."""
 
     def __init__(self, config: OtlpHttpReceiverConfig,
-                 consume: Callable[[bytes | ExportTraceServiceRequest], DecodeResult]) -> None:
+                 consume: Callable[[bytes | ExportTraceServiceRequest], DecodeResult],
+                 tls: TlsConfig | None = None, bearer_token: str | None = None) -> None:
         self.config = config
         self._consume = consume
+        self.tls = tls or TlsConfig()
+        self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
@@ -42,10 +47,19 @@ class OtlpHttpTraceReceiver:
         host, _, port = self.config.endpoint.rpartition(":")
         self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), self._handler())
         self._server.daemon_threads = True
+        if self.tls.enabled:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_cert_chain(self.tls.cert_file, self.tls.key_file)  # type: ignore[arg-type]
+            if self.tls.client_ca_file:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(self.tls.client_ca_file)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-http", daemon=True)
         self._thread.start()
-        log.info("OTLP/HTTP trace receiver on http://%s:%d/v1/traces", host, self.port)
+        log.info("OTLP/HTTP trace receiver on %s://%s:%d/v1/traces", "https" if self.tls.enabled else "http", host,
+                 self.port)
 
     def shutdown(self) -> None:
         if self._server is not None:
@@ -77,6 +91,15 @@ class OtlpHttpTraceReceiver:
                 self._send(code, body, content_type)
 
             def do_POST(self) -> None:
+                if receiver._expected_auth is not None:
+                    given = self.headers.get("Authorization", "").encode()
+                    if not hmac.compare_digest(given, receiver._expected_auth):  # constant time
+                        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", "Bearer")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 reply_type = JSON if content_type == JSON else PROTOBUF
                 if self.path.split("?")[0] != "/v1/traces":

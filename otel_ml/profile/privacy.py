@@ -1,0 +1,76 @@
+"""Keyed hashing of categorical values before they are sketched or journaled (config ``privacy``).
+
+HMAC-SHA256 with a secret key, truncated to 16 hex characters (64 bits: collisions are negligible for the
+category counts a frequent-items sketch holds). Without the key the raw value cannot be recovered or
+guessed by hashing candidates; with it, a known value can still be looked up (``hash_category``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+import numpy as np
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_ml import semconv
+from otel_ml.decode.batch import ColumnarBatch
+
+HASH_PREFIX = "h:"
+
+
+def hash_category(value: str, key: bytes) -> str:
+    """The hashed form of one category.
+
+    >>> hash_category("alice@example.com", b"k")
+    'h:8647c46883247f15'
+    """
+    return HASH_PREFIX + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def hash_categories(values: np.ndarray, key: bytes) -> np.ndarray:
+    """Hash every non-missing value of a string column, once per distinct value."""
+    if not len(values):
+        return values
+    uniq, inverse = np.unique(values, return_inverse=True)
+    hashed = np.array(["" if u == "" else hash_category(u, key) for u in uniq.tolist()])
+    return hashed[inverse]
+
+
+def hash_batch(batch: ColumnarBatch, key: bytes, features: list[str] | None = None) -> None:
+    """Replace the categorical columns of ``batch`` (all, or those in ``features``) by their hashes.
+    Numbers in a categorical feature stay numbers: profiles turn them into category text later, so hash
+    only string-typed features, or send identifiers as strings."""
+    for name, col in batch.categorical.items():
+        if not features or name in features:
+            batch.categorical[name] = hash_categories(col, key)
+
+
+def load_key(env_var: str | None) -> bytes | None:
+    if not env_var:
+        return None
+    value = os.environ.get(env_var)
+    if not value:
+        raise ValueError(f"privacy: the hash key variable {env_var} is not set")
+    return value.encode()
+
+
+def hash_request(request: ExportTraceServiceRequest, key: bytes, features: list[str] | None = None) -> bytes:
+    """The request with the values of hashed features replaced by their hashes, serialized: what the journal
+    stores, so raw values never reach the disk either."""
+    prefix = semconv.FEATURE_PREFIX
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                for kv in span.attributes:
+                    if not kv.key.startswith(prefix) or (features and kv.key[len(prefix):] not in features):
+                        continue
+                    kind = kv.value.WhichOneof("value")
+                    if kind == "string_value" and kv.value.string_value:
+                        kv.value.string_value = hash_category(kv.value.string_value, key)
+                    elif kind == "array_value":
+                        for v in kv.value.array_value.values:
+                            if v.WhichOneof("value") == "string_value" and v.string_value:
+                                v.string_value = hash_category(v.string_value, key)
+    return request.SerializeToString()
