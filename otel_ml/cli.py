@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from otel_ml.config import ENV_VARS, ConfigError, load_config
@@ -110,6 +111,36 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_time_ns(text: str) -> int:
+    try:
+        return int(float(text) * 1e9)
+    except ValueError:
+        pass
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1e9)
+
+
+def cmd_archive_export(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from otel_ml.store.archive import export_range
+
+    db = Path(args.state_dir) / "otel-ml.db"
+    if not db.exists():
+        raise FileNotFoundError(f"{db} does not exist")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        profile = export_range(conn, args.model, args.model_version, _parse_time_ns(args.start),
+                               _parse_time_ns(args.end))
+    finally:
+        conn.close()
+    Path(args.output).write_text(profile.to_json())
+    print(f"{profile.rows} rows of model {args.model!r} version {args.model_version!r} → {args.output}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otel-ml", description="ML model monitoring built into OpenTelemetry.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +172,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--hash-feature", action="append", metavar="C",
                        help="hash only these categorical features (default: all), like privacy.hash_features")
     build.set_defaults(func=cmd_baseline_build)
+
+    archive = sub.add_parser("archive", help="windows archived under a state directory")
+    asub = archive.add_subparsers(dest="archive_command", required=True)
+    export = asub.add_parser(
+        "export", help="merge a past time range of one model into a profile file (usable as a baseline)",
+        description="Merge every archived window of a model inside [--from, --to) into one profile: offline "
+                    "analysis of any past range without the raw data, or a baseline from last week's traffic.")
+    export.add_argument("--state-dir", required=True, metavar="DIR")
+    export.add_argument("--model", required=True)
+    export.add_argument("--model-version", default="")
+    export.add_argument("--from", dest="start", required=True, metavar="TIME",
+                        help="ISO 8601 (e.g. 2026-11-20T00:00:00Z) or Unix seconds")
+    export.add_argument("--to", dest="end", required=True, metavar="TIME")
+    export.add_argument("--output", required=True, metavar="FILE")
+    export.set_defaults(func=cmd_archive_export)
 
     demo = sub.add_parser("demo", help="processor plus generated traffic with a drift partway through")
     demo.add_argument("--duration", type=float, default=120.0, help="seconds to run (default 120)")

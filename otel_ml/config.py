@@ -18,6 +18,7 @@ from otel_ml.analyze.drift import DriftConfig
 from otel_ml.decode.otlp import DecodeLimits
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
+from otel_ml.store.archive import ArchiveConfig
 
 
 class ConfigError(ValueError):
@@ -145,6 +146,8 @@ class StateConfig:
     """Answer an OTLP export only once it is on disk (journal + fsync). Off: faster, loses data on a crash."""
     checkpoint_interval_seconds: float = 30.0
     """How often the whole state is written, bounding how much journal a restart replays."""
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    """Windows that leave the horizon are archived here, compacted by merging as they age."""
 
 
 @dataclass(frozen=True)

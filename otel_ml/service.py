@@ -25,6 +25,7 @@ from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import Overloaded
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
+from otel_ml.store.archive import ArchiveRow, window_row
 from otel_ml.store.baselines import ReferenceStore
 from otel_ml.store.journal import Journal
 
@@ -66,7 +67,7 @@ class ProcessorService:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.references = ReferenceStore(config.baseline_dir, config.state.dir)
-        self.journal = Journal(config.state.dir) if config.state.durable else None
+        self.journal = Journal(config.state.dir, archive_config=config.state.archive) if config.state.durable else None
         self.models: dict[tuple[str, str], WindowedProfile] = {}
         self._lock = threading.Lock()
         self._reports: list[ModelReport] = []
@@ -81,6 +82,7 @@ class ProcessorService:
         """Every counter the processor exports, kept so a checkpoint can carry them across restarts."""
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
+        self._archive_pending: list[ArchiveRow] = []
         self._rejection_log = RateLimitedRejectionLog()
         self._hash_key = load_key(config.privacy.hash_key_env)
         self._inflight_lock = threading.Lock()
@@ -213,22 +215,30 @@ class ProcessorService:
         msg = data if isinstance(data, ExportTraceServiceRequest) else ExportTraceServiceRequest.FromString(data)
         return hash_request(msg, self._hash_key, self.config.privacy.hash_features)
 
-    def _state_bytes(self) -> tuple[int, bytes]:
+    def _state_bytes(self) -> tuple[int, bytes, list[ArchiveRow], int | None]:
         with self._lock:
+            window_ns = self.config.windows.window_ns
+            for wp in self.models.values():
+                self._archive_pending.extend(window_row(start, window_ns, w) for start, w in wp.evicted)
+                wp.evicted.clear()
+            rows = list(self._archive_pending)
+            newest = max((wp.newest_event_ns for wp in self.models.values() if wp.newest_event_ns), default=None)
             state = {
                 "format_version": STATE_FORMAT_VERSION,
                 "models": [wp.to_state() for wp in self.models.values()],
                 "totals": [[metric, list(attrs), value] for (metric, attrs), value in self.totals.items()],
             }
             seq = self._last_seq
-        return seq, json.dumps(state).encode()
+        return seq, json.dumps(state).encode(), rows, newest
 
     def checkpoint(self) -> None:
         if self.journal is None:
             return
         started = time.perf_counter()
-        seq, state = self._state_bytes()
-        self.journal.checkpoint(seq, state)
+        seq, state, rows, newest = self._state_bytes()
+        self.journal.checkpoint(seq, state, rows, newest)
+        with self._lock:
+            del self._archive_pending[:len(rows)]  # archived; on failure they stay for the next checkpoint
         self._last_checkpoint = time.monotonic()
         log.debug("checkpoint at seq %d: %d bytes in %.3fs", seq, len(state), time.perf_counter() - started)
 

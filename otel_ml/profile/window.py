@@ -89,6 +89,8 @@ class WindowedProfile:
         """Start of the earliest window the current horizon may use (after a pinned reference)."""
         self.just_pinned = False
         self.max_features = max_features
+        self.evicted: list[tuple[int, ModelProfile]] = []
+        """Windows that left the horizon, waiting to be archived (the service takes them)."""
         self.dropped_feature_values = 0
         """Values of features beyond ``max_features`` that were not profiled."""
         if reference is not None:
@@ -164,7 +166,9 @@ class WindowedProfile:
         ref = ModelProfile(self.model, self.version, self.sketch)
         for start in sorted(self.windows):
             if start < end:
-                ref.merge(self.windows.pop(start))
+                window = self.windows.pop(start)
+                ref.merge(window)
+                self.evicted.append((start, window))  # archived like any window that left the horizon
         self.set_reference(ref, "pinned")
         self.current_start_ns = end
         self.just_pinned = True
@@ -176,8 +180,8 @@ class WindowedProfile:
         if newest is None:
             return
         oldest = self._oldest_kept_ns(newest)
-        for start in [s for s in self.windows if s < oldest]:
-            del self.windows[start]
+        for start in sorted(s for s in self.windows if s < oldest):
+            self.evicted.append((start, self.windows.pop(start)))
 
     # --- state for checkpoints (a baseline reference is not included: it is reloaded from its file) ------
     def to_state(self) -> dict:

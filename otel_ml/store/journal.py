@@ -21,8 +21,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from otel_ml.store import archive
+from otel_ml.store.archive import ArchiveConfig, ArchiveRow
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +53,18 @@ class _Checkpoint:
     seq: int
     state: bytes
     done: threading.Event
+    archive_rows: list[ArchiveRow] = field(default_factory=list)
+    archive_now_ns: int | None = None
     error: BaseException | None = None
 
 
 class Journal:
     """Append-only request journal with checkpoints. ``append`` returns once the payload is durable."""
 
-    def __init__(self, state_dir: str | Path, max_batch: int = 256) -> None:
+    def __init__(self, state_dir: str | Path, max_batch: int = 256,
+                 archive_config: ArchiveConfig | None = None) -> None:
         self.path = Path(state_dir) / "otel-ml.db"
+        self.archive_config = archive_config or ArchiveConfig()
         self.max_batch = max_batch
         self._queue: queue.Queue[_Write | _Checkpoint | None] = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -92,7 +99,7 @@ class Journal:
         self._conn = conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA + archive.SCHEMA)
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise StateCorrupted(f"quick_check: {check}")
@@ -138,9 +145,12 @@ class Journal:
         if item.error is not None:
             raise item.error
 
-    def checkpoint(self, seq: int, state: bytes, timeout: float = 60.0) -> None:
-        """Record ``state`` (which includes every request up to ``seq``) and drop the journal up to it."""
-        item = _Checkpoint(seq, state, threading.Event())
+    def checkpoint(self, seq: int, state: bytes, archive_rows: list[ArchiveRow] | None = None,
+                   archive_now_ns: int | None = None, timeout: float = 60.0) -> None:
+        """Record ``state`` (which includes every request up to ``seq``) and drop the journal up to it; in the
+        same transaction, archive the windows that left memory since the last checkpoint and compact the
+        archive as of ``archive_now_ns``."""
+        item = _Checkpoint(seq, state, threading.Event(), archive_rows or [], archive_now_ns)
         self._queue.put(item)
         if not item.done.wait(timeout):
             raise TimeoutError("checkpoint did not complete")
@@ -174,6 +184,10 @@ class Journal:
                         conn.execute("DELETE FROM journal WHERE seq <= ?", (it.seq,))
                         conn.execute("INSERT OR REPLACE INTO checkpoint (id, seq, created, state) VALUES (1, ?, ?, ?)",
                                      (it.seq, time.time(), it.state))
+                        if self.archive_config.enabled:
+                            archive.insert(conn, it.archive_rows)
+                            if it.archive_now_ns is not None:
+                                archive.compact(conn, it.archive_now_ns, self.archive_config)
                 conn.execute("COMMIT")
                 self.commits += 1
                 self.appended += sum(isinstance(it, _Write) for it in batch)

@@ -1,0 +1,104 @@
+"""Archived windows: every window that leaves the horizon is kept, compacted by merging as it ages.
+
+Windows are exact to merge (counts, moments, KLL and frequent-items sketches), so an hour made of sixty
+one-minute windows is the profile of that hour; older data is kept at coarser resolution:
+
+    age < raw_hours          the windows themselves
+    age < hourly_days        one profile per hour
+    age < retention_days     one profile per day
+    older                    deleted
+
+``otel-ml archive export`` merges any past range into one profile file: offline analysis without the raw
+data, or a baseline pinned from last week's traffic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from otel_ml.profile.model import ModelProfile
+
+NS = 1_000_000_000
+HOUR_NS = 3600 * NS
+DAY_NS = 24 * HOUR_NS
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS archive (
+    model TEXT NOT NULL, version TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    resolution TEXT NOT NULL, profile BLOB NOT NULL, PRIMARY KEY (model, version, start_ns, resolution));
+CREATE INDEX IF NOT EXISTS archive_by_time ON archive (model, version, start_ns);
+"""
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    enabled: bool = True
+    raw_hours: float = 24.0
+    """Windows younger than this (behind the newest data of their model) are kept as they are."""
+    hourly_days: float = 7.0
+    """Then one merged profile per hour, until this age."""
+    retention_days: float = 90.0
+    """Then one merged profile per day, until this age; older archives are deleted."""
+
+
+ArchiveRow = tuple[str, str, int, int, str, bytes]
+
+
+def window_row(start_ns: int, window_ns: int, profile: ModelProfile) -> ArchiveRow:
+    return (profile.model, profile.version, start_ns, start_ns + window_ns, "window", profile.to_json().encode())
+
+
+def insert(conn: sqlite3.Connection, rows: Iterable[ArchiveRow]) -> None:
+    """Insert (inside the caller's transaction); a second row for the same slot is merged into the first."""
+    for row in rows:
+        old = conn.execute("SELECT profile FROM archive WHERE model=? AND version=? AND start_ns=? AND resolution=?",
+                           (row[0], row[1], row[2], row[4])).fetchone()
+        profile = row[5]
+        if old is not None:
+            merged = ModelProfile.from_json(old[0])
+            merged.merge(ModelProfile.from_json(profile))
+            profile = merged.to_json().encode()
+        conn.execute("INSERT OR REPLACE INTO archive VALUES (?, ?, ?, ?, ?, ?)", (*row[:5], profile))
+
+
+def compact(conn: sqlite3.Connection, now_ns: int, cfg: ArchiveConfig) -> int:
+    """Merge aged windows into hours and aged hours into days, delete what is past retention; returns the
+    number of rows rewritten. Runs inside the caller's transaction."""
+    changed = 0
+    for finer, coarser, age_ns, size_ns in (("window", "hour", cfg.raw_hours * HOUR_NS, HOUR_NS),
+                                            ("hour", "day", cfg.hourly_days * DAY_NS, DAY_NS)):
+        cutoff = now_ns - int(age_ns)
+        rows = conn.execute("SELECT model, version, start_ns, profile FROM archive WHERE resolution=? AND end_ns<=?",
+                            (finer, cutoff)).fetchall()
+        groups: dict[tuple[str, str, int], ModelProfile] = {}
+        for model, version, start, blob in rows:
+            key = (model, version, (start // size_ns) * size_ns)
+            p = ModelProfile.from_json(blob)
+            if key in groups:
+                groups[key].merge(p)
+            else:
+                groups[key] = p
+        insert(conn, ((m, v, s, s + size_ns, coarser, p.to_json().encode()) for (m, v, s), p in groups.items()))
+        conn.execute("DELETE FROM archive WHERE resolution=? AND end_ns<=?", (finer, cutoff))
+        changed += len(rows)
+    gone = conn.execute("DELETE FROM archive WHERE end_ns<=?", (now_ns - int(cfg.retention_days * DAY_NS),))
+    return changed + gone.rowcount
+
+
+def export_range(conn: sqlite3.Connection, model: str, version: str, start_ns: int, end_ns: int) -> ModelProfile:
+    """One profile of every archived row of (model, version) inside [start_ns, end_ns)."""
+    out = ModelProfile(model, version)
+    found = False
+    for (blob,) in conn.execute("SELECT profile FROM archive WHERE model=? AND version=? AND start_ns>=? AND end_ns<=?"
+                                " ORDER BY start_ns", (model, version, start_ns, end_ns)):
+        p = ModelProfile.from_json(blob)
+        if not found:
+            out = p
+            found = True
+        else:
+            out.merge(p)
+    if not found:
+        raise ValueError(f"no archived windows of model {model!r} version {version!r} in that range")
+    return out
