@@ -211,3 +211,31 @@ def test_overload_answers_unavailable_with_retry_info_and_memory_stays_bounded(t
     print(f"overload: {sent} spans from 6 senders, {refused[0].value:.0f} requests refused with RetryInfo, "
           f"counted {total:.0f}, peak RSS {peak_rss / 1024:.0f} MiB")
     assert peak_rss < 600 * 1024
+
+
+def test_cardinality_caps_limit_exported_series(tmp_path: Path, serve_factory) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("export:\n  cardinality:\n    max_models: 2\n    max_features_per_model: 3\n")
+    sp = serve_factory("--config", str(cfg), "--evaluation-interval", "0.3", "--no-otlp-http")
+    req = ExportTraceServiceRequest()
+    spans_ = req.resource_spans.add().scope_spans.add().spans
+    for m in range(5):
+        for _ in range(10 * (m + 1)):  # model-4 busiest
+            span = spans_.add(end_time_unix_nano=time.time_ns())
+            span.attributes.append(KeyValue(key="ml.model.name", value=AnyValue(string_value=f"model-{m}")))
+            for f in range(6):
+                span.attributes.append(KeyValue(key=f"ml.feature.f{f}", value=AnyValue(double_value=f)))
+    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+        ch.unary_unary(EXPORT)(req.SerializeToString(), timeout=10)
+
+    def exported():
+        samples = sp.scrape()
+        models = {s.labels["ml_model_name"] for s in select(samples, "ml_reference_ready")}
+        overflow = {s.labels["kind"]: s.value for s in select(samples, "otel_ml_export_overflow")}
+        return (models, overflow) if models else None
+
+    models, overflow = wait_for(exported, what="capped series")
+    assert models == {"model-4", "model-3"}
+    assert overflow["model"] == 3
+    # The prediction counter is one series per model, bounded by limits.max_models, and not capped here.
+    assert len(select(sp.scrape(), "ml_predictions_total")) == 5
