@@ -149,7 +149,7 @@ def compare_categorical(
     rf, cf = ref.frequencies(), cur.frequencies()
     _, rc, cc = stats.category_table(rf, cf, n - sum(rf.values()), m - sum(cf.values()))
     rs, cs = rc / rc.sum(), cc / cc.sum()
-    _, p = stats.chi2_homogeneity(rc, cc)
+    _, p = stats.chi2_homogeneity(*stats.pool_rare(rc, cc))
     linf = stats.linf(rc, cc)
     # Frequent-items counts are exact below 0.75·maxMapSize distinct items; beyond, each count may be
     # off by the sketch's max error, so shares are uncertain by max_error / total on each side.

@@ -147,6 +147,38 @@ def chi2_homogeneity(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[fl
     return stat, float(sps.chi2.sf(stat, table.shape[1] - 1))
 
 
+def pool_rare(ref_counts: np.ndarray, cur_counts: np.ndarray, min_expected: float = 5.0
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the categories whose smaller expected count in the 2×K table is below ``min_expected`` into one
+    column (kept only if the pooled column reaches it too, else added to the smallest remaining one), the usual
+    condition for the chi-square approximation; without it, many rare categories make the test fire too often.
+
+    >>> r, c = pool_rare(np.array([50.0, 48, 3, 4]), np.array([52.0, 46, 3, 2]))
+    >>> r.tolist(), c.tolist()
+    ([50.0, 48.0, 7.0], [52.0, 46.0, 5.0])
+    >>> r, c = pool_rare(np.array([50.0, 48, 1, 1]), np.array([52.0, 46, 2, 0]))  # pool too small: joins 48/46
+    >>> r.tolist(), c.tolist()
+    ([50.0, 50.0], [52.0, 48.0])
+    """
+    total = ref_counts.sum() + cur_counts.sum()
+    if total == 0:
+        return ref_counts, cur_counts
+    smaller_row = min(ref_counts.sum(), cur_counts.sum())
+    expected = (ref_counts + cur_counts) * smaller_row / total
+    rare = expected < min_expected
+    if not rare.any():
+        return ref_counts, cur_counts
+    r, c = ref_counts[~rare], cur_counts[~rare]
+    pooled_r, pooled_c = ref_counts[rare].sum(), cur_counts[rare].sum()
+    if (pooled_r + pooled_c) * smaller_row / total >= min_expected or len(r) == 0:
+        return np.append(r, pooled_r), np.append(c, pooled_c)
+    i = int(np.argmin(r + c))
+    r, c = r.copy(), c.copy()
+    r[i] += pooled_r
+    c[i] += pooled_c
+    return r, c
+
+
 def linf(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
     """L∞ distance: the largest difference in any category's share, in [0, 1]."""
     return float(np.max(np.abs(ref_shares / ref_shares.sum() - cur_shares / cur_shares.sum())))
