@@ -35,7 +35,8 @@ def draw(rng: np.random.Generator, n: int) -> ColumnarBatch:
         "integer": rng.poisson(4, n).astype(np.float64),
         "binary": (rng.random(n) < 0.3).astype(np.float64),
     }
-    categorical = {"cat5": rng.choice(CATS_5, n, p=[0.4, 0.3, 0.15, 0.1, 0.05]), "cat50": rng.choice(CATS_50, n, p=P_50)}
+    categorical = {"cat5": rng.choice(CATS_5, n, p=[0.4, 0.3, 0.15, 0.1, 0.05]),
+                   "cat50": rng.choice(CATS_50, n, p=P_50)}
     return ColumnarBatch("m", "", n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=categorical)
 
 
