@@ -101,7 +101,7 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         args.input, args.model, args.model_version, prediction_column=args.prediction_column,
         score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
         sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
-        hash_features=args.hash_feature or [])
+        hash_features=args.hash_feature or [], chunks=args.chunks)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     output.write_text(profile.to_json())
     kinds = profile.kinds()
@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--categorical", action="append", metavar="C",
                        help="treat this column as categorical even if its values are numbers")
     build.add_argument("--kll-k", type=int, default=200, help="KLL accuracy parameter (default 200)")
+    build.add_argument("--chunks", type=int, default=10,
+                       help="also keep this many consecutive parts of the file, for drift.learned_thresholds "
+                            "(default 10; 0: none)")
     build.add_argument("--hash-key-env", metavar="VAR",
                        help="hash categorical values with the key in this environment variable, as the processor "
                             "does with privacy.hash_key_env")

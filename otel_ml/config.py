@@ -265,4 +265,10 @@ def load_config(
             cfg = _merge(cfg, _dotted(dotted, value))
     if cfg.windows.window_seconds <= 0 or cfg.windows.horizon_seconds < cfg.windows.window_seconds:
         raise ConfigError("windows: need window_seconds > 0 and horizon_seconds >= window_seconds")
+    methods = {"auto", "ks", "chi2", "psi", "js", "hellinger", "wasserstein", "linf"}
+    for key, entry in cfg.drift.features.items():
+        if not isinstance(entry, dict) or not set(entry) <= {"method", "threshold"}:
+            raise ConfigError(f"drift.features.{key}: expected a mapping with method and/or threshold")
+        if entry.get("method", "auto") not in methods:
+            raise ConfigError(f"drift.features.{key}.method: one of {', '.join(sorted(methods))}")
     return cfg

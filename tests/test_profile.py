@@ -87,6 +87,7 @@ def test_first_horizon_is_pinned_and_current_excludes_it() -> None:
     wp.update(batch(np.array([t0 + 35]), np.array([35.0])))
     assert wp.reference_source == "pinned" and wp.reference.rows == 30
     assert wp.reference.features["x"].max == 29.0
+    assert [c.rows for c in wp.reference.chunks] == [10, 10, 10]  # one per window, for learned thresholds
     cur = wp.current()
     assert cur.rows == 5 and cur.features["x"].min == 30.0
     # A row for the pinned horizon arriving now is late, not counted twice.

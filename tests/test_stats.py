@@ -149,3 +149,111 @@ def test_new_and_vanished_features_are_reported() -> None:
     report = {f.feature: f for f in compare(ref, cur).features}
     assert report["old"].withheld_reason == "current_too_small" and report["old"].missing_ratio == 1.0
     assert report["new"].withheld_reason == "not_in_reference" and report["new"].overall.detected is None
+
+
+def _shifted_pair(shift: float, n: int = 5000, seed: int = 3) -> tuple[ModelProfile, ModelProfile]:
+    rng = np.random.default_rng(seed)
+    ref, cur = ModelProfile("m", ""), ModelProfile("m", "")
+    ref.features["x"] = numeric(rng.normal(0, 1, n))
+    cur.features["x"] = numeric(rng.normal(shift, 1, n))
+    return ref, cur
+
+
+def test_per_feature_method_and_threshold_feed_overall() -> None:
+    ref, cur = _shifted_pair(0.15)
+    default = compare(ref, cur).features[0]
+    assert default.overall.threshold == 0.05  # the KS test at alpha (one feature: no correction)
+    cfg = DriftConfig(features={"m/x": {"method": "wasserstein", "threshold": 0.5}})
+    chosen = compare(ref, cur, cfg).features[0]
+    w = next(m for m in chosen.methods if m.method == "wasserstein")
+    assert chosen.overall.score == w.score and chosen.overall.threshold == 0.5
+    assert chosen.overall.detected is False  # 0.15 sd is below the 0.5 threshold
+    cfg = DriftConfig(features={"x": {"method": "psi", "threshold": 0.01}})
+    assert compare(ref, cur, cfg).features[0].overall.detected is True
+
+
+def test_config_rejects_unknown_methods(tmp_path) -> None:
+    from otel_ml.config import ConfigError, load_config
+
+    f = tmp_path / "c.yaml"
+    f.write_text("drift:\n  features:\n    x: {method: magic}\n")
+    with pytest.raises(ConfigError, match=r"drift\.features\.x\.method"):
+        load_config(f, environ={})
+
+
+def test_learned_thresholds_from_reference_chunks(tmp_path) -> None:
+    from otel_ml.profile.baseline import build_baseline
+
+    rng = np.random.default_rng(9)
+    csv = tmp_path / "ref.csv"
+    x = rng.normal(0, 1, 20_000)
+    csv.write_text("x,c\n" + "".join(f"{v},{'ab'[i % 2]}\n" for i, v in enumerate(x)))
+    baseline = build_baseline(csv, "m")
+    assert len(baseline.chunks) == 10 and sum(c.rows for c in baseline.chunks) == 20_000
+    baseline = ModelProfile.from_json(baseline.to_json())  # chunks survive the file
+    cfg = DriftConfig(learned_thresholds=True)
+    from otel_ml.analyze.drift import learned_thresholds
+
+    learned = learned_thresholds(baseline, cfg)
+    # Chunks of 2,000 against 20,000: PSI noise is about 10 bins / 2,000 → thresholds far below the fixed 0.2.
+    assert 0 < learned["x"]["psi"] < 0.05 and 0 < learned["x"]["wasserstein"] < 0.1
+    stable, shifted = ModelProfile("m", ""), ModelProfile("m", "")
+    stable.features["x"] = numeric(rng.normal(0, 1, 2000))
+    shifted.features["x"] = numeric(rng.normal(0.3, 1, 2000))
+    psi_of = lambda r: next(m for m in r.features[0].methods if m.method == "psi")  # noqa: E731
+    assert psi_of(compare(baseline, stable, cfg)).detected is False
+    assert psi_of(compare(baseline, shifted, cfg)).detected is True
+    assert psi_of(compare(baseline, shifted, cfg)).threshold == pytest.approx(learned["x"]["psi"])
+
+
+distributions = st.sampled_from(["normal", "lognormal", "uniform", "poisson", "mixture"])
+
+
+def _sample(rng: np.random.Generator, kind: str, n: int, shift: float) -> np.ndarray:
+    if kind == "normal":
+        return rng.normal(shift, 1, n)
+    if kind == "lognormal":
+        return rng.lognormal(shift, 1, n)
+    if kind == "uniform":
+        return rng.uniform(shift, 1 + shift, n)
+    if kind == "poisson":
+        return rng.poisson(3 + shift, n).astype(np.float64)
+    return np.where(rng.random(n) < 0.3, rng.normal(-2, 0.5, n), rng.normal(1 + shift, 1, n))
+
+
+@settings(max_examples=25, deadline=None)
+@given(distributions, st.integers(1_000, 150_000), st.integers(1_000, 150_000), st.floats(0, 0.5),
+       st.integers(0, 2**32 - 1))
+def test_estimation_mode_within_documented_bounds(kind: str, n: int, m: int, shift: float, seed: int) -> None:
+    """Beyond the sketch's capacity: every CDF value is within the rank error ε (99% bound, checked here at
+    every point, so a rare miss would be a real finding), hence KS within ε_R + ε_C, bin shares within 2ε,
+    and Wasserstein within (ε_R + ε_C) · range."""
+    rng = np.random.default_rng(seed)
+    ra, rb = _sample(rng, kind, n, 0.0), _sample(rng, kind, m, shift)
+    pa, pb = numeric(ra), numeric(rb)
+    ia, ib = pa.weighted_items(), pb.weighted_items()
+    ea, eb = pa.rank_error(), pb.rank_error()
+    assert abs(stats.ks_statistic(ia, ib) - sps.ks_2samp(ra, rb).statistic) <= ea + eb
+    edges = stats.quantile_edges(ia)
+    full = np.concatenate([[-np.inf], edges, [np.inf]])
+    raw_shares = np.array([np.mean((rb > lo) & (rb <= hi)) for lo, hi in itertools.pairwise(full)])
+    assert np.max(np.abs(stats.binned_shares(ib, edges) - raw_shares)) <= 2 * eb + 1e-12
+    data_range = max(ra.max(), rb.max()) - min(ra.min(), rb.min())
+    assert abs(stats.wasserstein(ia, ib) - sps.wasserstein_distance(ra, rb)) <= (ea + eb) * data_range
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(800, 5_000), st.integers(0, 2**32 - 1))
+def test_frequent_items_beyond_exact_capacity_stay_within_their_error(n_categories: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    weights = 1 / np.arange(1, n_categories + 1)
+    values = rng.choice(np.array([f"c{i}" for i in range(n_categories)]), 50_000, p=weights / weights.sum())
+    p = CategoricalProfile()
+    p.update(values)
+    truth = dict(zip(*np.unique(values, return_counts=True)))
+    err = p.max_error()
+    for item, est in p.frequencies().items():
+        assert abs(est - truth[item]) <= err
+    # Nothing frequent is missed: every category above the error bound is reported.
+    reported = p.frequencies()
+    assert all(k in reported for k, v in truth.items() if v > err)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from otel_ml.analyze import stats
 from otel_ml.profile.model import ModelProfile
@@ -29,7 +32,14 @@ class DriftConfig:
     bins: int = stats.DEFAULT_BINS
     thresholds: dict[str, float] = field(default_factory=lambda: {
         "psi": 0.2, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1, "linf": 0.1})
-    """Fixed thresholds of the distance methods (each gets its own 0/1 decision; none feeds ``overall``)."""
+    """Thresholds of the distance methods (each gets its own 0/1 decision; by default none feeds ``overall``)."""
+    features: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per feature (key ``feature`` or ``model/feature``): ``method`` that feeds ``overall`` (``auto``: KS for
+    numeric, chi2 for categorical; or any distance method) and its ``threshold``."""
+    learned_thresholds: bool = False
+    """NannyML-style: distance-method thresholds = mean + learned_sigma·std of the scores of reference chunks
+    against the whole reference (needs a reference with chunks: baselines and pinned references have them)."""
+    learned_sigma: float = 3.0
 
 
 @dataclass
@@ -95,76 +105,137 @@ def _decide(score: float, threshold: float, withheld: str, lower_is_drift: bool 
     return score < threshold if lower_is_drift else score > threshold
 
 
+NUMERIC_METHODS = ("ks", "psi", "js", "hellinger", "wasserstein")
+CATEGORICAL_METHODS = ("chi2", "psi", "js", "hellinger", "linf")
+TEST_METHODS = {"ks", "chi2"}
+"""Hypothesis tests: their thresholds come from alpha, not from ``thresholds``."""
+
+
+Items = tuple[np.ndarray, np.ndarray]
+
+
+def numeric_scores(ref: NumericProfile, cur: NumericProfile, bins: int,
+                   items: tuple[Items, Items] | None = None) -> dict[str, float]:
+    """Every numeric method's score (KS: the statistic) for two non-empty profiles."""
+    r, c = items or (ref.weighted_items(), cur.weighted_items())
+    edges = stats.quantile_edges(r, bins)
+    rs, cs = stats.binned_shares(r, edges), stats.binned_shares(c, edges)
+    std = ref.std
+    w = stats.wasserstein(r, c)
+    return {"ks": stats.ks_statistic(r, c), "psi": stats.psi(rs, cs), "js": stats.js_distance(rs, cs),
+            "hellinger": stats.hellinger(rs, cs), "wasserstein": w / std if std > 0 else w}
+
+
+def categorical_scores(ref: CategoricalProfile, cur: CategoricalProfile) -> dict[str, float]:
+    """Every categorical method's score (chi2: the p-value, after pooling rare categories)."""
+    rf, cf = ref.frequencies(), cur.frequencies()
+    _, rc, cc = stats.category_table(rf, cf, ref.count - sum(rf.values()), cur.count - sum(cf.values()))
+    rs, cs = rc / rc.sum(), cc / cc.sum()
+    return {"chi2": stats.chi2_homogeneity(*stats.pool_rare(rc, cc))[1], "psi": stats.psi(rs, cs),
+            "js": stats.js_distance(rs, cs), "hellinger": stats.hellinger(rs, cs), "linf": stats.linf(rc, cc)}
+
+
+def _overall_from(method: str, methods: list[MethodResult], withheld: str) -> MethodResult:
+    """``overall`` taken from a chosen distance method (per-feature config)."""
+    chosen = next(m for m in methods if m.method == method)
+    return MethodResult("overall", chosen.score, chosen.threshold, None if withheld else chosen.detected)
+
+
 def compare_numeric(
-    name: str, ref: NumericProfile, cur: NumericProfile, cfg: DriftConfig, alpha: float
+    name: str, ref: NumericProfile, cur: NumericProfile, cfg: DriftConfig, alpha: float,
+    thresholds: dict[str, float] | None = None, method: str = "auto",
 ) -> FeatureReport:
+    thresholds = thresholds or cfg.thresholds
     missing, mismatch = _quality(cur)
     n, m = ref.count, cur.count
     withheld = _withheld(n, m, cfg)
     if n == 0 or m == 0:
-        nan_methods = [MethodResult(k, math.nan, cfg.thresholds.get(k, math.nan), None)
-                       for k in ("ks", "psi", "js", "hellinger", "wasserstein")]
+        nan_methods = [MethodResult(k, math.nan, thresholds.get(k, math.nan), None) for k in NUMERIC_METHODS]
         return FeatureReport(name, "numeric", n, m, nan_methods, MethodResult("overall", math.nan, alpha, None),
                              withheld or "empty", missing, mismatch)
     r, c = ref.weighted_items(), cur.weighted_items()
-    d = stats.ks_statistic(r, c)
+    scores = numeric_scores(ref, cur, cfg.bins, (r, c))
+    d = scores["ks"]
     resolution = ref.rank_error() + cur.rank_error()
     # Significance of the part of the gap the sketches can vouch for: equals the exact test when exact.
     p_resolved = stats.ks_pvalue(max(0.0, d - resolution), n, m)
     ks_threshold = stats.ks_critical(alpha, n, m) + resolution
-    edges = stats.quantile_edges(r, cfg.bins)
-    rs, cs = stats.binned_shares(r, edges), stats.binned_shares(c, edges)
-    w = stats.wasserstein(r, c)
-    std = ref.std
-    w_norm = w / std if std > 0 else w
-    scores = {
-        "psi": stats.psi(rs, cs),
-        "js": stats.js_distance(rs, cs),
-        "hellinger": stats.hellinger(rs, cs),
-        "wasserstein": w_norm,
-    }
     methods = [MethodResult("ks", d, ks_threshold, _decide(d, ks_threshold, withheld))]
-    methods += [MethodResult(k, v, cfg.thresholds[k], _decide(v, cfg.thresholds[k], withheld))
-                for k, v in scores.items()]
-    if not withheld and p_resolved >= alpha and stats.ks_pvalue(d, n, m) < alpha:
-        withheld = "below_sketch_resolution"  # significant only if the sketches were exact
-    overall = MethodResult("overall", p_resolved, alpha, _decide(p_resolved, alpha, withheld, lower_is_drift=True))
+    methods += [MethodResult(k, v, thresholds[k], _decide(v, thresholds[k], withheld))
+                for k, v in scores.items() if k != "ks"]
+    if method in ("auto", "ks"):
+        if not withheld and p_resolved >= alpha and stats.ks_pvalue(d, n, m) < alpha:
+            withheld = "below_sketch_resolution"  # significant only if the sketches were exact
+        overall = MethodResult("overall", p_resolved, alpha,
+                               _decide(p_resolved, alpha, withheld, lower_is_drift=True))
+    else:
+        overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "numeric", n, m, methods, overall, withheld, missing, mismatch,
-                         unseen_ratio=math.nan,
-                         out_of_range_ratio=stats.out_of_range_share(c, ref.min, ref.max),
+                         unseen_ratio=math.nan, out_of_range_ratio=stats.out_of_range_share(c, ref.min, ref.max),
                          resolution=resolution)
 
 
 def compare_categorical(
-    name: str, ref: CategoricalProfile, cur: CategoricalProfile, cfg: DriftConfig, alpha: float
+    name: str, ref: CategoricalProfile, cur: CategoricalProfile, cfg: DriftConfig, alpha: float,
+    thresholds: dict[str, float] | None = None, method: str = "auto",
 ) -> FeatureReport:
+    thresholds = thresholds or cfg.thresholds
     missing, mismatch = _quality(cur)
     n, m = ref.count, cur.count
     withheld = _withheld(n, m, cfg)
     if n == 0 or m == 0:
-        nan_methods = [MethodResult(k, math.nan, cfg.thresholds.get(k, alpha), None)
-                       for k in ("chi2", "psi", "js", "hellinger", "linf")]
+        nan_methods = [MethodResult(k, math.nan, thresholds.get(k, alpha), None) for k in CATEGORICAL_METHODS]
         return FeatureReport(name, "categorical", n, m, nan_methods,
                              MethodResult("overall", math.nan, alpha, None), withheld or "empty", missing, mismatch)
-    rf, cf = ref.frequencies(), cur.frequencies()
-    _, rc, cc = stats.category_table(rf, cf, n - sum(rf.values()), m - sum(cf.values()))
-    rs, cs = rc / rc.sum(), cc / cc.sum()
-    _, p = stats.chi2_homogeneity(*stats.pool_rare(rc, cc))
-    linf = stats.linf(rc, cc)
+    scores = categorical_scores(ref, cur)
+    p = scores["chi2"]
     # Frequent-items counts are exact below 0.75·maxMapSize distinct items; beyond, each count may be
     # off by the sketch's max error, so shares are uncertain by max_error / total on each side.
     resolution = ref.max_error() / n + cur.max_error() / m
-    scores = {"psi": stats.psi(rs, cs), "js": stats.js_distance(rs, cs),
-              "hellinger": stats.hellinger(rs, cs), "linf": linf}
     methods = [MethodResult("chi2", p, alpha, _decide(p, alpha, withheld, lower_is_drift=True))]
-    methods += [MethodResult(k, v, cfg.thresholds[k], _decide(v, cfg.thresholds[k], withheld))
-                for k, v in scores.items()]
-    if not withheld and resolution > 0 and linf <= resolution and p < alpha:
-        withheld = "below_sketch_resolution"
-    overall = MethodResult("overall", p, alpha, _decide(p, alpha, withheld, lower_is_drift=True))
+    methods += [MethodResult(k, v, thresholds[k], _decide(v, thresholds[k], withheld))
+                for k, v in scores.items() if k != "chi2"]
+    if method in ("auto", "chi2"):
+        if not withheld and resolution > 0 and scores["linf"] <= resolution and p < alpha:
+            withheld = "below_sketch_resolution"
+        overall = MethodResult("overall", p, alpha, _decide(p, alpha, withheld, lower_is_drift=True))
+    else:
+        overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "categorical", n, m, methods, overall, withheld, missing, mismatch,
-                         unseen_ratio=stats.unseen_share(rf, cf), out_of_range_ratio=math.nan,
-                         resolution=resolution)
+                         unseen_ratio=stats.unseen_share(ref.frequencies(), cur.frequencies()),
+                         out_of_range_ratio=math.nan, resolution=resolution)
+
+
+def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, dict[str, float]]:
+    """NannyML-style thresholds per feature and distance method: mean + ``learned_sigma`` standard deviations
+    of the method's score between each chunk of the reference and the whole reference. Computed once per
+    reference (cached on it). Empty without at least 3 chunks."""
+    cached = getattr(reference, "_learned_thresholds", None)
+    if cached is not None:
+        return cached
+    out: dict[str, dict[str, float]] = {}
+    chunks = reference.chunks
+    if len(chunks) >= 3:
+        for name, prof in reference.features.items():
+            samples: dict[str, list[float]] = {}
+            for chunk in chunks:
+                cp = chunk.features.get(name)
+                if cp is None or cp.kind != prof.kind or not cp.count or not prof.count:
+                    continue
+                sc = (numeric_scores(prof, cp, cfg.bins) if isinstance(prof, NumericProfile)  # type: ignore[arg-type]
+                      else categorical_scores(prof, cp))  # type: ignore[arg-type]
+                for k, v in sc.items():
+                    if k not in TEST_METHODS:
+                        samples.setdefault(k, []).append(v)
+            out[name] = {k: float(np.mean(v) + cfg.learned_sigma * np.std(v, ddof=1))
+                         for k, v in samples.items() if len(v) >= 3}
+    reference._learned_thresholds = out  # type: ignore[attr-defined]
+    return out
+
+
+def feature_settings(cfg: DriftConfig, model: str, feature: str) -> dict[str, Any]:
+    """The per-feature entry of ``drift.features``: ``model/feature`` first, then ``feature``."""
+    return cfg.features.get(f"{model}/{feature}") or cfg.features.get(feature) or {}
 
 
 def _not_compared(name: str, cur: NumericProfile | CategoricalProfile, ref_count: int, alpha: float,
@@ -191,15 +262,24 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
     ref_features = reference.features if reference is not None else {}
     names = sorted(set(ref_features) & set(current.features))
     alpha = cfg.alpha / max(1, len(names))
+    learned = learned_thresholds(reference, cfg) if (reference is not None and cfg.learned_thresholds) else {}
     reports = []
     for name in names:
         r, c = ref_features[name], current.features[name]
-        if isinstance(r, NumericProfile) and isinstance(c, NumericProfile):
-            reports.append(compare_numeric(name, r, c, cfg, alpha))
-        elif isinstance(r, CategoricalProfile) and isinstance(c, CategoricalProfile):
-            reports.append(compare_categorical(name, r, c, cfg, alpha))
-        else:
+        settings = feature_settings(cfg, current.model, name)
+        thresholds = {**cfg.thresholds, **learned.get(name, {})}
+        method = settings.get("method", "auto")
+        if "threshold" in settings and method not in ("auto", *TEST_METHODS):
+            thresholds[method] = float(settings["threshold"])
+        if isinstance(r, NumericProfile) and isinstance(c, NumericProfile) and method in ("auto", *NUMERIC_METHODS):
+            reports.append(compare_numeric(name, r, c, cfg, alpha, thresholds, method))
+        elif isinstance(r, CategoricalProfile) and isinstance(c, CategoricalProfile) and \
+                method in ("auto", *CATEGORICAL_METHODS):
+            reports.append(compare_categorical(name, r, c, cfg, alpha, thresholds, method))
+        elif r.kind != c.kind:
             reports.append(_not_compared(name, c, r.count, alpha, "kind_mismatch"))
+        else:
+            reports.append(_not_compared(name, c, r.count, alpha, "method_not_for_kind"))
     if reference is not None:
         # Features the reference never had still get their data quality reported.
         for name in sorted(set(current.features) - set(ref_features)):

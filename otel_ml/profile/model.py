@@ -131,6 +131,9 @@ class ModelProfile:
         self.start_ns: int | None = None
         self.end_ns: int | None = None
         self.features: dict[str, FeatureProfile] = {}
+        self.chunks: list[ModelProfile] = []
+        """Consecutive parts of a reference (baselines, pinned references), for thresholds learned from the
+        reference's own variability; empty for windows and horizons, and not merged."""
 
     def feature(self, name: str, kind: str) -> FeatureProfile:
         p = self.features.get(name)
@@ -212,6 +215,7 @@ class ModelProfile:
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
             "features": {name: p.to_dict() for name, p in sorted(self.features.items())},
+            **({"chunks": [c.to_dict() for c in self.chunks]} if self.chunks else {}),
         }
 
     @classmethod
@@ -229,6 +233,7 @@ class ModelProfile:
             p.latency = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["latency"]))
         p.start_ns, p.end_ns = d.get("start_ns"), d.get("end_ns")
         p.features = {name: profile_from_dict(f) for name, f in d["features"].items()}
+        p.chunks = [cls.from_dict(c) for c in d.get("chunks", [])]
         return p
 
     def to_json(self) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.model import ModelProfile, choose_kind
 from otel_ml.profile.sketch import SketchConfig
@@ -22,6 +24,7 @@ from otel_ml.profile.sketch import SketchConfig
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
+REFERENCE_CHUNKS = 10
 
 
 @dataclass(frozen=True)
@@ -164,11 +167,16 @@ class WindowedProfile:
         if wm is None or wm < end or rows < self.window.reference_min_rows:
             return
         ref = ModelProfile(self.model, self.version, self.sketch)
-        for start in sorted(self.windows):
-            if start < end:
-                window = self.windows.pop(start)
-                ref.merge(window)
-                self.evicted.append((start, window))  # archived like any window that left the horizon
+        pinned = [(start, self.windows.pop(start)) for start in sorted(self.windows) if start < end]
+        for start, window in pinned:
+            ref.merge(window)
+            self.evicted.append((start, window))  # archived like any window that left the horizon
+        # Up to REFERENCE_CHUNKS consecutive groups of windows: the reference's own variability.
+        for group in np.array_split(np.arange(len(pinned)), min(REFERENCE_CHUNKS, len(pinned))):
+            chunk = ModelProfile(self.model, self.version, self.sketch)
+            for i in group:
+                chunk.merge(pinned[i][1])
+            ref.chunks.append(chunk)
         self.set_reference(ref, "pinned")
         self.current_start_ns = end
         self.just_pinned = True
