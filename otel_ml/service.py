@@ -83,6 +83,7 @@ class ProcessorService:
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._archive_pending: list[ArchiveRow] = []
+        self._archiving = self.journal is not None and config.state.archive.enabled
         self._rejection_log = RateLimitedRejectionLog()
         self._hash_key = load_key(config.privacy.hash_key_env)
         self._inflight_lock = threading.Lock()
@@ -186,6 +187,8 @@ class ProcessorService:
                 wp = self._windowed(batch.model, batch.version)
                 before = wp.dropped_feature_values
                 late[batch.key] += wp.update(batch)
+                if not self._archiving:
+                    wp.evicted.clear()  # nothing will archive them
                 dropped[batch.key] += wp.dropped_feature_values - before
                 kept.append(batch)
             result.batches = kept

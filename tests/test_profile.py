@@ -126,3 +126,23 @@ def test_sparse_traffic_grows_the_pinned_reference_until_it_is_large_enough() ->
     wp.update(batch(np.array([5.0]), np.array([5.0])))
     assert wp.reference is not None and wp.reference.rows == 10
     assert wp.current().features["x"].min == 5.0
+
+
+def test_evicted_windows_are_not_kept_without_an_archive(tmp_path) -> None:
+    from otel_ml.config import load_config
+    from otel_ml.service import ProcessorService
+    from tests.test_decode import request
+
+    cfg = load_config(overrides={"state.durable": False, "state.dir": str(tmp_path), "windows.window_seconds": 1,
+                                 "windows.horizon_seconds": 2, "windows.reference_min_rows": 5,
+                                 "export.prometheus.endpoint": "127.0.0.1:0"},
+                      environ={})
+    service = ProcessorService(cfg)
+    service.exporter.start()
+    for i in range(50):
+        req = request({"ml.model.name": "m", "ml.feature.x": float(i)})
+        req.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = (1_700_000_000 + i) * NS
+        service.consume(req.SerializeToString())
+    wp = service.models[("m", "")]
+    service.exporter.shutdown()
+    assert len(wp.windows) <= 4 and wp.evicted == []

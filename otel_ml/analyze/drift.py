@@ -141,6 +141,15 @@ def _overall_from(method: str, methods: list[MethodResult], withheld: str) -> Me
     return MethodResult("overall", chosen.score, chosen.threshold, None if withheld else chosen.detected)
 
 
+def _empty_report(name: str, kind: str, n: int, m: int, method_names: tuple[str, ...], thresholds: dict[str, float],
+                  alpha: float, reason: str, cur: NumericProfile | CategoricalProfile) -> FeatureReport:
+    """One side has no values: every score NaN, every decision withheld, data quality still reported."""
+    methods = [MethodResult(k, math.nan, alpha if k in TEST_METHODS else thresholds.get(k, math.nan), None)
+               for k in method_names]
+    return FeatureReport(name, kind, n, m, methods, MethodResult("overall", math.nan, alpha, None), reason,
+                         *_quality(cur))
+
+
 def compare_numeric(
     name: str, ref: NumericProfile, cur: NumericProfile, cfg: DriftConfig, alpha: float,
     thresholds: dict[str, float] | None = None, method: str = "auto",
@@ -150,9 +159,7 @@ def compare_numeric(
     n, m = ref.count, cur.count
     withheld = _withheld(n, m, cfg)
     if n == 0 or m == 0:
-        nan_methods = [MethodResult(k, math.nan, thresholds.get(k, math.nan), None) for k in NUMERIC_METHODS]
-        return FeatureReport(name, "numeric", n, m, nan_methods, MethodResult("overall", math.nan, alpha, None),
-                             withheld or "empty", missing, mismatch)
+        return _empty_report(name, "numeric", n, m, NUMERIC_METHODS, thresholds, alpha, withheld or "empty", cur)
     r, c = ref.weighted_items(), cur.weighted_items()
     scores = numeric_scores(ref, cur, cfg.bins, (r, c))
     d = scores["ks"]
@@ -184,9 +191,8 @@ def compare_categorical(
     n, m = ref.count, cur.count
     withheld = _withheld(n, m, cfg)
     if n == 0 or m == 0:
-        nan_methods = [MethodResult(k, math.nan, thresholds.get(k, alpha), None) for k in CATEGORICAL_METHODS]
-        return FeatureReport(name, "categorical", n, m, nan_methods,
-                             MethodResult("overall", math.nan, alpha, None), withheld or "empty", missing, mismatch)
+        return _empty_report(name, "categorical", n, m, CATEGORICAL_METHODS, thresholds, alpha, withheld or "empty",
+                             cur)
     scores = categorical_scores(ref, cur)
     p = scores["chi2"]
     # Frequent-items counts are exact below 0.75·maxMapSize distinct items; beyond, each count may be

@@ -75,21 +75,23 @@ class _ColumnBuilder:
         self.span_dur: list[float] = []
         self.span_err: list[bool] = []
 
-    def add_numeric(self, name: str, start: int, values: list[float]) -> None:
-        idx = self.num_idx.get(name)
-        if idx is None:
-            idx = self.num_idx[name] = []
-            self.num_val[name] = []
-        idx.extend(range(start, start + len(values)))
-        self.num_val[name].extend(values)
+    @staticmethod
+    def _add(idx_of: dict[str, list[int]], values_of: dict[str, list], name: str, start: int, values: list,
+             positions: list[int]) -> None:
+        """Append values at rows ``start + positions`` (every row from ``start`` when positions is empty)."""
+        idx_of.setdefault(name, []).extend((start + p for p in positions) if positions
+                                           else range(start, start + len(values)))
+        values_of.setdefault(name, []).extend(values)
 
-    def add_categorical(self, name: str, start: int, values: list[str]) -> None:
-        idx = self.cat_idx.get(name)
-        if idx is None:
-            idx = self.cat_idx[name] = []
-            self.cat_val[name] = []
-        idx.extend(range(start, start + len(values)))
-        self.cat_val[name].extend(values)
+    def add(self, name: str, start: int, split: tuple) -> None:
+        """Add one attribute's values, as ``_split_values`` sorted them, to the rows from ``start``."""
+        nums, cats, num_pos, cat_pos, bad = split
+        if nums:
+            self._add(self.num_idx, self.num_val, name, start, nums, num_pos)
+        if cats:
+            self._add(self.cat_idx, self.cat_val, name, start, cats, cat_pos)
+        if bad:
+            self.invalid[name] += bad
 
     def build(self) -> ColumnarBatch:
         n = self.n_rows
@@ -338,24 +340,8 @@ def _decode_span(
     b = builders.get((model, version))
     if b is None:
         b = builders[(model, version)] = _ColumnBuilder(model, version)
-    start = b.n_rows
-    for name, (nums, cats, num_pos, cat_pos, bad) in decoded:
-        if nums:
-            if num_pos:
-                idx = b.num_idx.setdefault(name, [])
-                b.num_val.setdefault(name, []).extend(nums)
-                idx.extend(start + p for p in num_pos)
-            else:
-                b.add_numeric(name, start, nums)
-        if cats:
-            if cat_pos:
-                idx = b.cat_idx.setdefault(name, [])
-                b.cat_val.setdefault(name, []).extend(cats)
-                idx.extend(start + p for p in cat_pos)
-            else:
-                b.add_categorical(name, start, cats)
-        if bad:
-            b.invalid[name] += bad
+    for name, split in decoded:
+        b.add(name, b.n_rows, split)
     b.n_rows += n
     b.row_time.append((n, end))
     b.row_weight.append((n, weight))
