@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
 PSI_EPSILON = 1e-4
@@ -37,21 +38,36 @@ def ks_statistic(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.n
     return float(np.max(np.abs(_cdf_at(*ref, grid) - _cdf_at(*cur, grid))))
 
 
+KS_EXACT_MAX_EN = 1000
+"""Up to this effective size n·m/(n+m) the KS p-value uses scipy's finite-n distribution (as
+``ks_2samp(method="asymp")``); above, Stephens' corrected limit, within 2% of it there and thousands of
+times cheaper (scipy's finite-n survival function took 2 ms per call at n·m/(n+m) = 7,000)."""
+
+
+def _stephens(en: float) -> float:
+    root = math.sqrt(en)
+    return root + 0.12 + 0.11 / root
+
+
 def ks_pvalue(d: float, n: int, m: int) -> float:
-    """Two-sided p-value of KS statistic ``d`` for sample sizes n and m (Smirnov's asymptotic
-    distribution, as scipy's ``ks_2samp(method="asymp")``). n and m are the real counts, not the
-    number of items a sketch retains."""
+    """Two-sided p-value of KS statistic ``d`` for sample sizes n and m. n and m are the real counts, not
+    the number of items a sketch retains."""
     if n == 0 or m == 0:
         return 1.0
-    en = round(n * m / (n + m))
-    return float(np.clip(sps.kstwo.sf(d, en), 0.0, 1.0))
+    en = n * m / (n + m)
+    if en <= KS_EXACT_MAX_EN:
+        return float(np.clip(sps.kstwo.sf(d, round(en)), 0.0, 1.0))
+    return float(np.clip(special.kolmogorov(_stephens(en) * d), 0.0, 1.0))
 
 
 def ks_critical(alpha: float, n: int, m: int) -> float:
     """The KS statistic at which ``ks_pvalue`` equals alpha."""
     if n == 0 or m == 0:
         return 1.0
-    return float(sps.kstwo.isf(alpha, round(n * m / (n + m))))
+    en = n * m / (n + m)
+    if en <= KS_EXACT_MAX_EN:
+        return float(sps.kstwo.isf(alpha, round(en)))
+    return float(special.kolmogi(alpha) / _stephens(en))
 
 
 def quantile_edges(ref: tuple[np.ndarray, np.ndarray], bins: int = DEFAULT_BINS) -> np.ndarray:

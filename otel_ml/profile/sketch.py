@@ -111,10 +111,13 @@ class NumericProfile:
         whose total weight is ``count``. When the sketch is not in estimation mode this is the exact data."""
         if not self.count:
             return np.empty(0), np.empty(0)
-        items = np.fromiter((v for v, _ in self.sketch), dtype=np.float64, count=self.sketch.num_retained)
-        weights = np.fromiter((w for _, w in self.sketch), dtype=np.float64, count=self.sketch.num_retained)
-        order = np.argsort(items, kind="stable")
-        return items[order], weights[order]
+        cached = getattr(self, "_items", None)
+        if cached is not None and cached[0] == self.count:  # a reference is read at every evaluation
+            return cached[1], cached[2]
+        pairs = np.array(list(self.sketch), dtype=np.float64)  # one pass over the sketch's iterator
+        order = np.argsort(pairs[:, 0], kind="stable")
+        self._items = (self.count, pairs[order, 0], pairs[order, 1])
+        return self._items[1], self._items[2]
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": NUMERIC, "kll": _b64(self.sketch.serialize()), "missing": self.missing,
