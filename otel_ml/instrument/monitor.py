@@ -49,7 +49,11 @@ def _scalar(value: Any) -> Scalar | None:
 def _column(values: Sequence[Any]) -> list[Any]:
     """A homogeneous attribute array; missing numbers become NaN and missing strings "" (both read as
     missing by the processor). Raises TypeError when the values mix numbers and strings."""
-    items = [_scalar(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+    raw = values.tolist() if hasattr(values, "tolist") else list(values)
+    # Fast path, the usual case: already one plain type (NaN already means missing in a float array).
+    if raw and (all(type(v) is float for v in raw) or all(type(v) is int for v in raw)):
+        return raw
+    items = [_scalar(v) for v in raw]
     present = [v for v in items if v is not None]
     if not present:
         return [math.nan] * len(items)
@@ -131,6 +135,7 @@ class ModelMonitor:
         if sampling_ratio < 1.0:
             self._base[semconv.SAMPLING_RATIO] = sampling_ratio
         self._random = random.Random()
+        self._keys: dict[Any, str] = {}
 
     # --- helpers -------------------------------------------------------------------------------
     def _drop(self, key: str, why: object) -> None:
@@ -147,6 +152,12 @@ class ModelMonitor:
         if v is not None:
             span.set_attribute(key, v)
 
+    def _feature_key(self, name: Any) -> str:
+        key = self._keys.get(name)
+        if key is None:
+            key = self._keys[name] = semconv.FEATURE_PREFIX + str(name)
+        return key
+
     def _attributes(self, features: Mapping[str, Any] | None) -> dict[str, Any]:
         attrs = dict(self._base)
         if features:
@@ -156,13 +167,22 @@ class ModelMonitor:
                 self._drop("features", e)
                 return attrs
             for name, value in items:
+                t = type(value)
+                # Fast path for plain values (the serving path runs this for every prediction).
+                if t is float:
+                    if value == value:  # not NaN
+                        attrs[self._feature_key(name)] = value
+                    continue
+                if t is int or t is bool or (t is str and value):
+                    attrs[self._feature_key(name)] = value
+                    continue
                 try:
                     v = _scalar(value)
                 except Exception as e:
                     self._drop(f"{semconv.FEATURE_PREFIX}{name}", e)
                     continue
                 if v is not None:
-                    attrs[semconv.FEATURE_PREFIX + str(name)] = v
+                    attrs[self._feature_key(name)] = v
         return attrs
 
     def _sampled(self) -> bool:
@@ -182,9 +202,21 @@ class ModelMonitor:
     def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
                prediction_id: str | None = None) -> None:
         """Record a prediction that already happened (a zero-length span)."""
-        with self.predict(features) as p:
-            if prediction is not None:
-                p.set_prediction(prediction, score, prediction_id)
+        if not self._sampled():
+            return
+        attrs = self._attributes(features)
+        for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
+                           (semconv.PREDICTION_ID, prediction_id)):
+            if value is None:
+                continue
+            try:
+                v = _scalar(value)
+            except Exception as e:  # never raise into serving code
+                self._drop(key, e)
+                continue
+            if v is not None:
+                attrs[key] = v
+        self._tracer.start_span(self.span_name, attributes=attrs).end()
 
     def trace(self, fn: F) -> F:
         """Decorator for ``fn(features: Mapping, ...) -> prediction``: records the features (first
