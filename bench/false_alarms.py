@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--horizons", type=int, default=300)
     args = parser.parse_args()
     alpha = DriftConfig().alpha
-    print(f"alpha = {alpha} per model and evaluation; {len(KINDS)} features → {alpha / len(KINDS):.4f} per feature")
+    print(f"alpha = {alpha} per model and evaluation; {len(KINDS)} features → {alpha / len(KINDS):.4f} per feature\n")
     print("| reference n | horizon n | horizons | feature-horizon false alarms | rate | model-horizons with an "
           "alarm | rate | decisions withheld |")
     print("|---|---|---|---|---|---|---|---|")

@@ -112,16 +112,17 @@ def main() -> None:
     args = parser.parse_args()
     modes = {"both": [False, True], "on": [True], "off": [False]}[args.durable]
     results = {}
+    print("| mode | spans | wall s | processor CPU s | spans per processor CPU-second | spans/s wall |")
+    print("|---|---|---|---|---|---|")
     for durable in modes:
         r = run(durable, args.seconds, args.clients)
         results[durable] = r
-        print(f"durable={'on ' if durable else 'off'}: {r['spans']:.0f} spans in {r['wall_s']:.1f}s wall, "
-              f"{r['cpu_s']:.1f}s processor CPU -> {r['spans_per_cpu_s']:,.0f} spans per CPU-second, "
-              f"{r['spans_per_s']:,.0f} spans/s wall")
+        print(f"| {'durable (default)' if durable else 'not durable'} | {r['spans']:,.0f} | {r['wall_s']:.1f} | "
+              f"{r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | {r['spans_per_s']:,.0f} |", flush=True)
     if len(results) == 2:
         on, off = results[True], results[False]
-        print(f"durable/non-durable throughput ratio (wall): {on['spans_per_s'] / off['spans_per_s']:.2f}; "
-              f"per CPU-second: {on['spans_per_cpu_s'] / off['spans_per_cpu_s']:.2f}")
+        print(f"\nDurable / not durable: {on['spans_per_s'] / off['spans_per_s']:.2f} (wall), "
+              f"{on['spans_per_cpu_s'] / off['spans_per_cpu_s']:.2f} (per CPU-second).")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Run every benchmark and write docs/benchmarks.md.
+
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python -m bench [--quick]
+
+Each bench runs as its own process (so one's memory does not colour another's figures) and prints markdown;
+this stitches their output into docs/benchmarks.md with the machine, the versions and the commands. The
+whylogs baseline needs numpy < 2, so it runs in a venv of its own under .cache/ (made on first use; skipped,
+saying why, where it cannot install).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WHYLOGS_VENV = REPO / ".cache" / "bench-whylogs-venv"
+WHYLOGS_SCRIPT = """
+import time, numpy as np, pandas as pd, whylogs as why
+rng = np.random.default_rng(0)
+n = 100_000
+df = pd.DataFrame({f"n{i}": rng.normal(size=n) for i in range(18)})
+df["c0"] = rng.choice(list("abcdefgh"), n); df["c1"] = rng.choice(list("abcdefgh"), n)
+why.log(df.head(1000))
+t = time.perf_counter(); why.log(df); dt = time.perf_counter() - t
+print(f"{dt / n * 1e6:.2f}")
+"""
+
+
+def run(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        return f"(failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode})"
+    return out.stdout.strip()
+
+
+def whylogs_us_per_row() -> str:
+    py = WHYLOGS_VENV / "bin" / "python"
+    try:
+        if not py.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(WHYLOGS_VENV)], check=True, capture_output=True)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "whylogs", "numpy<2", "pandas<2.3"], check=True,
+                           capture_output=True, timeout=900)
+        out = subprocess.run([str(py), "-c", WHYLOGS_SCRIPT], check=True, capture_output=True, text=True, timeout=900)
+        return f"{float(out.stdout.strip().splitlines()[-1]):.2f} µs per row"
+    except (subprocess.SubprocessError, OSError, ValueError) as e:
+        return f"not measured (whylogs did not install or run here: {type(e).__name__})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter runs (fewer horizons, 5 s of ingest)")
+    args = parser.parse_args()
+    seconds = "5" if args.quick else "10"
+    horizons = "200" if args.quick else "300"
+    versions = run("-c", "import numpy, scipy, datasketches, grpc, opentelemetry.sdk.version as v; "
+                         "print(f'numpy {numpy.__version__}, scipy {scipy.__version__}, datasketches "
+                         "{datasketches.__version__ if hasattr(datasketches, \"__version__\") else \"5\"}, grpcio "
+                         "{grpc.__version__}, opentelemetry-sdk {v.__version__}')")
+    sections = [
+        ("Stage costs", "python -m bench.costs", run("-m", "bench.costs"),
+         "Decode and sketch costs per span are for requests of 512 spans × 20 features (18 numeric, 2 categorical). "
+         "The naive walk only collects attribute values into lists; otel-ml's decoder also validates, positions rows "
+         "and builds numpy columns. Instrumentation spans go to a discarding exporter, the same for both. Memory: "
+         "100 models × 50 features, each with a pinned reference and a full default horizon (15 one-minute windows "
+         "plus the filling one) of 1,000 predictions per window."),
+        ("Processor ingest", f"python -m bench.ingest --seconds {seconds}",
+         run("-m", "bench.ingest", "--seconds", seconds),
+         "Loopback gRPC, pre-serialized requests from 2 client threads, processor CPU time from /proc. The "
+         "pure-Python decoder is most of the cost; the journal (durable mode, the default) adds the rest."),
+        ("False alarms on stationary data", f"python -m bench.false_alarms --horizons {horizons}",
+         run("-m", "bench.false_alarms", "--horizons", horizons),
+         "One reference, independent horizons from the same distributions, six features (normal, lognormal, Poisson "
+         "integers, binary, 5 and 50 categories), through the same window → horizon → compare code the processor "
+         "runs. The family-wise level is alpha = 0.05 per model and evaluation; Bonferroni gives 0.0083 per "
+         "feature. Withheld decisions at large horizons are `below_sketch_resolution`: the raw sketch KS gap was "
+         "significant, the part the sketches can vouch for was not. Chi-square pools categories with expected "
+         "counts below 5 (without it, 50 categories in 150-value horizons fired at 2.3% against 0.83%)."),
+        ("Sketch accuracy and memory", "python -m bench.sketch_accuracy --trials 10",
+         run("-m", "bench.sketch_accuracy", "--trials", "10"),
+         "k = 200 is the default: about 5 KB per numeric feature per window serialized, a resolution of 2.7% in the "
+         "KS statistic (measured error about half of it). k = 400 halves the resolution for twice the memory "
+         "(`sketch.kll_k`)."),
+    ]
+    run("-m", "bench.detection")  # writes docs/benchmarks-detection.md
+    whylogs = whylogs_us_per_row()
+    lines = [
+        "# Benchmarks", "",
+        f"Written by `.venv/bin/python -m bench` on {dt.date.today().isoformat()}: {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}; {versions}. Benchmarks, not timed tests: rerun "
+        "the command to reproduce, and compare figures within one run.", "",
+        "Drift detection against exact tests (nannyml car loan, river SEA, statsmodels Nile, replayed through a "
+        "running `otel-ml serve`): [benchmarks-detection.md](benchmarks-detection.md) "
+        "(`python -m bench.detection`).", "",
+        "Targets of the performance issue, and where they stand in this run: ingest ≥ 250,000 spans per second "
+        "per core; instrumentation ≤ 10% on a bare span and ≤ 2 µs per row in the batch form; ≤ 300 MB resident "
+        "for 5,000 features; drift evaluation of 5,000 features ≤ 1 s. See the tables.", "",
+        f"Baseline: whylogs profiling the same 20 columns as a pandas DataFrame (its best case): {whylogs}.", "",
+    ]
+    for title, command, body, notes in sections:
+        lines += [f"## {title}", "", f"Command: `.venv/bin/{command}`", "", body, "", notes, ""]
+    (REPO / "docs" / "benchmarks.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
