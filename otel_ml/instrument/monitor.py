@@ -143,12 +143,16 @@ class ModelMonitor:
         if self.dropped_values == 1 or self.dropped_values % 10_000 == 0:
             log.warning("otel-ml: dropped value of %s (%s); %d dropped so far", key, why, self.dropped_values)
 
-    def _set(self, span: trace.Span, key: str, value: Any) -> None:
+    def _checked(self, key: str, value: Any) -> Scalar | None:
+        """The attribute value for ``value``, or None (missing, or unusable: dropped and counted)."""
         try:
-            v = _scalar(value)
+            return _scalar(value)
         except Exception as e:  # never raise into serving code
             self._drop(key, e)
-            return
+            return None
+
+    def _set(self, span: trace.Span, key: str, value: Any) -> None:
+        v = self._checked(key, value)
         if v is not None:
             span.set_attribute(key, v)
 
@@ -176,11 +180,7 @@ class ModelMonitor:
                 if t is int or t is bool or (t is str and value):
                     attrs[self._feature_key(name)] = value
                     continue
-                try:
-                    v = _scalar(value)
-                except Exception as e:
-                    self._drop(f"{semconv.FEATURE_PREFIX}{name}", e)
-                    continue
+                v = self._checked(f"{semconv.FEATURE_PREFIX}{name}", value)
                 if v is not None:
                     attrs[self._feature_key(name)] = v
         return attrs
@@ -207,13 +207,7 @@ class ModelMonitor:
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
                            (semconv.PREDICTION_ID, prediction_id)):
-            if value is None:
-                continue
-            try:
-                v = _scalar(value)
-            except Exception as e:  # never raise into serving code
-                self._drop(key, e)
-                continue
+            v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
         self._tracer.start_span(self.span_name, attributes=attrs).end()

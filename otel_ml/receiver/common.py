@@ -32,10 +32,8 @@ def retry_trailers(message: str, retry_after_seconds: float) -> tuple[tuple[str,
     """gRPC trailers for UNAVAILABLE with RetryInfo: both spellings, since Go clients (the Collector) read
     ``grpc-status-details-bin`` and the Python SDK reads ``google.rpc.retryinfo-bin``."""
     status = retry_status(14, message, retry_after_seconds)  # 14 = UNAVAILABLE
-    info = error_details_pb2.RetryInfo()
-    status.details[0].Unpack(info)
     return (("grpc-status-details-bin", status.SerializeToString()),
-            ("google.rpc.retryinfo-bin", info.SerializeToString()))
+            ("google.rpc.retryinfo-bin", status.details[0].value))  # the packed RetryInfo's bytes
 
 
 def export_response(result: DecodeResult) -> ExportTraceServiceResponse:
