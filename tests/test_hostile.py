@@ -239,3 +239,30 @@ def test_cardinality_caps_limit_exported_series(tmp_path: Path, serve_factory) -
     assert overflow["model"] == 3
     # The prediction counter is one series per model, bounded by limits.max_models, and not capped here.
     assert len(select(sp.scrape(), "ml_predictions_total")) == 5
+
+
+def test_overloaded_answer_carries_retry_info_in_both_trailers() -> None:
+    from google.rpc import error_details_pb2, status_pb2
+
+    from otel_ml.config import OtlpGrpcReceiverConfig
+    from otel_ml.receiver.common import Overloaded
+    from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
+
+    def busy(_data: bytes):
+        raise Overloaded("busy", 0.25)
+
+    receiver = OtlpTraceReceiver(OtlpGrpcReceiverConfig(endpoint="127.0.0.1:0"), busy)
+    receiver.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{receiver.port}") as ch, pytest.raises(grpc.RpcError) as err:
+            ch.unary_unary(EXPORT)(b"", timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        trailers = dict(err.value.trailing_metadata())
+        status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])  # what Go clients read
+        info = error_details_pb2.RetryInfo()
+        assert status.code == 14 and status.details[0].Unpack(info)
+        assert info.retry_delay.ToNanoseconds() == 250_000_000
+        python_sdk = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
+        assert python_sdk.retry_delay.ToNanoseconds() == 250_000_000
+    finally:
+        receiver.shutdown()
