@@ -84,6 +84,8 @@ class ProcessorService:
         self._last_checkpoint = time.monotonic()
         self._archive_pending: list[ArchiveRow] = []
         self._archiving = self.journal is not None and config.state.archive.enabled
+        self._window_options = {"max_features": config.limits.max_features_per_model,
+                                "reference_chunks": 10 if config.drift.learned_thresholds else 0}
         self._rejection_log = RateLimitedRejectionLog()
         self._hash_key = load_key(config.privacy.hash_key_env)
         self._inflight_lock = threading.Lock()
@@ -119,8 +121,7 @@ class ProcessorService:
     def _windowed(self, model: str, version: str) -> WindowedProfile:
         wp = self.models.get((model, version))
         if wp is None:
-            wp = WindowedProfile(model, version, self.config.windows, self.config.sketch,
-                                 max_features=self.config.limits.max_features_per_model)
+            wp = WindowedProfile(model, version, self.config.windows, self.config.sketch, **self._window_options)
             self._attach_reference(wp)
             if wp.reference is None:
                 log.info("model %r version %r: no baseline; the first %ss horizon will be pinned as reference",
@@ -260,7 +261,7 @@ class ProcessorService:
         if state is not None:
             data = json.loads(state)
             for s in data["models"]:
-                wp = WindowedProfile.from_state(s, self.config.windows, self.config.sketch)
+                wp = WindowedProfile.from_state(s, self.config.windows, self.config.sketch, **self._window_options)
                 self._attach_reference(wp)
                 self.models[(wp.model, wp.version)] = wp
             for metric, attrs, value in data["totals"]:

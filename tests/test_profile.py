@@ -78,7 +78,7 @@ def test_numbers_are_valid_categories() -> None:
 
 def test_first_horizon_is_pinned_and_current_excludes_it() -> None:
     cfg = WindowConfig(window_seconds=10, horizon_seconds=30, allowed_lateness_seconds=5, reference_min_rows=10)
-    wp = WindowedProfile("m", "", cfg)
+    wp = WindowedProfile("m", "", cfg, reference_chunks=10)
     t0 = 1_000_000.0
     for sec in range(0, 34):
         wp.update(batch(np.array([t0 + sec]), np.array([float(sec)])))

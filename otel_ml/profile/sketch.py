@@ -44,8 +44,11 @@ class NumericProfile:
     """
 
     kind = NUMERIC
+    # Tens of thousands of these live at once (features × windows): no per-instance __dict__.
+    __slots__ = ("_items", "m2", "mean", "mismatch", "missing", "sketch")
 
     def __init__(self, config: SketchConfig | None = None) -> None:
+        self._items: tuple[int, np.ndarray, np.ndarray] | None = None
         self.sketch = ds.kll_doubles_sketch((config or SketchConfig()).kll_k)
         self.missing = 0
         self.mismatch = 0
@@ -111,7 +114,7 @@ class NumericProfile:
         whose total weight is ``count``. When the sketch is not in estimation mode this is the exact data."""
         if not self.count:
             return np.empty(0), np.empty(0)
-        cached = getattr(self, "_items", None)
+        cached = self._items
         if cached is not None and cached[0] == self.count:  # a reference is read at every evaluation
             return cached[1], cached[2]
         pairs = np.array(list(self.sketch), dtype=np.float64)  # one pass over the sketch's iterator
@@ -126,6 +129,7 @@ class NumericProfile:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NumericProfile:
         p = cls.__new__(cls)
+        p._items = None
         p.sketch = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["kll"]))
         p.missing, p.mismatch = int(d["missing"]), int(d["mismatch"])
         p.mean, p.m2 = float(d["mean"]), float(d["m2"])
@@ -145,6 +149,7 @@ class CategoricalProfile:
     """
 
     kind = CATEGORICAL
+    __slots__ = ("lg_max_map_size", "mismatch", "missing", "sketch")
 
     def __init__(self, config: SketchConfig | None = None) -> None:
         self.lg_max_map_size = (config or SketchConfig()).frequent_items_lg_max_map_size

@@ -24,7 +24,6 @@ from otel_ml.profile.sketch import SketchConfig
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-REFERENCE_CHUNKS = 10
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,7 @@ class WindowedProfile:
         reference: ModelProfile | None = None,
         kinds: dict[str, str] | None = None,
         max_features: int = 1_000,
+        reference_chunks: int = 0,
     ) -> None:
         self.model = model
         self.version = version
@@ -92,6 +92,8 @@ class WindowedProfile:
         """Start of the earliest window the current horizon may use (after a pinned reference)."""
         self.just_pinned = False
         self.max_features = max_features
+        self.reference_chunks = reference_chunks
+        """Groups of windows a pinned reference keeps for learned thresholds (0: none, saving their memory)."""
         self.evicted: list[tuple[int, ModelProfile]] = []
         """Windows that left the horizon, waiting to be archived (the service takes them)."""
         self.dropped_feature_values = 0
@@ -171,8 +173,10 @@ class WindowedProfile:
         for start, window in pinned:
             ref.merge(window)
             self.evicted.append((start, window))  # archived like any window that left the horizon
-        # Up to REFERENCE_CHUNKS consecutive groups of windows: the reference's own variability.
-        for group in np.array_split(np.arange(len(pinned)), min(REFERENCE_CHUNKS, len(pinned))):
+        # Up to reference_chunks consecutive groups of windows: the reference's own variability.
+        groups = np.array_split(np.arange(len(pinned)), min(self.reference_chunks, len(pinned))) \
+            if self.reference_chunks and pinned else []
+        for group in groups:
             chunk = ModelProfile(self.model, self.version, self.sketch)
             for i in group:
                 chunk.merge(pinned[i][1])
@@ -203,8 +207,8 @@ class WindowedProfile:
         }
 
     @classmethod
-    def from_state(cls, state: dict, window: WindowConfig, sketch: SketchConfig) -> WindowedProfile:
-        wp = cls(state["model"], state["version"], window, sketch, kinds=state["kinds"])
+    def from_state(cls, state: dict, window: WindowConfig, sketch: SketchConfig, **options: int) -> WindowedProfile:
+        wp = cls(state["model"], state["version"], window, sketch, kinds=state["kinds"], **options)
         wp.first_window_ns = state["first_window_ns"]
         wp.newest_event_ns = state["newest_event_ns"]
         wp.current_start_ns = state["current_start_ns"]
