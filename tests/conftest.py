@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from prometheus_client.parser import text_string_to_metric_families
+
+# CI: the same generated examples every run, so a red run is reproducible and not a roll of the dice.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 
 def free_port() -> int:

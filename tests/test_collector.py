@@ -171,16 +171,23 @@ def test_sharded_replicas_each_model_on_one_replica_and_nothing_lost_across_a_ki
             return got if all(v >= expected for v in totals.values()) else None
 
         got = wait_for(all_counted, timeout=90, what="every model's predictions on the replicas")
+        time.sleep(2)  # a retried duplicate, if any, lands too
+        got = per_replica()
+        counts = {}
         for model in models:
             holders = [i for i, r in enumerate(got) if model in r]
             assert len(holders) == 1, f"{model} is on replicas {holders}"
-            assert got[holders[0]][model] == expected, (model, got[holders[0]][model])
+            counts[model] = got[holders[0]][model]
+        print(f"sharded, one kill -9: sent {expected} per model, counted {counts}")
+        # Nothing acknowledged is lost. Delivery is at-least-once: a request made durable by the killed replica
+        # whose answer the kill cut off is sent again by the Collector (one SDK batch at most, 512 spans).
+        assert all(expected <= c <= expected + 512 for c in counts.values()), counts
         assert sum(1 for r in got if r) >= 2, "the hash spread 8 models over at least two replicas"
 
         def in_prometheus() -> dict[str, float] | None:
             result = prometheus.query("sum by (ml_model_name) (ml_predictions_total)")
             values = {r["metric"]["ml_model_name"]: float(r["value"][1]) for r in result}
-            return values if values == dict.fromkeys(models, float(expected)) else None
+            return values if values == counts else None
 
         wait_for(in_prometheus, timeout=30, what="all models in Prometheus with the sent counts")
     finally:
