@@ -287,7 +287,12 @@ class ProcessorService:
     def evaluate(self) -> list[ModelReport]:
         """Compare every model's current horizon with its reference; the result feeds the gauges."""
         with self._lock:
-            snapshot = [(wp.reference, wp.reference_source, wp.current()) for wp in self.models.values()]
+            models = list(self.models.values())
+        snapshot = []
+        for wp in models:
+            # One model at a time: merging a horizon takes milliseconds, and ingestion must not wait for all.
+            with self._lock:
+                snapshot.append((wp.reference, wp.reference_source, wp.current()))
         reports = [compare(reference, current, self.config.drift, source) for reference, source, current in snapshot]
         self._reports = reports
         return reports
