@@ -20,6 +20,7 @@ from otel_ml.analyze.drift import ModelReport, compare
 from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult, decode_request
 from otel_ml.export.metrics import MetricsExporter
+from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.privacy import hash_batch, hash_request, load_key
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import Overloaded
@@ -31,7 +32,7 @@ from otel_ml.store.journal import Journal
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
 
 # A counted total: (metric name, sorted attribute items).
 TotalKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -219,12 +220,19 @@ class ProcessorService:
         msg = data if isinstance(data, ExportTraceServiceRequest) else ExportTraceServiceRequest.FromString(data)
         return hash_request(msg, self._hash_key, self.config.privacy.hash_features)
 
-    def _state_bytes(self) -> tuple[int, bytes, list[ArchiveRow], int | None]:
+    def _state_bytes(self) -> tuple[int, bytes, list[ArchiveRow], int | None, list, list]:
         with self._lock:
             window_ns = self.config.windows.window_ns
+            upserts: list[tuple[str, str, int, bytes]] = []
+            deletes: list[tuple[str, str, int]] = []
             for wp in self.models.values():
                 self._archive_pending.extend(window_row(start, window_ns, w) for start, w in wp.evicted)
                 wp.evicted.clear()
+                # Only windows that changed are written again: closed windows are written once.
+                upserts.extend((wp.model, wp.version, s, wp.windows[s].to_json().encode()) for s in wp.dirty)
+                deletes.extend((wp.model, wp.version, s) for s in wp.removed)
+                wp.dirty.clear()
+                wp.removed.clear()
             rows = list(self._archive_pending)
             newest = max((wp.newest_event_ns for wp in self.models.values() if wp.newest_event_ns), default=None)
             state = {
@@ -233,14 +241,26 @@ class ProcessorService:
                 "totals": [[metric, list(attrs), value] for (metric, attrs), value in self.totals.items()],
             }
             seq = self._last_seq
-        return seq, json.dumps(state).encode(), rows, newest
+        return seq, json.dumps(state).encode(), rows, newest, upserts, deletes
 
     def checkpoint(self) -> None:
         if self.journal is None:
             return
         started = time.perf_counter()
-        seq, state, rows, newest = self._state_bytes()
-        self.journal.checkpoint(seq, state, rows, newest)
+        seq, state, rows, newest, upserts, deletes = self._state_bytes()
+        try:
+            self.journal.checkpoint(seq, state, rows, newest, upserts, deletes)
+        except BaseException:
+            with self._lock:  # not written: the next checkpoint must write these windows again
+                for model, version, start, _ in upserts:
+                    wp = self.models.get((model, version))
+                    if wp is not None and start in wp.windows:
+                        wp.dirty.add(start)
+                for model, version, start in deletes:
+                    wp = self.models.get((model, version))
+                    if wp is not None and start not in wp.windows:
+                        wp.removed.add(start)
+            raise
         with self._lock:
             del self._archive_pending[:len(rows)]  # archived; on failure they stay for the next checkpoint
         self._last_checkpoint = time.monotonic()
@@ -260,8 +280,14 @@ class ProcessorService:
         state, cp_seq, journal = self.journal.open()
         if state is not None:
             data = json.loads(state)
+            stored: dict[tuple[str, str], dict[int, ModelProfile]] = {}
+            for model, version, start, blob in self.journal.window_rows():
+                stored.setdefault((model, version), {})[start] = ModelProfile.from_json(blob)
             for s in data["models"]:
-                wp = WindowedProfile.from_state(s, self.config.windows, self.config.sketch, **self._window_options)
+                windows = stored.get((s["model"], s["version"])) or {  # format 1 kept windows inline
+                    int(k): ModelProfile.from_dict(v) for k, v in s.get("windows", {}).items()}
+                wp = WindowedProfile.from_state(s, windows, self.config.windows, self.config.sketch,
+                                                **self._window_options)
                 self._attach_reference(wp)
                 self.models[(wp.model, wp.version)] = wp
             for metric, attrs, value in data["totals"]:

@@ -121,3 +121,51 @@ def test_unwritable_state_dir_fails_at_startup(tmp_path: Path) -> None:
                           "--no-otlp-http"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "not writable" in out.stderr
+
+
+def test_checkpoints_write_only_changed_windows_and_restore_them(tmp_path: Path) -> None:
+    from otel_ml.config import load_config
+    from otel_ml.service import ProcessorService
+    from tests.test_decode import request
+
+    cfg = load_config(overrides={"state.dir": str(tmp_path), "windows.window_seconds": 1,
+                                 "windows.horizon_seconds": 10, "export.prometheus.endpoint": "127.0.0.1:0"},
+                      environ={})
+    t0 = (time.time_ns() // 10**9 - 100) * 10**9
+
+    def send(service: ProcessorService, second: int) -> None:
+        req = request({"ml.model.name": "m", "ml.feature.x": float(second)})
+        req.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = t0 + second * 10**9
+        service.consume(req.SerializeToString())
+
+    service = ProcessorService(cfg)
+    service.exporter.start()
+    service._recover()
+    service.journal.start()
+    written: list[int] = []
+    real = service.journal.checkpoint
+
+    def spy(seq, state, rows, newest, upserts, deletes):  # type: ignore[no-untyped-def]
+        written.append(len(upserts))
+        return real(seq, state, rows, newest, upserts, deletes)
+
+    service.journal.checkpoint = spy  # type: ignore[method-assign]
+    for second in range(5):
+        send(service, second)
+    service.checkpoint()
+    send(service, 4)  # only the newest window changes
+    service.checkpoint()
+    service.checkpoint()  # nothing changed
+    assert written == [5, 1, 0]
+    windows = {s: w.rows for s, w in service.models[("m", "")].windows.items()}
+    service.journal.close()
+    service.exporter.shutdown()
+
+    restarted = ProcessorService(cfg)
+    restarted.exporter.start()
+    restarted._recover()
+    try:
+        assert {s: w.rows for s, w in restarted.models[("m", "")].windows.items()} == windows
+    finally:
+        restarted.journal.close()
+        restarted.exporter.shutdown()

@@ -95,6 +95,10 @@ class WindowedProfile:
         self.reference_chunks = reference_chunks
         """Groups of windows a pinned reference keeps for learned thresholds (0: none, saving their memory)."""
         self.evicted: list[tuple[int, ModelProfile]] = []
+        self.dirty: set[int] = set()
+        """Windows changed since the last checkpoint (only these are written again)."""
+        self.removed: set[int] = set()
+        """Windows gone since the last checkpoint (their stored copies are deleted)."""
         """Windows that left the horizon, waiting to be archived (the service takes them)."""
         self.dropped_feature_values = 0
         """Values of features beyond ``max_features`` that were not profiled."""
@@ -128,6 +132,7 @@ class WindowedProfile:
             if w is None:
                 w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch)
             w.update(part, self.kinds)
+            self.dirty.add(start)
             newest = int(part.span_end_ns.max()) if len(part.span_end_ns) else start
             if self.newest_event_ns is None or newest > self.newest_event_ns:
                 self.newest_event_ns = newest
@@ -172,6 +177,7 @@ class WindowedProfile:
         pinned = [(start, self.windows.pop(start)) for start in sorted(self.windows) if start < end]
         for start, window in pinned:
             ref.merge(window)
+            self._forget(start)
             self.evicted.append((start, window))  # archived like any window that left the horizon
         # Up to reference_chunks consecutive groups of windows: the reference's own variability.
         groups = np.array_split(np.arange(len(pinned)), min(self.reference_chunks, len(pinned))) \
@@ -194,25 +200,32 @@ class WindowedProfile:
         oldest = self._oldest_kept_ns(newest)
         for start in sorted(s for s in self.windows if s < oldest):
             self.evicted.append((start, self.windows.pop(start)))
+            self._forget(start)
+
+    def _forget(self, start: int) -> None:
+        self.dirty.discard(start)
+        self.removed.add(start)
 
     # --- state for checkpoints (a baseline reference is not included: it is reloaded from its file) ------
     def to_state(self) -> dict:
+        """Everything but the windows, which checkpoints store one row each (``dirty``/``removed``)."""
         return {
             "model": self.model, "version": self.version, "kinds": self.kinds,
             "first_window_ns": self.first_window_ns, "newest_event_ns": self.newest_event_ns,
             "current_start_ns": self.current_start_ns,
             "pinned_reference": self.reference.to_dict() if self.reference_source == "pinned" and self.reference
             else None,
-            "windows": {str(start): w.to_dict() for start, w in self.windows.items()},
         }
 
     @classmethod
-    def from_state(cls, state: dict, window: WindowConfig, sketch: SketchConfig, **options: int) -> WindowedProfile:
+    def from_state(cls, state: dict, windows: dict[int, ModelProfile], window: WindowConfig, sketch: SketchConfig,
+                   **options: int) -> WindowedProfile:
+        """The inverse of ``to_state``, with the stored windows (kept apart: only changed ones are rewritten)."""
         wp = cls(state["model"], state["version"], window, sketch, kinds=state["kinds"], **options)
         wp.first_window_ns = state["first_window_ns"]
         wp.newest_event_ns = state["newest_event_ns"]
         wp.current_start_ns = state["current_start_ns"]
-        wp.windows = {int(start): ModelProfile.from_dict(w) for start, w in state["windows"].items()}
+        wp.windows = dict(windows)
         if state.get("pinned_reference"):
             wp.set_reference(ModelProfile.from_dict(state["pinned_reference"]), "pinned")
         return wp

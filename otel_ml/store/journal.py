@@ -33,6 +33,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
                                        created REAL NOT NULL, state BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS window_state (model TEXT NOT NULL, version TEXT NOT NULL, start_ns INTEGER NOT NULL,
+                                         profile BLOB NOT NULL, PRIMARY KEY (model, version, start_ns));
 """
 
 
@@ -55,6 +57,8 @@ class _Checkpoint:
     done: threading.Event
     archive_rows: list[ArchiveRow] = field(default_factory=list)
     archive_now_ns: int | None = None
+    window_upserts: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    window_deletes: list[tuple[str, str, int]] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -115,6 +119,13 @@ class Journal:
 
         return state, cp_seq, replay()
 
+    def window_rows(self) -> Iterator[tuple[str, str, int, bytes]]:
+        """The stored windows (call after ``open``, before ``start``)."""
+        assert self._conn is not None
+        for model, version, start, blob in self._conn.execute("SELECT model, version, start_ns, profile FROM "
+                                                              "window_state"):
+            yield model, version, int(start), bytes(blob)
+
     def start(self) -> None:
         self._writer = threading.Thread(target=self._write_loop, name="otel-ml-journal", daemon=True)
         self._writer.start()
@@ -146,11 +157,13 @@ class Journal:
             raise item.error
 
     def checkpoint(self, seq: int, state: bytes, archive_rows: list[ArchiveRow] | None = None,
-                   archive_now_ns: int | None = None, timeout: float = 60.0) -> None:
+                   archive_now_ns: int | None = None, window_upserts: list[tuple[str, str, int, bytes]] | None = None,
+                   window_deletes: list[tuple[str, str, int]] | None = None, timeout: float = 60.0) -> None:
         """Record ``state`` (which includes every request up to ``seq``) and drop the journal up to it; in the
-        same transaction, archive the windows that left memory since the last checkpoint and compact the
-        archive as of ``archive_now_ns``."""
-        item = _Checkpoint(seq, state, threading.Event(), archive_rows or [], archive_now_ns)
+        same transaction, write the windows that changed and delete those that are gone, archive the windows
+        that left memory since the last checkpoint, and compact the archive as of ``archive_now_ns``."""
+        item = _Checkpoint(seq, state, threading.Event(), archive_rows or [], archive_now_ns, window_upserts or [],
+                           window_deletes or [])
         self._queue.put(item)
         if not item.done.wait(timeout):
             raise TimeoutError("checkpoint did not complete")
@@ -184,6 +197,9 @@ class Journal:
                         conn.execute("DELETE FROM journal WHERE seq <= ?", (it.seq,))
                         conn.execute("INSERT OR REPLACE INTO checkpoint (id, seq, created, state) VALUES (1, ?, ?, ?)",
                                      (it.seq, time.time(), it.state))
+                        conn.executemany("DELETE FROM window_state WHERE model=? AND version=? AND start_ns=?",
+                                         it.window_deletes)
+                        conn.executemany("INSERT OR REPLACE INTO window_state VALUES (?, ?, ?, ?)", it.window_upserts)
                         if self.archive_config.enabled:
                             archive.insert(conn, it.archive_rows)
                             if it.archive_now_ns is not None:
