@@ -37,10 +37,10 @@ def counted(sp) -> float:
 def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     state = tmp_path / "state"
     args = ("--evaluation-interval", "0.5", "--no-otlp-http")
+    batch_size, n_batches, kills = 20, 150, 3
+    batches = make_batches(n_batches, batch_size)  # before the server starts: nothing to clean up if it fails
     sp = start_serve(state, *args)
     port = sp.grpc_port
-    batch_size, n_batches, kills = 20, 150, 3
-    batches = make_batches(n_batches, batch_size)
     acked = 0
     attempts = 0
     done = threading.Event()
