@@ -132,7 +132,6 @@ def main() -> None:
                               numeric={n: rng.normal(size=1000) for n in names},
                               span_end_ns=t[:1], span_duration_s=np.array([0.01]), span_error=np.array([False]))
             wp.update(b)
-            wp.evicted.clear()  # the service archives them at its next checkpoint, or drops them
     rss_models = rss_mb() - rss_before
 
     # Drift evaluation of 5,000 features: the 100 models above, reference against current horizon.

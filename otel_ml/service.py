@@ -84,9 +84,9 @@ class ProcessorService:
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._archive_pending: list[ArchiveRow] = []
-        self._archiving = self.journal is not None and config.state.archive.enabled
         self._window_options = {"max_features": config.limits.max_features_per_model,
-                                "reference_chunks": 10 if config.drift.learned_thresholds else 0}
+                                "reference_chunks": 10 if config.drift.learned_thresholds else 0,
+                                "keep_evicted": self.journal is not None and config.state.archive.enabled}
         self._rejection_log = RateLimitedRejectionLog()
         self._hash_key = load_key(config.privacy.hash_key_env)
         self._inflight_lock = threading.Lock()
@@ -189,8 +189,6 @@ class ProcessorService:
                 wp = self._windowed(batch.model, batch.version)
                 before = wp.dropped_feature_values
                 late[batch.key] += wp.update(batch)
-                if not self._archiving:
-                    wp.evicted.clear()  # nothing will archive them
                 dropped[batch.key] += wp.dropped_feature_values - before
                 kept.append(batch)
             result.batches = kept
@@ -284,8 +282,7 @@ class ProcessorService:
             for model, version, start, blob in self.journal.window_rows():
                 stored.setdefault((model, version), {})[start] = ModelProfile.from_json(blob)
             for s in data["models"]:
-                windows = stored.get((s["model"], s["version"])) or {  # format 1 kept windows inline
-                    int(k): ModelProfile.from_dict(v) for k, v in s.get("windows", {}).items()}
+                windows = stored.get((s["model"], s["version"]), {})
                 wp = WindowedProfile.from_state(s, windows, self.config.windows, self.config.sketch,
                                                 **self._window_options)
                 self._attach_reference(wp)

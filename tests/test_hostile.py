@@ -266,3 +266,29 @@ def test_overloaded_answer_carries_retry_info_in_both_trailers() -> None:
         assert python_sdk.retry_delay.ToNanoseconds() == 250_000_000
     finally:
         receiver.shutdown()
+
+
+def test_overloaded_http_answer_is_503_with_retry_after_and_retry_info() -> None:
+    from google.rpc import error_details_pb2, status_pb2
+
+    from otel_ml.config import OtlpHttpReceiverConfig
+    from otel_ml.receiver.common import Overloaded
+    from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
+
+    def busy(_data: bytes):
+        raise Overloaded("busy", 2.0)
+
+    receiver = OtlpHttpTraceReceiver(OtlpHttpReceiverConfig(endpoint="127.0.0.1:0"), busy)
+    receiver.start()
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{receiver.port}/v1/traces", data=b"",
+                                     headers={"Content-Type": "application/x-protobuf"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code == 503 and err.value.headers["Retry-After"] == "2"
+        status = status_pb2.Status.FromString(err.value.read())
+        info = error_details_pb2.RetryInfo()
+        assert status.code == 14 and status.details[0].Unpack(info)
+        assert info.retry_delay.ToNanoseconds() == 2_000_000_000
+    finally:
+        receiver.shutdown()

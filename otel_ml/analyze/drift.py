@@ -143,7 +143,8 @@ def _overall_from(method: str, methods: list[MethodResult], withheld: str) -> Me
 
 def _empty_report(name: str, kind: str, n: int, m: int, method_names: tuple[str, ...], thresholds: dict[str, float],
                   alpha: float, reason: str, cur: NumericProfile | CategoricalProfile) -> FeatureReport:
-    """One side has no values: every score NaN, every decision withheld, data quality still reported."""
+    """No comparison (one side empty, or not comparable): every score NaN, every decision withheld, data quality
+    still reported."""
     methods = [MethodResult(k, math.nan, alpha if k in TEST_METHODS else thresholds.get(k, math.nan), None)
                for k in method_names]
     return FeatureReport(name, kind, n, m, methods, MethodResult("overall", math.nan, alpha, None), reason,
@@ -246,8 +247,7 @@ def feature_settings(cfg: DriftConfig, model: str, feature: str) -> dict[str, An
 
 def _not_compared(name: str, cur: NumericProfile | CategoricalProfile, ref_count: int, alpha: float,
                   reason: str) -> FeatureReport:
-    return FeatureReport(name, cur.kind, ref_count, cur.count, [], MethodResult("overall", math.nan, alpha, None),
-                         reason, *_quality(cur))
+    return _empty_report(name, cur.kind, ref_count, cur.count, (), {}, alpha, reason, cur)
 
 
 def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftConfig | None = None,

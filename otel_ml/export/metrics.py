@@ -124,33 +124,21 @@ class MetricsExporter:
     def _create_instruments(self) -> None:
         assert self.provider is not None
         meter = self.provider.get_meter("otel_ml")
-        self.predictions = meter.create_counter(
-            sc.METRIC_PREDICTIONS, unit="{prediction}",
-            description="Predictions made, scaled by 1/ml.sampling.ratio")
-        self.spans_received = meter.create_counter(
-            sc.METRIC_SPANS_RECEIVED, unit="{span}", description="Spans received over OTLP")
-        self.spans_accepted = meter.create_counter(
-            sc.METRIC_SPANS_ACCEPTED, unit="{span}", description="ML spans decoded and profiled")
-        self.spans_ignored = meter.create_counter(
-            sc.METRIC_SPANS_IGNORED, unit="{span}", description="Spans without ml.model.name (not ML traffic)")
-        self.spans_rejected = meter.create_counter(
-            sc.METRIC_SPANS_REJECTED, unit="{span}", description="ML spans rejected, by reason")
-        self.rows_late = meter.create_counter(
-            sc.METRIC_ROWS_LATE, unit="{prediction}",
-            description="Rows dropped because their window was already gone (older than horizon + lateness)")
-        self.requests_refused = meter.create_counter(
-            sc.METRIC_REQUESTS_REFUSED, unit="{request}",
-            description="OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight")
-        self.feature_values_dropped = meter.create_counter(
-            sc.METRIC_FEATURE_VALUES_DROPPED, unit="{value}",
-            description="Values of features beyond limits.max_features_per_model, not profiled")
-        self.counters = {
-            sc.METRIC_FEATURE_VALUES_DROPPED: self.feature_values_dropped,
-            sc.METRIC_REQUESTS_REFUSED: self.requests_refused,
-            sc.METRIC_PREDICTIONS: self.predictions, sc.METRIC_SPANS_RECEIVED: self.spans_received,
-            sc.METRIC_SPANS_ACCEPTED: self.spans_accepted, sc.METRIC_SPANS_IGNORED: self.spans_ignored,
-            sc.METRIC_SPANS_REJECTED: self.spans_rejected, sc.METRIC_ROWS_LATE: self.rows_late,
-        }
+        counters = [
+            (sc.METRIC_PREDICTIONS, "{prediction}", "Predictions made, scaled by 1/ml.sampling.ratio"),
+            (sc.METRIC_SPANS_RECEIVED, "{span}", "Spans received over OTLP"),
+            (sc.METRIC_SPANS_ACCEPTED, "{span}", "ML spans decoded and profiled"),
+            (sc.METRIC_SPANS_IGNORED, "{span}", "Spans without ml.model.name (not ML traffic)"),
+            (sc.METRIC_SPANS_REJECTED, "{span}", "ML spans rejected, by reason"),
+            (sc.METRIC_ROWS_LATE, "{prediction}",
+             "Rows dropped because their window was already gone (older than horizon + lateness)"),
+            (sc.METRIC_REQUESTS_REFUSED, "{request}",
+             "OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight"),
+            (sc.METRIC_FEATURE_VALUES_DROPPED, "{value}",
+             "Values of features beyond limits.max_features_per_model, not profiled"),
+        ]
+        self.counters = {name: meter.create_counter(name, unit=unit, description=description)
+                         for name, unit, description in counters}
         gauges: list[tuple[str, str, str, Callable[[], Iterable[Observation]]]] = [
             (sc.METRIC_DRIFT_SCORE, "{score}", "Drift score per feature and method (overall: the test's p-value)",
              self._drift_scores),

@@ -44,6 +44,7 @@ def category_strings(values: np.ndarray) -> np.ndarray:
     return out.astype(str)
 
 
+_BOOL_SPELLINGS = ["True", "TRUE", "False", "FALSE"]
 _BOOL_TEXT = {"true": 1.0, "false": 0.0, "True": 1.0, "False": 0.0, "TRUE": 1.0, "FALSE": 0.0}
 
 
@@ -91,10 +92,9 @@ def categorical_values(num: np.ndarray | None, cat: np.ndarray | None, n: int) -
         has_num = ~np.isnan(num)
         if has_num.any():
             values = np.where(has_num, category_strings(num), values)
-    for spelling in ("True", "TRUE", "False", "FALSE"):
-        hit = values == spelling
-        if hit.any():
-            values = np.where(hit, spelling.lower(), values)
+    hit = np.isin(values, _BOOL_SPELLINGS)  # one pass over the column
+    if hit.any():
+        values = np.where(hit, np.char.lower(values.astype(str)), values)
     return values
 
 

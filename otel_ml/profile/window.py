@@ -77,6 +77,7 @@ class WindowedProfile:
         kinds: dict[str, str] | None = None,
         max_features: int = 1_000,
         reference_chunks: int = 0,
+        keep_evicted: bool = False,
     ) -> None:
         self.model = model
         self.version = version
@@ -94,7 +95,9 @@ class WindowedProfile:
         self.max_features = max_features
         self.reference_chunks = reference_chunks
         """Groups of windows a pinned reference keeps for learned thresholds (0: none, saving their memory)."""
+        self.keep_evicted = keep_evicted
         self.evicted: list[tuple[int, ModelProfile]] = []
+        """With ``keep_evicted``: windows that left memory, until the service archives them."""
         self.dirty: set[int] = set()
         """Windows changed since the last checkpoint (only these are written again)."""
         self.removed: set[int] = set()
@@ -177,8 +180,7 @@ class WindowedProfile:
         pinned = [(start, self.windows.pop(start)) for start in sorted(self.windows) if start < end]
         for start, window in pinned:
             ref.merge(window)
-            self._forget(start)
-            self.evicted.append((start, window))  # archived like any window that left the horizon
+            self._forget(start, window)  # archived like any window that left the horizon
         # Up to reference_chunks consecutive groups of windows: the reference's own variability.
         groups = np.array_split(np.arange(len(pinned)), min(self.reference_chunks, len(pinned))) \
             if self.reference_chunks and pinned else []
@@ -199,12 +201,14 @@ class WindowedProfile:
             return
         oldest = self._oldest_kept_ns(newest)
         for start in sorted(s for s in self.windows if s < oldest):
-            self.evicted.append((start, self.windows.pop(start)))
-            self._forget(start)
+            self._forget(start, self.windows.pop(start))
 
-    def _forget(self, start: int) -> None:
+    def _forget(self, start: int, window: ModelProfile) -> None:
+        """A window left memory: its stored copy goes, and it is kept for the archive if one is written."""
         self.dirty.discard(start)
         self.removed.add(start)
+        if self.keep_evicted:
+            self.evicted.append((start, window))
 
     # --- state for checkpoints (a baseline reference is not included: it is reloaded from its file) ------
     def to_state(self) -> dict:

@@ -76,29 +76,30 @@ class OtlpHttpTraceReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, code: int, body: bytes, content_type: str) -> None:
+            def _send(self, code: int, body: bytes, content_type: str, **headers: str) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _error(self, code: int, message: str, content_type: str) -> None:
-                grpc_code = {400: 3, 413: 8, 503: 14}.get(code, 2)  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE
-                status = status_pb2.Status(code=grpc_code, message=message)
+            def _error(self, code: int, message: str, content_type: str, status: status_pb2.Status | None = None,
+                       **headers: str) -> None:
+                if status is None:
+                    grpc_code = {400: 3, 413: 8, 503: 14}.get(code, 2)  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...
+                    status = status_pb2.Status(code=grpc_code, message=message)
                 body = (json_format.MessageToJson(status).encode() if content_type == JSON
                         else status.SerializeToString())
-                self._send(code, body, content_type)
+                self._send(code, body, content_type, **headers)
 
             def do_POST(self) -> None:
                 if receiver._expected_auth is not None:
                     given = self.headers.get("Authorization", "").encode()
                     if not hmac.compare_digest(given, receiver._expected_auth):  # constant time
                         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                        self.send_response(401)
-                        self.send_header("WWW-Authenticate", "Bearer")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
+                        self._send(401, b"", "text/plain", WWW_Authenticate="Bearer")
                         return
                 content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 reply_type = JSON if content_type == JSON else PROTOBUF
@@ -132,15 +133,8 @@ class OtlpHttpTraceReceiver:
                     self._error(400, f"malformed ExportTraceServiceRequest: {e}", reply_type)
                     return
                 except Overloaded as e:
-                    status = retry_status(14, str(e), e.retry_after_seconds)
-                    body = (json_format.MessageToJson(status).encode() if reply_type == JSON
-                            else status.SerializeToString())
-                    self.send_response(503)
-                    self.send_header("Retry-After", str(max(1, round(e.retry_after_seconds))))
-                    self.send_header("Content-Type", reply_type)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    self._error(503, str(e), reply_type, retry_status(14, str(e), e.retry_after_seconds),
+                                Retry_After=str(max(1, round(e.retry_after_seconds))))
                     return
                 except (OSError, TimeoutError) as e:  # applied but not durable: the sender must retry
                     self._error(503, f"could not make the request durable: {e}", reply_type)
