@@ -71,6 +71,12 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
             got = {r["metric"]["ml_feature_name"]: float(r["value"][1]) for r in result}
             return got if len(got) >= 6 else None
 
+        def counted() -> bool:
+            got = prometheus.query('ml_predictions_total{ml_model_name="gw-model"}')
+            return bool(got) and float(got[0]["value"][1]) == 3000
+
+        # Decisions in Prometheus before every row reached otel-ml describe a partial horizon.
+        wait_for(counted, timeout=60, what="3000 predictions in Prometheus")
         decisions = wait_for(flagged, timeout=60, what="drift decisions in Prometheus")
         time.sleep(3)
         decisions = flagged()
