@@ -1,24 +1,41 @@
-"""ExportTraceServiceRequest → ColumnarBatch per (model, version), in pure Python.
+"""ExportTraceServiceRequest → ColumnarBatch per (model, version).
 
-This is the one decoder interface (``decode_request``); a compiled decoder may replace the body as
-long as it returns the same ``DecodeResult``. The walk over attributes is per span (unavoidable when
-reading protobuf objects); everything after it works on whole numpy arrays.
+``decode_request`` is the one decoder interface. It runs the compiled decoder (``_otlp_columns.c``) when
+it was built and agrees with the installed protobuf schema, and this module's pure-Python decoder
+(``decode_request_python``) otherwise. The pure-Python decoder is the reference: the compiled one either
+returns exactly its result or declines the request, and then the reference decodes it. It declines
+malformed or non-canonical protobuf (a field given twice, unknown fields, invalid UTF-8...) and requests
+holding a span the reference would reject, so every rejection reason and message is defined here once.
+``tests/test_decode_compiled.py`` holds both to that on SDK output and fuzzed input.
+Set ``OTEL_ML_DECODER=python`` to run the reference only.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult
+
+try:
+    from otel_ml.decode import _otlp_columns
+except ImportError:  # built without a C compiler (setup.py: optional=True)
+    _otlp_columns = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 _STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _FEATURE_PREFIX_LEN = len(semconv.FEATURE_PREFIX)
@@ -134,12 +151,8 @@ class _ColumnBuilder:
             col = np.full(n, np.nan)
             col[np.asarray(idx, dtype=np.int64)] = np.asarray(self.num_val[name], dtype=np.float64)
             numeric[name] = col
-        categorical = {}
-        for name, idx in self.cat_idx.items():
-            vals = np.asarray(self.cat_val[name], dtype=str)
-            col = np.full(n, "", dtype=vals.dtype)
-            col[np.asarray(idx, dtype=np.int64)] = vals
-            categorical[name] = col
+        categorical = {name: categorical_column(n, np.asarray(idx, dtype=np.int64), self.cat_val[name])
+                       for name, idx in self.cat_idx.items()}
         return ColumnarBatch(
             model=self.model,
             version=self.version,
@@ -159,6 +172,18 @@ class _ColumnBuilder:
             span_duration_s=np.asarray(self.span_dur, dtype=np.float64),
             span_error=np.asarray(self.span_err, dtype=bool),
         )
+
+
+def categorical_column(n: int, rows: np.ndarray, values: list[str]) -> np.ndarray:
+    """A categorical column of ``n`` rows holding ``values`` at ``rows`` and "" elsewhere.
+
+    >>> categorical_column(3, np.array([0, 2]), ["a", "bc"]).tolist()
+    ['a', '', 'bc']
+    """
+    vals = np.asarray(values, dtype=str)
+    col = np.full(n, "", dtype=vals.dtype)
+    col[rows] = vals
+    return col
 
 
 def _scalar_kind(v: AnyValue) -> str | None:
@@ -230,7 +255,117 @@ def decode_request(
     >>> span = req.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=10**18)
     >>> span.attributes.add(key="ml.model.name").value.string_value = "churn"
     >>> span.attributes.add(key="ml.feature.age").value.int_value = 42
-    >>> result = decode_request(req)
+    >>> batch = decode_request(req.SerializeToString()).batches[0]
+    >>> batch.model, batch.n_rows, batch.numeric["age"].tolist()
+    ('churn', 1, [42.0])
+    """
+    limits = limits or DecodeLimits()
+    if COMPILED and isinstance(request, (bytes, bytearray, memoryview)):
+        result = decode_request_compiled(bytes(request), limits)
+        if result is not None:
+            return result
+    return decode_request_python(request, limits)
+
+
+def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult | None:
+    """The compiled decoder's result, or None where it declines (the reference decoder then decides)."""
+    now_ns = time.time_ns()
+    future_limit = now_ns + limits.max_clock_skew_seconds * 1e9  # the reference compares ints to this float
+    out = _otlp_columns.decode(data, limits.max_batch_size, limits.max_features_per_span, limits.max_category_length,
+                               limits.max_name_length, now_ns, min(max(math.floor(future_limit), 0), 2**64 - 1))
+    if isinstance(out, int):
+        DECLINED[_DECLINE_REASONS[out]] += 1
+        return None
+    received, accepted, ignored, groups, rejected = out
+    result = DecodeResult(batches=[], spans_received=received, spans_accepted=accepted, spans_ignored=ignored)
+    # Spans the compiled decoder skipped as invalid: the reference states why (reasons are defined once, here).
+    spans = np.frombuffer(rejected, dtype=np.int64).reshape(-1, 4).tolist()
+    for span_at, span_len, res_at, res_len in spans:
+        res_model = res_version = None
+        if res_at >= 0:
+            for kv in Resource.FromString(data[res_at:res_at + res_len]).attributes:
+                if kv.key == semconv.MODEL_NAME:
+                    res_model = kv.value
+                elif kv.key == semconv.MODEL_VERSION:
+                    res_version = kv.value
+        try:
+            _decode_span(Span.FromString(data[span_at:span_at + span_len]), res_model, res_version, {}, limits, now_ns)
+        except _Rejected as r:
+            result.rejected[r.reason] += 1
+            result.examples.setdefault(r.reason, r.detail)
+            continue
+        DECLINED["disagreement"] += 1  # a bug: let the reference decode the whole request
+        log.error("compiled decoder rejected a span the reference accepts; please report this request")
+        return None
+    for model, version, n, row_time, row_weight, span_end, span_dur, span_err, numeric, categorical, invalid in groups:
+        result.batches.append(ColumnarBatch(
+            model=model,
+            version=version,
+            n_rows=n,
+            row_time_ns=np.frombuffer(row_time, dtype=np.int64),
+            row_weight=np.frombuffer(row_weight, dtype=np.float64),
+            numeric={name: np.frombuffer(col, dtype=np.float64) for name, col in numeric.items()},
+            categorical={name: categorical_column(n, np.frombuffer(rows, dtype=np.int64), values)
+                         for name, (rows, values) in categorical.items()},
+            invalid=Counter(invalid),
+            span_end_ns=np.frombuffer(span_end, dtype=np.int64),
+            span_duration_s=np.frombuffer(span_dur, dtype=np.float64),
+            span_error=np.frombuffer(span_err, dtype=bool),
+        ))
+    return result
+
+
+_DECLINE_REASONS = {1: "wire_format", 2: "rejected_span"}
+DECLINED: Counter[str] = Counter()
+"""Requests the compiled decoder handed to the reference decoder, by reason (for tests and benchmarks)."""
+
+
+def _repeated(f: FieldDescriptor) -> bool:
+    flag = getattr(f, "is_repeated", None)  # protobuf >= 6; ``label`` is deprecated there
+    return bool(flag) if flag is not None else f.label == FieldDescriptor.LABEL_REPEATED
+
+
+def installed_schema() -> dict[str, dict[int, tuple[str, str, bool, bool]]]:
+    """The trace schema of the installed opentelemetry-proto, in the form ``_otlp_columns.schema()`` uses."""
+    wire = {FieldDescriptor.TYPE_STRING: "string", FieldDescriptor.TYPE_BYTES: "bytes",
+            FieldDescriptor.TYPE_MESSAGE: "message", FieldDescriptor.TYPE_DOUBLE: "fixed64",
+            FieldDescriptor.TYPE_FIXED64: "fixed64", FieldDescriptor.TYPE_FIXED32: "fixed32"}
+    out: dict[str, dict[int, tuple[str, str, bool, bool]]] = {}
+    todo = [ExportTraceServiceRequest.DESCRIPTOR]
+    while todo:
+        d = todo.pop()
+        if d.full_name in out:
+            continue
+        out[d.full_name] = {
+            f.number: (wire.get(f.type, "varint"), f.message_type.full_name if f.message_type else "",
+                       _repeated(f), f.containing_oneof is not None)
+            for f in d.fields}
+        todo.extend(f.message_type for f in d.fields if f.message_type)
+    return out
+
+
+def _compiled_usable() -> bool:
+    if _otlp_columns is None or os.environ.get("OTEL_ML_DECODER", "").lower() == "python":
+        return False
+    if _otlp_columns.schema() != installed_schema():
+        # A different opentelemetry-proto: the compiled decoder would not validate like upb does.
+        log.warning("compiled OTLP decoder disabled: the installed opentelemetry-proto schema differs from the one "
+                    "it was written for; using the pure-Python decoder")
+        return False
+    return True
+
+
+def decode_request_python(
+    request: ExportTraceServiceRequest | bytes, limits: DecodeLimits | None = None
+) -> DecodeResult:
+    """The reference decoder, in pure Python: what ``decode_request`` returns, whichever decoder runs.
+
+    >>> from opentelemetry.proto.trace.v1.trace_pb2 import Span
+    >>> req = ExportTraceServiceRequest()
+    >>> span = req.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=10**18)
+    >>> span.attributes.add(key="ml.model.name").value.string_value = "churn"
+    >>> span.attributes.add(key="ml.feature.age").value.int_value = 42
+    >>> result = decode_request_python(req)
     >>> batch = result.batches[0]
     >>> batch.model, batch.n_rows, batch.numeric["age"].tolist()
     ('churn', 1, [42.0])
@@ -386,3 +521,7 @@ def _decode_span(
     b.span_dur.append(dur)
     b.span_err.append(span.status.code == _STATUS_ERROR)
     return True
+
+
+COMPILED = _compiled_usable()
+"""True when ``decode_request`` runs the compiled decoder."""

@@ -1,0 +1,983 @@
+/* ExportTraceServiceRequest bytes -> per-(model, version) columns, in C.
+ *
+ * The compiled twin of otel_ml/decode/otlp.py. Its contract (see that module): for every request it
+ * either returns exactly what the pure-Python decoder returns, or *declines* and the caller runs the
+ * pure-Python decoder. It declines on anything where being exactly equal would need a second
+ * implementation of subtle rules:
+ *   - bytes that are not a well-formed, canonical message of the installed trace schema: truncation,
+ *     bad varints, invalid UTF-8 in any string field, wire-type mismatches, unknown fields, groups,
+ *     a singular field given twice (protobuf merges or overwrites), two members of a oneof, deep nesting;
+ *   - a float ml.model.version (its text would be Python's repr of the float).
+ * A feature named twice in one span needs no special case: the later value wins in both decoders.
+ * Spans the Python decoder would reject are skipped and returned as byte ranges: the Python decoder
+ * states their reasons (its messages are defined once, there).
+ * What it accepts it validates as strictly as upb does (the schema table below is checked against the
+ * installed protobuf descriptors at import and in tests), so "accepted here" implies "parsed there".
+ *
+ * Phase 1 (parse, validate, fill C arrays) runs without the GIL, so two gRPC worker threads decode two
+ * requests on two cores; phase 2 turns the arrays into Python objects.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* DEC_REJECT: a span the Python decoder rejects; it is skipped here and its bytes are handed back so the
+ * Python decoder states the reason and message (it re-checks: if it would not reject, the request is
+ * declined). DEC_DECLINE_*: the whole request goes to the Python decoder. */
+enum { DEC_OK = 0, DEC_DECLINE_WIRE = 1, DEC_DECLINE_SPAN = 2, DEC_NOMEM = 3, DEC_REJECT = 4 };
+
+/* ---------------------------------------------------------------- schema ---- */
+enum { F_NONE = 0, F_VARINT, F_FIXED64, F_FIXED32, F_STRING, F_BYTES, F_MESSAGE };
+enum {
+    M_REQUEST, M_RESOURCE_SPANS, M_RESOURCE, M_ENTITY_REF, M_SCOPE_SPANS, M_SCOPE, M_SPAN, M_EVENT,
+    M_LINK, M_STATUS, M_KEY_VALUE, M_ANY_VALUE, M_ARRAY_VALUE, M_KEY_VALUE_LIST, M_COUNT
+};
+#define MAX_FIELD 16
+#define MAX_DEPTH 32 /* upb allows 100; deeper input is declined, not rejected */
+
+typedef struct {
+    uint8_t kind;
+    uint8_t sub; /* message type of F_MESSAGE fields */
+    uint8_t repeated;
+    uint8_t oneof; /* member of AnyValue.value */
+} FieldSpec;
+
+static const char *const MESSAGE_NAMES[M_COUNT] = {
+    "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
+    "opentelemetry.proto.trace.v1.ResourceSpans",
+    "opentelemetry.proto.resource.v1.Resource",
+    "opentelemetry.proto.common.v1.EntityRef",
+    "opentelemetry.proto.trace.v1.ScopeSpans",
+    "opentelemetry.proto.common.v1.InstrumentationScope",
+    "opentelemetry.proto.trace.v1.Span",
+    "opentelemetry.proto.trace.v1.Span.Event",
+    "opentelemetry.proto.trace.v1.Span.Link",
+    "opentelemetry.proto.trace.v1.Status",
+    "opentelemetry.proto.common.v1.KeyValue",
+    "opentelemetry.proto.common.v1.AnyValue",
+    "opentelemetry.proto.common.v1.ArrayValue",
+    "opentelemetry.proto.common.v1.KeyValueList",
+};
+
+#define MSG(t) {F_MESSAGE, t, 0, 0}
+#define REP(t) {F_MESSAGE, t, 1, 0}
+#define VARINT {F_VARINT, 0, 0, 0}
+#define FIX64 {F_FIXED64, 0, 0, 0}
+#define FIX32 {F_FIXED32, 0, 0, 0}
+#define STR {F_STRING, 0, 0, 0}
+#define REPSTR {F_STRING, 0, 1, 0}
+#define BYTES {F_BYTES, 0, 0, 0}
+
+static const FieldSpec SCHEMA[M_COUNT][MAX_FIELD + 1] = {
+    [M_REQUEST] = {[1] = REP(M_RESOURCE_SPANS)},
+    [M_RESOURCE_SPANS] = {[1] = MSG(M_RESOURCE), [2] = REP(M_SCOPE_SPANS), [3] = STR},
+    [M_RESOURCE] = {[1] = REP(M_KEY_VALUE), [2] = VARINT, [3] = REP(M_ENTITY_REF)},
+    [M_ENTITY_REF] = {[1] = STR, [2] = STR, [3] = REPSTR, [4] = REPSTR},
+    [M_SCOPE_SPANS] = {[1] = MSG(M_SCOPE), [2] = REP(M_SPAN), [3] = STR},
+    [M_SCOPE] = {[1] = STR, [2] = STR, [3] = REP(M_KEY_VALUE), [4] = VARINT},
+    [M_SPAN] = {[1] = BYTES, [2] = BYTES, [3] = STR, [4] = BYTES, [5] = STR, [6] = VARINT, [7] = FIX64,
+                [8] = FIX64, [9] = REP(M_KEY_VALUE), [10] = VARINT, [11] = REP(M_EVENT), [12] = VARINT,
+                [13] = REP(M_LINK), [14] = VARINT, [15] = MSG(M_STATUS), [16] = FIX32},
+    [M_EVENT] = {[1] = FIX64, [2] = STR, [3] = REP(M_KEY_VALUE), [4] = VARINT},
+    [M_LINK] = {[1] = BYTES, [2] = BYTES, [3] = STR, [4] = REP(M_KEY_VALUE), [5] = VARINT, [6] = FIX32},
+    [M_STATUS] = {[2] = STR, [3] = VARINT},
+    [M_KEY_VALUE] = {[1] = STR, [2] = MSG(M_ANY_VALUE), [3] = VARINT},
+    [M_ANY_VALUE] = {[1] = {F_STRING, 0, 0, 1}, [2] = {F_VARINT, 0, 0, 1}, [3] = {F_VARINT, 0, 0, 1},
+                     [4] = {F_FIXED64, 0, 0, 1}, [5] = {F_MESSAGE, M_ARRAY_VALUE, 0, 1},
+                     [6] = {F_MESSAGE, M_KEY_VALUE_LIST, 0, 1}, [7] = {F_BYTES, 0, 0, 1},
+                     [8] = {F_VARINT, 0, 0, 1}},
+    [M_ARRAY_VALUE] = {[1] = REP(M_ANY_VALUE)},
+    [M_KEY_VALUE_LIST] = {[1] = REP(M_KEY_VALUE)},
+};
+
+/* ------------------------------------------------------------ wire format ---- */
+static inline int read_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out) {
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (p >= end) return -1;
+        uint8_t b = *p++;
+        if (i == 9 && b > 1) return -1; /* more than 64 bits */
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *pp = p;
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF); returns the number of code points or -1. */
+static Py_ssize_t utf8_chars(const uint8_t *s, size_t n) {
+    Py_ssize_t chars = 0;
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return -1;
+            i += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (i + 2 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return -1;
+            if (c == 0xE0 && s[i + 1] < 0xA0) return -1; /* overlong */
+            if (c == 0xED && s[i + 1] >= 0xA0) return -1; /* surrogate */
+            i += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (i + 3 >= n || (s[i + 1] & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 ||
+                (s[i + 3] & 0xC0) != 0x80)
+                return -1;
+            if (c == 0xF0 && s[i + 1] < 0x90) return -1;
+            if (c == 0xF4 && s[i + 1] >= 0x90) return -1;
+            i += 4;
+        } else {
+            return -1;
+        }
+        chars++;
+    }
+    return chars;
+}
+
+/* Byte length of the first ``chars`` code points of valid UTF-8. */
+static size_t utf8_prefix(const uint8_t *s, size_t n, Py_ssize_t chars) {
+    size_t i = 0;
+    while (i < n && chars > 0) {
+        uint8_t c = s[i];
+        i += c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        chars--;
+    }
+    return i;
+}
+
+typedef struct {
+    uint32_t num;
+    uint8_t kind;
+    uint8_t sub;
+    uint64_t u;          /* varint / fixed value */
+    const uint8_t *ptr;  /* length-delimited payload */
+    size_t len;
+    Py_ssize_t chars;    /* code points of a string */
+} Field;
+
+typedef struct {
+    uint32_t seen;   /* singular fields seen in this message */
+    int oneof_seen;
+} MsgState;
+
+/* Read and validate one field of message type ``mt``; sub-messages are returned as payloads. */
+static int next_field(int mt, const uint8_t **pp, const uint8_t *end, MsgState *st, Field *f) {
+    uint64_t tag;
+    if (read_varint(pp, end, &tag) || tag > UINT32_MAX) return -1;
+    uint32_t num = (uint32_t)(tag >> 3), wt = (uint32_t)(tag & 7);
+    if (num == 0 || num > MAX_FIELD) return -1;
+    const FieldSpec *spec = &SCHEMA[mt][num];
+    if (spec->kind == F_NONE) return -1; /* unknown field: upb would keep it; we decline */
+    if (!spec->repeated) {
+        if (st->seen & (1u << num)) return -1;
+        st->seen |= 1u << num;
+    }
+    if (spec->oneof) {
+        if (st->oneof_seen) return -1;
+        st->oneof_seen = 1;
+    }
+    f->num = num;
+    f->kind = spec->kind;
+    f->sub = spec->sub;
+    const uint8_t *p = *pp;
+    switch (spec->kind) {
+    case F_VARINT:
+        if (wt != 0 || read_varint(&p, end, &f->u)) return -1;
+        break;
+    case F_FIXED64:
+        if (wt != 1 || end - p < 8) return -1;
+        memcpy(&f->u, p, 8); /* little-endian hosts (x86-64, arm64) */
+        p += 8;
+        break;
+    case F_FIXED32: {
+        uint32_t v;
+        if (wt != 5 || end - p < 4) return -1;
+        memcpy(&v, p, 4);
+        f->u = v;
+        p += 4;
+        break;
+    }
+    default: { /* string, bytes, message */
+        uint64_t len;
+        if (wt != 2 || read_varint(&p, end, &len) || len > (uint64_t)(end - p)) return -1;
+        f->ptr = p;
+        f->len = (size_t)len;
+        if (spec->kind == F_STRING && (f->chars = utf8_chars(p, f->len)) < 0) return -1;
+        p += len;
+    }
+    }
+    *pp = p;
+    return 0;
+}
+
+/* Validate a whole message we do not read. */
+static int skim(int mt, const uint8_t *p, const uint8_t *end, int depth) {
+    if (depth > MAX_DEPTH) return -1;
+    MsgState st = {0, 0};
+    Field f;
+    while (p < end) {
+        if (next_field(mt, &p, end, &st, &f)) return -1;
+        if (f.kind == F_MESSAGE && skim(f.sub, f.ptr, f.ptr + f.len, depth + 1)) return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ values ---- */
+/* Value kinds are AnyValue's field numbers; 0 = no value set. */
+enum { V_NONE = 0, V_STRING = 1, V_BOOL = 2, V_INT = 3, V_DOUBLE = 4, V_ARRAY = 5 };
+
+typedef struct {
+    int kind;
+    int64_t i;
+    double d;
+    const uint8_t *s; /* string, or array payload */
+    size_t slen;
+    Py_ssize_t schars;
+} Val;
+
+static int parse_any_value(const uint8_t *p, const uint8_t *end, int depth, Val *v) {
+    MsgState st = {0, 0};
+    Field f;
+    v->kind = V_NONE;
+    if (depth > MAX_DEPTH) return -1;
+    while (p < end) {
+        if (next_field(M_ANY_VALUE, &p, end, &st, &f)) return -1;
+        v->kind = (int)f.num;
+        switch (f.num) {
+        case 1: v->s = f.ptr; v->slen = f.len; v->schars = f.chars; break;
+        case 2: v->i = f.u != 0; break;
+        case 3: v->i = (int64_t)f.u; break;
+        case 4: memcpy(&v->d, &f.u, 8); break;
+        case 5: v->s = f.ptr; v->slen = f.len; break;
+        }
+        if (f.kind == F_MESSAGE && skim(f.sub, f.ptr, f.ptr + f.len, depth + 1)) return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const uint8_t *key;
+    size_t klen;
+    Py_ssize_t kchars;
+    Val v;
+} Attr;
+
+static int parse_key_value(const uint8_t *p, const uint8_t *end, int depth, Attr *a) {
+    MsgState st = {0, 0};
+    Field f;
+    a->key = (const uint8_t *)"";
+    a->klen = 0;
+    a->kchars = 0;
+    a->v.kind = V_NONE;
+    while (p < end) {
+        if (next_field(M_KEY_VALUE, &p, end, &st, &f)) return -1;
+        if (f.num == 1) {
+            a->key = f.ptr;
+            a->klen = f.len;
+            a->kchars = f.chars;
+        } else if (f.num == 2) {
+            if (parse_any_value(f.ptr, f.ptr + f.len, depth + 1, &a->v)) return -1;
+        }
+    }
+    return 0;
+}
+
+#define STARTS(k, n, lit) ((n) >= sizeof(lit) - 1 && memcmp((k), lit, sizeof(lit) - 1) == 0)
+#define EQUALS(k, n, lit) ((n) == sizeof(lit) - 1 && memcmp((k), lit, sizeof(lit) - 1) == 0)
+
+/* ------------------------------------------------------------- containers ---- */
+#define VEC(T, name) typedef struct { T *a; size_t n, cap; } name
+VEC(int64_t, I64Vec);
+VEC(double, F64Vec);
+VEC(uint8_t, U8Vec);
+typedef struct {
+    int64_t row;
+    const uint8_t *s;
+    size_t len;
+} CatEntry;
+VEC(CatEntry, CatVec);
+VEC(Attr, AttrVec);
+VEC(Val, ValVec);
+
+static int grow(void **a, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *b = PyMem_RawRealloc(*a, c * size);
+    if (!b) return -1;
+    *a = b;
+    *cap = c;
+    return 0;
+}
+#define PUSH(vec, x) (grow((void **)&(vec).a, &(vec).cap, (vec).n + 1, sizeof(*(vec).a)) ? -1 : ((vec).a[(vec).n++] = (x), 0))
+
+static inline uint64_t hash_bytes(const uint8_t *s, size_t n, uint64_t h) {
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Open-addressing index: slot holds position + 1 (0 = empty). The caller compares keys. */
+typedef struct {
+    uint32_t *slots;
+    size_t mask;
+} Index;
+
+typedef struct {
+    const uint8_t *name;
+    size_t nlen;
+    uint64_t hash;
+    int has_num, has_cat;
+    F64Vec num; /* dense by row, NaN-padded at the end; a row written twice keeps the later value, as numpy's
+                   fancy assignment does in the Python decoder */
+    CatVec cat;
+    int64_t invalid;
+} Column;
+VEC(Column, ColumnVec);
+
+typedef struct {
+    const uint8_t *model;
+    size_t mlen;
+    const uint8_t *version;
+    size_t vlen;
+    char vbuf[24]; /* an integer version's text */
+    uint64_t hash;
+    int64_t n_rows;
+    I64Vec row_time;
+    F64Vec row_weight;
+    I64Vec span_end;
+    F64Vec span_dur;
+    U8Vec span_err;
+    ColumnVec cols;
+    Index index;
+} Group;
+VEC(Group *, GroupVec);
+
+/* Make room for ``count`` entries (at most half full). Returns 1 when the table was re-allocated empty
+ * (the caller re-inserts every entry), 0 when it had room, -1 when out of memory. */
+static int index_reserve(Index *ix, size_t count) {
+    if (ix->slots && count * 2 <= ix->mask + 1) return 0;
+    size_t size = 64;
+    while (size < count * 2) size *= 2;
+    uint32_t *slots = PyMem_RawCalloc(size, sizeof(uint32_t));
+    if (!slots) return -1;
+    PyMem_RawFree(ix->slots);
+    ix->slots = slots;
+    ix->mask = size - 1;
+    return 1;
+}
+
+static void index_put(Index *ix, uint64_t hash, uint32_t pos) {
+    size_t i = hash & ix->mask;
+    while (ix->slots[i]) i = (i + 1) & ix->mask;
+    ix->slots[i] = pos;
+}
+
+typedef struct {
+    /* limits */
+    Py_ssize_t max_batch_size, max_features_per_span, max_category_length, max_name_length;
+    uint64_t now_ns, future_limit_ns;
+    /* results */
+    int64_t received, accepted, ignored;
+    GroupVec groups;
+    Index group_index;
+    /* per span scratch */
+    AttrVec attrs;
+    ValVec elems;
+    /* resource-level model name / version */
+    int res_model_set, res_version_set;
+    Val res_model, res_version;
+    /* spans the Python decoder is to explain: (span offset, length, resource offset, length or -1) */
+    const uint8_t *base;
+    const uint8_t *resource;
+    size_t resource_len;
+    I64Vec rejected;
+} Ctx;
+
+static Column *column_in(Group *g, const uint8_t *name, size_t nlen) {
+    uint64_t h = hash_bytes(name, nlen, 14695981039346656037ULL);
+    if (g->index.slots) {
+        for (size_t i = h & g->index.mask;; i = (i + 1) & g->index.mask) {
+            uint32_t s = g->index.slots[i];
+            if (!s) break;
+            Column *c = &g->cols.a[s - 1];
+            if (c->hash == h && c->nlen == nlen && memcmp(c->name, name, nlen) == 0) return c;
+        }
+    }
+    Column c = {name, nlen, h, 0, 0, {0}, {0}, 0};
+    if (PUSH(g->cols, c)) return NULL;
+    int r = index_reserve(&g->index, g->cols.n);
+    if (r < 0) return NULL;
+    if (r == 0) index_put(&g->index, h, (uint32_t)g->cols.n);
+    else
+        for (size_t k = 0; k < g->cols.n; k++) index_put(&g->index, g->cols.a[k].hash, (uint32_t)(k + 1));
+    return &g->cols.a[g->cols.n - 1];
+}
+
+static Group *group_in(Ctx *c, const uint8_t *model, size_t mlen, const uint8_t *version, size_t vlen) {
+    uint64_t h = hash_bytes(version, vlen, hash_bytes(model, mlen, 14695981039346656037ULL) ^ 0xff);
+    if (c->group_index.slots) {
+        for (size_t i = h & c->group_index.mask;; i = (i + 1) & c->group_index.mask) {
+            uint32_t s = c->group_index.slots[i];
+            if (!s) break;
+            Group *g = c->groups.a[s - 1];
+            if (g->hash == h && g->mlen == mlen && g->vlen == vlen && memcmp(g->model, model, mlen) == 0 &&
+                memcmp(g->version, version, vlen) == 0)
+                return g;
+        }
+    }
+    Group *g = PyMem_RawCalloc(1, sizeof(Group));
+    if (!g) return NULL;
+    g->model = model;
+    g->mlen = mlen;
+    g->hash = h;
+    g->vlen = vlen;
+    g->version = version;
+    if (PUSH(c->groups, g)) {
+        PyMem_RawFree(g);
+        return NULL;
+    }
+    int r = index_reserve(&c->group_index, c->groups.n);
+    if (r < 0) return NULL;
+    if (r == 0) index_put(&c->group_index, h, (uint32_t)c->groups.n);
+    else
+        for (size_t k = 0; k < c->groups.n; k++)
+            index_put(&c->group_index, c->groups.a[k]->hash, (uint32_t)(k + 1));
+    return g;
+}
+
+static void free_group(Group *g) {
+    for (size_t k = 0; k < g->cols.n; k++) {
+        PyMem_RawFree(g->cols.a[k].num.a);
+        PyMem_RawFree(g->cols.a[k].cat.a);
+    }
+    PyMem_RawFree(g->cols.a);
+    PyMem_RawFree(g->index.slots);
+    PyMem_RawFree(g->row_time.a);
+    PyMem_RawFree(g->row_weight.a);
+    PyMem_RawFree(g->span_end.a);
+    PyMem_RawFree(g->span_dur.a);
+    PyMem_RawFree(g->span_err.a);
+    PyMem_RawFree(g);
+}
+
+static void free_ctx(Ctx *c) {
+    for (size_t k = 0; k < c->groups.n; k++) free_group(c->groups.a[k]);
+    PyMem_RawFree(c->groups.a);
+    PyMem_RawFree(c->group_index.slots);
+    PyMem_RawFree(c->attrs.a);
+    PyMem_RawFree(c->elems.a);
+    PyMem_RawFree(c->rejected.a);
+}
+
+/* ------------------------------------------------------------ writing rows ---- */
+static int set_num(Column *col, int64_t row, double x) {
+    col->has_num = 1;
+    size_t need = (size_t)row + 1;
+    if (grow((void **)&col->num.a, &col->num.cap, need, sizeof(double))) return -1;
+    while (col->num.n < (size_t)row) col->num.a[col->num.n++] = NAN;
+    col->num.a[row] = x;
+    col->num.n = need;
+    return 0;
+}
+
+static int add_cat(Ctx *c, Column *col, int64_t row, const Val *v) {
+    CatEntry e;
+    e.row = row;
+    col->has_cat = 1;
+    if (v->kind == V_BOOL) {
+        e.s = (const uint8_t *)(v->i ? "true" : "false");
+        e.len = v->i ? 4 : 5;
+    } else {
+        e.s = v->s;
+        e.len = v->schars <= c->max_category_length ? v->slen
+                                                     : utf8_prefix(v->s, v->slen, c->max_category_length);
+    }
+    return PUSH(col->cat, e);
+}
+
+/* One attribute value of a single-row span (otlp.py: _ColumnBuilder.add_scalars). */
+static int write_scalar(Ctx *c, Column *col, int64_t row, const Val *v) {
+    switch (v->kind) {
+    case V_DOUBLE:
+        if (isinf(v->d)) {
+            col->invalid++;
+            return set_num(col, row, NAN);
+        }
+        return set_num(col, row, v->d);
+    case V_INT: return set_num(col, row, (double)v->i);
+    case V_STRING:
+    case V_BOOL: return add_cat(c, col, row, v);
+    case V_NONE: return 0;
+    default: col->invalid++; return 0; /* bytes, maps, string table refs */
+    }
+}
+
+/* The elements of a batch span's array (otlp.py: _split_values then _ColumnBuilder.add). */
+static int write_elements(Ctx *c, Column *col, int64_t row, const Val *e, size_t n) {
+    int first = e[0].kind;
+    int same = first != V_NONE;
+    for (size_t i = 1; same && i < n; i++) same = e[i].kind == first;
+    if (same && (first == V_DOUBLE || first == V_INT || first == V_STRING || first == V_BOOL)) {
+        for (size_t i = 0; i < n; i++)
+            if (write_scalar(c, col, row + (int64_t)i, &e[i])) return -1;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Val *v = &e[i];
+        int rc = 0;
+        if ((v->kind == V_DOUBLE && !isinf(v->d)) || v->kind == V_INT) rc = write_scalar(c, col, row + (int64_t)i, v);
+        else if (v->kind == V_STRING || v->kind == V_BOOL) rc = add_cat(c, col, row + (int64_t)i, v);
+        else if (v->kind != V_NONE) col->invalid++;
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int array_elements(Ctx *c, const Val *arr) {
+    const uint8_t *p = arr->s, *end = arr->s + arr->slen;
+    MsgState st = {0, 0};
+    Field f;
+    c->elems.n = 0;
+    while (p < end) {
+        if (next_field(M_ARRAY_VALUE, &p, end, &st, &f)) return -1;
+        Val v;
+        if (parse_any_value(f.ptr, f.ptr + f.len, 0, &v) || PUSH(c->elems, v)) return -1;
+    }
+    return 0;
+}
+
+static int64_t count_elements(const Val *arr) {
+    const uint8_t *p = arr->s, *end = arr->s + arr->slen;
+    MsgState st = {0, 0};
+    Field f;
+    int64_t n = 0;
+    while (p < end && !next_field(M_ARRAY_VALUE, &p, end, &st, &f)) n++; /* validated when parsed */
+    return n;
+}
+
+/* --------------------------------------------------------------- one span ---- */
+typedef struct {
+    const uint8_t *name;
+    size_t nlen;
+    Py_ssize_t nchars;
+    const Val *v;
+} ColumnRef;
+
+static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_code) {
+    const Val *model_v = c->res_model_set ? &c->res_model : NULL;
+    const Val *version_v = c->res_version_set ? &c->res_version : NULL;
+    const Val *batch_v = NULL, *ratio_v = NULL;
+    ColumnRef refs_local[64];
+    ColumnRef *refs = refs_local;
+    size_t nrefs = 0, cap_refs = 64;
+    int rc = DEC_OK;
+    c->received++;
+    for (size_t k = 0; k < c->attrs.n; k++) {
+        const Attr *a = &c->attrs.a[k];
+        ColumnRef r = {NULL, 0, 0, &a->v};
+        if (STARTS(a->key, a->klen, "ml.feature.")) {
+            r.name = a->key + 11;
+            r.nlen = a->klen - 11;
+            r.nchars = a->kchars - 11;
+        } else if (EQUALS(a->key, a->klen, "ml.prediction")) {
+            r.name = (const uint8_t *)"prediction";
+            r.nlen = r.nchars = 10;
+        } else if (EQUALS(a->key, a->klen, "ml.prediction.score")) {
+            r.name = (const uint8_t *)"prediction.score";
+            r.nlen = r.nchars = 16;
+        } else if (EQUALS(a->key, a->klen, "ml.model.name")) {
+            model_v = &a->v;
+        } else if (EQUALS(a->key, a->klen, "ml.model.version")) {
+            version_v = &a->v;
+        } else if (EQUALS(a->key, a->klen, "ml.batch.size")) {
+            batch_v = &a->v;
+        } else if (EQUALS(a->key, a->klen, "ml.sampling.ratio")) {
+            ratio_v = &a->v;
+        }
+        if (r.name) {
+            if (nrefs == cap_refs) {
+                ColumnRef *bigger = PyMem_RawMalloc(cap_refs * 2 * sizeof(ColumnRef));
+                if (!bigger) { rc = DEC_NOMEM; goto done; }
+                memcpy(bigger, refs, nrefs * sizeof(ColumnRef));
+                if (refs != refs_local) PyMem_RawFree(refs);
+                refs = bigger;
+                cap_refs *= 2;
+            }
+            refs[nrefs++] = r;
+        }
+    }
+    if (!model_v) {
+        c->ignored++;
+        goto done;
+    }
+    /* The Python decoder's rejections, in its order (DEC_REJECT). */
+    if (model_v->kind != V_STRING || model_v->slen == 0) { rc = DEC_REJECT; goto done; }
+    const uint8_t *version = (const uint8_t *)"";
+    size_t vlen = 0;
+    Py_ssize_t vchars = 0;
+    char vbuf[24];
+    if (version_v) {
+        if (version_v->kind == V_STRING) {
+            version = version_v->s;
+            vlen = version_v->slen;
+            vchars = version_v->schars;
+        } else if (version_v->kind == V_INT) {
+            vlen = (size_t)snprintf(vbuf, sizeof vbuf, "%lld", (long long)version_v->i);
+            version = (const uint8_t *)vbuf;
+            vchars = (Py_ssize_t)vlen;
+        } else {
+            rc = version_v->kind == V_DOUBLE ? DEC_DECLINE_SPAN : DEC_REJECT; /* a float's text is Python's repr */
+            goto done;
+        }
+    }
+    Py_ssize_t longest = 0;
+    for (size_t k = 0; k < nrefs; k++)
+        if (refs[k].nchars > longest) longest = refs[k].nchars;
+    if (model_v->schars > c->max_name_length || vchars > c->max_name_length || longest > c->max_name_length ||
+        (Py_ssize_t)nrefs > c->max_features_per_span) {
+        rc = DEC_REJECT;
+        goto done;
+    }
+    double weight = 1.0;
+    if (ratio_v) {
+        double ratio = ratio_v->kind == V_DOUBLE ? ratio_v->d : ratio_v->kind == V_INT ? (double)ratio_v->i : NAN;
+        if (!(0.0 < ratio && ratio <= 1.0)) { rc = DEC_REJECT; goto done; }
+        weight = 1.0 / ratio;
+    }
+    int64_t n = 1;
+    if (batch_v) {
+        if (batch_v->kind != V_INT || batch_v->i < 1 || batch_v->i > c->max_batch_size) {
+            rc = DEC_REJECT;
+            goto done;
+        }
+        n = batch_v->i;
+    }
+    for (size_t k = 0; k < nrefs; k++) { /* every column before any is written: a rejection leaves no trace */
+        int is_array = refs[k].v->kind == V_ARRAY;
+        if (is_array != (batch_v != NULL)) { rc = DEC_REJECT; goto done; }
+        if (batch_v && count_elements(refs[k].v) != n) { rc = DEC_REJECT; goto done; }
+    }
+    uint64_t end = end_ns ? end_ns : start_ns ? start_ns : c->now_ns;
+    if (end > c->future_limit_ns) { rc = DEC_REJECT; goto done; }
+    double dur = (start_ns && end_ns >= start_ns) ? (double)(end_ns - start_ns) / 1e9 : NAN;
+
+    Group *g = group_in(c, model_v->s, model_v->slen, version, vlen);
+    if (!g) { rc = DEC_NOMEM; goto done; }
+    if (g->version == (const uint8_t *)vbuf) { /* a new group keeps its own copy of an integer version */
+        memcpy(g->vbuf, vbuf, vlen);
+        g->version = (const uint8_t *)g->vbuf;
+    }
+    int64_t row = g->n_rows;
+    for (size_t k = 0; k < nrefs; k++) {
+        Column *col = column_in(g, refs[k].name, refs[k].nlen);
+        if (!col) { rc = DEC_NOMEM; goto done; }
+        if (!batch_v) {
+            if (write_scalar(c, col, row, refs[k].v)) { rc = DEC_NOMEM; goto done; }
+            continue;
+        }
+        if (array_elements(c, refs[k].v)) { rc = DEC_DECLINE_WIRE; goto done; }
+        if (write_elements(c, col, row, c->elems.a, c->elems.n)) { rc = DEC_NOMEM; goto done; }
+    }
+    if (grow((void **)&g->row_time.a, &g->row_time.cap, g->row_time.n + (size_t)n, sizeof(int64_t)) ||
+        grow((void **)&g->row_weight.a, &g->row_weight.cap, g->row_weight.n + (size_t)n, sizeof(double))) {
+        rc = DEC_NOMEM;
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        g->row_time.a[g->row_time.n++] = (int64_t)end;
+        g->row_weight.a[g->row_weight.n++] = weight;
+    }
+    g->n_rows += n;
+    if (PUSH(g->span_end, (int64_t)end) || PUSH(g->span_dur, dur) || PUSH(g->span_err, (uint8_t)(status_code == 2))) {
+        rc = DEC_NOMEM;
+        goto done;
+    }
+    c->accepted++;
+done:
+    if (refs != refs_local) PyMem_RawFree(refs);
+    return rc;
+}
+
+/* ------------------------------------------------------------ the message tree ---- */
+static int parse_status(const uint8_t *p, const uint8_t *end, int *code) {
+    MsgState st = {0, 0};
+    Field f;
+    while (p < end) {
+        if (next_field(M_STATUS, &p, end, &st, &f)) return -1;
+        if (f.num == 3) *code = (int32_t)(uint32_t)f.u;
+    }
+    return 0;
+}
+
+static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
+    const uint8_t *span = p;
+    MsgState st = {0, 0};
+    Field f;
+    uint64_t start_ns = 0, end_ns = 0;
+    int status = 0;
+    c->attrs.n = 0;
+    while (p < end) {
+        if (next_field(M_SPAN, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
+        switch (f.num) {
+        case 7: start_ns = f.u; break;
+        case 8: end_ns = f.u; break;
+        case 9: {
+            Attr a;
+            if (parse_key_value(f.ptr, f.ptr + f.len, 5, &a)) return DEC_DECLINE_WIRE;
+            if (STARTS(a.key, a.klen, "ml.") && PUSH(c->attrs, a)) return DEC_NOMEM;
+            break;
+        }
+        case 15:
+            if (parse_status(f.ptr, f.ptr + f.len, &status)) return DEC_DECLINE_WIRE;
+            break;
+        default:
+            if (f.kind == F_MESSAGE && skim(f.sub, f.ptr, f.ptr + f.len, 5)) return DEC_DECLINE_WIRE;
+        }
+    }
+    int rc = process_span(c, start_ns, end_ns, status);
+    if (rc == DEC_REJECT) {
+        if (PUSH(c->rejected, (int64_t)(span - c->base)) || PUSH(c->rejected, (int64_t)(end - span)) ||
+            PUSH(c->rejected, c->resource ? (int64_t)(c->resource - c->base) : -1) ||
+            PUSH(c->rejected, (int64_t)c->resource_len))
+            return DEC_NOMEM;
+        return DEC_OK;
+    }
+    return rc;
+}
+
+static int parse_scope_spans(Ctx *c, const uint8_t *p, const uint8_t *end) {
+    MsgState st = {0, 0};
+    Field f;
+    while (p < end) {
+        if (next_field(M_SCOPE_SPANS, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
+        int rc = f.num == 2 ? parse_span(c, f.ptr, f.ptr + f.len)
+                 : f.kind == F_MESSAGE && skim(f.sub, f.ptr, f.ptr + f.len, 4) ? DEC_DECLINE_WIRE : DEC_OK;
+        if (rc) return rc;
+    }
+    return DEC_OK;
+}
+
+static int parse_resource(Ctx *c, const uint8_t *p, const uint8_t *end) {
+    MsgState st = {0, 0};
+    Field f;
+    while (p < end) {
+        if (next_field(M_RESOURCE, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
+        if (f.num == 1) {
+            Attr a;
+            if (parse_key_value(f.ptr, f.ptr + f.len, 4, &a)) return DEC_DECLINE_WIRE;
+            if (EQUALS(a.key, a.klen, "ml.model.name")) {
+                c->res_model = a.v;
+                c->res_model_set = 1;
+            } else if (EQUALS(a.key, a.klen, "ml.model.version")) {
+                c->res_version = a.v;
+                c->res_version_set = 1;
+            }
+        } else if (f.kind == F_MESSAGE && skim(f.sub, f.ptr, f.ptr + f.len, 4)) {
+            return DEC_DECLINE_WIRE;
+        }
+    }
+    return DEC_OK;
+}
+
+/* A ResourceSpans: the resource comes first on the wire from every SDK, but protobuf allows it anywhere,
+ * and its attributes apply to all scope_spans; so find it first, then walk the spans. */
+static int parse_resource_spans(Ctx *c, const uint8_t *p, const uint8_t *end) {
+    MsgState st = {0, 0};
+    Field f;
+    const uint8_t *q = p;
+    c->res_model_set = c->res_version_set = 0;
+    c->resource = NULL;
+    c->resource_len = 0;
+    while (q < end) {
+        if (next_field(M_RESOURCE_SPANS, &q, end, &st, &f)) return DEC_DECLINE_WIRE;
+        if (f.num == 1) {
+            c->resource = f.ptr;
+            c->resource_len = f.len;
+            int rc = parse_resource(c, f.ptr, f.ptr + f.len);
+            if (rc) return rc;
+        }
+    }
+    MsgState st2 = {0, 0};
+    while (p < end) {
+        next_field(M_RESOURCE_SPANS, &p, end, &st2, &f); /* validated above */
+        if (f.num == 2) {
+            int rc = parse_scope_spans(c, f.ptr, f.ptr + f.len);
+            if (rc) return rc;
+        }
+    }
+    return DEC_OK;
+}
+
+static int parse_request(Ctx *c, const uint8_t *p, const uint8_t *end) {
+    MsgState st = {0, 0};
+    Field f;
+    while (p < end) {
+        if (next_field(M_REQUEST, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
+        int rc = parse_resource_spans(c, f.ptr, f.ptr + f.len);
+        if (rc) return rc;
+    }
+    return DEC_OK;
+}
+
+/* ------------------------------------------------------------- Python side ---- */
+static PyObject *bytearray_of(const void *data, size_t n) {
+    return PyByteArray_FromStringAndSize((const char *)data, (Py_ssize_t)n);
+}
+
+static PyObject *text(const uint8_t *s, size_t n) { return PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict"); }
+
+static PyObject *build_group(Group *g) {
+    PyObject *numeric = PyDict_New(), *categorical = PyDict_New(), *invalid = PyDict_New();
+    PyObject *out = NULL;
+    if (!numeric || !categorical || !invalid) goto fail;
+    size_t n = (size_t)g->n_rows;
+    for (size_t k = 0; k < g->cols.n; k++) {
+        Column *col = &g->cols.a[k];
+        PyObject *name = text(col->name, col->nlen);
+        if (!name) goto fail;
+        int err = 0;
+        if (col->has_num) {
+            if (grow((void **)&col->num.a, &col->num.cap, n, sizeof(double))) {
+                PyErr_NoMemory();
+                err = 1;
+            } else {
+                while (col->num.n < n) col->num.a[col->num.n++] = NAN;
+                PyObject *arr = bytearray_of(col->num.a, n * sizeof(double));
+                err = !arr || PyDict_SetItem(numeric, name, arr);
+                Py_XDECREF(arr);
+            }
+        }
+        if (!err && col->has_cat) {
+            PyObject *rows = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(col->cat.n * sizeof(int64_t)));
+            PyObject *values = PyList_New((Py_ssize_t)col->cat.n);
+            err = !rows || !values;
+            if (!err) {
+                int64_t *r = (int64_t *)PyByteArray_AS_STRING(rows);
+                for (size_t i = 0; i < col->cat.n && !err; i++) {
+                    r[i] = col->cat.a[i].row;
+                    PyObject *s = text(col->cat.a[i].s, col->cat.a[i].len);
+                    if (!s) err = 1;
+                    else PyList_SET_ITEM(values, (Py_ssize_t)i, s);
+                }
+            }
+            if (!err) {
+                PyObject *pair = PyTuple_Pack(2, rows, values);
+                err = !pair || PyDict_SetItem(categorical, name, pair);
+                Py_XDECREF(pair);
+            }
+            Py_XDECREF(rows);
+            Py_XDECREF(values);
+        }
+        if (!err && col->invalid) {
+            PyObject *count = PyLong_FromLongLong(col->invalid);
+            err = !count || PyDict_SetItem(invalid, name, count);
+            Py_XDECREF(count);
+        }
+        Py_DECREF(name);
+        if (err) goto fail;
+    }
+    out = Py_BuildValue("(NNLNNNNNOOO)", text(g->model, g->mlen), text(g->version, g->vlen), (long long)g->n_rows,
+                        bytearray_of(g->row_time.a, g->row_time.n * sizeof(int64_t)),
+                        bytearray_of(g->row_weight.a, g->row_weight.n * sizeof(double)),
+                        bytearray_of(g->span_end.a, g->span_end.n * sizeof(int64_t)),
+                        bytearray_of(g->span_dur.a, g->span_dur.n * sizeof(double)),
+                        bytearray_of(g->span_err.a, g->span_err.n), numeric, categorical, invalid);
+fail:
+    Py_XDECREF(numeric);
+    Py_XDECREF(categorical);
+    Py_XDECREF(invalid);
+    return out;
+}
+
+static PyObject *decode(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Ctx c;
+    memset(&c, 0, sizeof c);
+    unsigned long long now_ns, future_limit_ns;
+    if (!PyArg_ParseTuple(args, "y*nnnnKK", &buf, &c.max_batch_size, &c.max_features_per_span,
+                          &c.max_category_length, &c.max_name_length, &now_ns, &future_limit_ns))
+        return NULL;
+    c.now_ns = now_ns;
+    c.future_limit_ns = future_limit_ns;
+    int rc;
+    c.base = (const uint8_t *)buf.buf;
+    Py_BEGIN_ALLOW_THREADS
+    rc = parse_request(&c, (const uint8_t *)buf.buf, (const uint8_t *)buf.buf + buf.len);
+    Py_END_ALLOW_THREADS
+    PyObject *out = NULL;
+    if (rc == DEC_NOMEM) {
+        PyErr_NoMemory();
+    } else if (rc != DEC_OK) {
+        out = PyLong_FromLong(rc);
+    } else {
+        PyObject *groups = PyList_New((Py_ssize_t)c.groups.n);
+        int err = !groups;
+        for (size_t k = 0; !err && k < c.groups.n; k++) {
+            PyObject *g = build_group(c.groups.a[k]);
+            if (!g) err = 1;
+            else PyList_SET_ITEM(groups, (Py_ssize_t)k, g);
+        }
+        PyObject *rejected = err ? NULL : bytearray_of(c.rejected.a, c.rejected.n * sizeof(int64_t));
+        if (!err && rejected) out = Py_BuildValue("(LLLNN)", (long long)c.received, (long long)c.accepted,
+                                                  (long long)c.ignored, groups, rejected);
+        else {
+            Py_XDECREF(groups);
+            Py_XDECREF(rejected);
+        }
+    }
+    free_ctx(&c);
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+static PyObject *schema(PyObject *self, PyObject *unused) {
+    static const char *const kinds[] = {"", "varint", "fixed64", "fixed32", "string", "bytes", "message"};
+    PyObject *out = PyDict_New();
+    if (!out) return NULL;
+    for (int m = 0; m < M_COUNT; m++) {
+        PyObject *fields = PyDict_New();
+        if (!fields) goto fail;
+        for (int n = 1; n <= MAX_FIELD; n++) {
+            const FieldSpec *f = &SCHEMA[m][n];
+            if (f->kind == F_NONE) continue;
+            PyObject *v = Py_BuildValue("(ssOO)", kinds[f->kind], f->kind == F_MESSAGE ? MESSAGE_NAMES[f->sub] : "",
+                                        f->repeated ? Py_True : Py_False, f->oneof ? Py_True : Py_False);
+            PyObject *key = PyLong_FromLong(n);
+            int err = !v || !key || PyDict_SetItem(fields, key, v);
+            Py_XDECREF(v);
+            Py_XDECREF(key);
+            if (err) { Py_DECREF(fields); goto fail; }
+        }
+        int err = PyDict_SetItemString(out, MESSAGE_NAMES[m], fields);
+        Py_DECREF(fields);
+        if (err) goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", decode, METH_VARARGS,
+     "decode(data, max_batch_size, max_features_per_span, max_category_length, max_name_length, now_ns, "
+     "future_limit_ns) -> (received, accepted, ignored, groups, rejected span ranges as int64 quadruples) or an "
+     "int: 1 = declined (wire format), 2 = declined (a span only the Python decoder can decode)"},
+    {"schema", schema, METH_NOARGS, "The message schema this decoder validates against: {message: {field: "
+                                    "(kind, message type, repeated, in a oneof)}}."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_otlp_columns",
+                                    "Compiled OTLP trace decoder (see otel_ml/decode/otlp.py).", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__otlp_columns(void) { return PyModule_Create(&module); }

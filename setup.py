@@ -1,0 +1,18 @@
+"""The compiled decoder; everything else about the package is in pyproject.toml.
+
+``optional=True``: where no C compiler is available the install still succeeds and otel-ml runs its
+pure-Python decoder (``otel_ml.decode.otlp``), which gives the same results, only slower.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "otel_ml.decode._otlp_columns",
+            sources=["otel_ml/decode/_otlp_columns.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        )
+    ]
+)

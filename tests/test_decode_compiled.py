@@ -1,0 +1,290 @@
+"""The compiled decoder against the reference (pure-Python) decoder: identical batches, or a decline.
+
+Contract (otel_ml/decode/otlp.py): on every request the compiled decoder either returns exactly what the
+reference returns, or declines (None) and the reference decides. These tests hold it to that on SDK
+output, on structured garbage, on mutated bytes and on hand-made wire-format corner cases, and check that
+it does not decline the traffic it exists for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import struct
+from collections import Counter
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_ml.decode import DecodeLimits, DecodeResult, otlp
+from otel_ml.decode.otlp import decode_request_compiled, decode_request_python, installed_schema
+from otel_ml.instrument import ModelMonitor
+from tests.test_hostile import keys, scalars, spans, values
+
+NOW = 1_800_000_000 * 10**9
+LIMITS = DecodeLimits(max_batch_size=5, max_features_per_span=12, max_category_length=6, max_name_length=16,
+                      max_clock_skew_seconds=60)
+
+
+def test_compiled_decoder_is_built_and_matches_the_installed_schema() -> None:
+    if otlp._otlp_columns is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the compiled decoder was not built (setup.py); CI must test it")
+        pytest.skip("compiled decoder not built (no C compiler at install time)")
+    assert otlp._otlp_columns.schema() == installed_schema()
+    assert otlp.COMPILED or os.environ.get("OTEL_ML_DECODER") == "python"
+
+
+def same(a: DecodeResult, b: DecodeResult) -> None:
+    """Field-by-field equality of two decode results, dtypes and NaN positions included."""
+    assert (a.spans_received, a.spans_accepted, a.spans_ignored) == (b.spans_received, b.spans_accepted,
+                                                                     b.spans_ignored)
+    assert a.rejected == b.rejected and a.examples == b.examples
+    assert [x.key for x in a.batches] == [y.key for y in b.batches]
+    for x, y in zip(a.batches, b.batches):
+        assert x.n_rows == y.n_rows
+        for field in ("row_time_ns", "row_weight", "span_end_ns", "span_duration_s", "span_error"):
+            u, v = getattr(x, field), getattr(y, field)
+            assert u.dtype == v.dtype and np.array_equal(u, v, equal_nan=u.dtype.kind == "f"), field
+        assert x.numeric.keys() == y.numeric.keys()
+        for name in x.numeric:
+            assert x.numeric[name].dtype == y.numeric[name].dtype == np.float64
+            assert np.array_equal(x.numeric[name], y.numeric[name], equal_nan=True), name
+        assert x.categorical.keys() == y.categorical.keys()
+        for name in x.categorical:
+            assert x.categorical[name].dtype == y.categorical[name].dtype, name
+            assert x.categorical[name].tolist() == y.categorical[name].tolist(), name
+        assert +x.invalid == +y.invalid
+
+
+def compare(data: bytes, limits: DecodeLimits = LIMITS) -> str:
+    """'equal', 'declined' (the reference decoded it) or 'malformed' (both refused); asserts otherwise."""
+    if otlp._otlp_columns is None:
+        pytest.skip("compiled decoder not built")
+    with mock.patch("time.time_ns", return_value=NOW):
+        try:
+            reference = decode_request_python(data, limits)
+        except ValueError:
+            assert decode_request_compiled(data, limits) is None, "accepted bytes the reference refuses"
+            return "malformed"
+        compiled = decode_request_compiled(data, limits)
+    if compiled is None:
+        return "declined"
+    same(reference, compiled)
+    return "equal"
+
+
+# --- real SDK output: must never be declined ---------------------------------------------------------------
+def sdk_request(rows: int = 40) -> bytes:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "churn-api"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monitor = ModelMonitor("churn", "3", tracer_provider=provider)
+    rng = random.Random(7)
+    for _i in range(rows):
+        monitor.record({"age": rng.randint(18, 90), "income": rng.lognormvariate(10, 1), "plan": rng.choice("abc"),
+                        "opted_in": rng.random() < 0.5, "note": "ü" * rng.randint(0, 9)},
+                       prediction=rng.random(), score=rng.random())
+    monitor.record_batch({"age": [30, 40, 50], "plan": ["a", "b", "zzzzzzzzzz"], "score": [0.5, float("inf"), 1]},
+                         predictions=[0, 1, 1])
+    with monitor.predict({"age": 33, "plan": "c"}) as p:
+        p.set_prediction(1)
+    return encode_spans(exporter.get_finished_spans()).SerializeToString()
+
+
+def test_sdk_output_decodes_identically_and_is_never_declined() -> None:
+    before = Counter(otlp.DECLINED)
+    assert compare(sdk_request(), DecodeLimits()) == "equal"
+    assert before == otlp.DECLINED
+
+
+def test_bench_shaped_requests_decode_identically() -> None:
+    from bench.ingest import make_request
+
+    for seed in range(3):
+        assert compare(make_request(spans=64, seed=seed), DecodeLimits()) == "equal"
+
+
+# --- fuzzed input ------------------------------------------------------------------------------------------
+times = st.one_of(st.just(0), st.integers(0, 2**64 - 1), st.integers(NOW - 10**12, NOW + 2 * 60 * 10**9))
+
+
+@st.composite
+def batch_span(draw) -> list[tuple[str, AnyValue]]:
+    """A batch span whose arrays mostly have the declared length, so the batch path gets exercised."""
+    n = draw(st.integers(1, 5))
+    attrs = [("ml.model.name", AnyValue(string_value=draw(st.sampled_from(["m", "n", "ü-model"])))),
+             ("ml.batch.size", AnyValue(int_value=n))]
+    for name in draw(st.lists(st.sampled_from(["a", "b", "c", "prediction"]), max_size=4, unique=True)):
+        elems = draw(st.lists(scalars | st.just(AnyValue()), min_size=n, max_size=n))
+        if draw(st.booleans()):  # one kind for the whole array, the common case (all ±inf included)
+            kind = draw(st.sampled_from([lambda v: AnyValue(double_value=v), lambda v: AnyValue(int_value=int(v)),
+                                         lambda v: AnyValue(string_value=str(v)),
+                                         lambda v: AnyValue(double_value=math.copysign(math.inf, v))]))
+            elems = [kind(draw(st.floats(-1e6, 1e6))) for _ in range(n)]
+        arr = AnyValue()
+        arr.array_value.values.extend(elems)
+        attrs.append((f"ml.feature.{name}", arr))
+    return attrs
+
+
+span_attrs = st.one_of(spans, batch_span(),
+                       st.lists(st.tuples(st.sampled_from(["ml.feature.a", "ml.feature.b", "ml.prediction"]),
+                                          scalars), max_size=5).map(
+                           lambda kv: [("ml.model.name", AnyValue(string_value="m")), *kv]))
+
+
+@st.composite
+def requests(draw) -> bytes:
+    req = ExportTraceServiceRequest()
+    for _ in range(draw(st.integers(1, 3))):
+        rs = req.resource_spans.add()
+        rs.resource.attributes.extend(KeyValue(key=k, value=v)
+                                      for k, v in draw(st.lists(st.tuples(keys, values), max_size=3)))
+        for _ in range(draw(st.integers(1, 2))):
+            ss = rs.scope_spans.add()
+            ss.scope.name = draw(st.text(max_size=5))
+            for attrs in draw(st.lists(span_attrs, max_size=5)):
+                span = ss.spans.add(start_time_unix_nano=draw(times), end_time_unix_nano=draw(times),
+                                    name=draw(st.text(max_size=5)))
+                # enum values outside the defined ones are legal on the wire (proto3 enums are open)
+                span.status.code = draw(st.sampled_from([0, 1, 2, 258, -1, -2**31]))
+                span.attributes.extend(KeyValue(key=k, value=v) for k, v in attrs)
+    return req.SerializeToString()
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests())
+def test_fuzzed_requests_decode_identically_or_are_declined(data: bytes) -> None:
+    compare(data)
+
+
+def test_most_fuzzed_requests_are_decoded_not_declined() -> None:
+    """The fuzz above must exercise the compiled path, not only its declines."""
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(requests())
+    def run(data: bytes) -> None:
+        outcomes[compare(data)] += 1
+
+    run()
+    assert outcomes["equal"] >= 0.9 * sum(outcomes.values()), outcomes
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.sampled_from("sid")),
+                            min_size=1, max_size=4))
+def test_mutated_bytes_decode_identically_declined_or_refused_by_both(data: bytes, edits) -> None:
+    buf = bytearray(data)
+    for pos, byte, op in edits:
+        pos = pos % (len(buf) + 1)
+        if op == "s" and pos < len(buf):
+            buf[pos] = byte
+        elif op == "i":
+            buf.insert(pos, byte)
+        elif op == "d" and pos < len(buf):
+            del buf[pos]
+    compare(bytes(buf))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_are_refused_by_both_or_decoded_identically(data: bytes) -> None:
+    compare(data)
+
+
+# --- wire-format corner cases, by hand ---------------------------------------------------------------------
+def tag(field: int, wire: int) -> bytes:
+    return varint(field << 3 | wire)
+
+
+def varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def ld(field: int, payload: bytes) -> bytes:
+    return tag(field, 2) + varint(len(payload)) + payload
+
+
+def kv(key: str, value: bytes) -> bytes:
+    return ld(1, key.encode()) + ld(2, value)
+
+
+def request_of(span: bytes, resource: bytes = b"") -> bytes:
+    rs = (ld(1, resource) if resource else b"") + ld(2, ld(2, span))
+    return ld(1, rs)
+
+
+MODEL = ld(9, kv("ml.model.name", ld(1, b"m")))
+END = tag(8, 1) + struct.pack("<Q", NOW)
+
+
+@pytest.mark.parametrize("case, span, expected", [
+    ("plain", MODEL + END + ld(9, kv("ml.feature.x", tag(4, 1) + struct.pack("<d", 2.5))), "equal"),
+    ("end time given twice", MODEL + END + END, "declined"),
+    ("two oneof members", MODEL + END + ld(9, kv("ml.feature.x", ld(1, b"a") + tag(3, 0) + varint(4))), "declined"),
+    ("unknown field", MODEL + END + tag(99, 0) + varint(1), "declined"),
+    ("wire type mismatch", MODEL + END + tag(6, 1) + b"\0" * 8, "declined"),
+    ("invalid utf-8 in span name", MODEL + END + ld(5, b"\xff\xfe"), "malformed"),
+    ("surrogate in a feature name", MODEL + END + ld(9, ld(1, b"ml.feature.\xed\xa0\x80")), "malformed"),
+    ("truncated", (MODEL + END)[:-3], "malformed"),
+    ("a group (wire type 3)", MODEL + END + tag(20, 3) + tag(20, 4), "declined"),
+    ("integer version", MODEL + END + ld(9, kv("ml.model.version", tag(3, 0) + varint(7))), "equal"),
+    ("float version", MODEL + END + ld(9, kv("ml.model.version", tag(4, 1) + struct.pack("<d", 2.0))), "declined"),
+    ("negative status code", MODEL + END + ld(15, tag(3, 0) + varint(2**64 - 1)), "equal"),
+    ("status code 258", MODEL + END + ld(15, tag(3, 0) + varint(258)), "equal"),
+    ("status code over 32 bits", MODEL + END + ld(15, tag(3, 0) + varint(2**32 + 2)), "equal"),
+    ("batch of ±inf only", MODEL + END + ld(9, kv("ml.batch.size", tag(3, 0) + varint(2))) +
+     ld(9, kv("ml.feature.x", ld(5, ld(1, tag(4, 1) + struct.pack("<d", math.inf)) * 2))), "equal"),
+    ("rejected span (array without batch size)", MODEL + END + ld(9, kv("ml.feature.x", ld(5, b""))), "equal"),
+    ("feature named twice", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(1))) * 2, "equal"),
+    ("feature named twice, two kinds", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(1))) +
+     ld(9, kv("ml.feature.x", ld(1, b"a"))) + ld(9, kv("ml.feature.x", tag(3, 0) + varint(2))), "equal"),
+    ("key after value", MODEL + END + ld(9, ld(2, tag(3, 0) + varint(5)) + ld(1, b"ml.feature.x")), "equal"),
+    ("empty value", MODEL + END + ld(9, kv("ml.feature.x", b"")), "equal"),
+])
+def test_wire_format_corner_cases(case: str, span: bytes, expected: str) -> None:
+    assert compare(request_of(span), DecodeLimits()) == expected, case
+
+
+def test_resource_after_its_spans_still_names_the_model() -> None:
+    span = END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(3)))
+    rs = ld(2, ld(2, span)) + ld(1, ld(1, kv("ml.model.name", ld(1, b"late"))))
+    assert compare(ld(1, rs), DecodeLimits()) == "equal"
+
+
+def test_nesting_deeper_than_the_compiled_limit_is_declined_not_refused() -> None:
+    value = tag(3, 0) + varint(1)
+    for _ in range(40):
+        value = ld(5, ld(1, value))  # AnyValue{array_value{values: [value]}}
+    span = MODEL + END + ld(9, kv("other.attribute", value))
+    assert compare(request_of(span), DecodeLimits()) == "declined"
+
+
+def test_decode_request_runs_the_compiled_path() -> None:
+    from bench.ingest import make_request
+
+    if not otlp.COMPILED:
+        pytest.skip("compiled decoder not in use")
+    before = Counter(otlp.DECLINED)
+    with mock.patch.object(otlp, "decode_request_python", side_effect=AssertionError("reference ran")):
+        assert otlp.decode_request(make_request(spans=64)).spans_accepted == 64
+    assert before == otlp.DECLINED
