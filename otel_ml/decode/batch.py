@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+
+RECORD_MAGIC = b"OMR1"
 
 
 @dataclass
@@ -97,3 +101,68 @@ class DecodeResult:
         parts = [f"{reason}: {n} span(s), e.g. {self.examples.get(reason, '')}" for reason, n in
                  sorted(self.rejected.items())]
         return "; ".join(parts)
+
+    # --- the journal record: what was applied, so a replay applies exactly that -----------------------
+    def to_bytes(self) -> bytes:
+        """This result as the journal stores it: counts and batches, arrays as raw little-endian bytes.
+
+        About 3.5× smaller than the OTLP request it came from (no ids, names, keys or non-ML attributes),
+        and already privacy-hashed. ``from_bytes`` reads it back.
+
+        >>> b = ColumnarBatch("m", "1", 2, np.array([5, 5]), np.ones(2), numeric={"x": np.array([1.0, np.nan])},
+        ...                   categorical={"c": np.array(["a", "bc"])}, span_end_ns=np.array([5]),
+        ...                   span_duration_s=np.array([0.1]), span_error=np.array([False]))
+        >>> r = DecodeResult.from_bytes(DecodeResult([b], spans_received=1, spans_accepted=1).to_bytes())
+        >>> r.spans_accepted, r.batches[0].numeric["x"].tolist(), r.batches[0].categorical["c"].tolist()
+        (1, [1.0, nan], ['a', 'bc'])
+        """
+        meta = {"received": self.spans_received, "accepted": self.spans_accepted, "ignored": self.spans_ignored,
+                "rejected": dict(self.rejected), "batches": []}
+        arrays: list[np.ndarray] = []
+        for b in self.batches:
+            meta["batches"].append({
+                "model": b.model, "version": b.version, "n_rows": b.n_rows, "n_spans": len(b.span_end_ns),
+                "numeric": list(b.numeric), "categorical": [[k, v.dtype.str] for k, v in b.categorical.items()],
+                "invalid": dict(b.invalid)})
+            arrays += [b.row_time_ns.astype("<i8", copy=False), b.row_weight.astype("<f8", copy=False),
+                       b.span_end_ns.astype("<i8", copy=False), b.span_duration_s.astype("<f8", copy=False),
+                       b.span_error.astype("|b1", copy=False)]
+            arrays += [v.astype("<f8", copy=False) for v in b.numeric.values()]
+            arrays += list(b.categorical.values())
+        header = json.dumps(meta, separators=(",", ":")).encode()
+        return b"".join([RECORD_MAGIC, struct.pack("<I", len(header)), header,
+                         *(np.ascontiguousarray(a).tobytes() for a in arrays)])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DecodeResult:
+        """Read a ``to_bytes`` record; raises ValueError when ``data`` is not one."""
+        if data[:4] != RECORD_MAGIC:
+            raise ValueError("not an otel-ml journal record")
+        try:
+            (size,) = struct.unpack_from("<I", data, 4)
+            meta = json.loads(data[8:8 + size])
+            buf = bytearray(data)  # writable arrays, as the decoder's are
+            at = 8 + size
+
+            def take(dtype: str | np.dtype, count: int) -> np.ndarray:
+                nonlocal at
+                arr = np.frombuffer(buf, dtype=dtype, count=count, offset=at)
+                at += arr.nbytes
+                return arr
+
+            batches = []
+            for m in meta["batches"]:
+                n, spans = m["n_rows"], m["n_spans"]
+                batch = ColumnarBatch(
+                    model=m["model"], version=m["version"], n_rows=n, row_time_ns=take("<i8", n),
+                    row_weight=take("<f8", n), span_end_ns=take("<i8", spans), span_duration_s=take("<f8", spans),
+                    span_error=take("|b1", spans), invalid=Counter(m["invalid"]))
+                batch.numeric = {name: take("<f8", n) for name in m["numeric"]}
+                batch.categorical = {name: take(dtype, n) for name, dtype in m["categorical"]}
+                batches.append(batch)
+            if at != len(data):
+                raise ValueError(f"{len(data) - at} bytes left over")
+        except (KeyError, TypeError, struct.error, json.JSONDecodeError) as e:
+            raise ValueError(f"corrupt journal record: {e}") from e
+        return cls(batches=batches, spans_received=meta["received"], spans_accepted=meta["accepted"],
+                   spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]))

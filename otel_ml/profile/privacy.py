@@ -1,5 +1,8 @@
 """Keyed hashing of categorical values before they are sketched or journaled (config ``privacy``).
 
+The service hashes each decoded batch once; the journal stores batches, so raw values reach neither the
+sketches nor the disk.
+
 HMAC-SHA256 with a secret key, truncated to 16 hex characters (64 bits: collisions are negligible for the
 category counts a frequent-items sketch holds). Without the key the raw value cannot be recovered or
 guessed by hashing candidates; with it, a known value can still be looked up (``hash_category``).
@@ -12,9 +15,7 @@ import hmac
 import os
 
 import numpy as np
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
 
 HASH_PREFIX = "h:"
@@ -54,23 +55,3 @@ def load_key(env_var: str | None) -> bytes | None:
     if not value:
         raise ValueError(f"privacy: the hash key variable {env_var} is not set")
     return value.encode()
-
-
-def hash_request(request: ExportTraceServiceRequest, key: bytes, features: list[str] | None = None) -> bytes:
-    """The request with the values of hashed features replaced by their hashes, serialized: what the journal
-    stores, so raw values never reach the disk either."""
-    prefix = semconv.FEATURE_PREFIX
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                for kv in span.attributes:
-                    if not kv.key.startswith(prefix) or (features and kv.key[len(prefix):] not in features):
-                        continue
-                    kind = kv.value.WhichOneof("value")
-                    if kind == "string_value" and kv.value.string_value:
-                        kv.value.string_value = hash_category(kv.value.string_value, key)
-                    elif kind == "array_value":
-                        for v in kv.value.array_value.values:
-                            if v.WhichOneof("value") == "string_value" and v.string_value:
-                                v.string_value = hash_category(v.string_value, key)
-    return request.SerializeToString()

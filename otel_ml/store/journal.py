@@ -1,11 +1,11 @@
-"""Durable state: a journal of accepted OTLP requests plus periodic checkpoints, in SQLite (WAL mode).
+"""Durable state: a journal of applied requests plus periodic checkpoints, in SQLite (WAL mode).
 
-Why this shape: an OTLP Export may be answered OK only once its effect survives ``kill -9``. Writing the
-request bytes (already in hand) is cheaper than writing the sketches it changed, so each request is
-appended to the journal and committed before the answer, several requests per fsync when they arrive
-together (group commit, one writer thread). Every ``checkpoint_interval`` the whole in-memory state is
-written with the sequence number it includes, and the journal up to there is deleted. Recovery loads the
-checkpoint and replays the journal after it through the normal decode path.
+Why this shape: an OTLP Export may be answered OK only once its effect survives ``kill -9``. Writing what
+the request added (its decoded columns, ``DecodeResult.to_bytes``; the service decides the payload) is far
+cheaper than writing the sketches it changed, so each payload is appended to the journal and committed
+before the answer, several per fsync when they arrive together (group commit, one writer thread). Every
+``checkpoint_interval`` the in-memory state is written with the sequence number it includes, and the
+journal up to there is deleted. Recovery loads the checkpoint and applies the journal after it.
 
 SQLite from the standard library: one file, atomic transactions, WAL for concurrent reads, nothing to
 install. A state file that cannot be read is moved to ``quarantine/`` and the processor starts empty,
