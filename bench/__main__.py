@@ -66,14 +66,19 @@ def main() -> None:
     sections = [
         ("Stage costs", "python -m bench.costs", run("-m", "bench.costs"),
          "Decode and sketch costs per span are for requests of 512 spans × 20 features (18 numeric, 2 categorical). "
-         "The naive walk only collects attribute values into lists; otel-ml's decoder also validates, positions rows "
-         "and builds numpy columns. Instrumentation spans go to a discarding exporter, the same for both. Memory: "
+         "The naive walk only collects attribute values into lists; otel-ml's decoders also validate, position rows "
+         "and build numpy columns. The compiled decoder is what runs; the pure-Python one is its reference. "
+         "Instrumentation spans go to a discarding exporter, the same for both. Memory: "
          "100 models × 50 features, each with a pinned reference and a full default horizon (15 one-minute windows "
          "plus the filling one) of 1,000 predictions per window."),
-        ("Processor ingest", f"python -m bench.ingest --seconds {seconds}",
-         run("-m", "bench.ingest", "--seconds", seconds),
-         "Loopback gRPC, pre-serialized requests from 2 client threads, processor CPU time from /proc. The "
-         "pure-Python decoder is most of the cost; the journal (durable mode, the default) adds the rest."),
+        ("Processor ingest", f"python -m bench.ingest --seconds {seconds} --threads 8",
+         run("-m", "bench.ingest", "--seconds", seconds, "--threads", "8"),
+         "Loopback gRPC; the load is a separate process (`bench/loadgen.py`, 8 threads sending pre-serialized "
+         "requests of 512 spans) pinned to the last CPU; processor CPU time (with its worker processes) from /proc. "
+         "1 core: the processor pinned to CPU 0, so it runs in one process (no receiver workers). 2 cores: pinned "
+         "to CPUs 0-1, one receiver worker process decodes while the main process applies; on this 2-CPU machine "
+         "the load generator shares CPU 1 with it. Durable mode (the default) journals what each request added "
+         "before answering."),
         ("False alarms on stationary data", f"python -m bench.false_alarms --horizons {horizons}",
          run("-m", "bench.false_alarms", "--horizons", horizons),
          "One reference, independent horizons from the same distributions, six features (normal, lognormal, Poisson "

@@ -1,56 +1,41 @@
-"""Processor ingest over loopback gRPC: spans per second per core of *processor* CPU time.
+"""Processor ingest over loopback gRPC: spans per second per core of *processor* CPU time, at 1 and 2 cores.
 
-    .venv/bin/python -m bench.ingest [--seconds 10] [--clients 2] [--durable both|on|off]
+    .venv/bin/python -m bench.ingest [--seconds 10] [--threads 2] [--durable both|on|off] [--cores 1,2]
 
-Each request holds 512 spans of 20 features (18 numeric, 2 categorical), the shape of issue "Performance".
-Clients send pre-serialized requests (so the client's cost does not limit the figure); the processor's CPU time
-(user + system, from /proc) over the run divides the spans it accepted. A bench, not a test: figures vary with
-the machine; compare ratios measured in the same run.
+The load comes from a separate process (bench/loadgen.py: pre-serialized requests of 512 spans of 20
+features, 18 numeric and 2 categorical, the shape of issue "Performance"). The processor's CPU time (user +
+system, from /proc) over the run divides the spans it acknowledged. ``--cores N`` pins the processor to
+CPUs 0..N-1 with taskset; the load generator is pinned to the last CPU, so on a 2-core machine the "2 cores"
+run shares one core with the load (its CPU share is reported). A bench, not a test: figures vary with the
+machine; compare ratios measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from bench.loadgen import make_request  # noqa: F401  (re-exported: the request shape lives in loadgen)
 
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def make_request(spans: int = 512, seed: int = 0) -> bytes:
-    rng = random.Random(seed)
-    req = ExportTraceServiceRequest()
-    ss = req.resource_spans.add().scope_spans.add()
-    now = time.time_ns()
-    for i in range(spans):
-        span = ss.spans.add(name="predict", trace_id=rng.randbytes(16), span_id=rng.randbytes(8),
-                            start_time_unix_nano=now + i * 1000, end_time_unix_nano=now + i * 1000 + 500_000)
-        span.attributes.append(KeyValue(key="ml.model.name", value=AnyValue(string_value="bench-model")))
-        for f in range(18):
-            span.attributes.append(KeyValue(key=f"ml.feature.n{f}", value=AnyValue(double_value=rng.gauss(0, 1))))
-        for f in range(2):
-            span.attributes.append(KeyValue(key=f"ml.feature.c{f}",
-                                            value=AnyValue(string_value=rng.choice("abcdefgh"))))
-    return req.SerializeToString()
-
-
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    """CPU seconds (user + system) of a process and its live child processes (receiver workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: parent pid
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    return total
 
 
 def free_port() -> int:
@@ -61,70 +46,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(durable: bool, seconds: float, clients: int, cores: int | None = None) -> dict[str, float]:
-    """One processor run; ``cores`` pins the processor to that many CPUs (taskset), None leaves it free."""
+def taskset(cpus: list[int]) -> list[str]:
+    return ["taskset", "-c", ",".join(map(str, cpus))]
+
+
+def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None) -> dict[str, float]:
+    """One processor run. ``cores`` pins the processor to CPUs 0..cores-1 (None: unpinned, load unpinned too)."""
     port, prom = free_port(), free_port()
     state = tempfile.mkdtemp(prefix="otel-ml-bench-")
     cfg = Path(state) / "c.yaml"
     cfg.write_text(f"state:\n  durable: {'true' if durable else 'false'}\n")
-    pin = ["taskset", "-c", ",".join(str(c) for c in range(cores))] if cores else []
-    proc = subprocess.Popen([*pin, sys.executable, "-m", "otel_ml.cli", "serve", "--config", str(cfg),
-                             "--state-dir", state, "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--prometheus-endpoint", f"127.0.0.1:{prom}",
+    ncpu = os.cpu_count() or 1
+    proc = subprocess.Popen([*(taskset(list(range(cores))) if cores else []), sys.executable, "-m", "otel_ml.cli",
+                             "serve", "--config", str(cfg), "--state-dir", state,
+                             "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--prometheus-endpoint", f"127.0.0.1:{prom}",
                              "--no-otlp-http", "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
-    payloads = [make_request(seed=i) for i in range(8)]
-    sent = [0] * clients
-    stop = threading.Event()
-
-    def client(k: int) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            export = ch.unary_unary(EXPORT, request_serializer=None,
-                                    response_deserializer=ExportTraceServiceResponse.FromString)
-            i = 0
-            while not stop.is_set():
-                try:
-                    export(payloads[i % len(payloads)], timeout=30)
-                    sent[k] += 512
-                except grpc.RpcError:
-                    time.sleep(0.01)
-                i += 1
-
-    cpu0 = cpu_seconds(proc.pid)
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    cpu = cpu_seconds(proc.pid) - cpu0
-    proc.terminate()
-    proc.wait(timeout=60)
-    spans = sum(sent)
-    return {"spans": spans, "wall_s": wall, "cpu_s": cpu, "spans_per_cpu_s": spans / cpu, "spans_per_s": spans / wall}
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
+        cpu0 = cpu_seconds(proc.pid)
+        load = subprocess.run([*(taskset([ncpu - 1]) if cores else []), sys.executable, "-m", "bench.loadgen",
+                               "--endpoint", f"127.0.0.1:{port}", "--seconds", str(seconds), "--threads",
+                               str(threads)], capture_output=True, text=True, check=True, timeout=seconds + 120)
+        cpu = cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    r = json.loads(load.stdout)
+    spans, wall = r["spans"], r["wall_s"]
+    return {"spans": spans, "wall_s": wall, "cpu_s": cpu, "load_cpu_s": r["cpu_s"], "refused": r["refused"],
+            "spans_per_cpu_s": spans / cpu, "spans_per_s": spans / wall}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="load generator threads")
     parser.add_argument("--durable", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--cores", default="1,2", help="processor core counts to measure, e.g. 1,2")
     args = parser.parse_args()
-    modes = {"both": [False, True], "on": [True], "off": [False]}[args.durable]
-    results = {}
-    print("| mode | spans | wall s | processor CPU s | spans per processor CPU-second | spans/s wall |")
-    print("|---|---|---|---|---|---|")
+    modes = {"both": [True, False], "on": [True], "off": [False]}[args.durable]
+    print("| mode | processor cores | spans | wall s | processor CPU s | load generator CPU s | "
+          "spans per processor CPU-second | spans/s wall |")
+    print("|---|---|---|---|---|---|---|---|")
     for durable in modes:
-        r = run(durable, args.seconds, args.clients)
-        results[durable] = r
-        print(f"| {'durable (default)' if durable else 'not durable'} | {r['spans']:,.0f} | {r['wall_s']:.1f} | "
-              f"{r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | {r['spans_per_s']:,.0f} |", flush=True)
-    if len(results) == 2:
-        on, off = results[True], results[False]
-        print(f"\nDurable / not durable: {on['spans_per_s'] / off['spans_per_s']:.2f} (wall), "
-              f"{on['spans_per_cpu_s'] / off['spans_per_cpu_s']:.2f} (per CPU-second).")
+        for cores in [int(c) for c in args.cores.split(",")]:
+            r = run(durable, args.seconds, args.threads, cores)
+            print(f"| {'durable (default)' if durable else 'not durable'} | {cores} | {r['spans']:,.0f} | "
+                  f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
+                  f"{r['spans_per_s']:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

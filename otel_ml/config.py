@@ -32,6 +32,28 @@ class OtlpGrpcReceiverConfig:
     """Requests over this size are refused with RESOURCE_EXHAUSTED (the OTLP answer for too large)."""
     max_workers: int = 16
     """Threads taking requests; admission beyond ``limits.max_inflight_*`` is refused, not queued."""
+    worker_processes: int = -1
+    """Processes that receive and decode OTLP/gRPC requests beside the main process, which applies them (see
+    receiver/workers.py): ingest then uses more than one core. -1: one per CPU beyond the first, at most 4
+    (0 on a 1-CPU machine); 0: receive and decode in the main process."""
+
+    def worker_count(self) -> int:
+        if self.worker_processes >= 0:
+            return self.worker_processes
+        return max(0, min(4, available_cpus() - 1))
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, and a container's CPU quota (cgroup v2 ``cpu.max``), which
+    affinity does not show (a pod limited to 1 CPU on a 16-CPU node sees 16 in its affinity)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))  # ceil
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
 """The processor: wires receiver → decoder → windowed profiles → analyzer → exporter from one config.
 
 Durability: what a request that carried ML spans added (its DecodeResult, as ``to_bytes`` encodes it) is
-journaled (store/journal.py) after it is applied in memory and before the request is answered, so an acknowledged span survives ``kill -9``; a checkpoint of the
-whole state every ``state.checkpoint_interval_seconds`` keeps recovery short.
+journaled (store/journal.py) after it is applied in memory and before the request is answered, so an
+acknowledged span survives ``kill -9``; a checkpoint of the whole state every
+``state.checkpoint_interval_seconds`` keeps recovery short.
+
+Cores: OTLP/gRPC requests are received and decoded in receiver worker processes (receiver/workers.py) when
+the machine has more than one CPU; everything stateful stays here.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -18,14 +23,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import ModelReport, compare
 from otel_ml.config import ServiceConfig
-from otel_ml.decode import DecodeResult, decode_request
+from otel_ml.decode import DecodeLimits, DecodeResult, decode_request
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.privacy import hash_batch, load_key
 from otel_ml.profile.window import WindowedProfile
-from otel_ml.receiver.common import Overloaded
+from otel_ml.receiver.common import AdmissionControl
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
+from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
 from otel_ml.store.archive import ArchiveRow, window_row
 from otel_ml.store.baselines import ReferenceStore
 from otel_ml.store.journal import Journal
@@ -36,6 +42,17 @@ STATE_FORMAT_VERSION = 2
 
 # A counted total: (metric name, sorted attribute items).
 TotalKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLimits, hash_key: bytes | None,
+                      hash_features: list[str]) -> DecodeResult:
+    """Decode a request and hash what privacy asks for, before anything is sketched or journaled; runs in the
+    main process or in a receiver worker process."""
+    result = decode_request(data, limits)
+    if hash_key is not None:
+        for batch in result.batches:
+            hash_batch(batch, hash_key, hash_features)
+    return result
 
 
 class RateLimitedRejectionLog:
@@ -75,7 +92,16 @@ class ProcessorService:
         self._stop = threading.Event()
         self._evaluator: threading.Thread | None = None
         token = config.receiver.auth.token()
-        self.receiver = OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume, config.receiver.tls, token)
+        self._hash_key = load_key(config.privacy.hash_key_env)
+        self._decode = functools.partial(decode_for_ingest, limits=config.limits, hash_key=self._hash_key,
+                                         hash_features=config.privacy.hash_features)
+        workers = config.receiver.otlp_grpc.worker_count()
+        self.receiver: OtlpTraceReceiver | ReceiverWorkers = (
+            ReceiverWorkers(WorkerSpec(config.receiver.otlp_grpc, config.receiver.tls, token, self._decode,
+                                       config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
+                                       logging.getLogger().level), workers, self.apply_decoded,
+                            on_refused=self._count_refused)
+            if workers else OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume, config.receiver.tls, token))
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume, config.receiver.tls,
                                                     token) if config.receiver.otlp_http.enabled else None)
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id)
@@ -88,9 +114,8 @@ class ProcessorService:
                                 "reference_chunks": 10 if config.drift.learned_thresholds else 0,
                                 "keep_evicted": self.journal is not None and config.state.archive.enabled}
         self._rejection_log = RateLimitedRejectionLog()
-        self._hash_key = load_key(config.privacy.hash_key_env)
-        self._inflight_lock = threading.Lock()
-        self._inflight_bytes = 0
+        self.admission = AdmissionControl(config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
+                                          on_refuse=self._count_refused)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,28 +167,23 @@ class ProcessorService:
         self.totals[(metric, tuple(sorted((attrs or {}).items())))] += value
         self.exporter.counters[metric].add(value, attrs)
 
+    def _count_refused(self) -> None:
+        self._count(sc.METRIC_REQUESTS_REFUSED, 1, {sc.ATTR_REASON: "overloaded"})
+
     def consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
         """Decode one ExportTraceServiceRequest, apply it, make it durable; raises ValueError on malformed
         bytes, Overloaded when too much is in flight, and OSError/TimeoutError when it could not be made
         durable (the sender should retry)."""
         size = len(data) if isinstance(data, bytes) else data.ByteSize()
-        with self._inflight_lock:
-            if self._inflight_bytes and self._inflight_bytes + size > self.config.limits.max_inflight_bytes:
-                self._count(sc.METRIC_REQUESTS_REFUSED, 1, {sc.ATTR_REASON: "overloaded"})
-                raise Overloaded(f"otel-ml is busy ({self._inflight_bytes} bytes in flight); retry later",
-                                 self.config.limits.retry_after_seconds)
-            self._inflight_bytes += size
-        try:
-            return self._consume(data)
-        finally:
-            with self._inflight_lock:
-                self._inflight_bytes -= size
+        with self.admission.admit(size):
+            return self._consume(self._decode(data))
 
-    def _consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
-        result = decode_request(data, self.config.limits)
-        if self._hash_key is not None:  # before anything is sketched or journaled
-            for batch in result.batches:
-                hash_batch(batch, self._hash_key, self.config.privacy.hash_features)
+    def apply_decoded(self, result: DecodeResult, size: int) -> DecodeResult:
+        """``consume`` for a request a receiver worker process decoded; ``size`` is the request's size."""
+        with self.admission.admit(size):
+            return self._consume(result)
+
+    def _consume(self, result: DecodeResult) -> DecodeResult:
         self._apply(result)
         if self.journal is not None and result.batches:
             # The journal keeps what was applied, not the request: a replay applies the same rows without

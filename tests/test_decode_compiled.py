@@ -110,7 +110,7 @@ def test_sdk_output_decodes_identically_and_is_never_declined() -> None:
 
 
 def test_bench_shaped_requests_decode_identically() -> None:
-    from bench.ingest import make_request
+    from bench.loadgen import make_request
 
     for seed in range(3):
         assert compare(make_request(spans=64, seed=seed), DecodeLimits()) == "equal"
@@ -280,7 +280,7 @@ def test_nesting_deeper_than_the_compiled_limit_is_declined_not_refused() -> Non
 
 
 def test_decode_request_runs_the_compiled_path() -> None:
-    from bench.ingest import make_request
+    from bench.loadgen import make_request
 
     if not otlp.COMPILED:
         pytest.skip("compiled decoder not in use")

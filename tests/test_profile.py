@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datasketches as ds
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile import CATEGORICAL, NUMERIC, ModelProfile, WindowConfig, WindowedProfile
+from otel_ml.profile.sketch import kll_items
 from otel_ml.profile.window import NS
 
 
@@ -146,3 +150,19 @@ def test_evicted_windows_are_not_kept_without_an_archive(tmp_path) -> None:
     wp = service.models[("m", "")]
     service.exporter.shutdown()
     assert len(wp.windows) <= 4 and wp.evicted == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=3000), st.sampled_from([8, 200, 400]),
+       st.integers(1, 3))
+def test_kll_items_equal_the_sketch_iterator(values: list[float], k: int, parts: int) -> None:
+    """kll_items reads the serialized sketch; the sketch's own iterator is the reference (merged sketches too)."""
+    sketch = ds.kll_doubles_sketch(k)
+    for chunk in np.array_split(np.array(values, dtype=float), parts):
+        part = ds.kll_doubles_sketch(k)
+        if len(chunk):
+            part.update(chunk)
+        sketch.merge(part)
+    got_values, got_weights = kll_items(sketch.serialize())
+    assert sorted(zip(got_values.tolist(), got_weights.tolist())) == sorted(sketch)
+    assert got_weights.sum() == sketch.n

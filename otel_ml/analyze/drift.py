@@ -121,8 +121,8 @@ def numeric_scores(ref: NumericProfile, cur: NumericProfile, bins: int,
     edges = stats.quantile_edges(r, bins)
     rs, cs = stats.binned_shares(r, edges), stats.binned_shares(c, edges)
     std = ref.std
-    w = stats.wasserstein(r, c)
-    return {"ks": stats.ks_statistic(r, c), "psi": stats.psi(rs, cs), "js": stats.js_distance(rs, cs),
+    ks, w = stats.ks_and_wasserstein(r, c)
+    return {"ks": ks, "psi": stats.psi(rs, cs), "js": stats.js_distance(rs, cs),
             "hellinger": stats.hellinger(rs, cs), "wasserstein": w / std if std > 0 else w}
 
 

@@ -34,8 +34,15 @@ def ks_statistic(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.n
     >>> round(ks_statistic(a, b), 4)
     0.3333
     """
+    return ks_and_wasserstein(ref, cur)[0]
+
+
+def ks_and_wasserstein(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """``(ks_statistic, wasserstein)`` from one pass: both read |F_ref − F_cur| on the union of the values,
+    the costliest step of evaluating a numeric feature."""
     grid = np.union1d(ref[0], cur[0])
-    return float(np.max(np.abs(_cdf_at(*ref, grid) - _cdf_at(*cur, grid))))
+    gap = np.abs(_cdf_at(*ref, grid) - _cdf_at(*cur, grid))
+    return float(np.max(gap)), float(np.sum(gap[:-1] * np.diff(grid)))
 
 
 KS_EXACT_MAX_EN = 1000
@@ -120,11 +127,7 @@ def hellinger(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
 
 def wasserstein(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray]) -> float:
     """Wasserstein-1 distance ∫ |F_ref − F_cur| dx. Equals ``scipy.stats.wasserstein_distance``."""
-    grid = np.union1d(ref[0], cur[0])
-    if len(grid) < 2:
-        return 0.0
-    gap = np.abs(_cdf_at(*ref, grid[:-1]) - _cdf_at(*cur, grid[:-1]))
-    return float(np.sum(gap * np.diff(grid)))
+    return ks_and_wasserstein(ref, cur)[1]
 
 
 def out_of_range_share(cur: tuple[np.ndarray, np.ndarray], lo: float, hi: float) -> float:

@@ -192,6 +192,14 @@ class ModelProfile:
                 mine.mismatch += prof.count
                 mine.missing += prof.missing + prof.mismatch
 
+    def compact(self) -> None:
+        """Keep numeric sketches serialized until they are written to again (a window that stopped filling).
+        Categorical sketches stay live: frequent-items maps grow with the categories seen, so a window of a
+        low-cardinality feature is already small, and deserializing strings is costly."""
+        for prof in self.features.values():
+            if isinstance(prof, NumericProfile):
+                prof.compact()
+
     def kinds(self) -> dict[str, str]:
         return {name: p.kind for name, p in self.features.items()}
 

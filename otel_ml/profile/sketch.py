@@ -31,6 +31,36 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def kll_items(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The retained values of a serialized KLL doubles sketch and their weights (2^level).
+
+    The same pairs as iterating the sketch, ~10× faster: iteration builds a Python tuple per item, and drift
+    evaluation reads every numeric sketch of the horizon (at 5,000 features that iteration was 0.8 s). The
+    layout is DataSketches' documented KLL format (serial versions 1 and 2): an 8-byte preamble; then, unless
+    the sketch is empty or holds one item, n (u64), min_k (u16), the level count (u8), a spare byte, the start
+    of each level (u32) and min and max; then the retained items, level by level from level 0.
+
+    >>> s = ds.kll_doubles_sketch(200); s.update(np.array([3.0, 1.0, 2.0]))
+    >>> v, w = kll_items(s.serialize()); sorted(v.tolist()), w.tolist()
+    ([1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
+    """
+    if len(data) <= 8:  # empty
+        return np.empty(0), np.empty(0)
+    if len(data) == 16:  # one item, no levels
+        return np.frombuffer(data, dtype="<f8", offset=8).copy(), np.ones(1)
+    num_levels = data[18]
+    levels = np.frombuffer(data, dtype="<u4", count=num_levels, offset=20).astype(np.int64)
+    values = np.frombuffer(data, dtype="<f8", offset=20 + 4 * num_levels + 16)
+    bounds = np.append(levels - levels[0], len(values))
+    weights = np.repeat(2.0 ** np.arange(num_levels), np.diff(bounds))
+    return values.copy(), weights
+
+
+def _kll_n(data: bytes) -> int:
+    """Values a serialized KLL sketch has seen (same layout as ``kll_items``)."""
+    return 0 if len(data) <= 8 else 1 if len(data) == 16 else int.from_bytes(data[8:16], "little")
+
+
 class NumericProfile:
     """A numeric feature: KLL sketch, exact moments, and counts of present / missing / mismatched values.
 
@@ -41,15 +71,25 @@ class NumericProfile:
     >>> q = NumericProfile(); q.update(np.array([10.0])); p.merge(q)
     >>> p.count, p.max
     (4, 10.0)
+
+    ``compact()`` keeps the sketch serialized (2.6 KB instead of ~5 KB for a 1,000-row window at k=200: the
+    live sketch allocates its full capacity). Windows that no longer fill are compacted; reading them
+    deserializes a transient copy, and updating one makes it live again.
+
+    >>> median = p.quantile(0.5); p.compact()
+    >>> p.count, p.quantile(0.5) == median, p.is_compact
+    (4, True, True)
     """
 
     kind = NUMERIC
     # Tens of thousands of these live at once (features × windows): no per-instance __dict__.
-    __slots__ = ("_items", "m2", "mean", "mismatch", "missing", "sketch")
+    __slots__ = ("_blob", "_items", "_live", "_n", "m2", "mean", "mismatch", "missing")
 
     def __init__(self, config: SketchConfig | None = None) -> None:
         self._items: tuple[int, np.ndarray, np.ndarray] | None = None
-        self.sketch = ds.kll_doubles_sketch((config or SketchConfig()).kll_k)
+        self._live: ds.kll_doubles_sketch | None = ds.kll_doubles_sketch((config or SketchConfig()).kll_k)
+        self._blob = b""
+        self._n = 0
         self.missing = 0
         self.mismatch = 0
         # Exact moments (Chan et al. parallel update) so the Wasserstein normalization needs no sketch.
@@ -57,9 +97,34 @@ class NumericProfile:
         self.m2 = 0.0
 
     @property
+    def sketch(self) -> ds.kll_doubles_sketch:
+        """The KLL sketch, for reading (a transient copy when compact)."""
+        return self._live if self._live is not None else ds.kll_doubles_sketch.deserialize(self._blob)
+
+    def _own(self) -> ds.kll_doubles_sketch:
+        """The live sketch, for writing: a compact profile becomes live again."""
+        if self._live is None:
+            self._live = ds.kll_doubles_sketch.deserialize(self._blob)
+            self._blob = b""
+        return self._live
+
+    @property
+    def is_compact(self) -> bool:
+        return self._live is None
+
+    def compact(self) -> None:
+        if self._live is not None:
+            self._blob = self._live.serialize()
+            self._n = int(self._live.n)
+            self._live = None
+
+    def serialized(self) -> bytes:
+        return self._blob if self._live is None else self._live.serialize()
+
+    @property
     def count(self) -> int:
         """Values sketched (present and numeric)."""
-        return int(self.sketch.n)
+        return self._n if self._live is None else int(self._live.n)
 
     @property
     def rows(self) -> int:
@@ -85,8 +150,9 @@ class NumericProfile:
         self.missing += len(values) - len(present) - mismatch
         self.mismatch += mismatch
         if len(present):
-            self._add_moments(len(present), float(present.mean()), float(((present - present.mean()) ** 2).sum()))
-            self.sketch.update(np.ascontiguousarray(present, dtype=np.float64))
+            mean = float(present.mean())
+            self._add_moments(len(present), mean, float(np.square(present - mean).sum()))
+            self._own().update(np.ascontiguousarray(present, dtype=np.float64))
 
     def _add_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
         n_a = self.count  # sketch not yet updated with the new values
@@ -98,7 +164,7 @@ class NumericProfile:
     def merge(self, other: NumericProfile) -> None:
         if other.count:
             self._add_moments(other.count, other.mean, other.m2)
-            self.sketch.merge(other.sketch)
+            self._own().merge(other.sketch)
         self.missing += other.missing
         self.mismatch += other.mismatch
 
@@ -107,7 +173,8 @@ class NumericProfile:
 
     def rank_error(self) -> float:
         """Bound on |sketch CDF − true CDF| at any single point (99% confidence); 0 when exact."""
-        return float(self.sketch.normalized_rank_error(False)) if self.sketch.is_estimation_mode() else 0.0
+        sketch = self.sketch
+        return float(sketch.normalized_rank_error(False)) if sketch.is_estimation_mode() else 0.0
 
     def weighted_items(self) -> tuple[np.ndarray, np.ndarray]:
         """The sketch's retained values and their weights, sorted by value: a weighted empirical distribution
@@ -117,26 +184,31 @@ class NumericProfile:
         cached = self._items
         if cached is not None and cached[0] == self.count:  # a reference is read at every evaluation
             return cached[1], cached[2]
-        pairs = np.array(list(self.sketch), dtype=np.float64)  # one pass over the sketch's iterator
-        order = np.argsort(pairs[:, 0], kind="stable")
-        self._items = (self.count, pairs[order, 0], pairs[order, 1])
+        values, weights = kll_items(self.serialized())
+        order = np.argsort(values, kind="stable")
+        self._items = (self.count, values[order], weights[order])
         return self._items[1], self._items[2]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": NUMERIC, "kll": _b64(self.sketch.serialize()), "missing": self.missing,
+        return {"kind": NUMERIC, "kll": _b64(self.serialized()), "missing": self.missing,
                 "mismatch": self.mismatch, "mean": self.mean, "m2": self.m2}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NumericProfile:
+        """Read back ``to_dict``; the profile stays compact until it is updated or merged into."""
         p = cls.__new__(cls)
         p._items = None
-        p.sketch = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["kll"]))
+        p._live = None
+        p._blob = base64.b64decode(d["kll"])
+        ds.kll_doubles_sketch.deserialize(p._blob)  # validates: a corrupt file fails here, not later
+        p._n = _kll_n(p._blob)
         p.missing, p.mismatch = int(d["missing"]), int(d["mismatch"])
         p.mean, p.m2 = float(d["mean"]), float(d["m2"])
         return p
 
     def empty_like(self) -> NumericProfile:
-        return NumericProfile(SketchConfig(kll_k=self.sketch.k))
+        k = self._live.k if self._live is not None else int.from_bytes(self._blob[4:6], "little")
+        return NumericProfile(SketchConfig(kll_k=k))
 
 
 class CategoricalProfile:

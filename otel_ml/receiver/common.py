@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -17,6 +21,46 @@ class Overloaded(Exception):
     def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class AdmissionControl:
+    """Bounds the request bytes being worked on at once; beyond it, ``admit`` raises Overloaded (the sender
+    retries after RetryInfo) instead of the process running out of memory. One request is always admitted.
+
+    >>> gate = AdmissionControl(max_bytes=100)
+    >>> with gate.admit(80):
+    ...     gate.admit(30).__enter__()
+    Traceback (most recent call last):
+    ...
+    otel_ml.receiver.common.Overloaded: otel-ml is busy (80 bytes in flight); retry later
+    """
+
+    def __init__(self, max_bytes: int, retry_after_seconds: float = 1.0,
+                 on_refuse: Callable[[], None] | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.retry_after_seconds = retry_after_seconds
+        self.on_refuse = on_refuse
+        self._lock = threading.Lock()
+        self.inflight = 0
+
+    @contextlib.contextmanager
+    def admit(self, size: int) -> Iterator[None]:
+        with self._lock:
+            if self.inflight and self.inflight + size > self.max_bytes:
+                busy = self.inflight
+                refused = True
+            else:
+                self.inflight += size
+                refused = False
+        if refused:
+            if self.on_refuse is not None:
+                self.on_refuse()
+            raise Overloaded(f"otel-ml is busy ({busy} bytes in flight); retry later", self.retry_after_seconds)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.inflight -= size
 
 
 def retry_status(code: int, message: str, retry_after_seconds: float) -> status_pb2.Status:

@@ -29,8 +29,11 @@ class OtlpTraceReceiver:
     """gRPC server for ``TraceService/Export``; hands each request's bytes to ``consume``."""
 
     def __init__(self, config: OtlpGrpcReceiverConfig, consume: Callable[[bytes], DecodeResult],
-                 tls: TlsConfig | None = None, bearer_token: str | None = None) -> None:
+                 tls: TlsConfig | None = None, bearer_token: str | None = None, reuse_port: bool = False) -> None:
         self.config = config
+        self.reuse_port = reuse_port
+        """SO_REUSEPORT, for receiver worker processes sharing one port; off otherwise, so that a second
+        processor on the same port fails to start instead of silently taking half of the traffic."""
         self._consume = consume
         self.tls = tls or TlsConfig()
         self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
@@ -40,7 +43,7 @@ class OtlpTraceReceiver:
     def start(self) -> None:
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(self.reuse_port)),
         ]
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="otlp-grpc"),
