@@ -29,6 +29,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--otlp-http-endpoint", metavar="HOST:PORT",
                    help="where to receive OTLP/HTTP trace exports, POST /v1/traces (default 127.0.0.1:4318)")
     p.add_argument("--no-otlp-http", action="store_true", help="do not start the OTLP/HTTP receiver")
+    p.add_argument("--receiver-processes", type=int, metavar="N",
+                   help="processes receiving and decoding OTLP/gRPC beside the main one (default -1: one per extra "
+                        "CPU, at most 4; 0: one process)")
     p.add_argument("--prometheus-endpoint", metavar="HOST:PORT",
                    help="Prometheus pull endpoint, served at /metrics (default 127.0.0.1:9464)")
     p.add_argument("--otlp-metrics-endpoint", metavar="URL",
@@ -51,6 +54,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "receiver.otlp_grpc.endpoint": args.otlp_grpc_endpoint,
         "receiver.otlp_http.endpoint": args.otlp_http_endpoint,
         "receiver.otlp_http.enabled": False if args.no_otlp_http else None,
+        "receiver.otlp_grpc.worker_processes": args.receiver_processes,
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
         "baseline_dir": args.baseline_dir,

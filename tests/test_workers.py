@@ -1,0 +1,109 @@
+"""Receiver worker processes (receiver/workers.py): the same answers and counts as one process, through the
+real SDK exporter, plus what is specific to them: a worker killed under traffic is replaced, and nothing is
+left running after shutdown or after the main process is killed. (On a machine with more than one CPU every
+other serve test runs with workers too: the default is one per extra CPU.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tests.conftest import select, wait_for
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def workers_of(pid: int) -> list[int]:
+    """The receiver worker processes (multiprocessing also starts a resource tracker: not a worker)."""
+    return [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def send(endpoint: str, model: str, n: int) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{endpoint}", insecure=True),
+                                                   max_export_batch_size=100, schedule_delay_millis=50))
+    tracer = provider.get_tracer("t")
+    for i in range(n):
+        tracer.start_span("p", attributes={"ml.model.name": model, "ml.feature.x": float(i)}).end()
+    provider.shutdown()
+
+
+def predictions(sp, model: str) -> float:
+    got = select(sp.scrape(), "ml_predictions_total", ml_model_name=model)
+    return got[0].value if got else 0.0
+
+
+@pytest.mark.parametrize("processes", ["0", "2"])
+def test_counts_and_partial_success_are_the_same_with_and_without_workers(serve_factory, processes: str) -> None:
+    sp = serve_factory("--receiver-processes", processes)
+    assert len(workers_of(sp.proc.pid)) == int(processes)
+    send(sp.grpc_endpoint, "w", 1000)
+    wait_for(lambda: predictions(sp, "w") == 1000, what="1000 predictions counted")
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=time.time_ns())
+    span.attributes.extend([KeyValue(key="ml.model.name", value=AnyValue(string_value="w")),
+                            KeyValue(key="ml.feature.x", value=AnyValue(array_value={"values": [{"int_value": 1}]}))])
+    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+        export = ch.unary_unary(EXPORT, request_serializer=None,
+                                response_deserializer=ExportTraceServiceResponse.FromString)
+        resp = export(req.SerializeToString(), timeout=10)
+        assert resp.partial_success.rejected_spans == 1
+        assert "array_without_batch_size" in resp.partial_success.error_message
+        with pytest.raises(grpc.RpcError) as err:
+            export(b"\xff\xff\xff", timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    wait_for(lambda: select(sp.scrape(), "otel_ml_spans_rejected_total", reason="array_without_batch_size"),
+             what="rejection counted")
+
+
+def test_a_killed_worker_is_replaced_and_traffic_continues(serve_factory) -> None:
+    sp = serve_factory("--receiver-processes", "2")
+    send(sp.grpc_endpoint, "k", 500)
+    wait_for(lambda: predictions(sp, "k") == 500, what="first 500")
+    victim = workers_of(sp.proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(set(workers_of(sp.proc.pid)) - {victim}) == 2, what="a replacement worker")
+    send(sp.grpc_endpoint, "k", 500)  # the SDK retries what hit the dead worker
+    wait_for(lambda: predictions(sp, "k") >= 1000, what="1000 predictions after the restart")
+    assert "restarting it" in "".join(sp.log)
+
+
+def test_workers_stop_with_the_processor_and_after_kill_9(serve_factory, tmp_path: Path) -> None:
+    sp = serve_factory("--receiver-processes", "2")
+    workers = workers_of(sp.proc.pid)
+    assert len(workers) == 2
+    assert sp.stop() == 0
+    wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), timeout=10, what="workers gone")
+
+    sp = serve_factory("--receiver-processes", "2", state_dir=tmp_path / "second")
+    workers = workers_of(sp.proc.pid)
+    sp.proc.kill()  # kill -9 of the main process: its workers see their pipe close and exit
+    sp.proc.wait()
+    wait_for(lambda: not any(Path(f"/proc/{w}/status").exists() and "zombie" not in
+                             Path(f"/proc/{w}/status").read_text() for w in workers), timeout=10,
+             what="orphaned workers gone")
