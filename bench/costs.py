@@ -165,8 +165,8 @@ def main() -> None:
     print(f"| otel-ml decode, pure-Python reference (`decode_request_python`) | {decode_py:.2f} µs/span "
           f"({decode_py / walk:.2f}× the naive walk's time) |")
     print(f"| otel-ml decode, compiled (`decode_request`{'' if COMPILED else ': NOT BUILT, Python ran'}) | "
-          f"{decode:.2f} µs/span ({decode / walk:.3f}× the naive walk's time, {parse / decode:.2f}× "
-          "the protobuf parse's speed) |")
+          f"{decode:.2f} µs/span ({decode / walk:.3f}× the naive walk's time, {decode / parse:.2f}× "
+          "the protobuf parse's time) |")
     print(f"| otel-ml sketch update (`ModelProfile.update`, 512-row batch) | {sketch:.2f} µs/span |")
     print(f"| bare OTel SDK span with the same 21 attributes | {bare:.1f} µs |")
     print(f"| `ModelMonitor.record` (one prediction) | {ours:.1f} µs ({ours / bare - 1:+.0%} on the bare span) |")
