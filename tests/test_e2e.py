@@ -175,8 +175,10 @@ def _kv(key: str, value: AnyValue) -> KeyValue:
     return KeyValue(key=key, value=value)
 
 
-def test_partial_success_for_unusable_spans_and_invalid_argument_for_garbage(serve_factory) -> None:
-    sp = serve_factory("--evaluation-interval", "0.5")
+@pytest.mark.parametrize("receiver_processes", ["0", "2"])  # in the main process, and in receiver workers
+def test_partial_success_for_unusable_spans_and_invalid_argument_for_garbage(serve_factory,
+                                                                             receiver_processes: str) -> None:
+    sp = serve_factory("--evaluation-interval", "0.5", "--receiver-processes", receiver_processes)
     req = ExportTraceServiceRequest()
     spans = req.resource_spans.add().scope_spans.add().spans
     good = spans.add(end_time_unix_nano=time.time_ns())
