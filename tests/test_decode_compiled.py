@@ -288,3 +288,30 @@ def test_decode_request_runs_the_compiled_path() -> None:
     with mock.patch.object(otlp, "decode_request_python", side_effect=AssertionError("reference ran")):
         assert otlp.decode_request(make_request(spans=64)).spans_accepted == 64
     assert before == otlp.DECLINED
+
+
+def test_many_models_features_and_rows_grow_every_table() -> None:
+    """Past the initial sizes of the compiled decoder's tables and arrays: 100 models (groups), 80 features per
+    model (columns), batch spans of 5,000 rows, and names that collide in a small hash table."""
+    rng = random.Random(3)
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    for i in range(300):
+        span = spans.add(start_time_unix_nano=NOW - 10**9, end_time_unix_nano=NOW - rng.randint(0, 10**9))
+        span.attributes.add(key="ml.model.name").value.string_value = f"model-{i % 100}"
+        span.attributes.add(key="ml.model.version").value.int_value = i % 3
+        for f in rng.sample(range(120), 80):
+            value = span.attributes.add(key=f"ml.feature.f{f}").value
+            if f % 3:
+                value.double_value = rng.gauss(0, 1)
+            else:
+                value.string_value = rng.choice(["a", "bb", "ccc", "ü" * 9])
+    batch = spans.add(end_time_unix_nano=NOW)
+    batch.attributes.add(key="ml.model.name").value.string_value = "model-0"
+    batch.attributes.add(key="ml.batch.size").value.int_value = 5000
+    for name in ("x", "y"):
+        arr = batch.attributes.add(key=f"ml.feature.{name}").value.array_value
+        for _ in range(5000):
+            arr.values.add().double_value = rng.random()
+    limits = DecodeLimits(max_features_per_span=200, max_batch_size=10_000)
+    assert compare(req.SerializeToString(), limits) == "equal"
