@@ -53,9 +53,10 @@ class WorkerSpec:
 
 
 class ReceiverWorkers:
-    """Starts ``count`` worker processes and applies what they decode with ``apply(result, request_size)``."""
+    """Starts ``count`` worker processes and applies what they decode with ``apply(record, request_size)``, the
+    record being ``DecodeResult.to_bytes()`` (also what the journal stores, so it is not encoded twice)."""
 
-    def __init__(self, spec: WorkerSpec, count: int, apply: Callable[[DecodeResult, int], DecodeResult],
+    def __init__(self, spec: WorkerSpec, count: int, apply: Callable[[bytes, int], DecodeResult],
                  on_refused: Callable[[], None] | None = None) -> None:
         self.spec = spec
         self.count = count
@@ -99,7 +100,7 @@ class ReceiverWorkers:
         def handle(message: bytes) -> None:
             req_id, size = _HEADER.unpack_from(message)
             try:
-                result = self._apply(DecodeResult.from_bytes(message[_HEADER.size:]), size)
+                result = self._apply(message[_HEADER.size:], size)
                 reply: tuple = ("ok", result.spans_accepted, dict(result.rejected), result.examples)
             except Overloaded as e:
                 reply = ("overloaded", str(e), e.retry_after_seconds)
