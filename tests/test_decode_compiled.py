@@ -256,6 +256,8 @@ END = tag(8, 1) + struct.pack("<Q", NOW)
      ld(9, kv("ml.feature.x", ld(5, ld(1, tag(4, 1) + struct.pack("<d", math.inf)) * 2))), "equal"),
     ("rejected span (array without batch size)", MODEL + END + ld(9, kv("ml.feature.x", ld(5, b""))), "equal"),
     ("feature named twice", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(1))) * 2, "equal"),
+    ("a text feature twice, the later one shorter", MODEL + END + ld(9, kv("ml.feature.c", ld(1, b"long"))) +
+     ld(9, kv("ml.feature.c", ld(1, b"s"))), "equal"),
     ("feature named twice, two kinds", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(1))) +
      ld(9, kv("ml.feature.x", ld(1, b"a"))) + ld(9, kv("ml.feature.x", tag(3, 0) + varint(2))), "equal"),
     ("key after value", MODEL + END + ld(9, ld(2, tag(3, 0) + varint(5)) + ld(1, b"ml.feature.x")), "equal"),

@@ -302,6 +302,7 @@ typedef struct {
     int64_t row;
     const uint8_t *s;
     size_t len;
+    Py_ssize_t chars; /* code points, after truncation to max_category_length */
 } CatEntry;
 VEC(CatEntry, CatVec);
 VEC(Attr, AttrVec);
@@ -494,11 +495,15 @@ static int add_cat(Ctx *c, Column *col, int64_t row, const Val *v) {
     col->has_cat = 1;
     if (v->kind == V_BOOL) {
         e.s = (const uint8_t *)(v->i ? "true" : "false");
-        e.len = v->i ? 4 : 5;
+        e.len = e.chars = v->i ? 4 : 5;
+    } else if (v->schars <= c->max_category_length) {
+        e.s = v->s;
+        e.len = v->slen;
+        e.chars = v->schars;
     } else {
         e.s = v->s;
-        e.len = v->schars <= c->max_category_length ? v->slen
-                                                     : utf8_prefix(v->s, v->slen, c->max_category_length);
+        e.len = utf8_prefix(v->s, v->slen, c->max_category_length);
+        e.chars = c->max_category_length;
     }
     return PUSH(col->cat, e);
 }
@@ -834,6 +839,49 @@ static PyObject *bytearray_of(const void *data, size_t n) {
 
 static PyObject *text(const uint8_t *s, size_t n) { return PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict"); }
 
+/* Decode valid UTF-8 into UCS-4 code points (numpy's str storage). */
+static void utf8_to_ucs4(const uint8_t *s, size_t n, uint32_t *out) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            *out++ = c;
+            i += 1;
+        } else if (c < 0xE0) {
+            *out++ = (uint32_t)(c & 0x1F) << 6 | (s[i + 1] & 0x3F);
+            i += 2;
+        } else if (c < 0xF0) {
+            *out++ = (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[i + 1] & 0x3F) << 6 | (s[i + 2] & 0x3F);
+            i += 3;
+        } else {
+            *out++ = (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[i + 1] & 0x3F) << 12 |
+                     (uint32_t)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
+            i += 4;
+        }
+    }
+}
+
+/* A categorical column as numpy stores str arrays, so no Python object is made per row: (buffer of n rows
+ * x width UCS-4 code points, little-endian, zero-padded; width), where width is the longest value's length
+ * (at least 1), as numpy.asarray(values, dtype=str) would choose. Rows without a value stay "", and a row
+ * given twice keeps the later value, as in the Python decoder. */
+static PyObject *categorical_column(const Column *col, size_t n) {
+    Py_ssize_t width = 1;
+    for (size_t i = 0; i < col->cat.n; i++)
+        if (col->cat.a[i].chars > width) width = col->cat.a[i].chars;
+    PyObject *buf = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * (size_t)width * 4));
+    if (!buf) return NULL;
+    uint32_t *cells = (uint32_t *)PyByteArray_AS_STRING(buf);
+    memset(cells, 0, n * (size_t)width * 4);
+    for (size_t i = 0; i < col->cat.n; i++) {
+        const CatEntry *e = &col->cat.a[i];
+        uint32_t *cell = cells + (size_t)e->row * (size_t)width;
+        memset(cell, 0, (size_t)width * 4); /* a later value for the same row replaces the earlier one */
+        utf8_to_ucs4(e->s, e->len, cell);
+    }
+    return Py_BuildValue("(Nn)", buf, width);
+}
+
 static PyObject *build_group(Group *g) {
     PyObject *numeric = PyDict_New(), *categorical = PyDict_New(), *invalid = PyDict_New();
     PyObject *out = NULL;
@@ -856,25 +904,9 @@ static PyObject *build_group(Group *g) {
             }
         }
         if (!err && col->has_cat) {
-            PyObject *rows = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(col->cat.n * sizeof(int64_t)));
-            PyObject *values = PyList_New((Py_ssize_t)col->cat.n);
-            err = !rows || !values;
-            if (!err) {
-                int64_t *r = (int64_t *)PyByteArray_AS_STRING(rows);
-                for (size_t i = 0; i < col->cat.n && !err; i++) {
-                    r[i] = col->cat.a[i].row;
-                    PyObject *s = text(col->cat.a[i].s, col->cat.a[i].len);
-                    if (!s) err = 1;
-                    else PyList_SET_ITEM(values, (Py_ssize_t)i, s);
-                }
-            }
-            if (!err) {
-                PyObject *pair = PyTuple_Pack(2, rows, values);
-                err = !pair || PyDict_SetItem(categorical, name, pair);
-                Py_XDECREF(pair);
-            }
-            Py_XDECREF(rows);
-            Py_XDECREF(values);
+            PyObject *pair = categorical_column(col, n);
+            err = !pair || PyDict_SetItem(categorical, name, pair);
+            Py_XDECREF(pair);
         }
         if (!err && col->invalid) {
             PyObject *count = PyLong_FromLongLong(col->invalid);

@@ -305,8 +305,9 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
             row_time_ns=np.frombuffer(row_time, dtype=np.int64),
             row_weight=np.frombuffer(row_weight, dtype=np.float64),
             numeric={name: np.frombuffer(col, dtype=np.float64) for name, col in numeric.items()},
-            categorical={name: categorical_column(n, np.frombuffer(rows, dtype=np.int64), values)
-                         for name, (rows, values) in categorical.items()},
+            # numpy str storage filled by the decoder: no Python object per row
+            categorical={name: np.frombuffer(cells, dtype=f"<U{width}")
+                         for name, (cells, width) in categorical.items()},
             invalid=Counter(invalid),
             span_end_ns=np.frombuffer(span_end, dtype=np.int64),
             span_duration_s=np.frombuffer(span_dur, dtype=np.float64),
