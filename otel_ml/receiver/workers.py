@@ -82,12 +82,13 @@ class ReceiverWorkers:
         proc = self._ctx.Process(target=_worker_main, args=(spec, theirs), name=f"otel-ml-receiver-{i}", daemon=True)
         proc.start()
         theirs.close()
-        if not ours.poll(60):
-            proc.kill()
-            raise OSError(f"receiver worker {i} did not start within 60 s")
-        msg = ours.recv()
+        try:
+            msg = ours.recv() if ours.poll(60) else ("failed", "did not start within 60 s")
+        except EOFError:
+            msg = ("failed", f"exited with code {proc.join(5) or proc.exitcode}")
         if msg[0] != "ready":
-            proc.join(5)
+            proc.kill()
+            ours.close()
             raise OSError(f"receiver worker {i} failed: {msg[1]}")
         self.port = self.port or msg[1]
         self._procs[i] = proc
