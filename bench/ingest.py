@@ -20,8 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.loadgen import make_request  # noqa: F401  (re-exported: the request shape lives in loadgen)
-
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

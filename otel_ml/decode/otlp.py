@@ -4,8 +4,9 @@
 it was built and agrees with the installed protobuf schema, and this module's pure-Python decoder
 (``decode_request_python``) otherwise. The pure-Python decoder is the reference: the compiled one either
 returns exactly its result or declines the request, and then the reference decodes it. It declines
-malformed or non-canonical protobuf (a field given twice, unknown fields, invalid UTF-8...) and requests
-holding a span the reference would reject, so every rejection reason and message is defined here once.
+malformed or non-canonical protobuf (a field given twice, unknown fields, invalid UTF-8...) and float model
+versions; spans the reference would reject it skips and hands back, and the reference states their reasons,
+so every rejection reason and message is defined here once.
 ``tests/test_decode_compiled.py`` holds both to that on SDK output and fuzzed input.
 Set ``OTEL_ML_DECODER=python`` to run the reference only.
 """
@@ -281,13 +282,8 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
     # Spans the compiled decoder skipped as invalid: the reference states why (reasons are defined once, here).
     spans = np.frombuffer(rejected, dtype=np.int64).reshape(-1, 4).tolist()
     for span_at, span_len, res_at, res_len in spans:
-        res_model = res_version = None
-        if res_at >= 0:
-            for kv in Resource.FromString(data[res_at:res_at + res_len]).attributes:
-                if kv.key == semconv.MODEL_NAME:
-                    res_model = kv.value
-                elif kv.key == semconv.MODEL_VERSION:
-                    res_version = kv.value
+        res_model, res_version = _resource_model(Resource.FromString(data[res_at:res_at + res_len])) \
+            if res_at >= 0 else (None, None)
         try:
             _decode_span(Span.FromString(data[span_at:span_at + span_len]), res_model, res_version, {}, limits, now_ns)
         except _Rejected as r:
@@ -316,7 +312,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
     return result
 
 
-_DECLINE_REASONS = {1: "wire_format", 2: "rejected_span"}
+_DECLINE_REASONS = {1: "wire_format", 2: "float_model_version"}
 DECLINED: Counter[str] = Counter()
 """Requests the compiled decoder handed to the reference decoder, by reason (for tests and benchmarks)."""
 
@@ -383,13 +379,7 @@ def decode_request_python(
     result = DecodeResult(batches=[])
     now_ns = time.time_ns()
     for rs in request.resource_spans:
-        res_model: AnyValue | None = None
-        res_version: AnyValue | None = None
-        for kv in rs.resource.attributes:
-            if kv.key == semconv.MODEL_NAME:
-                res_model = kv.value
-            elif kv.key == semconv.MODEL_VERSION:
-                res_version = kv.value
+        res_model, res_version = _resource_model(rs.resource)
         for ss in rs.scope_spans:
             for span in ss.spans:
                 result.spans_received += 1
@@ -405,6 +395,17 @@ def decode_request_python(
                     result.spans_ignored += 1
     result.batches = [b.build() for b in builders.values() if b.n_rows or b.span_end]
     return result
+
+
+def _resource_model(resource: Resource) -> tuple[AnyValue | None, AnyValue | None]:
+    """``ml.model.name`` and ``ml.model.version`` of a resource (the last one given wins), for its spans."""
+    model = version = None
+    for kv in resource.attributes:
+        if kv.key == semconv.MODEL_NAME:
+            model = kv.value
+        elif kv.key == semconv.MODEL_VERSION:
+            version = kv.value
+    return model, version
 
 
 def _decode_span(

@@ -15,6 +15,7 @@ restarts a worker that died (its unanswered senders retry, as OTLP senders do).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -77,8 +78,7 @@ class ReceiverWorkers:
         endpoint = self.spec.receiver.endpoint
         if self.port is not None:  # later workers (and restarts) join the port the first one bound
             endpoint = f"{endpoint.rpartition(':')[0]}:{self.port}"
-        spec = WorkerSpec(**{**self.spec.__dict__, "receiver": OtlpGrpcReceiverConfig(
-            **{**self.spec.receiver.__dict__, "endpoint": endpoint})})
+        spec = dataclasses.replace(self.spec, receiver=dataclasses.replace(self.spec.receiver, endpoint=endpoint))
         proc = self._ctx.Process(target=_worker_main, args=(spec, theirs), name=f"otel-ml-receiver-{i}", daemon=True)
         proc.start()
         theirs.close()
