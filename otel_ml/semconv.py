@@ -29,6 +29,9 @@ SAMPLING_RATIO = "ml.sampling.ratio"
 # Names under which the model output is profiled like a feature.
 PREDICTION_FEATURE = "prediction"
 PREDICTION_SCORE_FEATURE = "prediction.score"
+RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE})
+"""``ml.feature.<name>`` may not use these names: they would merge with the model output. The processor
+rejects such spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
 
 # --- metric attributes (processor → backend) -----------------------------------------------------
 ATTR_MODEL_NAME = "ml.model.name"

@@ -126,7 +126,14 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
     n = draw(st.integers(1, 5))
     attrs = [("ml.model.name", AnyValue(string_value=draw(st.sampled_from(["m", "n", "ü-model"])))),
              ("ml.batch.size", AnyValue(int_value=n))]
-    for name in draw(st.lists(st.sampled_from(["a", "b", "c", "prediction"]), max_size=4, unique=True)):
+    # Keys may repeat, and ml.feature.prediction may stand beside ml.prediction: both decoders must reject those
+    # spans alike (duplicate_attribute, reserved_feature_name), whatever rows the arrays fill.
+    names = draw(st.lists(st.sampled_from(["a", "b", "c", "prediction"]), max_size=4, unique=True))
+    names += draw(st.lists(st.sampled_from(names or ["a"]), max_size=1))  # sometimes one key again
+    keys = [f"ml.feature.{name}" for name in names]
+    if draw(st.integers(0, 3)) == 0:  # the model output beside, or colliding with, a feature
+        keys = ["ml.feature.a", "ml.prediction", *draw(st.lists(st.just("ml.feature.prediction"), max_size=1))]
+    for key in keys:
         elems = draw(st.lists(scalars | st.just(AnyValue()), min_size=n, max_size=n))
         if draw(st.booleans()):  # one kind for the whole array, the common case (all ±inf included)
             kind = draw(st.sampled_from([lambda v: AnyValue(double_value=v), lambda v: AnyValue(int_value=int(v)),
@@ -135,7 +142,7 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
             elems = [kind(draw(st.floats(-1e6, 1e6))) for _ in range(n)]
         arr = AnyValue()
         arr.array_value.values.extend(elems)
-        attrs.append((f"ml.feature.{name}", arr))
+        attrs.append((key, arr))
     return attrs
 
 
@@ -237,7 +244,7 @@ MODEL = ld(9, kv("ml.model.name", ld(1, b"m")))
 END = tag(8, 1) + struct.pack("<Q", NOW)
 
 
-@pytest.mark.parametrize("case, span, expected", [
+CORNER_CASES = [
     ("plain", MODEL + END + ld(9, kv("ml.feature.x", tag(4, 1) + struct.pack("<d", 2.5))), "equal"),
     ("end time given twice", MODEL + END + END, "declined"),
     ("two oneof members", MODEL + END + ld(9, kv("ml.feature.x", ld(1, b"a") + tag(3, 0) + varint(4))), "declined"),
@@ -255,16 +262,76 @@ END = tag(8, 1) + struct.pack("<Q", NOW)
     ("batch of ±inf only", MODEL + END + ld(9, kv("ml.batch.size", tag(3, 0) + varint(2))) +
      ld(9, kv("ml.feature.x", ld(5, ld(1, tag(4, 1) + struct.pack("<d", math.inf)) * 2))), "equal"),
     ("rejected span (array without batch size)", MODEL + END + ld(9, kv("ml.feature.x", ld(5, b""))), "equal"),
-    ("feature named twice", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(1))) * 2, "equal"),
+    ("feature named twice (rejected)", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(1))) * 2,
+     "equal"),
     ("a text feature twice, the later one shorter", MODEL + END + ld(9, kv("ml.feature.c", ld(1, b"long"))) +
      ld(9, kv("ml.feature.c", ld(1, b"s"))), "equal"),
     ("feature named twice, two kinds", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(1))) +
      ld(9, kv("ml.feature.x", ld(1, b"a"))) + ld(9, kv("ml.feature.x", tag(3, 0) + varint(2))), "equal"),
     ("key after value", MODEL + END + ld(9, ld(2, tag(3, 0) + varint(5)) + ld(1, b"ml.feature.x")), "equal"),
     ("empty value", MODEL + END + ld(9, kv("ml.feature.x", b"")), "equal"),
-])
+]
+
+
+@pytest.mark.parametrize("case, span, expected", CORNER_CASES)
 def test_wire_format_corner_cases(case: str, span: bytes, expected: str) -> None:
     assert compare(request_of(span), DecodeLimits()) == expected, case
+
+
+# The issue's reproducer: batch of 2, x = [1.0, 2.0] then x = [3.0, "a"]. The compiled decoder used to answer
+# x = [3, nan] where the reference kept the last write per row (x = [3, 2]); now both reject the span.
+REPEATED_BATCH_COLUMN = bytes.fromhex(
+    "0a88011285011282014a140a0d6d6c2e6d6f64656c2e6e616d6512030a016d410000b49376e2fa184a130a0d6d6c2e62617463682e"
+    "73697a65120218024a280a0c6d6c2e666561747572652e7812182a160a0921000000000000f03f0a092100000000000000404a220a"
+    "0c6d6c2e666561747572652e7812122a100a092100000000000008400a030a0161")
+
+
+def rejected_by_both(data: bytes) -> DecodeResult:
+    """Both decoders agree on ``data`` and accept no span of it; returns the reference's result."""
+    assert compare(data, DecodeLimits()) == "equal"
+    with mock.patch("time.time_ns", return_value=NOW):
+        result = decode_request_python(data, DecodeLimits())
+    assert result.spans_accepted == 0 and result.batches == []
+    return result
+
+
+def test_a_batch_span_naming_a_column_twice_is_rejected_by_both_decoders() -> None:
+    result = rejected_by_both(REPEATED_BATCH_COLUMN)
+    assert result.rejected == Counter(duplicate_attribute=1)
+    assert result.examples["duplicate_attribute"] == "column 'x' is given twice in one span"
+
+
+def test_a_feature_named_prediction_is_rejected_not_merged_with_the_model_output() -> None:
+    for feature in ("prediction", "prediction.score"):
+        alone = MODEL + END + ld(9, kv(f"ml.feature.{feature}", tag(3, 0) + varint(1)))
+        beside_output = alone + ld(9, kv("ml." + feature, tag(3, 0) + varint(0)))
+        for span in (alone, beside_output):
+            result = rejected_by_both(request_of(span))
+            assert result.rejected == Counter(reserved_feature_name=1), feature
+            assert f"'ml.feature.{feature}' would merge with the model output" in result.examples[
+                "reserved_feature_name"]
+
+
+def test_the_model_output_given_twice_is_rejected() -> None:
+    span = MODEL + END + ld(9, kv("ml.prediction", tag(3, 0) + varint(1))) * 2
+    assert rejected_by_both(request_of(span)).rejected == Counter(duplicate_attribute=1)
+
+
+@pytest.mark.parametrize("width", [2, 8, 9, 40, 300])
+def test_a_repeated_column_is_found_at_any_span_width(width: int) -> None:
+    """Narrow spans are checked pair by pair, wide ones through a hash table: both paths, first and last key."""
+    names = [f"f{i}" for i in range(width)]
+    for repeated in ([names[0], names[-1]], [names[-1], names[-2]]):
+        span = MODEL + END + b"".join(ld(9, kv(f"ml.feature.{n}", tag(3, 0) + varint(i)))
+                                      for i, n in enumerate(names + repeated[:1]))
+        limits = DecodeLimits(max_features_per_span=1000)
+        assert compare(request_of(span), limits) == "equal"
+        with mock.patch("time.time_ns", return_value=NOW):
+            assert decode_request_python(request_of(span), limits).rejected == Counter(duplicate_attribute=1)
+    distinct = MODEL + END + b"".join(ld(9, kv(f"ml.feature.{n}", tag(3, 0) + varint(1))) for n in names)
+    assert compare(request_of(distinct), DecodeLimits(max_features_per_span=1000)) == "equal"
+    with mock.patch("time.time_ns", return_value=NOW):
+        assert decode_request_python(request_of(distinct)).spans_accepted == 1
 
 
 def test_resource_after_its_spans_still_names_the_model() -> None:

@@ -54,6 +54,22 @@ def test_bad_values_are_dropped_and_counted_never_raised(provider, spans) -> Non
     assert "ml.feature.x" not in batch.attributes and batch.attributes["ml.feature.z"] == (1.0, 2.0)
 
 
+def test_a_feature_named_like_the_model_output_is_dropped_and_counted(provider, spans, caplog) -> None:
+    """The processor rejects ``ml.feature.prediction`` (it would merge with ``ml.prediction``): the client drops
+    that value, keeps the rest of the prediction, counts and logs it."""
+    m = ModelMonitor("m", tracer_provider=provider)
+    with m.predict({"prediction": 1.0, "age": 3}) as p:
+        p.set_feature("prediction.score", 0.5)
+        p.set_prediction(1)
+    m.record({"prediction": 2.0, "age": 4}, prediction=0)
+    m.record_batch({"prediction": [1, 2], "age": [5, 6]}, predictions=[0, 1])
+    assert m.dropped_values == 4
+    assert "ml.feature.prediction" in caplog.text and "rename the feature" in caplog.text
+    for span in spans.get_finished_spans():
+        assert not any(k.startswith("ml.feature.prediction") for k in span.attributes)
+        assert "ml.feature.age" in span.attributes and "ml.prediction" in span.attributes
+
+
 def test_decorator(provider, spans) -> None:
     m = ModelMonitor("m", tracer_provider=provider)
 

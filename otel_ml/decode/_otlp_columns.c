@@ -8,7 +8,8 @@
  *     bad varints, invalid UTF-8 in any string field, wire-type mismatches, unknown fields, groups,
  *     a singular field given twice (protobuf merges or overwrites), two members of a oneof, deep nesting;
  *   - a float ml.model.version (its text would be Python's repr of the float).
- * A feature named twice in one span needs no special case: the later value wins in both decoders.
+ * A span that names a column twice (ml.feature.x twice, or ml.feature.prediction beside ml.prediction) is
+ * rejected in both decoders (duplicate_attribute, reserved_feature_name), so no row of a column is written twice.
  * Spans the Python decoder would reject are skipped and returned as byte ranges: the Python decoder
  * states their reasons (its messages are defined once, there).
  * What it accepts it validates as strictly as upb does (the schema table below is checked against the
@@ -336,8 +337,7 @@ typedef struct {
     size_t nlen;
     uint64_t hash;
     int has_num, has_cat;
-    F64Vec num; /* dense by row, NaN-padded at the end; a row written twice keeps the later value, as numpy's
-                   fancy assignment does in the Python decoder */
+    F64Vec num; /* dense by row up to the last row written, NaN where no number was written */
     CatVec cat;
     int64_t invalid;
 } Column;
@@ -400,10 +400,15 @@ typedef struct {
     const uint8_t *resource;
     size_t resource_len;
     I64Vec rejected;
+    /* per span scratch: the duplicate-column check's open-addressing table (ColumnRef position + 1) */
+    uint32_t *seen;
+    size_t seen_cap;
 } Ctx;
 
-static Column *column_in(Group *g, const uint8_t *name, size_t nlen) {
-    uint64_t h = hash_bytes(name, nlen, 14695981039346656037ULL);
+#define NAME_HASH(name, nlen) hash_bytes((name), (nlen), 14695981039346656037ULL)
+
+/* The column ``name`` of group ``g`` (created when new); ``h`` is NAME_HASH(name, nlen). */
+static Column *column_in(Group *g, const uint8_t *name, size_t nlen, uint64_t h) {
     if (g->index.slots) {
         for (size_t i = h & g->index.mask;; i = (i + 1) & g->index.mask) {
             uint32_t s = g->index.slots[i];
@@ -476,6 +481,7 @@ static void free_ctx(Ctx *c) {
     PyMem_RawFree(c->attrs.a);
     PyMem_RawFree(c->elems.a);
     PyMem_RawFree(c->rejected.a);
+    PyMem_RawFree(c->seen);
 }
 
 /* ------------------------------------------------------------ writing rows ---- */
@@ -485,7 +491,7 @@ static int set_num(Column *col, int64_t row, double x) {
     if (grow((void **)&col->num.a, &col->num.cap, need, sizeof(double))) return -1;
     while (col->num.n < (size_t)row) col->num.a[col->num.n++] = NAN;
     col->num.a[row] = x;
-    col->num.n = need;
+    if (col->num.n < need) col->num.n = need; /* never shrink: rows after ``row`` may hold numbers already */
     return 0;
 }
 
@@ -574,7 +580,38 @@ typedef struct {
     size_t nlen;
     Py_ssize_t nchars;
     const Val *v;
+    uint64_t hash; /* NAME_HASH of name, set by has_duplicate */
 } ColumnRef;
+
+/* 1 when two of the span's columns share a name (otlp.py rejects the span: duplicate_attribute), 0 when
+ * not, -1 when out of memory. Hashes every name into refs[k].hash for column_in. */
+static int has_duplicate(Ctx *c, ColumnRef *refs, size_t n) {
+    for (size_t k = 0; k < n; k++) refs[k].hash = NAME_HASH(refs[k].name, refs[k].nlen);
+    if (n < 2) return 0;
+    if (n <= 8) { /* the common narrow span: pairwise is cheaper than clearing a table */
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (refs[i].hash == refs[j].hash && refs[i].nlen == refs[j].nlen &&
+                    memcmp(refs[i].name, refs[j].name, refs[i].nlen) == 0)
+                    return 1;
+        return 0;
+    }
+    size_t size = 16;
+    while (size < n * 2) size *= 2;
+    if (grow((void **)&c->seen, &c->seen_cap, size, sizeof(uint32_t))) return -1;
+    memset(c->seen, 0, size * sizeof(uint32_t));
+    size_t mask = size - 1;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = refs[k].hash & mask;
+        for (; c->seen[i]; i = (i + 1) & mask) {
+            const ColumnRef *o = &refs[c->seen[i] - 1];
+            if (o->hash == refs[k].hash && o->nlen == refs[k].nlen && memcmp(o->name, refs[k].name, o->nlen) == 0)
+                return 1;
+        }
+        c->seen[i] = (uint32_t)(k + 1);
+    }
+    return 0;
+}
 
 static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_code) {
     const Val *model_v = c->res_model_set ? &c->res_model : NULL;
@@ -583,15 +620,17 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
     ColumnRef refs_local[64];
     ColumnRef *refs = refs_local;
     size_t nrefs = 0, cap_refs = 64;
-    int rc = DEC_OK;
+    int rc = DEC_OK, reserved = 0;
     c->received++;
     for (size_t k = 0; k < c->attrs.n; k++) {
         const Attr *a = &c->attrs.a[k];
-        ColumnRef r = {NULL, 0, 0, &a->v};
+        ColumnRef r = {NULL, 0, 0, &a->v, 0};
         if (STARTS(a->key, a->klen, "ml.feature.")) {
             r.name = a->key + 11;
             r.nlen = a->klen - 11;
             r.nchars = a->kchars - 11;
+            /* semconv.RESERVED_FEATURE_NAMES: the names the model output is profiled under */
+            if (EQUALS(r.name, r.nlen, "prediction") || EQUALS(r.name, r.nlen, "prediction.score")) reserved = 1;
         } else if (EQUALS(a->key, a->klen, "ml.prediction")) {
             r.name = (const uint8_t *)"prediction";
             r.nlen = r.nchars = 10;
@@ -647,8 +686,13 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
     for (size_t k = 0; k < nrefs; k++)
         if (refs[k].nchars > longest) longest = refs[k].nchars;
     if (model_v->schars > c->max_name_length || vchars > c->max_name_length || longest > c->max_name_length ||
-        (Py_ssize_t)nrefs > c->max_features_per_span) {
+        (Py_ssize_t)nrefs > c->max_features_per_span || reserved) {
         rc = DEC_REJECT;
+        goto done;
+    }
+    int dup = has_duplicate(c, refs, nrefs);
+    if (dup) {
+        rc = dup < 0 ? DEC_NOMEM : DEC_REJECT;
         goto done;
     }
     double weight = 1.0;
@@ -682,7 +726,7 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
     }
     int64_t row = g->n_rows;
     for (size_t k = 0; k < nrefs; k++) {
-        Column *col = column_in(g, refs[k].name, refs[k].nlen);
+        Column *col = column_in(g, refs[k].name, refs[k].nlen, refs[k].hash);
         if (!col) { rc = DEC_NOMEM; goto done; }
         if (!batch_v) {
             if (write_scalar(c, col, row, refs[k].v)) { rc = DEC_NOMEM; goto done; }
@@ -863,8 +907,7 @@ static void utf8_to_ucs4(const uint8_t *s, size_t n, uint32_t *out) {
 
 /* A categorical column as numpy stores str arrays, so no Python object is made per row: (buffer of n rows
  * x width UCS-4 code points, little-endian, zero-padded; width), where width is the longest value's length
- * (at least 1), as numpy.asarray(values, dtype=str) would choose. Rows without a value stay "", and a row
- * given twice keeps the later value, as in the Python decoder. */
+ * (at least 1), as numpy.asarray(values, dtype=str) would choose. Rows without a value stay "". */
 static PyObject *categorical_column(const Column *col, size_t n) {
     Py_ssize_t width = 1;
     for (size_t i = 0; i < col->cat.n; i++)
@@ -876,7 +919,6 @@ static PyObject *categorical_column(const Column *col, size_t n) {
     for (size_t i = 0; i < col->cat.n; i++) {
         const CatEntry *e = &col->cat.a[i];
         uint32_t *cell = cells + (size_t)e->row * (size_t)width;
-        memset(cell, 0, (size_t)width * 4); /* a later value for the same row replaces the earlier one */
         utf8_to_ucs4(e->s, e->len, cell);
     }
     return Py_BuildValue("(Nn)", buf, width);

@@ -422,12 +422,16 @@ def _decode_span(
     batch_v: AnyValue | None = None
     ratio_v: AnyValue | None = None
     columns: list[tuple[str, AnyValue]] = []
+    reserved: str | None = None
     for kv in span.attributes:
         key = kv.key
         if not key.startswith("ml."):
             continue
         if key.startswith(semconv.FEATURE_PREFIX):
-            columns.append((key[_FEATURE_PREFIX_LEN:], kv.value))
+            name = key[_FEATURE_PREFIX_LEN:]
+            if name in semconv.RESERVED_FEATURE_NAMES:
+                reserved = key
+            columns.append((name, kv.value))
         elif key in _PREDICTION_COLUMNS:
             columns.append((_PREDICTION_COLUMNS[key], kv.value))
         elif key == semconv.MODEL_NAME:
@@ -461,6 +465,16 @@ def _decode_span(
         raise _Rejected(
             "too_many_features", f"{len(columns)} features in one span (limit {limits.max_features_per_span})"
         )
+    if reserved is not None:
+        raise _Rejected("reserved_feature_name", f"'{reserved}' would merge with the model output; rename the "
+                                                 "feature")
+    if len(columns) > 1 and len({name for name, _ in columns}) != len(columns):
+        # OTLP requires unique attribute keys; of two values for one column neither is known to be the right one.
+        seen: set[str] = set()
+        for name, _ in columns:
+            if name in seen:
+                raise _Rejected("duplicate_attribute", f"column '{name}' is given twice in one span")
+            seen.add(name)
 
     weight = 1.0
     if ratio_v is not None:

@@ -79,7 +79,9 @@ class PredictionRecord:
         self.span = span
 
     def set_feature(self, name: str, value: Any) -> None:
-        self._monitor._set(self.span, semconv.FEATURE_PREFIX + name, value)
+        key = self._monitor._feature_key(name)
+        if key is not None:
+            self._monitor._set(self.span, key, value)
 
     def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None) -> None:
         self._monitor._set(self.span, semconv.PREDICTION, value)
@@ -158,10 +160,16 @@ class ModelMonitor:
         if v is not None:
             span.set_attribute(key, v)
 
-    def _feature_key(self, name: Any) -> str:
+    def _feature_key(self, name: Any) -> str | None:
+        """``ml.feature.<name>``, or None for a name the processor would reject (the value is dropped and
+        counted: a feature named like the model output would merge with it)."""
         key = self._keys.get(name)
         if key is None:
-            key = self._keys[name] = semconv.FEATURE_PREFIX + str(name)
+            key = semconv.FEATURE_PREFIX + str(name)
+            if str(name) in semconv.RESERVED_FEATURE_NAMES:
+                self._drop(key, "reserved name: it would merge with the model output; rename the feature")
+                return None
+            self._keys[name] = key
         return key
 
     def _attributes(self, features: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -173,18 +181,21 @@ class ModelMonitor:
                 self._drop("features", e)
                 return attrs
             for name, value in items:
+                key = self._feature_key(name)
+                if key is None:
+                    continue
                 t = type(value)
                 # Fast path for plain values (the serving path runs this for every prediction).
                 if t is float:
                     if value == value:  # not NaN
-                        attrs[self._feature_key(name)] = value
+                        attrs[key] = value
                     continue
                 if t is int or t is bool or (t is str and value):
-                    attrs[self._feature_key(name)] = value
+                    attrs[key] = value
                     continue
-                v = self._checked(f"{semconv.FEATURE_PREFIX}{name}", value)
+                v = self._checked(key, value)
                 if v is not None:
-                    attrs[self._feature_key(name)] = v
+                    attrs[key] = v
         return attrs
 
     def _sampled(self) -> bool:
@@ -238,7 +249,11 @@ class ModelMonitor:
         """Record N predictions as one span: every column becomes an array attribute of length N and
         ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``."""
         try:
-            columns: dict[str, Sequence[Any]] = {semconv.FEATURE_PREFIX + str(k): v for k, v in features.items()}
+            columns: dict[str, Sequence[Any]] = {}
+            for name, values in features.items():
+                key = self._feature_key(name)
+                if key is not None:
+                    columns[key] = values
             if predictions is not None:
                 columns[semconv.PREDICTION] = predictions
             if scores is not None:
