@@ -84,13 +84,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     http = (f"OTLP/HTTP on {cfg.receiver.otlp_http.endpoint.rpartition(':')[0]}:{service.http_receiver.port}, "
             if service.http_receiver is not None else "")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the line below: a supervisor may signal right after it
+        signal.signal(sig, lambda *_: stop.set())
     print(f"otel-ml serving: OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:"
           f"{service.receiver.port}, {http}Prometheus on "
           f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics",
           flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     service.shutdown()
     return 0

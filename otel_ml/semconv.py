@@ -63,6 +63,8 @@ METRIC_SPANS_IGNORED = "otel_ml.spans.ignored"
 METRIC_ROWS_LATE = "otel_ml.rows.late"
 METRIC_REQUESTS_REFUSED = "otel_ml.requests.refused"
 METRIC_FEATURE_VALUES_DROPPED = "otel_ml.feature_values.dropped"
+METRIC_STORAGE_ERRORS = "otel_ml.storage.errors"
+METRIC_STORAGE_HEALTHY = "otel_ml.storage.healthy"
 METRIC_EXPORT_OVERFLOW = "otel_ml.export.overflow"
 
 OVERALL_METHOD = "overall"

@@ -1,9 +1,11 @@
 """The processor: wires receiver → decoder → windowed profiles → analyzer → exporter from one config.
 
 Durability: what a request that carried ML spans added (its DecodeResult, as ``to_bytes`` encodes it) is
-journaled (store/journal.py) after it is applied in memory and before the request is answered, so an
-acknowledged span survives ``kill -9``; a checkpoint of the whole state every
-``state.checkpoint_interval_seconds`` keeps recovery short.
+journaled (store/journal.py), and applied in memory only once that commit succeeded, before the request is
+answered: an acknowledged span survives ``kill -9``, and a refused one (disk full: UNAVAILABLE with RetryInfo)
+leaves no trace, so the sender's retry counts once. A checkpoint of the whole state every
+``state.checkpoint_interval_seconds`` keeps recovery short. Storage failures are counted by operation, logged
+once per episode, and make the processor not ready until a write succeeds again.
 
 Cores: OTLP/gRPC requests are received and decoded in receiver worker processes (receiver/workers.py) when
 the machine has more than one CPU; everything stateful stays here.
@@ -28,13 +30,13 @@ from otel_ml.export.metrics import MetricsExporter
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.privacy import hash_batch, load_key
 from otel_ml.profile.window import WindowedProfile
-from otel_ml.receiver.common import AdmissionControl
+from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
 from otel_ml.store.archive import ArchiveRow, window_row
 from otel_ml.store.baselines import ReferenceStore
-from otel_ml.store.journal import Journal
+from otel_ml.store.journal import Journal, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLim
         for batch in result.batches:
             hash_batch(batch, hash_key, hash_features)
     return result
+
+
+STORAGE_OPS = ("journal", "checkpoint", "reference")
+"""What ``otel_ml.storage.errors`` counts by ``op``: request journal, checkpoint (windows, archive), pinned
+reference files."""
 
 
 class RateLimitedRejectionLog:
@@ -103,8 +110,10 @@ class ProcessorService:
                             on_refused=self._count_refused)
             if workers else OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume, config.receiver.tls, token))
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume, config.receiver.tls,
-                                                    token) if config.receiver.otlp_http.enabled else None)
-        self.exporter = MetricsExporter(config.export, self.reports, config.instance_id)
+                                                    token, readiness=self.readiness)
+                              if config.receiver.otlp_http.enabled else None)
+        self.exporter = MetricsExporter(config.export, self.reports, config.instance_id,
+                                        storage_healthy=lambda: not self._storage_failing)
         self.totals: Counter[TotalKey] = Counter()
         """Every counter the processor exports, kept so a checkpoint can carry them across restarts."""
         self._last_seq = 0
@@ -116,11 +125,19 @@ class ProcessorService:
         self._rejection_log = RateLimitedRejectionLog()
         self.admission = AdmissionControl(config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                           on_refuse=self._count_refused)
+        self._storage_lock = threading.Lock()
+        self._storage_failing: dict[str, str] = {}
+        """Per op of STORAGE_OPS, what its last write failed with, until one succeeds again."""
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.references.open()  # also proves the state directory is writable
         self.exporter.start()
+        for op in STORAGE_OPS:  # present from the start, so rate() alerts see the first error
+            self.exporter.counters[sc.METRIC_STORAGE_ERRORS].add(0, {"op": op})
+        if self.journal is None:
+            log.info("state.durable is false: requests are not journaled (a restart loses the live windows); "
+                     "only pinned references are written to %s", self.config.state.dir)
         if self.journal is not None:
             self._recover()
             self.journal.start()
@@ -139,7 +156,10 @@ class ProcessorService:
             self._evaluator.join(timeout=10)
         self._save_new_references()
         if self.journal is not None:
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except (StorageError, TimeoutError) as e:
+                log.error("final checkpoint failed (the journal still holds every acknowledged request): %s", e)
             self.journal.close()
         self.exporter.shutdown()
 
@@ -185,21 +205,57 @@ class ProcessorService:
             return self._consume(DecodeResult.from_bytes(record), record)
 
     def _consume(self, result: DecodeResult, record: bytes | None = None) -> DecodeResult:
-        """Apply and journal; ``record`` is ``result.to_bytes()`` when the caller has it already."""
-        batches = len(result.batches)
-        self._apply(result)
-        if self.journal is not None and result.batches:
-            # The journal keeps what was applied, not the request: a replay applies the same rows without
-            # decoding again, and the record is ~3.5x smaller (journal bytes were half the durable cost).
-            unchanged = record is not None and len(result.batches) == batches  # no model refused by max_models
-            self.journal.append(result.seq, record if unchanged else result.to_bytes())
+        """Journal, then apply; ``record`` is ``result.to_bytes()`` when the caller has it already."""
+        if self.journal is None or not result.batches:
+            self._apply(result)  # nothing to make durable (only counts), or not durable by configuration
+        else:
+            # The journal keeps the decoded rows, not the request: a replay applies them without decoding
+            # again, and the record is ~3.5x smaller. The journal's writer applies them once committed, in
+            # sequence order, so memory holds exactly what a replay of the journal would rebuild.
+            try:
+                self.journal.append(record if record is not None else result.to_bytes(),
+                                    functools.partial(self._apply, result))
+            except StorageError as e:
+                self._storage_failed(e.op, e.cause)
+                raise StorageUnavailable(f"otel-ml cannot write its state ({e.cause}); nothing of this request "
+                                         "was kept, retry later", self.config.limits.retry_after_seconds) from e
+            self._storage_succeeded("journal")
             self._maybe_checkpoint()
         if result.spans_rejected:
             self._rejection_log.warn(result)
         return result
 
-    def _apply(self, result: DecodeResult, journaled: bool = True) -> DecodeResult:
-        """Apply a decoded request to the windows and counters; ``journaled=False`` replays a journal record."""
+    # --- storage health --------------------------------------------------------------------------
+    def _storage_failed(self, op: str, cause: BaseException) -> None:
+        """Count a failed state write; log it once per episode of ``op`` (a full disk fails every request)."""
+        self._count(sc.METRIC_STORAGE_ERRORS, 1, {"op": op})
+        with self._storage_lock:
+            first = op not in self._storage_failing
+            self._storage_failing[op] = f"{type(cause).__name__}: {cause}"
+        if first:
+            consequence = {"journal": "requests are answered UNAVAILABLE with RetryInfo and nothing of them is kept; "
+                                      "not ready until a write succeeds",
+                           "checkpoint": "the journal keeps everything; retried at the next checkpoint",
+                           "reference": "the pinned reference is in use; written again at the next evaluation"}[op]
+            log.error("cannot write state in %s (%s: %s): %s", self.config.state.dir, op, cause, consequence)
+
+    def _storage_succeeded(self, op: str) -> None:
+        if op not in self._storage_failing:  # the common case, without the lock
+            return
+        with self._storage_lock:
+            was = self._storage_failing.pop(op, None)
+        if was is not None:
+            log.warning("state writes (%s) succeed again after: %s", op, was)
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why not): not ready while requests cannot be journaled (they are refused)."""
+        failure = self._storage_failing.get("journal")
+        if failure is not None:
+            return False, f"state storage failing ({failure}); requests are refused with RetryInfo"
+        return True, "ready"
+
+    def _apply(self, result: DecodeResult, seq: int | None = None) -> DecodeResult:
+        """Apply a decoded request to the windows and counters; ``seq`` is its journal sequence number."""
         late: Counter[tuple[str, str]] = Counter()
         dropped: Counter[tuple[str, str]] = Counter()
         with self._lock:
@@ -218,9 +274,8 @@ class ProcessorService:
                 dropped[batch.key] += wp.dropped_feature_values - before
                 kept.append(batch)
             result.batches = kept
-            if journaled and self.journal is not None and result.batches:
-                result.seq = self.journal.next_seq()
-                self._last_seq = result.seq
+            if seq is not None:
+                result.seq = self._last_seq = seq
             self._count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
             self._count(sc.METRIC_SPANS_ACCEPTED, result.spans_accepted)
             self._count(sc.METRIC_SPANS_IGNORED, result.spans_ignored)
@@ -261,13 +316,16 @@ class ProcessorService:
         return seq, json.dumps(state).encode(), rows, newest, upserts, deletes
 
     def checkpoint(self) -> None:
+        """Write the state; raises StorageError (counted, logged once per episode) when it could not."""
         if self.journal is None:
             return
         started = time.perf_counter()
         seq, state, rows, newest, upserts, deletes = self._state_bytes()
         try:
             self.journal.checkpoint(seq, state, rows, newest, upserts, deletes)
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, StorageError):
+                self._storage_failed(e.op, e.cause)
             with self._lock:  # not written: the next checkpoint must write these windows again
                 for model, version, start, _ in upserts:
                     wp = self.models.get((model, version))
@@ -278,6 +336,7 @@ class ProcessorService:
                     if wp is not None and start not in wp.windows:
                         wp.removed.add(start)
             raise
+        self._storage_succeeded("checkpoint")
         with self._lock:
             del self._archive_pending[:len(rows)]  # archived; on failure they stay for the next checkpoint
         self._last_checkpoint = time.monotonic()
@@ -288,8 +347,8 @@ class ProcessorService:
             self._last_checkpoint = time.monotonic()  # one thread takes it; the others go on
             try:
                 self.checkpoint()
-            except (OSError, TimeoutError) as e:
-                log.error("checkpoint failed (the journal still holds everything): %s", e)
+            except (StorageError, TimeoutError) as e:  # the request itself is durable: answer it OK
+                log.debug("checkpoint failed (the journal still holds everything; retried later): %s", e)
 
     def _recover(self) -> None:
         assert self.journal is not None
@@ -312,7 +371,7 @@ class ProcessorService:
         replayed = 0
         for seq, payload in journal:
             try:
-                self._apply(DecodeResult.from_bytes(payload), journaled=False)
+                self._apply(DecodeResult.from_bytes(payload), seq)
             except ValueError as e:
                 log.error("journal entry %d is not a valid record (%s); skipped", seq, e)
             self._last_seq = seq
@@ -346,7 +405,13 @@ class ProcessorService:
                 wp.just_pinned = False
         for wp in pinned:
             assert wp.reference is not None
-            path = self.references.save_pinned(wp.reference)
+            try:
+                path = self.references.save_pinned(wp.reference)
+            except OSError as e:  # in use from memory already; written at the next evaluation
+                wp.just_pinned = True
+                self._storage_failed("reference", e)
+                continue
+            self._storage_succeeded("reference")
             log.info("model %r version %r: pinned reference recorded in %s", wp.model, wp.version, path)
 
     def _evaluate_loop(self) -> None:

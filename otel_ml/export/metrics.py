@@ -73,9 +73,10 @@ class MetricsExporter:
     """Owns the MeterProvider, its readers, and every instrument otel-ml exports."""
 
     def __init__(self, config: ExportConfig, reports: Callable[[], list[ModelReport]],
-                 instance_id: str | None = None) -> None:
+                 instance_id: str | None = None, storage_healthy: Callable[[], bool] | None = None) -> None:
         self.config = config
         self._source = reports
+        self._storage_healthy = storage_healthy
         self._capped: tuple[int, list[ModelReport], dict[str, int]] = (0, [], {})
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self._http_server = None
@@ -136,6 +137,8 @@ class MetricsExporter:
              "OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight"),
             (sc.METRIC_FEATURE_VALUES_DROPPED, "{value}",
              "Values of features beyond limits.max_features_per_model, not profiled"),
+            (sc.METRIC_STORAGE_ERRORS, "{error}",
+             "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
         ]
         self.counters = {name: meter.create_counter(name, unit=unit, description=description)
                          for name, unit, description in counters}
@@ -160,6 +163,9 @@ class MetricsExporter:
              self._errors),
             (sc.METRIC_REFERENCE_READY, "", "1 when the model has a reference (baseline or pinned)",
              self._reference_ready),
+            (sc.METRIC_STORAGE_HEALTHY, "",
+             "1 while state writes succeed, 0 from a failed write until one succeeds (requests are refused)",
+             self._storage),
             (sc.METRIC_EXPORT_OVERFLOW, "{item}",
              "Models, versions and features profiled but not exported (export.cardinality caps), by kind",
              self._overflow),
@@ -184,6 +190,10 @@ class MetricsExporter:
         if self._capped[0] != id(reports):
             self._capped = (id(reports), *cap_reports(reports, self.config.cardinality))
         return self._capped[1]
+
+    def _storage(self) -> Iterable[Observation]:
+        if self._storage_healthy is not None:
+            yield Observation(int(self._storage_healthy()))
 
     def _overflow(self) -> Iterable[Observation]:
         self._reports()

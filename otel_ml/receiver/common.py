@@ -23,6 +23,11 @@ class Overloaded(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
+class StorageUnavailable(Overloaded):
+    """The processor's state could not be written (disk full, I/O error): nothing of the request was applied;
+    answer UNAVAILABLE (HTTP 503) with RetryInfo so the sender keeps the data and retries."""
+
+
 class AdmissionControl:
     """Bounds the request bytes being worked on at once; beyond it, ``admit`` raises Overloaded (the sender
     retries after RetryInfo) instead of the process running out of memory. One request is always admitted.

@@ -3,6 +3,8 @@
 Answers as the OTLP/HTTP spec says: 200 with an ExportTraceServiceResponse in the request's encoding
 (partial_success for rejected ML spans), 400 with a google.rpc.Status for a payload that cannot be
 parsed, 413 over the size limit, 415 for other content types, 404 elsewhere.
+``GET /healthz`` answers 200 while the process serves; ``GET /readyz`` 200 when the processor can accept data
+and 503 with the reason when it cannot (e.g. its state cannot be written). Neither needs the bearer token.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ class OtlpHttpTraceReceiver:
 
     def __init__(self, config: OtlpHttpReceiverConfig,
                  consume: Callable[[bytes | ExportTraceServiceRequest], DecodeResult],
-                 tls: TlsConfig | None = None, bearer_token: str | None = None) -> None:
+                 tls: TlsConfig | None = None, bearer_token: str | None = None,
+                 readiness: Callable[[], tuple[bool, str]] | None = None) -> None:
         self.config = config
         self._consume = consume
+        self._readiness = readiness or (lambda: (True, "ready"))
         self.tls = tls or TlsConfig()
         self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
         self._server: ThreadingHTTPServer | None = None
@@ -93,6 +97,16 @@ class OtlpHttpTraceReceiver:
                 body = (json_format.MessageToJson(status).encode() if content_type == JSON
                         else status.SerializeToString())
                 self._send(code, body, content_type, **headers)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/healthz":
+                    self._send(200, b"ok\n", "text/plain")
+                elif path == "/readyz":
+                    ready, why = receiver._readiness()
+                    self._send(200 if ready else 503, why.encode() + b"\n", "text/plain; charset=utf-8")
+                else:
+                    self._send(404, b"GET serves /healthz and /readyz; spans go to POST /v1/traces\n", "text/plain")
 
             def do_POST(self) -> None:
                 if receiver._expected_auth is not None:

@@ -1,11 +1,19 @@
 """Durable state: a journal of applied requests plus periodic checkpoints, in SQLite (WAL mode).
 
-Why this shape: an OTLP Export may be answered OK only once its effect survives ``kill -9``. Writing what
-the request added (its decoded columns, ``DecodeResult.to_bytes``; the service decides the payload) is far
-cheaper than writing the sketches it changed, so each payload is appended to the journal and committed
-before the answer, several per fsync when they arrive together (group commit, one writer thread). Every
-``checkpoint_interval`` the in-memory state is written with the sequence number it includes, and the
-journal up to there is deleted. Recovery loads the checkpoint and applies the journal after it.
+Why this shape: an OTLP Export may be answered OK only once its effect survives ``kill -9``, and its effect
+must be in memory only if it was answered OK (a refused request is retried; had it been applied, it would
+count twice). Writing what the request added (its decoded columns, ``DecodeResult.to_bytes``; the service
+decides the payload) is far cheaper than writing the sketches it changed, so each payload is appended to the
+journal and committed, several per fsync when they arrive together (group commit, one writer thread), and
+only then applied, by the writer thread in sequence order (``append``'s ``apply``), before the sender is
+answered. Sequence numbers are given at commit, so they are exactly the committed payloads in the order they
+were applied: a replay of the journal rebuilds the same state. Every ``checkpoint_interval`` the in-memory
+state is written with the sequence number it includes, and the journal up to there is deleted. Recovery
+loads the checkpoint and applies the journal after it.
+
+A failed write (disk full, read-only file system, I/O error) raises ``StorageError`` to every waiter of that
+commit: nothing of it was applied, and the next write tries again, so the journal recovers by itself when the
+cause goes away.
 
 SQLite from the standard library: one file, atomic transactions, WAL for concurrent reads, nothing to
 install. A state file that cannot be read is moved to ``quarantine/`` and the processor starts empty,
@@ -20,7 +28,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,11 +50,21 @@ class StateCorrupted(RuntimeError):
     pass
 
 
+class StorageError(Exception):
+    """The state could not be written (``op``: "journal" or "checkpoint"); nothing of that write took effect."""
+
+    def __init__(self, op: str, cause: BaseException) -> None:
+        super().__init__(f"{op} write failed: {type(cause).__name__}: {cause}")
+        self.op = op
+        self.cause = cause
+
+
 @dataclass
 class _Write:
-    seq: int
     payload: bytes
+    apply: Callable[[int], None]
     done: threading.Event
+    seq: int = 0
     error: BaseException | None = None
 
 
@@ -73,8 +91,7 @@ class Journal:
         self._queue: queue.Queue[_Write | _Checkpoint | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self._seq = 0
-        self._seq_lock = threading.Lock()
+        self._seq = 0  # the newest committed sequence number; the writer thread moves it
         self.commits = 0
         self.appended = 0
 
@@ -140,21 +157,22 @@ class Journal:
             self._conn = None
 
     # --- writing ---------------------------------------------------------------------------------
-    def next_seq(self) -> int:
-        """Reserve the next sequence number; call under the lock that applies the request to memory, so
-        sequence order is application order."""
-        with self._seq_lock:
-            self._seq += 1
-            return self._seq
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest committed payload."""
+        return self._seq
 
-    def append(self, seq: int, payload: bytes, timeout: float = 30.0) -> None:
-        """Queue a payload and wait until it is committed to disk; raises if that failed."""
-        item = _Write(seq, payload, threading.Event())
+    def append(self, payload: bytes, apply: Callable[[int], None], timeout: float = 30.0) -> int:
+        """Commit ``payload`` to disk, then call ``apply(seq)`` (on the writer thread, in sequence order) and
+        return ``seq``. Raises StorageError when the commit failed (``apply`` is not called), TimeoutError when
+        the writer did not get to it in time (it may still commit and apply later), or what ``apply`` raised."""
+        item = _Write(payload, apply, threading.Event())
         self._queue.put(item)
         if not item.done.wait(timeout):
             raise TimeoutError("journal write did not complete")
         if item.error is not None:
             raise item.error
+        return item.seq
 
     def checkpoint(self, seq: int, state: bytes, archive_rows: list[ArchiveRow] | None = None,
                    archive_now_ns: int | None = None, window_upserts: list[tuple[str, str, int, bytes]] | None = None,
@@ -163,7 +181,7 @@ class Journal:
         same transaction, write the windows that changed and delete those that are gone, archive the windows
         that left memory since the last checkpoint, and compact the archive as of ``archive_now_ns``."""
         item = _Checkpoint(seq, state, threading.Event(), archive_rows or [], archive_now_ns, window_upserts or [],
-                           window_deletes or [])
+                           window_deletes or [])  # raises StorageError when it could not be written
         self._queue.put(item)
         if not item.done.wait(timeout):
             raise TimeoutError("checkpoint did not complete")
@@ -188,10 +206,13 @@ class Journal:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+            first_seq = self._seq
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for it in batch:
                     if isinstance(it, _Write):
+                        self._seq += 1
+                        it.seq = self._seq
                         conn.execute("INSERT INTO journal (seq, payload) VALUES (?, ?)", (it.seq, it.payload))
                     else:
                         conn.execute("DELETE FROM journal WHERE seq <= ?", (it.seq,))
@@ -207,13 +228,24 @@ class Journal:
                 conn.execute("COMMIT")
                 self.commits += 1
                 self.appended += sum(isinstance(it, _Write) for it in batch)
-            except BaseException as e:  # disk full, I/O error: every waiter learns it, none is acknowledged
-                log.error("state write failed: %s", e)
+            except Exception as e:  # disk full, I/O error: every waiter learns it, none is applied or acknowledged
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+                self._seq = first_seq  # nothing of this batch exists: the next commit reuses its numbers
                 for it in batch:
-                    it.error = e
+                    it.error = StorageError("journal" if isinstance(it, _Write) else "checkpoint", e)
+                    it.done.set()
+                continue
             for it in batch:
+                if isinstance(it, _Write):
+                    try:
+                        it.apply(it.seq)
+                    except Exception as e:  # a bug: the record is durable and will be replayed; the sender learns
+                        log.exception("applying journaled request %d failed", it.seq)
+                        it.error = e
                 it.done.set()
             if any(isinstance(it, _Checkpoint) for it in batch):
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # shrinks the WAL; a failure only leaves it large
+                except sqlite3.Error as e:
+                    log.warning("could not truncate the write-ahead log: %s", e)
