@@ -11,15 +11,17 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from otel_ml.config import ENV_VARS, ConfigError, load_config
+from otel_ml.errors import ConfigError
 
+# Heavier modules (config: scipy, sqlite, yaml...) are imported inside the commands: receiver worker processes
+# are spawned, and a spawned process imports the parent's main module, which is this one.
 SERVE_HELP = """\
 Run the processor: receive prediction spans over OTLP/gRPC, keep per-feature sketches in tumbling
 event-time windows, compare the trailing horizon with each model's reference, and export drift,
 data-quality and volume metrics (Prometheus pull endpoint, optional OTLP push).
 
 Settings come from defaults, then OTEL_ML_* environment variables, then --config, then flags.
-Environment variables: """ + ", ".join(f"{k} ({v})" for k, v in ENV_VARS.items())
+Environment variables: """
 
 
 def _add_serve_flags(p: argparse.ArgumentParser) -> None:
@@ -72,6 +74,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from otel_ml.config import load_config
     from otel_ml.service import ProcessorService
 
     cfg = load_config(args.config, _serve_overrides(args))
@@ -97,8 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_build(args: argparse.Namespace) -> int:
+    from otel_ml.decode.privacy import load_key
     from otel_ml.profile.baseline import build_baseline
-    from otel_ml.profile.privacy import load_key
     from otel_ml.profile.sketch import SketchConfig
 
     profile = build_baseline(
@@ -149,7 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otel-ml", description="ML model monitoring built into OpenTelemetry.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the processor", description=SERVE_HELP,
+    from otel_ml.config import ENV_VARS
+
+    serve_help = SERVE_HELP + ", ".join(f"{k} ({v})" for k, v in ENV_VARS.items())
+    serve = sub.add_parser("serve", help="run the processor", description=serve_help,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_serve_flags(serve)
     serve.set_defaults(func=cmd_serve)

@@ -7,6 +7,7 @@ command-line flags. ``examples/otel-ml.yaml`` is the commented sample.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,148 +17,47 @@ import yaml
 
 from otel_ml.analyze.drift import DriftConfig
 from otel_ml.decode.otlp import DecodeLimits
+from otel_ml.decode.privacy import PrivacyConfig
+from otel_ml.errors import ConfigError
+from otel_ml.export.config import ExportConfig
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
+from otel_ml.receiver.config import ReceiverConfig
 from otel_ml.store.archive import ArchiveConfig
 
+__all__ = ["ENV_VARS", "ConfigError", "LimitsConfig", "ServiceConfig", "load_config"]
 
-class ConfigError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class OtlpGrpcReceiverConfig:
-    endpoint: str = "127.0.0.1:4317"
-    max_message_bytes: int = 64 * 1024 * 1024
-    """Requests over this size are refused with RESOURCE_EXHAUSTED (the OTLP answer for too large)."""
-    max_workers: int = 16
-    """Threads taking requests; admission beyond ``limits.max_inflight_*`` is refused, not queued."""
-    worker_processes: int = -1
-    """Processes that receive and decode OTLP/gRPC requests beside the main process, which applies them (see
-    receiver/workers.py): ingest then uses more than one core. -1: one per CPU beyond the first, at most 4
-    (0 on a 1-CPU machine); 0: receive and decode in the main process."""
-
-    def worker_count(self) -> int:
-        if self.worker_processes >= 0:
-            return self.worker_processes
-        return max(0, min(4, available_cpus() - 1))
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity, and a container's CPU quota (cgroup v2 ``cpu.max``), which
-    affinity does not show (a pod limited to 1 CPU on a 16-CPU node sees 16 in its affinity)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, -(-int(quota) // int(period))))  # ceil
-    except (OSError, ValueError):
-        pass
-    return cpus
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class OtlpHttpReceiverConfig:
-    enabled: bool = True
-    endpoint: str = "127.0.0.1:4318"
-    """Serves POST /v1/traces (binary protobuf or JSON, optionally gzip)."""
-    max_message_bytes: int = 64 * 1024 * 1024
+class LimitsConfig(DecodeLimits):
+    """YAML ``limits``: what one span may carry (the DecodeLimits fields, enforced by the decoder), and what the
+    processor keeps and admits (the fields below)."""
+
+    max_models: int = 1_000
+    """(model, version) pairs the processor keeps; spans of further ones are rejected (too_many_models)."""
+    max_profiled_features_per_model: int = 1_000
+    """Features profiled per model; values of further features are dropped and counted. Not to be confused with
+    ``export.cardinality.max_features_per_model``, the features *exported* per model."""
+    max_inflight_bytes: int = 128 * 1024 * 1024
+    """Request bytes being decoded, applied or made durable at once; over it, UNAVAILABLE with RetryInfo."""
+    retry_after_seconds: float = 1.0
+    """The RetryInfo delay given to refused senders."""
+
+    def decode_limits(self) -> DecodeLimits:
+        """The decoder's part, as a plain DecodeLimits (what receiver worker processes are given)."""
+        return DecodeLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DecodeLimits)})
 
 
-@dataclass(frozen=True)
-class PrometheusConfig:
-    enabled: bool = True
-    endpoint: str = "127.0.0.1:9464"
-    """host:port of the pull endpoint; metrics are served at /metrics."""
-
-
-@dataclass(frozen=True)
-class OtlpMetricExportConfig:
-    endpoint: str | None = None
-    """OTLP/gRPC endpoint (e.g. ``http://127.0.0.1:4317`` of a Collector); unset: no push export."""
-    insecure: bool = True
-    headers: dict[str, str] = field(default_factory=dict)
-    interval_seconds: float = 15.0
-    temporality: str = "cumulative"
-    """``cumulative`` (Prometheus, New Relic) or ``delta`` (Datadog) for counters."""
-
-
-@dataclass(frozen=True)
-class CardinalityConfig:
-    """Caps on exported series: a bad deploy (a version per request, a feature per user) must not explode
-    the metrics bill. What is over a cap is still profiled, just not exported; otel_ml.export.overflow
-    counts it. The models with the most predictions in the horizon are kept."""
-
-    max_models: int = 200
-    max_versions_per_model: int = 5
-    max_features_per_model: int = 200
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
-    otlp: OtlpMetricExportConfig = field(default_factory=OtlpMetricExportConfig)
-    cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """TLS on both receivers when cert_file and key_file are set; mutual TLS when client_ca_file is set too."""
-
-    cert_file: str | None = None
-    key_file: str | None = None
-    client_ca_file: str | None = None
-    """CA that client certificates must chain to; set: clients without such a certificate are refused."""
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.cert_file and self.key_file)
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    """Bearer-token authentication on both receivers (``authorization: Bearer <token>``)."""
-
-    bearer_token_env: str | None = None
-    """Name of the environment variable holding the token (keeps the secret out of the config file)."""
-    bearer_token_file: str | None = None
-
-    def token(self) -> str | None:
-        if self.bearer_token_env:
-            value = os.environ.get(self.bearer_token_env)
-            if not value:
-                raise ConfigError(f"receiver.auth: environment variable {self.bearer_token_env} is empty")
-            return value
-        if self.bearer_token_file:
-            return Path(self.bearer_token_file).read_text().strip()
-        return None
-
-
-@dataclass(frozen=True)
-class ReceiverConfig:
-    otlp_grpc: OtlpGrpcReceiverConfig = field(default_factory=OtlpGrpcReceiverConfig)
-    otlp_http: OtlpHttpReceiverConfig = field(default_factory=OtlpHttpReceiverConfig)
-    tls: TlsConfig = field(default_factory=TlsConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
+RENAMED_KEYS = {"limits.max_features_per_model": "limits.max_profiled_features_per_model"}
+"""Old setting → its new name: still accepted, with a warning."""
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
     interval_seconds: float = 10.0
     """How often drift is recomputed over the current horizon."""
-
-
-@dataclass(frozen=True)
-class PrivacyConfig:
-    """Keyed hashing (HMAC-SHA256) of categorical values before they are sketched: sketches, baselines and
-    metrics then never hold the raw values (e-mail addresses, user ids). Drift statistics are unchanged,
-    because hashing keeps categories distinct. Baselines must be built with the same key
-    (``otel-ml baseline build --hash-key-env``)."""
-
-    hash_key_env: str | None = None
-    """Name of the environment variable holding the key; unset: no hashing."""
-    hash_features: list[str] = field(default_factory=list)
-    """Features to hash; empty: every categorical feature."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +75,7 @@ class StateConfig:
 @dataclass(frozen=True)
 class ServiceConfig:
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
-    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     sketch: SketchConfig = field(default_factory=SketchConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -238,6 +138,12 @@ def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
     changes = {}
     for key, value in data.items():
         where = f"{path}.{key}" if path else key
+        if where in RENAMED_KEYS:
+            new = RENAMED_KEYS[where]
+            log.warning("setting '%s' is deprecated: it is now '%s' (the old name still works for now)", where, new)
+            if new.rsplit(".", 1)[-1] in data:
+                raise ConfigError(f"'{where}' and its new name '{new}' are both set; keep '{new}'")
+            key, where = new.rsplit(".", 1)[-1], new
         if key not in names:
             raise ConfigError(f"unknown setting '{where}' (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)

@@ -25,12 +25,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import ModelReport, compare
 from otel_ml.config import ServiceConfig
-from otel_ml.decode import DecodeLimits, DecodeResult, decode_request
+from otel_ml.decode import DecodeResult
+from otel_ml.decode.privacy import load_key
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.profile.model import ModelProfile
-from otel_ml.profile.privacy import hash_batch, load_key
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
+from otel_ml.receiver.ingest import decode_for_ingest
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
@@ -44,17 +45,6 @@ STATE_FORMAT_VERSION = 2
 
 # A counted total: (metric name, sorted attribute items).
 TotalKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLimits, hash_key: bytes | None,
-                      hash_features: list[str]) -> DecodeResult:
-    """Decode a request and hash what privacy asks for, before anything is sketched or journaled; runs in the
-    main process or in a receiver worker process."""
-    result = decode_request(data, limits)
-    if hash_key is not None:
-        for batch in result.batches:
-            hash_batch(batch, hash_key, hash_features)
-    return result
 
 
 STORAGE_OPS = ("journal", "checkpoint", "reference")
@@ -100,8 +90,8 @@ class ProcessorService:
         self._evaluator: threading.Thread | None = None
         token = config.receiver.auth.token()
         self._hash_key = load_key(config.privacy.hash_key_env)
-        self._decode = functools.partial(decode_for_ingest, limits=config.limits, hash_key=self._hash_key,
-                                         hash_features=config.privacy.hash_features)
+        self._decode = functools.partial(decode_for_ingest, limits=config.limits.decode_limits(),
+                                         hash_key=self._hash_key, hash_features=config.privacy.hash_features)
         workers = config.receiver.otlp_grpc.worker_count()
         self.receiver: OtlpTraceReceiver | ReceiverWorkers = (
             ReceiverWorkers(WorkerSpec(config.receiver.otlp_grpc, config.receiver.tls, token, self._decode,
@@ -119,7 +109,7 @@ class ProcessorService:
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._archive_pending: list[ArchiveRow] = []
-        self._window_options = {"max_features": config.limits.max_features_per_model,
+        self._window_options = {"max_features": config.limits.max_profiled_features_per_model,
                                 "reference_chunks": 10 if config.drift.learned_thresholds else 0,
                                 "keep_evicted": self.journal is not None and config.state.archive.enabled}
         self._rejection_log = RateLimitedRejectionLog()

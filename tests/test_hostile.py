@@ -244,8 +244,8 @@ def test_cardinality_caps_limit_exported_series(tmp_path: Path, serve_factory) -
 def test_overloaded_answer_carries_retry_info_in_both_trailers() -> None:
     from google.rpc import error_details_pb2, status_pb2
 
-    from otel_ml.config import OtlpGrpcReceiverConfig
     from otel_ml.receiver.common import Overloaded
+    from otel_ml.receiver.config import OtlpGrpcReceiverConfig
     from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 
     def busy(_data: bytes):
@@ -271,8 +271,8 @@ def test_overloaded_answer_carries_retry_info_in_both_trailers() -> None:
 def test_overloaded_http_answer_is_503_with_retry_after_and_retry_info() -> None:
     from google.rpc import error_details_pb2, status_pb2
 
-    from otel_ml.config import OtlpHttpReceiverConfig
     from otel_ml.receiver.common import Overloaded
+    from otel_ml.receiver.config import OtlpHttpReceiverConfig
     from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 
     def busy(_data: bytes):

@@ -16,7 +16,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otel_ml.profile.privacy import hash_category
+from otel_ml.decode.privacy import hash_category
 from tests.conftest import select, start_serve, wait_for
 from tests.test_durability import make_batches
 

@@ -48,7 +48,8 @@ _PREDICTION_COLUMNS = {
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Bounds on what one span may carry; over a limit the span is rejected with a reason."""
+    """Bounds on what one span may carry; over a limit the span is rejected with a reason. (The processor's
+    further limits, on models kept and bytes in flight, are config.LimitsConfig.)"""
 
     max_batch_size: int = 100_000
     max_features_per_span: int = 2_000
@@ -58,14 +59,6 @@ class DecodeLimits:
     """Longer model names, versions or feature names are rejected."""
     max_clock_skew_seconds: float = 3_600.0
     """Spans ending further than this ahead of the processor's clock are rejected (timestamp_in_future)."""
-    max_models: int = 1_000
-    """(model, version) pairs the processor keeps; spans of further ones are rejected (too_many_models)."""
-    max_features_per_model: int = 1_000
-    """Features profiled per model; values of further features are dropped and counted."""
-    max_inflight_bytes: int = 128 * 1024 * 1024
-    """Request bytes being decoded, applied or made durable at once; over it, UNAVAILABLE with RetryInfo."""
-    retry_after_seconds: float = 1.0
-    """The RetryInfo delay given to refused senders."""
 
 
 class _Rejected(Exception):

@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import ModelReport
-from otel_ml.config import CardinalityConfig, ExportConfig
+from otel_ml.export.config import CardinalityConfig, ExportConfig
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class MetricsExporter:
             (sc.METRIC_REQUESTS_REFUSED, "{request}",
              "OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight"),
             (sc.METRIC_FEATURE_VALUES_DROPPED, "{value}",
-             "Values of features beyond limits.max_features_per_model, not profiled"),
+             "Values of features beyond limits.max_profiled_features_per_model, not profiled"),
             (sc.METRIC_STORAGE_ERRORS, "{error}",
              "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
         ]

@@ -16,8 +16,8 @@ import numpy as np
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
+from otel_ml.decode.privacy import hash_batch
 from otel_ml.profile.model import ModelProfile, category_strings
-from otel_ml.profile.privacy import hash_batch
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 
 CHUNK_ROWS = 100_000

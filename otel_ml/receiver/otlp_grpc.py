@@ -16,9 +16,9 @@ from pathlib import Path
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from otel_ml.config import OtlpGrpcReceiverConfig, TlsConfig
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import Overloaded, export_response, retry_trailers
+from otel_ml.receiver.config import OtlpGrpcReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
 

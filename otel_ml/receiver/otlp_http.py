@@ -21,9 +21,9 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_ml.config import OtlpHttpReceiverConfig, TlsConfig
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import Overloaded, export_response, retry_status
+from otel_ml.receiver.config import OtlpHttpReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
 

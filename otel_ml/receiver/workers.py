@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from otel_ml.config import OtlpGrpcReceiverConfig, TlsConfig
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import AdmissionControl, Overloaded
+from otel_ml.receiver.config import OtlpGrpcReceiverConfig, TlsConfig
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 
 log = logging.getLogger(__name__)

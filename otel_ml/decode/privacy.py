@@ -13,10 +13,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Keyed hashing (HMAC-SHA256) of categorical values before they are sketched: sketches, baselines and
+    metrics then never hold the raw values (e-mail addresses, user ids). Drift statistics are unchanged,
+    because hashing keeps categories distinct. Baselines must be built with the same key
+    (``otel-ml baseline build --hash-key-env``)."""
+
+    hash_key_env: str | None = None
+    """Name of the environment variable holding the key; unset: no hashing."""
+    hash_features: list[str] = field(default_factory=list)
+    """Features to hash; empty: every categorical feature."""
+
 
 HASH_PREFIX = "h:"
 

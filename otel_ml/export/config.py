@@ -1,0 +1,41 @@
+"""Settings of the metric exporters (YAML section ``export``): Prometheus, OTLP push, cardinality caps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:9464"
+    """host:port of the pull endpoint; metrics are served at /metrics."""
+
+
+@dataclass(frozen=True)
+class OtlpMetricExportConfig:
+    endpoint: str | None = None
+    """OTLP/gRPC endpoint (e.g. ``http://127.0.0.1:4317`` of a Collector); unset: no push export."""
+    insecure: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    interval_seconds: float = 15.0
+    temporality: str = "cumulative"
+    """``cumulative`` (Prometheus, New Relic) or ``delta`` (Datadog) for counters."""
+
+
+@dataclass(frozen=True)
+class CardinalityConfig:
+    """Caps on exported series: a bad deploy (a version per request, a feature per user) must not explode
+    the metrics bill. What is over a cap is still profiled, just not exported; otel_ml.export.overflow
+    counts it. The models with the most predictions in the horizon are kept."""
+
+    max_models: int = 200
+    max_versions_per_model: int = 5
+    max_features_per_model: int = 200
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    otlp: OtlpMetricExportConfig = field(default_factory=OtlpMetricExportConfig)
+    cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)

@@ -1,0 +1,89 @@
+"""Settings of the receivers (YAML section ``receiver``): endpoints, worker processes, TLS, authentication."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from otel_ml.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OtlpGrpcReceiverConfig:
+    endpoint: str = "127.0.0.1:4317"
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Requests over this size are refused with RESOURCE_EXHAUSTED (the OTLP answer for too large)."""
+    max_workers: int = 16
+    """Threads taking requests; admission beyond ``limits.max_inflight_*`` is refused, not queued."""
+    worker_processes: int = -1
+    """Processes that receive and decode OTLP/gRPC requests beside the main process, which applies them (see
+    receiver/workers.py): ingest then uses more than one core. -1: one per CPU beyond the first, at most 4
+    (0 on a 1-CPU machine); 0: receive and decode in the main process."""
+
+    def worker_count(self) -> int:
+        if self.worker_processes >= 0:
+            return self.worker_processes
+        return max(0, min(4, available_cpus() - 1))
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, and a container's CPU quota (cgroup v2 ``cpu.max``), which
+    affinity does not show (a pod limited to 1 CPU on a 16-CPU node sees 16 in its affinity)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))  # ceil
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+@dataclass(frozen=True)
+class OtlpHttpReceiverConfig:
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:4318"
+    """Serves POST /v1/traces (binary protobuf or JSON, optionally gzip)."""
+    max_message_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS on both receivers when cert_file and key_file are set; mutual TLS when client_ca_file is set too."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+    """CA that client certificates must chain to; set: clients without such a certificate are refused."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file and self.key_file)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Bearer-token authentication on both receivers (``authorization: Bearer <token>``)."""
+
+    bearer_token_env: str | None = None
+    """Name of the environment variable holding the token (keeps the secret out of the config file)."""
+    bearer_token_file: str | None = None
+
+    def token(self) -> str | None:
+        if self.bearer_token_env:
+            value = os.environ.get(self.bearer_token_env)
+            if not value:
+                raise ConfigError(f"receiver.auth: environment variable {self.bearer_token_env} is empty")
+            return value
+        if self.bearer_token_file:
+            return Path(self.bearer_token_file).read_text().strip()
+        return None
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    otlp_grpc: OtlpGrpcReceiverConfig = field(default_factory=OtlpGrpcReceiverConfig)
+    otlp_http: OtlpHttpReceiverConfig = field(default_factory=OtlpHttpReceiverConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)

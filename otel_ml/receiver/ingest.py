@@ -1,0 +1,23 @@
+"""What a receiver does to a request before the processor applies it: decode, then hash what privacy asks for.
+
+Runs in the main process or in a receiver worker process, so it imports only the decoder (no sketches, no
+storage, no SDK): a worker starts in a fraction of the time and memory.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_ml.decode import DecodeLimits, DecodeResult, decode_request
+from otel_ml.decode.privacy import hash_batch
+
+
+def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLimits, hash_key: bytes | None,
+                      hash_features: list[str]) -> DecodeResult:
+    """Decode a request and hash its categorical values (``hash_key`` set), before anything is sketched or
+    journaled. A module-level function, so a ``functools.partial`` of it pickles to worker processes."""
+    result = decode_request(data, limits)
+    if hash_key is not None:
+        for batch in result.batches:
+            hash_batch(batch, hash_key, hash_features)
+    return result
