@@ -133,8 +133,9 @@ def cmd_archive_export(args: argparse.Namespace) -> int:
     import sqlite3
 
     from otel_ml.store.archive import export_range
+    from otel_ml.store.journal import DB_FILE
 
-    db = Path(args.state_dir) / "otel-ml.db"
+    db = Path(args.state_dir) / DB_FILE
     if not db.exists():
         raise FileNotFoundError(f"{db} does not exist")
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

@@ -14,7 +14,6 @@ the machine has more than one CPU; everything stateful stays here.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
@@ -28,24 +27,17 @@ from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult
 from otel_ml.decode.privacy import load_key
 from otel_ml.export.metrics import MetricsExporter
-from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
 from otel_ml.receiver.ingest import decode_for_ingest
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
-from otel_ml.store.archive import ArchiveRow, window_row
 from otel_ml.store.baselines import ReferenceStore
 from otel_ml.store.journal import Journal, StorageError
+from otel_ml.store.state import StateStore
 
 log = logging.getLogger(__name__)
-
-STATE_FORMAT_VERSION = 2
-
-# A counted total: (metric name, sorted attribute items).
-TotalKey = tuple[str, tuple[tuple[str, str], ...]]
-
 
 STORAGE_OPS = ("journal", "checkpoint", "reference")
 """What ``otel_ml.storage.errors`` counts by ``op``: request journal, checkpoint (windows, archive), pinned
@@ -104,14 +96,13 @@ class ProcessorService:
                               if config.receiver.otlp_http.enabled else None)
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id,
                                         storage_healthy=lambda: not self._storage_failing)
-        self.totals: Counter[TotalKey] = Counter()
-        """Every counter the processor exports, kept so a checkpoint can carry them across restarts."""
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
-        self._archive_pending: list[ArchiveRow] = []
         self._window_options = {"max_features": config.limits.max_profiled_features_per_model,
                                 "reference_chunks": 10 if config.drift.learned_thresholds else 0,
                                 "keep_evicted": self.journal is not None and config.state.archive.enabled}
+        self.state = (StateStore(self.journal, config.windows, config.sketch, self._window_options)
+                      if self.journal is not None else None)
         self._rejection_log = RateLimitedRejectionLog()
         self.admission = AdmissionControl(config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                           on_refuse=self._count_refused)
@@ -124,7 +115,7 @@ class ProcessorService:
         self.references.open()  # also proves the state directory is writable
         self.exporter.start()
         for op in STORAGE_OPS:  # present from the start, so rate() alerts see the first error
-            self.exporter.counters[sc.METRIC_STORAGE_ERRORS].add(0, {"op": op})
+            self.exporter.count(sc.METRIC_STORAGE_ERRORS, 0, {"op": op})
         if self.journal is None:
             log.info("state.durable is false: requests are not journaled (a restart loses the live windows); "
                      "only pinned references are written to %s", self.config.state.dir)
@@ -171,14 +162,8 @@ class ProcessorService:
         if found is not None and (found[1] == "baseline" or wp.reference is None):
             wp.set_reference(found[0], found[1])
 
-    def _count(self, metric: str, value: float, attrs: dict[str, str] | None = None) -> None:
-        if not value:
-            return
-        self.totals[(metric, tuple(sorted((attrs or {}).items())))] += value
-        self.exporter.counters[metric].add(value, attrs)
-
     def _count_refused(self) -> None:
-        self._count(sc.METRIC_REQUESTS_REFUSED, 1, {sc.ATTR_REASON: "overloaded"})
+        self.exporter.count(sc.METRIC_REQUESTS_REFUSED, 1, {sc.ATTR_REASON: "overloaded"})
 
     def consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
         """Decode one ExportTraceServiceRequest, apply it, make it durable; raises ValueError on malformed
@@ -218,7 +203,7 @@ class ProcessorService:
     # --- storage health --------------------------------------------------------------------------
     def _storage_failed(self, op: str, cause: BaseException) -> None:
         """Count a failed state write; log it once per episode of ``op`` (a full disk fails every request)."""
-        self._count(sc.METRIC_STORAGE_ERRORS, 1, {"op": op})
+        self.exporter.count(sc.METRIC_STORAGE_ERRORS, 1, {"op": op})
         with self._storage_lock:
             first = op not in self._storage_failing
             self._storage_failing[op] = f"{type(cause).__name__}: {cause}"
@@ -266,71 +251,40 @@ class ProcessorService:
             result.batches = kept
             if seq is not None:
                 result.seq = self._last_seq = seq
-            self._count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
-            self._count(sc.METRIC_SPANS_ACCEPTED, result.spans_accepted)
-            self._count(sc.METRIC_SPANS_IGNORED, result.spans_ignored)
+            self.exporter.count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
+            self.exporter.count(sc.METRIC_SPANS_ACCEPTED, result.spans_accepted)
+            self.exporter.count(sc.METRIC_SPANS_IGNORED, result.spans_ignored)
             for reason, n in result.rejected.items():
-                self._count(sc.METRIC_SPANS_REJECTED, n, {sc.ATTR_REASON: reason})
+                self.exporter.count(sc.METRIC_SPANS_REJECTED, n, {sc.ATTR_REASON: reason})
             for batch in result.batches:
-                self._count(sc.METRIC_PREDICTIONS, float(batch.row_weight.sum()),
+                self.exporter.count(sc.METRIC_PREDICTIONS, float(batch.row_weight.sum()),
                             {sc.ATTR_MODEL_NAME: batch.model, sc.ATTR_MODEL_VERSION: batch.version})
             for (model, version), n in late.items():
-                self._count(sc.METRIC_ROWS_LATE, n, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
+                self.exporter.count(sc.METRIC_ROWS_LATE, n, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
             for (model, version), n in dropped.items():
-                self._count(sc.METRIC_FEATURE_VALUES_DROPPED, n,
+                self.exporter.count(sc.METRIC_FEATURE_VALUES_DROPPED, n,
                             {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
         return result
 
     # --- durability ------------------------------------------------------------------------------
-    def _state_bytes(self) -> tuple[int, bytes, list[ArchiveRow], int | None, list, list]:
-        with self._lock:
-            window_ns = self.config.windows.window_ns
-            upserts: list[tuple[str, str, int, bytes]] = []
-            deletes: list[tuple[str, str, int]] = []
-            for wp in self.models.values():
-                self._archive_pending.extend(window_row(start, window_ns, w) for start, w in wp.evicted)
-                wp.evicted.clear()
-                # Only windows that changed are written again: closed windows are written once.
-                upserts.extend((wp.model, wp.version, s, wp.windows[s].to_json().encode()) for s in wp.dirty)
-                deletes.extend((wp.model, wp.version, s) for s in wp.removed)
-                wp.dirty.clear()
-                wp.removed.clear()
-            rows = list(self._archive_pending)
-            newest = max((wp.newest_event_ns for wp in self.models.values() if wp.newest_event_ns), default=None)
-            state = {
-                "format_version": STATE_FORMAT_VERSION,
-                "models": [wp.to_state() for wp in self.models.values()],
-                "totals": [[metric, list(attrs), value] for (metric, attrs), value in self.totals.items()],
-            }
-            seq = self._last_seq
-        return seq, json.dumps(state).encode(), rows, newest, upserts, deletes
-
     def checkpoint(self) -> None:
         """Write the state; raises StorageError (counted, logged once per episode) when it could not."""
-        if self.journal is None:
+        if self.state is None:
             return
         started = time.perf_counter()
-        seq, state, rows, newest, upserts, deletes = self._state_bytes()
+        with self._lock:
+            cp, changes = self.state.capture(self.models.values(), self.exporter.counter_totals(), self._last_seq)
         try:
-            self.journal.checkpoint(seq, state, rows, newest, upserts, deletes)
+            self.state.write(cp)
         except BaseException as e:
+            with self._lock:  # not written: the next checkpoint writes these windows again
+                self.state.give_back(self.models, changes)
             if isinstance(e, StorageError):
                 self._storage_failed(e.op, e.cause)
-            with self._lock:  # not written: the next checkpoint must write these windows again
-                for model, version, start, _ in upserts:
-                    wp = self.models.get((model, version))
-                    if wp is not None and start in wp.windows:
-                        wp.dirty.add(start)
-                for model, version, start in deletes:
-                    wp = self.models.get((model, version))
-                    if wp is not None and start not in wp.windows:
-                        wp.removed.add(start)
             raise
         self._storage_succeeded("checkpoint")
-        with self._lock:
-            del self._archive_pending[:len(rows)]  # archived; on failure they stay for the next checkpoint
         self._last_checkpoint = time.monotonic()
-        log.debug("checkpoint at seq %d: %d bytes in %.3fs", seq, len(state), time.perf_counter() - started)
+        log.debug("checkpoint at seq %d: %d bytes in %.3fs", cp.seq, len(cp.state), time.perf_counter() - started)
 
     def _maybe_checkpoint(self) -> None:
         if time.monotonic() - self._last_checkpoint >= self.config.state.checkpoint_interval_seconds:
@@ -341,32 +295,23 @@ class ProcessorService:
                 log.debug("checkpoint failed (the journal still holds everything; retried later): %s", e)
 
     def _recover(self) -> None:
-        assert self.journal is not None
+        assert self.state is not None
         started = time.perf_counter()
-        state, cp_seq, journal = self.journal.open()
-        if state is not None:
-            data = json.loads(state)
-            stored: dict[tuple[str, str], dict[int, ModelProfile]] = {}
-            for model, version, start, blob in self.journal.window_rows():
-                stored.setdefault((model, version), {})[start] = ModelProfile.from_json(blob)
-            for s in data["models"]:
-                windows = stored.get((s["model"], s["version"]), {})
-                wp = WindowedProfile.from_state(s, windows, self.config.windows, self.config.sketch,
-                                                **self._window_options)
-                self._attach_reference(wp)
-                self.models[(wp.model, wp.version)] = wp
-            for metric, attrs, value in data["totals"]:
-                self._count(metric, value, dict(attrs))
-        self._last_seq = cp_seq
+        recovered = self.state.recover()
+        for wp in recovered.models:
+            self._attach_reference(wp)
+            self.models[(wp.model, wp.version)] = wp
+        self.exporter.restore_counter_totals(recovered.counter_totals)
+        self._last_seq = recovered.seq
         replayed = 0
-        for seq, payload in journal:
+        for seq, payload in recovered.journal:
             try:
                 self._apply(DecodeResult.from_bytes(payload), seq)
             except ValueError as e:
                 log.error("journal entry %d is not a valid record (%s); skipped", seq, e)
             self._last_seq = seq
             replayed += 1
-        if state is not None or replayed:
+        if recovered.models or replayed:
             log.info("restored %d model(s) from the checkpoint and replayed %d journaled request(s) in %.2fs",
                      len(self.models), replayed, time.perf_counter() - started)
         self._save_new_references()

@@ -126,6 +126,7 @@ def test_unwritable_state_dir_fails_at_startup(tmp_path: Path) -> None:
 def test_checkpoints_write_only_changed_windows_and_restore_them(tmp_path: Path) -> None:
     from otel_ml.config import load_config
     from otel_ml.service import ProcessorService
+    from otel_ml.store.journal import Checkpoint
     from tests.test_decode import request
 
     cfg = load_config(overrides={"state.dir": str(tmp_path), "windows.window_seconds": 1,
@@ -145,9 +146,9 @@ def test_checkpoints_write_only_changed_windows_and_restore_them(tmp_path: Path)
     written: list[int] = []
     real = service.journal.checkpoint
 
-    def spy(seq, state, rows, newest, upserts, deletes):  # type: ignore[no-untyped-def]
-        written.append(len(upserts))
-        return real(seq, state, rows, newest, upserts, deletes)
+    def spy(checkpoint: Checkpoint) -> None:
+        written.append(len(checkpoint.window_upserts))
+        return real(checkpoint)
 
     service.journal.checkpoint = spy  # type: ignore[method-assign]
     for second in range(5):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_ml.store.journal import Journal, StorageError
+from otel_ml.store.journal import Checkpoint, Journal, StorageError
 
 POISON = b"\xff"
 
@@ -68,7 +68,7 @@ def test_a_failed_checkpoint_raises_storage_error_and_keeps_the_journal(journal:
     journal.append(b"a", lambda seq: None)
     # A checkpoint whose window rows break a constraint fails inside its transaction, like a full disk would.
     with pytest.raises(StorageError) as failure:
-        journal.checkpoint(1, b"state", window_upserts=[("m", "", 0, None)])  # type: ignore[list-item]
+        journal.checkpoint(Checkpoint(1, b"state", window_upserts=[("m", "", 0, None)]))  # type: ignore[list-item]
     assert failure.value.op == "checkpoint"
     journal.close()
     state, seq, replay = journal.open()

@@ -7,11 +7,13 @@ and their Prometheus spellings are listed in docs/metrics.md.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -77,6 +79,10 @@ class MetricsExporter:
         self.config = config
         self._source = reports
         self._storage_healthy = storage_healthy
+        self.counters: dict[str, Counter] = {}
+        self._totals: collections.Counter[tuple[str, tuple[tuple[str, str], ...]]] = collections.Counter()
+        """Every counter's value per attribute set: checkpoints carry them across restarts."""
+        self._totals_lock = threading.Lock()
         self._capped: tuple[int, list[ModelReport], dict[str, int]] = (0, [], {})
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self._http_server = None
@@ -142,6 +148,9 @@ class MetricsExporter:
         ]
         self.counters = {name: meter.create_counter(name, unit=unit, description=description)
                          for name, unit, description in counters}
+        with self._totals_lock:  # what was counted (or restored) before start
+            for (name, attrs), value in self._totals.items():
+                self.counters[name].add(value, dict(attrs))
         gauges: list[tuple[str, str, str, Callable[[], Iterable[Observation]]]] = [
             (sc.METRIC_DRIFT_SCORE, "{score}", "Drift score per feature and method (overall: the test's p-value)",
              self._drift_scores),
@@ -172,6 +181,26 @@ class MetricsExporter:
         ]
         for name, unit, description, fn in gauges:
             meter.create_observable_gauge(name, callbacks=[self._callback(fn)], unit=unit, description=description)
+
+    # --- counters ------------------------------------------------------------------------------------
+    def count(self, metric: str, value: float, attrs: dict[str, str] | None = None) -> None:
+        """Add ``value`` to counter ``metric``; a zero creates the series (alerts on ``rate()`` need it)."""
+        key = (metric, tuple(sorted((attrs or {}).items())))
+        with self._totals_lock:
+            if value or key not in self._totals:
+                self._totals[key] += value
+                if metric in self.counters:
+                    self.counters[metric].add(value, attrs)
+
+    def counter_totals(self) -> list[list]:
+        """Every counter's totals, JSON-ready, for a checkpoint: ``[[metric, [[attr, value], ...], total], ...]``."""
+        with self._totals_lock:
+            return [[metric, [list(kv) for kv in attrs], value] for (metric, attrs), value in self._totals.items()]
+
+    def restore_counter_totals(self, totals: list[list]) -> None:
+        """Continue from the totals of a checkpoint (``counter_totals``)."""
+        for metric, attrs, value in totals:
+            self.count(metric, value, dict(attrs))
 
     @staticmethod
     def _callback(fn: Callable[[], Iterable[Observation]]) -> Callable[[CallbackOptions], Iterable[Observation]]:

@@ -51,6 +51,20 @@ class WindowConfig:
         return int(lateness * NS)
 
 
+@dataclass
+class WindowChanges:
+    """What a checkpoint writes for one model since the previous one (``WindowedProfile.take_changes``)."""
+
+    model: str
+    version: str
+    changed: dict[int, bytes]
+    """Window start → the window's ``ModelProfile.to_json()``, for windows changed (written again)."""
+    removed: set[int]
+    """Starts of windows that left memory (their stored copies are deleted)."""
+    evicted: list[tuple[int, ModelProfile]]
+    """Those windows themselves, for the archive (only with ``keep_evicted``)."""
+
+
 class WindowedProfile:
     """Windows of one (model, version), the reference it is compared with, and the feature kinds.
 
@@ -96,13 +110,10 @@ class WindowedProfile:
         self.reference_chunks = reference_chunks
         """Groups of windows a pinned reference keeps for learned thresholds (0: none, saving their memory)."""
         self.keep_evicted = keep_evicted
-        self.evicted: list[tuple[int, ModelProfile]] = []
-        """With ``keep_evicted``: windows that left memory, until the service archives them."""
-        self.dirty: set[int] = set()
-        """Windows changed since the last checkpoint (only these are written again)."""
-        self.removed: set[int] = set()
-        """Windows gone since the last checkpoint (their stored copies are deleted)."""
-        """Windows that left the horizon, waiting to be archived (the service takes them)."""
+        # What changed since the last checkpoint; read and reset only through take_changes/restore_changes.
+        self._evicted: list[tuple[int, ModelProfile]] = []  # windows that left memory, for the archive
+        self._dirty: set[int] = set()  # windows changed (only these are written again)
+        self._removed: set[int] = set()  # windows gone (their stored copies are deleted)
         self.dropped_feature_values = 0
         """Values of features beyond ``max_features`` that were not profiled."""
         self._changes = 0
@@ -141,7 +152,7 @@ class WindowedProfile:
             if w is None:
                 w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch)
             w.update(part, self.kinds)
-            self.dirty.add(start)
+            self._dirty.add(start)
             self._changes += 1
             self._changed_at[start] = self._changes
             self._compacted.discard(start)  # an update made its sketches live again
@@ -225,16 +236,34 @@ class WindowedProfile:
 
     def _forget(self, start: int, window: ModelProfile) -> None:
         """A window left memory: its stored copy goes, and it is kept for the archive if one is written."""
-        self.dirty.discard(start)
-        self.removed.add(start)
+        self._dirty.discard(start)
+        self._removed.add(start)
         self._compacted.discard(start)
         self._changed_at.pop(start, None)
         if self.keep_evicted:
-            self.evicted.append((start, window))
+            self._evicted.append((start, window))
 
     # --- state for checkpoints (a baseline reference is not included: it is reloaded from its file) ------
+    def take_changes(self) -> WindowChanges:
+        """What changed since the last call, serialized, and forget it: give it back with ``restore_changes`` if
+        it could not be written. Call under the lock that guards ``update``."""
+        changes = WindowChanges(
+            self.model, self.version,
+            changed={start: self.windows[start].to_json().encode() for start in self._dirty},
+            removed=set(self._removed), evicted=self._evicted)
+        self._dirty.clear()
+        self._removed.clear()
+        self._evicted = []
+        return changes
+
+    def restore_changes(self, changes: WindowChanges) -> None:
+        """Undo ``take_changes`` after a failed write (what changed since is kept too), except the evicted windows,
+        which the caller keeps until they are archived."""
+        self._dirty.update(s for s in changes.changed if s in self.windows)
+        self._removed.update(s for s in changes.removed if s not in self.windows)
+
     def to_state(self) -> dict:
-        """Everything but the windows, which checkpoints store one row each (``dirty``/``removed``)."""
+        """Everything but the windows, which checkpoints store one row each (``take_changes``)."""
         return {
             "model": self.model, "version": self.version, "kinds": self.kinds,
             "first_window_ns": self.first_window_ns, "newest_event_ns": self.newest_event_ns,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from otel_ml.profile.model import ModelProfile
 
@@ -43,24 +44,34 @@ class ArchiveConfig:
     """Then one merged profile per day, until this age; older archives are deleted."""
 
 
-ArchiveRow = tuple[str, str, int, int, str, bytes]
+class ArchiveRow(NamedTuple):
+    """One row of the archive table, in its column order."""
+
+    model: str
+    version: str
+    start_ns: int
+    end_ns: int
+    resolution: str
+    """``window``, ``hour`` or ``day``."""
+    profile: bytes
+    """``ModelProfile.to_json()``, encoded."""
 
 
 def window_row(start_ns: int, window_ns: int, profile: ModelProfile) -> ArchiveRow:
-    return (profile.model, profile.version, start_ns, start_ns + window_ns, "window", profile.to_json().encode())
+    return ArchiveRow(profile.model, profile.version, start_ns, start_ns + window_ns, "window",
+                      profile.to_json().encode())
 
 
 def insert(conn: sqlite3.Connection, rows: Iterable[ArchiveRow]) -> None:
     """Insert (inside the caller's transaction); a second row for the same slot is merged into the first."""
     for row in rows:
         old = conn.execute("SELECT profile FROM archive WHERE model=? AND version=? AND start_ns=? AND resolution=?",
-                           (row[0], row[1], row[2], row[4])).fetchone()
-        profile = row[5]
+                           (row.model, row.version, row.start_ns, row.resolution)).fetchone()
         if old is not None:
             merged = ModelProfile.from_json(old[0])
-            merged.merge(ModelProfile.from_json(profile))
-            profile = merged.to_json().encode()
-        conn.execute("INSERT OR REPLACE INTO archive VALUES (?, ?, ?, ?, ?, ?)", (*row[:5], profile))
+            merged.merge(ModelProfile.from_json(row.profile))
+            row = row._replace(profile=merged.to_json().encode())
+        conn.execute("INSERT OR REPLACE INTO archive VALUES (?, ?, ?, ?, ?, ?)", row)
 
 
 def compact(conn: sqlite3.Connection, now_ns: int, cfg: ArchiveConfig) -> int:
@@ -80,7 +91,8 @@ def compact(conn: sqlite3.Connection, now_ns: int, cfg: ArchiveConfig) -> int:
                 groups[key].merge(p)
             else:
                 groups[key] = p
-        insert(conn, ((m, v, s, s + size_ns, coarser, p.to_json().encode()) for (m, v, s), p in groups.items()))
+        insert(conn, (ArchiveRow(m, v, s, s + size_ns, coarser, p.to_json().encode())
+                      for (m, v, s), p in groups.items()))
         conn.execute("DELETE FROM archive WHERE resolution=? AND end_ns<=?", (finer, cutoff))
         changed += len(rows)
     gone = conn.execute("DELETE FROM archive WHERE end_ns<=?", (now_ns - int(cfg.retention_days * DAY_NS),))

@@ -68,15 +68,32 @@ class _Write:
     error: BaseException | None = None
 
 
+DB_FILE = "otel-ml.db"
+"""The state database's name in the state directory (``otel-ml archive export`` reads it too)."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything one checkpoint writes, in one transaction."""
+
+    seq: int
+    """The newest journal sequence number the state includes: the journal up to it is deleted."""
+    state: bytes
+    """The processor's state without its windows (store/state.py makes it)."""
+    window_upserts: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    """(model, version, window start, profile) of every window changed since the previous checkpoint."""
+    window_deletes: list[tuple[str, str, int]] = field(default_factory=list)
+    """(model, version, window start) of the windows gone from memory since then."""
+    archive_rows: list[ArchiveRow] = field(default_factory=list)
+    """Those gone windows, for the archive."""
+    archive_now_ns: int | None = None
+    """Compact the archive as of this time (the newest event of any model); None: do not compact."""
+
+
 @dataclass
 class _Checkpoint:
-    seq: int
-    state: bytes
+    checkpoint: Checkpoint
     done: threading.Event
-    archive_rows: list[ArchiveRow] = field(default_factory=list)
-    archive_now_ns: int | None = None
-    window_upserts: list[tuple[str, str, int, bytes]] = field(default_factory=list)
-    window_deletes: list[tuple[str, str, int]] = field(default_factory=list)
     error: BaseException | None = None
 
 
@@ -85,7 +102,7 @@ class Journal:
 
     def __init__(self, state_dir: str | Path, max_batch: int = 256,
                  archive_config: ArchiveConfig | None = None) -> None:
-        self.path = Path(state_dir) / "otel-ml.db"
+        self.path = Path(state_dir) / DB_FILE
         self.archive_config = archive_config or ArchiveConfig()
         self.max_batch = max_batch
         self._queue: queue.Queue[_Write | _Checkpoint | None] = queue.Queue()
@@ -174,14 +191,10 @@ class Journal:
             raise item.error
         return item.seq
 
-    def checkpoint(self, seq: int, state: bytes, archive_rows: list[ArchiveRow] | None = None,
-                   archive_now_ns: int | None = None, window_upserts: list[tuple[str, str, int, bytes]] | None = None,
-                   window_deletes: list[tuple[str, str, int]] | None = None, timeout: float = 60.0) -> None:
-        """Record ``state`` (which includes every request up to ``seq``) and drop the journal up to it; in the
-        same transaction, write the windows that changed and delete those that are gone, archive the windows
-        that left memory since the last checkpoint, and compact the archive as of ``archive_now_ns``."""
-        item = _Checkpoint(seq, state, threading.Event(), archive_rows or [], archive_now_ns, window_upserts or [],
-                           window_deletes or [])  # raises StorageError when it could not be written
+    def checkpoint(self, checkpoint: Checkpoint, timeout: float = 60.0) -> None:
+        """Write ``checkpoint`` and drop the journal up to its ``seq``, in one transaction; raises StorageError
+        when it could not be written (nothing of it was)."""
+        item = _Checkpoint(checkpoint, threading.Event())
         self._queue.put(item)
         if not item.done.wait(timeout):
             raise TimeoutError("checkpoint did not complete")
@@ -215,16 +228,17 @@ class Journal:
                         it.seq = self._seq
                         conn.execute("INSERT INTO journal (seq, payload) VALUES (?, ?)", (it.seq, it.payload))
                     else:
-                        conn.execute("DELETE FROM journal WHERE seq <= ?", (it.seq,))
+                        cp = it.checkpoint
+                        conn.execute("DELETE FROM journal WHERE seq <= ?", (cp.seq,))
                         conn.execute("INSERT OR REPLACE INTO checkpoint (id, seq, created, state) VALUES (1, ?, ?, ?)",
-                                     (it.seq, time.time(), it.state))
+                                     (cp.seq, time.time(), cp.state))
                         conn.executemany("DELETE FROM window_state WHERE model=? AND version=? AND start_ns=?",
-                                         it.window_deletes)
-                        conn.executemany("INSERT OR REPLACE INTO window_state VALUES (?, ?, ?, ?)", it.window_upserts)
+                                         cp.window_deletes)
+                        conn.executemany("INSERT OR REPLACE INTO window_state VALUES (?, ?, ?, ?)", cp.window_upserts)
                         if self.archive_config.enabled:
-                            archive.insert(conn, it.archive_rows)
-                            if it.archive_now_ns is not None:
-                                archive.compact(conn, it.archive_now_ns, self.archive_config)
+                            archive.insert(conn, cp.archive_rows)
+                            if cp.archive_now_ns is not None:
+                                archive.compact(conn, cp.archive_now_ns, self.archive_config)
                 conn.execute("COMMIT")
                 self.commits += 1
                 self.appended += sum(isinstance(it, _Write) for it in batch)

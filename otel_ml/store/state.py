@@ -1,0 +1,103 @@
+"""Checkpoints and recovery: the processor's in-memory state to a ``Checkpoint`` and back.
+
+The service keeps its models (``WindowedProfile``) and counter totals in memory; the journal
+(store/journal.py) makes every applied request durable. A checkpoint writes the state as of a journal
+sequence number so that recovery replays only the journal after it: each model without its windows (one
+JSON document), the windows that changed since the previous checkpoint (one row each, so a settled window is
+written once), deletions for windows that left memory, and those windows again for the archive.
+
+A Kafka source (a later change) will add its partition offsets to the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from otel_ml.profile.model import ModelProfile
+from otel_ml.profile.sketch import SketchConfig
+from otel_ml.profile.window import WindowChanges, WindowConfig, WindowedProfile
+from otel_ml.store.archive import ArchiveRow, window_row
+from otel_ml.store.journal import Checkpoint, Journal
+
+STATE_FORMAT_VERSION = 2
+
+
+@dataclass
+class Recovered:
+    """What ``StateStore.recover`` found: the checkpoint's models and counters, and the journal after it."""
+
+    models: list[WindowedProfile]
+    counter_totals: list
+    """As the checkpoint stored them (``MetricsExporter.counter_totals``)."""
+    seq: int
+    """The journal sequence number the checkpoint includes."""
+    journal: Iterator[tuple[int, bytes]]
+    """(seq, payload) of every journaled request after the checkpoint, to apply in order."""
+
+
+class StateStore:
+    """Turns the service's models into checkpoints and back. ``window_options`` are the keyword arguments the
+    service creates its ``WindowedProfile``s with (recovered models get the same)."""
+
+    def __init__(self, journal: Journal, window: WindowConfig, sketch: SketchConfig,
+                 window_options: dict[str, int]) -> None:
+        self.journal = journal
+        self.window = window
+        self.sketch = sketch
+        self.window_options = window_options
+        self._archive_pending: list[ArchiveRow] = []
+        """Windows that left memory and are not archived yet: kept until a checkpoint writing them succeeds."""
+        self._pending_lock = threading.Lock()
+
+    def recover(self) -> Recovered:
+        """Open the state (quarantining an unreadable file) and load the checkpoint."""
+        state, seq, journal = self.journal.open()
+        if state is None:
+            return Recovered([], [], seq, journal)
+        data = json.loads(state)
+        stored: dict[tuple[str, str], dict[int, ModelProfile]] = {}
+        for model, version, start, blob in self.journal.window_rows():
+            stored.setdefault((model, version), {})[start] = ModelProfile.from_json(blob)
+        models = [WindowedProfile.from_state(s, stored.get((s["model"], s["version"]), {}), self.window,
+                                             self.sketch, **self.window_options) for s in data["models"]]
+        return Recovered(models, data["totals"], seq, journal)
+
+    def capture(self, models: Iterable[WindowedProfile], counter_totals: list,
+                seq: int) -> tuple[Checkpoint, list[WindowChanges]]:
+        """The checkpoint of ``models`` as of journal ``seq``, and the changes it took from them (``give_back``
+        them if it cannot be written). Call under the lock that guards the models."""
+        models = list(models)
+        changes = [wp.take_changes() for wp in models]
+        window_ns = self.window.window_ns
+        with self._pending_lock:
+            for c in changes:
+                self._archive_pending.extend(window_row(start, window_ns, w) for start, w in c.evicted)
+            archive_rows = list(self._archive_pending)
+        state = {
+            "format_version": STATE_FORMAT_VERSION,
+            "models": [wp.to_state() for wp in models],
+            "totals": counter_totals,
+        }
+        newest = max((wp.newest_event_ns for wp in models if wp.newest_event_ns), default=None)
+        return Checkpoint(
+            seq=seq, state=json.dumps(state).encode(),
+            window_upserts=[(c.model, c.version, start, blob) for c in changes for start, blob in c.changed.items()],
+            window_deletes=[(c.model, c.version, start) for c in changes for start in c.removed],
+            archive_rows=archive_rows, archive_now_ns=newest), changes
+
+    def write(self, checkpoint: Checkpoint) -> None:
+        """Write a captured checkpoint; raises StorageError (or TimeoutError) when it could not be."""
+        self.journal.checkpoint(checkpoint)
+        with self._pending_lock:  # archived now; rows that left memory since stay pending
+            del self._archive_pending[:len(checkpoint.archive_rows)]
+
+    @staticmethod
+    def give_back(models: dict[tuple[str, str], WindowedProfile], changes: list[WindowChanges]) -> None:
+        """After a failed ``write``: the next checkpoint writes these windows again. Call under the models' lock."""
+        for c in changes:
+            wp = models.get((c.model, c.version))
+            if wp is not None:
+                wp.restore_changes(c)
