@@ -1,11 +1,15 @@
-"""What every OTLP trace receiver answers for a decoded request."""
+"""What every OTLP trace receiver answers for a decoded request, and for one it could not take."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
+from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -13,6 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from otel_ml.decode.batch import DecodeResult
+
+log = logging.getLogger(__name__)
 
 
 class Overloaded(Exception):
@@ -66,6 +72,50 @@ class AdmissionControl:
         finally:
             with self._lock:
                 self.inflight -= size
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How a receiver answers a request it could not take, the same over gRPC, HTTP and the worker pipe."""
+
+    message: str
+    grpc_code: int
+    """google.rpc.Code: 3 INVALID_ARGUMENT, 13 INTERNAL, 14 UNAVAILABLE."""
+    http_status: int
+    retry_after_seconds: float | None = None
+    """Set: the answer carries RetryInfo (and HTTP Retry-After); the sender keeps the data and retries."""
+
+    def status(self) -> status_pb2.Status:
+        """The google.rpc.Status of this answer, with RetryInfo when it has a delay."""
+        if self.retry_after_seconds is None:
+            return status_pb2.Status(code=self.grpc_code, message=self.message)
+        return retry_status(self.grpc_code, self.message, self.retry_after_seconds)
+
+
+class Refused(Exception):
+    """A refusal decided elsewhere (a receiver worker's main process), raised where the request came in."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+MALFORMED = (ValueError, EOFError, zlib.error, json_format.ParseError)
+"""What parsing a request (protobuf, JSON, gzip) raises on bad bytes."""
+
+
+def refusal_of(error: BaseException) -> Refusal:
+    """The answer to a request whose handling raised ``error``; logs the unexpected ones (bugs)."""
+    if isinstance(error, Refused):
+        return error.refusal
+    if isinstance(error, Overloaded):  # includes StorageUnavailable: nothing was kept, retry later
+        return Refusal(str(error), 14, 503, error.retry_after_seconds)
+    if isinstance(error, MALFORMED):
+        return Refusal(f"malformed ExportTraceServiceRequest: {error}", 3, 400)
+    if isinstance(error, (OSError, TimeoutError)):  # not known to be durable: the sender must retry
+        return Refusal(f"could not make the request durable: {error}", 14, 503)
+    log.error("failed to process an export request", exc_info=error)  # a bug: say so, keep serving
+    return Refusal(f"otel-ml failed on this request: {type(error).__name__}", 13, 500)
 
 
 def retry_status(code: int, message: str, retry_after_seconds: float) -> status_pb2.Status:

@@ -17,13 +17,15 @@ import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.receiver.common import Overloaded, export_response, retry_trailers
+from otel_ml.receiver.common import export_response, refusal_of, retry_trailers
 from otel_ml.receiver.config import OtlpGrpcReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
 
 TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
+
+_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 class OtlpTraceReceiver:
     """gRPC server for ``TraceService/Export``; hands each request's bytes to ``consume``."""
@@ -88,14 +90,9 @@ class OtlpTraceReceiver:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
             result = self._consume(request)
-        except ValueError as e:  # not a parseable ExportTraceServiceRequest
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ExportTraceServiceRequest: {e}")
-        except Overloaded as e:
-            context.set_trailing_metadata(retry_trailers(str(e), e.retry_after_seconds))
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-        except (OSError, TimeoutError) as e:  # applied but not durable: the sender must retry
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"could not make the request durable: {e}")
-        except Exception as e:  # a bug: say so, keep serving
-            log.exception("failed to process an export request")
-            context.abort(grpc.StatusCode.INTERNAL, f"otel-ml failed on this request: {type(e).__name__}")
+        except Exception as e:
+            refusal = refusal_of(e)
+            if refusal.retry_after_seconds is not None:
+                context.set_trailing_metadata(retry_trailers(refusal.message, refusal.retry_after_seconds))
+            context.abort(_GRPC_CODES[refusal.grpc_code], refusal.message)
         return export_response(result)

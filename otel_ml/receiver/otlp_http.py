@@ -22,7 +22,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.receiver.common import Overloaded, export_response, retry_status
+from otel_ml.receiver.common import export_response, refusal_of
 from otel_ml.receiver.config import OtlpHttpReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
@@ -143,19 +143,11 @@ class OtlpHttpTraceReceiver:
                         result = receiver._consume(message)
                     else:
                         result = receiver._consume(body)
-                except (ValueError, json_format.ParseError, EOFError, zlib.error) as e:
-                    self._error(400, f"malformed ExportTraceServiceRequest: {e}", reply_type)
-                    return
-                except Overloaded as e:
-                    self._error(503, str(e), reply_type, retry_status(14, str(e), e.retry_after_seconds),
-                                Retry_After=str(max(1, round(e.retry_after_seconds))))
-                    return
-                except (OSError, TimeoutError) as e:  # applied but not durable: the sender must retry
-                    self._error(503, f"could not make the request durable: {e}", reply_type)
-                    return
-                except Exception as e:  # a bug: say so, keep serving
-                    log.exception("failed to process an export request")
-                    self._error(500, f"otel-ml failed on this request: {type(e).__name__}", reply_type)
+                except Exception as e:
+                    refusal = refusal_of(e)
+                    headers = {} if refusal.retry_after_seconds is None else {
+                        "Retry_After": str(max(1, round(refusal.retry_after_seconds)))}
+                    self._error(refusal.http_status, refusal.message, reply_type, refusal.status(), **headers)
                     return
                 response = export_response(result)
                 out = (json_format.MessageToJson(response).encode() if reply_type == JSON

@@ -22,6 +22,7 @@ import os
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.receiver.common import AdmissionControl, Overloaded
+from otel_ml.receiver.common import AdmissionControl, Refusal, Refused, refusal_of
 from otel_ml.receiver.config import OtlpGrpcReceiverConfig, TlsConfig
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<QQ")  # request id, size of the request as received (for admission)
 _REFUSED = 0  # request id of a notice that the worker refused a request itself (overloaded)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The main process's reply for a request it applied: what the worker's answer (partial_success) needs."""
+
+    spans_accepted: int
+    rejected: dict[str, int]
+    examples: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -102,14 +112,9 @@ class ReceiverWorkers:
             req_id, size = _HEADER.unpack_from(message)
             try:
                 result = self._apply(message[_HEADER.size:], size)
-                reply: tuple = ("ok", result.spans_accepted, dict(result.rejected), result.examples)
-            except Overloaded as e:
-                reply = ("overloaded", str(e), e.retry_after_seconds)
-            except (OSError, TimeoutError) as e:
-                reply = ("not_durable", str(e))
+                reply: Accepted | Refusal = Accepted(result.spans_accepted, dict(result.rejected), result.examples)
             except Exception as e:
-                log.exception("failed to apply a request from receiver worker %d", i)
-                reply = ("error", type(e).__name__)
+                reply = refusal_of(e)
             with send_lock, contextlib.suppress(OSError):  # OSError: the worker is gone; its sender retries
                 conn.send((req_id, reply))
 
@@ -179,15 +184,12 @@ class _MainProcess:
                 with self._lock:
                     self._waiting.pop(req_id, None)
                 raise TimeoutError("the processor did not apply the request within 60 s")
-        reply = slot[1]
-        if reply[0] == "ok":
-            result.spans_accepted, result.rejected, result.examples = reply[1], reply[2], reply[3]
-            return result
-        if reply[0] == "overloaded":
-            raise Overloaded(reply[1], reply[2])
-        if reply[0] == "not_durable":
-            raise OSError(reply[1])
-        raise RuntimeError(f"the processor failed on this request: {reply[1]}")
+        reply: Accepted | Refusal = slot[1]
+        if isinstance(reply, Refusal):
+            raise Refused(reply)
+        result.spans_accepted, result.rejected, result.examples = reply.spans_accepted, Counter(reply.rejected), \
+            reply.examples
+        return result
 
     def _tell_refused(self) -> None:
         with self.send_lock:
