@@ -15,7 +15,7 @@ import urllib.request
 
 from otel_ml.config import load_config
 from otel_ml.instrument import ModelMonitor
-from otel_ml.semconv import PREDICTION_FEATURE
+from otel_ml.semconv import OVERALL_METHOD, PREDICTION_FEATURE
 
 MODEL = "credit-risk"
 VERSION = "1"
@@ -134,14 +134,14 @@ def _print_status(elapsed: float, drifted: bool, port: int | None) -> None:
     except OSError as e:
         print(f"[{elapsed:5.0f}s] scrape failed: {e}")
         return
-    if not any(k[2] == "overall" for k in m):
+    if not any(k[2] == OVERALL_METHOD for k in m):
         print(f"[{elapsed:5.0f}s] collecting the reference horizon ...", flush=True)
         return
     phase = "after drift " if drifted else "before drift"
     cells = []
     for feature in (*DRIFTED, *STABLE):
-        det = m.get(("ml_drift_detected", feature, "overall"))
-        p = m.get(("ml_drift_score", feature, "overall"))
+        det = m.get(("ml_drift_detected", feature, OVERALL_METHOD))
+        p = m.get(("ml_drift_score", feature, OVERALL_METHOD))
         if det is None:
             continue
         cells.append(f"{feature}={'DRIFT' if det else 'ok'}(p={p:.1e})" if p is not None else feature)

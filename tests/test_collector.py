@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import free_port, scrape, select, wait_for
-from tests.integration import REPO, require_collector, require_prometheus, start_collector, start_prometheus
+from tests.external_processes import REPO, require_collector, require_prometheus, start_collector, start_prometheus
 from tests.test_e2e import DRIFTED, make_rows, sdk_provider, send_rows
 
 CONFIGS = sorted(p for p in (REPO / "collector-config").glob("*.yaml") if p.name != "builder-config.yaml")

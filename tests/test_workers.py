@@ -86,3 +86,17 @@ def test_workers_stop_with_the_processor_and_after_kill_9(serve_factory, tmp_pat
     wait_for(lambda: not any(Path(f"/proc/{w}/status").exists() and "zombie" not in
                              Path(f"/proc/{w}/status").read_text() for w in workers), timeout=10,
              what="orphaned workers gone")
+
+
+def test_a_receiver_worker_imports_no_sketches_storage_or_sdk() -> None:
+    """A spawned worker imports the parent's main module (the CLI) and what unpickling its spec needs; none of
+    that may pull in the processor's heavy parts (memory and start time of every worker)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, otel_ml.cli, otel_ml.receiver.workers, otel_ml.receiver.ingest; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'sqlite3', 'yaml', 'datasketches',"
+            " '_datasketches') or m.startswith(('opentelemetry.sdk', 'otel_ml.profile', 'otel_ml.store', "
+            "'otel_ml.analyze', 'otel_ml.service', 'otel_ml.config'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -21,6 +21,7 @@ import numpy as np
 from otel_ml.analyze import stats
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, NumericProfile
+from otel_ml.semconv import OVERALL_METHOD
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def categorical_scores(ref: CategoricalProfile, cur: CategoricalProfile) -> dict
 def _overall_from(method: str, methods: list[MethodResult], withheld: str) -> MethodResult:
     """``overall`` taken from a chosen distance method (per-feature config)."""
     chosen = next(m for m in methods if m.method == method)
-    return MethodResult("overall", chosen.score, chosen.threshold, None if withheld else chosen.detected)
+    return MethodResult(OVERALL_METHOD, chosen.score, chosen.threshold, None if withheld else chosen.detected)
 
 
 def _empty_report(name: str, kind: str, n: int, m: int, method_names: tuple[str, ...], thresholds: dict[str, float],
@@ -147,7 +148,7 @@ def _empty_report(name: str, kind: str, n: int, m: int, method_names: tuple[str,
     still reported."""
     methods = [MethodResult(k, math.nan, alpha if k in TEST_METHODS else thresholds.get(k, math.nan), None)
                for k in method_names]
-    return FeatureReport(name, kind, n, m, methods, MethodResult("overall", math.nan, alpha, None), reason,
+    return FeatureReport(name, kind, n, m, methods, MethodResult(OVERALL_METHOD, math.nan, alpha, None), reason,
                          *_quality(cur))
 
 
@@ -174,7 +175,7 @@ def compare_numeric(
     if method in ("auto", "ks"):
         if not withheld and p_resolved >= alpha and stats.ks_pvalue(d, n, m) < alpha:
             withheld = "below_sketch_resolution"  # significant only if the sketches were exact
-        overall = MethodResult("overall", p_resolved, alpha,
+        overall = MethodResult(OVERALL_METHOD, p_resolved, alpha,
                                _decide(p_resolved, alpha, withheld, lower_is_drift=True))
     else:
         overall = _overall_from(method, methods, withheld)
@@ -205,7 +206,7 @@ def compare_categorical(
     if method in ("auto", "chi2"):
         if not withheld and resolution > 0 and scores["linf"] <= resolution and p < alpha:
             withheld = "below_sketch_resolution"
-        overall = MethodResult("overall", p, alpha, _decide(p, alpha, withheld, lower_is_drift=True))
+        overall = MethodResult(OVERALL_METHOD, p, alpha, _decide(p, alpha, withheld, lower_is_drift=True))
     else:
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "categorical", n, m, methods, overall, withheld, missing, mismatch,
@@ -217,9 +218,8 @@ def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, d
     """NannyML-style thresholds per feature and distance method: mean + ``learned_sigma`` standard deviations
     of the method's score between each chunk of the reference and the whole reference. Computed once per
     reference (cached on it). Empty without at least 3 chunks."""
-    cached = getattr(reference, "_learned_thresholds", None)
-    if cached is not None:
-        return cached
+    if reference.learned_thresholds is not None:
+        return reference.learned_thresholds
     out: dict[str, dict[str, float]] = {}
     chunks = reference.chunks
     if len(chunks) >= 3:
@@ -236,7 +236,7 @@ def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, d
                         samples.setdefault(k, []).append(v)
             out[name] = {k: float(np.mean(v) + cfg.learned_sigma * np.std(v, ddof=1))
                          for k, v in samples.items() if len(v) >= 3}
-    reference._learned_thresholds = out  # type: ignore[attr-defined]
+    reference.learned_thresholds = out
     return out
 
 

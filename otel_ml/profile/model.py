@@ -134,6 +134,8 @@ class ModelProfile:
         self.chunks: list[ModelProfile] = []
         """Consecutive parts of a reference (baselines, pinned references), for thresholds learned from the
         reference's own variability; empty for windows and horizons, and not merged."""
+        self.learned_thresholds: dict[str, dict[str, float]] | None = None
+        """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
     def feature(self, name: str, kind: str) -> FeatureProfile:
         p = self.features.get(name)

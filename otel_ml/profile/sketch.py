@@ -34,8 +34,8 @@ def _b64(data: bytes) -> str:
 def kll_items(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The retained values of a serialized KLL doubles sketch and their weights (2^level).
 
-    The same pairs as iterating the sketch, ~10× faster: iteration builds a Python tuple per item, and drift
-    evaluation reads every numeric sketch of the horizon (at 5,000 features that iteration was 0.8 s). The
+    The same pairs as iterating the sketch, ~10× faster (docs/benchmarks.md): iteration builds a Python tuple
+    per item, and drift evaluation reads every numeric sketch of the horizon. The
     layout is DataSketches' documented KLL format (serial versions 1 and 2): an 8-byte preamble; then, unless
     the sketch is empty or holds one item, n (u64), min_k (u16), the level count (u8), a spare byte, the start
     of each level (u32) and min and max; then the retained items, level by level from level 0.
