@@ -149,6 +149,37 @@ def cmd_archive_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_list(args: argparse.Namespace) -> int:
+    import json
+
+    from otel_ml.store.state import models_in_checkpoint
+
+    _, rows = models_in_checkpoint(args.state_dir)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'MODEL':<24} {'VERSION':<12} {'STATUS':<9} {'IDLE (event time)':<18} {'REFERENCE':<11} ROWS")
+    for r in rows:
+        idle = f"{r['idle_seconds'] / 3600:.1f} h" if r["idle_seconds"] >= 3600 else f"{r['idle_seconds']:.0f} s"
+        print(f"{r['model']:<24} {r['version']:<12} {r['status']:<9} {idle:<18} {r['reference']:<11} {r['rows']}")
+    print(f"{sum(r['status'] == 'live' for r in rows)} live, {sum(r['status'] == 'released' for r in rows)} "
+          "released (as of the last checkpoint)")
+    return 0
+
+
+def cmd_models_retire(args: argparse.Namespace) -> int:
+    from otel_ml.store.control import write_control_request
+
+    path = write_control_request(args.state_dir, {"action": "retire", "model": args.model,
+                                                  "version": args.model_version,
+                                                  "drop_reference": args.drop_reference})
+    what = f"model {args.model!r}" + (f" version {args.model_version!r}" if args.model_version is not None else "")
+    print(f"queued: retire {what} ({path}); the processor applies it within evaluation.interval_seconds, or at "
+          "its next start")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otel-ml", description="ML model monitoring built into OpenTelemetry.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +232,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--to", dest="end", required=True, metavar="TIME")
     export.add_argument("--output", required=True, metavar="FILE")
     export.set_defaults(func=cmd_archive_export)
+
+    models = sub.add_parser("models", help="the (model, version)s a processor keeps live, and retiring them")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    mlist = msub.add_parser(
+        "list", help="live and released (model, version)s, as of the last checkpoint",
+        description="Read-only, from the state directory (the processor may be running): each (model, version) "
+                    "with its status (live or released), event time since its last data (live) or since its "
+                    "release, whether its reference is pinned, and the rows in its live windows.")
+    mlist.add_argument("--state-dir", required=True, metavar="DIR", help="the processor's state.dir")
+    mlist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    mlist.set_defaults(func=cmd_models_list)
+    retire = msub.add_parser(
+        "retire", help="release a model (or one version) now",
+        description="Queues a request in the state directory; the processor applies it within one evaluation "
+                    "interval (or at its next start): the model's windows are archived and its memory and "
+                    "series freed. A later span for it starts it again.")
+    retire.add_argument("--state-dir", required=True, metavar="DIR", help="the processor's state.dir")
+    retire.add_argument("--model", required=True, help="ml.model.name")
+    retire.add_argument("--model-version", metavar="V", help="only this version (default: every version)")
+    retire.add_argument("--drop-reference", action="store_true",
+                        help="also delete its pinned reference (default: keep it for its return)")
+    retire.set_defaults(func=cmd_models_retire)
 
     demo = sub.add_parser("demo", help="processor plus generated traffic with a drift partway through")
     demo.add_argument("--duration", type=float, default=120.0, help="seconds to run (default 120)")

@@ -20,6 +20,7 @@ from otel_ml.decode.otlp import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
 from otel_ml.export.config import ExportConfig
+from otel_ml.profile.lifecycle import WHEN_FULL, ModelsConfig
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
 from otel_ml.receiver.config import ReceiverConfig
@@ -35,8 +36,6 @@ class LimitsConfig(DecodeLimits):
     """YAML ``limits``: what one span may carry (the DecodeLimits fields, enforced by the decoder), and what the
     processor keeps and admits (the fields below)."""
 
-    max_models: int = 1_000
-    """(model, version) pairs the processor keeps; spans of further ones are rejected (too_many_models)."""
     max_profiled_features_per_model: int = 1_000
     """Features profiled per model; values of further features are dropped and counted. Not to be confused with
     ``export.cardinality.max_features_per_model``, the features *exported* per model."""
@@ -50,8 +49,32 @@ class LimitsConfig(DecodeLimits):
         return DecodeLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DecodeLimits)})
 
 
-RENAMED_KEYS = {"limits.max_features_per_model": "limits.max_profiled_features_per_model"}
+RENAMED_KEYS = {"limits.max_features_per_model": "limits.max_profiled_features_per_model",
+                "limits.max_models": "models.max_models"}
 """Old setting → its new name: still accepted, with a warning."""
+
+
+def _renamed(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (nested, as from YAML) with old setting names moved to their new place."""
+    for old, new in RENAMED_KEYS.items():
+        *path, last = old.split(".")
+        node: Any = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            continue
+        value = node.pop(last)
+        log.warning("setting '%s' is deprecated: it is now '%s' (the old name still works for now)", old, new)
+        *path, last = new.split(".")
+        target = data
+        for part in path:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{part}: expected a mapping, got {target!r}")
+        if last in target:
+            raise ConfigError(f"'{old}' and its new name '{new}' are both set; keep '{new}'")
+        target[last] = value
+    return data
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,7 @@ class StateConfig:
 class ServiceConfig:
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     sketch: SketchConfig = field(default_factory=SketchConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -138,12 +162,6 @@ def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
     changes = {}
     for key, value in data.items():
         where = f"{path}.{key}" if path else key
-        if where in RENAMED_KEYS:
-            new = RENAMED_KEYS[where]
-            log.warning("setting '%s' is deprecated: it is now '%s' (the old name still works for now)", where, new)
-            if new.rsplit(".", 1)[-1] in data:
-                raise ConfigError(f"'{where}' and its new name '{new}' are both set; keep '{new}'")
-            key, where = new.rsplit(".", 1)[-1], new
         if key not in names:
             raise ConfigError(f"unknown setting '{where}' (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
@@ -187,10 +205,14 @@ def load_config(
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
-        cfg = _merge(cfg, data)
+        cfg = _merge(cfg, _renamed(data) if isinstance(data, dict) else data)
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            cfg = _merge(cfg, _dotted(dotted, value))
+            cfg = _merge(cfg, _renamed(_dotted(dotted, value)))
+    if cfg.models.when_full not in WHEN_FULL:
+        raise ConfigError(f"models.when_full: one of {', '.join(WHEN_FULL)}, got {cfg.models.when_full!r}")
+    if cfg.models.max_models < 1 or cfg.models.idle_ttl_seconds <= 0:
+        raise ConfigError("models: need max_models >= 1 and idle_ttl_seconds > 0")
     if cfg.windows.window_seconds <= 0 or cfg.windows.horizon_seconds < cfg.windows.window_seconds:
         raise ConfigError("windows: need window_seconds > 0 and horizon_seconds >= window_seconds")
     methods = {"auto", "ks", "chi2", "psi", "js", "hellinger", "wasserstein", "linf"}

@@ -65,6 +65,8 @@ METRIC_REQUESTS_REFUSED = "otel_ml.requests.refused"
 METRIC_FEATURE_VALUES_DROPPED = "otel_ml.feature_values.dropped"
 METRIC_STORAGE_ERRORS = "otel_ml.storage.errors"
 METRIC_STORAGE_HEALTHY = "otel_ml.storage.healthy"
+METRIC_MODELS_RELEASED = "otel_ml.models.released"
+METRIC_MODELS_LIVE = "otel_ml.models.live"
 METRIC_EXPORT_OVERFLOW = "otel_ml.export.overflow"
 
 OVERALL_METHOD = "overall"

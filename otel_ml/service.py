@@ -27,6 +27,7 @@ from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult
 from otel_ml.decode.privacy import load_key
 from otel_ml.export.metrics import MetricsExporter
+from otel_ml.profile.lifecycle import ModelLifecycle
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
 from otel_ml.receiver.ingest import decode_for_ingest
@@ -34,6 +35,7 @@ from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
 from otel_ml.store.baselines import ReferenceStore
+from otel_ml.store.control import read_control_requests
 from otel_ml.store.journal import Journal, StorageError
 from otel_ml.store.state import StateStore
 
@@ -76,6 +78,8 @@ class ProcessorService:
         self.references = ReferenceStore(config.baseline_dir, config.state.dir)
         self.journal = Journal(config.state.dir, archive_config=config.state.archive) if config.state.durable else None
         self.models: dict[tuple[str, str], WindowedProfile] = {}
+        """The live (model, version)s; which ones, and until when, ``lifecycle`` decides."""
+        self.lifecycle = ModelLifecycle(config.models)
         self._lock = threading.Lock()
         self._reports: list[ModelReport] = []
         self._stop = threading.Event()
@@ -95,7 +99,8 @@ class ProcessorService:
                                                     token, readiness=self.readiness)
                               if config.receiver.otlp_http.enabled else None)
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id,
-                                        storage_healthy=lambda: not self._storage_failing)
+                                        storage_healthy=lambda: not self._storage_failing,
+                                        live_models=lambda: len(self.models))
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._window_options = {"max_features": config.limits.max_profiled_features_per_model,
@@ -122,6 +127,7 @@ class ProcessorService:
         if self.journal is not None:
             self._recover()
             self.journal.start()
+        self._run_control_requests()
         self.receiver.start()
         if self.http_receiver is not None:
             self.http_receiver.start()
@@ -147,7 +153,7 @@ class ProcessorService:
     # --- ingest ----------------------------------------------------------------------------------
     def _windowed(self, model: str, version: str) -> WindowedProfile:
         wp = self.models.get((model, version))
-        if wp is None:
+        if wp is None:  # new, or back after a release
             wp = WindowedProfile(model, version, self.config.windows, self.config.sketch, **self._window_options)
             self._attach_reference(wp)
             if wp.reference is None:
@@ -235,20 +241,34 @@ class ProcessorService:
         dropped: Counter[tuple[str, str]] = Counter()
         with self._lock:
             kept = []
+            busy = {batch.key for batch in result.batches}
             for batch in result.batches:
-                if batch.key not in self.models and len(self.models) >= self.config.limits.max_models:
-                    n = len(batch.span_end_ns)
-                    result.rejected["too_many_models"] += n
-                    result.spans_accepted -= n
-                    result.examples.setdefault("too_many_models", f"limits.max_models={self.config.limits.max_models}"
-                                               f" reached; model {batch.model!r} not admitted")
-                    continue
+                if len(batch.span_end_ns):
+                    self.lifecycle.advance(int(batch.span_end_ns.max()))
+            for batch in result.batches:
+                if batch.key not in self.models:
+                    admitted, release = self.lifecycle.admit(batch.key, self.models, busy)
+                    if release is not None:
+                        self._release(release, "limit")
+                    if not admitted:
+                        n = len(batch.span_end_ns)
+                        result.rejected["too_many_models"] += n
+                        result.spans_accepted -= n
+                        result.examples.setdefault(
+                            "too_many_models", f"models.max_models={self.config.models.max_models} live, none "
+                            f"releasable (models.when_full={self.config.models.when_full}, release_min_idle_seconds="
+                            f"{self.config.models.release_min_idle_seconds:g}); model {batch.model!r} version "
+                            f"{batch.version!r} not admitted")
+                        continue
                 wp = self._windowed(batch.model, batch.version)
                 before = wp.dropped_feature_values
                 late[batch.key] += wp.update(batch)
                 dropped[batch.key] += wp.dropped_feature_values - before
+                self.lifecycle.touch(batch.key, wp.newest_event_ns or 0)
                 kept.append(batch)
             result.batches = kept
+            if self.lifecycle.sweep_due(self.config.windows.window_ns):
+                self._release_idle()
             if seq is not None:
                 result.seq = self._last_seq = seq
             self.exporter.count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
@@ -266,6 +286,63 @@ class ProcessorService:
                             {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
         return result
 
+    # --- model lifecycle (profile/lifecycle.py decides, this applies) -------------------------------
+    def _release(self, key: tuple[str, str], reason: str) -> None:
+        """Release a live (model, version): windows to the archive, memory and exported series freed. Its baseline
+        or pinned reference stays on disk for its return. Call under ``_lock``."""
+        wp = self.models.pop(key)
+        if wp.just_pinned and wp.reference is not None:  # not written yet: write it now, or it is lost
+            try:
+                self.references.save_pinned(wp.reference)
+            except OSError as e:
+                self._storage_failed("reference", e)
+        changes = wp.close()
+        if self.state is not None:
+            self.state.released(changes)
+        self.exporter.forget_model(*key)
+        self.references.forget(key)
+        idle_ns = self.lifecycle.clock_ns - self.lifecycle.last_active.get(key, self.lifecycle.clock_ns)
+        self.lifecycle.release(key)
+        self.exporter.count(sc.METRIC_MODELS_RELEASED, 1, {sc.ATTR_REASON: reason})
+        log.info("model %r version %r released (%s; idle %.0f s of event time): %d live", key[0], key[1], reason,
+                 idle_ns / 1e9, len(self.models))
+
+    def _release_idle(self) -> None:
+        """Release every model idle past models.idle_ttl_seconds, and delete expired pinned references. Runs
+        inside ``_apply`` as the event clock moves, so a journal replay releases at the same points."""
+        for key in self.lifecycle.idle():
+            self._release(key, "idle")
+        for key in self.lifecycle.expired_references():
+            if key not in self.models and self.references.delete_pinned(key):
+                log.info("model %r version %r: pinned reference deleted (released longer than "
+                         "models.pinned_reference_ttl_seconds)", *key)
+
+    def retire(self, model: str, version: str | None = None, drop_reference: bool = False) -> list[tuple[str, str]]:
+        """Release ``model`` (one version, or all) now, as ``otel-ml models retire`` asks; returns what was."""
+        with self._lock:
+            keys = [k for k in self.models if k[0] == model and (version is None or k[1] == version)]
+            for key in keys:
+                self._release(key, "retired")
+            if drop_reference:
+                for key in [k for k in self.lifecycle.released
+                            if k[0] == model and (version is None or k[1] == version)]:
+                    self.references.delete_pinned(key)
+                    self.lifecycle.released.pop(key, None)
+        return keys
+
+    def _run_control_requests(self) -> None:
+        """Requests ``otel-ml models retire`` left in ``<state dir>/control``: applied, made durable, deleted."""
+        for path, request in read_control_requests(self.config.state.dir):
+            released = self.retire(request["model"], request.get("version"), request.get("drop_reference", False))
+            log.info("retire request %s: released %s", path.name, released or "nothing (not live)")
+            if self.journal is not None:
+                try:
+                    self.checkpoint()  # the release is durable before the request is gone
+                except (StorageError, TimeoutError) as e:
+                    log.error("retire request %s applied but not durable yet (%s); kept for a retry", path.name, e)
+                    continue
+            path.unlink(missing_ok=True)
+
     # --- durability ------------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Write the state; raises StorageError (counted, logged once per episode) when it could not."""
@@ -273,7 +350,8 @@ class ProcessorService:
             return
         started = time.perf_counter()
         with self._lock:
-            cp, changes = self.state.capture(self.models.values(), self.exporter.counter_totals(), self._last_seq)
+            cp, changes = self.state.capture(self.models.values(), self.exporter.counter_totals(), self._last_seq,
+                                             {"lifecycle": self.lifecycle.to_state()})
         try:
             self.state.write(cp)
         except BaseException as e:
@@ -301,6 +379,11 @@ class ProcessorService:
         for wp in recovered.models:
             self._attach_reference(wp)
             self.models[(wp.model, wp.version)] = wp
+        if "lifecycle" in recovered.service:
+            self.lifecycle.restore(recovered.service["lifecycle"])
+        else:  # a checkpoint from before lifecycles: every model was active at its newest event
+            for wp in recovered.models:
+                self.lifecycle.touch((wp.model, wp.version), wp.newest_event_ns or 0)
         self.exporter.restore_counter_totals(recovered.counter_totals)
         self._last_seq = recovered.seq
         replayed = 0
@@ -354,6 +437,7 @@ class ProcessorService:
         while not self._stop.wait(interval):
             try:
                 started = time.perf_counter()
+                self._run_control_requests()
                 self._save_new_references()
                 reports = self.evaluate()
                 log.debug("evaluated %d model(s) in %.3fs", len(reports), time.perf_counter() - started)

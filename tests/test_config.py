@@ -55,6 +55,10 @@ def test_a_renamed_key_still_works_with_a_warning(tmp_path: Path, caplog: pytest
     f.write_text("limits:\n  max_features_per_model: 7\n  max_profiled_features_per_model: 8\n")
     with pytest.raises(ConfigError, match="both set"):
         load_config(f, environ={})
+    # A setting moved to another section: limits.max_models is models.max_models now.
+    f.write_text("limits:\n  max_models: 4\n")
+    assert load_config(f, environ={}).models.max_models == 4
+    assert load_config(overrides={"limits.max_models": 6}, environ={}).models.max_models == 6
     # The export cap of the same old name is another setting and keeps its name.
     f.write_text("export:\n  cardinality:\n    max_features_per_model: 9\n")
     assert load_config(f, environ={}).export.cardinality.max_features_per_model == 9
@@ -63,10 +67,10 @@ def test_a_renamed_key_still_works_with_a_warning(tmp_path: Path, caplog: pytest
 def test_the_decoder_gets_only_its_own_limits() -> None:
     from otel_ml.decode import DecodeLimits
 
-    limits = load_config(overrides={"limits.max_batch_size": 5, "limits.max_models": 3}, environ={}).limits
+    limits = load_config(overrides={"limits.max_batch_size": 5, "limits.max_inflight_bytes": 3}, environ={}).limits
     decode = limits.decode_limits()
     assert type(decode) is DecodeLimits and decode.max_batch_size == 5
-    assert not hasattr(decode, "max_models") and limits.max_models == 3
+    assert not hasattr(decode, "max_inflight_bytes") and limits.max_inflight_bytes == 3
 
 
 def test_merge_copies_and_rejects_wrong_types() -> None:
@@ -76,5 +80,7 @@ def test_merge_copies_and_rejects_wrong_types() -> None:
     assert changed.receiver.otlp_grpc.endpoint == "127.0.0.1:1"
     with pytest.raises(ConfigError, match=r"state\.durable: expected true/false"):
         load_config(overrides={"state.durable": "maybe"}, environ={})
-    with pytest.raises(ConfigError, match=r"limits\.max_models: expected an integer"):
-        load_config(overrides={"limits.max_models": "many"}, environ={})
+    with pytest.raises(ConfigError, match=r"models\.max_models: expected an integer"):
+        load_config(overrides={"models.max_models": "many"}, environ={})
+    with pytest.raises(ConfigError, match=r"models\.when_full: one of release_idlest, refuse"):
+        load_config(overrides={"models.when_full": "panic"}, environ={})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import Counter, MeterProvider, ObservableGauge
+from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
@@ -75,11 +76,12 @@ class MetricsExporter:
     """Owns the MeterProvider, its readers, and every instrument otel-ml exports."""
 
     def __init__(self, config: ExportConfig, reports: Callable[[], list[ModelReport]],
-                 instance_id: str | None = None, storage_healthy: Callable[[], bool] | None = None) -> None:
+                 instance_id: str | None = None, storage_healthy: Callable[[], bool] | None = None,
+                 live_models: Callable[[], int] | None = None) -> None:
         self.config = config
         self._source = reports
         self._storage_healthy = storage_healthy
-        self.counters: dict[str, Counter] = {}
+        self._live_models = live_models
         self._totals: collections.Counter[tuple[str, tuple[tuple[str, str], ...]]] = collections.Counter()
         """Every counter's value per attribute set: checkpoints carry them across restarts."""
         self._totals_lock = threading.Lock()
@@ -91,7 +93,7 @@ class MetricsExporter:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        limits = {ObservableGauge: MAX_SERIES_PER_METRIC, Counter: MAX_SERIES_PER_METRIC}
+        limits = {ObservableGauge: MAX_SERIES_PER_METRIC, ObservableCounter: MAX_SERIES_PER_METRIC}
         readers: list[MetricReader] = []
         if self.config.prometheus.enabled:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -111,7 +113,7 @@ class MetricsExporter:
             exporter = OTLPMetricExporter(
                 endpoint=self.config.otlp.endpoint, insecure=self.config.otlp.insecure,
                 headers=dict(self.config.otlp.headers) or None,
-                preferred_temporality={Counter: temporality})
+                preferred_temporality={ObservableCounter: temporality})
             readers.append(PeriodicExportingMetricReader(
                 exporter, export_interval_millis=self.config.otlp.interval_seconds * 1000,
                 cardinality_limits=limits))
@@ -145,12 +147,14 @@ class MetricsExporter:
              "Values of features beyond limits.max_profiled_features_per_model, not profiled"),
             (sc.METRIC_STORAGE_ERRORS, "{error}",
              "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
+            (sc.METRIC_MODELS_RELEASED, "{model}",
+             "(model, version)s released, by reason: idle, limit (to admit a new one), retired"),
         ]
-        self.counters = {name: meter.create_counter(name, unit=unit, description=description)
-                         for name, unit, description in counters}
-        with self._totals_lock:  # what was counted (or restored) before start
-            for (name, attrs), value in self._totals.items():
-                self.counters[name].add(value, dict(attrs))
+        # Observable counters read the totals: a released model's series go away with its totals (a synchronous
+        # counter would export every (model, version) ever seen, forever), and counting costs no SDK call.
+        for name, unit, description in counters:
+            meter.create_observable_counter(name, callbacks=[self._callback(functools.partial(self._counter, name))],
+                                            unit=unit, description=description)
         gauges: list[tuple[str, str, str, Callable[[], Iterable[Observation]]]] = [
             (sc.METRIC_DRIFT_SCORE, "{score}", "Drift score per feature and method (overall: the test's p-value)",
              self._drift_scores),
@@ -175,6 +179,8 @@ class MetricsExporter:
             (sc.METRIC_STORAGE_HEALTHY, "",
              "1 while state writes succeed, 0 from a failed write until one succeeds (requests are refused)",
              self._storage),
+            (sc.METRIC_MODELS_LIVE, "{model}",
+             "Live (model, version)s (in memory, exported): models.max_models at most", self._models_live),
             (sc.METRIC_EXPORT_OVERFLOW, "{item}",
              "Models, versions and features profiled but not exported (export.cardinality caps), by kind",
              self._overflow),
@@ -189,8 +195,18 @@ class MetricsExporter:
         with self._totals_lock:
             if value or key not in self._totals:
                 self._totals[key] += value
-                if metric in self.counters:
-                    self.counters[metric].add(value, attrs)
+
+    def _counter(self, metric: str) -> Iterable[Observation]:
+        with self._totals_lock:
+            return [Observation(value, dict(attrs)) for (name, attrs), value in self._totals.items()
+                    if name == metric]
+
+    def forget_model(self, model: str, version: str) -> None:
+        """Drop the counters of a released (model, version): their series leave the export."""
+        mine = {(sc.ATTR_MODEL_NAME, model), (sc.ATTR_MODEL_VERSION, version)}
+        with self._totals_lock:
+            for key in [k for k in self._totals if mine <= set(k[1])]:
+                del self._totals[key]
 
     def counter_totals(self) -> list[list]:
         """Every counter's totals, JSON-ready, for a checkpoint: ``[[metric, [[attr, value], ...], total], ...]``."""
@@ -223,6 +239,10 @@ class MetricsExporter:
     def _storage(self) -> Iterable[Observation]:
         if self._storage_healthy is not None:
             yield Observation(int(self._storage_healthy()))
+
+    def _models_live(self) -> Iterable[Observation]:
+        if self._live_models is not None:
+            yield Observation(self._live_models())
 
     def _overflow(self) -> Iterable[Observation]:
         self._reports()

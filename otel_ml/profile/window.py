@@ -256,6 +256,14 @@ class WindowedProfile:
         self._evicted = []
         return changes
 
+    def close(self) -> WindowChanges:
+        """Forget every window (kept for the archive with ``keep_evicted``) and return what a checkpoint must
+        still write: this (model, version) is being released."""
+        for start in sorted(self.windows):
+            self._forget(start, self.windows.pop(start))
+        self._settled = None
+        return self.take_changes()
+
     def restore_changes(self, changes: WindowChanges) -> None:
         """Undo ``take_changes`` after a failed write (what changed since is kept too), except the evicted windows,
         which the caller keeps until they are archived."""

@@ -76,21 +76,44 @@ class ReferenceStore:
             self.baselines = read_profiles(self.baseline_dir)
             for model, version in self.baselines:
                 log.info("baseline for model %r version %r loaded", model, version)
-        self.pinned = read_profiles(self.pinned_dir)
 
     def find(self, model: str, version: str) -> tuple[ModelProfile, str] | None:
-        """The baseline for (model, version), else the model's version-less baseline, else a pinned one."""
+        """The baseline for (model, version), else the model's version-less baseline, else a pinned one (read
+        from disk on first use: pinned references of released models are not held in memory)."""
         for key in ((model, version), (model, "")):
             if key in self.baselines:
                 return self.baselines[key], "baseline"
-        if (model, version) in self.pinned:
-            return self.pinned[(model, version)], "pinned"
-        return None
+        key = (model, version)
+        if key not in self.pinned:
+            path = self._pinned_path(key)
+            try:
+                self.pinned[key] = ModelProfile.from_json(path.read_bytes())
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+                log.warning("%s: pinned reference unreadable, not used (%s)", path, e)
+                return None
+        return self.pinned[key], "pinned"
+
+    def _pinned_path(self, key: Key) -> Path:
+        return self.pinned_dir / (hashlib.sha256(f"{key[0]}\0{key[1]}".encode()).hexdigest()[:24] + ".json")
 
     def save_pinned(self, profile: ModelProfile) -> Path:
         key = (profile.model, profile.version)
         self.pinned[key] = profile
-        name = hashlib.sha256(f"{key[0]}\0{key[1]}".encode()).hexdigest()[:24] + ".json"
-        path = self.pinned_dir / name
+        path = self._pinned_path(key)
         write_atomically(path, profile.to_json())
         return path
+
+    def forget(self, key: Key) -> None:
+        """Drop a released model's pinned reference from memory (it stays on disk)."""
+        self.pinned.pop(key, None)
+
+    def delete_pinned(self, key: Key) -> bool:
+        """Delete a pinned reference from disk; True when there was one."""
+        self.pinned.pop(key, None)
+        try:
+            self._pinned_path(key).unlink()
+            return True
+        except FileNotFoundError:
+            return False

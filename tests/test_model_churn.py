@@ -1,0 +1,167 @@
+"""Model churn: many more (model, version)s over time than ``models.max_models``, over simulated days of event
+time. Every new version must be monitored; live models, memory and exported series must stay bounded; a
+restart in the middle must not resurrect released versions or lose counts; ``otel-ml models list/retire``
+work on the state directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_ml.config import load_config
+from otel_ml.service import ProcessorService
+from tests.conftest import scrape, select
+
+NS = 10**9
+MINUTE = 60 * NS
+DAY = 86_400 * NS
+MAX_MODELS = 4
+NEW_PER_DAY = 3
+DAYS = 14
+STEPS, STEP = 30, 4 * MINUTE  # each version sends for two hours of its day
+ROWS = 10  # predictions per span (batch form)
+
+
+def request(model: str, version: str, end_ns: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add(start_time_unix_nano=end_ns - 10**6,
+                                                                end_time_unix_nano=end_ns)
+    for key, value in (("ml.model.name", model), ("ml.model.version", version)):
+        span.attributes.add(key=key).value.string_value = value
+    span.attributes.add(key="ml.batch.size").value.int_value = ROWS
+    arr = span.attributes.add(key="ml.feature.x").value.array_value
+    for x in rng.normal(size=ROWS):
+        arr.values.add().double_value = float(x)
+    return req.SerializeToString()
+
+
+def start(tmp_path: Path, **models: object) -> ProcessorService:
+    overrides = {"state.dir": str(tmp_path / "state"), "windows.window_seconds": 60, "windows.horizon_seconds": 600,
+                 "windows.reference_min_rows": 50, "models.max_models": MAX_MODELS,
+                 "models.idle_ttl_seconds": 86_400, "models.pinned_reference_ttl_seconds": 2 * 86_400,
+                 "state.checkpoint_interval_seconds": 0.2, "evaluation.interval_seconds": 0.2,
+                 "receiver.otlp_grpc.endpoint": "127.0.0.1:0", "receiver.otlp_grpc.worker_processes": 0,
+                 "receiver.otlp_http.enabled": False, "export.prometheus.endpoint": "127.0.0.1:0",
+                 **{f"models.{k}": v for k, v in models.items()}}
+    service = ProcessorService(load_config(overrides=overrides, environ={}))
+    service.start()
+    return service
+
+
+def crash(service: ProcessorService) -> None:
+    """Stop as kill -9 would leave things: no final checkpoint, the journal as committed."""
+    service._stop.set()
+    service.receiver.shutdown()
+    assert service.journal is not None
+    service.journal.close()
+    service.exporter.shutdown()
+
+
+def predictions(service: ProcessorService) -> dict[str, float]:
+    assert service.exporter.prometheus_port is not None
+    return {s.labels["ml_model_version"]: s.value
+            for s in select(scrape(service.exporter.prometheus_port), "ml_predictions_total")}
+
+
+def test_ten_times_the_limit_in_versions_over_two_weeks_all_monitored_and_bounded(tmp_path: Path) -> None:
+    t0 = (time.time_ns() // DAY - DAYS - 2) * DAY
+    service = start(tmp_path)
+    sent: dict[str, int] = {}
+    live_seen, windows_seen, series_seen, pinned_seen = 0, 0, 0, 0
+    try:
+        for day in range(DAYS):
+            if day == DAYS // 2:
+                crash(service)
+                service = start(tmp_path)
+                assert len(service.models) <= MAX_MODELS
+                after = predictions(service)
+                assert all(after[v] == n for v, n in sent.items() if v in after), (after, sent)
+            versions = [f"d{day}-{i}" for i in range(NEW_PER_DAY)]
+            for step in range(STEPS):
+                end = t0 + day * DAY + 8 * 3600 * NS + step * STEP
+                for v in [*versions, "stable"]:
+                    model = "stable" if v == "stable" else "churn"
+                    result = service.consume(request(model, v, end, seed=hash((v, step)) % 2**32))
+                    assert result.spans_accepted == 1, result.message()  # every new version admitted
+                    sent[v] = sent.get(v, 0) + ROWS
+                    live_seen = max(live_seen, len(service.models))
+                    windows_seen = max(windows_seen, sum(len(wp.windows) for wp in service.models.values()))
+            for hour in range(11, 24):  # the stable model is in use all day, the day's new versions are not
+                end = t0 + day * DAY + hour * 3600 * NS
+                assert service.consume(request("stable", "stable", end, seed=hour)).spans_accepted == 1
+                sent["stable"] += ROWS
+            counted = predictions(service)
+            series_seen = max(series_seen, len(counted))
+            pinned_seen = max(pinned_seen, len(list((tmp_path / "state" / "pinned").glob("*.json"))))
+            for v in [*versions, "stable"]:  # monitored: every prediction counted (stable: since day 0)
+                assert counted[v] == sent[v], (day, v, counted)
+            service.evaluate()
+            reports = {r.version for r in service._reports}
+            assert set(versions) <= reports, reports
+        versions_total = DAYS * NEW_PER_DAY + 1
+        assert versions_total >= 10 * MAX_MODELS
+        assert live_seen <= MAX_MODELS and series_seen <= MAX_MODELS
+        assert windows_seen <= MAX_MODELS * 13  # horizon/window + the allowed lateness, per live model
+        assert pinned_seen <= MAX_MODELS + 3 * NEW_PER_DAY  # released ones expire after 2 days of event time
+        assert len(service.references.pinned) <= MAX_MODELS  # only live models' references in memory
+        released = {s.labels["reason"]: s.value for s in select(scrape(service.exporter.prometheus_port),
+                                                                "otel_ml_models_released_total")}
+        assert sum(released.values()) >= versions_total - MAX_MODELS - NEW_PER_DAY * (DAYS // 2), released
+        assert select(scrape(service.exporter.prometheus_port), "otel_ml_models_live")[0].value <= MAX_MODELS
+        assert select(scrape(service.exporter.prometheus_port), "otel_ml_spans_rejected_total") == []
+
+        # The CLI reads the last checkpoint while the processor runs, and retires through the state directory.
+        service.checkpoint()
+        state = str(tmp_path / "state")
+        listing = subprocess.run([sys.executable, "-m", "otel_ml.cli", "models", "list", "--state-dir", state],
+                                 capture_output=True, text=True, check=True).stdout
+        last = f"d{DAYS - 1}-0"
+        assert "stable" in listing and last in listing and "released" in listing, listing
+        # A version released two weeks (of event time) ago is still in the archive, every row of it.
+        profile = tmp_path / "d0-0.json"
+        subprocess.run([sys.executable, "-m", "otel_ml.cli", "archive", "export", "--state-dir", state, "--model",
+                        "churn", "--model-version", "d0-0", "--from", str(t0 // NS), "--to", str(t0 // NS + 86_400),
+                        "--output", str(profile)], capture_output=True, text=True, check=True)
+        assert json.loads(profile.read_text())["rows"] == sent["d0-0"]
+        out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "models", "retire", "--state-dir", state,
+                              "--model", "churn", "--model-version", last], capture_output=True, text=True,
+                             check=True).stdout
+        assert "queued" in out
+        deadline = time.monotonic() + 10
+        while ("churn", last) in service.models and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ("churn", last) not in service.models
+        assert not list((tmp_path / "state" / "control").glob("*.json"))  # applied, then removed
+        # It comes back with its first span, and with the reference pinned before it was retired.
+        end = t0 + (DAYS - 1) * DAY + 8 * 3600 * NS + STEPS * STEP
+        assert service.consume(request("churn", last, end, seed=1)).spans_accepted == 1
+        assert service.models[("churn", last)].reference_source == "pinned"
+    finally:
+        service.shutdown()
+
+
+def test_refuse_mode_and_the_guard_for_models_in_use(tmp_path: Path) -> None:
+    """when_full=refuse rejects a newcomer; release_idlest never releases a model active within
+    release_min_idle_seconds (a burst of new names must not evict the models in use)."""
+    t0 = (time.time_ns() // DAY - 2) * DAY
+    for mode in ("refuse", "release_idlest"):
+        service = start(tmp_path / mode, when_full=mode)
+        try:
+            for i in range(MAX_MODELS):
+                assert service.consume(request("m", str(i), t0, seed=i)).spans_accepted == 1
+            result = service.consume(request("m", "new", t0 + MINUTE, seed=9))  # all others active a minute ago
+            assert result.spans_accepted == 0 and result.rejected["too_many_models"] == 1
+            assert "not admitted" in result.examples["too_many_models"]
+            # An hour later the others are idle enough: release_idlest admits, refuse still refuses.
+            result = service.consume(request("m", "new", t0 + 60 * MINUTE, seed=9))
+            assert result.spans_accepted == (1 if mode == "release_idlest" else 0), mode
+            assert len(service.models) == MAX_MODELS
+        finally:
+            service.shutdown()
