@@ -79,6 +79,14 @@ def main() -> None:
          "to CPUs 0-1, one receiver worker process decodes while the main process applies; on this 2-CPU machine "
          "the load generator shares CPU 1 with it. Durable mode (the default) journals what each request added "
          "before answering."),
+        ("OTLP/HTTP ingest", f"python -m bench.ingest --protocol http --cores 1 --seconds {seconds} --threads 8",
+         run("-m", "bench.ingest", "--protocol", "http", "--cores", "1", "--seconds", seconds, "--threads", "8"),
+         "The same load as POST /v1/traces (protobuf, 8 keep-alive connections) to the OTLP/HTTP receiver, which runs "
+         "in the main process on the processor's aiohttp server (otel_ml/http_server.py). Measured against the "
+         "ThreadingHTTPServer it replaced, alternating in one run (durable, 1 core): 299.7k and 301.8k spans per "
+         "CPU-second before, 283.6k and 283.4k after (-5.5%): each request now passes from the event loop to a "
+         "handler thread and back. What it buys: 2,000 half-open connections cost 1 thread and 4 MB (before: 2,000 "
+         "threads, +53 MB), and a TLS client that never sends its ClientHello no longer blocks every other client."),
         ("False alarms on stationary data", f"python -m bench.false_alarms --horizons {horizons}",
          run("-m", "bench.false_alarms", "--horizons", horizons),
          "One reference, independent horizons from the same distributions, six features (normal, lognormal, Poisson "

@@ -51,9 +51,11 @@ def taskset(cpus: list[int]) -> list[str]:
     return ["taskset", "-c", ",".join(map(str, cpus))]
 
 
-def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None) -> dict[str, float]:
-    """One processor run. ``cores`` pins the processor to CPUs 0..cores-1 (None: unpinned, load unpinned too)."""
-    port, prom = free_port(), free_port()
+def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None,
+        protocol: str = "grpc") -> dict[str, float]:
+    """One processor run. ``cores`` pins the processor to CPUs 0..cores-1 (None: unpinned, load unpinned too).
+    ``protocol`` http: the load goes to the OTLP/HTTP receiver (which runs in the main process)."""
+    port, prom, http_port = free_port(), free_port(), free_port()
     state = tempfile.mkdtemp(prefix="otel-ml-bench-")
     cfg = Path(state) / "c.yaml"
     cfg.write_text(f"state:\n  durable: {'true' if durable else 'false'}\n")
@@ -61,13 +63,16 @@ def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = Non
     proc = subprocess.Popen([*(taskset(list(range(cores))) if cores else []), sys.executable, "-m", "otel_ml.cli",
                              "serve", "--config", str(cfg), "--state-dir", state,
                              "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--prometheus-endpoint", f"127.0.0.1:{prom}",
-                             "--no-otlp-http", "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+                             *(["--otlp-http-endpoint", f"127.0.0.1:{http_port}"] if protocol == "http"
+                               else ["--no-otlp-http"]),
+                             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
         cpu0 = cpu_seconds(proc.pid)
         load = subprocess.run([*(taskset([ncpu - 1]) if cores else []), sys.executable, "-m", "bench.loadgen",
-                               "--endpoint", f"127.0.0.1:{port}", "--seconds", str(seconds), "--threads",
-                               str(threads)], capture_output=True, text=True, check=True, timeout=seconds + 120)
+                               "--endpoint", f"127.0.0.1:{http_port if protocol == 'http' else port}", "--seconds",
+                               str(seconds), "--threads", str(threads), "--protocol", protocol],
+                              capture_output=True, text=True, check=True, timeout=seconds + 120)
         cpu1 = cpu_seconds(proc.pid)
         main_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     finally:
@@ -87,6 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="load generator threads")
     parser.add_argument("--durable", choices=["both", "on", "off"], default="both")
     parser.add_argument("--cores", default="1,2", help="processor core counts to measure, e.g. 1,2")
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="OTLP/gRPC or OTLP/HTTP load")
     args = parser.parse_args()
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.durable]
     print("| mode | processor cores | spans | wall s | processor CPU s (main + workers) | load generator CPU s | "
@@ -94,7 +100,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for durable in modes:
         for cores in [int(c) for c in args.cores.split(",")]:
-            r = run(durable, args.seconds, args.threads, cores)
+            r = run(durable, args.seconds, args.threads, cores, args.protocol)
             print(f"| {'durable (default)' if durable else 'not durable'} | {cores} | {r['spans']:,.0f} | "
                   f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} ({r['main_cpu_s']:.1f} + {r['worker_cpu_s']:.1f}) | "
                   f"{r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "

@@ -1,6 +1,8 @@
-"""A load generator for the processor, as its own process: pre-serialized OTLP trace exports over gRPC.
+"""A load generator for the processor, as its own process: pre-serialized OTLP trace exports over gRPC or HTTP.
 
     .venv/bin/python -m bench.loadgen --endpoint 127.0.0.1:4317 --seconds 10 --threads 2 [--spans 512]
+    .venv/bin/python -m bench.loadgen --protocol http --endpoint 127.0.0.1:4318 ...   (POST /v1/traces, protobuf,
+                                                                                     one keep-alive connection each)
 
 Sends requests of ``--spans`` spans (20 features: 18 numeric, 2 categorical, the shape of issue
 "Performance") as fast as the processor answers, from ``--threads`` threads, for ``--seconds``; prints one
@@ -12,6 +14,7 @@ the generator spends its CPU on gRPC only. Loopback only by default; stops by it
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import random
 import resource
@@ -50,11 +53,33 @@ def cpu_seconds_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def generate(endpoint: str, seconds: float, threads: int, spans: int) -> dict[str, float]:
+def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: str = "grpc") -> dict[str, float]:
     payloads = [make_request(spans, seed=i) for i in range(8)]
     acked = [0] * threads
     refused = [0] * threads
     stop = threading.Event()
+
+    def http_client(k: int) -> None:
+        host, _, port = endpoint.rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        i = k
+        while not stop.is_set():
+            try:
+                conn.request("POST", "/v1/traces", body=payloads[i % len(payloads)],
+                             headers={"Content-Type": "application/x-protobuf"})
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    acked[k] += spans
+                else:
+                    refused[k] += 1
+                    time.sleep(0.01)
+            except (OSError, http.client.HTTPException):
+                refused[k] += 1
+                conn.close()
+                time.sleep(0.01)
+            i += 1
+        conn.close()
 
     def client(k: int) -> None:
         with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
@@ -72,7 +97,8 @@ def generate(endpoint: str, seconds: float, threads: int, spans: int) -> dict[st
 
     cpu0 = cpu_seconds_self()
     t0 = time.perf_counter()
-    workers = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
+    workers = [threading.Thread(target=http_client if protocol == "http" else client, args=(k,))
+               for k in range(threads)]
     for t in workers:
         t.start()
     time.sleep(seconds)
@@ -89,8 +115,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--spans", type=int, default=512)
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     args = parser.parse_args()
-    print(json.dumps(generate(args.endpoint, args.seconds, args.threads, args.spans)), flush=True)
+    print(json.dumps(generate(args.endpoint, args.seconds, args.threads, args.spans, args.protocol)), flush=True)
 
 
 if __name__ == "__main__":

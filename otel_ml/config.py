@@ -20,6 +20,7 @@ from otel_ml.decode.otlp import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
 from otel_ml.export.config import ExportConfig
+from otel_ml.http_server import HttpServerConfig
 from otel_ml.profile.lifecycle import WHEN_FULL, ModelsConfig
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
@@ -100,6 +101,7 @@ class ServiceConfig:
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    http: HttpServerConfig = field(default_factory=HttpServerConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     sketch: SketchConfig = field(default_factory=SketchConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)

@@ -27,6 +27,7 @@ from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult
 from otel_ml.decode.privacy import load_key
 from otel_ml.export.metrics import MetricsExporter
+from otel_ml.http_server import HttpServer, server_tls_context
 from otel_ml.profile.lifecycle import ModelLifecycle
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
@@ -95,12 +96,20 @@ class ProcessorService:
                                        logging.getLogger().level), workers, self.apply_decoded,
                             on_refused=self._count_refused)
             if workers else OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume, config.receiver.tls, token))
+        self.http = HttpServer(config.http)
+        """Every HTTP surface: OTLP/HTTP and the Prometheus endpoint."""
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume, config.receiver.tls,
-                                                    token, readiness=self.readiness)
+                                                    token, readiness=self.readiness, server=self.http)
                               if config.receiver.otlp_http.enabled else None)
+        tls = config.receiver.tls
+        protect = config.export.prometheus.protected
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id,
                                         storage_healthy=lambda: not self._storage_failing,
-                                        live_models=lambda: len(self.models))
+                                        live_models=lambda: len(self.models), http=self.http,
+                                        readiness=self.readiness,
+                                        ssl_context=server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
+                                        if protect and tls.enabled else None,  # type: ignore[arg-type]
+                                        bearer_token=token if protect else None)
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._window_options = {"max_features": config.limits.max_profiled_features_per_model,
@@ -118,6 +127,7 @@ class ProcessorService:
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.references.open()  # also proves the state directory is writable
+        self.http.start()
         self.exporter.start()
         for op in STORAGE_OPS:  # present from the start, so rate() alerts see the first error
             self.exporter.count(sc.METRIC_STORAGE_ERRORS, 0, {"op": op})
@@ -149,6 +159,7 @@ class ProcessorService:
                 log.error("final checkpoint failed (the journal still holds every acknowledged request): %s", e)
             self.journal.close()
         self.exporter.shutdown()
+        self.http.shutdown()
 
     # --- ingest ----------------------------------------------------------------------------------
     def _windowed(self, model: str, version: str) -> WindowedProfile:

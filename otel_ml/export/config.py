@@ -10,6 +10,10 @@ class PrometheusConfig:
     enabled: bool = True
     endpoint: str = "127.0.0.1:9464"
     """host:port of the pull endpoint; metrics are served at /metrics."""
+    protected: bool = False
+    """Apply ``receiver.tls`` (and mutual TLS) and ``receiver.auth`` (bearer token) to the Prometheus endpoint too;
+    the scrape config then needs the CA, client certificate and token. Off: plain and open (bind it to loopback or
+    a private network)."""
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import hmac
 import logging
 import math
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 
+from aiohttp import web
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, PeriodicExportingMetricReader
@@ -25,20 +28,13 @@ from opentelemetry.sdk.resources import Resource
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import ModelReport
 from otel_ml.export.config import CardinalityConfig, ExportConfig
+from otel_ml.http_server import HttpServer, Listener, health_routes
 
 log = logging.getLogger(__name__)
 
 # Every (model, version, feature, method) is one series; the SDK's default of 2000 per metric is far too
 # small for a fleet of models (100 models × 50 features × 6 methods = 30,000).
 MAX_SERIES_PER_METRIC = 200_000
-
-
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    """``host:port`` → (host, port); ``[::1]:9464`` works too."""
-    host, _, port = endpoint.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"endpoint must be host:port, got {endpoint!r}")
-    return host.strip("[]"), int(port)
 
 
 def cap_reports(reports: list[ModelReport], caps: CardinalityConfig) -> tuple[list[ModelReport], dict[str, int]]:
@@ -77,7 +73,9 @@ class MetricsExporter:
 
     def __init__(self, config: ExportConfig, reports: Callable[[], list[ModelReport]],
                  instance_id: str | None = None, storage_healthy: Callable[[], bool] | None = None,
-                 live_models: Callable[[], int] | None = None) -> None:
+                 live_models: Callable[[], int] | None = None, http: HttpServer | None = None,
+                 readiness: Callable[[], tuple[bool, str]] | None = None, ssl_context: ssl.SSLContext | None = None,
+                 bearer_token: str | None = None) -> None:
         self.config = config
         self._source = reports
         self._storage_healthy = storage_healthy
@@ -87,7 +85,13 @@ class MetricsExporter:
         self._totals_lock = threading.Lock()
         self._capped: tuple[int, list[ModelReport], dict[str, int]] = (0, [], {})
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
-        self._http_server = None
+        self._own_http = http is None
+        self._http = http or HttpServer()
+        self._readiness = readiness or (lambda: (True, "ready"))
+        self._ssl_context = ssl_context
+        """TLS for the Prometheus endpoint (``export.prometheus.protected``), with the bearer token below."""
+        self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
+        self._listener: Listener | None = None
         self.prometheus_port: int | None = None
         self.provider: MeterProvider | None = None
 
@@ -97,14 +101,31 @@ class MetricsExporter:
         readers: list[MetricReader] = []
         if self.config.prometheus.enabled:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
-            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
             registry = CollectorRegistry(auto_describe=True)
             readers.append(PrometheusMetricReader(registry=registry, cardinality_limits=limits))
-            host, port = split_endpoint(self.config.prometheus.endpoint)
-            self._http_server, _ = start_http_server(port, addr=host, registry=registry)
-            self.prometheus_port = self._http_server.server_port
-            log.info("Prometheus metrics on http://%s:%d/metrics", host, self.prometheus_port)
+
+            async def metrics(request: web.Request) -> web.Response:
+                if self._expected_auth is not None and not hmac.compare_digest(
+                        request.headers.get("Authorization", "").encode(), self._expected_auth):
+                    return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+                body = await self._http.blocking(generate_latest, registry)  # runs the gauges' callbacks
+                response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+                response.enable_compression()  # gzip when the scraper accepts it
+                return response
+
+            async def not_found(_request: web.Request) -> web.Response:
+                return web.Response(status=404, text="metrics are at GET /metrics\n")
+
+            self._http.start()
+            self._listener = self._http.listen(
+                "the Prometheus endpoint (export.prometheus.endpoint)", self.config.prometheus.endpoint,
+                [("GET", "/metrics", metrics), *health_routes(self._readiness), ("*", "/{tail:.*}", not_found)],
+                self._ssl_context)
+            self.prometheus_port = self._listener.port
+            log.info("Prometheus metrics on %s://%s:%d/metrics", "https" if self._ssl_context else "http",
+                     self.config.prometheus.endpoint.rpartition(":")[0], self.prometheus_port)
         if self.config.otlp.endpoint:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
@@ -123,11 +144,13 @@ class MetricsExporter:
         self._create_instruments()
 
     def shutdown(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._own_http:
+            self._http.shutdown()
         if self.provider is not None:
             self.provider.shutdown()
-        if self._http_server is not None:
-            self._http_server.shutdown()
-            self._http_server.server_close()
 
     # --- instruments -----------------------------------------------------------------------------
     def _create_instruments(self) -> None:

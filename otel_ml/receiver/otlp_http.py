@@ -2,26 +2,30 @@
 
 Answers as the OTLP/HTTP spec says: 200 with an ExportTraceServiceResponse in the request's encoding
 (partial_success for rejected ML spans), 400 with a google.rpc.Status for a payload that cannot be
-parsed, 413 over the size limit, 415 for other content types, 404 elsewhere.
-``GET /healthz`` answers 200 while the process serves; ``GET /readyz`` 200 when the processor can accept data
-and 503 with the reason when it cannot (e.g. its state cannot be written). Neither needs the bearer token.
+parsed, 401 without the bearer token, 408 for a body that does not arrive, 413 over the size limit, 415 for
+other content types, 503 with Retry-After and RetryInfo when overloaded or unable to write its state, 404
+elsewhere. ``GET /healthz`` answers 200 while the process serves; ``GET /readyz`` 200 when the processor can
+accept data and 503 with the reason when it cannot. Neither needs the bearer token.
+
+Served by the processor's one HTTP server (otel_ml/http_server.py: timeouts, connection cap, TLS off the
+accept path); the work of a request (parse, decode, apply, journal) runs in its handler threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-import ssl
-import threading
 import zlib
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from aiohttp import web
 from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml.decode.batch import DecodeResult
+from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_context
 from otel_ml.receiver.common import export_response, refusal_of
 from otel_ml.receiver.config import OtlpHttpReceiverConfig, TlsConfig
 
@@ -29,132 +33,112 @@ log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+Reply = tuple[int, bytes, str, dict[str, str]]
 
 
 class OtlpHttpTraceReceiver:
-    """HTTP server for ``POST /v1/traces``; hands each request to ``consume`` (bytes or a parsed message)."""
+    """``POST /v1/traces`` (and health) on the HttpServer; hands each request to ``consume`` (bytes or a parsed
+    message)."""
 
     def __init__(self, config: OtlpHttpReceiverConfig,
                  consume: Callable[[bytes | ExportTraceServiceRequest], DecodeResult],
                  tls: TlsConfig | None = None, bearer_token: str | None = None,
-                 readiness: Callable[[], tuple[bool, str]] | None = None) -> None:
+                 readiness: Callable[[], tuple[bool, str]] | None = None, server: HttpServer | None = None) -> None:
         self.config = config
         self._consume = consume
-        self._readiness = readiness or (lambda: (True, "ready"))
         self.tls = tls or TlsConfig()
         self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._readiness = readiness or (lambda: (True, "ready"))
+        self._own_server = server is None
+        self.server = server or HttpServer()
+        self._listener: Listener | None = None
         self.port: int | None = None
 
     def start(self) -> None:
-        host, _, port = self.config.endpoint.rpartition(":")
-        self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), self._handler())
-        self._server.daemon_threads = True
-        if self.tls.enabled:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(self.tls.cert_file, self.tls.key_file)  # type: ignore[arg-type]
-            if self.tls.client_ca_file:
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                ctx.load_verify_locations(self.tls.client_ca_file)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-http", daemon=True)
-        self._thread.start()
-        log.info("OTLP/HTTP trace receiver on %s://%s:%d/v1/traces", "https" if self.tls.enabled else "http", host,
-                 self.port)
+        self.server.start()
+        ctx = (server_tls_context(self.tls.cert_file, self.tls.key_file, self.tls.client_ca_file)  # type: ignore[arg-type]
+               if self.tls.enabled else None)
+        self._listener = self.server.listen("the OTLP/HTTP receiver (receiver.otlp_http.endpoint)",
+                                            self.config.endpoint, [
+                                                ("POST", "/v1/traces", self._traces),
+                                                *health_routes(self._readiness),
+                                                ("*", "/{tail:.*}", self._not_found)],
+                                            ctx, self.config.max_message_bytes)
+        self.port = self._listener.port
+        log.info("OTLP/HTTP trace receiver on %s://%s:%d/v1/traces", "https" if self.tls.enabled else "http",
+                 self.config.endpoint.rpartition(":")[0], self.port)
 
     def shutdown(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._own_server:
+            self.server.shutdown()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
+    # --- handlers (on the event loop) ----------------------------------------------------------------
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return web.Response(status=404, text="spans go to POST /v1/traces; GET /healthz and /readyz tell health\n")
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        if self._expected_auth is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected_auth):  # constant time
+                return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        reply_type = JSON if content_type == JSON else PROTOBUF
         limit = self.config.max_message_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _reply(*_error(413, f"request of {request.content_length} bytes is over the limit of {limit}",
+                                  reply_type), close=True)
+        try:
+            async with asyncio.timeout(self.server.config.body_timeout_seconds):
+                body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _reply(*_error(413, f"request over the limit of {limit} bytes", reply_type), close=True)
+        except TimeoutError:
+            return _reply(*_error(408, "the request body did not arrive in time", reply_type), close=True)
+        encoding = request.headers.get("Content-Encoding", "").lower()
+        return _reply(*await self.server.blocking(self._handle, content_type, encoding, body, reply_type))
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    # --- the request's work (in a handler thread) ----------------------------------------------------
+    def _handle(self, content_type: str, encoding: str, body: bytes, reply_type: str) -> Reply:
+        if content_type not in (PROTOBUF, JSON):
+            return _error(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}", reply_type)
+        try:
+            if encoding == "gzip":
+                body = _gunzip(body, self.config.max_message_bytes)
+            elif encoding not in ("", "identity"):
+                return _error(415, f"unsupported Content-Encoding {encoding!r}", reply_type)
+            if content_type == JSON:
+                message = json_format.Parse(body.decode("utf-8"), ExportTraceServiceRequest(),
+                                            ignore_unknown_fields=True)
+                result = self._consume(message)
+            else:
+                result = self._consume(body)
+        except Exception as e:
+            refusal = refusal_of(e)
+            headers = {} if refusal.retry_after_seconds is None else {
+                "Retry-After": str(max(1, round(refusal.retry_after_seconds)))}
+            return _error(refusal.http_status, refusal.message, reply_type, refusal.status(), headers)
+        response = export_response(result)
+        out = json_format.MessageToJson(response).encode() if reply_type == JSON else response.SerializeToString()
+        return 200, out, reply_type, {}
 
-            def log_message(self, *args: object) -> None:
-                pass
 
-            def _send(self, code: int, body: bytes, content_type: str, **headers: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name.replace("_", "-"), value)
-                self.end_headers()
-                self.wfile.write(body)
+def _error(code: int, message: str, content_type: str, status: status_pb2.Status | None = None,
+           headers: dict[str, str] | None = None) -> Reply:
+    if status is None:
+        grpc_code = {400: 3, 408: 4, 413: 8, 415: 3, 503: 14}.get(code, 2)  # INVALID_ARGUMENT, DEADLINE_EXCEEDED...
+        status = status_pb2.Status(code=grpc_code, message=message)
+    body = json_format.MessageToJson(status).encode() if content_type == JSON else status.SerializeToString()
+    return code, body, content_type, headers or {}
 
-            def _error(self, code: int, message: str, content_type: str, status: status_pb2.Status | None = None,
-                       **headers: str) -> None:
-                if status is None:
-                    grpc_code = {400: 3, 413: 8, 503: 14}.get(code, 2)  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...
-                    status = status_pb2.Status(code=grpc_code, message=message)
-                body = (json_format.MessageToJson(status).encode() if content_type == JSON
-                        else status.SerializeToString())
-                self._send(code, body, content_type, **headers)
 
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path == "/healthz":
-                    self._send(200, b"ok\n", "text/plain")
-                elif path == "/readyz":
-                    ready, why = receiver._readiness()
-                    self._send(200 if ready else 503, why.encode() + b"\n", "text/plain; charset=utf-8")
-                else:
-                    self._send(404, b"GET serves /healthz and /readyz; spans go to POST /v1/traces\n", "text/plain")
-
-            def do_POST(self) -> None:
-                if receiver._expected_auth is not None:
-                    given = self.headers.get("Authorization", "").encode()
-                    if not hmac.compare_digest(given, receiver._expected_auth):  # constant time
-                        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                        self._send(401, b"", "text/plain", WWW_Authenticate="Bearer")
-                        return
-                content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                reply_type = JSON if content_type == JSON else PROTOBUF
-                if self.path.split("?")[0] != "/v1/traces":
-                    self._error(404, "only POST /v1/traces is served", reply_type)
-                    return
-                if content_type not in (PROTOBUF, JSON):
-                    self._error(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}",
-                                reply_type)
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > limit:
-                    self.rfile.read(length)  # drain so the connection stays usable
-                    self._error(413, f"request of {length} bytes is over the limit of {limit}", reply_type)
-                    return
-                body = self.rfile.read(length)
-                encoding = self.headers.get("Content-Encoding", "").lower()
-                try:
-                    if encoding == "gzip":
-                        body = _gunzip(body, limit)
-                    elif encoding not in ("", "identity"):
-                        self._error(415, f"unsupported Content-Encoding {encoding!r}", reply_type)
-                        return
-                    if content_type == JSON:
-                        message = json_format.Parse(body.decode("utf-8"), ExportTraceServiceRequest(),
-                                                    ignore_unknown_fields=True)
-                        result = receiver._consume(message)
-                    else:
-                        result = receiver._consume(body)
-                except Exception as e:
-                    refusal = refusal_of(e)
-                    headers = {} if refusal.retry_after_seconds is None else {
-                        "Retry_After": str(max(1, round(refusal.retry_after_seconds)))}
-                    self._error(refusal.http_status, refusal.message, reply_type, refusal.status(), **headers)
-                    return
-                response = export_response(result)
-                out = (json_format.MessageToJson(response).encode() if reply_type == JSON
-                       else response.SerializeToString())
-                self._send(200, out, reply_type)
-
-        return Handler
+def _reply(code: int, body: bytes, content_type: str, headers: dict[str, str], close: bool = False) -> web.Response:
+    response = web.Response(status=code, body=body, content_type=content_type, headers=headers)
+    if close:  # the rest of an unread body would be taken for the next request
+        response.force_close()
+    return response
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
@@ -164,4 +148,3 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     if len(out) > limit or d.unconsumed_tail:
         raise ValueError(f"decompressed request is over the limit of {limit} bytes")
     return out
-

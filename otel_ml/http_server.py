@@ -1,0 +1,208 @@
+"""One HTTP server for every HTTP surface of the processor: OTLP/HTTP, /metrics, health (and the UI to come).
+
+Built on aiohttp, chosen on measurement (docs/benchmarks.md, "OTLP/HTTP ingest"): with 200 connections that
+sent half a request header and stopped, aiohttp and hypercorn closed all of them after their idle timeout and
+served other clients meanwhile, on one thread; uvicorn kept all 200 open (its keep-alive timeout does not cover
+a request being received); aiohttp parses HTTP in C (hypercorn's h11 is pure Python). The hand-made
+``ThreadingHTTPServer`` it replaces ran the TLS handshake in its accept loop (one silent TLS client blocked
+every other) and held a thread per connection with no timeout.
+
+How each listener stays healthy:
+- one event loop in one thread serves every connection; blocking work (applying a request: decode, journal
+  commit) runs in a bounded thread pool (``handler_threads``), so a slow client costs a coroutine, not a thread;
+- ``idle_timeout_seconds``: a connection that sends nothing for that long, between requests or stuck in one's
+  headers, is closed; a request body must arrive within ``body_timeout_seconds`` (else 408);
+- ``max_connections`` per listener: a connection beyond it is closed at once (clients retry);
+- TLS handshakes run in the event loop, never in the accept path, and give up after
+  ``tls_handshake_timeout_seconds``;
+- HTTP/1.1 keep-alive; gzip responses where the client accepts them; graceful shutdown (requests in progress
+  finish, up to ``shutdown_timeout_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class HttpServerConfig:
+    """YAML ``http``: connection limits of every HTTP listener (OTLP/HTTP, Prometheus)."""
+
+    idle_timeout_seconds: float = 15.0
+    """A connection that sends nothing for this long (between requests, or inside a request's headers) is closed."""
+    body_timeout_seconds: float = 30.0
+    """A request's body must have arrived this long after its headers; else 408 and the connection is closed."""
+    max_connections: int = 1_000
+    """Open connections per listener; one beyond it is closed at once (OTLP clients retry)."""
+    tls_handshake_timeout_seconds: float = 10.0
+    handler_threads: int = 16
+    """Threads applying requests (decode, journal commit); more waiting requests queue in the event loop."""
+    shutdown_timeout_seconds: float = 5.0
+
+
+class Listener:
+    """One listening socket of an HttpServer: its port, and how to stop it."""
+
+    def __init__(self, server: HttpServer, runner: web.AppRunner, aio_server: asyncio.AbstractServer,
+                 port: int) -> None:
+        self._server = server
+        self._runner = runner
+        self._aio_server = aio_server
+        self.port = port
+
+    def connections(self) -> int:
+        return len(self._runner.server.connections) if self._runner.server is not None else 0
+
+    def close(self) -> None:
+        self._server.call(self._close())
+
+    async def _close(self) -> None:
+        self._aio_server.close()  # no new connections
+        await self._runner.cleanup()  # requests in progress finish (shutdown_timeout), then connections close
+
+
+class _Capped(asyncio.Protocol):
+    """aiohttp's protocol for one connection, closed at once instead when its listener already holds ``cap``
+    connections. Counted when made (asyncio may create the protocols of several accepted connections before
+    making any), so the count is exact; a TLS connection counts once its handshake is done (until then the
+    handshake timeout bounds it)."""
+
+    def __init__(self, handler: asyncio.Protocol, server: web.Server, cap: int) -> None:
+        self._handler = handler
+        self._server = server
+        self._cap = cap
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if len(self._server.connections) >= self._cap:
+            self._refused = True
+            transport.close()
+            return
+        self._handler.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._refused:
+            self._handler.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._refused else self._handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+
+class HttpServer:
+    """An event loop in a thread carrying any number of listeners; ``start`` before ``listen``."""
+
+    def __init__(self, config: HttpServerConfig | None = None) -> None:
+        self.config = config or HttpServerConfig()
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(self.config.handler_threads, thread_name_prefix="otel-ml-http")
+        self._listeners: list[Listener] = []
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop.run_forever, name="otel-ml-http-loop", daemon=True)
+            self._thread.start()
+
+    def call(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
+        """Run a coroutine on the server's loop from another thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` in the handler thread pool (from a handler)."""
+        return await self._loop.run_in_executor(self._pool, fn, *args)
+
+    def listen(self, name: str, endpoint: str, routes: list[tuple[str, str, Handler]],
+               ssl_context: ssl.SSLContext | None = None, max_body_bytes: int = 1024 * 1024) -> Listener:
+        """Serve ``routes`` ((method, path, handler)) on ``endpoint`` (host:port); raises OSError naming
+        ``name`` and the endpoint when it cannot bind."""
+        host, _, port = endpoint.rpartition(":")
+        try:
+            listener = self.call(self._listen(host.strip("[]"), int(port), routes, ssl_context, max_body_bytes))
+        except OSError as e:
+            raise OSError(f"cannot serve {name} on {endpoint}: {e.strerror or e}") from e
+        self._listeners.append(listener)
+        return listener
+
+    async def _listen(self, host: str, port: int, routes: list[tuple[str, str, Handler]],
+                      ssl_context: ssl.SSLContext | None, max_body_bytes: int) -> Listener:
+        app = web.Application(client_max_size=max_body_bytes)
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+        # read_bufsize: an OTLP request is often hundreds of KB; with aiohttp's 64 KB default the transport is
+        # paused and resumed several times per request.
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.config.idle_timeout_seconds,
+                               auto_decompress=False, shutdown_timeout=self.config.shutdown_timeout_seconds,
+                               read_bufsize=min(max_body_bytes, 2 << 20))
+        await runner.setup()
+        factory = runner.server
+        assert factory is not None
+        cap = self.config.max_connections
+
+        def protocol() -> asyncio.Protocol:
+            return _Capped(factory(), factory, cap)
+
+        aio_server = await self._loop.create_server(
+            protocol, host, port, ssl=ssl_context, reuse_address=True,
+            ssl_handshake_timeout=self.config.tls_handshake_timeout_seconds if ssl_context else None)
+        return Listener(self, runner, aio_server, aio_server.sockets[0].getsockname()[1])
+
+    def shutdown(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener.close()
+            except Exception as e:  # a listener that fails to stop must not keep the others open
+                log.warning("stopping an HTTP listener failed: %s", e)
+        self._listeners.clear()
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def health_routes(readiness: Callable[[], tuple[bool, str]]) -> list[tuple[str, str, Callable]]:
+    """``GET /healthz`` (alive) and ``GET /readyz`` (able to accept data), for every listener that wants them."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ready, why = readiness()
+        return web.Response(status=200 if ready else 503, text=why + "\n")
+
+    return [("GET", "/healthz", healthz), ("GET", "/readyz", readyz)]
+
+
+def server_tls_context(cert_file: str, key_file: str, client_ca_file: str | None) -> ssl.SSLContext:
+    """TLS 1.2+ server context; mutual TLS when ``client_ca_file`` is given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca_file)
+    return ctx
