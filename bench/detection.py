@@ -114,8 +114,10 @@ class Processor:
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.prom_port}/metrics", timeout=10).read().decode()
         return [s for fam in text_string_to_metric_families(text) for s in fam.samples]
 
-    def settle(self, model: str) -> list:
-        """Wait until every sent row is counted, then for two evaluations; return the scrape."""
+    def settle(self, model: str, current_rows: int | None = None) -> list:
+        """Wait until every sent row is counted, then until an evaluation has seen them (the horizon is one window:
+        with ``current_rows``, some feature's current sample count equals it; else two evaluation intervals);
+        return the scrape. Sleeping alone once read a stale evaluation on a busy machine."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             got = sum(s.value for s in self.scrape() if s.name == "ml_predictions_total"
@@ -124,6 +126,14 @@ class Processor:
                 break
             time.sleep(0.05)
         time.sleep(0.6)
+        deadline = time.monotonic() + 10  # a model still pinning its reference exports no sample counts
+        while current_rows is not None and time.monotonic() < deadline:
+            samples = self.scrape()
+            if any(s.name == "ml_drift_sample_count" and s.labels.get("ml_model_name") == model
+                   and s.labels.get("ml_sample") == "current" and s.value == current_rows for s in samples):
+                time.sleep(0.3)  # the decisions of that evaluation, not of one in progress
+                break
+            time.sleep(0.1)
         return self.scrape()
 
     def stop(self) -> None:
@@ -181,7 +191,7 @@ def run_chunks(name: str, model: str, reference: pd.DataFrame, chunks: list[pd.D
     for k, chunk in enumerate(chunks):
         end = t0 + (first_chunk_time + k) * window_s * NS + NS
         proc.send(batch_request(model, chunk, end, prediction), len(chunk))
-        got = decisions(proc.settle(model), model)
+        got = decisions(proc.settle(model, current_rows=len(chunk)), model)
         alpha = cfg.alpha / max(1, len(got))
         flagged = {f for f, (d, _) in got.items() if d == 1}
         for f in flagged & drifted:
