@@ -181,7 +181,13 @@ def cmd_models_retire(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
     parser = argparse.ArgumentParser(prog="otel-ml", description="ML model monitoring built into OpenTelemetry.")
+    try:
+        parser.add_argument("--version", action="version", version=f"otel-ml {version('otel-ml')}")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        parser.add_argument("--version", action="version", version="otel-ml (not installed)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     from otel_ml.config import ENV_VARS

@@ -129,7 +129,15 @@ class ProcessorService:
         self.references.open()  # also proves the state directory is writable
         self.http.start()
         self.exporter.start()
-        for op in STORAGE_OPS:  # present from the start, so rate() alerts see the first error
+        # Every self-telemetry series from the start at 0: an alert on rate() sees the first increment.
+        for metric in (sc.METRIC_SPANS_RECEIVED, sc.METRIC_SPANS_ACCEPTED, sc.METRIC_SPANS_IGNORED):
+            self.exporter.count(metric, 0)
+        for reason in sc.REJECTION_REASONS:
+            self.exporter.count(sc.METRIC_SPANS_REJECTED, 0, {sc.ATTR_REASON: reason})
+        self.exporter.count(sc.METRIC_REQUESTS_REFUSED, 0, {sc.ATTR_REASON: "overloaded"})
+        for reason in ("idle", "limit", "retired"):
+            self.exporter.count(sc.METRIC_MODELS_RELEASED, 0, {sc.ATTR_REASON: reason})
+        for op in STORAGE_OPS:
             self.exporter.count(sc.METRIC_STORAGE_ERRORS, 0, {"op": op})
         if self.journal is None:
             log.info("state.durable is false: requests are not journaled (a restart loses the live windows); "

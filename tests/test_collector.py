@@ -88,7 +88,10 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         [count] = prometheus.query('ml_predictions_total{ml_model_name="gw-model"}')
         assert float(count["value"][1]) == 3000
         # Only ML spans reached otel-ml: 1500 single-row spans + 15 batch spans, no /health spans.
-        own = {s.name: s.value for s in scrape(sp.prom_port) if s.name.startswith("otel_ml_spans")}
+        own: dict[str, float] = {}  # summed over labels (every rejection reason is a series, 0 until it happens)
+        for s in scrape(sp.prom_port):
+            if s.name.startswith("otel_ml_spans"):
+                own[s.name] = own.get(s.name, 0) + s.value
         assert own["otel_ml_spans_received_total"] == 1516 and own.get("otel_ml_spans_ignored_total", 0) == 0
         assert own["otel_ml_spans_rejected_total"] == 1
 

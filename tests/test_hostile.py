@@ -292,3 +292,22 @@ def test_overloaded_http_answer_is_503_with_retry_after_and_retry_info() -> None
         assert info.retry_delay.ToNanoseconds() == 2_000_000_000
     finally:
         receiver.shutdown()
+
+
+def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_factory) -> None:
+    """semconv.REJECTION_REASONS lists every reason the decoder and the service give (each is exported at 0 from
+    the start, so alert rules on rate() see the first rejection)."""
+    import re
+    from pathlib import Path
+
+    from otel_ml import semconv
+
+    root = Path(__file__).resolve().parents[1] / "otel_ml"
+    text = (root / "decode" / "otlp.py").read_text() + (root / "service.py").read_text()
+    used = set(re.findall(r'_Rejected\(\s*"([a-z_]+)"', text)) | set(re.findall(r'rejected\["([a-z_]+)"\]', text))
+    assert used == set(semconv.REJECTION_REASONS), used ^ set(semconv.REJECTION_REASONS)
+    sp = serve_factory()
+    exported = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}
+    assert exported == dict.fromkeys(semconv.REJECTION_REASONS, 0.0)
+    for name in ("otel_ml_spans_received_total", "otel_ml_requests_refused_total", "otel_ml_models_released_total"):
+        assert select(sp.scrape(), name), name

@@ -115,7 +115,8 @@ def test_ten_times_the_limit_in_versions_over_two_weeks_all_monitored_and_bounde
                                                                 "otel_ml_models_released_total")}
         assert sum(released.values()) >= versions_total - MAX_MODELS - NEW_PER_DAY * (DAYS // 2), released
         assert select(scrape(service.exporter.prometheus_port), "otel_ml_models_live")[0].value <= MAX_MODELS
-        assert select(scrape(service.exporter.prometheus_port), "otel_ml_spans_rejected_total") == []
+        assert all(s.value == 0 for s in select(scrape(service.exporter.prometheus_port),
+                                                "otel_ml_spans_rejected_total"))  # none rejected
 
         # The CLI reads the last checkpoint while the processor runs, and retires through the state directory.
         service.checkpoint()
@@ -143,6 +144,15 @@ def test_ten_times_the_limit_in_versions_over_two_weeks_all_monitored_and_bounde
         end = t0 + (DAYS - 1) * DAY + 8 * 3600 * NS + STEPS * STEP
         assert service.consume(request("churn", last, end, seed=1)).spans_accepted == 1
         assert service.models[("churn", last)].reference_source == "pinned"
+        # Retired with --drop-reference, its pinned reference goes too.
+        pinned = service.references._pinned_path(("churn", last))
+        assert pinned.exists()
+        subprocess.run([sys.executable, "-m", "otel_ml.cli", "models", "retire", "--state-dir", state, "--model",
+                        "churn", "--model-version", last, "--drop-reference"], capture_output=True, check=True)
+        deadline = time.monotonic() + 10
+        while pinned.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pinned.exists() and ("churn", last) not in service.models
     finally:
         service.shutdown()
 

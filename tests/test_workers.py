@@ -14,7 +14,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.conftest import select, wait_for
+from tests.conftest import free_port, select, wait_for
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -100,3 +100,33 @@ def test_a_receiver_worker_imports_no_sketches_storage_or_sdk() -> None:
             "'otel_ml.analyze', 'otel_ml.service', 'otel_ml.config'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_a_second_processor_on_a_busy_port_fails_naming_it(serve_factory, tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second otel-ml with receiver workers silently share the first one's gRPC port and
+    take part of its traffic; busy HTTP and Prometheus ports must say which endpoint, too."""
+    import subprocess
+    import sys
+
+    first = serve_factory("--receiver-processes", "1")
+    ports = {"--otlp-grpc-endpoint": first.grpc_port, "--otlp-http-endpoint": first.http_port,
+             "--prometheus-endpoint": first.prom_port}
+    setting = {"--otlp-grpc-endpoint": "receiver.otlp_grpc.endpoint", "--otlp-http-endpoint":
+               "receiver.otlp_http.endpoint", "--prometheus-endpoint": "export.prometheus.endpoint"}
+    for flag, port in ports.items():
+        for workers in ("0", "1"):
+            args = [f"127.0.0.1:{free_port()}" if f != flag else f"127.0.0.1:{port}" for f in ports]
+            out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "serve", "--state-dir",
+                                  str(tmp_path / f"s{flag}{workers}"), "--receiver-processes", workers,
+                                  *[x for f, a in zip(ports, args) for x in (f, a)]],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 2, (flag, workers, out.stdout, out.stderr)
+            assert f"{setting[flag]}) on 127.0.0.1:{port}" in out.stderr, (flag, workers, out.stderr)
+
+
+def test_version_flag() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("otel-ml ")

@@ -60,16 +60,20 @@ class OtlpTraceReceiver:
             )},
         )
         self._server.add_generic_rpc_handlers((handler,))
+        credentials = None
         if self.tls.enabled:
             client_ca = Path(self.tls.client_ca_file).read_bytes() if self.tls.client_ca_file else None
             credentials = grpc.ssl_server_credentials(
                 [(Path(self.tls.key_file).read_bytes(), Path(self.tls.cert_file).read_bytes())],  # type: ignore[arg-type]
                 root_certificates=client_ca, require_client_auth=client_ca is not None)
-            self.port = self._server.add_secure_port(self.config.endpoint, credentials)
-        else:
-            self.port = self._server.add_insecure_port(self.config.endpoint)
+        try:
+            self.port = (self._server.add_secure_port(self.config.endpoint, credentials) if self.tls.enabled
+                         else self._server.add_insecure_port(self.config.endpoint))
+        except RuntimeError:  # grpcio's "Failed to bind to address" (older versions return 0)
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot bind OTLP/gRPC receiver to {self.config.endpoint}")
+            raise OSError(f"cannot serve the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint) on "
+                          f"{self.config.endpoint}: address in use or not valid")
         self._server.start()
         host = self.config.endpoint.rpartition(":")[0]
         log.info("OTLP/gRPC trace receiver on %s:%d", host, self.port)

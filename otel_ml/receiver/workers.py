@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import socket
 import struct
 import threading
 import time
@@ -80,6 +81,7 @@ class ReceiverWorkers:
         self.port: int | None = None
 
     def start(self) -> None:
+        refuse_if_taken(self.spec.receiver.endpoint, "the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)")
         for i in range(self.count):
             self._spawn(i)
 
@@ -153,6 +155,22 @@ class ReceiverWorkers:
                 if proc.is_alive():
                     proc.kill()
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def refuse_if_taken(endpoint: str, what: str) -> None:
+    """Raise OSError naming ``what`` when ``endpoint`` is in use. Workers bind with SO_REUSEPORT, which would
+    silently *share* a port held by another process's SO_REUSEPORT sockets (a second otel-ml would take part of
+    the traffic); a probe bind without it fails whenever anything holds the port."""
+    host, _, port = endpoint.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return  # an ephemeral port is free by definition; a malformed endpoint fails where it is bound
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, int(port)))
+        except OSError as e:
+            raise OSError(f"cannot serve {what} on {endpoint}: {e.strerror or e}") from e
 
 
 # --- inside a worker process -------------------------------------------------------------------------------
