@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +169,8 @@ def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
         if key not in names:
             raise ConfigError(f"unknown setting '{where}' (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
+        if value is None and current is not None and not isinstance(current, (dict, list)):
+            raise ConfigError(f"{where}: a value is required (default: {current!r})")
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value or {}, where)
         elif value is None or current is None:
@@ -174,6 +178,63 @@ def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
         else:
             changes[key] = _coerce(value, current, where)
     return dataclasses.replace(obj, **changes)
+
+
+# Settings that must be > 0 (every number must be finite and >= 0 anyway; see _validate).
+POSITIVE = (
+    "windows.window_seconds", "windows.horizon_seconds", "windows.reference_min_rows", "evaluation.interval_seconds",
+    "state.checkpoint_interval_seconds", "drift.alpha", "drift.min_samples", "drift.bins", "drift.learned_sigma",
+    "limits.max_batch_size", "limits.max_features_per_span", "limits.max_category_length", "limits.max_name_length",
+    "limits.max_models", "limits.max_profiled_features_per_model", "limits.max_inflight_bytes",
+    "limits.retry_after_seconds", "models.max_models", "models.idle_ttl_seconds", "http.idle_timeout_seconds",
+    "http.body_timeout_seconds", "http.max_connections", "http.tls_handshake_timeout_seconds", "http.handler_threads",
+    "receiver.otlp_grpc.max_message_bytes", "receiver.otlp_grpc.max_workers", "receiver.otlp_http.max_message_bytes",
+    "export.otlp.interval_seconds", "export.cardinality.max_models", "export.cardinality.max_versions_per_model",
+    "export.cardinality.max_features_per_model",
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _numbers(obj: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    for f in dataclasses.fields(obj):
+        value, where = getattr(obj, f.name), f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(value):
+            yield from _numbers(value, where)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield where, value
+
+
+def _validate(cfg: ServiceConfig) -> None:
+    """Every setting checked at start, with a message naming its key: a bad value must fail here, not become a
+    traceback, a busy loop or a silent change later."""
+    def need(ok: bool, key: str, rule: str, value: Any) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: {rule}, got {value!r}")
+
+    for key, value in _numbers(cfg):
+        if key == "receiver.otlp_grpc.worker_processes" and value == -1:
+            continue  # -1: one per CPU beyond the first
+        need(math.isfinite(value) and value >= 0, key, "must be a finite number >= 0", value)
+        if key in POSITIVE:
+            need(value > 0, key, "must be > 0", value)
+    need(cfg.drift.alpha < 1, "drift.alpha", "a significance level in (0, 1)", cfg.drift.alpha)
+    need(cfg.log_level.upper() in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}", cfg.log_level)
+    windows = cfg.windows.horizon_seconds / cfg.windows.window_seconds
+    need(windows >= 1 and abs(windows - round(windows)) < 1e-9, "windows.horizon_seconds",
+         f"a whole number of windows (windows.window_seconds = {cfg.windows.window_seconds:g})",
+         cfg.windows.horizon_seconds)
+    need(8 <= cfg.sketch.kll_k <= 65_535, "sketch.kll_k", "in [8, 65535] (DataSketches' KLL)", cfg.sketch.kll_k)
+    need(3 <= cfg.sketch.frequent_items_lg_max_map_size <= 26, "sketch.frequent_items_lg_max_map_size",
+         "in [3, 26]", cfg.sketch.frequent_items_lg_max_map_size)
+    need(cfg.models.when_full in WHEN_FULL, "models.when_full", f"one of {', '.join(WHEN_FULL)}",
+         cfg.models.when_full)
+    need(cfg.export.otlp.temporality in ("cumulative", "delta"), "export.otlp.temporality", "cumulative or delta",
+         cfg.export.otlp.temporality)
+    for key, endpoint in (("receiver.otlp_grpc.endpoint", cfg.receiver.otlp_grpc.endpoint),
+                          ("receiver.otlp_http.endpoint", cfg.receiver.otlp_http.endpoint),
+                          ("export.prometheus.endpoint", cfg.export.prometheus.endpoint)):
+        host, _, port = str(endpoint).rpartition(":")
+        need(bool(host) and port.isdigit() and int(port) <= 65_535, key, "HOST:PORT (port 0 to 65535)", endpoint)
 
 
 def _dotted(path: str, value: Any) -> dict[str, Any]:
@@ -211,12 +272,7 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             cfg = _merge(cfg, _renamed(_dotted(dotted, value)))
-    if cfg.models.when_full not in WHEN_FULL:
-        raise ConfigError(f"models.when_full: one of {', '.join(WHEN_FULL)}, got {cfg.models.when_full!r}")
-    if cfg.models.max_models < 1 or cfg.models.idle_ttl_seconds <= 0:
-        raise ConfigError("models: need max_models >= 1 and idle_ttl_seconds > 0")
-    if cfg.windows.window_seconds <= 0 or cfg.windows.horizon_seconds < cfg.windows.window_seconds:
-        raise ConfigError("windows: need window_seconds > 0 and horizon_seconds >= window_seconds")
+    _validate(cfg)
     methods = {"auto", "ks", "chi2", "psi", "js", "hellinger", "wasserstein", "linf"}
     for key, entry in cfg.drift.features.items():
         if not isinstance(entry, dict) or not set(entry) <= {"method", "threshold"}:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,12 +35,32 @@ def test_defaults_are_loopback() -> None:
     ("drift:\n  alpha: lots\n", "drift.alpha: expected a number"),
     ("windows: [1, 2]\n", "windows: expected a mapping"),
     ("a: [\n", "not valid YAML"),
+    # The first hour's mistakes (issue 15): each fails at start, naming the key.
+    ("windows:\n  window_seconds: null\n", "windows.window_seconds: a value is required"),
+    ("evaluation:\n  interval_seconds: 0\n", "evaluation.interval_seconds: must be > 0"),
+    ("drift:\n  alpha: 5\n", "drift.alpha: a significance level in (0, 1)"),
+    ("drift:\n  min_samples: -5\n", "drift.min_samples: must be a finite number >= 0"),
+    ("log_level: LOUD\n", "log_level: one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("windows:\n  window_seconds: 60\n  horizon_seconds: 90\n", "windows.horizon_seconds: a whole number of windows"),
+    ("receiver:\n  otlp_grpc:\n    endpoint: nonsense\n", "receiver.otlp_grpc.endpoint: HOST:PORT"),
+    ("sketch:\n  kll_k: 2\n", "sketch.kll_k: in [8, 65535]"),
+    ("http:\n  max_connections: 0\n", "http.max_connections: must be > 0"),
+    ("export:\n  otlp:\n    temporality: sometimes\n", "export.otlp.temporality: cumulative or delta"),
 ])
 def test_bad_config_says_where(tmp_path: Path, text: str, message: str) -> None:
     f = tmp_path / "c.yaml"
     f.write_text(text)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(f, environ={})
+
+
+def test_serve_refuses_a_bad_setting_with_its_key() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "serve", "--window", "60", "--horizon", "90"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "windows.horizon_seconds: a whole number of windows" in out.stderr, out.stderr
 
 
 def test_sample_config_loads() -> None:
