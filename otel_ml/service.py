@@ -13,6 +13,7 @@ the machine has more than one CPU; everything stateful stays here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -120,6 +121,8 @@ class ProcessorService:
         self._rejection_log = RateLimitedRejectionLog()
         self.admission = AdmissionControl(config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                           on_refuse=self._count_refused)
+        self._pending_logged: set[tuple[str, str]] = set()
+        """Models whose 'no drift decisions until a reference' was logged (once each)."""
         self._storage_lock = threading.Lock()
         self._storage_failing: dict[str, str] = {}
         """Per op of STORAGE_OPS, what its last write failed with, until one succeeds again."""
@@ -431,7 +434,18 @@ class ProcessorService:
             # One model at a time: merging a horizon takes milliseconds, and ingestion must not wait for all.
             with self._lock:
                 snapshot.append((wp.reference, wp.reference_source, wp.current()))
-        reports = [compare(reference, current, self.config.drift, source) for reference, source, current in snapshot]
+        reports = []
+        for (reference, source, current), wp in zip(snapshot, models):
+            report = compare(reference, current, self.config.drift, source)
+            pending = wp.reference_pending()
+            if pending is not None:
+                report = dataclasses.replace(report, reference_pending_rows=pending[0])
+                if (wp.model, wp.version) not in self._pending_logged:
+                    self._pending_logged.add((wp.model, wp.version))
+                    log.info("model %r version %r: no drift decisions until a reference is pinned from live traffic "
+                             "(%d more rows and %.0f s more of event time, or a baseline file); data quality is "
+                             "reported meanwhile", wp.model, wp.version, pending[0], pending[1])
+            reports.append(report)
         self._reports = reports
         return reports
 

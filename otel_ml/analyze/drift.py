@@ -83,6 +83,8 @@ class ModelReport:
     latency_p95: float = math.nan
     latency_p99: float = math.nan
     error_ratio: float = math.nan
+    reference_pending_rows: int = 0
+    """Without a reference: rows still needed before one is pinned from live traffic (0 otherwise)."""
 
 
 def _quality(prof: NumericProfile | CategoricalProfile) -> tuple[float, float]:
@@ -252,8 +254,8 @@ def _not_compared(name: str, cur: NumericProfile | CategoricalProfile, ref_count
 
 def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftConfig | None = None,
             reference_source: str | None = None) -> ModelReport:
-    """Drift and data-quality report of every feature the two profiles share (none without a reference;
-    the operational numbers are reported either way).
+    """Drift and data-quality report of every feature of ``current``: compared with the reference where both have
+    it; data quality alone, with the reason (``not_in_reference``, ``reference_pending``), where not.
 
     >>> import numpy as np
     >>> ref, cur = ModelProfile("m", ""), ModelProfile("m", "")
@@ -286,10 +288,11 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
             reports.append(_not_compared(name, c, r.count, alpha, "kind_mismatch"))
         else:
             reports.append(_not_compared(name, c, r.count, alpha, "method_not_for_kind"))
-    if reference is not None:
-        # Features the reference never had still get their data quality reported.
-        for name in sorted(set(current.features) - set(ref_features)):
-            reports.append(_not_compared(name, current.features[name], 0, alpha, "not_in_reference"))
+    # Data quality needs no reference: features the reference lacks, and every feature before there is one, are
+    # reported with their data quality and the reason they have no decision.
+    for name in sorted(set(current.features) - set(ref_features)):
+        reports.append(_not_compared(name, current.features[name], 0, alpha,
+                                     "not_in_reference" if reference is not None else "reference_pending"))
     spans = current.spans
     return ModelReport(
         model=current.model,

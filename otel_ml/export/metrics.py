@@ -199,6 +199,9 @@ class MetricsExporter:
              self._errors),
             (sc.METRIC_REFERENCE_READY, "", "1 when the model has a reference (baseline or pinned)",
              self._reference_ready),
+            (sc.METRIC_REFERENCE_PENDING_ROWS, "{prediction}",
+             "Models without a reference: rows still needed before one is pinned from live traffic",
+             self._reference_pending_rows),
             (sc.METRIC_STORAGE_HEALTHY, "",
              "1 while state writes succeed, 0 from a failed write until one succeeds (requests are refused)",
              self._storage),
@@ -338,3 +341,8 @@ class MetricsExporter:
         for r in self._reports():
             yield Observation(1 if r.reference_source else 0,
                               {**_model_attrs(r), "ml.reference.source": r.reference_source or "none"})
+
+    def _reference_pending_rows(self) -> Iterable[Observation]:
+        for r in self._reports():
+            if not r.reference_source:
+                yield Observation(r.reference_pending_rows, _model_attrs(r))

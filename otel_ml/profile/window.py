@@ -194,6 +194,17 @@ class WindowedProfile:
             oldest = max(oldest, self.current_start_ns)  # rows for the pinned horizon come too late
         return oldest
 
+    def reference_pending(self) -> tuple[int, float] | None:
+        """Without a reference yet: (rows, seconds of event time) still needed before one is pinned; else None."""
+        if self.reference is not None:
+            return None
+        rows = sum(w.rows for w in self.windows.values())
+        if self.first_window_ns is None:
+            return self.window.reference_min_rows, self.window.horizon_ns / NS
+        wm = self.watermark_ns() or self.first_window_ns
+        return (max(0, self.window.reference_min_rows - rows),
+                max(0.0, (self.first_window_ns + self.window.horizon_ns - wm) / NS))
+
     def _maybe_pin(self) -> None:
         if self.reference is not None or self.first_window_ns is None:
             return
