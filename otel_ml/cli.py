@@ -90,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the line below: a supervisor may signal right after it
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())  # read the baseline directory again
     print(f"otel-ml serving: OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:"
           f"{service.receiver.port}, {http}Prometheus on "
           f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics",

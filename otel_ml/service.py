@@ -121,6 +121,7 @@ class ProcessorService:
         self._rejection_log = RateLimitedRejectionLog()
         self.admission = AdmissionControl(config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                           on_refuse=self._count_refused)
+        self._reload_requested = threading.Event()
         self._pending_logged: set[tuple[str, str]] = set()
         """Models whose 'no drift decisions until a reference' was logged (once each)."""
         self._storage_lock = threading.Lock()
@@ -465,11 +466,33 @@ class ProcessorService:
             self._storage_succeeded("reference")
             log.info("model %r version %r: pinned reference recorded in %s", wp.model, wp.version, path)
 
+    def request_reload(self) -> None:
+        """Read the baseline directory again at the next evaluation, changed or not (SIGHUP)."""
+        self._reload_requested.set()
+
+    def reload_baselines(self, force: bool = False) -> None:
+        """Put baselines added or replaced since start in force for the live models (a baseline wins over a
+        pinned reference); runs before every evaluation, so a new file takes effect within one interval."""
+        changed = self.references.reload_baselines(force)
+        if not changed:
+            return
+        with self._lock:
+            for wp in self.models.values():
+                found = self.references.find(wp.model, wp.version)
+                if found is None or found[1] != "baseline" or not {(wp.model, wp.version), (wp.model, "")} & changed:
+                    continue
+                was = wp.reference_source or "none"
+                wp.set_reference(found[0], "baseline")
+                log.info("model %r version %r: baseline in force (was: %s)", wp.model, wp.version, was)
+
     def _evaluate_loop(self) -> None:
         interval = self.config.evaluation.interval_seconds
         while not self._stop.wait(interval):
             try:
                 started = time.perf_counter()
+                force = self._reload_requested.is_set()
+                self._reload_requested.clear()
+                self.reload_baselines(force)
                 self._run_control_requests()
                 self._save_new_references()
                 reports = self.evaluate()

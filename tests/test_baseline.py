@@ -65,3 +65,52 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     store = ReferenceStore(None, str(blocker / "state"))
     with pytest.raises(RuntimeError, match="not writable"):
         store.open()
+
+
+def test_a_baseline_added_or_rebuilt_while_serving_is_put_in_force_newest_file_wins(tmp_path: Path) -> None:
+    """No restart: a baseline written into --baseline-dir takes effect within one evaluation; a second file for the
+    same model and version is not merged with the first (the newer one is used, a warning names both)."""
+    import os
+    import signal
+    import time
+
+    from tests.conftest import select, start_serve, wait_for
+    from tests.test_decode import request
+
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    sp = start_serve(tmp_path / "state", "--baseline-dir", str(baselines), "--evaluation-interval", "0.3",
+                     "--receiver-processes", "0")
+    try:
+        import grpc
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+        with grpc.insecure_channel(sp.grpc_endpoint) as channel:
+            req = request({"ml.model.name": "late", "ml.feature.x": 1.0})
+            req.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = time.time_ns()
+            TraceServiceStub(channel).Export(req, timeout=10)
+
+        def source() -> str | None:
+            ready = select(sp.scrape(), "ml_reference_ready", ml_model_name="late")
+            return ready[0].labels["ml_reference_source"] if ready else None
+
+        assert wait_for(lambda: source() == "none", what="the model without a reference")
+        rng = np.random.default_rng(1)
+        pd.DataFrame({"x": rng.normal(size=500)}).to_csv(tmp_path / "a.csv", index=False)
+        subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "late", "--input",
+                        str(tmp_path / "a.csv"), "--output", str(baselines / "first.json")], check=True,
+                       capture_output=True)
+        assert wait_for(lambda: source() == "baseline", timeout=20, what="the new baseline in force")
+        assert "model 'late' version '': baseline in force (was: none)" in "".join(sp.log)
+
+        time.sleep(0.05)  # a later modification time for the rebuilt one
+        subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "late", "--input",
+                        str(tmp_path / "a.csv"), "--output", str(baselines / "rebuilt.json")], check=True,
+                       capture_output=True)
+        assert wait_for(lambda: "rebuilt.json is newer than first.json and is used" in "".join(sp.log),
+                        timeout=20, what="the warning naming both files")
+        os.kill(sp.proc.pid, signal.SIGHUP)  # a forced reload: still serving, nothing changes
+        time.sleep(1)
+        assert sp.proc.poll() is None and source() == "baseline"
+    finally:
+        sp.stop()

@@ -34,10 +34,13 @@ def write_atomically(path: Path, data: str) -> None:
         os.close(dir_fd)
 
 
-def read_profiles(directory: Path) -> dict[Key, ModelProfile]:
-    """Every otel-ml profile file in ``directory`` (not recursive), keyed by (model, version)."""
-    found: dict[Key, ModelProfile] = {}
-    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+def read_profiles(directory: Path) -> dict[Key, tuple[ModelProfile, Path]]:
+    """Every otel-ml profile file in ``directory`` (not recursive), keyed by (model, version), with its file.
+    Two files for one (model, version): the newer one (modification time) is used, and a warning names both:
+    merging them would mix an old reference into a rebuilt one."""
+    found: dict[Key, tuple[ModelProfile, Path]] = {}
+    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
+    for path in sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name)):  # oldest first: newer ones replace
         try:
             prof = ModelProfile.from_json(path.read_bytes())
         except (ValueError, KeyError, UnicodeDecodeError) as e:
@@ -45,11 +48,19 @@ def read_profiles(directory: Path) -> dict[Key, ModelProfile]:
             continue
         key = (prof.model, prof.version)
         if key in found:
-            log.warning("%s: a second baseline for model %r version %r; merging both", path, *key)
-            found[key].merge(prof)
-        else:
-            found[key] = prof
+            log.warning("two baselines for model %r version %r: %s is newer than %s and is used; remove the one you "
+                        "do not mean", *key, path.name, found[key][1].name)
+        found[key] = (prof, path)
     return found
+
+
+def directory_state(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, modification time, size) of every file: tells whether a directory changed, without reading it."""
+    try:
+        return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(directory)
+                            if e.is_file() and not e.name.startswith(".")))
+    except OSError:
+        return ()
 
 
 class ReferenceStore:
@@ -59,6 +70,8 @@ class ReferenceStore:
         self.baseline_dir = Path(baseline_dir) if baseline_dir else None
         self.pinned_dir = Path(state_dir) / "pinned"
         self.baselines: dict[Key, ModelProfile] = {}
+        self.baseline_files: dict[Key, Path] = {}
+        self._baseline_dir_state: tuple[tuple[str, int, int], ...] = ()
         self.pinned: dict[Key, ModelProfile] = {}
 
     def open(self) -> None:
@@ -73,9 +86,36 @@ class ReferenceStore:
         if self.baseline_dir is not None:
             if not self.baseline_dir.is_dir():
                 raise RuntimeError(f"baseline directory {self.baseline_dir} does not exist")
-            self.baselines = read_profiles(self.baseline_dir)
-            for model, version in self.baselines:
-                log.info("baseline for model %r version %r loaded", model, version)
+            self._load_baselines()
+            for (model, version), path in self.baseline_files.items():
+                log.info("baseline for model %r version %r loaded from %s", model, version, path.name)
+
+    def _load_baselines(self) -> None:
+        assert self.baseline_dir is not None
+        self._baseline_dir_state = directory_state(self.baseline_dir)
+        found = read_profiles(self.baseline_dir)
+        self.baselines = {key: prof for key, (prof, _) in found.items()}
+        self.baseline_files = {key: path for key, (_, path) in found.items()}
+
+    def reload_baselines(self, force: bool = False) -> set[Key]:
+        """Read the baseline directory again if it changed (or ``force``); returns the keys whose baseline was
+        added or replaced (each logged), for the service to put in force."""
+        if self.baseline_dir is None or (not force and directory_state(self.baseline_dir) ==
+                                         self._baseline_dir_state):
+            return set()
+        before = dict(self.baseline_files)
+        before_state = {key: (p.name, p.stat().st_mtime_ns) for key, p in before.items() if p.exists()}
+        self._load_baselines()
+        changed = set()
+        for key, path in self.baseline_files.items():
+            if before_state.get(key) != (path.name, path.stat().st_mtime_ns):
+                changed.add(key)
+                log.info("baseline for model %r version %r %s from %s", *key,
+                         "replaced" if key in before else "loaded", path.name)
+        for key in set(before) - set(self.baseline_files):
+            log.warning("baseline for model %r version %r (%s) is gone; its reference stays in force until a restart",
+                        *key, before[key].name)
+        return changed
 
     def find(self, model: str, version: str) -> tuple[ModelProfile, str] | None:
         """The baseline for (model, version), else the model's version-less baseline, else a pinned one (read
