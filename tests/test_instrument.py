@@ -129,6 +129,63 @@ def test_sklearn_wrapper(provider, spans) -> None:
     assert "ml.feature.petal width (cm)" in b.attributes  # names from feature_names_in_
 
 
+def test_wrapped_model_times_the_call_records_failures_counts_once_refuses_bad_names_and_pickles(
+        provider, spans, caplog) -> None:
+    import pickle
+    import time
+
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)  # numpy: no column names
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    names = ["sl", "sw", "pl", "pw"]
+    monitor = ModelMonitor("iris", "1", tracer_provider=provider)
+
+    class Slow:  # a model that takes 50 ms, then fails on an empty input
+        n_features_in_ = 4
+
+        def predict(self, rows):
+            time.sleep(0.05)
+            if len(rows) == 0:
+                raise ValueError("empty input")
+            return model.predict(rows)
+
+    slow = monitor.wrap(Slow(), feature_names=names)
+    slow.predict(X[:5])
+    with pytest.raises(ValueError, match="empty input"):
+        slow.predict(X[:0])
+    timed, failed = spans.get_finished_spans()
+    assert (timed.end_time - timed.start_time) / 1e9 >= 0.05  # the span covers the model's time
+    assert failed.status.status_code == StatusCode.ERROR  # a failure is recorded, and still raised
+    spans.clear()
+
+    wrapped = monitor.wrap(model, feature_names=names)
+    batch = X[:8]
+    wrapped.predict_proba(batch)
+    wrapped.predict(batch)  # the same predictions: not counted again
+    wrapped.predict(batch)  # predict again on that input: a new call, counted
+    recorded = spans.get_finished_spans()
+    assert [s.attributes["ml.batch.size"] for s in recorded] == [8, 8]
+    assert "ml.prediction.score" in recorded[0].attributes and "ml.feature.sl" in recorded[0].attributes
+    spans.clear()
+
+    with pytest.raises(ValueError, match="3 names, the model takes 4"):
+        monitor.wrap(model, feature_names=names[:3])
+    unnamed = monitor.wrap(Slow())
+    unnamed.predict(X[:2])
+    assert "no column names: recorded as x0..x3" in caplog.text
+    before = monitor.dropped_values
+    mismatched = monitor.wrap(model, feature_names=names)
+    mismatched._feature_names = names[:3]  # e.g. names for another model version
+    mismatched.predict(X[:2])
+    assert monitor.dropped_values == before + 1 and "3 feature names for inputs of 4 columns" in caplog.text
+
+    restored = pickle.loads(pickle.dumps(wrapped))
+    assert restored.predict(X[:3]).tolist() == model.predict(X[:3]).tolist()
+    assert restored.classes_.tolist() == [0, 1, 2] and restored._monitor.model_name == "iris"
+
+
 def test_instrumentation_imports_with_the_api_alone() -> None:
     code = ("import sys; import otel_ml.instrument; "
             "bad = [m for m in ('numpy', 'datasketches', 'opentelemetry.sdk', 'grpc', 'scipy') if m in sys.modules]; "

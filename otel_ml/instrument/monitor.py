@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import random
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -263,6 +264,12 @@ class ModelMonitor:
             self._drop("batch", e)
 
     def _record_columns(self, columns: dict[str, Sequence[Any]]) -> None:
+        attrs = self._batch_attributes(columns)
+        if attrs is not None:
+            self._tracer.start_span(self.span_name, attributes=attrs).end()
+
+    def _batch_attributes(self, columns: dict[str, Sequence[Any]]) -> dict[str, Any] | None:
+        """The attributes of a batch span for ``columns`` (rows sampled), or None when no row is kept."""
         lists = {k: (v.tolist() if hasattr(v, "tolist") else list(v)) for k, v in columns.items()}
         lengths = {len(v) for v in lists.values()}
         if len(lengths) != 1:
@@ -273,7 +280,7 @@ class ModelMonitor:
             lists = {k: [v[i] for i in keep] for k, v in lists.items()}
             n = len(keep)
         if n == 0:
-            return
+            return None
         attrs = dict(self._base)
         attrs[semconv.BATCH_SIZE] = n
         for key, values in lists.items():
@@ -281,8 +288,7 @@ class ModelMonitor:
                 attrs[key] = _column(values)
             except Exception as e:
                 self._drop(key, e)
-        with self._tracer.start_as_current_span(self.span_name, attributes=attrs):
-            pass
+        return attrs
 
     def wrap(self, model: Any, feature_names: Sequence[str] | None = None) -> MonitoredModel:
         """Wrap a scikit-learn-style model: ``predict``/``predict_proba`` record a batch span per call."""
@@ -290,43 +296,116 @@ class ModelMonitor:
 
 
 class MonitoredModel:
-    """A model whose ``predict``/``predict_proba`` calls are recorded; everything else passes through."""
+    """A model whose ``predict``/``predict_proba`` calls are recorded, one batch span per call, the span around
+    the call (its duration is the model's time; an exception is recorded as an ERROR span and raised again).
+    Everything else passes through to the model.
+
+    Each prediction is counted once: ``predict_proba`` right after ``predict`` on the same input object (or the
+    reverse) records nothing more. Column names come from ``feature_names``, a DataFrame's columns or the model's
+    ``feature_names_in_``; names that do not match the input's width are refused (ValueError when wrapping, an
+    error log and a dropped batch when called). Picklable: the monitor is rebuilt on load (global TracerProvider).
+    """
 
     def __init__(self, model: Any, monitor: ModelMonitor, feature_names: Sequence[str] | None = None) -> None:
         self._model = model
         self._monitor = monitor
         self._feature_names = list(feature_names) if feature_names is not None else None
+        expected = getattr(model, "n_features_in_", None)
+        if self._feature_names is not None and expected is not None and len(self._feature_names) != expected:
+            raise ValueError(f"feature_names has {len(self._feature_names)} names, the model takes {expected} "
+                             "features")
+        self._last = threading.local()
+        self._warned: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_model", "_monitor", "_feature_names", "_last", "_warned"):
+            raise AttributeError(name)  # not set yet (unpickling): never look these up on the model
         return getattr(self._model, name)
 
-    def _features(self, X: Any) -> dict[str, Sequence[Any]]:
+    def __getstate__(self) -> dict[str, Any]:
+        m = self._monitor
+        return {"model": self._model, "feature_names": self._feature_names,
+                "monitor": (m.model_name, m.model_version, m.sampling_ratio, m.span_name)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        name, version, ratio, span_name = state["monitor"]
+        self.__init__(state["model"], ModelMonitor(name, version, sampling_ratio=ratio, span_name=span_name),
+                      state["feature_names"])
+
+    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
+
+    def _features(self, X: Any) -> dict[str, Sequence[Any]] | None:
         if hasattr(X, "columns"):  # a DataFrame
             return {str(c): X[c].tolist() for c in X.columns}
         rows = X.tolist() if hasattr(X, "tolist") else [list(r) for r in X]
-        names = self._feature_names or [str(n) for n in getattr(self._model, "feature_names_in_", [])]
         width = len(rows[0]) if rows else 0
-        if len(names) != width:
+        names = self._feature_names or [str(n) for n in getattr(self._model, "feature_names_in_", [])]
+        if not names:
+            self._warn_once("unnamed", "otel-ml: %s inputs have no column names: recorded as x0..x%d; pass "
+                            "feature_names= to wrap() so they match your baseline", self._monitor.model_name, width - 1)
             names = [f"x{i}" for i in range(width)]
+        if len(names) != width:
+            if "width" not in self._warned:
+                self._warned.add("width")
+                log.error("otel-ml: %s: %d feature names for inputs of %d columns: batches are not recorded "
+                          "(counted in dropped_values) until feature_names= matches", self._monitor.model_name,
+                          len(names), width)
+            return None
         return {name: [r[i] for r in rows] for i, name in enumerate(names)}
 
-    def predict(self, X: Any, *args: Any, **kwargs: Any) -> Any:
-        y = self._model.predict(X, *args, **kwargs)
+    def _call(self, method: str, X: Any, args: tuple, kwargs: dict,
+              outputs: Callable[[Any], tuple[Sequence[Any], Sequence[float] | None]]) -> Any:
+        previous = getattr(self._last, "call", None)
+        if previous is not None and previous[0] is X and previous[1] != method:  # the same predictions again
+            self._last.call = None
+            return getattr(self._model, method)(X, *args, **kwargs)
+        self._last.call = (X, method)
+        monitor = self._monitor
+        span = monitor._tracer.start_span(monitor.span_name)  # before the call: the span times the model
         try:
-            self._monitor.record_batch(self._features(X), predictions=y)
+            result = getattr(self._model, method)(X, *args, **kwargs)
         except Exception as e:
-            self._monitor._drop("predict", e)
-        return y
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(e).__name__))
+            self._end(span, X, None)
+            raise
+        self._end(span, X, result, outputs)
+        return result
+
+    def _end(self, span: trace.Span, X: Any, result: Any,
+             outputs: Callable[[Any], tuple[Sequence[Any], Sequence[float] | None]] | None = None) -> None:
+        """Set the batch's attributes on ``span`` and end it; a failure here drops the batch, never raises."""
+        try:
+            columns: dict[str, Sequence[Any]] | None = None
+            features = self._features(X)
+            if features is None:
+                self._monitor._drop("features", "feature names do not match the input")
+            else:
+                columns = {self._monitor._feature_key(k) or "": v for k, v in features.items()}
+                columns.pop("", None)
+                if outputs is not None:
+                    labels, scores = outputs(result)
+                    columns[semconv.PREDICTION] = labels
+                    if scores is not None:
+                        columns[semconv.PREDICTION_SCORE] = scores
+                attrs = self._monitor._batch_attributes(columns)
+                if attrs is not None:
+                    span.set_attributes(attrs)
+        except Exception as e:
+            self._monitor._drop("batch", e)
+        span.end()
+
+    def predict(self, X: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._call("predict", X, args, kwargs, lambda y: (y, None))
 
     def predict_proba(self, X: Any, *args: Any, **kwargs: Any) -> Any:
-        proba = self._model.predict_proba(X, *args, **kwargs)
-        try:
+        def outputs(proba: Any) -> tuple[list, list]:
             rows = proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba]
             classes = list(getattr(self._model, "classes_", range(len(rows[0]) if rows else 0)))
             best = [max(range(len(r)), key=r.__getitem__) for r in rows]
             labels = [classes[i].item() if hasattr(classes[i], "item") else classes[i] for i in best]
-            scores = [r[i] for r, i in zip(rows, best)]
-            self._monitor.record_batch(self._features(X), predictions=labels, scores=scores)
-        except Exception as e:
-            self._monitor._drop("predict_proba", e)
-        return proba
+            return labels, [r[i] for r, i in zip(rows, best)]
+
+        return self._call("predict_proba", X, args, kwargs, outputs)
