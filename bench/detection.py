@@ -149,7 +149,7 @@ def decisions(samples: list, model: str) -> dict[str, tuple[float, float]]:
             slot = out.setdefault(s.labels["ml_feature_name"], [math.nan, math.nan])
             if s.name == "ml_drift_detected":
                 slot[0] = s.value
-            elif s.name == "ml_drift_score":
+            elif s.name in ("ml_drift_score", "ml_drift_p_value"):  # overall: a p-value, or the chosen distance
                 slot[1] = s.value
     return {k: (v[0], v[1]) for k, v in out.items()}
 
@@ -293,7 +293,7 @@ def nile_case() -> list[str]:
     finally:
         proc.stop()
     got = {s.labels["ml_drift_method"]: s.value for s in samples
-           if s.name == "ml_drift_score" and s.labels.get("ml_model_name") == "nile"}
+           if s.name in ("ml_drift_score", "ml_drift_p_value") and s.labels.get("ml_model_name") == "nile"}
     detected = {s.labels["ml_drift_method"]: s.value for s in samples
                 if s.name == "ml_drift_detected" and s.labels.get("ml_model_name") == "nile"}
     r, c = before.volume.to_numpy(float), after.volume.to_numpy(float)

@@ -53,7 +53,7 @@ def _scrape(port: int) -> dict[tuple[str, str], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
-        for metric in ("ml_drift_detected{", "ml_drift_score{"):
+        for metric in ("ml_drift_detected{", "ml_drift_p_value{"):
             if line.startswith(metric) and f'ml_model_name="{MODEL}"' in line:
                 labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.rindex("}")].split(",")
                               if "=" in part)
@@ -141,7 +141,7 @@ def _print_status(elapsed: float, drifted: bool, port: int | None) -> None:
     cells = []
     for feature in (*DRIFTED, *STABLE):
         det = m.get(("ml_drift_detected", feature, OVERALL_METHOD))
-        p = m.get(("ml_drift_score", feature, OVERALL_METHOD))
+        p = m.get(("ml_drift_p_value", feature, OVERALL_METHOD))
         if det is None:
             continue
         cells.append(f"{feature}={'DRIFT' if det else 'ok'}(p={p:.1e})" if p is not None else feature)

@@ -51,6 +51,7 @@ exported from the start at 0."""
 
 # --- metric names ---------------------------------------------------------------------------------
 METRIC_DRIFT_SCORE = "ml.drift.score"
+METRIC_DRIFT_P_VALUE = "ml.drift.p_value"
 METRIC_DRIFT_DETECTED = "ml.drift.detected"
 METRIC_DRIFT_THRESHOLD = "ml.drift.threshold"
 METRIC_DRIFT_WITHHELD = "ml.drift.withheld"

@@ -50,6 +50,9 @@ class MethodResult:
     threshold: float
     detected: bool | None
     """None when withheld."""
+    p_value: bool = False
+    """``score`` is a test's p-value (low means drift; exported as ml_drift_p_value), not a statistic or a distance
+    (high means drift; ml_drift_score)."""
 
 
 @dataclass
@@ -141,7 +144,8 @@ def categorical_scores(ref: CategoricalProfile, cur: CategoricalProfile) -> dict
 def _overall_from(method: str, methods: list[MethodResult], withheld: str) -> MethodResult:
     """``overall`` taken from a chosen distance method (per-feature config)."""
     chosen = next(m for m in methods if m.method == method)
-    return MethodResult(OVERALL_METHOD, chosen.score, chosen.threshold, None if withheld else chosen.detected)
+    return MethodResult(OVERALL_METHOD, chosen.score, chosen.threshold, None if withheld else chosen.detected,
+                        chosen.p_value)
 
 
 def _empty_report(name: str, kind: str, n: int, m: int, method_names: tuple[str, ...], thresholds: dict[str, float],
@@ -178,7 +182,7 @@ def compare_numeric(
         if not withheld and p_resolved >= alpha and stats.ks_pvalue(d, n, m) < alpha:
             withheld = "below_sketch_resolution"  # significant only if the sketches were exact
         overall = MethodResult(OVERALL_METHOD, p_resolved, alpha,
-                               _decide(p_resolved, alpha, withheld, lower_is_drift=True))
+                               _decide(p_resolved, alpha, withheld, lower_is_drift=True), p_value=True)
     else:
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "numeric", n, m, methods, overall, withheld, missing, mismatch,
@@ -202,13 +206,14 @@ def compare_categorical(
     # Frequent-items counts are exact below 0.75·maxMapSize distinct items; beyond, each count may be
     # off by the sketch's max error, so shares are uncertain by max_error / total on each side.
     resolution = ref.max_error() / n + cur.max_error() / m
-    methods = [MethodResult("chi2", p, alpha, _decide(p, alpha, withheld, lower_is_drift=True))]
+    methods = [MethodResult("chi2", p, alpha, _decide(p, alpha, withheld, lower_is_drift=True), p_value=True)]
     methods += [MethodResult(k, v, thresholds[k], _decide(v, thresholds[k], withheld))
                 for k, v in scores.items() if k != "chi2"]
     if method in ("auto", "chi2"):
         if not withheld and resolution > 0 and scores["linf"] <= resolution and p < alpha:
             withheld = "below_sketch_resolution"
-        overall = MethodResult(OVERALL_METHOD, p, alpha, _decide(p, alpha, withheld, lower_is_drift=True))
+        overall = MethodResult(OVERALL_METHOD, p, alpha, _decide(p, alpha, withheld, lower_is_drift=True),
+                               p_value=True)
     else:
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "categorical", n, m, methods, overall, withheld, missing, mismatch,

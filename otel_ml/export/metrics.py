@@ -179,8 +179,10 @@ class MetricsExporter:
             meter.create_observable_counter(name, callbacks=[self._callback(functools.partial(self._counter, name))],
                                             unit=unit, description=description)
         gauges: list[tuple[str, str, str, Callable[[], Iterable[Observation]]]] = [
-            (sc.METRIC_DRIFT_SCORE, "{score}", "Drift score per feature and method (overall: the test's p-value)",
-             self._drift_scores),
+            (sc.METRIC_DRIFT_SCORE, "{score}",
+             "Drift statistic or distance per feature and method: higher means more drift", self._drift_scores),
+            (sc.METRIC_DRIFT_P_VALUE, "{p}",
+             "p-value of the feature's test (overall, chi2): lower means more drift", self._drift_p_values),
             (sc.METRIC_DRIFT_DETECTED, "", "1 when drift is detected, per feature and method", self._drift_detected),
             (sc.METRIC_DRIFT_THRESHOLD, "{score}", "Threshold the score is compared with", self._drift_thresholds),
             (sc.METRIC_DRIFT_WITHHELD, "", "1 when a feature's decision is withheld; reason says why",
@@ -286,7 +288,10 @@ class MetricsExporter:
                         yield Observation(v, {**base, sc.ATTR_FEATURE_NAME: f.feature, sc.ATTR_DRIFT_METHOD: m.method})
 
     def _drift_scores(self) -> Iterable[Observation]:
-        return self._feature_method_obs(lambda m: m.score)
+        return self._feature_method_obs(lambda m: None if m.p_value else m.score)
+
+    def _drift_p_values(self) -> Iterable[Observation]:
+        return self._feature_method_obs(lambda m: m.score if m.p_value else None)
 
     def _drift_detected(self) -> Iterable[Observation]:
         return self._feature_method_obs(lambda m: 1 if m.detected else 0)
