@@ -16,7 +16,7 @@ from otel_ml.errors import ConfigError
 # Heavier modules (config: scipy, sqlite, yaml...) are imported inside the commands: receiver worker processes
 # are spawned, and a spawned process imports the parent's main module, which is this one.
 SERVE_HELP = """\
-Run the processor: receive prediction spans over OTLP/gRPC, keep per-feature sketches in tumbling
+Run the processor: receive prediction spans over OTLP/gRPC and OTLP/HTTP, keep per-feature sketches in tumbling
 event-time windows, compare the trailing horizon with each model's reference, and export drift,
 data-quality and volume metrics (Prometheus pull endpoint, optional OTLP push).
 
@@ -191,7 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument("--version", action="version", version="otel-ml (not installed)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from otel_ml.config import ENV_VARS
+    try:
+        from otel_ml.config import ENV_VARS
+    except ModuleNotFoundError as e:  # `pip install otel-ml` is the instrumentation alone
+        print(f"otel-ml: the processor's dependencies are not installed ({e.name} is missing): "
+              "pip install 'otel-ml[processor]'", file=sys.stderr)
+        return 2
 
     serve_help = SERVE_HELP + ", ".join(f"{k} ({v})" for k, v in ENV_VARS.items())
     serve = sub.add_parser("serve", help="run the processor", description=serve_help,
@@ -231,13 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export", help="merge a past time range of one model into a profile file (usable as a baseline)",
         description="Merge every archived window of a model inside [--from, --to) into one profile: offline "
                     "analysis of any past range without the raw data, or a baseline from last week's traffic.")
-    export.add_argument("--state-dir", required=True, metavar="DIR")
-    export.add_argument("--model", required=True)
-    export.add_argument("--model-version", default="")
+    export.add_argument("--state-dir", required=True, metavar="DIR", help="the processor's state.dir")
+    export.add_argument("--model", required=True, help="ml.model.name")
+    export.add_argument("--model-version", default="", help="ml.model.version (default: none)")
     export.add_argument("--from", dest="start", required=True, metavar="TIME",
                         help="ISO 8601 (e.g. 2026-11-20T00:00:00Z) or Unix seconds")
     export.add_argument("--to", dest="end", required=True, metavar="TIME")
-    export.add_argument("--output", required=True, metavar="FILE")
+    export.add_argument("--output", required=True, metavar="FILE", help="profile file to write (JSON)")
     export.set_defaults(func=cmd_archive_export)
 
     models = sub.add_parser("models", help="the (model, version)s a processor keeps live, and retiring them")
@@ -265,8 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="processor plus generated traffic with a drift partway through")
     demo.add_argument("--duration", type=float, default=120.0, help="seconds to run (default 120)")
     demo.add_argument("--drift-after", type=float, default=50.0, help="seconds before the drift starts")
-    demo.add_argument("--otlp-grpc-endpoint", default="127.0.0.1:4317", metavar="HOST:PORT")
-    demo.add_argument("--prometheus-endpoint", default="127.0.0.1:9464", metavar="HOST:PORT")
+    demo.add_argument("--otlp-grpc-endpoint", default="127.0.0.1:4317", metavar="HOST:PORT",
+                      help="where the demo's processor receives spans (default 127.0.0.1:4317)")
+    demo.add_argument("--prometheus-endpoint", default="127.0.0.1:9464", metavar="HOST:PORT",
+                      help="where it serves /metrics (default 127.0.0.1:9464)")
     demo.add_argument("--rate", type=float, default=300.0, help="predictions per second")
 
     def cmd_demo(a: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -122,6 +123,7 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
     finally:
         provider.shutdown()
         service.shutdown()
+        shutil.rmtree(state, ignore_errors=True)  # the demo's state is throwaway
     print("demo finished. In production: `otel-ml serve`, with baselines from `otel-ml baseline build`.")
     return 0
 

@@ -110,7 +110,9 @@ class ProcessorService:
                                         readiness=self.readiness,
                                         ssl_context=server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
                                         if protect and tls.enabled else None,  # type: ignore[arg-type]
-                                        bearer_token=token if protect else None)
+                                        bearer_token=token if protect else None,
+                                        waiting_baselines=lambda: [k for k in self.references.baselines
+                                                                   if k not in self.models])
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._window_options = {"max_features": config.limits.max_profiled_features_per_model,

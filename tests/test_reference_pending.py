@@ -49,3 +49,28 @@ def test_data_quality_and_the_rows_still_needed_before_a_reference(tmp_path: Pat
         assert caplog.text.count("no drift decisions until") == 1  # once per model, not per evaluation
     finally:
         service.exporter.shutdown()
+
+
+def test_a_loaded_baseline_shows_as_ready_before_any_traffic(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from otel_ml.profile.baseline import build_baseline
+
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    pd.DataFrame({"x": np.arange(200.0)}).to_csv(tmp_path / "train.csv", index=False)
+    (baselines / "b.json").write_text(build_baseline(tmp_path / "train.csv", "waiting", "2").to_json())
+    cfg = load_config(overrides={"state.dir": str(tmp_path / "state"), "state.durable": False,
+                                 "baseline_dir": str(baselines), "export.prometheus.endpoint": "127.0.0.1:0"},
+                      environ={})
+    service = ProcessorService(cfg)
+    service.references.open()
+    service.exporter.start()
+    try:
+        assert service.exporter.prometheus_port is not None
+        [ready] = select(scrape(service.exporter.prometheus_port), "ml_reference_ready", ml_model_name="waiting")
+        assert ready.value == 1 and ready.labels["ml_reference_source"] == "baseline"
+        assert ready.labels["ml_model_version"] == "2"
+    finally:
+        service.exporter.shutdown()

@@ -75,11 +75,14 @@ class MetricsExporter:
                  instance_id: str | None = None, storage_healthy: Callable[[], bool] | None = None,
                  live_models: Callable[[], int] | None = None, http: HttpServer | None = None,
                  readiness: Callable[[], tuple[bool, str]] | None = None, ssl_context: ssl.SSLContext | None = None,
-                 bearer_token: str | None = None) -> None:
+                 bearer_token: str | None = None,
+                 waiting_baselines: Callable[[], list[tuple[str, str]]] | None = None) -> None:
         self.config = config
         self._source = reports
         self._storage_healthy = storage_healthy
         self._live_models = live_models
+        self._waiting_baselines = waiting_baselines
+        """(model, version)s with a baseline loaded but no traffic yet: their ml_reference_ready is 1 already."""
         self._totals: collections.Counter[tuple[str, tuple[tuple[str, str], ...]]] = collections.Counter()
         """Every counter's value per attribute set: checkpoints carry them across restarts."""
         self._totals_lock = threading.Lock()
@@ -343,9 +346,15 @@ class MetricsExporter:
                 yield Observation(r.error_ratio, _model_attrs(r))
 
     def _reference_ready(self) -> Iterable[Observation]:
+        seen = set()
         for r in self._reports():
+            seen.add((r.model, r.version))
             yield Observation(1 if r.reference_source else 0,
                               {**_model_attrs(r), "ml.reference.source": r.reference_source or "none"})
+        for model, version in self._waiting_baselines() if self._waiting_baselines is not None else ():
+            if (model, version) not in seen:
+                yield Observation(1, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version,
+                                      "ml.reference.source": "baseline"})
 
     def _reference_pending_rows(self) -> Iterable[Observation]:
         for r in self._reports():
