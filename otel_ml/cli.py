@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from otel_ml.errors import ConfigError
 
@@ -131,22 +132,50 @@ def _parse_time_ns(text: str) -> int:
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:
-    import sqlite3
-
     from otel_ml.store.archive import export_range
-    from otel_ml.store.journal import DB_FILE
+    from otel_ml.store.state import live_window_ns
 
-    db = Path(args.state_dir) / DB_FILE
-    if not db.exists():
-        raise FileNotFoundError(f"{db} does not exist")
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = _state_db(args.state_dir)
     try:
         profile = export_range(conn, args.model, args.model_version, _parse_time_ns(args.start),
-                               _parse_time_ns(args.end))
+                               _parse_time_ns(args.end), live_window_ns(conn))
     finally:
         conn.close()
     Path(args.output).write_text(profile.to_json())
     print(f"{profile.rows} rows of model {args.model!r} version {args.model_version!r} → {args.output}")
+    return 0
+
+
+def _state_db(state_dir: str) -> Any:
+    """The state database, read-only (the processor may be running)."""
+    import sqlite3
+
+    from otel_ml.store.journal import DB_FILE
+
+    db = Path(state_dir) / DB_FILE
+    if not db.exists():
+        raise FileNotFoundError(f"{db} does not exist (no state written there yet?)")
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+
+def cmd_archive_list(args: argparse.Namespace) -> int:
+    from otel_ml.store.archive import summary
+    from otel_ml.store.state import live_window_ns
+
+    conn = _state_db(args.state_dir)
+    try:
+        rows = summary(conn, live_window_ns(conn))
+    finally:
+        conn.close()
+
+    def iso(ns: int) -> str:
+        return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+    print(f"{'MODEL':<24} {'VERSION':<12} {'RESOLUTION':<10} {'PROFILES':>8}  FROM              TO")
+    for r in rows:
+        print(f"{r['model']:<24} {r['version']:<12} {r['resolution']:<10} {r['profiles']:>8}  {iso(r['from_ns'])} "
+              f"{iso(r['to_ns'])}")
+    print("live: windows still in the horizon at the last checkpoint; `archive export` covers every row shown")
     return 0
 
 
@@ -244,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--to", dest="end", required=True, metavar="TIME")
     export.add_argument("--output", required=True, metavar="FILE", help="profile file to write (JSON)")
     export.set_defaults(func=cmd_archive_export)
+    alist = asub.add_parser("list", help="what the archive (and the live horizon) holds, per model and version",
+                            description="Read-only: per model, version and resolution, how many profiles and the "
+                                        "time they cover, as of the last checkpoint.")
+    alist.add_argument("--state-dir", required=True, metavar="DIR", help="the processor's state.dir")
+    alist.set_defaults(func=cmd_archive_list)
 
     models = sub.add_parser("models", help="the (model, version)s a processor keeps live, and retiring them")
     msub = models.add_subparsers(dest="models_command", required=True)

@@ -376,7 +376,8 @@ class ProcessorService:
         started = time.perf_counter()
         with self._lock:
             cp, changes = self.state.capture(self.models.values(), self.exporter.counter_totals(), self._last_seq,
-                                             {"lifecycle": self.lifecycle.to_state()})
+                                             {"lifecycle": self.lifecycle.to_state(),
+                                              "window_ns": self.config.windows.window_ns})
         try:
             self.state.write(cp)
         except BaseException as e:

@@ -77,6 +77,16 @@ def test_windows_leaving_the_horizon_are_archived_and_exported(tmp_path: Path) -
     profile = ModelProfile.from_json(out.read_text())
     assert profile.rows == 20 * 50
     assert profile.features["x"].min == 0.0 and profile.features["x"].max == 19.0
+    # Up to now: the last horizon (still live when the model stopped sending) is exported too.
+    everything = tmp_path / "all.json"
+    subprocess.run([sys.executable, "-m", "otel_ml.cli", "archive", "export", "--state-dir", str(state),
+                    "--model", "arch", "--from", str(t0 / NS), "--to", str(t0 / NS + 60), "--output",
+                    str(everything)], check=True, capture_output=True)
+    assert ModelProfile.from_json(everything.read_text()).rows == 30 * 50
+    listing = subprocess.run([sys.executable, "-m", "otel_ml.cli", "archive", "list", "--state-dir", str(state)],
+                             check=True, capture_output=True, text=True).stdout
+    kinds = {line.split()[1] for line in listing.splitlines() if line.startswith("arch ")}
+    assert kinds == {"live", "window"}, listing
     # The exported range is a baseline like any other.
     baselines = tmp_path / "b"
     baselines.mkdir()

@@ -99,12 +99,20 @@ def compact(conn: sqlite3.Connection, now_ns: int, cfg: ArchiveConfig) -> int:
     return changed + gone.rowcount
 
 
-def export_range(conn: sqlite3.Connection, model: str, version: str, start_ns: int, end_ns: int) -> ModelProfile:
-    """One profile of every archived row of (model, version) inside [start_ns, end_ns)."""
+def export_range(conn: sqlite3.Connection, model: str, version: str, start_ns: int, end_ns: int,
+                 live_window_ns: int | None = None) -> ModelProfile:
+    """One profile of every archived row of (model, version) inside [start_ns, end_ns), and, with
+    ``live_window_ns`` (the windows' length), of the windows still live at the last checkpoint (the current
+    horizon, or that of a model that stopped sending): they are in window_state until they leave it."""
     out = ModelProfile(model, version)
     found = False
-    for (blob,) in conn.execute("SELECT profile FROM archive WHERE model=? AND version=? AND start_ns>=? AND end_ns<=?"
-                                " ORDER BY start_ns", (model, version, start_ns, end_ns)):
+    query = "SELECT start_ns, profile FROM archive WHERE model=? AND version=? AND start_ns>=? AND end_ns<=?"
+    params: tuple = (model, version, start_ns, end_ns)
+    if live_window_ns is not None:
+        query += (" UNION ALL SELECT start_ns, profile FROM window_state WHERE model=? AND version=? AND start_ns>=?"
+                  " AND start_ns+?<=?")
+        params += (model, version, start_ns, live_window_ns, end_ns)
+    for _start, blob in conn.execute(query + " ORDER BY start_ns", params):
         p = ModelProfile.from_json(blob)
         if not found:
             out = p
@@ -112,5 +120,22 @@ def export_range(conn: sqlite3.Connection, model: str, version: str, start_ns: i
         else:
             out.merge(p)
     if not found:
-        raise ValueError(f"no archived windows of model {model!r} version {version!r} in that range")
+        raise ValueError(f"no archived windows of model {model!r} version {version!r} in that range "
+                         "(otel-ml archive list shows what there is)")
     return out
+
+
+def summary(conn: sqlite3.Connection, live_window_ns: int | None) -> list[dict]:
+    """Per (model, version) and resolution (``window``, ``hour``, ``day`` in the archive; ``live`` for the
+    windows at the last checkpoint): how many profiles, the first start and the last end."""
+    out = [{"model": m, "version": v, "resolution": r, "profiles": n, "from_ns": lo, "to_ns": hi}
+           for m, v, r, n, lo, hi in conn.execute(
+               "SELECT model, version, resolution, COUNT(*), MIN(start_ns), MAX(end_ns) FROM archive "
+               "GROUP BY model, version, resolution")]
+    if live_window_ns is not None:
+        out += [{"model": m, "version": v, "resolution": "live", "profiles": n, "from_ns": lo,
+                 "to_ns": hi + live_window_ns}
+                for m, v, n, lo, hi in conn.execute("SELECT model, version, COUNT(*), MIN(start_ns), MAX(start_ns) "
+                                                    "FROM window_state GROUP BY model, version")]
+    order = {"live": 0, "window": 1, "hour": 2, "day": 3}
+    return sorted(out, key=lambda r: (r["model"], r["version"], order.get(r["resolution"], 9)))

@@ -121,6 +121,12 @@ class StateStore:
                     self._released.append(dataclasses.replace(c, changed={}, evicted=[]))
 
 
+def live_window_ns(conn: sqlite3.Connection) -> int | None:
+    """The window length the last checkpoint was written with (None before the first, or from an older version)."""
+    row = conn.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
+    return json.loads(row[0]).get("service", {}).get("window_ns") if row else None
+
+
 def models_in_checkpoint(state_dir: str | Path) -> tuple[int, list[dict]]:
     """What the last checkpoint under ``state_dir`` says about each (model, version), read-only (the processor
     may be running): (event clock, rows). Each row: model, version, status (live or released), idle_seconds
