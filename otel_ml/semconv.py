@@ -75,6 +75,8 @@ METRIC_FEATURE_VALUES_DROPPED = "otel_ml.feature_values.dropped"
 METRIC_STORAGE_ERRORS = "otel_ml.storage.errors"
 METRIC_STORAGE_HEALTHY = "otel_ml.storage.healthy"
 METRIC_MODELS_RELEASED = "otel_ml.models.released"
+METRIC_CLIENT_VALUES_DROPPED = "otel_ml.client.values.dropped"
+"""Counted by the instrumentation in the serving app (its MeterProvider): values it could not record, by reason."""
 METRIC_MODELS_LIVE = "otel_ml.models.live"
 METRIC_EXPORT_OVERFLOW = "otel_ml.export.overflow"
 

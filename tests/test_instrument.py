@@ -70,6 +70,24 @@ def test_a_feature_named_like_the_model_output_is_dropped_and_counted(provider, 
         assert "ml.feature.age" in span.attributes and "ml.prediction" in span.attributes
 
 
+def test_dropped_values_are_counted_by_reason_in_the_apps_metrics(provider, spans, caplog) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    m = ModelMonitor("m", "1", tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]))
+    m.record({"a": object(), "b": object(), "prediction": 1.0})  # 2 unsupported types, 1 reserved name
+    m.record_batch({"x": [1, "a"], "y": [1.0, 2.0]})  # a column mixing numbers and text
+    m.record_batch({"x": [1, 2], "y": [1.0]})  # columns of different lengths: the batch
+    points = {dict(p.attributes)["reason"]: p.value
+              for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+              if metric.name == "otel_ml.client.values.dropped" for p in metric.data.data_points}
+    assert points == {"unsupported_type": 2, "reserved_name": 1, "mixed_types": 1, "length_mismatch": 1}
+    assert m.dropped_by_reason == points and m.dropped_values == 5
+    for reason in points:  # the first of each reason is logged, not only the first drop
+        assert f"({reason}:" in caplog.text
+
+
 def test_decorator(provider, spans) -> None:
     m = ModelMonitor("m", tracer_provider=provider)
 

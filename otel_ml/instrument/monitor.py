@@ -12,11 +12,12 @@ import logging
 import math
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from otel_ml import semconv
 
@@ -72,6 +73,18 @@ def _column(values: Sequence[Any]) -> list[Any]:
     raise TypeError("mixed value types")
 
 
+def _reason_of(why: object) -> str:
+    """A short reason for a dropped value, for the counter's ``reason`` attribute."""
+    text = str(why)
+    if "mixed" in text:
+        return "mixed_types"
+    if "differ in length" in text:
+        return "length_mismatch"
+    if isinstance(why, TypeError):
+        return "unsupported_type"
+    return "other"
+
+
 class PredictionRecord:
     """Handle of one prediction being recorded; set the output once the model answered."""
 
@@ -124,6 +137,7 @@ class ModelMonitor:
         tracer_provider: trace.TracerProvider | None = None,
         sampling_ratio: float = 1.0,
         span_name: str = SPAN_NAME,
+        meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         if not 0.0 < sampling_ratio <= 1.0:
             raise ValueError("sampling_ratio must be in (0, 1]")
@@ -132,7 +146,12 @@ class ModelMonitor:
         self.sampling_ratio = sampling_ratio
         self.span_name = span_name
         self.dropped_values = 0
-        """Feature or prediction values that could not be recorded (unsupported type)."""
+        """Feature or prediction values that could not be recorded; by reason in ``dropped_by_reason`` and in the
+        app's metrics (``otel_ml.client.values.dropped{reason}``, through ``meter_provider`` or the global one)."""
+        self.dropped_by_reason: Counter[str] = Counter()
+        self._dropped_counter = metrics.get_meter("otel_ml.instrument", meter_provider=meter_provider).create_counter(
+            semconv.METRIC_CLIENT_VALUES_DROPPED, unit="{value}",
+            description="Feature or prediction values the otel-ml instrumentation could not record, by reason")
         self._tracer = trace.get_tracer("otel_ml.instrument", tracer_provider=tracer_provider)
         self._base: dict[str, Any] = {semconv.MODEL_NAME: model_name}
         if model_version:
@@ -143,10 +162,18 @@ class ModelMonitor:
         self._keys: dict[Any, str] = {}
 
     # --- helpers -------------------------------------------------------------------------------
-    def _drop(self, key: str, why: object) -> None:
+    def _drop(self, key: str, why: object, reason: str | None = None) -> None:
+        """Count a value (or a batch) that could not be recorded; the first of each reason is logged, then every
+        10,000th drop."""
+        reason = reason or _reason_of(why)
         self.dropped_values += 1
-        if self.dropped_values == 1 or self.dropped_values % 10_000 == 0:
-            log.warning("otel-ml: dropped value of %s (%s); %d dropped so far", key, why, self.dropped_values)
+        self.dropped_by_reason[reason] += 1
+        attrs = {semconv.MODEL_NAME: self.model_name, semconv.MODEL_VERSION: self.model_version,
+                 semconv.ATTR_REASON: reason}
+        self._dropped_counter.add(1, attrs)
+        if self.dropped_by_reason[reason] == 1 or self.dropped_values % 10_000 == 0:
+            log.warning("otel-ml: %s: dropped a value of %s (%s: %s); %d dropped so far (%s)", self.model_name, key,
+                        reason, why, self.dropped_values, dict(self.dropped_by_reason))
 
     def _checked(self, key: str, value: Any) -> Scalar | None:
         """The attribute value for ``value``, or None (missing, or unusable: dropped and counted)."""
@@ -168,7 +195,7 @@ class ModelMonitor:
         if key is None:
             key = semconv.FEATURE_PREFIX + str(name)
             if str(name) in semconv.RESERVED_FEATURE_NAMES:
-                self._drop(key, "reserved name: it would merge with the model output; rename the feature")
+                self._drop(key, "it would merge with the model output; rename the feature", "reserved_name")
                 return None
             self._keys[name] = key
         return key
@@ -179,7 +206,7 @@ class ModelMonitor:
             try:
                 items = list(features.items())
             except Exception as e:
-                self._drop("features", e)
+                self._drop("features", e, "unreadable_features")
                 return attrs
             for name, value in items:
                 key = self._feature_key(name)
@@ -381,7 +408,7 @@ class MonitoredModel:
             columns: dict[str, Sequence[Any]] | None = None
             features = self._features(X)
             if features is None:
-                self._monitor._drop("features", "feature names do not match the input")
+                self._monitor._drop("features", "feature names do not match the input", "feature_names_mismatch")
             else:
                 columns = {self._monitor._feature_key(k) or "": v for k, v in features.items()}
                 columns.pop("", None)
