@@ -103,16 +103,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_baseline_build(args: argparse.Namespace) -> int:
     from otel_ml.decode.privacy import load_key
-    from otel_ml.profile.baseline import build_baseline
+    from otel_ml.profile.baseline import build_baseline, describe_columns
     from otel_ml.profile.sketch import SketchConfig
 
+    if args.chunks < 0:
+        raise ValueError(f"--chunks must be >= 0 (0: none), got {args.chunks}")
+    time_like: set[str] = set()
     profile = build_baseline(
         args.input, args.model, args.model_version, prediction_column=args.prediction_column,
         score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
         sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
-        hash_features=args.hash_feature or [], chunks=args.chunks)
+        hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     output.write_text(profile.to_json())
+    print(f"{'COLUMN':<28} {'KIND':<12} {'MISSING':>8} {'DISTINCT':>9}  NOTE")
+    for c in describe_columns(profile, time_like):
+        distinct = "" if c["distinct"] is None else str(c["distinct"])
+        print(f"{c['column']:<28} {c['kind']:<12} {c['missing']:>8.1%} {distinct:>9}  {c['warning']}")
+        if c["warning"]:
+            print(f"otel-ml: warning: column {c['column']!r} is {c['warning']}", file=sys.stderr)
     kinds = profile.kinds()
     print(f"baseline for model {args.model!r} version {args.model_version!r}: {profile.rows} rows, "
           f"{len(kinds)} features ({sum(k == 'numeric' for k in kinds.values())} numeric, "
@@ -242,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--model-version", default="",
                        help="ml.model.version; omit to use the baseline for every version without its own")
     build.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq")
-    build.add_argument("--output", metavar="FILE", help="default: MODEL-VERSION.baseline.json")
+    build.add_argument("--output", metavar="FILE",
+                       help="default: MODEL-VERSION.baseline.json (VERSION is 'any' without --model-version)")
     build.add_argument("--prediction-column", metavar="C", help="column profiled as the prediction (ml.prediction)")
     build.add_argument("--score-column", metavar="C", help="column profiled as ml.prediction.score")
     build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")

@@ -12,6 +12,7 @@ import pytest
 
 from otel_ml.profile import CATEGORICAL, NUMERIC
 from otel_ml.profile.baseline import build_baseline
+from otel_ml.profile.model import ModelProfile
 from otel_ml.store import ReferenceStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,3 +115,38 @@ def test_a_baseline_added_or_rebuilt_while_serving_is_put_in_force_newest_file_w
         assert sp.proc.poll() is None and source() == "baseline"
     finally:
         sp.stop()
+
+
+def build_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "m", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("name, content, args, code, expect", [
+    ("na.csv", "age,city\n31,Oslo\nNA,Rome\nNULL,Oslo\n45,\n", [], 0, "age                          numeric"),
+    ("dup.csv", "a,a,b\n1,2,3\n", [], 2, "column name 'a' appears twice"),
+    ("ragged.csv", "a,b\n1,2\n3\n4,5\n", [], 2, "Expected 2 columns"),
+    ("semi.csv", "a;b\n1;2\n3;4\n", [], 0, "b                            numeric"),
+    ("empty.csv", "", [], 2, "empty file"),
+    ("ok.csv", "a\n1\n", ["--chunks", "-1"], 2, "--chunks must be >= 0"),
+])
+def test_baseline_build_reads_csv_strictly_and_says_what_it_inferred(tmp_path: Path, name: str, content: str,
+                                                                      args: list[str], code: int, expect: str) -> None:
+    (tmp_path / name).write_text(content)
+    out = build_cli(tmp_path, "--input", name, *args)
+    assert out.returncode == code, out.stdout + out.stderr
+    assert expect in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_baseline_build_na_cells_are_missing_not_text_and_id_and_time_columns_are_warned(tmp_path: Path) -> None:
+    rows = ["user_id,ts,amount,plan"] + [f"u{i},2026-11-{1 + i % 28:02d}T10:00:00,{i if i % 10 else 'NA'},p{i % 3}"
+                                         for i in range(200)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    out = build_cli(tmp_path, "--input", "train.csv")
+    assert out.returncode == 0, out.stderr
+    profile = ModelProfile.from_json((tmp_path / "m-any.baseline.json").read_text())  # the name --help gives
+    assert profile.kinds()["amount"] == NUMERIC and profile.features["amount"].missing == 20
+    assert "column 'user_id' is id-like" in out.stderr and "column 'ts' is time-like" in out.stderr
+    assert "plan" in out.stdout and "'plan'" not in out.stderr
+    directory = build_cli(tmp_path, "--input", str(tmp_path))
+    assert directory.returncode == 2 and "is a directory" in directory.stderr

@@ -2,15 +2,19 @@
 
 Each column is a feature named like its ``ml.feature.<name>`` attribute; ``--prediction-column`` (and
 ``--score-column``) become the features ``prediction`` (and ``prediction.score``), just as
-``ml.prediction`` does on spans. A column is numeric when every non-empty cell is a number, else
-categorical; ``true``/``false`` cells become the categories ``true``/``false`` like bool attributes.
+``ml.prediction`` does on spans. Files are read by pyarrow: a column is numeric when pyarrow reads it
+as numbers (standard missing values such as empty, NA, NULL, NaN do not make it text), else categorical;
+``true``/``false`` become the categories ``true``/``false`` like bool attributes. Malformed input (ragged
+rows, a repeated column name, an empty file) is an error naming the problem; ``describe_columns`` reports
+what was inferred and warns about id-like and time-like columns.
 """
 
 from __future__ import annotations
 
-import csv
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,52 +27,99 @@ from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 CHUNK_ROWS = 100_000
 
 
-def _csv_chunks(path: Path) -> Iterator[dict[str, np.ndarray]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows: list[list[str]] = []
-        for row in reader:
-            rows.append(row)
-            if len(rows) >= CHUNK_ROWS:
-                yield _columns(header, rows)
-                rows = []
-        if rows:
-            yield _columns(header, rows)
-
-
-def _columns(header: list[str], rows: list[list[str]]) -> dict[str, np.ndarray]:
-    width = len(header)
-    padded = [r + [""] * (width - len(r)) if len(r) < width else r[:width] for r in rows]
-    cells = np.array(padded, dtype=str).reshape(len(rows), width)
-    return {name: cells[:, i] for i, name in enumerate(header)}
-
-
-def _parquet_chunks(path: Path) -> Iterator[dict[str, np.ndarray]]:
+def _pyarrow() -> tuple:
     try:
+        import pyarrow as pa
+        import pyarrow.csv as pc
         import pyarrow.parquet as pq
     except ImportError as e:
-        raise RuntimeError("reading Parquet needs pyarrow: pip install 'otel-ml[parquet]'") from e
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-        out = {}
-        for name, col in zip(batch.schema.names, batch.columns):
-            values = col.to_numpy(zero_copy_only=False)
-            if values.dtype.kind in "iuf":
-                out[name] = values.astype(np.float64)
-            elif values.dtype.kind == "b":
-                out[name] = np.where(values, "true", "false")
-            else:
-                out[name] = np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
-        yield out
+        raise RuntimeError("otel-ml baseline build reads CSV and Parquet with pyarrow: "
+                           "pip install 'otel-ml[processor]'") from e
+    return pa, pc, pq
+
+
+def _check_input(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give one CSV or Parquet file")
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+
+
+def _delimiter(path: Path) -> str:
+    """The CSV's delimiter, from its header line: a comma unless the header has none and has ``;``, a tab or ``|``."""
+    with open(path, "rb") as f:
+        header = f.readline().decode("utf-8", errors="replace")
+    if "," in header:
+        return ","
+    return next((d for d in (";", "\t", "|") if d in header), ",")
+
+
+def _csv_chunks(path: Path, categorical: Sequence[str], time_like: set[str]) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of a CSV, read by pyarrow: standard missing values (empty, NA, NULL, NaN, ...) are missing, not
+    text; a ragged row, a repeated column name or a column that changes type is an error naming it."""
+    pa, pc, _ = _pyarrow()
+    delimiter = _delimiter(path)
+    try:
+        reader = pc.open_csv(path, read_options=pc.ReadOptions(block_size=1 << 22),
+                             parse_options=pc.ParseOptions(delimiter=delimiter),
+                             convert_options=pc.ConvertOptions(strings_can_be_null=True,
+                                                               column_types={c: pa.string() for c in categorical}))
+        _unique_names(path, reader.schema.names)
+        for batch in reader:
+            yield _arrow_columns(batch, time_like)
+    except pa.ArrowInvalid as e:
+        message = str(e)
+        if "conversion error" in message.lower():
+            message += " (a column numeric in early rows but not later: pass --categorical COLUMN)"
+        raise ValueError(f"{path}: not a usable CSV: {message}") from e
+
+
+def _unique_names(path: Path, names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{path}: column name {name!r} appears twice; rename one")
+        seen.add(name)
+
+
+def _arrow_columns(batch: Any, time_like: set[str]) -> dict[str, np.ndarray]:
+    """A pyarrow RecordBatch as numpy columns: numbers float64 (missing: NaN), booleans 'true'/'false', the rest
+    text (missing: ''). Date and time columns are noted in ``time_like``."""
+    import pyarrow.types as pt
+
+    out = {}
+    for name, col in zip(batch.schema.names, batch.columns):
+        if pt.is_integer(col.type) or pt.is_floating(col.type) or pt.is_decimal(col.type):
+            out[name] = np.asarray(col.cast("float64").to_numpy(zero_copy_only=False), dtype=np.float64)
+            continue
+        if pt.is_timestamp(col.type) or pt.is_date(col.type) or pt.is_time(col.type):
+            time_like.add(name)
+        values = col.to_pylist()
+        if pt.is_boolean(col.type):
+            out[name] = np.array(["" if v is None else ("true" if v else "false") for v in values], dtype=str)
+        else:
+            out[name] = np.array(["" if v is None else str(v) for v in values], dtype=str)
+    return out
+
+
+def _parquet_chunks(path: Path, time_like: set[str]) -> Iterator[dict[str, np.ndarray]]:
+    _, _, pq = _pyarrow()
+    parquet = pq.ParquetFile(path)
+    _unique_names(path, parquet.schema_arrow.names)
+    for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+        yield _arrow_columns(batch, time_like)
 
 
 def _row_count(path: Path, parquet: bool) -> int:
+    """Rows, to size the reference's chunks (a newline inside a quoted field makes the CSV count a bit high,
+    which only shifts the chunk boundaries)."""
     if parquet:
-        import pyarrow.parquet as pq
-
+        _, _, pq = _pyarrow()
         return int(pq.ParquetFile(path).metadata.num_rows)
-    with open(path, newline="", encoding="utf-8") as f:
-        return max(0, sum(1 for _ in csv.reader(f)) - 1)
+    with open(path, "rb") as f:
+        return max(0, sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b"")) - 1)
 
 
 def _as_numeric(cells: np.ndarray) -> np.ndarray | None:
@@ -103,6 +154,7 @@ def build_baseline(
     hash_key: bytes | None = None,
     hash_features: Sequence[str] = (),
     chunks: int = 10,
+    time_like: set[str] | None = None,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -114,10 +166,14 @@ def build_baseline(
     ([('age', 'numeric'), ('city', 'categorical'), ('prediction', 'numeric')], 1, 3)
     """
     path = Path(path)
+    _check_input(path)
+    if chunks < 0:
+        raise ValueError(f"chunks must be >= 0 (0: none), got {chunks}")
     parquet = path.suffix.lower() in (".parquet", ".pq")
     total = _row_count(path, parquet)
     chunk_rows = max(1, -(-total // chunks)) if chunks else 0
-    parts = _parquet_chunks(path) if parquet else _csv_chunks(path)
+    time_like = time_like if time_like is not None else set()  # filled: date/time columns (describe_columns)
+    parts = _parquet_chunks(path, time_like) if parquet else _csv_chunks(path, list(categorical), time_like)
     rename = {}
     if prediction_column:
         rename[prediction_column] = semconv.PREDICTION_FEATURE
@@ -166,3 +222,29 @@ def build_baseline(
     if seen_columns is None:
         raise ValueError(f"{path}: empty file")
     return profile
+
+
+ID_LIKE = re.compile(r"(^|[_\-. ])(id|uuid|guid|key)$", re.IGNORECASE)
+TIME_LIKE = re.compile(r"(time|date|timestamp|datetime|^ts$|_ts$|_at$)", re.IGNORECASE)
+
+
+def describe_columns(profile: ModelProfile, time_like: set[str] | None = None) -> list[dict[str, Any]]:
+    """What ``build_baseline`` inferred for each column: kind, missing share, distinct values (categorical; a
+    lower bound once the sketch is no longer exact) and warnings for id-like and time-like columns, which make
+    poor features (a new category per row, or values that only grow) and should be left out (``--exclude``)."""
+    time_like = time_like or set()
+    out = []
+    for name, feature in sorted(profile.features.items()):
+        rows = feature.rows or 1
+        info: dict[str, Any] = {"column": name, "kind": feature.kind, "missing": feature.missing / rows,
+                                "distinct": None, "warning": ""}
+        if feature.kind == CATEGORICAL:
+            info["distinct"] = len(feature.frequencies())  # type: ignore[union-attr]
+        present = max(1, feature.count)
+        if name in time_like or TIME_LIKE.search(name):
+            info["warning"] = "time-like: values only move forward, every comparison drifts; --exclude it"
+        elif ID_LIKE.search(name) or (info["distinct"] is not None and present >= 100
+                                      and info["distinct"] >= 0.9 * present):
+            info["warning"] = "id-like: about one value per row, nothing to compare; --exclude it"
+        out.append(info)
+    return out
