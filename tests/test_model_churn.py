@@ -175,3 +175,11 @@ def test_refuse_mode_and_the_guard_for_models_in_use(tmp_path: Path) -> None:
             assert len(service.models) == MAX_MODELS
         finally:
             service.shutdown()
+
+
+def test_retire_refuses_a_directory_no_processor_used(tmp_path: Path) -> None:
+    wrong = tmp_path / "typo"
+    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "models", "retire", "--state-dir", str(wrong),
+                          "--model", "m"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "is not an otel-ml state directory" in out.stderr
+    assert not wrong.exists()

@@ -22,8 +22,13 @@ CONTROL_DIR = "control"
 
 
 def write_control_request(state_dir: str | Path, request: dict) -> Path:
-    """Queue ``request`` (JSON-ready, with ``"action"``) for the processor using ``state_dir``."""
-    directory = Path(state_dir) / CONTROL_DIR
+    """Queue ``request`` (JSON-ready, with ``"action"``) for the processor using ``state_dir``; a directory no
+    processor has used is refused (a mistyped path must not queue a request nobody reads)."""
+    state = Path(state_dir)
+    if not ((state / "otel-ml.db").exists() or (state / "pinned").is_dir()):
+        raise FileNotFoundError(f"{state} is not an otel-ml state directory (no otel-ml.db or pinned/ in it); "
+                                "give the processor's state.dir")
+    directory = state / CONTROL_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.json"
     write_atomically(path, json.dumps(request))
