@@ -32,8 +32,16 @@ def children(pid: int) -> list[int]:
 
 
 def workers_of(pid: int) -> list[int]:
-    """The receiver worker processes (multiprocessing also starts a resource tracker: not a worker)."""
-    return [c for c in children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    """The receiver worker processes (multiprocessing also starts a resource tracker: not a worker). A child that
+    exits between the listing and the read (the killed worker being reaped) is skipped."""
+    workers = []
+    for c in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes():
+                workers.append(c)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return workers
 
 
 def send(endpoint: str, model: str, n: int) -> None:
