@@ -10,7 +10,6 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from otel_ml.errors import ConfigError
 
@@ -142,9 +141,9 @@ def _parse_time_ns(text: str) -> int:
 
 def cmd_archive_export(args: argparse.Namespace) -> int:
     from otel_ml.store.archive import export_range
-    from otel_ml.store.state import live_window_ns
+    from otel_ml.store.state import live_window_ns, open_read_only
 
-    conn = _state_db(args.state_dir)
+    conn = open_read_only(args.state_dir)
     try:
         profile = export_range(conn, args.model, args.model_version, _parse_time_ns(args.start),
                                _parse_time_ns(args.end), live_window_ns(conn))
@@ -155,23 +154,11 @@ def cmd_archive_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_db(state_dir: str) -> Any:
-    """The state database, read-only (the processor may be running)."""
-    import sqlite3
-
-    from otel_ml.store.journal import DB_FILE
-
-    db = Path(state_dir) / DB_FILE
-    if not db.exists():
-        raise FileNotFoundError(f"{db} does not exist (no state written there yet?)")
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-
-
 def cmd_archive_list(args: argparse.Namespace) -> int:
     from otel_ml.store.archive import summary
-    from otel_ml.store.state import live_window_ns
+    from otel_ml.store.state import live_window_ns, open_read_only
 
-    conn = _state_db(args.state_dir)
+    conn = open_read_only(args.state_dir)
     try:
         rows = summary(conn, live_window_ns(conn))
     finally:
@@ -191,9 +178,13 @@ def cmd_archive_list(args: argparse.Namespace) -> int:
 def cmd_models_list(args: argparse.Namespace) -> int:
     import json
 
-    from otel_ml.store.state import models_in_checkpoint
+    from otel_ml.store.state import models_in_checkpoint, open_read_only
 
-    _, rows = models_in_checkpoint(args.state_dir)
+    conn = open_read_only(args.state_dir)
+    try:
+        _, rows = models_in_checkpoint(conn)
+    finally:
+        conn.close()
     if args.json:
         for row in rows:
             print(json.dumps(row))

@@ -64,9 +64,6 @@ class Listener:
         self._aio_server = aio_server
         self.port = port
 
-    def connections(self) -> int:
-        return len(self._runner.server.connections) if self._runner.server is not None else 0
-
     def close(self) -> None:
         self._server.call(self._close())
 

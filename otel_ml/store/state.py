@@ -127,25 +127,25 @@ def live_window_ns(conn: sqlite3.Connection) -> int | None:
     return json.loads(row[0]).get("service", {}).get("window_ns") if row else None
 
 
-def models_in_checkpoint(state_dir: str | Path) -> tuple[int, list[dict]]:
-    """What the last checkpoint under ``state_dir`` says about each (model, version), read-only (the processor
-    may be running): (event clock, rows). Each row: model, version, status (live or released), idle_seconds
-    (live: event time since its last data; released: since the release), reference (pinned or not_pinned: a
-    baseline file is not recorded here), rows (in its live windows)."""
+def open_read_only(state_dir: str | Path) -> sqlite3.Connection:
+    """The state database of ``state_dir``, read-only (the processor may be running), for the offline commands."""
     db = Path(state_dir) / DB_FILE
     if not db.exists():
-        raise FileNotFoundError(f"{db} does not exist (no checkpoint written yet?)")
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
-        if row is None:
-            return 0, []
-        state = json.loads(row[0])
-        rows: dict[tuple[str, str], int] = {}
-        for model, version, blob in conn.execute("SELECT model, version, profile FROM window_state"):
-            rows[(model, version)] = rows.get((model, version), 0) + int(json.loads(blob)["rows"])
-    finally:
-        conn.close()
+        raise FileNotFoundError(f"{db} does not exist (no state written there yet?)")
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+
+def models_in_checkpoint(conn: sqlite3.Connection) -> tuple[int, list[dict]]:
+    """What the last checkpoint says about each (model, version): (event clock, rows). Each row: model, version,
+    status (live or released), idle_seconds (live: event time since its last data; released: since the release),
+    reference (pinned or not_pinned: a baseline file is not recorded here), rows (in its live windows)."""
+    row = conn.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
+    if row is None:
+        return 0, []
+    state = json.loads(row[0])
+    rows: dict[tuple[str, str], int] = {}
+    for model, version, blob in conn.execute("SELECT model, version, profile FROM window_state"):
+        rows[(model, version)] = rows.get((model, version), 0) + int(json.loads(blob)["rows"])
     life = state.get("service", {}).get("lifecycle", {})
     clock = int(life.get("clock_ns", 0))
     last_active = {(m, v): t for m, v, t in life.get("last_active", [])}
