@@ -95,7 +95,8 @@ class Processor:
         grpc_port, prom_port = free_port(), free_port()
         state = tempfile.mkdtemp(prefix="otel-ml-detect-")
         cfg = Path(state) / "c.yaml"
-        cfg.write_text(config or "{}\n")
+        # detail all: the sample counts settle() waits on and every method's score (the Nile table) are exported.
+        cfg.write_text("export:\n  detail: all\n" + config)
         proc = subprocess.Popen([sys.executable, "-m", "otel_ml.cli", "serve", "--config", str(cfg),
                                  "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}", "--prometheus-endpoint",
                                  f"127.0.0.1:{prom_port}", "--state-dir", state, "--no-otlp-http",

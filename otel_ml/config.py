@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from otel_ml.analyze.drift import DriftConfig
+from otel_ml.analyze.drift import CATEGORICAL_METHODS, NUMERIC_METHODS, DriftConfig
 from otel_ml.decode.otlp import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
-from otel_ml.export.config import ExportConfig
+from otel_ml.export.config import DETAIL_LEVELS, ExportConfig
 from otel_ml.http_server import HttpServerConfig
 from otel_ml.profile.lifecycle import WHEN_FULL, ModelsConfig
 from otel_ml.profile.sketch import SketchConfig
@@ -230,6 +230,14 @@ def _validate(cfg: ServiceConfig) -> None:
          cfg.models.when_full)
     need(cfg.export.otlp.temporality in ("cumulative", "delta"), "export.otlp.temporality", "cumulative or delta",
          cfg.export.otlp.temporality)
+    for key, level in [("export.detail", cfg.export.detail),
+                       *((f"export.detail_for.{k}", v) for k, v in cfg.export.detail_for.items())]:
+        need(level in DETAIL_LEVELS, key, f"one of {', '.join(DETAIL_LEVELS)}", level)
+    for kind, methods in (("numeric", NUMERIC_METHODS), ("categorical", CATEGORICAL_METHODS)):
+        method = cfg.export.effect_size.get(kind)
+        need(method in methods, f"export.effect_size.{kind}", f"one of {', '.join(methods)}", method)
+    unknown = set(cfg.export.effect_size) - {"numeric", "categorical"}
+    need(not unknown, "export.effect_size", "keys numeric and categorical", sorted(unknown))
     for key, endpoint in (("receiver.otlp_grpc.endpoint", cfg.receiver.otlp_grpc.endpoint),
                           ("receiver.otlp_http.endpoint", cfg.receiver.otlp_http.endpoint),
                           ("export.prometheus.endpoint", cfg.export.prometheus.endpoint)):

@@ -499,6 +499,7 @@ class ProcessorService:
                 self._run_control_requests()
                 self._save_new_references()
                 reports = self.evaluate()
+                self.exporter.refresh()  # series built and rendered here, not in a scrape
                 log.debug("evaluated %d model(s) in %.3fs", len(reports), time.perf_counter() - started)
             except Exception:
                 log.exception("drift evaluation failed")

@@ -91,7 +91,10 @@ def test_baseline_from_csv_then_drift_on_the_drifted_features_only(tmp_path: Pat
     subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "loans",
                     "--model-version", "3", "--input", str(csv), "--prediction-column", "label",
                     "--output", str(baselines / "whatever-name.json")], check=True)
-    sp = serve_factory("--baseline-dir", str(baselines), "--window", "1", "--horizon", "30",
+    # Series per feature (docs/metrics.md): amount at detail "all", channel at "methods", the rest at "default".
+    config = tmp_path / "otel-ml.yaml"
+    config.write_text('export:\n  detail_for:\n    "loans/amount": all\n    "loans/channel": methods\n')
+    sp = serve_factory("--config", str(config), "--baseline-dir", str(baselines), "--window", "1", "--horizon", "30",
                        "--evaluation-interval", "0.5")
     provider = sdk_provider(sp)
     current = make_rows(rng, 3000, drifted=True)
@@ -99,7 +102,7 @@ def test_baseline_from_csv_then_drift_on_the_drifted_features_only(tmp_path: Pat
     provider.shutdown()
 
     def all_counted() -> bool:
-        counts = select(sp.scrape(), "ml_drift_sample_count", ml_model_name="loans", ml_feature_name="age",
+        counts = select(sp.scrape(), "ml_drift_sample_count", ml_model_name="loans", ml_feature_name="amount",
                         ml_sample="current")
         return bool(counts) and counts[0].value == 3000
 
@@ -128,8 +131,19 @@ def test_baseline_from_csv_then_drift_on_the_drifted_features_only(tmp_path: Pat
     [ready] = select(samples, "ml_reference_ready", ml_model_name="loans")
     assert ready.value == 1 and ready.labels["ml_reference_source"] == "baseline"
     assert select(samples, "ml_prediction_latency_seconds", ml_model_name="loans", ml_quantile="0.99")
-    [missing] = select(samples, "ml_feature_missing_ratio", ml_model_name="loans", ml_feature_name="plan")
-    assert missing.value == 0.0
+    [missing] = select(samples, "ml_feature_missing_ratio", ml_model_name="loans", ml_feature_name="amount")
+    assert missing.value == 0.0  # "all" exports zeros too
+    assert not select(samples, "ml_drift_threshold", ml_model_name="loans", ml_feature_name="channel")
+    assert not select(samples, "ml_drift_sample_count", ml_model_name="loans", ml_feature_name="channel")
+
+    # The default set: the decision, its p-value, one effect size, and nothing that is zero or "none".
+    for feature, effect in (("age", "wasserstein"), ("tenure", "wasserstein"), ("plan", "js")):
+        mine = [s for s in samples if s.labels.get("ml_feature_name") == feature]
+        got = {(s.name, s.labels.get("ml_drift_method", "")) for s in mine if not s.name.endswith("_ratio")}
+        assert got == {("ml_drift_detected", "overall"), ("ml_drift_p_value", "overall"),
+                       ("ml_drift_score", effect)}, got
+        assert all(s.value > 0 for s in mine if s.name.endswith("_ratio"))  # e.g. a few values out of range
+    assert {s.labels["ml_feature_name"] for s in select(samples, "ml_drift_withheld", reason="none")} == {"amount"}
     [received] = select(samples, "otel_ml_spans_received_total")
     assert received.value == 1500 + 15  # 1500 single-row spans and 15 batch spans of 100
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
+from otel_ml.export.metrics import FEATURE_GAUGES
 from tests.conftest import free_port, wait_for
 from tests.test_e2e import make_rows, sdk_provider, send_rows
 
@@ -85,5 +86,17 @@ def test_metrics_pushed_over_otlp(tmp_path: Path, serve_factory) -> None:
         latest = {p[0]["ml.feature.name"]: p[1] for p in pts}
         assert latest["amount"] == 1 and latest["age"] == 0
         assert all(p[2]["service.instance.id"] == "replica-a" and p[2]["service.name"] == "otel-ml" for p in pts)
+
+        # The push carries the series a scrape shows (export.detail applies to both), nothing more or less.
+        def per_feature(pairs) -> set:
+            return {(name, frozenset((k.replace(".", "_"), v) for k, v in attrs.items() if v))
+                    for name, attrs in pairs if attrs.get("ml.model.name") == "pushed"}
+
+        last = len(sink.requests) - 1
+        pushed = per_feature((d.prometheus_name, attrs) for d in FEATURE_GAUGES
+                             for attrs, _, _ in sink.points(d.name, last))
+        scraped = per_feature((s.name, {k.replace("_", "."): v for k, v in s.labels.items()}) for s in sp.scrape()
+                              if s.name in {d.prometheus_name for d in FEATURE_GAUGES})
+        assert pushed == scraped and len(pushed) >= 3 * 6, pushed ^ scraped
     finally:
         server.stop(0)

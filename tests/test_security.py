@@ -117,7 +117,8 @@ def test_refused_without_token_certificate_or_tls(secure_serve, pki: Path) -> No
 
 def test_categorical_values_are_hashed_before_sketching(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("privacy:\n  hash_key_env: TEST_OTELML_HASH_KEY\n  hash_features: [email]\n")
+    cfg.write_text("privacy:\n  hash_key_env: TEST_OTELML_HASH_KEY\n  hash_features: [email]\n"
+                   "export:\n  detail: all\n")  # all: the unseen ratio of 0 is exported too
     os.environ["TEST_OTELML_HASH_KEY"] = "k3y"
     try:
         csv = tmp_path / "ref.csv"

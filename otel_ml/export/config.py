@@ -38,8 +38,24 @@ class CardinalityConfig:
     max_features_per_model: int = 200
 
 
+DETAIL_LEVELS = ("default", "methods", "all")
+"""How many series per feature (docs/metrics.md): ``default`` what alerts and dashboards need (at most 6: the
+decision, its p-value or deciding score, one effect size, and only what is wrong: withheld, non-zero quality
+ratios); ``methods`` adds every method's score and decision; ``all`` adds thresholds, sample counts and the
+zero-valued quality ratios and ``withheld{reason="none"}``."""
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     otlp: OtlpMetricExportConfig = field(default_factory=OtlpMetricExportConfig)
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
+    detail: str = "default"
+    """Series per feature, for every model: one of DETAIL_LEVELS."""
+    detail_for: dict[str, str] = field(default_factory=dict)
+    """Exceptions to ``detail``: ``{"MODEL/FEATURE": level}`` with shell-style wildcards (``"fraud/*"``,
+    ``"*/amount"``); a key without ``/`` means every feature of that model. The most specific (longest) matching
+    key wins."""
+    effect_size: dict[str, str] = field(default_factory=lambda: {"numeric": "wasserstein", "categorical": "js"})
+    """The one distance exported per feature at ``default`` detail, by feature kind: Wasserstein-1 in reference
+    standard deviations for numbers (reads as "moved by x sigma"), Jensen-Shannon distance for categories."""

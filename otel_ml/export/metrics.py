@@ -1,15 +1,17 @@
-"""Where metrics leave: OTel SDK MeterProvider with a Prometheus pull endpoint and optional OTLP push.
+"""Where metrics leave: a Prometheus pull endpoint and optional OTLP push, from one set of series.
 
-Drift and data-quality numbers are observable gauges read from the latest evaluation, so a model or
-feature that disappears stops being reported instead of freezing at its last value. Names, units
-and their Prometheus spellings are listed in docs/metrics.md.
+Drift and data-quality numbers come from the latest evaluation, so a model or feature that disappears stops being
+reported instead of freezing at its last value. The per-feature series (most of them) are built once per
+evaluation into a snapshot and rendered once into Prometheus text; a scrape adds the few live process and model
+series to those bytes and never walks the models. Which series a feature gets is ``export.detail``
+(docs/metrics.md lists names, units, Prometheus spellings and the count per feature).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
+import fnmatch
 import hmac
 import logging
 import math
@@ -17,24 +19,94 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from aiohttp import web
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
-from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from otel_ml import semconv as sc
-from otel_ml.analyze.drift import ModelReport
+from otel_ml.analyze.drift import FeatureReport, ModelReport
 from otel_ml.export.config import CardinalityConfig, ExportConfig
 from otel_ml.http_server import HttpServer, Listener, health_routes
 
 log = logging.getLogger(__name__)
 
-# Every (model, version, feature, method) is one series; the SDK's default of 2000 per metric is far too
-# small for a fleet of models (100 models × 50 features × 6 methods = 30,000).
+# Every (model, version, feature[, method]) is one series; the SDK's default of 2000 per metric is far too small
+# for a fleet of models (the OTLP push path only: Prometheus text is rendered here).
 MAX_SERIES_PER_METRIC = 200_000
+
+Series = list[tuple[dict[str, str], float]]
+"""One metric's series: (attributes with their OTel names, value)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricDef:
+    name: str
+    """OTel name (``ml.drift.score``); the Prometheus name replaces dots with underscores and adds the unit."""
+    kind: str
+    """``counter`` or ``gauge``."""
+    unit: str
+    description: str
+
+    @property
+    def prometheus_name(self) -> str:
+        """Without the ``_total`` a counter gets when rendered.
+
+        >>> MetricDef("ml.prediction.latency", "gauge", "s", "").prometheus_name
+        'ml_prediction_latency_seconds'
+        """
+        base = self.name.replace(".", "_")
+        return f"{base}_seconds" if self.unit == "s" else base
+
+
+COUNTERS = [
+    MetricDef(sc.METRIC_PREDICTIONS, "counter", "{prediction}", "Predictions made, scaled by 1/ml.sampling.ratio"),
+    MetricDef(sc.METRIC_SPANS_RECEIVED, "counter", "{span}", "Spans received over OTLP"),
+    MetricDef(sc.METRIC_SPANS_ACCEPTED, "counter", "{span}", "ML spans decoded and profiled"),
+    MetricDef(sc.METRIC_SPANS_IGNORED, "counter", "{span}", "Spans without ml.model.name (not ML traffic)"),
+    MetricDef(sc.METRIC_SPANS_REJECTED, "counter", "{span}", "ML spans rejected, by reason"),
+    MetricDef(sc.METRIC_ROWS_LATE, "counter", "{prediction}",
+              "Rows dropped because their window was already gone (older than horizon + lateness)"),
+    MetricDef(sc.METRIC_REQUESTS_REFUSED, "counter", "{request}",
+              "OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight"),
+    MetricDef(sc.METRIC_FEATURE_VALUES_DROPPED, "counter", "{value}",
+              "Values of features beyond limits.max_profiled_features_per_model, not profiled"),
+    MetricDef(sc.METRIC_STORAGE_ERRORS, "counter", "{error}",
+              "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
+    MetricDef(sc.METRIC_MODELS_RELEASED, "counter", "{model}",
+              "(model, version)s released, by reason: idle, limit (to admit a new one), retired"),
+]
+FEATURE_GAUGES = [
+    MetricDef(sc.METRIC_DRIFT_DETECTED, "gauge", "",
+              "1 when drift is detected (overall: the decision to alert on), else 0"),
+    MetricDef(sc.METRIC_DRIFT_P_VALUE, "gauge", "{p}",
+              "p-value of the feature's test (overall, chi2): lower means more drift"),
+    MetricDef(sc.METRIC_DRIFT_SCORE, "gauge", "{score}",
+              "Drift statistic or distance per feature and method: higher means more drift"),
+    MetricDef(sc.METRIC_DRIFT_WITHHELD, "gauge", "", "1 when a feature's decision is withheld; reason says why"),
+    MetricDef(sc.METRIC_MISSING_RATIO, "gauge", "", "Share of current rows with the feature missing"),
+    MetricDef(sc.METRIC_TYPE_MISMATCH_RATIO, "gauge", "", "Share of current rows with a value of the wrong type"),
+    MetricDef(sc.METRIC_UNSEEN_RATIO, "gauge", "", "Share of current values in categories the reference never had"),
+    MetricDef(sc.METRIC_OUT_OF_RANGE_RATIO, "gauge", "", "Share of current values outside the reference's [min, max]"),
+    MetricDef(sc.METRIC_DRIFT_THRESHOLD, "gauge", "{score}", "Threshold the score is compared with (detail: all)"),
+    MetricDef(sc.METRIC_SAMPLE_COUNT, "gauge", "{value}",
+              "Values compared, per feature and sample (reference/current) (detail: all)"),
+]
+LIVE_GAUGES = [
+    MetricDef(sc.METRIC_LATENCY, "gauge", "s", "Span duration quantiles over the current horizon"),
+    MetricDef(sc.METRIC_ERROR_RATIO, "gauge", "",
+              "Share of prediction spans with status ERROR over the current horizon"),
+    MetricDef(sc.METRIC_REFERENCE_READY, "gauge", "", "1 when the model has a reference (baseline or pinned)"),
+    MetricDef(sc.METRIC_REFERENCE_PENDING_ROWS, "gauge", "{prediction}",
+              "Models without a reference: rows still needed before one is pinned from live traffic"),
+    MetricDef(sc.METRIC_STORAGE_HEALTHY, "gauge", "",
+              "1 while state writes succeed, 0 from a failed write until one succeeds (requests are refused)"),
+    MetricDef(sc.METRIC_MODELS_LIVE, "gauge", "{model}",
+              "Live (model, version)s (in memory, exported): models.max_models at most"),
+    MetricDef(sc.METRIC_EXPORT_OVERFLOW, "gauge", "{item}",
+              "Models, versions and features profiled but not exported (export.cardinality caps), by kind"),
+]
 
 
 def cap_reports(reports: list[ModelReport], caps: CardinalityConfig) -> tuple[list[ModelReport], dict[str, int]]:
@@ -68,8 +140,105 @@ def _model_attrs(r: ModelReport) -> dict[str, str]:
     return {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version}
 
 
+def detail_level(config: ExportConfig, model: str, feature: str) -> str:
+    """The ``export.detail`` level of one feature: the longest matching ``detail_for`` key, else ``detail``.
+
+    >>> cfg = ExportConfig(detail_for={"fraud": "methods", "fraud/amount": "all", "*/age": "methods"})
+    >>> [detail_level(cfg, m, f) for m, f in [("fraud", "amount"), ("fraud", "zip"), ("churn", "age"), ("churn", "x")]]
+    ['all', 'methods', 'methods', 'default']
+    """
+    best, level = -1, config.detail
+    for key, value in config.detail_for.items():
+        pattern = key if "/" in key else f"{key}/*"
+        if len(pattern) > best and fnmatch.fnmatchcase(f"{model}/{feature}", pattern):
+            best, level = len(pattern), value
+    return level
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and not math.isnan(v)
+
+
+def feature_series(model: dict[str, str], f: FeatureReport, level: str,
+                   effect_size: dict[str, str]) -> Iterator[tuple[str, dict[str, str], float]]:
+    """The series of one feature at an ``export.detail`` level: (metric, attributes, value).
+
+    At ``default``: the overall decision (always, 0 included: "evaluated and fine" differs from "no decision"),
+    its p-value or deciding score, one effect size, ``withheld`` only while withheld, and only the quality ratios
+    that are not 0. Absence means the same as the omitted zeros to every shipped alert rule.
+    """
+    attrs = {**model, sc.ATTR_FEATURE_NAME: f.feature}
+    every = level == "all"
+    if level == "default":
+        chosen = effect_size.get(f.kind)
+        methods = [m for m in f.methods if m.method == chosen]
+    else:
+        methods = f.methods
+    for m in [f.overall, *methods]:
+        at = {**attrs, sc.ATTR_DRIFT_METHOD: m.method}
+        if m is f.overall or level != "default":
+            yield sc.METRIC_DRIFT_DETECTED, at, 1.0 if m.detected else 0.0
+        if _finite(m.score):
+            yield (sc.METRIC_DRIFT_P_VALUE if m.p_value else sc.METRIC_DRIFT_SCORE), at, m.score
+        if every and _finite(m.threshold):
+            yield sc.METRIC_DRIFT_THRESHOLD, at, m.threshold
+    if f.withheld_reason or every:
+        yield sc.METRIC_DRIFT_WITHHELD, {**attrs, sc.ATTR_REASON: f.withheld_reason or "none"}, \
+            1.0 if f.withheld_reason else 0.0
+    for metric, ratio in ((sc.METRIC_MISSING_RATIO, f.missing_ratio),
+                          (sc.METRIC_TYPE_MISMATCH_RATIO, f.type_mismatch_ratio),
+                          (sc.METRIC_UNSEEN_RATIO, f.unseen_ratio),
+                          (sc.METRIC_OUT_OF_RANGE_RATIO, f.out_of_range_ratio)):
+        if _finite(ratio) and (ratio != 0 or every):
+            yield metric, attrs, ratio
+    if every:
+        yield sc.METRIC_SAMPLE_COUNT, {**attrs, sc.ATTR_SAMPLE: "reference"}, float(f.reference_count)
+        yield sc.METRIC_SAMPLE_COUNT, {**attrs, sc.ATTR_SAMPLE: "current"}, float(f.current_count)
+
+
+class _Families:
+    """A prometheus_client collector over families built elsewhere."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def render_prometheus(metrics: Iterable[tuple[MetricDef, Series]], extra: Iterable[Metric] = ()) -> bytes:
+    """Prometheus text format (0.0.4) of the given series, attribute names spelled the Prometheus way."""
+    families = list(extra)
+    for d, series in metrics:
+        family = Metric(d.prometheus_name, d.description, d.kind)
+        sample = f"{d.prometheus_name}_total" if d.kind == "counter" else d.prometheus_name
+        for attrs, value in series:
+            # An empty label value is no label to Prometheus; 6 significant digits are finer than any sketch's error
+            # and, for 5,000 features, keep a scrape 10% smaller than repr()'s 17. Whole numbers (counts) stay exact.
+            labels = {k.replace(".", "_"): v for k, v in attrs.items() if v}
+            value = float(value)
+            family.add_sample(sample, labels, value if value.is_integer() else float(f"{value:.6g}"))
+        families.append(family)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+@dataclasses.dataclass
+class _Snapshot:
+    source: list[ModelReport] | None
+    """The evaluation's report list it was built from (identity tells a new evaluation)."""
+    reports: list[ModelReport]
+    """Within the cardinality caps."""
+    overflow: dict[str, int]
+    series: dict[str, Series]
+    """Per-feature gauges (FEATURE_GAUGES) at each feature's detail level."""
+    prometheus: bytes | None = None
+    """``series`` rendered, once."""
+
+
 class MetricsExporter:
-    """Owns the MeterProvider, its readers, and every instrument otel-ml exports."""
+    """Owns every series otel-ml exports, the Prometheus endpoint and the OTLP push."""
 
     def __init__(self, config: ExportConfig, reports: Callable[[], list[ModelReport]],
                  instance_id: str | None = None, storage_healthy: Callable[[], bool] | None = None,
@@ -86,7 +255,8 @@ class MetricsExporter:
         self._totals: collections.Counter[tuple[str, tuple[tuple[str, str], ...]]] = collections.Counter()
         """Every counter's value per attribute set: checkpoints carry them across restarts."""
         self._totals_lock = threading.Lock()
-        self._capped: tuple[int, list[ModelReport], dict[str, int]] = (0, [], {})
+        self._snapshot_lock = threading.Lock()
+        self._snap = _Snapshot(None, [], {}, {})
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self._own_http = http is None
         self._http = http or HttpServer()
@@ -96,55 +266,27 @@ class MetricsExporter:
         self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
         self._listener: Listener | None = None
         self.prometheus_port: int | None = None
-        self.provider: MeterProvider | None = None
+        self.provider = None  # an OTel SDK MeterProvider when export.otlp.endpoint is set
+        self._live: dict[str, Callable[[], Iterable[tuple[dict[str, str], float]]]] = {
+            sc.METRIC_LATENCY: self._latency, sc.METRIC_ERROR_RATIO: self._errors,
+            sc.METRIC_REFERENCE_READY: self._reference_ready,
+            sc.METRIC_REFERENCE_PENDING_ROWS: self._reference_pending_rows,
+            sc.METRIC_STORAGE_HEALTHY: self._storage, sc.METRIC_MODELS_LIVE: self._models_live,
+            sc.METRIC_EXPORT_OVERFLOW: self._overflow}
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        limits = {ObservableGauge: MAX_SERIES_PER_METRIC, ObservableCounter: MAX_SERIES_PER_METRIC}
-        readers: list[MetricReader] = []
         if self.config.prometheus.enabled:
-            from opentelemetry.exporter.prometheus import PrometheusMetricReader
-            from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-            registry = CollectorRegistry(auto_describe=True)
-            readers.append(PrometheusMetricReader(registry=registry, cardinality_limits=limits))
-
-            async def metrics(request: web.Request) -> web.Response:
-                if self._expected_auth is not None and not hmac.compare_digest(
-                        request.headers.get("Authorization", "").encode(), self._expected_auth):
-                    return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
-                body = await self._http.blocking(generate_latest, registry)  # runs the gauges' callbacks
-                response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-                response.enable_compression()  # gzip when the scraper accepts it
-                return response
-
-            async def not_found(_request: web.Request) -> web.Response:
-                return web.Response(status=404, text="metrics are at GET /metrics\n")
-
             self._http.start()
             self._listener = self._http.listen(
                 "the Prometheus endpoint (export.prometheus.endpoint)", self.config.prometheus.endpoint,
-                [("GET", "/metrics", metrics), *health_routes(self._readiness), ("*", "/{tail:.*}", not_found)],
-                self._ssl_context)
+                [("GET", "/metrics", self._serve_metrics), *health_routes(self._readiness),
+                 ("*", "/{tail:.*}", self._not_found)], self._ssl_context)
             self.prometheus_port = self._listener.port
             log.info("Prometheus metrics on %s://%s:%d/metrics", "https" if self._ssl_context else "http",
                      self.config.prometheus.endpoint.rpartition(":")[0], self.prometheus_port)
         if self.config.otlp.endpoint:
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-            temporality = (AggregationTemporality.DELTA if self.config.otlp.temporality == "delta"
-                           else AggregationTemporality.CUMULATIVE)
-            exporter = OTLPMetricExporter(
-                endpoint=self.config.otlp.endpoint, insecure=self.config.otlp.insecure,
-                headers=dict(self.config.otlp.headers) or None,
-                preferred_temporality={ObservableCounter: temporality})
-            readers.append(PeriodicExportingMetricReader(
-                exporter, export_interval_millis=self.config.otlp.interval_seconds * 1000,
-                cardinality_limits=limits))
-            log.info("OTLP metrics to %s every %ss", self.config.otlp.endpoint, self.config.otlp.interval_seconds)
-        resource = Resource.create({"service.name": "otel-ml", "service.instance.id": self.instance_id})
-        self.provider = MeterProvider(metric_readers=readers, resource=resource)
-        self._create_instruments()
+            self._start_otlp()
 
     def shutdown(self) -> None:
         if self._listener is not None:
@@ -155,69 +297,96 @@ class MetricsExporter:
         if self.provider is not None:
             self.provider.shutdown()
 
-    # --- instruments -----------------------------------------------------------------------------
-    def _create_instruments(self) -> None:
-        assert self.provider is not None
+    # --- Prometheus -------------------------------------------------------------------------------
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        if self._expected_auth is not None and not hmac.compare_digest(
+                request.headers.get("Authorization", "").encode(), self._expected_auth):
+            return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await self._http.blocking(self.prometheus_text)
+        response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        response.enable_compression()  # gzip when the scraper accepts it
+        return response
+
+    @staticmethod
+    async def _not_found(_request: web.Request) -> web.Response:
+        return web.Response(status=404, text="metrics are at GET /metrics\n")
+
+    def prometheus_text(self) -> bytes:
+        """One scrape: the feature series as rendered after the last evaluation, then the live ones."""
+        snap = self.refresh()
+        live = [(d, list(self._counter(d.name))) for d in COUNTERS]
+        live += [(d, list(self._live[d.name]())) for d in LIVE_GAUGES]
+        target = Metric("target", "Target metadata", "info")  # as OTel's Prometheus exporters spell the resource
+        target.add_sample("target_info", {"service_name": "otel-ml", "service_instance_id": self.instance_id}, 1)
+        assert snap.prometheus is not None
+        return snap.prometheus + render_prometheus(live, [target])
+
+    # --- snapshot ----------------------------------------------------------------------------------
+    def refresh(self) -> _Snapshot:
+        """The snapshot of the latest evaluation, built (and rendered) the first time it is asked for; the
+        service calls this right after each evaluation so a scrape only copies bytes."""
+        reports = self._source()
+        with self._snapshot_lock:
+            snap = self._snap
+            if snap.source is not reports:
+                kept, over = cap_reports(reports, self.config.cardinality)
+                series: dict[str, Series] = {d.name: [] for d in FEATURE_GAUGES}
+                plain = not self.config.detail_for
+                for r in kept:
+                    model = _model_attrs(r)
+                    for f in r.features:
+                        level = self.config.detail if plain else detail_level(self.config, r.model, f.feature)
+                        for metric, attrs, value in feature_series(model, f, level, self.config.effect_size):
+                            series[metric].append((attrs, value))
+                snap = self._snap = _Snapshot(reports, kept, over, series)
+            if snap.prometheus is None and self.config.prometheus.enabled:
+                snap.prometheus = render_prometheus((d, snap.series[d.name]) for d in FEATURE_GAUGES)
+            return snap
+
+    def series(self, metric: str) -> Series:
+        """The current series of one metric (what a scrape or a push would carry)."""
+        if metric in self._live:
+            return list(self._live[metric]())
+        if any(d.name == metric for d in COUNTERS):
+            return list(self._counter(metric))
+        return self.refresh().series.get(metric, [])
+
+    # --- OTLP push --------------------------------------------------------------------------------
+    def _start_otlp(self) -> None:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.metrics import CallbackOptions, Observation
+        from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
+        from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+
+        temporality = (AggregationTemporality.DELTA if self.config.otlp.temporality == "delta"
+                       else AggregationTemporality.CUMULATIVE)
+        exporter = OTLPMetricExporter(
+            endpoint=self.config.otlp.endpoint, insecure=self.config.otlp.insecure,
+            headers=dict(self.config.otlp.headers) or None, preferred_temporality={ObservableCounter: temporality})
+        reader = PeriodicExportingMetricReader(
+            exporter, export_interval_millis=self.config.otlp.interval_seconds * 1000,
+            cardinality_limits={ObservableGauge: MAX_SERIES_PER_METRIC, ObservableCounter: MAX_SERIES_PER_METRIC})
+        resource = Resource.create({"service.name": "otel-ml", "service.instance.id": self.instance_id})
+        self.provider = MeterProvider(metric_readers=[reader], resource=resource)
         meter = self.provider.get_meter("otel_ml")
-        counters = [
-            (sc.METRIC_PREDICTIONS, "{prediction}", "Predictions made, scaled by 1/ml.sampling.ratio"),
-            (sc.METRIC_SPANS_RECEIVED, "{span}", "Spans received over OTLP"),
-            (sc.METRIC_SPANS_ACCEPTED, "{span}", "ML spans decoded and profiled"),
-            (sc.METRIC_SPANS_IGNORED, "{span}", "Spans without ml.model.name (not ML traffic)"),
-            (sc.METRIC_SPANS_REJECTED, "{span}", "ML spans rejected, by reason"),
-            (sc.METRIC_ROWS_LATE, "{prediction}",
-             "Rows dropped because their window was already gone (older than horizon + lateness)"),
-            (sc.METRIC_REQUESTS_REFUSED, "{request}",
-             "OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight"),
-            (sc.METRIC_FEATURE_VALUES_DROPPED, "{value}",
-             "Values of features beyond limits.max_profiled_features_per_model, not profiled"),
-            (sc.METRIC_STORAGE_ERRORS, "{error}",
-             "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
-            (sc.METRIC_MODELS_RELEASED, "{model}",
-             "(model, version)s released, by reason: idle, limit (to admit a new one), retired"),
-        ]
-        # Observable counters read the totals: a released model's series go away with its totals (a synchronous
-        # counter would export every (model, version) ever seen, forever), and counting costs no SDK call.
-        for name, unit, description in counters:
-            meter.create_observable_counter(name, callbacks=[self._callback(functools.partial(self._counter, name))],
-                                            unit=unit, description=description)
-        gauges: list[tuple[str, str, str, Callable[[], Iterable[Observation]]]] = [
-            (sc.METRIC_DRIFT_SCORE, "{score}",
-             "Drift statistic or distance per feature and method: higher means more drift", self._drift_scores),
-            (sc.METRIC_DRIFT_P_VALUE, "{p}",
-             "p-value of the feature's test (overall, chi2): lower means more drift", self._drift_p_values),
-            (sc.METRIC_DRIFT_DETECTED, "", "1 when drift is detected, per feature and method", self._drift_detected),
-            (sc.METRIC_DRIFT_THRESHOLD, "{score}", "Threshold the score is compared with", self._drift_thresholds),
-            (sc.METRIC_DRIFT_WITHHELD, "", "1 when a feature's decision is withheld; reason says why",
-             self._drift_withheld),
-            (sc.METRIC_SAMPLE_COUNT, "{value}", "Values compared, per feature and sample (reference/current)",
-             self._sample_counts),
-            (sc.METRIC_MISSING_RATIO, "", "Share of current rows with the feature missing", self._missing),
-            (sc.METRIC_TYPE_MISMATCH_RATIO, "", "Share of current rows with a value of the wrong type",
-             self._mismatch),
-            (sc.METRIC_UNSEEN_RATIO, "", "Share of current values in categories the reference never had",
-             self._unseen),
-            (sc.METRIC_OUT_OF_RANGE_RATIO, "", "Share of current values outside the reference's [min, max]",
-             self._out_of_range),
-            (sc.METRIC_LATENCY, "s", "Span duration quantiles over the current horizon", self._latency),
-            (sc.METRIC_ERROR_RATIO, "", "Share of prediction spans with status ERROR over the current horizon",
-             self._errors),
-            (sc.METRIC_REFERENCE_READY, "", "1 when the model has a reference (baseline or pinned)",
-             self._reference_ready),
-            (sc.METRIC_REFERENCE_PENDING_ROWS, "{prediction}",
-             "Models without a reference: rows still needed before one is pinned from live traffic",
-             self._reference_pending_rows),
-            (sc.METRIC_STORAGE_HEALTHY, "",
-             "1 while state writes succeed, 0 from a failed write until one succeeds (requests are refused)",
-             self._storage),
-            (sc.METRIC_MODELS_LIVE, "{model}",
-             "Live (model, version)s (in memory, exported): models.max_models at most", self._models_live),
-            (sc.METRIC_EXPORT_OVERFLOW, "{item}",
-             "Models, versions and features profiled but not exported (export.cardinality caps), by kind",
-             self._overflow),
-        ]
-        for name, unit, description, fn in gauges:
-            meter.create_observable_gauge(name, callbacks=[self._callback(fn)], unit=unit, description=description)
+
+        def callback(metric: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            def observe(_options: CallbackOptions) -> Iterable[Observation]:
+                try:
+                    return [Observation(value, attrs) for attrs, value in self.series(metric)]
+                except Exception:  # a bug here must not stop the other metrics
+                    log.exception("metric callback failed")
+                    return []
+            return observe
+
+        for d in COUNTERS:
+            meter.create_observable_counter(d.name, callbacks=[callback(d.name)], unit=d.unit,
+                                            description=d.description)
+        for d in FEATURE_GAUGES + LIVE_GAUGES:
+            meter.create_observable_gauge(d.name, callbacks=[callback(d.name)], unit=d.unit,
+                                          description=d.description)
+        log.info("OTLP metrics to %s every %ss", self.config.otlp.endpoint, self.config.otlp.interval_seconds)
 
     # --- counters ------------------------------------------------------------------------------------
     def count(self, metric: str, value: float, attrs: dict[str, str] | None = None) -> None:
@@ -227,10 +396,9 @@ class MetricsExporter:
             if value or key not in self._totals:
                 self._totals[key] += value
 
-    def _counter(self, metric: str) -> Iterable[Observation]:
+    def _counter(self, metric: str) -> Series:
         with self._totals_lock:
-            return [Observation(value, dict(attrs)) for (name, attrs), value in self._totals.items()
-                    if name == metric]
+            return [(dict(attrs), value) for (name, attrs), value in self._totals.items() if name == metric]
 
     def forget_model(self, model: str, version: str) -> None:
         """Drop the counters of a released (model, version): their series leave the export."""
@@ -249,114 +417,42 @@ class MetricsExporter:
         for metric, attrs, value in totals:
             self.count(metric, value, dict(attrs))
 
-    @staticmethod
-    def _callback(fn: Callable[[], Iterable[Observation]]) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            try:
-                return list(fn())
-            except Exception:  # a bug here must not take the endpoint down
-                log.exception("metric callback failed")
-                return []
-        return callback
-
-    # --- cardinality guard --------------------------------------------------------------------------
-    def _reports(self) -> list[ModelReport]:
-        """The latest reports within the cardinality caps (computed once per evaluation)."""
-        reports = self._source()
-        if self._capped[0] != id(reports):
-            self._capped = (id(reports), *cap_reports(reports, self.config.cardinality))
-        return self._capped[1]
-
-    def _storage(self) -> Iterable[Observation]:
+    # --- live gauges: per model and per process, cheap enough to read at every scrape ----------------
+    def _storage(self) -> Iterator[tuple[dict[str, str], float]]:
         if self._storage_healthy is not None:
-            yield Observation(int(self._storage_healthy()))
+            yield {}, float(self._storage_healthy())
 
-    def _models_live(self) -> Iterable[Observation]:
+    def _models_live(self) -> Iterator[tuple[dict[str, str], float]]:
         if self._live_models is not None:
-            yield Observation(self._live_models())
+            yield {}, float(self._live_models())
 
-    def _overflow(self) -> Iterable[Observation]:
-        self._reports()
-        for kind, n in self._capped[2].items():
-            yield Observation(n, {"kind": kind})
+    def _overflow(self) -> Iterator[tuple[dict[str, str], float]]:
+        for kind, n in self.refresh().overflow.items():
+            yield {"kind": kind}, float(n)
 
-    # --- observations from the latest reports -----------------------------------------------------
-    def _feature_method_obs(self, value: Callable) -> Iterable[Observation]:
-        for r in self._reports():
-            base = _model_attrs(r)
-            for f in r.features:
-                for m in [*f.methods, f.overall]:
-                    v = value(m)
-                    if v is not None and not math.isnan(v):
-                        yield Observation(v, {**base, sc.ATTR_FEATURE_NAME: f.feature, sc.ATTR_DRIFT_METHOD: m.method})
-
-    def _drift_scores(self) -> Iterable[Observation]:
-        return self._feature_method_obs(lambda m: None if m.p_value else m.score)
-
-    def _drift_p_values(self) -> Iterable[Observation]:
-        return self._feature_method_obs(lambda m: m.score if m.p_value else None)
-
-    def _drift_detected(self) -> Iterable[Observation]:
-        return self._feature_method_obs(lambda m: 1 if m.detected else 0)
-
-    def _drift_thresholds(self) -> Iterable[Observation]:
-        return self._feature_method_obs(lambda m: m.threshold)
-
-    def _drift_withheld(self) -> Iterable[Observation]:
-        for r in self._reports():
-            for f in r.features:
-                yield Observation(1 if f.withheld_reason else 0, {
-                    **_model_attrs(r), sc.ATTR_FEATURE_NAME: f.feature, sc.ATTR_REASON: f.withheld_reason or "none"})
-
-    def _sample_counts(self) -> Iterable[Observation]:
-        for r in self._reports():
-            for f in r.features:
-                attrs = {**_model_attrs(r), sc.ATTR_FEATURE_NAME: f.feature}
-                yield Observation(f.reference_count, {**attrs, sc.ATTR_SAMPLE: "reference"})
-                yield Observation(f.current_count, {**attrs, sc.ATTR_SAMPLE: "current"})
-
-    def _feature_obs(self, value: Callable) -> Iterable[Observation]:
-        for r in self._reports():
-            for f in r.features:
-                v = value(f)
-                if not math.isnan(v):
-                    yield Observation(v, {**_model_attrs(r), sc.ATTR_FEATURE_NAME: f.feature})
-
-    def _missing(self) -> Iterable[Observation]:
-        return self._feature_obs(lambda f: f.missing_ratio)
-
-    def _mismatch(self) -> Iterable[Observation]:
-        return self._feature_obs(lambda f: f.type_mismatch_ratio)
-
-    def _unseen(self) -> Iterable[Observation]:
-        return self._feature_obs(lambda f: f.unseen_ratio)
-
-    def _out_of_range(self) -> Iterable[Observation]:
-        return self._feature_obs(lambda f: f.out_of_range_ratio)
-
-    def _latency(self) -> Iterable[Observation]:
-        for r in self._reports():
+    def _latency(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self.refresh().reports:
             for q, v in (("0.5", r.latency_p50), ("0.95", r.latency_p95), ("0.99", r.latency_p99)):
-                if not math.isnan(v):
-                    yield Observation(v, {**_model_attrs(r), sc.ATTR_QUANTILE: q})
+                if _finite(v):
+                    yield {**_model_attrs(r), sc.ATTR_QUANTILE: q}, v
 
-    def _errors(self) -> Iterable[Observation]:
-        for r in self._reports():
-            if not math.isnan(r.error_ratio):
-                yield Observation(r.error_ratio, _model_attrs(r))
+    def _errors(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self.refresh().reports:
+            if _finite(r.error_ratio):
+                yield _model_attrs(r), r.error_ratio
 
-    def _reference_ready(self) -> Iterable[Observation]:
+    def _reference_ready(self) -> Iterator[tuple[dict[str, str], float]]:
         seen = set()
-        for r in self._reports():
+        for r in self.refresh().reports:
             seen.add((r.model, r.version))
-            yield Observation(1 if r.reference_source else 0,
-                              {**_model_attrs(r), "ml.reference.source": r.reference_source or "none"})
+            yield {**_model_attrs(r), "ml.reference.source": r.reference_source or "none"}, \
+                1.0 if r.reference_source else 0.0
         for model, version in self._waiting_baselines() if self._waiting_baselines is not None else ():
             if (model, version) not in seen:
-                yield Observation(1, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version,
-                                      "ml.reference.source": "baseline"})
+                yield {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version,
+                       "ml.reference.source": "baseline"}, 1.0
 
-    def _reference_pending_rows(self) -> Iterable[Observation]:
-        for r in self._reports():
+    def _reference_pending_rows(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self.refresh().reports:
             if not r.reference_source:
-                yield Observation(r.reference_pending_rows, _model_attrs(r))
+                yield _model_attrs(r), float(r.reference_pending_rows)
