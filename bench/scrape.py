@@ -67,17 +67,20 @@ def series_in(text: bytes) -> int:
 
 
 class Processor:
-    def __init__(self, detail: str, evaluation_interval: float) -> None:
+    """A real ``otel-ml serve`` on loopback ports (not durable: benches measure compute, not fsync)."""
+
+    def __init__(self, detail: str = "default", evaluation_interval: float = 1.0, window: str = "1",
+                 horizon: str = "2") -> None:
         self.grpc, self.prom = free_port(), free_port()
-        self.state = tempfile.mkdtemp(prefix="otel-ml-bench-scrape-")
+        self.state = tempfile.mkdtemp(prefix="otel-ml-bench-")
         cfg = Path(self.state) / "c.yaml"
         cfg.write_text(f"export:\n  detail: {detail}\nwindows:\n  reference_min_rows: 200\n"
                        "state:\n  durable: false\n")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "otel_ml.cli", "serve", "--config", str(cfg), "--state-dir", self.state,
              "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc}", "--prometheus-endpoint", f"127.0.0.1:{self.prom}",
-             "--no-otlp-http", "--window", "1", "--horizon", "2", "--evaluation-interval", str(evaluation_interval),
-             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+             "--no-otlp-http", "--window", window, "--horizon", horizon, "--evaluation-interval",
+             str(evaluation_interval), "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().startswith("otel-ml serving")
 
     def feed(self, models: int, features: int) -> None:

@@ -25,6 +25,12 @@ BATCH_SIZE = "ml.batch.size"
 """int: the span carries N predictions; every ``ml.feature.*``/``ml.prediction*`` is an array of length N."""
 SAMPLING_RATIO = "ml.sampling.ratio"
 """double in (0, 1]: fraction of predictions recorded; volumes are scaled by 1/ratio."""
+SEQUENCE = "ml.sequence"
+"""int >= 0: position of the span's first prediction among every prediction this sender recorded (after
+sampling) for the model; a batch span covers ``ml.sequence`` .. ``ml.sequence + ml.batch.size - 1``. Gaps the
+processor never receives are predictions lost on the way (``ml.predictions.lost.ratio``)."""
+SEQUENCE_STREAM = "ml.sequence.stream"
+"""int, not 0: which sender's sequence (random per ``ModelMonitor``); required with ``ml.sequence``."""
 
 # Names under which the model output is profiled like a feature.
 PREDICTION_FEATURE = "prediction"
@@ -45,6 +51,7 @@ REJECTION_REASONS = (
     "invalid_model_name", "invalid_model_version", "invalid_batch_size", "batch_value_not_array",
     "batch_length_mismatch", "array_without_batch_size", "invalid_sampling_ratio", "too_many_features",
     "name_too_long", "reserved_feature_name", "duplicate_attribute", "timestamp_in_future", "too_many_models",
+    "invalid_sequence",
 )
 """Every ``reason`` of ``otel_ml.spans.rejected`` (docs/semantic-conventions.md#rejected-spans); each series is
 exported from the start at 0."""
@@ -63,6 +70,7 @@ METRIC_OUT_OF_RANGE_RATIO = "ml.feature.out_of_range.ratio"
 METRIC_PREDICTIONS = "ml.predictions"
 METRIC_LATENCY = "ml.prediction.latency"
 METRIC_ERROR_RATIO = "ml.prediction.error.ratio"
+METRIC_LOST_RATIO = "ml.predictions.lost.ratio"
 METRIC_REFERENCE_READY = "ml.reference.ready"
 METRIC_REFERENCE_PENDING_ROWS = "ml.reference.pending_rows"
 METRIC_SPANS_RECEIVED = "otel_ml.spans.received"

@@ -54,7 +54,8 @@ def same(a: DecodeResult, b: DecodeResult) -> None:
     assert [x.key for x in a.batches] == [y.key for y in b.batches]
     for x, y in zip(a.batches, b.batches):
         assert x.n_rows == y.n_rows
-        for field in ("row_time_ns", "row_weight", "span_end_ns", "span_duration_s", "span_error"):
+        for field in ("row_time_ns", "row_weight", "span_end_ns", "span_duration_s", "span_error", "span_stream",
+                      "span_seq", "span_rows"):
             u, v = getattr(x, field), getattr(y, field)
             assert u.dtype == v.dtype and np.array_equal(u, v, equal_nan=u.dtype.kind == "f"), field
         assert x.numeric.keys() == y.numeric.keys()
@@ -152,6 +153,17 @@ span_attrs = st.one_of(spans, batch_span(),
                            lambda kv: [("ml.model.name", AnyValue(string_value="m")), *kv]))
 
 
+# ml.sequence / ml.sequence.stream: usually a valid pair, sometimes one without the other or of the wrong kind
+# (invalid_sequence in both decoders).
+sequence_attrs = st.one_of(
+    st.just([]),
+    st.tuples(st.integers(0, 2**63 - 1), st.integers(-2**63, 2**63 - 1).filter(bool)).map(
+        lambda p: [("ml.sequence", AnyValue(int_value=p[0])), ("ml.sequence.stream", AnyValue(int_value=p[1]))]),
+    st.lists(st.tuples(st.sampled_from(["ml.sequence", "ml.sequence.stream"]),
+                       st.one_of(st.integers(-3, 3).map(lambda i: AnyValue(int_value=i)),
+                                 st.floats(0, 9).map(lambda f: AnyValue(double_value=f)))), max_size=2))
+
+
 @st.composite
 def requests(draw) -> bytes:
     req = ExportTraceServiceRequest()
@@ -167,7 +179,7 @@ def requests(draw) -> bytes:
                                     name=draw(st.text(max_size=5)))
                 # enum values outside the defined ones are legal on the wire (proto3 enums are open)
                 span.status.code = draw(st.sampled_from([0, 1, 2, 258, -1, -2**31]))
-                span.attributes.extend(KeyValue(key=k, value=v) for k, v in attrs)
+                span.attributes.extend(KeyValue(key=k, value=v) for k, v in attrs + draw(sequence_attrs))
     return req.SerializeToString()
 
 

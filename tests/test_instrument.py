@@ -35,11 +35,13 @@ def test_context_manager_records_features_prediction_and_errors(provider, spans)
     with pytest.raises(RuntimeError), m.predict({"amount": 1.0}):
         raise RuntimeError("model crashed")
     ok, failed = spans.get_finished_spans()
+    stream = ok.attributes["ml.sequence.stream"]
     assert dict(ok.attributes) == {
         "ml.model.name": "fraud", "ml.model.version": "2", "ml.feature.amount": 12.5,
         "ml.feature.country": "NO", "ml.feature.n": 3, "ml.feature.flag": True, "ml.prediction": "legit",
-        "ml.prediction.score": 0.97, "ml.prediction.id": "abc"}
+        "ml.prediction.score": 0.97, "ml.prediction.id": "abc", "ml.sequence": 0, "ml.sequence.stream": stream}
     assert failed.status.status_code == StatusCode.ERROR
+    assert (failed.attributes["ml.sequence"], failed.attributes["ml.sequence.stream"]) == (1, stream)
 
 
 def test_bad_values_are_dropped_and_counted_never_raised(provider, spans) -> None:
@@ -50,7 +52,7 @@ def test_bad_values_are_dropped_and_counted_never_raised(provider, spans) -> Non
     m.record_batch({"x": [1, "a"], "z": [1.0, 2.0]})  # mixed column dropped, the rest kept
     assert m.dropped_values == 5
     single, batch = spans.get_finished_spans()
-    assert set(single.attributes) == {"ml.model.name", "ml.feature.ok"}
+    assert set(single.attributes) == {"ml.model.name", "ml.feature.ok", "ml.sequence", "ml.sequence.stream"}
     assert "ml.feature.x" not in batch.attributes and batch.attributes["ml.feature.z"] == (1.0, 2.0)
 
 
@@ -209,3 +211,67 @@ def test_instrumentation_imports_with_the_api_alone() -> None:
             "bad = [m for m in ('numpy', 'datasketches', 'opentelemetry.sdk', 'grpc', 'scipy') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class EveryOtherSpan:
+    """A sampler that drops every other span, like an app's trace sampler would."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
+
+        self.n += 1
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if self.n % 2 else Decision.DROP, attributes)
+
+    def get_description(self) -> str:
+        return "every other span"
+
+
+def test_spans_are_numbered_by_predictions_and_sampled_out_spans_take_no_number(spans) -> None:
+    provider = TracerProvider(sampler=EveryOtherSpan())  # type: ignore[arg-type]
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    m = ModelMonitor("m", tracer_provider=provider)
+    for i in range(6):
+        m.record({"x": float(i)})
+    m.record_batch({"x": [1.0, 2.0, 3.0]})  # 7th span: recorded
+    with m.predict({"x": 1.0}):  # 8th: dropped by the sampler
+        pass
+    m.record_batch({"x": [4.0, 5.0]})  # 9th: recorded
+    got = [(s.attributes["ml.sequence"], s.attributes.get("ml.batch.size", 1)) for s in spans.get_finished_spans()]
+    assert got == [(0, 1), (1, 1), (2, 1), (3, 3), (6, 2)]  # contiguous: a gap would read as lost
+    assert len({s.attributes["ml.sequence.stream"] for s in spans.get_finished_spans()}) == 1
+    assert ModelMonitor("m")._stream != m._stream  # each monitor (process) is its own sequence
+
+
+def test_record_with_batch_rows_collects_predictions_into_batch_spans(provider, spans) -> None:
+    m = ModelMonitor("m", "1", tracer_provider=provider, batch_rows=300, batch_seconds=3600)
+    for i in range(700):
+        features = {"x": float(i), "plan": "a" if i % 2 else "b"}
+        if i == 5:
+            del features["plan"]  # missing in one row: "" in the column, the processor counts it missing
+        m.record(features, prediction=i % 3, score=0.5)
+    assert [s.attributes["ml.batch.size"] for s in spans.get_finished_spans()] == [300, 300]
+    m.flush()
+    batches = spans.get_finished_spans()
+    assert [s.attributes["ml.batch.size"] for s in batches] == [300, 300, 100]
+    assert [s.attributes["ml.sequence"] for s in batches] == [0, 300, 600]
+    first = batches[0].attributes
+    assert first["ml.feature.x"][:3] == (0.0, 1.0, 2.0) and first["ml.feature.plan"][5] == ""
+    assert first["ml.prediction"][:4] == (0, 1, 2, 0) and set(first["ml.prediction.score"]) == {0.5}
+    assert all(s.start_time == s.end_time for s in batches)  # when, not how long: no latency sample
+    m.flush()  # nothing pending: no empty span
+    assert len(spans.get_finished_spans()) == 3
+
+
+def test_record_with_batch_rows_flushes_by_time(provider, spans) -> None:
+    import time
+
+    m = ModelMonitor("m", tracer_provider=provider, batch_rows=10_000, batch_seconds=0.1)
+    m.record({"x": 1.0})
+    deadline = time.monotonic() + 5
+    while not spans.get_finished_spans() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [span] = spans.get_finished_spans()
+    assert span.attributes["ml.batch.size"] == 1

@@ -92,11 +92,18 @@ def test_metrics_pushed_over_otlp(tmp_path: Path, serve_factory) -> None:
             return {(name, frozenset((k.replace(".", "_"), v) for k, v in attrs.items() if v))
                     for name, attrs in pairs if attrs.get("ml.model.name") == "pushed"}
 
-        last = len(sink.requests) - 1
-        pushed = per_feature((d.prometheus_name, attrs) for d in FEATURE_GAUGES
-                             for attrs, _, _ in sink.points(d.name, last))
-        scraped = per_feature((s.name, {k.replace("_", "."): v for k, v in s.labels.items()}) for s in sp.scrape()
-                              if s.name in {d.prometheus_name for d in FEATURE_GAUGES})
-        assert pushed == scraped and len(pushed) >= 3 * 6, pushed ^ scraped
+        def push_and_scrape() -> tuple[set, set] | None:
+            # Evaluations (0.5 s) and pushes (1 s) interleave: compare a scrape with the push right after it,
+            # and retry when an evaluation fell between the two.
+            scraped = per_feature((s.name, {k.replace("_", "."): v for k, v in s.labels.items()})
+                                  for s in sp.scrape() if s.name in {d.prometheus_name for d in FEATURE_GAUGES})
+            after = len(sink.requests)
+            wait_for(lambda: len(sink.requests) > after, what="the next push")
+            pushed = per_feature((d.prometheus_name, attrs) for d in FEATURE_GAUGES
+                                 for attrs, _, _ in sink.points(d.name, after))
+            return (pushed, scraped) if pushed == scraped else None
+
+        pushed, _ = wait_for(push_and_scrape, timeout=20, interval=0.1, what="a push equal to a scrape")
+        assert len(pushed) >= 3 * 6, pushed
     finally:
         server.stop(0)

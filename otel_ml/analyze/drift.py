@@ -72,6 +72,9 @@ class FeatureReport:
     out_of_range_ratio: float = math.nan
     resolution: float = 0.0
     """The smallest difference (in the overall test's distance) the two sketches can resolve."""
+    ratio_resolution: float = 0.0
+    """The current sketch's own error on a share (0 while it is exact): ``out_of_range_ratio`` and
+    ``unseen_ratio`` are estimates from it, and a value at or below this cannot be told from 0."""
 
 
 @dataclass
@@ -86,6 +89,9 @@ class ModelReport:
     latency_p95: float = math.nan
     latency_p99: float = math.nan
     error_ratio: float = math.nan
+    lost_ratio: float = math.nan
+    """Share of the predictions senders recorded (``ml.sequence``) that never arrived, over the current horizon;
+    NaN when no sender numbers its spans."""
     reference_pending_rows: int = 0
     """Without a reference: rows still needed before one is pinned from live traffic (0 otherwise)."""
 
@@ -187,7 +193,7 @@ def compare_numeric(
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "numeric", n, m, methods, overall, withheld, missing, mismatch,
                          unseen_ratio=math.nan, out_of_range_ratio=stats.out_of_range_share(c, ref.min, ref.max),
-                         resolution=resolution)
+                         resolution=resolution, ratio_resolution=cur.rank_error())
 
 
 def compare_categorical(
@@ -218,7 +224,7 @@ def compare_categorical(
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "categorical", n, m, methods, overall, withheld, missing, mismatch,
                          unseen_ratio=stats.unseen_share(ref.frequencies(), cur.frequencies()),
-                         out_of_range_ratio=math.nan, resolution=resolution)
+                         out_of_range_ratio=math.nan, resolution=resolution, ratio_resolution=cur.max_error() / m)
 
 
 def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, dict[str, float]]:
@@ -310,6 +316,7 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         latency_p95=current.latency_quantile(0.95),
         latency_p99=current.latency_quantile(0.99),
         error_ratio=current.error_spans / spans if spans else math.nan,
+        lost_ratio=current.sequences.lost() / expected if (expected := current.sequences.expected()) else math.nan,
     )
 
 

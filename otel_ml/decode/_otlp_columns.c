@@ -356,6 +356,9 @@ typedef struct {
     I64Vec span_end;
     F64Vec span_dur;
     U8Vec span_err;
+    I64Vec span_stream; /* ml.sequence.stream, 0: none */
+    I64Vec span_seq;    /* ml.sequence, -1: none */
+    I64Vec span_rows;
     ColumnVec cols;
     Index index;
 } Group;
@@ -471,6 +474,9 @@ static void free_group(Group *g) {
     PyMem_RawFree(g->span_end.a);
     PyMem_RawFree(g->span_dur.a);
     PyMem_RawFree(g->span_err.a);
+    PyMem_RawFree(g->span_stream.a);
+    PyMem_RawFree(g->span_seq.a);
+    PyMem_RawFree(g->span_rows.a);
     PyMem_RawFree(g);
 }
 
@@ -616,7 +622,7 @@ static int has_duplicate(Ctx *c, ColumnRef *refs, size_t n) {
 static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_code) {
     const Val *model_v = c->res_model_set ? &c->res_model : NULL;
     const Val *version_v = c->res_version_set ? &c->res_version : NULL;
-    const Val *batch_v = NULL, *ratio_v = NULL;
+    const Val *batch_v = NULL, *ratio_v = NULL, *seq_v = NULL, *stream_v = NULL;
     ColumnRef refs_local[64];
     ColumnRef *refs = refs_local;
     size_t nrefs = 0, cap_refs = 64;
@@ -645,6 +651,10 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
             batch_v = &a->v;
         } else if (EQUALS(a->key, a->klen, "ml.sampling.ratio")) {
             ratio_v = &a->v;
+        } else if (EQUALS(a->key, a->klen, "ml.sequence")) {
+            seq_v = &a->v;
+        } else if (EQUALS(a->key, a->klen, "ml.sequence.stream")) {
+            stream_v = &a->v;
         }
         if (r.name) {
             if (nrefs == cap_refs) {
@@ -709,6 +719,16 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         }
         n = batch_v->i;
     }
+    int64_t seq = -1, stream = 0;
+    if (seq_v || stream_v) { /* invalid_sequence */
+        if (!seq_v || !stream_v || seq_v->kind != V_INT || stream_v->kind != V_INT || seq_v->i < 0 ||
+            stream_v->i == 0) {
+            rc = DEC_REJECT;
+            goto done;
+        }
+        seq = seq_v->i;
+        stream = stream_v->i;
+    }
     for (size_t k = 0; k < nrefs; k++) { /* every column before any is written: a rejection leaves no trace */
         int is_array = refs[k].v->kind == V_ARRAY;
         if (is_array != (batch_v != NULL)) { rc = DEC_REJECT; goto done; }
@@ -716,7 +736,7 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
     }
     uint64_t end = end_ns ? end_ns : start_ns ? start_ns : c->now_ns;
     if (end > c->future_limit_ns) { rc = DEC_REJECT; goto done; }
-    double dur = (start_ns && end_ns >= start_ns) ? (double)(end_ns - start_ns) / 1e9 : NAN;
+    double dur = (start_ns && end_ns > start_ns) ? (double)(end_ns - start_ns) / 1e9 : NAN; /* 0 ns: no latency */
 
     Group *g = group_in(c, model_v->s, model_v->slen, version, vlen);
     if (!g) { rc = DEC_NOMEM; goto done; }
@@ -745,7 +765,8 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         g->row_weight.a[g->row_weight.n++] = weight;
     }
     g->n_rows += n;
-    if (PUSH(g->span_end, (int64_t)end) || PUSH(g->span_dur, dur) || PUSH(g->span_err, (uint8_t)(status_code == 2))) {
+    if (PUSH(g->span_end, (int64_t)end) || PUSH(g->span_dur, dur) || PUSH(g->span_err, (uint8_t)(status_code == 2)) ||
+        PUSH(g->span_stream, stream) || PUSH(g->span_seq, seq) || PUSH(g->span_rows, n)) {
         rc = DEC_NOMEM;
         goto done;
     }
@@ -958,12 +979,17 @@ static PyObject *build_group(Group *g) {
         Py_DECREF(name);
         if (err) goto fail;
     }
-    out = Py_BuildValue("(NNLNNNNNOOO)", text(g->model, g->mlen), text(g->version, g->vlen), (long long)g->n_rows,
+    out = Py_BuildValue("(NNLNNNNNNNNOOO)", text(g->model, g->mlen), text(g->version, g->vlen),
+                        (long long)g->n_rows,
                         bytearray_of(g->row_time.a, g->row_time.n * sizeof(int64_t)),
                         bytearray_of(g->row_weight.a, g->row_weight.n * sizeof(double)),
                         bytearray_of(g->span_end.a, g->span_end.n * sizeof(int64_t)),
                         bytearray_of(g->span_dur.a, g->span_dur.n * sizeof(double)),
-                        bytearray_of(g->span_err.a, g->span_err.n), numeric, categorical, invalid);
+                        bytearray_of(g->span_err.a, g->span_err.n),
+                        bytearray_of(g->span_stream.a, g->span_stream.n * sizeof(int64_t)),
+                        bytearray_of(g->span_seq.a, g->span_seq.n * sizeof(int64_t)),
+                        bytearray_of(g->span_rows.a, g->span_rows.n * sizeof(int64_t)), numeric, categorical,
+                        invalid);
 fail:
     Py_XDECREF(numeric);
     Py_XDECREF(categorical);

@@ -39,6 +39,12 @@ class ColumnarBatch:
     """float64 per span; NaN where the span has no usable start/end time."""
     span_error: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
     """bool per span: span status is ERROR."""
+    span_stream: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    """int64 per span: ``ml.sequence.stream``, 0 where the span has no sequence (or empty: no span has one)."""
+    span_seq: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    """int64 per span: ``ml.sequence`` (-1 without one); same length as ``span_stream``."""
+    span_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    """int64 per span: predictions in the span; same length as ``span_stream``."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -62,6 +68,8 @@ class ColumnarBatch:
             span_end_ns=self.span_end_ns[spans],
             span_duration_s=self.span_duration_s[spans],
             span_error=self.span_error[spans],
+            **({"span_stream": self.span_stream[spans], "span_seq": self.span_seq[spans],
+                "span_rows": self.span_rows[spans]} if len(self.span_stream) else {}),
         )
 
     def split_by_window(self, window_ns: int) -> dict[int, ColumnarBatch]:
@@ -120,13 +128,17 @@ class DecodeResult:
                 "rejected": dict(self.rejected), "batches": []}
         arrays: list[np.ndarray] = []
         for b in self.batches:
+            sequenced = bool(len(b.span_stream)) and bool(b.span_stream.any())
             meta["batches"].append({
                 "model": b.model, "version": b.version, "n_rows": b.n_rows, "n_spans": len(b.span_end_ns),
                 "numeric": list(b.numeric), "categorical": [[k, v.dtype.str] for k, v in b.categorical.items()],
-                "invalid": dict(b.invalid)})
+                "invalid": dict(b.invalid), **({"sequenced": True} if sequenced else {})})
             arrays += [b.row_time_ns.astype("<i8", copy=False), b.row_weight.astype("<f8", copy=False),
                        b.span_end_ns.astype("<i8", copy=False), b.span_duration_s.astype("<f8", copy=False),
                        b.span_error.astype("|b1", copy=False)]
+            if sequenced:  # records written before sequences existed, and most batches, carry none
+                arrays += [b.span_stream.astype("<i8", copy=False), b.span_seq.astype("<i8", copy=False),
+                           b.span_rows.astype("<i8", copy=False)]
             arrays += [v.astype("<f8", copy=False) for v in b.numeric.values()]
             arrays += list(b.categorical.values())
         header = json.dumps(meta, separators=(",", ":")).encode()
@@ -157,6 +169,8 @@ class DecodeResult:
                     model=m["model"], version=m["version"], n_rows=n, row_time_ns=take("<i8", n),
                     row_weight=take("<f8", n), span_end_ns=take("<i8", spans), span_duration_s=take("<f8", spans),
                     span_error=take("|b1", spans), invalid=Counter(m["invalid"]))
+                if m.get("sequenced"):
+                    batch.span_stream, batch.span_seq, batch.span_rows = (take("<i8", spans) for _ in range(3))
                 batch.numeric = {name: take("<f8", n) for name in m["numeric"]}
                 batch.categorical = {name: take(dtype, n) for name, dtype in m["categorical"]}
                 batches.append(batch)

@@ -85,6 +85,9 @@ class _ColumnBuilder:
         self.span_end: list[int] = []
         self.span_dur: list[float] = []
         self.span_err: list[bool] = []
+        self.span_stream: list[int] = []
+        self.span_seq: list[int] = []
+        self.span_rows: list[int] = []
 
     @staticmethod
     def _add(idx_of: dict[str, list[int]], values_of: dict[str, list], name: str, start: int, values: list,
@@ -165,6 +168,9 @@ class _ColumnBuilder:
             span_end_ns=np.asarray(self.span_end, dtype=np.int64),
             span_duration_s=np.asarray(self.span_dur, dtype=np.float64),
             span_error=np.asarray(self.span_err, dtype=bool),
+            span_stream=np.asarray(self.span_stream, dtype=np.int64),
+            span_seq=np.asarray(self.span_seq, dtype=np.int64),
+            span_rows=np.asarray(self.span_rows, dtype=np.int64),
         )
 
 
@@ -286,7 +292,8 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
         DECLINED["disagreement"] += 1  # a bug: let the reference decode the whole request
         log.error("compiled decoder rejected a span the reference accepts; please report this request")
         return None
-    for model, version, n, row_time, row_weight, span_end, span_dur, span_err, numeric, categorical, invalid in groups:
+    for (model, version, n, row_time, row_weight, span_end, span_dur, span_err, span_stream, span_seq, span_rows,
+         numeric, categorical, invalid) in groups:
         result.batches.append(ColumnarBatch(
             model=model,
             version=version,
@@ -301,6 +308,9 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
             span_end_ns=np.frombuffer(span_end, dtype=np.int64),
             span_duration_s=np.frombuffer(span_dur, dtype=np.float64),
             span_error=np.frombuffer(span_err, dtype=bool),
+            span_stream=np.frombuffer(span_stream, dtype=np.int64),
+            span_seq=np.frombuffer(span_seq, dtype=np.int64),
+            span_rows=np.frombuffer(span_rows, dtype=np.int64),
         ))
     return result
 
@@ -414,6 +424,8 @@ def _decode_span(
     version_v = res_version
     batch_v: AnyValue | None = None
     ratio_v: AnyValue | None = None
+    seq_v: AnyValue | None = None
+    stream_v: AnyValue | None = None
     columns: list[tuple[str, AnyValue]] = []
     reserved: str | None = None
     for kv in span.attributes:
@@ -435,6 +447,10 @@ def _decode_span(
             batch_v = kv.value
         elif key == semconv.SAMPLING_RATIO:
             ratio_v = kv.value
+        elif key == semconv.SEQUENCE:
+            seq_v = kv.value
+        elif key == semconv.SEQUENCE_STREAM:
+            stream_v = kv.value
     if model_v is None:
         return False
     model = _string_attr(model_v)
@@ -487,6 +503,14 @@ def _decode_span(
             )
         n = batch_v.int_value
 
+    seq, stream = -1, 0
+    if seq_v is not None or stream_v is not None:
+        if seq_v is None or stream_v is None or seq_v.WhichOneof("value") != "int_value" or \
+                stream_v.WhichOneof("value") != "int_value" or seq_v.int_value < 0 or stream_v.int_value == 0:
+            raise _Rejected("invalid_sequence", f"{semconv.SEQUENCE} (int >= 0) and {semconv.SEQUENCE_STREAM} "
+                                                "(int, not 0) go together")
+        seq, stream = seq_v.int_value, stream_v.int_value
+
     # Validate every column before touching the builder so a rejected span leaves no trace.
     decoded: list[tuple[str, tuple]] = []
     scalars: list[tuple[str, str | None, AnyValue]] = []
@@ -513,8 +537,10 @@ def _decode_span(
         # A clock far ahead would move every window of the model into the future and evict the present.
         raise _Rejected("timestamp_in_future", f"span ends {(end - now_ns) / 1e9:.0f}s in the future "
                                                f"(limit {limits.max_clock_skew_seconds:.0f}s)")
+    # A zero-length span (ModelMonitor.record, a batch collected by ModelMonitor(batch_rows=...)) says when, not how
+    # long: it has no latency to report.
     dur = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9 if (
-        span.start_time_unix_nano and span.end_time_unix_nano >= span.start_time_unix_nano) else math.nan
+        span.start_time_unix_nano and span.end_time_unix_nano > span.start_time_unix_nano) else math.nan
 
     b = builders.get((model, version))
     if b is None:
@@ -529,6 +555,9 @@ def _decode_span(
     b.span_end.append(end)
     b.span_dur.append(dur)
     b.span_err.append(span.status.code == _STATUS_ERROR)
+    b.span_stream.append(stream)
+    b.span_seq.append(seq)
+    b.span_rows.append(n)
     return True
 
 

@@ -97,6 +97,8 @@ LIVE_GAUGES = [
     MetricDef(sc.METRIC_LATENCY, "gauge", "s", "Span duration quantiles over the current horizon"),
     MetricDef(sc.METRIC_ERROR_RATIO, "gauge", "",
               "Share of prediction spans with status ERROR over the current horizon"),
+    MetricDef(sc.METRIC_LOST_RATIO, "gauge", "",
+              "Share of the predictions senders numbered (ml.sequence) that never arrived, over the current horizon"),
     MetricDef(sc.METRIC_REFERENCE_READY, "gauge", "", "1 when the model has a reference (baseline or pinned)"),
     MetricDef(sc.METRIC_REFERENCE_PENDING_ROWS, "gauge", "{prediction}",
               "Models without a reference: rows still needed before one is pinned from live traffic"),
@@ -165,7 +167,10 @@ def feature_series(model: dict[str, str], f: FeatureReport, level: str,
 
     At ``default``: the overall decision (always, 0 included: "evaluated and fine" differs from "no decision"),
     its p-value or deciding score, one effect size, ``withheld`` only while withheld, and only the quality ratios
-    that are not 0. Absence means the same as the omitted zeros to every shipped alert rule.
+    that are not 0: missing and type-mismatch shares are exact counts; out-of-range and unseen shares are sketch
+    estimates, exported once above the sketch's own error (below it they flicker between 0 and noise from one
+    evaluation to the next, and each flicker would start and end a series). Absence means the same as the
+    omitted zeros to every shipped alert rule.
     """
     attrs = {**model, sc.ATTR_FEATURE_NAME: f.feature}
     every = level == "all"
@@ -185,11 +190,11 @@ def feature_series(model: dict[str, str], f: FeatureReport, level: str,
     if f.withheld_reason or every:
         yield sc.METRIC_DRIFT_WITHHELD, {**attrs, sc.ATTR_REASON: f.withheld_reason or "none"}, \
             1.0 if f.withheld_reason else 0.0
-    for metric, ratio in ((sc.METRIC_MISSING_RATIO, f.missing_ratio),
-                          (sc.METRIC_TYPE_MISMATCH_RATIO, f.type_mismatch_ratio),
-                          (sc.METRIC_UNSEEN_RATIO, f.unseen_ratio),
-                          (sc.METRIC_OUT_OF_RANGE_RATIO, f.out_of_range_ratio)):
-        if _finite(ratio) and (ratio != 0 or every):
+    for metric, ratio, floor in ((sc.METRIC_MISSING_RATIO, f.missing_ratio, 0.0),
+                                 (sc.METRIC_TYPE_MISMATCH_RATIO, f.type_mismatch_ratio, 0.0),
+                                 (sc.METRIC_UNSEEN_RATIO, f.unseen_ratio, f.ratio_resolution),
+                                 (sc.METRIC_OUT_OF_RANGE_RATIO, f.out_of_range_ratio, f.ratio_resolution)):
+        if _finite(ratio) and (ratio > floor or every):
             yield metric, attrs, ratio
     if every:
         yield sc.METRIC_SAMPLE_COUNT, {**attrs, sc.ATTR_SAMPLE: "reference"}, float(f.reference_count)
@@ -268,7 +273,7 @@ class MetricsExporter:
         self.prometheus_port: int | None = None
         self.provider = None  # an OTel SDK MeterProvider when export.otlp.endpoint is set
         self._live: dict[str, Callable[[], Iterable[tuple[dict[str, str], float]]]] = {
-            sc.METRIC_LATENCY: self._latency, sc.METRIC_ERROR_RATIO: self._errors,
+            sc.METRIC_LATENCY: self._latency, sc.METRIC_ERROR_RATIO: self._errors, sc.METRIC_LOST_RATIO: self._lost,
             sc.METRIC_REFERENCE_READY: self._reference_ready,
             sc.METRIC_REFERENCE_PENDING_ROWS: self._reference_pending_rows,
             sc.METRIC_STORAGE_HEALTHY: self._storage, sc.METRIC_MODELS_LIVE: self._models_live,
@@ -440,6 +445,11 @@ class MetricsExporter:
         for r in self.refresh().reports:
             if _finite(r.error_ratio):
                 yield _model_attrs(r), r.error_ratio
+
+    def _lost(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self.refresh().reports:
+            if _finite(r.lost_ratio):
+                yield _model_attrs(r), r.lost_ratio
 
     def _reference_ready(self) -> Iterator[tuple[dict[str, str], float]]:
         seen = set()

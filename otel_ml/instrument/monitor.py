@@ -3,15 +3,24 @@
 Rules for the serving path: never raise because of a feature value (an unusable value is dropped and
 counted in ``ModelMonitor.dropped_values``), never block (spans go to whatever SpanProcessor the app
 configured; the SDK's BatchSpanProcessor exports in the background), cost little when not sampled.
+
+Every recorded span carries its place in this monitor's sequence (``ml.sequence``, ``ml.sequence.stream``): the
+processor sees the gaps, i.e. spans an SDK queue, a Collector or the network dropped
+(``ml_predictions_lost_ratio``). Above a few thousand predictions per second per process, the SDK cannot export
+one span per prediction; ``batch_rows`` makes ``record`` collect predictions into batch spans
+(docs/serving.md).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import math
 import random
 import threading
+import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -138,9 +147,13 @@ class ModelMonitor:
         sampling_ratio: float = 1.0,
         span_name: str = SPAN_NAME,
         meter_provider: metrics.MeterProvider | None = None,
+        batch_rows: int = 0,
+        batch_seconds: float = 1.0,
     ) -> None:
         if not 0.0 < sampling_ratio <= 1.0:
             raise ValueError("sampling_ratio must be in (0, 1]")
+        if batch_rows < 0 or not batch_seconds > 0:
+            raise ValueError("batch_rows must be >= 0 and batch_seconds > 0")
         self.model_name = model_name
         self.model_version = model_version
         self.sampling_ratio = sampling_ratio
@@ -160,6 +173,19 @@ class ModelMonitor:
             self._base[semconv.SAMPLING_RATIO] = sampling_ratio
         self._random = random.Random()
         self._keys: dict[Any, str] = {}
+        self._stream = random.SystemRandom().getrandbits(63) or 1
+        """This monitor's ``ml.sequence.stream``: the processor tracks each sender's sequence apart."""
+        self._next_seq = 0
+        self._seq_lock = threading.Lock()
+        self.batch_rows = batch_rows
+        """0: ``record`` emits one span per prediction. N: ``record`` collects predictions and emits one batch span
+        per N of them, or after ``batch_seconds``, whichever comes first (and at ``flush``/exit)."""
+        self.batch_seconds = batch_seconds
+        self._pending: list[tuple[dict[str, Any], Any, Any, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        if batch_rows:
+            atexit.register(_flush_at_exit, weakref.ref(self))  # before the SDK's own exit handler exports
 
     # --- helpers -------------------------------------------------------------------------------
     def _drop(self, key: str, why: object, reason: str | None = None) -> None:
@@ -229,6 +255,15 @@ class ModelMonitor:
     def _sampled(self) -> bool:
         return self.sampling_ratio >= 1.0 or self._random.random() < self.sampling_ratio
 
+    def _number(self, span: trace.Span, rows: int) -> None:
+        """Give a span that will be exported its place in this monitor's sequence (a span the app's sampler
+        drops takes none: it would read as lost)."""
+        if span.is_recording():
+            with self._seq_lock:
+                seq = self._next_seq
+                self._next_seq = seq + rows
+            span.set_attributes({semconv.SEQUENCE: seq, semconv.SEQUENCE_STREAM: self._stream})
+
     # --- one prediction ------------------------------------------------------------------------
     @contextmanager
     def predict(self, features: Mapping[str, Any] | None = None) -> Iterator[PredictionRecord]:
@@ -238,12 +273,19 @@ class ModelMonitor:
             yield _NotSampled(self, trace.INVALID_SPAN)
             return
         with self._tracer.start_as_current_span(self.span_name, attributes=self._attributes(features)) as span:
-            yield PredictionRecord(self, span)
+            try:
+                yield PredictionRecord(self, span)
+            finally:
+                self._number(span, 1)
 
     def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
                prediction_id: str | None = None) -> None:
-        """Record a prediction that already happened (a zero-length span)."""
+        """Record a prediction that already happened: a zero-length span (it says when, not how long), or a row
+        of the next batch span with ``batch_rows``."""
         if not self._sampled():
+            return
+        if self.batch_rows:
+            self._collect(features, prediction, score, prediction_id)
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
@@ -251,7 +293,56 @@ class ModelMonitor:
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
-        self._tracer.start_span(self.span_name, attributes=attrs).end()
+        now = time.time_ns()
+        span = self._tracer.start_span(self.span_name, attributes=attrs, start_time=now)
+        self._number(span, 1)
+        span.end(end_time=now)
+
+    # --- record() with batch_rows: predictions collected into batch spans ----------------------------
+    def _collect(self, features: Mapping[str, Any], prediction: Any, score: Any, prediction_id: Any) -> None:
+        try:
+            row = dict(features)
+        except Exception as e:
+            self._drop("features", e, "unreadable_features")
+            return
+        with self._pending_lock:
+            self._pending.append((row, prediction, score, prediction_id))
+            full = len(self._pending) >= self.batch_rows
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=_flush_every, args=(weakref.ref(self), self.batch_seconds),
+                                                 name=f"otel-ml-batch-{self.model_name}", daemon=True)
+                self._flusher.start()
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Emit what ``record`` collected (with ``batch_rows``) as one batch span now. Called by a background
+        thread every ``batch_seconds`` and at interpreter exit; call it before shutting the TracerProvider down."""
+        with self._pending_lock:
+            rows, self._pending = self._pending, []
+        if not rows:
+            return
+        try:
+            names: dict[Any, None] = {}
+            for features, *_ in rows:
+                names.update(dict.fromkeys(features))
+            columns: dict[str, Sequence[Any]] = {}
+            for name in names:
+                key = self._feature_key(name)
+                if key is not None:
+                    columns[key] = [features.get(name) for features, *_ in rows]
+            for key, at in ((semconv.PREDICTION, 1), (semconv.PREDICTION_SCORE, 2), (semconv.PREDICTION_ID, 3)):
+                if any(r[at] is not None for r in rows):
+                    columns[key] = [r[at] for r in rows]
+            # Rows were sampled when recorded; a zero-length span: the flush time is when, there is no latency.
+            attrs = self._batch_attributes(columns, sample=False)
+            if attrs is not None:
+                now = time.time_ns()
+                span = self._tracer.start_span(self.span_name, attributes=attrs, start_time=now)
+                self._number(span, attrs[semconv.BATCH_SIZE])
+                span.end(end_time=now)
+        except Exception as e:  # never raise into serving code
+            self._drop("batch", e)
 
     def trace(self, fn: F) -> F:
         """Decorator for ``fn(features: Mapping, ...) -> prediction``: records the features (first
@@ -293,16 +384,19 @@ class ModelMonitor:
     def _record_columns(self, columns: dict[str, Sequence[Any]]) -> None:
         attrs = self._batch_attributes(columns)
         if attrs is not None:
-            self._tracer.start_span(self.span_name, attributes=attrs).end()
+            span = self._tracer.start_span(self.span_name, attributes=attrs)
+            self._number(span, attrs[semconv.BATCH_SIZE])
+            span.end()
 
-    def _batch_attributes(self, columns: dict[str, Sequence[Any]]) -> dict[str, Any] | None:
-        """The attributes of a batch span for ``columns`` (rows sampled), or None when no row is kept."""
+    def _batch_attributes(self, columns: dict[str, Sequence[Any]], sample: bool = True) -> dict[str, Any] | None:
+        """The attributes of a batch span for ``columns`` (rows sampled unless ``sample`` is False), or None when
+        no row is kept."""
         lists = {k: (v.tolist() if hasattr(v, "tolist") else list(v)) for k, v in columns.items()}
         lengths = {len(v) for v in lists.values()}
         if len(lengths) != 1:
             raise ValueError(f"columns differ in length: {sorted(lengths)}")
         n = lengths.pop()
-        if self.sampling_ratio < 1.0:
+        if sample and self.sampling_ratio < 1.0:
             keep = [i for i in range(n) if self._random.random() < self.sampling_ratio]
             lists = {k: [v[i] for i in keep] for k, v in lists.items()}
             n = len(keep)
@@ -420,6 +514,7 @@ class MonitoredModel:
                 attrs = self._monitor._batch_attributes(columns)
                 if attrs is not None:
                     span.set_attributes(attrs)
+                    self._monitor._number(span, attrs[semconv.BATCH_SIZE])
         except Exception as e:
             self._monitor._drop("batch", e)
         span.end()
@@ -436,3 +531,20 @@ class MonitoredModel:
             return labels, [r[i] for r, i in zip(rows, best)]
 
         return self._call("predict_proba", X, args, kwargs, outputs)
+
+
+def _flush_every(monitor_ref: weakref.ref[ModelMonitor], seconds: float) -> None:
+    """A monitor's background flush (``batch_rows``): holds it weakly, so a dropped monitor's thread ends."""
+    while True:
+        time.sleep(seconds)
+        monitor = monitor_ref()
+        if monitor is None:
+            return
+        monitor.flush()
+        del monitor
+
+
+def _flush_at_exit(monitor_ref: weakref.ref[ModelMonitor]) -> None:
+    monitor = monitor_ref()
+    if monitor is not None:
+        monitor.flush()

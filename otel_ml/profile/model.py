@@ -27,6 +27,65 @@ from otel_ml.profile.sketch import (
 
 PROFILE_FORMAT = "otel-ml-profile"
 PROFILE_FORMAT_VERSION = 1
+MAX_SEQUENCE_STREAMS = 1024
+"""Senders (``ml.sequence.stream``) whose sequences one profile tracks; a sender past this is not tracked (its
+predictions are profiled as usual, only their loss is not measured)."""
+
+
+class SequenceCoverage:
+    """Which predictions of each sender arrived: per ``ml.sequence.stream`` the lowest sequence seen, one past
+    the highest, and how many predictions arrived. What lies between and did not arrive was lost on the way.
+
+    >>> c = SequenceCoverage()
+    >>> c.update(np.array([7, 7, 7]), np.array([0, 1, 5]), np.array([1, 1, 3]))  # 0, 1, then 5..7
+    >>> other = SequenceCoverage()
+    >>> other.update(np.array([7]), np.array([3]), np.array([1]))  # 3 came later: 2 and 4 never did
+    >>> c.merge(other)
+    >>> c.expected(), c.lost()
+    (8, 2)
+    """
+
+    def __init__(self) -> None:
+        self.streams: dict[int, list[int]] = {}
+        """stream → [first, end, arrived]."""
+
+    def update(self, stream: np.ndarray, seq: np.ndarray, rows: np.ndarray) -> None:
+        has = stream != 0
+        if not has.any():
+            return
+        stream, seq, end = stream[has], seq[has], seq[has] + rows[has]
+        for s in np.unique(stream).tolist():
+            mine = stream == s
+            self._add(s, int(seq[mine].min()), int(end[mine].max()), int(rows[has][mine].sum()))
+
+    def _add(self, stream: int, first: int, end: int, arrived: int) -> None:
+        cur = self.streams.get(stream)
+        if cur is None:
+            if len(self.streams) < MAX_SEQUENCE_STREAMS:
+                self.streams[stream] = [first, end, arrived]
+            return
+        cur[0], cur[1], cur[2] = min(cur[0], first), max(cur[1], end), cur[2] + arrived
+
+    def merge(self, other: SequenceCoverage) -> None:
+        for stream, (first, end, arrived) in other.streams.items():
+            self._add(stream, first, end, arrived)
+
+    def expected(self) -> int:
+        """Predictions the senders recorded between the first and the last that arrived."""
+        return sum(end - first for first, end, _ in self.streams.values())
+
+    def lost(self) -> int:
+        """Of those, the ones that did not arrive (a prediction delivered twice can hide one that was lost)."""
+        return sum(max(0, end - first - arrived) for first, end, arrived in self.streams.values())
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {str(k): v for k, v in self.streams.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[int]]) -> SequenceCoverage:
+        c = cls()
+        c.streams = {int(k): [int(x) for x in v] for k, v in d.items()}
+        return c
 
 
 def category_strings(values: np.ndarray) -> np.ndarray:
@@ -128,6 +187,8 @@ class ModelProfile:
         self.error_spans = 0
         self.latency = ds.kll_doubles_sketch(self.config.kll_k)
         """Span durations in seconds."""
+        self.sequences = SequenceCoverage()
+        """Which predictions arrived, per sender (``ml.sequence``): what the senders' SDKs or a Collector lost."""
         self.start_ns: int | None = None
         self.end_ns: int | None = None
         self.features: dict[str, FeatureProfile] = {}
@@ -154,6 +215,8 @@ class ModelProfile:
         durations = batch.span_duration_s[~np.isnan(batch.span_duration_s)]
         if len(durations):
             self.latency.update(np.ascontiguousarray(durations))
+        if len(batch.span_stream):
+            self.sequences.update(batch.span_stream, batch.span_seq, batch.span_rows)
         if len(batch.span_end_ns):
             lo, hi = int(batch.span_end_ns.min()), int(batch.span_end_ns.max())
             self.start_ns = lo if self.start_ns is None else min(self.start_ns, lo)
@@ -180,6 +243,7 @@ class ModelProfile:
         self.error_spans += other.error_spans
         if not other.latency.is_empty():
             self.latency.merge(other.latency)
+        self.sequences.merge(other.sequences)
         if other.start_ns is not None:
             self.start_ns = other.start_ns if self.start_ns is None else min(self.start_ns, other.start_ns)
             self.end_ns = other.end_ns if self.end_ns is None else max(self.end_ns or 0, other.end_ns or 0)
@@ -225,6 +289,7 @@ class ModelProfile:
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
             "features": {name: p.to_dict() for name, p in sorted(self.features.items())},
+            **({"sequences": self.sequences.to_dict()} if self.sequences.streams else {}),
             **({"chunks": [c.to_dict() for c in self.chunks]} if self.chunks else {}),
         }
 
@@ -243,6 +308,7 @@ class ModelProfile:
             p.latency = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["latency"]))
         p.start_ns, p.end_ns = d.get("start_ns"), d.get("end_ns")
         p.features = {name: profile_from_dict(f) for name, f in d["features"].items()}
+        p.sequences = SequenceCoverage.from_dict(d.get("sequences", {}))
         p.chunks = [cls.from_dict(c) for c in d.get("chunks", [])]
         return p
 
