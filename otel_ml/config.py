@@ -226,6 +226,8 @@ def _validate(cfg: ServiceConfig) -> None:
     need(8 <= cfg.sketch.kll_k <= 65_535, "sketch.kll_k", "in [8, 65535] (DataSketches' KLL)", cfg.sketch.kll_k)
     need(3 <= cfg.sketch.frequent_items_lg_max_map_size <= 26, "sketch.frequent_items_lg_max_map_size",
          "in [3, 26]", cfg.sketch.frequent_items_lg_max_map_size)
+    need(2 <= cfg.sketch.category_buckets <= 65_536, "sketch.category_buckets", "in [2, 65536]",
+         cfg.sketch.category_buckets)
     need(cfg.models.when_full in WHEN_FULL, "models.when_full", f"one of {', '.join(WHEN_FULL)}",
          cfg.models.when_full)
     need(cfg.export.otlp.temporality in ("cumulative", "delta"), "export.otlp.temporality", "cumulative or delta",

@@ -8,6 +8,7 @@ most the two sketches' rank errors (DataSketches' documented 99% bound).
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -257,3 +258,74 @@ def test_frequent_items_beyond_exact_capacity_stay_within_their_error(n_categori
     # Nothing frequent is missed: every category above the error bound is reported.
     reported = p.frequencies()
     assert all(k in reported for k, v in truth.items() if v > err)
+
+
+def _zipf_categories(rng: np.random.Generator, k: int, n: int, p: np.ndarray | None = None) -> np.ndarray:
+    if p is None:
+        p = 1 / np.arange(1, k + 1) ** 1.1
+        p = p / p.sum()
+    return np.array([f"cat-{i}" for i in range(k)])[rng.choice(k, n, p=p)]
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from([1_000, 3_000, 100_000]), st.integers(0, 2**32 - 1))
+def test_high_cardinality_chi_square_is_the_exact_test_on_hashed_buckets(k: int, seed: int) -> None:
+    """Past the frequent-items sketch's exact capacity the test runs on exact bucket counts: its p-value equals
+    scipy's chi-square on bucket counts computed independently from the raw values (same pooling)."""
+    import zlib
+
+    rng = np.random.default_rng(seed)
+    raw_ref, raw_cur = _zipf_categories(rng, k, 20_000), _zipf_categories(rng, k, 20_000)
+    ref, cur = CategoricalProfile(), CategoricalProfile()
+    for raw, prof in ((raw_ref, ref), (raw_cur, cur)):
+        for part in np.array_split(raw, 3):  # windows merged into a horizon, as the processor does
+            w = CategoricalProfile()
+            w.update(part)
+            prof.merge(w)
+    assert not (ref.is_exact() and cur.is_exact())
+
+    def buckets(raw: np.ndarray) -> np.ndarray:
+        ids = [zlib.crc32(v.encode()) % 2048 for v in raw.tolist()]
+        return np.bincount(ids, minlength=2048).astype(np.float64)
+
+    rb, cb = buckets(raw_ref), buckets(raw_cur)
+    used = (rb + cb) > 0
+    r, c = stats.pool_rare(rb[used], cb[used])
+    exact_p = sps.chi2_contingency(np.vstack([r, c]), correction=False)[1]
+    [f] = compare(ModelProfile.from_dict(_one_feature(ref)), ModelProfile.from_dict(_one_feature(cur))).features
+    assert f.overall.score == pytest.approx(exact_p, rel=1e-9, abs=1e-300)
+    assert f.withheld_reason == ""  # exact counts: nothing below a resolution
+    # The distances are computed on the same counts, so they agree (before, Hellinger read 0 where JS read 0.48):
+    # for close distributions JS (base 2) ≈ Hellinger / sqrt(ln 2).
+    scores = {m.method: m.score for m in f.methods}
+    assert scores["hellinger"] > 0
+    assert scores["js"] == pytest.approx(scores["hellinger"] / math.sqrt(math.log(2)), rel=0.15)
+    assert math.isnan(f.unseen_ratio) or ref.is_exact()  # only a reference that kept every category vouches
+
+
+def _one_feature(p: CategoricalProfile) -> dict:
+    m = ModelProfile("m", "")
+    m.features["c"] = p
+    m.rows = p.rows
+    return m.to_dict()  # through serialization, as checkpoints and baselines are
+
+
+def test_high_cardinality_a_tail_shift_is_detected_and_a_same_law_is_not() -> None:
+    rng = np.random.default_rng(3)
+    k = 50_000
+    p = 1 / np.arange(1, k + 1) ** 1.1
+    p = p / p.sum()
+    q = p.copy()
+    q[100:] *= np.where(np.arange(100, k) % 3 == 0, 1.6, 0.7)  # the tail reshuffled, the top 100 intact
+    q /= q.sum()
+    ref = ModelProfile("m", "")
+    same = ModelProfile("m", "")
+    shifted = ModelProfile("m", "")
+    for prof, law in ((ref, p), (same, p), (shifted, q)):
+        values = _zipf_categories(rng, k, 50_000, law)
+        from otel_ml.decode.batch import ColumnarBatch
+
+        prof.update(ColumnarBatch("m", "", len(values), np.zeros(len(values), np.int64), np.ones(len(values)),
+                                  categorical={"c": values}), {"c": "categorical"})
+    assert compare(ref, same).features[0].overall.detected is False
+    assert compare(ref, shifted).features[0].overall.detected is True

@@ -138,12 +138,39 @@ def numeric_scores(ref: NumericProfile, cur: NumericProfile, bins: int,
             "hellinger": stats.hellinger(rs, cs), "wasserstein": w / std if std > 0 else w}
 
 
-def categorical_scores(ref: CategoricalProfile, cur: CategoricalProfile) -> dict[str, float]:
-    """Every categorical method's score (chi2: the p-value, after pooling rare categories)."""
+def category_counts(ref: CategoricalProfile, cur: CategoricalProfile) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The aligned counts every categorical method compares, and whether they are exact.
+
+    Per category while both frequent-items sketches are exact (below 768 categories at the default size). Past
+    that, per hash bucket of the category (``sketch.category_buckets``): exact counts of a fixed function of the
+    data, so the test keeps its level at any cardinality and collisions only cost power. The sketches' own
+    estimates would not: the reference's tail is dropped, the current tail looks new, and identical
+    distributions fail the test. Profiles written before buckets existed fall back to those estimates (plus one
+    cell for what the sketch could not attribute), flagged as not exact.
+    """
+    if ref.is_exact() and cur.is_exact():
+        _, rc, cc = stats.category_table(ref.frequencies(), cur.frequencies())
+        return rc, cc, True
+    if ref.buckets is not None and ref.buckets == cur.buckets:
+        rb, cb = ref.bucket_table(), cur.bucket_table()
+        assert rb is not None and cb is not None
+        used = (rb + cb) > 0  # empty buckets change no score; dropping them keeps the distances' sums short
+        return rb[used], cb[used], True
     rf, cf = ref.frequencies(), cur.frequencies()
     _, rc, cc = stats.category_table(rf, cf, ref.count - sum(rf.values()), cur.count - sum(cf.values()))
+    return rc, cc, False
+
+
+def categorical_scores(ref: CategoricalProfile, cur: CategoricalProfile,
+                       counts: tuple[np.ndarray, np.ndarray, bool] | None = None) -> dict[str, float]:
+    """Every categorical method's score (chi2: the p-value), all on the table the test sees: the counts of
+    ``category_counts`` with rare categories pooled. The distances then agree with each other and with the test,
+    and are not inflated by cells too sparse to estimate (thousands of categories of a few rows each put the
+    Jensen-Shannon distance of two samples of one law above 0.1)."""
+    rc, cc, _ = counts or category_counts(ref, cur)
+    rc, cc = stats.pool_rare(rc, cc)
     rs, cs = rc / rc.sum(), cc / cc.sum()
-    return {"chi2": stats.chi2_homogeneity(*stats.pool_rare(rc, cc))[1], "psi": stats.psi(rs, cs),
+    return {"chi2": stats.chi2_homogeneity(rc, cc)[1], "psi": stats.psi(rs, cs),
             "js": stats.js_distance(rs, cs), "hellinger": stats.hellinger(rs, cs), "linf": stats.linf(rc, cc)}
 
 
@@ -207,11 +234,12 @@ def compare_categorical(
     if n == 0 or m == 0:
         return _empty_report(name, "categorical", n, m, CATEGORICAL_METHODS, thresholds, alpha, withheld or "empty",
                              cur)
-    scores = categorical_scores(ref, cur)
+    counts = category_counts(ref, cur)
+    scores = categorical_scores(ref, cur, counts)
     p = scores["chi2"]
-    # Frequent-items counts are exact below 0.75·maxMapSize distinct items; beyond, each count may be
-    # off by the sketch's max error, so shares are uncertain by max_error / total on each side.
-    resolution = ref.max_error() / n + cur.max_error() / m
+    # Exact counts (categories or hash buckets) resolve any difference. Only the fallback on the sketches'
+    # estimates is uncertain, by max_error / total on each side.
+    resolution = 0.0 if counts[2] else ref.max_error() / n + cur.max_error() / m
     methods = [MethodResult("chi2", p, alpha, _decide(p, alpha, withheld, lower_is_drift=True), p_value=True)]
     methods += [MethodResult(k, v, thresholds[k], _decide(v, thresholds[k], withheld))
                 for k, v in scores.items() if k != "chi2"]
@@ -223,7 +251,9 @@ def compare_categorical(
     else:
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "categorical", n, m, methods, overall, withheld, missing, mismatch,
-                         unseen_ratio=stats.unseen_share(ref.frequencies(), cur.frequencies()),
+                         # Only a reference sketch that never dropped a category can vouch that one is new.
+                         unseen_ratio=stats.unseen_share(ref.frequencies(), cur.frequencies()) if ref.is_exact()
+                         else math.nan,
                          out_of_range_ratio=math.nan, resolution=resolution, ratio_resolution=cur.max_error() / m)
 
 

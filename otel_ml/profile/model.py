@@ -281,6 +281,7 @@ class ModelProfile:
             "model_version": self.version,
             "kll_k": self.config.kll_k,
             "frequent_items_lg_max_map_size": self.config.frequent_items_lg_max_map_size,
+            "category_buckets": self.config.category_buckets,
             "rows": self.rows,
             "predictions": self.predictions,
             "spans": self.spans,
@@ -301,7 +302,8 @@ class ModelProfile:
             raise ValueError(f"profile format_version {d['format_version']} is newer than this otel-ml reads")
         p = cls(d["model"], d.get("model_version", ""), SketchConfig(
             kll_k=int(d.get("kll_k", 200)),
-            frequent_items_lg_max_map_size=int(d.get("frequent_items_lg_max_map_size", 10))))
+            frequent_items_lg_max_map_size=int(d.get("frequent_items_lg_max_map_size", 10)),
+            category_buckets=int(d.get("category_buckets", SketchConfig.category_buckets))))
         p.rows, p.predictions = int(d["rows"]), float(d["predictions"])
         p.spans, p.error_spans = int(d.get("spans", 0)), int(d.get("error_spans", 0))
         if d.get("latency"):

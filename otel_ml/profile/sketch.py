@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,21 @@ class SketchConfig:
     """KLL accuracy parameter: normalized rank error ≈ 2.296 / k^0.9723 (k=200 → 1.33%, 99% confidence)."""
     frequent_items_lg_max_map_size: int = 10
     """log2 of the frequent-items map: counts are exact below 0.75 · 2^lg distinct categories (768)."""
+    category_buckets: int = 2048
+    """Exact counts per categorical feature in this many buckets of a hash of the category: the drift test of a
+    feature with more categories than the frequent-items sketch holds exactly runs on them (docs/statistics.md).
+    Kept sparse: 12 bytes per bucket in use, so a feature of 5 categories costs 60 bytes per window and one of
+    thousands at most 24 KB (its frequent-items sketch takes more)."""
 
+
+def category_bucket(category: str, buckets: int) -> int:
+    """The bucket of a category: CRC-32 of its UTF-8 text, modulo ``buckets``; the same in every process and
+    version, so windows, baselines and checkpoints agree.
+
+    >>> category_bucket("north", 2048), category_bucket("north", 2048) == category_bucket("north", 2048)
+    (194, True)
+    """
+    return zlib.crc32(category.encode("utf-8", "surrogatepass")) % buckets
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
@@ -221,13 +236,36 @@ class CategoricalProfile:
     """
 
     kind = CATEGORICAL
-    __slots__ = ("lg_max_map_size", "mismatch", "missing", "sketch")
+    __slots__ = ("bucket_counts", "bucket_ids", "buckets", "lg_max_map_size", "mismatch", "missing", "sketch")
 
     def __init__(self, config: SketchConfig | None = None) -> None:
-        self.lg_max_map_size = (config or SketchConfig()).frequent_items_lg_max_map_size
+        config = config or SketchConfig()
+        self.lg_max_map_size = config.frequent_items_lg_max_map_size
         self.sketch = ds.frequent_strings_sketch(self.lg_max_map_size)
         self.missing = 0
         self.mismatch = 0
+        self.buckets: int | None = config.category_buckets
+        """How many hash buckets (``category_bucket``) the exact counts use; None for a profile written before
+        buckets existed, and after any merge with one (the counts would be incomplete)."""
+        self.bucket_ids = np.empty(0, np.int32)
+        """Buckets in use, sorted."""
+        self.bucket_counts = np.empty(0, np.int64)
+        """Exact count of each bucket in ``bucket_ids``."""
+
+    def _add_buckets(self, ids: np.ndarray, counts: np.ndarray) -> None:
+        all_ids = np.concatenate([self.bucket_ids, ids.astype(np.int32)])
+        all_counts = np.concatenate([self.bucket_counts, counts.astype(np.int64)])
+        self.bucket_ids, inverse = np.unique(all_ids, return_inverse=True)
+        self.bucket_counts = np.zeros(len(self.bucket_ids), np.int64)
+        np.add.at(self.bucket_counts, inverse, all_counts)
+
+    def bucket_table(self) -> np.ndarray | None:
+        """Count per bucket (dense, ``buckets`` long), or None without buckets."""
+        if self.buckets is None:
+            return None
+        dense = np.zeros(self.buckets, np.float64)
+        dense[self.bucket_ids] = self.bucket_counts
+        return dense
 
     @property
     def count(self) -> int:
@@ -246,11 +284,19 @@ class CategoricalProfile:
             uniq, counts = np.unique(present, return_counts=True)
             for item, c in zip(uniq.tolist(), counts.tolist()):
                 self.sketch.update(item, c)
+            if self.buckets is not None:
+                b = self.buckets
+                self._add_buckets(np.fromiter((category_bucket(u, b) for u in uniq.tolist()), np.int32, len(uniq)),
+                                  counts)
 
     def merge(self, other: CategoricalProfile) -> None:
         self.sketch.merge(other.sketch)
         self.missing += other.missing
         self.mismatch += other.mismatch
+        if self.buckets is not None and self.buckets == other.buckets:
+            self._add_buckets(other.bucket_ids, other.bucket_counts)
+        else:
+            self.buckets, self.bucket_ids, self.bucket_counts = None, np.empty(0, np.int32), np.empty(0, np.int64)
 
     def is_exact(self) -> bool:
         """True while counts are exact (the sketch has never purged: max error 0)."""
@@ -268,8 +314,12 @@ class CategoricalProfile:
         return {item: int(est) for item, est, _, _ in sorted(items)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": CATEGORICAL, "frequent_items": _b64(self.sketch.serialize()),
-                "lg_max_map_size": self.lg_max_map_size, "missing": self.missing, "mismatch": self.mismatch}
+        d = {"kind": CATEGORICAL, "frequent_items": _b64(self.sketch.serialize()),
+             "lg_max_map_size": self.lg_max_map_size, "missing": self.missing, "mismatch": self.mismatch}
+        if self.buckets is not None:
+            d["buckets"] = {"size": self.buckets, "ids": _b64(self.bucket_ids.astype("<i4").tobytes()),
+                            "counts": _b64(self.bucket_counts.astype("<i8").tobytes())}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CategoricalProfile:
@@ -277,10 +327,17 @@ class CategoricalProfile:
         p.lg_max_map_size = int(d["lg_max_map_size"])
         p.sketch = ds.frequent_strings_sketch.deserialize(base64.b64decode(d["frequent_items"]))
         p.missing, p.mismatch = int(d["missing"]), int(d["mismatch"])
+        b = d.get("buckets")
+        p.buckets = int(b["size"]) if b else None
+        p.bucket_ids = np.frombuffer(base64.b64decode(b["ids"]), "<i4").astype(np.int32) if b else np.empty(0, np.int32)
+        p.bucket_counts = (np.frombuffer(base64.b64decode(b["counts"]), "<i8").astype(np.int64) if b
+                           else np.empty(0, np.int64))
         return p
 
     def empty_like(self) -> CategoricalProfile:
-        return CategoricalProfile(SketchConfig(frequent_items_lg_max_map_size=self.lg_max_map_size))
+        return CategoricalProfile(SketchConfig(
+            frequent_items_lg_max_map_size=self.lg_max_map_size,
+            category_buckets=self.buckets or SketchConfig.category_buckets))
 
 
 FeatureProfile = NumericProfile | CategoricalProfile
