@@ -118,8 +118,8 @@ def main() -> None:
         ("Metrics export", f"python -m bench.scrape --seconds {seconds}",
          run("-m", "bench.scrape", "--seconds", seconds),
          "A real `otel-ml serve` with every feature decided (reference pinned from live traffic, then a horizon "
-         "shifted by 0.3 sd, so most numeric features also have a few values out of the reference's range: 4.2 "
-         "series per feature where a quiet feature costs 3). Model names `model-000`, features `f000`, no version: "
+         "shifted by 0.3 sd, so many numeric features also export an out-of-range share: more series per feature "
+         "than the 3 a quiet feature costs). Model names `model-000`, features `f000`, no version: "
          "longer names cost bytes in proportion. `all` is the full set every feature exported before "
          "`export.detail` existed (then 120,640 series, 23 MB and 3.7 to 7.2 s per scrape at 5,000 features, "
          "rendered by the OTel SDK's Prometheus reader at every scrape, as issue 20 measured). Prometheus asks "
