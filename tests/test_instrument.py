@@ -275,3 +275,19 @@ def test_record_with_batch_rows_flushes_by_time(provider, spans) -> None:
         time.sleep(0.02)
     [span] = spans.get_finished_spans()
     assert span.attributes["ml.batch.size"] == 1
+
+
+def test_a_forked_worker_is_a_sender_of_its_own(provider, spans) -> None:
+    import os
+
+    m = ModelMonitor("m", tracer_provider=provider, batch_rows=100)
+    m.record({"x": 1.0})  # pending in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its stream, sequence start and pending rows, then leaves without cleanup
+        os.write(write, f"{m._stream} {m._next_seq} {len(m._pending)}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    stream, seq, pending = (int(x) for x in os.read(read, 100).split())
+    assert stream != m._stream and seq == 0 and pending == 0
+    assert len(m._pending) == 1  # the parent still sends its own

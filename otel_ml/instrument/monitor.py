@@ -17,6 +17,7 @@ import atexit
 import functools
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -186,6 +187,20 @@ class ModelMonitor:
         self._flusher: threading.Thread | None = None
         if batch_rows:
             atexit.register(_flush_at_exit, weakref.ref(self))  # before the SDK's own exit handler exports
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
+
+    def _restart_after_fork(self) -> None:
+        """A forked worker (gunicorn, multiprocessing) is a new sender: a stream of its own (two processes on one
+        stream would overlap and hide each other's losses), nothing of the parent's pending rows (the parent
+        sends those), and its own flush thread when it records."""
+        self._stream = random.SystemRandom().getrandbits(63) or 1
+        self._next_seq = 0
+        self._seq_lock = threading.Lock()
+        self._pending = []
+        self._pending_lock = threading.Lock()
+        self._flusher = None
+        self._random = random.Random()
 
     # --- helpers -------------------------------------------------------------------------------
     def _drop(self, key: str, why: object, reason: str | None = None) -> None:
@@ -548,3 +563,9 @@ def _flush_at_exit(monitor_ref: weakref.ref[ModelMonitor]) -> None:
     monitor = monitor_ref()
     if monitor is not None:
         monitor.flush()
+
+
+def _after_fork(monitor_ref: weakref.ref[ModelMonitor]) -> None:
+    monitor = monitor_ref()
+    if monitor is not None:
+        monitor._restart_after_fork()
