@@ -40,11 +40,13 @@ def draw(rng: np.random.Generator, n: int) -> ColumnarBatch:
     return ColumnarBatch("m", "", n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=categorical)
 
 
-def profile_of(rng: np.random.Generator, n: int, windows: int) -> ModelProfile:
-    """A horizon as the processor builds it: ``windows`` windows, each profiled, then merged."""
+def profile_of(rng: np.random.Generator, n: int, windows: int, grids: dict | None = None) -> ModelProfile:
+    """A horizon as the processor builds it: ``windows`` windows sharing the model's numeric grids (the
+    reference's, once there is one), each profiled, then merged."""
     out = ModelProfile("m", "")
+    grids = {} if grids is None else grids
     for part in np.array_split(np.arange(n), windows):
-        w = ModelProfile("m", "")
+        w = ModelProfile("m", "", grids=grids)
         w.update(draw(rng, len(part)), KINDS)
         out.merge(w)
     return out
@@ -58,7 +60,7 @@ def run(horizons: int, ref_n: int, cur_n: int, seed: int) -> tuple[Counter, int,
     withheld = 0
     cfg = DriftConfig()
     for _ in range(horizons):
-        report = compare(reference, profile_of(rng, cur_n, 15), cfg)
+        report = compare(reference, profile_of(rng, cur_n, 15, dict(reference.numeric_grids())), cfg)
         any_fired = False
         for f in report.features:
             if f.overall.detected:

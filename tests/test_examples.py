@@ -55,7 +55,7 @@ def test_demo_shows_the_drift(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert not list(scratch.glob("otel-ml-demo-*")), "the demo left its state directory behind"
     last = [line for line in out.stdout.splitlines() if "after drift" in line][-1]
-    for feature in ("income", "region"):
+    for feature in ("income", "region", "prediction", "prediction.score"):  # every feature the demo drifts
         assert f"{feature}=DRIFT" in last, last
     for feature in ("age", "credit_score", "channel"):
         assert f"{feature}=ok" in last, last

@@ -329,3 +329,77 @@ def test_high_cardinality_a_tail_shift_is_detected_and_a_same_law_is_not() -> No
                                   categorical={"c": values}), {"c": "categorical"})
     assert compare(ref, same).features[0].overall.detected is False
     assert compare(ref, shifted).features[0].overall.detected is True
+
+
+def _horizon(values: np.ndarray, grids: dict) -> ModelProfile:
+    """Windows of one model sharing its grids, merged into a horizon, as WindowedProfile does."""
+    from otel_ml.decode.batch import ColumnarBatch
+
+    out = ModelProfile("m", "")
+    for part in np.array_split(values, 4):
+        w = ModelProfile("m", "", grids=grids)
+        w.update(ColumnarBatch("m", "", len(part), np.zeros(len(part), np.int64), np.ones(len(part)),
+                               numeric={"x": part}), {"x": "numeric"})
+        out.merge(w)
+    return ModelProfile.from_dict(out.to_dict())  # through serialization, as checkpoints and baselines are
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from(["normal", "lognormal", "integer", "offset"]), st.floats(0.0, 0.1), st.integers(0, 2**32 - 1))
+def test_numeric_test_runs_on_exact_grid_counts(dist: str, shift: float, seed: int) -> None:
+    """The KS test no longer allows for the sketches' rank error: its D is computed from exact counts on the
+    model's grid, equal to the KS statistic of the raw values coarsened to that grid (numpy on the raw data),
+    and its p-value is that D's; it is never more than the raw D (coarsening only hides differences)."""
+    from otel_ml.profile.sketch import grid_bins
+
+    rng = np.random.default_rng(seed)
+    draw = {"normal": lambda d: rng.normal(d, 1, 20_000), "lognormal": lambda d: rng.lognormal(d, 1, 20_000),
+            "integer": lambda d: rng.poisson(4 * (1 + d), 20_000).astype(float),
+            "offset": lambda d: rng.normal(1_000 + d * 0.01, 0.01, 20_000)}[dist]
+    raw_ref, raw_cur = draw(0.0), draw(shift)
+    grids: dict = {}
+    ref = _horizon(raw_ref, grids)
+    cur = _horizon(raw_cur, dict(grids))
+    grid = grids["x"]
+    assert ref.features["x"].grid == cur.features["x"].grid == grid
+    rb = np.bincount(grid_bins(raw_ref, grid), minlength=512)
+    cb = np.bincount(grid_bins(raw_cur, grid), minlength=512)
+    d_exact_grid = np.max(np.abs(np.cumsum(rb) / rb.sum() - np.cumsum(cb) / cb.sum()))
+    [f] = compare(ref, cur, DriftConfig()).features
+    ks = next(m for m in f.methods if m.method == "ks")
+    assert ks.score == pytest.approx(d_exact_grid, abs=1e-12)
+    assert ks.score <= sps.ks_2samp(raw_ref, raw_cur).statistic + 1e-12
+    assert f.overall.score == pytest.approx(stats.ks_pvalue(d_exact_grid, 20_000, 20_000), rel=1e-9)
+    assert f.withheld_reason == ""  # exact counts: nothing is below a resolution any more
+
+
+def test_a_shift_the_exact_ks_test_sees_is_seen() -> None:
+    """The issue's case: N(0,1) against N(0.06,1), 20,000 rows a side: exact KS p ≈ 1e-7; the sketch-based test
+    said p = 0.34. A same-law current stays quiet."""
+    rng = np.random.default_rng(11)
+    grids: dict = {}
+    ref = _horizon(rng.normal(0, 1, 20_000), grids)
+    shifted = _horizon(rng.normal(0.06, 1, 20_000), dict(grids))
+    same = _horizon(rng.normal(0, 1, 20_000), dict(grids))
+    assert compare(ref, shifted).features[0].overall.detected is True
+    assert compare(ref, same).features[0].overall.detected is False
+
+
+def test_windows_share_the_grid_and_a_pinned_reference_keeps_it(tmp_path) -> None:
+    from otel_ml.decode.batch import ColumnarBatch
+    from otel_ml.profile.window import WindowConfig, WindowedProfile
+
+    rng = np.random.default_rng(5)
+    wp = WindowedProfile("m", "", WindowConfig(window_seconds=1, horizon_seconds=2, reference_min_rows=100))
+    for second in range(6):
+        t = np.full(50, second * 10**9 + 1, np.int64)
+        wp.update(ColumnarBatch("m", "", 50, t, np.ones(50), numeric={"x": rng.normal(0, 1, 50)}, span_end_ns=t,
+                                span_duration_s=np.full(50, np.nan), span_error=np.zeros(50, bool)))
+    assert wp.reference_source == "pinned" and wp.reference is not None
+    grid = wp.grids["x"]
+    assert wp.reference.features["x"].grid == grid
+    assert all(w.features["x"].grid == grid for w in wp.windows.values())
+    assert compare(wp.reference, wp.current()).features[0].resolution == 0.0  # compared on exact counts
+    restored = WindowedProfile.from_state(wp.to_state(), {s: ModelProfile.from_dict(w.to_dict())
+                                                          for s, w in wp.windows.items()}, wp.window, wp.sketch)
+    assert restored.grids["x"] == grid

@@ -16,11 +16,14 @@ import numpy as np
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.sketch import (
     CATEGORICAL,
+    GRID_MIN_VALUES,
     NUMERIC,
     CategoricalProfile,
     FeatureProfile,
+    Grid,
     NumericProfile,
     SketchConfig,
+    choose_grid,
     new_profile,
     profile_from_dict,
 )
@@ -176,7 +179,11 @@ class ModelProfile:
     (3, 3, {'a': 2, 'b': 1})
     """
 
-    def __init__(self, model: str, version: str, config: SketchConfig | None = None) -> None:
+    def __init__(self, model: str, version: str, config: SketchConfig | None = None,
+                 grids: dict[str, Grid] | None = None) -> None:
+        self.grids: dict[str, Grid] = grids if grids is not None else {}
+        """Each numeric feature's binning (``choose_grid``), chosen from the first batch with enough values; the
+        windows of one model share one dict, so their exact bin counts add up."""
         self.model = model
         self.version = version
         self.config = config or SketchConfig()
@@ -201,7 +208,7 @@ class ModelProfile:
     def feature(self, name: str, kind: str) -> FeatureProfile:
         p = self.features.get(name)
         if p is None:
-            p = self.features[name] = new_profile(kind, self.config)
+            p = self.features[name] = new_profile(kind, self.config, self.grids.get(name))
         return p
 
     def update(self, batch: ColumnarBatch, kinds: dict[str, str]) -> None:
@@ -222,14 +229,20 @@ class ModelProfile:
             self.start_ns = lo if self.start_ns is None else min(self.start_ns, lo)
             self.end_ns = hi if self.end_ns is None else max(self.end_ns, hi)
         for name, kind in kinds.items():
-            prof = self.feature(name, kind)
             invalid = batch.invalid.get(name, 0)
             num = batch.numeric.get(name)
             cat = batch.categorical.get(name)
+            prof: FeatureProfile
             if kind == NUMERIC:
                 values, wrong = numeric_values(num, cat, n)
+                # The grid is chosen before the feature's first profile, so that profile counts every value in it.
+                if name not in self.features and name not in self.grids and \
+                        np.count_nonzero(np.isfinite(values)) >= GRID_MIN_VALUES:
+                    self.grids[name] = choose_grid(values)
+                prof = self.feature(name, kind)
                 prof.update(values, mismatch=wrong)
             else:
+                prof = self.feature(name, kind)
                 prof.update(categorical_values(num, cat, n))
             # Unusable values (bytes, maps, ±inf) were not placed in a column; they were counted as missing.
             if invalid:
@@ -265,6 +278,10 @@ class ModelProfile:
         for prof in self.features.values():
             if isinstance(prof, NumericProfile):
                 prof.compact()
+
+    def numeric_grids(self) -> dict[str, Grid]:
+        """The grid of each numeric feature whose every value is counted in one."""
+        return {name: p.grid for name, p in self.features.items() if isinstance(p, NumericProfile) and p.grid}
 
     def kinds(self) -> dict[str, str]:
         return {name: p.kind for name, p in self.features.items()}

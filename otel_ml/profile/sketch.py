@@ -33,6 +33,54 @@ class SketchConfig:
     thousands at most 24 KB (its frequent-items sketch takes more)."""
 
 
+NUMERIC_GRID_BINS = 512
+"""Bins of a numeric feature's grid: exact counts in them carry the KS test (docs/statistics.md)."""
+_ASINH_SPAN = 16.0
+"""The grid covers asinh((x - center) / scale) in [-16, 16]: |x - center| up to ~4·10^6 scales; beyond, the
+outermost bins."""
+GRID_MIN_VALUES = 10
+"""Values a batch needs before the feature's grid is chosen from them (median and spread). A rough scale is
+enough: the grid's resolution only has to be fine where the values are, and asinh keeps it fine over decades."""
+
+Grid = tuple[float, float]
+"""(center, scale) of a numeric feature's binning."""
+
+
+def choose_grid(values: np.ndarray) -> Grid:
+    """Center and scale for a feature's bins from a sample: the median, and the interquartile range over 1.349
+    (σ for normal data), else the standard deviation, else 1% of the center (at least 0.001) for constant data.
+
+    >>> choose_grid(np.arange(101.0))
+    (50.0, 37.064492216456635)
+    """
+    values = values[np.isfinite(values)]
+    q25, center, q75 = (float(v) for v in np.quantile(values, [0.25, 0.5, 0.75]))
+    return grid_from_quantiles(q25, center, q75, float(np.std(values)))
+
+
+def grid_from_quantiles(q25: float, median: float, q75: float, std: float) -> Grid:
+    """``choose_grid`` from a summary (a sketch's quartiles and the exact standard deviation)."""
+    scale = (q75 - q25) / 1.349
+    if not scale > 0:
+        scale = std
+    if not scale > 0:  # one value so far: bins log-spaced around it (consecutive integers apart up to ~15)
+        scale = max(abs(median) * 0.01, 1e-3)
+    return median, scale
+
+
+def grid_bins(values: np.ndarray, grid: Grid) -> np.ndarray:
+    """The bin of each (finite) value: asinh((x - center) / scale) cut into NUMERIC_GRID_BINS equal parts of
+    [-16, 16], so bins are about scale/16 wide near the center and grow logarithmically in the tails (a heavy
+    tail or an offset feature keeps its resolution where its values are).
+
+    >>> grid_bins(np.array([-1e9, 0.0, 0.05, 1.0, 1e9]), (0.0, 1.0)).tolist()
+    [0, 256, 256, 270, 511]
+    """
+    center, scale = grid
+    at = (np.arcsinh((values - center) / scale) + _ASINH_SPAN) * (NUMERIC_GRID_BINS / (2 * _ASINH_SPAN))
+    return np.clip(np.floor(at), 0, NUMERIC_GRID_BINS - 1).astype(np.int32)
+
+
 def category_bucket(category: str, buckets: int) -> int:
     """The bucket of a category: CRC-32 of its UTF-8 text, modulo ``buckets``; the same in every process and
     version, so windows, baselines and checkpoints agree.
@@ -98,9 +146,10 @@ class NumericProfile:
 
     kind = NUMERIC
     # Tens of thousands of these live at once (features × windows): no per-instance __dict__.
-    __slots__ = ("_blob", "_items", "_live", "_n", "m2", "mean", "mismatch", "missing")
+    __slots__ = ("_bins", "_blob", "_items", "_live", "_n", "bin_counts", "bin_ids", "grid", "m2", "mean",
+                 "mismatch", "missing")
 
-    def __init__(self, config: SketchConfig | None = None) -> None:
+    def __init__(self, config: SketchConfig | None = None, grid: Grid | None = None) -> None:
         self._items: tuple[int, np.ndarray, np.ndarray] | None = None
         self._live: ds.kll_doubles_sketch | None = ds.kll_doubles_sketch((config or SketchConfig()).kll_k)
         self._blob = b""
@@ -110,6 +159,45 @@ class NumericProfile:
         # Exact moments (Chan et al. parallel update) so the Wasserstein normalization needs no sketch.
         self.mean = 0.0
         self.m2 = 0.0
+        self.grid = grid
+        """The feature's binning when every value of this profile was counted in it (``grid_bins``), else None: a
+        profile made before the feature had a grid, or merged with one on another grid."""
+        self.bin_ids = np.empty(0, np.int32)
+        self.bin_counts = np.empty(0, np.int64)
+        """Exact count per bin in use (sorted ``bin_ids``) while compact: a settled window uses tens of bins."""
+        self._bins: np.ndarray | None = None
+        """The counts as one array of NUMERIC_GRID_BINS while the profile is written to (a filling window, a
+        horizon being merged): a bincount per batch instead of a sparse merge. ``compact()`` makes them sparse."""
+
+    def _dense_bins(self, adding: int) -> np.ndarray:
+        """The dense counts, about to receive ``adding`` more values: int32 (2 KB) until a bin could pass 2^31."""
+        if self._bins is None:
+            self._bins = np.zeros(NUMERIC_GRID_BINS, np.int32)
+            self._bins[self.bin_ids] = self.bin_counts
+            self.bin_ids, self.bin_counts = np.empty(0, np.int32), np.empty(0, np.int64)
+        if self._bins.dtype == np.int32 and self.count + adding >= 2**31:
+            self._bins = self._bins.astype(np.int64)
+        return self._bins
+
+    def _sparse_bins(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._bins is None:
+            return self.bin_ids, self.bin_counts
+        ids = np.flatnonzero(self._bins).astype(np.int32)
+        return ids, self._bins[ids]
+
+    def bin_table(self) -> np.ndarray | None:
+        """Count per grid bin (dense), or None without a grid."""
+        if self.grid is None:
+            return None
+        if self._bins is not None:
+            return self._bins.astype(np.float64)
+        dense = np.zeros(NUMERIC_GRID_BINS, np.float64)
+        dense[self.bin_ids] = self.bin_counts
+        return dense
+
+    def _drop_grid(self) -> None:
+        self.grid, self._bins = None, None
+        self.bin_ids, self.bin_counts = np.empty(0, np.int32), np.empty(0, np.int64)
 
     @property
     def sketch(self) -> ds.kll_doubles_sketch:
@@ -128,6 +216,12 @@ class NumericProfile:
         return self._live is None
 
     def compact(self) -> None:
+        if self._bins is not None:
+            ids, counts = self._sparse_bins()
+            # Small types while settled (tens of thousands of these live at once): ~6 bytes per bin in use.
+            self.bin_ids = ids.astype(np.uint16)
+            self.bin_counts = counts.astype(np.uint32) if not len(counts) or counts.max() < 2**32 else counts
+            self._bins = None
         if self._live is not None:
             self._blob = self._live.serialize()
             self._n = int(self._live.n)
@@ -168,6 +262,9 @@ class NumericProfile:
             mean = float(present.mean())
             self._add_moments(len(present), mean, float(np.square(present - mean).sum()))
             self._own().update(np.ascontiguousarray(present, dtype=np.float64))
+            if self.grid is not None:
+                self._dense_bins(len(present))[:] += np.bincount(grid_bins(present, self.grid),
+                                                                 minlength=NUMERIC_GRID_BINS)
 
     def _add_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
         n_a = self.count  # sketch not yet updated with the new values
@@ -177,6 +274,13 @@ class NumericProfile:
         self.m2 += m2_b + delta * delta * n_a * n_b / n
 
     def merge(self, other: NumericProfile) -> None:
+        if self.count == 0 and self.grid is None:
+            self.grid = other.grid  # an empty profile takes the other's binning (a horizon built by merging)
+        if self.grid is not None and self.grid == other.grid:
+            ids, counts = other._sparse_bins()
+            np.add.at(self._dense_bins(other.count), ids, counts)
+        elif other.count or self.grid != other.grid:
+            self._drop_grid()
         if other.count:
             self._add_moments(other.count, other.mean, other.m2)
             self._own().merge(other.sketch)
@@ -205,8 +309,13 @@ class NumericProfile:
         return self._items[1], self._items[2]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": NUMERIC, "kll": _b64(self.serialized()), "missing": self.missing,
-                "mismatch": self.mismatch, "mean": self.mean, "m2": self.m2}
+        d = {"kind": NUMERIC, "kll": _b64(self.serialized()), "missing": self.missing,
+             "mismatch": self.mismatch, "mean": self.mean, "m2": self.m2}
+        if self.grid is not None:
+            ids, counts = self._sparse_bins()
+            d["grid"] = {"center": self.grid[0], "scale": self.grid[1], "ids": _b64(ids.astype("<i4").tobytes()),
+                         "counts": _b64(counts.astype("<i8").tobytes())}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NumericProfile:
@@ -219,11 +328,17 @@ class NumericProfile:
         p._n = _kll_n(p._blob)
         p.missing, p.mismatch = int(d["missing"]), int(d["mismatch"])
         p.mean, p.m2 = float(d["mean"]), float(d["m2"])
+        g = d.get("grid")
+        p.grid = (float(g["center"]), float(g["scale"])) if g else None
+        p._bins = None
+        p.bin_ids = np.frombuffer(base64.b64decode(g["ids"]), "<i4").astype(np.int32) if g else np.empty(0, np.int32)
+        p.bin_counts = (np.frombuffer(base64.b64decode(g["counts"]), "<i8").astype(np.int64) if g
+                        else np.empty(0, np.int64))
         return p
 
     def empty_like(self) -> NumericProfile:
         k = self._live.k if self._live is not None else int.from_bytes(self._blob[4:6], "little")
-        return NumericProfile(SketchConfig(kll_k=k))
+        return NumericProfile(SketchConfig(kll_k=k), self.grid)
 
 
 class CategoricalProfile:
@@ -343,8 +458,8 @@ class CategoricalProfile:
 FeatureProfile = NumericProfile | CategoricalProfile
 
 
-def new_profile(kind: str, config: SketchConfig) -> FeatureProfile:
-    return NumericProfile(config) if kind == NUMERIC else CategoricalProfile(config)
+def new_profile(kind: str, config: SketchConfig, grid: Grid | None = None) -> FeatureProfile:
+    return NumericProfile(config, grid) if kind == NUMERIC else CategoricalProfile(config)
 
 
 def profile_from_dict(d: dict[str, Any]) -> FeatureProfile:

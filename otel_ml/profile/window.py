@@ -19,7 +19,7 @@ import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.model import ModelProfile, choose_kind
-from otel_ml.profile.sketch import SketchConfig
+from otel_ml.profile.sketch import GRID_MIN_VALUES, NUMERIC, Grid, NumericProfile, SketchConfig, grid_from_quantiles
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class WindowedProfile:
         self.window = window
         self.sketch = sketch or SketchConfig()
         self.windows: dict[int, ModelProfile] = {}
+        self.grids: dict[str, Grid] = {}
+        """Every window's numeric binning, shared: exact bin counts of one grid add up across the horizon and
+        compare exactly with a reference on the same grid (a baseline's grid is adopted)."""
         self.kinds: dict[str, str] = dict(kinds or {})
         self.reference: ModelProfile | None = None
         self.reference_source: str | None = None
@@ -130,6 +133,9 @@ class WindowedProfile:
         self.reference_source = source
         for name, kind in reference.kinds().items():
             self.kinds.setdefault(name, kind)
+        # Windows from now on bin on the reference's grid, so that the horizon and the reference compare on exact
+        # counts once the windows binned otherwise have left it.
+        self.grids.update(reference.numeric_grids())
 
     def update(self, batch: ColumnarBatch) -> int:
         """Add a batch; returns the number of rows dropped because they arrived too late."""
@@ -150,7 +156,8 @@ class WindowedProfile:
                 continue
             w = self.windows.get(start)
             if w is None:
-                w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch)
+                self._grids_from_newest_window()
+                w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch, self.grids)
             w.update(part, self.kinds)
             self._dirty.add(start)
             self._changes += 1
@@ -163,6 +170,20 @@ class WindowedProfile:
         self._evict()
         self._compact_settled()
         return late
+
+    def _grids_from_newest_window(self) -> None:
+        """Features still without a grid (their batches were too small to choose one) get one from the newest
+        window's sketch once it holds enough values: a model sending one span per request gets exact counts
+        from its next window on."""
+        missing = [n for n, k in self.kinds.items() if k == NUMERIC and n not in self.grids]
+        if not missing or not self.windows:
+            return
+        newest = self.windows[max(self.windows)]
+        for name in missing:
+            prof = newest.features.get(name)
+            if isinstance(prof, NumericProfile) and prof.count >= GRID_MIN_VALUES:
+                self.grids[name] = grid_from_quantiles(prof.quantile(0.25), prof.quantile(0.5), prof.quantile(0.75),
+                                                       prof.std)
 
     def _compact_settled(self) -> None:
         """Compact the windows the watermark has passed: they rarely change again (late rows make one live)."""
@@ -300,6 +321,11 @@ class WindowedProfile:
         wp.newest_event_ns = state["newest_event_ns"]
         wp.current_start_ns = state["current_start_ns"]
         wp.windows = dict(windows)
+        for start in sorted(windows):  # the grid the newest windows bin on
+            windows[start].grids = wp.grids
+            for name, prof in windows[start].features.items():
+                if isinstance(prof, NumericProfile) and prof.grid is not None:
+                    wp.grids[name] = prof.grid
         if state.get("pinned_reference"):
             wp.set_reference(ModelProfile.from_dict(state["pinned_reference"]), "pinned")
         wp._compact_settled()
