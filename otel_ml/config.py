@@ -238,6 +238,18 @@ def _validate(cfg: ServiceConfig) -> None:
     for kind, methods in (("numeric", NUMERIC_METHODS), ("categorical", CATEGORICAL_METHODS)):
         method = cfg.export.effect_size.get(kind)
         need(method in methods, f"export.effect_size.{kind}", f"one of {', '.join(methods)}", method)
+    distances = sorted(set(NUMERIC_METHODS + CATEGORICAL_METHODS) - {"ks", "chi2"})
+    floors = [("drift.min_effect", cfg.drift.min_effect),
+              *((f"drift.features.{k}.min_effect", v.get("min_effect")) for k, v in cfg.drift.features.items()
+                if isinstance(v, dict))]
+    for key, floor in floors:
+        if floor is None:
+            continue
+        need(isinstance(floor, dict), key, "a mapping of distance method to its floor", floor)
+        for method, value in floor.items():
+            need(method in distances, f"{key}.{method}", f"a distance method ({', '.join(distances)})", method)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                 and value >= 0, f"{key}.{method}", "a finite number >= 0", value)
     unknown = set(cfg.export.effect_size) - {"numeric", "categorical"}
     need(not unknown, "export.effect_size", "keys numeric and categorical", sorted(unknown))
     for key, endpoint in (("receiver.otlp_grpc.endpoint", cfg.receiver.otlp_grpc.endpoint),
@@ -285,8 +297,8 @@ def load_config(
     _validate(cfg)
     methods = {"auto", "ks", "chi2", "psi", "js", "hellinger", "wasserstein", "linf"}
     for key, entry in cfg.drift.features.items():
-        if not isinstance(entry, dict) or not set(entry) <= {"method", "threshold"}:
-            raise ConfigError(f"drift.features.{key}: expected a mapping with method and/or threshold")
+        if not isinstance(entry, dict) or not set(entry) <= {"method", "threshold", "min_effect"}:
+            raise ConfigError(f"drift.features.{key}: expected a mapping with method, threshold and/or min_effect")
         if entry.get("method", "auto") not in methods:
             raise ConfigError(f"drift.features.{key}.method: one of {', '.join(sorted(methods))}")
     return cfg

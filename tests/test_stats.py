@@ -403,3 +403,23 @@ def test_windows_share_the_grid_and_a_pinned_reference_keeps_it(tmp_path) -> Non
     restored = WindowedProfile.from_state(wp.to_state(), {s: ModelProfile.from_dict(w.to_dict())
                                                           for s, w in wp.windows.items()}, wp.window, wp.sketch)
     assert restored.grids["x"] == grid
+
+
+def test_an_effect_floor_decides_what_is_too_small_to_matter() -> None:
+    """With exact tests a 0.06σ shift at 20,000 rows is significant; a Wasserstein floor of 0.1σ (global, or for
+    one feature) says it does not matter: overall 0, withheld as below_effect_floor, the effect still reported.
+    A 0.3σ shift clears the floor."""
+    rng = np.random.default_rng(2)
+    grids: dict = {}
+    ref = _horizon(rng.normal(0, 1, 20_000), grids)
+    small = _horizon(rng.normal(0.06, 1, 20_000), dict(grids))
+    large = _horizon(rng.normal(0.3, 1, 20_000), dict(grids))
+    for cfg in (DriftConfig(min_effect={"wasserstein": 0.1}),
+                DriftConfig(features={"m/x": {"min_effect": {"wasserstein": 0.1}}})):
+        [f] = compare(ref, small, cfg).features
+        w = next(m for m in f.methods if m.method == "wasserstein")
+        assert f.overall.score < cfg.alpha and w.score < 0.1  # significant, and small
+        assert f.overall.detected is None and f.withheld_reason == "below_effect_floor"
+        [g] = compare(ref, large, cfg).features
+        assert g.overall.detected is True and g.withheld_reason == ""
+    assert compare(ref, small).features[0].overall.detected is True  # no floor by default

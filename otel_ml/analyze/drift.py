@@ -12,6 +12,7 @@ Decisions (see docs/statistics.md):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,12 @@ class DriftConfig:
     """NannyML-style: distance-method thresholds = mean + learned_sigma·std of the scores of reference chunks
     against the whole reference (needs a reference with chunks: baselines and pinned references have them)."""
     learned_sigma: float = 3.0
+    min_effect: dict[str, float] = field(default_factory=dict)
+    """Practical significance: per distance method, the smallest effect that matters, e.g. ``{"wasserstein":
+    0.1}`` (a tenth of the reference's σ) or ``{"js": 0.05}``. A feature whose test fires while a configured
+    effect of its kind is below its floor is not drifting: ``overall`` 0, withheld as ``below_effect_floor`` (the
+    effect is still exported beside it). Per feature: ``features: {"m/x": {"min_effect": {...}}}``. Default none:
+    the tests are exact, so at large n they see small shifts; a floor is how to say which ones do not matter."""
 
 
 @dataclass
@@ -300,6 +307,18 @@ def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, d
     return out
 
 
+def _apply_effect_floor(report: FeatureReport, floors: dict[str, float]) -> FeatureReport:
+    """``report`` with a detection below any configured effect floor (of a method the feature has) turned into
+    ``below_effect_floor``: significant, too small to matter."""
+    if not report.overall.detected:
+        return report
+    scores = {m.method: m.score for m in report.methods}
+    if all(scores[m] >= floor for m, floor in floors.items() if m in scores and not math.isnan(scores[m])):
+        return report
+    overall = dataclasses.replace(report.overall, detected=None)
+    return dataclasses.replace(report, overall=overall, withheld_reason="below_effect_floor")
+
+
 def feature_settings(cfg: DriftConfig, model: str, feature: str) -> dict[str, Any]:
     """The per-feature entry of ``drift.features``: ``model/feature`` first, then ``feature``."""
     return cfg.features.get(f"{model}/{feature}") or cfg.features.get(feature) or {}
@@ -346,6 +365,9 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
             reports.append(_not_compared(name, c, r.count, alpha, "kind_mismatch"))
         else:
             reports.append(_not_compared(name, c, r.count, alpha, "method_not_for_kind"))
+        floors = {**cfg.min_effect, **settings.get("min_effect", {})}
+        if floors:
+            reports[-1] = _apply_effect_floor(reports[-1], floors)
     # Data quality needs no reference: features the reference lacks, and every feature before there is one, are
     # reported with their data quality and the reason they have no decision.
     for name in sorted(set(current.features) - set(ref_features)):
