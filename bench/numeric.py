@@ -33,9 +33,9 @@ def draw(rng: np.random.Generator, dist: str, n: int, delta: float) -> np.ndarra
     return rng.poisson(4.0 * (1 + delta), n).astype(np.float64)
 
 
-def horizon(values: np.ndarray) -> ModelProfile:
+def horizon(values: np.ndarray, grids: dict | None = None) -> ModelProfile:
     out = ModelProfile("m", "")
-    grids: dict = {}
+    grids = {} if grids is None else grids
     for part in np.array_split(values, 5):
         w = ModelProfile("m", "", grids=grids)  # windows share the model's grid, as in WindowedProfile
         w.update(ColumnarBatch("m", "", len(part), np.zeros(len(part), np.int64), np.ones(len(part)),
@@ -49,13 +49,7 @@ def detection(rng: np.random.Generator, dist: str, n: int, delta: float, trials:
     for _ in range(trials):
         raw_ref, raw_cur = draw(rng, dist, n, 0.0), draw(rng, dist, n, delta)
         ref = horizon(raw_ref)
-        # The current horizon bins on the reference's grid, as windows adopt a baseline's (WindowedProfile).
-        cur = ModelProfile("m", "", grids=ref.numeric_grids())
-        for part in np.array_split(raw_cur, 5):
-            w = ModelProfile("m", "", grids=cur.grids)
-            w.update(ColumnarBatch("m", "", len(part), np.zeros(len(part), np.int64), np.ones(len(part)),
-                                   numeric={"x": part}), {"x": NUMERIC})
-            cur.merge(w)
+        cur = horizon(raw_cur, ref.numeric_grids())  # on the reference's grid, as windows adopt a baseline's
         [f] = compare(ref, cur, DriftConfig()).features
         ours += bool(f.overall.detected)
         exact += sps.ks_2samp(raw_ref, raw_cur).pvalue < ALPHA

@@ -289,7 +289,10 @@ def load_config(
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from e
         cfg = _merge(cfg, _renamed(data) if isinstance(data, dict) else data)
     for dotted, value in (overrides or {}).items():
         if value is not None:

@@ -368,6 +368,10 @@ class CategoricalProfile:
         """Exact count of each bucket in ``bucket_ids``."""
 
     def _add_buckets(self, ids: np.ndarray, counts: np.ndarray) -> None:
+        at = np.searchsorted(self.bucket_ids, ids)
+        if len(self.bucket_ids) and (at < len(self.bucket_ids)).all() and (self.bucket_ids[at] == ids).all():
+            np.add.at(self.bucket_counts, at, counts)  # the usual batch: categories seen before, buckets in use
+            return
         all_ids = np.concatenate([self.bucket_ids, ids.astype(np.int32)])
         all_counts = np.concatenate([self.bucket_counts, counts.astype(np.int64)])
         self.bucket_ids, inverse = np.unique(all_ids, return_inverse=True)
