@@ -15,6 +15,9 @@ test computed exactly (scipy on the raw chunk and raw reference, same corrected 
   not change, the label prior does; the label is sent as the prediction. No baseline: the first window is pinned.
 - statsmodels' Nile series (100 yearly flows, change near 1898): baseline 1871-1898, then the rest; every value
   fits in the sketch, so the exported scores must equal the exact ones.
+
+Then bench.streams' section: sliding horizons on streams with known change points, scored as the
+stream-learning literature scores detectors (MTFA, MTD, MDR), beside exact tests and river's detectors.
 """
 
 from __future__ import annotations
@@ -193,7 +196,7 @@ def run_chunks(name: str, model: str, reference: pd.DataFrame, chunks: list[pd.D
         end = t0 + (first_chunk_time + k) * window_s * NS + NS
         proc.send(batch_request(model, chunk, end, prediction), len(chunk))
         got = decisions(proc.settle(model, current_rows=len(chunk)), model)
-        alpha = cfg.alpha / max(1, len(got))
+        alpha = cfg.evaluation_alpha / max(1, len(got))
         flagged = {f for f, (d, _) in got.items() if d == 1}
         for f in flagged & drifted:
             first_alert.setdefault(f, k)
@@ -323,11 +326,14 @@ def nile_case() -> list[str]:
 
 
 def main() -> None:
+    from bench import streams  # it uses exact_decision from here
+
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     out = ["## Drift detection (bench/detection.py)", "",
-           f"Command: `.venv/bin/python -m bench.detection`; alpha {DriftConfig().alpha} per model and evaluation "
+           "Command: `.venv/bin/python -m bench.detection`; "
+           f"alpha {DriftConfig().evaluation_alpha:.2g} per model and evaluation (the service's default) "
            f"(Bonferroni), min_samples {DriftConfig().min_samples}, KLL k=200.", ""]
-    for case in (nannyml_case, sea_case, nile_case):
+    for case in (nannyml_case, sea_case, nile_case, streams.report):
         lines = case()
         print("\n".join(lines), flush=True)
         out += lines

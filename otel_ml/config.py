@@ -183,7 +183,8 @@ def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
 # Settings that must be > 0 (every number must be finite and >= 0 anyway; see _validate).
 POSITIVE = (
     "windows.window_seconds", "windows.horizon_seconds", "windows.reference_min_rows", "evaluation.interval_seconds",
-    "state.checkpoint_interval_seconds", "drift.alpha", "drift.min_samples", "drift.bins", "drift.learned_sigma",
+    "state.checkpoint_interval_seconds", "drift.alpha", "drift.expected_run_days",
+    "drift.alert_for_seconds", "drift.min_samples", "drift.bins", "drift.learned_sigma",
     "limits.max_batch_size", "limits.max_features_per_span", "limits.max_category_length", "limits.max_name_length",
     "limits.max_models", "limits.max_profiled_features_per_model", "limits.max_inflight_bytes",
     "limits.retry_after_seconds", "models.max_models", "models.idle_ttl_seconds", "http.idle_timeout_seconds",
@@ -217,7 +218,12 @@ def _validate(cfg: ServiceConfig) -> None:
         need(math.isfinite(value) and value >= 0, key, "must be a finite number >= 0", value)
         if key in POSITIVE:
             need(value > 0, key, "must be > 0", value)
-    need(cfg.drift.alpha < 1, "drift.alpha", "a significance level in (0, 1)", cfg.drift.alpha)
+    alpha = cfg.drift.alpha
+    need(alpha is None or (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)), "drift.alpha",
+         "expected a number (or nothing: derived from drift.expected_run_days)", alpha)
+    need(alpha is None or 0 < alpha < 1, "drift.alpha", "a significance level in (0, 1)", alpha)
+    need(cfg.drift.alert_for_seconds >= cfg.evaluation.interval_seconds, "drift.alert_for_seconds",
+         f"at least one evaluation interval ({cfg.evaluation.interval_seconds:g} s)", cfg.drift.alert_for_seconds)
     need(cfg.log_level.upper() in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}", cfg.log_level)
     windows = cfg.windows.horizon_seconds / cfg.windows.window_seconds
     need(windows >= 1 and abs(windows - round(windows)) < 1e-9, "windows.horizon_seconds",

@@ -39,6 +39,8 @@ def test_defaults_are_loopback() -> None:
     ("windows:\n  window_seconds: null\n", "windows.window_seconds: a value is required"),
     ("evaluation:\n  interval_seconds: 0\n", "evaluation.interval_seconds: must be > 0"),
     ("drift:\n  alpha: 5\n", "drift.alpha: a significance level in (0, 1)"),
+    ("drift:\n  expected_run_days: 0\n", "drift.expected_run_days: must be > 0"),
+    ("drift:\n  alert_for_seconds: 1\n", "drift.alert_for_seconds: at least one evaluation interval"),
     ("drift:\n  min_samples: -5\n", "drift.min_samples: must be a finite number >= 0"),
     ("log_level: LOUD\n", "log_level: one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ("windows:\n  window_seconds: 60\n  horizon_seconds: 90\n", "windows.horizon_seconds: a whole number of windows"),
@@ -65,7 +67,8 @@ def test_serve_refuses_a_bad_setting_with_its_key() -> None:
 
 def test_sample_config_loads() -> None:
     cfg = load_config(REPO / "examples" / "otel-ml.yaml", environ={})
-    assert cfg.windows.window_seconds == 60.0 and cfg.drift.alpha == 0.05
+    assert cfg.windows.window_seconds == 60.0 and cfg.drift.alpha is None
+    assert 2.3e-4 < cfg.drift.evaluation_alpha < 2.4e-4  # 10 minutes / 30 days
 
 
 def test_a_renamed_key_still_works_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

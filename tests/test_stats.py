@@ -163,7 +163,8 @@ def _shifted_pair(shift: float, n: int = 5000, seed: int = 3) -> tuple[ModelProf
 def test_per_feature_method_and_threshold_feed_overall() -> None:
     ref, cur = _shifted_pair(0.15)
     default = compare(ref, cur).features[0]
-    assert default.overall.threshold == 0.05  # the KS test at alpha (one feature: no correction)
+    # The KS test at the calibrated level (one feature: no correction).
+    assert default.overall.threshold == DriftConfig().evaluation_alpha
     cfg = DriftConfig(features={"m/x": {"method": "wasserstein", "threshold": 0.5}})
     chosen = compare(ref, cur, cfg).features[0]
     w = next(m for m in chosen.methods if m.method == "wasserstein")
@@ -418,7 +419,7 @@ def test_an_effect_floor_decides_what_is_too_small_to_matter() -> None:
                 DriftConfig(features={"m/x": {"min_effect": {"wasserstein": 0.1}}})):
         [f] = compare(ref, small, cfg).features
         w = next(m for m in f.methods if m.method == "wasserstein")
-        assert f.overall.score < cfg.alpha and w.score < 0.1  # significant, and small
+        assert f.overall.score < cfg.evaluation_alpha and w.score < 0.1  # significant, and small
         assert f.overall.detected is None and f.withheld_reason == "below_effect_floor"
         [g] = compare(ref, large, cfg).features
         assert g.overall.detected is True and g.withheld_reason == ""

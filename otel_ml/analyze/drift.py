@@ -4,8 +4,9 @@ Decisions (see docs/statistics.md):
 - Every method has a score and a threshold; ``detected`` is ``score > threshold`` (for p-values,
   ``score < threshold``), or None when the decision is withheld.
 - The ``overall`` decision per feature comes from a hypothesis test — KS for numeric features,
-  chi-square for categorical ones — at the model's family-wise level ``alpha`` (Bonferroni over the
-  model's features), and fires only when the difference exceeds what the sketches can resolve.
+  chi-square for categorical ones — at the model's family-wise level ``evaluation_alpha`` (Bonferroni over
+  the model's features; calibrated to one false alert episode per expected run time), and fires only when
+  the difference exceeds what the sketches can resolve.
 - A decision is withheld (score still exported) when either sample has fewer than ``min_samples``
   values; ``withheld_reason`` says why.
 """
@@ -27,8 +28,16 @@ from otel_ml.semconv import OVERALL_METHOD
 
 @dataclass(frozen=True)
 class DriftConfig:
-    alpha: float = 0.05
-    """Family-wise false-alarm level per model and evaluation (Bonferroni across the model's features)."""
+    alpha: float | None = None
+    """Family-wise false-alarm level per model and evaluation (Bonferroni across the model's features). Default
+    (None): derived from ``expected_run_days`` and ``alert_for_seconds`` (see ``evaluation_alpha``)."""
+    expected_run_days: float = 30.0
+    """How long a stationary model should run, on average, between two false alert episodes. The horizon is
+    re-evaluated every few seconds while it slides, so a per-evaluation level of 0.05 would alarm many times a
+    day; this is the number a user can reason about."""
+    alert_for_seconds: float = 600.0
+    """How long ``ml_drift_detected`` must stay 1 before the alert rule fires (its ``for:``; the shipped rules say
+    10m). Keep the two in step: a shorter ``for:`` needs a proportionally smaller level."""
     min_samples: int = 100
     """Fewer values than this in the reference or the current horizon: decision withheld."""
     bins: int = stats.DEFAULT_BINS
@@ -48,6 +57,26 @@ class DriftConfig:
     effect of its kind is below its floor is not drifting: ``overall`` 0, withheld as ``below_effect_floor`` (the
     effect is still exported beside it). Per feature: ``features: {"m/x": {"min_effect": {...}}}``. Default none:
     the tests are exact, so at large n they see small shifts; a floor is how to say which ones do not matter."""
+
+    @property
+    def evaluation_alpha(self) -> float:
+        """The family-wise level each evaluation is tested at: ``alpha`` when set, else alert_for / expected run.
+
+        Why that bounds false alerts: under no drift each evaluation fires with probability at most α, so over a
+        time T evaluated every e seconds the expected number of firing evaluations is at most α·T/e. An alert
+        episode needs the decision to hold for ``alert_for_seconds`` (F), i.e. at least F/e firing evaluations,
+        and episodes do not share evaluations; so E[episodes in T] ≤ α·T/F, whatever the correlation between
+        overlapping horizons. α = F / (expected run) makes that at most one per expected run (measured:
+        docs/benchmarks.md, "Alert episodes on a stationary model").
+
+        >>> DriftConfig().evaluation_alpha  # 10 minutes / 30 days
+        0.0002314814814814815
+        >>> DriftConfig(alpha=0.05).evaluation_alpha
+        0.05
+        """
+        if self.alpha is not None:
+            return self.alpha
+        return self.alert_for_seconds / (self.expected_run_days * 86_400)
 
 
 @dataclass
@@ -346,7 +375,7 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
     cfg = cfg or DriftConfig()
     ref_features = reference.features if reference is not None else {}
     names = sorted(set(ref_features) & set(current.features))
-    alpha = cfg.alpha / max(1, len(names))
+    alpha = cfg.evaluation_alpha / max(1, len(names))
     learned = learned_thresholds(reference, cfg) if (reference is not None and cfg.learned_thresholds) else {}
     reports = []
     for name in names:

@@ -124,6 +124,28 @@ def _kll_n(data: bytes) -> int:
     return 0 if len(data) <= 8 else 1 if len(data) == 16 else int.from_bytes(data[8:16], "little")
 
 
+_BIN_BITS = 9  # NUMERIC_GRID_BINS = 512 bins: an id fits in 9 bits
+
+
+def _pack(ids: np.ndarray, counts: np.ndarray) -> bytes:
+    """Bins in use as one word each, count << 9 | id: 4 bytes per bin while every count is below 2^23 (a bytes
+    object, not two arrays: the arrays' headers cost more than the tens of bins a settled window holds), else 8.
+
+    >>> _unpack(_pack(np.array([3, 500]), np.array([7, 2**40])))
+    (array([  3, 500]), array([            7, 1099511627776]))
+    """
+    words = (counts.astype(np.uint64) << np.uint64(_BIN_BITS)) | ids.astype(np.uint64)
+    small = not len(counts) or int(counts.max()) < 2**(32 - _BIN_BITS)
+    return (b"\x04" + words.astype("<u4").tobytes()) if small else (b"\x08" + words.astype("<u8").tobytes())
+
+
+def _unpack(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
+    if not packed:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    words = np.frombuffer(packed, "<u4" if packed[0] == 4 else "<u8", offset=1).astype(np.int64)
+    return words & (NUMERIC_GRID_BINS - 1), words >> _BIN_BITS
+
+
 class NumericProfile:
     """A numeric feature: KLL sketch, exact moments, and counts of present / missing / mismatched values.
 
@@ -146,8 +168,7 @@ class NumericProfile:
 
     kind = NUMERIC
     # Tens of thousands of these live at once (features × windows): no per-instance __dict__.
-    __slots__ = ("_bins", "_blob", "_items", "_live", "_n", "bin_counts", "bin_ids", "grid", "m2", "mean",
-                 "mismatch", "missing")
+    __slots__ = ("_bins", "_blob", "_items", "_live", "_n", "_packed", "grid", "m2", "mean", "mismatch", "missing")
 
     def __init__(self, config: SketchConfig | None = None, grid: Grid | None = None) -> None:
         self._items: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -162,28 +183,33 @@ class NumericProfile:
         self.grid = grid
         """The feature's binning when every value of this profile was counted in it (``grid_bins``), else None: a
         profile made before the feature had a grid, or merged with one on another grid."""
-        self.bin_ids = np.empty(0, np.int32)
-        self.bin_counts = np.empty(0, np.int64)
-        """Exact count per bin in use (sorted ``bin_ids``) while compact: a settled window uses tens of bins."""
+        self._packed = b""
+        """While compact: the exact count of each bin in use, one word per bin (``_pack``): tens of thousands of
+        settled windows hold these, and a settled window of a thousand values uses tens of bins."""
         self._bins: np.ndarray | None = None
         """The counts as one array of NUMERIC_GRID_BINS while the profile is written to (a filling window, a
-        horizon being merged): a bincount per batch instead of a sparse merge. ``compact()`` makes them sparse."""
+        horizon being merged): a bincount per batch instead of a sparse merge. ``compact()`` packs them."""
 
     def _dense_bins(self, adding: int) -> np.ndarray:
-        """The dense counts, about to receive ``adding`` more values: int32 (2 KB) until a bin could pass 2^31."""
+        """The dense counts, about to receive ``adding`` more values, in the smallest type no bin can overflow
+        (no bin exceeds the total count): uint16 (1 KB) for a window of up to 65,535 values, then int32, int64."""
+        total = self.count + adding
+        dtype = np.uint16 if total < 2**16 else np.int32 if total < 2**31 else np.int64
         if self._bins is None:
-            self._bins = np.zeros(NUMERIC_GRID_BINS, np.int32)
-            self._bins[self.bin_ids] = self.bin_counts
-            self.bin_ids, self.bin_counts = np.empty(0, np.int32), np.empty(0, np.int64)
-        if self._bins.dtype == np.int32 and self.count + adding >= 2**31:
-            self._bins = self._bins.astype(np.int64)
+            self._bins = np.zeros(NUMERIC_GRID_BINS, dtype)
+            ids, counts = _unpack(self._packed)
+            self._bins[ids] = counts
+            self._packed = b""
+        elif np.dtype(dtype).itemsize > self._bins.dtype.itemsize:
+            self._bins = self._bins.astype(dtype)
         return self._bins
 
     def _sparse_bins(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bin ids, counts) of the bins in use, ids sorted."""
         if self._bins is None:
-            return self.bin_ids, self.bin_counts
-        ids = np.flatnonzero(self._bins).astype(np.int32)
-        return ids, self._bins[ids]
+            return _unpack(self._packed)
+        ids = np.flatnonzero(self._bins)
+        return ids, self._bins[ids].astype(np.int64)
 
     def bin_table(self) -> np.ndarray | None:
         """Count per grid bin (dense), or None without a grid."""
@@ -192,12 +218,12 @@ class NumericProfile:
         if self._bins is not None:
             return self._bins.astype(np.float64)
         dense = np.zeros(NUMERIC_GRID_BINS, np.float64)
-        dense[self.bin_ids] = self.bin_counts
+        ids, counts = _unpack(self._packed)
+        dense[ids] = counts
         return dense
 
     def _drop_grid(self) -> None:
-        self.grid, self._bins = None, None
-        self.bin_ids, self.bin_counts = np.empty(0, np.int32), np.empty(0, np.int64)
+        self.grid, self._bins, self._packed = None, None, b""
 
     @property
     def sketch(self) -> ds.kll_doubles_sketch:
@@ -217,10 +243,7 @@ class NumericProfile:
 
     def compact(self) -> None:
         if self._bins is not None:
-            ids, counts = self._sparse_bins()
-            # Small types while settled (tens of thousands of these live at once): ~6 bytes per bin in use.
-            self.bin_ids = ids.astype(np.uint16)
-            self.bin_counts = counts.astype(np.uint32) if not len(counts) or counts.max() < 2**32 else counts
+            self._packed = _pack(*self._sparse_bins())
             self._bins = None
         if self._live is not None:
             self._blob = self._live.serialize()
@@ -263,8 +286,8 @@ class NumericProfile:
             self._add_moments(len(present), mean, float(np.square(present - mean).sum()))
             self._own().update(np.ascontiguousarray(present, dtype=np.float64))
             if self.grid is not None:
-                self._dense_bins(len(present))[:] += np.bincount(grid_bins(present, self.grid),
-                                                                 minlength=NUMERIC_GRID_BINS)
+                bins = self._dense_bins(len(present))
+                bins += np.bincount(grid_bins(present, self.grid), minlength=NUMERIC_GRID_BINS).astype(bins.dtype)
 
     def _add_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
         n_a = self.count  # sketch not yet updated with the new values
@@ -278,7 +301,8 @@ class NumericProfile:
             self.grid = other.grid  # an empty profile takes the other's binning (a horizon built by merging)
         if self.grid is not None and self.grid == other.grid:
             ids, counts = other._sparse_bins()
-            np.add.at(self._dense_bins(other.count), ids, counts)
+            bins = self._dense_bins(other.count)
+            np.add.at(bins, ids, counts.astype(bins.dtype))
         elif other.count or self.grid != other.grid:
             self._drop_grid()
         if other.count:
@@ -331,9 +355,8 @@ class NumericProfile:
         g = d.get("grid")
         p.grid = (float(g["center"]), float(g["scale"])) if g else None
         p._bins = None
-        p.bin_ids = np.frombuffer(base64.b64decode(g["ids"]), "<i4").astype(np.int32) if g else np.empty(0, np.int32)
-        p.bin_counts = (np.frombuffer(base64.b64decode(g["counts"]), "<i8").astype(np.int64) if g
-                        else np.empty(0, np.int64))
+        p._packed = _pack(np.frombuffer(base64.b64decode(g["ids"]), "<i4"),
+                          np.frombuffer(base64.b64decode(g["counts"]), "<i8")) if g else b""
         return p
 
     def empty_like(self) -> NumericProfile:
