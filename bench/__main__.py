@@ -144,6 +144,11 @@ def main() -> None:
          "rendered by the OTel SDK's Prometheus reader at every scrape, as issue 20 measured). Prometheus asks "
          "for gzip, so the gzip column is what crosses the network."),
     ]
+    sections.append(
+        ("Pages and JSON API", "python -m bench.ui --features 1000", run("-m", "bench.ui", "--features", "1000"),
+         "Served by the processor's HTTP event loop, built in its handler threads from the last evaluation's "
+         "report (no recomputation); the feature page draws its charts with matplotlib on each request, which is "
+         "most of its time. The model page stays readable without JavaScript at this size: 1,000 rows."))
     run("-m", "bench.detection")  # writes docs/benchmarks-detection.md
     whylogs = whylogs_us_per_row()
     lines = [

@@ -103,7 +103,7 @@ class Processor:
         proc = subprocess.Popen([sys.executable, "-m", "otel_ml.cli", "serve", "--config", str(cfg),
                                  "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}", "--prometheus-endpoint",
                                  f"127.0.0.1:{prom_port}", "--state-dir", state, "--no-otlp-http",
-                                 "--evaluation-interval", "0.2", "--log-level", "WARNING", *args],
+                                 "--evaluation-interval", "0.2", "--log-level", "WARNING", "--no-ui", *args],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
         return cls(proc, grpc_port, prom_port, state)

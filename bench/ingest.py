@@ -65,7 +65,7 @@ def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = Non
                              "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--prometheus-endpoint", f"127.0.0.1:{prom}",
                              *(["--otlp-http-endpoint", f"127.0.0.1:{http_port}"] if protocol == "http"
                                else ["--no-otlp-http"]),
-                             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+                             "--no-ui", "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
         cpu0 = cpu_seconds(proc.pid)

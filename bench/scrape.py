@@ -70,8 +70,8 @@ class Processor:
     """A real ``otel-ml serve`` on loopback ports (not durable: benches measure compute, not fsync)."""
 
     def __init__(self, detail: str = "default", evaluation_interval: float = 1.0, window: str = "1",
-                 horizon: str = "2") -> None:
-        self.grpc, self.prom = free_port(), free_port()
+                 horizon: str = "2", ui: bool = False, extra: tuple[str, ...] = ()) -> None:
+        self.grpc, self.prom, self.ui = free_port(), free_port(), free_port()
         self.state = tempfile.mkdtemp(prefix="otel-ml-bench-")
         cfg = Path(self.state) / "c.yaml"
         cfg.write_text(f"export:\n  detail: {detail}\nwindows:\n  reference_min_rows: 200\n"
@@ -80,7 +80,8 @@ class Processor:
             [sys.executable, "-m", "otel_ml.cli", "serve", "--config", str(cfg), "--state-dir", self.state,
              "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc}", "--prometheus-endpoint", f"127.0.0.1:{self.prom}",
              "--no-otlp-http", "--window", window, "--horizon", horizon, "--evaluation-interval",
-             str(evaluation_interval), "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+             str(evaluation_interval), *(["--ui-endpoint", f"127.0.0.1:{self.ui}"] if ui else ["--no-ui"]), *extra,
+             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().startswith("otel-ml serving")
 
     def feed(self, models: int, features: int) -> None:

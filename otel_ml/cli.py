@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -36,6 +37,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
                         "CPU, at most 4; 0: one process)")
     p.add_argument("--prometheus-endpoint", metavar="HOST:PORT",
                    help="Prometheus pull endpoint, served at /metrics (default 127.0.0.1:9464)")
+    p.add_argument("--ui-endpoint", metavar="HOST:PORT",
+                   help="the built-in pages and JSON API, /api/v1 (default 127.0.0.1:9465)")
+    p.add_argument("--no-ui", action="store_true", help="do not start the pages and JSON API")
     p.add_argument("--otlp-metrics-endpoint", metavar="URL",
                    help="also push metrics over OTLP/gRPC to this endpoint, e.g. http://127.0.0.1:4317")
     p.add_argument("--baseline-dir", metavar="DIR",
@@ -59,6 +63,8 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "receiver.otlp_grpc.worker_processes": args.receiver_processes,
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
+        "ui.endpoint": args.ui_endpoint,
+        "ui.enabled": False if args.no_ui else None,
         "baseline_dir": args.baseline_dir,
         "state.dir": args.state_dir,
         "windows.window_seconds": args.window,
@@ -91,9 +97,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the line below: a supervisor may signal right after it
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: service.request_reload())  # read the baseline directory again
+    ui = (f", UI on {'https' if cfg.receiver.tls.enabled else 'http'}://"
+          f"{cfg.ui.endpoint.rpartition(':')[0]}:{service.ui.port}/" if service.ui is not None else "")
     print(f"otel-ml serving: OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:"
           f"{service.receiver.port}, {http}Prometheus on "
-          f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics",
+          f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics{ui}",
           flush=True)
     stop.wait()
     service.shutdown()
@@ -137,6 +145,84 @@ def _parse_time_ns(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp() * 1e9)
+
+
+def _read_profile(path: str) -> object:
+    from otel_ml.profile.model import ModelProfile
+
+    try:
+        return ModelProfile.from_json(Path(path).read_bytes())
+    except (KeyError, ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a profile file (baseline, pinned reference or archive export): {e}") from e
+
+
+def cmd_baseline_show(args: argparse.Namespace) -> int:
+    from otel_ml.ui.views import profile_document
+
+    doc = profile_document(_read_profile(args.file))  # type: ignore[arg-type]
+    if args.json:
+        print(json.dumps(doc, indent=2, allow_nan=False))
+        return 0
+    print(f"model {doc['model']!r} version {doc['version']!r}: {doc['rows']:,} rows, {len(doc['features'])} features")
+    print(f"{'FEATURE':<28} {'KIND':<12} {'COUNT':>10} {'MISSING':>8}  DISTRIBUTION")
+    for name, f in doc["features"].items():
+        if f["kind"] == "numeric":
+            q = f["quantiles"]
+            dist = ("–" if f["mean"] is None else
+                    f"mean {f['mean']:.4g}  p5 {q['0.05']:.4g}  p50 {q['0.5']:.4g}  p95 {q['0.95']:.4g}  "
+                    f"[{f['min']:.4g}, {f['max']:.4g}]")
+        else:
+            top = ", ".join(f"{c['category']!r} {c['share']:.1%}" for c in f["top_categories"][:5])
+            dist = f"{f['distinct']}{'' if f['distinct_exact'] else '+'} distinct; top: {top}"
+        missing = "–" if f["missing_ratio"] is None else f"{f['missing_ratio']:.1%}"
+        print(f"{name:<28} {f['kind']:<12} {f['count']:>10,} {missing:>8}  {dist}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from otel_ml.analyze.drift import DriftConfig
+    from otel_ml.ui.report import comparison_rows
+
+    rows = comparison_rows(_read_profile(args.reference), _read_profile(args.current),  # type: ignore[arg-type]
+                           DriftConfig(alpha=args.alpha))
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, allow_nan=False))
+    elif args.format == "csv":
+        import csv
+
+        methods = sorted({m for r in rows for m in r["scores"]})
+        fields = ["name", "kind", "status", "drift_detected", "withheld_reason", "p_value", "threshold",
+                  "effect_method", "effect", "reference_count", "current_count", "missing_ratio",
+                  "type_mismatch_ratio", "unseen_ratio", "out_of_range_ratio"]
+        writer = csv.writer(sys.stdout)
+        writer.writerow(fields + methods)
+        for r in rows:
+            writer.writerow([r[f] if r[f] is not None else "" for f in fields]
+                            + [r["scores"].get(m) if r["scores"].get(m) is not None else "" for m in methods])
+    else:
+        print(f"{'FEATURE':<28} {'STATUS':<9} {'P-VALUE':>10} {'EFFECT':>18} {'REF N':>9} {'CUR N':>9}  NOTE")
+        for r in rows:
+            p = "–" if r["p_value"] is None else f"{r['p_value']:.3g}"
+            e = "–" if r["effect"] is None else f"{r['effect_method']} {r['effect']:.3g}"
+            print(f"{r['name']:<28} {r['status']:<9} {p:>10} {e:>18} {r['reference_count']:>9,} "
+                  f"{r['current_count']:>9,}  {r['withheld_reason'] or ', '.join(r['quality_problems'])}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from otel_ml.analyze.drift import DriftConfig
+    from otel_ml.ui.report import build_report
+
+    html, report = build_report(args.state_dir, args.model, args.model_version,
+                                _parse_time_ns(args.start) if args.start else None,
+                                _parse_time_ns(args.end) if args.end else None, args.reference, args.baseline_dir,
+                                DriftConfig(alpha=args.alpha), args.max_charts)
+    Path(args.output).write_text(html, encoding="utf-8")
+    drifting = [f.feature for f in report.features if f.overall.detected]
+    print(f"report of model {args.model!r} version {args.model_version!r}: {report.current_rows:,} rows, "
+          f"{len(drifting)} of {len(report.features)} features drifting → {args.output} "
+          f"({len(html.encode()) / 1e6:.2f} MB)")
+    return 0
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:
@@ -260,6 +346,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="hash only these categorical features (default: all), like privacy.hash_features")
     build.set_defaults(func=cmd_baseline_build)
 
+    show = bsub.add_parser("show", help="what a profile file holds, per feature",
+                           description="Read any profile file (a baseline, a pinned reference under STATE/pinned, an "
+                                       "`archive export`): per feature its kind, count, missing share, and quantiles "
+                                       "or top categories.")
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--json", action="store_true", help="the same as JSON (every quantile, top 20 categories)")
+    show.set_defaults(func=cmd_baseline_show)
+
+    cmp_ = sub.add_parser("compare", help="drift table of two profile files, as the processor computes it",
+                          description="Compare CURRENT with REFERENCE (any two profile files: baselines, pinned "
+                                      "references, archive exports) with the processor's tests and distances.")
+    cmp_.add_argument("reference", metavar="REFERENCE")
+    cmp_.add_argument("current", metavar="CURRENT")
+    cmp_.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    cmp_.add_argument("--alpha", type=float, default=None,
+                      help="family-wise level (default: the processor's, drift.expected_run_days)")
+    cmp_.set_defaults(func=cmd_compare)
+
+    rep_ = sub.add_parser("report", help="one self-contained HTML report of a model from the archive",
+                          description="The UI's views for a past range of one model, drawn from the archived "
+                                      "windows under a state directory: one HTML file, no external URLs.")
+    rep_.add_argument("--state-dir", required=True, metavar="DIR", help="the processor's state.dir")
+    rep_.add_argument("--model", required=True, help="ml.model.name")
+    rep_.add_argument("--model-version", default="", help="ml.model.version (default: none)")
+    rep_.add_argument("--from", dest="start", metavar="TIME", help="ISO 8601 or Unix seconds (default: all)")
+    rep_.add_argument("--to", dest="end", metavar="TIME")
+    rep_.add_argument("--reference", metavar="FILE", help="a profile file (default: the model's baseline from "
+                                                          "--baseline-dir, else its pinned reference)")
+    rep_.add_argument("--baseline-dir", metavar="DIR")
+    rep_.add_argument("--alpha", type=float, default=None, help="family-wise level (default: the processor's)")
+    rep_.add_argument("--max-charts", type=int, default=30, help="features drawn in full (default 30)")
+    rep_.add_argument("--output", required=True, metavar="FILE")
+    rep_.set_defaults(func=cmd_report)
+
     archive = sub.add_parser("archive", help="windows archived under a state directory")
     asub = archive.add_subparsers(dest="archive_command", required=True)
     export = asub.add_parser(
@@ -309,12 +429,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="where the demo's processor receives spans (default 127.0.0.1:4317)")
     demo.add_argument("--prometheus-endpoint", default="127.0.0.1:9464", metavar="HOST:PORT",
                       help="where it serves /metrics (default 127.0.0.1:9464)")
+    demo.add_argument("--ui-endpoint", default="127.0.0.1:9465", metavar="HOST:PORT",
+                      help="where it serves its pages (default 127.0.0.1:9465)")
     demo.add_argument("--rate", type=float, default=300.0, help="predictions per second")
 
     def cmd_demo(a: argparse.Namespace) -> int:
         from otel_ml.demo import run_demo
 
-        return run_demo(a.duration, a.drift_after, a.otlp_grpc_endpoint, a.prometheus_endpoint, a.rate)
+        return run_demo(a.duration, a.drift_after, a.otlp_grpc_endpoint, a.prometheus_endpoint, a.rate,
+                        a.ui_endpoint)
 
     demo.set_defaults(func=cmd_demo)
 

@@ -28,6 +28,7 @@ from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
 from otel_ml.receiver.config import ReceiverConfig
 from otel_ml.store.archive import ArchiveConfig
+from otel_ml.ui.config import UiConfig
 
 __all__ = ["ENV_VARS", "ConfigError", "LimitsConfig", "ServiceConfig", "load_config"]
 
@@ -109,6 +110,8 @@ class ServiceConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
+    """The built-in pages and JSON API (docs/api.md)."""
     baseline_dir: str | None = None
     """Directory of baseline files written by ``otel-ml baseline build`` (any file name)."""
     state: StateConfig = field(default_factory=StateConfig)
@@ -124,6 +127,7 @@ ENV_VARS = {
     "OTEL_ML_OTLP_HTTP_ENDPOINT": "receiver.otlp_http.endpoint",
     "OTEL_ML_PROMETHEUS_ENDPOINT": "export.prometheus.endpoint",
     "OTEL_ML_OTLP_METRICS_ENDPOINT": "export.otlp.endpoint",
+    "OTEL_ML_UI_ENDPOINT": "ui.endpoint",
     "OTEL_ML_BASELINE_DIR": "baseline_dir",
     "OTEL_ML_STATE_DIR": "state.dir",
     "OTEL_ML_INSTANCE_ID": "instance_id",
@@ -260,7 +264,8 @@ def _validate(cfg: ServiceConfig) -> None:
     need(not unknown, "export.effect_size", "keys numeric and categorical", sorted(unknown))
     for key, endpoint in (("receiver.otlp_grpc.endpoint", cfg.receiver.otlp_grpc.endpoint),
                           ("receiver.otlp_http.endpoint", cfg.receiver.otlp_http.endpoint),
-                          ("export.prometheus.endpoint", cfg.export.prometheus.endpoint)):
+                          ("export.prometheus.endpoint", cfg.export.prometheus.endpoint),
+                          ("ui.endpoint", cfg.ui.endpoint)):
         host, _, port = str(endpoint).rpartition(":")
         need(bool(host) and port.isdigit() and int(port) <= 65_535, key, "HOST:PORT (port 0 to 65535)", endpoint)
 

@@ -64,7 +64,7 @@ def _scrape(port: int) -> dict[tuple[str, str], float]:
 
 
 def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus_endpoint: str,
-             rate: float) -> int:
+             rate: float, ui_endpoint: str = "127.0.0.1:9465") -> int:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -77,6 +77,7 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
         "receiver.otlp_grpc.endpoint": grpc_endpoint,
         "receiver.otlp_http.enabled": False,
         "export.prometheus.endpoint": prometheus_endpoint,
+        "ui.endpoint": ui_endpoint,
         "state.dir": state,
         "windows.window_seconds": 2,
         "windows.horizon_seconds": 20,
@@ -96,7 +97,8 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
   Processor: OTLP/gRPC on {host}:{service.receiver.port}, Prometheus on http://127.0.0.1:{port}/metrics
   Windows 2s, horizon 20s: the first 20s become the reference (no baseline given).
   At {drift_after:.0f}s income rises and the region mix flips; age, credit_score and channel stay stable.
-  Look at:  curl -s http://127.0.0.1:{port}/metrics | grep 'ml_drift_detected{{.*overall'
+  Look at:  http://{ui_endpoint.rpartition(":")[0]}:{service.ui.port if service.ui else "-"}/ in a browser, or
+            curl -s http://127.0.0.1:{port}/metrics | grep 'ml_drift_detected{{.*overall'
 """, flush=True)
     start = time.monotonic()
     next_report = start + 5

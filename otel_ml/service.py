@@ -30,6 +30,7 @@ from otel_ml.decode.privacy import load_key
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.http_server import HttpServer, server_tls_context
 from otel_ml.profile.lifecycle import ModelLifecycle
+from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
 from otel_ml.receiver.ingest import decode_for_ingest
@@ -40,6 +41,8 @@ from otel_ml.store.baselines import ReferenceStore
 from otel_ml.store.control import read_control_requests
 from otel_ml.store.journal import Journal, StorageError
 from otel_ml.store.state import StateStore
+from otel_ml.ui.history import ScoreHistory
+from otel_ml.ui.server import UiServer, UiSource
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,12 @@ class ProcessorService:
                                         bearer_token=token if protect else None,
                                         waiting_baselines=lambda: [k for k in self.references.baselines
                                                                    if k not in self.models])
+        self.history = ScoreHistory(config.ui.history_points if config.ui.enabled else 0)
+        """Each feature's last evaluations, for the UI's "over time" view."""
+        self.ui = (UiServer(config.ui, UiSource(self.reports, self.profiles, self.history), self.http,
+                            ssl_context=server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
+                            if tls.enabled else None,  # type: ignore[arg-type]
+                            token=token, readiness=self.readiness) if config.ui.enabled else None)
         self._last_seq = 0
         self._last_checkpoint = time.monotonic()
         self._window_options = {"max_features": config.limits.max_profiled_features_per_model,
@@ -135,6 +144,8 @@ class ProcessorService:
         self.references.open()  # also proves the state directory is writable
         self.http.start()
         self.exporter.start()
+        if self.ui is not None:
+            self.ui.start()  # before anything is received: a busy port fails the start, not a running service
         # Every self-telemetry series from the start at 0: an alert on rate() sees the first increment.
         for metric in (sc.METRIC_SPANS_RECEIVED, sc.METRIC_SPANS_ACCEPTED, sc.METRIC_SPANS_IGNORED):
             self.exporter.count(metric, 0)
@@ -172,6 +183,8 @@ class ProcessorService:
             except (StorageError, TimeoutError) as e:
                 log.error("final checkpoint failed (the journal still holds every acknowledged request): %s", e)
             self.journal.close()
+        if self.ui is not None:
+            self.ui.shutdown()
         self.exporter.shutdown()
         self.http.shutdown()
 
@@ -429,6 +442,14 @@ class ProcessorService:
     def reports(self) -> list[ModelReport]:
         return self._reports
 
+    def profiles(self, model: str, version: str) -> tuple[ModelProfile | None, ModelProfile | None] | None:
+        """(reference, current horizon merged) of a live model version; None when it is not live."""
+        with self._lock:
+            wp = self.models.get((model, version))
+            if wp is None:
+                return None
+            return wp.reference, wp.current()
+
     def evaluate(self) -> list[ModelReport]:
         """Compare every model's current horizon with its reference; the result feeds the gauges."""
         with self._lock:
@@ -500,6 +521,7 @@ class ProcessorService:
                 self._save_new_references()
                 reports = self.evaluate()
                 self.exporter.refresh()  # series built and rendered here, not in a scrape
+                self.history.record(time.time(), reports)
                 log.debug("evaluated %d model(s) in %.3fs", len(reports), time.perf_counter() - started)
             except Exception:
                 log.exception("drift evaluation failed")

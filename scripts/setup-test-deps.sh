@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run against, besides Python packages (scripts/setup.sh):
 #   - a Prometheus server and promtool (Debian package `prometheus`, 2.42 on Debian 12), when root and apt exist;
+#   - Debian's chromium, headless, for the UI's browser tests (tests/test_ui.py), when root and apt exist;
 #   - the OpenTelemetry Collector built from collector-config/builder-config.yaml (scripts/build-collector.sh).
 # Tests that need one of them skip with a message when it is missing, except under CI=true, where they fail.
 set -euo pipefail
@@ -14,6 +15,16 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
         (command -v systemctl >/dev/null 2>&1 && systemctl stop prometheus prometheus-node-exporter 2>/dev/null) || true
     else
         echo "setup-test-deps: prometheus not installed (needs root and apt-get); its tests will skip" >&2
+    fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing the Debian package chromium (headless browser tests of the UI)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core \
+            >/dev/null
+    else
+        echo "setup-test-deps: chromium not installed (needs root and apt-get); the browser tests will skip" >&2
     fi
 fi
 if command -v go >/dev/null 2>&1; then

@@ -58,6 +58,7 @@ class ServeProcess:
     state_dir: Path
     proc: subprocess.Popen
     log: list[str] = field(default_factory=list)
+    ui_port: int = 0
 
     @property
     def grpc_endpoint(self) -> str:
@@ -78,16 +79,17 @@ class ServeProcess:
 
 
 def start_serve(state_dir: Path, *extra: str, timeout: float = 30.0, grpc_port: int | None = None,
-                prom_port: int | None = None) -> ServeProcess:
+                prom_port: int | None = None, ui_port: int | None = None) -> ServeProcess:
     """Start `otel-ml serve` on loopback ports (free ones unless given: a restart reuses its ports) and wait
     until it says it is serving."""
     grpc_port, prom_port, http_port = grpc_port or free_port(), prom_port or free_port(), free_port()
+    ui_port = ui_port or free_port()
     cmd = [sys.executable, "-m", "otel_ml.cli", "serve", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-           "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
+           "--otlp-http-endpoint", f"127.0.0.1:{http_port}", "--ui-endpoint", f"127.0.0.1:{ui_port}",
            "--prometheus-endpoint", f"127.0.0.1:{prom_port}", "--state-dir", str(state_dir), *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    sp = ServeProcess(grpc_port, prom_port, http_port, state_dir, proc)
+    sp = ServeProcess(grpc_port, prom_port, http_port, state_dir, proc, ui_port=ui_port)
     ready = threading.Event()
 
     def pump() -> None:

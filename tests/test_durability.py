@@ -118,7 +118,7 @@ def test_unwritable_state_dir_fails_at_startup(tmp_path: Path) -> None:
     blocker.write_text("")
     out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "serve", "--state-dir", str(blocker / "state"),
                           "--otlp-grpc-endpoint", "127.0.0.1:0", "--prometheus-endpoint", "127.0.0.1:0",
-                          "--no-otlp-http"], capture_output=True, text=True, timeout=60)
+                          "--no-otlp-http", "--no-ui"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "not writable" in out.stderr
 
@@ -130,7 +130,8 @@ def test_checkpoints_write_only_changed_windows_and_restore_them(tmp_path: Path)
     from tests.test_decode import request
 
     cfg = load_config(overrides={"state.dir": str(tmp_path), "windows.window_seconds": 1,
-                                 "windows.horizon_seconds": 10, "export.prometheus.endpoint": "127.0.0.1:0"},
+                                 "windows.horizon_seconds": 10,
+                                 "export.prometheus.endpoint": "127.0.0.1:0", "ui.endpoint": "127.0.0.1:0"},
                       environ={})
     t0 = (time.time_ns() // 10**9 - 100) * 10**9
 

@@ -47,7 +47,8 @@ def test_serving_app_reaches_the_processor(serve_factory) -> None:
 
 def test_demo_shows_the_drift(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "otel_ml.cli", "demo", "--duration", "48", "--drift-after", "27",
-           "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}", "--prometheus-endpoint", f"127.0.0.1:{free_port()}"]
+           "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}", "--prometheus-endpoint", f"127.0.0.1:{free_port()}",
+           "--ui-endpoint", f"127.0.0.1:{free_port()}"]
     scratch = tmp_path / "tmp"  # the demo's own temporary state goes here, and must be gone afterwards
     scratch.mkdir()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,

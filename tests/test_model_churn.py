@@ -48,7 +48,8 @@ def start(tmp_path: Path, **models: object) -> ProcessorService:
                  "models.idle_ttl_seconds": 86_400, "models.pinned_reference_ttl_seconds": 2 * 86_400,
                  "state.checkpoint_interval_seconds": 0.2, "evaluation.interval_seconds": 0.2,
                  "receiver.otlp_grpc.endpoint": "127.0.0.1:0", "receiver.otlp_grpc.worker_processes": 0,
-                 "receiver.otlp_http.enabled": False, "export.prometheus.endpoint": "127.0.0.1:0",
+                 "receiver.otlp_http.enabled": False,
+                 "export.prometheus.endpoint": "127.0.0.1:0", "ui.endpoint": "127.0.0.1:0",
                  **{f"models.{k}": v for k, v in models.items()}}
     service = ProcessorService(load_config(overrides=overrides, environ={}))
     service.start()

@@ -139,7 +139,7 @@ def test_evicted_windows_are_not_kept_without_an_archive(tmp_path) -> None:
 
     cfg = load_config(overrides={"state.durable": False, "state.dir": str(tmp_path), "windows.window_seconds": 1,
                                  "windows.horizon_seconds": 2, "windows.reference_min_rows": 5,
-                                 "export.prometheus.endpoint": "127.0.0.1:0"},
+                                 "export.prometheus.endpoint": "127.0.0.1:0", "ui.endpoint": "127.0.0.1:0"},
                       environ={})
     service = ProcessorService(cfg)
     service.exporter.start()

@@ -18,7 +18,8 @@ from tests.test_decode import request
 def test_data_quality_and_the_rows_still_needed_before_a_reference(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     cfg = load_config(overrides={"state.dir": str(tmp_path), "state.durable": False,
-                                 "export.prometheus.endpoint": "127.0.0.1:0", "windows.reference_min_rows": 1000},
+                                 "export.prometheus.endpoint": "127.0.0.1:0", "ui.endpoint": "127.0.0.1:0",
+                                 "windows.reference_min_rows": 1000},
                       environ={})
     caplog.set_level(logging.INFO, logger="otel_ml.service")
     service = ProcessorService(cfg)
@@ -62,7 +63,8 @@ def test_a_loaded_baseline_shows_as_ready_before_any_traffic(tmp_path: Path) -> 
     pd.DataFrame({"x": np.arange(200.0)}).to_csv(tmp_path / "train.csv", index=False)
     (baselines / "b.json").write_text(build_baseline(tmp_path / "train.csv", "waiting", "2").to_json())
     cfg = load_config(overrides={"state.dir": str(tmp_path / "state"), "state.durable": False,
-                                 "baseline_dir": str(baselines), "export.prometheus.endpoint": "127.0.0.1:0"},
+                                 "baseline_dir": str(baselines),
+                                 "export.prometheus.endpoint": "127.0.0.1:0", "ui.endpoint": "127.0.0.1:0"},
                       environ={})
     service = ProcessorService(cfg)
     service.references.open()

@@ -118,9 +118,10 @@ def test_a_second_processor_on_a_busy_port_fails_naming_it(serve_factory, tmp_pa
 
     first = serve_factory("--receiver-processes", "1")
     ports = {"--otlp-grpc-endpoint": first.grpc_port, "--otlp-http-endpoint": first.http_port,
-             "--prometheus-endpoint": first.prom_port}
+             "--prometheus-endpoint": first.prom_port, "--ui-endpoint": first.ui_port}
     setting = {"--otlp-grpc-endpoint": "receiver.otlp_grpc.endpoint", "--otlp-http-endpoint":
-               "receiver.otlp_http.endpoint", "--prometheus-endpoint": "export.prometheus.endpoint"}
+               "receiver.otlp_http.endpoint", "--prometheus-endpoint": "export.prometheus.endpoint",
+               "--ui-endpoint": "ui.endpoint"}
     for flag, port in ports.items():
         for workers in ("0", "1"):
             args = [f"127.0.0.1:{free_port()}" if f != flag else f"127.0.0.1:{port}" for f in ports]

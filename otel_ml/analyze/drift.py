@@ -79,6 +79,23 @@ class DriftConfig:
         return self.alert_for_seconds / (self.expected_run_days * 86_400)
 
 
+DISTRIBUTION_QUANTILES = (0.05, 0.5, 0.95)
+DISTRIBUTION_TOP_CATEGORIES = 5
+
+
+def current_distribution(cur: NumericProfile | CategoricalProfile) -> dict[str, Any]:
+    """What ``export.distribution`` shows of a current horizon: mean and a few quantiles, or the top categories'
+    shares (the categories the frequent-items sketch holds; exact while it is)."""
+    if not cur.count:
+        return {}
+    if isinstance(cur, NumericProfile):
+        return {"current_mean": cur.mean,
+                "current_quantiles": {f"{q:g}": cur.quantile(q) for q in DISTRIBUTION_QUANTILES}}
+    freq = cur.frequencies()
+    top = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:DISTRIBUTION_TOP_CATEGORIES]
+    return {"top_categories": [(k, v / cur.count) for k, v in top]}
+
+
 @dataclass
 class MethodResult:
     method: str
@@ -111,6 +128,13 @@ class FeatureReport:
     ratio_resolution: float = 0.0
     """The current sketch's own error on a share (0 while it is exact): ``out_of_range_ratio`` and
     ``unseen_ratio`` are estimates from it, and a value at or below this cannot be told from 0."""
+    current_mean: float = math.nan
+    """Numeric: the current horizon's mean (exact)."""
+    current_quantiles: dict[str, float] = field(default_factory=dict)
+    """Numeric: the current horizon's quantiles ``DISTRIBUTION_QUANTILES`` (from its sketch)."""
+    top_categories: list[tuple[str, float]] = field(default_factory=list)
+    """Categorical: the current horizon's most frequent categories and their shares (at most
+    ``DISTRIBUTION_TOP_CATEGORIES``)."""
 
 
 @dataclass
@@ -235,7 +259,7 @@ def _empty_report(name: str, kind: str, n: int, m: int, method_names: tuple[str,
     methods = [MethodResult(k, math.nan, alpha if k in TEST_METHODS else thresholds.get(k, math.nan), None)
                for k in method_names]
     return FeatureReport(name, kind, n, m, methods, MethodResult(OVERALL_METHOD, math.nan, alpha, None), reason,
-                         *_quality(cur))
+                         *_quality(cur), **current_distribution(cur))
 
 
 def compare_numeric(
@@ -273,7 +297,7 @@ def compare_numeric(
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "numeric", n, m, methods, overall, withheld, missing, mismatch,
                          unseen_ratio=math.nan, out_of_range_ratio=stats.out_of_range_share(c, ref.min, ref.max),
-                         resolution=resolution, ratio_resolution=cur.rank_error())
+                         resolution=resolution, ratio_resolution=cur.rank_error(), **current_distribution(cur))
 
 
 def compare_categorical(
@@ -307,7 +331,8 @@ def compare_categorical(
                          # Only a reference sketch that never dropped a category can vouch that one is new.
                          unseen_ratio=stats.unseen_share(ref.frequencies(), cur.frequencies()) if ref.is_exact()
                          else math.nan,
-                         out_of_range_ratio=math.nan, resolution=resolution, ratio_resolution=cur.max_error() / m)
+                         out_of_range_ratio=math.nan, resolution=resolution, ratio_resolution=cur.max_error() / m,
+                         **current_distribution(cur))
 
 
 def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, dict[str, float]]:

@@ -56,6 +56,11 @@ class ExportConfig:
     """Exceptions to ``detail``: ``{"MODEL/FEATURE": level}`` with shell-style wildcards (``"fraud/*"``,
     ``"*/amount"``); a key without ``/`` means every feature of that model. The most specific (longest) matching
     key wins."""
+    distribution: bool = False
+    """Also export how each feature's current horizon looks: ``ml_feature_mean`` and ``ml_feature_quantile``
+    (p5, p50, p95) for numbers, ``ml_feature_category_share`` of the 5 most frequent categories: up to 4 (numeric)
+    or 5 (categorical) series more per feature, within the cardinality caps, so a Grafana panel can show how a
+    feature moved."""
     effect_size: dict[str, str] = field(default_factory=lambda: {"numeric": "wasserstein", "categorical": "js"})
     """The one distance exported per feature at ``default`` detail, by feature kind: Wasserstein-1 in reference
     standard deviations for numbers (reads as "moved by x sigma"), Jensen-Shannon distance for categories."""

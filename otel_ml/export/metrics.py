@@ -92,6 +92,12 @@ FEATURE_GAUGES = [
     MetricDef(sc.METRIC_DRIFT_THRESHOLD, "gauge", "{score}", "Threshold the score is compared with (detail: all)"),
     MetricDef(sc.METRIC_SAMPLE_COUNT, "gauge", "{value}",
               "Values compared, per feature and sample (reference/current) (detail: all)"),
+    MetricDef(sc.METRIC_FEATURE_MEAN, "gauge", "", "Mean of a numeric feature over the current horizon "
+              "(export.distribution)"),
+    MetricDef(sc.METRIC_FEATURE_QUANTILE, "gauge", "", "Quantiles of a numeric feature over the current horizon "
+              "(export.distribution)"),
+    MetricDef(sc.METRIC_CATEGORY_SHARE, "gauge", "", "Shares of a categorical feature's most frequent categories "
+              "over the current horizon (export.distribution)"),
 ]
 LIVE_GAUGES = [
     MetricDef(sc.METRIC_LATENCY, "gauge", "s", "Span duration quantiles over the current horizon"),
@@ -161,8 +167,8 @@ def _finite(v: float | None) -> bool:
     return v is not None and not math.isnan(v)
 
 
-def feature_series(model: dict[str, str], f: FeatureReport, level: str,
-                   effect_size: dict[str, str]) -> Iterator[tuple[str, dict[str, str], float]]:
+def feature_series(model: dict[str, str], f: FeatureReport, level: str, effect_size: dict[str, str],
+                   distribution: bool = False) -> Iterator[tuple[str, dict[str, str], float]]:
     """The series of one feature at an ``export.detail`` level: (metric, attributes, value).
 
     At ``default``: the overall decision (always, 0 included: "evaluated and fine" differs from "no decision"),
@@ -199,6 +205,14 @@ def feature_series(model: dict[str, str], f: FeatureReport, level: str,
     if every:
         yield sc.METRIC_SAMPLE_COUNT, {**attrs, sc.ATTR_SAMPLE: "reference"}, float(f.reference_count)
         yield sc.METRIC_SAMPLE_COUNT, {**attrs, sc.ATTR_SAMPLE: "current"}, float(f.current_count)
+    if distribution:
+        if _finite(f.current_mean):
+            yield sc.METRIC_FEATURE_MEAN, attrs, f.current_mean
+        for q, value in f.current_quantiles.items():
+            if _finite(value):
+                yield sc.METRIC_FEATURE_QUANTILE, {**attrs, sc.ATTR_QUANTILE: q}, value
+        for category, share in f.top_categories:
+            yield sc.METRIC_CATEGORY_SHARE, {**attrs, sc.ATTR_CATEGORY: category}, share
 
 
 class _Families:
@@ -341,7 +355,8 @@ class MetricsExporter:
                     model = _model_attrs(r)
                     for f in r.features:
                         level = self.config.detail if plain else detail_level(self.config, r.model, f.feature)
-                        for metric, attrs, value in feature_series(model, f, level, self.config.effect_size):
+                        for metric, attrs, value in feature_series(model, f, level, self.config.effect_size,
+                                                                   self.config.distribution):
                             series[metric].append((attrs, value))
                 snap = self._snap = _Snapshot(reports, kept, over, series)
             if snap.prometheus is None and self.config.prometheus.enabled:

@@ -1,0 +1,92 @@
+"""otel-ml's numbers in a notebook: the JSON API of a running processor, and profile files compared offline.
+
+    >>> import otel_ml
+    >>> api = otel_ml.Client("http://127.0.0.1:9465")          # doctest: +SKIP
+    >>> api.models()                                           # doctest: +SKIP
+    >>> api.drift("credit-risk", "2").query("drift_detected")  # doctest: +SKIP
+    >>> otel_ml.compare("baseline.json", "last-week.json")      # doctest: +SKIP
+
+Tables are pandas DataFrames when pandas is installed (it is optional), else lists of dicts. Needs the
+processor's dependencies (``pip install 'otel-ml[processor]'``) for ``compare`` only; ``Client`` needs nothing
+beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+
+def _table(rows: list[dict[str, Any]], flatten: str | None = None) -> Any:
+    """A DataFrame when pandas is there (``flatten``: a dict column spread into ``<name>.<key>`` columns)."""
+    try:
+        import pandas as pd
+    except ModuleNotFoundError:
+        return rows
+    if flatten:
+        rows = [{**{k: v for k, v in r.items() if k != flatten},
+                 **{f"{flatten}.{k}": v for k, v in (r.get(flatten) or {}).items()}} for r in rows]
+    return pd.DataFrame(rows)
+
+
+class Client:
+    """Reads the JSON API of ``otel-ml serve`` (docs/api.md); ``token``: the receivers' bearer token, if set."""
+
+    def __init__(self, url: str = "http://127.0.0.1:9465", token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _get(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return json.load(response)
+
+    @staticmethod
+    def _path(model: str, version: str) -> str:
+        return f"/api/v1/models/{quote(model, safe='')}/versions/{quote(version or '_', safe='')}"
+
+    def models(self) -> Any:
+        """One row per live model version: status, rows, features drifting."""
+        return _table(self._get("/api/v1/models")["models"])
+
+    def drift(self, model: str, version: str = "") -> Any:
+        """One row per feature: decision, p-value, effect, data quality, and every method's score
+        (``scores.<method>`` columns)."""
+        return _table(self._get(self._path(model, version) + "/drift")["features"], flatten="scores")
+
+    def feature(self, model: str, version: str, feature: str) -> dict[str, Any]:
+        """One feature: reference and current summaries, distributions, the last evaluations."""
+        doc: dict[str, Any] = self._get(self._path(model, version) + f"/features/{quote(feature, safe='')}")
+        return doc
+
+
+def compare(reference: Any, current: Any, alpha: float | None = None) -> Any:
+    """The drift table the processor would compute for two profiles (file paths or ``ModelProfile``s).
+
+    >>> import numpy as np, tempfile, os
+    >>> from otel_ml.profile.model import ModelProfile
+    >>> from otel_ml.profile.sketch import NumericProfile
+    >>> ref, cur = ModelProfile("m", ""), ModelProfile("m", "")
+    >>> rng = np.random.default_rng(0)
+    >>> ref.features["x"] = NumericProfile(); ref.features["x"].update(rng.normal(0, 1, 5000))
+    >>> cur.features["x"] = NumericProfile(); cur.features["x"].update(rng.normal(1, 1, 5000))
+    >>> path = os.path.join(tempfile.mkdtemp(), "ref.json"); _ = open(path, "w").write(ref.to_json())
+    >>> table = compare(path, cur)
+    >>> bool(table.loc[0, "drift_detected"]), table.loc[0, "name"]
+    (True, 'x')
+    """
+    from otel_ml.analyze.drift import DriftConfig
+    from otel_ml.profile.model import ModelProfile
+    from otel_ml.ui.report import comparison_rows
+
+    def load(p: Any) -> ModelProfile:
+        return p if isinstance(p, ModelProfile) else ModelProfile.from_json(Path(p).read_bytes())
+
+    return _table(comparison_rows(load(reference), load(current), DriftConfig(alpha=alpha)), flatten="scores")
+

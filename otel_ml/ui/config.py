@@ -1,0 +1,16 @@
+"""YAML ``ui``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    """YAML ``ui``: the built-in pages and JSON API."""
+
+    enabled: bool = True
+    endpoint: str = "127.0.0.1:9465"
+    history_points: int = 360
+    """Evaluations of every feature kept for the "over time" chart (at the default 10 s interval: one hour);
+    about 9 bytes per feature per point. 0: none."""

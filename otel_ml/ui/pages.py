@@ -1,0 +1,222 @@
+"""HTML of the UI's pages and of offline reports: plain server-rendered HTML, no JavaScript.
+
+Every piece of text that came from a span (model, version, feature and category names) goes through ``esc``
+(``html.escape`` with quotes) or, in URLs, ``quote`` with no safe characters; the pages are also served with a
+Content-Security-Policy that forbids scripts, so a name that slipped through would still not run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+from otel_ml.ui import charts
+from otel_ml.ui.views import sorted_rows
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#2c3e50;color:#fff;padding:10px 24px}header a{color:#fff;text-decoration:none}
+main{padding:16px 24px;max-width:1400px}h1{font-size:20px;margin:8px 0}h2{font-size:16px;margin:20px 0 8px}
+table{border-collapse:collapse;background:#fff;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid #e5e5e5;padding:4px 10px;text-align:left;vertical-align:top}
+th a{color:#222}td.num,th.num{text-align:right}td.num{white-space:nowrap}
+.name{max-width:420px;overflow-wrap:anywhere}
+.badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;color:#fff}
+.drift{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
+.reference_pending{background:#7f8c8d}
+.muted{color:#777}.grid{display:flex;flex-wrap:wrap;gap:16px}
+.card{background:#fff;padding:8px 12px;border:1px solid #e5e5e5}
+img.chart{max-width:100%;height:auto}
+"""
+
+
+def esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def url_segment(text: str) -> str:
+    return quote(text, safe="")
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number for a table cell: ``–`` when missing, short scientific for tiny p-values."""
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if x != 0 and abs(x) < 10 ** -digits:
+        return f"{x:.2e}"
+    return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}%"
+
+
+def badge(state: str) -> str:
+    return f'<span class="badge {esc(state)}">{esc(state.replace("_", " "))}</span>'
+
+
+def layout(title: str, body: str, home: str = "/") -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)} · otel-ml</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
+            f'<body><header><a href="{esc(home)}">otel-ml</a></header><main>{body}</main></body></html>\n')
+
+
+def models_page(models: list[dict[str, Any]], model_href: Any, generated: str = "") -> str:
+    """Every model version with its status; ``model_href(model, version_path)`` links to its page."""
+    rows = []
+    for m in sorted(models, key=lambda m: ({"drift": 0, "quality": 1}.get(m["status"], 2), m["model"], m["version"])):
+        drifting = ", ".join(esc(x) for x in m["features_drifting"][:5]) + (
+            f" and {len(m['features_drifting']) - 5} more" if len(m["features_drifting"]) > 5 else "")
+        lat = m["latency_seconds"]["p95"]
+        rows.append(
+            f'<tr class="model" data-status="{esc(m["status"])}"><td class="name">'
+            f'<a href="{esc(model_href(m["model"], m["version_path"]))}">{esc(m["model"])}</a></td>'
+            f'<td class="name">{esc(m["version"]) or "<span class=muted>(none)</span>"}</td>'
+            f'<td>{badge(m["status"])}</td><td>{esc(m["reference_source"] or "pending")}</td>'
+            f'<td class="num">{fmt(m["reference_rows"])}</td><td class="num">{fmt(m["current_rows"])}</td>'
+            f'<td class="num">{len(m["features_drifting"])} of {m["features"]}</td><td class="name">{drifting}</td>'
+            f'<td class="num">{len(m["features_with_quality_problems"])}</td>'
+            f'<td class="num">{"–" if lat is None else f"{lat * 1000:.1f} ms"}</td>'
+            f'<td class="num">{pct(m["lost_ratio"])}</td></tr>')
+    table = ("<table><thead><tr><th>model</th><th>version</th><th>status</th><th>reference</th>"
+             "<th class=num>reference rows</th><th class=num>rows in horizon</th><th class=num>drifting</th>"
+             "<th>drifting features</th><th class=num>quality problems</th><th class=num>latency p95</th>"
+             "<th class=num>lost</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>") if rows else (
+        "<p>No model has sent predictions yet.</p>")
+    return layout("models", f"<h1>Models</h1>{table}<p class=muted>{esc(generated)}</p>")
+
+
+COLUMNS = (("name", "feature"), ("status", "status"), ("p_value", "p-value"), ("effect", "effect"),
+           ("current_count", "current n"), ("missing_ratio", "missing"), ("out_of_range_ratio", "out of range"),
+           ("unseen_ratio", "unseen"))
+
+
+def feature_table(rows: list[dict[str, Any]], feature_href: Any, sort: str = "problems",
+                  sort_href: Any = None) -> str:
+    """The per-feature table: decision, p-value, effect, distances and data quality, problems first."""
+    head = []
+    for key, label in COLUMNS:
+        cls = ' class="num"' if key not in ("name", "status") else ""
+        title = f'<a href="{esc(sort_href(key))}">{esc(label)}</a>' if sort_href else esc(label)
+        head.append(f"<th{cls}>{title}{' ▾' if key == sort else ''}</th>")
+    head.append("<th>why no decision</th><th>scores</th>")
+    body = []
+    for r in sorted_rows(rows, sort):
+        scores = " ".join(f"{esc(k)} {fmt(v)}" for k, v in r["scores"].items())
+        body.append(
+            f'<tr class="feature" data-status="{esc(r["status"])}" data-feature="{esc(r["name"])}">'
+            f'<td class="name"><a href="{esc(feature_href(r["name"]))}">{esc(r["name"])}</a>'
+            f' <span class=muted>{esc(r["kind"])}</span></td><td>{badge(r["status"])}</td>'
+            f'<td class="num">{fmt(r["p_value"])}</td>'
+            f'<td class="num">{fmt(r["effect"])} <span class=muted>{esc(r["effect_method"])}</span></td>'
+            f'<td class="num">{fmt(r["current_count"])}</td><td class="num">{pct(r["missing_ratio"])}</td>'
+            f'<td class="num">{pct(r["out_of_range_ratio"])}</td><td class="num">{pct(r["unseen_ratio"])}</td>'
+            f'<td>{esc(r["withheld_reason"] or "")}</td><td class="muted">{scores}</td></tr>')
+    return ("<table><thead><tr>" + "".join(head) + "</tr></thead><tbody>" + "".join(body)
+            + "</tbody></table>")
+
+
+def model_header(summary: dict[str, Any], rows_label: str = "rows in horizon") -> str:
+    version = esc(summary["version"]) if summary["version"] else "<span class=muted>(no version)</span>"
+    lat = summary["latency_seconds"]
+    items = [("status", badge(summary["status"])), ("reference", esc(summary["reference_source"] or "pending")),
+             ("reference rows", fmt(summary["reference_rows"])), (rows_label, fmt(summary["current_rows"])),
+             ("features drifting", f'{len(summary["features_drifting"])} of {summary["features"]}'),
+             ("latency p50 / p95 / p99", " / ".join("–" if lat[k] is None else f"{lat[k] * 1000:.1f} ms"
+                                                    for k in ("p50", "p95", "p99"))),
+             ("errors", pct(summary["error_ratio"])), ("lost", pct(summary["lost_ratio"]))]
+    cards = "".join(f'<div class="card"><div class=muted>{k}</div><div>{v}</div></div>' for k, v in items)
+    return f'<h1>{esc(summary["model"])} <span class=muted>{version}</span></h1><div class="grid">{cards}</div>'
+
+
+def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,
+               sort_href: Any) -> str:
+    body = model_header(summary) + "<h2>Features</h2>" + feature_table(rows, feature_href, sort, sort_href)
+    return layout(f"{summary['model']} {summary['version']}", body)
+
+
+def distribution_charts(dist: dict[str, Any]) -> list[tuple[str, str]]:
+    """(caption, data URI) of each chart of one feature's distribution."""
+    out = []
+    if dist["kind"] == "numeric" and dist["edges"]:
+        ref, cur = dist["reference"], dist["current"]
+        out.append(("histogram (reference-and-current range, shares per bin)",
+                    charts.histogram(dist["edges"], ref["bins"] if ref else None, cur["bins"] if cur else None)))
+        c = dist["cdf"]
+        out.append(("cumulative distribution", charts.cdf(c["quantiles"], c["reference"], c["current"])))
+    elif dist["kind"] == "categorical" and dist["categories"]:
+        ref, cur = dist["reference"], dist["current"]
+        out.append(("top categories, share of values", charts.category_bars(
+            dist["categories"], ref["shares"] if ref else None, cur["shares"] if cur else None)))
+    return out
+
+
+def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[str, Any] | None,
+                    current: dict[str, Any] | None, history: dict[str, Any] | None) -> str:
+    """One feature: its decision line, distributions, summary statistics and history."""
+    facts = [("status", badge(row["status"])), ("p-value", fmt(row["p_value"])),
+             ("threshold", fmt(row["threshold"])), (row["effect_method"] or "effect", fmt(row["effect"])),
+             ("reference n", fmt(row["reference_count"])), ("current n", fmt(row["current_count"])),
+             ("missing", pct(row["missing_ratio"])), ("type mismatch", pct(row["type_mismatch_ratio"])),
+             ("out of range", pct(row["out_of_range_ratio"])), ("unseen", pct(row["unseen_ratio"]))]
+    if row["withheld_reason"]:
+        facts.append(("why no decision", esc(row["withheld_reason"])))
+    html_ = '<div class="grid">' + "".join(f'<div class="card"><div class=muted>{k}</div><div>{v}</div></div>'
+                                           for k, v in facts) + "</div>"
+    html_ += "<h2>Scores</h2><table><tbody>" + "".join(
+        f"<tr><td>{esc(k)}</td><td class=num>{fmt(v)}</td></tr>" for k, v in row["scores"].items()) + "</tbody></table>"
+    pics = distribution_charts(dist)
+    if pics:
+        html_ += "<h2>Distribution: reference against current</h2>" + "".join(
+            f'<figure><img class="chart" alt="{esc(cap)}" src="{uri}"><figcaption class=muted>{esc(cap)}'
+            "</figcaption></figure>" for cap, uri in pics)
+    html_ += summary_table(reference, current)
+    if history and any(x is not None for x in history["p_value"] + history["effect"]):
+        uri = charts.score_history(history["time_unix"], history["p_value"], row["threshold"], history["effect"],
+                                   row["effect_method"] or "effect")
+        html_ += (f'<h2>Over time</h2><figure><img class="chart" alt="p-value and effect over time" src="{uri}">'
+                  f'<figcaption class=muted>{esc(history.get("caption", ""))}</figcaption></figure>')
+    return html_
+
+
+def summary_table(reference: dict[str, Any] | None, current: dict[str, Any] | None) -> str:
+    sides = [("reference", reference), ("current", current)]
+    if all(s is None for _, s in sides):
+        return ""
+    kind = (reference or current or {}).get("kind")
+    head = "<tr><th></th>" + "".join(f"<th class=num>{k}</th>" for k, s in sides if s is not None) + "</tr>"
+    keys: Iterable[tuple[str, Any]]
+    if kind == "numeric":
+        keys = [("count", lambda s: fmt(s["count"])), ("mean", lambda s: fmt(s["mean"])),
+                ("std", lambda s: fmt(s["std"])), ("min", lambda s: fmt(s["min"])),
+                *((f"q{q}", lambda s, q=q: fmt(s["quantiles"][q])) for q in ("0.05", "0.25", "0.5", "0.75",
+                                                                             "0.95")),
+                ("max", lambda s: fmt(s["max"]))]
+    else:
+        keys = [("count", lambda s: fmt(s["count"])),
+                ("distinct", lambda s: fmt(s["distinct"]) + ("" if s["distinct_exact"] else " (at least)"))]
+    body = "".join("<tr><td>" + esc(k) + "</td>" + "".join(f"<td class=num>{f(s)}</td>" for _, s in sides
+                                                           if s is not None) + "</tr>" for k, f in keys)
+    return f"<h2>Summary</h2><table><thead>{head}</thead><tbody>{body}</tbody></table>"
+
+
+def feature_page(summary: dict[str, Any], row: dict[str, Any], dist: dict[str, Any],
+                 reference: dict[str, Any] | None, current: dict[str, Any] | None, history: dict[str, Any] | None,
+                 model_href: str) -> str:
+    body = (f'<p><a href="{esc(model_href)}">← {esc(summary["model"])} {esc(summary["version"])}</a></p>'
+            f'<h1>{esc(row["name"])} <span class=muted>{esc(row["kind"])}</span></h1>'
+            + feature_section(row, dist, reference, current, history))
+    return layout(f"{row['name']} · {summary['model']}", body)
+
+
+def timestamp(t_ns: int | None) -> str:
+    if t_ns is None:
+        return "–"
+    return dt.datetime.fromtimestamp(t_ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

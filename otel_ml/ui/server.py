@@ -1,0 +1,221 @@
+"""The UI and JSON API listener of ``otel-ml serve`` (``ui.endpoint``, default 127.0.0.1:9465).
+
+Routes (docs/api.md):
+
+    GET /                                                        models page
+    GET /models/{model:[^/]+}/versions/{version:[^/]+}[?sort=COLUMN]         one model version: every feature
+    GET /models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature}    one feature: distributions, history
+    GET /api/v1/models
+    GET /api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/drift
+    GET /api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature}
+
+Names are percent-encoded path segments; the empty version is ``_``. The receivers' TLS and bearer token
+apply here too: a request carries ``Authorization: Bearer <token>``, or HTTP Basic with the token as password
+(what a browser's login prompt sends).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from otel_ml.analyze.drift import ModelReport
+from otel_ml.http_server import HttpServer, Listener, health_routes
+from otel_ml.profile.model import ModelProfile
+from otel_ml.ui import pages, views
+from otel_ml.ui.config import UiConfig
+from otel_ml.ui.history import ScoreHistory
+
+SECURITY_HEADERS = {
+    # No script, no external anything: charts are data: images, styles inline.
+    "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class UiSource:
+    """What the pages read from the processor."""
+
+    reports: Callable[[], list[ModelReport]]
+    profiles: Callable[[str, str], tuple[ModelProfile | None, ModelProfile | None] | None]
+    """(reference, current horizon) of a live model version, or None when it is not live."""
+    history: ScoreHistory
+
+
+class UiServer:
+    def __init__(self, config: UiConfig, source: UiSource, http: HttpServer,
+                 ssl_context: ssl.SSLContext | None = None, token: str | None = None,
+                 readiness: Callable[[], tuple[bool, str]] | None = None) -> None:
+        self.config = config
+        self.source = source
+        self._http = http
+        self._ssl = ssl_context
+        self._token = token.encode() if token else None
+        self._readiness = readiness or (lambda: (True, "ready"))
+        self._listener: Listener | None = None
+        self.port: int | None = None
+
+    def start(self) -> None:
+        self._http.start()
+        guarded = [("GET", path, self._guard(handler)) for path, handler in (
+            ("/", self._models_page),
+            ("/models/{model:[^/]+}/versions/{version:[^/]+}", self._model_page),
+            ("/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._feature_page),
+            ("/api/v1/models", self._api_models),
+            ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/drift", self._api_drift),
+            ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._api_feature),
+        )]
+        self._listener = self._http.listen("the UI (ui.endpoint)", self.config.endpoint,
+                                           [*guarded, *health_routes(self._readiness),
+                                            ("*", "/{tail:.*}", self._guard(self._not_found))], self._ssl)
+        self.port = self._listener.port
+
+    def shutdown(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    def _authorized(self, request: web.Request) -> bool:
+        if self._token is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return hmac.compare_digest(value.strip().encode(), self._token)
+        if scheme.lower() == "basic":
+            try:
+                _, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
+            except (binascii.Error, ValueError):
+                return False
+            return hmac.compare_digest(password, self._token)
+        return False
+
+    def _guard(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return web.Response(status=401, text="401: a bearer token is required\n", headers={
+                    "WWW-Authenticate": 'Basic realm="otel-ml", charset="UTF-8"', **SECURITY_HEADERS})
+            try:
+                response = await self._http.blocking(handler, request)
+            except _NotFound as e:
+                response = self._error(request, 404, str(e))
+            response.headers.update(SECURITY_HEADERS)
+            if response.body is not None and len(response.body) > 1024:  # type: ignore[arg-type]
+                response.enable_compression()
+            return response
+        return guarded
+
+    @staticmethod
+    def _error(request: web.Request, status: int, message: str) -> web.Response:
+        if request.path.startswith("/api/"):
+            return _json({"error": message}, status)
+        return web.Response(status=status, content_type="text/html",
+                            text=pages.layout("not found", f"<h1>{status}</h1><p>{pages.esc(message)}</p>"))
+
+    def _not_found(self, request: web.Request) -> web.Response:
+        raise _NotFound(f"nothing at {request.path}; models are listed at / and /api/v1/models")
+
+    def _report(self, request: web.Request) -> ModelReport:
+        model = request.match_info["model"]
+        version = views.version_from_segment(request.match_info["version"])
+        for r in self.source.reports():
+            if r.model == model and r.version == version:
+                return r
+        raise _NotFound(f"no live model {model!r} version {version!r} (evaluated every few seconds; "
+                        "GET /api/v1/models lists them)")
+
+    def _feature(self, request: web.Request) -> tuple[ModelReport, dict[str, Any], dict[str, Any]]:
+        """(model report, feature row, feature document: distributions, summaries, history)."""
+        report = self._report(request)
+        name = request.match_info["feature"]
+        f = next((f for f in report.features if f.feature == name), None)
+        if f is None:
+            raise _NotFound(f"model {report.model!r} has no feature {name!r}")
+        profiles = self.source.profiles(report.model, report.version)
+        ref, cur = profiles if profiles is not None else (None, None)
+        rp = ref.features.get(name) if ref is not None else None
+        cp = cur.features.get(name) if cur is not None else None
+        doc = {
+            "model": report.model, "version": report.version, "feature": views.feature_row(f),
+            "reference": views.profile_summary(rp) if rp is not None else None,
+            "current": views.profile_summary(cp) if cp is not None else None,
+            "distribution": views.distribution(rp, cp),
+            "history": self.source.history.series(report.model, report.version, name),
+        }
+        return report, doc["feature"], doc
+
+    @staticmethod
+    def _model_href(model: str, version_path: str) -> str:
+        return f"/models/{pages.url_segment(model)}/versions/{pages.url_segment(version_path)}"
+
+    # --- pages --------------------------------------------------------------------------------------
+    def _models_page(self, _request: web.Request) -> web.Response:
+        models = [views.model_summary(r) for r in self.source.reports()]
+        return _html(pages.models_page(models, self._model_href,
+                                       f"evaluated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"))
+
+    def _model_page(self, request: web.Request) -> web.Response:
+        report = self._report(request)
+        summary = views.model_summary(report)
+        base = self._model_href(report.model, summary["version_path"])
+        sort = request.query.get("sort", "problems")
+        if sort not in ("problems", *(k for k, _ in pages.COLUMNS)):
+            sort = "problems"
+        rows = [views.feature_row(f) for f in report.features]
+        return _html(pages.model_page(summary, rows, lambda name: f"{base}/features/{pages.url_segment(name)}",
+                                      sort, lambda key: f"{base}?sort={key}"))
+
+    def _feature_page(self, request: web.Request) -> web.Response:
+        report, row, doc = self._feature(request)
+        summary = views.model_summary(report)
+        history = dict(doc["history"], caption="the live horizon at each of the last evaluations")
+        return _html(pages.feature_page(summary, row, doc["distribution"], doc["reference"], doc["current"],
+                                        history, self._model_href(report.model, summary["version_path"])))
+
+    # --- API ----------------------------------------------------------------------------------------
+    def _api_models(self, _request: web.Request) -> web.Response:
+        models = []
+        for r in self.source.reports():
+            s = views.model_summary(r)
+            s["href"] = "/api/v1" + self._model_href(r.model, s["version_path"]) + "/drift"
+            models.append(s)
+        return _json({"models": models})
+
+    def _api_drift(self, request: web.Request) -> web.Response:
+        report = self._report(request)
+        summary = views.model_summary(report)
+        base = "/api/v1" + self._model_href(report.model, summary["version_path"])
+        rows = views.sorted_rows([views.feature_row(f) for f in report.features],
+                                 request.query.get("sort", "problems"))
+        for row in rows:
+            row["href"] = f"{base}/features/{pages.url_segment(row['name'])}"
+        return _json({**summary, "features": rows})
+
+    def _api_feature(self, request: web.Request) -> web.Response:
+        return _json(self._feature(request)[2])
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html", charset="utf-8")
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(doc, allow_nan=False), status=status, content_type="application/json")

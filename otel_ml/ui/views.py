@@ -1,0 +1,215 @@
+"""What the UI, the JSON API and offline reports show, as plain JSON-ready data.
+
+Every number here comes from the reports the processor computed (decisions, p-values, scores, data quality) or
+from the sketches themselves (distributions), so the pages, ``/api/v1`` and ``otel-ml report`` cannot disagree
+with the exported metrics. Non-finite numbers become ``None`` (JSON ``null``): JSON has no NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from otel_ml.analyze.drift import FeatureReport, ModelReport
+from otel_ml.profile.model import ModelProfile
+from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
+
+QUALITY_LIMITS = {"missing_ratio": 0.1, "type_mismatch_ratio": 0.01, "unseen_ratio": 0.05,
+                  "out_of_range_ratio": 0.05}
+"""Data-quality shares above these count as problems: the thresholds of the shipped alert rules
+(examples/prometheus/otel-ml-alerts.yaml)."""
+EFFECT = {"numeric": "wasserstein", "categorical": "js"}
+EMPTY_VERSION = "_"
+"""How the empty model version is written in a URL path (``/models/m/versions/_``)."""
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+TOP_CATEGORIES = 20
+HISTOGRAM_BINS = 30
+
+
+def number(x: Any) -> float | int | None:
+    """A JSON-safe number: None for NaN and ±inf.
+
+    >>> number(float("nan")) is None, number(3), number(np.float32(0.5))
+    (True, 3, 0.5)
+    """
+    if x is None:
+        return None
+    if isinstance(x, (bool, np.bool_)):
+        return int(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def version_segment(version: str) -> str:
+    return version if version else EMPTY_VERSION
+
+
+def version_from_segment(segment: str) -> str:
+    return "" if segment == EMPTY_VERSION else segment
+
+
+def quality_problems(f: FeatureReport) -> list[str]:
+    """The data-quality shares of a feature above the alert rules' thresholds."""
+    return [k for k, limit in QUALITY_LIMITS.items() if (v := getattr(f, k)) == v and v > limit]
+
+
+def status(f: FeatureReport) -> str:
+    """``drift``, ``quality`` (a data-quality problem), ``withheld`` (no decision, and why is in the row) or
+    ``ok``; the order problems are listed in."""
+    if f.overall.detected:
+        return "drift"
+    if quality_problems(f):
+        return "quality"
+    if f.overall.detected is None:
+        return "withheld"
+    return "ok"
+
+
+STATUS_ORDER = {"drift": 0, "quality": 1, "withheld": 2, "ok": 3}
+
+
+def feature_row(f: FeatureReport) -> dict[str, Any]:
+    """One feature's decision, scores and data quality (an element of the ``drift`` endpoint's ``features``)."""
+    p = f.overall.score if f.overall.p_value else math.nan
+    effect_method = EFFECT.get(f.kind, "")
+    scores = {m.method: number(m.score) for m in f.methods}
+    return {
+        "name": f.feature, "kind": f.kind, "status": status(f),
+        "drift_detected": f.overall.detected, "withheld_reason": f.withheld_reason or None,
+        "p_value": number(p), "threshold": number(f.overall.threshold),
+        "decided_by": "test" if f.overall.p_value else "distance",
+        "overall_score": number(f.overall.score),
+        "effect_method": effect_method, "effect": scores.get(effect_method),
+        "scores": scores,
+        "reference_count": f.reference_count, "current_count": f.current_count,
+        "missing_ratio": number(f.missing_ratio), "type_mismatch_ratio": number(f.type_mismatch_ratio),
+        "unseen_ratio": number(f.unseen_ratio), "out_of_range_ratio": number(f.out_of_range_ratio),
+        "quality_problems": quality_problems(f),
+    }
+
+
+def sorted_rows(rows: list[dict[str, Any]], key: str = "problems") -> list[dict[str, Any]]:
+    """Rows in the UI's order: ``problems`` (drift, then data quality, then withheld, each by p-value), or by
+    a column (``name``, ``p_value``, ``effect``, ``missing_ratio``, ...; missing values last)."""
+    if key == "problems":
+        return sorted(rows, key=lambda r: (STATUS_ORDER[r["status"]], r["p_value"] if r["p_value"] is not None
+                                           else 2.0, r["name"]))
+    if key in ("name", "kind", "status"):
+        return sorted(rows, key=lambda r: (str(r[key]), r["name"]))
+    descending = key not in ("p_value",)
+
+    def value(r: dict[str, Any]) -> tuple[int, float, str]:
+        v = r.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return (1, 0.0, r["name"])
+        return (0, -v if descending else v, r["name"])
+    return sorted(rows, key=value)
+
+
+def model_summary(r: ModelReport) -> dict[str, Any]:
+    """A model version's status line (an element of ``/api/v1/models``)."""
+    rows = [feature_row(f) for f in r.features]
+    drifting = sorted(x["name"] for x in rows if x["status"] == "drift")
+    quality = sorted(x["name"] for x in rows if x["quality_problems"])
+    state = "drift" if drifting else "quality" if quality else (
+        "reference_pending" if r.reference_source is None else "ok")
+    return {
+        "model": r.model, "version": r.version, "version_path": version_segment(r.version), "status": state,
+        "reference_source": r.reference_source, "reference_rows": r.reference_rows,
+        "reference_pending_rows": r.reference_pending_rows, "current_rows": r.current_rows,
+        "features": len(rows), "features_drifting": drifting, "features_with_quality_problems": quality,
+        "latency_seconds": {"p50": number(r.latency_p50), "p95": number(r.latency_p95),
+                            "p99": number(r.latency_p99)},
+        "error_ratio": number(r.error_ratio), "lost_ratio": number(r.lost_ratio),
+    }
+
+
+def profile_summary(p: FeatureProfile) -> dict[str, Any]:
+    """What one profiled feature holds: count, missing share, and quantiles or top categories.
+
+    >>> from otel_ml.profile.sketch import NumericProfile
+    >>> x = NumericProfile(); x.update(np.array([1.0, 2.0, 3.0, float("nan")]))
+    >>> s = profile_summary(x); s["count"], s["missing_ratio"], s["mean"], s["quantiles"]["0.5"]
+    (3, 0.25, 2.0, 2.0)
+    """
+    rows = p.rows
+    out: dict[str, Any] = {"kind": p.kind, "count": p.count, "rows": rows,
+                           "missing_ratio": number(p.missing / rows) if rows else None,
+                           "type_mismatch_ratio": number(p.mismatch / rows) if rows else None}
+    if isinstance(p, NumericProfile):
+        out.update(mean=number(p.mean) if p.count else None, std=number(p.std) if p.count else None,
+                   min=number(p.min) if p.count else None, max=number(p.max) if p.count else None,
+                   quantiles={str(q): number(p.quantile(q)) for q in QUANTILES},
+                   exact=p.count > 0 and p.rank_error() == 0)
+    else:
+        assert isinstance(p, CategoricalProfile)
+        freq = p.frequencies()
+        top = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
+        out.update(distinct=len(freq), distinct_exact=p.is_exact(),
+                   top_categories=[{"category": k, "count": v, "share": number(v / p.count) if p.count else None}
+                                   for k, v in top])
+    return out
+
+
+def numeric_distribution(ref: NumericProfile | None, cur: NumericProfile | None) -> dict[str, Any]:
+    """Reference and current histograms on shared bins (equal width over the 0.5–99.5% range of both, shares
+    from each sketch's CDF, values beyond the range in the outer bins' neighbours ``below``/``above``) and both
+    CDFs at 101 quantiles."""
+    sides = [p for p in (ref, cur) if p is not None and p.count]
+    if not sides:
+        return {"kind": "numeric", "edges": [], "reference": [], "current": [], "cdf": None}
+    lo = min(float(p.quantile(0.005)) for p in sides)
+    hi = max(float(p.quantile(0.995)) for p in sides)
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+
+    def shares(p: NumericProfile | None) -> dict[str, Any] | None:
+        if p is None or not p.count:
+            return None
+        cdf = np.asarray(p.sketch.get_cdf(edges.tolist()), float)  # P(X < edge) at each edge, then 1
+        return {"below": number(cdf[0]), "bins": [number(x) for x in np.diff(cdf[:-1])],
+                "above": number(1.0 - cdf[-2])}
+    qs = np.linspace(0, 1, 101)
+    return {
+        "kind": "numeric", "edges": [number(e) for e in edges], "reference": shares(ref), "current": shares(cur),
+        "cdf": {"quantiles": [number(q) for q in qs],
+                "reference": [number(ref.quantile(q)) for q in qs] if ref is not None and ref.count else None,
+                "current": [number(cur.quantile(q)) for q in qs] if cur is not None and cur.count else None},
+    }
+
+
+def categorical_distribution(ref: CategoricalProfile | None, cur: CategoricalProfile | None) -> dict[str, Any]:
+    """Shares of the most frequent categories of either side (the rest pooled as ``other``)."""
+    rf = ref.frequencies() if ref is not None else {}
+    cf = cur.frequencies() if cur is not None else {}
+    rn = ref.count if ref is not None else 0
+    cn = cur.count if cur is not None else 0
+    weight = {k: (rf.get(k, 0) / rn if rn else 0) + (cf.get(k, 0) / cn if cn else 0) for k in set(rf) | set(cf)}
+    top = sorted(weight, key=lambda k: (-weight[k], k))[:TOP_CATEGORIES]
+
+    def shares(freq: dict[str, int], n: int) -> dict[str, Any] | None:
+        if not n:
+            return None
+        s = [freq.get(k, 0) / n for k in top]
+        return {"shares": [number(x) for x in s], "other": number(max(0.0, 1 - sum(s)))}
+    return {"kind": "categorical", "categories": top, "reference": shares(rf, rn), "current": shares(cf, cn)}
+
+
+def distribution(ref: FeatureProfile | None, cur: FeatureProfile | None) -> dict[str, Any]:
+    kind = (cur or ref).kind if (cur or ref) is not None else "numeric"  # type: ignore[union-attr]
+    if kind == "numeric":
+        return numeric_distribution(ref if isinstance(ref, NumericProfile) else None,
+                                    cur if isinstance(cur, NumericProfile) else None)
+    return categorical_distribution(ref if isinstance(ref, CategoricalProfile) else None,
+                                    cur if isinstance(cur, CategoricalProfile) else None)
+
+
+def profile_document(profile: ModelProfile) -> dict[str, Any]:
+    """A whole profile file (a baseline, a pinned reference, an archive export), readable: ``baseline show``."""
+    return {"model": profile.model, "version": profile.version, "rows": profile.rows,
+            "features": {name: profile_summary(p) for name, p in sorted(profile.features.items())}}
