@@ -137,14 +137,9 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
 
 
 def _parse_time_ns(text: str) -> int:
-    try:
-        return int(float(text) * 1e9)
-    except ValueError:
-        pass
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1e9)
+    from otel_ml.store.archive import parse_time_ns
+
+    return parse_time_ns(text)
 
 
 def _read_profile(path: str) -> object:

@@ -118,7 +118,9 @@ class ProcessorService:
                                                                    if k not in self.models])
         self.history = ScoreHistory(config.ui.history_points if config.ui.enabled else 0)
         """Each feature's last evaluations, for the UI's "over time" view."""
-        self.ui = (UiServer(config.ui, UiSource(self.reports, self.profiles, self.history), self.http,
+        self.ui = (UiServer(config.ui, UiSource(self.reports, self.profiles, self.history,
+                                                config.state.dir if self.journal is not None else None,
+                                                config.drift), self.http,
                             ssl_context=server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
                             if tls.enabled else None,  # type: ignore[arg-type]
                             token=token, readiness=self.readiness) if config.ui.enabled else None)
@@ -522,6 +524,10 @@ class ProcessorService:
                 reports = self.evaluate()
                 self.exporter.refresh()  # series built and rendered here, not in a scrape
                 self.history.record(time.time(), reports)
+                if self.journal is not None:
+                    # Also when no request comes: a quiet model's windows still reach the archive (which the
+                    # pages and `otel-ml report` read) and a restart replays less.
+                    self._maybe_checkpoint()
                 log.debug("evaluated %d model(s) in %.3fs", len(reports), time.perf_counter() - started)
             except Exception:
                 log.exception("drift evaluation failed")

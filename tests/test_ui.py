@@ -80,7 +80,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServeProcess, Pat
     subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "loans", "--model-version",
                     "3", "--input", str(tmp / "train.csv"), "--prediction-column", "label", "--output",
                     str(baselines / "loans.json")], check=True, capture_output=True)
-    (tmp / "c.yaml").write_text("export:\n  distribution: true\n")
+    (tmp / "c.yaml").write_text("export:\n  distribution: true\nstate:\n  checkpoint_interval_seconds: 1\n")
     sp = start_serve(tmp / "state", "--config", str(tmp / "c.yaml"), "--baseline-dir", str(baselines), "--window",
                      "1", "--horizon", "30", "--evaluation-interval", "0.5")
     provider = sdk_provider(sp)
@@ -153,6 +153,33 @@ def test_api_lists_models_and_the_drifted_features(running) -> None:
     assert shares == pytest.approx(raw["channel"].value_counts(normalize=True).to_dict(), rel=1e-5)
 
     assert get(sp, "/api/v1/models/nope/versions/_/drift")[0] == 404
+
+
+def test_feature_history_from_the_archive(running) -> None:
+    """The hostile model's first 30 s were pinned (and archived), the next 30 s shifted by 1σ: its numeric
+    feature's archive history shows the effect jump between them."""
+    sp, _ = running
+    models = {m["model"]: m for m in api(sp, "/api/v1/models")["models"]}
+    base = (f"/api/v1/models/{quote(HOSTILE_MODEL, safe='')}/versions/"
+            f"{quote(models[HOSTILE_MODEL]['version_path'], safe='')}/features/{quote('ünïcödé ✓', safe='')}")
+
+    def archived() -> dict | None:
+        h = api(sp, base)["archive_history"]
+        return h if h and len(h["effect"]) >= 20 else None
+    h = wait_for(archived, what="archived windows of both halves (a checkpoint a second)")
+    effects = [e for e in h["effect"] if e is not None]
+    third = len(effects) // 3
+    assert np.mean(effects[-third:]) > np.mean(effects[:third]) + 0.5, effects
+    # Parts of ~40 values are below drift.min_samples: no decision, but the p-values tell the halves apart.
+    p = h["p_value"]
+    assert np.median(p[-third:]) < 1e-6 < 0.01 < np.median(p[:third]), p
+    # A range: only what is in it; a bad time is a 400 that says why.
+    t = h["time_unix"]
+    narrow = api(sp, base + f"?from={t[0] - 10:.3f}&to={t[2] + 0.001:.3f}")["archive_history"]
+    assert narrow["time_unix"] and max(narrow["time_unix"]) <= t[2] + 0.001 < max(t)
+    assert min(narrow["from_unix"]) >= t[0] - 10
+    status, body, _ = get(sp, base + "?from=yesterday")
+    assert status == 400 and "not a time" in json.loads(body)["error"]
     assert "error" in json.loads(get(sp, "/api/v1/models/nope/versions/_/drift")[1])
 
 

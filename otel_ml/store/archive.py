@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 from otel_ml.profile.model import ModelProfile
@@ -55,6 +56,25 @@ class ArchiveRow(NamedTuple):
     """``window``, ``hour`` or ``day``."""
     profile: bytes
     """``ModelProfile.to_json()``, encoded."""
+
+
+def parse_time_ns(text: str) -> int:
+    """A moment given as Unix seconds or ISO 8601 (UTC unless it says otherwise), in ns.
+
+    >>> parse_time_ns("1.5"), parse_time_ns("1970-01-01T00:00:02Z")
+    (1500000000, 2000000000)
+    """
+    try:
+        return int(float(text) * 1e9)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ValueError(f"not a time: {text!r} (ISO 8601 like 2026-11-20T00:00:00Z, or Unix seconds)") from e
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1e9)
 
 
 def window_row(start_ns: int, window_ns: int, profile: ModelProfile) -> ArchiveRow:

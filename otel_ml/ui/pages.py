@@ -159,7 +159,8 @@ def distribution_charts(dist: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[str, Any] | None,
-                    current: dict[str, Any] | None, history: dict[str, Any] | None) -> str:
+                    current: dict[str, Any] | None, history: dict[str, Any] | None,
+                    archive: dict[str, Any] | None = None) -> str:
     """One feature: its decision line, distributions, summary statistics and history."""
     facts = [("status", badge(row["status"])), ("p-value", fmt(row["p_value"])),
              ("threshold", fmt(row["threshold"])), (row["effect_method"] or "effect", fmt(row["effect"])),
@@ -178,11 +179,12 @@ def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[s
             f'<figure><img class="chart" alt="{esc(cap)}" src="{uri}"><figcaption class=muted>{esc(cap)}'
             "</figcaption></figure>" for cap, uri in pics)
     html_ += summary_table(reference, current)
-    if history and any(x is not None for x in history["p_value"] + history["effect"]):
-        uri = charts.score_history(history["time_unix"], history["p_value"], row["threshold"], history["effect"],
-                                   row["effect_method"] or "effect")
-        html_ += (f'<h2>Over time</h2><figure><img class="chart" alt="p-value and effect over time" src="{uri}">'
-                  f'<figcaption class=muted>{esc(history.get("caption", ""))}</figcaption></figure>')
+    for title, h in (("Over time", history), ("Over time: the archive", archive)):
+        if h and any(x is not None for x in h["p_value"] + h["effect"]):
+            uri = charts.score_history(h["time_unix"], h["p_value"], row["threshold"], h["effect"],
+                                       row["effect_method"] or "effect")
+            html_ += (f'<h2>{title}</h2><figure><img class="chart" alt="p-value and effect over time" '
+                      f'src="{uri}"><figcaption class=muted>{esc(h.get("caption", ""))}</figcaption></figure>')
     return html_
 
 
@@ -209,10 +211,10 @@ def summary_table(reference: dict[str, Any] | None, current: dict[str, Any] | No
 
 def feature_page(summary: dict[str, Any], row: dict[str, Any], dist: dict[str, Any],
                  reference: dict[str, Any] | None, current: dict[str, Any] | None, history: dict[str, Any] | None,
-                 model_href: str) -> str:
+                 model_href: str, archive: dict[str, Any] | None = None) -> str:
     body = (f'<p><a href="{esc(model_href)}">← {esc(summary["model"])} {esc(summary["version"])}</a></p>'
             f'<h1>{esc(row["name"])} <span class=muted>{esc(row["kind"])}</span></h1>'
-            + feature_section(row, dist, reference, current, history))
+            + feature_section(row, dist, reference, current, history, archive))
     return layout(f"{row['name']} · {summary['model']}", body)
 
 

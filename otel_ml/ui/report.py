@@ -47,7 +47,9 @@ def find_reference(state_dir: str | Path, model: str, version: str, reference: s
 
 
 def _rows_in_range(conn: sqlite3.Connection, model: str, version: str, start_ns: int, end_ns: int,
-                   window_ns: int | None) -> list[tuple[int, int, bytes]]:
+                   window_ns: int | None, newest_first: bool = False) -> sqlite3.Cursor:
+    """(start, end, profile) of every archived profile of (model, version) in [start_ns, end_ns), and of the
+    windows live at the last checkpoint (``window_ns``: their length), in time order."""
     query = ("SELECT start_ns, end_ns, profile FROM archive WHERE model=? AND version=? AND start_ns>=? "
              "AND end_ns<=?")
     params: tuple = (model, version, start_ns, end_ns)
@@ -55,7 +57,7 @@ def _rows_in_range(conn: sqlite3.Connection, model: str, version: str, start_ns:
         query += (" UNION ALL SELECT start_ns, start_ns+?, profile FROM window_state WHERE model=? AND version=? "
                   "AND start_ns>=? AND start_ns+?<=?")
         params += (window_ns, model, version, start_ns, window_ns, end_ns)
-    return list(conn.execute(query + " ORDER BY 1", params))
+    return conn.execute(query + (" ORDER BY 1 DESC" if newest_first else " ORDER BY 1"), params)
 
 
 def history(rows: list[tuple[int, int, bytes]], reference: ModelProfile, drift: DriftConfig,
@@ -95,16 +97,9 @@ def feature_history(conn: sqlite3.Connection, model: str, version: str, feature:
     out: dict[str, list] = {"time_unix": [], "p_value": [], "effect": [], "drift_detected": []}
     if ref_feature is None:
         return out
-    query = ("SELECT start_ns, end_ns, profile FROM archive WHERE model=? AND version=? AND start_ns>=? "
-             "AND end_ns<=?")
-    params: tuple = (model, version, start_ns, end_ns)
-    if window_ns is not None:
-        query += (" UNION ALL SELECT start_ns, start_ns+?, profile FROM window_state WHERE model=? AND version=? "
-                  "AND start_ns>=? AND start_ns+?<=?")
-        params += (window_ns, model, version, start_ns, window_ns, end_ns)
     read = 0
     found: list[tuple[int, int, Any]] = []
-    for start, end, blob in conn.execute(query + " ORDER BY 1 DESC", params):
+    for start, end, blob in _rows_in_range(conn, model, version, start_ns, end_ns, window_ns, newest_first=True):
         read += len(blob)
         d = json.loads(blob)
         if feature in d.get("features", {}):
@@ -147,7 +142,7 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
     try:
         window_ns = live_window_ns(conn)
         current = export_range(conn, model, version, start_ns, end_ns, window_ns)
-        rows = _rows_in_range(conn, model, version, start_ns, end_ns, window_ns)
+        rows = list(_rows_in_range(conn, model, version, start_ns, end_ns, window_ns))
     finally:
         conn.close()
     report = compare(ref, current, drift, "baseline" if source.startswith("baseline") else "pinned")

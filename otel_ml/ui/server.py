@@ -28,12 +28,15 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_ml.analyze.drift import ModelReport
+from otel_ml.analyze.drift import DriftConfig, ModelReport
 from otel_ml.http_server import HttpServer, Listener, health_routes
 from otel_ml.profile.model import ModelProfile
+from otel_ml.store.archive import DAY_NS, parse_time_ns
+from otel_ml.store.state import live_window_ns, open_read_only
 from otel_ml.ui import pages, views
 from otel_ml.ui.config import UiConfig
 from otel_ml.ui.history import ScoreHistory
+from otel_ml.ui.report import feature_history
 
 SECURITY_HEADERS = {
     # No script, no external anything: charts are data: images, styles inline.
@@ -53,6 +56,9 @@ class UiSource:
     profiles: Callable[[str, str], tuple[ModelProfile | None, ModelProfile | None] | None]
     """(reference, current horizon) of a live model version, or None when it is not live."""
     history: ScoreHistory
+    state_dir: str | None = None
+    """Where the archive is (durable state only): the feature page's longer history."""
+    drift: DriftConfig | None = None
 
 
 class UiServer:
@@ -113,6 +119,8 @@ class UiServer:
                 response = await self._http.blocking(handler, request)
             except _NotFound as e:
                 response = self._error(request, 404, str(e))
+            except _BadRequest as e:
+                response = self._error(request, 400, str(e))
             response.headers.update(SECURITY_HEADERS)
             if response.body is not None and len(response.body) > 1024:  # type: ignore[arg-type]
                 response.enable_compression()
@@ -149,14 +157,37 @@ class UiServer:
         ref, cur = profiles if profiles is not None else (None, None)
         rp = ref.features.get(name) if ref is not None else None
         cp = cur.features.get(name) if cur is not None else None
+        row = views.feature_row(f)
         doc = {
-            "model": report.model, "version": report.version, "feature": views.feature_row(f),
+            "model": report.model, "version": report.version, "feature": row,
             "reference": views.profile_summary(rp) if rp is not None else None,
             "current": views.profile_summary(cp) if cp is not None else None,
             "distribution": views.distribution(rp, cp),
             "history": self.source.history.series(report.model, report.version, name),
+            "archive_history": self._archive_history(request, report, row, ref),
         }
-        return report, doc["feature"], doc
+        return report, row, doc
+
+    def _archive_history(self, request: web.Request, report: ModelReport, row: dict[str, Any],
+                         reference: ModelProfile | None) -> dict[str, Any] | None:
+        """The feature against the reference over archived windows in ``?from=&to=`` (default: the last 24 h)."""
+        if self.source.state_dir is None or reference is None:
+            return None
+        try:
+            end = parse_time_ns(request.query["to"]) if "to" in request.query else time.time_ns()
+            start = parse_time_ns(request.query["from"]) if "from" in request.query else end - DAY_NS
+            conn = open_read_only(self.source.state_dir)
+        except ValueError as e:
+            raise _BadRequest(str(e)) from e
+        except FileNotFoundError:
+            return None
+        try:
+            out = feature_history(conn, report.model, report.version, row["name"], reference, start, end,
+                                  live_window_ns(conn), self.source.drift or DriftConfig(), row["threshold"])
+        finally:
+            conn.close()
+        out["range_unix"] = [start / 1e9, end / 1e9]
+        return out
 
     @staticmethod
     def _model_href(model: str, version_path: str) -> str:
@@ -183,8 +214,14 @@ class UiServer:
         report, row, doc = self._feature(request)
         summary = views.model_summary(report)
         history = dict(doc["history"], caption="the live horizon at each of the last evaluations")
+        archive = doc["archive_history"]
+        if archive is not None:
+            archive = dict(archive, caption="archived windows (and the live ones at the last checkpoint), "
+                           "each part against the reference; ?from=&to= (ISO 8601 or Unix seconds) for "
+                           "another range")
         return _html(pages.feature_page(summary, row, doc["distribution"], doc["reference"], doc["current"],
-                                        history, self._model_href(report.model, summary["version_path"])))
+                                        history, self._model_href(report.model, summary["version_path"]),
+                                        archive))
 
     # --- API ----------------------------------------------------------------------------------------
     def _api_models(self, _request: web.Request) -> web.Response:
@@ -210,6 +247,10 @@ class UiServer:
 
 
 class _NotFound(Exception):
+    pass
+
+
+class _BadRequest(Exception):
     pass
 
 
