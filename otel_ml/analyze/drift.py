@@ -83,14 +83,23 @@ DISTRIBUTION_QUANTILES = (0.05, 0.5, 0.95)
 DISTRIBUTION_TOP_CATEGORIES = 5
 
 
-def current_distribution(cur: NumericProfile | CategoricalProfile) -> dict[str, Any]:
+def current_distribution(cur: NumericProfile | CategoricalProfile,
+                         items: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """What ``export.distribution`` shows of a current horizon: mean and a few quantiles, or the top categories'
-    shares (the categories the frequent-items sketch holds; exact while it is)."""
+    shares (the categories the frequent-items sketch holds; exact while it is). ``items``: the numeric sketch's
+    sorted weighted items when the caller has them (the quantiles are read from them, as the sketch would)."""
     if not cur.count:
         return {}
     if isinstance(cur, NumericProfile):
-        return {"current_mean": cur.mean,
-                "current_quantiles": {f"{q:g}": cur.quantile(q) for q in DISTRIBUTION_QUANTILES}}
+        if items is None:
+            quantiles = {f"{q:g}": cur.quantile(q) for q in DISTRIBUTION_QUANTILES}
+        else:
+            # The first retained value whose cumulative weight passes q·n: KLL's own (exclusive) quantile.
+            values, weights = items
+            cum = np.cumsum(weights)
+            at = np.searchsorted(cum, np.array(DISTRIBUTION_QUANTILES) * cum[-1], side="right")
+            quantiles = {f"{q:g}": float(values[min(i, len(values) - 1)]) for q, i in zip(DISTRIBUTION_QUANTILES, at)}
+        return {"current_mean": cur.mean, "current_quantiles": quantiles}
     freq = cur.frequencies()
     top = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:DISTRIBUTION_TOP_CATEGORIES]
     return {"top_categories": [(k, v / cur.count) for k, v in top]}
@@ -289,7 +298,7 @@ def compare_numeric(
     methods += [MethodResult(k, v, thresholds[k], _decide(v, thresholds[k], withheld))
                 for k, v in scores.items() if k != "ks"]
     if method in ("auto", "ks"):
-        if not withheld and p_resolved >= alpha and stats.ks_pvalue(d, n, m) < alpha:
+        if not withheld and resolution > 0 and p_resolved >= alpha and stats.ks_pvalue(d, n, m) < alpha:
             withheld = "below_sketch_resolution"  # significant only if the sketches were exact
         overall = MethodResult(OVERALL_METHOD, p_resolved, alpha,
                                _decide(p_resolved, alpha, withheld, lower_is_drift=True), p_value=True)
@@ -297,7 +306,7 @@ def compare_numeric(
         overall = _overall_from(method, methods, withheld)
     return FeatureReport(name, "numeric", n, m, methods, overall, withheld, missing, mismatch,
                          unseen_ratio=math.nan, out_of_range_ratio=stats.out_of_range_share(c, ref.min, ref.max),
-                         resolution=resolution, ratio_resolution=cur.rank_error(), **current_distribution(cur))
+                         resolution=resolution, ratio_resolution=cur.rank_error(), **current_distribution(cur, c))
 
 
 def compare_categorical(
