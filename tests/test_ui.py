@@ -90,6 +90,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServeProcess, Pat
     # The hostile model: its first 30 s (pinned as its reference), then 30 s shifted.
     send_hostile(provider, 1200, shifted=False, seed=1, seconds_ago=(75, 45))
     send_hostile(provider, 1200, shifted=True, seed=2, seconds_ago=(29, 0))
+    # A model without a version and without a reference yet (fewer rows than windows.reference_min_rows).
+    tracer = provider.get_tracer("pending")
+    for i in range(50):
+        tracer.start_span("predict", attributes={"ml.model.name": "pending", "ml.feature.a/b": float(i),
+                                                 "ml.feature.kind": ["x", "y"][i % 2]}).end()
     provider.shutdown()
 
     def evaluated() -> bool:
@@ -153,6 +158,28 @@ def test_api_lists_models_and_the_drifted_features(running) -> None:
     assert shares == pytest.approx(raw["channel"].value_counts(normalize=True).to_dict(), rel=1e-5)
 
     assert get(sp, "/api/v1/models/nope/versions/_/drift")[0] == 404
+
+
+def test_a_model_still_collecting_its_reference(running) -> None:
+    """No version (`_` in paths), no reference yet: its status says so, every feature is withheld with the reason,
+    and a feature's page shows the current distribution alone; a name with a slash is one path segment."""
+    sp, _ = running
+    models = {m["model"]: m for m in api(sp, "/api/v1/models")["models"]}
+    pending = models["pending"]
+    assert pending["status"] == "reference_pending" and pending["version_path"] == "_"
+    assert pending["reference_pending_rows"] == 1000 - 50
+    drift = api(sp, pending["href"])
+    assert {f["name"]: (f["status"], f["withheld_reason"]) for f in drift["features"]} == {
+        "a/b": ("withheld", "reference_pending"), "kind": ("withheld", "reference_pending")}
+    doc = api(sp, "/api/v1/models/pending/versions/_/features/a%2Fb")
+    assert doc["reference"] is None and doc["current"]["count"] == 50
+    assert doc["distribution"]["reference"] is None and sum(doc["distribution"]["current"]["bins"]) > 0.9
+    status, page, _ = get(sp, "/models/pending/versions/_/features/a%2Fb")
+    assert status == 200 and page.count('<img class="chart"') >= 2
+    status, page, _ = get(sp, "/models/pending/versions/_/features/kind")
+    assert status == 200 and page.count('<img class="chart"') >= 1
+    status, home, _ = get(sp, "/")
+    assert 'data-status="reference_pending"' in home
 
 
 def test_feature_history_from_the_archive(running) -> None:
