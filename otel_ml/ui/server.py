@@ -132,7 +132,7 @@ class UiServer:
         if request.path.startswith("/api/"):
             return _json({"error": message}, status)
         return web.Response(status=status, content_type="text/html",
-                            text=pages.layout("not found", f"<h1>{status}</h1><p>{pages.esc(message)}</p>"))
+                            text=pages.layout(str(status), f"<h1>{status}</h1><p>{pages.esc(message)}</p>"))
 
     def _not_found(self, request: web.Request) -> web.Response:
         raise _NotFound(f"nothing at {request.path}; models are listed at / and /api/v1/models")
