@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 import subprocess
@@ -113,6 +114,31 @@ def test_refused_without_token_certificate_or_tls(secure_serve, pki: Path) -> No
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
         urllib.request.urlopen(req, timeout=5, context=ssl.create_default_context(cafile=str(pki / "ca.crt")))
     assert sum(s.value for s in select(sp.scrape(), "ml_predictions_total")) == 0
+
+
+def test_the_pages_and_api_take_the_receivers_tls_and_token(secure_serve, pki: Path) -> None:
+    """The UI listener is HTTPS with the receivers' certificate, asks for their client certificate, and for the
+    token (Bearer, or Basic with the token as password: what a browser's login prompt sends)."""
+    sp = secure_serve
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
+    url = f"https://127.0.0.1:{sp.ui_port}/api/v1/models"
+
+    def status(context: ssl.SSLContext, authorization: str | None) -> int:
+        req = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=context) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert status(ctx, f"Bearer {TOKEN}") == 200
+    assert status(ctx, "Basic " + base64.b64encode(f"me:{TOKEN}".encode()).decode()) == 200
+    assert status(ctx, None) == 401 and status(ctx, "Bearer wrong") == 401
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):  # no client certificate
+        status(ssl.create_default_context(cafile=str(pki / "ca.crt")), f"Bearer {TOKEN}")
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP on the TLS port
+        urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models", timeout=5)
 
 
 def test_categorical_values_are_hashed_before_sketching(tmp_path: Path) -> None:
