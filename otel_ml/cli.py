@@ -136,25 +136,19 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_time_ns(text: str) -> int:
-    from otel_ml.store.archive import parse_time_ns
-
-    return parse_time_ns(text)
-
-
-def _read_profile(path: str) -> object:
-    from otel_ml.profile.model import ModelProfile
-
-    try:
-        return ModelProfile.from_json(Path(path).read_bytes())
-    except (KeyError, ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a profile file (baseline, pinned reference or archive export): {e}") from e
+def _level(text: str) -> float:
+    """An argparse type: a significance level in (0, 1)."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a significance level in (0, 1), got {text}")
+    return value
 
 
 def cmd_baseline_show(args: argparse.Namespace) -> int:
+    from otel_ml.profile.model import ModelProfile
     from otel_ml.ui.views import profile_document
 
-    doc = profile_document(_read_profile(args.file))  # type: ignore[arg-type]
+    doc = profile_document(ModelProfile.read(args.file))
     if args.json:
         print(json.dumps(doc, indent=2, allow_nan=False))
         return 0
@@ -176,9 +170,10 @@ def cmd_baseline_show(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from otel_ml.analyze.drift import DriftConfig
+    from otel_ml.profile.model import ModelProfile
     from otel_ml.ui.report import comparison_rows
 
-    rows = comparison_rows(_read_profile(args.reference), _read_profile(args.current),  # type: ignore[arg-type]
+    rows = comparison_rows(ModelProfile.read(args.reference), ModelProfile.read(args.current),
                            DriftConfig(alpha=args.alpha))
     if args.format == "json":
         print(json.dumps(rows, indent=2, allow_nan=False))
@@ -206,11 +201,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from otel_ml.analyze.drift import DriftConfig
+    from otel_ml.store.archive import parse_time_ns
     from otel_ml.ui.report import build_report
 
     html, report = build_report(args.state_dir, args.model, args.model_version,
-                                _parse_time_ns(args.start) if args.start else None,
-                                _parse_time_ns(args.end) if args.end else None, args.reference, args.baseline_dir,
+                                parse_time_ns(args.start) if args.start else None,
+                                parse_time_ns(args.end) if args.end else None, args.reference, args.baseline_dir,
                                 DriftConfig(alpha=args.alpha), args.max_charts)
     Path(args.output).write_text(html, encoding="utf-8")
     drifting = [f.feature for f in report.features if f.overall.detected]
@@ -221,13 +217,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:
-    from otel_ml.store.archive import export_range
+    from otel_ml.store.archive import export_range, parse_time_ns
     from otel_ml.store.state import live_window_ns, open_read_only
 
     conn = open_read_only(args.state_dir)
     try:
-        profile = export_range(conn, args.model, args.model_version, _parse_time_ns(args.start),
-                               _parse_time_ns(args.end), live_window_ns(conn))
+        profile = export_range(conn, args.model, args.model_version, parse_time_ns(args.start),
+                               parse_time_ns(args.end), live_window_ns(conn))
     finally:
         conn.close()
     Path(args.output).write_text(profile.to_json())
@@ -355,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp_.add_argument("reference", metavar="REFERENCE")
     cmp_.add_argument("current", metavar="CURRENT")
     cmp_.add_argument("--format", choices=("text", "json", "csv"), default="text")
-    cmp_.add_argument("--alpha", type=float, default=None,
+    cmp_.add_argument("--alpha", type=_level, default=None,
                       help="family-wise level (default: the processor's, drift.expected_run_days)")
     cmp_.set_defaults(func=cmd_compare)
 
@@ -370,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep_.add_argument("--reference", metavar="FILE", help="a profile file (default: the model's baseline from "
                                                           "--baseline-dir, else its pinned reference)")
     rep_.add_argument("--baseline-dir", metavar="DIR")
-    rep_.add_argument("--alpha", type=float, default=None, help="family-wise level (default: the processor's)")
+    rep_.add_argument("--alpha", type=_level, default=None, help="family-wise level (default: the processor's)")
     rep_.add_argument("--max-charts", type=int, default=30, help="features drawn in full (default 30)")
     rep_.add_argument("--output", required=True, metavar="FILE")
     rep_.set_defaults(func=cmd_report)
@@ -439,8 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ConfigError, ValueError, RuntimeError) as e:
         print(f"otel-ml: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a missing file, a directory given as a file, no permission
+        print(f"otel-ml: {e.filename}: {e.strerror}" if e.filename else f"otel-ml: {e}", file=sys.stderr)
         return 2
 
 

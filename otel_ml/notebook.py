@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -86,7 +85,7 @@ def compare(reference: Any, current: Any, alpha: float | None = None) -> Any:
     from otel_ml.ui.report import comparison_rows
 
     def load(p: Any) -> ModelProfile:
-        return p if isinstance(p, ModelProfile) else ModelProfile.from_json(Path(p).read_bytes())
+        return p if isinstance(p, ModelProfile) else ModelProfile.read(p)
 
     return _table(comparison_rows(load(reference), load(current), DriftConfig(alpha=alpha)), flatten="scores")
 

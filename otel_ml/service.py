@@ -116,11 +116,11 @@ class ProcessorService:
                                         bearer_token=token if protect else None,
                                         waiting_baselines=lambda: [k for k in self.references.baselines
                                                                    if k not in self.models])
-        self.history = ScoreHistory(config.ui.history_points if config.ui.enabled else 0)
+        self.history = ScoreHistory(config.ui.history_points if config.ui.enabled else 0, config.export.effect_size)
         """Each feature's last evaluations, for the UI's "over time" view."""
         self.ui = (UiServer(config.ui, UiSource(self.reports, self.profiles, self.history,
                                                 config.state.dir if self.journal is not None else None,
-                                                config.drift), self.http,
+                                                config.drift, config.export.effect_size), self.http,
                             ssl_context=server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
                             if tls.enabled else None,  # type: ignore[arg-type]
                             token=token, readiness=self.readiness) if config.ui.enabled else None)

@@ -84,10 +84,12 @@ DISTRIBUTION_TOP_CATEGORIES = 5
 
 
 def current_distribution(cur: NumericProfile | CategoricalProfile,
-                         items: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                         items: tuple[np.ndarray, np.ndarray] | None = None,
+                         frequencies: dict[str, int] | None = None) -> dict[str, Any]:
     """What ``export.distribution`` shows of a current horizon: mean and a few quantiles, or the top categories'
     shares (the categories the frequent-items sketch holds; exact while it is). ``items``: the numeric sketch's
-    sorted weighted items when the caller has them (the quantiles are read from them, as the sketch would)."""
+    sorted weighted items when the caller has them (the quantiles are read from them, as the sketch would);
+    ``frequencies``: the categorical sketch's, likewise."""
     if not cur.count:
         return {}
     if isinstance(cur, NumericProfile):
@@ -100,7 +102,7 @@ def current_distribution(cur: NumericProfile | CategoricalProfile,
             at = np.searchsorted(cum, np.array(DISTRIBUTION_QUANTILES) * cum[-1], side="right")
             quantiles = {f"{q:g}": float(values[min(i, len(values) - 1)]) for q, i in zip(DISTRIBUTION_QUANTILES, at)}
         return {"current_mean": cur.mean, "current_quantiles": quantiles}
-    freq = cur.frequencies()
+    freq = cur.frequencies() if frequencies is None else frequencies
     top = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:DISTRIBUTION_TOP_CATEGORIES]
     return {"top_categories": [(k, v / cur.count) for k, v in top]}
 
@@ -336,12 +338,13 @@ def compare_categorical(
                                p_value=True)
     else:
         overall = _overall_from(method, methods, withheld)
+    cur_freq = cur.frequencies()
     return FeatureReport(name, "categorical", n, m, methods, overall, withheld, missing, mismatch,
                          # Only a reference sketch that never dropped a category can vouch that one is new.
-                         unseen_ratio=stats.unseen_share(ref.frequencies(), cur.frequencies()) if ref.is_exact()
+                         unseen_ratio=stats.unseen_share(ref.frequencies(), cur_freq) if ref.is_exact()
                          else math.nan,
                          out_of_range_ratio=math.nan, resolution=resolution, ratio_resolution=cur.max_error() / m,
-                         **current_distribution(cur))
+                         **current_distribution(cur, frequencies=cur_freq))
 
 
 def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, dict[str, float]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import datasketches as ds
@@ -336,7 +337,34 @@ class ModelProfile:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelProfile:
-        return cls.from_dict(json.loads(text))
+        """Read back ``to_json``; anything else (not JSON, another JSON document, a truncated profile) is a
+        ValueError saying so.
+
+        >>> ModelProfile.from_json("[1, 2]")
+        Traceback (most recent call last):
+        ...
+        ValueError: not an otel-ml profile (a JSON list, not an object)
+        """
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not an otel-ml profile (not JSON: {e})") from e
+        try:
+            if not isinstance(d, dict):
+                raise ValueError(f"not an otel-ml profile (a JSON {type(d).__name__}, not an object)")
+            return cls.from_dict(d)
+        except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+            raise ValueError(f"not an otel-ml profile ({type(e).__name__}: {e})") from e
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelProfile:
+        """A profile file (a baseline, a pinned reference, an archive export); ValueError naming the file when it
+        is not one, OSError when it cannot be read."""
+        data = Path(path).read_bytes()
+        try:
+            return cls.from_json(data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
 
     def copy(self) -> ModelProfile:
         out = ModelProfile(self.model, self.version, self.config)

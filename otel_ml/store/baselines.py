@@ -43,7 +43,7 @@ def read_profiles(directory: Path) -> dict[Key, tuple[ModelProfile, Path]]:
     for path in sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name)):  # oldest first: newer ones replace
         try:
             prof = ModelProfile.from_json(path.read_bytes())
-        except (ValueError, KeyError, UnicodeDecodeError) as e:
+        except ValueError as e:
             log.warning("%s: skipped, not an otel-ml profile (%s)", path, e)
             continue
         key = (prof.model, prof.version)

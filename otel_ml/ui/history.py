@@ -18,8 +18,9 @@ from otel_ml.ui.views import EFFECT, number
 
 
 class _ModelRing:
-    def __init__(self, points: int) -> None:
+    def __init__(self, points: int, effect_size: dict[str, str]) -> None:
         self.points = points
+        self.effect_size = effect_size
         self.times = np.zeros(points, np.float64)
         self.filled = 0
         self.next = 0
@@ -32,9 +33,11 @@ class _ModelRing:
         row = self.index.get(name)
         if row is None:
             row = self.index[name] = len(self.index)
-            self.p = np.vstack([self.p, np.full((1, self.points), np.nan, np.float32)])
-            self.effect = np.vstack([self.effect, np.full((1, self.points), np.nan, np.float32)])
-            self.detected = np.vstack([self.detected, np.full((1, self.points), -1, np.int8)])
+            if row == len(self.p):  # full: double the rows, so a model's first thousand features cost ~10 copies
+                grow = max(8, row)
+                self.p = np.vstack([self.p, np.full((grow, self.points), np.nan, np.float32)])
+                self.effect = np.vstack([self.effect, np.full((grow, self.points), np.nan, np.float32)])
+                self.detected = np.vstack([self.detected, np.full((grow, self.points), -1, np.int8)])
         return row
 
     def record(self, t: float, report: ModelReport) -> None:
@@ -47,7 +50,7 @@ class _ModelRing:
             row = self._row(f.feature)
             if f.overall.p_value:
                 self.p[row, col] = f.overall.score
-            method = EFFECT.get(f.kind)
+            method = self.effect_size.get(f.kind)
             self.effect[row, col] = next((m.score for m in f.methods if m.method == method), math.nan)
             self.detected[row, col] = -1 if f.overall.detected is None else int(f.overall.detected)
         self.next = (col + 1) % self.points
@@ -81,8 +84,10 @@ class ScoreHistory:
     ([2.0, 3.0], [0.2, 0.001], [False, True])
     """
 
-    def __init__(self, points: int = 360) -> None:
+    def __init__(self, points: int = 360, effect_size: dict[str, str] | None = None) -> None:
         self.points = points
+        self.effect_size = effect_size or EFFECT
+        """The effect recorded per feature kind (``export.effect_size``)."""
         self._models: dict[tuple[str, str], _ModelRing] = {}
         self._lock = threading.Lock()
 
@@ -96,7 +101,7 @@ class ScoreHistory:
                 live.add(key)
                 ring = self._models.get(key)
                 if ring is None:
-                    ring = self._models[key] = _ModelRing(self.points)
+                    ring = self._models[key] = _ModelRing(self.points, self.effect_size)
                 ring.record(t, r)
             for key in set(self._models) - live:  # released models take their history with them
                 del self._models[key]

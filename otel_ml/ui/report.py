@@ -14,13 +14,13 @@ import datetime as dt
 import json
 import math
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import profile_from_dict
-from otel_ml.store.archive import export_range
 from otel_ml.store.baselines import ReferenceStore, read_profiles
 from otel_ml.store.state import live_window_ns, open_read_only
 from otel_ml.ui import pages, views
@@ -33,7 +33,7 @@ def find_reference(state_dir: str | Path, model: str, version: str, reference: s
                    baseline_dir: str | Path | None = None) -> tuple[ModelProfile, str]:
     """(reference profile, where it came from), as the processor would choose it, or from ``reference``."""
     if reference is not None:
-        return ModelProfile.from_json(Path(reference).read_bytes()), str(reference)
+        return ModelProfile.read(reference), str(reference)
     if baseline_dir is not None:
         found = read_profiles(Path(baseline_dir))
         for key in ((model, version), (model, "")):
@@ -60,24 +60,34 @@ def _rows_in_range(conn: sqlite3.Connection, model: str, version: str, start_ns:
     return conn.execute(query + (" ORDER BY 1 DESC" if newest_first else " ORDER BY 1"), params)
 
 
-def history(rows: list[tuple[int, int, bytes]], reference: ModelProfile, drift: DriftConfig,
-            points: int = HISTORY_POINTS) -> dict[str, dict[str, list]]:
-    """Per feature: time (the end of each part), p-value and effect of each part of the range (``rows``: start,
-    end, profile, in time order) against the reference."""
+def merged_parts(profiles: Iterable[tuple[int, int, ModelProfile]], count: int,
+                 points: int) -> Iterator[tuple[int, int, ModelProfile]]:
+    """``count`` profiles ((start, end, profile), in time order, read lazily) merged into at most ``points``
+    consecutive parts (start of the first, end of the last, merged profile)."""
+    per_part = max(1, math.ceil(count / points))
+    part: list[Any] | None = None
+    for n, (start, end, profile) in enumerate(profiles, 1):
+        if part is None:
+            part = [start, end, profile]
+        else:
+            part[1] = max(part[1], end)
+            part[2].merge(profile)
+        if n % per_part == 0:
+            yield part[0], part[1], part[2]
+            part = None
+    if part is not None:
+        yield part[0], part[1], part[2]
+
+
+def history(parts: Iterable[tuple[int, int, ModelProfile]], reference: ModelProfile, drift: DriftConfig,
+            effect_size: dict[str, str] | None = None) -> dict[str, dict[str, list]]:
+    """Per feature: time (the end of each part), p-value and effect of each part against the reference."""
     out: dict[str, dict[str, list]] = {}
-    if not rows:
-        return out
-    per_part = max(1, math.ceil(len(rows) / points))
-    for i in range(0, len(rows), per_part):
-        part = rows[i:i + per_part]
-        merged = ModelProfile.from_json(part[0][2])
-        for _, _, blob in part[1:]:
-            merged.merge(ModelProfile.from_json(blob))
-        t = max(r[1] for r in part) / 1e9
-        for f in compare(reference, merged, drift).features:
-            row = views.feature_row(f)
+    for _, end, profile in parts:
+        for f in compare(reference, profile, drift).features:
+            row = views.feature_row(f, effect_size)
             h = out.setdefault(f.feature, {"time_unix": [], "p_value": [], "effect": [], "drift_detected": []})
-            h["time_unix"].append(t)
+            h["time_unix"].append(end / 1e9)
             h["p_value"].append(row["p_value"])
             h["effect"].append(row["effect"])
             h["drift_detected"].append(row["drift_detected"])
@@ -86,45 +96,34 @@ def history(rows: list[tuple[int, int, bytes]], reference: ModelProfile, drift: 
 
 def feature_history(conn: sqlite3.Connection, model: str, version: str, feature: str, reference: ModelProfile,
                     start_ns: int, end_ns: int, window_ns: int | None, drift: DriftConfig,
-                    threshold: float | None = None, points: int = 48,
-                    max_bytes: int = 20_000_000) -> dict[str, list]:
-    """One feature's p-value and effect over archived profiles in [start_ns, end_ns), each part against the
-    reference (``threshold``: the model's level for this feature, its number of features considered), for a
-    page: the newest profiles first, until ``max_bytes`` of them were read (a profile holds
-    every feature of its model; a wide model's day is hundreds of MB), then at most ``points`` parts. The result
-    says how far back it got (``from_unix``)."""
-    ref_feature = reference.features.get(feature)
-    out: dict[str, list] = {"time_unix": [], "p_value": [], "effect": [], "drift_detected": []}
-    if ref_feature is None:
+                    threshold: float | None = None, points: int = 48, max_bytes: int = 20_000_000,
+                    effect_size: dict[str, str] | None = None) -> dict[str, list]:
+    """``history`` of one feature over archived profiles in [start_ns, end_ns), for a page: the newest profiles
+    first, until ``max_bytes`` of them were read (a profile holds every feature of its model; a wide model's day
+    is hundreds of MB), and only this feature of each is parsed. ``threshold``: the model's level for this
+    feature (one feature compared alone would be tested at the whole model's level). ``from_unix`` says how far
+    back it got."""
+    out: dict[str, list] = {"time_unix": [], "p_value": [], "effect": [], "drift_detected": [], "from_unix": []}
+    if feature not in reference.features:
         return out
     read = 0
-    found: list[tuple[int, int, Any]] = []
+    found: list[tuple[int, int, ModelProfile]] = []
     for start, end, blob in _rows_in_range(conn, model, version, start_ns, end_ns, window_ns, newest_first=True):
         read += len(blob)
-        d = json.loads(blob)
-        if feature in d.get("features", {}):
-            found.append((start, end, profile_from_dict(d["features"][feature])))
+        d = json.loads(blob).get("features", {})
+        if feature in d:
+            one = ModelProfile(model, version)
+            one.features[feature] = profile_from_dict(d[feature])
+            found.append((start, end, one))
         if read >= max_bytes:
             break
     found.reverse()
     ref = ModelProfile(model, version)
-    ref.features[feature] = ref_feature
-    per_part = max(1, math.ceil(len(found) / points))
-    for i in range(0, len(found), per_part):
-        part = found[i:i + per_part]
-        merged = ModelProfile(model, version)
-        merged.features[feature] = part[0][2]
-        for _, _, p in part[1:]:
-            merged.features[feature].merge(p)  # type: ignore[arg-type]
-        [f] = [f for f in compare(ref, merged, drift).features if f.feature == feature]
-        row = views.feature_row(f)
-        out["time_unix"].append(max(e for _, e, _ in part) / 1e9)
-        out["p_value"].append(row["p_value"])
-        out["effect"].append(row["effect"])
-        fired = row["drift_detected"]
-        if threshold is not None and row["p_value"] is not None and fired is not None:
-            fired = row["p_value"] < threshold
-        out["drift_detected"].append(fired)
+    ref.features[feature] = reference.features[feature]
+    out.update(history(merged_parts(found, len(found), points), ref, drift, effect_size).get(feature, {}))
+    if threshold is not None:
+        out["drift_detected"] = [d if d is None or p is None else p < threshold
+                                 for d, p in zip(out["drift_detected"], out["p_value"])]
     out["from_unix"] = [found[0][0] / 1e9] if found else []
     return out
 
@@ -137,17 +136,26 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
     drift = drift or DriftConfig()
     start_ns = 0 if start_ns is None else start_ns
     end_ns = 2**62 if end_ns is None else end_ns
-    ref, source = find_reference(state_dir, model, version, reference, baseline_dir)
-    conn = open_read_only(state_dir)
+    conn = open_read_only(state_dir)  # first: a wrong --state-dir should be named as such
     try:
+        ref, source = find_reference(state_dir, model, version, reference, baseline_dir)
         window_ns = live_window_ns(conn)
-        current = export_range(conn, model, version, start_ns, end_ns, window_ns)
         rows = list(_rows_in_range(conn, model, version, start_ns, end_ns, window_ns))
     finally:
         conn.close()
+    if not rows:
+        raise ValueError(f"no archived windows of model {model!r} version {version!r} in that range "
+                         "(otel-ml archive list shows what there is)")
+    # Each archived profile is parsed once: into its part of the history and into the range's profile.
+    current = ModelProfile(model, version)
+    parts = []
+    for part in merged_parts(((s, e, ModelProfile.from_json(blob)) for s, e, blob in rows), len(rows),
+                             HISTORY_POINTS):
+        current.merge(part[2])
+        parts.append(part)
     report = compare(ref, current, drift, "baseline" if source.startswith("baseline") else "pinned")
-    span = (rows[0][0], max(r[1] for r in rows)) if rows else None
-    return render(report, ref, current, source, history(rows, ref, drift), span, max_charts), report
+    span = (rows[0][0], max(r[1] for r in rows))
+    return render(report, ref, current, source, history(parts, ref, drift), span, max_charts), report
 
 
 def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, source: str,

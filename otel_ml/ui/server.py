@@ -59,6 +59,8 @@ class UiSource:
     state_dir: str | None = None
     """Where the archive is (durable state only): the feature page's longer history."""
     drift: DriftConfig | None = None
+    effect_size: dict[str, str] | None = None
+    """``export.effect_size``: the effect each page shows is the one the metrics export."""
 
 
 class UiServer:
@@ -157,7 +159,7 @@ class UiServer:
         ref, cur = profiles if profiles is not None else (None, None)
         rp = ref.features.get(name) if ref is not None else None
         cp = cur.features.get(name) if cur is not None else None
-        row = views.feature_row(f)
+        row = views.feature_row(f, self.source.effect_size)
         doc = {
             "model": report.model, "version": report.version, "feature": row,
             "reference": views.profile_summary(rp) if rp is not None else None,
@@ -183,7 +185,8 @@ class UiServer:
             return None
         try:
             out = feature_history(conn, report.model, report.version, row["name"], reference, start, end,
-                                  live_window_ns(conn), self.source.drift or DriftConfig(), row["threshold"])
+                                  live_window_ns(conn), self.source.drift or DriftConfig(), row["threshold"],
+                                  effect_size=self.source.effect_size)
         finally:
             conn.close()
         out["range_unix"] = [start / 1e9, end / 1e9]
@@ -206,7 +209,7 @@ class UiServer:
         sort = request.query.get("sort", "problems")
         if sort not in ("problems", *(k for k, _ in pages.COLUMNS)):
             sort = "problems"
-        rows = [views.feature_row(f) for f in report.features]
+        rows = [views.feature_row(f, self.source.effect_size) for f in report.features]
         return _html(pages.model_page(summary, rows, lambda name: f"{base}/features/{pages.url_segment(name)}",
                                       sort, lambda key: f"{base}?sort={key}"))
 
@@ -236,7 +239,7 @@ class UiServer:
         report = self._report(request)
         summary = views.model_summary(report)
         base = "/api/v1" + self._model_href(report.model, summary["version_path"])
-        rows = views.sorted_rows([views.feature_row(f) for f in report.features],
+        rows = views.sorted_rows([views.feature_row(f, self.source.effect_size) for f in report.features],
                                  request.query.get("sort", "problems"))
         for row in rows:
             row["href"] = f"{base}/features/{pages.url_segment(row['name'])}"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from otel_ml.analyze.drift import FeatureReport, ModelReport
+from otel_ml.export.config import ExportConfig
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
 
@@ -20,7 +21,9 @@ QUALITY_LIMITS = {"missing_ratio": 0.1, "type_mismatch_ratio": 0.01, "unseen_rat
                   "out_of_range_ratio": 0.05}
 """Data-quality shares above these count as problems: the thresholds of the shipped alert rules
 (examples/prometheus/otel-ml-alerts.yaml)."""
-EFFECT = {"numeric": "wasserstein", "categorical": "js"}
+EFFECT = ExportConfig().effect_size
+"""The effect size shown per feature kind when none is given: ``export.effect_size``'s default (the service passes
+its configured one, so a page shows the effect its metrics export)."""
 EMPTY_VERSION = "_"
 """How the empty model version is written in a URL path (``/models/m/versions/_``)."""
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -72,10 +75,11 @@ def status(f: FeatureReport) -> str:
 STATUS_ORDER = {"drift": 0, "quality": 1, "withheld": 2, "ok": 3}
 
 
-def feature_row(f: FeatureReport) -> dict[str, Any]:
-    """One feature's decision, scores and data quality (an element of the ``drift`` endpoint's ``features``)."""
+def feature_row(f: FeatureReport, effect_size: dict[str, str] | None = None) -> dict[str, Any]:
+    """One feature's decision, scores and data quality (an element of the ``drift`` endpoint's ``features``);
+    ``effect_size``: the method shown as the effect, per kind (``export.effect_size``)."""
     p = f.overall.score if f.overall.p_value else math.nan
-    effect_method = EFFECT.get(f.kind, "")
+    effect_method = (effect_size or EFFECT).get(f.kind, "")
     scores = {m.method: number(m.score) for m in f.methods}
     return {
         "name": f.feature, "kind": f.kind, "status": status(f),
@@ -112,7 +116,7 @@ def sorted_rows(rows: list[dict[str, Any]], key: str = "problems") -> list[dict[
 
 def model_summary(r: ModelReport) -> dict[str, Any]:
     """A model version's status line (an element of ``/api/v1/models``)."""
-    rows = [feature_row(f) for f in r.features]
+    rows = [feature_row(f) for f in r.features]  # statuses only: the effect shown does not matter here
     drifting = sorted(x["name"] for x in rows if x["status"] == "drift")
     quality = sorted(x["name"] for x in rows if x["quality_problems"])
     state = "drift" if drifting else "quality" if quality else (
