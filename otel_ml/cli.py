@@ -108,6 +108,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labels_send(args: argparse.Namespace) -> int:
+    from otel_ml.instrument.labels import read_labels, send_labels
+
+    ids, values = read_labels(args.input, args.id_column, args.label_column)
+    sent, rejected = send_labels(args.endpoint, args.model, args.model_version, ids, values, args.batch)
+    print(f"sent {sent} label(s) for model {args.model!r} to {args.endpoint}"
+          + (f"; rejected: {rejected}" if rejected else ""))
+    return 0 if not rejected else 1
+
+
 def cmd_baseline_build(args: argparse.Namespace) -> int:
     from otel_ml.decode.privacy import load_key
     from otel_ml.profile.baseline import build_baseline, describe_columns
@@ -120,7 +130,9 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         args.input, args.model, args.model_version, prediction_column=args.prediction_column,
         score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
         sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
-        hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like)
+        hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like,
+        target_column=args.target_column, probability_column=args.probability_column,
+        positive_class=args.positive_class)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     output.write_text(profile.to_json())
     print(f"{'COLUMN':<28} {'KIND':<12} {'MISSING':>8} {'DISTINCT':>9}  NOTE")
@@ -130,6 +142,10 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         if c["warning"]:
             print(f"otel-ml: warning: column {c['column']!r} is {c['warning']}", file=sys.stderr)
     kinds = profile.kinds()
+    if profile.performance is not None:
+        shown = ", ".join(f"{k} {v[0]:.4g}" for k, v in profile.performance.profile.metrics(
+            profile.performance.positive_class).items())
+        print(f"reference performance: {shown}")
     print(f"baseline for model {args.model!r} version {args.model_version!r}: {profile.rows} rows, "
           f"{len(kinds)} features ({sum(k == 'numeric' for k in kinds.values())} numeric, "
           f"{sum(k == 'categorical' for k in kinds.values())} categorical) → {output}")
@@ -310,6 +326,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_serve_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
+    labels = sub.add_parser("labels", help="ground truth")
+    lsub = labels.add_subparsers(dest="labels_command", required=True)
+    send = lsub.add_parser("send", help="send labels from a CSV/Parquet file (a warehouse export) over OTLP",
+                           description="Read ids and labels from a file and send them to the processor as OTLP "
+                                       "ground-truth log records (ml.batch.size arrays), like any OTLP client.")
+    send.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq")
+    send.add_argument("--model", required=True)
+    send.add_argument("--model-version", default="")
+    send.add_argument("--id-column", required=True, metavar="C")
+    send.add_argument("--label-column", required=True, metavar="C")
+    send.add_argument("--endpoint", default="127.0.0.1:4317", metavar="HOST:PORT",
+                      help="OTLP/gRPC (default %(default)s)")
+    send.add_argument("--batch", type=int, default=5000, help="labels per log record (default %(default)s)")
+    send.set_defaults(func=cmd_labels_send)
+
     baseline = sub.add_parser("baseline", help="reference profiles")
     bsub = baseline.add_subparsers(dest="baseline_command", required=True)
     build = bsub.add_parser("build", help="profile a CSV/Parquet file of training (reference) data",
@@ -323,6 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="default: MODEL-VERSION.baseline.json (VERSION is 'any' without --model-version)")
     build.add_argument("--prediction-column", metavar="C", help="column profiled as the prediction (ml.prediction)")
     build.add_argument("--score-column", metavar="C", help="column profiled as ml.prediction.score")
+    build.add_argument("--target-column", metavar="C",
+                       help="ground truth: stores the reference's performance (and its chunk-to-chunk spread)")
+    build.add_argument("--probability-column", metavar="C",
+                       help="probability of the positive class (ml.prediction.probability): with --target-column, "
+                            "also the calibration map label-free estimates use")
+    build.add_argument("--positive-class", metavar="CLASS",
+                       help="the positive class of a binary classifier (default: 1, true, yes or positive)")
     build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")
     build.add_argument("--categorical", action="append", metavar="C",
                        help="treat this column as categorical even if its values are numbers")

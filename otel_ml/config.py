@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from otel_ml.analyze.drift import CATEGORICAL_METHODS, NUMERIC_METHODS, DriftConfig
+from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.otlp import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
@@ -28,6 +29,7 @@ from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
 from otel_ml.receiver.config import ReceiverConfig
 from otel_ml.store.archive import ArchiveConfig
+from otel_ml.store.pending import LabelsConfig
 from otel_ml.ui.config import UiConfig
 
 __all__ = ["ENV_VARS", "ConfigError", "LimitsConfig", "ServiceConfig", "load_config"]
@@ -112,6 +114,10 @@ class ServiceConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     """The built-in pages and JSON API (docs/api.md)."""
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    """Ground truth: how long and how many predictions wait for their labels."""
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    """Model performance: horizon, windows, decisions."""
     baseline_dir: str | None = None
     """Directory of baseline files written by ``otel-ml baseline build`` (any file name)."""
     state: StateConfig = field(default_factory=StateConfig)
@@ -186,6 +192,8 @@ def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
 
 # Settings that must be > 0 (every number must be finite and >= 0 anyway; see _validate).
 POSITIVE = (
+    "labels.ttl_seconds", "labels.max_pending", "labels.sample_ratio", "performance.horizon_seconds",
+    "performance.window_seconds", "performance.max_classes",
     "windows.window_seconds", "windows.horizon_seconds", "windows.reference_min_rows", "evaluation.interval_seconds",
     "state.checkpoint_interval_seconds", "drift.alpha", "drift.expected_run_days",
     "drift.alert_for_seconds", "drift.min_samples", "drift.bins", "drift.learned_sigma",
@@ -233,6 +241,11 @@ def _validate(cfg: ServiceConfig) -> None:
     need(windows >= 1 and abs(windows - round(windows)) < 1e-9, "windows.horizon_seconds",
          f"a whole number of windows (windows.window_seconds = {cfg.windows.window_seconds:g})",
          cfg.windows.horizon_seconds)
+    need(cfg.labels.sample_ratio <= 1, "labels.sample_ratio", "in (0, 1]", cfg.labels.sample_ratio)
+    need(0 < cfg.performance.threshold < 1, "performance.threshold", "in (0, 1)", cfg.performance.threshold)
+    need(cfg.performance.window_seconds <= cfg.performance.horizon_seconds, "performance.window_seconds",
+         "at most performance.horizon_seconds", cfg.performance.window_seconds)
+    need(cfg.performance.max_classes >= 2, "performance.max_classes", ">= 2", cfg.performance.max_classes)
     need(8 <= cfg.sketch.kll_k <= 65_535, "sketch.kll_k", "in [8, 65535] (DataSketches' KLL)", cfg.sketch.kll_k)
     need(3 <= cfg.sketch.frequent_items_lg_max_map_size <= 26, "sketch.frequent_items_lg_max_map_size",
          "in [3, 26]", cfg.sketch.frequent_items_lg_max_map_size)

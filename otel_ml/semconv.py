@@ -20,7 +20,16 @@ PREDICTION = "ml.prediction"
 PREDICTION_SCORE = "ml.prediction.score"
 """double: confidence / probability of the predicted class."""
 PREDICTION_ID = "ml.prediction.id"
-"""string: joins a later ground-truth label."""
+"""string (or int): joins a later ground-truth label; not profiled."""
+PREDICTION_PROBABILITY = "ml.prediction.probability"
+"""double in [0, 1]: probability of the *positive* class of a binary classifier (``ml.prediction.score`` is the
+confidence of the *predicted* class). Profiled as the feature ``prediction.probability``; what label-free
+performance estimates and ROC AUC, log loss and Brier score are computed from."""
+GROUND_TRUTH = "ml.ground_truth"
+"""int/double/string/bool: the true outcome of the prediction ``ml.prediction.id`` names. A span (or log record
+with ``event.name`` = ``ml.ground_truth``) carrying it is a label, not a prediction."""
+GROUND_TRUTH_EVENT = "ml.ground_truth"
+"""``event.name`` of a ground-truth log record."""
 BATCH_SIZE = "ml.batch.size"
 """int: the span carries N predictions; every ``ml.feature.*``/``ml.prediction*`` is an array of length N."""
 SAMPLING_RATIO = "ml.sampling.ratio"
@@ -35,7 +44,13 @@ SEQUENCE_STREAM = "ml.sequence.stream"
 # Names under which the model output is profiled like a feature.
 PREDICTION_FEATURE = "prediction"
 PREDICTION_SCORE_FEATURE = "prediction.score"
-RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE})
+PREDICTION_PROBABILITY_FEATURE = "prediction.probability"
+PREDICTION_ID_COLUMN = "prediction.id"
+"""Decoded like a column, then taken out of the batch as a 64-bit hash (``ColumnarBatch.prediction_id``)."""
+GROUND_TRUTH_COLUMN = "ground_truth"
+"""Decoded like a column; rows carrying it leave the batch as ``LabelBatch``es."""
+RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
+                                    PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN})
 """``ml.feature.<name>`` may not use these names: they would merge with the model output. The processor
 rejects such spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
 
@@ -52,7 +67,7 @@ REJECTION_REASONS = (
     "invalid_model_name", "invalid_model_version", "invalid_batch_size", "batch_value_not_array",
     "batch_length_mismatch", "array_without_batch_size", "invalid_sampling_ratio", "too_many_features",
     "name_too_long", "reserved_feature_name", "duplicate_attribute", "timestamp_in_future", "too_many_models",
-    "invalid_sequence",
+    "invalid_sequence", "ground_truth_without_id", "ground_truth_missing_value",
 )
 """Every ``reason`` of ``otel_ml.spans.rejected`` (docs/semantic-conventions.md#rejected-spans); each series is
 exported from the start at 0."""
@@ -91,5 +106,16 @@ METRIC_CLIENT_VALUES_DROPPED = "otel_ml.client.values.dropped"
 """Counted by the instrumentation in the serving app (its MeterProvider): values it could not record, by reason."""
 METRIC_MODELS_LIVE = "otel_ml.models.live"
 METRIC_EXPORT_OVERFLOW = "otel_ml.export.overflow"
+METRIC_PERFORMANCE = "ml.performance"
+METRIC_PERFORMANCE_ESTIMATED = "ml.performance.estimated"
+METRIC_PERFORMANCE_REFERENCE = "ml.performance.reference"
+METRIC_PERFORMANCE_DEGRADED = "ml.performance.degraded"
+METRIC_PERFORMANCE_ESTIMATED_DEGRADED = "ml.performance.estimated_degraded"
+METRIC_GROUND_TRUTH = "ml.ground_truth"
+METRIC_GROUND_TRUTH_UNMATCHED = "ml.ground_truth.unmatched"
+METRIC_GROUND_TRUTH_COVERAGE = "ml.ground_truth.coverage"
+METRIC_GROUND_TRUTH_DELAY = "ml.ground_truth.delay"
+ATTR_PERFORMANCE_METRIC = "ml.performance.metric"
+ATTR_CLASS = "ml.class"
 
 OVERALL_METHOD = "overall"

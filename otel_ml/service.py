@@ -19,16 +19,19 @@ import logging
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import ModelReport, compare
+from otel_ml.analyze.performance import PerformanceReport, assess
 from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult
 from otel_ml.decode.privacy import load_key
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.http_server import HttpServer, server_tls_context
+from otel_ml.profile.ground_truth import UNMATCHED_REASONS, GroundTruth
 from otel_ml.profile.lifecycle import ModelLifecycle
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.window import WindowedProfile
@@ -87,6 +90,10 @@ class ProcessorService:
         self.lifecycle = ModelLifecycle(config.models)
         self._lock = threading.Lock()
         self._reports: list[ModelReport] = []
+        self._performance: list[PerformanceReport] = []
+        self.ground_truth = GroundTruth(str(Path(config.state.dir) / "pending"), config.labels, config.performance,
+                                        self._positive_class)
+        """Predictions waiting for labels (on disk), and performance per window of prediction time."""
         self._stop = threading.Event()
         self._evaluator: threading.Thread | None = None
         token = config.receiver.auth.token()
@@ -115,7 +122,8 @@ class ProcessorService:
                                         if protect and tls.enabled else None,  # type: ignore[arg-type]
                                         bearer_token=token if protect else None,
                                         waiting_baselines=lambda: [k for k in self.references.baselines
-                                                                   if k not in self.models])
+                                                                   if k not in self.models],
+                                        performance=lambda: self._performance)
         self.history = ScoreHistory(config.ui.history_points if config.ui.enabled else 0, config.export.effect_size)
         """Each feature's last evaluations, for the UI's "over time" view."""
         self.ui = (UiServer(config.ui, UiSource(self.reports, self.profiles, self.history,
@@ -211,13 +219,13 @@ class ProcessorService:
     def _count_refused(self) -> None:
         self.exporter.count(sc.METRIC_REQUESTS_REFUSED, 1, {sc.ATTR_REASON: "overloaded"})
 
-    def consume(self, data: bytes | ExportTraceServiceRequest) -> DecodeResult:
-        """Decode one ExportTraceServiceRequest, apply it, make it durable; raises ValueError on malformed
-        bytes, Overloaded when too much is in flight, and OSError/TimeoutError when it could not be made
-        durable (the sender should retry)."""
+    def consume(self, data: bytes | ExportTraceServiceRequest, signal: str = "traces") -> DecodeResult:
+        """Decode one ExportTraceServiceRequest (or, ``signal="logs"``, an ExportLogsServiceRequest of ground
+        truth), apply it, make it durable; raises ValueError on malformed bytes, Overloaded when too much is in
+        flight, and OSError/TimeoutError when it could not be made durable (the sender should retry)."""
         size = len(data) if isinstance(data, bytes) else data.ByteSize()
         with self.admission.admit(size):
-            return self._consume(self._decode(data))
+            return self._consume(self._decode(data, signal=signal))
 
     def apply_decoded(self, record: bytes, size: int) -> DecodeResult:
         """``consume`` for a request a receiver worker process decoded, as ``DecodeResult.to_bytes`` encoded it;
@@ -227,7 +235,7 @@ class ProcessorService:
 
     def _consume(self, result: DecodeResult, record: bytes | None = None) -> DecodeResult:
         """Journal, then apply; ``record`` is ``result.to_bytes()`` when the caller has it already."""
-        if self.journal is None or not result.batches:
+        if self.journal is None or not (result.batches or result.labels):
             self._apply(result)  # nothing to make durable (only counts), or not durable by configuration
         else:
             # The journal keeps the decoded rows, not the request: a replay applies them without decoding
@@ -307,6 +315,11 @@ class ProcessorService:
                 self.lifecycle.touch(batch.key, wp.newest_event_ns or 0)
                 kept.append(batch)
             result.batches = kept
+            for batch in kept:
+                self.ground_truth.on_predictions(batch)
+            for labels in result.labels:
+                self.ground_truth.on_labels(labels)
+            self._count_ground_truth()
             if self.lifecycle.sweep_due(self.config.windows.window_ns):
                 self._release_idle()
             if seq is not None:
@@ -325,6 +338,23 @@ class ProcessorService:
                 self.exporter.count(sc.METRIC_FEATURE_VALUES_DROPPED, n,
                             {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
         return result
+
+    def _count_ground_truth(self) -> None:
+        applied, unmatched = self.ground_truth.take_counts()
+        for (model, version), n in applied.items():
+            self.exporter.count(sc.METRIC_GROUND_TRUTH, n, {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
+        for (model, version), _ in applied.items():
+            for reason in UNMATCHED_REASONS:  # every reason's series from the first label on, at 0
+                self.exporter.count(sc.METRIC_GROUND_TRUTH_UNMATCHED, 0, {
+                    sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version, sc.ATTR_REASON: reason})
+        for (model, version, reason), n in unmatched.items():
+            self.exporter.count(sc.METRIC_GROUND_TRUTH_UNMATCHED, n, {
+                sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version, sc.ATTR_REASON: reason})
+
+    def _positive_class(self, model: str, version: str) -> str | None:
+        wp = self.models.get((model, version))
+        ref = wp.reference if wp is not None else None
+        return ref.performance.positive_class if ref is not None and ref.performance is not None else None
 
     # --- model lifecycle (profile/lifecycle.py decides, this applies) -------------------------------
     def _release(self, key: tuple[str, str], reason: str) -> None:
@@ -390,9 +420,11 @@ class ProcessorService:
             return
         started = time.perf_counter()
         with self._lock:
+            ground_truth = self.ground_truth.state()  # seals waiting predictions into files the checkpoint names
             cp, changes = self.state.capture(self.models.values(), self.exporter.counter_totals(), self._last_seq,
                                              {"lifecycle": self.lifecycle.to_state(),
-                                              "window_ns": self.config.windows.window_ns})
+                                              "window_ns": self.config.windows.window_ns,
+                                              "ground_truth": ground_truth})
         try:
             self.state.write(cp)
         except BaseException as e:
@@ -402,6 +434,8 @@ class ProcessorService:
                 self._storage_failed(e.op, e.cause)
             raise
         self._storage_succeeded("checkpoint")
+        with self._lock:
+            self.ground_truth.pending.committed(ground_truth["pending"])
         self._last_checkpoint = time.monotonic()
         log.debug("checkpoint at seq %d: %d bytes in %.3fs", cp.seq, len(cp.state), time.perf_counter() - started)
 
@@ -420,6 +454,7 @@ class ProcessorService:
         for wp in recovered.models:
             self._attach_reference(wp)
             self.models[(wp.model, wp.version)] = wp
+        self.ground_truth.restore(recovered.service.get("ground_truth", {}))
         if "lifecycle" in recovered.service:
             self.lifecycle.restore(recovered.service["lifecycle"])
         else:  # a checkpoint from before lifecycles: every model was active at its newest event
@@ -473,8 +508,27 @@ class ProcessorService:
                              "(%d more rows and %.0f s more of event time, or a baseline file); data quality is "
                              "reported meanwhile", wp.model, wp.version, pending[0], pending[1])
             reports.append(report)
+        self._performance = self.evaluate_performance()
         self._reports = reports
         return reports
+
+    def evaluate_performance(self) -> list[PerformanceReport]:
+        """Realized and estimated performance of every model with labels, probabilities or a labelled baseline."""
+        cfg = self.config.performance
+        alpha = self.config.drift.evaluation_alpha
+        with self._lock:
+            self.ground_truth.advance()
+            self._count_ground_truth()
+            keys = set(self.ground_truth.windows) | {k for k, wp in self.models.items()
+                                                     if wp.reference is not None and wp.reference.performance}
+            inputs = [(key, self.ground_truth.current(*key),
+                       self.models[key].reference.performance if key in self.models and  # type: ignore[union-attr]
+                       self.models[key].reference is not None else None) for key in sorted(keys)]
+        return [assess(model, version, current, reference, alpha, cfg.threshold, cfg.positive_class, cfg.min_labels,
+                       cfg.tolerance) for (model, version), current, reference in inputs]
+
+    def performance(self) -> list[PerformanceReport]:
+        return self._performance
 
     def _save_new_references(self) -> None:
         with self._lock:

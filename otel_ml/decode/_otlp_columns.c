@@ -636,13 +636,25 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
             r.nlen = a->klen - 11;
             r.nchars = a->kchars - 11;
             /* semconv.RESERVED_FEATURE_NAMES: the names the model output is profiled under */
-            if (EQUALS(r.name, r.nlen, "prediction") || EQUALS(r.name, r.nlen, "prediction.score")) reserved = 1;
+            if (EQUALS(r.name, r.nlen, "prediction") || EQUALS(r.name, r.nlen, "prediction.score") ||
+                EQUALS(r.name, r.nlen, "prediction.probability") || EQUALS(r.name, r.nlen, "prediction.id") ||
+                EQUALS(r.name, r.nlen, "ground_truth"))
+                reserved = 1;
         } else if (EQUALS(a->key, a->klen, "ml.prediction")) {
             r.name = (const uint8_t *)"prediction";
             r.nlen = r.nchars = 10;
         } else if (EQUALS(a->key, a->klen, "ml.prediction.score")) {
             r.name = (const uint8_t *)"prediction.score";
             r.nlen = r.nchars = 16;
+        } else if (EQUALS(a->key, a->klen, "ml.prediction.probability")) {
+            r.name = (const uint8_t *)"prediction.probability";
+            r.nlen = r.nchars = 22;
+        } else if (EQUALS(a->key, a->klen, "ml.prediction.id")) {
+            r.name = (const uint8_t *)"prediction.id";
+            r.nlen = r.nchars = 13;
+        } else if (EQUALS(a->key, a->klen, "ml.ground_truth")) {
+            r.name = (const uint8_t *)"ground_truth";
+            r.nlen = r.nchars = 12;
         } else if (EQUALS(a->key, a->klen, "ml.model.name")) {
             model_v = &a->v;
         } else if (EQUALS(a->key, a->klen, "ml.model.version")) {

@@ -45,6 +45,8 @@ class ColumnarBatch:
     """int64 per span: ``ml.sequence`` (-1 without one); same length as ``span_stream``."""
     span_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     """int64 per span: predictions in the span; same length as ``span_stream``."""
+    prediction_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    """uint64 per row: hash of (model, ``ml.prediction.id``), 0 without one; empty when no row has one."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -70,6 +72,7 @@ class ColumnarBatch:
             span_error=self.span_error[spans],
             **({"span_stream": self.span_stream[spans], "span_seq": self.span_seq[spans],
                 "span_rows": self.span_rows[spans]} if len(self.span_stream) else {}),
+            **({"prediction_id": self.prediction_id[rows]} if len(self.prediction_id) else {}),
         )
 
     def split_by_window(self, window_ns: int) -> dict[int, ColumnarBatch]:
@@ -82,6 +85,27 @@ class ColumnarBatch:
         parts = {int(s): self.select(row_win == s, span_win == s) for s in starts}
         parts[int(starts[-1])].invalid = Counter(self.invalid)
         return parts
+
+
+@dataclass
+class LabelBatch:
+    """Ground truth for predictions of one model (version optional): one row per label."""
+
+    model: str
+    version: str
+    """``""`` when the label did not say; the prediction's version is used."""
+    prediction_id: np.ndarray
+    """uint64, ``id_hash`` of (model, ``ml.prediction.id``)."""
+    value: np.ndarray
+    """float64 label where it is a number, NaN otherwise."""
+    label: np.ndarray
+    """str label where it is a string or bool, ``""`` otherwise."""
+    time_ns: np.ndarray
+    """int64, when the label was observed (span end, log record time)."""
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.prediction_id)
 
 
 @dataclass
@@ -99,6 +123,8 @@ class DecodeResult:
     """One human-readable example per rejection reason, for the partial_success message."""
     seq: int = 0
     """Journal sequence number once the request was applied (0: not journaled)."""
+    labels: list[LabelBatch] = field(default_factory=list)
+    """Ground truth in the request (spans or log records carrying ``ml.ground_truth``)."""
 
     @property
     def spans_rejected(self) -> int:
@@ -132,15 +158,24 @@ class DecodeResult:
             meta["batches"].append({
                 "model": b.model, "version": b.version, "n_rows": b.n_rows, "n_spans": len(b.span_end_ns),
                 "numeric": list(b.numeric), "categorical": [[k, v.dtype.str] for k, v in b.categorical.items()],
-                "invalid": dict(b.invalid), **({"sequenced": True} if sequenced else {})})
+                "invalid": dict(b.invalid), **({"sequenced": True} if sequenced else {}),
+                **({"ids": True} if len(b.prediction_id) else {})})
             arrays += [b.row_time_ns.astype("<i8", copy=False), b.row_weight.astype("<f8", copy=False),
                        b.span_end_ns.astype("<i8", copy=False), b.span_duration_s.astype("<f8", copy=False),
                        b.span_error.astype("|b1", copy=False)]
             if sequenced:  # records written before sequences existed, and most batches, carry none
                 arrays += [b.span_stream.astype("<i8", copy=False), b.span_seq.astype("<i8", copy=False),
                            b.span_rows.astype("<i8", copy=False)]
+            if len(b.prediction_id):
+                arrays.append(b.prediction_id.astype("<u8", copy=False))
             arrays += [v.astype("<f8", copy=False) for v in b.numeric.values()]
             arrays += list(b.categorical.values())
+        if self.labels:
+            meta["labels"] = [{"model": lb.model, "version": lb.version, "n": lb.n_rows, "label": lb.label.dtype.str}
+                              for lb in self.labels]
+            for lb in self.labels:
+                arrays += [lb.prediction_id.astype("<u8", copy=False), lb.value.astype("<f8", copy=False), lb.label,
+                           lb.time_ns.astype("<i8", copy=False)]
         header = json.dumps(meta, separators=(",", ":")).encode()
         return b"".join([RECORD_MAGIC, struct.pack("<I", len(header)), header,
                          *(np.ascontiguousarray(a).tobytes() for a in arrays)])
@@ -171,12 +206,16 @@ class DecodeResult:
                     span_error=take("|b1", spans), invalid=Counter(m["invalid"]))
                 if m.get("sequenced"):
                     batch.span_stream, batch.span_seq, batch.span_rows = (take("<i8", spans) for _ in range(3))
+                if m.get("ids"):
+                    batch.prediction_id = take("<u8", n)
                 batch.numeric = {name: take("<f8", n) for name in m["numeric"]}
                 batch.categorical = {name: take(dtype, n) for name, dtype in m["categorical"]}
                 batches.append(batch)
+            labels = [LabelBatch(m["model"], m["version"], take("<u8", m["n"]), take("<f8", m["n"]),
+                                 take(m["label"], m["n"]), take("<i8", m["n"])) for m in meta.get("labels", [])]
             if at != len(data):
                 raise ValueError(f"{len(data) - at} bytes left over")
         except (KeyError, TypeError, struct.error, json.JSONDecodeError) as e:
             raise ValueError(f"corrupt journal record: {e}") from e
         return cls(batches=batches, spans_received=meta["received"], spans_accepted=meta["accepted"],
-                   spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]))
+                   spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]), labels=labels)

@@ -30,6 +30,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult
+from otel_ml.decode.outcomes import split_outcomes
 
 try:
     from otel_ml.decode import _otlp_columns
@@ -43,6 +44,9 @@ _FEATURE_PREFIX_LEN = len(semconv.FEATURE_PREFIX)
 _PREDICTION_COLUMNS = {
     semconv.PREDICTION: semconv.PREDICTION_FEATURE,
     semconv.PREDICTION_SCORE: semconv.PREDICTION_SCORE_FEATURE,
+    semconv.PREDICTION_PROBABILITY: semconv.PREDICTION_PROBABILITY_FEATURE,
+    semconv.PREDICTION_ID: semconv.PREDICTION_ID_COLUMN,
+    semconv.GROUND_TRUTH: semconv.GROUND_TRUTH_COLUMN,
 }
 
 
@@ -263,8 +267,8 @@ def decode_request(
     if COMPILED and isinstance(request, (bytes, bytearray, memoryview)):
         result = decode_request_compiled(bytes(request), limits)
         if result is not None:
-            return result
-    return decode_request_python(request, limits)
+            return split_outcomes(result)
+    return split_outcomes(decode_request_python(request, limits))
 
 
 def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import fnmatch
+import functools
 import hmac
 import logging
 import math
@@ -27,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, ModelReport
+from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.export.config import CardinalityConfig, ExportConfig
 from otel_ml.http_server import HttpServer, Listener, health_routes
 
@@ -76,6 +78,10 @@ COUNTERS = [
               "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
     MetricDef(sc.METRIC_MODELS_RELEASED, "counter", "{model}",
               "(model, version)s released, by reason: idle, limit (to admit a new one), retired"),
+    MetricDef(sc.METRIC_GROUND_TRUTH, "counter", "{label}", "Ground-truth labels joined to their prediction"),
+    MetricDef(sc.METRIC_GROUND_TRUTH_UNMATCHED, "counter", "{label}",
+              "Ground-truth labels not applied, by reason: duplicate, unknown, expired, evicted, not_sampled, "
+              "early_overflow"),
 ]
 FEATURE_GAUGES = [
     MetricDef(sc.METRIC_DRIFT_DETECTED, "gauge", "",
@@ -114,6 +120,20 @@ LIVE_GAUGES = [
               "Live (model, version)s (in memory, exported): models.max_models at most"),
     MetricDef(sc.METRIC_EXPORT_OVERFLOW, "gauge", "{item}",
               "Models, versions and features profiled but not exported (export.cardinality caps), by kind"),
+]
+PERFORMANCE_GAUGES = [
+    MetricDef(sc.METRIC_PERFORMANCE, "gauge", "", "Realized model performance over the performance horizon, from "
+              "ground truth, per ml.performance.metric (and ml.class)"),
+    MetricDef(sc.METRIC_PERFORMANCE_ESTIMATED, "gauge", "", "Label-free (confidence-based) estimate of performance "
+              "over the horizon, from ml.prediction.probability and the baseline's calibration"),
+    MetricDef(sc.METRIC_PERFORMANCE_REFERENCE, "gauge", "", "Performance on the baseline's labelled rows"),
+    MetricDef(sc.METRIC_PERFORMANCE_DEGRADED, "gauge", "",
+              "1 when realized performance is significantly worse than the reference's, else 0"),
+    MetricDef(sc.METRIC_PERFORMANCE_ESTIMATED_DEGRADED, "gauge", "",
+              "1 when estimated performance is significantly worse than the reference's, else 0"),
+    MetricDef(sc.METRIC_GROUND_TRUTH_COVERAGE, "gauge", "",
+              "Share of the horizon's predictions with an id that have their label"),
+    MetricDef(sc.METRIC_GROUND_TRUTH_DELAY, "gauge", "s", "Label delay quantiles (label time - prediction time)"),
 ]
 
 
@@ -264,7 +284,8 @@ class MetricsExporter:
                  live_models: Callable[[], int] | None = None, http: HttpServer | None = None,
                  readiness: Callable[[], tuple[bool, str]] | None = None, ssl_context: ssl.SSLContext | None = None,
                  bearer_token: str | None = None,
-                 waiting_baselines: Callable[[], list[tuple[str, str]]] | None = None) -> None:
+                 waiting_baselines: Callable[[], list[tuple[str, str]]] | None = None,
+                 performance: Callable[[], list[PerformanceReport]] | None = None) -> None:
         self.config = config
         self._source = reports
         self._storage_healthy = storage_healthy
@@ -292,6 +313,9 @@ class MetricsExporter:
             sc.METRIC_REFERENCE_PENDING_ROWS: self._reference_pending_rows,
             sc.METRIC_STORAGE_HEALTHY: self._storage, sc.METRIC_MODELS_LIVE: self._models_live,
             sc.METRIC_EXPORT_OVERFLOW: self._overflow}
+        self._performance = performance or (lambda: [])
+        for d in PERFORMANCE_GAUGES:
+            self._live[d.name] = functools.partial(self._performance_series, d.name)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -334,7 +358,7 @@ class MetricsExporter:
         """One scrape: the feature series as rendered after the last evaluation, then the live ones."""
         snap = self.refresh()
         live = [(d, list(self._counter(d.name))) for d in COUNTERS]
-        live += [(d, list(self._live[d.name]())) for d in LIVE_GAUGES]
+        live += [(d, list(self._live[d.name]())) for d in LIVE_GAUGES + PERFORMANCE_GAUGES]
         target = Metric("target", "Target metadata", "info")  # as OTel's Prometheus exporters spell the resource
         target.add_sample("target_info", {"service_name": "otel-ml", "service_instance_id": self.instance_id}, 1)
         assert snap.prometheus is not None
@@ -403,7 +427,7 @@ class MetricsExporter:
         for d in COUNTERS:
             meter.create_observable_counter(d.name, callbacks=[callback(d.name)], unit=d.unit,
                                             description=d.description)
-        for d in FEATURE_GAUGES + LIVE_GAUGES:
+        for d in FEATURE_GAUGES + LIVE_GAUGES + PERFORMANCE_GAUGES:
             meter.create_observable_gauge(d.name, callbacks=[callback(d.name)], unit=d.unit,
                                           description=d.description)
         log.info("OTLP metrics to %s every %ss", self.config.otlp.endpoint, self.config.otlp.interval_seconds)
@@ -481,3 +505,36 @@ class MetricsExporter:
         for r in self.refresh().reports:
             if not r.reference_source:
                 yield _model_attrs(r), float(r.reference_pending_rows)
+
+    def _performance_series(self, metric: str) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self._performance():
+            yield from performance_series(r, metric)
+
+
+def performance_series(r: PerformanceReport, metric: str) -> Iterator[tuple[dict[str, str], float]]:
+    """One performance gauge's series of one (model, version)."""
+    model = {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version}
+    if metric == sc.METRIC_GROUND_TRUTH_COVERAGE:
+        if _finite(r.coverage):
+            yield model, r.coverage
+        return
+    if metric == sc.METRIC_GROUND_TRUTH_DELAY:
+        for q, v in (("0.5", r.delay_p50), ("0.95", r.delay_p95)):
+            if _finite(v):
+                yield {**model, sc.ATTR_QUANTILE: q}, v
+        return
+    values = {sc.METRIC_PERFORMANCE: r.realized, sc.METRIC_PERFORMANCE_ESTIMATED: r.estimated,
+              sc.METRIC_PERFORMANCE_REFERENCE: r.reference}.get(metric)
+    if values is not None:
+        for name, m in values.items():
+            if _finite(m.value):
+                yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, m.value
+        if metric == sc.METRIC_PERFORMANCE:
+            for cls, per in r.per_class.items():
+                for name, v in per.items():
+                    if _finite(v):
+                        yield {**model, sc.ATTR_PERFORMANCE_METRIC: name, sc.ATTR_CLASS: cls}, v
+        return
+    decisions = r.degraded if metric == sc.METRIC_PERFORMANCE_DEGRADED else r.estimated_degraded
+    for name, degraded in decisions.items():
+        yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, 1.0 if degraded else 0.0

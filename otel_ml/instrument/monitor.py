@@ -21,6 +21,7 @@ import os
 import random
 import threading
 import time
+import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -107,20 +108,31 @@ class PredictionRecord:
         if key is not None:
             self._monitor._set(self.span, key, value)
 
-    def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None) -> None:
+    def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None,
+                       probability: float | None = None) -> None:
+        """The model's output; ``prediction_id`` (or the one ``predict(prediction_id=...)`` gave) lets a later
+        ``record_ground_truth`` find it; ``probability``: of the positive class (binary classifiers)."""
         self._monitor._set(self.span, semconv.PREDICTION, value)
         if score is not None:
             self._monitor._set(self.span, semconv.PREDICTION_SCORE, score)
+        if probability is not None:
+            self._monitor._set(self.span, semconv.PREDICTION_PROBABILITY, probability)
         if prediction_id is not None:
+            self.prediction_id = prediction_id
             self._monitor._set(self.span, semconv.PREDICTION_ID, prediction_id)
+
+    prediction_id: str | None = None
+    """The id this prediction carries (given, or generated with ``predict(prediction_id=True)``)."""
 
 
 class _NotSampled(PredictionRecord):
     def set_feature(self, name: str, value: Any) -> None:
         pass
 
-    def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None) -> None:
-        pass
+    def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None,
+                       probability: float | None = None) -> None:
+        if prediction_id is not None:
+            self.prediction_id = prediction_id
 
 
 class ModelMonitor:
@@ -281,30 +293,72 @@ class ModelMonitor:
 
     # --- one prediction ------------------------------------------------------------------------
     @contextmanager
-    def predict(self, features: Mapping[str, Any] | None = None) -> Iterator[PredictionRecord]:
+    def predict(self, features: Mapping[str, Any] | None = None,
+                prediction_id: str | bool | None = None) -> Iterator[PredictionRecord]:
         """Context manager around one model call; the span's duration is the call's latency and an
-        exception marks the span as an error (and still propagates)."""
+        exception marks the span as an error (and still propagates). ``prediction_id``: the id a later
+        ``record_ground_truth`` names (``True``: generate one, read it from the record's ``prediction_id``)."""
+        pid = uuid.uuid4().hex if prediction_id is True else (prediction_id or None)
         if not self._sampled():
-            yield _NotSampled(self, trace.INVALID_SPAN)
+            rec = _NotSampled(self, trace.INVALID_SPAN)
+            rec.prediction_id = pid if isinstance(pid, str) else None
+            yield rec
             return
         with self._tracer.start_as_current_span(self.span_name, attributes=self._attributes(features)) as span:
+            rec = PredictionRecord(self, span)
+            if isinstance(pid, str):
+                rec.prediction_id = pid
+                self._set(span, semconv.PREDICTION_ID, pid)
             try:
-                yield PredictionRecord(self, span)
+                yield rec
             finally:
                 self._number(span, 1)
 
+    def record_ground_truth(self, prediction_id: str, value: Any, model_version: str | None = None) -> None:
+        """The true outcome of the prediction ``prediction_id`` (recorded earlier, by any process): a zero-length
+        span with ``ml.ground_truth``. Never sampled: the processor counts labels of unrecorded predictions as
+        ``unknown``."""
+        self.record_ground_truth_batch([prediction_id], [value], model_version)
+
+    def record_ground_truth_batch(self, prediction_ids: Sequence[str], values: Sequence[Any],
+                                  model_version: str | None = None) -> None:
+        """Many labels at once: one span with ``ml.batch.size`` arrays."""
+        try:
+            if len(prediction_ids) != len(values):
+                raise ValueError(f"{len(prediction_ids)} ids but {len(values)} values")
+            if not len(values):
+                return
+            attrs: dict[str, Any] = {semconv.MODEL_NAME: self.model_name}
+            version = self.model_version if model_version is None else model_version
+            if version:
+                attrs[semconv.MODEL_VERSION] = version
+            if len(values) == 1:
+                attrs[semconv.PREDICTION_ID] = str(prediction_ids[0])
+                attrs[semconv.GROUND_TRUTH] = _scalar(values[0])
+            else:
+                attrs[semconv.BATCH_SIZE] = len(values)
+                attrs[semconv.PREDICTION_ID] = [str(i) for i in prediction_ids]
+                attrs[semconv.GROUND_TRUTH] = _column(list(values))
+            if attrs[semconv.GROUND_TRUTH] is None:
+                raise ValueError(f"ground truth {values[0]!r} is not a number, string or bool")
+            now = time.time_ns()
+            self._tracer.start_span(f"{self.span_name} ground truth", attributes=attrs, start_time=now).end(
+                end_time=now)
+        except Exception as e:  # never raise into serving code
+            self._drop(semconv.GROUND_TRUTH, e)
+
     def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
-               prediction_id: str | None = None) -> None:
+               prediction_id: str | None = None, probability: float | None = None) -> None:
         """Record a prediction that already happened: a zero-length span (it says when, not how long), or a row
         of the next batch span with ``batch_rows``."""
         if not self._sampled():
             return
         if self.batch_rows:
-            self._collect(features, prediction, score, prediction_id)
+            self._collect(features, prediction, score, prediction_id, probability)
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
-                           (semconv.PREDICTION_ID, prediction_id)):
+                           (semconv.PREDICTION_ID, prediction_id), (semconv.PREDICTION_PROBABILITY, probability)):
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
@@ -314,14 +368,15 @@ class ModelMonitor:
         span.end(end_time=now)
 
     # --- record() with batch_rows: predictions collected into batch spans ----------------------------
-    def _collect(self, features: Mapping[str, Any], prediction: Any, score: Any, prediction_id: Any) -> None:
+    def _collect(self, features: Mapping[str, Any], prediction: Any, score: Any, prediction_id: Any,
+                 probability: Any = None) -> None:
         try:
             row = dict(features)
         except Exception as e:
             self._drop("features", e, "unreadable_features")
             return
         with self._pending_lock:
-            self._pending.append((row, prediction, score, prediction_id))
+            self._pending.append((row, prediction, score, prediction_id, probability))
             full = len(self._pending) >= self.batch_rows
             if self._flusher is None:
                 self._flusher = threading.Thread(target=_flush_every, args=(weakref.ref(self), self.batch_seconds),
@@ -346,7 +401,8 @@ class ModelMonitor:
                 key = self._feature_key(name)
                 if key is not None:
                     columns[key] = [features.get(name) for features, *_ in rows]
-            for key, at in ((semconv.PREDICTION, 1), (semconv.PREDICTION_SCORE, 2), (semconv.PREDICTION_ID, 3)):
+            for key, at in ((semconv.PREDICTION, 1), (semconv.PREDICTION_SCORE, 2), (semconv.PREDICTION_ID, 3),
+                            (semconv.PREDICTION_PROBABILITY, 4)):
                 if any(r[at] is not None for r in rows):
                     columns[key] = [r[at] for r in rows]
             # Rows were sampled when recorded; a zero-length span: the flush time is when, there is no latency.

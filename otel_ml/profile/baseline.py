@@ -22,6 +22,7 @@ from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.decode.privacy import hash_batch
 from otel_ml.profile.model import ModelProfile, category_strings
+from otel_ml.profile.performance import PerformanceReference, reference_performance
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 
 CHUNK_ROWS = 100_000
@@ -155,6 +156,9 @@ def build_baseline(
     hash_features: Sequence[str] = (),
     chunks: int = 10,
     time_like: set[str] | None = None,
+    target_column: str | None = None,
+    probability_column: str | None = None,
+    positive_class: str | None = None,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -179,6 +183,11 @@ def build_baseline(
         rename[prediction_column] = semconv.PREDICTION_FEATURE
     if score_column:
         rename[score_column] = semconv.PREDICTION_SCORE_FEATURE
+    if probability_column:
+        rename[probability_column] = semconv.PREDICTION_PROBABILITY_FEATURE
+    exclude = [*exclude, *([target_column] if target_column else [])]
+    outcome_cols = {c for c in (target_column, prediction_column, probability_column) if c}
+    outcomes: dict[str, list[np.ndarray]] = {}
     profile = ModelProfile(model, version, sketch)
     kinds: dict[str, str] = {}
     forced_categorical = set(categorical)
@@ -191,6 +200,9 @@ def build_baseline(
             if missing:
                 raise ValueError(f"{path}: no column(s) {', '.join(missing)}; columns are {', '.join(chunk)}")
         n = len(next(iter(chunk.values()))) if chunk else 0
+        if target_column:
+            for col in outcome_cols:
+                outcomes.setdefault(col, []).append(chunk[col])
         numeric: dict[str, np.ndarray] = {}
         cats: dict[str, np.ndarray] = {}
         for col, cells in chunk.items():
@@ -221,7 +233,33 @@ def build_baseline(
         row0 += n
     if seen_columns is None:
         raise ValueError(f"{path}: empty file")
+    if target_column:
+        profile.performance = _reference_performance(path, outcomes, target_column, prediction_column,
+                                                     probability_column, positive_class, chunks)
     return profile
+
+
+def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], target: str, prediction: str | None,
+                           probability: str | None, positive: str | None, chunks: int) -> PerformanceReference:
+    def split(col: str) -> tuple[np.ndarray, np.ndarray]:
+        cells = np.concatenate(outcomes[col])
+        num = _as_numeric(cells)
+        if num is not None:
+            return num, np.full(len(num), "", dtype="<U1")
+        text = _as_category(cells)
+        return np.full(len(text), np.nan), text
+
+    truth_num, truth_text = split(target)
+    pred_num = pred_text = prob = None
+    if prediction:
+        pred_num, pred_text = split(prediction)
+    if probability:
+        prob = _as_numeric(np.concatenate(outcomes[probability]))
+        if prob is None or (np.isfinite(prob) & ((prob < 0) | (prob > 1))).any():
+            raise ValueError(f"{path}: --probability-column {probability!r} must hold numbers in [0, 1]")
+    if not prediction and not probability:
+        raise ValueError("--target-column needs --prediction-column or --probability-column to compare it with")
+    return reference_performance(truth_num, truth_text, pred_num, pred_text, prob, positive, chunks=max(chunks, 1))
 
 
 ID_LIKE = re.compile(r"(^|[_\-. ])(id|uuid|guid|key)$", re.IGNORECASE)

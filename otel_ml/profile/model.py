@@ -15,6 +15,7 @@ import datasketches as ds
 import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
+from otel_ml.profile.performance import PerformanceReference
 from otel_ml.profile.sketch import (
     CATEGORICAL,
     GRID_MIN_VALUES,
@@ -203,6 +204,8 @@ class ModelProfile:
         self.chunks: list[ModelProfile] = []
         """Consecutive parts of a reference (baselines, pinned references), for thresholds learned from the
         reference's own variability; empty for windows and horizons, and not merged."""
+        self.performance: PerformanceReference | None = None
+        """A baseline's labelled performance and calibration map (``baseline build --target-column``)."""
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
@@ -310,6 +313,7 @@ class ModelProfile:
             "features": {name: p.to_dict() for name, p in sorted(self.features.items())},
             **({"sequences": self.sequences.to_dict()} if self.sequences.streams else {}),
             **({"chunks": [c.to_dict() for c in self.chunks]} if self.chunks else {}),
+            **({"performance": self.performance.to_dict()} if self.performance is not None else {}),
         }
 
     @classmethod
@@ -330,6 +334,8 @@ class ModelProfile:
         p.features = {name: profile_from_dict(f) for name, f in d["features"].items()}
         p.sequences = SequenceCoverage.from_dict(d.get("sequences", {}))
         p.chunks = [cls.from_dict(c) for c in d.get("chunks", [])]
+        if d.get("performance"):
+            p.performance = PerformanceReference.from_dict(d["performance"])
         return p
 
     def to_json(self) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsPartialSuccess, ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
@@ -133,6 +134,14 @@ def retry_trailers(message: str, retry_after_seconds: float) -> tuple[tuple[str,
     status = retry_status(14, message, retry_after_seconds)  # 14 = UNAVAILABLE
     return (("grpc-status-details-bin", status.SerializeToString()),
             ("google.rpc.retryinfo-bin", status.details[0].value))  # the packed RetryInfo's bytes
+
+
+def export_logs_response(result: DecodeResult) -> ExportLogsServiceResponse:
+    """The logs answer: success, with ``partial_success`` naming each reason ground-truth records were rejected."""
+    if result.spans_rejected:
+        return ExportLogsServiceResponse(partial_success=ExportLogsPartialSuccess(
+            rejected_log_records=result.spans_rejected, error_message=result.message()))
+    return ExportLogsServiceResponse()
 
 
 def export_response(result: DecodeResult) -> ExportTraceServiceResponse:

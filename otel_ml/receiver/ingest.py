@@ -9,13 +9,20 @@ from __future__ import annotations
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml.decode import DecodeLimits, DecodeResult, decode_request
+from otel_ml.decode.outcomes import decode_logs_request
 from otel_ml.decode.privacy import hash_batch
+
+TRACES = "traces"
+LOGS = "logs"
 
 
 def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLimits, hash_key: bytes | None,
-                      hash_features: list[str]) -> DecodeResult:
-    """Decode a request and hash its categorical values (``hash_key`` set), before anything is sketched or
-    journaled. A module-level function, so a ``functools.partial`` of it pickles to worker processes."""
+                      hash_features: list[str], signal: str = TRACES) -> DecodeResult:
+    """Decode a request (an OTLP trace export, or a logs export with ``signal="logs"``: ground truth) and hash
+    its categorical values (``hash_key`` set), before anything is sketched or journaled. A module-level
+    function, so a ``functools.partial`` of it pickles to worker processes."""
+    if signal == LOGS:
+        return decode_logs_request(data, limits.max_batch_size, limits.max_category_length)
     result = decode_request(data, limits)
     if hash_key is not None:
         for batch in result.batches:

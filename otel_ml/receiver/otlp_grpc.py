@@ -1,4 +1,4 @@
-"""Where spans come in: the OTLP/gRPC TraceService.
+"""Where spans come in: the OTLP/gRPC TraceService (and LogsService, for ground-truth log records).
 
 The request stays raw bytes until the consumer's decoder reads it, so a compiled decoder can take
 the bytes directly. The answer follows OTLP: success once the batch is applied; rejected ML spans
@@ -14,10 +14,11 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.receiver.common import export_response, refusal_of, retry_trailers
+from otel_ml.receiver.common import export_logs_response, export_response, refusal_of, retry_trailers
 from otel_ml.receiver.config import OtlpGrpcReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Expo
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 class OtlpTraceReceiver:
-    """gRPC server for ``TraceService/Export``; hands each request's bytes to ``consume``."""
+    """gRPC server for ``TraceService/Export`` and ``LogsService/Export``; hands each request's bytes to
+    ``consume(data, signal)`` (signal ``traces`` or ``logs``)."""
 
-    def __init__(self, config: OtlpGrpcReceiverConfig, consume: Callable[[bytes], DecodeResult],
+    def __init__(self, config: OtlpGrpcReceiverConfig, consume: Callable[[bytes, str], DecodeResult],
                  tls: TlsConfig | None = None, bearer_token: str | None = None, reuse_port: bool = False) -> None:
         self.config = config
         self.reuse_port = reuse_port
@@ -59,7 +61,13 @@ class OtlpTraceReceiver:
                 response_serializer=ExportTraceServiceResponse.SerializeToString,
             )},
         )
-        self._server.add_generic_rpc_handlers((handler,))
+        logs = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.logs.v1.LogsService",
+            {"Export": grpc.unary_unary_rpc_method_handler(
+                self._export_logs, request_deserializer=None,
+                response_serializer=ExportLogsServiceResponse.SerializeToString)},
+        )
+        self._server.add_generic_rpc_handlers((handler, logs))
         credentials = None
         if self.tls.enabled:
             client_ca = Path(self.tls.client_ca_file).read_bytes() if self.tls.client_ca_file else None
@@ -90,13 +98,19 @@ class OtlpTraceReceiver:
         return hmac.compare_digest(given_bytes, self._expected_auth)  # constant time
 
     def _export(self, request: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+        return export_response(self._call(request, context, "traces"))
+
+    def _export_logs(self, request: bytes, context: grpc.ServicerContext) -> ExportLogsServiceResponse:
+        return export_logs_response(self._call(request, context, "logs"))
+
+    def _call(self, request: bytes, context: grpc.ServicerContext, signal: str) -> DecodeResult:
         if not self._authorized(context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
-            result = self._consume(request)
+            return self._consume(request, signal)
         except Exception as e:
             refusal = refusal_of(e)
             if refusal.retry_after_seconds is not None:
                 context.set_trailing_metadata(retry_trailers(refusal.message, refusal.retry_after_seconds))
             context.abort(_GRPC_CODES[refusal.grpc_code], refusal.message)
-        return export_response(result)
+            raise  # abort raises; for type checkers

@@ -22,11 +22,12 @@ from collections.abc import Callable
 from aiohttp import web
 from google.protobuf import json_format
 from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_context
-from otel_ml.receiver.common import export_response, refusal_of
+from otel_ml.receiver.common import export_logs_response, export_response, refusal_of
 from otel_ml.receiver.config import OtlpHttpReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class OtlpHttpTraceReceiver:
         self._listener = self.server.listen("the OTLP/HTTP receiver (receiver.otlp_http.endpoint)",
                                             self.config.endpoint, [
                                                 ("POST", "/v1/traces", self._traces),
+                                                ("POST", "/v1/logs", self._logs),
                                                 *health_routes(self._readiness),
                                                 ("*", "/{tail:.*}", self._not_found)],
                                             ctx, self.config.max_message_bytes)
@@ -77,9 +79,16 @@ class OtlpHttpTraceReceiver:
 
     # --- handlers (on the event loop) ----------------------------------------------------------------
     async def _not_found(self, request: web.Request) -> web.Response:
-        return web.Response(status=404, text="spans go to POST /v1/traces; GET /healthz and /readyz tell health\n")
+        return web.Response(status=404, text="spans go to POST /v1/traces, ground-truth logs to POST /v1/logs; "
+                                             "GET /healthz and /readyz tell health\n")
 
     async def _traces(self, request: web.Request) -> web.Response:
+        return await self._export(request, "traces")
+
+    async def _logs(self, request: web.Request) -> web.Response:
+        return await self._export(request, "logs")
+
+    async def _export(self, request: web.Request, signal: str) -> web.Response:
         if self._expected_auth is not None:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, self._expected_auth):  # constant time
@@ -98,10 +107,10 @@ class OtlpHttpTraceReceiver:
         except TimeoutError:
             return _reply(*_error(408, "the request body did not arrive in time", reply_type), close=True)
         encoding = request.headers.get("Content-Encoding", "").lower()
-        return _reply(*await self.server.blocking(self._handle, content_type, encoding, body, reply_type))
+        return _reply(*await self.server.blocking(self._handle, content_type, encoding, body, reply_type, signal))
 
     # --- the request's work (in a handler thread) ----------------------------------------------------
-    def _handle(self, content_type: str, encoding: str, body: bytes, reply_type: str) -> Reply:
+    def _handle(self, content_type: str, encoding: str, body: bytes, reply_type: str, signal: str = "traces") -> Reply:
         if content_type not in (PROTOBUF, JSON):
             return _error(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}", reply_type)
         try:
@@ -110,17 +119,17 @@ class OtlpHttpTraceReceiver:
             elif encoding not in ("", "identity"):
                 return _error(415, f"unsupported Content-Encoding {encoding!r}", reply_type)
             if content_type == JSON:
-                message = json_format.Parse(body.decode("utf-8"), ExportTraceServiceRequest(),
-                                            ignore_unknown_fields=True)
-                result = self._consume(message)
+                message = json_format.Parse(body.decode("utf-8"), ExportLogsServiceRequest() if signal == "logs"
+                                            else ExportTraceServiceRequest(), ignore_unknown_fields=True)
+                result = self._consume(message, signal) if signal == "logs" else self._consume(message)
             else:
-                result = self._consume(body)
+                result = self._consume(body, signal) if signal == "logs" else self._consume(body)
         except Exception as e:
             refusal = refusal_of(e)
             headers = {} if refusal.retry_after_seconds is None else {
                 "Retry-After": str(max(1, round(refusal.retry_after_seconds)))}
             return _error(refusal.http_status, refusal.message, reply_type, refusal.status(), headers)
-        response = export_response(result)
+        response = export_logs_response(result) if signal == "logs" else export_response(result)
         out = json_format.MessageToJson(response).encode() if reply_type == JSON else response.SerializeToString()
         return 200, out, reply_type, {}
 

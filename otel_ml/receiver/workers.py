@@ -57,8 +57,9 @@ class WorkerSpec:
     receiver: OtlpGrpcReceiverConfig
     tls: TlsConfig
     bearer_token: str | None
-    decode: Callable[[bytes], DecodeResult]
-    """Module-level function (or partial of one): request bytes → DecodeResult, privacy hashing included."""
+    decode: Callable[..., DecodeResult]
+    """Module-level function (or partial of one): (request bytes, signal=traces|logs) → DecodeResult, privacy
+    hashing included."""
     max_inflight_bytes: int
     retry_after_seconds: float
     log_level: int = logging.INFO
@@ -187,9 +188,9 @@ class _MainProcess:
         self._next = 0
         self._waiting: dict[int, list] = {}
 
-    def consume(self, data: bytes) -> DecodeResult:
+    def consume(self, data: bytes, signal: str = "traces") -> DecodeResult:
         with self.admission.admit(len(data)):
-            result = self.spec.decode(data)
+            result = self.spec.decode(data, signal=signal)
             slot: list = [threading.Event(), None]
             record = result.to_bytes()
             with self._lock:

@@ -1,0 +1,88 @@
+"""Cost of ground truth: decoding id-carrying spans, keeping them pending, joining labels; bytes on disk.
+
+    python -m bench.ground_truth [--rows 1000000]
+
+Reports per CPU-second (process time) beside the same spans without ids decoded in the same run (the baseline),
+and the bytes the pending store uses per waiting prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_ml.analyze.performance import PerformanceConfig
+from otel_ml.decode import decode_request
+from otel_ml.decode.batch import LabelBatch
+from otel_ml.decode.outcomes import id_hash
+from otel_ml.profile.ground_truth import GroundTruth
+from otel_ml.store.pending import LabelsConfig
+
+
+def request(start: int, n: int, with_id: bool, t: int) -> bytes:
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    for i in range(start, start + n):
+        s = spans.add(end_time_unix_nano=t + i)
+        s.attributes.add(key="ml.model.name").value.string_value = "m"
+        for k in range(5):
+            s.attributes.add(key=f"ml.feature.f{k}").value.double_value = i * 0.1 + k
+        s.attributes.add(key="ml.prediction").value.int_value = i % 2
+        s.attributes.add(key="ml.prediction.probability").value.double_value = (i % 100) / 100
+        if with_id:
+            s.attributes.add(key="ml.prediction.id").value.string_value = f"req-{i:012d}-{i * 7919 % 100003:06d}"
+    return req.SerializeToString()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    args = ap.parse_args()
+    t = time.time_ns() - 3600 * 10**9
+    per_req = 512
+    reqs = {w: [request(k * per_req, per_req, w, t) for k in range(20)] for w in (False, True)}
+    for label, with_id in (("spans without id (decode)", False), ("spans with id (decode)", True)):
+        c = time.process_time()
+        done = 0
+        while done < args.rows:
+            for r in reqs[with_id]:
+                decode_request(r)
+                done += per_req
+        print(f"{label}: {done / (time.process_time() - c):,.0f} spans per CPU-second")
+    with tempfile.TemporaryDirectory() as d:
+        gt = GroundTruth(d, LabelsConfig(), PerformanceConfig())
+        batches = [decode_request(r).batches[0] for r in reqs[True]]
+        c = time.process_time()
+        done = 0
+        k = 0
+        while done < args.rows:
+            for b in batches:
+                b = type(b)(**{**b.__dict__, "prediction_id": id_hash("m", np.char.add(f"x{k}-", np.arange(
+                    b.n_rows).astype(str)))})
+                gt.on_predictions(b)
+                done += b.n_rows
+            k += 1
+        spent = time.process_time() - c
+        state = gt.state()
+        gt.pending.committed(state["pending"])
+        print(f"keeping id-carrying predictions pending: {done / spent:,.0f} rows per CPU-second; "
+              f"{gt.pending.disk_bytes() / done:.1f} bytes on disk per pending prediction")
+        rng = np.random.default_rng(0)
+        c = time.process_time()
+        labelled = 0
+        for _ in range(args.rows // 1000):
+            kk = rng.integers(0, k, 1000)
+            ii = rng.integers(0, per_req, 1000)
+            ids = id_hash("m", np.char.add(np.char.add(np.char.add("x", kk.astype(str)), "-"), ii.astype(str)))
+            gt.on_labels(LabelBatch("m", "", ids, (ii % 2).astype(float), np.full(1000, ""),
+                                    np.full(1000, t + 3600 * 10**9)))
+            labelled += 1000
+        print(f"labels joined (batches of 1000): {labelled / (time.process_time() - c):,.0f} per CPU-second")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Where performance is scored: realized metrics against the reference, and estimates without labels.
+
+``assess`` turns a horizon's ``PerformanceProfile`` and the baseline's ``PerformanceReference`` into a
+``PerformanceReport``: each metric realized (from labels), estimated (confidence-based, CBPE: from the
+probabilities alone, through the reference's calibration map), the reference's value, and a degradation
+decision per metric: a one-sided z-test of current against reference with both standard errors
+(n-aware: a few labels never alarm), at the level drift decisions use, Bonferroni-split over the metrics
+tested (docs/statistics.md, Model performance).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from otel_ml.profile.performance import (
+    CLASSIFICATION,
+    HIGHER_IS_BETTER,
+    PROBABILITY_BINS,
+    PerformanceProfile,
+    PerformanceReference,
+    auc_from_bins,
+)
+
+ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    """YAML ``performance``: over what, and how, model performance is computed and decided."""
+
+    horizon_seconds: float = 86_400.0
+    """Performance is over the predictions of the last horizon of event time (their labels may come later)."""
+    window_seconds: float = 3_600.0
+    """Predictions are counted per window of their event time; a label updates its prediction's window."""
+    threshold: float = 0.5
+    """A binary classifier predicts the positive class at ``ml.prediction.probability`` >= this (estimates)."""
+    positive_class: str | None = None
+    """The positive class of binary classifiers; default: the baseline's, else 1/true/yes/positive."""
+    min_labels: int = 100
+    """No degradation decision on fewer labelled predictions (or estimated rows)."""
+    tolerance: float = 0.0
+    """A drop smaller than this (in the metric's units) is never called degraded, however significant."""
+    max_classes: int = 32
+    """Classes counted per model; further ones are counted as ``(other)``."""
+_BIN_CENTERS = (np.arange(PROBABILITY_BINS) + 0.5) / PROBABILITY_BINS
+
+
+def estimate(prob_all: np.ndarray, calibration: tuple[list[float], list[float]], threshold: float = 0.5,
+             draws: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Label-free (CBPE) estimates from binned probabilities: (value, standard error) per metric.
+
+    Each bin's rows are positive with the calibrated probability c(p), so the expected confusion counts are sums
+    of c(p) and 1 − c(p) over the bins on either side of ``threshold``; the estimated ROC AUC is the area under
+    the expected curve. The standard error is that of the *realized* metric given the estimate: labels drawn
+    ``draws`` times as Binomial(bin count, c(p)).
+
+    >>> hist = np.zeros(PROBABILITY_BINS, np.int64); hist[[100, 900]] = 500
+    >>> est = estimate(hist, ([0.0, 1.0], [0.0, 1.0]))
+    >>> round(est["accuracy"][0], 2), round(est["roc_auc"][0], 2)
+    (0.89, 0.89)
+    """
+    counts = prob_all.astype(float)
+    n = counts.sum()
+    if not n:
+        return {}
+    c = np.clip(np.interp(_BIN_CENTERS, calibration[0], calibration[1]), 0.0, 1.0)
+    edge = round(threshold * PROBABILITY_BINS)
+    pos = counts * c
+
+    def metrics(pos_counts: np.ndarray) -> dict[str, float]:
+        neg_counts = counts - pos_counts
+        tp, fp = pos_counts[edge:].sum(), neg_counts[edge:].sum()
+        fn, tn = pos_counts[:edge].sum(), neg_counts[:edge].sum()
+        out = {"accuracy": (tp + tn) / n, "precision": tp / (tp + fp) if tp + fp else math.nan,
+               "recall": tp / (tp + fn) if tp + fn else math.nan,
+               "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan}
+        auc = auc_from_bins(pos_counts, neg_counts)
+        out["roc_auc"] = auc[0] if auc else math.nan
+        return out
+
+    values = metrics(pos)
+    rng = np.random.default_rng(seed)
+    used = np.flatnonzero(counts)
+    sims = {k: [] for k in values}
+    for _ in range(draws):
+        drawn = np.zeros(PROBABILITY_BINS)
+        drawn[used] = rng.binomial(counts[used].astype(np.int64), c[used])
+        for k, v in metrics(drawn).items():
+            sims[k].append(v)
+    return {k: (float(v), float(np.nanstd(sims[k])) if np.isfinite(sims[k]).sum() > 1 else math.nan)
+            for k, v in values.items()}
+
+
+@dataclass
+class MetricResult:
+    value: float
+    se: float = math.nan
+    n: float = 0.0
+
+
+@dataclass
+class PerformanceReport:
+    """One (model, version)'s performance over the current horizon."""
+
+    model: str
+    version: str
+    task: str | None
+    predictions: int = 0
+    labeled: int = 0
+    realized: dict[str, MetricResult] = field(default_factory=dict)
+    estimated: dict[str, MetricResult] = field(default_factory=dict)
+    reference: dict[str, MetricResult] = field(default_factory=dict)
+    degraded: dict[str, bool] = field(default_factory=dict)
+    estimated_degraded: dict[str, bool] = field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    delay_p50: float = math.nan
+    delay_p95: float = math.nan
+    residual_quantiles: dict[float, float] = field(default_factory=dict)
+    auc_bound: float = math.nan
+    """How far the realized ROC AUC may be from the unbinned scores' (``auc_from_bins``)."""
+
+    @property
+    def coverage(self) -> float:
+        return self.labeled / self.predictions if self.predictions else math.nan
+
+
+def _worse(cur: MetricResult, ref: MetricResult, metric: str, alpha: float, tolerance: float,
+           min_labels: int) -> bool | None:
+    """One-sided z-test that ``cur`` is worse than ``ref`` (None: not decided: too few rows, or no error)."""
+    if metric not in HIGHER_IS_BETTER or cur.n < min_labels or not math.isfinite(cur.value) or \
+            not math.isfinite(ref.value):
+        return None
+    se = math.sqrt((cur.se if math.isfinite(cur.se) else 0.0) ** 2 + (ref.se if math.isfinite(ref.se) else 0.0) ** 2)
+    drop = (ref.value - cur.value) if HIGHER_IS_BETTER[metric] else (cur.value - ref.value)
+    if se == 0 or not math.isfinite(se):
+        return None
+    return bool(drop > tolerance and stats.norm.sf(drop / se) < alpha)
+
+
+def assess(model: str, version: str, current: PerformanceProfile | None, reference: PerformanceReference | None,
+           alpha: float, threshold: float = 0.5, positive_class: str | None = None, min_labels: int = 100,
+           tolerance: float = 0.0) -> PerformanceReport:
+    """Realized and estimated metrics of ``current`` against ``reference`` with their decisions."""
+    cur = current or PerformanceProfile()
+    ref_prof = reference.profile if reference is not None else None
+    task = cur.task or (ref_prof.task if ref_prof is not None else None)
+    if task is None and cur.prob_all.any() and reference is not None and reference.calibration:
+        task = CLASSIFICATION
+    positive = positive_class or (reference.positive_class if reference else None) or cur.positive_class() or (
+        ref_prof.positive_class() if ref_prof is not None else None)
+    report = PerformanceReport(model, version, task, cur.predictions, cur.labeled,
+                               delay_p50=cur.delay_quantile(0.5), delay_p95=cur.delay_quantile(0.95))
+    report.realized = {k: MetricResult(*v) for k, v in cur.metrics(positive).items()}
+    auc = cur.roc_auc()
+    if auc is not None:
+        report.auc_bound = auc[2]
+    if cur.confusion and len(cur.classes()) > 2:
+        report.per_class = cur.per_class()
+    if cur.sums["n_reg"]:
+        report.residual_quantiles = {q: cur.residual_quantile(q) for q in (0.05, 0.5, 0.95)}
+    if ref_prof is not None:
+        report.reference = {k: MetricResult(*v) for k, v in ref_prof.metrics(positive).items()}
+    if reference is not None and reference.calibration and cur.prob_all.any():
+        report.estimated = {k: MetricResult(v, se, float(cur.prob_all.sum()))
+                            for k, (v, se) in estimate(cur.prob_all, reference.calibration, threshold).items()}
+    tested = [m for m in report.realized if m in report.reference and m in HIGHER_IS_BETTER]
+    level = alpha / max(1, len(tested))
+    for m in tested:
+        decision = _worse(report.realized[m], report.reference[m], m, level, tolerance, min_labels)
+        if decision is not None:
+            report.degraded[m] = decision
+    tested_est = [m for m in report.estimated if m in report.reference]
+    level = alpha / max(1, len(tested_est))
+    for m in tested_est:
+        decision = _worse(report.estimated[m], report.reference[m], m, level, tolerance, min_labels)
+        if decision is not None:
+            report.estimated_degraded[m] = decision
+    return report

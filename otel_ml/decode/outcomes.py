@@ -1,0 +1,267 @@
+"""Where ground truth comes in: prediction ids, labels from spans and from OTLP log records.
+
+Both decoders read ``ml.prediction.id`` and ``ml.ground_truth`` like columns; ``split_outcomes`` then takes
+them out of the batches: a prediction's id becomes a 64-bit hash of (model, id) (``ColumnarBatch.prediction_id``:
+8 bytes a row, no Python object), and the rows of a span carrying ``ml.ground_truth`` leave as a ``LabelBatch``.
+Labels also come as OTLP log records (``event.name`` = ``ml.ground_truth``): ``decode_logs_request``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from otel_ml import semconv
+from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
+
+_FNV_PRIME = np.uint64(1099511628211)
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: every input bit moves every output bit (the low bits decide sampling)."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _model_seed(model: str) -> np.uint64:
+    h = 14695981039346656037
+    for b in model.encode("utf-8") + b"\x00":
+        h = ((h ^ b) * 1099511628211) & _MASK64
+    return np.uint64(h)
+
+
+def id_hash(model: str, ids: np.ndarray) -> np.ndarray:
+    """uint64 hash of each (model, id); 0 where the id is empty. ``ids`` is a numpy str array (any width: the
+    hash does not depend on the padding), so this costs a few numpy passes per character position, not a Python
+    call per row. Not keyed: an id's hash is as identifying as the id, and is stored only in the state dir.
+
+    >>> a = id_hash("m", np.array(["req-1", "", "req-22"]))
+    >>> bool(a[0] != 0), int(a[1]), bool(a[0] == id_hash("m", np.array(["req-1"], dtype="<U40"))[0])
+    (True, 0, True)
+    >>> bool(a[0] == id_hash("other", np.array(["req-1"]))[0])
+    False
+    """
+    ids = np.ascontiguousarray(ids)
+    n = len(ids)
+    width = ids.dtype.itemsize // 4
+    h = np.full(n, _model_seed(model), dtype=np.uint64)
+    if n == 0 or width == 0:
+        return np.zeros(n, dtype=np.uint64)
+    codes = ids.view(np.uint32).reshape(n, width)
+    with np.errstate(over="ignore"):
+        for j in range(width):
+            c = codes[:, j].astype(np.uint64)
+            h = np.where(c != 0, (h ^ c) * _FNV_PRIME, h)
+        out = _mix(h)
+    out[codes[:, 0] == 0] = 0
+    out[out == 0] = 1  # 0 means "no id"; a real id hashing to 0 (p = 2^-64) becomes 1
+    out[codes[:, 0] == 0] = 0
+    return out
+
+
+def ids_as_text(numeric: np.ndarray | None, categorical: np.ndarray | None, n: int) -> np.ndarray:
+    """One str array from an id column decoded as numbers (int ids) and/or strings."""
+    out = categorical if categorical is not None else np.full(n, "", dtype="<U1")
+    if numeric is not None:
+        ok = np.isfinite(numeric)
+        if ok.any():
+            text = np.array([str(int(x)) if x == int(x) else repr(float(x)) for x in numeric[ok]])
+            out = out.astype(np.result_type(out.dtype, text.dtype))
+            out[ok] = text
+    return out
+
+
+@dataclass
+class _LabelRows:
+    ids: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+
+
+def split_outcomes(result: DecodeResult) -> DecodeResult:
+    """Take prediction ids and ground-truth rows out of the decoded batches (see the module doc)."""
+    batches: list[ColumnarBatch] = []
+    for b in result.batches:
+        gt_num = b.numeric.pop(semconv.GROUND_TRUTH_COLUMN, None)
+        gt_cat = b.categorical.pop(semconv.GROUND_TRUTH_COLUMN, None)
+        id_num = b.numeric.pop(semconv.PREDICTION_ID_COLUMN, None)
+        id_cat = b.categorical.pop(semconv.PREDICTION_ID_COLUMN, None)
+        b.invalid.pop(semconv.GROUND_TRUTH_COLUMN, None)
+        b.invalid.pop(semconv.PREDICTION_ID_COLUMN, None)
+        ids = None
+        if id_num is not None or id_cat is not None:
+            ids = id_hash(b.model, ids_as_text(id_num, id_cat, b.n_rows))
+        if gt_num is None and gt_cat is None:
+            if ids is not None:
+                b.prediction_id = ids
+            batches.append(b)
+            continue
+        has_gt = np.zeros(b.n_rows, dtype=bool)
+        if gt_num is not None:
+            has_gt |= ~np.isnan(gt_num)
+        if gt_cat is not None:
+            has_gt |= gt_cat != ""
+        # A span is a label when its first row carries ml.ground_truth (a batch span carries it on every row).
+        span_rows = b.span_rows if len(b.span_rows) == len(b.span_end_ns) else np.ones(len(b.span_end_ns), np.int64)
+        first = np.concatenate([[0], np.cumsum(span_rows)[:-1]]).astype(np.int64)
+        label_span = np.zeros(len(span_rows), dtype=bool)
+        in_range = first < b.n_rows
+        label_span[in_range] = has_gt[first[in_range]]
+        label_row = np.repeat(label_span, span_rows)[:b.n_rows]
+        if ids is None:
+            ids = np.zeros(b.n_rows, dtype=np.uint64)
+        usable = label_row & (ids != 0) & has_gt
+        no_id = int(np.count_nonzero(label_span[in_range] & (ids[first[in_range]] == 0)))
+        if no_id:
+            result.rejected["ground_truth_without_id"] += no_id
+            result.examples.setdefault("ground_truth_without_id", f"a {semconv.GROUND_TRUTH} span without "
+                                       f"{semconv.PREDICTION_ID}")
+            result.spans_accepted -= no_id
+        if usable.any():
+            result.labels.append(LabelBatch(
+                b.model, b.version, ids[usable],
+                gt_num[usable] if gt_num is not None else np.full(int(usable.sum()), np.nan),
+                gt_cat[usable] if gt_cat is not None else np.full(int(usable.sum()), "", dtype="<U1"),
+                b.row_time_ns[usable]))
+        if (~label_span).any():
+            rest = b.select(~label_row, ~label_span)
+            rest.invalid = b.invalid
+            if ids is not None and (ids[~label_row] != 0).any():
+                rest.prediction_id = ids[~label_row]
+            batches.append(rest)
+    result.batches = batches
+    return result
+
+
+# --- OTLP logs ------------------------------------------------------------------------------------------
+def _scalar(v: AnyValue) -> float | str | None:
+    kind = v.WhichOneof("value")
+    if kind == "double_value":
+        return v.double_value if math.isfinite(v.double_value) else None
+    if kind == "int_value":
+        return float(v.int_value)
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return "true" if v.bool_value else "false"
+    return None
+
+
+def _id_text(v: AnyValue) -> str:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "int_value":
+        return str(v.int_value)
+    return ""
+
+
+def decode_logs_request(data: bytes | ExportLogsServiceRequest, max_batch_size: int = 100_000,
+                        max_len: int = 256) -> DecodeResult:
+    """Ground-truth log records of one OTLP logs export as ``LabelBatch``es; other log records are ignored.
+
+    A ground-truth record has ``event.name`` = ``ml.ground_truth`` (the attribute, or the LogRecord field of
+    newer OTLP) or simply carries ``ml.ground_truth``; ``ml.model.name`` (record or resource),
+    ``ml.prediction.id`` and ``ml.ground_truth`` are required, ``ml.batch.size`` makes both arrays. Counts are
+    in the result's span fields (a record counts like a span).
+
+    >>> req = ExportLogsServiceRequest()
+    >>> rec = req.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=10**18)
+    >>> for k, v in (("ml.model.name", "churn"), ("ml.prediction.id", "r1"), ("ml.ground_truth", "yes")):
+    ...     rec.attributes.add(key=k).value.string_value = v
+    >>> r = decode_logs_request(req.SerializeToString())
+    >>> r.labels[0].model, r.labels[0].label.tolist(), r.spans_accepted
+    ('churn', ['yes'], 1)
+    """
+    if not isinstance(data, ExportLogsServiceRequest):
+        msg = ExportLogsServiceRequest()
+        try:
+            msg.ParseFromString(bytes(data))
+        except DecodeError as e:
+            raise ValueError(str(e) or "not a protobuf message") from e
+        data = msg
+    result = DecodeResult(batches=[])
+    groups: dict[tuple[str, str], _LabelRows] = {}
+    now_ns = time.time_ns()
+
+    def reject(reason: str, detail: str) -> None:
+        result.rejected[reason] += 1
+        result.examples.setdefault(reason, detail)
+
+    for rl in data.resource_logs:
+        res_model = res_version = None
+        for kv in rl.resource.attributes:
+            if kv.key == semconv.MODEL_NAME:
+                res_model = kv.value
+            elif kv.key == semconv.MODEL_VERSION:
+                res_version = kv.value
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                result.spans_received += 1
+                attrs = {kv.key: kv.value for kv in rec.attributes if kv.key.startswith(("ml.", "event.name"))}
+                event = getattr(rec, "event_name", "") or (_id_text(attrs["event.name"]) if "event.name" in attrs
+                                                           else "")
+                gt = attrs.get(semconv.GROUND_TRUTH)
+                if gt is None:
+                    if event == semconv.GROUND_TRUTH_EVENT:
+                        reject("ground_truth_missing_value", f"an {event} event without {semconv.GROUND_TRUTH}")
+                    else:
+                        result.spans_ignored += 1
+                    continue
+                model_v = attrs.get(semconv.MODEL_NAME, res_model)
+                model = _id_text(model_v) if model_v is not None and model_v.WhichOneof("value") == "string_value" \
+                    else ""
+                if not model or len(model) > max_len:
+                    reject("invalid_model_name", f"{semconv.MODEL_NAME} must be a non-empty string")
+                    continue
+                version_v = attrs.get(semconv.MODEL_VERSION, res_version)
+                version = _id_text(version_v) if version_v is not None else ""
+                id_v = attrs.get(semconv.PREDICTION_ID)
+                batch_v = attrs.get(semconv.BATCH_SIZE)
+                if batch_v is not None:
+                    n = batch_v.int_value if batch_v.WhichOneof("value") == "int_value" else 0
+                    if not 1 <= n <= max_batch_size:
+                        reject("invalid_batch_size", f"{semconv.BATCH_SIZE} must be an int in [1, {max_batch_size}]")
+                        continue
+                    if id_v is None or id_v.WhichOneof("value") != "array_value" or \
+                            gt.WhichOneof("value") != "array_value" or len(id_v.array_value.values) != n or \
+                            len(gt.array_value.values) != n:
+                        reject("batch_length_mismatch", f"{semconv.PREDICTION_ID} and {semconv.GROUND_TRUTH} must "
+                               f"be arrays of {semconv.BATCH_SIZE} values")
+                        continue
+                    ids = [_id_text(v)[:max_len] for v in id_v.array_value.values]
+                    values = [_scalar(v) for v in gt.array_value.values]
+                else:
+                    ids = [_id_text(id_v)[:max_len] if id_v is not None else ""]
+                    values = [_scalar(gt)]
+                if not all(ids):
+                    reject("ground_truth_without_id",
+                           f"a {semconv.GROUND_TRUTH} record without {semconv.PREDICTION_ID}")
+                    continue
+                t = rec.time_unix_nano or rec.observed_time_unix_nano or now_ns
+                rows = groups.setdefault((model, version), _LabelRows())
+                for i, v in zip(ids, values):
+                    if v is None:
+                        continue
+                    rows.ids.append(i)
+                    rows.values.append(v if isinstance(v, float) else math.nan)
+                    rows.labels.append(v[:max_len] if isinstance(v, str) else "")
+                    rows.times.append(t)
+                result.spans_accepted += 1
+    for (model, version), rows in groups.items():
+        if rows.ids:
+            result.labels.append(LabelBatch(model, version, id_hash(model, np.array(rows.ids)),
+                                            np.array(rows.values, dtype=np.float64), np.array(rows.labels),
+                                            np.array(rows.times, dtype=np.int64)))
+    return result

@@ -1,0 +1,95 @@
+"""Backfill of ground truth from a file (``otel-ml labels send``): an OTLP/gRPC logs client like any other.
+
+Each record is an ``ml.ground_truth`` event carrying ``ml.batch.size`` ids and labels; the processor answers
+with ``partial_success`` for records it rejects, and UNAVAILABLE (retried here with the RetryInfo delay) when
+it is busy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from otel_ml import semconv
+
+
+def read_labels(path: str, id_column: str, label_column: str) -> tuple[list[str], list[Any]]:
+    """Ids (as text) and labels (numbers, strings, bools) of rows with both, from a CSV or Parquet file."""
+    import pyarrow.csv as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path) if path.lower().endswith((".parquet", ".pq")) else pc.read_csv(
+        path, convert_options=pc.ConvertOptions(column_types={id_column: "string"}))
+    for col in (id_column, label_column):
+        if col not in table.column_names:
+            raise ValueError(f"{path}: no column {col!r}; columns are {', '.join(table.column_names)}")
+    ids = table.column(id_column).to_pylist()
+    labels = table.column(label_column).to_pylist()
+    rows = [(str(i), v) for i, v in zip(ids, labels) if i is not None and str(i) != "" and v is not None]
+    return [i for i, _ in rows], [v for _, v in rows]
+
+
+def _any_value(value: Any, out: Any) -> None:
+    if isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        out.int_value = value
+    elif isinstance(value, float):
+        out.double_value = value
+    else:
+        out.string_value = str(value)
+
+
+def labels_request(model: str, version: str, ids: Sequence[str], values: Sequence[Any], batch: int) -> list[bytes]:
+    """ExportLogsServiceRequests (serialized), one log record of up to ``batch`` labels each."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    out = []
+    now = time.time_ns()
+    for start in range(0, len(ids), batch):
+        req = ExportLogsServiceRequest()
+        rl = req.resource_logs.add()
+        rl.resource.attributes.add(key="service.name").value.string_value = "otel-ml-labels"
+        rec = rl.scope_logs.add().log_records.add(time_unix_nano=now, observed_time_unix_nano=now)
+        attrs = rec.attributes
+        attrs.add(key="event.name").value.string_value = semconv.GROUND_TRUTH_EVENT
+        attrs.add(key=semconv.MODEL_NAME).value.string_value = model
+        if version:
+            attrs.add(key=semconv.MODEL_VERSION).value.string_value = version
+        chunk_ids, chunk_values = ids[start:start + batch], values[start:start + batch]
+        attrs.add(key=semconv.BATCH_SIZE).value.int_value = len(chunk_ids)
+        id_array = attrs.add(key=semconv.PREDICTION_ID).value.array_value
+        for i in chunk_ids:
+            id_array.values.add().string_value = i
+        gt_array = attrs.add(key=semconv.GROUND_TRUTH).value.array_value
+        for v in chunk_values:
+            _any_value(v, gt_array.values.add())
+        out.append(req.SerializeToString())
+    return out
+
+
+def send_labels(endpoint: str, model: str, version: str, ids: Sequence[str], values: Sequence[Any],
+                batch: int = 5000, attempts: int = 10) -> tuple[int, int]:
+    """Send; returns (labels accepted by the processor, log records it rejected)."""
+    import grpc
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    sent = rejected = 0
+    with grpc.insecure_channel(endpoint) as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                                     response_deserializer=ExportLogsServiceResponse.FromString)
+        for k, payload in enumerate(labels_request(model, version, ids, values, batch)):
+            for attempt in range(attempts):
+                try:
+                    response = export(payload, timeout=30)
+                    break
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                        raise
+                    time.sleep(min(2 ** attempt * 0.2, 5))
+            bad = response.partial_success.rejected_log_records
+            rejected += bad
+            if not bad:
+                sent += len(ids[k * batch:(k + 1) * batch])
+    return sent, rejected

@@ -1,0 +1,202 @@
+"""Where labels meet predictions: performance windows per (model, version), fed by the pending-prediction join.
+
+Predictions with an id wait in ``PendingPredictions`` (on disk); each window of event time
+(``performance.window_seconds``) of a model counts its predictions, their probabilities, and, once labels
+arrive, the labelled outcomes (``PerformanceProfile``). A label updates the window of its *prediction's*
+event time. Windows older than ``performance.horizon_seconds`` (event time) leave; a label for a prediction
+that old is still matched (and counted) but no longer moves the current numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+from otel_ml import semconv
+from otel_ml.analyze.performance import PerformanceConfig
+from otel_ml.decode.batch import ColumnarBatch, LabelBatch
+from otel_ml.profile.performance import OTHER_CLASS, PerformanceProfile, class_name, class_names
+from otel_ml.store.pending import JoinResult, LabelsConfig, PendingPredictions
+
+UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "not_sampled", "early_overflow")
+"""Every ``reason`` of ``ml.ground_truth.unmatched``."""
+
+
+class GroundTruth:
+    """The join and the performance windows. ``positive_of(model, version)`` names a model's positive class
+    (configured or from its baseline) when known."""
+
+    def __init__(self, directory: str, labels: LabelsConfig, performance: PerformanceConfig,
+                 positive_of: Callable[[str, str], str | None] | None = None) -> None:
+        self.config = performance
+        self.pending = PendingPredictions(directory, int(labels.ttl_seconds * 1e9), labels.max_pending,
+                                          int(labels.early_ttl_seconds * 1e9), labels.max_early, labels.sample_ratio)
+        self.window_ns = int(performance.window_seconds * 1e9)
+        self.horizon_ns = int(performance.horizon_seconds * 1e9)
+        self.windows: dict[tuple[str, str], dict[int, PerformanceProfile]] = {}
+        self._positive_of = positive_of or (lambda m, v: None)
+        self.applied: Counter[tuple[str, str]] = Counter()
+        """Labels applied since the last ``take_counts``, per (model, version)."""
+        self.unmatched: Counter[tuple[str, str, str]] = Counter()
+        """Labels not applied since the last ``take_counts``, per (model, version, reason)."""
+
+    @property
+    def clock_ns(self) -> int:
+        return self.pending.clock_ns
+
+    def _window(self, key: tuple[str, str], start: int) -> PerformanceProfile | None:
+        if start + self.window_ns <= self.clock_ns - self.horizon_ns:
+            return None
+        windows = self.windows.setdefault(key, {})
+        prof = windows.get(start)
+        if prof is None:
+            prof = windows[start] = PerformanceProfile(self.config.max_classes)
+        return prof
+
+    # --- predictions ----------------------------------------------------------------------------------------
+    def on_predictions(self, batch: ColumnarBatch) -> None:
+        """Count a batch's predictions and keep those with an id; labels that were waiting for them apply now."""
+        prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
+        ids = batch.prediction_id
+        if not len(ids) and prob is None:
+            return
+        if not len(ids):
+            ids = np.zeros(batch.n_rows, np.uint64)
+        kept = self.pending.keep(ids)
+        self.pending.clock_ns = max(self.pending.clock_ns, int(batch.row_time_ns.max()))
+        starts = batch.row_time_ns // self.window_ns * self.window_ns
+        for start in np.unique(starts).tolist():
+            prof = self._window(batch.key, start)
+            if prof is None:
+                continue
+            rows = starts == start
+            prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None)
+        if not kept.any():
+            return
+        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
+        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
+        n = batch.n_rows
+        cls = np.full(n, -1, np.int32)
+        if text is not None:
+            has = text != ""
+            if has.any():
+                cls[has] = self.pending.class_codes(text[has])
+        self.pending.add(batch.model, batch.version, ids, batch.row_time_ns,
+                         pred if pred is not None else np.full(n, np.nan), cls,
+                         prob if prob is not None else np.full(n, np.nan))
+        for due in self.pending.take_early(ids[kept]):
+            self._count(due, self.pending.join(due, early=False))
+
+    # --- labels -----------------------------------------------------------------------------------------------
+    def on_labels(self, labels: LabelBatch) -> None:
+        self.pending.clock_ns = max(self.pending.clock_ns, int(labels.time_ns.max()) if labels.n_rows else 0)
+        self._count(labels, self.pending.join(labels))
+
+    def _count(self, labels: LabelBatch, result: JoinResult) -> None:
+        for reason, n in result.unmatched.items():
+            self.unmatched[(labels.model, labels.version, reason)] += n
+        for lb, m in result.matched:
+            self._apply(lb, m.label_index, m.rows)
+
+    def _apply(self, labels: LabelBatch, index: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        value, text = labels.value[index], labels.label[index]
+        delays = (labels.time_ns[index] - rows["time"]) / 1e9
+        starts = rows["time"] // self.window_ns * self.window_ns
+        for code in np.unique(rows["key"]).tolist():
+            model, version = self.pending.keys[code]
+            of_key = rows["key"] == code
+            self.applied[(model, version)] += int(of_key.sum())
+            positive = self.config.positive_class or self._positive_of(model, version)
+            cls, pred, prob = rows["cls"], rows["pred"], rows["prob"].astype(np.float64)
+            classified = (cls != -1) | np.isfinite(prob) | (text != "")
+            for start in np.unique(starts[of_key]).tolist():
+                prof = self._window((model, version), start)
+                if prof is None:
+                    continue
+                sel = of_key & (starts == start)
+                c = sel & classified
+                if c.any():
+                    truth = class_names(value[c], text[c])
+                    names = self._predicted(cls[c], pred[c], prob[c], positive)
+                    pos = positive or _conventional(np.concatenate([truth, names]))
+                    prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
+                r = sel & ~classified
+                if r.any():
+                    prof.add_regressed(value[r], pred[r], delays[r])
+
+    def _predicted(self, cls: np.ndarray, pred: np.ndarray, prob: np.ndarray, positive: str | None) -> np.ndarray:
+        out = np.empty(len(cls), dtype=object)
+        for i, (c, p, q) in enumerate(zip(cls.tolist(), pred.tolist(), prob.tolist())):
+            if c >= 0:
+                out[i] = self.pending.classes[c]
+            elif c == -2:
+                out[i] = OTHER_CLASS
+            elif p == p:
+                out[i] = class_name(p)
+            elif q == q and positive:  # only a probability: the threshold decides
+                out[i] = positive if q >= self.config.threshold else _negative_of(positive)
+            else:
+                out[i] = ""
+        return out.astype(str)
+
+    # --- reading, time, state -----------------------------------------------------------------------------
+    def current(self, model: str, version: str) -> PerformanceProfile | None:
+        """The horizon's performance: its windows merged."""
+        windows = self.windows.get((model, version))
+        if not windows:
+            return None
+        out = PerformanceProfile(self.config.max_classes)
+        for start, prof in windows.items():
+            if start + self.window_ns > self.clock_ns - self.horizon_ns:
+                out.merge(prof)
+        return out
+
+    def advance(self) -> None:
+        """Drop windows past the horizon and early labels past their wait (counted ``unknown``)."""
+        edge = self.clock_ns - self.horizon_ns
+        for key in list(self.windows):
+            windows = self.windows[key]
+            for start in [s for s in windows if s + self.window_ns <= edge]:
+                del windows[start]
+            if not windows:
+                del self.windows[key]
+        before = list(self.pending.early)
+        dropped = self.pending.expire_early(self.clock_ns)
+        if dropped:
+            left = Counter((lb.model, lb.version) for lb in self.pending.early for _ in range(lb.n_rows))
+            gone = Counter((lb.model, lb.version) for lb in before for _ in range(lb.n_rows))
+            for (model, version), n in (gone - left).items():
+                self.unmatched[(model, version, "unknown")] += n
+
+    def forget(self, model: str, version: str) -> None:
+        self.windows.pop((model, version), None)
+
+    def take_counts(self) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str, str]]]:
+        applied, unmatched = self.applied, self.unmatched
+        self.applied, self.unmatched = Counter(), Counter()
+        return applied, unmatched
+
+    def state(self) -> dict:
+        return {"pending": self.pending.state(),
+                "windows": [[m, v, start, prof.to_dict()] for (m, v), ws in self.windows.items()
+                            for start, prof in ws.items()]}
+
+    def restore(self, state: dict) -> None:
+        self.pending.restore(state.get("pending", {}))
+        self.windows = {}
+        for m, v, start, d in state.get("windows", []):
+            self.windows.setdefault((m, v), {})[int(start)] = PerformanceProfile.from_dict(d)
+
+
+def _conventional(classes: np.ndarray) -> str | None:
+    from otel_ml.profile.performance import POSITIVE_NAMES
+
+    present = {c.lower(): c for c in np.unique(classes).tolist()}
+    return next((present[name] for name in POSITIVE_NAMES if name in present), None)
+
+
+def _negative_of(positive: str) -> str:
+    return {"1": "0", "true": "false", "yes": "no", "positive": "negative", "pos": "neg"}.get(positive.lower(),
+                                                                                           f"not {positive}")

@@ -1,0 +1,501 @@
+"""Model performance of one window: what labelled predictions say, in counts and sums that merge.
+
+A ``PerformanceProfile`` holds, for the predictions of one window of event time: how many carried an id, how
+many got a label (and after what delay), and for those the confusion counts (classifiers), the scores of the
+positive class binned by label (ROC AUC), log-loss and Brier sums, or error sums and a residual sketch
+(regressors). Windows merge by addition, so a horizon's performance is the sum of its windows'. ``metrics``
+reads the numbers with a standard error each (for the degradation test, docs/statistics.md).
+
+Probabilities are counted in ``PROBABILITY_BINS`` equal bins of [0, 1]: exact counts that merge, and ROC AUC
+from them is exact up to the pairs that share a bin, a bound computed with it (``roc_auc``).
+
+>>> p = PerformanceProfile()
+>>> p.add_classified(np.array(["1", "0", "1", "1"]), np.array(["1", "0", "0", "1"]), np.array([.9, .2, .6, .8]))
+>>> m = p.metrics("1")
+>>> round(m["accuracy"][0], 3), round(m["precision"][0], 3), round(m["recall"][0], 3), round(m["roc_auc"][0], 3)
+(0.75, 1.0, 0.667, 1.0)
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasketches as ds
+import numpy as np
+
+from otel_ml.profile.sketch import kll_items
+
+PROBABILITY_BINS = 1024
+"""Bins of [0, 1] for probabilities: 0.5 is a bin edge, so the 0.5 threshold is exact."""
+OTHER_CLASS = "(other)"
+"""Classes beyond ``max_classes`` are counted under this name."""
+POSITIVE_NAMES = ("1", "true", "yes", "positive", "pos")
+"""Without a configured positive class, the first of these that a binary model's classes contain."""
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier")
+REGRESSION_METRICS = ("mae", "rmse", "mape", "r2", "bias")
+HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
+                    "r2": True, "log_loss": False, "brier": False, "mae": False, "rmse": False, "mape": False}
+"""Direction of each metric; ``bias`` has none (closer to 0 is better) and is not tested."""
+_EPS = 1e-15  # log loss clips probabilities to [eps, 1 - eps], as scikit-learn does
+
+
+def class_name(value: float) -> str:
+    """The class a numeric label or prediction names: ``1.0`` → ``"1"`` (as an int attribute reads).
+
+    >>> class_name(1.0), class_name(2.5)
+    ('1', '2.5')
+    """
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def class_names(num: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """One str array of classes from a numeric and a text array (text wins where present)."""
+    out = text.astype(object)
+    numeric = (text == "") & ~np.isnan(num)
+    if numeric.any():
+        out[numeric] = [class_name(x) for x in num[numeric].tolist()]
+    return out.astype(str)
+
+
+def probability_bins(p: np.ndarray) -> np.ndarray:
+    return np.clip((p * PROBABILITY_BINS).astype(np.int64), 0, PROBABILITY_BINS - 1)
+
+
+def _hist(p: np.ndarray) -> np.ndarray:
+    return np.bincount(probability_bins(p), minlength=PROBABILITY_BINS).astype(np.int64)
+
+
+def _b64_counts(a: np.ndarray) -> str:
+    """Sparse: the bins in use (u16) and their counts (i64)."""
+    used = np.flatnonzero(a)
+    return base64.b64encode(used.astype("<u2").tobytes() + a[used].astype("<i8").tobytes()).decode("ascii")
+
+
+def _counts_b64(s: str) -> np.ndarray:
+    raw = base64.b64decode(s)
+    k = len(raw) // 10
+    out = np.zeros(PROBABILITY_BINS, np.int64)
+    out[np.frombuffer(raw, "<u2", k).astype(np.int64)] = np.frombuffer(raw, "<i8", k, offset=2 * k)
+    return out
+
+
+class PerformanceProfile:
+    """Counts and sums of labelled predictions (and of every prediction's probability, for estimates)."""
+
+    SUMS = ("ll", "ll2", "br", "br2", "n_prob", "e", "ae", "se", "se2", "ape", "n_ape", "y", "y2", "n_reg")
+
+    def __init__(self, max_classes: int = 32) -> None:
+        self.max_classes = max_classes
+        self.predictions = 0
+        """Predictions that carried an id (could be labelled)."""
+        self.labeled = 0
+        self.confusion: Counter[tuple[str, str]] = Counter()
+        """(true class, predicted class) → count."""
+        self.prob_pos = np.zeros(PROBABILITY_BINS, np.int64)
+        """Probabilities of labelled rows whose true class is the positive one, binned."""
+        self.prob_neg = np.zeros(PROBABILITY_BINS, np.int64)
+        self.prob_all = np.zeros(PROBABILITY_BINS, np.int64)
+        """Probabilities of every prediction (labelled or not): what label-free estimates read."""
+        self.sums = dict.fromkeys(self.SUMS, 0.0)
+        self._residuals: ds.kll_doubles_sketch | None = None
+        self._delays: ds.kll_doubles_sketch | None = None
+
+    # --- update -------------------------------------------------------------------------------------------
+    def add_predictions(self, with_id: int, probabilities: np.ndarray | None = None) -> None:
+        """Predictions arrived: ``with_id`` of them can be labelled; ``probabilities`` (NaN: none) feed estimates."""
+        self.predictions += with_id
+        if probabilities is not None:
+            p = probabilities[np.isfinite(probabilities)]
+            if len(p):
+                self.prob_all += _hist(p)
+
+    def _classes(self, names: np.ndarray) -> np.ndarray:
+        known = {t for pair in self.confusion for t in pair}
+        if len(known) < self.max_classes and len(known | set(np.unique(names).tolist())) <= self.max_classes:
+            return names
+        out = names.astype(object)
+        for i, c in enumerate(out):
+            if c not in known:
+                if len(known) < self.max_classes - 1:
+                    known.add(c)
+                else:
+                    out[i] = OTHER_CLASS
+        return out.astype(str)
+
+    def add_classified(self, truth: np.ndarray, predicted: np.ndarray, probability: np.ndarray | None = None,
+                       positive: str = "1", delays_s: np.ndarray | None = None) -> None:
+        """Labelled classifier predictions: true and predicted class names, the positive class's probability."""
+        self.labeled += len(truth)
+        pairs = np.char.add(np.char.add(self._classes(truth).astype(str), "\x1f"), self._classes(predicted))
+        keys, counts = np.unique(pairs, return_counts=True)
+        for k, n in zip(keys.tolist(), counts.tolist()):
+            t, _, p = k.partition("\x1f")
+            self.confusion[(t, p)] += n
+        if probability is not None:
+            ok = np.isfinite(probability)
+            if ok.any():
+                p, y = np.clip(probability[ok], 0.0, 1.0), truth[ok] == positive
+                self.prob_pos += _hist(p[y])
+                self.prob_neg += _hist(p[~y])
+                pc = np.clip(p, _EPS, 1 - _EPS)
+                ll = -np.where(y, np.log(pc), np.log1p(-pc))
+                br = np.square(p - y)
+                self.sums["ll"] += float(ll.sum())
+                self.sums["ll2"] += float(np.square(ll).sum())
+                self.sums["br"] += float(br.sum())
+                self.sums["br2"] += float(np.square(br).sum())
+                self.sums["n_prob"] += int(ok.sum())
+        self._add_delays(delays_s)
+
+    def add_regressed(self, truth: np.ndarray, predicted: np.ndarray, delays_s: np.ndarray | None = None) -> None:
+        """Labelled regression predictions: true and predicted values."""
+        ok = np.isfinite(truth) & np.isfinite(predicted)
+        self.labeled += len(truth)
+        y, e = truth[ok], predicted[ok] - truth[ok]
+        if len(y):
+            s = self.sums
+            s["n_reg"] += len(y)
+            s["e"] += float(e.sum())
+            s["ae"] += float(np.abs(e).sum())
+            s["se"] += float(np.square(e).sum())
+            s["se2"] += float(np.square(np.square(e)).sum())
+            s["y"] += float(y.sum())
+            s["y2"] += float(np.square(y).sum())
+            nz = y != 0  # MAPE is undefined at a zero target: those rows are left out of it (and counted)
+            s["ape"] += float(np.abs(e[nz] / y[nz]).sum())
+            s["n_ape"] += int(nz.sum())
+            if self._residuals is None:
+                self._residuals = ds.kll_doubles_sketch(200)
+            self._residuals.update(np.ascontiguousarray(e, dtype=np.float64))
+        self._add_delays(delays_s)
+
+    def _add_delays(self, delays_s: np.ndarray | None) -> None:
+        if delays_s is not None and len(delays_s):
+            if self._delays is None:
+                self._delays = ds.kll_doubles_sketch(200)
+            self._delays.update(np.ascontiguousarray(np.maximum(delays_s, 0.0), dtype=np.float64))
+
+    def merge(self, other: PerformanceProfile) -> None:
+        self.predictions += other.predictions
+        self.labeled += other.labeled
+        self.confusion.update(other.confusion)
+        self.prob_pos += other.prob_pos
+        self.prob_neg += other.prob_neg
+        self.prob_all += other.prob_all
+        for k, v in other.sums.items():
+            self.sums[k] += v
+        for name in ("_residuals", "_delays"):
+            theirs = getattr(other, name)
+            if theirs is not None:
+                if getattr(self, name) is None:
+                    setattr(self, name, ds.kll_doubles_sketch(200))
+                getattr(self, name).merge(theirs)
+
+    # --- read ---------------------------------------------------------------------------------------------
+    @property
+    def task(self) -> str | None:
+        if self.confusion:
+            return CLASSIFICATION
+        if self.sums["n_reg"]:
+            return REGRESSION
+        return None
+
+    @property
+    def coverage(self) -> float:
+        """Share of id-carrying predictions with a label."""
+        return self.labeled / self.predictions if self.predictions else math.nan
+
+    def delay_quantile(self, q: float) -> float:
+        return float(self._delays.get_quantile(q)) if self._delays is not None and self._delays.n else math.nan
+
+    def residual_quantile(self, q: float) -> float:
+        r = self._residuals
+        return float(r.get_quantile(q)) if r is not None and r.n else math.nan
+
+    def classes(self) -> list[str]:
+        return sorted({c for pair in self.confusion for c in pair})
+
+    def positive_class(self, configured: str | None = None) -> str | None:
+        """The positive class of a binary classifier: ``configured``, else a conventional name among its classes."""
+        if configured:
+            return configured
+        classes = self.classes()
+        return next((c for name in POSITIVE_NAMES for c in classes if c.lower() == name), None)
+
+    def metrics(self, positive: str | None = None) -> dict[str, tuple[float, float, float]]:
+        """Each metric this profile can give: (value, standard error, n), the error from the delta method on
+        the counts (classification), the sample variance of the per-row loss (log loss, Brier, MAE, MAPE), or
+        Hanley and McNeil's formula (ROC AUC). Binary metrics (precision, recall, F1 and the probability ones) are
+        of ``positive``; a multiclass model gets macro averages (and ``per_class``)."""
+        out: dict[str, tuple[float, float, float]] = {}
+        if self.confusion:
+            out.update(_confusion_metrics(self.confusion, positive))
+            auc = self.roc_auc()
+            if auc is not None:
+                out["roc_auc"] = auc[0], auc[1], float(self.prob_pos.sum() + self.prob_neg.sum())
+            s = self.sums
+            n = s["n_prob"]
+            if n:
+                out["log_loss"] = (s["ll"] / n, _mean_se(s["ll"], s["ll2"], n), n)
+                out["brier"] = (s["br"] / n, _mean_se(s["br"], s["br2"], n), n)
+        elif self.sums["n_reg"]:
+            out.update(_regression_metrics(self.sums))
+        return out
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """Precision, recall and F1 of each class (one against the rest)."""
+        out = {}
+        for c in self.classes():
+            tp = self.confusion.get((c, c), 0)
+            fp = sum(n for (t, p), n in self.confusion.items() if p == c and t != c)
+            fn = sum(n for (t, p), n in self.confusion.items() if t == c and p != c)
+            out[c] = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+                      "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
+        return out
+
+    def roc_auc(self) -> tuple[float, float, float] | None:
+        """(ROC AUC, Hanley–McNeil standard error, bound on the binning error), None without both classes."""
+        return auc_from_bins(self.prob_pos, self.prob_neg)
+
+    # --- state --------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"predictions": self.predictions, "labeled": self.labeled,
+                             "confusion": [[t, p, n] for (t, p), n in sorted(self.confusion.items())],
+                             "sums": {k: v for k, v in self.sums.items() if v}, "max_classes": self.max_classes}
+        for name in ("prob_pos", "prob_neg", "prob_all"):
+            a = getattr(self, name)
+            if a.any():
+                d[name] = _b64_counts(a)
+        for name in ("residuals", "delays"):
+            s = getattr(self, "_" + name)
+            if s is not None:
+                d[name] = base64.b64encode(s.serialize()).decode("ascii")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PerformanceProfile:
+        p = cls(int(d.get("max_classes", 32)))
+        p.predictions, p.labeled = int(d["predictions"]), int(d["labeled"])
+        p.confusion = Counter({(t, c): int(n) for t, c, n in d.get("confusion", [])})
+        p.sums.update({k: float(v) for k, v in d.get("sums", {}).items() if k in p.sums})
+        for name in ("prob_pos", "prob_neg", "prob_all"):
+            if name in d:
+                setattr(p, name, _counts_b64(d[name]))
+        for name in ("residuals", "delays"):
+            if name in d:
+                setattr(p, "_" + name, ds.kll_doubles_sketch.deserialize(base64.b64decode(d[name])))
+        return p
+
+    def residual_items(self) -> tuple[np.ndarray, np.ndarray]:
+        return kll_items(self._residuals.serialize()) if self._residuals is not None else (np.empty(0), np.empty(0))
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def _mean_se(total: float, total_sq: float, n: float) -> float:
+    if n < 2:
+        return math.nan
+    mean = total / n
+    return math.sqrt(max(total_sq / n - mean * mean, 0.0) * n / (n - 1) / n)
+
+
+def _confusion_metrics(confusion: Counter[tuple[str, str]], positive: str | None) -> dict[str, tuple[float, float,
+                                                                                                    float]]:
+    """Accuracy, precision, recall, F1 with delta-method standard errors on the multinomial cell shares."""
+    classes = sorted({c for pair in confusion for c in pair})
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    cells = np.zeros((k, k))
+    for (t, p), n in confusion.items():
+        cells[index[t], index[p]] += n
+    n = float(cells.sum())
+    binary = positive is not None and positive in index and k <= 2
+
+    def fns(c: np.ndarray) -> dict[str, float]:
+        acc = float(np.trace(c) / c.sum())
+        if binary:
+            i = index[positive]  # type: ignore[index]
+            tp, fp, fn = c[i, i], c[:, i].sum() - c[i, i], c[i, :].sum() - c[i, i]
+            return {"accuracy": acc, "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+                    "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
+        tp = np.diag(c)
+        pred, true = c.sum(axis=0), c.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prec = np.where(pred > 0, tp / pred, 0.0)
+            rec = np.where(true > 0, tp / true, 0.0)
+            f1 = np.where(pred + true > 0, 2 * tp / (pred + true), 0.0)
+        present = true > 0  # macro over the classes that occur (scikit-learn's zero_division=0 for the rest)
+        present |= pred > 0
+        return {"accuracy": acc, "precision": float(prec[present].mean()), "recall": float(rec[present].mean()),
+                "f1": float(f1[present].mean())}
+
+    values = fns(cells)
+    shares = cells.ravel() / n
+    # Delta method: Var(f(π̂)) ≈ gᵀ (diag(π) − ππᵀ) g / n, g the gradient of f at the observed shares.
+    grads = {name: np.zeros(k * k) for name in values}
+    h = 1e-6
+    for j in np.flatnonzero(shares):
+        bumped = shares.copy()
+        bumped[j] += h
+        moved = fns(bumped.reshape(k, k))
+        for name in values:
+            grads[name][j] = (moved[name] - values[name]) / h if math.isfinite(moved[name]) else 0.0
+    out = {}
+    for name, value in values.items():
+        g = grads[name]
+        var = float(np.sum(shares * g * g) - np.sum(shares * g) ** 2) / n
+        out[name] = (float(value), math.sqrt(max(var, 0.0)), n)
+    return out
+
+
+def _regression_metrics(s: dict[str, float]) -> dict[str, tuple[float, float, float]]:
+    n = s["n_reg"]
+    mae, mse = s["ae"] / n, s["se"] / n
+    out = {"mae": (mae, _mean_se(s["ae"], s["se"], n), n),
+           # RMSE = sqrt(MSE): delta method, se(MSE) / (2 RMSE)
+           "rmse": (math.sqrt(mse), _mean_se(s["se"], s["se2"], n) / (2 * math.sqrt(mse)) if mse else math.nan, n),
+           "bias": (s["e"] / n, _mean_se(s["e"], s["se"], n), n)}
+    if s["n_ape"]:
+        out["mape"] = (s["ape"] / s["n_ape"], math.nan, s["n_ape"])
+    ss_tot = s["y2"] - s["y"] ** 2 / n
+    if ss_tot > 0:
+        out["r2"] = (1 - s["se"] / ss_tot, math.nan, n)
+    return out
+
+
+def auc_from_bins(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float, float] | None:
+    """ROC AUC of binned scores: (value, Hanley–McNeil standard error, binning bound).
+
+    Pairs in different bins are ordered exactly; pairs sharing a bin count ½ (their order is not kept), so the
+    true AUC of the unbinned scores is within ``bound`` = ½ · Σ_b pos_b · neg_b / (P · N) of the value.
+
+    >>> auc, se, bound = auc_from_bins(np.array([0, 1, 3]), np.array([2, 1, 0]))
+    >>> round(auc, 4), round(bound, 4)
+    (0.9583, 0.0417)
+    """
+    npos, nneg = float(pos.sum()), float(neg.sum())
+    if not npos or not nneg:
+        return None
+    below = np.cumsum(neg) - neg  # negatives strictly below each bin
+    same = (pos * neg).sum()
+    auc = float((pos * below).sum() + 0.5 * same) / (npos * nneg)
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (npos - 1) * (q1 - auc * auc) + (nneg - 1) * (q2 - auc * auc)) / (npos * nneg)
+    return auc, math.sqrt(max(var, 0.0)), float(0.5 * same / (npos * nneg))
+
+
+def isotonic_calibration(p: np.ndarray, y: np.ndarray, max_knots: int = 512) -> tuple[list[float], list[float]]:
+    """P(y = 1 | p) as a non-decreasing step map (pool-adjacent-violators on the sorted scores), as knots for
+    ``np.interp``: what NannyML's CBPE calibrates with (isotonic regression), small enough for a baseline file.
+
+    >>> x, v = isotonic_calibration(np.array([.1, .2, .3, .4]), np.array([0, 1, 0, 1]))
+    >>> [round(t, 2) for t in v]
+    [0.0, 0.5, 0.5, 1.0]
+    """
+    order = np.argsort(p, kind="stable")
+    p, y = np.asarray(p, float)[order], np.asarray(y, float)[order]
+    # Blocks of equal scores first (ties get one value), then pool adjacent violators.
+    xs, inv = np.unique(p, return_inverse=True)
+    sums = np.bincount(inv, weights=y)
+    counts = np.bincount(inv).astype(float)
+    vals: list[float] = []
+    wts: list[float] = []
+    ends: list[int] = []
+    for i in range(len(xs)):
+        v, w = sums[i] / counts[i], counts[i]
+        while vals and vals[-1] >= v:
+            pv, pw = vals.pop(), wts.pop()
+            ends.pop()
+            v, w = (pv * pw + v * w) / (pw + w), pw + w
+        vals.append(v)
+        wts.append(w)
+        ends.append(i)
+    fitted = np.repeat(vals, np.diff([-1, *ends]))
+    if len(xs) > max_knots:  # keep the map small: knots at evenly spaced ranks
+        keep = np.unique(np.linspace(0, len(xs) - 1, max_knots).round().astype(int))
+        xs, fitted = xs[keep], fitted[keep]
+    return xs.tolist(), fitted.tolist()
+
+
+@dataclass
+class PerformanceReference:
+    """What a baseline knows about performance: its labelled rows' profile, the metric's spread from chunk to
+    chunk of the reference, and the calibration map label-free estimates use (binary classifiers)."""
+
+    profile: PerformanceProfile
+    chunk_std: dict[str, float] = field(default_factory=dict)
+    calibration: tuple[list[float], list[float]] | None = None
+    positive_class: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile.to_dict(), "chunk_std": self.chunk_std,
+                **({"calibration": {"x": self.calibration[0], "y": self.calibration[1]}} if self.calibration else {}),
+                **({"positive_class": self.positive_class} if self.positive_class else {})}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PerformanceReference:
+        cal = d.get("calibration")
+        return cls(PerformanceProfile.from_dict(d["profile"]), {k: float(v) for k, v in d.get("chunk_std", {}).items()},
+                   (list(cal["x"]), list(cal["y"])) if cal else None, d.get("positive_class"))
+
+
+def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np.ndarray | None,
+                     pred_text: np.ndarray | None, prob: np.ndarray | None, positive: str | None,
+                     threshold: float = 0.5, max_classes: int = 32) -> PerformanceProfile:
+    """The performance of labelled rows given as columns (a baseline's): classification when the prediction
+    or the target is text, or a probability is given; regression otherwise."""
+    n = len(truth_num)
+    prof = PerformanceProfile(max_classes)
+    prof.add_predictions(n, prob)
+    has_text = (pred_text is not None and (pred_text != "").any()) or (truth_text != "").any()
+    if has_text or prob is not None:
+        truth = class_names(truth_num, truth_text)
+        if pred_text is not None or pred_num is not None:
+            predicted = class_names(pred_num if pred_num is not None else np.full(n, np.nan),
+                                    pred_text if pred_text is not None else np.full(n, ""))
+        else:
+            predicted = np.full(n, "", dtype=object)
+        if prob is not None and positive:
+            neg = {"1": "0", "true": "false", "yes": "no"}.get(positive.lower(), f"not {positive}")
+            missing = (predicted == "") & np.isfinite(prob)
+            predicted = np.where(missing, np.where(prob >= threshold, positive, neg), predicted).astype(str)
+        ok = (truth != "") & (predicted.astype(str) != "")
+        prof.add_classified(truth[ok], predicted[ok].astype(str), prob[ok] if prob is not None else None,
+                            positive or "")
+    elif pred_num is not None:
+        prof.add_regressed(truth_num, pred_num)
+    return prof
+
+
+def reference_performance(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np.ndarray | None,
+                          pred_text: np.ndarray | None, prob: np.ndarray | None, positive: str | None = None,
+                          threshold: float = 0.5, chunks: int = 10) -> PerformanceReference:
+    """A baseline's ``PerformanceReference``: every labelled row, each metric's spread over ``chunks``
+    consecutive parts, and (with probabilities) the isotonic calibration map."""
+    if positive is None:
+        classes = np.unique(class_names(truth_num, truth_text)).tolist()
+        positive = next((c for name in POSITIVE_NAMES for c in classes if c.lower() == name), None)
+    whole = outcomes_profile(truth_num, truth_text, pred_num, pred_text, prob, positive, threshold)
+    per_chunk: dict[str, list[float]] = {}
+    n = len(truth_num)
+    for part in np.array_split(np.arange(n), chunks) if chunks > 1 and n >= chunks else []:
+        prof = outcomes_profile(truth_num[part], truth_text[part], None if pred_num is None else pred_num[part],
+                                None if pred_text is None else pred_text[part], None if prob is None else prob[part],
+                                positive, threshold)
+        for name, (value, _, _) in prof.metrics(positive).items():
+            per_chunk.setdefault(name, []).append(value)
+    calibration = None
+    if prob is not None and positive:
+        y = class_names(truth_num, truth_text) == positive
+        ok = np.isfinite(prob)
+        calibration = isotonic_calibration(prob[ok], y[ok].astype(float))
+    return PerformanceReference(whole, {k: float(np.nanstd(v)) for k, v in per_chunk.items() if len(v) > 1},
+                                calibration, positive)

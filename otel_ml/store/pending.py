@@ -1,0 +1,453 @@
+"""Where predictions wait for their labels: on disk in the state dir, sorted by id hash.
+
+Every prediction that carries an id is one 36-byte row (id hash, model/version code, event time, predicted value
+or class, positive-class probability). New rows collect in memory (a dict finds them by id) until a segment
+is sealed: written sorted by id as one file of columns, which labels search with a binary search on a memory
+map, so waiting predictions cost disk, not RAM (only one flag byte a row stays in memory: labelled or not,
+so a repeated label is recognised and counted once). Small segments are merged as they accumulate (at most
+``MAX_SEGMENTS``), rows past ``labels.ttl`` and the oldest segments beyond ``labels.max_pending`` leave, and
+their ids are kept (8 bytes each, for another ttl) so a late label is counted as ``expired`` or ``evicted``
+instead of ``unknown``. Labels that come before their prediction wait in memory for ``labels.early_ttl``.
+
+Durability: segment files are immutable; ``state()`` names the files (and the labelled flags, written as new
+files when changed) that a checkpoint commits with the rest of the state, and recovery (``restore``) opens
+exactly those and deletes any other file. Rows added after the checkpoint come back from the journal replay,
+so nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from otel_ml.decode.batch import LabelBatch
+
+log = logging.getLogger(__name__)
+
+ROW = np.dtype([("id", "<u8"), ("key", "<u4"), ("time", "<i8"), ("pred", "<f8"), ("cls", "<i4"), ("prob", "<f4")])
+"""One waiting prediction (36 bytes)."""
+COLUMNS = ROW.names
+MAX_SEGMENTS = 12
+SEAL_ROWS = 262_144
+"""Rows kept in memory before they are written as a segment (also written at every checkpoint)."""
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """YAML ``labels``: how long predictions wait for their ground truth, and how many."""
+
+    ttl_seconds: float = 7 * 86_400.0
+    """A prediction waits this long (event time) for its label; a later label is counted ``expired``."""
+    max_pending: int = 50_000_000
+    """Waiting predictions kept (36 bytes each on disk); beyond, the oldest leave (``evicted``)."""
+    sample_ratio: float = 1.0
+    """Share of predictions (by a hash of their id) kept for the join; labels of the rest are ``not_sampled``."""
+    early_ttl_seconds: float = 3_600.0
+    """A label arriving before its prediction waits this long (in memory) before it is ``unknown``."""
+    max_early: int = 1_000_000
+    """Early labels kept waiting at most; beyond, ``early_overflow``."""
+
+
+@dataclass
+class Segment:
+    """Rows sorted by id, one column after the other in one file (``<name>.seg``); ``gone`` segments hold only
+    ids, of rows that left (``reason``: expired or evicted)."""
+
+    name: str
+    n: int
+    cols: dict[str, np.ndarray]
+    labeled: np.ndarray
+    """bool per row (in memory)."""
+    flags_file: str = ""
+    """The file the committed ``labeled`` is in ("" when none is labelled)."""
+    dirty: bool = False
+    reason: str = ""
+    """For gone segments: why their rows left."""
+    newest: int = 0
+    oldest: int = 0
+
+    @property
+    def gone(self) -> bool:
+        return bool(self.reason)
+
+
+def _write_segment(path: Path, cols: dict[str, np.ndarray]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        for name in COLUMNS:
+            if name in cols:
+                f.write(np.ascontiguousarray(cols[name]).astype(ROW[name], copy=False).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _open_segment(path: Path, n: int, only_ids: bool) -> dict[str, np.ndarray]:
+    if n == 0:
+        return {name: np.empty(0, ROW[name]) for name in (("id",) if only_ids else COLUMNS)}
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    cols, at = {}, 0
+    for name in (("id",) if only_ids else COLUMNS):
+        dt = ROW[name]
+        cols[name] = mm[at:at + n * dt.itemsize].view(dt)
+        at += n * dt.itemsize
+    return cols
+
+
+@dataclass
+class Matched:
+    """Labels that found their prediction: the label rows and the prediction rows, aligned."""
+
+    label_index: np.ndarray
+    rows: dict[str, np.ndarray]
+
+
+@dataclass
+class JoinResult:
+    matched: list[tuple[LabelBatch, Matched]] = field(default_factory=list)
+    unmatched: dict[str, int] = field(default_factory=dict)
+    """Labels not applied, by reason: duplicate, expired, evicted, unknown (early labels that timed out),
+    not_sampled, early_overflow."""
+
+
+class PendingPredictions:
+    """The waiting predictions of every model, in ``<state dir>/pending``."""
+
+    def __init__(self, directory: str | Path, ttl_ns: int, max_pending: int, early_ttl_ns: int,
+                 max_early: int = 1_000_000, sample_ratio: float = 1.0) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ttl_ns, self.max_pending, self.early_ttl_ns = ttl_ns, max_pending, early_ttl_ns
+        self.max_early = max_early
+        self.sample_below = np.uint64(min(int(sample_ratio * 2.0**64), 2**64 - 1))
+        self.keys: list[tuple[str, str]] = []
+        self._key_code: dict[tuple[str, str], int] = {}
+        self.classes: list[str] = []
+        self._class_code: dict[str, int] = {}
+        self.segments: list[Segment] = []
+        self._next = 0
+        self._buf: list[dict[str, np.ndarray]] = []
+        self._buf_rows = 0
+        self._buf_index: dict[int, int] = {}
+        self._buf_labeled: list[int] = []
+        self.clock_ns = 0
+        self.early: list[LabelBatch] = []
+        self._early_ids: np.ndarray | None = None
+        self.sampled = sample_ratio < 1.0
+
+    # --- codes ------------------------------------------------------------------------------------------
+    def key_code(self, model: str, version: str) -> int:
+        code = self._key_code.get((model, version))
+        if code is None:
+            code = self._key_code[(model, version)] = len(self.keys)
+            self.keys.append((model, version))
+        return code
+
+    def class_codes(self, names: np.ndarray, cap: int = 4096) -> np.ndarray:
+        uniq, inv = np.unique(names, return_inverse=True)
+        codes = np.empty(len(uniq), np.int32)
+        for i, c in enumerate(uniq.tolist()):
+            code = self._class_code.get(c)
+            if code is None and len(self.classes) < cap:
+                code = self._class_code[c] = len(self.classes)
+                self.classes.append(c)
+            codes[i] = -2 if code is None else code  # -2: a class beyond the cap (counted as "(other)")
+        return codes[inv]
+
+    def keep(self, ids: np.ndarray) -> np.ndarray:
+        """Which ids are kept (``labels.sample_ratio``, by hash: a label is kept exactly when its prediction was)."""
+        return (ids != 0) & (ids < self.sample_below) if self.sampled else ids != 0
+
+    # --- predictions -------------------------------------------------------------------------------------
+    def add(self, model: str, version: str, ids: np.ndarray, time_ns: np.ndarray, pred: np.ndarray, cls: np.ndarray,
+            prob: np.ndarray) -> int:
+        """Keep predictions (rows with a kept id); returns how many. Labels waiting for them are then due:
+        ``take_early`` returns them."""
+        keep = self.keep(ids)
+        n = int(keep.sum())
+        if not n:
+            return 0
+        if not keep.all():
+            ids, time_ns, pred, cls, prob = ids[keep], time_ns[keep], pred[keep], cls[keep], prob[keep]
+        self.clock_ns = max(self.clock_ns, int(time_ns.max()))
+        rows = {"id": ids, "key": np.full(n, self.key_code(model, version), np.uint32), "time": time_ns,
+                "pred": pred, "cls": cls, "prob": prob.astype(np.float32)}
+        start = self._buf_rows
+        self._buf.append(rows)
+        self._buf_index.update(zip(ids.tolist(), range(start, start + n)))
+        self._buf_rows += n
+        if self._buf_rows >= SEAL_ROWS:
+            self.seal()
+        return n
+
+    def take_early(self, ids: np.ndarray) -> list[LabelBatch]:
+        """Early labels whose prediction is among ``ids`` (removed from the early set)."""
+        if not self.early:
+            return []
+        if self._early_ids is None:
+            self._early_ids = np.sort(np.concatenate([lb.prediction_id for lb in self.early]))
+        if not np.isin(ids, self._early_ids).any():
+            return []
+        due, keep = [], []
+        for lb in self.early:
+            hit = np.isin(lb.prediction_id, ids)
+            if hit.any():
+                due.append(_select(lb, hit))
+            if (~hit).any():
+                keep.append(_select(lb, ~hit))
+        self.early, self._early_ids = keep, None
+        return due
+
+    # --- labels -------------------------------------------------------------------------------------------
+    def join(self, labels: LabelBatch, now_ns: int | None = None, early: bool = True) -> JoinResult:
+        """Find each label's prediction and mark it labelled. Labels without one wait (``early``)."""
+        out = JoinResult()
+        ids = labels.prediction_id
+        now = max(self.clock_ns, now_ns or 0)
+        sampled = self.keep(ids)
+        if not sampled.all():
+            out.unmatched["not_sampled"] = int((~sampled).sum())
+        status = np.where(sampled, 0, -9)  # 0: not found yet; 1: found; -1 duplicate; -2 expired; -3 evicted
+        parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []  # (label positions, their prediction rows)
+        # Memory first (the newest predictions), then segments newest first.
+        if self._buf_index:
+            where, at_list = [], []
+            for i in np.flatnonzero(status == 0).tolist():
+                at = self._buf_index.get(int(ids[i]))
+                if at is None:
+                    continue
+                if at < len(self._buf_labeled) and self._buf_labeled[at]:
+                    status[i] = -1
+                    continue
+                self._mark_buffer(at)
+                status[i] = 1
+                where.append(i)
+                at_list.append(at)
+            if where:
+                parts.append((np.array(where), self._buffer_rows(np.array(at_list))))
+        for seg in reversed(self.segments):
+            todo = np.flatnonzero(status == 0)
+            if not len(todo):
+                break
+            if not seg.n:
+                continue
+            sid = seg.cols["id"]
+            pos = np.searchsorted(sid, ids[todo])
+            hit = pos < seg.n
+            hit[hit] = sid[pos[hit]] == ids[todo][hit]
+            if not hit.any():
+                continue
+            which, at = todo[hit], pos[hit]
+            if seg.gone:
+                status[which] = -2 if seg.reason == "expired" else -3
+                continue
+            dup = seg.labeled[at]
+            status[which[dup]] = -1
+            which, at = which[~dup], at[~dup]
+            old = seg.cols["time"][at] < now - self.ttl_ns
+            status[which[old]] = -2
+            which, at = which[~old], at[~old]
+            if len(which):
+                seg.labeled[at] = True
+                seg.dirty = True
+                status[which] = 1
+                parts.append((which, {c: np.asarray(seg.cols[c][at]) for c in COLUMNS}))
+        for code, reason in ((-1, "duplicate"), (-2, "expired"), (-3, "evicted")):
+            k = int((status == code).sum())
+            if k:
+                out.unmatched[reason] = out.unmatched.get(reason, 0) + k
+        if parts:
+            idx = np.concatenate([w for w, _ in parts])
+            rows = {c: np.concatenate([r[c] for _, r in parts]) for c in COLUMNS}
+            out.matched.append((labels, Matched(idx, rows)))
+        waiting = status == 0
+        if waiting.any():
+            if early:
+                room = self.max_early - sum(lb.n_rows for lb in self.early)
+                wait = np.flatnonzero(waiting)
+                if len(wait) > room:
+                    out.unmatched["early_overflow"] = len(wait) - max(room, 0)
+                    wait = wait[:max(room, 0)]
+                if len(wait):
+                    mask = np.zeros(len(ids), bool)
+                    mask[wait] = True
+                    self.early.append(_select(labels, mask))
+                    self._early_ids = None
+            else:
+                out.unmatched["unknown"] = int(waiting.sum())
+        return out
+
+    def expire_early(self, now_ns: int) -> int:
+        """Drop early labels older than ``early_ttl`` (they are ``unknown``); returns how many."""
+        dropped, keep = 0, []
+        for lb in self.early:
+            old = lb.time_ns < now_ns - self.early_ttl_ns
+            dropped += int(old.sum())
+            if (~old).any():
+                keep.append(_select(lb, ~old))
+        if dropped:
+            self.early, self._early_ids = keep, None
+        return dropped
+
+    def _mark_buffer(self, at: int) -> None:
+        if len(self._buf_labeled) <= at:
+            self._buf_labeled.extend([0] * (self._buf_rows - len(self._buf_labeled)))
+        self._buf_labeled[at] = 1
+
+    def _buffer_rows(self, at: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows at buffer positions ``at`` (in that order), gathered chunk by chunk."""
+        starts = np.cumsum([0] + [len(b["id"]) for b in self._buf])
+        chunk = np.searchsorted(starts, at, side="right") - 1
+        out = {c: np.empty(len(at), ROW[c]) for c in COLUMNS}
+        for k in np.unique(chunk).tolist():
+            sel = chunk == k
+            for c in COLUMNS:
+                out[c][sel] = self._buf[k][c][at[sel] - starts[k]]
+        return out
+
+    # --- segments -----------------------------------------------------------------------------------------
+    def seal(self) -> None:
+        """Write the rows in memory as a sorted segment."""
+        if not self._buf_rows:
+            return
+        cols = {c: np.concatenate([b[c] for b in self._buf]) for c in COLUMNS}
+        labeled = np.zeros(self._buf_rows, bool)
+        labeled[:len(self._buf_labeled)] = np.asarray(self._buf_labeled, bool)
+        order = np.argsort(cols["id"], kind="stable")
+        self._add_segment({c: v[order] for c, v in cols.items()}, labeled[order])
+        self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
+        self._maintain()
+
+    def _add_segment(self, cols: dict[str, np.ndarray], labeled: np.ndarray, reason: str = "",
+                     newest: int | None = None) -> Segment:
+        self._next += 1
+        name = f"{self._next:08d}{'-gone' if reason else ''}"
+        n = len(cols["id"])
+        _write_segment(self.dir / f"{name}.seg", cols)
+        times = cols.get("time")
+        seg = Segment(name, n, _open_segment(self.dir / f"{name}.seg", n, bool(reason)), labeled, reason=reason,
+                      newest=int(times.max()) if times is not None and n else (newest or self.clock_ns),
+                      oldest=int(times.min()) if times is not None and n else (newest or self.clock_ns),
+                      dirty=bool(labeled.any()))
+        self.segments.append(seg)
+        return seg
+
+    def pending_rows(self) -> int:
+        return self._buf_rows + sum(s.n for s in self.segments if not s.gone)
+
+    def _maintain(self) -> None:
+        """Expire, evict, merge: bounded count of segments, of rows, and of time."""
+        now = self.clock_ns
+        live = [s for s in self.segments if not s.gone]
+        # Gone ids are kept for one more ttl, then forgotten (a label that late is unknown).
+        self.segments = [s for s in self.segments if not (s.gone and s.newest < now - 2 * self.ttl_ns)]
+        for seg in live:
+            if seg.newest < now - self.ttl_ns:
+                self._forget([seg], "expired")
+        total = self.pending_rows()
+        for seg in sorted((s for s in self.segments if not s.gone), key=lambda s: s.newest):
+            if total <= self.max_pending:
+                break
+            self._forget([seg], "evicted")
+            total -= seg.n
+        while len(self.segments) > MAX_SEGMENTS:
+            kind = [s for s in self.segments if not s.gone]
+            gone = [s for s in self.segments if s.gone]
+            group = sorted(gone, key=lambda s: s.n)[:4] if len(gone) >= 4 else sorted(kind, key=lambda s: s.n)[:4]
+            if len(group) < 2:
+                break
+            self._merge(group)
+
+    def _forget(self, segs: list[Segment], reason: str) -> None:
+        ids = np.concatenate([np.asarray(s.cols["id"]) for s in segs])
+        self.segments = [s for s in self.segments if s not in segs]
+        self._add_segment({"id": np.sort(ids)}, np.zeros(0, bool), reason, newest=self.clock_ns)
+
+    def _merge(self, group: list[Segment]) -> None:
+        gone = group[0].gone
+        self.segments = [s for s in self.segments if s not in group]
+        names = ("id",) if gone else COLUMNS
+        cols = {c: np.concatenate([np.asarray(s.cols[c]) for s in group]) for c in names}
+        order = np.argsort(cols["id"], kind="stable")
+        cols = {c: v[order] for c, v in cols.items()}
+        if gone:
+            self._add_segment(cols, np.zeros(0, bool), group[0].reason, newest=max(s.newest for s in group))
+            return
+        labeled = np.concatenate([s.labeled for s in group])[order]
+        old = cols["time"] < self.clock_ns - self.ttl_ns
+        if old.any():  # expired rows leave here; their ids are remembered
+            self._add_segment({"id": cols["id"][old]}, np.zeros(0, bool), "expired", newest=self.clock_ns)
+            cols = {c: v[~old] for c, v in cols.items()}
+            labeled = labeled[~old]
+        self._add_segment(cols, labeled)
+
+    # --- durability ------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What a checkpoint commits: seal memory, write changed labelled flags, name every file in use."""
+        self.seal()
+        for seg in self.segments:
+            if seg.dirty and not seg.gone:
+                self._next += 1
+                name = f"{seg.name}.{self._next}.flags"
+                packed = np.packbits(seg.labeled)
+                tmp = self.dir / (name + ".tmp")
+                with open(tmp, "wb") as f:
+                    f.write(packed.tobytes())
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.dir / name)
+                seg.flags_file, seg.dirty = name, False
+        early = [{"model": lb.model, "version": lb.version, "id": lb.prediction_id.tolist(),
+                  "value": [None if v != v else v for v in lb.value.tolist()], "label": lb.label.tolist(),
+                  "time": lb.time_ns.tolist()} for lb in self.early]
+        return {"next": self._next, "clock_ns": self.clock_ns, "keys": self.keys, "classes": self.classes,
+                "segments": [{"name": s.name, "n": s.n, "flags": s.flags_file, "reason": s.reason,
+                              "newest": s.newest, "oldest": s.oldest} for s in self.segments],
+                "early": early}
+
+    def committed(self, state: dict) -> None:
+        """After the checkpoint with ``state`` is written: delete files it no longer names."""
+        self._delete_others(state)
+
+    def _delete_others(self, state: dict) -> None:
+        keep = {f"{s['name']}.seg" for s in state.get("segments", [])} | {
+            s["flags"] for s in state.get("segments", []) if s["flags"]}
+        keep |= {f"{s.name}.seg" for s in self.segments} | {s.flags_file for s in self.segments if s.flags_file}
+        for path in self.dir.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    def restore(self, state: dict) -> None:
+        """Open what a checkpoint named; delete everything else in the directory."""
+        self._next = int(state.get("next", 0))
+        self.clock_ns = int(state.get("clock_ns", 0))
+        self.keys = [tuple(k) for k in state.get("keys", [])]  # type: ignore[misc]
+        self._key_code = {k: i for i, k in enumerate(self.keys)}
+        self.classes = list(state.get("classes", []))
+        self._class_code = {c: i for i, c in enumerate(self.classes)}
+        self.segments = []
+        for s in state.get("segments", []):
+            n = int(s["n"])
+            cols = _open_segment(self.dir / f"{s['name']}.seg", n, bool(s["reason"]))
+            labeled = np.zeros(0 if s["reason"] else n, bool)
+            if s["flags"]:
+                labeled = np.unpackbits(np.fromfile(self.dir / s["flags"], np.uint8), count=n).astype(bool)
+            self.segments.append(Segment(s["name"], n, cols, labeled, s["flags"], reason=s["reason"],
+                                         newest=int(s["newest"]), oldest=int(s["oldest"])))
+        self.early = [LabelBatch(e["model"], e["version"], np.array(e["id"], np.uint64),
+                                 np.array([np.nan if v is None else v for v in e["value"]], np.float64),
+                                 np.array(e["label"], dtype=str), np.array(e["time"], np.int64))
+                      for e in state.get("early", [])]
+        self._early_ids = None
+        self._delete_others(state)
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
+
+
+def _select(lb: LabelBatch, mask: np.ndarray) -> LabelBatch:
+    return LabelBatch(lb.model, lb.version, lb.prediction_id[mask], lb.value[mask], lb.label[mask], lb.time_ns[mask])
