@@ -326,14 +326,14 @@ def nile_case() -> list[str]:
 
 
 def main() -> None:
-    from bench import streams  # it uses exact_decision from here
+    from bench import cbpe, streams  # streams uses exact_decision from here
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     out = ["## Drift detection (bench/detection.py)", "",
            "Command: `.venv/bin/python -m bench.detection`; "
            f"alpha {DriftConfig().evaluation_alpha:.2g} per model and evaluation (the service's default) "
            f"(Bonferroni), min_samples {DriftConfig().min_samples}, KLL k=200.", ""]
-    for case in (nannyml_case, sea_case, nile_case, streams.report):
+    for case in (nannyml_case, sea_case, nile_case, streams.report, cbpe.report):
         lines = case()
         print("\n".join(lines), flush=True)
         out += lines

@@ -1,9 +1,11 @@
-"""Cost of ground truth: decoding id-carrying spans, keeping them pending, joining labels; bytes on disk.
+"""Cost of ground truth, in process: decoding id-carrying spans, keeping them pending, decoding and joining
+labels (OTLP log records of 1,000 labels, as ``otel-ml labels send`` sends them, and one label per span, as
+``ModelMonitor.record_ground_truth`` does); bytes on disk per waiting prediction.
 
     python -m bench.ground_truth [--rows 1000000]
 
-Reports per CPU-second (process time) beside the same spans without ids decoded in the same run (the baseline),
-and the bytes the pending store uses per waiting prediction.
+Per CPU-second (process time), beside the same spans without ids decoded in the same run (the baseline). The
+whole processor with ids (journal, sketches, pending store) is ``python -m bench.ingest --ids both``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode import decode_request
-from otel_ml.decode.batch import LabelBatch
-from otel_ml.decode.outcomes import id_hash
+from otel_ml.decode.outcomes import decode_logs_request, id_hash
+from otel_ml.instrument.labels import labels_request
 from otel_ml.profile.ground_truth import GroundTruth
 from otel_ml.store.pending import LabelsConfig
 
@@ -72,16 +74,37 @@ def main() -> None:
         print(f"keeping id-carrying predictions pending: {done / spent:,.0f} rows per CPU-second; "
               f"{gt.pending.disk_bytes() / done:.1f} bytes on disk per pending prediction")
         rng = np.random.default_rng(0)
+        logs = []
+        for _ in range(max(1, args.rows // 2000)):
+            kk, ii = rng.integers(0, k, 1000), rng.integers(0, per_req, 1000)
+            logs.append(labels_request("m", "", [f"x{a}-{b}" for a, b in zip(kk, ii)], [int(b % 2) for b in ii],
+                                       1000)[0])
         c = time.process_time()
         labelled = 0
-        for _ in range(args.rows // 1000):
-            kk = rng.integers(0, k, 1000)
-            ii = rng.integers(0, per_req, 1000)
-            ids = id_hash("m", np.char.add(np.char.add(np.char.add("x", kk.astype(str)), "-"), ii.astype(str)))
-            gt.on_labels(LabelBatch("m", "", ids, (ii % 2).astype(float), np.full(1000, ""),
-                                    np.full(1000, t + 3600 * 10**9)))
-            labelled += 1000
-        print(f"labels joined (batches of 1000): {labelled / (time.process_time() - c):,.0f} per CPU-second")
+        for payload in logs:
+            for lb in decode_logs_request(payload).labels:
+                gt.on_labels(lb)
+                labelled += lb.n_rows
+        print(f"labels as log records of 1,000 (decode + join): {labelled / (time.process_time() - c):,.0f} "
+              "per CPU-second")
+        spans = []
+        for _ in range(max(1, args.rows // 5000)):
+            req = ExportTraceServiceRequest()
+            ss = req.resource_spans.add().scope_spans.add().spans
+            for a, b in zip(rng.integers(0, k, 512), rng.integers(0, per_req, 512)):
+                sp = ss.add(end_time_unix_nano=t + 3600 * 10**9)
+                sp.attributes.add(key="ml.model.name").value.string_value = "m"
+                sp.attributes.add(key="ml.prediction.id").value.string_value = f"x{a}-{b}"
+                sp.attributes.add(key="ml.ground_truth").value.int_value = int(b % 2)
+            spans.append(req.SerializeToString())
+        c = time.process_time()
+        labelled = 0
+        for payload in spans:
+            for lb in decode_request(payload).labels:
+                gt.on_labels(lb)
+                labelled += lb.n_rows
+        print(f"labels as one span each, 512 per request (decode + join): "
+              f"{labelled / (time.process_time() - c):,.0f} per CPU-second")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def taskset(cpus: list[int]) -> list[str]:
 
 
 def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None,
-        protocol: str = "grpc") -> dict[str, float]:
+        protocol: str = "grpc", ids: bool = False, labels: bool = False) -> dict[str, float]:
     """One processor run. ``cores`` pins the processor to CPUs 0..cores-1 (None: unpinned, load unpinned too).
     ``protocol`` http: the load goes to the OTLP/HTTP receiver (which runs in the main process)."""
     port, prom, http_port = free_port(), free_port(), free_port()
@@ -68,10 +68,15 @@ def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = Non
                              "--no-ui", "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
+        if labels:  # first the predictions, then (measured) their ground truth
+            subprocess.run([sys.executable, "-m", "bench.loadgen", "--endpoint", f"127.0.0.1:{port}", "--seconds",
+                            str(seconds), "--threads", str(threads), "--ids"], capture_output=True, check=True,
+                           timeout=seconds + 120)
         cpu0 = cpu_seconds(proc.pid)
         load = subprocess.run([*(taskset([ncpu - 1]) if cores else []), sys.executable, "-m", "bench.loadgen",
                                "--endpoint", f"127.0.0.1:{http_port if protocol == 'http' else port}", "--seconds",
-                               str(seconds), "--threads", str(threads), "--protocol", protocol],
+                               str(seconds), "--threads", str(threads), "--protocol", protocol,
+                               *(["--ids"] if ids else []), *(["--labels"] if labels else [])],
                               capture_output=True, text=True, check=True, timeout=seconds + 120)
         cpu1 = cpu_seconds(proc.pid)
         main_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
@@ -93,6 +98,11 @@ def main() -> None:
     parser.add_argument("--durable", choices=["both", "on", "off"], default="both")
     parser.add_argument("--cores", default="1,2", help="processor core counts to measure, e.g. 1,2")
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="OTLP/gRPC or OTLP/HTTP load")
+    parser.add_argument("--ids", choices=["both", "on", "off"], default="off",
+                        help="spans with prediction ids and probabilities (kept pending for their labels)")
+    parser.add_argument("--labels", action="store_true",
+                        help="also measure ground truth: predictions with ids first, then their labels (OTLP logs, "
+                             "512 per record), the labels' cost per processor CPU-second")
     args = parser.parse_args()
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.durable]
     print("| mode | processor cores | spans | wall s | processor CPU s (main + workers) | load generator CPU s | "
@@ -100,11 +110,19 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for durable in modes:
         for cores in [int(c) for c in args.cores.split(",")]:
-            r = run(durable, args.seconds, args.threads, cores, args.protocol)
-            print(f"| {'durable (default)' if durable else 'not durable'} | {cores} | {r['spans']:,.0f} | "
-                  f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} ({r['main_cpu_s']:.1f} + {r['worker_cpu_s']:.1f}) | "
-                  f"{r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
-                  f"{r['spans_per_s']:,.0f} |", flush=True)
+            for ids in {"both": [False, True], "on": [True], "off": [False]}[args.ids]:
+                r = run(durable, args.seconds, args.threads, cores, args.protocol, ids)
+                mode = ("durable (default)" if durable else "not durable") + (", ids + probability" if ids else "")
+                print(f"| {mode} | {cores} | {r['spans']:,.0f} | "
+                      f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} ({r['main_cpu_s']:.1f} + {r['worker_cpu_s']:.1f}) | "
+                      f"{r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
+                      f"{r['spans_per_s']:,.0f} |", flush=True)
+            if args.labels:
+                r = run(durable, args.seconds, args.threads, cores, "grpc", ids=True, labels=True)
+                print(f"| {'durable (default)' if durable else 'not durable'}, ground-truth labels | {cores} | "
+                      f"{r['spans']:,.0f} labels | {r['wall_s']:.1f} | {r['cpu_s']:.1f} ({r['main_cpu_s']:.1f} + "
+                      f"{r['worker_cpu_s']:.1f}) | {r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
+                      f"{r['spans_per_s']:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import threading
 import time
 
 import grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -29,9 +30,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
-def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model") -> bytes:
+def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model", ids: bool = False) -> bytes:
+    """``ids``: each span also carries ml.prediction.id (unique per request seed), ml.prediction and
+    ml.prediction.probability, as a classifier whose ground truth comes later does."""
     rng = random.Random(seed)
     req = ExportTraceServiceRequest()
     ss = req.resource_spans.add().scope_spans.add()
@@ -45,7 +49,29 @@ def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model") ->
         for f in range(2):
             span.attributes.append(KeyValue(key=f"ml.feature.c{f}",
                                             value=AnyValue(string_value=rng.choice("abcdefgh"))))
+        if ids:
+            p = rng.random()
+            pid = f"{seed:08x}-{i:04x}-{rng.getrandbits(64):016x}"
+            span.attributes.append(KeyValue(key="ml.prediction.id", value=AnyValue(string_value=pid)))
+            span.attributes.append(KeyValue(key="ml.prediction", value=AnyValue(int_value=int(p >= 0.5))))
+            span.attributes.append(KeyValue(key="ml.prediction.probability", value=AnyValue(double_value=p)))
     return req.SerializeToString()
+
+
+def label_request(spans: int = 512, seed: int = 0, model: str = "bench-model") -> bytes:
+    """Ground truth of ``make_request(spans, seed, ids=True)``'s predictions: one OTLP log record of ``spans``
+    labels (``ml.batch.size`` arrays), as ``otel-ml labels send`` sends them."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest as Req
+
+    from otel_ml.instrument.labels import labels_request
+
+    req = Req.FromString(make_request(spans, seed, model, ids=True))
+    ids, values = [], []
+    for span in req.resource_spans[0].scope_spans[0].spans:
+        attrs = {kv.key: kv.value for kv in span.attributes}
+        ids.append(attrs["ml.prediction.id"].string_value)
+        values.append(int(random.Random(ids[-1]).random() < attrs["ml.prediction.probability"].double_value))
+    return labels_request(model, "", ids, values, spans)[0]
 
 
 def cpu_seconds_self() -> float:
@@ -53,8 +79,13 @@ def cpu_seconds_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: str = "grpc") -> dict[str, float]:
-    payloads = [make_request(spans, seed=i) for i in range(8)]
+def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: str = "grpc",
+             ids: bool = False, labels: bool = False) -> dict[str, float]:
+    """``labels``: send the ground truth of the ``ids`` predictions (OTLP logs) instead."""
+    payloads = ([label_request(spans, seed=i) for i in range(64)] if labels else
+                [make_request(spans, seed=i, ids=ids) for i in range(64 if ids else 8)])
+    method = LOGS_EXPORT if labels else EXPORT
+    response_type = ExportLogsServiceResponse if labels else ExportTraceServiceResponse
     acked = [0] * threads
     refused = [0] * threads
     stop = threading.Event()
@@ -83,8 +114,7 @@ def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: 
 
     def client(k: int) -> None:
         with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
-            export = ch.unary_unary(EXPORT, request_serializer=None,
-                                    response_deserializer=ExportTraceServiceResponse.FromString)
+            export = ch.unary_unary(method, request_serializer=None, response_deserializer=response_type.FromString)
             i = k
             while not stop.is_set():
                 try:
@@ -116,8 +146,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    parser.add_argument("--ids", action="store_true", help="spans carry prediction ids and probabilities")
+    parser.add_argument("--labels", action="store_true", help="send the ground truth of the --ids predictions")
     args = parser.parse_args()
-    print(json.dumps(generate(args.endpoint, args.seconds, args.threads, args.spans, args.protocol)), flush=True)
+    print(json.dumps(generate(args.endpoint, args.seconds, args.threads, args.spans, args.protocol, args.ids,
+                              args.labels)), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 python examples/serving_app.py --port 8080
     curl -s -XPOST localhost:8080/predict -d '{"income": 52000, "region": "north", "age": 41}'
     curl -s -XPOST localhost:8080/predict_batch -d '{"income": [52000, 61000], "region": ["north", "east"]}'
+    curl -s -XPOST localhost:8080/outcome -d '{"prediction_id": "<id from /predict>", "repaid": true}'
 
 Everything otel-ml-specific is the ModelMonitor; the rest is the standard OTel SDK setup any app has
 (OTLP exporter configured by the usual OTEL_EXPORTER_OTLP_* environment variables).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry import trace
@@ -27,11 +29,11 @@ MODEL_NAME = "credit-risk"
 MODEL_VERSION = "1"
 
 
-def score(features: dict) -> tuple[str, float]:
-    """The "model": a fixed logistic score of income and age."""
+def score(features: dict) -> tuple[str, float, float]:
+    """The "model": a fixed logistic score of income and age → (decision, its confidence, P(approve))."""
     z = 0.00004 * (float(features.get("income", 45_000)) - 45_000) + 0.03 * (float(features.get("age", 40)) - 40)
     p = 1 / (1 + math.exp(-z))
-    return ("approve" if p >= 0.5 else "deny"), max(p, 1 - p)
+    return ("approve" if p >= 0.5 else "deny"), max(p, 1 - p), p
 
 
 def make_handler(monitor: ModelMonitor) -> type[BaseHTTPRequestHandler]:
@@ -51,18 +53,25 @@ def make_handler(monitor: ModelMonitor) -> type[BaseHTTPRequestHandler]:
                 self._reply(400, {"error": str(e)})
                 return
             if self.path == "/predict":
-                with monitor.predict(body) as p:
-                    label, confidence = score(body)
-                    p.set_prediction(label, score=confidence)
-                self._reply(200, {"prediction": label, "score": confidence})
+                # An id per prediction: the outcome, learned later (POST /outcome), names it.
+                with monitor.predict(body, prediction_id=True) as p:
+                    label, confidence, p_approve = score(body)
+                    p.set_prediction(label, score=confidence, probability=p_approve)
+                self._reply(200, {"prediction": label, "score": confidence, "prediction_id": p.prediction_id})
             elif self.path == "/predict_batch":
                 n = len(next(iter(body.values()), []))
                 rows = [{k: v[i] for k, v in body.items()} for i in range(n)]
                 results = [score(r) for r in rows]
-                monitor.record_batch(body, predictions=[r[0] for r in results], scores=[r[1] for r in results])
-                self._reply(200, {"predictions": [r[0] for r in results]})
+                ids = [uuid.uuid4().hex for _ in rows]
+                monitor.record_batch(body, predictions=[r[0] for r in results], scores=[r[1] for r in results],
+                                     prediction_ids=ids, probabilities=[r[2] for r in results])
+                self._reply(200, {"predictions": [r[0] for r in results], "prediction_ids": ids})
+            elif self.path == "/outcome":
+                # Ground truth, whenever it is known (here: was the loan repaid, i.e. was "approve" right).
+                monitor.record_ground_truth(str(body["prediction_id"]), "approve" if body["repaid"] else "deny")
+                self._reply(200, {})
             else:
-                self._reply(404, {"error": "POST /predict or /predict_batch"})
+                self._reply(404, {"error": "POST /predict, /predict_batch or /outcome"})
 
         def log_message(self, *args: object) -> None:
             pass

@@ -128,7 +128,8 @@ class ProcessorService:
         """Each feature's last evaluations, for the UI's "over time" view."""
         self.ui = (UiServer(config.ui, UiSource(self.reports, self.profiles, self.history,
                                                 config.state.dir if self.journal is not None else None,
-                                                config.drift, config.export.effect_size), self.http,
+                                                config.drift, config.export.effect_size, self.performance_of),
+                                     self.http,
                             ssl_context=server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
                             if tls.enabled else None,  # type: ignore[arg-type]
                             token=token, readiness=self.readiness) if config.ui.enabled else None)
@@ -172,6 +173,8 @@ class ProcessorService:
         if self.journal is not None:
             self._recover()
             self.journal.start()
+        else:
+            self.ground_truth.restore({})  # not durable: waiting predictions of an earlier run are not valid
         self._run_control_requests()
         self.receiver.start()
         if self.http_receiver is not None:
@@ -420,16 +423,23 @@ class ProcessorService:
             return
         started = time.perf_counter()
         with self._lock:
-            ground_truth = self.ground_truth.state()  # seals waiting predictions into files the checkpoint names
+            try:
+                ground_truth = self.ground_truth.state()  # seals waiting predictions into files the checkpoint names
+            except OSError as e:  # nothing of the checkpoint is written; the rows stay in memory and the journal
+                error = StorageError("checkpoint", e)
+                self._storage_failed(error.op, error.cause)
+                raise error from e
             cp, changes = self.state.capture(self.models.values(), self.exporter.counter_totals(), self._last_seq,
                                              {"lifecycle": self.lifecycle.to_state(),
                                               "window_ns": self.config.windows.window_ns,
                                               "ground_truth": ground_truth})
+            cp.performance_upserts, cp.performance_deletes = self.ground_truth.take_changes()
         try:
             self.state.write(cp)
         except BaseException as e:
             with self._lock:  # not written: the next checkpoint writes these windows again
                 self.state.give_back(self.models, changes)
+                self.ground_truth.give_back(cp.performance_upserts, cp.performance_deletes)
             if isinstance(e, StorageError):
                 self._storage_failed(e.op, e.cause)
             raise
@@ -454,7 +464,8 @@ class ProcessorService:
         for wp in recovered.models:
             self._attach_reference(wp)
             self.models[(wp.model, wp.version)] = wp
-        self.ground_truth.restore(recovered.service.get("ground_truth", {}))
+        assert self.journal is not None
+        self.ground_truth.restore(recovered.service.get("ground_truth", {}), self.journal.performance_rows())
         if "lifecycle" in recovered.service:
             self.lifecycle.restore(recovered.service["lifecycle"])
         else:  # a checkpoint from before lifecycles: every model was active at its newest event
@@ -529,6 +540,9 @@ class ProcessorService:
 
     def performance(self) -> list[PerformanceReport]:
         return self._performance
+
+    def performance_of(self, model: str, version: str) -> PerformanceReport | None:
+        return next((r for r in self._performance if r.model == model and r.version == version), None)
 
     def _save_new_references(self) -> None:
         with self._lock:

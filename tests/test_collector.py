@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as skm
 
 from tests.conftest import free_port, scrape, select, wait_for
 from tests.external_processes import REPO, require_collector, require_prometheus, start_collector, start_prometheus
@@ -38,13 +40,56 @@ class _Target:
         self.grpc_endpoint = f"127.0.0.1:{port}"
 
 
+def labelled_rows(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """A binary classifier's rows: a feature, the positive class's probability, the prediction and the truth."""
+    p = rng.uniform(size=n)
+    return pd.DataFrame({"x": p * 10, "p": p, "y_pred": (p >= 0.5).astype(int),
+                         "y": (rng.uniform(size=n) < p).astype(int)})
+
+
+def send_predictions_and_log_labels(endpoint: str, model: str, rows: pd.DataFrame, t0: int) -> None:
+    """Predictions as spans (ids, probabilities) and their labels as OTLP log records (ml.ground_truth events),
+    with the plain OTel SDK: its tracer and its logger, each with its OTLP/gRPC exporter."""
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    provider = sdk_provider(_Target(int(endpoint.rpartition(":")[2])))
+    tracer = provider.get_tracer("serving")
+    for i, r in enumerate(rows.itertuples()):
+        span = tracer.start_span("predict", start_time=t0 + i * 1000, attributes={
+            "ml.model.name": model, "ml.prediction.id": f"{model}-{i}", "ml.prediction": int(r.y_pred),
+            "ml.prediction.probability": float(r.p), "ml.feature.x": float(r.x)})
+        span.end(end_time=t0 + i * 1000 + 500)
+    provider.shutdown()
+    logs = LoggerProvider()
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"http://{endpoint}",
+                                                                          insecure=True)))
+    logger = logs.get_logger("labels")
+    for i, r in enumerate(rows.itertuples()):
+        logger.emit(event_name="ml.ground_truth", attributes={
+            "ml.model.name": model, "ml.prediction.id": f"{model}-{i}", "ml.ground_truth": int(r.y)})
+    logger.emit(body="an ordinary log line: filtered out by the Collector")
+    logs.shutdown()
+
+
 def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve_factory) -> None:
     require_collector()
     col_grpc, col_http, col_prom = free_port(), free_port(), free_port()
     config = tmp_path / "otel-ml.yaml"
     config.write_text("export:\n  otlp:\n    interval_seconds: 1\n")
+    # A classifier with a labelled baseline: realized, estimated and reference performance through the Collector.
+    rng_perf = np.random.default_rng(5)
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    labelled_rows(rng_perf, 5000).to_csv(tmp_path / "reference.csv", index=False)
+    subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "gw-perf", "--input",
+                    str(tmp_path / "reference.csv"), "--prediction-column", "y_pred", "--probability-column", "p",
+                    "--target-column", "y", "--output", str(baselines / "gw-perf.json")], check=True,
+                   capture_output=True)
     sp = serve_factory("--config", str(config), "--otlp-metrics-endpoint", f"http://127.0.0.1:{col_grpc}",
-                       "--window", "1", "--horizon", "3", "--evaluation-interval", "0.5")
+                       "--window", "1", "--horizon", "3", "--evaluation-interval", "0.5",
+                       "--baseline-dir", str(baselines))
     collector, _ = start_collector(REPO / "collector-config" / "gateway.yaml", tmp_path, {
         "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{col_grpc}", "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{col_http}",
         "OTEL_ML_ENDPOINT": sp.grpc_endpoint, "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{col_prom}"})
@@ -65,6 +110,8 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         tracer.start_span("predict", attributes={"ml.model.name": "gw-model", "ml.batch.size": 2,
                                                  "ml.feature.amount": [1.0]}).end()
         provider.shutdown()
+        perf = labelled_rows(rng_perf, 400)
+        send_predictions_and_log_labels(f"127.0.0.1:{col_grpc}", "gw-perf", perf, t0)
 
         def flagged() -> dict[str, float] | None:
             result = prometheus.query('ml_drift_detected{ml_drift_method="overall", ml_model_name="gw-model"}')
@@ -92,7 +139,22 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         for s in scrape(sp.prom_port):
             if s.name.startswith("otel_ml_spans"):
                 own[s.name] = own.get(s.name, 0) + s.value
-        assert own["otel_ml_spans_received_total"] == 1516 and own.get("otel_ml_spans_ignored_total", 0) == 0
+        # ... and the 400 gw-perf prediction spans; 400 ground-truth log records, the ordinary log line filtered out.
+        assert own["otel_ml_spans_received_total"] == 1516 + 800 and own.get("otel_ml_spans_ignored_total", 0) == 0
+
+        def realized() -> dict[str, float] | None:
+            got = {r["metric"]["ml_performance_metric"]: float(r["value"][1])
+                   for r in prometheus.query('ml_performance{ml_model_name="gw-perf", ml_class=""}')}
+            coverage = prometheus.query('ml_ground_truth_coverage{ml_model_name="gw-perf"}')
+            return got if coverage and float(coverage[0]["value"][1]) == 1.0 and len(got) == 7 else None
+
+        got = wait_for(realized, timeout=60, what="gw-perf performance in Prometheus")
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(perf.y, perf.y_pred), abs=1e-5)
+        assert got["f1"] == pytest.approx(skm.f1_score(perf.y, perf.y_pred), abs=1e-5)
+        assert abs(got["roc_auc"] - skm.roc_auc_score(perf.y, perf.p)) < 0.005
+        for metric in ("ml_performance_estimated", "ml_performance_reference", "ml_performance_degraded",
+                       "ml_performance_estimated_degraded"):
+            assert prometheus.query(f'{metric}{{ml_model_name="gw-perf", ml_performance_metric="accuracy"}}'), metric
         assert own["otel_ml_spans_rejected_total"] == 1
 
         # Names survive the trip: every ml_* metric name on otel-ml's own endpoint is also what the
@@ -106,7 +168,7 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         dashboard = json.loads((REPO / "examples" / "grafana" / "otel-ml-dashboard.json").read_text())
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
-                expr = (target["expr"].replace("$model", "gw-model").replace("$version", ".*")
+                expr = (target["expr"].replace("$model", "gw-model|gw-perf").replace("$version", ".*")
                         .replace("$feature", ".*"))
                 assert prometheus.query(expr), f"panel {panel['title']!r} returns nothing: {expr}"
         for variable in dashboard["templating"]["list"][1:]:

@@ -29,17 +29,26 @@ def test_serving_app_reaches_the_processor(serve_factory) -> None:
                            env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert app.stdout is not None and "serving credit-risk" in app.stdout.readline()
-        for i in range(20):
-            assert post(port, "/predict", {"income": 40_000 + i * 1000, "region": "north", "age": 30 + i})[
-                "prediction"] in ("approve", "deny")
+        answers = [post(port, "/predict", {"income": 40_000 + i * 1000, "region": "north", "age": 30 + i})
+                   for i in range(20)]
+        assert all(a["prediction"] in ("approve", "deny") for a in answers)
         out = post(port, "/predict_batch", {"income": [50_000.0] * 30, "region": ["east"] * 30})
-        assert len(out["predictions"]) == 30
+        assert len(out["predictions"]) == 30 and len(set(out["prediction_ids"])) == 30
+        # The outcomes: the first 15 decisions were right, the last 5 wrong.
+        for i, a in enumerate(answers):
+            post(port, "/outcome", {"prediction_id": a["prediction_id"],
+                                    "repaid": (a["prediction"] == "approve") == (i < 15)})
 
         def counted() -> float:
             got = select(sp.scrape(), "ml_predictions_total", ml_model_name="credit-risk", ml_model_version="1")
             return got[0].value if got else 0.0
 
         assert wait_for(lambda: counted() == 50, what="50 predictions counted")
+
+        def accuracy() -> list:
+            return select(sp.scrape(), "ml_performance", ml_model_name="credit-risk", ml_performance_metric="accuracy")
+
+        assert wait_for(accuracy, what="realized accuracy")[0].value == 0.75
     finally:
         app.send_signal(signal.SIGINT)
         app.wait(timeout=20)

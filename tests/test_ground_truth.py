@@ -4,9 +4,11 @@ against scikit-learn and numpy on the same rows, label-free estimates, and the w
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,21 @@ def test_ttl_expiry_eviction_and_a_restart_between_prediction_and_label(tmp_path
     small.on_labels(labels("m", ["b0-1", "b2-1"], np.ones(2), T0 + 5))
     applied, unmatched = small.take_counts()
     assert applied == {("m", "1"): 1} and unmatched == {("m", "", "evicted"): 1}
+
+
+def test_early_labels_wait_across_a_restart_then_expire_as_unknown(tmp_path: Path) -> None:
+    gt = tracker(tmp_path, early_ttl_seconds=600)
+    many = [f"e{i}" for i in range(40_000)]  # more than the early store's unsorted tail: a sorted base too
+    gt.on_labels(labels("m", many, np.ones(len(many)), T0))
+    state = gt.state()
+    gt.pending.committed(state["pending"])
+    restarted = tracker(tmp_path, early_ttl_seconds=600)
+    restarted.restore(state)
+    restarted.on_predictions(predictions("m", many[:100], T0 + 1, np.ones(100), prob=np.full(100, 0.9)))
+    restarted.pending.clock_ns = T0 + HOUR
+    restarted.advance()
+    applied, unmatched = restarted.take_counts()
+    assert applied == {("m", "1"): 100} and unmatched == {("m", "", "unknown"): len(many) - 100}
 
 
 def test_journal_record_keeps_ids_and_labels() -> None:
@@ -230,3 +247,12 @@ def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Pa
     assert select(samples, "ml_ground_truth_unmatched_total", ml_model_name="loans", reason="duplicate")[0].value == 1
     delay = select(samples, "ml_ground_truth_delay_seconds", ml_model_name="loans", ml_quantile="0.5")[0].value
     assert 3500 < delay < 3800
+    # The same numbers in the JSON API and on the model page.
+    ui = f"http://127.0.0.1:{sp.ui_port}"
+    doc = json.loads(urllib.request.urlopen(f"{ui}/api/v1/models/loans/versions/3/performance", timeout=10).read())
+    perf = doc["performance"]
+    assert perf["labeled"] == n and perf["coverage"] == 1.0
+    accuracy = next(m for m in perf["metrics"] if m["metric"] == "accuracy")
+    assert accuracy["realized"]["value"] == pytest.approx(skm.accuracy_score(y, pred))
+    page = urllib.request.urlopen(f"{ui}/models/loans/versions/3", timeout=10).read().decode()
+    assert "<h2>Performance</h2>" in page and "roc_auc" in page

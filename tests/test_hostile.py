@@ -303,8 +303,9 @@ def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_fa
     from otel_ml import semconv
 
     root = Path(__file__).resolve().parents[1] / "otel_ml"
-    text = (root / "decode" / "otlp.py").read_text() + (root / "service.py").read_text()
-    used = set(re.findall(r'_Rejected\(\s*"([a-z_]+)"', text)) | set(re.findall(r'rejected\["([a-z_]+)"\]', text))
+    text = "".join((root / f).read_text() for f in ("decode/otlp.py", "decode/outcomes.py", "service.py"))
+    used = set(re.findall(r'(?:_Rejected|reject)\(\s*"([a-z_]+)"', text)) | set(
+        re.findall(r'rejected\["([a-z_]+)"\]', text))
     assert used == set(semconv.REJECTION_REASONS), used ^ set(semconv.REJECTION_REASONS)
     sp = serve_factory()
     exported = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}

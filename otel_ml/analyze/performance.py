@@ -50,13 +50,16 @@ _BIN_CENTERS = (np.arange(PROBABILITY_BINS) + 0.5) / PROBABILITY_BINS
 
 
 def estimate(prob_all: np.ndarray, calibration: tuple[list[float], list[float]], threshold: float = 0.5,
-             draws: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
+             draws: int = 200, seed: int = 0, pred_pos: np.ndarray | None = None,
+             pred_neg: np.ndarray | None = None) -> dict[str, tuple[float, float]]:
     """Label-free (CBPE) estimates from binned probabilities: (value, standard error) per metric.
 
     Each bin's rows are positive with the calibrated probability c(p), so the expected confusion counts are sums
-    of c(p) and 1 − c(p) over the bins on either side of ``threshold``; the estimated ROC AUC is the area under
-    the expected curve. The standard error is that of the *realized* metric given the estimate: labels drawn
-    ``draws`` times as Binomial(bin count, c(p)).
+    of c(p) and 1 − c(p) over the predicted positives (``pred_pos``: the rows whose ``ml.prediction`` is the
+    positive class) and the predicted negatives (``pred_neg``); rows without a prediction count on the side of
+    ``threshold`` their probability is. The estimated ROC AUC is the area under the expected curve. The standard
+    error is that of the *realized* metric given the estimate: labels drawn ``draws`` times as
+    Binomial(bin count, c(p)).
 
     >>> hist = np.zeros(PROBABILITY_BINS, np.int64); hist[[100, 900]] = 500
     >>> est = estimate(hist, ([0.0, 1.0], [0.0, 1.0]))
@@ -69,12 +72,18 @@ def estimate(prob_all: np.ndarray, calibration: tuple[list[float], list[float]],
         return {}
     c = np.clip(np.interp(_BIN_CENTERS, calibration[0], calibration[1]), 0.0, 1.0)
     edge = round(threshold * PROBABILITY_BINS)
-    pos = counts * c
+    above = np.arange(PROBABILITY_BINS) >= edge
+    said_pos = pred_pos.astype(float) if pred_pos is not None else np.zeros(PROBABILITY_BINS)
+    said_neg = pred_neg.astype(float) if pred_neg is not None else np.zeros(PROBABILITY_BINS)
+    unknown = np.maximum(counts - said_pos - said_neg, 0.0)
+    said_pos = said_pos + np.where(above, unknown, 0.0)  # predicted positive, per bin
+    said_neg = counts - said_pos
 
-    def metrics(pos_counts: np.ndarray) -> dict[str, float]:
+    def metrics(pos_in_pos: np.ndarray, pos_in_neg: np.ndarray) -> dict[str, float]:
+        pos_counts = pos_in_pos + pos_in_neg
         neg_counts = counts - pos_counts
-        tp, fp = pos_counts[edge:].sum(), neg_counts[edge:].sum()
-        fn, tn = pos_counts[:edge].sum(), neg_counts[:edge].sum()
+        tp, fp = pos_in_pos.sum(), (said_pos - pos_in_pos).sum()
+        fn, tn = pos_in_neg.sum(), (said_neg - pos_in_neg).sum()
         out = {"accuracy": (tp + tn) / n, "precision": tp / (tp + fp) if tp + fp else math.nan,
                "recall": tp / (tp + fn) if tp + fn else math.nan,
                "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan}
@@ -82,14 +91,15 @@ def estimate(prob_all: np.ndarray, calibration: tuple[list[float], list[float]],
         out["roc_auc"] = auc[0] if auc else math.nan
         return out
 
-    values = metrics(pos)
+    values = metrics(said_pos * c, said_neg * c)
     rng = np.random.default_rng(seed)
     used = np.flatnonzero(counts)
-    sims = {k: [] for k in values}
+    sims: dict[str, list[float]] = {k: [] for k in values}
     for _ in range(draws):
-        drawn = np.zeros(PROBABILITY_BINS)
-        drawn[used] = rng.binomial(counts[used].astype(np.int64), c[used])
-        for k, v in metrics(drawn).items():
+        in_pos, in_neg = np.zeros(PROBABILITY_BINS), np.zeros(PROBABILITY_BINS)
+        in_pos[used] = rng.binomial(said_pos[used].astype(np.int64), c[used])
+        in_neg[used] = rng.binomial(said_neg[used].astype(np.int64), c[used])
+        for k, v in metrics(in_pos, in_neg).items():
             sims[k].append(v)
     return {k: (float(v), float(np.nanstd(sims[k])) if np.isfinite(sims[k]).sum() > 1 else math.nan)
             for k, v in values.items()}
@@ -122,6 +132,8 @@ class PerformanceReport:
     residual_quantiles: dict[float, float] = field(default_factory=dict)
     auc_bound: float = math.nan
     """How far the realized ROC AUC may be from the unbinned scores' (``auc_from_bins``)."""
+    reference_chunk_std: dict[str, float] = field(default_factory=dict)
+    """Each metric's standard deviation over the baseline's chunks (NannyML-style bands; shown, not tested)."""
 
     @property
     def coverage(self) -> float:
@@ -164,9 +176,11 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
         report.residual_quantiles = {q: cur.residual_quantile(q) for q in (0.05, 0.5, 0.95)}
     if ref_prof is not None:
         report.reference = {k: MetricResult(*v) for k, v in ref_prof.metrics(positive).items()}
+        report.reference_chunk_std = dict(reference.chunk_std)  # type: ignore[union-attr]
     if reference is not None and reference.calibration and cur.prob_all.any():
         report.estimated = {k: MetricResult(v, se, float(cur.prob_all.sum()))
-                            for k, (v, se) in estimate(cur.prob_all, reference.calibration, threshold).items()}
+                            for k, (v, se) in estimate(cur.prob_all, reference.calibration, threshold,
+                                                       pred_pos=cur.prob_pred_pos, pred_neg=cur.prob_pred_neg).items()}
     tested = [m for m in report.realized if m in report.reference and m in HIGHER_IS_BETTER]
     level = alpha / max(1, len(tested))
     for m in tested:

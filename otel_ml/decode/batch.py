@@ -6,10 +6,24 @@ import json
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+from google.protobuf.message import DecodeError, Message
+
+M = TypeVar("M", bound=Message)
 
 RECORD_MAGIC = b"OMR1"
+
+
+def parse_protobuf(message_type: type[M], data: bytes | bytearray | memoryview) -> M:
+    """``data`` parsed as ``message_type``; ValueError (not protobuf's DecodeError) when it is not one."""
+    msg = message_type()
+    try:
+        msg.ParseFromString(bytes(data))
+    except DecodeError as e:
+        raise ValueError(str(e) or "not a protobuf message") from e
+    return msg
 
 
 @dataclass

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_ml import semconv
-from otel_ml.decode.batch import ColumnarBatch, DecodeResult
+from otel_ml.decode.batch import ColumnarBatch, DecodeResult, parse_protobuf
 from otel_ml.decode.outcomes import split_outcomes
 
 try:
@@ -376,12 +375,7 @@ def decode_request_python(
     """
     limits = limits or DecodeLimits()
     if isinstance(request, (bytes, bytearray, memoryview)):
-        msg = ExportTraceServiceRequest()
-        try:
-            msg.ParseFromString(bytes(request))
-        except DecodeError as e:
-            raise ValueError(str(e) or "not a protobuf message") from e
-        request = msg
+        request = parse_protobuf(ExportTraceServiceRequest, request)
     builders: dict[tuple[str, str], _ColumnBuilder] = {}
     result = DecodeResult(batches=[])
     now_ns = time.time_ns()

@@ -13,12 +13,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from otel_ml import semconv
-from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
+from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch, parse_protobuf
 
 _FNV_PRIME = np.uint64(1099511628211)
 _MASK64 = (1 << 64) - 1
@@ -185,12 +184,7 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, max_batch_size: 
     ('churn', ['yes'], 1)
     """
     if not isinstance(data, ExportLogsServiceRequest):
-        msg = ExportLogsServiceRequest()
-        try:
-            msg.ParseFromString(bytes(data))
-        except DecodeError as e:
-            raise ValueError(str(e) or "not a protobuf message") from e
-        data = msg
+        data = parse_protobuf(ExportLogsServiceRequest, data)
     result = DecodeResult(batches=[])
     groups: dict[tuple[str, str], _LabelRows] = {}
     now_ns = time.time_ns()

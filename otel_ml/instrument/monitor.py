@@ -435,9 +435,13 @@ class ModelMonitor:
         features: Mapping[str, Sequence[Any]],
         predictions: Sequence[Any] | None = None,
         scores: Sequence[float] | None = None,
+        prediction_ids: Sequence[str] | None = None,
+        probabilities: Sequence[float] | None = None,
     ) -> None:
         """Record N predictions as one span: every column becomes an array attribute of length N and
-        ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``."""
+        ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``.
+        ``prediction_ids`` let ``record_ground_truth_batch`` name them later; ``probabilities``: of the positive
+        class (binary classifiers)."""
         try:
             columns: dict[str, Sequence[Any]] = {}
             for name, values in features.items():
@@ -448,6 +452,10 @@ class ModelMonitor:
                 columns[semconv.PREDICTION] = predictions
             if scores is not None:
                 columns[semconv.PREDICTION_SCORE] = scores
+            if prediction_ids is not None:
+                columns[semconv.PREDICTION_ID] = [str(i) for i in prediction_ids]
+            if probabilities is not None:
+                columns[semconv.PREDICTION_PROBABILITY] = probabilities
             self._record_columns(columns)
         except Exception as e:  # never raise into serving code
             self._drop("batch", e)

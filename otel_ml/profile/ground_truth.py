@@ -9,15 +9,23 @@ that old is still matched (and counted) but no longer moves the current numbers.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from otel_ml import semconv
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
-from otel_ml.profile.performance import OTHER_CLASS, PerformanceProfile, class_name, class_names
+from otel_ml.profile.performance import (
+    OTHER_CLASS,
+    POSITIVE_NAMES,
+    PerformanceProfile,
+    class_name,
+    class_names,
+    is_positive,
+)
 from otel_ml.store.pending import JoinResult, LabelsConfig, PendingPredictions
 
 UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "not_sampled", "early_overflow")
@@ -41,6 +49,9 @@ class GroundTruth:
         """Labels applied since the last ``take_counts``, per (model, version)."""
         self.unmatched: Counter[tuple[str, str, str]] = Counter()
         """Labels not applied since the last ``take_counts``, per (model, version, reason)."""
+        self._changed: set[tuple[str, str, int]] = set()
+        """Windows changed since the last ``take_changes`` (a checkpoint writes only those)."""
+        self._removed: set[tuple[str, str, int]] = set()
 
     @property
     def clock_ns(self) -> int:
@@ -53,6 +64,7 @@ class GroundTruth:
         prof = windows.get(start)
         if prof is None:
             prof = windows[start] = PerformanceProfile(self.config.max_classes)
+        self._changed.add((*key, start))  # every caller updates it
         return prof
 
     # --- predictions ----------------------------------------------------------------------------------------
@@ -66,17 +78,24 @@ class GroundTruth:
             ids = np.zeros(batch.n_rows, np.uint64)
         kept = self.pending.keep(ids)
         self.pending.clock_ns = max(self.pending.clock_ns, int(batch.row_time_ns.max()))
+        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
+        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
+        said_positive = None  # which rows predicted the positive class: what the estimates count as such
+        if prob is not None and (pred is not None or text is not None):
+            positive = self.config.positive_class or self._positive_of(*batch.key) or _conventional(
+                np.unique(text).astype(str) if text is not None else np.array(["1"] if pred is not None else []))
+            if positive:
+                said_positive = is_positive(pred, text, positive)
         starts = batch.row_time_ns // self.window_ns * self.window_ns
         for start in np.unique(starts).tolist():
             prof = self._window(batch.key, start)
             if prof is None:
                 continue
             rows = starts == start
-            prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None)
+            prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None,
+                                 said_positive[rows] if said_positive is not None else None)
         if not kept.any():
             return
-        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
-        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
         n = batch.n_rows
         cls = np.full(n, -1, np.int32)
         if text is not None:
@@ -160,15 +179,12 @@ class GroundTruth:
             windows = self.windows[key]
             for start in [s for s in windows if s + self.window_ns <= edge]:
                 del windows[start]
+                self._changed.discard((*key, start))
+                self._removed.add((*key, start))
             if not windows:
                 del self.windows[key]
-        before = list(self.pending.early)
-        dropped = self.pending.expire_early(self.clock_ns)
-        if dropped:
-            left = Counter((lb.model, lb.version) for lb in self.pending.early for _ in range(lb.n_rows))
-            gone = Counter((lb.model, lb.version) for lb in before for _ in range(lb.n_rows))
-            for (model, version), n in (gone - left).items():
-                self.unmatched[(model, version, "unknown")] += n
+        for lb in self.pending.expire_early(self.clock_ns):
+            self.unmatched[(lb.model, lb.version, "unknown")] += lb.n_rows
 
     def forget(self, model: str, version: str) -> None:
         self.windows.pop((model, version), None)
@@ -179,20 +195,29 @@ class GroundTruth:
         return applied, unmatched
 
     def state(self) -> dict:
-        return {"pending": self.pending.state(),
-                "windows": [[m, v, start, prof.to_dict()] for (m, v), ws in self.windows.items()
-                            for start, prof in ws.items()]}
+        """The pending store's part of a checkpoint (its files written); windows go by ``take_changes``."""
+        return {"pending": self.pending.state()}
 
-    def restore(self, state: dict) -> None:
+    def take_changes(self) -> tuple[list[tuple[str, str, int, bytes]], list[tuple[str, str, int]]]:
+        """(upserts, deletes) of performance windows since the last call; ``give_back`` them if not written."""
+        upserts = [(m, v, s, json.dumps(self.windows[(m, v)][s].to_dict()).encode()) for m, v, s in self._changed
+                   if s in self.windows.get((m, v), {})]
+        deletes = list(self._removed)
+        self._changed, self._removed = set(), set()
+        return upserts, deletes
+
+    def give_back(self, upserts: list[tuple[str, str, int, bytes]], deletes: list[tuple[str, str, int]]) -> None:
+        self._changed |= {(m, v, s) for m, v, s, _ in upserts}
+        self._removed |= set(deletes)
+
+    def restore(self, state: dict, windows: Iterable[tuple[str, str, int, bytes]] = ()) -> None:
         self.pending.restore(state.get("pending", {}))
         self.windows = {}
-        for m, v, start, d in state.get("windows", []):
-            self.windows.setdefault((m, v), {})[int(start)] = PerformanceProfile.from_dict(d)
+        for m, v, start, blob in windows:
+            self.windows.setdefault((m, v), {})[int(start)] = PerformanceProfile.from_dict(json.loads(blob))
 
 
 def _conventional(classes: np.ndarray) -> str | None:
-    from otel_ml.profile.performance import POSITIVE_NAMES
-
     present = {c.lower(): c for c in np.unique(classes).tolist()}
     return next((present[name] for name in POSITIVE_NAMES if name in present), None)
 

@@ -63,6 +63,27 @@ def class_names(num: np.ndarray, text: np.ndarray) -> np.ndarray:
     return out.astype(str)
 
 
+def is_positive(num: np.ndarray | None, text: np.ndarray | None, positive: str) -> np.ndarray:
+    """1.0 where the prediction is ``positive``, 0.0 where it is another class, NaN where there is none.
+
+    >>> is_positive(np.array([1.0, 0.0, np.nan]), None, "1").tolist()
+    [1.0, 0.0, nan]
+    """
+    n = len(num) if num is not None else len(text)  # type: ignore[arg-type]
+    out = np.full(n, np.nan)
+    if num is not None:
+        known = np.isfinite(num)
+        try:
+            target = float(positive)
+        except ValueError:
+            target = math.nan
+        out[known] = (num[known] == target).astype(float)
+    if text is not None:
+        known = text != ""
+        out[known] = (text[known] == positive).astype(float)
+    return out
+
+
 def probability_bins(p: np.ndarray) -> np.ndarray:
     return np.clip((p * PROBABILITY_BINS).astype(np.int64), 0, PROBABILITY_BINS - 1)
 
@@ -102,18 +123,29 @@ class PerformanceProfile:
         self.prob_neg = np.zeros(PROBABILITY_BINS, np.int64)
         self.prob_all = np.zeros(PROBABILITY_BINS, np.int64)
         """Probabilities of every prediction (labelled or not): what label-free estimates read."""
+        self.prob_pred_pos = np.zeros(PROBABILITY_BINS, np.int64)
+        """... of the predictions whose predicted class is the positive one (the estimates' predicted positives)."""
+        self.prob_pred_neg = np.zeros(PROBABILITY_BINS, np.int64)
+        """... of those predicting another class; rows in neither (no ``ml.prediction``) use the threshold."""
         self.sums = dict.fromkeys(self.SUMS, 0.0)
         self._residuals: ds.kll_doubles_sketch | None = None
         self._delays: ds.kll_doubles_sketch | None = None
 
     # --- update -------------------------------------------------------------------------------------------
-    def add_predictions(self, with_id: int, probabilities: np.ndarray | None = None) -> None:
-        """Predictions arrived: ``with_id`` of them can be labelled; ``probabilities`` (NaN: none) feed estimates."""
+    def add_predictions(self, with_id: int, probabilities: np.ndarray | None = None,
+                        predicted_positive: np.ndarray | None = None) -> None:
+        """Predictions arrived: ``with_id`` of them can be labelled; ``probabilities`` (NaN: none) feed estimates,
+        split by ``predicted_positive`` (1.0: the positive class was predicted, 0.0: another, NaN: unknown)."""
         self.predictions += with_id
         if probabilities is not None:
-            p = probabilities[np.isfinite(probabilities)]
+            ok = np.isfinite(probabilities)
+            p = probabilities[ok]
             if len(p):
                 self.prob_all += _hist(p)
+                if predicted_positive is not None:
+                    pp = predicted_positive[ok]
+                    self.prob_pred_pos += _hist(p[pp == 1.0])
+                    self.prob_pred_neg += _hist(p[pp == 0.0])
 
     def _classes(self, names: np.ndarray) -> np.ndarray:
         known = {t for pair in self.confusion for t in pair}
@@ -188,6 +220,8 @@ class PerformanceProfile:
         self.prob_pos += other.prob_pos
         self.prob_neg += other.prob_neg
         self.prob_all += other.prob_all
+        self.prob_pred_pos += other.prob_pred_pos
+        self.prob_pred_neg += other.prob_pred_neg
         for k, v in other.sums.items():
             self.sums[k] += v
         for name in ("_residuals", "_delays"):
@@ -268,7 +302,7 @@ class PerformanceProfile:
         d: dict[str, Any] = {"predictions": self.predictions, "labeled": self.labeled,
                              "confusion": [[t, p, n] for (t, p), n in sorted(self.confusion.items())],
                              "sums": {k: v for k, v in self.sums.items() if v}, "max_classes": self.max_classes}
-        for name in ("prob_pos", "prob_neg", "prob_all"):
+        for name in ("prob_pos", "prob_neg", "prob_all", "prob_pred_pos", "prob_pred_neg"):
             a = getattr(self, name)
             if a.any():
                 d[name] = _b64_counts(a)
@@ -284,7 +318,7 @@ class PerformanceProfile:
         p.predictions, p.labeled = int(d["predictions"]), int(d["labeled"])
         p.confusion = Counter({(t, c): int(n) for t, c, n in d.get("confusion", [])})
         p.sums.update({k: float(v) for k, v in d.get("sums", {}).items() if k in p.sums})
-        for name in ("prob_pos", "prob_neg", "prob_all"):
+        for name in ("prob_pos", "prob_neg", "prob_all", "prob_pred_pos", "prob_pred_neg"):
             if name in d:
                 setattr(p, name, _counts_b64(d[name]))
         for name in ("residuals", "delays"):
@@ -454,7 +488,10 @@ def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np
     or the target is text, or a probability is given; regression otherwise."""
     n = len(truth_num)
     prof = PerformanceProfile(max_classes)
-    prof.add_predictions(n, prob)
+    predicted_positive = None
+    if prob is not None and positive and (pred_num is not None or pred_text is not None):
+        predicted_positive = is_positive(pred_num, pred_text, positive)
+    prof.add_predictions(n, prob, predicted_positive)
     has_text = (pred_text is not None and (pred_text != "").any()) or (truth_text != "").any()
     if has_text or prob is not None:
         truth = class_names(truth_num, truth_text)

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), se
                                        created REAL NOT NULL, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS window_state (model TEXT NOT NULL, version TEXT NOT NULL, start_ns INTEGER NOT NULL,
                                          profile BLOB NOT NULL, PRIMARY KEY (model, version, start_ns));
+CREATE TABLE IF NOT EXISTS performance_window (model TEXT NOT NULL, version TEXT NOT NULL, start_ns INTEGER NOT NULL,
+                                               profile BLOB NOT NULL, PRIMARY KEY (model, version, start_ns));
 """
 
 
@@ -86,6 +88,9 @@ class Checkpoint:
     """(model, version, window start) of the windows gone from memory since then."""
     archive_rows: list[ArchiveRow] = field(default_factory=list)
     """Those gone windows, for the archive."""
+    performance_upserts: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    """(model, version, window start, performance profile) changed since the previous checkpoint."""
+    performance_deletes: list[tuple[str, str, int]] = field(default_factory=list)
     archive_now_ns: int | None = None
     """Compact the archive as of this time (the newest event of any model); None: do not compact."""
 
@@ -158,6 +163,13 @@ class Journal:
         assert self._conn is not None
         for model, version, start, blob in self._conn.execute("SELECT model, version, start_ns, profile FROM "
                                                               "window_state"):
+            yield model, version, int(start), bytes(blob)
+
+    def performance_rows(self) -> Iterator[tuple[str, str, int, bytes]]:
+        """The stored performance windows (call after ``open``, before ``start``)."""
+        assert self._conn is not None
+        for model, version, start, blob in self._conn.execute("SELECT model, version, start_ns, profile FROM "
+                                                              "performance_window"):
             yield model, version, int(start), bytes(blob)
 
     def start(self) -> None:
@@ -235,6 +247,10 @@ class Journal:
                         conn.executemany("DELETE FROM window_state WHERE model=? AND version=? AND start_ns=?",
                                          cp.window_deletes)
                         conn.executemany("INSERT OR REPLACE INTO window_state VALUES (?, ?, ?, ?)", cp.window_upserts)
+                        conn.executemany("DELETE FROM performance_window WHERE model=? AND version=? AND start_ns=?",
+                                         cp.performance_deletes)
+                        conn.executemany("INSERT OR REPLACE INTO performance_window VALUES (?, ?, ?, ?)",
+                                         cp.performance_upserts)
                         if self.archive_config.enabled:
                             archive.insert(conn, cp.archive_rows)
                             if cp.archive_now_ns is not None:

@@ -114,13 +114,127 @@ class JoinResult:
     not_sampled, early_overflow."""
 
 
+_EARLY_COLUMNS = ("id", "key", "value", "label", "time")
+
+
+class EarlyLabels:
+    """Labels waiting for their prediction, in memory and bounded: sorted by id (a binary search per arriving
+    prediction, whatever their number) plus a small unsorted tail of the newest, merged in once it grows."""
+
+    TAIL_ROWS = 16_384
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, str]] = []
+        self._key_code: dict[tuple[str, str], int] = {}
+        self.base = self._empty()
+        self.live = np.zeros(0, bool)
+        self.tail: list[dict[str, np.ndarray]] = []
+        self.changed = False
+
+    @staticmethod
+    def _empty() -> dict[str, np.ndarray]:
+        return {"id": np.empty(0, np.uint64), "key": np.empty(0, np.uint32), "value": np.empty(0),
+                "label": np.empty(0, "<U1"), "time": np.empty(0, np.int64)}
+
+    def __len__(self) -> int:
+        return int(self.live.sum()) + sum(len(t["id"]) for t in self.tail)
+
+    def add(self, lb: LabelBatch) -> None:
+        code = self._key_code.get((lb.model, lb.version))
+        if code is None:
+            code = self._key_code[(lb.model, lb.version)] = len(self.keys)
+            self.keys.append((lb.model, lb.version))
+        self.tail.append({"id": lb.prediction_id, "key": np.full(lb.n_rows, code, np.uint32), "value": lb.value,
+                          "label": lb.label, "time": lb.time_ns})
+        self.changed = True
+        if sum(len(t["id"]) for t in self.tail) > self.TAIL_ROWS:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        parts = [{c: v[self.live] for c, v in self.base.items()}, *self.tail]
+        cols = {c: np.concatenate([p[c] for p in parts]) for c in _EARLY_COLUMNS}
+        order = np.argsort(cols["id"], kind="stable")
+        self.base = {c: v[order] for c, v in cols.items()}
+        self.live = np.ones(len(order), bool)
+        self.tail = []
+
+    def _batches(self, parts: list[dict[str, np.ndarray]]) -> list[LabelBatch]:
+        parts = [p for p in parts if len(p["id"])]
+        if not parts:
+            return []
+        cols = {c: np.concatenate([p[c] for p in parts]) for c in _EARLY_COLUMNS}
+        out = []
+        for code in np.unique(cols["key"]).tolist():
+            m = cols["key"] == code
+            model, version = self.keys[code]
+            out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m], cols["label"][m], cols["time"][m]))
+        return out
+
+    def take(self, ids: np.ndarray) -> list[LabelBatch]:
+        """The waiting labels of ``ids`` (they stop waiting)."""
+        parts = []
+        n = len(self.base["id"])
+        if n and len(ids):
+            pos = np.minimum(np.searchsorted(self.base["id"], ids), n - 1)
+            hit = (self.base["id"][pos] == ids) & self.live[pos]
+            if hit.any():
+                rows = np.unique(pos[hit])
+                self.live[rows] = False
+                parts.append({c: v[rows] for c, v in self.base.items()})
+        for k, t in enumerate(self.tail):
+            m = np.isin(t["id"], ids)
+            if m.any():
+                parts.append({c: v[m] for c, v in t.items()})
+                self.tail[k] = {c: v[~m] for c, v in t.items()}
+        if parts:
+            self.changed = True
+            if n and self.live.sum() < n // 2:
+                self._rebuild()
+        return self._batches(parts)
+
+    def expire(self, before_ns: int) -> list[LabelBatch]:
+        """Drop the labels observed before ``before_ns``; returns them (they are ``unknown``)."""
+        parts = []
+        old = self.live & (self.base["time"] < before_ns)
+        if old.any():
+            parts.append({c: v[old] for c, v in self.base.items()})
+            self.live &= ~old
+        for k, t in enumerate(self.tail):
+            m = t["time"] < before_ns
+            if m.any():
+                parts.append({c: v[m] for c, v in t.items()})
+                self.tail[k] = {c: v[~m] for c, v in t.items()}
+        if parts:
+            self.changed = True
+            self._rebuild()
+        return self._batches(parts)
+
+    def save(self, path: Path) -> None:
+        self._rebuild()
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **self.base)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.changed = False
+
+    def load(self, path: Path, keys: list) -> None:
+        self.keys = [tuple(k) for k in keys]  # type: ignore[misc]
+        self._key_code = {k: i for i, k in enumerate(self.keys)}
+        with np.load(path) as data:
+            self.base = {c: data[c] for c in _EARLY_COLUMNS}
+        self.live = np.ones(len(self.base["id"]), bool)
+        self.tail = []
+        self.changed = False
+
+
 class PendingPredictions:
     """The waiting predictions of every model, in ``<state dir>/pending``."""
 
     def __init__(self, directory: str | Path, ttl_ns: int, max_pending: int, early_ttl_ns: int,
                  max_early: int = 1_000_000, sample_ratio: float = 1.0) -> None:
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(directory)  # created with the first segment (the state dir is checked at start first)
         self.ttl_ns, self.max_pending, self.early_ttl_ns = ttl_ns, max_pending, early_ttl_ns
         self.max_early = max_early
         self.sample_below = np.uint64(min(int(sample_ratio * 2.0**64), 2**64 - 1))
@@ -135,8 +249,8 @@ class PendingPredictions:
         self._buf_index: dict[int, int] = {}
         self._buf_labeled: list[int] = []
         self.clock_ns = 0
-        self.early: list[LabelBatch] = []
-        self._early_ids: np.ndarray | None = None
+        self.early = EarlyLabels()
+        self._early_file = ""
         self.sampled = sample_ratio < 1.0
 
     # --- codes ------------------------------------------------------------------------------------------
@@ -181,26 +295,15 @@ class PendingPredictions:
         self._buf_index.update(zip(ids.tolist(), range(start, start + n)))
         self._buf_rows += n
         if self._buf_rows >= SEAL_ROWS:
-            self.seal()
+            try:
+                self.seal()
+            except OSError as e:  # a full disk: keep the rows in memory; the next checkpoint reports the failure
+                log.warning("cannot write waiting predictions to %s (%s); kept in memory for now", self.dir, e)
         return n
 
     def take_early(self, ids: np.ndarray) -> list[LabelBatch]:
-        """Early labels whose prediction is among ``ids`` (removed from the early set)."""
-        if not self.early:
-            return []
-        if self._early_ids is None:
-            self._early_ids = np.sort(np.concatenate([lb.prediction_id for lb in self.early]))
-        if not np.isin(ids, self._early_ids).any():
-            return []
-        due, keep = [], []
-        for lb in self.early:
-            hit = np.isin(lb.prediction_id, ids)
-            if hit.any():
-                due.append(_select(lb, hit))
-            if (~hit).any():
-                keep.append(_select(lb, ~hit))
-        self.early, self._early_ids = keep, None
-        return due
+        """Early labels whose prediction is among ``ids`` (they stop waiting)."""
+        return self.early.take(ids) if self.early.base["id"].size or self.early.tail else []
 
     # --- labels -------------------------------------------------------------------------------------------
     def join(self, labels: LabelBatch, now_ns: int | None = None, early: bool = True) -> JoinResult:
@@ -267,7 +370,7 @@ class PendingPredictions:
         waiting = status == 0
         if waiting.any():
             if early:
-                room = self.max_early - sum(lb.n_rows for lb in self.early)
+                room = self.max_early - len(self.early)
                 wait = np.flatnonzero(waiting)
                 if len(wait) > room:
                     out.unmatched["early_overflow"] = len(wait) - max(room, 0)
@@ -275,23 +378,14 @@ class PendingPredictions:
                 if len(wait):
                     mask = np.zeros(len(ids), bool)
                     mask[wait] = True
-                    self.early.append(_select(labels, mask))
-                    self._early_ids = None
+                    self.early.add(_select(labels, mask))
             else:
                 out.unmatched["unknown"] = int(waiting.sum())
         return out
 
-    def expire_early(self, now_ns: int) -> int:
-        """Drop early labels older than ``early_ttl`` (they are ``unknown``); returns how many."""
-        dropped, keep = 0, []
-        for lb in self.early:
-            old = lb.time_ns < now_ns - self.early_ttl_ns
-            dropped += int(old.sum())
-            if (~old).any():
-                keep.append(_select(lb, ~old))
-        if dropped:
-            self.early, self._early_ids = keep, None
-        return dropped
+    def expire_early(self, now_ns: int) -> list[LabelBatch]:
+        """Drop early labels older than ``early_ttl`` (they are ``unknown``); returns them."""
+        return self.early.expire(now_ns - self.early_ttl_ns) if len(self.early) else []
 
     def _mark_buffer(self, at: int) -> None:
         if len(self._buf_labeled) <= at:
@@ -327,6 +421,7 @@ class PendingPredictions:
         self._next += 1
         name = f"{self._next:08d}{'-gone' if reason else ''}"
         n = len(cols["id"])
+        self.dir.mkdir(parents=True, exist_ok=True)
         _write_segment(self.dir / f"{name}.seg", cols)
         times = cols.get("time")
         seg = Segment(name, n, _open_segment(self.dir / f"{name}.seg", n, bool(reason)), labeled, reason=reason,
@@ -364,31 +459,33 @@ class PendingPredictions:
 
     def _forget(self, segs: list[Segment], reason: str) -> None:
         ids = np.concatenate([np.asarray(s.cols["id"]) for s in segs])
+        self._add_segment({"id": np.sort(ids)}, np.zeros(0, bool), reason, newest=self.clock_ns)  # first: may fail
         self.segments = [s for s in self.segments if s not in segs]
-        self._add_segment({"id": np.sort(ids)}, np.zeros(0, bool), reason, newest=self.clock_ns)
 
     def _merge(self, group: list[Segment]) -> None:
+        """Replace ``group`` by one segment; the old ones leave the list only once the new files are written."""
         gone = group[0].gone
-        self.segments = [s for s in self.segments if s not in group]
         names = ("id",) if gone else COLUMNS
         cols = {c: np.concatenate([np.asarray(s.cols[c]) for s in group]) for c in names}
         order = np.argsort(cols["id"], kind="stable")
         cols = {c: v[order] for c, v in cols.items()}
         if gone:
             self._add_segment(cols, np.zeros(0, bool), group[0].reason, newest=max(s.newest for s in group))
-            return
-        labeled = np.concatenate([s.labeled for s in group])[order]
-        old = cols["time"] < self.clock_ns - self.ttl_ns
-        if old.any():  # expired rows leave here; their ids are remembered
-            self._add_segment({"id": cols["id"][old]}, np.zeros(0, bool), "expired", newest=self.clock_ns)
-            cols = {c: v[~old] for c, v in cols.items()}
-            labeled = labeled[~old]
-        self._add_segment(cols, labeled)
+        else:
+            labeled = np.concatenate([s.labeled for s in group])[order]
+            old = cols["time"] < self.clock_ns - self.ttl_ns
+            if old.any():  # expired rows leave here; their ids are remembered
+                self._add_segment({"id": cols["id"][old]}, np.zeros(0, bool), "expired", newest=self.clock_ns)
+                cols = {c: v[~old] for c, v in cols.items()}
+                labeled = labeled[~old]
+            self._add_segment(cols, labeled)
+        self.segments = [s for s in self.segments if s not in group]
 
     # --- durability ------------------------------------------------------------------------------------------
     def state(self) -> dict:
         """What a checkpoint commits: seal memory, write changed labelled flags, name every file in use."""
         self.seal()
+        self.dir.mkdir(parents=True, exist_ok=True)
         for seg in self.segments:
             if seg.dirty and not seg.gone:
                 self._next += 1
@@ -401,13 +498,15 @@ class PendingPredictions:
                     os.fsync(f.fileno())
                 os.replace(tmp, self.dir / name)
                 seg.flags_file, seg.dirty = name, False
-        early = [{"model": lb.model, "version": lb.version, "id": lb.prediction_id.tolist(),
-                  "value": [None if v != v else v for v in lb.value.tolist()], "label": lb.label.tolist(),
-                  "time": lb.time_ns.tolist()} for lb in self.early]
+        if self.early.changed:
+            self._next += 1
+            name = f"early.{self._next}.npz"
+            self.early.save(self.dir / name)
+            self._early_file = name
         return {"next": self._next, "clock_ns": self.clock_ns, "keys": self.keys, "classes": self.classes,
                 "segments": [{"name": s.name, "n": s.n, "flags": s.flags_file, "reason": s.reason,
                               "newest": s.newest, "oldest": s.oldest} for s in self.segments],
-                "early": early}
+                "early_file": self._early_file, "early_keys": self.early.keys}
 
     def committed(self, state: dict) -> None:
         """After the checkpoint with ``state`` is written: delete files it no longer names."""
@@ -417,6 +516,9 @@ class PendingPredictions:
         keep = {f"{s['name']}.seg" for s in state.get("segments", [])} | {
             s["flags"] for s in state.get("segments", []) if s["flags"]}
         keep |= {f"{s.name}.seg" for s in self.segments} | {s.flags_file for s in self.segments if s.flags_file}
+        keep |= {state.get("early_file", ""), self._early_file}
+        if not self.dir.is_dir():
+            return
         for path in self.dir.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)
@@ -438,15 +540,14 @@ class PendingPredictions:
                 labeled = np.unpackbits(np.fromfile(self.dir / s["flags"], np.uint8), count=n).astype(bool)
             self.segments.append(Segment(s["name"], n, cols, labeled, s["flags"], reason=s["reason"],
                                          newest=int(s["newest"]), oldest=int(s["oldest"])))
-        self.early = [LabelBatch(e["model"], e["version"], np.array(e["id"], np.uint64),
-                                 np.array([np.nan if v is None else v for v in e["value"]], np.float64),
-                                 np.array(e["label"], dtype=str), np.array(e["time"], np.int64))
-                      for e in state.get("early", [])]
-        self._early_ids = None
+        self.early = EarlyLabels()
+        self._early_file = state.get("early_file", "")
+        if self._early_file:
+            self.early.load(self.dir / self._early_file, state.get("early_keys", []))
         self._delete_others(state)
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
+        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()) if self.dir.is_dir() else 0
 
 
 def _select(lb: LabelBatch, mask: np.ndarray) -> LabelBatch:

@@ -136,9 +136,36 @@ def model_header(summary: dict[str, Any], rows_label: str = "rows in horizon") -
     return f'<h1>{esc(summary["model"])} <span class=muted>{version}</span></h1><div class="grid">{cards}</div>'
 
 
+def performance_section(perf: dict[str, Any] | None) -> str:
+    """Realized, estimated and reference performance, one row per metric (nothing without labels or estimates)."""
+    if not perf or not perf["metrics"]:
+        return ""
+
+    def cell(m: dict[str, Any] | None) -> str:
+        if m is None or m["value"] is None:
+            return "<td class=num>–</td>"
+        se = "" if m["se"] is None else f' <span class=muted>± {fmt(m["se"])}</span>'
+        return f'<td class=num>{fmt(m["value"])}{se}</td>'
+
+    def decided(v: bool | None) -> str:
+        return "<td>–</td>" if v is None else f"<td>{badge('drift' if v else 'ok')}</td>"
+
+    rows = "".join(f'<tr><td class=name>{esc(m["metric"])}</td>{cell(m["realized"])}{decided(m["degraded"])}'
+                   f'{cell(m["estimated"])}{decided(m["estimated_degraded"])}{cell(m["reference"])}</tr>'
+                   for m in perf["metrics"])
+    delay = perf["label_delay_seconds"]
+    facts = (f'<p class=muted>{fmt(perf["labeled"])} labelled of {fmt(perf["predictions_with_id"])} predictions '
+             f'with an id (coverage {pct(perf["coverage"])}); label delay p50 {fmt(delay["p50"])} s, p95 '
+             f'{fmt(delay["p95"])} s. "degraded": significantly worse than the reference (docs/statistics.md).</p>')
+    return ("<h2>Performance</h2>" + facts + "<table><thead><tr><th>metric</th><th class=num>realized</th>"
+            "<th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th>"
+            "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>")
+
+
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,
-               sort_href: Any) -> str:
-    body = model_header(summary) + "<h2>Features</h2>" + feature_table(rows, feature_href, sort, sort_href)
+               sort_href: Any, performance: dict[str, Any] | None = None) -> str:
+    body = (model_header(summary) + performance_section(performance) + "<h2>Features</h2>"
+            + feature_table(rows, feature_href, sort, sort_href))
     return layout(f"{summary['model']} {summary['version']}", body)
 
 

@@ -7,6 +7,7 @@ Routes (docs/api.md):
     GET /models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature}    one feature: distributions, history
     GET /api/v1/models
     GET /api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/drift
+    GET /api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/performance
     GET /api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature}
 
 Names are percent-encoded path segments; the empty version is ``_``. The receivers' TLS and bearer token
@@ -29,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
+from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.http_server import HttpServer, Listener, health_routes
 from otel_ml.profile.model import ModelProfile
 from otel_ml.store.archive import DAY_NS, parse_time_ns
@@ -61,6 +63,8 @@ class UiSource:
     drift: DriftConfig | None = None
     effect_size: dict[str, str] | None = None
     """``export.effect_size``: the effect each page shows is the one the metrics export."""
+    performance: Callable[[str, str], PerformanceReport | None] | None = None
+    """The latest performance evaluation of a model version (None: no labels, no probabilities)."""
 
 
 class UiServer:
@@ -84,6 +88,7 @@ class UiServer:
             ("/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._feature_page),
             ("/api/v1/models", self._api_models),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/drift", self._api_drift),
+            ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/performance", self._api_performance),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._api_feature),
         )]
         self._listener = self._http.listen("the UI (ui.endpoint)", self.config.endpoint,
@@ -211,7 +216,7 @@ class UiServer:
             sort = "problems"
         rows = [views.feature_row(f, self.source.effect_size) for f in report.features]
         return _html(pages.model_page(summary, rows, lambda name: f"{base}/features/{pages.url_segment(name)}",
-                                      sort, lambda key: f"{base}?sort={key}"))
+                                      sort, lambda key: f"{base}?sort={key}", self._performance(report)))
 
     def _feature_page(self, request: web.Request) -> web.Response:
         report, row, doc = self._feature(request)
@@ -244,6 +249,15 @@ class UiServer:
         for row in rows:
             row["href"] = f"{base}/features/{pages.url_segment(row['name'])}"
         return _json({**summary, "features": rows})
+
+    def _performance(self, report: ModelReport) -> dict[str, Any] | None:
+        get = self.source.performance
+        return views.performance_document(get(report.model, report.version) if get is not None else None)
+
+    def _api_performance(self, request: web.Request) -> web.Response:
+        report = self._report(request)
+        return _json({"model": report.model, "version": report.version,
+                      "performance": self._performance(report)})
 
     def _api_feature(self, request: web.Request) -> web.Response:
         return _json(self._feature(request)[2])

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from otel_ml.analyze.drift import FeatureReport, ModelReport
+from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.export.config import ExportConfig
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
@@ -129,6 +130,37 @@ def model_summary(r: ModelReport) -> dict[str, Any]:
         "latency_seconds": {"p50": number(r.latency_p50), "p95": number(r.latency_p95),
                             "p99": number(r.latency_p99)},
         "error_ratio": number(r.error_ratio), "lost_ratio": number(r.lost_ratio),
+    }
+
+
+def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
+    """A model version's performance (``/api/v1/.../performance``): each metric realized, estimated and on the
+    reference, with standard errors and decisions; None when it has neither labels nor probabilities."""
+    if r is None:
+        return None
+    names = list(dict.fromkeys([*r.realized, *r.estimated, *r.reference]))
+
+    def metric(values: dict[str, Any], name: str) -> dict[str, Any] | None:
+        m = values.get(name)
+        return None if m is None else {"value": number(m.value), "se": number(m.se), "n": number(m.n)}
+
+    def reference(name: str) -> dict[str, Any] | None:
+        m = metric(r.reference, name)
+        if m is not None:
+            m["chunk_std"] = number(r.reference_chunk_std.get(name, math.nan))
+        return m
+
+    return {
+        "task": r.task, "predictions_with_id": r.predictions, "labeled": r.labeled, "coverage": number(r.coverage),
+        "label_delay_seconds": {"p50": number(r.delay_p50), "p95": number(r.delay_p95)},
+        "degraded": sorted(k for k, v in r.degraded.items() if v),
+        "estimated_degraded": sorted(k for k, v in r.estimated_degraded.items() if v),
+        "metrics": [{"metric": name, "realized": metric(r.realized, name), "estimated": metric(r.estimated, name),
+                     "reference": reference(name), "degraded": r.degraded.get(name),
+                     "estimated_degraded": r.estimated_degraded.get(name)} for name in names],
+        "per_class": {c: {k: number(v) for k, v in m.items()} for c, m in r.per_class.items()},
+        "roc_auc_binning_bound": number(r.auc_bound),
+        "residual_quantiles": {str(q): number(v) for q, v in r.residual_quantiles.items()},
     }
 
 
