@@ -112,7 +112,8 @@ def cmd_labels_send(args: argparse.Namespace) -> int:
     from otel_ml.instrument.labels import read_labels, send_labels
 
     ids, values = read_labels(args.input, args.id_column, args.label_column)
-    sent, rejected = send_labels(args.endpoint, args.model, args.model_version, ids, values, args.batch)
+    sent, rejected = send_labels(args.endpoint, args.model, args.model_version, ids, values, args.batch,
+                                 as_spans=args.as_signal == "spans")
     print(f"sent {sent} label(s) for model {args.model!r} to {args.endpoint}"
           + (f"; rejected: {rejected}" if rejected else ""))
     return 0 if not rejected else 1
@@ -329,8 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = sub.add_parser("labels", help="ground truth")
     lsub = labels.add_subparsers(dest="labels_command", required=True)
     send = lsub.add_parser("send", help="send labels from a CSV/Parquet file (a warehouse export) over OTLP",
-                           description="Read ids and labels from a file and send them to the processor as OTLP "
-                                       "ground-truth log records (ml.batch.size arrays), like any OTLP client.")
+                           description="Read ids and labels from a file and send them to the processor (or a "
+                                       "Collector) as OTLP ground-truth log records or spans (ml.batch.size arrays), "
+                                       "like any OTLP client.")
     send.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq")
     send.add_argument("--model", required=True)
     send.add_argument("--model-version", default="")
@@ -338,7 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--label-column", required=True, metavar="C")
     send.add_argument("--endpoint", default="127.0.0.1:4317", metavar="HOST:PORT",
                       help="OTLP/gRPC (default %(default)s)")
-    send.add_argument("--batch", type=int, default=5000, help="labels per log record (default %(default)s)")
+    send.add_argument("--batch", type=int, default=5000, help="labels per log record or span (default %(default)s)")
+    send.add_argument("--as", dest="as_signal", choices=["logs", "spans"], default="logs",
+                      help="OTLP log records (default) or spans; spans are what collector-config/sharded.yaml "
+                           "routes by model")
     send.set_defaults(func=cmd_labels_send)
 
     baseline = sub.add_parser("baseline", help="reference profiles")

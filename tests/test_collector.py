@@ -47,9 +47,11 @@ def labelled_rows(rng: np.random.Generator, n: int) -> pd.DataFrame:
                          "y": (rng.uniform(size=n) < p).astype(int)})
 
 
-def send_predictions_and_log_labels(endpoint: str, model: str, rows: pd.DataFrame, t0: int) -> None:
+def send_predictions_and_log_labels(endpoint: str, model: str, rows: pd.DataFrame, t0: int,
+                                    labels_as_spans: bool = False) -> None:
     """Predictions as spans (ids, probabilities) and their labels as OTLP log records (ml.ground_truth events),
-    with the plain OTel SDK: its tracer and its logger, each with its OTLP/gRPC exporter."""
+    with the plain OTel SDK: its tracer and its logger, each with its OTLP/gRPC exporter (``labels_as_spans``:
+    the labels as spans too)."""
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -61,7 +63,13 @@ def send_predictions_and_log_labels(endpoint: str, model: str, rows: pd.DataFram
             "ml.model.name": model, "ml.prediction.id": f"{model}-{i}", "ml.prediction": int(r.y_pred),
             "ml.prediction.probability": float(r.p), "ml.feature.x": float(r.x)})
         span.end(end_time=t0 + i * 1000 + 500)
+    if labels_as_spans:
+        for i, r in enumerate(rows.itertuples()):
+            tracer.start_span("ground truth", attributes={
+                "ml.model.name": model, "ml.prediction.id": f"{model}-{i}", "ml.ground_truth": int(r.y)}).end()
     provider.shutdown()
+    if labels_as_spans:
+        return
     logs = LoggerProvider()
     logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"http://{endpoint}",
                                                                           insecure=True)))
@@ -261,6 +269,35 @@ def test_sharded_replicas_each_model_on_one_replica_and_nothing_lost_across_a_ki
             return values if values == counts else None
 
         wait_for(in_prometheus, timeout=30, what="all models in Prometheus with the sent counts")
+
+        # Ground truth (as spans: see sharded.yaml) is routed like the predictions: each model's labels reach the
+        # replica that holds its predictions, and all of them join.
+        t_ids = time.time_ns() - 60 * 10**9
+        for model in models:
+            send_predictions_and_log_labels(f"127.0.0.1:{col_grpc}", model, labelled_rows(rng, 20), t_ids,
+                                            labels_as_spans=True)
+
+        seen: list = []
+
+        def joined() -> dict[str, int] | None:
+            where = {}
+            seen[:] = []
+            for i, r in enumerate(replicas):
+                samples = scrape(r.prom_port)
+                seen.append([(s.name, s.labels.get("ml_model_name"), s.labels.get("reason"), s.value) for s in samples
+                             if s.name.startswith("ml_ground_truth") and s.value])
+                for sample in select(samples, "ml_ground_truth_total"):
+                    if sample.value:
+                        where[sample.labels["ml_model_name"]] = (i, sample.value)
+            return where if len(where) == len(models) and all(v == 20 for _, v in where.values()) else None
+
+        try:
+            where = wait_for(joined, timeout=60, what="every model's labels joined on its replica")
+        except AssertionError as e:
+            logs = ["".join(r.log[-15:]) for r in replicas]
+            raise AssertionError(f"{e}; ground-truth series per replica: {seen}; logs: {logs}") from None
+        for model in models:
+            assert model in got[where[model][0]], f"labels of {model} went to replica {where[model][0]}"
     finally:
         prometheus.process.stop()
         collector.stop()

@@ -220,13 +220,15 @@ def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Pa
     sp.proc.kill()
     sp.proc.wait()
     sp = serve_factory("--window", "60", "--horizon", "600", state_dir=sp.state_dir)
-    half = n // 2
-    csv = tmp_path / "labels.csv"
-    csv.write_text("loan_id,defaulted\n" + "".join(f"loan-{i},{y[i]}\n" for i in range(half)))
-    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "labels", "send", "--input", str(csv), "--model",
-                          "loans", "--id-column", "loan_id", "--label-column", "defaulted", "--endpoint",
-                          sp.grpc_endpoint, "--batch", "100"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    half, third = n // 2, n // 3
+    for part, signal_kind in ((range(third), "logs"), (range(third, half), "spans")):  # otel-ml labels send
+        csv = tmp_path / f"labels-{signal_kind}.csv"
+        csv.write_text("loan_id,defaulted\n" + "".join(f"loan-{i},{y[i]}\n" for i in part))
+        out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "labels", "send", "--input", str(csv), "--model",
+                              "loans", "--id-column", "loan_id", "--label-column", "defaulted", "--endpoint",
+                              sp.grpc_endpoint, "--batch", "100", "--as", signal_kind],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and f"sent {len(part)} label(s)" in out.stdout, out.stdout + out.stderr
     provider2 = sdk_provider(sp)
     monitor = ModelMonitor("loans", "3", tracer_provider=provider2)
     monitor.record_ground_truth_batch([f"loan-{i}" for i in range(half, n)], [int(v) for v in y[half:]])

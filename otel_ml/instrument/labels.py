@@ -1,12 +1,13 @@
-"""Backfill of ground truth from a file (``otel-ml labels send``): an OTLP/gRPC logs client like any other.
+"""Backfill of ground truth from a file (``otel-ml labels send``): an OTLP/gRPC client like any other.
 
-Each record is an ``ml.ground_truth`` event carrying ``ml.batch.size`` ids and labels; the processor answers
-with ``partial_success`` for records it rejects, and UNAVAILABLE (retried here with the RetryInfo delay) when
-it is busy.
+Each OTLP log record (or, ``--as spans``, each span) carries ``ml.batch.size`` ids and labels; the processor
+answers with ``partial_success`` for those it rejects, and UNAVAILABLE (retried here, with backoff) when it is
+busy. Spans are what a sharded Collector (collector-config/sharded.yaml) routes by model.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -69,17 +70,53 @@ def labels_request(model: str, version: str, ids: Sequence[str], values: Sequenc
     return out
 
 
+def label_spans_request(model: str, version: str, ids: Sequence[str], values: Sequence[Any],
+                        batch: int) -> list[bytes]:
+    """ExportTraceServiceRequests (serialized), one span of up to ``batch`` labels each."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    out = []
+    now = time.time_ns()
+    for start in range(0, len(ids), batch):
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        rs.resource.attributes.add(key="service.name").value.string_value = "otel-ml-labels"
+        span = rs.scope_spans.add().spans.add(name="ground truth", trace_id=os.urandom(16), span_id=os.urandom(8),
+                                              start_time_unix_nano=now, end_time_unix_nano=now)
+        attrs = span.attributes
+        attrs.add(key=semconv.MODEL_NAME).value.string_value = model
+        if version:
+            attrs.add(key=semconv.MODEL_VERSION).value.string_value = version
+        chunk_ids, chunk_values = ids[start:start + batch], values[start:start + batch]
+        attrs.add(key=semconv.BATCH_SIZE).value.int_value = len(chunk_ids)
+        id_array = attrs.add(key=semconv.PREDICTION_ID).value.array_value
+        for i in chunk_ids:
+            id_array.values.add().string_value = i
+        gt_array = attrs.add(key=semconv.GROUND_TRUTH).value.array_value
+        for v in chunk_values:
+            _any_value(v, gt_array.values.add())
+        out.append(req.SerializeToString())
+    return out
+
+
 def send_labels(endpoint: str, model: str, version: str, ids: Sequence[str], values: Sequence[Any],
-                batch: int = 5000, attempts: int = 10) -> tuple[int, int]:
-    """Send; returns (labels accepted by the processor, log records it rejected)."""
+                batch: int = 5000, attempts: int = 10, as_spans: bool = False) -> tuple[int, int]:
+    """Send; returns (labels accepted by the processor, records or spans it rejected)."""
     import grpc
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
     sent = rejected = 0
     with grpc.insecure_channel(endpoint) as channel:
-        export = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                                     response_deserializer=ExportLogsServiceResponse.FromString)
-        for k, payload in enumerate(labels_request(model, version, ids, values, batch)):
+        if as_spans:
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                         response_deserializer=ExportTraceServiceResponse.FromString)
+            payloads = label_spans_request(model, version, ids, values, batch)
+        else:
+            export = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                                         response_deserializer=ExportLogsServiceResponse.FromString)
+            payloads = labels_request(model, version, ids, values, batch)
+        for k, payload in enumerate(payloads):
             for attempt in range(attempts):
                 try:
                     response = export(payload, timeout=30)
@@ -88,7 +125,8 @@ def send_labels(endpoint: str, model: str, version: str, ids: Sequence[str], val
                     if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
                         raise
                     time.sleep(min(2 ** attempt * 0.2, 5))
-            bad = response.partial_success.rejected_log_records
+            bad = (response.partial_success.rejected_spans if as_spans
+                   else response.partial_success.rejected_log_records)
             rejected += bad
             if not bad:
                 sent += len(ids[k * batch:(k + 1) * batch])
