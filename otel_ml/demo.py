@@ -41,21 +41,35 @@ def _rows(rng: random.Random, n: int, drifted: bool) -> dict[str, list]:
     }
 
 
-def _predict(cols: dict[str, list]) -> tuple[list[str], list[float]]:
-    labels, scores = [], []
+def _predict(cols: dict[str, list]) -> tuple[list[str], list[float], list[float]]:
+    labels, scores, p_approve = [], [], []
     for inc, cs in zip(cols["income"], cols["credit_score"]):
         z = 0.00003 * (inc - 45_000) + 0.02 * (cs - 680)
         p = 1 / (1 + math.exp(-z))
         labels.append("approve" if p >= 0.5 else "deny")
         scores.append(max(p, 1 - p))
-    return labels, scores
+        p_approve.append(p)
+    return labels, scores, p_approve
 
 
-def _scrape(port: int) -> dict[tuple[str, str], float]:
-    """(feature, method) → value of ml_drift_detected and ml_drift_score for the demo model."""
+def _outcomes(rng: random.Random, cols: dict[str, list], drifted: bool) -> list[str]:
+    """What really happened: approving was right with the model's probability, until the drift, after which high
+    incomes repay *less* (concept drift: the model's inputs move, and its errors with them)."""
+    out = []
+    for inc, cs in zip(cols["income"], cols["credit_score"]):
+        z = (-0.00002 if drifted else 0.00003) * (inc - 45_000) + 0.02 * (cs - 680)
+        out.append("approve" if rng.random() < 1 / (1 + math.exp(-z)) else "deny")
+    return out
+
+
+def _scrape(port: int) -> dict[tuple[str, ...], float]:
+    """(feature, method) → value of ml_drift_detected and ml_drift_score for the demo model; ("accuracy",) →
+    its realized accuracy."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out: dict[tuple[str, str], float] = {}
+    out: dict[tuple[str, ...], float] = {}
     for line in text.splitlines():
+        if line.startswith("ml_performance{") and 'ml_performance_metric="accuracy"' in line:
+            out[("accuracy",)] = float(line.rsplit(" ", 1)[1])
         for metric in ("ml_drift_detected{", "ml_drift_p_value{"):
             if line.startswith(metric) and f'ml_model_name="{MODEL}"' in line:
                 labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.rindex("}")].split(",")
@@ -84,6 +98,9 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
         "windows.window_seconds": 2,
         "windows.horizon_seconds": 20,
         "evaluation.interval_seconds": 2,
+        "performance.window_seconds": 2,
+        "performance.horizon_seconds": 20,
+        "performance.positive_class": "approve",
     })
     service = ProcessorService(cfg)
     service.start()
@@ -99,24 +116,34 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
   Processor: OTLP/gRPC on {host}:{service.receiver.port}, Prometheus on http://127.0.0.1:{port}/metrics
   Windows 2s, horizon 20s: the first 20s become the reference (no baseline given).
   At {drift_after:.0f}s income rises and the region mix flips; age, credit_score and channel stay stable.
+  Each prediction's outcome arrives 3s later (ground truth): the realized accuracy falls after the drift too.
   Look at:  http://{ui_endpoint.rpartition(":")[0]}:{service.ui.port if service.ui else "-"}/ in a browser, or
             curl -s http://127.0.0.1:{port}/metrics | grep 'ml_drift_detected{{.*overall'
 """, flush=True)
     start = time.monotonic()
     next_report = start + 5
     tick = 0.1
+    outcomes: list[tuple[float, list[str], list[str]]] = []  # (when known, prediction ids, what happened)
+    tick_no = 0
     try:
         while (now := time.monotonic()) - start < duration:
             drifted = now - start >= drift_after
             n = max(1, int(rate * tick))
             cols = _rows(rng, n, drifted)
-            labels, scores = _predict(cols)
+            labels, scores, p_approve = _predict(cols)
+            ids = [f"{tick_no}-{i}" for i in range(n)]
+            tick_no += 1
             # Most rows as one batch span, a few as single-prediction spans: both forms on the wire.
             single = min(5, n)
-            monitor.record_batch({k: v[single:] for k, v in cols.items()}, labels[single:], scores[single:])
+            monitor.record_batch({k: v[single:] for k, v in cols.items()}, labels[single:], scores[single:],
+                                 prediction_ids=ids[single:], probabilities=p_approve[single:])
             for i in range(single):
-                with monitor.predict({k: v[i] for k, v in cols.items()}) as p:
-                    p.set_prediction(labels[i], score=scores[i])
+                with monitor.predict({k: v[i] for k, v in cols.items()}, prediction_id=ids[i]) as p:
+                    p.set_prediction(labels[i], score=scores[i], probability=p_approve[i])
+            outcomes.append((now + 3.0, ids, _outcomes(rng, cols, drifted)))
+            while outcomes and outcomes[0][0] <= now:
+                _, known_ids, truth = outcomes.pop(0)
+                monitor.record_ground_truth_batch(known_ids, truth)
             if now >= next_report:
                 next_report += 10
                 _print_status(now - start, drifted, port)
@@ -151,4 +178,7 @@ def _print_status(elapsed: float, drifted: bool, port: int | None) -> None:
         if det is None:
             continue
         cells.append(f"{feature}={'DRIFT' if det else 'ok'}(p={p:.1e})" if p is not None else feature)
+    accuracy = m.get(("accuracy",))
+    if accuracy is not None:
+        cells.append(f"| accuracy {accuracy:.2f}")
     print(f"[{elapsed:5.0f}s] {phase}: " + "  ".join(cells), flush=True)

@@ -69,4 +69,8 @@ def test_demo_shows_the_drift(tmp_path: Path) -> None:
         assert f"{feature}=DRIFT" in last, last
     for feature in ("age", "credit_score", "channel"):
         assert f"{feature}=ok" in last, last
+    # Outcomes arrive 3 s after their predictions: the realized accuracy falls with the concept drift.
+    before = [line for line in out.stdout.splitlines() if "before drift" in line and "accuracy" in line][-1]
+    accuracy_before, accuracy_after = (float(line.rsplit("accuracy ", 1)[1].split()[0]) for line in (before, last))
+    assert accuracy_after < accuracy_before - 0.08, (before, last)
     assert "curl -s http://127.0.0.1:" in out.stdout

@@ -214,6 +214,15 @@ def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Pa
             "ml.model.name": "loans", "ml.model.version": "3", "ml.prediction.id": f"loan-{i}",
             "ml.prediction": int(pred[i]), "ml.prediction.probability": float(p[i]), "ml.feature.x": float(p[i])})
         span.end(end_time=hour_ago + i + 1000)
+    # A regressor beside it: numeric predictions, no probability, numeric truth.
+    price = rng.lognormal(12, 0.4, 300)
+    guess = price * rng.normal(1.02, 0.1, 300)
+    guess[:3] = price[:3]  # exact ones, and a zero target (left out of MAPE)
+    price[3] = 0.0
+    for i in range(300):
+        tracer.start_span("predict", start_time=hour_ago + i, attributes={
+            "ml.model.name": "prices", "ml.prediction.id": f"house-{i}", "ml.prediction": float(guess[i]),
+            "ml.feature.rooms": i % 7}).end(end_time=hour_ago + i + 1000)
     provider.force_flush()
     wait_for(lambda: select(sp.scrape(), "ml_predictions_total", ml_model_name="loans"), what="predictions")
     time.sleep(1.5)  # a checkpoint has run (journal replay covers the rest)
@@ -233,6 +242,8 @@ def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Pa
     monitor = ModelMonitor("loans", "3", tracer_provider=provider2)
     monitor.record_ground_truth_batch([f"loan-{i}" for i in range(half, n)], [int(v) for v in y[half:]])
     monitor.record_ground_truth("loan-0", int(y[0]))  # a duplicate
+    ModelMonitor("prices", tracer_provider=provider2).record_ground_truth_batch(
+        [f"house-{i}" for i in range(300)], [float(v) for v in price])
     provider2.force_flush()
 
     def realized() -> dict[str, float]:
@@ -249,6 +260,17 @@ def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Pa
     assert select(samples, "ml_ground_truth_unmatched_total", ml_model_name="loans", reason="duplicate")[0].value == 1
     delay = select(samples, "ml_ground_truth_delay_seconds", ml_model_name="loans", ml_quantile="0.5")[0].value
     assert 3500 < delay < 3800
+    wait_for(lambda: [s for s in select(sp.scrape(), "ml_ground_truth_total", ml_model_name="prices")
+                      if s.value == 300], what="the regressor's 300 labels")
+    reg = wait_for(lambda: {s.labels["ml_performance_metric"]: s.value for s in
+                            select(sp.scrape(), "ml_performance", ml_model_name="prices")}, what="regression metrics")
+    e = guess - price
+    nz = price != 0
+    assert reg["mae"] == pytest.approx(np.mean(np.abs(e)), rel=1e-5)
+    assert reg["rmse"] == pytest.approx(np.sqrt(np.mean(e**2)), rel=1e-5)
+    assert reg["bias"] == pytest.approx(np.mean(e), rel=1e-5)
+    assert reg["mape"] == pytest.approx(np.mean(np.abs(e[nz] / price[nz])), rel=1e-5)
+    assert reg["r2"] == pytest.approx(skm.r2_score(price, guess), rel=1e-5)
     # The same numbers in the JSON API and on the model page.
     ui = f"http://127.0.0.1:{sp.ui_port}"
     doc = json.loads(urllib.request.urlopen(f"{ui}/api/v1/models/loans/versions/3/performance", timeout=10).read())
@@ -258,3 +280,46 @@ def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Pa
     assert accuracy["realized"]["value"] == pytest.approx(skm.accuracy_score(y, pred))
     page = urllib.request.urlopen(f"{ui}/models/loans/versions/3", timeout=10).read().decode()
     assert "<h2>Performance</h2>" in page and "roc_auc" in page
+
+
+def test_bad_ground_truth_is_refused_with_a_reason_over_grpc_and_http(serve_factory) -> None:
+    import grpc
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+    )
+
+    sp = serve_factory()
+    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+        export = ch.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                                response_deserializer=ExportLogsServiceResponse.FromString)
+        with pytest.raises(grpc.RpcError) as err:
+            export(b"\xff\xff not protobuf", timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        req = ExportLogsServiceRequest()
+        records = req.resource_logs.add().scope_logs.add().log_records
+        no_id = records.add()
+        no_id.attributes.add(key="ml.model.name").value.string_value = "m"
+        no_id.attributes.add(key="ml.ground_truth").value.int_value = 1
+        ragged = records.add()
+        for k, v in (("ml.model.name", "m"), ("event.name", "ml.ground_truth")):
+            ragged.attributes.add(key=k).value.string_value = v
+        ragged.attributes.add(key="ml.batch.size").value.int_value = 2
+        ragged.attributes.add(key="ml.prediction.id").value.array_value.values.add().string_value = "a"
+        ragged.attributes.add(key="ml.ground_truth").value.array_value.values.add().int_value = 1
+        records.add().body.string_value = "an ordinary log line"  # ignored, not rejected
+        answer = export(req.SerializeToString(), timeout=10)
+    assert answer.partial_success.rejected_log_records == 2
+    assert "ground_truth_without_id" in answer.partial_success.error_message
+    assert "batch_length_mismatch" in answer.partial_success.error_message
+    # OTLP/HTTP JSON, as a browser-side or curl sender would.
+    body = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": [
+        {"key": "ml.model.name", "value": {"stringValue": "m"}},
+        {"key": "ml.prediction.id", "value": {"stringValue": "nope"}},
+        {"key": "ml.ground_truth", "value": {"boolValue": True}}]}]}]}]}).encode()
+    reply = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://127.0.0.1:{sp.http_port}/v1/logs", data=body, headers={"Content-Type": "application/json"}),
+        timeout=10).read())
+    assert reply == {}  # accepted: an early label, waiting for its prediction
+    rejected = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}
+    assert rejected["ground_truth_without_id"] == 1 and rejected["batch_length_mismatch"] == 1
