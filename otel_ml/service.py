@@ -374,6 +374,7 @@ class ProcessorService:
             self.state.released(changes)
         self.exporter.forget_model(*key)
         self.references.forget(key)
+        self.ground_truth.forget(*key)
         idle_ns = self.lifecycle.clock_ns - self.lifecycle.last_active.get(key, self.lifecycle.clock_ns)
         self.lifecycle.release(key)
         self.exporter.count(sc.METRIC_MODELS_RELEASED, 1, {sc.ATTR_REASON: reason})

@@ -187,7 +187,11 @@ class GroundTruth:
             self.unmatched[(lb.model, lb.version, "unknown")] += lb.n_rows
 
     def forget(self, model: str, version: str) -> None:
-        self.windows.pop((model, version), None)
+        """Drop a released model's windows (its waiting predictions stay: a later label still joins, and starts
+        its windows again)."""
+        for start in self.windows.pop((model, version), {}):
+            self._changed.discard((model, version, start))
+            self._removed.add((model, version, start))
 
     def take_counts(self) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str, str]]]:
         applied, unmatched = self.applied, self.unmatched
