@@ -42,6 +42,20 @@ def _any_value(value: Any, out: Any) -> None:
         out.string_value = str(value)
 
 
+def _add_labels(attrs: Any, model: str, version: str, ids: Sequence[str], values: Sequence[Any]) -> None:
+    """A batch of labels as attributes (of a log record or a span): model, version, ml.batch.size arrays."""
+    attrs.add(key=semconv.MODEL_NAME).value.string_value = model
+    if version:
+        attrs.add(key=semconv.MODEL_VERSION).value.string_value = version
+    attrs.add(key=semconv.BATCH_SIZE).value.int_value = len(ids)
+    id_array = attrs.add(key=semconv.PREDICTION_ID).value.array_value
+    for i in ids:
+        id_array.values.add().string_value = i
+    gt_array = attrs.add(key=semconv.GROUND_TRUTH).value.array_value
+    for v in values:
+        _any_value(v, gt_array.values.add())
+
+
 def labels_request(model: str, version: str, ids: Sequence[str], values: Sequence[Any], batch: int) -> list[bytes]:
     """ExportLogsServiceRequests (serialized), one log record of up to ``batch`` labels each."""
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -53,19 +67,8 @@ def labels_request(model: str, version: str, ids: Sequence[str], values: Sequenc
         rl = req.resource_logs.add()
         rl.resource.attributes.add(key="service.name").value.string_value = "otel-ml-labels"
         rec = rl.scope_logs.add().log_records.add(time_unix_nano=now, observed_time_unix_nano=now)
-        attrs = rec.attributes
-        attrs.add(key="event.name").value.string_value = semconv.GROUND_TRUTH_EVENT
-        attrs.add(key=semconv.MODEL_NAME).value.string_value = model
-        if version:
-            attrs.add(key=semconv.MODEL_VERSION).value.string_value = version
-        chunk_ids, chunk_values = ids[start:start + batch], values[start:start + batch]
-        attrs.add(key=semconv.BATCH_SIZE).value.int_value = len(chunk_ids)
-        id_array = attrs.add(key=semconv.PREDICTION_ID).value.array_value
-        for i in chunk_ids:
-            id_array.values.add().string_value = i
-        gt_array = attrs.add(key=semconv.GROUND_TRUTH).value.array_value
-        for v in chunk_values:
-            _any_value(v, gt_array.values.add())
+        rec.attributes.add(key="event.name").value.string_value = semconv.GROUND_TRUTH_EVENT
+        _add_labels(rec.attributes, model, version, ids[start:start + batch], values[start:start + batch])
         out.append(req.SerializeToString())
     return out
 
@@ -83,18 +86,7 @@ def label_spans_request(model: str, version: str, ids: Sequence[str], values: Se
         rs.resource.attributes.add(key="service.name").value.string_value = "otel-ml-labels"
         span = rs.scope_spans.add().spans.add(name="ground truth", trace_id=os.urandom(16), span_id=os.urandom(8),
                                               start_time_unix_nano=now, end_time_unix_nano=now)
-        attrs = span.attributes
-        attrs.add(key=semconv.MODEL_NAME).value.string_value = model
-        if version:
-            attrs.add(key=semconv.MODEL_VERSION).value.string_value = version
-        chunk_ids, chunk_values = ids[start:start + batch], values[start:start + batch]
-        attrs.add(key=semconv.BATCH_SIZE).value.int_value = len(chunk_ids)
-        id_array = attrs.add(key=semconv.PREDICTION_ID).value.array_value
-        for i in chunk_ids:
-            id_array.values.add().string_value = i
-        gt_array = attrs.add(key=semconv.GROUND_TRUTH).value.array_value
-        for v in chunk_values:
-            _any_value(v, gt_array.values.add())
+        _add_labels(span.attributes, model, version, ids[start:start + batch], values[start:start + batch])
         out.append(req.SerializeToString())
     return out
 
