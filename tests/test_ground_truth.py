@@ -323,3 +323,31 @@ def test_bad_ground_truth_is_refused_with_a_reason_over_grpc_and_http(serve_fact
     assert reply == {}  # accepted: an early label, waiting for its prediction
     rejected = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}
     assert rejected["ground_truth_without_id"] == 1 and rejected["batch_length_mismatch"] == 1
+
+
+def test_not_durable_mode_joins_in_memory_and_starts_clean(tmp_path: Path) -> None:
+    """state.durable false: no journal, no checkpoint; waiting predictions still join, and a restart starts with
+    none (files of an earlier run are not taken for valid)."""
+    from otel_ml.config import load_config
+    from otel_ml.service import ProcessorService
+
+    cfg = load_config(overrides={"state.dir": str(tmp_path), "state.durable": False,
+                                 "receiver.otlp_grpc.endpoint": "127.0.0.1:0", "receiver.otlp_http.enabled": False,
+                                 "export.prometheus.endpoint": "127.0.0.1:0", "ui.enabled": False,
+                                 "receiver.otlp_grpc.worker_processes": 0})
+    (tmp_path / "pending").mkdir()
+    (tmp_path / "pending" / "00000007.seg").write_bytes(b"left over")
+    service = ProcessorService(cfg)
+    service.start()
+    try:
+        assert not (tmp_path / "pending" / "00000007.seg").exists()
+        ids = [f"r{i}" for i in range(200)]
+        y = np.arange(200) % 2
+        t = time.time_ns() - HOUR
+        service._consume(DecodeResult([predictions("m", ids, t, y, prob=np.where(y == 1, 0.8, 0.3))]))
+        service._consume(DecodeResult([], labels=[labels("m", ids, y, t + HOUR)]))
+        service.evaluate()
+        [report] = service.performance()
+        assert report.labeled == 200 and report.realized["accuracy"].value == 1.0
+    finally:
+        service.shutdown()

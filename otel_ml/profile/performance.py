@@ -106,8 +106,32 @@ def _counts_b64(s: str) -> np.ndarray:
     return out
 
 
+_NO_BINS = np.zeros(PROBABILITY_BINS, np.int64)
+_NO_BINS.flags.writeable = False
+
+HISTOGRAMS = ("prob_pos", "prob_neg", "prob_all", "prob_pred_pos", "prob_pred_neg")
+"""Probabilities binned: of labelled rows whose true class is the positive one (``prob_pos``) or another
+(``prob_neg``); of every prediction, labelled or not (``prob_all``: what label-free estimates read), split by
+whether it predicted the positive class (``prob_pred_pos``) or another (``prob_pred_neg``; rows in neither, without
+``ml.prediction``, use the threshold)."""
+
+
 class PerformanceProfile:
     """Counts and sums of labelled predictions (and of every prediction's probability, for estimates)."""
+
+    prob_pos = property(lambda self: self._bins.get("prob_pos", _NO_BINS))
+    prob_neg = property(lambda self: self._bins.get("prob_neg", _NO_BINS))
+    prob_all = property(lambda self: self._bins.get("prob_all", _NO_BINS))
+    prob_pred_pos = property(lambda self: self._bins.get("prob_pred_pos", _NO_BINS))
+    prob_pred_neg = property(lambda self: self._bins.get("prob_pred_neg", _NO_BINS))
+
+    def _add_bins(self, name: str, counts: np.ndarray) -> None:
+        mine = self._bins.get(name)
+        if mine is None:
+            if counts.any():
+                self._bins[name] = counts.astype(np.int64)  # a copy
+        else:
+            mine += counts
 
     SUMS = ("ll", "ll2", "br", "br2", "n_prob", "e", "ae", "se", "se2", "ape", "n_ape", "y", "y2", "n_reg")
 
@@ -118,15 +142,9 @@ class PerformanceProfile:
         self.labeled = 0
         self.confusion: Counter[tuple[str, str]] = Counter()
         """(true class, predicted class) → count."""
-        self.prob_pos = np.zeros(PROBABILITY_BINS, np.int64)
-        """Probabilities of labelled rows whose true class is the positive one, binned."""
-        self.prob_neg = np.zeros(PROBABILITY_BINS, np.int64)
-        self.prob_all = np.zeros(PROBABILITY_BINS, np.int64)
-        """Probabilities of every prediction (labelled or not): what label-free estimates read."""
-        self.prob_pred_pos = np.zeros(PROBABILITY_BINS, np.int64)
-        """... of the predictions whose predicted class is the positive one (the estimates' predicted positives)."""
-        self.prob_pred_neg = np.zeros(PROBABILITY_BINS, np.int64)
-        """... of those predicting another class; rows in neither (no ``ml.prediction``) use the threshold."""
+        self._bins: dict[str, np.ndarray] = {}
+        """The probability histograms (``HISTOGRAMS``), each allocated on first use: a model without probabilities
+        (a regressor) pays nothing for them."""
         self.sums = dict.fromkeys(self.SUMS, 0.0)
         self._residuals: ds.kll_doubles_sketch | None = None
         self._delays: ds.kll_doubles_sketch | None = None
@@ -141,11 +159,11 @@ class PerformanceProfile:
             ok = np.isfinite(probabilities)
             p = probabilities[ok]
             if len(p):
-                self.prob_all += _hist(p)
+                self._add_bins("prob_all", _hist(p))
                 if predicted_positive is not None:
                     pp = predicted_positive[ok]
-                    self.prob_pred_pos += _hist(p[pp == 1.0])
-                    self.prob_pred_neg += _hist(p[pp == 0.0])
+                    self._add_bins("prob_pred_pos", _hist(p[pp == 1.0]))
+                    self._add_bins("prob_pred_neg", _hist(p[pp == 0.0]))
 
     def _classes(self, names: np.ndarray) -> np.ndarray:
         known = {t for pair in self.confusion for t in pair}
@@ -173,8 +191,8 @@ class PerformanceProfile:
             ok = np.isfinite(probability)
             if ok.any():
                 p, y = np.clip(probability[ok], 0.0, 1.0), truth[ok] == positive
-                self.prob_pos += _hist(p[y])
-                self.prob_neg += _hist(p[~y])
+                self._add_bins("prob_pos", _hist(p[y]))
+                self._add_bins("prob_neg", _hist(p[~y]))
                 pc = np.clip(p, _EPS, 1 - _EPS)
                 ll = -np.where(y, np.log(pc), np.log1p(-pc))
                 br = np.square(p - y)
@@ -217,11 +235,8 @@ class PerformanceProfile:
         self.predictions += other.predictions
         self.labeled += other.labeled
         self.confusion.update(other.confusion)
-        self.prob_pos += other.prob_pos
-        self.prob_neg += other.prob_neg
-        self.prob_all += other.prob_all
-        self.prob_pred_pos += other.prob_pred_pos
-        self.prob_pred_neg += other.prob_pred_neg
+        for name, counts in other._bins.items():
+            self._add_bins(name, counts)
         for k, v in other.sums.items():
             self.sums[k] += v
         for name in ("_residuals", "_delays"):
@@ -302,10 +317,8 @@ class PerformanceProfile:
         d: dict[str, Any] = {"predictions": self.predictions, "labeled": self.labeled,
                              "confusion": [[t, p, n] for (t, p), n in sorted(self.confusion.items())],
                              "sums": {k: v for k, v in self.sums.items() if v}, "max_classes": self.max_classes}
-        for name in ("prob_pos", "prob_neg", "prob_all", "prob_pred_pos", "prob_pred_neg"):
-            a = getattr(self, name)
-            if a.any():
-                d[name] = _b64_counts(a)
+        for name, counts in self._bins.items():
+            d[name] = _b64_counts(counts)
         for name in ("residuals", "delays"):
             s = getattr(self, "_" + name)
             if s is not None:
@@ -318,9 +331,7 @@ class PerformanceProfile:
         p.predictions, p.labeled = int(d["predictions"]), int(d["labeled"])
         p.confusion = Counter({(t, c): int(n) for t, c, n in d.get("confusion", [])})
         p.sums.update({k: float(v) for k, v in d.get("sums", {}).items() if k in p.sums})
-        for name in ("prob_pos", "prob_neg", "prob_all", "prob_pred_pos", "prob_pred_neg"):
-            if name in d:
-                setattr(p, name, _counts_b64(d[name]))
+        p._bins = {name: _counts_b64(d[name]) for name in HISTOGRAMS if name in d}
         for name in ("residuals", "delays"):
             if name in d:
                 setattr(p, "_" + name, ds.kll_doubles_sketch.deserialize(base64.b64decode(d[name])))
