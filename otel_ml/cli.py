@@ -182,6 +182,15 @@ def cmd_baseline_show(args: argparse.Namespace) -> int:
             dist = f"{f['distinct']}{'' if f['distinct_exact'] else '+'} distinct; top: {top}"
         missing = "–" if f["missing_ratio"] is None else f"{f['missing_ratio']:.1%}"
         print(f"{name:<28} {f['kind']:<12} {f['count']:>10,} {missing:>8}  {dist}")
+    perf = doc.get("performance")
+    if perf:
+        print(f"performance on {perf['labeled']:,} labelled rows ({perf['task']}"
+              + (f", positive class {perf['positive_class']!r}" if perf["positive_class"] else "")
+              + (f", calibration map of {perf['calibration_knots']} knots" if perf["calibration_knots"] else "")
+              + "):")
+        for name, m in perf["metrics"].items():
+            spread = "" if m["chunk_std"] is None else f"  (± {m['chunk_std']:.3g} from chunk to chunk)"
+            print(f"  {name:<10} {m['value']:.4g}{spread}")
     return 0
 
 

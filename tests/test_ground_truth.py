@@ -351,3 +351,35 @@ def test_not_durable_mode_joins_in_memory_and_starts_clean(tmp_path: Path) -> No
         assert report.labeled == 200 and report.realized["accuracy"].value == 1.0
     finally:
         service.shutdown()
+
+
+def test_labelled_baseline_built_shown_and_refused_when_wrong(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    p = rng.uniform(size=3000)
+    y = (rng.uniform(size=3000) < p).astype(int)
+    pred = (p >= 0.5).astype(int)
+    csv = tmp_path / "ref.csv"
+    csv.write_text("x,p,pred,y\n" + "".join(f"{a * 3:.4f},{a:.6f},{b},{c}\n" for a, b, c in zip(p, pred, y)))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "otel_ml.cli", *args], capture_output=True, text=True, timeout=60)
+
+    out = cli("baseline", "build", "--model", "m", "--input", str(csv), "--prediction-column", "pred",
+              "--probability-column", "p", "--target-column", "y", "--output", str(tmp_path / "m.json"))
+    assert out.returncode == 0, out.stderr
+    assert "reference performance: accuracy" in out.stdout
+    shown = cli("baseline", "show", str(tmp_path / "m.json"))
+    assert "performance on 3,000 labelled rows (classification, positive class '1'" in shown.stdout, shown.stdout
+    doc = json.loads(cli("baseline", "show", "--json", str(tmp_path / "m.json")).stdout)
+    assert "y" not in doc["features"] and "prediction.probability" in doc["features"]  # the target is no feature
+    metrics = doc["performance"]["metrics"]
+    assert metrics["accuracy"]["value"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert metrics["roc_auc"]["chunk_std"] > 0
+    # Wrong input: one line, exit 2, nothing written.
+    bad = cli("baseline", "build", "--model", "m", "--input", str(csv), "--target-column", "y", "--output",
+              str(tmp_path / "bad.json"))
+    assert bad.returncode == 2 and "needs --prediction-column or --probability-column" in bad.stderr
+    wrong = cli("baseline", "build", "--model", "m", "--input", str(csv), "--probability-column", "x",
+                "--target-column", "y", "--output", str(tmp_path / "bad.json"))
+    assert wrong.returncode == 2 and "must hold numbers in [0, 1]" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "bad.json").exists()

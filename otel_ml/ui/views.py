@@ -247,5 +247,13 @@ def distribution(ref: FeatureProfile | None, cur: FeatureProfile | None) -> dict
 
 def profile_document(profile: ModelProfile) -> dict[str, Any]:
     """A whole profile file (a baseline, a pinned reference, an archive export), readable: ``baseline show``."""
-    return {"model": profile.model, "version": profile.version, "rows": profile.rows,
-            "features": {name: profile_summary(p) for name, p in sorted(profile.features.items())}}
+    doc: dict[str, Any] = {"model": profile.model, "version": profile.version, "rows": profile.rows,
+                           "features": {name: profile_summary(p) for name, p in sorted(profile.features.items())}}
+    ref = profile.performance
+    if ref is not None:  # a labelled baseline: its performance, each metric's chunk spread, the calibration map
+        doc["performance"] = {
+            "task": ref.profile.task, "positive_class": ref.positive_class, "labeled": ref.profile.labeled,
+            "calibration_knots": len(ref.calibration[0]) if ref.calibration else 0,
+            "metrics": {k: {"value": number(v), "se": number(se), "chunk_std": number(ref.chunk_std.get(k, math.nan))}
+                        for k, (v, se, _) in ref.profile.metrics(ref.positive_class).items()}}
+    return doc
