@@ -32,6 +32,10 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--otlp-http-endpoint", metavar="HOST:PORT",
                    help="where to receive OTLP/HTTP trace exports, POST /v1/traces (default 127.0.0.1:4318)")
     p.add_argument("--no-otlp-http", action="store_true", help="do not start the OTLP/HTTP receiver")
+    p.add_argument("--kafka-brokers", metavar="HOST:PORT[,HOST:PORT]",
+                   help="also consume OTLP messages from Kafka (the Collector's kafka exporter, otlp_proto)")
+    p.add_argument("--kafka-topic", metavar="TOPIC", help="Kafka topic (default otel-ml-spans)")
+    p.add_argument("--kafka-group", metavar="GROUP", help="Kafka consumer group (default otel-ml)")
     p.add_argument("--receiver-processes", type=int, metavar="N",
                    help="processes receiving and decoding OTLP/gRPC beside the main one (default -1: one per extra "
                         "CPU, at most 4; 0: one process)")
@@ -61,6 +65,9 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "receiver.otlp_http.endpoint": args.otlp_http_endpoint,
         "receiver.otlp_http.enabled": False if args.no_otlp_http else None,
         "receiver.otlp_grpc.worker_processes": args.receiver_processes,
+        "receiver.kafka.brokers": args.kafka_brokers,
+        "receiver.kafka.topic": args.kafka_topic,
+        "receiver.kafka.group": args.kafka_group,
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
         "ui.endpoint": args.ui_endpoint,

@@ -37,6 +37,7 @@ from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
 from otel_ml.receiver.ingest import decode_for_ingest
+from otel_ml.receiver.kafka import KafkaTraceReceiver, partition_key
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
@@ -107,6 +108,10 @@ class ProcessorService:
                                        logging.getLogger().level), workers, self.apply_decoded,
                             on_refused=self._count_refused)
             if workers else OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume, config.receiver.tls, token))
+        self.kafka_offsets: dict[str, int] = {}
+        """Newest applied offset per Kafka ``topic:partition`` (checkpointed; the journal records each message's)."""
+        self.kafka = (KafkaTraceReceiver(config.receiver.kafka, self._decode, self._consume_kafka,
+                                         self.kafka_offsets.get) if config.receiver.kafka.enabled else None)
         self.http = HttpServer(config.http)
         """Every HTTP surface: OTLP/HTTP and the Prometheus endpoint."""
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume, config.receiver.tls,
@@ -176,6 +181,10 @@ class ProcessorService:
         else:
             self.ground_truth.restore({})  # not durable: waiting predictions of an earlier run are not valid
         self._run_control_requests()
+        if self.kafka is not None:
+            for reason in ("not_otlp", "too_large"):
+                self.exporter.count(sc.METRIC_KAFKA_SKIPPED, 0, {sc.ATTR_REASON: reason})
+            self.kafka.start()
         self.receiver.start()
         if self.http_receiver is not None:
             self.http_receiver.start()
@@ -184,6 +193,8 @@ class ProcessorService:
 
     def shutdown(self) -> None:
         self._stop.set()
+        if self.kafka is not None:
+            self.kafka.shutdown()
         self.receiver.shutdown()
         if self.http_receiver is not None:
             self.http_receiver.shutdown()
@@ -236,9 +247,15 @@ class ProcessorService:
         with self.admission.admit(size):
             return self._consume(DecodeResult.from_bytes(record), record)
 
+    def _consume_kafka(self, result: DecodeResult) -> DecodeResult:
+        """A Kafka message's decoded result (its offset in ``result.offsets``): journaled even when it carried no ML
+        data, so its offset is durable and it is not read (and counted) again after a restart."""
+        with self.admission.admit(sum(b.n_rows for b in result.batches) * 64):
+            return self._consume(result)
+
     def _consume(self, result: DecodeResult, record: bytes | None = None) -> DecodeResult:
         """Journal, then apply; ``record`` is ``result.to_bytes()`` when the caller has it already."""
-        if self.journal is None or not (result.batches or result.labels):
+        if self.journal is None or not (result.batches or result.labels or result.offsets):
             self._apply(result)  # nothing to make durable (only counts), or not durable by configuration
         else:
             # The journal keeps the decoded rows, not the request: a replay applies them without decoding
@@ -325,6 +342,11 @@ class ProcessorService:
             self._count_ground_truth()
             if self.lifecycle.sweep_due(self.config.windows.window_ns):
                 self._release_idle()
+            for topic, partition, offset in result.offsets:
+                key = partition_key(topic, partition)
+                self.kafka_offsets[key] = max(offset, self.kafka_offsets.get(key, -1))
+            for reason, n in result.skipped_messages.items():
+                self.exporter.count(sc.METRIC_KAFKA_SKIPPED, n, {sc.ATTR_REASON: reason})
             if seq is not None:
                 result.seq = self._last_seq = seq
             self.exporter.count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
@@ -433,7 +455,8 @@ class ProcessorService:
             cp, changes = self.state.capture(self.models.values(), self.exporter.counter_totals(), self._last_seq,
                                              {"lifecycle": self.lifecycle.to_state(),
                                               "window_ns": self.config.windows.window_ns,
-                                              "ground_truth": ground_truth})
+                                              "ground_truth": ground_truth,
+                                              "kafka_offsets": dict(self.kafka_offsets)})
             cp.performance_upserts, cp.performance_deletes = self.ground_truth.take_changes()
         try:
             self.state.write(cp)
@@ -467,6 +490,7 @@ class ProcessorService:
             self.models[(wp.model, wp.version)] = wp
         assert self.journal is not None
         self.ground_truth.restore(recovered.service.get("ground_truth", {}), self.journal.performance_rows())
+        self.kafka_offsets.update({k: int(v) for k, v in recovered.service.get("kafka_offsets", {}).items()})
         if "lifecycle" in recovered.service:
             self.lifecycle.restore(recovered.service["lifecycle"])
         else:  # a checkpoint from before lifecycles: every model was active at its newest event

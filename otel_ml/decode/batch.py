@@ -139,6 +139,10 @@ class DecodeResult:
     """Journal sequence number once the request was applied (0: not journaled)."""
     labels: list[LabelBatch] = field(default_factory=list)
     """Ground truth in the request (spans or log records carrying ``ml.ground_truth``)."""
+    offsets: list[tuple[str, int, int]] = field(default_factory=list)
+    """(topic, partition, offset) of the Kafka message this came from: journaled with it (receiver/kafka.py)."""
+    skipped_messages: Counter[str] = field(default_factory=Counter)
+    """Kafka messages left out, by reason (not_otlp, too_large): journaled too, so counted once."""
 
     @property
     def spans_rejected(self) -> int:
@@ -165,7 +169,9 @@ class DecodeResult:
         (1, [1.0, nan], ['a', 'bc'])
         """
         meta = {"received": self.spans_received, "accepted": self.spans_accepted, "ignored": self.spans_ignored,
-                "rejected": dict(self.rejected), "batches": []}
+                "rejected": dict(self.rejected), "batches": [],
+                **({"offsets": [list(o) for o in self.offsets]} if self.offsets else {}),
+                **({"skipped": dict(self.skipped_messages)} if self.skipped_messages else {})}
         arrays: list[np.ndarray] = []
         for b in self.batches:
             sequenced = bool(len(b.span_stream)) and bool(b.span_stream.any())
@@ -232,4 +238,6 @@ class DecodeResult:
         except (KeyError, TypeError, struct.error, json.JSONDecodeError) as e:
             raise ValueError(f"corrupt journal record: {e}") from e
         return cls(batches=batches, spans_received=meta["received"], spans_accepted=meta["accepted"],
-                   spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]), labels=labels)
+                   spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]), labels=labels,
+                   offsets=[(str(t), int(p), int(o)) for t, p, o in meta.get("offsets", [])],
+                   skipped_messages=Counter(meta.get("skipped", {})))

@@ -79,6 +79,8 @@ COUNTERS = [
     MetricDef(sc.METRIC_MODELS_RELEASED, "counter", "{model}",
               "(model, version)s released, by reason: idle, limit (to admit a new one), retired"),
     MetricDef(sc.METRIC_GROUND_TRUTH, "counter", "{label}", "Ground-truth labels joined to their prediction"),
+    MetricDef(sc.METRIC_KAFKA_SKIPPED, "counter", "{message}",
+              "Kafka messages skipped, by reason: not_otlp (not a protobuf OTLP export, truncated), too_large"),
     MetricDef(sc.METRIC_GROUND_TRUTH_UNMATCHED, "counter", "{label}",
               "Ground-truth labels not applied, by reason: duplicate, unknown, expired, evicted, not_sampled, "
               "early_overflow"),

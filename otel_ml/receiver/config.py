@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otel_ml.errors import ConfigError
+from otel_ml.receiver.kafka import KafkaReceiverConfig
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,5 @@ class ReceiverConfig:
     otlp_http: OtlpHttpReceiverConfig = field(default_factory=OtlpHttpReceiverConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    kafka: KafkaReceiverConfig = field(default_factory=KafkaReceiverConfig)
+    """A Kafka topic of OTLP messages as another way in (off unless ``brokers`` is set)."""

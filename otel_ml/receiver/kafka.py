@@ -1,0 +1,143 @@
+"""Where spans come in from Kafka: a topic of OTLP messages, as the Collector's ``kafka`` exporter writes them
+(``encoding: otlp_proto``: one ExportTraceServiceRequest per message).
+
+Exactly once across ``kill -9``, without Kafka transactions: each message's topic, partition and offset travel in
+the journal record of what the message added (``DecodeResult.offsets``), so they become durable in the same commit
+as the rows. The service keeps the newest applied offset of every partition (in its checkpoint, and again from
+the journal it replays); when this consumer is assigned a partition it seeks just past that offset. A message is
+therefore either applied and never read again, or not applied and read again. Kafka's own committed offsets are
+not used. A message that is not OTLP, is truncated or is over ``max_message_bytes`` is counted, logged and
+skipped; it never stalls its partition. An overloaded or failing processor (UNAVAILABLE) is retried after its
+retry delay, the consumer holding its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from otel_ml.decode.batch import DecodeResult
+from otel_ml.receiver.common import refusal_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KafkaReceiverConfig:
+    """YAML ``receiver.kafka``."""
+
+    brokers: str = ""
+    """Bootstrap servers, ``host:port[,host:port]``; empty: no Kafka receiver."""
+    topic: str = "otel-ml-spans"
+    group: str = "otel-ml"
+    """Consumer group: replicas in one group share the topic's partitions."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Larger messages are skipped (``too_large``)."""
+    client_options: dict[str, str] = field(default_factory=dict)
+    """Further librdkafka settings (TLS, SASL for managed Kafka: ``security.protocol``, ``sasl.mechanism``, ...)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.brokers)
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+class KafkaTraceReceiver:
+    """Consumes ``config.topic`` in one thread: ``decode(bytes) → DecodeResult``, then ``apply(result)`` (journal +
+    apply, raising a refusal when the processor cannot take it now). ``applied_offset(key)`` is the newest offset
+    already applied for a partition (None: none). A message left out is applied too, as an empty result that
+    says why (``skipped_messages``): its offset and its count become durable like any other's."""
+
+    def __init__(self, config: KafkaReceiverConfig, decode: Callable[[bytes], DecodeResult],
+                 apply: Callable[[DecodeResult], object], applied_offset: Callable[[str], int | None]) -> None:
+        self.config = config
+        self._decode = decode
+        self._apply = apply
+        self._applied_offset = applied_offset
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer = None
+        self.messages = 0
+
+    def start(self) -> None:
+        try:
+            from confluent_kafka import Consumer
+        except ImportError as e:
+            raise RuntimeError("receiver.kafka needs confluent-kafka: pip install 'otel-ml[kafka]'") from e
+        self._consumer = Consumer({
+            "bootstrap.servers": self.config.brokers, "group.id": self.config.group,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "fetch.max.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
+            "max.partition.fetch.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
+            **self.config.client_options})
+        self._consumer.subscribe([self.config.topic], on_assign=self._on_assign)
+        self._thread = threading.Thread(target=self._run, name="otel-ml-kafka", daemon=True)
+        self._thread.start()
+        log.info("Kafka receiver: topic %r on %s, group %r", self.config.topic, self.config.brokers,
+                 self.config.group)
+
+    def _on_assign(self, consumer, partitions) -> None:
+        for tp in partitions:
+            done = self._applied_offset(partition_key(tp.topic, tp.partition))
+            if done is not None:
+                tp.offset = done + 1  # just past what is applied (journaled) already
+        consumer.assign(partitions)
+        log.info("Kafka partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}"
+                                                             for tp in partitions))
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stop.is_set():
+            try:
+                messages = consumer.consume(256, 0.5)
+            except Exception as e:  # a broker gone: librdkafka reconnects by itself
+                log.warning("Kafka consume failed: %s", e)
+                time.sleep(1)
+                continue
+            for m in messages:
+                if m.error() is not None:
+                    log.warning("Kafka: %s", m.error())
+                    continue
+                self._handle(m)
+
+    def _handle(self, m) -> None:
+        value = m.value() or b""
+        where = f"{m.topic()}[{m.partition()}]@{m.offset()}"
+        result: DecodeResult | None = None
+        if len(value) > self.config.max_message_bytes:
+            reason, detail = "too_large", f"{len(value)} bytes"
+        else:
+            try:
+                result = self._decode(value)
+            except ValueError as e:
+                reason, detail = "not_otlp", str(e)
+        if result is None:
+            log.warning("Kafka message %s skipped (%s): %s", where, reason, detail[:200])
+            result = DecodeResult(batches=[])
+            result.skipped_messages[reason] += 1
+        result.offsets = [(m.topic(), m.partition(), m.offset())]
+        while not self._stop.is_set():
+            try:
+                self._apply(result)
+                self.messages += 1
+                return
+            except Exception as e:  # overloaded, storage failing: hold this place and retry
+                refusal = refusal_of(e)
+                delay = refusal.retry_after_seconds or 1.0
+                log.warning("Kafka message %s not applied (%s); retrying in %.1f s", where, refusal.message, delay)
+                self._stop.wait(delay)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
