@@ -89,3 +89,39 @@ def test_kafka_messages_counted_once_across_kill_9_and_bad_ones_skipped(kafka: s
     assert per_model == {f"kafka-model-{k}": SPANS * len(range(k, N_MESSAGES, 3)) for k in range(3)}
     skipped = {s.labels["reason"]: s.value for s in select(samples, "otel_ml_kafka_messages_skipped_total")}
     assert skipped == {"not_otlp": 1, "too_large": 0}  # skipped once, journaled like the rest
+
+
+def test_sdk_to_collector_kafka_exporter_to_topic_to_serve(kafka: str, serve_factory, tmp_path: Path) -> None:
+    """collector-config/kafka.yaml as shipped: the plain OTel SDK → the Collector's kafka exporter (otlp_proto) →
+    a 6-partition topic → otel-ml serve; every prediction counted once, ordinary spans filtered out on the way."""
+    from tests.external_processes import start_collector
+    from tests.test_collector import _Target
+    from tests.test_e2e import sdk_provider
+
+    topic = "otel-ml-spans-collector"
+    produce(kafka, topic, [])  # the topic, with 6 partitions, before the Collector writes to it
+    col_grpc = free_port()
+    collector, _ = start_collector(REPO / "collector-config" / "kafka.yaml", tmp_path, {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{col_grpc}", "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "KAFKA_BROKERS": kafka, "OTEL_ML_KAFKA_TOPIC": topic})
+    try:
+        sp = serve_factory("--kafka-brokers", kafka, "--kafka-topic", topic, "--kafka-group", "collector-test",
+                           "--no-otlp-http", "--window", "60", "--horizon", "600")
+        provider = sdk_provider(_Target(col_grpc))
+        tracer = provider.get_tracer("app")
+        for i in range(3000):
+            tracer.start_span("predict", attributes={"ml.model.name": f"m{i % 4}", "ml.feature.x": float(i)}).end()
+            if i % 100 == 0:
+                tracer.start_span("GET /health").end()  # not ML: the Collector drops it
+        provider.shutdown()
+
+        def counted() -> dict[str, float] | None:
+            got = {s.labels["ml_model_name"]: s.value for s in select(sp.scrape(), "ml_predictions_total")}
+            return got if sum(got.values()) >= 3000 else None
+
+        got = wait_for(counted, timeout=90, what="3000 predictions through the Collector and Kafka")
+        time.sleep(2)
+        assert got == {f"m{k}": 750.0 for k in range(4)} == counted()
+        assert sum(s.value for s in select(sp.scrape(), "otel_ml_spans_ignored_total")) == 0
+    finally:
+        collector.stop()
