@@ -247,10 +247,10 @@ class ProcessorService:
         with self.admission.admit(size):
             return self._consume(DecodeResult.from_bytes(record), record)
 
-    def _consume_kafka(self, result: DecodeResult) -> DecodeResult:
-        """A Kafka message's decoded result (its offset in ``result.offsets``): journaled even when it carried no ML
-        data, so its offset is durable and it is not read (and counted) again after a restart."""
-        with self.admission.admit(sum(b.n_rows for b in result.batches) * 64):
+    def _consume_kafka(self, result: DecodeResult, size: int) -> DecodeResult:
+        """A Kafka message's decoded result (its offset in ``result.offsets``; ``size``: the message's bytes):
+        journaled even when it carried no ML data, so its offset is durable and it is not read again."""
+        with self.admission.admit(size):
             return self._consume(result)
 
     def _consume(self, result: DecodeResult, record: bytes | None = None) -> DecodeResult:

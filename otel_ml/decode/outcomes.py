@@ -68,13 +68,28 @@ def id_hash(model: str, ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def number_text(values: np.ndarray) -> np.ndarray:
+    """Finite numbers as the text an int attribute would have been: ``1.0`` → ``"1"``, ``2.5`` → ``"2.5"``; one
+    numpy conversion for the whole-number ones (ids, class labels), Python's repr only for the others.
+
+    >>> number_text(np.array([1.0, 2.5, -3.0])).tolist()
+    ['1', '2.5', '-3']
+    """
+    whole = values == np.floor(values)
+    out = np.empty(len(values), dtype=object)
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    if not whole.all():
+        out[~whole] = [repr(float(x)) for x in values[~whole]]
+    return out.astype(str)
+
+
 def ids_as_text(numeric: np.ndarray | None, categorical: np.ndarray | None, n: int) -> np.ndarray:
     """One str array from an id column decoded as numbers (int ids) and/or strings."""
     out = categorical if categorical is not None else np.full(n, "", dtype="<U1")
     if numeric is not None:
         ok = np.isfinite(numeric)
         if ok.any():
-            text = np.array([str(int(x)) if x == int(x) else repr(float(x)) for x in numeric[ok]])
+            text = number_text(numeric[ok])
             out = out.astype(np.result_type(out.dtype, text.dtype))
             out[ok] = text
     return out

@@ -20,8 +20,12 @@ def read_labels(path: str, id_column: str, label_column: str) -> tuple[list[str]
     import pyarrow.csv as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path) if path.lower().endswith((".parquet", ".pq")) else pc.read_csv(
-        path, convert_options=pc.ConvertOptions(column_types={id_column: "string"}))
+    try:
+        table = pq.read_table(path) if path.lower().endswith((".parquet", ".pq")) else pc.read_csv(
+            path, convert_options=pc.ConvertOptions(column_types={id_column: "string"}))
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError; a missing file an OSError
+        detail = str(e).split(". Detail:")[0].split("\n")[0]
+        raise ValueError(f"{path}: cannot read labels: {detail}") from e
     for col in (id_column, label_column):
         if col not in table.column_names:
             raise ValueError(f"{path}: no column {col!r}; columns are {', '.join(table.column_names)}")
@@ -93,13 +97,22 @@ def label_spans_request(model: str, version: str, ids: Sequence[str], values: Se
 
 def send_labels(endpoint: str, model: str, version: str, ids: Sequence[str], values: Sequence[Any],
                 batch: int = 5000, attempts: int = 10, as_spans: bool = False) -> tuple[int, int]:
-    """Send; returns (labels accepted by the processor, records or spans it rejected)."""
+    """Send; returns (labels accepted by the processor, records or spans it rejected). Raises OSError naming the
+    endpoint when it cannot be reached (after ``attempts`` tries with backoff for UNAVAILABLE)."""
     import grpc
+
+    if batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {batch}")
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
     sent = rejected = 0
     with grpc.insecure_channel(endpoint) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=10)
+        except grpc.FutureTimeoutError:
+            raise OSError(f"cannot connect to {endpoint} within 10 s (is otel-ml serve or a Collector listening "
+                          "there?)") from None
         if as_spans:
             export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                                          response_deserializer=ExportTraceServiceResponse.FromString)
@@ -115,7 +128,7 @@ def send_labels(endpoint: str, model: str, version: str, ids: Sequence[str], val
                     break
                 except grpc.RpcError as e:
                     if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
-                        raise
+                        raise OSError(f"cannot send labels to {endpoint}: {e.code().name}: {e.details()}") from None
                     time.sleep(min(2 ** attempt * 0.2, 5))
             bad = (response.partial_success.rejected_spans if as_spans
                    else response.partial_success.rejected_log_records)

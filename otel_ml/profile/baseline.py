@@ -22,7 +22,7 @@ from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.decode.privacy import hash_batch
 from otel_ml.profile.model import ModelProfile, category_strings
-from otel_ml.profile.performance import PerformanceReference, reference_performance
+from otel_ml.profile.performance import PerformanceReference, class_names, reference_performance
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 
 CHUNK_ROWS = 100_000
@@ -259,6 +259,11 @@ def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], ta
             raise ValueError(f"{path}: --probability-column {probability!r} must hold numbers in [0, 1]")
     if not prediction and not probability:
         raise ValueError("--target-column needs --prediction-column or --probability-column to compare it with")
+    if positive is not None:
+        classes = sorted(set(class_names(truth_num, truth_text).tolist()) - {""})
+        if positive not in classes:
+            shown = ", ".join(classes[:10]) + (" ..." if len(classes) > 10 else "")
+            raise ValueError(f"{path}: --positive-class {positive!r} is not a class of {target!r} ({shown})")
     return reference_performance(truth_num, truth_text, pred_num, pred_text, prob, positive, chunks=max(chunks, 1))
 
 

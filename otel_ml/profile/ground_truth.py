@@ -18,13 +18,14 @@ import numpy as np
 from otel_ml import semconv
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
+from otel_ml.decode.outcomes import number_text
 from otel_ml.profile.performance import (
     OTHER_CLASS,
-    POSITIVE_NAMES,
     PerformanceProfile,
-    class_name,
     class_names,
+    conventional_positive,
     is_positive,
+    negative_of,
 )
 from otel_ml.store.pending import JoinResult, LabelsConfig, PendingPredictions
 
@@ -82,7 +83,7 @@ class GroundTruth:
         text = batch.categorical.get(semconv.PREDICTION_FEATURE)
         said_positive = None  # which rows predicted the positive class: what the estimates count as such
         if prob is not None and (pred is not None or text is not None):
-            positive = self.config.positive_class or self._positive_of(*batch.key) or _conventional(
+            positive = self.config.positive_class or self._positive_of(*batch.key) or conventional_positive(
                 np.unique(text).astype(str) if text is not None else np.array(["1"] if pred is not None else []))
             if positive:
                 said_positive = is_positive(pred, text, positive)
@@ -139,25 +140,24 @@ class GroundTruth:
                 if c.any():
                     truth = class_names(value[c], text[c])
                     names = self._predicted(cls[c], pred[c], prob[c], positive)
-                    pos = positive or _conventional(np.concatenate([truth, names]))
+                    pos = positive or conventional_positive(np.unique(np.concatenate([truth, names])).tolist())
                     prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
                 r = sel & ~classified
                 if r.any():
                     prof.add_regressed(value[r], pred[r], delays[r])
 
     def _predicted(self, cls: np.ndarray, pred: np.ndarray, prob: np.ndarray, positive: str | None) -> np.ndarray:
-        out = np.empty(len(cls), dtype=object)
-        for i, (c, p, q) in enumerate(zip(cls.tolist(), pred.tolist(), prob.tolist())):
-            if c >= 0:
-                out[i] = self.pending.classes[c]
-            elif c == -2:
-                out[i] = OTHER_CLASS
-            elif p == p:
-                out[i] = class_name(p)
-            elif q == q and positive:  # only a probability: the threshold decides
-                out[i] = positive if q >= self.config.threshold else _negative_of(positive)
-            else:
-                out[i] = ""
+        """The predicted class of each matched row: its class code, else its numeric prediction, else (only a
+        probability) the side of the threshold it is on; "" when none is known."""
+        out = np.full(len(cls), "", dtype=object)
+        coded = cls >= 0
+        out[coded] = np.asarray(self.pending.classes, dtype=object)[cls[coded]]
+        out[cls == -2] = OTHER_CLASS
+        numeric = (cls == -1) & np.isfinite(pred)
+        out[numeric] = number_text(pred[numeric])
+        if positive:
+            thresholded = (cls == -1) & ~np.isfinite(pred) & np.isfinite(prob)
+            out[thresholded] = np.where(prob[thresholded] >= self.config.threshold, positive, negative_of(positive))
         return out.astype(str)
 
     # --- reading, time, state -----------------------------------------------------------------------------
@@ -219,13 +219,3 @@ class GroundTruth:
         self.windows = {}
         for m, v, start, blob in windows:
             self.windows.setdefault((m, v), {})[int(start)] = PerformanceProfile.from_dict(json.loads(blob))
-
-
-def _conventional(classes: np.ndarray) -> str | None:
-    present = {c.lower(): c for c in np.unique(classes).tolist()}
-    return next((present[name] for name in POSITIVE_NAMES if name in present), None)
-
-
-def _negative_of(positive: str) -> str:
-    return {"1": "0", "true": "false", "yes": "no", "positive": "negative", "pos": "neg"}.get(positive.lower(),
-                                                                                           f"not {positive}")

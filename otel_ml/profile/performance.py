@@ -21,12 +21,14 @@ from __future__ import annotations
 import base64
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import datasketches as ds
 import numpy as np
 
+from otel_ml.decode.outcomes import number_text
 from otel_ml.profile.sketch import kll_items
 
 PROBABILITY_BINS = 1024
@@ -45,22 +47,35 @@ HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": T
 _EPS = 1e-15  # log loss clips probabilities to [eps, 1 - eps], as scikit-learn does
 
 
-def class_name(value: float) -> str:
-    """The class a numeric label or prediction names: ``1.0`` → ``"1"`` (as an int attribute reads).
-
-    >>> class_name(1.0), class_name(2.5)
-    ('1', '2.5')
-    """
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 def class_names(num: np.ndarray, text: np.ndarray) -> np.ndarray:
-    """One str array of classes from a numeric and a text array (text wins where present)."""
+    """One str array of classes from a numeric and a text array (text wins where present): a numeric class reads
+    as an int attribute would (``1.0`` → ``"1"``).
+
+    >>> class_names(np.array([1.0, np.nan, 2.5]), np.array(["", "yes", ""])).tolist()
+    ['1', 'yes', '2.5']
+    """
     out = text.astype(object)
-    numeric = (text == "") & ~np.isnan(num)
+    numeric = (text == "") & np.isfinite(num)
     if numeric.any():
-        out[numeric] = [class_name(x) for x in num[numeric].tolist()]
+        out[numeric] = number_text(num[numeric])
     return out.astype(str)
+
+
+def conventional_positive(classes: Iterable[str]) -> str | None:
+    """The positive class of a binary classifier without a configured one: the first of ``POSITIVE_NAMES`` (any
+    case) among ``classes``.
+
+    >>> conventional_positive(["No", "Yes"]), conventional_positive(["approve", "deny"])
+    ('Yes', None)
+    """
+    present = {c.lower(): c for c in classes}
+    return next((present[name] for name in POSITIVE_NAMES if name in present), None)
+
+
+def negative_of(positive: str) -> str:
+    """The class a binary classifier predicts below the threshold, named after its positive class."""
+    return {"1": "0", "true": "false", "yes": "no", "positive": "negative", "pos": "neg"}.get(
+        positive.lower(), f"not {positive}")
 
 
 def is_positive(num: np.ndarray | None, text: np.ndarray | None, positive: str) -> np.ndarray:
@@ -274,8 +289,7 @@ class PerformanceProfile:
         """The positive class of a binary classifier: ``configured``, else a conventional name among its classes."""
         if configured:
             return configured
-        classes = self.classes()
-        return next((c for name in POSITIVE_NAMES for c in classes if c.lower() == name), None)
+        return conventional_positive(self.classes())
 
     def metrics(self, positive: str | None = None) -> dict[str, tuple[float, float, float]]:
         """Each metric this profile can give: (value, standard error, n), the error from the delta method on
@@ -512,9 +526,9 @@ def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np
         else:
             predicted = np.full(n, "", dtype=object)
         if prob is not None and positive:
-            neg = {"1": "0", "true": "false", "yes": "no"}.get(positive.lower(), f"not {positive}")
             missing = (predicted == "") & np.isfinite(prob)
-            predicted = np.where(missing, np.where(prob >= threshold, positive, neg), predicted).astype(str)
+            predicted = np.where(missing, np.where(prob >= threshold, positive, negative_of(positive)),
+                                 predicted).astype(str)
         ok = (truth != "") & (predicted.astype(str) != "")
         prof.add_classified(truth[ok], predicted[ok].astype(str), prob[ok] if prob is not None else None,
                             positive or "")
@@ -529,8 +543,7 @@ def reference_performance(truth_num: np.ndarray, truth_text: np.ndarray, pred_nu
     """A baseline's ``PerformanceReference``: every labelled row, each metric's spread over ``chunks``
     consecutive parts, and (with probabilities) the isotonic calibration map."""
     if positive is None:
-        classes = np.unique(class_names(truth_num, truth_text)).tolist()
-        positive = next((c for name in POSITIVE_NAMES for c in classes if c.lower() == name), None)
+        positive = conventional_positive(np.unique(class_names(truth_num, truth_text)).tolist())
     whole = outcomes_profile(truth_num, truth_text, pred_num, pred_text, prob, positive, threshold)
     per_chunk: dict[str, list[float]] = {}
     n = len(truth_num)

@@ -49,13 +49,13 @@ def partition_key(topic: str, partition: int) -> str:
 
 
 class KafkaTraceReceiver:
-    """Consumes ``config.topic`` in one thread: ``decode(bytes) → DecodeResult``, then ``apply(result)`` (journal +
-    apply, raising a refusal when the processor cannot take it now). ``applied_offset(key)`` is the newest offset
-    already applied for a partition (None: none). A message left out is applied too, as an empty result that
-    says why (``skipped_messages``): its offset and its count become durable like any other's."""
+    """Consumes ``config.topic`` in one thread: ``decode(bytes) → DecodeResult``, then ``apply(result, size)``
+    (journal + apply, raising a refusal when the processor cannot take it now). ``applied_offset(key)`` is the
+    newest offset already applied for a partition (None: none). A message left out is applied too, as an empty
+    result that says why (``skipped_messages``): its offset and its count become durable like any other's."""
 
     def __init__(self, config: KafkaReceiverConfig, decode: Callable[[bytes], DecodeResult],
-                 apply: Callable[[DecodeResult], object], applied_offset: Callable[[str], int | None]) -> None:
+                 apply: Callable[[DecodeResult, int], object], applied_offset: Callable[[str], int | None]) -> None:
         self.config = config
         self._decode = decode
         self._apply = apply
@@ -67,15 +67,26 @@ class KafkaTraceReceiver:
 
     def start(self) -> None:
         try:
-            from confluent_kafka import Consumer
+            from confluent_kafka import Consumer, KafkaException
         except ImportError as e:
             raise RuntimeError("receiver.kafka needs confluent-kafka: pip install 'otel-ml[kafka]'") from e
-        self._consumer = Consumer({
-            "bootstrap.servers": self.config.brokers, "group.id": self.config.group,
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "fetch.max.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
-            "max.partition.fetch.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
-            **self.config.client_options})
+        try:
+            self._consumer = Consumer({
+                "bootstrap.servers": self.config.brokers, "group.id": self.config.group,
+                "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                "fetch.max.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
+                "max.partition.fetch.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
+                "logger": logging.getLogger("otel_ml.kafka.client"),  # librdkafka's lines through our log
+                **self.config.client_options})
+        except KafkaException as e:  # an unknown or malformed librdkafka option
+            raise RuntimeError(f"receiver.kafka: {e.args[0].str() if e.args else e}") from e
+        try:
+            # A mistyped address fails the start in one line instead of a serving process that never reads.
+            self._consumer.list_topics(timeout=15)
+        except KafkaException as e:
+            self._consumer.close()
+            raise OSError(f"cannot reach the Kafka brokers {self.config.brokers} (receiver.kafka.brokers): "
+                          f"{e.args[0].str() if e.args else e}") from e
         self._consumer.subscribe([self.config.topic], on_assign=self._on_assign)
         self._thread = threading.Thread(target=self._run, name="otel-ml-kafka", daemon=True)
         self._thread.start()
@@ -125,7 +136,7 @@ class KafkaTraceReceiver:
         result.offsets = [(m.topic(), m.partition(), m.offset())]
         while not self._stop.is_set():
             try:
-                self._apply(result)
+                self._apply(result, len(value))
                 self.messages += 1
                 return
             except Exception as e:  # overloaded, storage failing: hold this place and retry

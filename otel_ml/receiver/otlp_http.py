@@ -42,7 +42,7 @@ class OtlpHttpTraceReceiver:
     message)."""
 
     def __init__(self, config: OtlpHttpReceiverConfig,
-                 consume: Callable[[bytes | ExportTraceServiceRequest], DecodeResult],
+                 consume: Callable[[bytes | ExportTraceServiceRequest | ExportLogsServiceRequest, str], DecodeResult],
                  tls: TlsConfig | None = None, bearer_token: str | None = None,
                  readiness: Callable[[], tuple[bool, str]] | None = None, server: HttpServer | None = None) -> None:
         self.config = config
@@ -121,9 +121,9 @@ class OtlpHttpTraceReceiver:
             if content_type == JSON:
                 message = json_format.Parse(body.decode("utf-8"), ExportLogsServiceRequest() if signal == "logs"
                                             else ExportTraceServiceRequest(), ignore_unknown_fields=True)
-                result = self._consume(message, signal) if signal == "logs" else self._consume(message)
+                result = self._consume(message, signal)
             else:
-                result = self._consume(body, signal) if signal == "logs" else self._consume(body)
+                result = self._consume(body, signal)
         except Exception as e:
             refusal = refusal_of(e)
             headers = {} if refusal.retry_after_seconds is None else {
