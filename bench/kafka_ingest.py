@@ -2,6 +2,10 @@
 
     scripts/kafka.sh start && python -m bench.kafka_ingest [--messages 3000] && scripts/kafka.sh stop
 
+Then shared mode (``--kafka-changelog-topic``) with 1, 2 and 3 replicas in one group over a fresh topic each:
+total spans per second (wall) from the first span applied until the model's exported count reaches them all
+(partitions handed over as replicas join included), and per processor CPU-second.
+
 The topic (6 partitions) is written first with the load generator's requests (512 spans of 20 features each,
 bench/loadgen.py); then a durable `otel-ml serve --kafka-brokers`, pinned to CPU 0, reads all of it, and its CPU
 time from its first to its last applied message divides the spans. The gRPC figure is bench.ingest's durable
@@ -22,13 +26,13 @@ from bench.ingest import cpu_seconds, free_port, run, taskset
 from bench.loadgen import make_request
 
 
-def accepted(prom: int) -> float:
+def scraped(prom: int, metric: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("otel_ml_spans_accepted_total"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric))
 
 
-def kafka_run(bootstrap: str, messages: int) -> dict[str, float]:
+def fill_topic(bootstrap: str, messages: int) -> str:
+    """A new 6-partition topic with ``messages`` load-generator requests of 512 spans (one model)."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -45,35 +49,54 @@ def kafka_run(bootstrap: str, messages: int) -> dict[str, float]:
             except BufferError:
                 producer.poll(0.05)
     producer.flush(120)
-    state, prom = tempfile.mkdtemp(prefix="otel-ml-bench-kafka-"), free_port()
-    proc = subprocess.Popen([*taskset([0]), sys.executable, "-m", "otel_ml.cli", "serve", "--state-dir", state,
-                             "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}", "--no-otlp-http", "--no-ui",
-                             "--prometheus-endpoint", f"127.0.0.1:{prom}", "--kafka-brokers", bootstrap,
-                             "--kafka-topic", topic, "--kafka-group", topic, "--log-level", "WARNING"],
-                            stdout=subprocess.PIPE, text=True)
+    return topic
+
+
+def kafka_run(bootstrap: str, messages: int, replicas: int = 0) -> dict[str, float]:
+    """``replicas`` 0: one processor, journal mode, pinned to CPU 0. ``replicas`` N: N processors in one group in
+    shared mode (changelog), replica i on CPU i % 2; done when the model's exported ``ml_predictions_total``
+    (one replica exports it) reaches every span."""
+    topic = fill_topic(bootstrap, messages)
+    procs = []
+    shared = ("--kafka-changelog-topic", f"{topic}-changelog", "--evaluation-interval", "1") if replicas else ()
+    for i in range(max(1, replicas)):
+        state, prom = tempfile.mkdtemp(prefix="otel-ml-bench-kafka-"), free_port()
+        proc = subprocess.Popen([*taskset([i % 2 if replicas else 0]), sys.executable, "-m", "otel_ml.cli",
+                                 "serve", "--state-dir", state, "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}",
+                                 "--no-otlp-http", "--no-ui", "--prometheus-endpoint", f"127.0.0.1:{prom}",
+                                 "--kafka-brokers", bootstrap, "--kafka-topic", topic, "--kafka-group", topic,
+                                 "--log-level", "WARNING", *shared], stdout=subprocess.PIPE, text=True)
+        procs.append((proc, prom))
     try:
-        assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
+        for proc, _ in procs:
+            assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
         total = messages * 512
+
+        def done() -> float:
+            metric = "ml_predictions_total" if replicas else "otel_ml_spans_accepted_total"
+            return sum(scraped(prom, metric) for _, prom in procs)
+
         first = None
         t0 = time.perf_counter()
         while True:
-            got = accepted(prom)
+            got = sum(scraped(prom, "otel_ml_spans_accepted_total") for _, prom in procs)
             if first is None and got > 0:
-                first = (cpu_seconds(proc.pid), got, time.perf_counter())
-            if got >= total:
+                first = ([sum(cpu_seconds(p.pid)) for p, _ in procs], got, time.perf_counter())
+            if first is not None and done() >= total:
                 break
             if time.perf_counter() - t0 > 600:
-                raise TimeoutError(f"only {got:,.0f} of {total:,} spans after 600 s")
+                raise TimeoutError(f"only {done():,.0f} of {total:,} spans after 600 s")
             time.sleep(0.2)
-        end = cpu_seconds(proc.pid)
-        assert first is not None
-        spans = total - first[1]
-        cpu = sum(end) - sum(first[0])
-        return {"spans": spans, "cpu_s": cpu, "wall_s": time.perf_counter() - first[2],
-                "spans_per_cpu_s": spans / cpu}
+        wall = time.perf_counter() - first[2]
+        cpu = sum(sum(cpu_seconds(p.pid)) for p, _ in procs) - sum(first[0])
+        spans = total - (0 if replicas else first[1])  # shared: the exported count moves once per evaluation
+        return {"spans": spans, "cpu_s": cpu, "wall_s": wall, "spans_per_cpu_s": spans / cpu,
+                "spans_per_s": spans / wall}
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            proc.wait(timeout=60)
 
 
 def main() -> None:
@@ -81,6 +104,8 @@ def main() -> None:
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the gRPC run")
+    ap.add_argument("--replicas", type=int, nargs="*", default=[1, 2, 3],
+                    help="shared-mode runs with this many replicas in one group (none: skip)")
     args = ap.parse_args()
     grpc_run = run(True, args.seconds, 8, 1)
     kafka = kafka_run(args.bootstrap, args.messages)
@@ -89,7 +114,14 @@ def main() -> None:
     print(f"| OTLP/gRPC (bench.ingest) | {grpc_run['spans']:,.0f} | {grpc_run['cpu_s']:.1f} | "
           f"{grpc_run['spans_per_cpu_s']:,.0f} |")
     print(f"| Kafka, 6 partitions | {kafka['spans']:,.0f} | {kafka['cpu_s']:.1f} | {kafka['spans_per_cpu_s']:,.0f} |")
-    print(f"\nKafka / gRPC: {kafka['spans_per_cpu_s'] / grpc_run['spans_per_cpu_s']:.2f}")
+    print(f"\nKafka / gRPC: {kafka['spans_per_cpu_s'] / grpc_run['spans_per_cpu_s']:.2f}\n")
+    if args.replicas:
+        print("| shared mode (changelog) | spans | wall s | spans/s (total) | processor CPU s | spans per CPU-second |")
+        print("|---|---|---|---|---|---|")
+        for n in args.replicas:
+            r = kafka_run(args.bootstrap, args.messages, n)
+            print(f"| {n} replica{'s' if n > 1 else ''} | {r['spans']:,.0f} | {r['wall_s']:.1f} | "
+                  f"{r['spans_per_s']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

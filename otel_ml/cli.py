@@ -36,6 +36,9 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
                    help="also consume OTLP messages from Kafka (the Collector's kafka exporter, otlp_proto)")
     p.add_argument("--kafka-topic", metavar="TOPIC", help="Kafka topic (default otel-ml-spans)")
     p.add_argument("--kafka-group", metavar="GROUP", help="Kafka consumer group (default otel-ml)")
+    p.add_argument("--kafka-changelog-topic", metavar="TOPIC",
+                   help="shared mode: replicas in the group share models, state in this compacted topic "
+                        "(docs/scaling.md)")
     p.add_argument("--receiver-processes", type=int, metavar="N",
                    help="processes receiving and decoding OTLP/gRPC beside the main one (default -1: one per extra "
                         "CPU, at most 4; 0: one process)")
@@ -68,6 +71,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "receiver.kafka.brokers": args.kafka_brokers,
         "receiver.kafka.topic": args.kafka_topic,
         "receiver.kafka.group": args.kafka_group,
+        "receiver.kafka.changelog_topic": args.kafka_changelog_topic,
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
         "ui.endpoint": args.ui_endpoint,
@@ -106,8 +110,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda *_: service.request_reload())  # read the baseline directory again
     ui = (f", UI on {'https' if cfg.receiver.tls.enabled else 'http'}://"
           f"{cfg.ui.endpoint.rpartition(':')[0]}:{service.ui.port}/" if service.ui is not None else "")
-    print(f"otel-ml serving: OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:"
-          f"{service.receiver.port}, {http}Prometheus on "
+    grpc = (f"OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:{service.receiver.port}, "
+            if service.receiver is not None else
+            f"Kafka topic {cfg.receiver.kafka.topic} (shared, changelog {cfg.receiver.kafka.changelog_topic}), ")
+    print(f"otel-ml serving: {grpc}{http}Prometheus on "
           f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics{ui}",
           flush=True)
     stop.wait()

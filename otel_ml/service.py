@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import threading
 import time
@@ -34,14 +35,16 @@ from otel_ml.http_server import HttpServer, server_tls_context
 from otel_ml.profile.ground_truth import UNMATCHED_REASONS, GroundTruth
 from otel_ml.profile.lifecycle import ModelLifecycle
 from otel_ml.profile.model import ModelProfile
+from otel_ml.profile.partitioned import PartitionedWindows, PartitionState, exporting_partition
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import AdmissionControl, StorageUnavailable
 from otel_ml.receiver.ingest import decode_for_ingest
-from otel_ml.receiver.kafka import KafkaTraceReceiver, partition_key
+from otel_ml.receiver.kafka import KafkaTraceReceiver, PartitionCallbacks, partition_key
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
 from otel_ml.store.baselines import ReferenceStore
+from otel_ml.store.changelog import KafkaChangelog
 from otel_ml.store.control import read_control_requests
 from otel_ml.store.journal import Journal, StorageError
 from otel_ml.store.state import StateStore
@@ -85,9 +88,14 @@ class ProcessorService:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.references = ReferenceStore(config.baseline_dir, config.state.dir)
-        self.journal = Journal(config.state.dir, archive_config=config.state.archive) if config.state.durable else None
+        kafka = config.receiver.kafka
+        self.shared = kafka.enabled and bool(kafka.changelog_topic)
+        """Shared Kafka mode: models spread over replicas by partition; state in the changelog, not a journal."""
+        self.journal = (Journal(config.state.dir, archive_config=config.state.archive)
+                        if config.state.durable and not self.shared else None)
         self.models: dict[tuple[str, str], WindowedProfile] = {}
-        """The live (model, version)s; which ones, and until when, ``lifecycle`` decides."""
+        """The live (model, version)s; which ones, and until when, ``lifecycle`` decides. Shared mode: the merged
+        window sets of the models this replica exports, rebuilt at each evaluation."""
         self.lifecycle = ModelLifecycle(config.models)
         self._lock = threading.Lock()
         self._reports: list[ModelReport] = []
@@ -102,7 +110,7 @@ class ProcessorService:
         self._decode = functools.partial(decode_for_ingest, limits=config.limits.decode_limits(),
                                          hash_key=self._hash_key, hash_features=config.privacy.hash_features)
         workers = config.receiver.otlp_grpc.worker_count()
-        self.receiver: OtlpTraceReceiver | ReceiverWorkers = (
+        self.receiver: OtlpTraceReceiver | ReceiverWorkers | None = None if self.shared else (
             ReceiverWorkers(WorkerSpec(config.receiver.otlp_grpc, config.receiver.tls, token, self._decode,
                                        config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                        logging.getLogger().level), workers, self.apply_decoded,
@@ -110,13 +118,16 @@ class ProcessorService:
             if workers else OtlpTraceReceiver(config.receiver.otlp_grpc, self.consume, config.receiver.tls, token))
         self.kafka_offsets: dict[str, int] = {}
         """Newest applied offset per Kafka ``topic:partition`` (checkpointed; the journal records each message's)."""
-        self.kafka = (KafkaTraceReceiver(config.receiver.kafka, self._decode, self._consume_kafka,
-                                         self.kafka_offsets.get) if config.receiver.kafka.enabled else None)
+        self.kafka = (KafkaTraceReceiver(kafka, self._decode, self._consume_kafka,
+                                         (lambda key: self.kafka_offsets.get(key, -1)) if self.shared
+                                         else self.kafka_offsets.get,
+                                         PartitionCallbacks(self._assigned, self._revoked, self._polled)
+                                         if self.shared else None) if kafka.enabled else None)
         self.http = HttpServer(config.http)
         """Every HTTP surface: OTLP/HTTP and the Prometheus endpoint."""
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.consume, config.receiver.tls,
                                                     token, readiness=self.readiness, server=self.http)
-                              if config.receiver.otlp_http.enabled else None)
+                              if config.receiver.otlp_http.enabled and not self.shared else None)
         tls = config.receiver.tls
         protect = config.export.prometheus.protected
         self.exporter = MetricsExporter(config.export, self.reports, config.instance_id,
@@ -145,6 +156,21 @@ class ProcessorService:
                                 "keep_evicted": self.journal is not None and config.state.archive.enabled}
         self.state = (StateStore(self.journal, config.windows, config.sketch, self._window_options)
                       if self.journal is not None else None)
+        self.partitioned = (PartitionedWindows(config.windows, config.sketch,
+                                               {**self._window_options, "keep_evicted": False}, self._prepare_shared)
+                            if self.shared else None)
+        """Shared mode: every Kafka partition's window sets (profile/partitioned.py)."""
+        self.owned: set[int] = set()
+        """Shared mode: the input partitions this replica consumes now."""
+        self.shared_references: dict[tuple[str, str], tuple[ModelProfile, int | None]] = {}
+        """Shared mode: references pinned from live traffic (by whichever replica exported the model then), and
+        where the current horizon starts after them; kept in the changelog."""
+        self._references_to_publish: set[tuple[str, str]] = set()
+        self._last_publication = time.monotonic()
+        self._changelog_ready = threading.Event()
+        self.changelog = (KafkaChangelog(kafka, f"otel-ml-{kafka.group}-{self.exporter.instance_id}",
+                                         self._on_publication, self._on_reference) if self.shared else None)
+        self._evaluate_now = threading.Event()
         self._rejection_log = RateLimitedRejectionLog()
         self.admission = AdmissionControl(config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                           on_refuse=self._count_refused)
@@ -172,7 +198,7 @@ class ProcessorService:
             self.exporter.count(sc.METRIC_MODELS_RELEASED, 0, {sc.ATTR_REASON: reason})
         for op in STORAGE_OPS:
             self.exporter.count(sc.METRIC_STORAGE_ERRORS, 0, {"op": op})
-        if self.journal is None:
+        if self.journal is None and not self.shared:
             log.info("state.durable is false: requests are not journaled (a restart loses the live windows); "
                      "only pinned references are written to %s", self.config.state.dir)
         if self.journal is not None:
@@ -185,7 +211,14 @@ class ProcessorService:
             for reason in ("not_otlp", "too_large"):
                 self.exporter.count(sc.METRIC_KAFKA_SKIPPED, 0, {sc.ATTR_REASON: reason})
             self.kafka.start()
-        self.receiver.start()
+        if self.changelog is not None and self.kafka is not None:
+            log.info("shared Kafka mode: windows per partition of %r, state in the changelog %r; OTLP receivers "
+                     "off (everything comes through the topic)", self.config.receiver.kafka.topic,
+                     self.changelog.topic)
+            self.changelog.start(self.kafka.partition_count)
+            self._changelog_ready.set()
+        if self.receiver is not None:
+            self.receiver.start()
         if self.http_receiver is not None:
             self.http_receiver.start()
         self._evaluator = threading.Thread(target=self._evaluate_loop, name="otel-ml-evaluate", daemon=True)
@@ -193,9 +226,13 @@ class ProcessorService:
 
     def shutdown(self) -> None:
         self._stop.set()
+        self._evaluate_now.set()
         if self.kafka is not None:
-            self.kafka.shutdown()
-        self.receiver.shutdown()
+            self.kafka.shutdown()  # shared mode: leaving the group publishes this replica's partitions
+        if self.changelog is not None:
+            self.changelog.shutdown()
+        if self.receiver is not None:
+            self.receiver.shutdown()
         if self.http_receiver is not None:
             self.http_receiver.shutdown()
         if self._evaluator is not None:
@@ -305,6 +342,8 @@ class ProcessorService:
 
     def _apply(self, result: DecodeResult, seq: int | None = None) -> DecodeResult:
         """Apply a decoded request to the windows and counters; ``seq`` is its journal sequence number."""
+        if self.partitioned is not None:
+            return self._apply_shared(result)
         late: Counter[tuple[str, str]] = Counter()
         dropped: Counter[tuple[str, str]] = Counter()
         with self._lock:
@@ -345,15 +384,9 @@ class ProcessorService:
             for topic, partition, offset in result.offsets:
                 key = partition_key(topic, partition)
                 self.kafka_offsets[key] = max(offset, self.kafka_offsets.get(key, -1))
-            for reason, n in result.skipped_messages.items():
-                self.exporter.count(sc.METRIC_KAFKA_SKIPPED, n, {sc.ATTR_REASON: reason})
             if seq is not None:
                 result.seq = self._last_seq = seq
-            self.exporter.count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
-            self.exporter.count(sc.METRIC_SPANS_ACCEPTED, result.spans_accepted)
-            self.exporter.count(sc.METRIC_SPANS_IGNORED, result.spans_ignored)
-            for reason, n in result.rejected.items():
-                self.exporter.count(sc.METRIC_SPANS_REJECTED, n, {sc.ATTR_REASON: reason})
+            self._count_result(result)
             for batch in result.batches:
                 self.exporter.count(sc.METRIC_PREDICTIONS, float(batch.row_weight.sum()),
                             {sc.ATTR_MODEL_NAME: batch.model, sc.ATTR_MODEL_VERSION: batch.version})
@@ -363,6 +396,193 @@ class ProcessorService:
                 self.exporter.count(sc.METRIC_FEATURE_VALUES_DROPPED, n,
                             {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version})
         return result
+
+    def _count_result(self, result: DecodeResult) -> None:
+        self.exporter.count(sc.METRIC_SPANS_RECEIVED, result.spans_received)
+        self.exporter.count(sc.METRIC_SPANS_ACCEPTED, result.spans_accepted)
+        self.exporter.count(sc.METRIC_SPANS_IGNORED, result.spans_ignored)
+        for reason, n in result.rejected.items():
+            self.exporter.count(sc.METRIC_SPANS_REJECTED, n, {sc.ATTR_REASON: reason})
+        for reason, n in result.skipped_messages.items():
+            self.exporter.count(sc.METRIC_KAFKA_SKIPPED, n, {sc.ATTR_REASON: reason})
+
+    # --- shared Kafka mode: partitions, the changelog, one exporter per model ------------------------------
+    def _apply_shared(self, result: DecodeResult) -> DecodeResult:
+        """One Kafka message into its partition's window sets (profile/partitioned.py). Ground truth needs the
+        prediction and its label in one place, which partitions spread over replicas do not give: labels are
+        rejected here (``ground_truth_unsupported``), predictions are profiled."""
+        assert self.partitioned is not None and len(result.offsets) == 1
+        topic, partition, offset = result.offsets[0]
+        with self._lock:
+            for labels in result.labels:
+                n = len(labels.prediction_id)
+                result.rejected["ground_truth_unsupported"] += n
+                result.spans_accepted -= n
+                result.examples.setdefault("ground_truth_unsupported", "ground truth needs one processor per "
+                                           "consumer group (receiver.kafka.changelog_topic unset)")
+            result.labels = []
+            late = self.partitioned.update(partition, offset, result.batches)
+            self.kafka_offsets[partition_key(topic, partition)] = offset
+            self._count_result(result)
+            for (model, version), n in late.items():
+                if n:
+                    self.exporter.count(sc.METRIC_ROWS_LATE, n, {sc.ATTR_MODEL_NAME: model,
+                                                                 sc.ATTR_MODEL_VERSION: version})
+        if result.spans_rejected:
+            self._rejection_log.warn(result)
+        return result
+
+    def _prepare_shared(self, wp: WindowedProfile) -> None:
+        """A window set's reference in shared mode: a baseline file, else the reference pinned from live traffic
+        that the changelog carries (local pinned files are not used: the changelog is the state)."""
+        found = self.references.find(wp.model, wp.version)
+        if found is not None and found[1] == "baseline":
+            wp.set_reference(found[0], "baseline")
+            return
+        shared = self.shared_references.get((wp.model, wp.version))
+        if shared is not None:
+            wp.set_reference(shared[0], "pinned")
+            if shared[1] is not None:
+                wp.current_start_ns = max(wp.current_start_ns or 0, shared[1])
+
+    def _adopt_reference(self, key: tuple[str, str], reference: ModelProfile, current_start_ns: int | None) -> None:
+        """A reference pinned from the merge of every partition: every window set of the model uses it. Call under
+        ``_lock``."""
+        assert self.partitioned is not None
+        self.shared_references[key] = (reference, current_start_ns)
+        for state in self.partitioned.parts.values():
+            wp = state.models.get(key)
+            if wp is not None and wp.reference_source != "baseline":
+                self._prepare_shared(wp)
+
+    def _on_reference(self, key: list, value: bytes | None) -> None:
+        if value is None:
+            return
+        data = json.loads(value)
+        with self._lock:
+            if (key[1], key[2]) not in self.shared_references:
+                self._adopt_reference((key[1], key[2]), ModelProfile.from_dict(data["reference"]),
+                                      data["current_start_ns"])
+
+    def _on_publication(self, partition: int, records: list) -> None:
+        """A partition's state as its owner published it: taken unless this replica owns the partition now."""
+        assert self.partitioned is not None and self.kafka is not None
+        with self._lock:
+            if partition in self.owned:
+                return
+            self.partitioned.apply_records(partition, records)
+            offset = self.partitioned.parts[partition].offset
+            self.kafka_offsets[partition_key(self.kafka.config.topic, partition)] = offset
+
+    def _assigned(self, committed: dict[int, int]) -> None:
+        """Partitions given to this replica: first the state their previous owner published with the group's
+        committed offset (the changelog read that far), then consumption resumes just past that state's offset."""
+        assert self.partitioned is not None
+        self._changelog_ready.wait()
+        deadline = time.monotonic() + 60
+        while True:
+            with self._lock:
+                behind = [p for p, offset in committed.items() if offset > 0 and
+                          (p not in self.partitioned.parts or self.partitioned.parts[p].offset < offset - 1)]
+                if not behind or time.monotonic() > deadline:
+                    self.owned.update(committed)
+                    break
+            time.sleep(0.05)
+        if behind:  # safe (the older state's offset is where consumption resumes), only slower
+            log.warning("partitions %s: the changelog did not bring their committed state within 60 s; resuming "
+                        "from the older state held", behind)
+        topic = self.config.receiver.kafka.topic
+        with self._lock:  # the seek points: the held states' offsets (a partition never written to: a state at -1)
+            offsets = {p: self.partitioned.parts.setdefault(p, PartitionState()).offset for p in committed}
+            for p, offset in offsets.items():
+                self.kafka_offsets[partition_key(topic, p)] = offset
+        log.info("partitions %s taken over at offsets %s (committed with their published state: %s)",
+                 sorted(offsets), [offsets[p] for p in sorted(offsets)], [committed[p] for p in sorted(offsets)])
+        self._evaluate_now.set()
+
+    def _revoked(self, partitions: list[int]) -> None:
+        """Partitions leaving this replica: their state is published first, so the next owner resumes from it."""
+        self._publish(partitions)
+        with self._lock:
+            self.owned.difference_update(partitions)
+        self._evaluate_now.set()
+
+    def _polled(self, caught_up: dict[int, bool]) -> None:
+        """After each poll: note which partitions are read to their end (the topic's watermark needs it), and
+        publish the owned partitions' state every evaluation interval (at most)."""
+        assert self.partitioned is not None
+        with self._lock:
+            for p, done in caught_up.items():
+                self.partitioned.parts.setdefault(p, PartitionState()).caught_up = done
+        if time.monotonic() - self._last_publication >= min(self.config.evaluation.interval_seconds,
+                                                            self.config.state.checkpoint_interval_seconds):
+            self._publish(sorted(self.owned))
+
+    def _publish(self, partitions: list[int]) -> None:
+        """One changelog transaction: the partitions' changed windows, their offsets, new pinned references."""
+        from confluent_kafka import TopicPartition
+
+        assert self.partitioned is not None and self.changelog is not None and self.kafka is not None
+        self._last_publication = time.monotonic()
+        topic = self.config.receiver.kafka.topic
+        idle_ns = int(self.config.models.idle_ttl_seconds * 1e9)
+        with self._lock:
+            taken = {}
+            records: list[tuple[int, list, bytes | None]] = []
+            for p in partitions:
+                for key in self.partitioned.drop_idle(p, idle_ns):
+                    log.info("model %r version %r: no data in partition %d for models.idle_ttl_seconds; its "
+                             "windows there dropped", *key, p)
+                taken[p] = self.partitioned.take_records(p)
+                records += [(p, k, v) for k, v in taken[p][0]]
+            references = sorted(self._references_to_publish)
+            self._references_to_publish.clear()
+            for key in references:
+                ref, start = self.shared_references[key]
+                records.append((exporting_partition(key[0], self.kafka.partition_count), ["r", *key],
+                                json.dumps({"reference": ref.to_dict(), "current_start_ns": start}).encode()))
+            offsets = [TopicPartition(topic, p, self.partitioned.parts[p].offset + 1) for p in partitions
+                       if p in self.partitioned.parts and self.partitioned.parts[p].offset >= 0]
+        if not records:
+            return
+        try:
+            self.changelog.publish(records, offsets, self.kafka.group_metadata())
+        except Exception as e:  # nothing of it is visible: published again next time
+            with self._lock:
+                for p, (recs, changes) in taken.items():
+                    self.partitioned.give_back(p, recs, changes)
+                self._references_to_publish.update(references)
+            self._storage_failed("checkpoint", e)
+            return
+        with self._lock:
+            for p in taken:
+                self.partitioned.published(p)
+        self._storage_succeeded("checkpoint")
+
+    def _merge_shared(self) -> None:
+        """Shared mode: the merged window sets of the models whose exporting partition this replica owns (one
+        replica exports each model), and their ``ml.predictions`` totals from every partition."""
+        assert self.partitioned is not None and self.kafka is not None
+        n = self.kafka.partition_count
+        with self._lock:
+            keys = sorted(k for k in self.partitioned.model_keys() if exporting_partition(k[0], n) in self.owned)
+            watermark = self.partitioned.watermark_ns(n)
+        views = {}
+        for key in keys:
+            with self._lock:  # one model at a time: ingest waits for one merge, not all
+                wp = self.partitioned.merged(key, watermark)
+                if wp is None:
+                    continue
+                if wp.just_pinned and wp.reference is not None:
+                    wp.just_pinned = False
+                    self._adopt_reference(key, wp.reference, wp.current_start_ns)
+                    self._references_to_publish.add(key)
+                    log.info("model %r version %r: reference pinned from every partition's first horizon "
+                             "(%d rows); published to the changelog", *key, wp.reference.rows)
+            views[key] = wp
+        self.models = views
+        self.exporter.set_counter(sc.METRIC_PREDICTIONS, {
+            ((sc.ATTR_MODEL_NAME, m), (sc.ATTR_MODEL_VERSION, v)): wp.predictions for (m, v), wp in views.items()})
 
     def _count_ground_truth(self) -> None:
         applied, unmatched = self.ground_truth.take_counts()
@@ -525,6 +745,8 @@ class ProcessorService:
 
     def evaluate(self) -> list[ModelReport]:
         """Compare every model's current horizon with its reference; the result feeds the gauges."""
+        if self.partitioned is not None:
+            self._merge_shared()
         with self._lock:
             models = list(self.models.values())
         snapshot = []
@@ -606,7 +828,12 @@ class ProcessorService:
 
     def _evaluate_loop(self) -> None:
         interval = self.config.evaluation.interval_seconds
-        while not self._stop.wait(interval):
+        while not self._stop.is_set():
+            # Also right after a rebalance (shared mode), so a model's series move with its partition at once.
+            self._evaluate_now.wait(interval)
+            self._evaluate_now.clear()
+            if self._stop.is_set():
+                return
             try:
                 started = time.perf_counter()
                 force = self._reload_requested.is_set()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.loadgen import make_request
@@ -18,6 +19,7 @@ from tests.conftest import free_port, select, wait_for
 from tests.external_processes import REPO, require
 
 N_MESSAGES = 60
+NS = 1_000_000_000
 SPANS = 100
 
 
@@ -125,3 +127,161 @@ def test_sdk_to_collector_kafka_exporter_to_topic_to_serve(kafka: str, serve_fac
         assert sum(s.value for s in select(sp.scrape(), "otel_ml_spans_ignored_total")) == 0
     finally:
         collector.stop()
+
+
+# --- shared mode: replicas in one group share models (receiver.kafka.changelog_topic) --------------------------
+SHARED_MODELS = {"hot": 3000, "small-0": 400, "small-1": 400, "small-2": 400}
+"""Predictions per model: one hot model over every partition, and small ones."""
+SHARED_CONFIG = "windows:\n  reference_min_rows: 200\n"
+
+
+def shared_args(kafka: str, topic: str, group: str, config: Path) -> tuple[str, ...]:
+    return ("--config", str(config), "--kafka-brokers", kafka, "--kafka-topic", topic, "--kafka-group", group,
+            "--kafka-changelog-topic", f"{group}-changelog", "--window", "60", "--horizon", "300",
+            "--evaluation-interval", "1")
+
+
+def exported(replicas: list) -> dict[str, dict]:
+    """Per replica's scrape: the models it exports (drift decisions, scores, predictions), merged; fails on a
+    model exported by two replicas."""
+    out: dict[str, dict] = {"predictions": {}, "detected": {}, "scores": {}, "ready": {}}
+    owner: dict[str, int] = {}
+    for i, sp in enumerate(replicas):
+        samples = sp.scrape()
+        for s in select(samples, "ml_predictions_total"):
+            model = s.labels["ml_model_name"]
+            assert owner.setdefault(model, i) == i, f"{model} exported by replicas {owner[model]} and {i}"
+            out["predictions"][model] = s.value
+        for s in select(samples, "ml_reference_ready"):
+            out["ready"][s.labels["ml_model_name"]] = s.value
+        for name, key in (("ml_drift_detected", "detected"), ("ml_drift_score", "scores")):
+            for s in select(samples, name):
+                model = s.labels["ml_model_name"]
+                assert owner.get(model) == i, f"{model}'s {name} from replica {i}, predictions from {owner.get(model)}"
+                out[key][model, s.labels.get("ml_feature_name", ""), s.labels.get("ml_drift_method", "")] = s.value
+    return out
+
+
+def settled(replicas: list) -> dict[str, dict]:
+    """The exported numbers once every prediction is counted, every model has its pinned reference, and two
+    scrapes a few evaluations apart agree on the decisions."""
+    seen: list = []
+
+    def complete():
+        got = exported(replicas)
+        seen[:] = [got]
+        return got if (got["predictions"] == {m: float(n) for m, n in SHARED_MODELS.items()}
+                       and got["ready"] == {m: 1.0 for m in SHARED_MODELS} and got["detected"]) else None
+
+    try:
+        previous = wait_for(complete, timeout=120, what="every prediction counted and every reference pinned")
+    except AssertionError as e:
+        logs = "".join(line for sp in replicas for line in sp.log[-30:])
+        raise AssertionError(f"{e}; exported: { {k: v for k, v in seen[0].items() if k != 'scores'} }\n{logs}") \
+            from None
+    for _ in range(20):
+        time.sleep(3)
+        now = wait_for(complete, timeout=60, what="the numbers again")
+        # Scores move a little from one evaluation to the next: every evaluation merges the partitions' KLL
+        # sketches afresh, and KLL compaction is randomized.
+        if all(now[k] == previous[k] for k in ("predictions", "detected", "ready")):
+            return now
+        previous = now
+    raise AssertionError("the exported numbers did not settle")
+
+
+def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, tmp_path: Path) -> None:
+    """SDK → Collector (kafka exporter) → 6 partitions → 1, 2 and 3 replicas in one group each: every model
+    exported by exactly one replica, counts equal what was sent, decisions equal the one-replica run's."""
+    from tests.external_processes import start_collector
+    from tests.test_collector import _Target
+    from tests.test_e2e import sdk_provider
+
+    topic = "otel-ml-shared"
+    produce(kafka, topic, [])
+    col_grpc = free_port()
+    collector, _ = start_collector(REPO / "collector-config" / "kafka.yaml", tmp_path, {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{col_grpc}", "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "KAFKA_BROKERS": kafka, "OTEL_ML_KAFKA_TOPIC": topic})
+    try:
+        # 660 s of event time, ending a minute ago: the first 300 s become the pinned reference; "hot"'s x and
+        # small-2's category drift in the second half.
+        provider = sdk_provider(_Target(col_grpc))
+        tracer = provider.get_tracer("app")
+        rng = np.random.default_rng(7)
+        t0 = time.time_ns() - 720 * NS
+        rows = [(model, i / n) for model, n in SHARED_MODELS.items() for i in range(n)]
+        rows.sort(key=lambda r: r[1])
+        for model, frac in rows:
+            t = t0 + int(frac * 660 * NS)
+            later = frac > 0.5
+            attrs = {"ml.model.name": model, "ml.feature.x": float(rng.normal(1.0 if later and model == "hot" else 0)),
+                     "ml.feature.y": float(rng.gamma(2.0)),
+                     "ml.feature.c": str(rng.choice(["a", "b", "c"], p=[0.2, 0.3, 0.5] if later and model == "small-2"
+                                                    else [0.5, 0.3, 0.2]))}
+            tracer.start_span("predict", start_time=t, attributes=attrs).end(end_time=t + 1_000_000)
+        provider.shutdown()
+        config = tmp_path / "shared.yaml"
+        config.write_text(SHARED_CONFIG)
+        results = {}
+        for n in (1, 2, 3):
+            replicas = [serve_factory(*shared_args(kafka, topic, f"shared-{n}", config),
+                                      state_dir=tmp_path / f"state-{n}-{i}") for i in range(n)]
+            results[n] = settled(replicas)
+            owners = [len(select(sp.scrape(), "ml_predictions_total")) for sp in replicas]
+            if n > 1:  # the models' exporting partitions (0, 2, 3) are spread over more than one replica
+                assert sum(1 for k in owners if k) > 1, owners
+            for sp in replicas:
+                sp.stop()
+        one = results[1]
+        assert one["detected"][("hot", "x", "overall")] == 1.0
+        assert one["detected"][("small-2", "c", "overall")] == 1.0
+        assert one["detected"][("small-0", "x", "overall")] == 0.0
+        for n in (2, 3):
+            assert results[n]["predictions"] == one["predictions"]
+            assert results[n]["detected"] == one["detected"], n
+            # Scores: the merge of per-partition KLL sketches vs one sketch of every row: within the sketches'
+            # normalized rank error (k=200: 1.65%) on statistics of ranks; distances within 5%.
+            assert results[n]["scores"].keys() == one["scores"].keys()
+            for key, value in one["scores"].items():
+                assert results[n]["scores"][key] == pytest.approx(value, rel=0.05, abs=0.0331), (n, key)
+    finally:
+        collector.stop()
+
+
+def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, serve_factory, tmp_path: Path) -> None:
+    """Two replicas in one group, messages arriving; kill -9 one: the other takes its partitions over from the
+    changelog, the killed one comes back and takes some back; every prediction counted exactly once."""
+    topic, group = "otel-ml-shared-kill", "shared-kill"
+    payloads = [make_request(SPANS, seed=i, model=f"kill-model-{i % 4}") for i in range(N_MESSAGES * 2)]
+    produce(kafka, topic, payloads[:N_MESSAGES // 2])
+    config = tmp_path / "shared.yaml"
+    config.write_text(SHARED_CONFIG)
+    args = shared_args(kafka, topic, group, config)
+    a = serve_factory(*args, state_dir=tmp_path / "a")
+    b = serve_factory(*args, state_dir=tmp_path / "b")
+    writer = threading.Thread(target=produce, args=(kafka, topic, payloads[N_MESSAGES // 2:], 0.04))
+    writer.start()
+    time.sleep(2.5)
+    assert writer.is_alive(), "the kill must land while messages still arrive"
+    b.proc.kill()
+    b.proc.wait()
+    time.sleep(1)
+    b = serve_factory(*args, state_dir=tmp_path / "b2")  # a new machine: nothing on its disk
+    writer.join(60)
+    expected = {f"kill-model-{k}": float(SPANS * len(range(k, N_MESSAGES * 2, 4))) for k in range(4)}
+
+    def counted():
+        got: dict[str, float] = {}
+        for sp in (a, b):
+            for s in select(sp.scrape(), "ml_predictions_total"):
+                assert s.labels["ml_model_name"] not in got, "a model exported twice"
+                got[s.labels["ml_model_name"]] = s.value
+        return got if got == expected else None
+
+    wait_for(counted, timeout=120, what=f"every prediction counted once: {expected}")
+    time.sleep(3)
+    assert counted() == expected  # nothing read twice shows up later
+    taken = [line for line in a.log + b.log if "taken over at offsets" in line]
+    assert any(any(o.strip() not in ("-1", "") for o in line.split("offsets [")[1].split("]")[0].split(","))
+               for line in b.log if "taken over at offsets" in line), "".join(taken)

@@ -164,5 +164,10 @@ def test_kll_items_equal_the_sketch_iterator(values: list[float], k: int, parts:
             part.update(chunk)
         sketch.merge(part)
     got_values, got_weights = kll_items(sketch.serialize())
-    assert sorted(zip(got_values.tolist(), got_weights.tolist())) == sorted(sketch)
     assert got_weights.sum() == sketch.n
+    iterated = sorted(sketch)
+    # The library's iterator is the reference only where it is consistent: after merging sketches whose level 0
+    # is empty (k=8, 24 zeros in two parts: every item at level 1) it reports weight 1 per item, 12 in all for
+    # n=24, while the serialized levels (read here) say weight 2.
+    if sum(w for _, w in iterated) == sketch.n:
+        assert sorted(zip(got_values.tolist(), got_weights.tolist())) == iterated

@@ -442,6 +442,15 @@ class MetricsExporter:
             if value or key not in self._totals:
                 self._totals[key] += value
 
+    def set_counter(self, metric: str, totals: dict[tuple[tuple[str, str], ...], float]) -> None:
+        """Make ``metric``'s series exactly ``totals`` (sorted attribute pairs → total): a counter whose totals are
+        kept elsewhere (shared Kafka mode: ``ml.predictions`` summed over every partition's state)."""
+        with self._totals_lock:
+            for key in [k for k in self._totals if k[0] == metric and k[1] not in totals]:
+                del self._totals[key]
+            for attrs, value in totals.items():
+                self._totals[metric, tuple(sorted(attrs))] = value
+
     def _counter(self, metric: str) -> Series:
         with self._totals_lock:
             return [(dict(attrs), value) for (name, attrs), value in self._totals.items() if name == metric]

@@ -92,6 +92,7 @@ class WindowedProfile:
         max_features: int = 1_000,
         reference_chunks: int = 0,
         keep_evicted: bool = False,
+        pin_reference: bool = True,
     ) -> None:
         self.model = model
         self.version = version
@@ -113,6 +114,11 @@ class WindowedProfile:
         self.reference_chunks = reference_chunks
         """Groups of windows a pinned reference keeps for learned thresholds (0: none, saving their memory)."""
         self.keep_evicted = keep_evicted
+        self.pin_reference = pin_reference
+        """False for a partial window set (one Kafka partition's share of a model): only the merge of every
+        partition may pin a reference (profile/partitioned.py)."""
+        self.predictions = 0.0
+        """Predictions ever added (row weights, late rows included): ``ml.predictions`` in shared Kafka mode."""
         # What changed since the last checkpoint; read and reset only through take_changes/restore_changes.
         self._evicted: list[tuple[int, ModelProfile]] = []  # windows that left memory, for the archive
         self._dirty: set[int] = set()  # windows changed (only these are written again)
@@ -148,6 +154,7 @@ class WindowedProfile:
                 self.kinds[name] = choose_kind(batch, name) if (
                     name in batch.numeric or name in batch.categorical) else "numeric"
         late = 0
+        self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():
             if self.first_window_ns is None:
                 self.first_window_ns = start
@@ -226,10 +233,11 @@ class WindowedProfile:
         return (max(0, self.window.reference_min_rows - rows),
                 max(0.0, (self.first_window_ns + self.window.horizon_ns - wm) / NS))
 
-    def _maybe_pin(self) -> None:
-        if self.reference is not None or self.first_window_ns is None:
+    def _maybe_pin(self, watermark_ns: int | None = None) -> None:
+        """Pin the first horizon once ``watermark_ns`` (default: this profile's own) has passed it."""
+        if self.reference is not None or self.first_window_ns is None or not self.pin_reference:
             return
-        wm = self.watermark_ns()
+        wm = self.watermark_ns() if watermark_ns is None else watermark_ns
         end = self.first_window_ns + self.window.horizon_ns
         rows = 0
         for start in sorted(self.windows):
@@ -307,7 +315,7 @@ class WindowedProfile:
         return {
             "model": self.model, "version": self.version, "kinds": self.kinds,
             "first_window_ns": self.first_window_ns, "newest_event_ns": self.newest_event_ns,
-            "current_start_ns": self.current_start_ns,
+            "current_start_ns": self.current_start_ns, "predictions": self.predictions,
             "pinned_reference": self.reference.to_dict() if self.reference_source == "pinned" and self.reference
             else None,
         }
@@ -320,6 +328,7 @@ class WindowedProfile:
         wp.first_window_ns = state["first_window_ns"]
         wp.newest_event_ns = state["newest_event_ns"]
         wp.current_start_ns = state["current_start_ns"]
+        wp.predictions = float(state.get("predictions", 0.0))
         wp.windows = dict(windows)
         for start in sorted(windows):  # the grid the newest windows bin on
             windows[start].grids = wp.grids

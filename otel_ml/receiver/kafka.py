@@ -38,6 +38,12 @@ class KafkaReceiverConfig:
     """Larger messages are skipped (``too_large``)."""
     client_options: dict[str, str] = field(default_factory=dict)
     """Further librdkafka settings (TLS, SASL for managed Kafka: ``security.protocol``, ``sasl.mechanism``, ...)."""
+    changelog_topic: str = ""
+    """Shared mode when set: replicas in ``group`` share models, each keeping the windows of its partitions and
+    publishing them to this compacted topic (created if absent), which is also the state: no local journal.
+    Empty: this processor owns whatever it consumes, its state in ``state.dir`` (docs/scaling.md)."""
+    session_timeout_ms: int = 10_000
+    """How soon a replica that died without leaving loses its partitions to the others."""
 
     @property
     def enabled(self) -> bool:
@@ -48,6 +54,23 @@ def partition_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
+def kafka_error_text(e: BaseException) -> str:
+    """A KafkaException's one-line reason."""
+    return e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
+
+
+@dataclass
+class PartitionCallbacks:
+    """Shared mode: what the service does when this replica gains or loses partitions (in the consumer thread,
+    before it reads from them / after it stopped), and after each poll (publishing its state when due)."""
+
+    assigned: Callable[[dict[int, int]], None]
+    """Called with each partition's offset committed with its last published state (-1: none)."""
+    revoked: Callable[[list[int]], None]
+    polled: Callable[[dict[int, bool]], None]
+    """Called with, per partition held, whether everything written to it so far has been read."""
+
+
 class KafkaTraceReceiver:
     """Consumes ``config.topic`` in one thread: ``decode(bytes) → DecodeResult``, then ``apply(result, size)``
     (journal + apply, raising a refusal when the processor cannot take it now). ``applied_offset(key)`` is the
@@ -55,8 +78,13 @@ class KafkaTraceReceiver:
     result that says why (``skipped_messages``): its offset and its count become durable like any other's."""
 
     def __init__(self, config: KafkaReceiverConfig, decode: Callable[[bytes], DecodeResult],
-                 apply: Callable[[DecodeResult, int], object], applied_offset: Callable[[str], int | None]) -> None:
+                 apply: Callable[[DecodeResult, int], object], applied_offset: Callable[[str], int | None],
+                 partitions: PartitionCallbacks | None = None) -> None:
         self.config = config
+        self._partitions = partitions
+        self.partition_count = 0
+        self._held: list[int] = []
+        """Partitions of ``config.topic`` (known after ``start``)."""
         self._decode = decode
         self._apply = apply
         self._applied_offset = applied_offset
@@ -76,24 +104,37 @@ class KafkaTraceReceiver:
                 "enable.auto.commit": False, "auto.offset.reset": "earliest",
                 "fetch.max.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
                 "max.partition.fetch.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
+                "session.timeout.ms": self.config.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
                 "logger": logging.getLogger("otel_ml.kafka.client"),  # librdkafka's lines through our log
                 **self.config.client_options})
         except KafkaException as e:  # an unknown or malformed librdkafka option
-            raise RuntimeError(f"receiver.kafka: {e.args[0].str() if e.args else e}") from e
+            raise RuntimeError(f"receiver.kafka: {kafka_error_text(e)}") from e
         try:
             # A mistyped address fails the start in one line instead of a serving process that never reads.
-            self._consumer.list_topics(timeout=15)
+            metadata = self._consumer.list_topics(self.config.topic, timeout=15)
         except KafkaException as e:
             self._consumer.close()
             raise OSError(f"cannot reach the Kafka brokers {self.config.brokers} (receiver.kafka.brokers): "
-                          f"{e.args[0].str() if e.args else e}") from e
-        self._consumer.subscribe([self.config.topic], on_assign=self._on_assign)
+                          f"{kafka_error_text(e)}") from e
+        topic = metadata.topics.get(self.config.topic)
+        self.partition_count = len(topic.partitions) if topic is not None and topic.error is None else 0
+        if self._partitions is not None and not self.partition_count:
+            self._consumer.close()
+            raise RuntimeError(f"receiver.kafka.changelog_topic needs the topic {self.config.topic!r} to exist "
+                               "(its partition count fixes the changelog's)")
+        self._consumer.subscribe([self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread = threading.Thread(target=self._run, name="otel-ml-kafka", daemon=True)
         self._thread.start()
         log.info("Kafka receiver: topic %r on %s, group %r", self.config.topic, self.config.brokers,
                  self.config.group)
 
     def _on_assign(self, consumer, partitions) -> None:
+        if self._partitions is not None:  # take the partitions' state over first: its offsets are the seek points
+            # Committed with the state in one transaction; a stable read waits for that transaction's markers.
+            committed = consumer.committed(partitions, timeout=60)
+            self._partitions.assigned({tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in committed})
+            self._held = sorted({*self._held, *(tp.partition for tp in partitions)})
         for tp in partitions:
             done = self._applied_offset(partition_key(tp.topic, tp.partition))
             if done is not None:
@@ -101,6 +142,34 @@ class KafkaTraceReceiver:
         consumer.assign(partitions)
         log.info("Kafka partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}"
                                                              for tp in partitions))
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        if self._partitions is not None and partitions:
+            self._partitions.revoked([tp.partition for tp in partitions])
+            self._held = [p for p in self._held if p not in {tp.partition for tp in partitions}]
+        log.info("Kafka partitions revoked: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+    def _caught_up(self, consumer) -> dict[int, bool]:
+        """Per partition held: read up to its end (the position, past any transaction marker, at the high
+        watermark of the last fetch; no broker round trip)."""
+        from confluent_kafka import TopicPartition
+
+        if not self._held:
+            return {}
+        positions = consumer.position([TopicPartition(self.config.topic, p) for p in self._held])
+        out = {}
+        for tp in positions:
+            high = consumer.get_watermark_offsets(tp, cached=True)[1]
+            # no message read yet: the position is unset; where reading started is
+            applied = self._applied_offset(partition_key(tp.topic, tp.partition))
+            done = tp.offset if tp.offset >= 0 else (-1 if applied is None else applied) + 1
+            out[tp.partition] = 0 <= high <= done
+        return out
+
+    def group_metadata(self):
+        """The consumer's group generation, for offsets committed in a changelog transaction."""
+        assert self._consumer is not None
+        return self._consumer.consumer_group_metadata()
 
     def _run(self) -> None:
         consumer = self._consumer
@@ -117,6 +186,8 @@ class KafkaTraceReceiver:
                     log.warning("Kafka: %s", m.error())
                     continue
                 self._handle(m)
+            if self._partitions is not None:
+                self._partitions.polled(self._caught_up(consumer))
 
     def _handle(self, m) -> None:
         value = m.value() or b""
@@ -148,7 +219,7 @@ class KafkaTraceReceiver:
     def shutdown(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
         if self._consumer is not None:
-            self._consumer.close()
+            self._consumer.close()  # leaves the group: on_revoke publishes this replica's state first
             self._consumer = None
