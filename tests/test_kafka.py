@@ -190,9 +190,53 @@ def settled(replicas: list) -> dict[str, dict]:
     raise AssertionError("the exported numbers did not settle")
 
 
+def restored_offsets(line: str) -> list[int]:
+    """From a replica's "partitions [...] taken over at offsets [...]" log line: the offsets of partitions that came
+    with a state (>= 0)."""
+    if "taken over at offsets [" not in line:
+        return []
+    return [int(o) for o in line.split("taken over at offsets [")[1].split("]")[0].split(",") if int(o) >= 0]
+
+
+class ExportSampler(threading.Thread):
+    """Scrapes every replica every 0.1 s: which replicas export each model's ml_predictions_total; records any
+    sample with two exporters and, per model, the longest time without one."""
+
+    def __init__(self, replicas: list) -> None:
+        super().__init__(daemon=True)
+        self.replicas = replicas
+        self.duplicates: list[tuple[float, str, list[int]]] = []
+        self.longest_gap: dict[str, float] = {m: 0.0 for m in SHARED_MODELS}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        last_seen = {m: time.monotonic() for m in SHARED_MODELS}
+        while not self._halt.wait(0.1):
+            exporters: dict[str, list[int]] = {}
+            for i, sp in enumerate(list(self.replicas)):
+                try:
+                    samples = sp.scrape()
+                except OSError:  # still starting
+                    continue
+                for s in select(samples, "ml_predictions_total"):
+                    exporters.setdefault(s.labels["ml_model_name"], []).append(i)
+            now = time.monotonic()
+            for model in SHARED_MODELS:
+                if len(exporters.get(model, [])) > 1:
+                    self.duplicates.append((now, model, exporters[model]))
+                if exporters.get(model):
+                    last_seen[model] = now
+                self.longest_gap[model] = max(self.longest_gap[model], now - last_seen[model])
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
 def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, tmp_path: Path) -> None:
     """SDK → Collector (kafka exporter) → 6 partitions → 1, 2 and 3 replicas in one group each: every model
-    exported by exactly one replica, counts equal what was sent, decisions equal the one-replica run's."""
+    exported by exactly one replica, counts equal what was sent, decisions equal the one-replica run's; and a group
+    growing from 1 to 3 replicas hands partitions over with their windows, without a gap or a duplicate."""
     from tests.external_processes import start_collector
     from tests.test_collector import _Target
     from tests.test_e2e import sdk_provider
@@ -224,15 +268,32 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
         config = tmp_path / "shared.yaml"
         config.write_text(SHARED_CONFIG)
         results = {}
-        for n in (1, 2, 3):
+        for n in (2, 3):  # a group per replica count, each reading the topic from its start
             replicas = [serve_factory(*shared_args(kafka, topic, f"shared-{n}", config),
                                       state_dir=tmp_path / f"state-{n}-{i}") for i in range(n)]
             results[n] = settled(replicas)
             owners = [len(select(sp.scrape(), "ml_predictions_total")) for sp in replicas]
-            if n > 1:  # the models' exporting partitions (0, 2, 3) are spread over more than one replica
-                assert sum(1 for k in owners if k) > 1, owners
+            # the models' exporting partitions (0, 2, 3) are spread over more than one replica
+            assert sum(1 for k in owners if k) > 1, owners
             for sp in replicas:
                 sp.stop()
+        # One group growing from 1 to 3 replicas: partitions handed over with their windows, each model's series
+        # sampled every 0.1 s on every replica: never from two, and never missing for longer than one evaluation
+        # interval (1 s) plus the sampling period.
+        grow = [serve_factory(*shared_args(kafka, topic, "shared-grow", config), state_dir=tmp_path / "grow-0")]
+        results[1] = settled(grow)
+        sampler = ExportSampler(grow)
+        sampler.start()
+        for i in (1, 2):
+            grow.append(serve_factory(*shared_args(kafka, topic, "shared-grow", config),
+                                      state_dir=tmp_path / f"grow-{i}"))
+            grown = settled(grow)
+            assert grown["predictions"] == results[1]["predictions"] and grown["detected"] == results[1]["detected"]
+            # the newcomer's partitions came with their windows from the changelog (-1: a partition never written)
+            assert any(restored_offsets(line) for line in grow[-1].log), "".join(grow[-1].log)
+        sampler.stop()
+        assert sampler.duplicates == [], sampler.duplicates[:5]
+        assert max(sampler.longest_gap.values()) <= 1.0 + 0.35, sampler.longest_gap
         one = results[1]
         assert one["detected"][("hot", "x", "overall")] == 1.0
         assert one["detected"][("small-2", "c", "overall")] == 1.0
@@ -282,6 +343,4 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     wait_for(counted, timeout=120, what=f"every prediction counted once: {expected}")
     time.sleep(3)
     assert counted() == expected  # nothing read twice shows up later
-    taken = [line for line in a.log + b.log if "taken over at offsets" in line]
-    assert any(any(o.strip() not in ("-1", "") for o in line.split("offsets [")[1].split("]")[0].split(","))
-               for line in b.log if "taken over at offsets" in line), "".join(taken)
+    assert any(restored_offsets(line) for line in b.log), "".join(b.log)  # b2's partitions from the changelog
