@@ -36,6 +36,8 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
                    help="also consume OTLP messages from Kafka (the Collector's kafka exporter, otlp_proto)")
     p.add_argument("--kafka-topic", metavar="TOPIC", help="Kafka topic (default otel-ml-spans)")
     p.add_argument("--kafka-group", metavar="GROUP", help="Kafka consumer group (default otel-ml)")
+    p.add_argument("--kafka-logs-topic", metavar="TOPIC",
+                   help="also consume ground truth as OTLP log records from this topic (the kafka exporter's logs)")
     p.add_argument("--kafka-changelog-topic", metavar="TOPIC",
                    help="shared mode: replicas in the group share models, state in this compacted topic "
                         "(docs/scaling.md)")
@@ -72,6 +74,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "receiver.kafka.topic": args.kafka_topic,
         "receiver.kafka.group": args.kafka_group,
         "receiver.kafka.changelog_topic": args.kafka_changelog_topic,
+        "receiver.kafka.logs_topic": args.kafka_logs_topic,
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
         "ui.endpoint": args.ui_endpoint,

@@ -241,6 +241,11 @@ def _validate(cfg: ServiceConfig) -> None:
     need(windows >= 1 and abs(windows - round(windows)) < 1e-9, "windows.horizon_seconds",
          f"a whole number of windows (windows.window_seconds = {cfg.windows.window_seconds:g})",
          cfg.windows.horizon_seconds)
+    kafka = cfg.receiver.kafka
+    need(not (kafka.logs_topic and kafka.changelog_topic), "receiver.kafka.logs_topic",
+         "empty with receiver.kafka.changelog_topic (ground truth needs one processor per consumer group)",
+         kafka.logs_topic)
+    need(kafka.session_timeout_ms >= 1000, "receiver.kafka.session_timeout_ms", ">= 1000", kafka.session_timeout_ms)
     need(cfg.labels.sample_ratio <= 1, "labels.sample_ratio", "in (0, 1]", cfg.labels.sample_ratio)
     need(0 < cfg.performance.threshold < 1, "performance.threshold", "in (0, 1)", cfg.performance.threshold)
     need(cfg.performance.window_seconds <= cfg.performance.horizon_seconds, "performance.window_seconds",

@@ -95,20 +95,22 @@ def test_kafka_messages_counted_once_across_kill_9_and_bad_ones_skipped(kafka: s
 
 def test_sdk_to_collector_kafka_exporter_to_topic_to_serve(kafka: str, serve_factory, tmp_path: Path) -> None:
     """collector-config/kafka.yaml as shipped: the plain OTel SDK → the Collector's kafka exporter (otlp_proto) →
-    a 6-partition topic → otel-ml serve; every prediction counted once, ordinary spans filtered out on the way."""
+    a 6-partition topic → otel-ml serve; every prediction counted once, ordinary spans filtered out on the way;
+    ground truth as SDK log records through the Collector's logs topic, joined to its predictions."""
     from tests.external_processes import start_collector
-    from tests.test_collector import _Target
+    from tests.test_collector import _Target, labelled_rows, send_predictions_and_log_labels
     from tests.test_e2e import sdk_provider
 
-    topic = "otel-ml-spans-collector"
-    produce(kafka, topic, [])  # the topic, with 6 partitions, before the Collector writes to it
+    topic, logs_topic = "otel-ml-spans-collector", "otel-ml-labels-collector"
+    produce(kafka, topic, [])  # the topics, with 6 partitions, before the Collector writes to them
+    produce(kafka, logs_topic, [])
     col_grpc = free_port()
     collector, _ = start_collector(REPO / "collector-config" / "kafka.yaml", tmp_path, {
         "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{col_grpc}", "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "KAFKA_BROKERS": kafka, "OTEL_ML_KAFKA_TOPIC": topic})
+        "KAFKA_BROKERS": kafka, "OTEL_ML_KAFKA_TOPIC": topic, "OTEL_ML_KAFKA_LOGS_TOPIC": logs_topic})
     try:
         sp = serve_factory("--kafka-brokers", kafka, "--kafka-topic", topic, "--kafka-group", "collector-test",
-                           "--no-otlp-http", "--window", "60", "--horizon", "600")
+                           "--kafka-logs-topic", logs_topic, "--no-otlp-http", "--window", "60", "--horizon", "600")
         provider = sdk_provider(_Target(col_grpc))
         tracer = provider.get_tracer("app")
         for i in range(3000):
@@ -117,14 +119,26 @@ def test_sdk_to_collector_kafka_exporter_to_topic_to_serve(kafka: str, serve_fac
                 tracer.start_span("GET /health").end()  # not ML: the Collector drops it
         provider.shutdown()
 
-        def counted() -> dict[str, float] | None:
-            got = {s.labels["ml_model_name"]: s.value for s in select(sp.scrape(), "ml_predictions_total")}
-            return got if sum(got.values()) >= 3000 else None
+        rows = labelled_rows(np.random.default_rng(3), 300)
+        send_predictions_and_log_labels(f"127.0.0.1:{col_grpc}", "labelled", rows, time.time_ns() - 60 * NS)
 
-        got = wait_for(counted, timeout=90, what="3000 predictions through the Collector and Kafka")
+        def counted() -> dict[str, float] | None:
+            samples = sp.scrape()
+            got = {s.labels["ml_model_name"]: s.value for s in select(samples, "ml_predictions_total")}
+            labels = sum(s.value for s in select(samples, "ml_ground_truth_total"))
+            return got if sum(got.values()) >= 3300 and labels >= len(rows) else None
+
+        got = wait_for(counted, timeout=90, what="3300 predictions and 300 labels through the Collector and Kafka")
         time.sleep(2)
-        assert got == {f"m{k}": 750.0 for k in range(4)} == counted()
-        assert sum(s.value for s in select(sp.scrape(), "otel_ml_spans_ignored_total")) == 0
+        assert got == {**{f"m{k}": 750.0 for k in range(4)}, "labelled": 300.0} == counted()
+        samples = sp.scrape()
+        assert sum(s.value for s in select(samples, "otel_ml_spans_ignored_total")) == 0
+        assert [s.value for s in select(samples, "ml_ground_truth_total")] == [300.0]
+        assert sum(s.value for s in select(samples, "ml_ground_truth_unmatched_total")) == 0
+        wait_for(lambda: select(sp.scrape(), "ml_performance", ml_model_name="labelled",
+                                ml_performance_metric="accuracy"), timeout=30, what="realized accuracy")
+        [accuracy] = select(sp.scrape(), "ml_performance", ml_model_name="labelled", ml_performance_metric="accuracy")
+        assert accuracy.value == pytest.approx(float((rows.y == rows.y_pred).mean()), abs=1e-5)
     finally:
         collector.stop()
 
@@ -344,3 +358,23 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     time.sleep(3)
     assert counted() == expected  # nothing read twice shows up later
     assert any(restored_offsets(line) for line in b.log), "".join(b.log)  # b2's partitions from the changelog
+    # A label needs its prediction in the same processor: refused with a reason, not silently lost.
+    produce(kafka, topic, [label_span_request()])
+    wait_for(lambda: sum(s.value for sp in (a, b) for s in select(sp.scrape(), "otel_ml_spans_rejected_total",
+                                                                  reason="ground_truth_unsupported")) >= 1,
+             timeout=30, what="the label refused as ground_truth_unsupported")
+
+
+def label_span_request() -> bytes:
+    """One ground-truth span (ml.prediction.id + ml.ground_truth)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add(
+        name="ground truth", trace_id=b"\1" * 16, span_id=b"\2" * 8, start_time_unix_nano=time.time_ns(),
+        end_time_unix_nano=time.time_ns())
+    for key, value in (("ml.model.name", AnyValue(string_value="kill-model-0")),
+                       ("ml.prediction.id", AnyValue(string_value="p-1")), ("ml.ground_truth", AnyValue(int_value=1))):
+        span.attributes.append(KeyValue(key=key, value=value))
+    return req.SerializeToString()

@@ -32,6 +32,9 @@ class KafkaReceiverConfig:
     brokers: str = ""
     """Bootstrap servers, ``host:port[,host:port]``; empty: no Kafka receiver."""
     topic: str = "otel-ml-spans"
+    logs_topic: str = ""
+    """Also consume this topic of ExportLogsServiceRequests (the kafka exporter's ``logs`` with ``otlp_proto``):
+    ground truth as log records. Empty: none. Not with ``changelog_topic``."""
     group: str = "otel-ml"
     """Consumer group: replicas in one group share the topic's partitions."""
     max_message_bytes: int = 64 * 1024 * 1024
@@ -77,7 +80,7 @@ class KafkaTraceReceiver:
     newest offset already applied for a partition (None: none). A message left out is applied too, as an empty
     result that says why (``skipped_messages``): its offset and its count become durable like any other's."""
 
-    def __init__(self, config: KafkaReceiverConfig, decode: Callable[[bytes], DecodeResult],
+    def __init__(self, config: KafkaReceiverConfig, decode: Callable[..., DecodeResult],
                  apply: Callable[[DecodeResult, int], object], applied_offset: Callable[[str], int | None],
                  partitions: PartitionCallbacks | None = None) -> None:
         self.config = config
@@ -123,10 +126,11 @@ class KafkaTraceReceiver:
             self._consumer.close()
             raise RuntimeError(f"receiver.kafka.changelog_topic needs the topic {self.config.topic!r} to exist "
                                "(its partition count fixes the changelog's)")
-        self._consumer.subscribe([self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        topics = [self.config.topic, *([self.config.logs_topic] if self.config.logs_topic else [])]
+        self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread = threading.Thread(target=self._run, name="otel-ml-kafka", daemon=True)
         self._thread.start()
-        log.info("Kafka receiver: topic %r on %s, group %r", self.config.topic, self.config.brokers,
+        log.info("Kafka receiver: %s on %s, group %r", " and ".join(map(repr, topics)), self.config.brokers,
                  self.config.group)
 
     def _on_assign(self, consumer, partitions) -> None:
@@ -197,7 +201,7 @@ class KafkaTraceReceiver:
             reason, detail = "too_large", f"{len(value)} bytes"
         else:
             try:
-                result = self._decode(value)
+                result = self._decode(value, signal="logs" if m.topic() == self.config.logs_topic else "traces")
             except ValueError as e:
                 reason, detail = "not_otlp", str(e)
         if result is None:
