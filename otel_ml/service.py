@@ -321,7 +321,9 @@ class ProcessorService:
         if first:
             consequence = {"journal": "requests are answered UNAVAILABLE with RetryInfo and nothing of them is kept; "
                                       "not ready until a write succeeds",
-                           "checkpoint": "the journal keeps everything; retried at the next checkpoint",
+                           "checkpoint": "retried at the next publication; a replica taking a partition over reads "
+                                         "on from its last published offset" if self.shared else
+                                         "the journal keeps everything; retried at the next checkpoint",
                            "reference": "the pinned reference is in use; written again at the next evaluation"}[op]
             log.error("cannot write state in %s (%s: %s): %s", self.config.state.dir, op, cause, consequence)
 

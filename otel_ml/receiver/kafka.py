@@ -120,18 +120,27 @@ class KafkaTraceReceiver:
             self._consumer.close()
             raise OSError(f"cannot reach the Kafka brokers {self.config.brokers} (receiver.kafka.brokers): "
                           f"{kafka_error_text(e)}") from e
-        topic = metadata.topics.get(self.config.topic)
-        self.partition_count = len(topic.partitions) if topic is not None and topic.error is None else 0
-        if self._partitions is not None and not self.partition_count:
-            self._consumer.close()
-            raise RuntimeError(f"receiver.kafka.changelog_topic needs the topic {self.config.topic!r} to exist "
-                               "(its partition count fixes the changelog's)")
+        self.partition_count = self._count_partitions(metadata)
+        waited = 0.0
+        while self._partitions is not None and not self.partition_count:
+            # Shared mode: the topic's partition count fixes the changelog's and each model's exporting partition.
+            if waited % 30 == 0:
+                log.warning("Kafka topic %r does not exist yet; shared mode waits for it (create it with as many "
+                            "partitions as replicas you may run, e.g. kafka-topics.sh --create --partitions 12)",
+                            self.config.topic)
+            time.sleep(2)
+            waited += 2
+            self.partition_count = self._count_partitions(self._consumer.list_topics(self.config.topic, timeout=15))
         topics = [self.config.topic, *([self.config.logs_topic] if self.config.logs_topic else [])]
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread = threading.Thread(target=self._run, name="otel-ml-kafka", daemon=True)
         self._thread.start()
         log.info("Kafka receiver: %s on %s, group %r", " and ".join(map(repr, topics)), self.config.brokers,
                  self.config.group)
+
+    def _count_partitions(self, metadata) -> int:
+        topic = metadata.topics.get(self.config.topic)
+        return len(topic.partitions) if topic is not None and topic.error is None else 0
 
     def _on_assign(self, consumer, partitions) -> None:
         if self._partitions is not None:  # take the partitions' state over first: its offsets are the seek points
