@@ -153,6 +153,12 @@ class KafkaTraceReceiver:
             if done is not None:
                 tp.offset = done + 1  # just past what is applied (journaled) already
         consumer.assign(partitions)
+        mine = {tp.partition for tp in partitions if tp.topic == self.config.topic}
+        if self._partitions is None and self.partition_count and len(mine) < self.partition_count:
+            log.warning("group %r has other members: this processor got %d of topic %r's %d partitions and exports "
+                        "partial numbers for its models, as do the others. Replicas sharing a group need "
+                        "receiver.kafka.changelog_topic (--kafka-changelog-topic, docs/scaling.md)",
+                        self.config.group, len(mine), self.config.topic, self.partition_count)
         log.info("Kafka partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}"
                                                              for tp in partitions))
 
