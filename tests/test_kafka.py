@@ -27,10 +27,13 @@ SPANS = 100
 def kafka() -> Iterator[str]:
     require("Java and Maven (Apache Kafka from Maven Central)", bool(shutil.which("java") and shutil.which("mvn")),
             "scripts/setup-test-deps.sh fetches the jars")
-    port = free_port()
-    env = {**os.environ, "KAFKA_PORT": str(port)}
-    out = subprocess.run([str(REPO / "scripts" / "kafka.sh"), "start"], capture_output=True, text=True, env=env,
-                         timeout=300)
+    for _attempt in range(3):  # a broker once exited at start without a word (its controller port, +1, taken?)
+        port = free_port()
+        env = {**os.environ, "KAFKA_PORT": str(port)}
+        out = subprocess.run([str(REPO / "scripts" / "kafka.sh"), "start"], capture_output=True, text=True,
+                             env=env, timeout=300)
+        if out.returncode == 0:
+            break
     assert out.returncode == 0, out.stderr
     try:
         yield out.stdout.strip().splitlines()[-1]
@@ -204,6 +207,23 @@ def settled(replicas: list) -> dict[str, dict]:
     raise AssertionError("the exported numbers did not settle")
 
 
+def partitions_holding(bootstrap: str, topic: str, needle: bytes) -> dict[int, int]:
+    """Per partition of ``topic``: how many of its messages contain ``needle``."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(6)])
+        found: dict[int, int] = {}
+        while messages := consumer.consume(500, 2.0):
+            for m in messages:
+                if m.error() is None and needle in (m.value() or b""):
+                    found[m.partition()] = found.get(m.partition(), 0) + 1
+        return found
+    finally:
+        consumer.close()
+
+
 def restored_offsets(line: str) -> list[int]:
     """From a replica's "partitions [...] taken over at offsets [...]" log line: the offsets of partitions that came
     with a state (>= 0)."""
@@ -270,7 +290,10 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
         t0 = time.time_ns() - 720 * NS
         rows = [(model, i / n) for model, n in SHARED_MODELS.items() for i in range(n)]
         rows.sort(key=lambda r: r[1])
-        for model, frac in rows:
+        for i, (model, frac) in enumerate(rows):
+            if i and i % 84 == 0:  # 50 Collector batches (its timeout is 200 ms), each to a partition at random
+                provider.force_flush()
+                time.sleep(0.25)
             t = t0 + int(frac * 660 * NS)
             later = frac > 0.5
             attrs = {"ml.model.name": model, "ml.feature.x": float(rng.normal(1.0 if later and model == "hot" else 0)),
@@ -279,6 +302,9 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
                                                     else [0.5, 0.3, 0.2]))}
             tracer.start_span("predict", start_time=t, attributes=attrs).end(end_time=t + 1_000_000)
         provider.shutdown()
+        # "hot" spread over every partition (P(a partition missed by 50 random messages) = 6 × (5/6)^50 < 0.0001)
+        wait_for(lambda: len(partitions_holding(kafka, topic, b"hot")) == 6, timeout=30,
+                 what="the hot model's spans in all 6 partitions")
         config = tmp_path / "shared.yaml"
         config.write_text(SHARED_CONFIG)
         results = {}
