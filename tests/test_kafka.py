@@ -372,9 +372,11 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     writer.join(60)
     expected = {f"kill-model-{k}": float(SPANS * len(range(k, N_MESSAGES * 2, 4))) for k in range(4)}
 
+    replicas = [a, b]
+
     def counted():
         got: dict[str, float] = {}
-        for sp in (a, b):
+        for sp in replicas:
             for s in select(sp.scrape(), "ml_predictions_total"):
                 assert s.labels["ml_model_name"] not in got, "a model exported twice"
                 got[s.labels["ml_model_name"]] = s.value
@@ -389,6 +391,17 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     wait_for(lambda: sum(s.value for sp in (a, b) for s in select(sp.scrape(), "otel_ml_spans_rejected_total",
                                                                   reason="ground_truth_unsupported")) >= 1,
              timeout=30, what="the label refused as ground_truth_unsupported")
+    # Every replica gone (SIGTERM: each publishes as it leaves); one new replica on a new disk: the whole state
+    # comes from the changelog, and nothing is read twice.
+    for sp in (a, b):
+        assert sp.stop() == 0
+    c = serve_factory(*args, state_dir=tmp_path / "c")
+    replicas[:] = [c]
+    wait_for(counted, timeout=60, what="the counts restored from the changelog alone")
+    time.sleep(3)
+    assert counted() == expected
+    assert any(restored_offsets(line) for line in c.log), "".join(c.log)
+    assert len(select(c.scrape(), "ml_predictions_total")) == 4, "".join(c.log)
 
 
 def label_span_request() -> bytes:
