@@ -108,7 +108,9 @@ class KafkaTraceReceiver:
                 "fetch.max.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
                 "max.partition.fetch.bytes": max(self.config.max_message_bytes, 1 << 20) + (1 << 20),
                 "session.timeout.ms": self.config.session_timeout_ms,
-                "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
+                # Members learn of a rebalance at their next heartbeat and the group waits for the last one: a
+                # short interval keeps the time a partition (and its models' series) has no owner short.
+                "heartbeat.interval.ms": min(500, self.config.session_timeout_ms // 3),
                 "logger": logging.getLogger("otel_ml.kafka.client"),  # librdkafka's lines through our log
                 **self.config.client_options})
         except KafkaException as e:  # an unknown or malformed librdkafka option

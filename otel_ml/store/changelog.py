@@ -107,7 +107,7 @@ class KafkaChangelog:
         assert tail is not None
         while not self._stop.is_set():
             try:
-                messages = tail.consume(256, 0.2)
+                messages = tail.consume(256, 0.05)  # waits the whole timeout for fewer: a takeover waits on it
             except Exception as e:
                 log.warning("changelog read failed: %s", e)
                 time.sleep(1)
