@@ -18,6 +18,7 @@ import resource
 import time
 import uuid
 
+from bench.kafka_ingest import require_broker
 from bench.loadgen import make_request
 from otel_ml.decode import decode_request
 
@@ -84,6 +85,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--messages", type=int, default=4000)
     args = ap.parse_args()
+    require_broker(args.bootstrap)
     payloads = [make_request(512, seed=i) for i in range(16)]
     topic = f"otel-ml-bench-{uuid.uuid4().hex[:8]}"
     wall = produce(args.bootstrap, topic, payloads, args.messages)

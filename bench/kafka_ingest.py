@@ -24,11 +24,24 @@ import uuid
 
 from bench.ingest import cpu_seconds, free_port, run, taskset
 from bench.loadgen import make_request
+from otel_ml.receiver.kafka import kafka_error_text
 
 
 def scraped(prom: int, metric: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{prom}/metrics", timeout=10).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric))
+
+
+def require_broker(bootstrap: str) -> None:
+    """Exit in one line when no Kafka answers at ``bootstrap`` (before minutes of gRPC load)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    except KafkaException as e:
+        raise SystemExit(f"no Kafka at --bootstrap {bootstrap} ({kafka_error_text(e)}); "
+                         "start one with scripts/kafka.sh start") from None
 
 
 def fill_topic(bootstrap: str, messages: int) -> str:
@@ -107,6 +120,7 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, nargs="*", default=[1, 2, 3],
                     help="shared-mode runs with this many replicas in one group (none: skip)")
     args = ap.parse_args()
+    require_broker(args.bootstrap)
     grpc_run = run(True, args.seconds, 8, 1)
     kafka = kafka_run(args.bootstrap, args.messages)
     print("| way in (durable, processor on 1 core) | spans | processor CPU s | spans per processor CPU-second |")

@@ -242,10 +242,17 @@ def _validate(cfg: ServiceConfig) -> None:
          f"a whole number of windows (windows.window_seconds = {cfg.windows.window_seconds:g})",
          cfg.windows.horizon_seconds)
     kafka = cfg.receiver.kafka
+    for key, value in (("logs_topic", kafka.logs_topic), ("changelog_topic", kafka.changelog_topic)):
+        need(not value or kafka.enabled, f"receiver.kafka.{key}", "set only with receiver.kafka.brokers "
+             "(--kafka-brokers)", value)
+        need(value != kafka.topic, f"receiver.kafka.{key}", "a topic other than receiver.kafka.topic", value)
     need(not (kafka.logs_topic and kafka.changelog_topic), "receiver.kafka.logs_topic",
          "empty with receiver.kafka.changelog_topic (ground truth needs one processor per consumer group)",
          kafka.logs_topic)
-    need(kafka.session_timeout_ms >= 1000, "receiver.kafka.session_timeout_ms", ">= 1000", kafka.session_timeout_ms)
+    need(not kafka.changelog_topic or kafka.changelog_topic != kafka.logs_topic, "receiver.kafka.changelog_topic",
+         "a topic other than receiver.kafka.logs_topic", kafka.changelog_topic)
+    need(kafka.session_timeout_ms >= 6000, "receiver.kafka.session_timeout_ms",
+         ">= 6000 (the brokers' default group.min.session.timeout.ms)", kafka.session_timeout_ms)
     need(cfg.labels.sample_ratio <= 1, "labels.sample_ratio", "in (0, 1]", cfg.labels.sample_ratio)
     need(0 < cfg.performance.threshold < 1, "performance.threshold", "in (0, 1)", cfg.performance.threshold)
     need(cfg.performance.window_seconds <= cfg.performance.horizon_seconds, "performance.window_seconds",

@@ -119,8 +119,7 @@ class ProcessorService:
         self.kafka_offsets: dict[str, int] = {}
         """Newest applied offset per Kafka ``topic:partition`` (checkpointed; the journal records each message's)."""
         self.kafka = (KafkaTraceReceiver(kafka, self._decode, self._consume_kafka,
-                                         (lambda key: self.kafka_offsets.get(key, -1)) if self.shared
-                                         else self.kafka_offsets.get,
+                                         self._partition_offset if self.shared else self.kafka_offsets.get,
                                          PartitionCallbacks(self._assigned, self._revoked, self._polled)
                                          if self.shared else None) if kafka.enabled else None)
         self.http = HttpServer(config.http)
@@ -414,7 +413,7 @@ class ProcessorService:
         prediction and its label in one place, which partitions spread over replicas do not give: labels are
         rejected here (``ground_truth_unsupported``), predictions are profiled."""
         assert self.partitioned is not None and len(result.offsets) == 1
-        topic, partition, offset = result.offsets[0]
+        _topic, partition, offset = result.offsets[0]
         with self._lock:
             for labels in result.labels:
                 n = len(labels.prediction_id)
@@ -424,7 +423,6 @@ class ProcessorService:
                                            "consumer group (receiver.kafka.changelog_topic unset)")
             result.labels = []
             late = self.partitioned.update(partition, offset, result.batches)
-            self.kafka_offsets[partition_key(topic, partition)] = offset
             self._count_result(result)
             for (model, version), n in late.items():
                 if n:
@@ -473,8 +471,13 @@ class ProcessorService:
             if partition in self.owned:
                 return
             self.partitioned.apply_records(partition, records)
-            offset = self.partitioned.parts[partition].offset
-            self.kafka_offsets[partition_key(self.kafka.config.topic, partition)] = offset
+
+    def _partition_offset(self, key: str) -> int:
+        """Shared mode: the offset of the state held for a partition (``topic:partition``; -1: none), where
+        reading it resumes."""
+        assert self.partitioned is not None
+        state = self.partitioned.parts.get(int(key.rpartition(":")[2]))
+        return -1 if state is None else state.offset
 
     def _assigned(self, committed: dict[int, int]) -> None:
         """Partitions given to this replica: first the state their previous owner published with the group's
@@ -493,11 +496,8 @@ class ProcessorService:
         if behind:  # safe (the older state's offset is where consumption resumes), only slower
             log.warning("partitions %s: the changelog did not bring their committed state within 60 s; resuming "
                         "from the older state held", behind)
-        topic = self.config.receiver.kafka.topic
         with self._lock:  # the seek points: the held states' offsets (a partition never written to: a state at -1)
             offsets = {p: self.partitioned.parts.setdefault(p, PartitionState()).offset for p in committed}
-            for p, offset in offsets.items():
-                self.kafka_offsets[partition_key(topic, p)] = offset
         log.info("partitions %s taken over at offsets %s (committed with their published state: %s)",
                  sorted(offsets), [offsets[p] for p in sorted(offsets)], [committed[p] for p in sorted(offsets)])
         self._evaluate_now.set()
@@ -551,8 +551,8 @@ class ProcessorService:
             self.changelog.publish(records, offsets, self.kafka.group_metadata())
         except Exception as e:  # nothing of it is visible: published again next time
             with self._lock:
-                for p, (recs, changes) in taken.items():
-                    self.partitioned.give_back(p, recs, changes)
+                for _recs, changes in taken.values():
+                    self.partitioned.give_back(changes)
                 self._references_to_publish.update(references)
             self._storage_failed("checkpoint", e)
             return

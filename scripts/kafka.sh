@@ -11,6 +11,10 @@ set -euo pipefail
 
 VERSION=${KAFKA_VERSION:-4.4.0}
 PORT=${KAFKA_PORT:-19092}
+if ! [[ $PORT =~ ^[0-9]+$ ]] || (( PORT < 1 || PORT > 65534 )); then
+  echo "KAFKA_PORT must be a port number below 65535 (the controller takes the next one), got '$PORT'" >&2
+  exit 2
+fi
 CONTROLLER_PORT=$((PORT + 1))
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/otel-ml/kafka-$VERSION
 RUN=$CACHE/run-$PORT
@@ -38,9 +42,19 @@ java_cp() {
   java -Xms256m -Xmx512m -Dlog4j2.configurationFile="$RUN/log4j2.properties" -cp "$CACHE/lib/*" "$@"
 }
 
+in_use() {
+  (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null
+}
+
 start() {
   fetch
   stop >/dev/null 2>&1 || true
+  for port in "$PORT" "$CONTROLLER_PORT"; do
+    if in_use "$port"; then  # else the wait below would greet whatever answers there as Kafka
+      echo "127.0.0.1:$port is in use (Kafka needs KAFKA_PORT and KAFKA_PORT + 1); choose another KAFKA_PORT" >&2
+      return 1
+    fi
+  done
   rm -rf "$RUN"
   mkdir -p "$RUN/data"
   cat > "$RUN/server.properties" <<EOF
@@ -78,14 +92,14 @@ EOF
     kafka.Kafka "$RUN/server.properties" >"$RUN/stdout.log" 2>&1 &
   echo $! > "$RUN/pid"
   for _ in $(seq 1 120); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then
-      echo "127.0.0.1:$PORT"
-      return 0
-    fi
     if ! kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
       echo "kafka exited; see $RUN/stdout.log and $RUN/server.log" >&2
       tail -20 "$RUN/stdout.log" >&2 || true
       return 1
+    fi
+    if in_use "$PORT"; then
+      echo "127.0.0.1:$PORT"
+      return 0
     fi
     sleep 0.5
   done

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from bench.loadgen import make_request
+from otel_ml.instrument.labels import label_spans_request
 from tests.conftest import free_port, select, wait_for
 from tests.external_processes import REPO, require
 
@@ -388,7 +389,7 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     assert counted() == expected  # nothing read twice shows up later
     assert any(restored_offsets(line) for line in b.log), "".join(b.log)  # b2's partitions from the changelog
     # A label needs its prediction in the same processor: refused with a reason, not silently lost.
-    produce(kafka, topic, [label_span_request()])
+    produce(kafka, topic, label_spans_request("kill-model-0", "", ["p-1"], [1], batch=1))
     wait_for(lambda: sum(s.value for sp in (a, b) for s in select(sp.scrape(), "otel_ml_spans_rejected_total",
                                                                   reason="ground_truth_unsupported")) >= 1,
              timeout=30, what="the label refused as ground_truth_unsupported")
@@ -404,17 +405,3 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     assert any(restored_offsets(line) for line in c.log), "".join(c.log)
     assert len(select(c.scrape(), "ml_predictions_total")) == 4, "".join(c.log)
 
-
-def label_span_request() -> bytes:
-    """One ground-truth span (ml.prediction.id + ml.ground_truth)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-
-    req = ExportTraceServiceRequest()
-    span = req.resource_spans.add().scope_spans.add().spans.add(
-        name="ground truth", trace_id=b"\1" * 16, span_id=b"\2" * 8, start_time_unix_nano=time.time_ns(),
-        end_time_unix_nano=time.time_ns())
-    for key, value in (("ml.model.name", AnyValue(string_value="kill-model-0")),
-                       ("ml.prediction.id", AnyValue(string_value="p-1")), ("ml.ground_truth", AnyValue(int_value=1))):
-        span.attributes.append(KeyValue(key=key, value=value))
-    return req.SerializeToString()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.model import ModelProfile
-from otel_ml.profile.sketch import NumericProfile, SketchConfig
+from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowChanges, WindowConfig, WindowedProfile
 
 Key = tuple[str, str]
@@ -52,7 +52,7 @@ class PartitionState:
     """Everything written to the partition had been read (when ``offset`` was): it holds no older data back."""
     models: dict[Key, WindowedProfile] = field(default_factory=dict)
     dropped: dict[Key, list[int]] = field(default_factory=dict)
-    """(model, version)s dropped since the last publication, with the windows their records hold."""
+    """(model, version)s dropped since the last successful publication, with the windows their records hold."""
 
 
 class PartitionedWindows:
@@ -112,8 +112,7 @@ class PartitionedWindows:
         clock = max(wp.newest_event_ns or 0 for wp in state.models.values())
         gone = [k for k, wp in state.models.items() if (wp.newest_event_ns or 0) < clock - idle_ns]
         for key in gone:
-            wp = state.models.pop(key)
-            state.dropped[key] = sorted(set(wp.windows) | wp.take_changes().removed)
+            state.dropped[key] = sorted(state.models.pop(key).close().removed)
         return gone
 
     def take_records(self, partition: int) -> tuple[list[Record], list[tuple[WindowedProfile, WindowChanges]]]:
@@ -140,19 +139,11 @@ class PartitionedWindows:
         records.append((["p"], json.dumps({"offset": state.offset, "caught_up": state.caught_up}).encode()))
         return records, taken
 
-    def give_back(self, partition: int, records: list[Record],
-                  taken: list[tuple[WindowedProfile, WindowChanges]]) -> None:
-        """A publication failed: what it held is published next time."""
+    @staticmethod
+    def give_back(taken: list[tuple[WindowedProfile, WindowChanges]]) -> None:
+        """A publication failed: what it held is published next time (dropped sets stay until ``published``)."""
         for wp, changes in taken:
             wp.restore_changes(changes)
-        state = self.parts.get(partition)
-        if state is None:
-            return
-        for key, value in records:
-            if key[0] == "m" and value is None and (key[1], key[2]) not in state.models:
-                state.dropped.setdefault((key[1], key[2]), [])
-                state.dropped[key[1], key[2]] += [k[3] for k, v in records
-                                                  if k[0] == "w" and (k[1], k[2]) == (key[1], key[2])]
 
     def published(self, partition: int) -> None:
         state = self.parts.get(partition)
@@ -194,11 +185,7 @@ class PartitionedWindows:
             touched.add((key[1], key[2]))
         for mv in touched:
             wp = state.models[mv]
-            for start in sorted(wp.windows):  # the grids the newest windows bin on, as WindowedProfile.from_state
-                wp.windows[start].grids = wp.grids
-                for name, prof in wp.windows[start].features.items():
-                    if isinstance(prof, NumericProfile) and prof.grid is not None:
-                        wp.grids[name] = prof.grid
+            wp.adopt_window_grids()
             wp.take_changes()  # what came from the changelog is published already
         for key, value in records:
             if key[0] == "p" and value is not None:
@@ -242,10 +229,7 @@ class PartitionedWindows:
         wp.newest_event_ns = max(p.newest_event_ns for p in parts)  # type: ignore[type-var]
         wp.first_window_ns = min(p.first_window_ns for p in parts if p.first_window_ns is not None)
         wp.predictions = sum(p.predictions for p in parts)
-        lo = None
-        if wp.reference is not None:  # only the current horizon is needed
-            newest = wp.newest_event_ns // self.window.window_ns * self.window.window_ns
-            lo = max(newest - self.window.horizon_ns + self.window.window_ns, wp.current_start_ns or 0)
+        lo = wp.horizon_start_ns() if wp.reference is not None else None  # only the current horizon is needed
         for part in parts:
             for start, window in part.windows.items():
                 if lo is not None and start < lo:
@@ -255,5 +239,5 @@ class PartitionedWindows:
                     into = wp.windows[start] = ModelProfile(key[0], key[1], self.sketch)
                 into.merge(window)
         if wp.reference is None and watermark_ns is not None:
-            wp._maybe_pin(watermark_ns)
+            wp.maybe_pin(watermark_ns)
         return wp

@@ -173,7 +173,7 @@ class WindowedProfile:
             newest = int(part.span_end_ns.max()) if len(part.span_end_ns) else start
             if self.newest_event_ns is None or newest > self.newest_event_ns:
                 self.newest_event_ns = newest
-        self._maybe_pin()
+        self.maybe_pin()
         self._evict()
         self._compact_settled()
         return late
@@ -233,7 +233,7 @@ class WindowedProfile:
         return (max(0, self.window.reference_min_rows - rows),
                 max(0.0, (self.first_window_ns + self.window.horizon_ns - wm) / NS))
 
-    def _maybe_pin(self, watermark_ns: int | None = None) -> None:
+    def maybe_pin(self, watermark_ns: int | None = None) -> None:
         """Pin the first horizon once ``watermark_ns`` (default: this profile's own) has passed it."""
         if self.reference is not None or self.first_window_ns is None or not self.pin_reference:
             return
@@ -330,15 +330,27 @@ class WindowedProfile:
         wp.current_start_ns = state["current_start_ns"]
         wp.predictions = float(state.get("predictions", 0.0))
         wp.windows = dict(windows)
-        for start in sorted(windows):  # the grid the newest windows bin on
-            windows[start].grids = wp.grids
-            for name, prof in windows[start].features.items():
-                if isinstance(prof, NumericProfile) and prof.grid is not None:
-                    wp.grids[name] = prof.grid
+        wp.adopt_window_grids()
         if state.get("pinned_reference"):
             wp.set_reference(ModelProfile.from_dict(state["pinned_reference"]), "pinned")
         wp._compact_settled()
         return wp
+
+    def adopt_window_grids(self) -> None:
+        """Windows read from storage share this set's grids, and new windows bin on the newest ones' grids."""
+        for start in sorted(self.windows):
+            self.windows[start].grids = self.grids
+            for name, prof in self.windows[start].features.items():
+                if isinstance(prof, NumericProfile) and prof.grid is not None:
+                    self.grids[name] = prof.grid
+
+    def horizon_start_ns(self) -> int | None:
+        """Start of the oldest window in the current horizon (None: no data yet)."""
+        newest = self._newest_window_ns()
+        if newest is None:
+            return None
+        lo = newest - self.window.horizon_ns + self.window.window_ns
+        return lo if self.current_start_ns is None else max(lo, self.current_start_ns)
 
     def current(self) -> ModelProfile:
         """The trailing horizon ending with the newest window (which may still be filling), merged.
@@ -347,12 +359,9 @@ class WindowedProfile:
         when that set or one of its windows changes, so an evaluation merges ~3 profiles per feature, not one
         per window of the horizon."""
         out = ModelProfile(self.model, self.version, self.sketch)
-        newest = self._newest_window_ns()
-        if newest is None:
+        lo = self.horizon_start_ns()
+        if lo is None:
             return out
-        lo = newest - self.window.horizon_ns + self.window.window_ns
-        if self.current_start_ns is not None:
-            lo = max(lo, self.current_start_ns)
         wm = self.watermark_ns() or 0
         starts = sorted(s for s in self.windows if s >= lo)
         settled = tuple((s, self._changed_at.get(s, 0)) for s in starts if s + self.window.window_ns <= wm)

@@ -94,7 +94,6 @@ class KafkaTraceReceiver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer = None
-        self.messages = 0
 
     def start(self) -> None:
         try:
@@ -229,7 +228,6 @@ class KafkaTraceReceiver:
         while not self._stop.is_set():
             try:
                 self._apply(result, len(value))
-                self.messages += 1
                 return
             except Exception as e:  # overloaded, storage failing: hold this place and retry
                 refusal = refusal_of(e)

@@ -47,13 +47,22 @@ class KafkaChangelog:
         self._staged: dict[int, list[tuple[list, bytes | None]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.publications = 0
 
     def _client(self) -> dict:
         return {"bootstrap.servers": self.config.brokers, "logger": logging.getLogger("otel_ml.kafka.client"),
                 **self.config.client_options}
 
     def start(self, partitions: int) -> None:
+        """Raises RuntimeError, in one line, when the topic cannot be created or read or transactions refused."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self._start(partitions)
+        except KafkaException as e:  # e.g. no transaction coordinator, or ACLs refusing the transactional id
+            raise RuntimeError(f"changelog topic {self.topic!r} (receiver.kafka.changelog_topic): "
+                               f"{kafka_error_text(e)}") from e
+
+    def _start(self, partitions: int) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
         from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -179,7 +188,6 @@ class KafkaChangelog:
             if offsets:
                 producer.send_offsets_to_transaction(offsets, group_metadata, 30)
             producer.commit_transaction(60)
-            self.publications += 1
         except KafkaException as e:
             error = e.args[0] if e.args else None
             text = kafka_error_text(e)
