@@ -19,7 +19,7 @@ import yaml
 
 from otel_ml.analyze.drift import CATEGORICAL_METHODS, NUMERIC_METHODS, DriftConfig
 from otel_ml.analyze.performance import PerformanceConfig
-from otel_ml.decode.otlp import DecodeLimits
+from otel_ml.decode.limits import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
 from otel_ml.export.config import DETAIL_LEVELS, ExportConfig
@@ -198,6 +198,7 @@ POSITIVE = (
     "state.checkpoint_interval_seconds", "drift.alpha", "drift.expected_run_days",
     "drift.alert_for_seconds", "drift.min_samples", "drift.bins", "drift.learned_sigma",
     "limits.max_batch_size", "limits.max_features_per_span", "limits.max_category_length", "limits.max_name_length",
+    "limits.max_id_length",
     "limits.max_models", "limits.max_profiled_features_per_model", "limits.max_inflight_bytes",
     "limits.retry_after_seconds", "models.max_models", "models.idle_ttl_seconds", "http.idle_timeout_seconds",
     "http.body_timeout_seconds", "http.max_connections", "http.tls_handshake_timeout_seconds", "http.handler_threads",

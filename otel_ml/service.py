@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml import semconv as sc
@@ -29,7 +30,7 @@ from otel_ml.analyze.drift import ModelReport, compare
 from otel_ml.analyze.performance import PerformanceReport, assess
 from otel_ml.config import ServiceConfig
 from otel_ml.decode import DecodeResult
-from otel_ml.decode.privacy import load_key
+from otel_ml.decode.privacy import hash_classes, hashes_prediction, load_key
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.http_server import HttpServer, server_tls_context
 from otel_ml.profile.ground_truth import UNMATCHED_REASONS, GroundTruth
@@ -42,7 +43,7 @@ from otel_ml.receiver.ingest import decode_for_ingest
 from otel_ml.receiver.kafka import KafkaTraceReceiver, PartitionCallbacks, partition_key
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
-from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec
+from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec, refuse_if_taken
 from otel_ml.store.baselines import ReferenceStore
 from otel_ml.store.changelog import KafkaChangelog
 from otel_ml.store.control import read_control_requests
@@ -86,6 +87,12 @@ class ProcessorService:
     """``otel-ml serve``: start(), then the receivers feed ``consume`` and a thread evaluates drift."""
 
     def __init__(self, config: ServiceConfig) -> None:
+        self._hash_key = load_key(config.privacy.hash_key_env)
+        positive = config.performance.positive_class
+        if self._hash_key is not None and positive and hashes_prediction(config.privacy.hash_features):
+            # classes arrive hashed (decode/privacy.py); so is the positive class they are compared with
+            config = dataclasses.replace(config, performance=dataclasses.replace(
+                config.performance, positive_class=str(hash_classes(np.array([positive]), self._hash_key)[0])))
         self.config = config
         self.references = ReferenceStore(config.baseline_dir, config.state.dir)
         kafka = config.receiver.kafka
@@ -106,7 +113,6 @@ class ProcessorService:
         self._stop = threading.Event()
         self._evaluator: threading.Thread | None = None
         token = config.receiver.auth.token()
-        self._hash_key = load_key(config.privacy.hash_key_env)
         self._decode = functools.partial(decode_for_ingest, limits=config.limits.decode_limits(),
                                          hash_key=self._hash_key, hash_features=config.privacy.hash_features)
         workers = config.receiver.otlp_grpc.worker_count()
@@ -182,11 +188,11 @@ class ProcessorService:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        """Recover, then open the receivers, then the listeners that tell readiness (/metrics, the pages): whoever
+        waits for those finds every receiver accepting. Every fixed port is checked first, so a busy one fails the
+        start before anything is received."""
         self.references.open()  # also proves the state directory is writable
-        self.http.start()
-        self.exporter.start()
-        if self.ui is not None:
-            self.ui.start()  # before anything is received: a busy port fails the start, not a running service
+        self._check_ports()
         # Every self-telemetry series from the start at 0: an alert on rate() sees the first increment.
         for metric in (sc.METRIC_SPANS_RECEIVED, sc.METRIC_SPANS_ACCEPTED, sc.METRIC_SPANS_IGNORED):
             self.exporter.count(metric, 0)
@@ -206,6 +212,7 @@ class ProcessorService:
         else:
             self.ground_truth.restore({})  # not durable: waiting predictions of an earlier run are not valid
         self._run_control_requests()
+        self.http.start()
         if self.kafka is not None:
             for reason in ("not_otlp", "too_large"):
                 self.exporter.count(sc.METRIC_KAFKA_SKIPPED, 0, {sc.ATTR_REASON: reason})
@@ -220,8 +227,25 @@ class ProcessorService:
             self.receiver.start()
         if self.http_receiver is not None:
             self.http_receiver.start()
+        self.exporter.start()
+        if self.ui is not None:
+            self.ui.start()
         self._evaluator = threading.Thread(target=self._evaluate_loop, name="otel-ml-evaluate", daemon=True)
         self._evaluator.start()
+
+    def _check_ports(self) -> None:
+        """Fail the start, naming the setting, when a fixed port is taken (before anything is received)."""
+        cfg = self.config
+        ports = [("the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)", cfg.receiver.otlp_grpc.endpoint,
+                  self.receiver is not None),
+                 ("the OTLP/HTTP receiver (receiver.otlp_http.endpoint)", cfg.receiver.otlp_http.endpoint,
+                  self.http_receiver is not None),
+                 ("the Prometheus endpoint (export.prometheus.endpoint)", cfg.export.prometheus.endpoint,
+                  cfg.export.prometheus.enabled),
+                 ("the UI (ui.endpoint)", cfg.ui.endpoint, self.ui is not None)]
+        for what, endpoint, used in ports:
+            if used:
+                refuse_if_taken(endpoint, what)
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -350,9 +374,12 @@ class ProcessorService:
         with self._lock:
             kept = []
             busy = {batch.key for batch in result.batches}
+            # The event clock follows the data, but never past when the request was received (journaled with it, so
+            # a replay moves it the same way): one client's clock running ahead cannot age every other model.
+            bound = result.received_ns or 2**63 - 1
             for batch in result.batches:
                 if len(batch.span_end_ns):
-                    self.lifecycle.advance(int(batch.span_end_ns.max()))
+                    self.lifecycle.advance(min(int(batch.span_end_ns.max()), bound))
             for batch in result.batches:
                 if batch.key not in self.models:
                     admitted, release = self.lifecycle.admit(batch.key, self.models, busy)
@@ -372,7 +399,7 @@ class ProcessorService:
                 before = wp.dropped_feature_values
                 late[batch.key] += wp.update(batch)
                 dropped[batch.key] += wp.dropped_feature_values - before
-                self.lifecycle.touch(batch.key, wp.newest_event_ns or 0)
+                self.lifecycle.touch(batch.key, min(wp.newest_event_ns or 0, bound))
                 kept.append(batch)
             result.batches = kept
             for batch in kept:

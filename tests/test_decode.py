@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -167,3 +168,70 @@ def test_split_by_window() -> None:
     parts = b.split_by_window(10**9)
     assert sorted((k - T0) // 10**9 for k in parts) == [0, 1, 3]
     assert [parts[k].numeric["x"].tolist() for k in sorted(parts)] == [[0.5], [1.5, 1.7], [3.2]]
+
+
+# --- ids and labels obey the same rules in spans and log records (issue 29) ---------------------------------
+def _label_span_request(value: AnyValue, pid: AnyValue | None = None, t_ns: int | None = None) -> bytes:
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=t_ns or time.time_ns())
+    span.attributes.add(key="ml.model.name").value.string_value = "m"
+    span.attributes.add(key="ml.prediction.id").value.CopyFrom(pid or AnyValue(string_value="r1"))
+    span.attributes.add(key="ml.ground_truth").value.CopyFrom(value)
+    return req.SerializeToString()
+
+
+def _label_log_request(value: AnyValue, pid: AnyValue | None = None, t_ns: int | None = None) -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    req = ExportLogsServiceRequest()
+    rec = req.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=t_ns or time.time_ns())
+    rec.attributes.add(key="ml.model.name").value.string_value = "m"
+    rec.attributes.add(key="ml.prediction.id").value.CopyFrom(pid or AnyValue(string_value="r1"))
+    rec.attributes.add(key="ml.ground_truth").value.CopyFrom(value)
+    return req.SerializeToString()
+
+
+def _kvlist() -> AnyValue:
+    v = AnyValue()
+    v.kvlist_value.values.add(key="a").value.int_value = 1
+    return v
+
+
+BAD_LABELS = [AnyValue(double_value=math.nan), AnyValue(double_value=math.inf), AnyValue(double_value=-1.7e308),
+              AnyValue(bytes_value=b"x"), _kvlist(), AnyValue(string_value=""), AnyValue()]
+BAD_IDS = [(AnyValue(double_value=1.5), "invalid_prediction_id"), (AnyValue(bool_value=True), "invalid_prediction_id"),
+           (AnyValue(int_value=2**60), "invalid_prediction_id"),
+           (AnyValue(string_value="k" * 257), "prediction_id_too_long")]
+
+
+@pytest.mark.parametrize("value", BAD_LABELS, ids=lambda v: str(v).strip() or "empty")
+def test_an_unusable_label_is_refused_with_its_reason_in_spans_and_in_log_records(value: AnyValue) -> None:
+    from otel_ml.decode.outcomes import decode_logs_request
+
+    for result in (decode_request(_label_span_request(value)), decode_logs_request(_label_log_request(value))):
+        assert result.rejected == {"invalid_ground_truth": 1}, result.rejected
+        assert not result.batches and not result.labels and result.spans_accepted == 0  # never a prediction
+
+
+@pytest.mark.parametrize(("pid", "reason"), BAD_IDS, ids=lambda v: str(v)[:30])
+def test_an_unusable_id_is_refused_in_spans_and_in_log_records(pid: AnyValue, reason: str) -> None:
+    from otel_ml.decode.outcomes import decode_logs_request
+
+    for result in (decode_request(_label_span_request(AnyValue(int_value=1), pid)),
+                   decode_logs_request(_label_log_request(AnyValue(int_value=1), pid))):
+        assert result.rejected == {reason: 1}, result.rejected
+
+
+def test_ids_are_compared_whole_and_labels_from_the_future_are_refused_on_both_signals() -> None:
+    from otel_ml.decode.outcomes import decode_logs_request
+
+    ids = [decode_request(_label_span_request(AnyValue(int_value=1), AnyValue(string_value=s))).labels[0]
+           .prediction_id[0] for s in ("k" * 255, "k" * 256)]
+    assert ids[0] != ids[1]
+    assert decode_logs_request(_label_log_request(AnyValue(int_value=1), AnyValue(string_value="k" * 256))) \
+        .labels[0].prediction_id[0] == ids[1]
+    future = time.time_ns() + 2 * 3600 * 10**9
+    assert decode_logs_request(_label_log_request(AnyValue(int_value=1), t_ns=future)).rejected == \
+        {"timestamp_in_future": 1}
+    assert decode_request(_label_span_request(AnyValue(int_value=1), t_ns=future)).rejected == \
+        {"timestamp_in_future": 1}

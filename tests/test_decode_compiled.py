@@ -34,7 +34,7 @@ from tests.test_hostile import keys, scalars, spans, values
 
 NOW = 1_800_000_000 * 10**9
 LIMITS = DecodeLimits(max_batch_size=5, max_features_per_span=12, max_category_length=6, max_name_length=16,
-                      max_clock_skew_seconds=60)
+                      max_clock_skew_seconds=60, max_id_length=8)
 
 
 def test_compiled_decoder_is_built_and_matches_the_installed_schema() -> None:
@@ -134,6 +134,8 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
     keys = [f"ml.feature.{name}" for name in names]
     if draw(st.integers(0, 3)) == 0:  # the model output beside, or colliding with, a feature
         keys = ["ml.feature.a", "ml.prediction", *draw(st.lists(st.just("ml.feature.prediction"), max_size=1))]
+    if draw(st.integers(0, 2)) == 0:  # ids and labels: whole ids (longer ones rejected), valid labels or a rejection
+        keys += draw(st.lists(st.sampled_from(["ml.prediction.id", "ml.ground_truth"]), max_size=2, unique=True))
     for key in keys:
         elems = draw(st.lists(scalars | st.just(AnyValue()), min_size=n, max_size=n))
         if draw(st.booleans()):  # one kind for the whole array, the common case (all ±inf included)
@@ -148,7 +150,8 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
 
 
 span_attrs = st.one_of(spans, batch_span(),
-                       st.lists(st.tuples(st.sampled_from(["ml.feature.a", "ml.feature.b", "ml.prediction"]),
+                       st.lists(st.tuples(st.sampled_from(["ml.feature.a", "ml.feature.b", "ml.prediction",
+                                                           "ml.prediction.id", "ml.ground_truth"]),
                                           scalars), max_size=5).map(
                            lambda kv: [("ml.model.name", AnyValue(string_value="m")), *kv]))
 

@@ -58,7 +58,7 @@ def test_join_counts_every_label_once_and_says_why_the_others_were_not(tmp_path:
     gt.on_labels(labels("m", ids[3:], y[3:], T0 + HOUR))
     gt.on_labels(labels("m", ids[3:5], y[3:5], T0 + HOUR))  # at-least-once delivery: again
     gt.on_labels(labels("m", ["nope"], np.array([1]), T0 + HOUR))
-    gt.pending.clock_ns = T0 + 2 * HOUR  # the unknown label's early wait (10 min) is over
+    gt.pending.observe("m", T0 + 2 * HOUR)  # the unknown label's early wait (10 min) is over
     gt.advance()
     applied, unmatched = gt.take_counts()
     assert applied == {("m", "1"): 10}
@@ -100,7 +100,7 @@ def test_early_labels_wait_across_a_restart_then_expire_as_unknown(tmp_path: Pat
     restarted = tracker(tmp_path, early_ttl_seconds=600)
     restarted.restore(state)
     restarted.on_predictions(predictions("m", many[:100], T0 + 1, np.ones(100), prob=np.full(100, 0.9)))
-    restarted.pending.clock_ns = T0 + HOUR
+    restarted.pending.observe("m", T0 + HOUR)
     restarted.advance()
     applied, unmatched = restarted.take_counts()
     assert applied == {("m", "1"): 100} and unmatched == {("m", "", "unknown"): len(many) - 100}
@@ -383,3 +383,26 @@ def test_labelled_baseline_built_shown_and_refused_when_wrong(tmp_path: Path) ->
                 "--target-column", "y", "--output", str(tmp_path / "bad.json"))
     assert wrong.returncode == 2 and "must hold numbers in [0, 1]" in wrong.stderr, wrong.stderr
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_one_model_s_clock_never_expires_another_model_s_predictions(tmp_path: Path) -> None:
+    """Issue 29: a label stamped far ahead for one model (within the skew limit, or restored from an older
+    checkpoint) used to move the one join clock and expire every other model's labels."""
+    gt = tracker(tmp_path, ttl_seconds=3600, early_ttl_seconds=600)
+    gt.on_labels(labels("never-seen", ["x"], np.array([1]), T0 + 100 * 24 * HOUR))
+    ids = [f"r{i}" for i in range(1000)]
+    y = np.arange(1000) % 2
+    gt.on_predictions(predictions("m", ids, T0, y, prob=0.9 * y + 0.05))
+    gt.on_labels(labels("m", ids, y, T0 + 12 * 10**9))
+    gt.advance()
+    applied, unmatched = gt.take_counts()
+    assert applied == {("m", "1"): 1000} and not any(r == "expired" for _, _, r in unmatched)
+    cur = gt.current("m", "1")
+    assert cur is not None and cur.metrics()["accuracy"][0] == 1.0
+    # A checkpoint written before per-model clocks, its one clock poisoned: restored bounded by the skew limit.
+    state = gt.state()
+    state["pending"]["clock_ns"] = 4_102_444_800 * 10**9  # year 2100
+    del state["pending"]["clocks"]
+    restarted = tracker(tmp_path, ttl_seconds=3600)
+    restarted.restore(state)
+    assert restarted.pending.clock_ns <= time.time_ns() + 3601 * 10**9

@@ -51,7 +51,7 @@ values = st.one_of(scalars, st.lists(scalars, max_size=6).map(_array),
                    st.lists(st.lists(scalars, max_size=3).map(_array), max_size=3).map(_array))
 keys = st.one_of(st.sampled_from(["ml.model.name", "ml.model.version", "ml.batch.size", "ml.sampling.ratio",
                                   "ml.prediction", "ml.prediction.score", "ml.feature.a", "ml.feature.b",
-                                  "ml.feature.", "http.route"]),
+                                  "ml.feature.", "http.route", "ml.prediction.id", "ml.ground_truth"]),
                  st.text(max_size=12).map(lambda s: "ml.feature." + s))
 spans = st.lists(st.tuples(keys, values), max_size=8)
 
@@ -173,7 +173,8 @@ def test_fuzzed_receivers_keep_serving_healthy_traffic(tmp_path: Path, serve_fac
     assert sum(outcomes.values()) > 50, outcomes
     assert set(outcomes) <= {"grpc OK", "grpc INVALID_ARGUMENT", "http 200", "http 400"}, (outcomes, "".join(sp.log))
     counts = {s.labels["ml_model_name"]: s.value for s in select(sp.scrape(), "ml_predictions_total")}
-    assert sum(v for k, v in counts.items() if k in {"m0", "m1", "m2"}) == 1000
+    assert sum(v for k, v in counts.items() if k in {"m0", "m1", "m2"}) == 1000, (
+        counts, [line for line in sp.log if "released" in line][:20])
     assert len(counts) <= 20
 
 
@@ -305,7 +306,8 @@ def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_fa
     root = Path(__file__).resolve().parents[1] / "otel_ml"
     text = "".join((root / f).read_text() for f in ("decode/otlp.py", "decode/outcomes.py", "service.py"))
     used = set(re.findall(r'(?:_Rejected|reject)\(\s*"([a-z_]+)"', text)) | set(
-        re.findall(r'rejected\["([a-z_]+)"\]', text))
+        re.findall(r'rejected\["([a-z_]+)"\]', text)) | set(
+        re.findall(r'return "([a-z_]+)", ', (root / "decode/limits.py").read_text()))  # id_problem, truth_problem
     assert used == set(semconv.REJECTION_REASONS), used ^ set(semconv.REJECTION_REASONS)
     sp = serve_factory()
     exported = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}

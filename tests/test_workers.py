@@ -139,3 +139,68 @@ def test_version_flag() -> None:
 
     out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("otel-ml ")
+
+
+@pytest.mark.parametrize("processes", ["0", "1"])
+def test_a_restart_right_after_kill_9_binds_at_once_with_clients_connected(serve_factory, tmp_path: Path,
+                                                                           processes: str) -> None:
+    """Issue 29: the connections of a killed processor sit in TIME_WAIT for a minute and its receiver workers
+    outlived it for a moment; a restart within 0.1 s (systemd's default RestartSec) must bind, while a live
+    second instance on the same port is still refused (test above)."""
+    import time
+
+    sp = serve_factory("--receiver-processes", processes)
+    ports = {"grpc_port": sp.grpc_port, "prom_port": sp.prom_port, "ui_port": sp.ui_port}
+    provider = TracerProvider()  # a client whose connection stays open across the kill
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{sp.grpc_endpoint}",
+                                                                    insecure=True), schedule_delay_millis=50))
+    tracer = provider.get_tracer("t")
+    for i in range(200):
+        tracer.start_span("p", attributes={"ml.model.name": "r", "ml.feature.x": float(i)}).end()
+    provider.force_flush()
+    wait_for(lambda: predictions(sp, "r") == 200, what="200 predictions")
+    workers = workers_of(sp.proc.pid)
+    sp.proc.kill()
+    sp.proc.wait()
+    time.sleep(0.1)
+    again = serve_factory("--receiver-processes", processes, state_dir=sp.state_dir, **ports)  # fails if it cannot
+    assert not any(Path(f"/proc/{w}/status").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text()
+                   for w in workers)
+    wait_for(lambda: predictions(again, "r") == 200, what="the 200 acknowledged predictions recovered")
+    provider.shutdown()
+
+
+def test_the_first_export_after_metrics_answer_is_accepted(tmp_path: Path) -> None:
+    """Issue 29: /metrics and the pages answered before the gRPC receiver listened, so a client that waited for
+    them got UNAVAILABLE on its first export. Now every listener that tells readiness opens after the receivers."""
+    import threading
+    import time
+    import urllib.request
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from tests.conftest import start_serve
+
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=time.time_ns())
+    span.attributes.add(key="ml.model.name").value.string_value = "ready"
+
+    for attempt in range(3):
+        grpc_port, prom_port = free_port(), free_port()
+        started: list = []
+        t = threading.Thread(target=lambda d, g, p, out=started: out.append(start_serve(
+            d, "--receiver-processes", "1", grpc_port=g, prom_port=p)), args=(tmp_path / f"s{attempt}", grpc_port,
+                                                                             prom_port))
+        t.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/metrics", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.005)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # one attempt, no retry
+            channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+        t.join()
+        started[0].stop()

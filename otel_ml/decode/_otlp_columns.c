@@ -38,6 +38,8 @@ enum {
 };
 #define MAX_FIELD 16
 #define MAX_DEPTH 32 /* upb allows 100; deeper input is declined, not rejected */
+#define NUMBER_LIMIT 1e100 /* otlp.py NUMBER_LIMIT: beyond it a number is invalid, like +-inf */
+#define ID_INT_LIMIT 9007199254740992LL /* otlp.py ID_INT_LIMIT: 2^53 */
 
 typedef struct {
     uint8_t kind;
@@ -340,6 +342,7 @@ typedef struct {
     F64Vec num; /* dense by row up to the last row written, NaN where no number was written */
     CatVec cat;
     int64_t invalid;
+    int whole; /* ml.prediction.id: strings are kept whole (longer ones were rejected), never truncated */
 } Column;
 VEC(Column, ColumnVec);
 
@@ -386,7 +389,7 @@ static void index_put(Index *ix, uint64_t hash, uint32_t pos) {
 
 typedef struct {
     /* limits */
-    Py_ssize_t max_batch_size, max_features_per_span, max_category_length, max_name_length;
+    Py_ssize_t max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length;
     uint64_t now_ns, future_limit_ns;
     /* results */
     int64_t received, accepted, ignored;
@@ -420,7 +423,7 @@ static Column *column_in(Group *g, const uint8_t *name, size_t nlen, uint64_t h)
             if (c->hash == h && c->nlen == nlen && memcmp(c->name, name, nlen) == 0) return c;
         }
     }
-    Column c = {name, nlen, h, 0, 0, {0}, {0}, 0};
+    Column c = {name, nlen, h, 0, 0, {0}, {0}, 0, EQUALS(name, nlen, "prediction.id")};
     if (PUSH(g->cols, c)) return NULL;
     int r = index_reserve(&g->index, g->cols.n);
     if (r < 0) return NULL;
@@ -508,7 +511,7 @@ static int add_cat(Ctx *c, Column *col, int64_t row, const Val *v) {
     if (v->kind == V_BOOL) {
         e.s = (const uint8_t *)(v->i ? "true" : "false");
         e.len = e.chars = v->i ? 4 : 5;
-    } else if (v->schars <= c->max_category_length) {
+    } else if (v->schars <= c->max_category_length || col->whole) {
         e.s = v->s;
         e.len = v->slen;
         e.chars = v->schars;
@@ -524,7 +527,7 @@ static int add_cat(Ctx *c, Column *col, int64_t row, const Val *v) {
 static int write_scalar(Ctx *c, Column *col, int64_t row, const Val *v) {
     switch (v->kind) {
     case V_DOUBLE:
-        if (isinf(v->d)) {
+        if (fabs(v->d) > NUMBER_LIMIT) { /* +-inf too; NaN stays a missing value */
             col->invalid++;
             return set_num(col, row, NAN);
         }
@@ -550,7 +553,8 @@ static int write_elements(Ctx *c, Column *col, int64_t row, const Val *e, size_t
     for (size_t i = 0; i < n; i++) {
         const Val *v = &e[i];
         int rc = 0;
-        if ((v->kind == V_DOUBLE && !isinf(v->d)) || v->kind == V_INT) rc = write_scalar(c, col, row + (int64_t)i, v);
+        if ((v->kind == V_DOUBLE && !(fabs(v->d) > NUMBER_LIMIT)) || v->kind == V_INT)
+            rc = write_scalar(c, col, row + (int64_t)i, v);
         else if (v->kind == V_STRING || v->kind == V_BOOL) rc = add_cat(c, col, row + (int64_t)i, v);
         else if (v->kind != V_NONE) col->invalid++;
         if (rc) return -1;
@@ -578,6 +582,29 @@ static int64_t count_elements(const Val *arr) {
     int64_t n = 0;
     while (p < end && !next_field(M_ARRAY_VALUE, &p, end, &st, &f)) n++; /* validated when parsed */
     return n;
+}
+
+/* otlp.py id_problem / truth_problem: 1 when the Python decoder rejects this ml.prediction.id value
+ * (invalid_prediction_id, prediction_id_too_long) or this ml.ground_truth value (invalid_ground_truth). */
+static int bad_id(const Ctx *c, const Val *v) {
+    if (v->kind == V_STRING) return v->schars > c->max_id_length;
+    if (v->kind == V_INT) return v->i > ID_INT_LIMIT || v->i < -ID_INT_LIMIT;
+    return v->kind != V_NONE;
+}
+
+static int bad_truth(const Val *v) {
+    if (v->kind == V_DOUBLE) return !(fabs(v->d) <= NUMBER_LIMIT);
+    if (v->kind == V_STRING) return v->slen == 0;
+    return v->kind != V_INT && v->kind != V_BOOL;
+}
+
+/* 1: reject the span, 0: usable, -1: malformed array (declined). Batch spans: every element. */
+static int bad_outcome(Ctx *c, const Val *v, int is_id, int batch) {
+    if (!batch) return is_id ? bad_id(c, v) : bad_truth(v);
+    if (array_elements(c, v)) return -1;
+    for (size_t i = 0; i < c->elems.n; i++)
+        if (is_id ? bad_id(c, &c->elems.a[i]) : bad_truth(&c->elems.a[i])) return 1;
+    return 0;
 }
 
 /* --------------------------------------------------------------- one span ---- */
@@ -745,6 +772,12 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         int is_array = refs[k].v->kind == V_ARRAY;
         if (is_array != (batch_v != NULL)) { rc = DEC_REJECT; goto done; }
         if (batch_v && count_elements(refs[k].v) != n) { rc = DEC_REJECT; goto done; }
+    }
+    for (size_t k = 0; k < nrefs; k++) {
+        int is_id = EQUALS(refs[k].name, refs[k].nlen, "prediction.id");
+        if (!is_id && !EQUALS(refs[k].name, refs[k].nlen, "ground_truth")) continue;
+        int bad = bad_outcome(c, refs[k].v, is_id, batch_v != NULL);
+        if (bad) { rc = bad < 0 ? DEC_DECLINE_WIRE : DEC_REJECT; goto done; }
     }
     uint64_t end = end_ns ? end_ns : start_ns ? start_ns : c->now_ns;
     if (end > c->future_limit_ns) { rc = DEC_REJECT; goto done; }
@@ -1014,8 +1047,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Ctx c;
     memset(&c, 0, sizeof c);
     unsigned long long now_ns, future_limit_ns;
-    if (!PyArg_ParseTuple(args, "y*nnnnKK", &buf, &c.max_batch_size, &c.max_features_per_span,
-                          &c.max_category_length, &c.max_name_length, &now_ns, &future_limit_ns))
+    if (!PyArg_ParseTuple(args, "y*nnnnnKK", &buf, &c.max_batch_size, &c.max_features_per_span,
+                          &c.max_category_length, &c.max_name_length, &c.max_id_length, &now_ns, &future_limit_ns))
         return NULL;
     c.now_ns = now_ns;
     c.future_limit_ns = future_limit_ns;
@@ -1080,7 +1113,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS,
-     "decode(data, max_batch_size, max_features_per_span, max_category_length, max_name_length, now_ns, "
+     "decode(data, max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length, now_ns, "
      "future_limit_ns) -> (received, accepted, ignored, groups, rejected span ranges as int64 quadruples) or an "
      "int: 1 = declined (wire format), 2 = declined (a span only the Python decoder can decode)"},
     {"schema", schema, METH_NOARGS, "The message schema this decoder validates against: {message: {field: "

@@ -143,6 +143,9 @@ class DecodeResult:
     """(topic, partition, offset) of the Kafka message this came from: journaled with it (receiver/kafka.py)."""
     skipped_messages: Counter[str] = field(default_factory=Counter)
     """Kafka messages left out, by reason (not_otlp, too_large): journaled too, so counted once."""
+    received_ns: int = 0
+    """The processor's clock when the request was decoded (journaled): no span of it moves the processor's event
+    clock past this, so a client whose clock runs ahead (within the skew limit) cannot age every other model."""
 
     @property
     def spans_rejected(self) -> int:
@@ -169,7 +172,7 @@ class DecodeResult:
         (1, [1.0, nan], ['a', 'bc'])
         """
         meta = {"received": self.spans_received, "accepted": self.spans_accepted, "ignored": self.spans_ignored,
-                "rejected": dict(self.rejected), "batches": [],
+                "rejected": dict(self.rejected), "batches": [], "received_ns": self.received_ns,
                 **({"offsets": [list(o) for o in self.offsets]} if self.offsets else {}),
                 **({"skipped": dict(self.skipped_messages)} if self.skipped_messages else {})}
         arrays: list[np.ndarray] = []
@@ -240,4 +243,4 @@ class DecodeResult:
         return cls(batches=batches, spans_received=meta["received"], spans_accepted=meta["accepted"],
                    spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]), labels=labels,
                    offsets=[(str(t), int(p), int(o)) for t, p, o in meta.get("offsets", [])],
-                   skipped_messages=Counter(meta.get("skipped", {})))
+                   skipped_messages=Counter(meta.get("skipped", {})), received_ns=int(meta.get("received_ns", 0)))

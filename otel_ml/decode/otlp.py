@@ -18,7 +18,6 @@ import math
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
@@ -29,6 +28,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, parse_protobuf
+from otel_ml.decode.limits import NUMBER_LIMIT, DecodeLimits, id_problem, truth_problem
 from otel_ml.decode.outcomes import split_outcomes
 
 try:
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 _STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _FEATURE_PREFIX_LEN = len(semconv.FEATURE_PREFIX)
+_ID = semconv.PREDICTION_ID_COLUMN
+_TRUTH = semconv.GROUND_TRUTH_COLUMN
 _PREDICTION_COLUMNS = {
     semconv.PREDICTION: semconv.PREDICTION_FEATURE,
     semconv.PREDICTION_SCORE: semconv.PREDICTION_SCORE_FEATURE,
@@ -47,21 +49,6 @@ _PREDICTION_COLUMNS = {
     semconv.PREDICTION_ID: semconv.PREDICTION_ID_COLUMN,
     semconv.GROUND_TRUTH: semconv.GROUND_TRUTH_COLUMN,
 }
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Bounds on what one span may carry; over a limit the span is rejected with a reason. (The processor's
-    further limits, on models kept and bytes in flight, are config.LimitsConfig.)"""
-
-    max_batch_size: int = 100_000
-    max_features_per_span: int = 2_000
-    max_category_length: int = 256
-    """Categorical values are truncated to this many characters before they are sketched."""
-    max_name_length: int = 256
-    """Longer model names, versions or feature names are rejected."""
-    max_clock_skew_seconds: float = 3_600.0
-    """Spans ending further than this ahead of the processor's clock are rejected (timestamp_in_future)."""
 
 
 class _Rejected(Exception):
@@ -118,13 +105,13 @@ class _ColumnBuilder:
         for name, kind, value in scalars:
             if kind == "double_value":
                 x = value.double_value
-                if math.isinf(x):
+                if abs(x) > NUMBER_LIMIT:  # ±inf too; NaN stays a missing value
                     x = math.nan
                     self.invalid[name] += 1
             elif kind == "int_value":
                 x = float(value.int_value)
             elif kind == "string_value" or kind == "bool_value":
-                text = value.string_value[:max_len] if kind == "string_value" else (
+                text = value.string_value[:max_len if name != _ID else None] if kind == "string_value" else (
                     "true" if value.bool_value else "false")
                 idx = cat_idx.get(name)
                 if idx is None:
@@ -189,6 +176,14 @@ def categorical_column(n: int, rows: np.ndarray, values: list[str]) -> np.ndarra
     return col
 
 
+def _check_outcome(name: str, value: AnyValue, batch: bool, limits: DecodeLimits) -> None:
+    """Raise _Rejected for an unusable id or label in a span (every element of a batch span's array)."""
+    for v in (value.array_value.values if batch else (value,)):
+        problem = id_problem(v, limits.max_id_length) if name == _ID else truth_problem(v)
+        if problem is not None:
+            raise _Rejected(*problem)
+
+
 def _scalar_kind(v: AnyValue) -> str | None:
     return v.WhichOneof("value")
 
@@ -200,7 +195,7 @@ def _string_attr(v: AnyValue | None) -> str | None:
 
 
 def _split_values(
-    values: list[AnyValue], max_len: int
+    values: list[AnyValue], max_len: int | None
 ) -> tuple[list[float] | None, list[str] | None, list[int], list[int], int]:
     """Sort the elements of an attribute into numeric and categorical values.
 
@@ -212,9 +207,9 @@ def _split_values(
     if first is not None and kinds.count(first) == len(kinds):
         if first == "double_value":
             nums = [v.double_value for v in values]
-            bad = sum(1 for x in nums if math.isinf(x))
+            bad = sum(1 for x in nums if abs(x) > NUMBER_LIMIT)
             if bad:
-                nums = [math.nan if math.isinf(x) else x for x in nums]
+                nums = [math.nan if abs(x) > NUMBER_LIMIT else x for x in nums]
             return nums, None, [], [], bad
         if first == "int_value":
             return [float(v.int_value) for v in values], None, [], [], 0
@@ -229,7 +224,7 @@ def _split_values(
     cats: list[str] = []
     bad = 0
     for i, (v, k) in enumerate(zip(values, kinds)):
-        if k == "double_value" and not math.isinf(v.double_value):
+        if k == "double_value" and not abs(v.double_value) > NUMBER_LIMIT:
             num_pos.append(i)
             nums.append(v.double_value)
         elif k == "int_value":
@@ -275,12 +270,14 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
     now_ns = time.time_ns()
     future_limit = now_ns + limits.max_clock_skew_seconds * 1e9  # the reference compares ints to this float
     out = _otlp_columns.decode(data, limits.max_batch_size, limits.max_features_per_span, limits.max_category_length,
-                               limits.max_name_length, now_ns, min(max(math.floor(future_limit), 0), 2**64 - 1))
+                               limits.max_name_length, limits.max_id_length, now_ns,
+                               min(max(math.floor(future_limit), 0), 2**64 - 1))
     if isinstance(out, int):
         DECLINED[_DECLINE_REASONS[out]] += 1
         return None
     received, accepted, ignored, groups, rejected = out
-    result = DecodeResult(batches=[], spans_received=received, spans_accepted=accepted, spans_ignored=ignored)
+    result = DecodeResult(batches=[], spans_received=received, spans_accepted=accepted, spans_ignored=ignored,
+                          received_ns=now_ns)
     # Spans the compiled decoder skipped as invalid: the reference states why (reasons are defined once, here).
     spans = np.frombuffer(rejected, dtype=np.int64).reshape(-1, 4).tolist()
     for span_at, span_len, res_at, res_len in spans:
@@ -377,8 +374,8 @@ def decode_request_python(
     if isinstance(request, (bytes, bytearray, memoryview)):
         request = parse_protobuf(ExportTraceServiceRequest, request)
     builders: dict[tuple[str, str], _ColumnBuilder] = {}
-    result = DecodeResult(batches=[])
     now_ns = time.time_ns()
+    result = DecodeResult(batches=[], received_ns=now_ns)
     for rs in request.resource_spans:
         res_model, res_version = _resource_model(rs.resource)
         for ss in rs.scope_spans:
@@ -528,7 +525,10 @@ def _decode_span(
                     "batch_length_mismatch",
                     f"'{name}' has {len(elems)} values, {semconv.BATCH_SIZE} is {n}",
                 )
-            decoded.append((name, _split_values(list(elems), limits.max_category_length)))
+            decoded.append((name, _split_values(list(elems), limits.max_category_length if name != _ID else None)))
+    for name, value in columns:
+        if name in (_ID, _TRUTH):
+            _check_outcome(name, value, batch_v is not None, limits)
 
     end = span.end_time_unix_nano or span.start_time_unix_nano or now_ns
     if end > now_ns + limits.max_clock_skew_seconds * 1e9:

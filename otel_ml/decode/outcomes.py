@@ -18,6 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch, parse_protobuf
+from otel_ml.decode.limits import DecodeLimits, id_problem, truth_problem
 
 _FNV_PRIME = np.uint64(1099511628211)
 _MASK64 = (1 << 64) - 1
@@ -159,17 +160,16 @@ def split_outcomes(result: DecodeResult) -> DecodeResult:
 
 
 # --- OTLP logs ------------------------------------------------------------------------------------------
-def _scalar(v: AnyValue) -> float | str | None:
+def _scalar(v: AnyValue) -> float | str:
+    """A usable ``ml.ground_truth`` value (``truth_problem`` said so) as a number or a text."""
     kind = v.WhichOneof("value")
     if kind == "double_value":
-        return v.double_value if math.isfinite(v.double_value) else None
+        return v.double_value
     if kind == "int_value":
         return float(v.int_value)
-    if kind == "string_value":
-        return v.string_value
     if kind == "bool_value":
         return "true" if v.bool_value else "false"
-    return None
+    return v.string_value
 
 
 def _id_text(v: AnyValue) -> str:
@@ -181,14 +181,14 @@ def _id_text(v: AnyValue) -> str:
     return ""
 
 
-def decode_logs_request(data: bytes | ExportLogsServiceRequest, max_batch_size: int = 100_000,
-                        max_len: int = 256) -> DecodeResult:
+def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLimits | None = None) -> DecodeResult:
     """Ground-truth log records of one OTLP logs export as ``LabelBatch``es; other log records are ignored.
 
     A ground-truth record has ``event.name`` = ``ml.ground_truth`` (the attribute, or the LogRecord field of
     newer OTLP) or simply carries ``ml.ground_truth``; ``ml.model.name`` (record or resource),
-    ``ml.prediction.id`` and ``ml.ground_truth`` are required, ``ml.batch.size`` makes both arrays. Counts are
-    in the result's span fields (a record counts like a span).
+    ``ml.prediction.id`` and ``ml.ground_truth`` are required, ``ml.batch.size`` makes both arrays. A record is
+    taken whole or rejected whole with a reason, by the rules spans obey (otlp.py: ``id_problem``,
+    ``truth_problem``, the clock skew limit). Counts are in the result's span fields (a record counts like a span).
 
     >>> req = ExportLogsServiceRequest()
     >>> rec = req.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=10**18)
@@ -198,11 +198,13 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, max_batch_size: 
     >>> r.labels[0].model, r.labels[0].label.tolist(), r.spans_accepted
     ('churn', ['yes'], 1)
     """
+    limits = limits or DecodeLimits()
     if not isinstance(data, ExportLogsServiceRequest):
         data = parse_protobuf(ExportLogsServiceRequest, data)
-    result = DecodeResult(batches=[])
-    groups: dict[tuple[str, str], _LabelRows] = {}
     now_ns = time.time_ns()
+    result = DecodeResult(batches=[], received_ns=now_ns)
+    groups: dict[tuple[str, str], _LabelRows] = {}
+    future_limit = now_ns + limits.max_clock_skew_seconds * 1e9
 
     def reject(reason: str, detail: str) -> None:
         result.rejected[reason] += 1
@@ -231,17 +233,21 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, max_batch_size: 
                 model_v = attrs.get(semconv.MODEL_NAME, res_model)
                 model = _id_text(model_v) if model_v is not None and model_v.WhichOneof("value") == "string_value" \
                     else ""
-                if not model or len(model) > max_len:
+                if not model:
                     reject("invalid_model_name", f"{semconv.MODEL_NAME} must be a non-empty string")
                     continue
                 version_v = attrs.get(semconv.MODEL_VERSION, res_version)
                 version = _id_text(version_v) if version_v is not None else ""
+                if len(model) > limits.max_name_length or len(version) > limits.max_name_length:
+                    reject("name_too_long", f"a model or version name is over {limits.max_name_length} characters")
+                    continue
                 id_v = attrs.get(semconv.PREDICTION_ID)
                 batch_v = attrs.get(semconv.BATCH_SIZE)
                 if batch_v is not None:
                     n = batch_v.int_value if batch_v.WhichOneof("value") == "int_value" else 0
-                    if not 1 <= n <= max_batch_size:
-                        reject("invalid_batch_size", f"{semconv.BATCH_SIZE} must be an int in [1, {max_batch_size}]")
+                    if not 1 <= n <= limits.max_batch_size:
+                        reject("invalid_batch_size",
+                               f"{semconv.BATCH_SIZE} must be an int in [1, {limits.max_batch_size}]")
                         continue
                     if id_v is None or id_v.WhichOneof("value") != "array_value" or \
                             gt.WhichOneof("value") != "array_value" or len(id_v.array_value.values) != n or \
@@ -249,23 +255,34 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, max_batch_size: 
                         reject("batch_length_mismatch", f"{semconv.PREDICTION_ID} and {semconv.GROUND_TRUTH} must "
                                f"be arrays of {semconv.BATCH_SIZE} values")
                         continue
-                    ids = [_id_text(v)[:max_len] for v in id_v.array_value.values]
-                    values = [_scalar(v) for v in gt.array_value.values]
+                    id_values, gt_values = list(id_v.array_value.values), list(gt.array_value.values)
                 else:
-                    ids = [_id_text(id_v)[:max_len] if id_v is not None else ""]
-                    values = [_scalar(gt)]
-                if not all(ids):
+                    if id_v is not None and id_v.WhichOneof("value") == "array_value":
+                        reject("array_without_batch_size", f"{semconv.PREDICTION_ID} is an array but the record has "
+                               f"no {semconv.BATCH_SIZE}")
+                        continue
+                    id_values, gt_values = ([id_v] if id_v is not None else []), [gt]
+                problem = next((p for p in (*(id_problem(v, limits.max_id_length) for v in id_values),
+                                            *(truth_problem(v) for v in gt_values)) if p is not None), None)
+                if problem is not None:
+                    reject(*problem)
+                    continue
+                ids = [_id_text(v) for v in id_values]
+                if not ids or not all(ids):
                     reject("ground_truth_without_id",
                            f"a {semconv.GROUND_TRUTH} record without {semconv.PREDICTION_ID}")
                     continue
                 t = rec.time_unix_nano or rec.observed_time_unix_nano or now_ns
+                if t > future_limit:
+                    reject("timestamp_in_future", f"log record {(t - now_ns) / 1e9:.0f}s in the future (limit "
+                           f"{limits.max_clock_skew_seconds:.0f}s)")
+                    continue
                 rows = groups.setdefault((model, version), _LabelRows())
-                for i, v in zip(ids, values):
-                    if v is None:
-                        continue
+                for i, v in zip(ids, gt_values):
+                    value = _scalar(v)
                     rows.ids.append(i)
-                    rows.values.append(v if isinstance(v, float) else math.nan)
-                    rows.labels.append(v[:max_len] if isinstance(v, str) else "")
+                    rows.values.append(value if isinstance(value, float) else math.nan)
+                    rows.labels.append(value[:limits.max_category_length] if isinstance(value, str) else "")
                     rows.times.append(t)
                 result.spans_accepted += 1
     for (model, version), rows in groups.items():

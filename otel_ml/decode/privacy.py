@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from otel_ml.decode.batch import ColumnarBatch
+from otel_ml import semconv
+from otel_ml.decode.batch import ColumnarBatch, LabelBatch
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,44 @@ def hash_categories(values: np.ndarray, key: bytes) -> np.ndarray:
     return hashed[inverse]
 
 
+PLAIN_CLASSES = frozenset({"1", "0", "true", "false", "yes", "no", "positive", "negative", "pos", "neg"})
+"""Class names (any case) that are never hashed in the prediction and in labels: they carry nothing private, and
+they name a binary classifier's positive class (profile/performance.py: ``POSITIVE_NAMES``) without one being
+configured. Every other text class is hashed, on both sides of the join alike."""
+
+
+def hash_classes(values: np.ndarray, key: bytes) -> np.ndarray:
+    """Text classes (predictions, labels) hashed like categories, except ``PLAIN_CLASSES``.
+
+    >>> hash_classes(np.array(["Yes", "churn", ""]), b"k").tolist()[::2]
+    ['Yes', '']
+    """
+    if not len(values):
+        return values
+    uniq, inverse = np.unique(values, return_inverse=True)
+    hashed = np.array(["" if u == "" else u if u.lower() in PLAIN_CLASSES else hash_category(u, key)
+                       for u in uniq.tolist()])
+    return hashed[inverse]
+
+
+def hashes_prediction(features: list[str] | None) -> bool:
+    """Whether ``privacy.hash_features`` (empty: every categorical feature) hashes the prediction, and so labels."""
+    return not features or semconv.PREDICTION_FEATURE in features
+
+
 def hash_batch(batch: ColumnarBatch, key: bytes, features: list[str] | None = None) -> None:
-    """Replace the categorical columns of ``batch`` (all, or those in ``features``) by their hashes.
-    Numbers in a categorical feature stay numbers: profiles turn them into category text later, so hash
-    only string-typed features, or send identifiers as strings."""
+    """Replace the categorical columns of ``batch`` (all, or those in ``features``) by their hashes (the
+    prediction by ``hash_classes``). Numbers in a categorical feature stay numbers: profiles turn them into
+    category text later, so hash only string-typed features, or send identifiers as strings."""
     for name, col in batch.categorical.items():
         if not features or name in features:
-            batch.categorical[name] = hash_categories(col, key)
+            batch.categorical[name] = hash_classes(col, key) if name == semconv.PREDICTION_FEATURE else \
+                hash_categories(col, key)
+
+
+def hash_labels(labels: LabelBatch, key: bytes) -> None:
+    """Hash a label batch's text classes as the prediction's are, before they are joined or written anywhere."""
+    labels.label = hash_classes(labels.label, key)
 
 
 def load_key(env_var: str | None) -> bytes | None:

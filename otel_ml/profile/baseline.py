@@ -20,7 +20,7 @@ import numpy as np
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
-from otel_ml.decode.privacy import hash_batch
+from otel_ml.decode.privacy import hash_batch, hash_classes, hashes_prediction
 from otel_ml.profile.model import ModelProfile, category_strings
 from otel_ml.profile.performance import PerformanceReference, class_names, reference_performance
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
@@ -234,13 +234,17 @@ def build_baseline(
     if seen_columns is None:
         raise ValueError(f"{path}: empty file")
     if target_column:
-        profile.performance = _reference_performance(path, outcomes, target_column, prediction_column,
-                                                     probability_column, positive_class, chunks)
+        profile.performance = _reference_performance(
+            path, outcomes, target_column, prediction_column, probability_column, positive_class, chunks,
+            hash_key if hash_key is not None and hashes_prediction(list(hash_features)) else None)
     return profile
 
 
 def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], target: str, prediction: str | None,
-                           probability: str | None, positive: str | None, chunks: int) -> PerformanceReference:
+                           probability: str | None, positive: str | None, chunks: int,
+                           hash_key: bytes | None = None) -> PerformanceReference:
+    """The labelled reference's performance; with ``hash_key``, text classes hashed as the processor hashes live
+    predictions and labels (``hash_classes``), so that both compare."""
     def split(col: str) -> tuple[np.ndarray, np.ndarray]:
         cells = np.concatenate(outcomes[col])
         num = _as_numeric(cells)
@@ -264,6 +268,10 @@ def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], ta
         if positive not in classes:
             shown = ", ".join(classes[:10]) + (" ..." if len(classes) > 10 else "")
             raise ValueError(f"{path}: --positive-class {positive!r} is not a class of {target!r} ({shown})")
+    if hash_key is not None:
+        truth_text = hash_classes(truth_text, hash_key)
+        pred_text = hash_classes(pred_text, hash_key) if pred_text is not None else None
+        positive = str(hash_classes(np.array([positive]), hash_key)[0]) if positive is not None else None
     return reference_performance(truth_num, truth_text, pred_num, pred_text, prob, positive, chunks=max(chunks, 1))
 
 

@@ -54,12 +54,12 @@ class GroundTruth:
         """Windows changed since the last ``take_changes`` (a checkpoint writes only those)."""
         self._removed: set[tuple[str, str, int]] = set()
 
-    @property
-    def clock_ns(self) -> int:
-        return self.pending.clock_ns
+    def _edge(self, model: str) -> int:
+        """Windows ending at or before this (event time of ``model``'s own clock) have left the horizon."""
+        return self.pending.clock(model) - self.horizon_ns
 
     def _window(self, key: tuple[str, str], start: int) -> PerformanceProfile | None:
-        if start + self.window_ns <= self.clock_ns - self.horizon_ns:
+        if start + self.window_ns <= self._edge(key[0]):
             return None
         windows = self.windows.setdefault(key, {})
         prof = windows.get(start)
@@ -78,7 +78,7 @@ class GroundTruth:
         if not len(ids):
             ids = np.zeros(batch.n_rows, np.uint64)
         kept = self.pending.keep(ids)
-        self.pending.clock_ns = max(self.pending.clock_ns, int(batch.row_time_ns.max()))
+        self.pending.observe(batch.model, int(batch.row_time_ns.max()))
         pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
         text = batch.categorical.get(semconv.PREDICTION_FEATURE)
         said_positive = None  # which rows predicted the positive class: what the estimates count as such
@@ -111,7 +111,8 @@ class GroundTruth:
 
     # --- labels -----------------------------------------------------------------------------------------------
     def on_labels(self, labels: LabelBatch) -> None:
-        self.pending.clock_ns = max(self.pending.clock_ns, int(labels.time_ns.max()) if labels.n_rows else 0)
+        if labels.n_rows:
+            self.pending.observe(labels.model, int(labels.time_ns.max()))
         self._count(labels, self.pending.join(labels))
 
     def _count(self, labels: LabelBatch, result: JoinResult) -> None:
@@ -167,23 +168,24 @@ class GroundTruth:
         if not windows:
             return None
         out = PerformanceProfile(self.config.max_classes)
+        edge = self._edge(model)
         for start, prof in windows.items():
-            if start + self.window_ns > self.clock_ns - self.horizon_ns:
+            if start + self.window_ns > edge:
                 out.merge(prof)
         return out
 
     def advance(self) -> None:
         """Drop windows past the horizon and early labels past their wait (counted ``unknown``)."""
-        edge = self.clock_ns - self.horizon_ns
         for key in list(self.windows):
             windows = self.windows[key]
+            edge = self._edge(key[0])
             for start in [s for s in windows if s + self.window_ns <= edge]:
                 del windows[start]
                 self._changed.discard((*key, start))
                 self._removed.add((*key, start))
             if not windows:
                 del self.windows[key]
-        for lb in self.pending.expire_early(self.clock_ns):
+        for lb in self.pending.expire_early():
             self.unmatched[(lb.model, lb.version, "unknown")] += lb.n_rows
 
     def forget(self, model: str, version: str) -> None:

@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_ml.decode import DecodeLimits, DecodeResult, decode_request
 from otel_ml.decode.outcomes import decode_logs_request
-from otel_ml.decode.privacy import hash_batch
+from otel_ml.decode.privacy import hash_batch, hash_labels, hashes_prediction
 
 TRACES = "traces"
 LOGS = "logs"
@@ -21,10 +21,11 @@ def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLim
     """Decode a request (an OTLP trace export, or a logs export with ``signal="logs"``: ground truth) and hash
     its categorical values (``hash_key`` set), before anything is sketched or journaled. A module-level
     function, so a ``functools.partial`` of it pickles to worker processes."""
-    if signal == LOGS:
-        return decode_logs_request(data, limits.max_batch_size, limits.max_category_length)
-    result = decode_request(data, limits)
+    result = decode_logs_request(data, limits) if signal == LOGS else decode_request(data, limits)
     if hash_key is not None:
         for batch in result.batches:
             hash_batch(batch, hash_key, hash_features)
+        if hashes_prediction(hash_features):
+            for labels in result.labels:  # a text label is compared with a text prediction: hashed alike
+                hash_labels(labels, hash_key)
     return result

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -77,6 +78,9 @@ class ReceiverWorkers:
         self._on_refused = on_refused
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
         self._pool = futures.ThreadPoolExecutor(max_workers=max(4, 2 * count), thread_name_prefix="otel-ml-apply")
+        # Every worker is started from this one thread, which lives as long as the workers: a worker's parent-death
+        # signal fires when the *thread* that started it ends (Linux), not only when the process does.
+        self._spawner = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="otel-ml-spawn")
         self._procs: list[Any] = [None] * count
         self._stopping = threading.Event()
         self.port: int | None = None
@@ -84,7 +88,7 @@ class ReceiverWorkers:
     def start(self) -> None:
         refuse_if_taken(self.spec.receiver.endpoint, "the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)")
         for i in range(self.count):
-            self._spawn(i)
+            self._spawner.submit(self._spawn, i).result()
 
     def _spawn(self, i: int) -> None:
         ours, theirs = self._ctx.Pipe(duplex=True)
@@ -92,7 +96,8 @@ class ReceiverWorkers:
         if self.port is not None:  # later workers (and restarts) join the port the first one bound
             endpoint = f"{endpoint.rpartition(':')[0]}:{self.port}"
         spec = dataclasses.replace(self.spec, receiver=dataclasses.replace(self.spec.receiver, endpoint=endpoint))
-        proc = self._ctx.Process(target=_worker_main, args=(spec, theirs), name=f"otel-ml-receiver-{i}", daemon=True)
+        proc = self._ctx.Process(target=_worker_main, args=(spec, theirs, os.getpid()), name=f"otel-ml-receiver-{i}",
+                                 daemon=True)
         proc.start()
         theirs.close()
         try:
@@ -138,7 +143,7 @@ class ReceiverWorkers:
         log.error("receiver worker %d exited (code %s); restarting it", i, proc.exitcode)
         while not self._stopping.is_set():
             try:
-                self._spawn(i)
+                self._spawner.submit(self._spawn, i).result()
                 return
             except OSError as e:
                 log.error("restarting receiver worker %d failed: %s", i, e)
@@ -156,18 +161,22 @@ class ReceiverWorkers:
                 if proc.is_alive():
                     proc.kill()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self._spawner.shutdown(wait=False, cancel_futures=True)
 
 
 def refuse_if_taken(endpoint: str, what: str) -> None:
     """Raise OSError naming ``what`` when ``endpoint`` is in use. Workers bind with SO_REUSEPORT, which would
     silently *share* a port held by another process's SO_REUSEPORT sockets (a second otel-ml would take part of
-    the traffic); a probe bind without it fails whenever anything holds the port."""
+    the traffic); a probe bind without it fails whenever anything listens on the port. With SO_REUSEADDR, as
+    every server binds: the connections of a processor that just died (kill -9) linger in TIME_WAIT for a minute
+    and must not keep its restart out."""
     host, _, port = endpoint.rpartition(":")
     host = host.strip("[]")
     if not port.isdigit() or int(port) == 0:
         return  # an ephemeral port is free by definition; a malformed endpoint fails where it is bound
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, int(port)))
         except OSError as e:
@@ -227,9 +236,27 @@ class _MainProcess:
                 slot[0].set()
 
 
-def _worker_main(spec: WorkerSpec, conn: Connection) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this worker when the main process dies, kill -9 included: its listening socket must not
+    outlive the main process and keep a restart from binding (Linux prctl PR_SET_PDEATHSIG; elsewhere the closed
+    pipe ends it, a moment later)."""
+    import ctypes
     import signal
 
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the signal was set up
+        os._exit(0)
+
+
+def _worker_main(spec: WorkerSpec, conn: Connection, parent_pid: int = 0) -> None:
+    import signal
+
+    if parent_pid and sys.platform.startswith("linux"):
+        _die_with_parent(parent_pid)
     logging.basicConfig(level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process, which stops the workers
     stop = threading.Event()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +71,9 @@ class Segment:
     """For gone segments: why their rows left."""
     newest: int = 0
     oldest: int = 0
+    models: dict[str, int] = field(default_factory=dict)
+    """Per model of its rows, their newest event time (gone segments: that model's clock when they left): a segment
+    expires by the clocks of its own models, never by another model's."""
 
     @property
     def gone(self) -> bool:
@@ -192,15 +197,16 @@ class EarlyLabels:
                 self._rebuild()
         return self._batches(parts)
 
-    def expire(self, before_ns: int) -> list[LabelBatch]:
-        """Drop the labels observed before ``before_ns``; returns them (they are ``unknown``)."""
+    def expire(self, before_ns: Callable[[np.ndarray], np.ndarray]) -> list[LabelBatch]:
+        """Drop the labels observed before ``before_ns(key codes)`` (per row: their model's clock minus the wait);
+        returns them (they are ``unknown``)."""
         parts = []
-        old = self.live & (self.base["time"] < before_ns)
+        old = self.live & (self.base["time"] < before_ns(self.base["key"]))
         if old.any():
             parts.append({c: v[old] for c, v in self.base.items()})
             self.live &= ~old
         for k, t in enumerate(self.tail):
-            m = t["time"] < before_ns
+            m = t["time"] < before_ns(t["key"])
             if m.any():
                 parts.append({c: v[m] for c, v in t.items()})
                 self.tail[k] = {c: v[~m] for c, v in t.items()}
@@ -233,10 +239,11 @@ class PendingPredictions:
     """The waiting predictions of every model, in ``<state dir>/pending``."""
 
     def __init__(self, directory: str | Path, ttl_ns: int, max_pending: int, early_ttl_ns: int,
-                 max_early: int = 1_000_000, sample_ratio: float = 1.0) -> None:
+                 max_early: int = 1_000_000, sample_ratio: float = 1.0, max_skew_ns: int = 3600 * 10**9) -> None:
         self.dir = Path(directory)  # created with the first segment (the state dir is checked at start first)
         self.ttl_ns, self.max_pending, self.early_ttl_ns = ttl_ns, max_pending, early_ttl_ns
         self.max_early = max_early
+        self.max_skew_ns = max_skew_ns
         self.sample_below = np.uint64(min(int(sample_ratio * 2.0**64), 2**64 - 1))
         self.keys: list[tuple[str, str]] = []
         self._key_code: dict[tuple[str, str], int] = {}
@@ -248,10 +255,44 @@ class PendingPredictions:
         self._buf_rows = 0
         self._buf_index: dict[int, int] = {}
         self._buf_labeled: list[int] = []
-        self.clock_ns = 0
+        self.clocks: dict[str, int] = {}
+        """Per model, the newest event time of its predictions and labels: its own ttl and early waits run on it, so
+        one model's (or one client's) timestamps cannot expire another's (decode bounds each by the clock skew)."""
         self.early = EarlyLabels()
         self._early_file = ""
         self.sampled = sample_ratio < 1.0
+
+    # --- clocks -----------------------------------------------------------------------------------------
+    @property
+    def clock_ns(self) -> int:
+        """The newest event time of any model."""
+        return max(self.clocks.values(), default=0)
+
+    def clock(self, model: str) -> int:
+        return self.clocks.get(model, 0)
+
+    def observe(self, model: str, time_ns: int) -> None:
+        """``model``'s predictions or labels reached ``time_ns`` (event time)."""
+        if time_ns > self.clocks.get(model, 0):
+            self.clocks[model] = time_ns
+
+    def _key_clocks(self, codes: np.ndarray, keys: list[tuple[str, str]] | None = None) -> np.ndarray:
+        """The clock of each row's model, from its key code (into ``keys``, default this store's)."""
+        keys = self.keys if keys is None else keys
+        per_key = np.array([self.clock(model) for model, _ in keys] or [0], dtype=np.int64)
+        return per_key[codes]
+
+    def _models_newest(self, cols: dict[str, np.ndarray]) -> dict[str, int]:
+        """Per model, the newest time among rows ``cols``."""
+        out: dict[str, int] = {}
+        for code in np.unique(cols["key"]).tolist():
+            model = self.keys[code][0]
+            out[model] = max(out.get(model, 0), int(cols["time"][cols["key"] == code].max()))
+        return out
+
+    def _expired(self, seg: Segment) -> bool:
+        """Every model of the segment is past the ttl of its own clock (gone segments: one ttl after they left)."""
+        return bool(seg.models) and all(t < self.clock(m) - self.ttl_ns for m, t in seg.models.items())
 
     # --- codes ------------------------------------------------------------------------------------------
     def key_code(self, model: str, version: str) -> int:
@@ -287,7 +328,7 @@ class PendingPredictions:
             return 0
         if not keep.all():
             ids, time_ns, pred, cls, prob = ids[keep], time_ns[keep], pred[keep], cls[keep], prob[keep]
-        self.clock_ns = max(self.clock_ns, int(time_ns.max()))
+        self.observe(model, int(time_ns.max()))
         rows = {"id": ids, "key": np.full(n, self.key_code(model, version), np.uint32), "time": time_ns,
                 "pred": pred, "cls": cls, "prob": prob.astype(np.float32)}
         start = self._buf_rows
@@ -310,7 +351,7 @@ class PendingPredictions:
         """Find each label's prediction and mark it labelled. Labels without one wait (``early``)."""
         out = JoinResult()
         ids = labels.prediction_id
-        now = max(self.clock_ns, now_ns or 0)
+        now = max(self.clock(labels.model), now_ns or 0)
         sampled = self.keep(ids)
         if not sampled.all():
             out.unmatched["not_sampled"] = int((~sampled).sum())
@@ -383,9 +424,11 @@ class PendingPredictions:
                 out.unmatched["unknown"] = int(waiting.sum())
         return out
 
-    def expire_early(self, now_ns: int) -> list[LabelBatch]:
-        """Drop early labels older than ``early_ttl`` (they are ``unknown``); returns them."""
-        return self.early.expire(now_ns - self.early_ttl_ns) if len(self.early) else []
+    def expire_early(self) -> list[LabelBatch]:
+        """Drop early labels older than ``early_ttl`` of their model's clock (they are ``unknown``); returns them."""
+        if not len(self.early):
+            return []
+        return self.early.expire(lambda codes: self._key_clocks(codes, self.early.keys) - self.early_ttl_ns)
 
     def _mark_buffer(self, at: int) -> None:
         if len(self._buf_labeled) <= at:
@@ -417,7 +460,7 @@ class PendingPredictions:
         self._maintain()
 
     def _add_segment(self, cols: dict[str, np.ndarray], labeled: np.ndarray, reason: str = "",
-                     newest: int | None = None) -> Segment:
+                     newest: int | None = None, models: dict[str, int] | None = None) -> Segment:
         self._next += 1
         name = f"{self._next:08d}{'-gone' if reason else ''}"
         n = len(cols["id"])
@@ -427,7 +470,8 @@ class PendingPredictions:
         seg = Segment(name, n, _open_segment(self.dir / f"{name}.seg", n, bool(reason)), labeled, reason=reason,
                       newest=int(times.max()) if times is not None and n else (newest or self.clock_ns),
                       oldest=int(times.min()) if times is not None and n else (newest or self.clock_ns),
-                      dirty=bool(labeled.any()))
+                      dirty=bool(labeled.any()),
+                      models=models if models is not None else self._models_newest(cols) if times is not None else {})
         self.segments.append(seg)
         return seg
 
@@ -436,12 +480,11 @@ class PendingPredictions:
 
     def _maintain(self) -> None:
         """Expire, evict, merge: bounded count of segments, of rows, and of time."""
-        now = self.clock_ns
         live = [s for s in self.segments if not s.gone]
         # Gone ids are kept for one more ttl, then forgotten (a label that late is unknown).
-        self.segments = [s for s in self.segments if not (s.gone and s.newest < now - 2 * self.ttl_ns)]
+        self.segments = [s for s in self.segments if not (s.gone and self._expired(s))]
         for seg in live:
-            if seg.newest < now - self.ttl_ns:
+            if self._expired(seg):
                 self._forget([seg], "expired")
         total = self.pending_rows()
         for seg in sorted((s for s in self.segments if not s.gone), key=lambda s: s.newest):
@@ -459,7 +502,9 @@ class PendingPredictions:
 
     def _forget(self, segs: list[Segment], reason: str) -> None:
         ids = np.concatenate([np.asarray(s.cols["id"]) for s in segs])
-        self._add_segment({"id": np.sort(ids)}, np.zeros(0, bool), reason, newest=self.clock_ns)  # first: may fail
+        stamps = {m: self.clock(m) for s in segs for m in s.models}
+        self._add_segment({"id": np.sort(ids)}, np.zeros(0, bool), reason, newest=self.clock_ns,  # first: may fail
+                          models=stamps)
         self.segments = [s for s in self.segments if s not in segs]
 
     def _merge(self, group: list[Segment]) -> None:
@@ -470,12 +515,19 @@ class PendingPredictions:
         order = np.argsort(cols["id"], kind="stable")
         cols = {c: v[order] for c, v in cols.items()}
         if gone:
-            self._add_segment(cols, np.zeros(0, bool), group[0].reason, newest=max(s.newest for s in group))
+            stamps: dict[str, int] = {}
+            for s in group:
+                for m, t in s.models.items():
+                    stamps[m] = max(stamps.get(m, 0), t)
+            self._add_segment(cols, np.zeros(0, bool), group[0].reason, newest=max(s.newest for s in group),
+                              models=stamps)
         else:
             labeled = np.concatenate([s.labeled for s in group])[order]
-            old = cols["time"] < self.clock_ns - self.ttl_ns
+            old = cols["time"] < self._key_clocks(cols["key"]) - self.ttl_ns
             if old.any():  # expired rows leave here; their ids are remembered
-                self._add_segment({"id": cols["id"][old]}, np.zeros(0, bool), "expired", newest=self.clock_ns)
+                self._add_segment({"id": cols["id"][old]}, np.zeros(0, bool), "expired", newest=self.clock_ns,
+                                  models={m: self.clock(m) for m in self._models_newest(
+                                      {"key": cols["key"][old], "time": cols["time"][old]})})
                 cols = {c: v[~old] for c, v in cols.items()}
                 labeled = labeled[~old]
             self._add_segment(cols, labeled)
@@ -503,9 +555,9 @@ class PendingPredictions:
             name = f"early.{self._next}.npz"
             self.early.save(self.dir / name)
             self._early_file = name
-        return {"next": self._next, "clock_ns": self.clock_ns, "keys": self.keys, "classes": self.classes,
+        return {"next": self._next, "clocks": self.clocks, "keys": self.keys, "classes": self.classes,
                 "segments": [{"name": s.name, "n": s.n, "flags": s.flags_file, "reason": s.reason,
-                              "newest": s.newest, "oldest": s.oldest} for s in self.segments],
+                              "newest": s.newest, "oldest": s.oldest, "models": s.models} for s in self.segments],
                 "early_file": self._early_file, "early_keys": self.early.keys}
 
     def committed(self, state: dict) -> None:
@@ -526,8 +578,12 @@ class PendingPredictions:
     def restore(self, state: dict) -> None:
         """Open what a checkpoint named; delete everything else in the directory."""
         self._next = int(state.get("next", 0))
-        self.clock_ns = int(state.get("clock_ns", 0))
         self.keys = [tuple(k) for k in state.get("keys", [])]  # type: ignore[misc]
+        # No clock beyond the skew limit: a checkpoint from before per-model clocks may hold one poisoned by a
+        # label stamped years ahead (its one clock then applies to every model, bounded).
+        limit = time.time_ns() + self.max_skew_ns
+        old = min(int(state.get("clock_ns", 0)), limit)
+        self.clocks = {m: min(int(t), limit) for m, t in state.get("clocks", {m: old for m, _ in self.keys}).items()}
         self._key_code = {k: i for i, k in enumerate(self.keys)}
         self.classes = list(state.get("classes", []))
         self._class_code = {c: i for i, c in enumerate(self.classes)}
@@ -538,8 +594,9 @@ class PendingPredictions:
             labeled = np.zeros(0 if s["reason"] else n, bool)
             if s["flags"]:
                 labeled = np.unpackbits(np.fromfile(self.dir / s["flags"], np.uint8), count=n).astype(bool)
+            models = s.get("models") or {m: int(s["newest"]) for m in self.clocks}
             self.segments.append(Segment(s["name"], n, cols, labeled, s["flags"], reason=s["reason"],
-                                         newest=int(s["newest"]), oldest=int(s["oldest"])))
+                                         newest=int(s["newest"]), oldest=int(s["oldest"]), models=models))
         self.early = EarlyLabels()
         self._early_file = state.get("early_file", "")
         if self._early_file:
