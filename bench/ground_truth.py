@@ -21,8 +21,8 @@ from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode import decode_request
 from otel_ml.decode.outcomes import decode_logs_request, id_hash
 from otel_ml.instrument.labels import labels_request
-from otel_ml.profile.ground_truth import GroundTruth
-from otel_ml.store.pending import LabelsConfig
+from otel_ml.labels.ground_truth import GroundTruth
+from otel_ml.labels.pending import LabelsConfig
 
 
 def request(start: int, n: int, with_id: bool, t: int) -> bytes:

@@ -24,7 +24,7 @@ import uuid
 
 from bench.ingest import cpu_seconds, free_port, run, taskset
 from bench.loadgen import make_request
-from otel_ml.receiver.kafka import kafka_error_text
+from otel_ml.receiver.config import kafka_error_text
 
 
 def scraped(prom: int, metric: str) -> float:

@@ -179,7 +179,7 @@ def _level(text: str) -> float:
 
 def cmd_baseline_show(args: argparse.Namespace) -> int:
     from otel_ml.profile.model import ModelProfile
-    from otel_ml.ui.views import profile_document
+    from otel_ml.read.views import profile_document
 
     doc = profile_document(ModelProfile.read(args.file))
     if args.json:
@@ -213,7 +213,7 @@ def cmd_baseline_show(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from otel_ml.analyze.drift import DriftConfig
     from otel_ml.profile.model import ModelProfile
-    from otel_ml.ui.report import comparison_rows
+    from otel_ml.read.compare import comparison_rows
 
     rows = comparison_rows(ModelProfile.read(args.reference), ModelProfile.read(args.current),
                            DriftConfig(alpha=args.alpha))
@@ -243,7 +243,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from otel_ml.analyze.drift import DriftConfig
-    from otel_ml.store.archive import parse_time_ns
+    from otel_ml.read.archive import parse_time_ns
     from otel_ml.ui.report import build_report
 
     html, report = build_report(args.state_dir, args.model, args.model_version,
@@ -259,8 +259,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:
-    from otel_ml.store.archive import export_range, parse_time_ns
-    from otel_ml.store.state import live_window_ns, open_read_only
+    from otel_ml.read.archive import export_range, live_window_ns, open_read_only, parse_time_ns
 
     conn = open_read_only(args.state_dir)
     try:
@@ -274,8 +273,7 @@ def cmd_archive_export(args: argparse.Namespace) -> int:
 
 
 def cmd_archive_list(args: argparse.Namespace) -> int:
-    from otel_ml.store.archive import summary
-    from otel_ml.store.state import live_window_ns, open_read_only
+    from otel_ml.read.archive import live_window_ns, open_read_only, summary
 
     conn = open_read_only(args.state_dir)
     try:
@@ -297,7 +295,7 @@ def cmd_archive_list(args: argparse.Namespace) -> int:
 def cmd_models_list(args: argparse.Namespace) -> int:
     import json
 
-    from otel_ml.store.state import models_in_checkpoint, open_read_only
+    from otel_ml.read.archive import models_in_checkpoint, open_read_only
 
     conn = open_read_only(args.state_dir)
     try:
@@ -318,7 +316,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_retire(args: argparse.Namespace) -> int:
-    from otel_ml.store.control import write_control_request
+    from otel_ml.state.control import write_control_request
 
     path = write_control_request(args.state_dir, {"action": "retire", "model": args.model,
                                                   "version": args.model_version,

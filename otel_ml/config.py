@@ -24,12 +24,12 @@ from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
 from otel_ml.export.config import DETAIL_LEVELS, ExportConfig
 from otel_ml.http_server import HttpServerConfig
+from otel_ml.labels.pending import LabelsConfig
 from otel_ml.profile.lifecycle import WHEN_FULL, ModelsConfig
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
 from otel_ml.receiver.config import ReceiverConfig
-from otel_ml.store.archive import ArchiveConfig
-from otel_ml.store.pending import LabelsConfig
+from otel_ml.state.local import StateConfig
 from otel_ml.ui.config import UiConfig
 
 __all__ = ["ENV_VARS", "ConfigError", "LimitsConfig", "ServiceConfig", "load_config"]
@@ -87,18 +87,6 @@ def _renamed(data: dict[str, Any]) -> dict[str, Any]:
 class EvaluationConfig:
     interval_seconds: float = 10.0
     """How often drift is recomputed over the current horizon."""
-
-
-@dataclass(frozen=True)
-class StateConfig:
-    dir: str = "./otel-ml-state"
-    """Where the processor keeps what must survive a restart: journal, checkpoints, pinned references."""
-    durable: bool = True
-    """Answer an OTLP export only once it is on disk (journal + fsync). Off: faster, loses data on a crash."""
-    checkpoint_interval_seconds: float = 30.0
-    """How often the whole state is written, bounding how much journal a restart replays."""
-    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
-    """Windows that leave the horizon are archived here, compacted by merging as they age."""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import random
 import shutil
 import tempfile
 import time
-import urllib.request
 
 from otel_ml.config import load_config
+from otel_ml.core.snapshot import Snapshot
 from otel_ml.instrument import ModelMonitor
-from otel_ml.semconv import OVERALL_METHOD, PREDICTION_FEATURE
+from otel_ml.semconv import PREDICTION_FEATURE
 
 MODEL = "credit-risk"
 VERSION = "1"
@@ -59,23 +59,6 @@ def _outcomes(rng: random.Random, cols: dict[str, list], drifted: bool) -> list[
     for inc, cs in zip(cols["income"], cols["credit_score"]):
         z = (-0.00002 if drifted else 0.00003) * (inc - 45_000) + 0.02 * (cs - 680)
         out.append("approve" if rng.random() < 1 / (1 + math.exp(-z)) else "deny")
-    return out
-
-
-def _scrape(port: int) -> dict[tuple[str, ...], float]:
-    """(feature, method) → value of ml_drift_detected and ml_drift_score for the demo model; ("accuracy",) →
-    its realized accuracy."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out: dict[tuple[str, ...], float] = {}
-    for line in text.splitlines():
-        if line.startswith("ml_performance{") and 'ml_performance_metric="accuracy"' in line:
-            out[("accuracy",)] = float(line.rsplit(" ", 1)[1])
-        for metric in ("ml_drift_detected{", "ml_drift_p_value{"):
-            if line.startswith(metric) and f'ml_model_name="{MODEL}"' in line:
-                labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.rindex("}")].split(",")
-                              if "=" in part)
-                key = (metric[:-1], labels["ml_feature_name"].strip('"'), labels["ml_drift_method"].strip('"'))
-                out[key] = float(line.rsplit(" ", 1)[1])  # type: ignore[index]
     return out
 
 
@@ -146,11 +129,11 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
                 monitor.record_ground_truth_batch(known_ids, truth)
             if now >= next_report:
                 next_report += 10
-                _print_status(now - start, drifted, port)
+                _print_status(now - start, drifted, service.evaluator.snapshot)
             time.sleep(max(0.0, tick - (time.monotonic() - now)))
         provider.force_flush()
         time.sleep(cfg.evaluation.interval_seconds * 1.5)
-        _print_status(time.monotonic() - start, True, port)
+        _print_status(time.monotonic() - start, True, service.evaluator.evaluate())
     finally:
         provider.shutdown()
         service.shutdown()
@@ -159,26 +142,22 @@ def run_demo(duration: float, drift_after: float, grpc_endpoint: str, prometheus
     return 0
 
 
-def _print_status(elapsed: float, drifted: bool, port: int | None) -> None:
-    if port is None:
-        return
-    try:
-        m = _scrape(port)
-    except OSError as e:
-        print(f"[{elapsed:5.0f}s] scrape failed: {e}")
-        return
-    if not any(k[2] == OVERALL_METHOD for k in m):
+def _print_status(elapsed: float, drifted: bool, snapshot: Snapshot) -> None:
+    """Each feature's overall decision and the realized accuracy, as the latest evaluation has them."""
+    report = snapshot.report(MODEL, VERSION)
+    if report is None or not report.reference_source:
         print(f"[{elapsed:5.0f}s] collecting the reference horizon ...", flush=True)
         return
     phase = "after drift " if drifted else "before drift"
+    features = {f.feature: f for f in report.features}
     cells = []
     for feature in (*DRIFTED, *STABLE):
-        det = m.get(("ml_drift_detected", feature, OVERALL_METHOD))
-        p = m.get(("ml_drift_p_value", feature, OVERALL_METHOD))
-        if det is None:
+        f = features.get(feature)
+        if f is None or f.overall.detected is None:
             continue
-        cells.append(f"{feature}={'DRIFT' if det else 'ok'}(p={p:.1e})" if p is not None else feature)
-    accuracy = m.get(("accuracy",))
-    if accuracy is not None:
-        cells.append(f"| accuracy {accuracy:.2f}")
+        cells.append(f"{feature}={'DRIFT' if f.overall.detected else 'ok'}(p={f.overall.score:.1e})")
+    performance = snapshot.performance_of(MODEL, VERSION)
+    accuracy = performance.realized.get("accuracy") if performance is not None else None
+    if accuracy is not None and accuracy.value == accuracy.value:
+        cells.append(f"| accuracy {accuracy.value:.2f}")
     print(f"[{elapsed:5.0f}s] {phase}: " + "  ".join(cells), flush=True)

@@ -82,7 +82,7 @@ def compare(reference: Any, current: Any, alpha: float | None = None) -> Any:
     """
     from otel_ml.analyze.drift import DriftConfig
     from otel_ml.profile.model import ModelProfile
-    from otel_ml.ui.report import comparison_rows
+    from otel_ml.read.compare import comparison_rows
 
     def load(p: Any) -> ModelProfile:
         return p if isinstance(p, ModelProfile) else ModelProfile.read(p)

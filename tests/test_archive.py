@@ -17,8 +17,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile import NUMERIC, ModelProfile
 from otel_ml.profile.model import ModelProfile as MP
-from otel_ml.store import archive
-from otel_ml.store.archive import DAY_NS, HOUR_NS, NS, ArchiveConfig
+from otel_ml.read.archive import export_range
+from otel_ml.state import archive
+from otel_ml.state.archive import DAY_NS, HOUR_NS, NS, ArchiveConfig
 from tests.conftest import start_serve
 
 
@@ -46,10 +47,10 @@ def test_compaction_merges_by_age_and_retention_deletes() -> None:
     by_res = dict(conn.execute("SELECT resolution, COUNT(*) FROM archive GROUP BY resolution").fetchall())
     assert by_res == {"window": 6 * 60, "hour": 18, "day": 2}
     # Nothing lost in the merges: the whole range still holds every value.
-    whole = archive.export_range(conn, "m", "", 0, now + 1)
+    whole = export_range(conn, "m", "", 0, now + 1)
     assert whole.rows == 3 * 24 * 60 * 10
     assert whole.features["x"].mean == pytest.approx(np.mean(np.arange(3 * 24 * 60)))
-    last_hour = archive.export_range(conn, "m", "", now - HOUR_NS, now)
+    last_hour = export_range(conn, "m", "", now - HOUR_NS, now)
     assert last_hour.rows == 600
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from otel_ml.core.references import ReferenceStore
 from otel_ml.profile import CATEGORICAL, NUMERIC
 from otel_ml.profile.baseline import build_baseline
 from otel_ml.profile.model import ModelProfile
-from otel_ml.store import ReferenceStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -126,7 +126,7 @@ def test_unwritable_state_dir_fails_at_startup(tmp_path: Path) -> None:
 def test_checkpoints_write_only_changed_windows_and_restore_them(tmp_path: Path) -> None:
     from otel_ml.config import load_config
     from otel_ml.service import ProcessorService
-    from otel_ml.store.journal import Checkpoint
+    from otel_ml.state.journal import Checkpoint
     from tests.test_decode import request
 
     cfg = load_config(overrides={"state.dir": str(tmp_path), "windows.window_seconds": 1,
@@ -138,36 +138,35 @@ def test_checkpoints_write_only_changed_windows_and_restore_them(tmp_path: Path)
     def send(service: ProcessorService, second: int) -> None:
         req = request({"ml.model.name": "m", "ml.feature.x": float(second)})
         req.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = t0 + second * 10**9
-        service.consume(req.SerializeToString())
+        service.pipeline.consume(req.SerializeToString())
 
     service = ProcessorService(cfg)
     service.exporter.start()
-    service._recover()
-    service.journal.start()
+    service.backend.open()
     written: list[int] = []
-    real = service.journal.checkpoint
+    real = service.backend.journal.checkpoint
 
     def spy(checkpoint: Checkpoint) -> None:
         written.append(len(checkpoint.window_upserts))
         return real(checkpoint)
 
-    service.journal.checkpoint = spy  # type: ignore[method-assign]
+    service.backend.journal.checkpoint = spy  # type: ignore[method-assign]
     for second in range(5):
         send(service, second)
-    service.checkpoint()
+    service.backend.checkpoint()
     send(service, 4)  # only the newest window changes
-    service.checkpoint()
-    service.checkpoint()  # nothing changed
+    service.backend.checkpoint()
+    service.backend.checkpoint()  # nothing changed
     assert written == [5, 1, 0]
-    windows = {s: w.rows for s, w in service.models[("m", "")].windows.items()}
-    service.journal.close()
+    windows = {s: w.rows for s, w in service.live.partition(0).models[("m", "")].windows.items()}
+    service.backend.journal.close()
     service.exporter.shutdown()
 
     restarted = ProcessorService(cfg)
     restarted.exporter.start()
-    restarted._recover()
+    restarted.backend.open()
     try:
-        assert {s: w.rows for s, w in restarted.models[("m", "")].windows.items()} == windows
+        assert {s: w.rows for s, w in restarted.live.partition(0).models[("m", "")].windows.items()} == windows
     finally:
-        restarted.journal.close()
+        restarted.backend.journal.close()
         restarted.exporter.shutdown()

@@ -1,4 +1,5 @@
-"""The exporter owns its counters: totals kept for checkpoints, restored after a restart, zeros exported."""
+"""The exporter renders the counters (totals kept for checkpoints, restored after a restart, zeros exported),
+storage health and the evaluator's snapshots, at each export.detail level."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import math
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, MethodResult, ModelReport
+from otel_ml.core.counters import Counters
+from otel_ml.core.health import STORAGE_OPS, StorageHealth
+from otel_ml.core.snapshot import Snapshot
 from otel_ml.export.config import ExportConfig, PrometheusConfig
 from otel_ml.export.metrics import MetricsExporter
 from tests.conftest import scrape, select
@@ -14,35 +18,38 @@ from tests.conftest import scrape, select
 
 def exporter(healthy: bool = True) -> MetricsExporter:
     config = ExportConfig(prometheus=PrometheusConfig(endpoint="127.0.0.1:0"))
-    return MetricsExporter(config, lambda: [], "test", storage_healthy=lambda: healthy)
+    counters = Counters()
+    health = StorageHealth(counters, "test", {})
+    if not healthy:
+        health.failed("journal", OSError(28, "No space left on device"))
+    return MetricsExporter(config, counters, "test", health)
 
 
 def test_counts_before_and_after_start_reach_the_endpoint_and_the_totals() -> None:
     ex = exporter()
-    ex.count(sc.METRIC_SPANS_RECEIVED, 5)  # before start (recovery restores totals this way)
+    ex.counters.count(sc.METRIC_SPANS_RECEIVED, 5)  # before start (recovery restores totals this way)
     ex.start()
     try:
-        ex.count(sc.METRIC_SPANS_RECEIVED, 2)
-        ex.count(sc.METRIC_SPANS_REJECTED, 3, {sc.ATTR_REASON: "name_too_long"})
-        ex.count(sc.METRIC_STORAGE_ERRORS, 0, {"op": "journal"})  # a zero makes the series exist
+        ex.counters.count(sc.METRIC_SPANS_RECEIVED, 2)
+        ex.counters.count(sc.METRIC_SPANS_REJECTED, 3, {sc.ATTR_REASON: "name_too_long"})
         assert ex.prometheus_port is not None
         samples = scrape(ex.prometheus_port)
         assert select(samples, "otel_ml_spans_received_total")[0].value == 7
         assert select(samples, "otel_ml_spans_rejected_total", reason="name_too_long")[0].value == 3
         assert select(samples, "otel_ml_storage_errors_total", op="journal")[0].value == 0
         assert select(samples, "otel_ml_storage_healthy")[0].value == 1
-        totals = ex.counter_totals()
+        totals = ex.counters.to_state()
     finally:
         ex.shutdown()
     assert sorted(totals) == sorted([[sc.METRIC_SPANS_RECEIVED, [], 7],
                                      [sc.METRIC_SPANS_REJECTED, [[sc.ATTR_REASON, "name_too_long"]], 3],
-                                     [sc.METRIC_STORAGE_ERRORS, [["op", "journal"]], 0]])
+                                     *([sc.METRIC_STORAGE_ERRORS, [["op", op]], 0] for op in STORAGE_OPS)])
 
     restarted = exporter(healthy=False)
-    restarted.restore_counter_totals(totals)
+    restarted.counters.restore(totals)
     restarted.start()
     try:
-        restarted.count(sc.METRIC_SPANS_RECEIVED, 1)
+        restarted.counters.count(sc.METRIC_SPANS_RECEIVED, 1)
         assert restarted.prometheus_port is not None
         samples = scrape(restarted.prometheus_port)
         assert select(samples, "otel_ml_spans_received_total")[0].value == 8
@@ -78,7 +85,8 @@ def test_detail_levels_and_the_six_series_bound() -> None:
                           detail_for={"m/loud": "default", "m/held": "default", "other": "all"})
     counts = {}
     for level in ("default", "methods", "all"):
-        ex = MetricsExporter(dataclasses.replace(config, detail=level), lambda: [report], "test")
+        ex = MetricsExporter(dataclasses.replace(config, detail=level), instance_id="test")
+        ex.publish(Snapshot(reports=(report,)))
         ex.start()
         try:
             assert ex.prometheus_port is not None
@@ -109,18 +117,18 @@ def compare_numeric_report(name: str) -> FeatureReport:
 
 
 def test_a_scrape_reuses_the_snapshot_of_the_last_evaluation() -> None:
-    reports = [ModelReport("m", "1", "baseline", 5000, 3000, [compare_numeric_report("x")])]
     built = []
-    ex = MetricsExporter(ExportConfig(prometheus=PrometheusConfig(endpoint="127.0.0.1:0")), lambda: reports, "t")
+    ex = MetricsExporter(ExportConfig(prometheus=PrometheusConfig(endpoint="127.0.0.1:0")), instance_id="t")
+    ex.publish(Snapshot(reports=(ModelReport("m", "1", "baseline", 5000, 3000, [compare_numeric_report("x")]),)))
     ex.start()
     try:
         assert ex.prometheus_port is not None
         for _ in range(3):
             scrape(ex.prometheus_port)
-            built.append(ex.refresh())
+            built.append(ex._rendered())
         assert built[0] is built[1] is built[2]  # one evaluation, one snapshot, rendered once
-        reports = [ModelReport("m", "1", "baseline", 5000, 3000, [compare_numeric_report("y")])]  # next evaluation
-        assert ex.refresh() is not built[0]
+        ex.publish(Snapshot(reports=(ModelReport("m", "1", "baseline", 5000, 3000, [compare_numeric_report("y")]),)))
+        assert ex._rendered() is not built[0]
         assert set(_series_per_feature(scrape(ex.prometheus_port))) == {"y"}
     finally:
         ex.shutdown()

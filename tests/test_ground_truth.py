@@ -19,9 +19,9 @@ from sklearn import metrics as skm
 from otel_ml.analyze.performance import PerformanceConfig, assess, estimate
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
 from otel_ml.decode.outcomes import id_hash
-from otel_ml.profile.ground_truth import GroundTruth
+from otel_ml.labels.ground_truth import GroundTruth
+from otel_ml.labels.pending import LabelsConfig
 from otel_ml.profile.performance import PerformanceProfile, isotonic_calibration, reference_performance
-from otel_ml.store.pending import LabelsConfig
 from tests.conftest import select, wait_for
 from tests.test_e2e import sdk_provider
 
@@ -344,10 +344,9 @@ def test_not_durable_mode_joins_in_memory_and_starts_clean(tmp_path: Path) -> No
         ids = [f"r{i}" for i in range(200)]
         y = np.arange(200) % 2
         t = time.time_ns() - HOUR
-        service._consume(DecodeResult([predictions("m", ids, t, y, prob=np.where(y == 1, 0.8, 0.3))]))
-        service._consume(DecodeResult([], labels=[labels("m", ids, y, t + HOUR)]))
-        service.evaluate()
-        [report] = service.performance()
+        service.pipeline.submit(DecodeResult([predictions("m", ids, t, y, prob=np.where(y == 1, 0.8, 0.3))]), 0)
+        service.pipeline.submit(DecodeResult([], labels=[labels("m", ids, y, t + HOUR)]), 0)
+        [report] = service.evaluator.evaluate().performance
         assert report.labeled == 200 and report.realized["accuracy"].value == 1.0
     finally:
         service.shutdown()

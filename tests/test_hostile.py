@@ -304,7 +304,7 @@ def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_fa
     from otel_ml import semconv
 
     root = Path(__file__).resolve().parents[1] / "otel_ml"
-    text = "".join((root / f).read_text() for f in ("decode/otlp.py", "decode/outcomes.py", "service.py"))
+    text = "".join((root / f).read_text() for f in ("decode/otlp.py", "decode/outcomes.py", "core/live.py"))
     used = set(re.findall(r'(?:_Rejected|reject)\(\s*"([a-z_]+)"', text)) | set(
         re.findall(r'rejected\["([a-z_]+)"\]', text)) | set(
         re.findall(r'return "([a-z_]+)", ', (root / "decode/limits.py").read_text()))  # id_problem, truth_problem

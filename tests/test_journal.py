@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_ml.store.journal import Checkpoint, Journal, StorageError
+from otel_ml.state.journal import Checkpoint, Journal, StorageError
 
 POISON = b"\xff"
 

@@ -58,10 +58,11 @@ def start(tmp_path: Path, **models: object) -> ProcessorService:
 
 def crash(service: ProcessorService) -> None:
     """Stop as kill -9 would leave things: no final checkpoint, the journal as committed."""
-    service._stop.set()
+    service.evaluator.shutdown()
+    service.backend._stop.set()
     service.receiver.shutdown()
-    assert service.journal is not None
-    service.journal.close()
+    assert service.backend.journal is not None
+    service.backend.journal.close()
     service.exporter.shutdown()
 
 
@@ -81,7 +82,7 @@ def test_ten_times_the_limit_in_versions_over_two_weeks_all_monitored_and_bounde
             if day == DAYS // 2:
                 crash(service)
                 service = start(tmp_path)
-                assert len(service.models) <= MAX_MODELS
+                assert service.live.count() <= MAX_MODELS
                 after = predictions(service)
                 assert all(after[v] == n for v, n in sent.items() if v in after), (after, sent)
             versions = [f"d{day}-{i}" for i in range(NEW_PER_DAY)]
@@ -89,29 +90,28 @@ def test_ten_times_the_limit_in_versions_over_two_weeks_all_monitored_and_bounde
                 end = t0 + day * DAY + 8 * 3600 * NS + step * STEP
                 for v in [*versions, "stable"]:
                     model = "stable" if v == "stable" else "churn"
-                    result = service.consume(request(model, v, end, seed=hash((v, step)) % 2**32))
+                    result = service.pipeline.consume(request(model, v, end, seed=hash((v, step)) % 2**32))
                     assert result.spans_accepted == 1, result.message()  # every new version admitted
                     sent[v] = sent.get(v, 0) + ROWS
-                    live_seen = max(live_seen, len(service.models))
-                    windows_seen = max(windows_seen, sum(len(wp.windows) for wp in service.models.values()))
+                    live_seen = max(live_seen, service.live.count())
+                    windows_seen = max(windows_seen, sum(len(wp.windows) for wp in service.live.views().values()))
             for hour in range(11, 24):  # the stable model is in use all day, the day's new versions are not
                 end = t0 + day * DAY + hour * 3600 * NS
-                assert service.consume(request("stable", "stable", end, seed=hour)).spans_accepted == 1
+                assert service.pipeline.consume(request("stable", "stable", end, seed=hour)).spans_accepted == 1
                 sent["stable"] += ROWS
             counted = predictions(service)
             series_seen = max(series_seen, len(counted))
             pinned_seen = max(pinned_seen, len(list((tmp_path / "state" / "pinned").glob("*.json"))))
             for v in [*versions, "stable"]:  # monitored: every prediction counted (stable: since day 0)
                 assert counted[v] == sent[v], (day, v, counted)
-            service.evaluate()
-            reports = {r.version for r in service._reports}
+            reports = {r.version for r in service.evaluator.evaluate().reports}
             assert set(versions) <= reports, reports
         versions_total = DAYS * NEW_PER_DAY + 1
         assert versions_total >= 10 * MAX_MODELS
         assert live_seen <= MAX_MODELS and series_seen <= MAX_MODELS
         assert windows_seen <= MAX_MODELS * 13  # horizon/window + the allowed lateness, per live model
         assert pinned_seen <= MAX_MODELS + 3 * NEW_PER_DAY  # released ones expire after 2 days of event time
-        assert len(service.references.pinned) <= MAX_MODELS  # only live models' references in memory
+        assert len(service.live.references.pinned) <= MAX_MODELS  # only live models' references in memory
         released = {s.labels["reason"]: s.value for s in select(scrape(service.exporter.prometheus_port),
                                                                 "otel_ml_models_released_total")}
         assert sum(released.values()) >= versions_total - MAX_MODELS - NEW_PER_DAY * (DAYS // 2), released
@@ -120,7 +120,7 @@ def test_ten_times_the_limit_in_versions_over_two_weeks_all_monitored_and_bounde
                                                 "otel_ml_spans_rejected_total"))  # none rejected
 
         # The CLI reads the last checkpoint while the processor runs, and retires through the state directory.
-        service.checkpoint()
+        service.backend.checkpoint()
         state = str(tmp_path / "state")
         listing = subprocess.run([sys.executable, "-m", "otel_ml.cli", "models", "list", "--state-dir", state],
                                  capture_output=True, text=True, check=True).stdout
@@ -137,23 +137,23 @@ def test_ten_times_the_limit_in_versions_over_two_weeks_all_monitored_and_bounde
                              check=True).stdout
         assert "queued" in out
         deadline = time.monotonic() + 10
-        while ("churn", last) in service.models and time.monotonic() < deadline:
+        while ("churn", last) in service.live.model_keys() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert ("churn", last) not in service.models
+        assert ("churn", last) not in service.live.model_keys()
         assert not list((tmp_path / "state" / "control").glob("*.json"))  # applied, then removed
         # It comes back with its first span, and with the reference pinned before it was retired.
         end = t0 + (DAYS - 1) * DAY + 8 * 3600 * NS + STEPS * STEP
-        assert service.consume(request("churn", last, end, seed=1)).spans_accepted == 1
-        assert service.models[("churn", last)].reference_source == "pinned"
+        assert service.pipeline.consume(request("churn", last, end, seed=1)).spans_accepted == 1
+        assert service.live.partition(0).models[("churn", last)].reference_source == "pinned"
         # Retired with --drop-reference, its pinned reference goes too.
-        pinned = service.references._pinned_path(("churn", last))
+        pinned = service.live.references._pinned_path(("churn", last))
         assert pinned.exists()
         subprocess.run([sys.executable, "-m", "otel_ml.cli", "models", "retire", "--state-dir", state, "--model",
                         "churn", "--model-version", last, "--drop-reference"], capture_output=True, check=True)
         deadline = time.monotonic() + 10
         while pinned.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not pinned.exists() and ("churn", last) not in service.models
+        assert not pinned.exists() and ("churn", last) not in service.live.model_keys()
     finally:
         service.shutdown()
 
@@ -166,14 +166,15 @@ def test_refuse_mode_and_the_guard_for_models_in_use(tmp_path: Path) -> None:
         service = start(tmp_path / mode, when_full=mode)
         try:
             for i in range(MAX_MODELS):
-                assert service.consume(request("m", str(i), t0, seed=i)).spans_accepted == 1
-            result = service.consume(request("m", "new", t0 + MINUTE, seed=9))  # all others active a minute ago
+                assert service.pipeline.consume(request("m", str(i), t0, seed=i)).spans_accepted == 1
+            # all the others were active a minute ago
+            result = service.pipeline.consume(request("m", "new", t0 + MINUTE, seed=9))
             assert result.spans_accepted == 0 and result.rejected["too_many_models"] == 1
             assert "not admitted" in result.examples["too_many_models"]
             # An hour later the others are idle enough: release_idlest admits, refuse still refuses.
-            result = service.consume(request("m", "new", t0 + 60 * MINUTE, seed=9))
+            result = service.pipeline.consume(request("m", "new", t0 + 60 * MINUTE, seed=9))
             assert result.spans_accepted == (1 if mode == "release_idlest" else 0), mode
-            assert len(service.models) == MAX_MODELS
+            assert service.live.count() == MAX_MODELS
         finally:
             service.shutdown()
 

@@ -146,8 +146,8 @@ def test_evicted_windows_are_not_kept_without_an_archive(tmp_path) -> None:
     for i in range(50):
         req = request({"ml.model.name": "m", "ml.feature.x": float(i)})
         req.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = (1_700_000_000 + i) * NS
-        service.consume(req.SerializeToString())
-    wp = service.models[("m", "")]
+        service.pipeline.consume(req.SerializeToString())
+    wp = service.live.partition(0).models[("m", "")]
     service.exporter.shutdown()
     assert len(wp.windows) <= 4 and wp.take_changes().evicted == []
 

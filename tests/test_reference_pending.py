@@ -21,7 +21,7 @@ def test_data_quality_and_the_rows_still_needed_before_a_reference(tmp_path: Pat
                                  "export.prometheus.endpoint": "127.0.0.1:0", "ui.endpoint": "127.0.0.1:0",
                                  "windows.reference_min_rows": 1000},
                       environ={})
-    caplog.set_level(logging.INFO, logger="otel_ml.service")
+    caplog.set_level(logging.INFO, logger="otel_ml.core.evaluator")
     service = ProcessorService(cfg)
     service.exporter.start()
     try:
@@ -32,8 +32,8 @@ def test_data_quality_and_the_rows_still_needed_before_a_reference(tmp_path: Pat
                 attrs["ml.feature.age"] = float(i)
             req = request(attrs)
             req.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = now
-            service.consume(req.SerializeToString())
-        [report] = service.evaluate()
+            service.pipeline.consume(req.SerializeToString())
+        [report] = service.evaluator.evaluate().reports
         assert report.reference_source is None and report.reference_pending_rows == 990
         by_name = {f.feature: f for f in report.features}
         assert by_name["age"].missing_ratio == pytest.approx(0.4) and by_name["plan"].missing_ratio == 0
@@ -46,7 +46,7 @@ def test_data_quality_and_the_rows_still_needed_before_a_reference(tmp_path: Pat
         assert select(samples, "ml_reference_pending_rows", ml_model_name="new-model")[0].value == 990
         assert select(samples, "ml_drift_withheld", ml_feature_name="age", reason="reference_pending")[0].value == 1
         assert select(samples, "ml_drift_detected", ml_feature_name="age", ml_drift_method="overall")[0].value == 0
-        service.evaluate()
+        service.evaluator.evaluate()
         assert caplog.text.count("no drift decisions until") == 1  # once per model, not per evaluation
     finally:
         service.exporter.shutdown()
@@ -67,7 +67,8 @@ def test_a_loaded_baseline_shows_as_ready_before_any_traffic(tmp_path: Path) -> 
                                  "export.prometheus.endpoint": "127.0.0.1:0", "ui.endpoint": "127.0.0.1:0"},
                       environ={})
     service = ProcessorService(cfg)
-    service.references.open()
+    service.live.references.open()
+    service.evaluator.evaluate()
     service.exporter.start()
     try:
         assert service.exporter.prometheus_port is not None

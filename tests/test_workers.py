@@ -104,8 +104,8 @@ def test_a_receiver_worker_imports_no_sketches_storage_or_sdk() -> None:
 
     code = ("import sys, otel_ml.cli, otel_ml.receiver.workers, otel_ml.receiver.ingest; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'sqlite3', 'yaml', 'datasketches',"
-            " '_datasketches', 'aiohttp') or m.startswith(('opentelemetry.sdk', 'otel_ml.profile', 'otel_ml.store', "
-            "'otel_ml.analyze', 'otel_ml.service', 'otel_ml.config'))))")
+            " '_datasketches', 'aiohttp') or m.startswith(('opentelemetry.sdk', 'otel_ml.profile', 'otel_ml.state', "
+            "'otel_ml.core', 'otel_ml.labels', 'otel_ml.analyze', 'otel_ml.service', 'otel_ml.config'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
 

@@ -25,6 +25,8 @@ from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, NumericProfile
 from otel_ml.semconv import OVERALL_METHOD
 
+DEFAULT_EFFECT_SIZE = {"numeric": "wasserstein", "categorical": "js"}
+"""The effect size shown and exported per feature kind unless ``export.effect_size`` says otherwise."""
 
 @dataclass(frozen=True)
 class DriftConfig:

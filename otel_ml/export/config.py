@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from otel_ml.analyze.drift import DEFAULT_EFFECT_SIZE
+
 
 @dataclass(frozen=True)
 class PrometheusConfig:
@@ -61,6 +63,6 @@ class ExportConfig:
     (p5, p50, p95) for numbers, ``ml_feature_category_share`` of the 5 most frequent categories: up to 4 (numeric)
     or 5 (categorical) series more per feature, within the cardinality caps, so a Grafana panel can show how a
     feature moved."""
-    effect_size: dict[str, str] = field(default_factory=lambda: {"numeric": "wasserstein", "categorical": "js"})
+    effect_size: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EFFECT_SIZE))
     """The one distance exported per feature at ``default`` detail, by feature kind: Wasserstein-1 in reference
     standard deviations for numbers (reads as "moved by x sigma"), Jensen-Shannon distance for categories."""

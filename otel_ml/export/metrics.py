@@ -1,15 +1,14 @@
 """Where metrics leave: a Prometheus pull endpoint and optional OTLP push, from one set of series.
 
-Drift and data-quality numbers come from the latest evaluation, so a model or feature that disappears stops being
-reported instead of freezing at its last value. The per-feature series (most of them) are built once per
-evaluation into a snapshot and rendered once into Prometheus text; a scrape adds the few live process and model
-series to those bytes and never walks the models. Which series a feature gets is ``export.detail``
-(docs/metrics.md lists names, units, Prometheus spellings and the count per feature).
+Drift, data-quality and performance numbers come from the evaluator's latest ``Snapshot`` (``publish``), so a
+model or feature that disappears stops being reported instead of freezing at its last value. The per-feature
+series (most of them) are built once per snapshot and rendered once into Prometheus text; a scrape adds the
+counters and the few per-model series to those bytes and never walks the models. Which series a feature gets is
+``export.detail`` (docs/metrics.md lists names, units, Prometheus spellings and the count per feature).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import fnmatch
 import functools
@@ -29,6 +28,9 @@ from prometheus_client.metrics_core import Metric
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, ModelReport
 from otel_ml.analyze.performance import PerformanceReport
+from otel_ml.core.counters import Counters, Series
+from otel_ml.core.health import StorageHealth
+from otel_ml.core.snapshot import Snapshot
 from otel_ml.export.config import CardinalityConfig, ExportConfig
 from otel_ml.http_server import HttpServer, Listener, health_routes
 
@@ -38,8 +40,6 @@ log = logging.getLogger(__name__)
 # for a fleet of models (the OTLP push path only: Prometheus text is rendered here).
 MAX_SERIES_PER_METRIC = 200_000
 
-Series = list[tuple[dict[str, str], float]]
-"""One metric's series: (attributes with their OTel names, value)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +84,8 @@ COUNTERS = [
     MetricDef(sc.METRIC_GROUND_TRUTH_UNMATCHED, "counter", "{label}",
               "Ground-truth labels not applied, by reason: duplicate, unknown, expired, evicted, not_sampled, "
               "early_overflow"),
+    MetricDef(sc.METRIC_APPLY_ERRORS, "counter", "{request}",
+              "Requests whose application failed after they were committed (a bug: the log has it)"),
 ]
 FEATURE_GAUGES = [
     MetricDef(sc.METRIC_DRIFT_DETECTED, "gauge", "",
@@ -266,9 +268,9 @@ def render_prometheus(metrics: Iterable[tuple[MetricDef, Series]], extra: Iterab
 
 
 @dataclasses.dataclass
-class _Snapshot:
-    source: list[ModelReport] | None
-    """The evaluation's report list it was built from (identity tells a new evaluation)."""
+class _Rendered:
+    source: Snapshot
+    """The evaluation it was built from."""
     reports: list[ModelReport]
     """Within the cardinality caps."""
     overflow: dict[str, int]
@@ -276,29 +278,23 @@ class _Snapshot:
     """Per-feature gauges (FEATURE_GAUGES) at each feature's detail level."""
     prometheus: bytes | None = None
     """``series`` rendered, once."""
+    stale: bool = False
+    """Published, not built yet."""
 
 
 class MetricsExporter:
-    """Owns every series otel-ml exports, the Prometheus endpoint and the OTLP push."""
+    """Renders every series otel-ml exports: the latest ``Snapshot`` (``publish``), the ``counters``, storage
+    ``health``; serves the Prometheus endpoint and runs the OTLP push."""
 
-    def __init__(self, config: ExportConfig, reports: Callable[[], list[ModelReport]],
-                 instance_id: str | None = None, storage_healthy: Callable[[], bool] | None = None,
-                 live_models: Callable[[], int] | None = None, http: HttpServer | None = None,
+    def __init__(self, config: ExportConfig, counters: Counters | None = None, instance_id: str | None = None,
+                 health: StorageHealth | None = None, http: HttpServer | None = None,
                  readiness: Callable[[], tuple[bool, str]] | None = None, ssl_context: ssl.SSLContext | None = None,
-                 bearer_token: str | None = None,
-                 waiting_baselines: Callable[[], list[tuple[str, str]]] | None = None,
-                 performance: Callable[[], list[PerformanceReport]] | None = None) -> None:
+                 bearer_token: str | None = None) -> None:
         self.config = config
-        self._source = reports
-        self._storage_healthy = storage_healthy
-        self._live_models = live_models
-        self._waiting_baselines = waiting_baselines
-        """(model, version)s with a baseline loaded but no traffic yet: their ml_reference_ready is 1 already."""
-        self._totals: collections.Counter[tuple[str, tuple[tuple[str, str], ...]]] = collections.Counter()
-        """Every counter's value per attribute set: checkpoints carry them across restarts."""
-        self._totals_lock = threading.Lock()
+        self.counters = counters or Counters()
+        self._health = health
         self._snapshot_lock = threading.Lock()
-        self._snap = _Snapshot(None, [], {}, {})
+        self._snap = _Rendered(Snapshot(), [], {}, {}, stale=True)
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self._own_http = http is None
         self._http = http or HttpServer()
@@ -315,7 +311,6 @@ class MetricsExporter:
             sc.METRIC_REFERENCE_PENDING_ROWS: self._reference_pending_rows,
             sc.METRIC_STORAGE_HEALTHY: self._storage, sc.METRIC_MODELS_LIVE: self._models_live,
             sc.METRIC_EXPORT_OVERFLOW: self._overflow}
-        self._performance = performance or (lambda: [])
         for d in PERFORMANCE_GAUGES:
             self._live[d.name] = functools.partial(self._performance_series, d.name)
 
@@ -358,8 +353,8 @@ class MetricsExporter:
 
     def prometheus_text(self) -> bytes:
         """One scrape: the feature series as rendered after the last evaluation, then the live ones."""
-        snap = self.refresh()
-        live = [(d, list(self._counter(d.name))) for d in COUNTERS]
+        snap = self._rendered()
+        live = [(d, self.counters.series(d.name)) for d in COUNTERS]
         live += [(d, list(self._live[d.name]())) for d in LIVE_GAUGES + PERFORMANCE_GAUGES]
         target = Metric("target", "Target metadata", "info")  # as OTel's Prometheus exporters spell the resource
         target.add_sample("target_info", {"service_name": "otel-ml", "service_instance_id": self.instance_id}, 1)
@@ -367,14 +362,18 @@ class MetricsExporter:
         return snap.prometheus + render_prometheus(live, [target])
 
     # --- snapshot ----------------------------------------------------------------------------------
-    def refresh(self) -> _Snapshot:
-        """The snapshot of the latest evaluation, built (and rendered) the first time it is asked for; the
-        service calls this right after each evaluation so a scrape only copies bytes."""
-        reports = self._source()
+    def publish(self, snapshot: Snapshot) -> None:
+        """A new evaluation: its series are built and rendered now (the evaluator's thread), so a scrape only
+        copies bytes."""
+        with self._snapshot_lock:
+            self._snap = _Rendered(snapshot, [], {}, {}, stale=True)
+        self._rendered()
+
+    def _rendered(self) -> _Rendered:
         with self._snapshot_lock:
             snap = self._snap
-            if snap.source is not reports:
-                kept, over = cap_reports(reports, self.config.cardinality)
+            if snap.stale:
+                kept, over = cap_reports(list(snap.source.reports), self.config.cardinality)
                 series: dict[str, Series] = {d.name: [] for d in FEATURE_GAUGES}
                 plain = not self.config.detail_for
                 for r in kept:
@@ -384,7 +383,7 @@ class MetricsExporter:
                         for metric, attrs, value in feature_series(model, f, level, self.config.effect_size,
                                                                    self.config.distribution):
                             series[metric].append((attrs, value))
-                snap = self._snap = _Snapshot(reports, kept, over, series)
+                snap = self._snap = _Rendered(snap.source, kept, over, series)
             if snap.prometheus is None and self.config.prometheus.enabled:
                 snap.prometheus = render_prometheus((d, snap.series[d.name]) for d in FEATURE_GAUGES)
             return snap
@@ -394,8 +393,8 @@ class MetricsExporter:
         if metric in self._live:
             return list(self._live[metric]())
         if any(d.name == metric for d in COUNTERS):
-            return list(self._counter(metric))
-        return self.refresh().series.get(metric, [])
+            return self.counters.series(metric)
+        return self._rendered().series.get(metric, [])
 
     # --- OTLP push --------------------------------------------------------------------------------
     def _start_otlp(self) -> None:
@@ -434,91 +433,52 @@ class MetricsExporter:
                                           description=d.description)
         log.info("OTLP metrics to %s every %ss", self.config.otlp.endpoint, self.config.otlp.interval_seconds)
 
-    # --- counters ------------------------------------------------------------------------------------
-    def count(self, metric: str, value: float, attrs: dict[str, str] | None = None) -> None:
-        """Add ``value`` to counter ``metric``; a zero creates the series (alerts on ``rate()`` need it)."""
-        key = (metric, tuple(sorted((attrs or {}).items())))
-        with self._totals_lock:
-            if value or key not in self._totals:
-                self._totals[key] += value
-
-    def set_counter(self, metric: str, totals: dict[tuple[tuple[str, str], ...], float]) -> None:
-        """Make ``metric``'s series exactly ``totals`` (sorted attribute pairs → total): a counter whose totals are
-        kept elsewhere (shared Kafka mode: ``ml.predictions`` summed over every partition's state)."""
-        with self._totals_lock:
-            for key in [k for k in self._totals if k[0] == metric and k[1] not in totals]:
-                del self._totals[key]
-            for attrs, value in totals.items():
-                self._totals[metric, tuple(sorted(attrs))] = value
-
-    def _counter(self, metric: str) -> Series:
-        with self._totals_lock:
-            return [(dict(attrs), value) for (name, attrs), value in self._totals.items() if name == metric]
-
-    def forget_model(self, model: str, version: str) -> None:
-        """Drop the counters of a released (model, version): their series leave the export."""
-        mine = {(sc.ATTR_MODEL_NAME, model), (sc.ATTR_MODEL_VERSION, version)}
-        with self._totals_lock:
-            for key in [k for k in self._totals if mine <= set(k[1])]:
-                del self._totals[key]
-
-    def counter_totals(self) -> list[list]:
-        """Every counter's totals, JSON-ready, for a checkpoint: ``[[metric, [[attr, value], ...], total], ...]``."""
-        with self._totals_lock:
-            return [[metric, [list(kv) for kv in attrs], value] for (metric, attrs), value in self._totals.items()]
-
-    def restore_counter_totals(self, totals: list[list]) -> None:
-        """Continue from the totals of a checkpoint (``counter_totals``)."""
-        for metric, attrs, value in totals:
-            self.count(metric, value, dict(attrs))
-
     # --- live gauges: per model and per process, cheap enough to read at every scrape ----------------
     def _storage(self) -> Iterator[tuple[dict[str, str], float]]:
-        if self._storage_healthy is not None:
-            yield {}, float(self._storage_healthy())
+        if self._health is not None:
+            yield {}, float(self._health.healthy())
 
     def _models_live(self) -> Iterator[tuple[dict[str, str], float]]:
-        if self._live_models is not None:
-            yield {}, float(self._live_models())
+        yield {}, float(self._rendered().source.live_models)
 
     def _overflow(self) -> Iterator[tuple[dict[str, str], float]]:
-        for kind, n in self.refresh().overflow.items():
+        for kind, n in self._rendered().overflow.items():
             yield {"kind": kind}, float(n)
 
     def _latency(self) -> Iterator[tuple[dict[str, str], float]]:
-        for r in self.refresh().reports:
+        for r in self._rendered().reports:
             for q, v in (("0.5", r.latency_p50), ("0.95", r.latency_p95), ("0.99", r.latency_p99)):
                 if _finite(v):
                     yield {**_model_attrs(r), sc.ATTR_QUANTILE: q}, v
 
     def _errors(self) -> Iterator[tuple[dict[str, str], float]]:
-        for r in self.refresh().reports:
+        for r in self._rendered().reports:
             if _finite(r.error_ratio):
                 yield _model_attrs(r), r.error_ratio
 
     def _lost(self) -> Iterator[tuple[dict[str, str], float]]:
-        for r in self.refresh().reports:
+        for r in self._rendered().reports:
             if _finite(r.lost_ratio):
                 yield _model_attrs(r), r.lost_ratio
 
     def _reference_ready(self) -> Iterator[tuple[dict[str, str], float]]:
         seen = set()
-        for r in self.refresh().reports:
+        for r in self._rendered().reports:
             seen.add((r.model, r.version))
             yield {**_model_attrs(r), "ml.reference.source": r.reference_source or "none"}, \
                 1.0 if r.reference_source else 0.0
-        for model, version in self._waiting_baselines() if self._waiting_baselines is not None else ():
+        for model, version in self._rendered().source.waiting_baselines:
             if (model, version) not in seen:
                 yield {sc.ATTR_MODEL_NAME: model, sc.ATTR_MODEL_VERSION: version,
                        "ml.reference.source": "baseline"}, 1.0
 
     def _reference_pending_rows(self) -> Iterator[tuple[dict[str, str], float]]:
-        for r in self.refresh().reports:
+        for r in self._rendered().reports:
             if not r.reference_source:
                 yield _model_attrs(r), float(r.reference_pending_rows)
 
     def _performance_series(self, metric: str) -> Iterator[tuple[dict[str, str], float]]:
-        for r in self._performance():
+        for r in self._rendered().source.performance:
             yield from performance_series(r, metric)
 
 

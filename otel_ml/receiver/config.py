@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otel_ml.errors import ConfigError
-from otel_ml.receiver.kafka import KafkaReceiverConfig
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,39 @@ class AuthConfig:
         if self.bearer_token_file:
             return Path(self.bearer_token_file).read_text().strip()
         return None
+
+
+@dataclass(frozen=True)
+class KafkaReceiverConfig:
+    """YAML ``receiver.kafka``."""
+
+    brokers: str = ""
+    """Bootstrap servers, ``host:port[,host:port]``; empty: no Kafka receiver."""
+    topic: str = "otel-ml-spans"
+    logs_topic: str = ""
+    """Also consume this topic of ExportLogsServiceRequests (the kafka exporter's ``logs`` with ``otlp_proto``):
+    ground truth as log records. Empty: none. Not with ``changelog_topic``."""
+    group: str = "otel-ml"
+    """Consumer group: replicas in one group share the topic's partitions."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Larger messages are skipped (``too_large``)."""
+    client_options: dict[str, str] = field(default_factory=dict)
+    """Further librdkafka settings (TLS, SASL for managed Kafka: ``security.protocol``, ``sasl.mechanism``, ...)."""
+    changelog_topic: str = ""
+    """Shared mode when set: replicas in ``group`` share models, each keeping the windows of its partitions and
+    publishing them to this compacted topic (created if absent), which is also the state: no local journal.
+    Empty: this processor owns whatever it consumes, its state in ``state.dir`` (docs/scaling.md)."""
+    session_timeout_ms: int = 10_000
+    """How soon a replica that died without leaving loses its partitions to the others."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.brokers)
+
+
+def kafka_error_text(e: BaseException) -> str:
+    """A KafkaException's one-line reason."""
+    return e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
 
 
 @dataclass(frozen=True)

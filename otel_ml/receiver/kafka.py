@@ -17,49 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import refusal_of
+from otel_ml.receiver.config import KafkaReceiverConfig, kafka_error_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class KafkaReceiverConfig:
-    """YAML ``receiver.kafka``."""
-
-    brokers: str = ""
-    """Bootstrap servers, ``host:port[,host:port]``; empty: no Kafka receiver."""
-    topic: str = "otel-ml-spans"
-    logs_topic: str = ""
-    """Also consume this topic of ExportLogsServiceRequests (the kafka exporter's ``logs`` with ``otlp_proto``):
-    ground truth as log records. Empty: none. Not with ``changelog_topic``."""
-    group: str = "otel-ml"
-    """Consumer group: replicas in one group share the topic's partitions."""
-    max_message_bytes: int = 64 * 1024 * 1024
-    """Larger messages are skipped (``too_large``)."""
-    client_options: dict[str, str] = field(default_factory=dict)
-    """Further librdkafka settings (TLS, SASL for managed Kafka: ``security.protocol``, ``sasl.mechanism``, ...)."""
-    changelog_topic: str = ""
-    """Shared mode when set: replicas in ``group`` share models, each keeping the windows of its partitions and
-    publishing them to this compacted topic (created if absent), which is also the state: no local journal.
-    Empty: this processor owns whatever it consumes, its state in ``state.dir`` (docs/scaling.md)."""
-    session_timeout_ms: int = 10_000
-    """How soon a replica that died without leaving loses its partitions to the others."""
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.brokers)
-
-
-def partition_key(topic: str, partition: int) -> str:
-    return f"{topic}:{partition}"
-
-
-def kafka_error_text(e: BaseException) -> str:
-    """A KafkaException's one-line reason."""
-    return e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
 
 
 @dataclass
@@ -75,13 +39,14 @@ class PartitionCallbacks:
 
 
 class KafkaTraceReceiver:
-    """Consumes ``config.topic`` in one thread: ``decode(bytes) → DecodeResult``, then ``apply(result, size)``
-    (journal + apply, raising a refusal when the processor cannot take it now). ``applied_offset(key)`` is the
-    newest offset already applied for a partition (None: none). A message left out is applied too, as an empty
-    result that says why (``skipped_messages``): its offset and its count become durable like any other's."""
+    """Consumes ``config.topic`` in one thread: ``decode(bytes) → DecodeResult``, then ``submit(result, size)``
+    (the pipeline: commit + apply, raising a refusal when the processor cannot take it now). ``resume_offset(topic,
+    partition)`` is the newest offset already applied for a partition (None: none). A message left out is submitted
+    too, as an empty result that says why (``skipped_messages``): its offset and its count become durable like any
+    other's."""
 
     def __init__(self, config: KafkaReceiverConfig, decode: Callable[..., DecodeResult],
-                 apply: Callable[[DecodeResult, int], object], applied_offset: Callable[[str], int | None],
+                 submit: Callable[[DecodeResult, int], object], resume_offset: Callable[[str, int], int | None],
                  partitions: PartitionCallbacks | None = None) -> None:
         self.config = config
         self._partitions = partitions
@@ -89,8 +54,8 @@ class KafkaTraceReceiver:
         self._held: list[int] = []
         """Partitions of ``config.topic`` (known after ``start``)."""
         self._decode = decode
-        self._apply = apply
-        self._applied_offset = applied_offset
+        self._submit = submit
+        self._resume_offset = resume_offset
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer = None
@@ -150,7 +115,7 @@ class KafkaTraceReceiver:
             self._partitions.assigned({tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in committed})
             self._held = sorted({*self._held, *(tp.partition for tp in partitions)})
         for tp in partitions:
-            done = self._applied_offset(partition_key(tp.topic, tp.partition))
+            done = self._resume_offset(tp.topic, tp.partition)
             if done is not None:
                 tp.offset = done + 1  # just past what is applied (journaled) already
         consumer.assign(partitions)
@@ -181,7 +146,7 @@ class KafkaTraceReceiver:
         for tp in positions:
             high = consumer.get_watermark_offsets(tp, cached=True)[1]
             # no message read yet: the position is unset; where reading started is
-            applied = self._applied_offset(partition_key(tp.topic, tp.partition))
+            applied = self._resume_offset(tp.topic, tp.partition)
             done = tp.offset if tp.offset >= 0 else (-1 if applied is None else applied) + 1
             out[tp.partition] = 0 <= high <= done
         return out
@@ -227,7 +192,7 @@ class KafkaTraceReceiver:
         result.offsets = [(m.topic(), m.partition(), m.offset())]
         while not self._stop.is_set():
             try:
-                self._apply(result, len(value))
+                self._submit(result, len(value))
                 return
             except Exception as e:  # overloaded, storage failing: hold this place and retry
                 refusal = refusal_of(e)

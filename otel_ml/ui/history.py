@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from otel_ml.analyze.drift import ModelReport
-from otel_ml.ui.views import EFFECT, number
+from otel_ml.core.snapshot import Snapshot
+from otel_ml.read.views import EFFECT, number
 
 
 class _ModelRing:
@@ -90,6 +91,10 @@ class ScoreHistory:
         """The effect recorded per feature kind (``export.effect_size``)."""
         self._models: dict[tuple[str, str], _ModelRing] = {}
         self._lock = threading.Lock()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """A new evaluation (subscribed to the evaluator)."""
+        self.record(snapshot.taken_ns / 1e9, list(snapshot.reports))
 
     def record(self, t: float, reports: list[ModelReport]) -> None:
         if self.points <= 0:

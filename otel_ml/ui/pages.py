@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from otel_ml.read.views import sorted_rows
 from otel_ml.ui import charts
-from otel_ml.ui.views import sorted_rows
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}

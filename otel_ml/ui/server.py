@@ -30,15 +30,15 @@ from typing import Any
 from aiohttp import web
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
-from otel_ml.analyze.performance import PerformanceReport
+from otel_ml.core.snapshot import Snapshot
 from otel_ml.http_server import HttpServer, Listener, health_routes
 from otel_ml.profile.model import ModelProfile
-from otel_ml.store.archive import DAY_NS, parse_time_ns
-from otel_ml.store.state import live_window_ns, open_read_only
-from otel_ml.ui import pages, views
+from otel_ml.read import views
+from otel_ml.read.archive import DAY_NS, live_window_ns, open_read_only, parse_time_ns
+from otel_ml.read.compare import feature_history
+from otel_ml.ui import pages
 from otel_ml.ui.config import UiConfig
 from otel_ml.ui.history import ScoreHistory
-from otel_ml.ui.report import feature_history
 
 SECURITY_HEADERS = {
     # No script, no external anything: charts are data: images, styles inline.
@@ -50,29 +50,28 @@ SECURITY_HEADERS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class UiSource:
-    """What the pages read from the processor."""
+    """What the pages read besides the evaluations: where the archive is, and how scores are shown."""
 
-    reports: Callable[[], list[ModelReport]]
-    profiles: Callable[[str, str], tuple[ModelProfile | None, ModelProfile | None] | None]
-    """(reference, current horizon) of a live model version, or None when it is not live."""
-    history: ScoreHistory
     state_dir: str | None = None
     """Where the archive is (durable state only): the feature page's longer history."""
     drift: DriftConfig | None = None
     effect_size: dict[str, str] | None = None
     """``export.effect_size``: the effect each page shows is the one the metrics export."""
-    performance: Callable[[str, str], PerformanceReport | None] | None = None
-    """The latest performance evaluation of a model version (None: no labels, no probabilities)."""
 
 
 class UiServer:
+    """The pages and JSON API of the latest evaluation (``publish``ed by the evaluator) and of the archive."""
+
     def __init__(self, config: UiConfig, source: UiSource, http: HttpServer,
                  ssl_context: ssl.SSLContext | None = None, token: str | None = None,
                  readiness: Callable[[], tuple[bool, str]] | None = None) -> None:
         self.config = config
         self.source = source
+        self.snapshot = Snapshot()
+        self.history = ScoreHistory(config.history_points, source.effect_size)
+        """Each feature's last evaluations, for the "over time" view."""
         self._http = http
         self._ssl = ssl_context
         self._token = token.encode() if token else None
@@ -100,6 +99,11 @@ class UiServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """A new evaluation: what every page shows from now on."""
+        self.history.publish(snapshot)
+        self.snapshot = snapshot
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:
@@ -147,9 +151,9 @@ class UiServer:
     def _report(self, request: web.Request) -> ModelReport:
         model = request.match_info["model"]
         version = views.version_from_segment(request.match_info["version"])
-        for r in self.source.reports():
-            if r.model == model and r.version == version:
-                return r
+        report = self.snapshot.report(model, version)
+        if report is not None:
+            return report
         raise _NotFound(f"no live model {model!r} version {version!r} (evaluated every few seconds; "
                         "GET /api/v1/models lists them)")
 
@@ -160,7 +164,7 @@ class UiServer:
         f = next((f for f in report.features if f.feature == name), None)
         if f is None:
             raise _NotFound(f"model {report.model!r} has no feature {name!r}")
-        profiles = self.source.profiles(report.model, report.version)
+        profiles = self.snapshot.profiles_of(report.model, report.version)
         ref, cur = profiles if profiles is not None else (None, None)
         rp = ref.features.get(name) if ref is not None else None
         cp = cur.features.get(name) if cur is not None else None
@@ -170,7 +174,7 @@ class UiServer:
             "reference": views.profile_summary(rp) if rp is not None else None,
             "current": views.profile_summary(cp) if cp is not None else None,
             "distribution": views.distribution(rp, cp),
-            "history": self.source.history.series(report.model, report.version, name),
+            "history": self.history.series(report.model, report.version, name),
             "archive_history": self._archive_history(request, report, row, ref),
         }
         return report, row, doc
@@ -203,7 +207,7 @@ class UiServer:
 
     # --- pages --------------------------------------------------------------------------------------
     def _models_page(self, _request: web.Request) -> web.Response:
-        models = [views.model_summary(r) for r in self.source.reports()]
+        models = [views.model_summary(r) for r in self.snapshot.reports]
         return _html(pages.models_page(models, self._model_href,
                                        f"evaluated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"))
 
@@ -234,7 +238,7 @@ class UiServer:
     # --- API ----------------------------------------------------------------------------------------
     def _api_models(self, _request: web.Request) -> web.Response:
         models = []
-        for r in self.source.reports():
+        for r in self.snapshot.reports:
             s = views.model_summary(r)
             s["href"] = "/api/v1" + self._model_href(r.model, s["version_path"]) + "/drift"
             models.append(s)
@@ -251,8 +255,7 @@ class UiServer:
         return _json({**summary, "features": rows})
 
     def _performance(self, report: ModelReport) -> dict[str, Any] | None:
-        get = self.source.performance
-        return views.performance_document(get(report.model, report.version) if get is not None else None)
+        return views.performance_document(self.snapshot.performance_of(report.model, report.version))
 
     def _api_performance(self, request: web.Request) -> web.Response:
         report = self._report(request)

@@ -64,11 +64,16 @@ def directory_state(directory: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 class ReferenceStore:
-    """Finds the reference of a (model, version) and records pinned ones under the state directory."""
+    """Finds the reference of a (model, version): a baseline file, else a reference pinned from live traffic,
+    recorded under the state directory (``pinned_files``) or, in shared Kafka mode, kept in memory as the
+    changelog brings it (``adopt``)."""
 
-    def __init__(self, baseline_dir: str | None, state_dir: str) -> None:
+    def __init__(self, baseline_dir: str | None, state_dir: str, pinned_files: bool = True) -> None:
         self.baseline_dir = Path(baseline_dir) if baseline_dir else None
         self.pinned_dir = Path(state_dir) / "pinned"
+        self.pinned_files = pinned_files
+        self.current_start: dict[Key, int | None] = {}
+        """Shared mode: where the current horizon starts after a pinned reference (from its changelog record)."""
         self.baselines: dict[Key, ModelProfile] = {}
         self.baseline_files: dict[Key, Path] = {}
         self._baseline_dir_state: tuple[tuple[str, int, int], ...] = ()
@@ -125,6 +130,8 @@ class ReferenceStore:
                 return self.baselines[key], "baseline"
         key = (model, version)
         if key not in self.pinned:
+            if not self.pinned_files:
+                return None
             path = self._pinned_path(key)
             try:
                 self.pinned[key] = ModelProfile.from_json(path.read_bytes())
@@ -137,6 +144,12 @@ class ReferenceStore:
 
     def _pinned_path(self, key: Key) -> Path:
         return self.pinned_dir / (hashlib.sha256(f"{key[0]}\0{key[1]}".encode()).hexdigest()[:24] + ".json")
+
+    def adopt(self, profile: ModelProfile, current_start_ns: int | None) -> None:
+        """A reference pinned elsewhere (shared mode: the replica exporting the model), as the changelog brings it."""
+        key = (profile.model, profile.version)
+        self.pinned[key] = profile
+        self.current_start[key] = current_start_ns
 
     def save_pinned(self, profile: ModelProfile) -> Path:
         key = (profile.model, profile.version)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import NamedTuple
 
 from otel_ml.profile.model import ModelProfile
@@ -56,25 +55,6 @@ class ArchiveRow(NamedTuple):
     """``window``, ``hour`` or ``day``."""
     profile: bytes
     """``ModelProfile.to_json()``, encoded."""
-
-
-def parse_time_ns(text: str) -> int:
-    """A moment given as Unix seconds or ISO 8601 (UTC unless it says otherwise), in ns.
-
-    >>> parse_time_ns("1.5"), parse_time_ns("1970-01-01T00:00:02Z")
-    (1500000000, 2000000000)
-    """
-    try:
-        return int(float(text) * 1e9)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ValueError(f"not a time: {text!r} (ISO 8601 like 2026-11-20T00:00:00Z, or Unix seconds)") from e
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1e9)
 
 
 def window_row(start_ns: int, window_ns: int, profile: ModelProfile) -> ArchiveRow:
@@ -119,43 +99,3 @@ def compact(conn: sqlite3.Connection, now_ns: int, cfg: ArchiveConfig) -> int:
     return changed + gone.rowcount
 
 
-def export_range(conn: sqlite3.Connection, model: str, version: str, start_ns: int, end_ns: int,
-                 live_window_ns: int | None = None) -> ModelProfile:
-    """One profile of every archived row of (model, version) inside [start_ns, end_ns), and, with
-    ``live_window_ns`` (the windows' length), of the windows still live at the last checkpoint (the current
-    horizon, or that of a model that stopped sending): they are in window_state until they leave it."""
-    out = ModelProfile(model, version)
-    found = False
-    query = "SELECT start_ns, profile FROM archive WHERE model=? AND version=? AND start_ns>=? AND end_ns<=?"
-    params: tuple = (model, version, start_ns, end_ns)
-    if live_window_ns is not None:
-        query += (" UNION ALL SELECT start_ns, profile FROM window_state WHERE model=? AND version=? AND start_ns>=?"
-                  " AND start_ns+?<=?")
-        params += (model, version, start_ns, live_window_ns, end_ns)
-    for _start, blob in conn.execute(query + " ORDER BY start_ns", params):
-        p = ModelProfile.from_json(blob)
-        if not found:
-            out = p
-            found = True
-        else:
-            out.merge(p)
-    if not found:
-        raise ValueError(f"no archived windows of model {model!r} version {version!r} in that range "
-                         "(otel-ml archive list shows what there is)")
-    return out
-
-
-def summary(conn: sqlite3.Connection, live_window_ns: int | None) -> list[dict]:
-    """Per (model, version) and resolution (``window``, ``hour``, ``day`` in the archive; ``live`` for the
-    windows at the last checkpoint): how many profiles, the first start and the last end."""
-    out = [{"model": m, "version": v, "resolution": r, "profiles": n, "from_ns": lo, "to_ns": hi}
-           for m, v, r, n, lo, hi in conn.execute(
-               "SELECT model, version, resolution, COUNT(*), MIN(start_ns), MAX(end_ns) FROM archive "
-               "GROUP BY model, version, resolution")]
-    if live_window_ns is not None:
-        out += [{"model": m, "version": v, "resolution": "live", "profiles": n, "from_ns": lo,
-                 "to_ns": hi + live_window_ns}
-                for m, v, n, lo, hi in conn.execute("SELECT model, version, COUNT(*), MIN(start_ns), MAX(start_ns) "
-                                                    "FROM window_state GROUP BY model, version")]
-    order = {"live": 0, "window": 1, "hour": 2, "day": 3}
-    return sorted(out, key=lambda r: (r["model"], r["version"], order.get(r["resolution"], 9)))

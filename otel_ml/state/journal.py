@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otel_ml.store import archive
-from otel_ml.store.archive import ArchiveConfig, ArchiveRow
+from otel_ml.state import archive
+from otel_ml.state.archive import ArchiveConfig, ArchiveRow
 
 log = logging.getLogger(__name__)
 

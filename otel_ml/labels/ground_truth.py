@@ -19,6 +19,7 @@ from otel_ml import semconv
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
 from otel_ml.decode.outcomes import number_text
+from otel_ml.labels.pending import JoinResult, LabelsConfig, PendingPredictions
 from otel_ml.profile.performance import (
     OTHER_CLASS,
     PerformanceProfile,
@@ -27,7 +28,6 @@ from otel_ml.profile.performance import (
     is_positive,
     negative_of,
 )
-from otel_ml.store.pending import JoinResult, LabelsConfig, PendingPredictions
 
 UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "not_sampled", "early_overflow")
 """Every ``reason`` of ``ml.ground_truth.unmatched``."""
@@ -38,10 +38,11 @@ class GroundTruth:
     (configured or from its baseline) when known."""
 
     def __init__(self, directory: str, labels: LabelsConfig, performance: PerformanceConfig,
-                 positive_of: Callable[[str, str], str | None] | None = None) -> None:
+                 positive_of: Callable[[str, str], str | None] | None = None, max_skew_ns: int = 3600 * 10**9) -> None:
         self.config = performance
         self.pending = PendingPredictions(directory, int(labels.ttl_seconds * 1e9), labels.max_pending,
-                                          int(labels.early_ttl_seconds * 1e9), labels.max_early, labels.sample_ratio)
+                                          int(labels.early_ttl_seconds * 1e9), labels.max_early, labels.sample_ratio,
+                                          max_skew_ns)
         self.window_ns = int(performance.window_seconds * 1e9)
         self.horizon_ns = int(performance.horizon_seconds * 1e9)
         self.windows: dict[tuple[str, str], dict[int, PerformanceProfile]] = {}

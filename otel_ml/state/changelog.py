@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from otel_ml.receiver.kafka import KafkaReceiverConfig, kafka_error_text
+from otel_ml.receiver.config import KafkaReceiverConfig, kafka_error_text
 
 log = logging.getLogger(__name__)
 

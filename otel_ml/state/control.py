@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from otel_ml.store.baselines import write_atomically
+from otel_ml.core.references import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from otel_ml.analyze.drift import FeatureReport, ModelReport
+from otel_ml.analyze.drift import DEFAULT_EFFECT_SIZE, FeatureReport, ModelReport
 from otel_ml.analyze.performance import PerformanceReport
-from otel_ml.export.config import ExportConfig
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
 
@@ -22,7 +21,7 @@ QUALITY_LIMITS = {"missing_ratio": 0.1, "type_mismatch_ratio": 0.01, "unseen_rat
                   "out_of_range_ratio": 0.05}
 """Data-quality shares above these count as problems: the thresholds of the shipped alert rules
 (examples/prometheus/otel-ml-alerts.yaml)."""
-EFFECT = ExportConfig().effect_size
+EFFECT = DEFAULT_EFFECT_SIZE
 """The effect size shown per feature kind when none is given: ``export.effect_size``'s default (the service passes
 its configured one, so a page shows the effect its metrics export)."""
 EMPTY_VERSION = "_"

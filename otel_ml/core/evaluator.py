@@ -1,0 +1,156 @@
+"""Where scores are computed, every interval: each evaluated window set's horizon against its reference (drift,
+data quality), and each model's labels and probabilities (performance), into one immutable ``Snapshot``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import MappingProxyType
+
+from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
+from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess
+from otel_ml.core.live import Key, LiveModels
+from otel_ml.core.snapshot import Snapshot
+from otel_ml.profile.model import ModelProfile
+from otel_ml.profile.performance import PerformanceProfile
+
+log = logging.getLogger(__name__)
+
+
+class Evaluator:
+    """Evaluates every ``interval`` seconds (and when woken: a rebalance, a reload) in its own thread; readers take
+    ``snapshot``, and ``subscribe``d callables (the exporter rendering its series, the pages' score history) get
+    each new one.
+
+    >>> from otel_ml.core.counters import Counters
+    >>> from otel_ml.core.live import LiveConfig, OwnViews
+    >>> from otel_ml.core.references import ReferenceStore
+    >>> live = LiveModels(LiveConfig(), ReferenceStore(None, "/tmp/otel-ml-doctest"), Counters(), OwnViews())
+    >>> Evaluator(live, DriftConfig(), PerformanceConfig()).evaluate().reports
+    ()
+    """
+
+    def __init__(self, live: LiveModels, drift: DriftConfig, performance: PerformanceConfig,
+                 interval_seconds: float = 10.0, before: Callable[[], None] | None = None) -> None:
+        self.live = live
+        self.drift = drift
+        self.performance = performance
+        self.interval = interval_seconds
+        self._before = before
+        """Run before each evaluation (the wiring's periodic chores: baselines reloaded, control requests)."""
+        self.snapshot = Snapshot()
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._reload = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pending_logged: set[Key] = set()
+
+    def subscribe(self, fn: Callable[[Snapshot], None]) -> None:
+        self._subscribers.append(fn)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="otel-ml-evaluate", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """Evaluate now (a rebalance moved models here or away: their series move at once)."""
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        """Read the baseline directory again before the next evaluation, changed or not (SIGHUP)."""
+        self._reload.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                started = time.perf_counter()
+                if self._before is not None:
+                    self._before()
+                force = self._reload.is_set()
+                self._reload.clear()
+                with self.live.lock:
+                    self.live.reload_references(force)
+                snapshot = self.evaluate()
+                log.debug("evaluated %d model(s) in %.3fs", len(snapshot.reports), time.perf_counter() - started)
+            except Exception:
+                log.exception("evaluation failed")
+
+    # --- one evaluation ----------------------------------------------------------------------------------
+    def evaluate(self) -> Snapshot:
+        """Evaluate now, publish the snapshot to every subscriber, and return it."""
+        with self.live.lock:
+            views = self.live.views()
+        taken = []
+        for key, wp in sorted(views.items()):
+            # One model at a time: merging a horizon takes milliseconds, and ingest must not wait for all.
+            with self.live.lock:
+                taken.append((key, wp.reference, wp.reference_source, wp.current(), wp.reference_pending()))
+        reports: list[ModelReport] = []
+        profiles: dict[Key, tuple[ModelProfile | None, ModelProfile]] = {}
+        for key, reference, source, current, pending in taken:
+            report = compare(reference, current, self.drift, source)
+            if pending is not None:
+                report = dataclasses.replace(report, reference_pending_rows=pending[0])
+                if key not in self._pending_logged:
+                    self._pending_logged.add(key)
+                    log.info("model %r version %r: no drift decisions until a reference is pinned from live traffic "
+                             "(%d more rows and %.0f s more of event time, or a baseline file); data quality is "
+                             "reported meanwhile", key[0], key[1], pending[0], pending[1])
+            reports.append(report)
+            profiles[key] = (reference, current)
+        with self.live.lock:
+            waiting = tuple(k for k in self.live.references.baselines if k not in views)
+            live_models = len(views)
+        snapshot = Snapshot(reports=tuple(reports), performance=tuple(self._performance(set(views))),
+                            profiles=MappingProxyType(profiles), live_models=live_models, waiting_baselines=waiting)
+        self.snapshot = snapshot
+        for fn in self._subscribers:
+            try:
+                fn(snapshot)
+            except Exception:  # one reader's bug must not stop the others or the next evaluation
+                log.exception("a snapshot reader failed")
+        return snapshot
+
+    def _performance(self, evaluated: set[Key]) -> list[PerformanceReport]:
+        """Realized and estimated performance of every evaluated model with labels, probabilities or a labelled
+        baseline: each partition's performance windows of the model merged."""
+        cfg = self.performance
+        alpha = self.drift.evaluation_alpha
+        with self.live.lock:
+            currents: dict[Key, PerformanceProfile] = {}
+            for state in self.live.parts.values():
+                if state.labels is None:
+                    continue
+                state.labels.advance()
+                for key in state.labels.windows:
+                    if not self.live.views_policy.exports(key[0]):
+                        continue  # shared mode: another replica reports it
+                    part = state.labels.current(*key)
+                    if part is not None:
+                        currents.setdefault(key, PerformanceProfile(cfg.max_classes)).merge(part)
+            self.live.count_labels()
+            references = {}
+            for key in evaluated | set(currents):
+                found = self.live.references.find(*key)
+                if found is not None and found[0].performance is not None:
+                    references[key] = found[0].performance
+        return [assess(model, version, currents.get((model, version)), references.get((model, version)), alpha,
+                       cfg.threshold, cfg.positive_class, cfg.min_labels, cfg.tolerance)
+                for model, version in sorted(set(currents) | set(references))]
+

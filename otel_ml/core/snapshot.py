@@ -1,0 +1,47 @@
+"""One evaluation's results, as every reader sees them until the next one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from otel_ml.analyze.drift import ModelReport
+from otel_ml.analyze.performance import PerformanceReport
+from otel_ml.profile.model import ModelProfile
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the Evaluator produced at ``taken_ns`` (wall clock): the exporter renders it, the pages and the JSON
+    API show it, the demo prints it. Never changed once published (a new evaluation makes a new one), so a
+    reader needs no lock and every reader sees the same numbers.
+
+    >>> s = Snapshot()
+    >>> s.report("m", ""), s.live_models
+    (None, 0)
+    """
+
+    reports: tuple[ModelReport, ...] = ()
+    """Drift and data quality per live (model, version) this processor exports."""
+    performance: tuple[PerformanceReport, ...] = ()
+    """Realized and estimated performance per (model, version) with labels, probabilities or a labelled baseline."""
+    profiles: Mapping[Key, tuple[ModelProfile | None, ModelProfile]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    """(reference, current horizon merged) of each reported (model, version): what the pages draw."""
+    live_models: int = 0
+    waiting_baselines: tuple[Key, ...] = ()
+    """(model, version)s with a baseline loaded but no traffic yet (their reference is ready already)."""
+    taken_ns: int = field(default_factory=time.time_ns)
+
+    def report(self, model: str, version: str) -> ModelReport | None:
+        return next((r for r in self.reports if r.model == model and r.version == version), None)
+
+    def performance_of(self, model: str, version: str) -> PerformanceReport | None:
+        return next((r for r in self.performance if r.model == model and r.version == version), None)
+
+    def profiles_of(self, model: str, version: str) -> tuple[ModelProfile | None, ModelProfile] | None:
+        return self.profiles.get((model, version))
