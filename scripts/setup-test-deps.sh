@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run against, besides Python packages (scripts/setup.sh):
 #   - a Prometheus server and promtool (Debian package `prometheus`, 2.42 on Debian 12), when root and apt exist;
-#   - Debian's chromium, headless, for the UI's browser tests (tests/test_ui.py), when root and apt exist;
+#   - Debian's chromium, headless, for the UI's browser tests (tests/e2e/test_ui.py), when root and apt exist;
 #   - the OpenTelemetry Collector built from collector-config/builder-config.yaml (scripts/build-collector.sh);
 #   - Apache Kafka's jars from Maven Central (scripts/kafka.sh fetch), when Java and Maven exist.
 # Tests that need one of them skip with a message when it is missing, except under CI=true, where they fail.

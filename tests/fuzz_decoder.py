@@ -3,7 +3,7 @@
 Not a test module (pytest does not collect it) and not run in CI: ``scripts/fuzz-decoder.sh`` builds the C
 decoder with libFuzzer coverage and ASan+UBSan and runs this file; run it before changing ``otel_ml/decode/``.
 Each input is decoded by both decoders under default and small limits and must give what the differential
-suite (tests/test_decode_compiled.py) demands: identical results, a decline, or a refusal by both. A
+suite (tests/unit/test_decode_compiled.py) demands: identical results, a decline, or a refusal by both. A
 difference raises, a memory error aborts; libFuzzer then writes the input as ``crash-*`` to reproduce with
 ``scripts/fuzz-decoder.sh --reproduce FILE``.
 
@@ -22,7 +22,7 @@ import atheris
 with atheris.instrument_imports(include=["otel_ml.decode"]):
     from otel_ml.decode import DecodeLimits, otlp
 
-from tests import test_decode_compiled as suite
+from tests.unit import test_decode_compiled as suite
 
 LIMITS = (DecodeLimits(), suite.LIMITS)
 

@@ -3,7 +3,7 @@
 Every function takes what the profiles give — sorted values with weights for numeric features,
 category counts for categorical ones — so the same code computes the exact statistic on raw data
 (all weights 1) and the sketch estimate. Definitions, with formulas, are in ``docs/statistics.md``;
-``tests/test_stats.py`` compares each with scipy/numpy on raw data.
+``tests/unit/test_stats.py`` compares each with scipy/numpy on raw data.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ returns exactly its result or declines the request, and then the reference decod
 malformed or non-canonical protobuf (a field given twice, unknown fields, invalid UTF-8...) and float model
 versions; spans the reference would reject it skips and hands back, and the reference states their reasons,
 so every rejection reason and message is defined here once.
-``tests/test_decode_compiled.py`` holds both to that on SDK output and fuzzed input.
+``tests/unit/test_decode_compiled.py`` holds both to that on SDK output and fuzzed input.
 Set ``OTEL_ML_DECODER=python`` to run the reference only.
 """
 

@@ -27,7 +27,6 @@ LAYERS: list[set[str]] = [
 ]
 """Lowest first. ``instrument`` is the client side: it may import ``semconv`` alone (test_packaging.py)."""
 
-
 def _package(module: str) -> str:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"

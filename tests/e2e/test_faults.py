@@ -1,0 +1,168 @@
+"""Ground truth under hostile or careless input, through a running `otel-ml serve` (issue 29): a label stamped in
+the future, privacy hashing of labels, unusable label values and ids. Each case failed before its fix."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tests.support import ServeProcess, select, wait_for
+
+TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def _set(attrs, key: str, value: object) -> None:
+    v = attrs.add(key=key).value
+    if isinstance(value, AnyValue):
+        v.CopyFrom(value)
+    elif isinstance(value, bool):
+        v.bool_value = value
+    elif isinstance(value, int):
+        v.int_value = value
+    elif isinstance(value, float):
+        v.double_value = value
+    else:
+        v.string_value = str(value)
+
+
+def predictions_request(model: str, rows: list[dict], t_ns: int) -> bytes:
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    for row in rows:
+        span = spans.add(start_time_unix_nano=t_ns, end_time_unix_nano=t_ns)
+        _set(span.attributes, "ml.model.name", model)
+        for k, v in row.items():
+            _set(span.attributes, k, v)
+    return req.SerializeToString()
+
+
+def labels_request(model: str, pairs: list[tuple[object, object]], t_ns: int) -> bytes:
+    req = ExportLogsServiceRequest()
+    records = req.resource_logs.add().scope_logs.add().log_records
+    for pid, value in pairs:
+        rec = records.add(time_unix_nano=t_ns)
+        _set(rec.attributes, "ml.model.name", model)
+        _set(rec.attributes, "event.name", "ml.ground_truth")
+        _set(rec.attributes, "ml.prediction.id", pid)
+        _set(rec.attributes, "ml.ground_truth", value)
+    return req.SerializeToString()
+
+
+def export(sp: ServeProcess, method: str, body: bytes):
+    reply = ExportLogsServiceResponse if method == LOGS else ExportTraceServiceResponse
+    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+        return ch.unary_unary(method, response_deserializer=reply.FromString)(body, timeout=30)
+
+
+def counter(sp: ServeProcess, name: str, **labels: str) -> float:
+    got = select(sp.scrape(), name, **labels)
+    return sum(s.value for s in got)
+
+
+def test_a_label_stamped_in_the_future_never_breaks_the_join(serve_factory) -> None:
+    """One log record for a never-seen model stamped in year 2100 used to move the join's one clock: every later
+    label of every model was `expired`, also after a restart. Now it is refused like such a span, and each model
+    has its own clock."""
+    sp = serve_factory()
+    answer = export(sp, LOGS, labels_request("never-seen", [("x", 1)], 4_102_444_800 * 10**9))
+    assert answer.partial_success.rejected_log_records == 1
+    assert "timestamp_in_future" in answer.partial_success.error_message
+    # A label for another model 50 minutes ahead (inside the skew limit) moves only that model's clock.
+    export(sp, LOGS, labels_request("other", [("y", 1)], time.time_ns() + 50 * 60 * 10**9))
+    now = time.time_ns()
+    rows = [{"ml.prediction.id": f"r{i}", "ml.prediction": i % 2, "ml.prediction.probability": 0.9 if i % 2 else 0.1}
+            for i in range(1000)]
+    export(sp, TRACES, predictions_request("m", rows, now))
+    export(sp, LOGS, labels_request("m", [(f"r{i}", i % 2) for i in range(500)], now + 12 * 10**9))
+    sp.proc.kill()
+    sp.proc.wait()
+    sp = serve_factory(state_dir=sp.state_dir)
+    export(sp, LOGS, labels_request("m", [(f"r{i}", i % 2) for i in range(500, 1000)], now + 13 * 10**9))
+    wait_for(lambda: counter(sp, "ml_ground_truth_total", ml_model_name="m") == 1000, what="1000 labels joined")
+    assert counter(sp, "ml_ground_truth_unmatched_total", ml_model_name="m", reason="expired") == 0
+    wait_for(lambda: [s for s in select(sp.scrape(), "ml_performance", ml_model_name="m",
+                                        ml_performance_metric="accuracy") if s.value == 1.0],
+             what="realized accuracy 1.0")
+
+
+def test_with_privacy_hashing_labels_match_their_predictions_and_stay_off_disk(serve_factory, monkeypatch,
+                                                                               tmp_path: Path) -> None:
+    """Text predictions were hashed and text labels were not: a perfect classifier scored 0.0 and the raw label
+    text reached the state directory."""
+    monkeypatch.setenv("ML_TEST_HASH_KEY", "s3cret")
+    config = tmp_path / "otel-ml.yaml"
+    config.write_text("privacy:\n  hash_key_env: ML_TEST_HASH_KEY\n")
+    sp = serve_factory("--config", str(config))
+    now = time.time_ns()
+    classes = ["approve-Zq7", "decline-Zq7"]
+    export(sp, TRACES, predictions_request("loans", [{"ml.prediction.id": f"p{i}", "ml.prediction": classes[i % 2]}
+                                                     for i in range(400)], now))
+    export(sp, LOGS, labels_request("loans", [(f"p{i}", classes[i % 2]) for i in range(400)], now + 10**9))
+    wait_for(lambda: counter(sp, "ml_ground_truth_total", ml_model_name="loans") == 400, what="400 labels")
+
+    def metrics() -> dict[str, float]:
+        got = {s.labels["ml_performance_metric"]: s.value for s in select(
+            sp.scrape(), "ml_performance", ml_model_name="loans") if "ml_class" not in s.labels}
+        return got if {"accuracy", "precision", "recall", "f1"} <= set(got) else {}
+
+    got = wait_for(metrics, what="realized performance")
+    assert got["accuracy"] == got["precision"] == got["recall"] == got["f1"] == 1.0
+    sp.stop()  # a final checkpoint: everything the processor keeps is on disk now
+    for path in sp.state_dir.rglob("*"):
+        if path.is_file():
+            assert b"Zq7" not in path.read_bytes(), path
+    assert not any(c in "".join(sp.log) for c in classes)
+
+
+def _label_span_request(model: str, pid: object, value: AnyValue, t_ns: int) -> bytes:
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=t_ns)
+    _set(span.attributes, "ml.model.name", model)
+    _set(span.attributes, "ml.prediction.id", pid)
+    span.attributes.add(key="ml.ground_truth").value.CopyFrom(value)
+    return req.SerializeToString()
+
+
+def test_unusable_label_values_and_ids_are_refused_with_reasons_on_both_signals(serve_factory) -> None:
+    """A label span whose value was NaN, inf, bytes, a map or "" was counted as a prediction; as log records the
+    same were acknowledged and dropped silently. Ids were cut at 256 characters, so "k"*256 and "k"*257 joined
+    each other; a double id was refused in logs and accepted in spans."""
+    sp = serve_factory()
+    now = time.time_ns()
+    export(sp, TRACES, predictions_request("m", [{"ml.prediction.id": "k" * 256, "ml.prediction": 1,
+                                                  "ml.prediction.probability": 0.9}], now))
+    wait_for(lambda: counter(sp, "ml_predictions_total", ml_model_name="m") == 1, what="the one prediction")
+    kv = AnyValue()
+    kv.kvlist_value.values.add(key="a").value.int_value = 1
+    bad = [AnyValue(double_value=math.nan), AnyValue(double_value=math.inf), AnyValue(bytes_value=b"\x00"), kv,
+           AnyValue(string_value="")]
+    for value in bad:
+        answer = export(sp, TRACES, _label_span_request("m", "k" * 256, value, now))
+        assert answer.partial_success.rejected_spans == 1 and "invalid_ground_truth" in \
+            answer.partial_success.error_message
+        answer = export(sp, LOGS, labels_request("m", [("k" * 256, value)], now))
+        assert answer.partial_success.rejected_log_records == 1
+    for pid, reason in (("k" * 257, "prediction_id_too_long"), ("k" * 1_000_000, "prediction_id_too_long"),
+                        (1.5, "invalid_prediction_id")):
+        for body, method in ((_label_span_request("m", pid, AnyValue(int_value=1), now), TRACES),
+                             (labels_request("m", [(pid, 1)], now), LOGS)):
+            answer = export(sp, method, body)
+            assert reason in answer.partial_success.error_message, (reason, method)
+    export(sp, LOGS, labels_request("m", [("k" * 256, 1)], now))  # the whole id: joins
+    wait_for(lambda: counter(sp, "ml_ground_truth_total", ml_model_name="m") == 1, what="the one label joined")
+    rejected = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}
+    assert rejected["invalid_ground_truth"] == 10
+    assert rejected["prediction_id_too_long"] == 4 and rejected["invalid_prediction_id"] == 2
+    assert counter(sp, "ml_predictions_total", ml_model_name="m") == 1  # no label ever counted as a prediction
+    assert counter(sp, "ml_ground_truth_unmatched_total", ml_model_name="m") == 0

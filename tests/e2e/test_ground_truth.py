@@ -1,0 +1,185 @@
+"""Ground truth through `otel-ml serve`, with the OTel SDK as the client and `otel-ml labels send` for the labels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from sklearn import metrics as skm
+
+from tests.support import sdk_provider, select, wait_for
+from tests.unit.test_ground_truth import HOUR
+
+
+def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Path, serve_factory) -> None:
+    """Predictions through the OTel SDK with an event time an hour ago; labels now through `otel-ml labels
+    send` (OTLP logs) and through ModelMonitor.record_ground_truth_batch (spans); a kill -9 in between."""
+    from otel_ml.instrument import ModelMonitor
+
+    rng = np.random.default_rng(11)
+    n = 600
+    p = rng.uniform(size=n)
+    y = (rng.uniform(size=n) < p).astype(int)
+    pred = (p >= 0.5).astype(int)
+    sp = serve_factory("--window", "60", "--horizon", "600")
+    provider: TracerProvider = sdk_provider(sp)
+    tracer = provider.get_tracer("client")
+    hour_ago = time.time_ns() - HOUR
+    for i in range(n):
+        span = tracer.start_span("predict", start_time=hour_ago + i, attributes={
+            "ml.model.name": "loans", "ml.model.version": "3", "ml.prediction.id": f"loan-{i}",
+            "ml.prediction": int(pred[i]), "ml.prediction.probability": float(p[i]), "ml.feature.x": float(p[i])})
+        span.end(end_time=hour_ago + i + 1000)
+    # A regressor beside it: numeric predictions, no probability, numeric truth.
+    price = rng.lognormal(12, 0.4, 300)
+    guess = price * rng.normal(1.02, 0.1, 300)
+    guess[:3] = price[:3]  # exact ones, and a zero target (left out of MAPE)
+    price[3] = 0.0
+    for i in range(300):
+        tracer.start_span("predict", start_time=hour_ago + i, attributes={
+            "ml.model.name": "prices", "ml.prediction.id": f"house-{i}", "ml.prediction": float(guess[i]),
+            "ml.feature.rooms": i % 7}).end(end_time=hour_ago + i + 1000)
+    provider.force_flush()
+    wait_for(lambda: select(sp.scrape(), "ml_predictions_total", ml_model_name="loans"), what="predictions")
+    time.sleep(1.5)  # a checkpoint has run (journal replay covers the rest)
+    sp.proc.kill()
+    sp.proc.wait()
+    sp = serve_factory("--window", "60", "--horizon", "600", state_dir=sp.state_dir)
+    half, third = n // 2, n // 3
+    for part, signal_kind in ((range(third), "logs"), (range(third, half), "spans")):  # otel-ml labels send
+        csv = tmp_path / f"labels-{signal_kind}.csv"
+        csv.write_text("loan_id,defaulted\n" + "".join(f"loan-{i},{y[i]}\n" for i in part))
+        out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "labels", "send", "--input", str(csv), "--model",
+                              "loans", "--id-column", "loan_id", "--label-column", "defaulted", "--endpoint",
+                              sp.grpc_endpoint, "--batch", "100", "--as", signal_kind],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and f"sent {len(part)} label(s)" in out.stdout, out.stdout + out.stderr
+    provider2 = sdk_provider(sp)
+    monitor = ModelMonitor("loans", "3", tracer_provider=provider2)
+    monitor.record_ground_truth_batch([f"loan-{i}" for i in range(half, n)], [int(v) for v in y[half:]])
+    monitor.record_ground_truth("loan-0", int(y[0]))  # a duplicate
+    ModelMonitor("prices", tracer_provider=provider2).record_ground_truth_batch(
+        [f"house-{i}" for i in range(300)], [float(v) for v in price])
+    provider2.force_flush()
+
+    def realized() -> dict[str, float]:
+        got = {s.labels["ml_performance_metric"]: s.value
+               for s in select(sp.scrape(), "ml_performance", ml_model_name="loans", ml_model_version="3")}
+        return got if len(got) >= 7 and select(sp.scrape(), "ml_ground_truth_coverage")[0].value == 1.0 else {}
+
+    got = wait_for(realized, timeout=40, what="realized performance over every label")
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-5)
+    assert got["f1"] == pytest.approx(skm.f1_score(y, pred), abs=1e-5)
+    assert abs(got["roc_auc"] - skm.roc_auc_score(y, p)) < 0.005  # the binning bound at 600 rows, and rounding
+    samples = sp.scrape()
+    assert select(samples, "ml_ground_truth_total", ml_model_name="loans")[0].value == n
+    assert select(samples, "ml_ground_truth_unmatched_total", ml_model_name="loans", reason="duplicate")[0].value == 1
+    delay = select(samples, "ml_ground_truth_delay_seconds", ml_model_name="loans", ml_quantile="0.5")[0].value
+    assert 3500 < delay < 3800
+    wait_for(lambda: [s for s in select(sp.scrape(), "ml_ground_truth_total", ml_model_name="prices")
+                      if s.value == 300], what="the regressor's 300 labels")
+    e = guess - price
+    nz = price != 0
+
+    def regression() -> dict[str, float] | None:  # an evaluation after all 300 labels (earlier ones saw fewer)
+        got = {s.labels["ml_performance_metric"]: s.value for s in
+               select(sp.scrape(), "ml_performance", ml_model_name="prices")}
+        return got if got.get("mae") == pytest.approx(np.mean(np.abs(e)), rel=1e-5) else None
+
+    reg = wait_for(regression, what="regression metrics over all 300 labels")
+    assert reg["mae"] == pytest.approx(np.mean(np.abs(e)), rel=1e-5)
+    assert reg["rmse"] == pytest.approx(np.sqrt(np.mean(e**2)), rel=1e-5)
+    assert reg["bias"] == pytest.approx(np.mean(e), rel=1e-5)
+    assert reg["mape"] == pytest.approx(np.mean(np.abs(e[nz] / price[nz])), rel=1e-5)
+    assert reg["r2"] == pytest.approx(skm.r2_score(price, guess), rel=1e-5)
+    # The same numbers in the JSON API and on the model page.
+    ui = f"http://127.0.0.1:{sp.ui_port}"
+    doc = json.loads(urllib.request.urlopen(f"{ui}/api/v1/models/loans/versions/3/performance", timeout=10).read())
+    perf = doc["performance"]
+    assert perf["labeled"] == n and perf["coverage"] == 1.0
+    accuracy = next(m for m in perf["metrics"] if m["metric"] == "accuracy")
+    assert accuracy["realized"]["value"] == pytest.approx(skm.accuracy_score(y, pred))
+    page = urllib.request.urlopen(f"{ui}/models/loans/versions/3", timeout=10).read().decode()
+    assert "<h2>Performance</h2>" in page and "roc_auc" in page
+
+
+def test_bad_ground_truth_is_refused_with_a_reason_over_grpc_and_http(serve_factory) -> None:
+    import grpc
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+    )
+
+    sp = serve_factory()
+    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+        export = ch.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                                response_deserializer=ExportLogsServiceResponse.FromString)
+        with pytest.raises(grpc.RpcError) as err:
+            export(b"\xff\xff not protobuf", timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        req = ExportLogsServiceRequest()
+        records = req.resource_logs.add().scope_logs.add().log_records
+        no_id = records.add()
+        no_id.attributes.add(key="ml.model.name").value.string_value = "m"
+        no_id.attributes.add(key="ml.ground_truth").value.int_value = 1
+        ragged = records.add()
+        for k, v in (("ml.model.name", "m"), ("event.name", "ml.ground_truth")):
+            ragged.attributes.add(key=k).value.string_value = v
+        ragged.attributes.add(key="ml.batch.size").value.int_value = 2
+        ragged.attributes.add(key="ml.prediction.id").value.array_value.values.add().string_value = "a"
+        ragged.attributes.add(key="ml.ground_truth").value.array_value.values.add().int_value = 1
+        records.add().body.string_value = "an ordinary log line"  # ignored, not rejected
+        answer = export(req.SerializeToString(), timeout=10)
+    assert answer.partial_success.rejected_log_records == 2
+    assert "ground_truth_without_id" in answer.partial_success.error_message
+    assert "batch_length_mismatch" in answer.partial_success.error_message
+    # OTLP/HTTP JSON, as a browser-side or curl sender would.
+    body = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": [
+        {"key": "ml.model.name", "value": {"stringValue": "m"}},
+        {"key": "ml.prediction.id", "value": {"stringValue": "nope"}},
+        {"key": "ml.ground_truth", "value": {"boolValue": True}}]}]}]}]}).encode()
+    reply = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://127.0.0.1:{sp.http_port}/v1/logs", data=body, headers={"Content-Type": "application/json"}),
+        timeout=10).read())
+    assert reply == {}  # accepted: an early label, waiting for its prediction
+    rejected = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}
+    assert rejected["ground_truth_without_id"] == 1 and rejected["batch_length_mismatch"] == 1
+
+
+def test_labelled_baseline_built_shown_and_refused_when_wrong(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    p = rng.uniform(size=3000)
+    y = (rng.uniform(size=3000) < p).astype(int)
+    pred = (p >= 0.5).astype(int)
+    csv = tmp_path / "ref.csv"
+    csv.write_text("x,p,pred,y\n" + "".join(f"{a * 3:.4f},{a:.6f},{b},{c}\n" for a, b, c in zip(p, pred, y)))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "otel_ml.cli", *args], capture_output=True, text=True, timeout=60)
+
+    out = cli("baseline", "build", "--model", "m", "--input", str(csv), "--prediction-column", "pred",
+              "--probability-column", "p", "--target-column", "y", "--output", str(tmp_path / "m.json"))
+    assert out.returncode == 0, out.stderr
+    assert "reference performance: accuracy" in out.stdout
+    shown = cli("baseline", "show", str(tmp_path / "m.json"))
+    assert "performance on 3,000 labelled rows (classification, positive class '1'" in shown.stdout, shown.stdout
+    doc = json.loads(cli("baseline", "show", "--json", str(tmp_path / "m.json")).stdout)
+    assert "y" not in doc["features"] and "prediction.probability" in doc["features"]  # the target is no feature
+    metrics = doc["performance"]["metrics"]
+    assert metrics["accuracy"]["value"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert metrics["roc_auc"]["chunk_std"] > 0
+    # Wrong input: one line, exit 2, nothing written.
+    bad = cli("baseline", "build", "--model", "m", "--input", str(csv), "--target-column", "y", "--output",
+              str(tmp_path / "bad.json"))
+    assert bad.returncode == 2 and "needs --prediction-column or --probability-column" in bad.stderr
+    wrong = cli("baseline", "build", "--model", "m", "--input", str(csv), "--probability-column", "x",
+                "--target-column", "y", "--output", str(tmp_path / "bad.json"))
+    assert wrong.returncode == 2 and "must hold numbers in [0, 1]" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "bad.json").exists()

@@ -1,0 +1,194 @@
+"""Hostile and broken input through `otel-ml serve`: fuzzed receivers, limits, oversized requests, overload."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from tests.support import build, make_batches, select, wait_for
+from tests.unit.test_hostile import EXPORT
+
+
+def test_fuzzed_receivers_keep_serving_healthy_traffic(tmp_path: Path, serve_factory) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("receiver:\n  otlp_grpc:\n    max_message_bytes: 1000000\n"
+                   "limits:\n  max_models: 20\n  max_features_per_span: 100\n")
+    sp = serve_factory("--config", str(cfg), "--evaluation-interval", "0.5")
+    stop = threading.Event()
+    outcomes: dict[str, int] = {}
+    rng = random.Random(1)
+    valid = build([[("ml.model.name", AnyValue(string_value="fuzz")), ("ml.feature.x", AnyValue(double_value=1))]],
+                  [])
+
+    def fuzz() -> None:
+        with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+            export = ch.unary_unary(EXPORT, request_serializer=None,
+                                    response_deserializer=ExportTraceServiceResponse.FromString)
+            while not stop.is_set():
+                kind = rng.choice(["random", "mutated", "http"])
+                if kind == "random":
+                    data = os.urandom(rng.randint(0, 2000))
+                else:
+                    data = bytearray(valid)
+                    for _ in range(rng.randint(1, 8)):
+                        data[rng.randrange(len(data))] = rng.randrange(256)
+                    data = bytes(data)
+                try:
+                    if kind == "http":
+                        req = urllib.request.Request(f"http://127.0.0.1:{sp.http_port}/v1/traces", data=data,
+                                                     headers={"Content-Type": "application/x-protobuf"})
+                        code = urllib.request.urlopen(req, timeout=10).status
+                        key = f"http {code}"
+                    else:
+                        export(data, timeout=10)
+                        key = "grpc OK"
+                except urllib.error.HTTPError as e:
+                    key = f"http {e.code}"
+                except grpc.RpcError as e:
+                    key = f"grpc {e.code().name}"
+                except (http.client.HTTPException, OSError) as e:
+                    key = f"http {type(e).__name__}"
+                outcomes[key] = outcomes.get(key, 0) + 1
+
+    fuzzer = threading.Thread(target=fuzz, daemon=True)
+    fuzzer.start()
+    try:
+        exporter = OTLPSpanExporter(endpoint=f"http://{sp.grpc_endpoint}", insecure=True)
+        for batch in make_batches(40, 25):
+            assert exporter.export(batch) == SpanExportResult.SUCCESS
+        # Limits while the fuzzer runs: 10,000 features in one span, and more models than allowed.
+        wide = build([[("ml.model.name", AnyValue(string_value="wide"))]
+                      + [(f"ml.feature.f{i}", AnyValue(double_value=i)) for i in range(10_000)]], [])
+        many = build([[("ml.model.name", AnyValue(string_value=f"model-{i}")),
+                       ("ml.feature.x", AnyValue(double_value=1))] for i in range(100)], [])
+        huge = build([[("ml.model.name", AnyValue(string_value="big")),
+                       ("ml.feature.blob", AnyValue(string_value="x" * 2_000_000))]], [])
+        with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+            export = ch.unary_unary(EXPORT, request_serializer=None,
+                                    response_deserializer=ExportTraceServiceResponse.FromString)
+            resp = export(wide, timeout=10)
+            assert resp.partial_success.rejected_spans == 1
+            assert "too_many_features" in resp.partial_success.error_message
+            resp = export(many, timeout=10)
+            assert 0 < resp.partial_success.rejected_spans <= 100
+            assert "too_many_models" in resp.partial_success.error_message
+            with pytest.raises(grpc.RpcError) as err:
+                export(huge, timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        req = urllib.request.Request(f"http://127.0.0.1:{sp.http_port}/v1/traces", data=b"\0" * 70_000_000,
+                                     headers={"Content-Type": "application/x-protobuf"})
+        with pytest.raises(urllib.error.HTTPError) as http_err:
+            urllib.request.urlopen(req, timeout=30)
+        assert http_err.value.code == 413
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        fuzzer.join(timeout=15)
+    assert sp.proc.poll() is None, "the processor survived"
+    assert sum(outcomes.values()) > 50, outcomes
+    assert set(outcomes) <= {"grpc OK", "grpc INVALID_ARGUMENT", "http 200", "http 400"}, (outcomes, "".join(sp.log))
+    counts = {s.labels["ml_model_name"]: s.value for s in select(sp.scrape(), "ml_predictions_total")}
+    assert sum(v for k, v in counts.items() if k in {"m0", "m1", "m2"}) == 1000, (
+        counts, [line for line in sp.log if "released" in line][:20])
+    assert len(counts) <= 20
+
+
+def test_overload_answers_unavailable_with_retry_info_and_memory_stays_bounded(tmp_path: Path,
+                                                                             serve_factory) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("limits:\n  max_inflight_bytes: 100000\n  retry_after_seconds: 0.2\n")
+    sp = serve_factory("--config", str(cfg), "--evaluation-interval", "1", "--no-otlp-http")
+    batches = make_batches(60, 500)
+    sent = sum(len(b) for b in batches)
+    peak_rss = 0
+
+    def rss_kb() -> int:
+        for line in Path(f"/proc/{sp.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def sender(part: list) -> None:
+        exporter = OTLPSpanExporter(endpoint=f"http://{sp.grpc_endpoint}", insecure=True, timeout=60)
+        for batch in part:
+            while exporter.export(batch) != SpanExportResult.SUCCESS:
+                pass
+
+    threads = [threading.Thread(target=sender, args=(batches[i::6],), daemon=True) for i in range(6)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        peak_rss = max(peak_rss, rss_kb())
+        time.sleep(0.05)
+    refused = wait_for(lambda: select(sp.scrape(), "otel_ml_requests_refused_total"), what="refusals counted")
+    assert refused[0].value > 0
+    total = wait_for(lambda: (c := sum(s.value for s in select(sp.scrape(), "ml_predictions_total"))) == sent and c,
+                     timeout=20, what="every span counted once")
+    print(f"overload: {sent} spans from 6 senders, {refused[0].value:.0f} requests refused with RetryInfo, "
+          f"counted {total:.0f}, peak RSS {peak_rss / 1024:.0f} MiB")
+    assert peak_rss < 600 * 1024
+
+
+def test_cardinality_caps_limit_exported_series(tmp_path: Path, serve_factory) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("export:\n  cardinality:\n    max_models: 2\n    max_features_per_model: 3\n")
+    sp = serve_factory("--config", str(cfg), "--evaluation-interval", "0.3", "--no-otlp-http")
+    req = ExportTraceServiceRequest()
+    spans_ = req.resource_spans.add().scope_spans.add().spans
+    for m in range(5):
+        for _ in range(10 * (m + 1)):  # model-4 busiest
+            span = spans_.add(end_time_unix_nano=time.time_ns())
+            span.attributes.append(KeyValue(key="ml.model.name", value=AnyValue(string_value=f"model-{m}")))
+            for f in range(6):
+                span.attributes.append(KeyValue(key=f"ml.feature.f{f}", value=AnyValue(double_value=f)))
+    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+        ch.unary_unary(EXPORT)(req.SerializeToString(), timeout=10)
+
+    def exported():
+        samples = sp.scrape()
+        models = {s.labels["ml_model_name"] for s in select(samples, "ml_reference_ready")}
+        overflow = {s.labels["kind"]: s.value for s in select(samples, "otel_ml_export_overflow")}
+        return (models, overflow) if models else None
+
+    models, overflow = wait_for(exported, what="capped series")
+    assert models == {"model-4", "model-3"}
+    assert overflow["model"] == 3
+    # The prediction counter is one series per model, bounded by limits.max_models, and not capped here.
+    assert len(select(sp.scrape(), "ml_predictions_total")) == 5
+
+
+def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_factory) -> None:
+    """semconv.REJECTION_REASONS lists every reason the decoder and the service give (each is exported at 0 from
+    the start, so alert rules on rate() see the first rejection)."""
+    import re
+    from pathlib import Path
+
+    from otel_ml import semconv
+
+    root = Path(__file__).resolve().parents[2] / "otel_ml"
+    text = "".join((root / f).read_text() for f in ("decode/otlp.py", "decode/outcomes.py", "core/live.py"))
+    used = set(re.findall(r'(?:_Rejected|reject)\(\s*"([a-z_]+)"', text)) | set(
+        re.findall(r'rejected\["([a-z_]+)"\]', text)) | set(
+        re.findall(r'return "([a-z_]+)", ', (root / "decode/limits.py").read_text()))  # id_problem, truth_problem
+    assert used == set(semconv.REJECTION_REASONS), used ^ set(semconv.REJECTION_REASONS)
+    sp = serve_factory()
+    exported = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}
+    assert exported == dict.fromkeys(semconv.REJECTION_REASONS, 0.0)
+    for name in ("otel_ml_spans_received_total", "otel_ml_requests_refused_total", "otel_ml_models_released_total"):
+        assert select(sp.scrape(), name), name

@@ -1,0 +1,80 @@
+"""OTLP/HTTP: the plain OTel SDK's HTTP exporter, JSON payloads, gzip, and the error answers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+from google.rpc import status_pb2
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tests.support import make_rows, select, send_rows, wait_for
+
+
+def post(port: int, body: bytes, content_type: str, encoding: str | None = None,
+         path: str = "/v1/traces") -> tuple[int, bytes]:
+    headers = {"Content-Type": content_type}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_sdk_http_exporter(serve_factory) -> None:
+    sp = serve_factory("--evaluation-interval", "0.5")
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=f"http://127.0.0.1:{sp.http_port}/v1/traces"), schedule_delay_millis=100))
+    send_rows(provider, "via-http", "", make_rows(np.random.default_rng(1), 400, drifted=False), batch_every=50)
+    provider.shutdown()
+    got = wait_for(lambda: select(sp.scrape(), "ml_predictions_total", ml_model_name="via-http"), what="count")
+    assert got[0].value == 400
+
+
+def test_json_gzip_and_errors(serve_factory) -> None:
+    sp = serve_factory("--evaluation-interval", "0.5")
+    now = str(time.time_ns())
+    payload = {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "ml.model.name", "value": {"stringValue": "json-model"}}]},
+        "scopeSpans": [{"spans": [
+            {"traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "EEE19B7EC3C1B174", "name": "p",
+             "startTimeUnixNano": now, "endTimeUnixNano": now, "kind": 1,
+             "attributes": [{"key": "ml.feature.x", "value": {"doubleValue": 1.5}},
+                            {"key": "ml.feature.n", "value": {"intValue": "7"}},
+                            {"key": "ml.feature.c", "value": {"stringValue": "a"}}],
+             "someFutureField": True},
+            {"traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "EEE19B7EC3C1B175", "name": "p",
+             "attributes": [{"key": "ml.batch.size", "value": {"intValue": 2}},
+                            {"key": "ml.feature.x", "value": {"arrayValue": {"values": [{"doubleValue": 1}]}}}]},
+        ]}]}]}
+    body = json.dumps(payload).encode()
+    code, out = post(sp.http_port, body, "application/json")
+    assert code == 200
+    answer = json.loads(out)
+    assert answer["partialSuccess"]["rejectedSpans"] == "1"
+    assert "batch_length_mismatch" in answer["partialSuccess"]["errorMessage"]
+    code, out = post(sp.http_port, gzip.compress(body), "application/json", encoding="gzip")
+    assert code == 200
+    # Binary protobuf answer for a protobuf request; 400 with a google.rpc.Status for garbage.
+    code, out = post(sp.http_port, b"\x0a\xff\xff\xff\xff\x0f", "application/x-protobuf")
+    assert code == 400 and "malformed" in status_pb2.Status.FromString(out).message
+    code, out = post(sp.http_port, b"", "application/x-protobuf")
+    assert code == 200 and ExportTraceServiceResponse.FromString(out) == ExportTraceServiceResponse()
+    assert post(sp.http_port, b"{}", "text/plain")[0] == 415
+    assert post(sp.http_port, b"{}", "application/json", path="/v1/metrics")[0] == 404
+    assert post(sp.http_port, b"not gzip", "application/json", encoding="gzip")[0] == 400
+    bomb = gzip.compress(b"\0" * (80 * 1024 * 1024))
+    assert post(sp.http_port, bomb, "application/x-protobuf", encoding="gzip")[0] == 400
+    got = wait_for(lambda: select(sp.scrape(), "ml_predictions_total", ml_model_name="json-model"), what="count")
+    assert got[0].value == 2

@@ -1,0 +1,206 @@
+"""Receiver worker processes (receiver/workers.py): the same answers and counts as one process, through the
+real SDK exporter, plus what is specific to them: a worker killed under traffic is replaced, and nothing is
+left running after shutdown or after the main process is killed. (On a machine with more than one CPU every
+other serve test runs with workers too: the default is one per extra CPU.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tests.support import free_port, select, wait_for
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def workers_of(pid: int) -> list[int]:
+    """The receiver worker processes (multiprocessing also starts a resource tracker: not a worker). A child that
+    exits between the listing and the read (the killed worker being reaped) is skipped."""
+    workers = []
+    for c in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes():
+                workers.append(c)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return workers
+
+
+def send(endpoint: str, model: str, n: int) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{endpoint}", insecure=True),
+                                                   max_export_batch_size=100, schedule_delay_millis=50))
+    tracer = provider.get_tracer("t")
+    for i in range(n):
+        tracer.start_span("p", attributes={"ml.model.name": model, "ml.feature.x": float(i)}).end()
+    provider.shutdown()
+
+
+def predictions(sp, model: str) -> float:
+    got = select(sp.scrape(), "ml_predictions_total", ml_model_name=model)
+    return got[0].value if got else 0.0
+
+
+@pytest.mark.parametrize("processes", ["0", "2"])
+def test_counts_are_the_same_with_and_without_workers(serve_factory, processes: str) -> None:
+    """(partial_success and INVALID_ARGUMENT through workers: test_e2e.py, parametrized the same way.)"""
+    sp = serve_factory("--receiver-processes", processes)
+    assert len(workers_of(sp.proc.pid)) == int(processes)
+    send(sp.grpc_endpoint, "w", 1000)
+    wait_for(lambda: predictions(sp, "w") == 1000, what="1000 predictions counted")
+
+
+def test_a_killed_worker_is_replaced_and_traffic_continues(serve_factory) -> None:
+    sp = serve_factory("--receiver-processes", "2")
+    send(sp.grpc_endpoint, "k", 500)
+    wait_for(lambda: predictions(sp, "k") == 500, what="first 500")
+    victim = workers_of(sp.proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(set(workers_of(sp.proc.pid)) - {victim}) == 2, what="a replacement worker")
+    send(sp.grpc_endpoint, "k", 500)  # the SDK retries what hit the dead worker
+    wait_for(lambda: predictions(sp, "k") >= 1000, what="1000 predictions after the restart")
+    assert "restarting it" in "".join(sp.log)
+
+
+def test_workers_stop_with_the_processor_and_after_kill_9(serve_factory, tmp_path: Path) -> None:
+    sp = serve_factory("--receiver-processes", "2")
+    workers = workers_of(sp.proc.pid)
+    assert len(workers) == 2
+    assert sp.stop() == 0
+    wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), timeout=10, what="workers gone")
+
+    sp = serve_factory("--receiver-processes", "2", state_dir=tmp_path / "second")
+    workers = workers_of(sp.proc.pid)
+    sp.proc.kill()  # kill -9 of the main process: its workers see their pipe close and exit
+    sp.proc.wait()
+    wait_for(lambda: not any(Path(f"/proc/{w}/status").exists() and "zombie" not in
+                             Path(f"/proc/{w}/status").read_text() for w in workers), timeout=10,
+             what="orphaned workers gone")
+
+
+def test_a_receiver_worker_imports_no_sketches_storage_or_sdk() -> None:
+    """A spawned worker imports the parent's main module (the CLI) and what unpickling its spec needs; none of
+    that may pull in the processor's heavy parts (memory and start time of every worker)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, otel_ml.cli, otel_ml.receiver.workers, otel_ml.receiver.ingest; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'sqlite3', 'yaml', 'datasketches',"
+            " '_datasketches', 'aiohttp') or m.startswith(('opentelemetry.sdk', 'otel_ml.profile', 'otel_ml.state', "
+            "'otel_ml.core', 'otel_ml.labels', 'otel_ml.analyze', 'otel_ml.service', 'otel_ml.config'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
+
+
+def test_a_second_processor_on_a_busy_port_fails_naming_it(serve_factory, tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second otel-ml with receiver workers silently share the first one's gRPC port and
+    take part of its traffic; busy HTTP and Prometheus ports must say which endpoint, too."""
+    import subprocess
+    import sys
+
+    first = serve_factory("--receiver-processes", "1")
+    ports = {"--otlp-grpc-endpoint": first.grpc_port, "--otlp-http-endpoint": first.http_port,
+             "--prometheus-endpoint": first.prom_port, "--ui-endpoint": first.ui_port}
+    setting = {"--otlp-grpc-endpoint": "receiver.otlp_grpc.endpoint", "--otlp-http-endpoint":
+               "receiver.otlp_http.endpoint", "--prometheus-endpoint": "export.prometheus.endpoint",
+               "--ui-endpoint": "ui.endpoint"}
+    for flag, port in ports.items():
+        for workers in ("0", "1"):
+            args = [f"127.0.0.1:{free_port()}" if f != flag else f"127.0.0.1:{port}" for f in ports]
+            out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "serve", "--state-dir",
+                                  str(tmp_path / f"s{flag}{workers}"), "--receiver-processes", workers,
+                                  *[x for f, a in zip(ports, args) for x in (f, a)]],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 2, (flag, workers, out.stdout, out.stderr)
+            assert f"{setting[flag]}) on 127.0.0.1:{port}" in out.stderr, (flag, workers, out.stderr)
+
+
+def test_version_flag() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("otel-ml ")
+
+
+@pytest.mark.parametrize("processes", ["0", "1"])
+def test_a_restart_right_after_kill_9_binds_at_once_with_clients_connected(serve_factory, tmp_path: Path,
+                                                                           processes: str) -> None:
+    """Issue 29: the connections of a killed processor sit in TIME_WAIT for a minute and its receiver workers
+    outlived it for a moment; a restart within 0.1 s (systemd's default RestartSec) must bind, while a live
+    second instance on the same port is still refused (test above)."""
+    import time
+
+    sp = serve_factory("--receiver-processes", processes)
+    ports = {"grpc_port": sp.grpc_port, "prom_port": sp.prom_port, "ui_port": sp.ui_port}
+    provider = TracerProvider()  # a client whose connection stays open across the kill
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{sp.grpc_endpoint}",
+                                                                    insecure=True), schedule_delay_millis=50))
+    tracer = provider.get_tracer("t")
+    for i in range(200):
+        tracer.start_span("p", attributes={"ml.model.name": "r", "ml.feature.x": float(i)}).end()
+    provider.force_flush()
+    wait_for(lambda: predictions(sp, "r") == 200, what="200 predictions")
+    workers = workers_of(sp.proc.pid)
+    sp.proc.kill()
+    sp.proc.wait()
+    time.sleep(0.1)
+    again = serve_factory("--receiver-processes", processes, state_dir=sp.state_dir, **ports)  # fails if it cannot
+    assert not any(Path(f"/proc/{w}/status").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text()
+                   for w in workers)
+    wait_for(lambda: predictions(again, "r") == 200, what="the 200 acknowledged predictions recovered")
+    provider.shutdown()
+
+
+def test_the_first_export_after_metrics_answer_is_accepted(tmp_path: Path) -> None:
+    """Issue 29: /metrics and the pages answered before the gRPC receiver listened, so a client that waited for
+    them got UNAVAILABLE on its first export. Now every listener that tells readiness opens after the receivers."""
+    import threading
+    import time
+    import urllib.request
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from tests.support import start_serve
+
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=time.time_ns())
+    span.attributes.add(key="ml.model.name").value.string_value = "ready"
+
+    for attempt in range(3):
+        grpc_port, prom_port = free_port(), free_port()
+        started: list = []
+        t = threading.Thread(target=lambda d, g, p, out=started: out.append(start_serve(
+            d, "--receiver-processes", "1", grpc_port=g, prom_port=p)), args=(tmp_path / f"s{attempt}", grpc_port,
+                                                                             prom_port))
+        t.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/metrics", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.005)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # one attempt, no retry
+            channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+        t.join()
+        started[0].stop()

@@ -1,0 +1,51 @@
+"""Baselines in process: built from CSV and Parquet alike, found by content (model and version)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from otel_ml.core.references import ReferenceStore
+from otel_ml.profile import CATEGORICAL, NUMERIC
+from otel_ml.profile.baseline import build_baseline
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_baseline_from_csv_and_parquet_agree(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({
+        "id": np.arange(1000),
+        "x": rng.normal(size=1000),
+        "zip": rng.choice([1000, 2000, 3000], 1000),
+        "city": rng.choice(["Oslo", "Rome", None], 1000),
+        "vip": rng.choice([True, False], 1000),
+        "y": rng.integers(0, 2, 1000),
+    })
+    df.loc[::10, "x"] = np.nan
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_parquet(tmp_path / "d.parquet")
+    kw = {"prediction_column": "y", "exclude": ["id"], "categorical": ["zip"]}
+    a = build_baseline(tmp_path / "d.csv", "m", "1", **kw)
+    b = build_baseline(tmp_path / "d.parquet", "m", "1", **kw)
+    for p in (a, b):
+        assert p.kinds() == {"x": NUMERIC, "zip": CATEGORICAL, "city": CATEGORICAL, "vip": CATEGORICAL,
+                             "prediction": NUMERIC}
+        assert p.rows == 1000 and p.features["x"].missing == 100
+        assert p.features["city"].missing == int(df.city.isna().sum())
+        assert set(p.features["vip"].frequencies()) == {"true", "false"}
+        assert set(p.features["zip"].frequencies()) == {"1000", "2000", "3000"}
+    assert a.features["x"].mean == pytest.approx(b.features["x"].mean)
+    with pytest.raises(ValueError, match="no column"):
+        build_baseline(tmp_path / "d.csv", "m", prediction_column="nope")
+
+
+def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = ReferenceStore(None, str(blocker / "state"))
+    with pytest.raises(RuntimeError, match="not writable"):
+        store.open()

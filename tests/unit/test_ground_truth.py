@@ -1,0 +1,237 @@
+"""Ground truth in process: the join (early, duplicate, unknown, expired, evicted labels; restarts; one clock per
+model), realized metrics against scikit-learn and numpy on the same rows, label-free estimates."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from otel_ml.analyze.performance import PerformanceConfig, assess, estimate
+from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
+from otel_ml.decode.outcomes import id_hash
+from otel_ml.labels.ground_truth import GroundTruth
+from otel_ml.labels.pending import LabelsConfig
+from otel_ml.profile.performance import PerformanceProfile, isotonic_calibration, reference_performance
+
+HOUR = 3600 * 10**9
+
+T0 = 1_800_000_000 * 10**9
+
+
+def predictions(model: str, ids: list[str], t: int, pred: np.ndarray, prob: np.ndarray | None = None) -> ColumnarBatch:
+    n = len(ids)
+    numeric = {"prediction": pred.astype(float)}
+    if prob is not None:
+        numeric["prediction.probability"] = prob
+    return ColumnarBatch(model, "1", n, np.full(n, t, np.int64), np.ones(n), numeric=numeric,
+                         span_end_ns=np.full(n, t, np.int64), span_duration_s=np.full(n, np.nan),
+                         span_error=np.zeros(n, bool), prediction_id=id_hash(model, np.array(ids)))
+
+
+def labels(model: str, ids: list[str], values: np.ndarray, t: int) -> LabelBatch:
+    return LabelBatch(model, "", id_hash(model, np.array(ids)), values.astype(float), np.full(len(ids), ""),
+                      np.full(len(ids), t, np.int64))
+
+
+def tracker(tmp_path: Path, **labels_cfg: float) -> GroundTruth:
+    return GroundTruth(str(tmp_path / "pending"), LabelsConfig(**labels_cfg), PerformanceConfig())
+
+
+def test_join_counts_every_label_once_and_says_why_the_others_were_not(tmp_path: Path) -> None:
+    gt = tracker(tmp_path, early_ttl_seconds=600)
+    ids = [f"r{i}" for i in range(10)]
+    y = np.array([1, 0] * 5)
+    gt.on_labels(labels("m", ids[:3], y[:3], T0))  # early: before their predictions
+    gt.on_predictions(predictions("m", ids, T0, y, prob=0.9 * y + 0.05))
+    gt.on_labels(labels("m", ids[3:], y[3:], T0 + HOUR))
+    gt.on_labels(labels("m", ids[3:5], y[3:5], T0 + HOUR))  # at-least-once delivery: again
+    gt.on_labels(labels("m", ["nope"], np.array([1]), T0 + HOUR))
+    gt.pending.observe("m", T0 + 2 * HOUR)  # the unknown label's early wait (10 min) is over
+    gt.advance()
+    applied, unmatched = gt.take_counts()
+    assert applied == {("m", "1"): 10}
+    assert unmatched == {("m", "", "duplicate"): 2, ("m", "", "unknown"): 1}
+    cur = gt.current("m", "1")
+    assert cur is not None and cur.labeled == 10 and cur.metrics("1")["accuracy"][0] == 1.0
+    assert cur.delay_quantile(0.99) == pytest.approx(3600, abs=1)
+
+
+def test_ttl_expiry_eviction_and_a_restart_between_prediction_and_label(tmp_path: Path) -> None:
+    gt = tracker(tmp_path, ttl_seconds=2 * 3600, max_pending=1000)
+    gt.on_predictions(predictions("m", [f"old{i}" for i in range(100)], T0, np.ones(100)))
+    gt.pending.seal()
+    gt.on_predictions(predictions("m", [f"new{i}" for i in range(50)], T0 + 3 * HOUR, np.ones(50)))
+    state = gt.state()  # a checkpoint: seals, names the files
+    gt.pending.committed(state["pending"])
+    assert gt.pending.disk_bytes() <= 64 * 50 + 16 * 100  # rows waiting: 36 B; expired ids kept: 8 B
+    restarted = tracker(tmp_path, ttl_seconds=2 * 3600, max_pending=1000)
+    restarted.restore(state)
+    restarted.on_labels(labels("m", ["old1", "old2", "new1"], np.ones(3), T0 + 3 * HOUR))
+    applied, unmatched = restarted.take_counts()
+    assert applied == {("m", "1"): 1} and unmatched == {("m", "", "expired"): 2}
+    # Over max_pending: the oldest segments leave, their labels are "evicted".
+    small = tracker(tmp_path / "small", max_pending=100)
+    for k in range(3):
+        small.on_predictions(predictions("m", [f"b{k}-{i}" for i in range(60)], T0 + k, np.ones(60)))
+        small.pending.seal()
+    small.on_labels(labels("m", ["b0-1", "b2-1"], np.ones(2), T0 + 5))
+    applied, unmatched = small.take_counts()
+    assert applied == {("m", "1"): 1} and unmatched == {("m", "", "evicted"): 1}
+
+
+def test_early_labels_wait_across_a_restart_then_expire_as_unknown(tmp_path: Path) -> None:
+    gt = tracker(tmp_path, early_ttl_seconds=600)
+    many = [f"e{i}" for i in range(40_000)]  # more than the early store's unsorted tail: a sorted base too
+    gt.on_labels(labels("m", many, np.ones(len(many)), T0))
+    state = gt.state()
+    gt.pending.committed(state["pending"])
+    restarted = tracker(tmp_path, early_ttl_seconds=600)
+    restarted.restore(state)
+    restarted.on_predictions(predictions("m", many[:100], T0 + 1, np.ones(100), prob=np.full(100, 0.9)))
+    restarted.pending.observe("m", T0 + HOUR)
+    restarted.advance()
+    applied, unmatched = restarted.take_counts()
+    assert applied == {("m", "1"): 100} and unmatched == {("m", "", "unknown"): len(many) - 100}
+
+
+def test_journal_record_keeps_ids_and_labels() -> None:
+    b = predictions("m", ["a", "b"], T0, np.array([1, 0]))
+    lb = labels("m", ["a"], np.array([1]), T0)
+    back = DecodeResult.from_bytes(DecodeResult([b], labels=[lb]).to_bytes())
+    assert back.batches[0].prediction_id.tolist() == b.prediction_id.tolist()
+    assert back.labels[0].prediction_id.tolist() == lb.prediction_id.tolist()
+
+
+def test_realized_metrics_equal_sklearn_and_numpy() -> None:
+    rng = np.random.default_rng(7)
+    n = 20_000
+    p = rng.beta(2, 2, n)
+    y = (rng.uniform(size=n) < p).astype(int)
+    pred = (p >= 0.5).astype(int)
+    prof = PerformanceProfile()
+    half = n // 2  # two windows merged, as a horizon is
+    for part in (slice(0, half), slice(half, n)):
+        w = PerformanceProfile()
+        w.add_classified(y[part].astype(str), pred[part].astype(str), p[part], "1")
+        prof.merge(PerformanceProfile.from_dict(w.to_dict()))
+    m = prof.metrics("1")
+    assert m["accuracy"][0] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+    assert m["precision"][0] == pytest.approx(skm.precision_score(y, pred), abs=1e-12)
+    assert m["recall"][0] == pytest.approx(skm.recall_score(y, pred), abs=1e-12)
+    assert m["f1"][0] == pytest.approx(skm.f1_score(y, pred), abs=1e-12)
+    assert m["log_loss"][0] == pytest.approx(skm.log_loss(y, p), rel=1e-9)
+    assert m["brier"][0] == pytest.approx(skm.brier_score_loss(y, p), rel=1e-9)
+    auc, _se, bound = prof.roc_auc()
+    assert abs(auc - skm.roc_auc_score(y, p)) <= bound and bound < 0.001
+    # The delta-method standard error matches the spread of F1 over resampled labels.
+    f1s = [skm.f1_score((rng.uniform(size=n) < p).astype(int), pred) for _ in range(200)]
+    assert m["f1"][1] == pytest.approx(np.std(f1s), rel=0.25)
+
+    classes = rng.integers(0, 4, n)
+    guess = np.where(rng.uniform(size=n) < 0.6, classes, rng.integers(0, 4, n))
+    multi = PerformanceProfile()
+    multi.add_classified(classes.astype(str), guess.astype(str))
+    mm = multi.metrics(None)
+    assert mm["f1"][0] == pytest.approx(skm.f1_score(classes, guess, average="macro"), abs=1e-12)
+    assert mm["precision"][0] == pytest.approx(skm.precision_score(classes, guess, average="macro"), abs=1e-12)
+    per = multi.per_class()
+    assert per["2"]["recall"] == pytest.approx(skm.recall_score(classes, guess, labels=[2], average=None)[0])
+
+    truth = rng.normal(10, 3, n)
+    truth[:5] = 0.0  # MAPE leaves zero targets out
+    guess_r = truth + rng.normal(0.5, 1, n)
+    reg = PerformanceProfile()
+    reg.add_regressed(truth, guess_r)
+    r = reg.metrics()
+    e = guess_r - truth
+    assert r["mae"][0] == pytest.approx(np.mean(np.abs(e)))
+    assert r["rmse"][0] == pytest.approx(np.sqrt(np.mean(e**2)))
+    assert r["bias"][0] == pytest.approx(np.mean(e))
+    assert r["r2"][0] == pytest.approx(skm.r2_score(truth, guess_r))
+    nz = truth != 0
+    assert r["mape"][0] == pytest.approx(np.mean(np.abs(e[nz] / truth[nz])))
+    assert reg.residual_quantile(0.5) == pytest.approx(np.quantile(e, 0.5), abs=3 * np.std(e) * 0.0133)
+
+
+def test_degradation_is_decided_on_enough_labels_only_and_estimates_follow_calibration() -> None:
+    rng = np.random.default_rng(3)
+    ref_p = rng.beta(2, 2, 50_000)
+    ref_y = (rng.uniform(size=len(ref_p)) < ref_p).astype(float)
+    reference = reference_performance(ref_y, np.full(len(ref_y), ""), (ref_p >= 0.5).astype(float), None, ref_p)
+    assert reference.positive_class == "1" and reference.calibration is not None
+    assert set(reference.chunk_std) >= {"accuracy", "f1", "roc_auc"}
+
+    def current(n: int, noise: float) -> PerformanceProfile:
+        p = rng.beta(2, 2, n)
+        y = (rng.uniform(size=n) < np.clip(p + rng.normal(0, noise, n), 0, 1)).astype(int)
+        prof = PerformanceProfile()
+        prof.add_predictions(n, p)
+        prof.add_classified(y.astype(str), (p >= 0.5).astype(int).astype(str), p, "1")
+        return prof
+
+    same = assess("m", "1", current(5000, 0.0), reference, alpha=1e-3)
+    assert not any(same.degraded.values()) and not any(same.estimated_degraded.values())
+    worse = assess("m", "1", current(5000, 0.6), reference, alpha=1e-3)
+    assert worse.degraded["accuracy"] and worse.degraded["roc_auc"]
+    few = assess("m", "1", current(50, 0.6), reference, alpha=1e-3)
+    assert "accuracy" not in few.degraded  # under performance.min_labels: no decision
+    # Label-free: the same scores with calibrated outcomes estimate the realized accuracy within its band.
+    est = same.estimated["accuracy"]
+    assert abs(est.value - same.realized["accuracy"].value) < 4 * est.se
+    cal = isotonic_calibration(ref_p, ref_y)
+    assert estimate(current(1000, 0.0).prob_all, cal)["roc_auc"][0] == pytest.approx(
+        same.reference["roc_auc"].value, abs=0.05)
+
+
+def test_not_durable_mode_joins_in_memory_and_starts_clean(tmp_path: Path) -> None:
+    """state.durable false: no journal, no checkpoint; waiting predictions still join, and a restart starts with
+    none (files of an earlier run are not taken for valid)."""
+    from otel_ml.config import load_config
+    from otel_ml.service import ProcessorService
+
+    cfg = load_config(overrides={"state.dir": str(tmp_path), "state.durable": False,
+                                 "receiver.otlp_grpc.endpoint": "127.0.0.1:0", "receiver.otlp_http.enabled": False,
+                                 "export.prometheus.endpoint": "127.0.0.1:0", "ui.enabled": False,
+                                 "receiver.otlp_grpc.worker_processes": 0})
+    (tmp_path / "pending").mkdir()
+    (tmp_path / "pending" / "00000007.seg").write_bytes(b"left over")
+    service = ProcessorService(cfg)
+    service.start()
+    try:
+        assert not (tmp_path / "pending" / "00000007.seg").exists()
+        ids = [f"r{i}" for i in range(200)]
+        y = np.arange(200) % 2
+        t = time.time_ns() - HOUR
+        service.pipeline.submit(DecodeResult([predictions("m", ids, t, y, prob=np.where(y == 1, 0.8, 0.3))]), 0)
+        service.pipeline.submit(DecodeResult([], labels=[labels("m", ids, y, t + HOUR)]), 0)
+        [report] = service.evaluator.evaluate().performance
+        assert report.labeled == 200 and report.realized["accuracy"].value == 1.0
+    finally:
+        service.shutdown()
+
+
+def test_one_model_s_clock_never_expires_another_model_s_predictions(tmp_path: Path) -> None:
+    """Issue 29: a label stamped far ahead for one model (within the skew limit, or restored from an older
+    checkpoint) used to move the one join clock and expire every other model's labels."""
+    gt = tracker(tmp_path, ttl_seconds=3600, early_ttl_seconds=600)
+    gt.on_labels(labels("never-seen", ["x"], np.array([1]), T0 + 100 * 24 * HOUR))
+    ids = [f"r{i}" for i in range(1000)]
+    y = np.arange(1000) % 2
+    gt.on_predictions(predictions("m", ids, T0, y, prob=0.9 * y + 0.05))
+    gt.on_labels(labels("m", ids, y, T0 + 12 * 10**9))
+    gt.advance()
+    applied, unmatched = gt.take_counts()
+    assert applied == {("m", "1"): 1000} and not any(r == "expired" for _, _, r in unmatched)
+    cur = gt.current("m", "1")
+    assert cur is not None and cur.metrics()["accuracy"][0] == 1.0
+    # A checkpoint written before per-model clocks, its one clock poisoned: restored bounded by the skew limit.
+    state = gt.state()
+    state["pending"]["clock_ns"] = 4_102_444_800 * 10**9  # year 2100
+    del state["pending"]["clocks"]
+    restarted = tracker(tmp_path, ttl_seconds=3600)
+    restarted.restore(state)
+    assert restarted.pending.clock_ns <= time.time_ns() + 3601 * 10**9
