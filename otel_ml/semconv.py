@@ -63,6 +63,7 @@ ATTR_SAMPLE = "ml.sample"  # "reference" | "current"
 ATTR_QUANTILE = "ml.quantile"
 ATTR_CATEGORY = "ml.category"
 ATTR_REASON = "reason"
+ATTR_KIND = "kind"
 REJECTION_REASONS = (
     "invalid_model_name", "invalid_model_version", "invalid_batch_size", "batch_value_not_array",
     "batch_length_mismatch", "array_without_batch_size", "invalid_sampling_ratio", "too_many_features",
@@ -109,6 +110,13 @@ METRIC_MODELS_LIVE = "otel_ml.models.live"
 METRIC_EXPORT_OVERFLOW = "otel_ml.export.overflow"
 METRIC_KAFKA_SKIPPED = "otel_ml.kafka.messages.skipped"
 METRIC_APPLY_ERRORS = "otel_ml.apply.errors"
+METRIC_STATE_RECOVERED = "otel_ml.state.recovered"
+STATE_KINDS = ("database", "window", "journal_record", "pending_pred", "pending_early", "pending_gone",
+               "pending_flags", "performance_window", "pinned_reference")
+"""Every ``kind`` of ``otel_ml.state.recovered``: what recovery could not use and dropped, saying so."""
+METRIC_LABELS_WAITING = "otel_ml.labels.waiting"
+METRIC_LABELS_WAITING_BYTES = "otel_ml.labels.waiting.bytes"
+METRIC_LABELS_WAITING_LIMIT = "otel_ml.labels.waiting.limit"
 METRIC_PERFORMANCE = "ml.performance"
 METRIC_PERFORMANCE_ESTIMATED = "ml.performance.estimated"
 METRIC_PERFORMANCE_REFERENCE = "ml.performance.reference"

@@ -22,12 +22,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -376,3 +381,56 @@ def build(span_attrs: list[list[tuple[str, AnyValue]]], resource: list[tuple[str
         span = ss.spans.add(end_time_unix_nano=time.time_ns())
         span.attributes.extend(KeyValue(key=k, value=v) for k, v in attrs)
     return req.SerializeToString()
+
+
+# --- raw OTLP requests over gRPC, for exact control of ids, labels and timestamps -----------------------------
+TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def set_attribute(attrs, key: str, value: object) -> None:
+    v = attrs.add(key=key).value
+    if isinstance(value, AnyValue):
+        v.CopyFrom(value)
+    elif isinstance(value, bool):
+        v.bool_value = value
+    elif isinstance(value, int):
+        v.int_value = value
+    elif isinstance(value, float):
+        v.double_value = value
+    else:
+        v.string_value = str(value)
+
+
+def predictions_request(model: str, rows: list[dict], t_ns: int) -> bytes:
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    for row in rows:
+        span = spans.add(start_time_unix_nano=t_ns, end_time_unix_nano=t_ns)
+        set_attribute(span.attributes, "ml.model.name", model)
+        for k, v in row.items():
+            set_attribute(span.attributes, k, v)
+    return req.SerializeToString()
+
+
+def labels_request(model: str, pairs: list[tuple[object, object]], t_ns: int) -> bytes:
+    req = ExportLogsServiceRequest()
+    records = req.resource_logs.add().scope_logs.add().log_records
+    for pid, value in pairs:
+        rec = records.add(time_unix_nano=t_ns)
+        set_attribute(rec.attributes, "ml.model.name", model)
+        set_attribute(rec.attributes, "event.name", "ml.ground_truth")
+        set_attribute(rec.attributes, "ml.prediction.id", pid)
+        set_attribute(rec.attributes, "ml.ground_truth", value)
+    return req.SerializeToString()
+
+
+def export(sp: ServeProcess, method: str, body: bytes):
+    reply = ExportLogsServiceResponse if method == LOGS else ExportTraceServiceResponse
+    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+        return ch.unary_unary(method, response_deserializer=reply.FromString)(body, timeout=30)
+
+
+def counter(sp: ServeProcess, name: str, **labels: str) -> float:
+    got = select(sp.scrape(), name, **labels)
+    return sum(s.value for s in got)

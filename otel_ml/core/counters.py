@@ -73,5 +73,7 @@ class Counters:
             self.count(sc.METRIC_SPANS_REJECTED, 0, {sc.ATTR_REASON: reason})
         self.count(sc.METRIC_REQUESTS_REFUSED, 0, {sc.ATTR_REASON: "overloaded"})
         self.count(sc.METRIC_APPLY_ERRORS, 0)
+        for kind in sc.STATE_KINDS:
+            self.count(sc.METRIC_STATE_RECOVERED, 0, {sc.ATTR_KIND: kind})
         for reason in ("idle", "limit", "retired"):
             self.count(sc.METRIC_MODELS_RELEASED, 0, {sc.ATTR_REASON: reason})

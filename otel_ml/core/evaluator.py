@@ -117,8 +117,10 @@ class Evaluator:
         with self.live.lock:
             waiting = tuple(k for k in self.live.references.baselines if k not in views)
             live_models = len(views)
+            labels_waiting = self._labels_waiting()
         snapshot = Snapshot(reports=tuple(reports), performance=tuple(self._performance(set(views))),
-                            profiles=MappingProxyType(profiles), live_models=live_models, waiting_baselines=waiting)
+                            profiles=MappingProxyType(profiles), live_models=live_models, waiting_baselines=waiting,
+                            waiting=MappingProxyType(labels_waiting))
         self.snapshot = snapshot
         for fn in self._subscribers:
             try:
@@ -126,6 +128,18 @@ class Evaluator:
             except Exception:  # one reader's bug must not stop the others or the next evaluation
                 log.exception("a snapshot reader failed")
         return snapshot
+
+    def _labels_waiting(self) -> dict[str, tuple[int, int, int]]:
+        """Rows and bytes waiting to be joined, and their limit, over every partition held (call under the lock)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        for state in self.live.parts.values():
+            if state.labels is None:
+                continue
+            limits = {"predictions": state.labels.pending.max_pending, "labels": state.labels.pending.max_early}
+            for kind, (rows, size) in state.labels.waiting().items():
+                r, b, _ = out.get(kind, (0, 0, 0))
+                out[kind] = (r + rows, b + size, limits[kind])
+        return out
 
     def _performance(self, evaluated: set[Key]) -> list[PerformanceReport]:
         """Realized and estimated performance of every evaluated model with labels, probabilities or a labelled

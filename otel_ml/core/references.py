@@ -13,25 +13,11 @@ import os
 from pathlib import Path
 
 from otel_ml.profile.model import ModelProfile
+from otel_ml.sealed import Loss, quarantine, write_sealed
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-
-
-def write_atomically(path: Path, data: str) -> None:
-    """Write-then-rename with fsync, so a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def read_profiles(directory: Path) -> dict[Key, tuple[ModelProfile, Path]]:
@@ -73,6 +59,8 @@ class ReferenceStore:
         self.pinned_dir = Path(state_dir) / "pinned"
         self.pinned_files = pinned_files
         self.current_start: dict[Key, int | None] = {}
+        self.losses: list[Loss] = []
+        """Pinned reference files found damaged (each moved to quarantine/), for the state backend to report."""
         """Shared mode: where the current horizon starts after a pinned reference (from its changelog record)."""
         self.baselines: dict[Key, ModelProfile] = {}
         self.baseline_files: dict[Key, Path] = {}
@@ -138,12 +126,38 @@ class ReferenceStore:
             except FileNotFoundError:
                 return None
             except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
-                log.warning("%s: pinned reference unreadable, not used (%s)", path, e)
+                quarantine(path, self.pinned_dir.parent)
+                self.losses.append(Loss("pinned_reference", f"pinned/{path.name}", 0, f"the reference pinned for "
+                                        f"model {key[0]!r} version {key[1]!r} is damaged ({e}): moved to quarantine/; "
+                                        "a live model keeps the one its checkpoint holds (written again), a released "
+                                        "one pins the next full horizon of its traffic"))
                 return None
         return self.pinned[key], "pinned"
 
+    def pinned_file_ok(self, reference: ModelProfile) -> bool:
+        """Whether the pinned reference file of ``reference``'s model holds it (call after ``find``): missing,
+        damaged (``find`` quarantined it), or another reference (a file of another processor), it does not."""
+        key = (reference.model, reference.version)
+        held = self.pinned.get(key)
+        if held is None:
+            return False
+        if (held.rows, sorted(held.features), held.start_ns, held.end_ns) != (
+                reference.rows, sorted(reference.features), reference.start_ns, reference.end_ns):
+            path = self._pinned_path(key)
+            quarantine(path, self.pinned_dir.parent)
+            self.losses.append(Loss("pinned_reference", f"pinned/{path.name}", 0, "holds another reference than the "
+                                    f"checkpoint of model {key[0]!r} version {key[1]!r} (another processor's file?): "
+                                    "moved to quarantine/, the checkpoint's is written again"))
+            self.pinned[key] = reference
+            return False
+        return True
+
     def _pinned_path(self, key: Key) -> Path:
         return self.pinned_dir / (hashlib.sha256(f"{key[0]}\0{key[1]}".encode()).hexdigest()[:24] + ".json")
+
+    def take_losses(self) -> list[Loss]:
+        losses, self.losses = self.losses, []
+        return losses
 
     def adopt(self, profile: ModelProfile, current_start_ns: int | None) -> None:
         """A reference pinned elsewhere (shared mode: the replica exporting the model), as the changelog brings it."""
@@ -155,7 +169,7 @@ class ReferenceStore:
         key = (profile.model, profile.version)
         self.pinned[key] = profile
         path = self._pinned_path(key)
-        write_atomically(path, profile.to_json())
+        write_sealed(path, profile.to_json().encode())
         return path
 
     def forget(self, key: Key) -> None:

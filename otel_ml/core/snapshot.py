@@ -35,6 +35,9 @@ class Snapshot:
     live_models: int = 0
     waiting_baselines: tuple[Key, ...] = ()
     """(model, version)s with a baseline loaded but no traffic yet (their reference is ready already)."""
+    waiting: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    """Ground truth waiting, per kind (``predictions`` for their labels, ``labels`` for their predictions): rows,
+    bytes, and the configured limit in rows (``labels.max_pending``, ``labels.max_early``)."""
     taken_ns: int = field(default_factory=time.time_ns)
 
     def report(self, model: str, version: str) -> ModelReport | None:

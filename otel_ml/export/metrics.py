@@ -86,6 +86,9 @@ COUNTERS = [
               "early_overflow"),
     MetricDef(sc.METRIC_APPLY_ERRORS, "counter", "{request}",
               "Requests whose application failed after they were committed (a bug: the log has it)"),
+    MetricDef(sc.METRIC_STATE_RECOVERED, "counter", "{file}",
+              "Parts of the kept state that recovery found damaged and dropped, by kind (the log says which and "
+              "what was lost)"),
 ]
 FEATURE_GAUGES = [
     MetricDef(sc.METRIC_DRIFT_DETECTED, "gauge", "",
@@ -124,6 +127,13 @@ LIVE_GAUGES = [
               "Live (model, version)s (in memory, exported): models.max_models at most"),
     MetricDef(sc.METRIC_EXPORT_OVERFLOW, "gauge", "{item}",
               "Models, versions and features profiled but not exported (export.cardinality caps), by kind"),
+    MetricDef(sc.METRIC_LABELS_WAITING, "gauge", "{row}",
+              "Ground truth waiting to be joined, by kind: predictions (for their label), labels (for their "
+              "prediction)"),
+    MetricDef(sc.METRIC_LABELS_WAITING_BYTES, "gauge", "By", "Bytes of the ground truth waiting to be joined, by kind"),
+    MetricDef(sc.METRIC_LABELS_WAITING_LIMIT, "gauge", "{row}",
+              "labels.max_pending (predictions) and labels.max_early (labels): beyond, the oldest leave or new ones "
+              "are refused"),
 ]
 PERFORMANCE_GAUGES = [
     MetricDef(sc.METRIC_PERFORMANCE, "gauge", "", "Realized model performance over the performance horizon, from "
@@ -310,7 +320,10 @@ class MetricsExporter:
             sc.METRIC_REFERENCE_READY: self._reference_ready,
             sc.METRIC_REFERENCE_PENDING_ROWS: self._reference_pending_rows,
             sc.METRIC_STORAGE_HEALTHY: self._storage, sc.METRIC_MODELS_LIVE: self._models_live,
-            sc.METRIC_EXPORT_OVERFLOW: self._overflow}
+            sc.METRIC_EXPORT_OVERFLOW: self._overflow,
+            sc.METRIC_LABELS_WAITING: functools.partial(self._waiting, 0),
+            sc.METRIC_LABELS_WAITING_BYTES: functools.partial(self._waiting, 1),
+            sc.METRIC_LABELS_WAITING_LIMIT: functools.partial(self._waiting, 2)}
         for d in PERFORMANCE_GAUGES:
             self._live[d.name] = functools.partial(self._performance_series, d.name)
 
@@ -444,6 +457,10 @@ class MetricsExporter:
     def _overflow(self) -> Iterator[tuple[dict[str, str], float]]:
         for kind, n in self._rendered().overflow.items():
             yield {"kind": kind}, float(n)
+
+    def _waiting(self, field: int) -> Iterator[tuple[dict[str, str], float]]:
+        for kind, values in self._rendered().source.waiting.items():
+            yield {sc.ATTR_KIND: kind}, float(values[field])
 
     def _latency(self) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().reports:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -28,8 +29,9 @@ from otel_ml.profile.performance import (
     is_positive,
     negative_of,
 )
+from otel_ml.sealed import Loss, opened, seal
 
-UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "not_sampled", "early_overflow")
+UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "lost", "not_sampled", "early_overflow")
 """Every ``reason`` of ``ml.ground_truth.unmatched``."""
 
 
@@ -206,9 +208,10 @@ class GroundTruth:
         return {"pending": self.pending.state()}
 
     def take_changes(self) -> tuple[list[tuple[str, str, int, bytes]], list[tuple[str, str, int]]]:
-        """(upserts, deletes) of performance windows since the last call; ``give_back`` them if not written."""
-        upserts = [(m, v, s, json.dumps(self.windows[(m, v)][s].to_dict()).encode()) for m, v, s in self._changed
-                   if s in self.windows.get((m, v), {})]
+        """(upserts, deletes) of performance windows since the last call, each window sealed (otel_ml/sealed.py);
+        ``give_back`` them if not written."""
+        upserts = [(m, v, s, seal(json.dumps(self.windows[(m, v)][s].to_dict()).encode()))
+                   for m, v, s in self._changed if s in self.windows.get((m, v), {})]
         deletes = list(self._removed)
         self._changed, self._removed = set(), set()
         return upserts, deletes
@@ -217,8 +220,21 @@ class GroundTruth:
         self._changed |= {(m, v, s) for m, v, s, _ in upserts}
         self._removed |= set(deletes)
 
-    def restore(self, state: dict, windows: Iterable[tuple[str, str, int, bytes]] = ()) -> None:
-        self.pending.restore(state.get("pending", {}))
+    def restore(self, state: dict, windows: Iterable[tuple[str, str, int, bytes]] = (),
+                quarantine_dir: Path | None = None) -> list[Loss]:
+        """Restore a checkpoint's part; returns what could not be used (damaged files, damaged windows)."""
+        losses = self.pending.restore(state.get("pending", {}), quarantine_dir)
         self.windows = {}
         for m, v, start, blob in windows:
-            self.windows.setdefault((m, v), {})[int(start)] = PerformanceProfile.from_dict(json.loads(blob))
+            try:
+                profile = PerformanceProfile.from_dict(json.loads(opened(blob, "performance window")))
+            except (ValueError, KeyError, TypeError) as e:
+                losses.append(Loss("performance_window", f"{m}/{v}@{start}", 0, f"performance window of model {m!r} "
+                                   f"version {v!r} starting {start}: {e}; its labelled outcomes are lost"))
+                continue
+            self.windows.setdefault((m, v), {})[int(start)] = profile
+        return losses
+
+    def waiting(self) -> dict[str, tuple[int, int]]:
+        """Rows and bytes waiting (predictions for labels, labels for predictions): the gauges'."""
+        return self.pending.waiting()

@@ -1,41 +1,54 @@
-"""Where predictions wait for their labels: on disk in the state dir, sorted by id hash.
+"""Where predictions wait for their labels, and labels for their predictions: on disk in the state dir, sorted by
+id hash, bounded in rows and so in bytes.
 
 Every prediction that carries an id is one 36-byte row (id hash, model/version code, event time, predicted value
-or class, positive-class probability). New rows collect in memory (a dict finds them by id) until a segment
-is sealed: written sorted by id as one file of columns, which labels search with a binary search on a memory
-map, so waiting predictions cost disk, not RAM (only one flag byte a row stays in memory: labelled or not,
-so a repeated label is recognised and counted once). Small segments are merged as they accumulate (at most
-``MAX_SEGMENTS``), rows past ``labels.ttl`` and the oldest segments beyond ``labels.max_pending`` leave, and
-their ids are kept (8 bytes each, for another ttl) so a late label is counted as ``expired`` or ``evicted``
-instead of ``unknown``. Labels that come before their prediction wait in memory for ``labels.early_ttl``.
+or class, positive-class probability); every label that comes before its prediction ("early") one 32-byte row
+(id hash, model/version code, value, class code, time). New rows collect in memory until a segment is sealed:
+written sorted by id as one file of columns, which lookups search with a binary search on a memory map, so waiting
+rows cost disk, not RAM (one flag byte a row stays in memory: a prediction labelled, an early label gone, so a
+repeated label is recognised and counted once).
 
-Durability: segment files are immutable; ``state()`` names the files (and the labelled flags, written as new
-files when changed) that a checkpoint commits with the rest of the state, and recovery (``restore``) opens
-exactly those and deletes any other file. Rows added after the checkpoint come back from the journal replay,
-so nothing is applied twice.
+Bounds that hold: segments are at most 1% of ``labels.max_pending`` (``max_early``) rows and kept in arrival
+order, so evicting the oldest whole segments keeps the waiting predictions within 1% of the limit; the ids of
+rows that left (expired, evicted) are kept so that a late label is counted as such rather than ``unknown``, at
+most ``max_pending`` of them and for one ttl. Clocks are per model: one model's (or one client's) timestamps
+never expire another's predictions.
+
+Durability: segment and flags files are immutable and sealed (otel_ml/sealed.py: length and CRC); ``state()``
+names them, with their checksums, for the checkpoint to commit with the rest of the state; ``restore`` opens
+exactly those, verifies each, and reports what it had to drop (``Loss``) instead of failing: a damaged
+prediction segment loses its rows (their labels will be ``unknown``), damaged flags make their segment's rows
+``lost`` (a label for them might be one applied already, so none is applied), a damaged early segment loses its
+labels. Rows added after the checkpoint come back from the journal replay, so nothing is applied twice.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from otel_ml.decode.batch import LabelBatch
+from otel_ml.sealed import Damaged, Loss, check_sealed, quarantine, read_sealed, write_sealed
 
 log = logging.getLogger(__name__)
 
-ROW = np.dtype([("id", "<u8"), ("key", "<u4"), ("time", "<i8"), ("pred", "<f8"), ("cls", "<i4"), ("prob", "<f4")])
+PRED = np.dtype([("id", "<u8"), ("key", "<u4"), ("time", "<i8"), ("pred", "<f8"), ("cls", "<i4"), ("prob", "<f4")])
 """One waiting prediction (36 bytes)."""
-COLUMNS = ROW.names
-MAX_SEGMENTS = 12
+EARLY = np.dtype([("id", "<u8"), ("key", "<u4"), ("value", "<f8"), ("label", "<i4"), ("time", "<i8")])
+"""One label waiting for its prediction (32 bytes): ``label`` is a class code (-1: a number, not a class)."""
+GONE = np.dtype([("id", "<u8")])
+"""The id of a prediction that left (8 bytes)."""
+DTYPES = {"pred": PRED, "early": EARLY, "gone": GONE}
+COLUMNS = PRED.names
 SEAL_ROWS = 262_144
-"""Rows kept in memory before they are written as a segment (also written at every checkpoint)."""
+"""Rows kept in memory at most before they are written as a segment (also written at every checkpoint)."""
+MAX_CLASSES = 4096
+OTHER_CLASS_CODE = -2
 
 
 @dataclass(frozen=True)
@@ -45,62 +58,39 @@ class LabelsConfig:
     ttl_seconds: float = 7 * 86_400.0
     """A prediction waits this long (event time) for its label; a later label is counted ``expired``."""
     max_pending: int = 50_000_000
-    """Waiting predictions kept (36 bytes each on disk); beyond, the oldest leave (``evicted``)."""
+    """Waiting predictions kept (36 bytes each on disk, 1 in memory); beyond, the oldest leave (``evicted``)."""
     sample_ratio: float = 1.0
     """Share of predictions (by a hash of their id) kept for the join; labels of the rest are ``not_sampled``."""
     early_ttl_seconds: float = 3_600.0
-    """A label arriving before its prediction waits this long (in memory) before it is ``unknown``."""
+    """A label arriving before its prediction waits this long before it is ``unknown``."""
     max_early: int = 1_000_000
-    """Early labels kept waiting at most; beyond, ``early_overflow``."""
+    """Early labels kept waiting at most (32 bytes each on disk); beyond, ``early_overflow``."""
 
 
 @dataclass
 class Segment:
-    """Rows sorted by id, one column after the other in one file (``<name>.seg``); ``gone`` segments hold only
-    ids, of rows that left (``reason``: expired or evicted)."""
+    """Rows sorted by id, one column after the other, in one sealed file (``<name>.seg``). ``kind``: ``pred``
+    (waiting predictions; ``flags``: labelled), ``early`` (waiting labels; ``flags``: gone), ``gone`` (ids of
+    predictions that left; ``reason``: expired, evicted or lost)."""
 
     name: str
+    kind: str
     n: int
     cols: dict[str, np.ndarray]
-    labeled: np.ndarray
-    """bool per row (in memory)."""
+    flags: np.ndarray
+    crc: int = 0
     flags_file: str = ""
-    """The file the committed ``labeled`` is in ("" when none is labelled)."""
+    flags_crc: int = 0
     dirty: bool = False
     reason: str = ""
-    """For gone segments: why their rows left."""
     newest: int = 0
-    oldest: int = 0
     models: dict[str, int] = field(default_factory=dict)
-    """Per model of its rows, their newest event time (gone segments: that model's clock when they left): a segment
-    expires by the clocks of its own models, never by another model's."""
+    """Per model of its rows, their newest event time (gone segments: that model's clock when they left): a
+    segment expires by the clocks of its own models, never by another model's."""
 
     @property
-    def gone(self) -> bool:
-        return bool(self.reason)
-
-
-def _write_segment(path: Path, cols: dict[str, np.ndarray]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        for name in COLUMNS:
-            if name in cols:
-                f.write(np.ascontiguousarray(cols[name]).astype(ROW[name], copy=False).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _open_segment(path: Path, n: int, only_ids: bool) -> dict[str, np.ndarray]:
-    if n == 0:
-        return {name: np.empty(0, ROW[name]) for name in (("id",) if only_ids else COLUMNS)}
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
-    cols, at = {}, 0
-    for name in (("id",) if only_ids else COLUMNS):
-        dt = ROW[name]
-        cols[name] = mm[at:at + n * dt.itemsize].view(dt)
-        at += n * dt.itemsize
-    return cols
+    def live(self) -> int:
+        return self.n - int(self.flags.sum()) if self.kind == "early" else self.n
 
 
 @dataclass
@@ -115,128 +105,33 @@ class Matched:
 class JoinResult:
     matched: list[tuple[LabelBatch, Matched]] = field(default_factory=list)
     unmatched: dict[str, int] = field(default_factory=dict)
-    """Labels not applied, by reason: duplicate, expired, evicted, unknown (early labels that timed out),
+    """Labels not applied, by reason: duplicate, expired, evicted, lost, unknown (early labels that timed out),
     not_sampled, early_overflow."""
 
 
-_EARLY_COLUMNS = ("id", "key", "value", "label", "time")
+def _write_columns(path: Path, cols: dict[str, np.ndarray], dtype: np.dtype) -> int:
+    parts = [np.ascontiguousarray(cols[name]).astype(dtype[name], copy=False).tobytes() for name in dtype.names]
+    write_sealed(path, parts)
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
 
 
-class EarlyLabels:
-    """Labels waiting for their prediction, in memory and bounded: sorted by id (a binary search per arriving
-    prediction, whatever their number) plus a small unsorted tail of the newest, merged in once it grows."""
-
-    TAIL_ROWS = 16_384
-
-    def __init__(self) -> None:
-        self.keys: list[tuple[str, str]] = []
-        self._key_code: dict[tuple[str, str], int] = {}
-        self.base = self._empty()
-        self.live = np.zeros(0, bool)
-        self.tail: list[dict[str, np.ndarray]] = []
-        self.changed = False
-
-    @staticmethod
-    def _empty() -> dict[str, np.ndarray]:
-        return {"id": np.empty(0, np.uint64), "key": np.empty(0, np.uint32), "value": np.empty(0),
-                "label": np.empty(0, "<U1"), "time": np.empty(0, np.int64)}
-
-    def __len__(self) -> int:
-        return int(self.live.sum()) + sum(len(t["id"]) for t in self.tail)
-
-    def add(self, lb: LabelBatch) -> None:
-        code = self._key_code.get((lb.model, lb.version))
-        if code is None:
-            code = self._key_code[(lb.model, lb.version)] = len(self.keys)
-            self.keys.append((lb.model, lb.version))
-        self.tail.append({"id": lb.prediction_id, "key": np.full(lb.n_rows, code, np.uint32), "value": lb.value,
-                          "label": lb.label, "time": lb.time_ns})
-        self.changed = True
-        if sum(len(t["id"]) for t in self.tail) > self.TAIL_ROWS:
-            self._rebuild()
-
-    def _rebuild(self) -> None:
-        parts = [{c: v[self.live] for c, v in self.base.items()}, *self.tail]
-        cols = {c: np.concatenate([p[c] for p in parts]) for c in _EARLY_COLUMNS}
-        order = np.argsort(cols["id"], kind="stable")
-        self.base = {c: v[order] for c, v in cols.items()}
-        self.live = np.ones(len(order), bool)
-        self.tail = []
-
-    def _batches(self, parts: list[dict[str, np.ndarray]]) -> list[LabelBatch]:
-        parts = [p for p in parts if len(p["id"])]
-        if not parts:
-            return []
-        cols = {c: np.concatenate([p[c] for p in parts]) for c in _EARLY_COLUMNS}
-        out = []
-        for code in np.unique(cols["key"]).tolist():
-            m = cols["key"] == code
-            model, version = self.keys[code]
-            out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m], cols["label"][m], cols["time"][m]))
-        return out
-
-    def take(self, ids: np.ndarray) -> list[LabelBatch]:
-        """The waiting labels of ``ids`` (they stop waiting)."""
-        parts = []
-        n = len(self.base["id"])
-        if n and len(ids):
-            pos = np.minimum(np.searchsorted(self.base["id"], ids), n - 1)
-            hit = (self.base["id"][pos] == ids) & self.live[pos]
-            if hit.any():
-                rows = np.unique(pos[hit])
-                self.live[rows] = False
-                parts.append({c: v[rows] for c, v in self.base.items()})
-        for k, t in enumerate(self.tail):
-            m = np.isin(t["id"], ids)
-            if m.any():
-                parts.append({c: v[m] for c, v in t.items()})
-                self.tail[k] = {c: v[~m] for c, v in t.items()}
-        if parts:
-            self.changed = True
-            if n and self.live.sum() < n // 2:
-                self._rebuild()
-        return self._batches(parts)
-
-    def expire(self, before_ns: Callable[[np.ndarray], np.ndarray]) -> list[LabelBatch]:
-        """Drop the labels observed before ``before_ns(key codes)`` (per row: their model's clock minus the wait);
-        returns them (they are ``unknown``)."""
-        parts = []
-        old = self.live & (self.base["time"] < before_ns(self.base["key"]))
-        if old.any():
-            parts.append({c: v[old] for c, v in self.base.items()})
-            self.live &= ~old
-        for k, t in enumerate(self.tail):
-            m = t["time"] < before_ns(t["key"])
-            if m.any():
-                parts.append({c: v[m] for c, v in t.items()})
-                self.tail[k] = {c: v[~m] for c, v in t.items()}
-        if parts:
-            self.changed = True
-            self._rebuild()
-        return self._batches(parts)
-
-    def save(self, path: Path) -> None:
-        self._rebuild()
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **self.base)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        self.changed = False
-
-    def load(self, path: Path, keys: list) -> None:
-        self.keys = [tuple(k) for k in keys]  # type: ignore[misc]
-        self._key_code = {k: i for i, k in enumerate(self.keys)}
-        with np.load(path) as data:
-            self.base = {c: data[c] for c in _EARLY_COLUMNS}
-        self.live = np.ones(len(self.base["id"]), bool)
-        self.tail = []
-        self.changed = False
+def _open_columns(path: Path, n: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+    if n == 0:
+        return {name: np.empty(0, dtype[name]) for name in dtype.names}
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    cols, at = {}, 0
+    for name in dtype.names:
+        dt = dtype[name]
+        cols[name] = mm[at:at + n * dt.itemsize].view(dt)
+        at += n * dt.itemsize
+    return cols
 
 
 class PendingPredictions:
-    """The waiting predictions of every model, in ``<state dir>/pending``."""
+    """The waiting predictions and early labels of every model, in ``<state dir>/pending``."""
 
     def __init__(self, directory: str | Path, ttl_ns: int, max_pending: int, early_ttl_ns: int,
                  max_early: int = 1_000_000, sample_ratio: float = 1.0, max_skew_ns: int = 3600 * 10**9) -> None:
@@ -244,23 +139,26 @@ class PendingPredictions:
         self.ttl_ns, self.max_pending, self.early_ttl_ns = ttl_ns, max_pending, early_ttl_ns
         self.max_early = max_early
         self.max_skew_ns = max_skew_ns
+        self.cap = max(64, max_pending // 100)
+        """Rows per prediction or gone segment at most: evicting one keeps the bound within 1%."""
+        self.early_cap = max(64, max_early // 100)
         self.sample_below = np.uint64(min(int(sample_ratio * 2.0**64), 2**64 - 1))
+        self.sampled = sample_ratio < 1.0
         self.keys: list[tuple[str, str]] = []
         self._key_code: dict[tuple[str, str], int] = {}
         self.classes: list[str] = []
         self._class_code: dict[str, int] = {}
         self.segments: list[Segment] = []
+        """Every segment, in the order it was written (oldest first)."""
         self._next = 0
         self._buf: list[dict[str, np.ndarray]] = []
         self._buf_rows = 0
         self._buf_index: dict[int, int] = {}
         self._buf_labeled: list[int] = []
+        self._early_buf: list[dict[str, np.ndarray]] = []
         self.clocks: dict[str, int] = {}
         """Per model, the newest event time of its predictions and labels: its own ttl and early waits run on it, so
         one model's (or one client's) timestamps cannot expire another's (decode bounds each by the clock skew)."""
-        self.early = EarlyLabels()
-        self._early_file = ""
-        self.sampled = sample_ratio < 1.0
 
     # --- clocks -----------------------------------------------------------------------------------------
     @property
@@ -276,23 +174,22 @@ class PendingPredictions:
         if time_ns > self.clocks.get(model, 0):
             self.clocks[model] = time_ns
 
-    def _key_clocks(self, codes: np.ndarray, keys: list[tuple[str, str]] | None = None) -> np.ndarray:
-        """The clock of each row's model, from its key code (into ``keys``, default this store's)."""
-        keys = self.keys if keys is None else keys
-        per_key = np.array([self.clock(model) for model, _ in keys] or [0], dtype=np.int64)
+    def _key_clocks(self, codes: np.ndarray) -> np.ndarray:
+        """The clock of each row's model, from its key code."""
+        per_key = np.array([self.clock(model) for model, _ in self.keys] or [0], dtype=np.int64)
         return per_key[codes]
 
-    def _models_newest(self, cols: dict[str, np.ndarray]) -> dict[str, int]:
-        """Per model, the newest time among rows ``cols``."""
+    def _models_newest(self, keys: np.ndarray, times: np.ndarray) -> dict[str, int]:
+        """Per model, the newest time among rows (``keys``: their key codes)."""
         out: dict[str, int] = {}
-        for code in np.unique(cols["key"]).tolist():
+        for code in np.unique(keys).tolist():
             model = self.keys[code][0]
-            out[model] = max(out.get(model, 0), int(cols["time"][cols["key"] == code].max()))
+            out[model] = max(out.get(model, 0), int(times[keys == code].max()))
         return out
 
-    def _expired(self, seg: Segment) -> bool:
-        """Every model of the segment is past the ttl of its own clock (gone segments: one ttl after they left)."""
-        return bool(seg.models) and all(t < self.clock(m) - self.ttl_ns for m, t in seg.models.items())
+    def _expired(self, seg: Segment, ttl_ns: int) -> bool:
+        """Every model of the segment is past ``ttl_ns`` of its own clock."""
+        return bool(seg.models) and all(t < self.clock(m) - ttl_ns for m, t in seg.models.items())
 
     # --- codes ------------------------------------------------------------------------------------------
     def key_code(self, model: str, version: str) -> int:
@@ -302,7 +199,7 @@ class PendingPredictions:
             self.keys.append((model, version))
         return code
 
-    def class_codes(self, names: np.ndarray, cap: int = 4096) -> np.ndarray:
+    def class_codes(self, names: np.ndarray, cap: int = MAX_CLASSES) -> np.ndarray:
         uniq, inv = np.unique(names, return_inverse=True)
         codes = np.empty(len(uniq), np.int32)
         for i, c in enumerate(uniq.tolist()):
@@ -310,8 +207,14 @@ class PendingPredictions:
             if code is None and len(self.classes) < cap:
                 code = self._class_code[c] = len(self.classes)
                 self.classes.append(c)
-            codes[i] = -2 if code is None else code  # -2: a class beyond the cap (counted as "(other)")
+            codes[i] = OTHER_CLASS_CODE if code is None else code  # a class beyond the cap: counted as "(other)"
         return codes[inv]
+
+    def class_names(self, codes: np.ndarray) -> np.ndarray:
+        """Class codes back to names: "" for -1 (no class), "(other)" beyond the cap."""
+        table = np.array([*self.classes, "(other)", ""], dtype=object)
+        return table[np.where(codes >= 0, codes, np.where(codes == OTHER_CLASS_CODE, len(self.classes),
+                                                          len(self.classes) + 1))].astype(str)
 
     def keep(self, ids: np.ndarray) -> np.ndarray:
         """Which ids are kept (``labels.sample_ratio``, by hash: a label is kept exactly when its prediction was)."""
@@ -335,16 +238,94 @@ class PendingPredictions:
         self._buf.append(rows)
         self._buf_index.update(zip(ids.tolist(), range(start, start + n)))
         self._buf_rows += n
-        if self._buf_rows >= SEAL_ROWS:
+        if self._buf_rows >= min(SEAL_ROWS, self.cap):
             try:
                 self.seal()
             except OSError as e:  # a full disk: keep the rows in memory; the next checkpoint reports the failure
                 log.warning("cannot write waiting predictions to %s (%s); kept in memory for now", self.dir, e)
         return n
 
+    def pending_rows(self) -> int:
+        """Waiting predictions (in memory and in segments)."""
+        return self._buf_rows + sum(s.n for s in self.segments if s.kind == "pred")
+
+    def early_rows(self) -> int:
+        """Labels waiting for their prediction."""
+        return sum(len(b["id"]) for b in self._early_buf) + sum(s.live for s in self.segments if s.kind == "early")
+
+    def waiting(self) -> dict[str, tuple[int, int]]:
+        """Rows and bytes waiting, per kind (``predictions``, ``labels``): what the gauges export."""
+        p, e = self.pending_rows(), self.early_rows()
+        return {"predictions": (p, p * PRED.itemsize), "labels": (e, e * EARLY.itemsize)}
+
+    # --- early labels --------------------------------------------------------------------------------------
+    def _add_early(self, lb: LabelBatch, mask: np.ndarray) -> None:
+        n = int(mask.sum())
+        text = lb.label[mask]
+        label = np.full(n, -1, np.int32)
+        has = text != ""
+        if has.any():
+            label[has] = self.class_codes(text[has])
+        self._early_buf.append({"id": lb.prediction_id[mask], "key": np.full(n, self.key_code(lb.model, lb.version),
+                                                                             np.uint32),
+                                "value": lb.value[mask], "label": label, "time": lb.time_ns[mask]})
+        if sum(len(b["id"]) for b in self._early_buf) >= min(SEAL_ROWS, self.early_cap):
+            try:
+                self._seal_early()
+            except OSError as e:
+                log.warning("cannot write early labels to %s (%s); kept in memory for now", self.dir, e)
+
+    def _early_batches(self, parts: list[dict[str, np.ndarray]]) -> list[LabelBatch]:
+        parts = [p for p in parts if len(p["id"])]
+        if not parts:
+            return []
+        cols = {c: np.concatenate([np.asarray(p[c]) for p in parts]) for c in EARLY.names}
+        out = []
+        for code in np.unique(cols["key"]).tolist():
+            m = cols["key"] == code
+            model, version = self.keys[code]
+            out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m], self.class_names(cols["label"][m]),
+                                  cols["time"][m]))
+        return out
+
     def take_early(self, ids: np.ndarray) -> list[LabelBatch]:
-        """Early labels whose prediction is among ``ids`` (they stop waiting)."""
-        return self.early.take(ids) if self.early.base["id"].size or self.early.tail else []
+        """The waiting labels of ``ids`` (they stop waiting)."""
+        parts = []
+        for seg in self.segments:
+            if seg.kind != "early" or not seg.n:
+                continue
+            sid = seg.cols["id"]
+            pos = np.minimum(np.searchsorted(sid, ids), seg.n - 1)
+            hit = (sid[pos] == ids) & ~seg.flags[pos]
+            if hit.any():
+                rows = np.unique(pos[hit])
+                seg.flags[rows] = True
+                seg.dirty = True
+                parts.append({c: np.asarray(seg.cols[c][rows]) for c in EARLY.names})
+        for k, b in enumerate(self._early_buf):
+            m = np.isin(b["id"], ids)
+            if m.any():
+                parts.append({c: v[m] for c, v in b.items()})
+                self._early_buf[k] = {c: v[~m] for c, v in b.items()}
+        return self._early_batches(parts)
+
+    def expire_early(self) -> list[LabelBatch]:
+        """Drop early labels older than ``early_ttl`` of their model's clock (they are ``unknown``); returns them."""
+        parts = []
+        for seg in self.segments:
+            if seg.kind != "early" or not seg.n:
+                continue
+            old = ~seg.flags & (np.asarray(seg.cols["time"]) < self._key_clocks(seg.cols["key"]) - self.early_ttl_ns)
+            if old.any():
+                seg.flags |= old
+                seg.dirty = True
+                parts.append({c: np.asarray(seg.cols[c][old]) for c in EARLY.names})
+        for k, b in enumerate(self._early_buf):
+            m = b["time"] < self._key_clocks(b["key"]) - self.early_ttl_ns
+            if m.any():
+                parts.append({c: v[m] for c, v in b.items()})
+                self._early_buf[k] = {c: v[~m] for c, v in b.items()}
+        return self._early_batches(parts)
 
     # --- labels -------------------------------------------------------------------------------------------
     def join(self, labels: LabelBatch, now_ns: int | None = None, early: bool = True) -> JoinResult:
@@ -355,7 +336,8 @@ class PendingPredictions:
         sampled = self.keep(ids)
         if not sampled.all():
             out.unmatched["not_sampled"] = int((~sampled).sum())
-        status = np.where(sampled, 0, -9)  # 0: not found yet; 1: found; -1 duplicate; -2 expired; -3 evicted
+        # 0: not found yet; 1: found; -1 duplicate; -2 expired; -3 evicted; -4 lost (state damaged); -9 not sampled
+        status = np.where(sampled, 0, -9)
         parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []  # (label positions, their prediction rows)
         # Memory first (the newest predictions), then segments newest first.
         if self._buf_index:
@@ -377,7 +359,7 @@ class PendingPredictions:
             todo = np.flatnonzero(status == 0)
             if not len(todo):
                 break
-            if not seg.n:
+            if seg.kind == "early" or not seg.n:
                 continue
             sid = seg.cols["id"]
             pos = np.searchsorted(sid, ids[todo])
@@ -386,21 +368,21 @@ class PendingPredictions:
             if not hit.any():
                 continue
             which, at = todo[hit], pos[hit]
-            if seg.gone:
-                status[which] = -2 if seg.reason == "expired" else -3
+            if seg.kind == "gone":
+                status[which] = {"expired": -2, "evicted": -3}.get(seg.reason, -4)
                 continue
-            dup = seg.labeled[at]
+            dup = seg.flags[at]
             status[which[dup]] = -1
             which, at = which[~dup], at[~dup]
             old = seg.cols["time"][at] < now - self.ttl_ns
             status[which[old]] = -2
             which, at = which[~old], at[~old]
             if len(which):
-                seg.labeled[at] = True
+                seg.flags[at] = True
                 seg.dirty = True
                 status[which] = 1
                 parts.append((which, {c: np.asarray(seg.cols[c][at]) for c in COLUMNS}))
-        for code, reason in ((-1, "duplicate"), (-2, "expired"), (-3, "evicted")):
+        for code, reason in ((-1, "duplicate"), (-2, "expired"), (-3, "evicted"), (-4, "lost")):
             k = int((status == code).sum())
             if k:
                 out.unmatched[reason] = out.unmatched.get(reason, 0) + k
@@ -411,24 +393,18 @@ class PendingPredictions:
         waiting = status == 0
         if waiting.any():
             if early:
-                room = self.max_early - len(self.early)
+                room = max(self.max_early - self.early_rows(), 0)
                 wait = np.flatnonzero(waiting)
                 if len(wait) > room:
-                    out.unmatched["early_overflow"] = len(wait) - max(room, 0)
-                    wait = wait[:max(room, 0)]
+                    out.unmatched["early_overflow"] = len(wait) - room
+                    wait = wait[:room]
                 if len(wait):
                     mask = np.zeros(len(ids), bool)
                     mask[wait] = True
-                    self.early.add(_select(labels, mask))
+                    self._add_early(labels, mask)
             else:
                 out.unmatched["unknown"] = int(waiting.sum())
         return out
-
-    def expire_early(self) -> list[LabelBatch]:
-        """Drop early labels older than ``early_ttl`` of their model's clock (they are ``unknown``); returns them."""
-        if not len(self.early):
-            return []
-        return self.early.expire(lambda codes: self._key_clocks(codes, self.early.keys) - self.early_ttl_ns)
 
     def _mark_buffer(self, at: int) -> None:
         if len(self._buf_labeled) <= at:
@@ -439,7 +415,7 @@ class PendingPredictions:
         """Rows at buffer positions ``at`` (in that order), gathered chunk by chunk."""
         starts = np.cumsum([0] + [len(b["id"]) for b in self._buf])
         chunk = np.searchsorted(starts, at, side="right") - 1
-        out = {c: np.empty(len(at), ROW[c]) for c in COLUMNS}
+        out = {c: np.empty(len(at), PRED[c]) for c in COLUMNS}
         for k in np.unique(chunk).tolist():
             sel = chunk == k
             for c in COLUMNS:
@@ -448,117 +424,129 @@ class PendingPredictions:
 
     # --- segments -----------------------------------------------------------------------------------------
     def seal(self) -> None:
-        """Write the rows in memory as a sorted segment."""
-        if not self._buf_rows:
-            return
-        cols = {c: np.concatenate([b[c] for b in self._buf]) for c in COLUMNS}
-        labeled = np.zeros(self._buf_rows, bool)
-        labeled[:len(self._buf_labeled)] = np.asarray(self._buf_labeled, bool)
-        order = np.argsort(cols["id"], kind="stable")
-        self._add_segment({c: v[order] for c, v in cols.items()}, labeled[order])
-        self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
+        """Write the rows in memory as sorted segments (at most ``cap`` rows each), then keep the bounds."""
+        if self._buf_rows:
+            cols = {c: np.concatenate([b[c] for b in self._buf]) for c in COLUMNS}
+            labeled = np.zeros(self._buf_rows, bool)
+            labeled[:len(self._buf_labeled)] = np.asarray(self._buf_labeled, bool)
+            for lo in range(0, self._buf_rows, self.cap):  # in arrival order: the oldest rows first
+                part = {c: v[lo:lo + self.cap] for c, v in cols.items()}
+                order = np.argsort(part["id"], kind="stable")
+                self._add_segment("pred", {c: v[order] for c, v in part.items()}, labeled[lo:lo + self.cap][order])
+            self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
+        self._seal_early()
         self._maintain()
 
-    def _add_segment(self, cols: dict[str, np.ndarray], labeled: np.ndarray, reason: str = "",
-                     newest: int | None = None, models: dict[str, int] | None = None) -> Segment:
+    def _seal_early(self) -> None:
+        parts = [b for b in self._early_buf if len(b["id"])]
+        if parts:
+            cols = {c: np.concatenate([b[c] for b in parts]) for c in EARLY.names}
+            order = np.argsort(cols["id"], kind="stable")
+            self._add_segment("early", {c: v[order] for c, v in cols.items()}, np.zeros(len(order), bool))
+        self._early_buf = []
+
+    def _add_segment(self, kind: str, cols: dict[str, np.ndarray], flags: np.ndarray, reason: str = "",
+                     models: dict[str, int] | None = None, at: int | None = None) -> Segment:
+        """Write a segment and put it in the list (at position ``at``; default: last, the newest)."""
         self._next += 1
-        name = f"{self._next:08d}{'-gone' if reason else ''}"
+        name = f"{self._next:08d}-{reason or kind}"
         n = len(cols["id"])
         self.dir.mkdir(parents=True, exist_ok=True)
-        _write_segment(self.dir / f"{name}.seg", cols)
+        path = self.dir / f"{name}.seg"
+        dtype = DTYPES[kind]
+        crc = _write_columns(path, cols, dtype)
         times = cols.get("time")
-        seg = Segment(name, n, _open_segment(self.dir / f"{name}.seg", n, bool(reason)), labeled, reason=reason,
-                      newest=int(times.max()) if times is not None and n else (newest or self.clock_ns),
-                      oldest=int(times.min()) if times is not None and n else (newest or self.clock_ns),
-                      dirty=bool(labeled.any()),
-                      models=models if models is not None else self._models_newest(cols) if times is not None else {})
-        self.segments.append(seg)
+        if models is None:
+            models = self._models_newest(cols["key"], times) if times is not None and n else {}
+        seg = Segment(name, kind, n, _open_columns(path, n, dtype), flags, crc=crc, reason=reason,
+                      newest=max(models.values(), default=self.clock_ns), models=models, dirty=bool(flags.any()))
+        self.segments.insert(len(self.segments) if at is None else at, seg)
         return seg
 
-    def pending_rows(self) -> int:
-        return self._buf_rows + sum(s.n for s in self.segments if not s.gone)
-
     def _maintain(self) -> None:
-        """Expire, evict, merge: bounded count of segments, of rows, and of time."""
-        live = [s for s in self.segments if not s.gone]
-        # Gone ids are kept for one more ttl, then forgotten (a label that late is unknown).
-        self.segments = [s for s in self.segments if not (s.gone and self._expired(s))]
-        for seg in live:
-            if self._expired(seg):
-                self._forget([seg], "expired")
+        """Expire, evict, merge: bounded rows of every kind, within 1%, and bounded time."""
+        for seg in [s for s in self.segments if s.kind == "gone" and self._expired(s, self.ttl_ns)]:
+            self.segments.remove(seg)  # a label that late is unknown
+        for seg in [s for s in self.segments if s.kind == "pred" and self._expired(s, self.ttl_ns)]:
+            self._forget(seg, "expired")
+        preds = [s for s in self.segments if s.kind == "pred"]
         total = self.pending_rows()
-        for seg in sorted((s for s in self.segments if not s.gone), key=lambda s: s.newest):
+        for seg in preds:  # oldest first
             if total <= self.max_pending:
                 break
-            self._forget([seg], "evicted")
+            self._forget(seg, "evicted")
             total -= seg.n
-        while len(self.segments) > MAX_SEGMENTS:
-            kind = [s for s in self.segments if not s.gone]
-            gone = [s for s in self.segments if s.gone]
-            group = sorted(gone, key=lambda s: s.n)[:4] if len(gone) >= 4 else sorted(kind, key=lambda s: s.n)[:4]
-            if len(group) < 2:
+        gone = [s for s in self.segments if s.kind == "gone"]
+        kept_ids = sum(s.n for s in gone)
+        for seg in gone:  # the ids of rows that left: at most max_pending of them
+            if kept_ids <= self.max_pending:
                 break
-            self._merge(group)
+            self.segments.remove(seg)
+            kept_ids -= seg.n
+        for seg in [s for s in self.segments if s.kind == "early"]:
+            if seg.live == 0:
+                self.segments.remove(seg)
+            elif seg.live < seg.n // 2:  # mostly gone: rewritten with the live rows only
+                live = ~seg.flags
+                self._replace([seg], "early", {c: np.asarray(seg.cols[c][live]) for c in EARLY.names},
+                              np.zeros(int(live.sum()), bool))
+        self._merge_adjacent()
 
-    def _forget(self, segs: list[Segment], reason: str) -> None:
-        ids = np.concatenate([np.asarray(s.cols["id"]) for s in segs])
-        stamps = {m: self.clock(m) for s in segs for m in s.models}
-        self._add_segment({"id": np.sort(ids)}, np.zeros(0, bool), reason, newest=self.clock_ns,  # first: may fail
-                          models=stamps)
-        self.segments = [s for s in self.segments if s not in segs]
+    def _forget(self, seg: Segment, reason: str) -> None:
+        """A prediction segment's rows leave; their ids are kept in a gone segment in its place."""
+        stamps = {m: self.clock(m) for m in seg.models}
+        self._replace([seg], "gone", {"id": np.asarray(seg.cols["id"])}, np.zeros(0, bool), reason, stamps)
 
-    def _merge(self, group: list[Segment]) -> None:
-        """Replace ``group`` by one segment; the old ones leave the list only once the new files are written."""
-        gone = group[0].gone
-        names = ("id",) if gone else COLUMNS
-        cols = {c: np.concatenate([np.asarray(s.cols[c]) for s in group]) for c in names}
-        order = np.argsort(cols["id"], kind="stable")
-        cols = {c: v[order] for c, v in cols.items()}
-        if gone:
-            stamps: dict[str, int] = {}
-            for s in group:
-                for m, t in s.models.items():
-                    stamps[m] = max(stamps.get(m, 0), t)
-            self._add_segment(cols, np.zeros(0, bool), group[0].reason, newest=max(s.newest for s in group),
-                              models=stamps)
-        else:
-            labeled = np.concatenate([s.labeled for s in group])[order]
-            old = cols["time"] < self._key_clocks(cols["key"]) - self.ttl_ns
-            if old.any():  # expired rows leave here; their ids are remembered
-                self._add_segment({"id": cols["id"][old]}, np.zeros(0, bool), "expired", newest=self.clock_ns,
-                                  models={m: self.clock(m) for m in self._models_newest(
-                                      {"key": cols["key"][old], "time": cols["time"][old]})})
-                cols = {c: v[~old] for c, v in cols.items()}
-                labeled = labeled[~old]
-            self._add_segment(cols, labeled)
-        self.segments = [s for s in self.segments if s not in group]
+    def _replace(self, old: list[Segment], kind: str, cols: dict[str, np.ndarray], flags: np.ndarray,
+                 reason: str = "", models: dict[str, int] | None = None) -> None:
+        """Write one segment in the place of ``old`` (adjacent ones); the old leave the list only once it is
+        written (a failure leaves everything as it was)."""
+        at = self.segments.index(old[0])
+        self._add_segment(kind, cols, flags, reason, models, at=at)
+        for seg in old:
+            self.segments.remove(seg)
+
+    def _merge_adjacent(self) -> None:
+        """Merge neighbours of one kind (and reason) while the merge stays within the segment size: few segments,
+        still in arrival order (eviction takes the oldest)."""
+        i = 0
+        while i + 1 < len(self.segments):
+            a, b = self.segments[i], self.segments[i + 1]
+            cap = self.early_cap if a.kind == "early" else self.cap
+            if a.kind != b.kind or a.reason != b.reason or a.live + b.live > cap:
+                i += 1
+                continue
+            dtype = DTYPES[a.kind]
+            if a.kind == "early":
+                keep = [~a.flags, ~b.flags]
+                cols = {c: np.concatenate([np.asarray(s.cols[c])[k] for s, k in zip((a, b), keep)])
+                        for c in dtype.names}
+                flags = np.zeros(len(cols["id"]), bool)
+            else:
+                cols = {c: np.concatenate([np.asarray(a.cols[c]), np.asarray(b.cols[c])]) for c in dtype.names}
+                flags = np.concatenate([a.flags, b.flags]) if a.kind == "pred" else np.zeros(0, bool)
+            order = np.argsort(cols["id"], kind="stable")
+            cols = {c: v[order] for c, v in cols.items()}
+            flags = flags[order] if len(flags) else flags
+            models = {m: max(a.models.get(m, 0), b.models.get(m, 0)) for m in {*a.models, *b.models}}
+            self._replace([a, b], a.kind, cols, flags, a.reason, models)
 
     # --- durability ------------------------------------------------------------------------------------------
     def state(self) -> dict:
-        """What a checkpoint commits: seal memory, write changed labelled flags, name every file in use."""
+        """What a checkpoint commits: seal memory, write changed flags, name every file in use with its checksum."""
         self.seal()
         self.dir.mkdir(parents=True, exist_ok=True)
         for seg in self.segments:
-            if seg.dirty and not seg.gone:
+            if seg.dirty and seg.kind != "gone":
                 self._next += 1
                 name = f"{seg.name}.{self._next}.flags"
-                packed = np.packbits(seg.labeled)
-                tmp = self.dir / (name + ".tmp")
-                with open(tmp, "wb") as f:
-                    f.write(packed.tobytes())
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.dir / name)
-                seg.flags_file, seg.dirty = name, False
-        if self.early.changed:
-            self._next += 1
-            name = f"early.{self._next}.npz"
-            self.early.save(self.dir / name)
-            self._early_file = name
-        return {"next": self._next, "clocks": self.clocks, "keys": self.keys, "classes": self.classes,
-                "segments": [{"name": s.name, "n": s.n, "flags": s.flags_file, "reason": s.reason,
-                              "newest": s.newest, "oldest": s.oldest, "models": s.models} for s in self.segments],
-                "early_file": self._early_file, "early_keys": self.early.keys}
+                packed = np.packbits(seg.flags).tobytes()
+                write_sealed(self.dir / name, packed)
+                seg.flags_file, seg.flags_crc, seg.dirty = name, zlib.crc32(packed), False
+        return {"format": 2, "next": self._next, "clocks": self.clocks, "keys": self.keys, "classes": self.classes,
+                "segments": [{"name": s.name, "kind": s.kind, "n": s.n, "crc": s.crc, "flags": s.flags_file,
+                              "flags_crc": s.flags_crc, "reason": s.reason, "newest": s.newest, "models": s.models}
+                             for s in self.segments]}
 
     def committed(self, state: dict) -> None:
         """After the checkpoint with ``state`` is written: delete files it no longer names."""
@@ -568,44 +556,89 @@ class PendingPredictions:
         keep = {f"{s['name']}.seg" for s in state.get("segments", [])} | {
             s["flags"] for s in state.get("segments", []) if s["flags"]}
         keep |= {f"{s.name}.seg" for s in self.segments} | {s.flags_file for s in self.segments if s.flags_file}
-        keep |= {state.get("early_file", ""), self._early_file}
         if not self.dir.is_dir():
             return
         for path in self.dir.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)
 
-    def restore(self, state: dict) -> None:
-        """Open what a checkpoint named; delete everything else in the directory."""
+    def restore(self, state: dict, quarantine_dir: Path | None = None) -> list[Loss]:
+        """Open what a checkpoint named, verifying each file; delete everything else in the directory. Returns
+        what could not be used (each damaged file moved to ``quarantine_dir``, when given)."""
         self._next = int(state.get("next", 0))
         self.keys = [tuple(k) for k in state.get("keys", [])]  # type: ignore[misc]
+        self._key_code = {k: i for i, k in enumerate(self.keys)}
+        self.classes = list(state.get("classes", []))
+        self._class_code = {c: i for i, c in enumerate(self.classes)}
         # No clock beyond the skew limit: a checkpoint from before per-model clocks may hold one poisoned by a
         # label stamped years ahead (its one clock then applies to every model, bounded).
         limit = time.time_ns() + self.max_skew_ns
         old = min(int(state.get("clock_ns", 0)), limit)
         self.clocks = {m: min(int(t), limit) for m, t in state.get("clocks", {m: old for m, _ in self.keys}).items()}
-        self._key_code = {k: i for i, k in enumerate(self.keys)}
-        self.classes = list(state.get("classes", []))
-        self._class_code = {c: i for i, c in enumerate(self.classes)}
-        self.segments = []
+        self.segments, self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], [], 0, {}, []
+        self._early_buf = []
+        losses: list[Loss] = []
+        if int(state.get("format", 1)) < 2:
+            if state.get("segments") or state.get("early_file"):
+                losses.append(Loss("pending", str(self.dir), sum(int(s["n"]) for s in state.get("segments", [])),
+                                   "written by an older otel-ml (unchecksummed files): the waiting predictions and "
+                                   "early labels of that version are not carried over; their labels will be unknown"))
+            self._delete_others({})
+            return losses
         for s in state.get("segments", []):
-            n = int(s["n"])
-            cols = _open_segment(self.dir / f"{s['name']}.seg", n, bool(s["reason"]))
-            labeled = np.zeros(0 if s["reason"] else n, bool)
-            if s["flags"]:
-                labeled = np.unpackbits(np.fromfile(self.dir / s["flags"], np.uint8), count=n).astype(bool)
-            models = s.get("models") or {m: int(s["newest"]) for m in self.clocks}
-            self.segments.append(Segment(s["name"], n, cols, labeled, s["flags"], reason=s["reason"],
-                                         newest=int(s["newest"]), oldest=int(s["oldest"]), models=models))
-        self.early = EarlyLabels()
-        self._early_file = state.get("early_file", "")
-        if self._early_file:
-            self.early.load(self.dir / self._early_file, state.get("early_keys", []))
+            loss = self._open(s)
+            if loss is not None:
+                losses.append(loss)
+                if quarantine_dir is not None:
+                    for name in (f"{s['name']}.seg", s["flags"]):
+                        if name:
+                            quarantine(self.dir / name, quarantine_dir)
         self._delete_others(state)
+        return losses
+
+    def _open(self, s: dict) -> Loss | None:
+        """Open one segment the checkpoint names; a Loss (and what is still usable of it) when it is damaged."""
+        kind, n = s["kind"], int(s["n"])
+        dtype = DTYPES[kind]
+        path = self.dir / f"{s['name']}.seg"
+        what = {"pred": "waiting predictions", "early": "early labels", "gone": "ids of predictions that left"}[kind]
+        try:
+            length = check_sealed(path, f"{path.name} ({what})")
+            if length != n * dtype.itemsize:
+                raise Damaged(path.name, f"{length} bytes where the checkpoint says {n} rows of {dtype.itemsize}")
+            cols = _open_columns(path, n, dtype)
+            crc = zlib.crc32(np.asarray(np.memmap(path, dtype=np.uint8, mode="r")[:length]).tobytes())
+            if crc != int(s["crc"]):
+                raise Damaged(path.name, "another file than the checkpoint wrote (its checksum differs)")
+        except Damaged as e:
+            consequence = {"pred": "their labels will count as unknown", "early": "they will not be applied",
+                           "gone": "late labels for them will count as unknown"}[kind]
+            return Loss(f"pending_{kind}", path.name, n, f"{e.why}: {n} {what} lost; {consequence}")
+        flags = np.zeros(0 if kind == "gone" else n, bool)
+        flags_file = s.get("flags") or ""
+        if flags_file:
+            try:
+                packed = read_sealed(self.dir / flags_file, flags_file)
+                if zlib.crc32(packed) != int(s["flags_crc"]) or len(packed) != (n + 7) // 8:
+                    raise Damaged(flags_file, "another file than the checkpoint wrote")
+                flags = np.unpackbits(np.frombuffer(packed, np.uint8), count=n).astype(bool)
+            except Damaged as e:
+                if kind == "early":  # which of them were applied is unknown: none is applied again
+                    return Loss("pending_early", flags_file, n, f"{e.why}: {n} early labels dropped (which of them "
+                                "were applied already is not known, and none may be applied twice)")
+                # which predictions were labelled is unknown: none of them joins again (never twice)
+                models = {m: self.clock(m) for m in s.get("models", {})}
+                self.segments.append(Segment(s["name"], "gone", n, {"id": cols["id"]}, np.zeros(0, bool),
+                                             crc=int(s["crc"]), reason="lost", newest=int(s["newest"]),
+                                             models=models))
+                return Loss("pending_flags", flags_file, n, f"{e.why}: which of {n} waiting predictions were labelled "
+                            "is not known; their labels will count as lost (none is applied twice)")
+        self.segments.append(Segment(s["name"], kind, n, cols, flags, crc=int(s["crc"]), flags_file=flags_file,
+                                     flags_crc=int(s.get("flags_crc", 0)), reason=s.get("reason", ""),
+                                     newest=int(s["newest"]), models=dict(s.get("models", {}))))
+        return None
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()) if self.dir.is_dir() else 0
 
 
-def _select(lb: LabelBatch, mask: np.ndarray) -> LabelBatch:
-    return LabelBatch(lb.model, lb.version, lb.prediction_id[mask], lb.value[mask], lb.label[mask], lb.time_ns[mask])

@@ -29,6 +29,7 @@ from otel_ml.profile.sketch import (
     new_profile,
     profile_from_dict,
 )
+from otel_ml.sealed import opened
 
 PROFILE_FORMAT = "otel-ml-profile"
 PROFILE_FORMAT_VERSION = 1
@@ -351,6 +352,8 @@ class ModelProfile:
         ...
         ValueError: not an otel-ml profile (a JSON list, not an object)
         """
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            text = opened(text, "profile")  # as the processor keeps it (sealed), or a plain JSON file
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from otel_ml.profile.model import ModelProfile
+from otel_ml.sealed import opened
 from otel_ml.state.archive import DAY_NS, HOUR_NS, NS
 from otel_ml.state.journal import DB_FILE
 
@@ -38,7 +39,7 @@ def parse_time_ns(text: str) -> int:
 def live_window_ns(conn: sqlite3.Connection) -> int | None:
     """The window length the last checkpoint was written with (None before the first, or from an older version)."""
     row = conn.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
-    return json.loads(row[0]).get("service", {}).get("window_ns") if row else None
+    return json.loads(opened(row[0], "checkpoint")).get("service", {}).get("window_ns") if row else None
 
 
 def open_read_only(state_dir: str | Path) -> sqlite3.Connection:
@@ -56,10 +57,10 @@ def models_in_checkpoint(conn: sqlite3.Connection) -> tuple[int, list[dict]]:
     row = conn.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
     if row is None:
         return 0, []
-    state = json.loads(row[0])
+    state = json.loads(opened(row[0], "checkpoint"))
     rows: dict[tuple[str, str], int] = {}
     for model, version, blob in conn.execute("SELECT model, version, profile FROM window_state"):
-        rows[(model, version)] = rows.get((model, version), 0) + int(json.loads(blob)["rows"])
+        rows[(model, version)] = rows.get((model, version), 0) + int(json.loads(opened(blob, "window"))["rows"])
     life = state.get("service", {}).get("lifecycle", {})
     clock = int(life.get("clock_ns", 0))
     last_active = {(m, v): t for m, v, t in life.get("last_active", [])}

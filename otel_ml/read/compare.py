@@ -16,6 +16,7 @@ from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import profile_from_dict
 from otel_ml.read import views
 from otel_ml.read.archive import rows_in_range
+from otel_ml.sealed import opened
 
 
 def find_reference(state_dir: str | Path, model: str, version: str, reference: str | Path | None = None,
@@ -85,7 +86,7 @@ def feature_history(conn: sqlite3.Connection, model: str, version: str, feature:
     found: list[tuple[int, int, ModelProfile]] = []
     for start, end, blob in rows_in_range(conn, model, version, start_ns, end_ns, window_ns, newest_first=True):
         read += len(blob)
-        d = json.loads(blob).get("features", {})
+        d = json.loads(opened(blob, "archived window")).get("features", {})
         if feature in d:
             one = ModelProfile(model, version)
             one.features[feature] = profile_from_dict(d[feature])

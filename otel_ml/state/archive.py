@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from otel_ml.profile.model import ModelProfile
+from otel_ml.sealed import seal
 
 NS = 1_000_000_000
 HOUR_NS = 3600 * NS
@@ -59,7 +60,7 @@ class ArchiveRow(NamedTuple):
 
 def window_row(start_ns: int, window_ns: int, profile: ModelProfile) -> ArchiveRow:
     return ArchiveRow(profile.model, profile.version, start_ns, start_ns + window_ns, "window",
-                      profile.to_json().encode())
+                      seal(profile.to_json().encode()))
 
 
 def insert(conn: sqlite3.Connection, rows: Iterable[ArchiveRow]) -> None:
@@ -70,7 +71,7 @@ def insert(conn: sqlite3.Connection, rows: Iterable[ArchiveRow]) -> None:
         if old is not None:
             merged = ModelProfile.from_json(old[0])
             merged.merge(ModelProfile.from_json(row.profile))
-            row = row._replace(profile=merged.to_json().encode())
+            row = row._replace(profile=seal(merged.to_json().encode()))
         conn.execute("INSERT OR REPLACE INTO archive VALUES (?, ?, ?, ?, ?, ?)", row)
 
 
@@ -91,7 +92,7 @@ def compact(conn: sqlite3.Connection, now_ns: int, cfg: ArchiveConfig) -> int:
                 groups[key].merge(p)
             else:
                 groups[key] = p
-        insert(conn, (ArchiveRow(m, v, s, s + size_ns, coarser, p.to_json().encode())
+        insert(conn, (ArchiveRow(m, v, s, s + size_ns, coarser, seal(p.to_json().encode()))
                       for (m, v, s), p in groups.items()))
         conn.execute("DELETE FROM archive WHERE resolution=? AND end_ns<=?", (finer, cutoff))
         changed += len(rows)

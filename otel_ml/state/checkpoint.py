@@ -13,13 +13,14 @@ import dataclasses
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowChanges, WindowConfig, WindowedProfile
+from otel_ml.sealed import Loss, opened, seal
 from otel_ml.state.archive import ArchiveRow, window_row
-from otel_ml.state.journal import Checkpoint, Journal
+from otel_ml.state.journal import DB_FILE, Checkpoint, Journal
 
 STATE_FORMAT_VERSION = 2
 
@@ -37,6 +38,8 @@ class Recovered:
     """(seq, payload) of every journaled request after the checkpoint, to apply in order."""
     service: dict
     """What the service stored beside its models (``capture``'s ``service``), empty when none."""
+    losses: list[Loss] = field(default_factory=list)
+    """What could not be used (a damaged checkpoint, damaged windows), each said and counted by the caller."""
 
 
 class StateStore:
@@ -56,17 +59,31 @@ class StateStore:
         self._pending_lock = threading.Lock()
 
     def recover(self) -> Recovered:
-        """Open the state (quarantining an unreadable file) and load the checkpoint."""
+        """Open the state and load the checkpoint, verifying every blob: a damaged checkpoint makes the database
+        unusable (quarantined, started empty), a damaged window is dropped; each loss is in ``losses``."""
         state, seq, journal = self.journal.open()
+        losses = self.journal.losses
         if state is None:
-            return Recovered([], [], seq, journal, {})
-        data = json.loads(state)
+            return Recovered([], [], seq, journal, {}, list(losses))
+        try:
+            data = json.loads(opened(state, "checkpoint"))
+            data["models"], data["totals"]
+        except (ValueError, KeyError, TypeError) as e:
+            self.journal.discard(f"its checkpoint is damaged ({e})", self.journal._earlier_run_files())
+            state, seq, journal = self.journal.open()
+            return Recovered([], [], seq, journal, {}, list(self.journal.losses))
         stored: dict[tuple[str, str], dict[int, ModelProfile]] = {}
-        for model, version, start, blob in self.journal.window_rows():
-            stored.setdefault((model, version), {})[start] = ModelProfile.from_json(blob)
+        for model, version, start, blob in list(self.journal.window_rows()):
+            try:
+                stored.setdefault((model, version), {})[start] = ModelProfile.from_json(blob)
+            except ValueError as e:
+                self.journal.delete_window(model, version, start)
+                losses.append(Loss("window", f"{DB_FILE}: window {model}/{version}@{start}", 0,
+                                   f"window of model {model!r} version {version!r} starting at {start} ns is damaged "
+                                   f"({e}): its rows are lost"))
         models = [WindowedProfile.from_state(s, stored.get((s["model"], s["version"]), {}), self.window,
                                              self.sketch, **self.window_options) for s in data["models"]]
-        return Recovered(models, data["totals"], seq, journal, data.get("service", {}))
+        return Recovered(models, data["totals"], seq, journal, data.get("service", {}), list(losses))
 
     def capture(self, models: Iterable[WindowedProfile], released: list[WindowChanges], counter_totals: list,
                 seq: int, service: dict | None = None) -> tuple[Checkpoint, list[WindowChanges]]:
@@ -91,8 +108,9 @@ class StateStore:
         }
         newest = max((wp.newest_event_ns for wp in models if wp.newest_event_ns), default=None)
         return Checkpoint(
-            seq=seq, state=json.dumps(state).encode(),
-            window_upserts=[(c.model, c.version, start, blob) for c in changes for start, blob in c.changed.items()],
+            seq=seq, state=seal(json.dumps(state).encode()),
+            window_upserts=[(c.model, c.version, start, seal(blob)) for c in changes
+                            for start, blob in c.changed.items()],
             window_deletes=[(c.model, c.version, start) for c in changes for start in c.removed],
             archive_rows=archive_rows, archive_now_ns=newest), changes
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from otel_ml.core.references import write_atomically
+from otel_ml.sealed import read_sealed, write_sealed
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def write_control_request(state_dir: str | Path, request: dict) -> Path:
     directory = state / CONTROL_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.json"
-    write_atomically(path, json.dumps(request))
+    write_sealed(path, json.dumps(request).encode())
     return path
 
 
@@ -42,7 +42,7 @@ def read_control_requests(state_dir: str | Path) -> Iterator[tuple[Path, dict]]:
         return
     for path in sorted(p for p in directory.glob("*.json") if not p.name.startswith(".")):
         try:
-            request = json.loads(path.read_text())
+            request = json.loads(read_sealed(path, path.name))
             if request.get("action") != "retire" or not isinstance(request.get("model"), str):
                 raise ValueError("expected {'action': 'retire', 'model': ..., 'version': ...}")
         except (OSError, ValueError) as e:

@@ -16,8 +16,10 @@ commit: nothing of it was applied, and the next write tries again, so the journa
 cause goes away.
 
 SQLite from the standard library: one file, atomic transactions, WAL for concurrent reads, nothing to
-install. A state file that cannot be read is moved to ``quarantine/`` and the processor starts empty,
-saying so, rather than failing to start or loading garbage.
+install. Every blob in it is sealed (otel_ml/sealed.py) by whoever writes it. A database that cannot be read, or
+an empty (or missing) one beside an earlier run's files, is damage: it is moved to ``quarantine/`` with them and
+the processor starts empty, saying exactly what it dropped (``losses``), rather than failing to start, starting
+silently with less, or loading garbage.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otel_ml.sealed import Loss, quarantine
 from otel_ml.state import archive
 from otel_ml.state.archive import ArchiveConfig, ArchiveRow
 
@@ -116,26 +119,47 @@ class Journal:
         self._seq = 0  # the newest committed sequence number; the writer thread moves it
         self.commits = 0
         self.appended = 0
+        self.losses: list[Loss] = []
+        """What ``open`` had to drop."""
 
     # --- lifecycle -------------------------------------------------------------------------------
     def open(self) -> tuple[bytes | None, int, Iterator[tuple[int, bytes]]]:
-        """Open (quarantining an unreadable file); returns (checkpoint state or None, its seq, journal after it)."""
+        """Open (quarantining a damaged database); returns (checkpoint state or None, its seq, journal after it)."""
+        earlier = self._earlier_run_files()
+        if earlier and (not self.path.exists() or self.path.stat().st_size == 0):
+            self.discard(f"{'empty (zero bytes)' if self.path.exists() else 'missing'}, while the state directory "
+                         f"holds an earlier run's files ({', '.join(sorted({p.parent.name for p in earlier}))}/)",
+                         earlier)
         try:
             return self._open()
         except (sqlite3.DatabaseError, StateCorrupted) as e:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            quarantine = self.path.parent / "quarantine"
-            quarantine.mkdir(exist_ok=True)
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            for suffix in ("", "-wal", "-shm"):
-                f = Path(str(self.path) + suffix)
-                if f.exists():
-                    f.rename(quarantine / f"{f.name}.{stamp}")
-            log.error("state file %s is unreadable (%s): moved to %s; starting with empty state", self.path, e,
-                      quarantine)
+            self.discard(f"unreadable ({e})", earlier)
             return self._open()
+
+    def _earlier_run_files(self) -> list[Path]:
+        """Files only a run that had a database writes (waiting predictions)."""
+        pending = self.path.parent / "pending"
+        return sorted(p for p in pending.iterdir() if p.is_file()) if pending.is_dir() else []
+
+    def discard(self, why: str, also: list[Path] = ()) -> None:  # type: ignore[assignment]
+        """Move the database (and ``also``: files that only made sense with it) to quarantine/, and note the loss:
+        the windows, counters, waiting predictions and Kafka offsets it held."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        moved = [quarantine(Path(str(self.path) + suffix), self.path.parent) for suffix in ("", "-wal", "-shm")]
+        for f in also:
+            quarantine(f, self.path.parent)
+        where = next((m for m in moved if m is not None), None)
+        self.losses.append(Loss("database", self.path.name, 0, f"{why}: every live window, counter, waiting "
+                                f"prediction and Kafka offset it held is lost; started empty"
+                                + (f" (moved to {where.parent})" if where is not None else "")))
+
+    def delete_window(self, model: str, version: str, start_ns: int) -> None:
+        """Drop a stored window that cannot be read (call after ``open``, before ``start``)."""
+        assert self._conn is not None
+        self._conn.execute("DELETE FROM window_state WHERE model=? AND version=? AND start_ns=?",
+                           (model, version, start_ns))
 
     def _open(self) -> tuple[bytes | None, int, Iterator[tuple[int, bytes]]]:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

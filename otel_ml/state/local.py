@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otel_ml import semconv as sc
 from otel_ml.core.backend import Apply
 from otel_ml.core.counters import Counters
 from otel_ml.core.health import StorageHealth
@@ -24,10 +25,11 @@ from otel_ml.core.live import LiveModels
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import StorageUnavailable
+from otel_ml.sealed import Loss, opened, seal
 from otel_ml.state.archive import ArchiveConfig
 from otel_ml.state.checkpoint import StateStore
 from otel_ml.state.control import read_control_requests
-from otel_ml.state.journal import Journal, StorageError
+from otel_ml.state.journal import DB_FILE, Journal, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ class LocalState:
             try:
                 self.run_control_requests()
                 self.save_pinned_references()
+                self.report_losses(self.live.references.take_losses())
                 # Also when no request comes: a quiet model's windows still reach the archive (which the pages and
                 # `otel-ml report` read) and a restart replays less.
                 self.maybe_checkpoint()
@@ -126,7 +129,7 @@ class LocalState:
         # the record is ~3.5x smaller. The journal's writer applies them once committed, in sequence order, so
         # memory holds exactly what a replay of the journal would rebuild.
         try:
-            self.journal.append(record if record is not None else result.to_bytes(),
+            self.journal.append(seal(record if record is not None else result.to_bytes()),
                                 lambda seq: self._apply(result, apply, seq))
         except StorageError as e:
             self.health.failed(e.op, e.cause)
@@ -203,13 +206,17 @@ class LocalState:
         started = time.perf_counter()
         live = self.live
         recovered = self.store.recover()
+        losses = list(recovered.losses)
         with live.lock:
             state = live.partition(0)
             for wp in recovered.models:
                 live.attach_reference(wp)
                 state.models[(wp.model, wp.version)] = wp
+                if wp.reference_source == "pinned" and not live.references.pinned_file_ok(wp.reference):
+                    wp.just_pinned = True  # the checkpoint holds it: its file (missing, damaged) is written again
             if state.labels is not None:
-                state.labels.restore(recovered.service.get("ground_truth", {}), self.journal.performance_rows())
+                losses += state.labels.restore(recovered.service.get("ground_truth", {}),
+                                               self.journal.performance_rows(), Path(self.config.dir))
             self.kafka_offsets.update({k: int(v) for k, v in recovered.service.get("kafka_offsets", {}).items()})
             if "lifecycle" in recovered.service:
                 state.lifecycle.restore(recovered.service["lifecycle"])
@@ -221,9 +228,10 @@ class LocalState:
         replayed = 0
         for seq, payload in recovered.journal:
             try:
-                result = DecodeResult.from_bytes(payload)
+                result = DecodeResult.from_bytes(opened(payload, f"journal entry {seq}"))
             except ValueError as e:
-                log.error("journal entry %d is not a valid record (%s); skipped", seq, e)
+                losses.append(Loss("journal_record", f"{DB_FILE}: journal entry {seq}", 0,
+                                   f"{e}: the request it recorded ({len(payload)} bytes) is lost"))
                 self.last_seq = seq
                 continue
             try:
@@ -235,7 +243,14 @@ class LocalState:
         if recovered.models or replayed:
             log.info("restored %d model(s) from the checkpoint and replayed %d journaled request(s) in %.2fs",
                      len(live.partition(0).models), replayed, time.perf_counter() - started)
+        self.report_losses(losses + self.live.references.take_losses())
         self.save_pinned_references()
+
+    def report_losses(self, losses: list[Loss]) -> None:
+        """Say and count each part of the state that recovery could not use (otel_ml.state.recovered{kind})."""
+        for loss in losses:
+            log.error("state recovered without %s: %s", loss.file, loss.what)
+            self.counters.count(sc.METRIC_STATE_RECOVERED, 1, {sc.ATTR_KIND: loss.kind})
 
     def _replay_apply(self, result: DecodeResult, partition: int) -> None:
         self.live.apply(result, partition)

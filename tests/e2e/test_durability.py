@@ -92,7 +92,8 @@ def test_corrupted_state_file_is_quarantined(tmp_path: Path) -> None:
     sp = start_serve(state, "--no-otlp-http")
     try:
         assert any("moved to" in line and "quarantine" in line for line in sp.log)
-        assert list((state / "quarantine").glob("otel-ml.db.*"))
+        assert list((state / "quarantine").glob("otel-ml.db*"))
+        assert select(sp.scrape(), "otel_ml_state_recovered_total", kind="database")[0].value == 1
         exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{sp.grpc_port}", insecure=True)
         assert exporter.export(make_batches(1, 5)[0]) == SpanExportResult.SUCCESS
     finally:

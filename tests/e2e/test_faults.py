@@ -7,67 +7,22 @@ import math
 import time
 from pathlib import Path
 
-import grpc
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.support import ServeProcess, select, wait_for
-
-TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-def _set(attrs, key: str, value: object) -> None:
-    v = attrs.add(key=key).value
-    if isinstance(value, AnyValue):
-        v.CopyFrom(value)
-    elif isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int):
-        v.int_value = value
-    elif isinstance(value, float):
-        v.double_value = value
-    else:
-        v.string_value = str(value)
-
-
-def predictions_request(model: str, rows: list[dict], t_ns: int) -> bytes:
-    req = ExportTraceServiceRequest()
-    spans = req.resource_spans.add().scope_spans.add().spans
-    for row in rows:
-        span = spans.add(start_time_unix_nano=t_ns, end_time_unix_nano=t_ns)
-        _set(span.attributes, "ml.model.name", model)
-        for k, v in row.items():
-            _set(span.attributes, k, v)
-    return req.SerializeToString()
-
-
-def labels_request(model: str, pairs: list[tuple[object, object]], t_ns: int) -> bytes:
-    req = ExportLogsServiceRequest()
-    records = req.resource_logs.add().scope_logs.add().log_records
-    for pid, value in pairs:
-        rec = records.add(time_unix_nano=t_ns)
-        _set(rec.attributes, "ml.model.name", model)
-        _set(rec.attributes, "event.name", "ml.ground_truth")
-        _set(rec.attributes, "ml.prediction.id", pid)
-        _set(rec.attributes, "ml.ground_truth", value)
-    return req.SerializeToString()
-
-
-def export(sp: ServeProcess, method: str, body: bytes):
-    reply = ExportLogsServiceResponse if method == LOGS else ExportTraceServiceResponse
-    with grpc.insecure_channel(sp.grpc_endpoint) as ch:
-        return ch.unary_unary(method, response_deserializer=reply.FromString)(body, timeout=30)
-
-
-def counter(sp: ServeProcess, name: str, **labels: str) -> float:
-    got = select(sp.scrape(), name, **labels)
-    return sum(s.value for s in got)
+from tests.support import (
+    LOGS,
+    TRACES,
+    counter,
+    export,
+    labels_request,
+    predictions_request,
+    select,
+    set_attribute,
+    wait_for,
+)
 
 
 def test_a_label_stamped_in_the_future_never_breaks_the_join(serve_factory) -> None:
@@ -128,8 +83,8 @@ def test_with_privacy_hashing_labels_match_their_predictions_and_stay_off_disk(s
 def _label_span_request(model: str, pid: object, value: AnyValue, t_ns: int) -> bytes:
     req = ExportTraceServiceRequest()
     span = req.resource_spans.add().scope_spans.add().spans.add(end_time_unix_nano=t_ns)
-    _set(span.attributes, "ml.model.name", model)
-    _set(span.attributes, "ml.prediction.id", pid)
+    set_attribute(span.attributes, "ml.model.name", model)
+    set_attribute(span.attributes, "ml.prediction.id", pid)
     span.attributes.add(key="ml.ground_truth").value.CopyFrom(value)
     return req.SerializeToString()
 

@@ -74,11 +74,12 @@ def test_ttl_expiry_eviction_and_a_restart_between_prediction_and_label(tmp_path
     applied, unmatched = restarted.take_counts()
     assert applied == {("m", "1"): 1} and unmatched == {("m", "", "expired"): 2}
     # Over max_pending: the oldest segments leave, their labels are "evicted".
-    small = tracker(tmp_path / "small", max_pending=100)
-    for k in range(3):
+    small = tracker(tmp_path / "small", max_pending=150)
+    for k in range(4):
         small.on_predictions(predictions("m", [f"b{k}-{i}" for i in range(60)], T0 + k, np.ones(60)))
         small.pending.seal()
-    small.on_labels(labels("m", ["b0-1", "b2-1"], np.ones(2), T0 + 5))
+    assert small.pending.pending_rows() == 120  # two of the four batches evicted
+    small.on_labels(labels("m", ["b0-1", "b3-1"], np.ones(2), T0 + 5))
     applied, unmatched = small.take_counts()
     assert applied == {("m", "1"): 1} and unmatched == {("m", "", "evicted"): 1}
 

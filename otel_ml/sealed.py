@@ -14,11 +14,23 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 FOOTER = struct.Struct("<4sQI")
 """magic, length of what precedes, CRC-32 of it."""
 MAGIC = b"OMLS"
+
+
+@dataclass(frozen=True)
+class Loss:
+    """What recovery had to drop: ``kind`` of state (``otel_ml.state.recovered``'s label), its ``file`` (or
+    where in the database), how many ``rows``, and what that means (the log line)."""
+
+    kind: str
+    file: str
+    rows: int
+    what: str
 
 
 class Damaged(ValueError):
@@ -38,7 +50,7 @@ def seal(data: bytes) -> bytes:
     >>> unseal(seal(b"windows")[:-1], "checkpoint")
     Traceback (most recent call last):
     ...
-    otel_ml.state.files.Damaged: checkpoint: truncated or not an otel-ml file (no footer)
+    otel_ml.sealed.Damaged: checkpoint: truncated or not an otel-ml file (no footer)
     """
     return data + FOOTER.pack(MAGIC, len(data), zlib.crc32(data))
 
@@ -60,6 +72,16 @@ def unseal(data: bytes | memoryview, what: str) -> bytes:
     if zlib.crc32(body) != crc:
         raise Damaged(what, "checksum mismatch (garbled)")
     return body
+
+
+def opened(data: bytes | memoryview, what: str) -> bytes:
+    """``unseal`` what was sealed; what an older otel-ml wrote unsealed (a JSON document, a journal record) is
+    passed through as it is, for its own parser to check.
+
+    >>> opened(b'{"a": 1}', "x"), opened(seal(b"z"), "x")
+    (b'{"a": 1}', b'z')
+    """
+    return unseal(data, what) if is_sealed(data) else bytes(data)
 
 
 def check_sealed(path: Path, what: str) -> int:
