@@ -194,7 +194,10 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
             for target in panel["targets"]:
                 expr = (target["expr"].replace("$model", "gw-model|gw-perf").replace("$version", ".*")
                         .replace("$feature", ".*"))
-                assert prometheus.query(expr), f"panel {panel['title']!r} returns nothing: {expr}"
+                # rate() over [1m] needs two samples of the series: wait for them (the Collector re-exports what it
+                # scraped, at its own interval)
+                wait_for(lambda e=expr: prometheus.query(e), timeout=60,
+                         what=f"panel {panel['title']!r} to return series: {expr}")
         for variable in dashboard["templating"]["list"][1:]:
             m = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"]["query"])
             assert m, variable
