@@ -113,9 +113,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda *_: service.request_reload())  # read the baseline directory again
     ui = (f", UI on {'https' if cfg.receiver.tls.enabled else 'http'}://"
           f"{cfg.ui.endpoint.rpartition(':')[0]}:{service.ui.port}/" if service.ui is not None else "")
+    kafka = cfg.receiver.kafka
     grpc = (f"OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:{service.receiver.port}, "
-            if service.receiver is not None else
-            f"Kafka topic {cfg.receiver.kafka.topic} (shared, changelog {cfg.receiver.kafka.changelog_topic}), ")
+            + (f"Kafka topic {kafka.topic}" + (f" (shared, changelog {kafka.changelog_topic})"
+                                               if kafka.changelog_topic else "") + ", " if kafka.enabled else ""))
     print(f"otel-ml serving: {grpc}{http}Prometheus on "
           f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics{ui}",
           flush=True)

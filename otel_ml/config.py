@@ -236,8 +236,8 @@ def _validate(cfg: ServiceConfig) -> None:
              "(--kafka-brokers)", value)
         need(value != kafka.topic, f"receiver.kafka.{key}", "a topic other than receiver.kafka.topic", value)
     need(not (kafka.logs_topic and kafka.changelog_topic), "receiver.kafka.logs_topic",
-         "empty with receiver.kafka.changelog_topic (ground truth needs one processor per consumer group)",
-         kafka.logs_topic)
+         "empty with receiver.kafka.changelog_topic (in shared mode, send labels as OTLP log records to any replica, "
+         "or as spans on the input topic: collector-config/kafka.yaml)", kafka.logs_topic)
     need(not kafka.changelog_topic or kafka.changelog_topic != kafka.logs_topic, "receiver.kafka.changelog_topic",
          "a topic other than receiver.kafka.logs_topic", kafka.changelog_topic)
     need(kafka.session_timeout_ms >= 6000, "receiver.kafka.session_timeout_ms",

@@ -53,6 +53,11 @@ def _hashed_positive_class(config: ServiceConfig, key: bytes | None) -> ServiceC
         config.performance, positive_class=str(hash_classes(np.array([positive]), key)[0])))
 
 
+def _id_partition(ownership: Ownership, ids: np.ndarray) -> np.ndarray:
+    """Shared mode: the partition a prediction id's label meets it in (the id hash modulo the partition count)."""
+    return (ids % np.uint64(max(ownership.partitions, 1))).astype(np.int64)
+
+
 class ProcessorService:
     """``start()``, then the receivers feed the pipeline and the evaluator publishes snapshots; ``shutdown()``."""
 
@@ -74,10 +79,10 @@ class ProcessorService:
         self.pipeline = Pipeline(self.live, self.backend, self.counters,
                                  AdmissionControl(config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                                   on_refuse=self._count_refused), self._decode)
-        # Sources. Shared mode: everything comes through the topic.
+        # Sources. In shared mode what the OTLP receivers take goes to the input topic (SharedState.forward).
         shared = isinstance(self.backend, SharedState)
         workers = config.receiver.otlp_grpc.worker_count()
-        self.receiver: OtlpTraceReceiver | ReceiverWorkers | None = None if shared else (
+        self.receiver: OtlpTraceReceiver | ReceiverWorkers = (
             ReceiverWorkers(WorkerSpec(config.receiver.otlp_grpc, config.receiver.tls, token, self._decode,
                                        config.limits.max_inflight_bytes, config.limits.retry_after_seconds,
                                        logging.getLogger().level), workers, self.pipeline.submit_record,
@@ -87,7 +92,7 @@ class ProcessorService:
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.pipeline.consume,
                                                     config.receiver.tls, token, readiness=self.backend.health.readiness,
                                                     server=self.http)
-                              if config.receiver.otlp_http.enabled and not shared else None)
+                              if config.receiver.otlp_http.enabled else None)
         self.kafka = (KafkaTraceReceiver(kafka, self._decode, self.pipeline.submit, self.backend.resume_offset,
                                          self.backend.partition_callbacks() if shared else None)  # type: ignore[union-attr]
                       if kafka.enabled else None)
@@ -125,7 +130,8 @@ class ProcessorService:
                                  10 if config.drift.learned_thresholds else 0, self._archived(config))
         references = ReferenceStore(config.baseline_dir, config.state.dir, pinned_files=not shared)
         live = LiveModels(live_config, references, self.counters, MergedViews(ownership) if shared else OwnViews(),
-                          labels=None if shared else functools.partial(self._ground_truth, config))
+                          labels=functools.partial(self._ground_truth, config, shared),
+                          routing=functools.partial(_id_partition, ownership) if shared else None)
         if shared:
             return live, SharedState(kafka, live, ownership, self.counters, self.instance_id,
                                      config.state.dir, min(config.evaluation.interval_seconds,
@@ -133,8 +139,9 @@ class ProcessorService:
         return live, LocalState(config.state, live, self.counters, config.evaluation.interval_seconds,
                                 config.limits.retry_after_seconds)
 
-    def _ground_truth(self, config: ServiceConfig, partition: int) -> GroundTruth:
-        return GroundTruth(str(Path(config.state.dir) / "pending"), config.labels, config.performance,
+    def _ground_truth(self, config: ServiceConfig, shared: bool, partition: int) -> GroundTruth:
+        directory = Path(config.state.dir) / "pending"
+        return GroundTruth(str(directory / f"p{partition}" if shared else directory), config.labels, config.performance,
                            lambda m, v: self.live.positive_class(m, v),
                            int(config.limits.max_clock_skew_seconds * 1e9))
 
@@ -155,9 +162,9 @@ class ProcessorService:
                 self.counters.count(sc.METRIC_KAFKA_SKIPPED, 0, {sc.ATTR_REASON: reason})
             self.kafka.start()
         self.backend.start()
-        for receiver in (self.receiver, self.http_receiver):
-            if receiver is not None:
-                receiver.start()
+        self.receiver.start()
+        if self.http_receiver is not None:
+            self.http_receiver.start()
         self.exporter.start()
         if self.ui is not None:
             self.ui.start()
@@ -167,8 +174,7 @@ class ProcessorService:
         """Fail the start, naming the setting, when a fixed port is taken (before anything is received)."""
         cfg = self.config
         for what, endpoint, used in (
-                ("the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)", cfg.receiver.otlp_grpc.endpoint,
-                 self.receiver is not None),
+                ("the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)", cfg.receiver.otlp_grpc.endpoint, True),
                 ("the OTLP/HTTP receiver (receiver.otlp_http.endpoint)", cfg.receiver.otlp_http.endpoint,
                  self.http_receiver is not None),
                 ("the Prometheus endpoint (export.prometheus.endpoint)", cfg.export.prometheus.endpoint,
@@ -180,9 +186,9 @@ class ProcessorService:
     def shutdown(self) -> None:
         if self.kafka is not None:
             self.kafka.shutdown()  # shared mode: leaving the group publishes this replica's partitions
-        for receiver in (self.receiver, self.http_receiver):
-            if receiver is not None:
-                receiver.shutdown()
+        self.receiver.shutdown()
+        if self.http_receiver is not None:
+            self.http_receiver.shutdown()
         self.evaluator.shutdown()
         self.backend.shutdown()
         if self.ui is not None:

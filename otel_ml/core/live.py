@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from otel_ml import semconv as sc
 from otel_ml.core.counters import Counters
 from otel_ml.core.references import ReferenceStore
-from otel_ml.decode.batch import DecodeResult
+from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
 from otel_ml.labels.ground_truth import UNMATCHED_REASONS, GroundTruth
 from otel_ml.profile.lifecycle import ModelLifecycle, ModelsConfig
 from otel_ml.profile.model import ModelProfile
@@ -60,6 +62,9 @@ class PartitionState:
     models: dict[Key, WindowedProfile] = field(default_factory=dict)
     released: list[WindowChanges] = field(default_factory=list)
     """The last changes of window sets released since the state backend last wrote this partition."""
+    outbox: dict[int, DecodeResult] = field(default_factory=dict)
+    """Shared Kafka mode: prediction rows and labels whose ids hash to another partition, per destination, to be
+    sent there (with this partition's next publication: exactly once)."""
 
 
 class Views(Protocol):
@@ -99,7 +104,8 @@ class LiveModels:
     """
 
     def __init__(self, config: LiveConfig, references: ReferenceStore, counters: Counters, views: Views,
-                 labels: Callable[[int], GroundTruth | None] | None = None) -> None:
+                 labels: Callable[[int], GroundTruth | None] | None = None,
+                 routing: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         import threading
 
         self.config = config
@@ -108,6 +114,9 @@ class LiveModels:
         self.views_policy = views
         self._labels = labels or (lambda partition: None)
         """Makes a partition's ground truth (None: this processor joins no labels)."""
+        self.routing = routing
+        """Shared Kafka mode: the partition each prediction id joins its label in (its hash modulo the partition
+        count), wherever the row came in. None: every row joins where it came in."""
         self.lock = threading.RLock()
         """Guards every partition: apply, checkpoints and publications, evaluation (one model at a time)."""
         self.parts: dict[int, PartitionState] = {}
@@ -153,6 +162,9 @@ class LiveModels:
         count it. Models beyond ``models.max_models`` that none can make room for are refused here, with a reason
         in ``result``. Deterministic: a replay of the same requests in the same order rebuilds the same state."""
         state = self.partition(partition)
+        if result.routed:
+            self._apply_routed(state, result)
+            return
         life = state.lifecycle
         late: Counter[Key] = Counter()
         dropped: Counter[Key] = Counter()
@@ -192,9 +204,10 @@ class LiveModels:
         result.batches = kept
         if state.labels is not None:
             for batch in kept:
-                state.labels.on_predictions(batch)
+                state.labels.count_predictions(batch)
+                self._join(partition, state, batch=batch)
             for labels in result.labels:
-                state.labels.on_labels(labels)
+                self._join(partition, state, labels=labels)
             self.count_labels()
         elif result.labels:
             n = sum(lb.n_rows for lb in result.labels)
@@ -205,6 +218,46 @@ class LiveModels:
         if life.sweep_due(self.config.windows.window_ns):
             self._release_idle(partition)
         self._count(result, late, dropped)
+
+    def _join(self, partition: int, state: PartitionState, batch: ColumnarBatch | None = None,
+              labels: LabelBatch | None = None) -> None:
+        """Join a batch's rows with ids, or labels, here or, for ids that hash to another partition, send them
+        there (``outbox``)."""
+        assert state.labels is not None
+        ids = batch.prediction_id if batch is not None else labels.prediction_id  # type: ignore[union-attr]
+        if batch is not None and not len(ids):
+            return
+        dest = self.routing(ids) if self.routing is not None else None
+        here = None if dest is None else dest == partition
+        if here is None or here.all():
+            if batch is not None:
+                state.labels.join_predictions(batch)
+            else:
+                state.labels.on_labels(labels)  # type: ignore[arg-type]
+            return
+        for q in np.unique(dest).tolist():
+            rows = dest == q
+            if q == partition:
+                if batch is not None:
+                    state.labels.join_predictions(join_rows(batch, rows))
+                else:
+                    state.labels.on_labels(select_labels(labels, rows))  # type: ignore[arg-type]
+                continue
+            out = state.outbox.setdefault(q, DecodeResult(batches=[], routed=True))
+            if batch is not None:
+                out.batches.append(join_rows(batch, rows))
+            else:
+                out.labels.append(select_labels(labels, rows))  # type: ignore[arg-type]
+
+    def _apply_routed(self, state: PartitionState, result: DecodeResult) -> None:
+        """Rows and labels another partition sent here to meet (their windows were counted there)."""
+        if state.labels is None:
+            return
+        for batch in result.batches:
+            state.labels.join_predictions(batch)
+        for labels in result.labels:
+            state.labels.on_labels(labels)
+        self.count_labels()
 
     def _count(self, result: DecodeResult, late: Counter[Key], dropped: Counter[Key]) -> None:
         c = self.counters
@@ -323,11 +376,13 @@ class LiveModels:
 
     def count_labels(self) -> None:
         """Move each partition's label counts (joined, and not joined by reason) into the counters. Every reason's
-        series exists from a model's first label on, at 0."""
+        series exists from a model's first label on, at 0. (Partial views total them when views are built.)"""
         for state in self.parts.values():
             if state.labels is None:
                 continue
             applied, unmatched = state.labels.take_counts()
+            if self.views_policy.partial:
+                continue
             for key, n in applied.items():
                 self.counters.count(sc.METRIC_GROUND_TRUTH, n, _attrs(key))
                 for reason in UNMATCHED_REASONS:
@@ -335,6 +390,20 @@ class LiveModels:
             for (model, version, reason), n in unmatched.items():
                 self.counters.count(sc.METRIC_GROUND_TRUTH_UNMATCHED, n,
                                     {**_attrs((model, version)), sc.ATTR_REASON: reason})
+
+
+def join_rows(batch: ColumnarBatch, rows: np.ndarray) -> ColumnarBatch:
+    """What the join needs of some rows of a batch: ids, event times, the prediction and its probability."""
+    keep = {sc.PREDICTION_FEATURE, sc.PREDICTION_PROBABILITY_FEATURE}
+    return ColumnarBatch(batch.model, batch.version, int(rows.sum()), batch.row_time_ns[rows], batch.row_weight[rows],
+                         numeric={k: v[rows] for k, v in batch.numeric.items() if k in keep},
+                         categorical={k: v[rows] for k, v in batch.categorical.items() if k in keep},
+                         prediction_id=batch.prediction_id[rows])
+
+
+def select_labels(labels: LabelBatch, rows: np.ndarray) -> LabelBatch:
+    return LabelBatch(labels.model, labels.version, labels.prediction_id[rows], labels.value[rows],
+                      labels.label[rows], labels.time_ns[rows])
 
 
 def _attrs(key: Key) -> dict[str, str]:
@@ -428,7 +497,29 @@ class MergedViews:
             views[key] = wp
         live.counters.set_totals(sc.METRIC_PREDICTIONS, {
             tuple(_attrs(key).items()): wp.predictions for key, wp in views.items()})
+        self._label_totals(live)
         return views
+
+    def _label_totals(self, live: LiveModels) -> None:
+        """``ml.ground_truth`` and ``ml.ground_truth.unmatched`` of the exported models: every partition's totals."""
+        joined: dict[tuple, float] = {}
+        unmatched: dict[tuple, float] = {}
+        for state in live.parts.values():
+            if state.labels is None:
+                continue
+            for (model, version, reason), n in state.labels.totals.items():
+                if not self.exports(model):
+                    continue
+                attrs = tuple(_attrs((model, version)).items())
+                if reason == "applied":
+                    joined[attrs] = joined.get(attrs, 0.0) + n
+                    for r in UNMATCHED_REASONS:
+                        unmatched.setdefault((*attrs, (sc.ATTR_REASON, r)), 0.0)
+                else:
+                    key = (*attrs, (sc.ATTR_REASON, reason))
+                    unmatched[key] = unmatched.get(key, 0.0) + n
+        live.counters.set_totals(sc.METRIC_GROUND_TRUTH, joined)
+        live.counters.set_totals(sc.METRIC_GROUND_TRUTH_UNMATCHED, unmatched)
 
     def watermark_ns(self, live: LiveModels) -> int | None:
         """The watermark of the whole topic: the newest event minus the allowed lateness, but no later than the

@@ -146,6 +146,9 @@ class DecodeResult:
     received_ns: int = 0
     """The processor's clock when the request was decoded (journaled): no span of it moves the processor's event
     clock past this, so a client whose clock runs ahead (within the skew limit) cannot age every other model."""
+    routed: bool = False
+    """Shared Kafka mode: rows and labels sent to the partition their prediction id hashes to, to meet there;
+    their windows were counted where they came in, so only the join applies them."""
 
     @property
     def spans_rejected(self) -> int:
@@ -173,6 +176,7 @@ class DecodeResult:
         """
         meta = {"received": self.spans_received, "accepted": self.spans_accepted, "ignored": self.spans_ignored,
                 "rejected": dict(self.rejected), "batches": [], "received_ns": self.received_ns,
+                **({"routed": True} if self.routed else {}),
                 **({"offsets": [list(o) for o in self.offsets]} if self.offsets else {}),
                 **({"skipped": dict(self.skipped_messages)} if self.skipped_messages else {})}
         arrays: list[np.ndarray] = []
@@ -243,4 +247,5 @@ class DecodeResult:
         return cls(batches=batches, spans_received=meta["received"], spans_accepted=meta["accepted"],
                    spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]), labels=labels,
                    offsets=[(str(t), int(p), int(o)) for t, p, o in meta.get("offsets", [])],
-                   skipped_messages=Counter(meta.get("skipped", {})), received_ns=int(meta.get("received_ns", 0)))
+                   skipped_messages=Counter(meta.get("skipped", {})), received_ns=int(meta.get("received_ns", 0)),
+                   routed=bool(meta.get("routed", False)))

@@ -53,6 +53,9 @@ class GroundTruth:
         """Labels applied since the last ``take_counts``, per (model, version)."""
         self.unmatched: Counter[tuple[str, str, str]] = Counter()
         """Labels not applied since the last ``take_counts``, per (model, version, reason)."""
+        self.totals: Counter[tuple[str, str, str]] = Counter()
+        """Labels ever applied (``"applied"``) or not (by reason), per (model, version): what shared Kafka mode
+        publishes with the partition's state, for the exporting replica to total over every partition."""
         self._changed: set[tuple[str, str, int]] = set()
         """Windows changed since the last ``take_changes`` (a checkpoint writes only those)."""
         self._removed: set[tuple[str, str, int]] = set()
@@ -74,6 +77,12 @@ class GroundTruth:
     # --- predictions ----------------------------------------------------------------------------------------
     def on_predictions(self, batch: ColumnarBatch) -> None:
         """Count a batch's predictions and keep those with an id; labels that were waiting for them apply now."""
+        self.count_predictions(batch)
+        self.join_predictions(batch)
+
+    def count_predictions(self, batch: ColumnarBatch) -> None:
+        """Count a batch's predictions into the performance windows of their event time (how many carry an id:
+        the coverage; their probabilities: the label-free estimates)."""
         prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
         ids = batch.prediction_id
         if not len(ids) and prob is None:
@@ -98,8 +107,20 @@ class GroundTruth:
             rows = starts == start
             prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None,
                                  said_positive[rows] if said_positive is not None else None)
+
+    def join_predictions(self, batch: ColumnarBatch) -> None:
+        """Keep a batch's predictions that carry an id until their label comes; labels that were waiting for them
+        apply now. (Shared Kafka mode routes these rows to the partition their id hashes to: ``join_rows``.)"""
+        ids = batch.prediction_id
+        if not len(ids):
+            return
+        kept = self.pending.keep(ids)
         if not kept.any():
             return
+        self.pending.observe(batch.model, int(batch.row_time_ns.max()))
+        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
+        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
+        prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
         n = batch.n_rows
         cls = np.full(n, -1, np.int32)
         if text is not None:
@@ -121,6 +142,7 @@ class GroundTruth:
     def _count(self, labels: LabelBatch, result: JoinResult) -> None:
         for reason, n in result.unmatched.items():
             self.unmatched[(labels.model, labels.version, reason)] += n
+            self.totals[(labels.model, labels.version, reason)] += n
         for lb, m in result.matched:
             self._apply(lb, m.label_index, m.rows)
 
@@ -132,6 +154,7 @@ class GroundTruth:
             model, version = self.pending.keys[code]
             of_key = rows["key"] == code
             self.applied[(model, version)] += int(of_key.sum())
+            self.totals[(model, version, "applied")] += int(of_key.sum())
             positive = self.config.positive_class or self._positive_of(model, version)
             cls, pred, prob = rows["cls"], rows["pred"], rows["prob"].astype(np.float64)
             classified = (cls != -1) | np.isfinite(prob) | (text != "")
@@ -190,6 +213,7 @@ class GroundTruth:
                 del self.windows[key]
         for lb in self.pending.expire_early():
             self.unmatched[(lb.model, lb.version, "unknown")] += lb.n_rows
+            self.totals[(lb.model, lb.version, "unknown")] += lb.n_rows
 
     def forget(self, model: str, version: str) -> None:
         """Drop a released model's windows (its waiting predictions stay: a later label still joins, and starts

@@ -114,6 +114,12 @@ def kafka_error_text(e: BaseException) -> str:
     return e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
 
 
+RECORD_HEADER = "otel-ml-record"
+"""A message that holds a decoded request (``DecodeResult.to_bytes``) rather than an OTLP export: what a replica in
+shared mode writes to the input topic for what its OTLP receivers took, and the rows and labels it routes to the
+partition their prediction ids hash to."""
+
+
 @dataclass(frozen=True)
 class ReceiverConfig:
     otlp_grpc: OtlpGrpcReceiverConfig = field(default_factory=OtlpGrpcReceiverConfig)

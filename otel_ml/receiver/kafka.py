@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import refusal_of
-from otel_ml.receiver.config import KafkaReceiverConfig, kafka_error_text
+from otel_ml.receiver.config import RECORD_HEADER, KafkaReceiverConfig, kafka_error_text
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,10 @@ class KafkaTraceReceiver:
             reason, detail = "too_large", f"{len(value)} bytes"
         else:
             try:
-                result = self._decode(value, signal="logs" if m.topic() == self.config.logs_topic else "traces")
+                if (RECORD_HEADER, b"1") in (m.headers() or ()):  # decoded already: an otel-ml replica wrote it
+                    result = DecodeResult.from_bytes(value)
+                else:
+                    result = self._decode(value, signal="logs" if m.topic() == self.config.logs_topic else "traces")
             except ValueError as e:
                 reason, detail = "not_otlp", str(e)
         if result is None:

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from otel_ml.receiver.config import KafkaReceiverConfig, kafka_error_text
+from otel_ml.receiver.config import RECORD_HEADER, KafkaReceiverConfig, kafka_error_text
+from otel_ml.state.partitions import LABEL_FILES
 
 log = logging.getLogger(__name__)
 
+Record = tuple[list, bytes | None]
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 """The changelog topic's ``max.message.bytes``: one window of one model (sketches of every feature)."""
 
@@ -137,6 +139,8 @@ class KafkaChangelog:
         if key[0] == "r":
             self._on_reference(key, value)
             return
+        if key[0] in LABEL_FILES:  # only a takeover reads them (read_partition)
+            return
         staged = self._staged.setdefault(partition, [])
         staged.append((key, value))
         if key[0] == "p":  # a publication is complete
@@ -167,24 +171,22 @@ class KafkaChangelog:
                 return False
             time.sleep(0.05)
 
-    def publish(self, records: list[tuple[int, list, bytes | None]], offsets: list, group_metadata) -> None:
-        """One transaction: ``(changelog partition, key, value)`` records, then the input consumer's ``offsets``
-        (TopicPartitions, next offset to read) for ``group_metadata``. Raises RuntimeError when it did not commit
-        (nothing of it is visible then)."""
+    def publish(self, records: list[tuple[int, list, bytes | None]], offsets: list, group_metadata,
+                routed: list[tuple[int, bytes]] = ()) -> None:  # type: ignore[assignment]
+        """One transaction: ``(changelog partition, key, value)`` records, the ``routed`` decoded requests to the
+        input topic's partitions (rows and labels sent to meet where their ids hash to), then the input consumer's
+        ``offsets`` (TopicPartitions, next offset to read) for ``group_metadata``. Raises RuntimeError when it did
+        not commit (nothing of it is visible then)."""
         from confluent_kafka import KafkaException
 
         producer = self._producer
         assert producer is not None
         try:
             producer.begin_transaction()
+            for partition, value in routed:
+                self._produce(producer, self.config.topic, value, None, partition, [(RECORD_HEADER, b"1")])
             for partition, key, value in records:
-                while True:
-                    try:
-                        producer.produce(self.topic, value, key=json.dumps(key, separators=(",", ":")).encode(),
-                                         partition=partition)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                self._produce(producer, self.topic, value, json.dumps(key, separators=(",", ":")).encode(), partition)
             if offsets:
                 producer.send_offsets_to_transaction(offsets, group_metadata, 30)
             producer.commit_transaction(60)
@@ -200,6 +202,53 @@ class KafkaChangelog:
                 log.warning("changelog transaction recovery failed (%s); a new producer", kafka_error_text(again))
                 self._producer = self._new_producer()
             raise RuntimeError(f"changelog publication failed: {text}") from e
+
+    @staticmethod
+    def _produce(producer, topic: str, value: bytes | None, key: bytes | None, partition: int,
+                 headers: list | None = None) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key=key, partition=partition, headers=headers)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def read_partitions(self, partitions: list[int], timeout: float = 120.0) -> dict[int, list[Record]]:
+        """Every committed record of these changelog partitions, from their start (the ground truth's files, which
+        the tailing reader skips, included): what a replica taking input partitions over restores. One reader for
+        all of them: a takeover waits for this."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        assert self._admin is not None
+        out: dict[int, list[Record]] = {p: [] for p in partitions}
+        if not partitions:
+            return out
+        asked = self._admin.list_offsets({TopicPartition(self.topic, p): OffsetSpec.latest() for p in partitions},
+                                         isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=15)
+        ends = {tp.partition: future.result().offset for tp, future in asked.items()}
+        todo = {p for p, end in ends.items() if end > 0}
+        if not todo:
+            return out
+        reader = Consumer({**self._client(), "group.id": f"{self.config.group}-changelog-restore",
+                           "enable.auto.commit": False, "isolation.level": "read_committed",
+                           "fetch.max.bytes": MAX_RECORD_BYTES + (1 << 20),
+                           "max.partition.fetch.bytes": MAX_RECORD_BYTES + (1 << 20)})
+        try:
+            reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(todo)])
+            deadline = time.monotonic() + timeout
+            while todo and time.monotonic() < deadline:
+                for m in reader.consume(512, 0.05):
+                    if m.error() is None:
+                        out[m.partition()].append((json.loads(m.key()), m.value()))
+                for tp in reader.position([TopicPartition(self.topic, p) for p in sorted(todo)]):
+                    if tp.offset >= ends[tp.partition]:
+                        todo.discard(tp.partition)
+            if todo:
+                raise RuntimeError(f"changelog partitions {sorted(todo)} not read to their end within {timeout:.0f} s")
+            return out
+        finally:
+            reader.close()
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -7,17 +7,31 @@ latest one its previous owner published), never from a mix. Records (key, value)
 the window set's ``to_state()`` (``None``: the set was released), ``["w", model, version, start]`` → one window's
 ``ModelProfile.to_json()`` (``None``: deleted), and last ``["p"]`` → ``{"offset", "caught_up", "lifecycle"}``,
 which closes a publication.
+
+The partition's ground truth (otel_ml/labels/): ``["gp", model, version, start]`` → a performance window,
+``["gt"]`` → the labels ever joined or not per model (both read by every replica: the exporting one totals them),
+``["gs", file]`` → a pending segment or flags file as written (``None``: deleted) and ``["gm"]`` → the pending
+store's state naming them: only the replica taking the partition over reads those (``restore_labels``).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
 
 from otel_ml.core.live import LiveModels, PartitionState
+from otel_ml.decode.batch import DecodeResult, LabelBatch
 from otel_ml.profile.model import ModelProfile
+from otel_ml.profile.performance import PerformanceProfile
 from otel_ml.profile.window import WindowChanges, WindowedProfile
+from otel_ml.sealed import opened
 
 Record = tuple[list, bytes | None]
+LABEL_FILES = ("gs", "gm")
+"""Records only a takeover reads (the pending store's files and state): the changelog's reader skips them."""
 Taken = tuple[list[tuple[WindowedProfile, WindowChanges]], list[WindowChanges]]
 """What a publication took from a partition: (window sets with their changes, released sets' last changes)."""
 
@@ -58,6 +72,65 @@ def give_back(state: PartitionState, taken: Taken) -> None:
     state.released[:0] = released
 
 
+def take_label_records(state: PartitionState, published: set[str]) -> tuple[list[Record], tuple, dict]:
+    """The partition's ground truth as records: performance windows changed since the last publication, its
+    totals, the pending files not published yet (tombstones for those gone) and the pending store's state. Returns
+    (records, the performance changes taken (for ``give_back_labels``), the pending state written)."""
+    labels = state.labels
+    if labels is None:
+        return [], ([], []), {}
+    pending = labels.state()["pending"]  # seals what waits in memory into files the state names
+    upserts, deletes = labels.take_changes()
+    records: list[Record] = [(["gp", m, v, start], blob) for m, v, start, blob in upserts]
+    records += [(["gp", m, v, start], None) for m, v, start in deletes]
+    records.append((["gt"], json.dumps([[*k, n] for k, n in labels.totals.items()]).encode()))
+    named = {f"{seg['name']}.seg" for seg in pending["segments"]} | {
+        seg["flags"] for seg in pending["segments"] if seg["flags"]}
+    directory = labels.pending.dir
+    records += [(["gs", name], (directory / name).read_bytes()) for name in sorted(named - published)]
+    records += [(["gs", name], None) for name in sorted(published - named)]
+    records.append((["gm"], json.dumps(pending).encode()))
+    return records, (upserts, deletes), pending
+
+
+def give_back_labels(state: PartitionState, taken: tuple) -> None:
+    if state.labels is not None:
+        state.labels.give_back(*taken)
+
+
+def restore_labels(state: PartitionState, records: list[Record], quarantine_dir: Path) -> list:
+    """A partition's ground truth from every record its changelog partition holds (read from its start when the
+    partition is taken over): the pending files written to disk, the store opened on them. Returns the losses."""
+    labels = state.labels
+    if labels is None:
+        return []
+    files: dict[str, bytes | None] = {}
+    meta: bytes | None = None
+    windows: dict[tuple[str, str, int], bytes | None] = {}
+    totals: bytes | None = None
+    for key, value in records:
+        if key[0] == "gs":
+            files[key[1]] = value
+        elif key[0] == "gm":
+            meta = value
+        elif key[0] == "gp":
+            windows[(key[1], key[2], int(key[3]))] = value
+        elif key[0] == "gt":
+            totals = value
+    directory = labels.pending.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        if data is not None:
+            (directory / name).write_bytes(data)
+    losses = labels.restore({"pending": json.loads(meta)} if meta is not None else {},
+                            [(m, v, s, blob) for (m, v, s), blob in windows.items() if blob is not None],
+                            quarantine_dir)
+    labels.totals.clear()
+    if totals is not None:
+        labels.totals.update({(m, v, r): n for m, v, r, n in json.loads(totals)})
+    return losses
+
+
 def apply_records(live: LiveModels, partition: int, records: list[Record]) -> None:
     """One publication of ``partition`` from the changelog (or all of them, replayed from its start), applied as
     one: meta records first, then windows, then the offset. Call under the live models' lock."""
@@ -94,9 +167,71 @@ def apply_records(live: LiveModels, partition: int, records: list[Record]) -> No
         wp = state.models[mv]
         wp.adopt_window_grids()
         wp.take_changes()  # what came from the changelog is published already
+    if state.labels is not None:  # performance windows and totals: the exporting replica totals every partition's
+        for key, value in records:
+            if key[0] == "gp":
+                start = int(key[3])
+                if value is None:
+                    state.labels.windows.get((key[1], key[2]), {}).pop(start, None)
+                else:
+                    state.labels.windows.setdefault((key[1], key[2]), {})[start] = PerformanceProfile.from_dict(
+                        json.loads(opened(value, "performance window")))
+            elif key[0] == "gt" and value is not None:
+                state.labels.totals.clear()
+                state.labels.totals.update({(m, v, r): n for m, v, r, n in json.loads(value)})
     for key, value in records:
         if key[0] == "p" and value is not None:
             closing = json.loads(value)
             state.offset, state.caught_up = int(closing["offset"]), bool(closing.get("caught_up", False))
             if "lifecycle" in closing:
                 state.lifecycle.restore(closing["lifecycle"])
+
+
+def split_for_partitions(result: DecodeResult, partitions: int) -> dict[int, DecodeResult]:
+    """A request an OTLP receiver took, as the decoded records to write to the input topic: rows with a prediction
+    id (and labels) to the partition their id hashes to, the other rows to any (key -1: the producer chooses). The
+    request's counts go with one record only. A batch span whose rows go to several partitions keeps its
+    span-level data (latency, status, sequence) with its first row's.
+
+    >>> import numpy as np
+    >>> from otel_ml.decode.batch import ColumnarBatch
+    >>> b = ColumnarBatch("m", "", 3, np.zeros(3, np.int64), np.ones(3), numeric={"x": np.arange(3.0)},
+    ...                   span_end_ns=np.zeros(1, np.int64), span_duration_s=np.zeros(1), span_error=np.zeros(1, bool),
+    ...                   span_rows=np.array([3]), span_stream=np.zeros(1, np.int64), span_seq=np.full(1, -1),
+    ...                   prediction_id=np.array([0, 4, 7], np.uint64))
+    >>> parts = split_for_partitions(DecodeResult([b], spans_received=1, spans_accepted=1), 3)
+    >>> {q: (p.batches[0].numeric["x"].tolist(), p.spans_received) for q, p in sorted(parts.items())}
+    {-1: ([0.0], 1), 1: ([1.0, 2.0], 0)}
+    """
+    out: dict[int, DecodeResult] = {}
+
+    def part(q: int) -> DecodeResult:
+        if q not in out:
+            out[q] = DecodeResult(batches=[], received_ns=result.received_ns)
+        return out[q]
+
+    for batch in result.batches:
+        ids = batch.prediction_id
+        dest = np.full(batch.n_rows, -1, np.int64)  # no id: any partition
+        if len(ids):
+            has = ids != 0
+            dest[has] = (ids[has] % np.uint64(partitions)).astype(np.int64)
+        span_rows = batch.span_rows if len(batch.span_rows) == len(batch.span_end_ns) else np.ones(
+            len(batch.span_end_ns), np.int64)
+        first = np.concatenate([[0], np.cumsum(span_rows)[:-1]]).astype(np.int64)
+        span_dest = dest[np.minimum(first, max(batch.n_rows - 1, 0))] if batch.n_rows else np.full(len(first), -1)
+        invalid_to = int(span_dest[0]) if len(span_dest) else -1  # values not positioned: with the first span
+        for q in np.unique(np.concatenate([dest, span_dest])).tolist():
+            sub = batch.select(dest == q, span_dest == q)
+            sub.invalid = batch.invalid if q == invalid_to else Counter()
+            part(q).batches.append(sub)
+    for labels in result.labels:
+        dest = (labels.prediction_id % np.uint64(partitions)).astype(np.int64)
+        for q in np.unique(dest).tolist():
+            rows = dest == q
+            part(q).labels.append(LabelBatch(labels.model, labels.version, labels.prediction_id[rows],
+                                             labels.value[rows], labels.label[rows], labels.time_ns[rows]))
+    counted = part(next(iter(out), -1))
+    counted.spans_received, counted.spans_accepted = result.spans_received, result.spans_accepted
+    counted.spans_ignored, counted.rejected, counted.examples = result.spans_ignored, result.rejected, result.examples
+    return out

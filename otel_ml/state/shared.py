@@ -8,6 +8,13 @@ evaluates the merge of every partition's window set (``MergedViews``) and is the
 series. A replica that takes a partition over (a rebalance, ``kill -9`` of its owner) starts from the state
 published with the group's committed offset and reads on from there: nothing lost, nothing counted twice, and no
 local journal (the topic is the log).
+
+Ground truth: a label must meet its prediction in one partition, whichever partitions they came in by. The
+partition that reads a prediction with an id (or a label) keeps it if the id hashes to it, and otherwise sends it,
+as a decoded record, to the partition it hashes to, in the transaction of its next publication (exactly once).
+Each partition's pending store and performance windows are published with its windows (partitions.py), and a
+replica taking a partition over restores them from the changelog. OTLP requests a replica receives directly are
+written to the input topic the same way: rows with ids (and labels) to the partition their ids hash to.
 """
 
 from __future__ import annotations
@@ -17,17 +24,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from otel_ml import semconv as sc
 from otel_ml.core.backend import Apply
 from otel_ml.core.counters import Counters
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.live import LiveModels, Ownership, exporting_partition
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.profile.model import ModelProfile
-from otel_ml.receiver.config import KafkaReceiverConfig
+from otel_ml.receiver.common import StorageUnavailable
+from otel_ml.receiver.config import RECORD_HEADER, KafkaReceiverConfig
 from otel_ml.receiver.kafka import KafkaTraceReceiver, PartitionCallbacks
 from otel_ml.state import partitions as records_of
 from otel_ml.state.changelog import KafkaChangelog
+from otel_ml.state.partitions import split_for_partitions
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +62,11 @@ class SharedState:
             "reference": "the pinned reference is in use; published again at the next evaluation"})
         self.source: KafkaTraceReceiver | None = None
         self.on_ownership: Callable[[], None] = lambda: None
+        self.state_dir = Path(state_dir)
+        self._published_files: dict[int, set[str]] = {}
+        """Per partition, the pending files its last publication named (later ones send only what is new)."""
+        self._producer = None
+        """Writes what the OTLP receivers take to the input topic (idempotent; started with the backend)."""
         self._last_publication = time.monotonic()
         self._changelog_ready = threading.Event()
         self.changelog = KafkaChangelog(config, f"otel-ml-{config.group}-{instance_id}", self._on_publication,
@@ -75,21 +91,57 @@ class SharedState:
         self.ownership.partitions = self.source.partition_count
         self.changelog.start(self.source.partition_count)
         self._changelog_ready.set()
+        from confluent_kafka import Producer
+
+        self._producer = Producer({"bootstrap.servers": self.config.brokers, "enable.idempotence": True,
+                                   "acks": "all", "linger.ms": 2, "message.max.bytes": self.config.max_message_bytes,
+                                   "logger": logging.getLogger("otel_ml.kafka.client"), **self.config.client_options})
 
     def shutdown(self) -> None:
         self.changelog.shutdown()
+        if self._producer is not None:
+            self._producer.flush(10)
 
     # --- the write path --------------------------------------------------------------------------------------
     def commit(self, result: DecodeResult, apply: Apply, record: bytes | None = None) -> None:
         """A message of the input topic, into its partition's window sets: made durable later, by a publication
-        (with the offset it reached)."""
+        (with the offset it reached). What an OTLP receiver took goes to the input topic first (``forward``)."""
         if not result.offsets:
-            raise ValueError("shared Kafka mode takes data from its input topic only")
+            self.forward(result)
+            return
         _topic, partition, offset = result.offsets[0]
         with self.live.lock:
             apply(result, partition)
             state = self.live.partition(partition)
             state.offset = max(state.offset, offset)
+
+    def forward(self, result: DecodeResult) -> None:
+        """Write a request an OTLP receiver took to the input topic, as decoded records: rows with prediction ids and
+        labels to the partition their ids hash to, the rest to any; returns once the brokers have them all (then
+        the sender is answered). Raises StorageUnavailable when they could not take it (the sender retries)."""
+        n = self.ownership.partitions
+        if self._producer is None or not n:
+            raise StorageUnavailable("otel-ml is not ready to take data yet (shared Kafka mode starting)", 1.0)
+        errors: list[str] = []
+
+        def delivered(err, _msg) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for partition, part in split_for_partitions(result, n).items():
+            while True:
+                try:
+                    self._producer.produce(self.config.topic, part.to_bytes(), partition=partition,
+                                           headers=[(RECORD_HEADER, b"1")], on_delivery=delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        left = self._producer.flush(30)
+        if left or errors:
+            self.health.failed("journal", RuntimeError(errors[0] if errors else f"{left} messages not delivered"))
+            raise StorageUnavailable(f"the Kafka brokers did not take the request ({errors[0] if errors else 'timeout'}"
+                                     "); retry later", 1.0)
+        self.health.succeeded("journal")
 
     def resume_offset(self, topic: str, partition: int) -> int | None:
         """The offset of the state held for a partition (-1: none), where reading it resumes."""
@@ -129,17 +181,32 @@ class SharedState:
         if behind:  # safe (the older state's offset is where consumption resumes), only slower
             log.warning("partitions %s: the changelog did not bring their committed state within 60 s; resuming "
                         "from the older state held", behind)
+        self._restore_labels([p for p in committed if p not in self._published_files])
         with self.live.lock:  # the seek points: the held states' offsets (a partition never written to: -1)
             offsets = {p: self.live.partition(p).offset for p in committed}
         log.info("partitions %s taken over at offsets %s (committed with their published state: %s)",
                  sorted(offsets), [offsets[p] for p in sorted(offsets)], [committed[p] for p in sorted(offsets)])
         self.on_ownership()
 
+    def _restore_labels(self, partitions: list[int]) -> None:
+        """The ground truth of partitions taken over: their pending files and state from the changelog."""
+        for p, records in self.changelog.read_partitions(partitions).items():
+            with self.live.lock:
+                losses = records_of.restore_labels(self.live.partition(p), records, self.state_dir)
+                state = self.live.partition(p)
+                self._published_files[p] = {name for key, _v in records if key[0] == "gs"
+                                            for name in [key[1]]} if state.labels is not None else set()
+            for loss in losses:
+                log.error("partition %d's ground truth restored without %s: %s", p, loss.file, loss.what)
+                self.counters.count(sc.METRIC_STATE_RECOVERED, 1, {sc.ATTR_KIND: loss.kind})
+
     def _revoked(self, partitions: list[int]) -> None:
         """Partitions leaving this replica: their state is published first, so the next owner resumes from it."""
         self.publish(partitions)
         with self.live.lock:
             self.owned.difference_update(partitions)
+            for p in partitions:
+                self._published_files.pop(p, None)
         self.on_ownership()
 
     def _polled(self, caught_up: dict[int, bool]) -> None:
@@ -161,12 +228,19 @@ class SharedState:
         topic = self.config.topic
         n = self.source.partition_count
         with self.live.lock:
-            taken = {}
+            taken, labels_taken, pending, routed = {}, {}, {}, []
             records: list[tuple[int, list, bytes | None]] = []
             for p in partitions:
                 state = self.live.partition(p)
                 part_records, taken[p] = records_of.take_records(state)
-                records += [(p, k, v) for k, v in part_records]
+                label_records, labels_taken[p], pending[p] = records_of.take_label_records(
+                    state, self._published_files.get(p, set()))
+                # the ground truth first: the closing ["p"] record of take_records ends the publication
+                records += [(p, k, v) for k, v in label_records + part_records]
+                routed += [(q, out.to_bytes()) for q, out in state.outbox.items()]
+            outboxes = {p: self.live.partition(p).outbox for p in partitions}
+            for p in partitions:
+                self.live.partition(p).outbox = {}
             references = sorted(self.ownership.pinned)  # pinned here by the merges since the last publication
             self.ownership.pinned.clear()
             for key in references:
@@ -179,12 +253,27 @@ class SharedState:
         if not records:
             return
         try:
-            self.changelog.publish(records, offsets, self.source.group_metadata())
+            self.changelog.publish(records, offsets, self.source.group_metadata(), routed)
         except Exception as e:  # nothing of it is visible: published again next time
             with self.live.lock:
                 for p, part in taken.items():
-                    records_of.give_back(self.live.partition(p), part)
+                    state = self.live.partition(p)
+                    records_of.give_back(state, part)
+                    records_of.give_back_labels(state, labels_taken[p])
+                    for q, out in outboxes[p].items():  # what came since goes after what was taken
+                        later = state.outbox.get(q)
+                        if later is not None:
+                            out.batches += later.batches
+                            out.labels += later.labels
+                        state.outbox[q] = out
                 self.ownership.pinned.update(references)
             self.health.failed("checkpoint", e)
             return
         self.health.succeeded("checkpoint")
+        with self.live.lock:
+            for p, state_pending in pending.items():
+                state = self.live.partition(p)
+                if state.labels is not None and state_pending:
+                    state.labels.pending.committed(state_pending)
+                    self._published_files[p] = {f"{s['name']}.seg" for s in state_pending["segments"]} | {
+                        s["flags"] for s in state_pending["segments"] if s["flags"]}

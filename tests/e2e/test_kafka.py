@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from bench.loadgen import make_request
-from otel_ml.instrument.labels import label_spans_request
 from tests.support import REPO, free_port, require, select, wait_for
 
 N_MESSAGES = 60
@@ -390,11 +389,6 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     time.sleep(3)
     assert counted() == expected  # nothing read twice shows up later
     assert any(restored_offsets(line) for line in b.log), "".join(b.log)  # b2's partitions from the changelog
-    # A label needs its prediction in the same processor: refused with a reason, not silently lost.
-    produce(kafka, topic, label_spans_request("kill-model-0", "", ["p-1"], [1], batch=1))
-    wait_for(lambda: sum(s.value for sp in (a, b) for s in select(sp.scrape(), "otel_ml_spans_rejected_total",
-                                                                  reason="ground_truth_unsupported")) >= 1,
-             timeout=30, what="the label refused as ground_truth_unsupported")
     # Every replica gone (SIGTERM: each publishes as it leaves); one new replica on a new disk: the whole state
     # comes from the changelog, and nothing is read twice.
     for sp in (a, b):
@@ -406,3 +400,101 @@ def test_replica_killed_under_traffic_resumes_from_the_changelog(kafka: str, ser
     assert counted() == expected
     assert any(restored_offsets(line) for line in c.log), "".join(c.log)
     assert len(select(c.scrape(), "ml_predictions_total")) == 4, "".join(c.log)
+
+
+def exported_labels(replicas: list) -> dict[str, float]:
+    """Per replica's scrape: the labelled model's predictions, labels joined and realized accuracy, from the one
+    replica exporting it; fails on two."""
+    out: dict[str, float] = {}
+    for sp in replicas:
+        try:
+            samples = sp.scrape()
+        except OSError:
+            continue
+        got = {name: select(samples, name, ml_model_name="labelled") for name in
+               ("ml_predictions_total", "ml_ground_truth_total")}
+        if not got["ml_predictions_total"]:
+            continue
+        assert not out, "the model is exported by two replicas"
+        out["predictions"] = got["ml_predictions_total"][0].value
+        out["joined"] = got["ml_ground_truth_total"][0].value if got["ml_ground_truth_total"] else 0.0
+        accuracy = select(samples, "ml_performance", ml_model_name="labelled", ml_performance_metric="accuracy")
+        out["accuracy"] = accuracy[0].value if accuracy else float("nan")
+        out["duplicates"] = sum(s.value for s in select(samples, "ml_ground_truth_unmatched_total",
+                                                        ml_model_name="labelled", reason="duplicate"))
+    return out
+
+
+def test_shared_replicas_join_every_label_once(kafka: str, serve_factory, tmp_path: Path) -> None:
+    """Issue 28: ground truth in shared mode. Predictions (SDK → Collector → Kafka, spread over 6 partitions at
+    random) meet their labels wherever they came in: labels as spans through the same Collector pipeline, and
+    labels sent as OTLP log records straight to one replica (which writes them to the topic). Three replicas, one
+    killed -9 under traffic and replaced (a rebalance each time): every label joined exactly once, and the realized
+    accuracy equals scikit-learn's on the same rows (a one-processor run's)."""
+    from sklearn import metrics as skm
+
+    from otel_ml.instrument import ModelMonitor
+    from tests.e2e.test_collector import _Target, labelled_rows
+    from tests.support import LOGS, export, labels_request, sdk_provider, start_collector
+
+    topic, group = "otel-ml-shared-labels", "shared-labels"
+    produce(kafka, topic, [])
+    config = tmp_path / "shared.yaml"
+    config.write_text(SHARED_CONFIG)
+    args = shared_args(kafka, topic, group, config)
+    replicas = [serve_factory(*args, state_dir=tmp_path / f"r{i}") for i in range(3)]
+    col_grpc = free_port()
+    collector, _ = start_collector(REPO / "collector-config" / "kafka.yaml", tmp_path, {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{col_grpc}", "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "KAFKA_BROKERS": kafka, "OTEL_ML_KAFKA_TOPIC": topic})
+    n = 1200
+    rows = labelled_rows(np.random.default_rng(3), n)
+    try:
+        provider = sdk_provider(_Target(col_grpc))
+        tracer = provider.get_tracer("serving")
+        monitor = ModelMonitor("labelled", tracer_provider=provider)
+        t0 = time.time_ns() - 600 * NS
+        for i, r in enumerate(rows.itertuples()):
+            if i and i % 100 == 0:
+                provider.force_flush()  # a Collector batch each: spread over the partitions at random
+                time.sleep(0.1)
+            t = t0 + i * 100_000_000
+            tracer.start_span("predict", start_time=t, attributes={
+                "ml.model.name": "labelled", "ml.prediction.id": f"lab-{i}", "ml.prediction": int(r.y_pred),
+                "ml.prediction.probability": float(r.p), "ml.feature.x": float(r.x)}).end(end_time=t + 1000)
+            if i == n // 2:  # under traffic: one replica killed, a new one (empty disk) joins
+                provider.force_flush()
+                replicas[1].proc.kill()
+                replicas[1].proc.wait()
+                replicas[1] = serve_factory(*args, state_dir=tmp_path / "r1-again")
+        provider.force_flush()
+        # Labels: two thirds as spans through the Collector (the consuming replica routes each to the partition
+        # its id hashes to), the rest as OTLP log records to one replica (it writes them to that partition).
+        spans_part = range(0, 2 * n // 3)
+        for lo in range(0, len(spans_part), 200):
+            ids = [f"lab-{i}" for i in spans_part[lo:lo + 200]]
+            monitor.record_ground_truth_batch(ids, [int(rows.y[i]) for i in spans_part[lo:lo + 200]])
+        provider.shutdown()
+        now = time.time_ns()
+        for lo in range(2 * n // 3, n, 100):
+            answer = export(replicas[0], LOGS, labels_request(
+                "labelled", [(f"lab-{i}", int(rows.y[i])) for i in range(lo, min(lo + 100, n))], now))
+            assert answer.partial_success.rejected_log_records == 0, answer.partial_success.error_message
+        expected = float(skm.accuracy_score(rows.y, rows.y_pred))
+
+        def complete() -> dict[str, float] | None:
+            got = exported_labels(replicas)
+            return got if got.get("joined") == n and got.get("predictions") == n and \
+                got.get("accuracy") == pytest.approx(expected, abs=1e-5) else None
+
+        try:
+            wait_for(complete, timeout=120, what=f"{n} predictions, {n} labels joined, accuracy {expected}")
+        except AssertionError as e:
+            logs = "".join(line for sp in replicas for line in sp.log[-20:])
+            raise AssertionError(f"{e}; exported: {exported_labels(replicas)}\n{logs}") from None
+        time.sleep(3)  # a label applied twice would show up here
+        got = exported_labels(replicas)
+        assert got["joined"] == n and got["duplicates"] == 0 and got["predictions"] == n, got
+        assert all("Traceback" not in "".join(sp.log) for sp in replicas)
+    finally:
+        collector.stop()
