@@ -116,7 +116,9 @@ class ProcessorService:
 
     @staticmethod
     def _archived(config: ServiceConfig) -> bool:
-        return config.state.durable and config.state.archive.enabled and not config.receiver.kafka.changelog_topic
+        """Windows leaving the horizon are archived: durable local state, or shared mode (every replica)."""
+        shared = config.receiver.kafka.enabled and bool(config.receiver.kafka.changelog_topic)
+        return config.state.archive.enabled and (config.state.durable or shared)
 
     def _state_backend(self, config: ServiceConfig) -> tuple[LiveModels, LocalState | SharedState]:
         """The one place the mode is decided: replicas sharing a Kafka topic (``receiver.kafka.changelog_topic``)
@@ -135,7 +137,8 @@ class ProcessorService:
         if shared:
             return live, SharedState(kafka, live, ownership, self.counters, self.instance_id,
                                      config.state.dir, min(config.evaluation.interval_seconds,
-                                                           config.state.checkpoint_interval_seconds))
+                                                           config.state.checkpoint_interval_seconds),
+                                     config.state.archive)
         return live, LocalState(config.state, live, self.counters, config.evaluation.interval_seconds,
                                 config.limits.retry_after_seconds)
 

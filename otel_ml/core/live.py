@@ -62,6 +62,10 @@ class PartitionState:
     models: dict[Key, WindowedProfile] = field(default_factory=dict)
     released: list[WindowChanges] = field(default_factory=list)
     """The last changes of window sets released since the state backend last wrote this partition."""
+    archived: list[list] = field(default_factory=list)
+    """Shared Kafka mode: the archive records of the last publication (tombstoned by the next one)."""
+    unarchived: list[tuple[list, bytes | None]] = field(default_factory=list)
+    """Shared Kafka mode: archived windows a failed publication held (sent with the next one)."""
     outbox: dict[int, DecodeResult] = field(default_factory=dict)
     """Shared Kafka mode: prediction rows and labels whose ids hash to another partition, per destination, to be
     sent there (with this partition's next publication: exactly once)."""
@@ -313,10 +317,19 @@ class LiveModels:
                 log.info("model %r version %r: pinned reference deleted (released longer than "
                          "models.pinned_reference_ttl_seconds)", *key)
 
-    def retire(self, model: str, version: str | None = None, drop_reference: bool = False) -> list[Key]:
-        """Release ``model`` (one version, or all) now, as ``otel-ml models retire`` asks; returns what was."""
+    def retire(self, model: str, version: str | None = None, drop_reference: bool = False,
+               before_ns: int | None = None) -> list[Key]:
+        """Release ``model`` (one version, or all) now, as ``otel-ml models retire`` asks; returns what was.
+        ``before_ns``: only window sets without data newer than this (shared mode applies a retire published
+        earlier: what came since is a return, and stays)."""
         keys = sorted(k for k in self.model_keys() if k[0] == model and (version is None or k[1] == version))
         for key in keys:
+            if before_ns is not None:
+                for p, state in self.parts.items():
+                    wp = state.models.get(key)
+                    if wp is not None and (wp.newest_event_ns or 0) <= before_ns:
+                        self.release(key, "retired", p)
+                continue
             self.release(key, "retired")
         if drop_reference:
             for state in self.parts.values():
@@ -351,6 +364,7 @@ class LiveModels:
             wp = state.models.get(key)
             if wp is not None and wp.reference_source != "baseline":
                 self.attach_reference(wp)
+                wp.evict()  # the reference's horizon leaves the partition's windows (for the archive) now
 
     def positive_class(self, model: str, version: str) -> str | None:
         """The positive class the model's labelled baseline names, if it has one."""

@@ -160,10 +160,16 @@ class ReferenceStore:
         return losses
 
     def adopt(self, profile: ModelProfile, current_start_ns: int | None) -> None:
-        """A reference pinned elsewhere (shared mode: the replica exporting the model), as the changelog brings it."""
+        """A reference pinned elsewhere (shared mode: the replica exporting the model), as the changelog brings it;
+        written to ``pinned/`` too, for the offline commands (``otel-ml report``), not read back from there."""
         key = (profile.model, profile.version)
         self.pinned[key] = profile
         self.current_start[key] = current_start_ns
+        try:
+            write_sealed(self._pinned_path(key), profile.to_json().encode())
+        except OSError as e:
+            log.warning("could not write the pinned reference of model %r version %r for the offline commands: %s",
+                        *key, e)
 
     def save_pinned(self, profile: ModelProfile) -> Path:
         key = (profile.model, profile.version)

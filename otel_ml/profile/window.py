@@ -266,6 +266,10 @@ class WindowedProfile:
         log.info("model %r version %r: no baseline given, pinned the first horizon (%d rows) as reference",
                  self.model, self.version, ref.rows)
 
+    def evict(self) -> None:
+        """Let windows out that can no longer matter (before the horizon, or inside a pinned reference's)."""
+        self._evict()
+
     def _evict(self) -> None:
         newest = self._newest_window_ns()
         if newest is None:

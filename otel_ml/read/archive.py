@@ -11,7 +11,7 @@ from pathlib import Path
 from otel_ml.profile.model import ModelProfile
 from otel_ml.sealed import opened
 from otel_ml.state.archive import DAY_NS, HOUR_NS, NS
-from otel_ml.state.journal import DB_FILE
+from otel_ml.state.database import DB_FILE
 
 __all__ = ["DAY_NS", "HOUR_NS", "NS", "export_range", "live_window_ns", "models_in_checkpoint", "open_read_only",
            "parse_time_ns", "rows_in_range", "summary"]

@@ -17,10 +17,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 from otel_ml.profile.model import ModelProfile
 from otel_ml.sealed import seal
+from otel_ml.state.database import DB_FILE
+from otel_ml.state.database import SCHEMA as STATE_SCHEMA
 
 NS = 1_000_000_000
 HOUR_NS = 3600 * NS
@@ -100,3 +103,50 @@ def compact(conn: sqlite3.Connection, now_ns: int, cfg: ArchiveConfig) -> int:
     return changed + gone.rowcount
 
 
+class ArchiveWriter:
+    """A replica's own archive in shared Kafka mode (``<state dir>/otel-ml.db``, the tables the read side reads):
+    each partition's owner publishes the windows that left its horizon, and every replica merges them in here,
+    compacting as a single processor does. A publication is applied once: the offset that closed it is kept per
+    changelog partition in the same transaction, so reading the changelog again from its start adds nothing twice.
+
+    >>> import tempfile
+    >>> w = ArchiveWriter(tempfile.mkdtemp())
+    >>> w.insert_published(0, 7, [])
+    True
+    >>> w.insert_published(0, 7, [])  # the same publication again
+    False
+    """
+
+    def __init__(self, state_dir: str, config: ArchiveConfig | None = None) -> None:
+        self.config = config or ArchiveConfig()
+        self._conn = sqlite3.connect(Path(state_dir) / DB_FILE, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(STATE_SCHEMA + SCHEMA + POSITIONS)
+
+    def insert_published(self, partition: int, offset: int, rows: list[ArchiveRow]) -> bool:
+        """Merge a publication's archived windows in, once; False when that publication was applied already."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute("SELECT applied FROM changelog_position WHERE partition=?", (partition,)).fetchone()
+            if done is not None and done[0] >= offset:
+                conn.execute("ROLLBACK")
+                return False
+            insert(conn, rows)
+            conn.execute("INSERT OR REPLACE INTO changelog_position VALUES (?, ?)", (partition, offset))
+            newest = max((r.end_ns for r in rows), default=None)
+            if newest is not None and self.config.enabled:
+                compact(conn, newest, self.config)
+            conn.execute("COMMIT")
+            return True
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+POSITIONS = """
+CREATE TABLE IF NOT EXISTS changelog_position (partition INTEGER PRIMARY KEY, applied INTEGER NOT NULL);
+"""

@@ -33,13 +33,16 @@ class KafkaChangelog:
     follows it. ``publish`` writes records in one transaction."""
 
     def __init__(self, config: KafkaReceiverConfig, transactional_id: str,
-                 on_publication: Callable[[int, list[tuple[list, bytes | None]]], None],
-                 on_reference: Callable[[list, bytes | None], None]) -> None:
+                 on_publication: Callable[[int, list[Record]], None],
+                 on_reference: Callable[[list, bytes | None], None],
+                 on_archive: Callable[[int, int, list[Record]], None] = lambda p, o, r: None) -> None:
         self.config = config
         self.topic = config.changelog_topic
         self.transactional_id = transactional_id
         self._on_publication = on_publication
         self._on_reference = on_reference
+        self._on_archive = on_archive
+        """Windows a publication archived, with the offset that closed it (every replica keeps an archive)."""
         self._producer = None
         self._tail = None
         self._admin = None
@@ -128,23 +131,26 @@ class KafkaChangelog:
                     log.warning("changelog: %s", m.error())
                     continue
                 try:
-                    self._handle(m.partition(), json.loads(m.key()), m.value())
+                    self._handle(m.partition(), m.offset(), json.loads(m.key()), m.value())
                 except Exception:  # one bad record must not stop the replica from following the others
                     log.exception("changelog record %s[%d]@%d not applied", self.topic, m.partition(), m.offset())
             # past transaction markers too, which are offsets without a message; read here, in the consuming thread
             self._positions = {tp.partition: tp.offset for tp in
                                tail.position([TopicPartition(self.topic, p) for p in range(self._partitions)])}
 
-    def _handle(self, partition: int, key: list, value: bytes | None) -> None:
-        if key[0] == "r":
+    def _handle(self, partition: int, offset: int, key: list, value: bytes | None) -> None:
+        if key[0] in ("r", "x"):  # a pinned reference; a retire request (otel-ml models retire)
             self._on_reference(key, value)
             return
-        if key[0] in LABEL_FILES:  # only a takeover reads them (read_partition)
+        if key[0] in LABEL_FILES:  # only a takeover reads them (read_partitions)
             return
         staged = self._staged.setdefault(partition, [])
         staged.append((key, value))
         if key[0] == "p":  # a publication is complete
             self._on_publication(partition, staged)
+            archived = [(k, v) for k, v in staged if k[0] == "a" and v is not None]
+            if archived:
+                self._on_archive(partition, offset, archived)
             self._staged[partition] = []
 
     def wait_caught_up(self, partitions, timeout: float = 60.0) -> bool:

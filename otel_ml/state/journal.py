@@ -37,18 +37,10 @@ from pathlib import Path
 from otel_ml.sealed import Loss, quarantine
 from otel_ml.state import archive
 from otel_ml.state.archive import ArchiveConfig, ArchiveRow
+from otel_ml.state.database import DB_FILE, SCHEMA
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
-                                       created REAL NOT NULL, state BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS window_state (model TEXT NOT NULL, version TEXT NOT NULL, start_ns INTEGER NOT NULL,
-                                         profile BLOB NOT NULL, PRIMARY KEY (model, version, start_ns));
-CREATE TABLE IF NOT EXISTS performance_window (model TEXT NOT NULL, version TEXT NOT NULL, start_ns INTEGER NOT NULL,
-                                               profile BLOB NOT NULL, PRIMARY KEY (model, version, start_ns));
-"""
 
 
 class StateCorrupted(RuntimeError):
@@ -73,8 +65,6 @@ class _Write:
     error: BaseException | None = None
 
 
-DB_FILE = "otel-ml.db"
-"""The state database's name in the state directory (``otel-ml archive export`` reads it too)."""
 
 
 @dataclass

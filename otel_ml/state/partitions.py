@@ -27,13 +27,14 @@ from otel_ml.decode.batch import DecodeResult, LabelBatch
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import PerformanceProfile
 from otel_ml.profile.window import WindowChanges, WindowedProfile
-from otel_ml.sealed import opened
+from otel_ml.sealed import opened, seal
 
 Record = tuple[list, bytes | None]
 LABEL_FILES = ("gs", "gm")
 """Records only a takeover reads (the pending store's files and state): the changelog's reader skips them."""
-Taken = tuple[list[tuple[WindowedProfile, WindowChanges]], list[WindowChanges]]
-"""What a publication took from a partition: (window sets with their changes, released sets' last changes)."""
+Taken = tuple[list[tuple[WindowedProfile, WindowChanges]], list[WindowChanges], list[list], list[Record]]
+"""What a publication took from a partition: (window sets with their changes, released sets' last changes, the
+archive keys of the publication before, the archived windows)."""
 
 
 def encode_key(key: list) -> bytes:
@@ -43,14 +44,19 @@ def encode_key(key: list) -> bytes:
 def take_records(state: PartitionState) -> tuple[list[Record], Taken]:
     """What changed in the partition since its last publication, as records closed by its offset record; and
     what was taken, to ``give_back`` if they could not be published."""
-    records: list[Record] = []
+    # The windows archived at the last publication were read by every replica then: compacted away now.
+    records: list[Record] = [(key, None) for key in state.archived]
+    records += state.unarchived  # windows a failed publication held
+    state.unarchived = []
     released, state.released = state.released, []
     for changes in released:
         records += [(["w", changes.model, changes.version, s], None) for s in sorted(changes.removed)]
         records.append((["m", changes.model, changes.version], None))
+        records += _archived(changes)
     taken = []
     for (model, version), wp in state.models.items():
         changes = wp.take_changes()
+        records += _archived(changes)
         if not (changes.changed or changes.removed):
             continue
         taken.append((wp, changes))
@@ -61,15 +67,25 @@ def take_records(state: PartitionState) -> tuple[list[Record], Taken]:
         records += [(["w", model, version, s], None) for s in changes.removed]
     records.append((["p"], json.dumps({"offset": state.offset, "caught_up": state.caught_up,
                                        "lifecycle": state.lifecycle.to_state()}).encode()))
-    return records, (taken, released)
+    archived = [(k, v) for k, v in records if k[0] == "a" and v is not None]
+    before, state.archived = state.archived, [k for k, _ in archived]
+    return records, (taken, released, before, archived)
+
+
+def _archived(changes: WindowChanges) -> list[Record]:
+    """The windows that left a window set's memory, for every replica's archive."""
+    return [(["a", changes.model, changes.version, start], seal(window.to_json().encode()))
+            for start, window in changes.evicted]
 
 
 def give_back(state: PartitionState, taken: Taken) -> None:
     """A publication failed: what it held is published next time."""
-    sets, released = taken
+    sets, released, before, archived = taken
     for wp, changes in sets:
         wp.restore_changes(changes)
     state.released[:0] = released
+    state.archived = before
+    state.unarchived[:0] = archived
 
 
 def take_label_records(state: PartitionState, published: set[str]) -> tuple[list[Record], tuple, dict]:
@@ -147,6 +163,7 @@ def apply_records(live: LiveModels, partition: int, records: list[Record]) -> No
         wp = state.models.get(mv)
         if wp is None:
             wp = state.models[mv] = live.new_window_set(key[1], key[2])
+            wp.keep_evicted = False  # a copy: its owner archives what leaves it
         wp.kinds.update(meta["kinds"])
         wp.first_window_ns, wp.newest_event_ns = meta["first_window_ns"], meta["newest_event_ns"]
         wp.current_start_ns = meta["current_start_ns"] if wp.current_start_ns is None else max(

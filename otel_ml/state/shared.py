@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,9 @@ from otel_ml.receiver.common import StorageUnavailable
 from otel_ml.receiver.config import RECORD_HEADER, KafkaReceiverConfig
 from otel_ml.receiver.kafka import KafkaTraceReceiver, PartitionCallbacks
 from otel_ml.state import partitions as records_of
+from otel_ml.state.archive import ArchiveConfig, ArchiveRow, ArchiveWriter
 from otel_ml.state.changelog import KafkaChangelog
+from otel_ml.state.control import read_control_requests
 from otel_ml.state.partitions import split_for_partitions
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,8 @@ class SharedState:
     runs after partitions came or went (the evaluator evaluates at once, so series move with their partition)."""
 
     def __init__(self, config: KafkaReceiverConfig, live: LiveModels, ownership: Ownership, counters: Counters,
-                 instance_id: str, state_dir: str, publish_interval: float = 10.0) -> None:
+                 instance_id: str, state_dir: str, publish_interval: float = 10.0,
+                 archive: ArchiveConfig | None = None) -> None:
         self.config = config
         self.live = live
         self.ownership = ownership
@@ -69,8 +73,11 @@ class SharedState:
         """Writes what the OTLP receivers take to the input topic (idempotent; started with the backend)."""
         self._last_publication = time.monotonic()
         self._changelog_ready = threading.Event()
+        self._archive_config = archive
+        self.archive: ArchiveWriter | None = None
+        """Every replica's own archive of every model: what the history pages and ``otel-ml report`` read."""
         self.changelog = KafkaChangelog(config, f"otel-ml-{config.group}-{instance_id}", self._on_publication,
-                                        self._on_reference)
+                                        self._on_reference, self._on_archive)
 
     @property
     def owned(self) -> set[int]:
@@ -82,7 +89,10 @@ class SharedState:
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def open(self) -> None:
-        """Nothing local to recover: the changelog is the state (read once the source knows the partitions)."""
+        """Nothing local to recover: the changelog is the state (read once the source knows the partitions); the
+        archive of this replica is opened."""
+        if self._archive_config is not None and self._archive_config.enabled:
+            self.archive = ArchiveWriter(str(self.state_dir), self._archive_config)
 
     def start(self) -> None:
         assert self.source is not None
@@ -99,6 +109,8 @@ class SharedState:
 
     def shutdown(self) -> None:
         self.changelog.shutdown()
+        if self.archive is not None:
+            self.archive.close()
         if self._producer is not None:
             self._producer.flush(10)
 
@@ -156,10 +168,29 @@ class SharedState:
                 return
             records_of.apply_records(self.live, partition, records)
 
+    def _on_archive(self, partition: int, offset: int, records: list) -> None:
+        """Windows a partition's publication archived: into this replica's archive, once per publication."""
+        if self.archive is None:
+            return
+        window_ns = self.live.config.windows.window_ns
+        rows = [ArchiveRow(k[1], k[2], int(k[3]), int(k[3]) + window_ns, "window", v) for k, v in records]
+        try:
+            self.archive.insert_published(partition, offset, rows)
+            self.health.succeeded("checkpoint")
+        except sqlite3.Error as e:  # a full disk: the pages lack these windows, the rest goes on
+            self.health.failed("checkpoint", e)
+
     def _on_reference(self, key: list, value: bytes | None) -> None:
         if value is None:
             return
         data = json.loads(value)
+        if key[0] == "x":  # retire: every replica releases the model's sets of its partitions, older than asked
+            with self.live.lock:
+                released = self.live.retire(key[1], key[2], data["drop_reference"], before_ns=data["before_ns"])
+            if released:
+                log.info("retire request for model %r%s: released %s", key[1],
+                         f" version {key[2]!r}" if key[2] is not None else "", released)
+            return
         with self.live.lock:
             if (key[1], key[2]) not in self.live.references.pinned:
                 self.live.adopt_reference(ModelProfile.from_dict(data["reference"]), data["current_start_ns"])
@@ -184,6 +215,9 @@ class SharedState:
         self._restore_labels([p for p in committed if p not in self._published_files])
         with self.live.lock:  # the seek points: the held states' offsets (a partition never written to: -1)
             offsets = {p: self.live.partition(p).offset for p in committed}
+            for p in committed:  # owned now: what leaves their windows is archived by this replica
+                for wp in self.live.partition(p).models.values():
+                    wp.keep_evicted = self.archive is not None
         log.info("partitions %s taken over at offsets %s (committed with their published state: %s)",
                  sorted(offsets), [offsets[p] for p in sorted(offsets)], [committed[p] for p in sorted(offsets)])
         self.on_ownership()
@@ -207,7 +241,29 @@ class SharedState:
             self.owned.difference_update(partitions)
             for p in partitions:
                 self._published_files.pop(p, None)
+                for wp in self.live.partition(p).models.values():  # copies from now on: the next owner archives
+                    wp.keep_evicted = False
+                    wp.take_changes()
         self.on_ownership()
+
+    def run_control_requests(self) -> None:
+        """``otel-ml models retire`` requests left in this replica's state directory: published on the changelog,
+        so that every replica releases the model from the partitions it holds (windows that data newer than the
+        request brings again stay)."""
+        assert self.source is not None
+        for path, request in read_control_requests(str(self.state_dir)):
+            n = self.source.partition_count
+            value = json.dumps({"drop_reference": bool(request.get("drop_reference", False)),
+                                "before_ns": max((st.lifecycle.clock_ns for st in self.live.parts.values()),
+                                                 default=0) or time.time_ns()}).encode()
+            try:
+                self.changelog.publish([(exporting_partition(request["model"], n),
+                                         ["x", request["model"], request.get("version")], value)], [],
+                                       self.source.group_metadata())
+            except Exception as e:
+                log.error("retire request %s not published yet (%s); kept for a retry", path.name, e)
+                continue
+            path.unlink(missing_ok=True)
 
     def _polled(self, caught_up: dict[int, bool]) -> None:
         """After each poll: note which partitions are read to their end (the topic's watermark needs it), and
@@ -216,6 +272,7 @@ class SharedState:
             for p, done in caught_up.items():
                 self.live.partition(p).caught_up = done
         if time.monotonic() - self._last_publication >= self.publish_interval:
+            self.run_control_requests()
             self.publish(sorted(self.owned))
 
     # --- publications ----------------------------------------------------------------------------------------

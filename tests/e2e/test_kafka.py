@@ -270,6 +270,36 @@ class ExportSampler(threading.Thread):
         self.join(10)
 
 
+def archive_everywhere(replicas: list, tmp_path: Path) -> None:
+    """Every replica's archive holds every partition's windows that left the horizon, the same rows in each; the
+    exporting replica's feature page draws their history; `otel-ml report` works on any replica's directory."""
+    import json
+    import sys
+    import urllib.request
+
+    rows = []
+    for i, sp in enumerate(replicas):
+        out = tmp_path / f"hot-{i}.json"
+
+        def exported(sp=sp, out=out) -> bool:
+            done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "archive", "export", "--state-dir",
+                                   str(sp.state_dir), "--model", "hot", "--from", "0", "--to", str(time.time() + 60),
+                                   "--output", str(out)], capture_output=True, text=True)
+            return done.returncode == 0
+
+        wait_for(exported, timeout=60, what=f"replica {i}'s archive of the hot model")
+        rows.append(json.loads(out.read_text())["rows"])
+    assert rows[0] > 0 and len(set(rows)) == 1, rows
+    exporter = next(sp for sp in replicas if select(sp.scrape(), "ml_predictions_total", ml_model_name="hot"))
+    doc = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{exporter.ui_port}/api/v1/models/hot/versions/_"
+                                            "/features/x?from=0", timeout=30).read())
+    assert doc["archive_history"] and any(p is not None for p in doc["archive_history"]["p_value"]), doc
+    report = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "report", "--state-dir", str(replicas[0].state_dir),
+                           "--model", "hot", "--output", str(report)], capture_output=True, text=True)
+    assert done.returncode == 0 and report.stat().st_size > 0, done.stderr
+
+
 def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, tmp_path: Path) -> None:
     """SDK → Collector (kafka exporter) → 6 partitions → 1, 2 and 3 replicas in one group each: every model
     exported by exactly one replica, counts equal what was sent, decisions equal the one-replica run's; and a group
@@ -317,6 +347,8 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
             owners = [len(select(sp.scrape(), "ml_predictions_total")) for sp in replicas]
             # the models' exporting partitions (0, 2, 3) are spread over more than one replica
             assert sum(1 for k in owners if k) > 1, owners
+            if n == 3:
+                archive_everywhere(replicas, tmp_path)
             for sp in replicas:
                 sp.stop()
         # One group growing from 1 to 3 replicas: partitions handed over with their windows, each model's series
