@@ -18,6 +18,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
+from otel_ml.read.names import name_segment
+
 
 def _table(rows: list[dict[str, Any]], flatten: str | None = None) -> Any:
     """A DataFrame when pandas is there (``flatten``: a dict column spread into ``<name>.<key>`` columns)."""
@@ -48,7 +50,8 @@ class Client:
 
     @staticmethod
     def _path(model: str, version: str) -> str:
-        return f"/api/v1/models/{quote(model, safe='')}/versions/{quote(version or '_', safe='')}"
+        return (f"/api/v1/models/{quote(name_segment(model), safe='')}/versions/"
+                f"{quote(name_segment(version), safe='')}")
 
     def models(self) -> Any:
         """One row per live model version: status, rows, features drifting."""
@@ -61,7 +64,8 @@ class Client:
 
     def feature(self, model: str, version: str, feature: str) -> dict[str, Any]:
         """One feature: reference and current summaries, distributions, the last evaluations."""
-        doc: dict[str, Any] = self._get(self._path(model, version) + f"/features/{quote(feature, safe='')}")
+        path = self._path(model, version) + f"/features/{quote(name_segment(feature), safe='')}"
+        doc: dict[str, Any] = self._get(path)
         return doc
 
 

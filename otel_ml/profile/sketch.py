@@ -60,10 +60,10 @@ def choose_grid(values: np.ndarray) -> Grid:
 
 def grid_from_quantiles(q25: float, median: float, q75: float, std: float) -> Grid:
     """``choose_grid`` from a summary (a sketch's quartiles and the exact standard deviation)."""
-    scale = (q75 - q25) / 1.349
-    if not scale > 0:
+    scale = q75 / 1.349 - q25 / 1.349  # not (q75 - q25) / 1.349: that overflows for quartiles near ±1.7e308
+    if not 0 < scale < math.inf:
         scale = std
-    if not scale > 0:  # one value so far: bins log-spaced around it (consecutive integers apart up to ~15)
+    if not 0 < scale < math.inf:  # one value so far: bins log-spaced around it (consecutive integers up to ~15)
         scale = max(abs(median) * 0.01, 1e-3)
     return median, scale
 
@@ -77,8 +77,13 @@ def grid_bins(values: np.ndarray, grid: Grid) -> np.ndarray:
     [0, 256, 256, 270, 511]
     """
     center, scale = grid
-    at = (np.arcsinh((values - center) / scale) + _ASINH_SPAN) * (NUMERIC_GRID_BINS / (2 * _ASINH_SPAN))
-    return np.clip(np.floor(at), 0, NUMERIC_GRID_BINS - 1).astype(np.int32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = (values - center) / scale
+        far = ~np.isfinite(z)
+        if far.any():  # values - center overflowed (both near ±1.7e308 and of opposite signs)
+            z[far] = values[far] / scale - center / scale
+    at = (np.arcsinh(z) + _ASINH_SPAN) * (NUMERIC_GRID_BINS / (2 * _ASINH_SPAN))
+    return np.clip(np.floor(np.nan_to_num(at)), 0, NUMERIC_GRID_BINS - 1).astype(np.int32)
 
 
 def category_bucket(category: str, buckets: int) -> int:

@@ -17,23 +17,36 @@ __all__ = ["DAY_NS", "HOUR_NS", "NS", "export_range", "live_window_ns", "models_
            "parse_time_ns", "rows_in_range", "summary"]
 
 
-def parse_time_ns(text: str) -> int:
-    """A moment given as Unix seconds or ISO 8601 (UTC unless it says otherwise), in ns.
+def parse_time_ns(text: str, name: str = "time") -> int:
+    """A moment given as Unix seconds or ISO 8601 (UTC unless it says otherwise), in ns; between 1970 and 2262
+    (what a signed 64-bit count of ns holds). ``name`` is what the error calls it (a query parameter).
 
     >>> parse_time_ns("1.5"), parse_time_ns("1970-01-01T00:00:02Z")
     (1500000000, 2000000000)
+    >>> parse_time_ns("inf", "from")
+    Traceback (most recent call last):
+    ...
+    ValueError: from: 'inf' is not a time between 1970 and 2262 (ISO 8601 like 2026-11-20T00:00:00Z, or Unix seconds)
     """
+    problem = ValueError(f"{name}: {text[:64]!r} is not a time between 1970 and 2262 (ISO 8601 like "
+                         "2026-11-20T00:00:00Z, or Unix seconds)")
     try:
-        return int(float(text) * 1e9)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ValueError(f"not a time: {text!r} (ISO 8601 like 2026-11-20T00:00:00Z, or Unix seconds)") from e
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1e9)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as e:
+            raise problem from e
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = moment.timestamp()
+    if not 0 <= seconds < MAX_TIME_S:  # NaN and ±inf fail too
+        raise problem
+    return int(seconds * 1e9)
+
+
+MAX_TIME_S = (2**63 - 1) / 1e9
+"""2262-04-11: beyond it a time in ns does not fit the int64 columns (SQLite, numpy)."""
 
 
 def live_window_ns(conn: sqlite3.Connection) -> int | None:

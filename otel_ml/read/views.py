@@ -16,6 +16,7 @@ from otel_ml.analyze.drift import DEFAULT_EFFECT_SIZE, FeatureReport, ModelRepor
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
+from otel_ml.read.names import name_from_segment, name_segment
 
 QUALITY_LIMITS = {"missing_ratio": 0.1, "type_mismatch_ratio": 0.01, "unseen_ratio": 0.05,
                   "out_of_range_ratio": 0.05}
@@ -24,8 +25,6 @@ QUALITY_LIMITS = {"missing_ratio": 0.1, "type_mismatch_ratio": 0.01, "unseen_rat
 EFFECT = DEFAULT_EFFECT_SIZE
 """The effect size shown per feature kind when none is given: ``export.effect_size``'s default (the service passes
 its configured one, so a page shows the effect its metrics export)."""
-EMPTY_VERSION = "_"
-"""How the empty model version is written in a URL path (``/models/m/versions/_``)."""
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_CATEGORIES = 20
 HISTOGRAM_BINS = 30
@@ -48,11 +47,11 @@ def number(x: Any) -> float | int | None:
 
 
 def version_segment(version: str) -> str:
-    return version if version else EMPTY_VERSION
+    return name_segment(version)
 
 
 def version_from_segment(segment: str) -> str:
-    return "" if segment == EMPTY_VERSION else segment
+    return name_from_segment(segment)
 
 
 def quality_problems(f: FeatureReport) -> list[str]:
@@ -199,9 +198,14 @@ def numeric_distribution(ref: NumericProfile | None, cur: NumericProfile | None)
         return {"kind": "numeric", "edges": [], "reference": [], "current": [], "cdf": None}
     lo = min(float(p.quantile(0.005)) for p in sides)
     hi = max(float(p.quantile(0.995)) for p in sides)
-    if not hi > lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+    if not hi > lo:  # one value: bins around it, wide enough to be distinct at its magnitude
+        pad = max(0.5, abs(lo) * 1e-6)
+        big = float(np.finfo(np.float64).max)
+        lo, hi = max(lo - pad, -big), min(hi + pad, big)
+    # lo(1 - t) + hi t, not linspace: hi - lo overflows for values near ±1.7e308; unique: a range narrower than
+    # the values' spacing (constants at 1e15) gives equal edges, which a CDF query refuses
+    t = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    edges = np.unique(lo * (1 - t) + hi * t)
 
     def shares(p: NumericProfile | None) -> dict[str, Any] | None:
         if p is None or not p.count:

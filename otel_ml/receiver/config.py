@@ -16,6 +16,14 @@ class OtlpGrpcReceiverConfig:
     """Requests over this size are refused with RESOURCE_EXHAUSTED (the OTLP answer for too large)."""
     max_workers: int = 16
     """Threads taking requests; admission beyond ``limits.max_inflight_*`` is refused, not queued."""
+    max_connection_idle_seconds: float = 60.0
+    """A connection with no RPC in progress for this long is closed (GOAWAY): idle clients hold no slot."""
+    max_connection_age_seconds: float = 30.0
+    """Every connection is asked to go away (GOAWAY) after this long, and closed ``max_connection_age_grace``
+    later: a stream that never finishes its message cannot hold a connection open (gRPC clients reconnect at once;
+    like the Collector's ``keepalive.server_parameters``, which load balancers rely on too)."""
+    max_connection_age_grace_seconds: float = 15.0
+    """How long RPCs in progress at ``max_connection_age`` have to finish."""
     worker_processes: int = -1
     """Processes that receive and decode OTLP/gRPC requests beside the main process, which applies them (see
     receiver/workers.py): ingest then uses more than one core. -1: one per CPU beyond the first, at most 4

@@ -48,6 +48,9 @@ class OtlpTraceReceiver:
         options = [
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.so_reuseport", int(self.reuse_port)),
+            ("grpc.max_connection_idle_ms", int(self.config.max_connection_idle_seconds * 1000)),
+            ("grpc.max_connection_age_ms", int(self.config.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(self.config.max_connection_age_grace_seconds * 1000)),
         ]
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="otlp-grpc"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -45,11 +46,50 @@ def _data_uri(fig: Any) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _value_axis(values: Sequence[float]) -> tuple[list[float], str | None]:
+    """Values as the x axis can take them: matplotlib's tick locator fails on ranges whose width overflows
+    (values near ±1.7e308), so such values are drawn divided by a power of ten, which the axis label gives.
+
+    >>> _value_axis([-1.7e308, 1.7e308])
+    ([-1.7, 1.7], '× 1e308')
+    >>> _value_axis([1.0, 2.0])
+    ([1.0, 2.0], None)
+    """
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    big = max(finite, default=0.0)
+    if big < 1e150:
+        return list(values), None
+    exp = math.floor(math.log10(big))
+    return [v / 10.0**exp if v is not None else v for v in values], f"× 1e{exp}"
+
+
+def _log_ticks(axis: Any) -> None:
+    """Plain tick labels at the powers of ten of a log axis ("1e-59"): with math text off, matplotlib's own
+    would print ``$\\mathdefault{10^{-59}}$`` literally.
+
+    >>> _power_label(1e-59), _power_label(1.0), _power_label(0.01)
+    ('1e-59', '1', '0.01')
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, numticks=6))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _power_label(v)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _power_label(v: float) -> str:
+    exp = round(math.log10(v)) if v > 0 else 0
+    return f"{10.0**exp:g}" if -3 <= exp <= 3 else f"1e{exp}"
+
+
 def histogram(edges: Sequence[float], reference: Sequence[float] | None, current: Sequence[float] | None) -> str:
     """Reference and current shares per bin, as steps."""
     plt = _pyplot()
+    edges, unit = _value_axis(edges)
     with _lock:
         fig, ax = plt.subplots(figsize=(6.4, 2.6))
+        if unit:
+            ax.set_xlabel(unit)
         for label, shares, color in (("reference", reference, REFERENCE_COLOR), ("current", current, CURRENT_COLOR)):
             if shares:
                 ax.stairs([s or 0.0 for s in shares], edges, label=label, color=color, linewidth=1.6,
@@ -62,8 +102,12 @@ def histogram(edges: Sequence[float], reference: Sequence[float] | None, current
 def cdf(quantiles: Sequence[float], reference: Sequence[float] | None, current: Sequence[float] | None) -> str:
     """Both empirical CDFs (value at each quantile)."""
     plt = _pyplot()
+    both, unit = _value_axis([*(reference or []), *(current or [])])
+    reference, current = (both[:len(reference)] if reference else None), (both[len(reference or []):] or None)
     with _lock:
         fig, ax = plt.subplots(figsize=(6.4, 2.6))
+        if unit:
+            ax.set_xlabel(unit)
         for label, values, color in (("reference", reference, REFERENCE_COLOR), ("current", current, CURRENT_COLOR)):
             if values:
                 ax.step(values, quantiles, where="post", label=label, color=color, linewidth=1.6)
@@ -104,12 +148,14 @@ def score_history(times: Sequence[float], p_values: Sequence[float | None], thre
     with _lock:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 3.6), sharex=True)
         when = [dt.datetime.fromtimestamp(t, dt.timezone.utc) for t in times]
-        p = [max(x, 1e-300) if x is not None else float("nan") for x in p_values]
+        p = [min(max(x, 1e-300), 1.0) if x is not None else float("nan") for x in p_values]
         top.plot(when, p, color=CURRENT_COLOR, linewidth=1.4, label="p-value")
         if threshold:
             top.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1, label="threshold")
         if any(x == x for x in p):
             top.set_yscale("log")
+            top.set_ylim(top=1.5)  # a p-value is at most 1: the axis never runs past it
+            _log_ticks(top.yaxis)
         top.set_ylabel("p-value")
         top.legend(frameon=False, loc="lower left")
         bottom.plot(when, [float("nan") if x is None else x for x in effects], color=REFERENCE_COLOR,

@@ -36,6 +36,7 @@ from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
 from otel_ml.read.archive import DAY_NS, live_window_ns, open_read_only, parse_time_ns
 from otel_ml.read.compare import feature_history
+from otel_ml.read.names import name_from_segment, name_segment
 from otel_ml.ui import pages
 from otel_ml.ui.config import UiConfig
 from otel_ml.ui.history import ScoreHistory
@@ -149,7 +150,7 @@ class UiServer:
         raise _NotFound(f"nothing at {request.path}; models are listed at / and /api/v1/models")
 
     def _report(self, request: web.Request) -> ModelReport:
-        model = request.match_info["model"]
+        model = name_from_segment(request.match_info["model"])
         version = views.version_from_segment(request.match_info["version"])
         report = self.snapshot.report(model, version)
         if report is not None:
@@ -160,7 +161,7 @@ class UiServer:
     def _feature(self, request: web.Request) -> tuple[ModelReport, dict[str, Any], dict[str, Any]]:
         """(model report, feature row, feature document: distributions, summaries, history)."""
         report = self._report(request)
-        name = request.match_info["feature"]
+        name = name_from_segment(request.match_info["feature"])
         f = next((f for f in report.features if f.feature == name), None)
         if f is None:
             raise _NotFound(f"model {report.model!r} has no feature {name!r}")
@@ -185,8 +186,8 @@ class UiServer:
         if self.source.state_dir is None or reference is None:
             return None
         try:
-            end = parse_time_ns(request.query["to"]) if "to" in request.query else time.time_ns()
-            start = parse_time_ns(request.query["from"]) if "from" in request.query else end - DAY_NS
+            end = parse_time_ns(request.query["to"], "to") if "to" in request.query else time.time_ns()
+            start = parse_time_ns(request.query["from"], "from") if "from" in request.query else end - DAY_NS
             conn = open_read_only(self.source.state_dir)
         except ValueError as e:
             raise _BadRequest(str(e)) from e
@@ -203,7 +204,7 @@ class UiServer:
 
     @staticmethod
     def _model_href(model: str, version_path: str) -> str:
-        return f"/models/{pages.url_segment(model)}/versions/{pages.url_segment(version_path)}"
+        return f"/models/{pages.url_segment(name_segment(model))}/versions/{pages.url_segment(version_path)}"
 
     # --- pages --------------------------------------------------------------------------------------
     def _models_page(self, _request: web.Request) -> web.Response:
@@ -219,7 +220,8 @@ class UiServer:
         if sort not in ("problems", *(k for k, _ in pages.COLUMNS)):
             sort = "problems"
         rows = [views.feature_row(f, self.source.effect_size) for f in report.features]
-        return _html(pages.model_page(summary, rows, lambda name: f"{base}/features/{pages.url_segment(name)}",
+        return _html(pages.model_page(summary, rows,
+                                      lambda name: f"{base}/features/{pages.url_segment(name_segment(name))}",
                                       sort, lambda key: f"{base}?sort={key}", self._performance(report)))
 
     def _feature_page(self, request: web.Request) -> web.Response:
@@ -251,7 +253,7 @@ class UiServer:
         rows = views.sorted_rows([views.feature_row(f, self.source.effect_size) for f in report.features],
                                  request.query.get("sort", "problems"))
         for row in rows:
-            row["href"] = f"{base}/features/{pages.url_segment(row['name'])}"
+            row["href"] = f"{base}/features/{pages.url_segment(name_segment(row['name']))}"
         return _json({**summary, "features": rows})
 
     def _performance(self, report: ModelReport) -> dict[str, Any] | None:

@@ -192,3 +192,73 @@ def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_fa
     assert exported == dict.fromkeys(semconv.REJECTION_REASONS, 0.0)
     for name in ("otel_ml_spans_received_total", "otel_ml_requests_refused_total", "otel_ml_models_released_total"):
         assert select(sp.scrape(), name), name
+
+
+def _stalled_grpc_stream(port: int, deadline: float) -> float | None:
+    """An HTTP/2 connection that starts an Export and never finishes its message (its frames written by hand: no
+    gRPC client can be made to stall). Answers the server's SETTINGS and PINGs like a live peer; returns the
+    seconds until the server closed the connection, or None if it was still open at ``deadline``."""
+    import socket
+    import struct
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+    def literal(name: str, value: str) -> bytes:  # HPACK literal without indexing, no Huffman (lengths < 127)
+        return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+    headers = b"".join(literal(k, v) for k, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", EXPORT), (":authority", f"127.0.0.1:{port}"),
+        ("content-type", "application/grpc"), ("te", "trailers")))
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, headers)
+                  + frame(0, 0, 1, b"\x00" + struct.pack(">I", 1000) + b"\x0a\x05"))  # 2 of 1000 bytes
+        buf = b""
+        s.settimeout(0.5)
+        while time.monotonic() < deadline:
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                return time.monotonic() - started
+            if not data:
+                return time.monotonic() - started
+            buf += data
+            while len(buf) >= 9:
+                length = int.from_bytes(buf[:3], "big")
+                if len(buf) < 9 + length:
+                    break
+                kind, flags, payload = buf[3], buf[4], buf[9:9 + length]
+                buf = buf[9 + length:]
+                if kind == 4 and not flags & 1:
+                    s.sendall(frame(4, 1, 0, b""))  # SETTINGS ack
+                elif kind == 6 and not flags & 1:
+                    s.sendall(frame(6, 1, 0, payload))  # PING ack
+    return None
+
+
+def test_streams_that_never_finish_do_not_hold_grpc_connections(tmp_path: Path, serve_factory) -> None:
+    """Issue 30 case 6: HTTP/2 streams that never finish their message kept their connections open indefinitely.
+    Connections are now asked to go away after receiver.otlp_grpc.max_connection_age_seconds and closed the grace
+    later, like the Collector's keepalive.server_parameters; a real client's export works throughout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("receiver:\n  otlp_grpc:\n    max_connection_age_seconds: 2\n"
+                   "    max_connection_age_grace_seconds: 1\n    worker_processes: 0\n")
+    sp = serve_factory("--config", str(cfg))
+    port = int(sp.grpc_endpoint.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(50) as pool:
+        closed = list(pool.map(lambda _: _stalled_grpc_stream(port, deadline), range(50)))
+    assert all(t is not None for t in closed), closed
+    assert max(closed) < 30, closed  # age 2 s + grace 1 s (+ the server's jitter of the age, ±10%)
+    exporter = OTLPSpanExporter(endpoint=sp.grpc_endpoint, insecure=True)
+    from opentelemetry.sdk.trace import TracerProvider
+    provider = TracerProvider()
+    span = provider.get_tracer("t").start_span("p", attributes={"ml.model.name": "after", "ml.feature.x": 1.0})
+    span.end()
+    assert exporter.export([span]) == SpanExportResult.SUCCESS
+    exporter.shutdown()

@@ -78,3 +78,36 @@ def test_json_gzip_and_errors(serve_factory) -> None:
     assert post(sp.http_port, bomb, "application/x-protobuf", encoding="gzip")[0] == 400
     got = wait_for(lambda: select(sp.scrape(), "ml_predictions_total", ml_model_name="json-model"), what="count")
     assert got[0].value == 2
+
+
+def test_every_gzip_member_is_read_and_trailing_bytes_refused(serve_factory) -> None:
+    """Issue 30 case 3: a body of two gzip members counted only the first member's spans (HTTP 200), and bytes
+    after a member were ignored. Now every member is read (as Go's gzip reader, the Collector's, does), a
+    truncated or trailing-garbage body is a 400 that keeps nothing, and deflate is read too."""
+    import zlib
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    def request(model: str, spans: int) -> bytes:
+        req = ExportTraceServiceRequest()
+        ss = req.resource_spans.add().scope_spans.add()
+        for i in range(spans):
+            span = ss.spans.add(name="p", end_time_unix_nano=time.time_ns())
+            span.attributes.add(key="ml.model.name").value.string_value = model
+            span.attributes.add(key="ml.feature.x").value.double_value = float(i)
+        return req.SerializeToString()
+
+    sp = serve_factory("--evaluation-interval", "0.5")
+    pb = "application/x-protobuf"
+    # Serialized protobuf messages concatenate into one message: two members are one request of 100 + 100 spans.
+    code, _ = post(sp.http_port, gzip.compress(request("gz", 100)) + gzip.compress(request("gz", 100)), pb, "gzip")
+    assert code == 200
+    code, out = post(sp.http_port, gzip.compress(request("gz-bad", 5)) + b"trailing", pb, "gzip")
+    assert code == 400 and "after the last member" in status_pb2.Status.FromString(out).message
+    code, out = post(sp.http_port, gzip.compress(request("gz-bad", 5))[:-6], pb, "gzip")
+    assert code == 400 and "truncated" in status_pb2.Status.FromString(out).message
+    assert post(sp.http_port, zlib.compress(request("gz", 7)), pb, "deflate")[0] == 200
+    got = wait_for(lambda: [s for s in select(sp.scrape(), "ml_predictions_total", ml_model_name="gz")
+                            if s.value == 207], what="all 207 spans of both members and the deflate body")
+    assert got
+    assert select(sp.scrape(), "ml_predictions_total", ml_model_name="gz-bad") == []

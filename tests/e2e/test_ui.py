@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from otel_ml.read.names import name_segment
 from tests.support import DRIFTED, ServeProcess, make_rows, sdk_provider, select, send_rows, wait_for
 
 HOSTILE_MODEL = '<script>alert("m")</script> & "quotes" \'single\' 模型'
@@ -208,6 +209,16 @@ def test_feature_history_from_the_archive(running) -> None:
     assert min(narrow["from_unix"]) >= t[0] - 10
     status, body, _ = get(sp, base + "?from=yesterday")
     assert status == 400 and "not a time" in json.loads(body)["error"]
+    # Issue 30 case 4: values a float or a date parses but 64-bit ns do not hold were 500s with a traceback.
+    page = f"/models/{quote(HOSTILE_MODEL, safe='')}/versions/{quote(models[HOSTILE_MODEL]['version_path'], safe='')}" \
+        f"/features/{quote('ünïcödé ✓', safe='')}"
+    for query in ("to=1e10", "from=inf", "to=-inf", "from=nan", "to=9999-12-31T00:00:00Z", "from=" + "9" * 22,
+                  "to=-1"):
+        parameter = query.split("=")[0]
+        status, body, _ = get(sp, f"{base}?{query}")
+        assert status == 400 and json.loads(body)["error"].startswith(f"{parameter}: "), (query, status, body)
+        status, body, headers = get(sp, f"{page}?{query}")
+        assert status == 400 and "Content-Security-Policy" in headers, (query, status)
     assert "error" in json.loads(get(sp, "/api/v1/models/nope/versions/_/drift")[1])
 
 
@@ -432,3 +443,66 @@ def test_report_in_a_real_browser(tmp_path: Path) -> None:
         if report.stem == "report":
             assert set(re.findall(r'data-status="drift" data-feature="([^"]+)"', dom)) == DRIFTED
             keep_screenshot(shot, "report")
+
+
+def test_pages_render_extreme_numbers(serve_factory) -> None:
+    """Issue 30 case 4: a feature constant at 1e15 answered 500 on its page and API (equal histogram edges).
+    ±1e100 is the widest a span may carry (beyond is invalid); ±1.7e308, which a baseline may hold, is drawn in
+    tests/unit/test_views.py."""
+    from tests.support import TRACES, counter, export, predictions_request
+
+    sp = serve_factory("--window", "1", "--horizon", "5", "--evaluation-interval", "0.5")
+    now = time.time_ns()
+    for second in range(20, -1, -1):  # 21 s of event time: the first 5 pinned as the reference, then current
+        rows = [{"ml.feature.const_1e15": 1e15, "ml.feature.huge": (-1) ** i * 1e100 * (1 - i / 1e4),
+                 "ml.feature.subnormal": 5e-324 * (i % 3), "ml.feature.x": float(i % 7)} for i in range(250)]
+        export(sp, TRACES, predictions_request("extreme", rows, now - second * 10**9))
+
+    def evaluated() -> dict | None:
+        models = {m["model"]: m for m in api(sp, "/api/v1/models")["models"]}
+        m = models.get("extreme")
+        return m if m and m.get("reference_source") == "pinned" and m.get("current_rows") else None
+    model = wait_for(evaluated, what="the extreme model evaluated against its pinned reference")
+    base = f"/models/extreme/versions/{quote(model['version_path'], safe='')}"
+    status, body, _ = get(sp, base)
+    assert status == 200, body[-2000:]
+    for feature in ("const_1e15", "huge", "subnormal", "x"):
+        status, body, _ = get(sp, f"{base}/features/{feature}")
+        assert status == 200 and "<img" in body, (feature, status, body[-2000:])
+        doc = api(sp, f"/api/v1{base}/features/{feature}")
+        assert doc["distribution"]["edges"] == sorted(set(doc["distribution"]["edges"]))
+    assert counter(sp, "otel_ml_apply_errors_total") == 0
+
+
+def test_names_that_look_like_path_syntax_have_their_own_pages(serve_factory) -> None:
+    """Issue 30 case 5: version ``_`` collided with the empty version, and names ``.``/``..`` were linked as
+    they are, which browsers resolve away. Every link on the pages now leads to the page of its own name."""
+    from tests.support import TRACES, export, predictions_request
+
+    sp = serve_factory("--window", "1", "--horizon", "2", "--evaluation-interval", "0.5")
+    now = time.time_ns()
+    names = [("_", ""), ("_", "_"), (".", "."), ("..", "__"), ("..", "..")]
+    for model, version in names:
+        rows = [{"ml.model.version": version, "ml.feature..": float(i), "ml.feature...": float(-i),
+                 "ml.feature._": float(i % 3)} for i in range(20)]
+        export(sp, TRACES, predictions_request(model, rows, now))
+
+    def listed() -> dict | None:
+        got = {(m["model"], m["version"]): m for m in api(sp, "/api/v1/models")["models"]}
+        return got if all(n in got for n in names) else None
+    models = wait_for(listed, what="the five models listed")
+    status, home, _ = get(sp, "/")
+    hrefs = re.findall(r'href="(/models/[^"]+)"', home)
+    assert len(set(hrefs)) == len(names)
+    for href in set(hrefs):
+        assert all(segment not in (".", "..", "%2E", "%2E%2E") for segment in href.split("/")), href
+        status, page, _ = get(sp, href.replace("&amp;", "&"))
+        assert status == 200, (href, page[-500:])
+        features = set(re.findall(r'href="(/models/[^"]+/features/[^"]+)"', page))
+        assert len(features) == 3, features
+        for link in features:
+            assert get(sp, link)[0] == 200, link
+    for (model, version), m in models.items():
+        doc = api(sp, f"/api/v1/models/{quote(name_segment(model), safe='')}/versions/"
+                      f"{quote(m['version_path'], safe='')}/drift")
+        assert (doc["model"], doc["version"]) == (model, version)

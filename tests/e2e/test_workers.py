@@ -200,7 +200,10 @@ def test_the_first_export_after_metrics_answer_is_accepted(tmp_path: Path) -> No
                 break
             except OSError:
                 time.sleep(0.005)
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # one attempt, no retry
-            channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
-        t.join()
-        started[0].stop()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # one attempt, no retry
+                channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+        finally:  # a failed export must not leave the processor running
+            t.join()
+            if started:
+                started[0].stop()
