@@ -12,7 +12,9 @@ How each listener stays healthy:
   commit) runs in a bounded thread pool (``handler_threads``), so a slow client costs a coroutine, not a thread;
 - ``idle_timeout_seconds``: a connection that sends nothing for that long, between requests or stuck in one's
   headers, is closed; a request body must arrive within ``body_timeout_seconds`` (else 408);
-- ``max_connections`` per listener: a connection beyond it is closed at once (clients retry);
+- ``max_connections`` per listener (less if the open-file limit is lower): at the cap a new connection is let in by
+  closing the one idle longest, half-open ones (no request ever completed) first; only when every connection has
+  a request in progress is the new one closed at once (clients retry);
 - TLS handshakes run in the event loop, never in the accept path, and give up after
   ``tls_handshake_timeout_seconds``;
 - HTTP/1.1 keep-alive; gzip responses where the client accepts them; graceful shutdown (requests in progress
@@ -25,6 +27,7 @@ import asyncio
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,10 +50,19 @@ class HttpServerConfig:
     body_timeout_seconds: float = 30.0
     """A request's body must have arrived this long after its headers; else 408 and the connection is closed."""
     max_connections: int = 1_000
-    """Open connections per listener; one beyond it is closed at once (OTLP clients retry)."""
+    """Open connections per listener (fewer if the open-file limit is lower). At the cap a new connection closes
+    the one idle longest, half-open ones first, so clients completing requests keep theirs."""
     tls_handshake_timeout_seconds: float = 10.0
     handler_threads: int = 16
     """Threads applying requests (decode, journal commit); more waiting requests queue in the event loop."""
+    page_threads: int = 2
+    """Threads rendering pages and API documents: their own, so that any number of page requests never takes a
+    thread from ingest or /metrics (and, being few, leaves them most of the interpreter)."""
+    page_queue: int = 8
+    """Page requests waiting for a page thread beyond this are answered 503 with Retry-After at once."""
+    page_timeout_seconds: float = 20.0
+    """A page not rendered within this (waiting included) is answered 503; its work still finishes in its thread
+    (and still counts against ``page_queue`` until then)."""
     shutdown_timeout_seconds: float = 5.0
 
 
@@ -72,31 +84,65 @@ class Listener:
         await self._runner.cleanup()  # requests in progress finish (shutdown_timeout), then connections close
 
 
-class _Capped(asyncio.Protocol):
-    """aiohttp's protocol for one connection, closed at once instead when its listener already holds ``cap``
-    connections. Counted when made (asyncio may create the protocols of several accepted connections before
-    making any), so the count is exact; a TLS connection counts once its handshake is done (until then the
-    handshake timeout bounds it)."""
+class _Connections:
+    """The open connections of one listener and its cap. At the cap a new connection is let in by closing the
+    connection that has waited longest without a request in progress, preferring one that never completed a
+    request (half-open, or stuck in its headers): 1,000 half-sent requests cannot lock real clients out, and a
+    client that completes requests keeps its connection while there is any other to close."""
 
-    def __init__(self, handler: asyncio.Protocol, server: web.Server, cap: int) -> None:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open: dict[asyncio.BaseTransport, _Capped] = {}
+
+    def make_room(self) -> bool:
+        idle = [c for c in self.open.values() if not c.busy]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: (c.completed > 0, c.last_active))
+        victim.evict()
+        return True
+
+
+class _Capped(asyncio.Protocol):
+    """aiohttp's protocol for one connection, counted in its listener's ``_Connections`` when made (asyncio may
+    create the protocols of several accepted connections before making any, so the count is exact; a TLS
+    connection counts once its handshake is done, until then the handshake timeout bounds it). When made at the
+    cap, another connection makes room for it, or (every one busy with a request) it is closed at once."""
+
+    def __init__(self, handler: asyncio.Protocol, connections: _Connections) -> None:
         self._handler = handler
-        self._server = server
-        self._cap = cap
+        self._connections = connections
         self._refused = False
+        self.transport: asyncio.BaseTransport | None = None
+        self.last_active = time.monotonic()
+        self.busy = 0
+        """Requests of this connection being handled."""
+        self.completed = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self._server.connections) >= self._cap:
+        connections = self._connections
+        if len(connections.open) >= connections.cap and not connections.make_room():
             self._refused = True
             transport.close()
             return
+        self.transport = transport
+        connections.open[transport] = self
         self._handler.connection_made(transport)
+
+    def evict(self) -> None:
+        assert self.transport is not None
+        self._connections.open.pop(self.transport, None)
+        self.transport.abort()  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._refused:
+            if self.transport is not None:
+                self._connections.open.pop(self.transport, None)
             self._handler.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if not self._refused:
+            self.last_active = time.monotonic()
             self._handler.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -109,6 +155,31 @@ class _Capped(asyncio.Protocol):
         self._handler.resume_writing()
 
 
+def connection_cap(configured: int, listeners: int = 3, reserve: int = 256) -> int:
+    """``http.max_connections``, or less when the process may not open that many files: the soft limit on open
+    files is raised to the hard one first (the default soft limit, 1024, is below one listener's default cap)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    except (ImportError, ValueError, OSError):
+        return configured
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(16, min(configured, (soft - reserve) // listeners))
+
+
+class Busy(Exception):
+    """Too many page requests in progress: answer 503 with Retry-After ``retry_after_seconds``."""
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class HttpServer:
     """An event loop in a thread carrying any number of listeners; ``start`` before ``listen``."""
 
@@ -117,6 +188,9 @@ class HttpServer:
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(self.config.handler_threads, thread_name_prefix="otel-ml-http")
+        self._page_pool = ThreadPoolExecutor(self.config.page_threads, thread_name_prefix="otel-ml-pages")
+        self._pages_in_progress = 0
+        """Page jobs submitted and not finished (running or waiting for a page thread); only the loop changes it."""
         self._listeners: list[Listener] = []
 
     def start(self) -> None:
@@ -132,6 +206,24 @@ class HttpServer:
         """Run blocking ``fn(*args)`` in the handler thread pool (from a handler)."""
         return await self._loop.run_in_executor(self._pool, fn, *args)
 
+    async def page(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (a page or API document) in the page threads, or raise Busy at once when
+        ``page_queue`` requests already wait for them, or when it is not done within ``page_timeout_seconds``."""
+        cfg = self.config
+        if self._pages_in_progress >= cfg.page_threads + cfg.page_queue:
+            raise Busy(f"{self._pages_in_progress} page requests in progress; retry later", 1.0)
+        self._pages_in_progress += 1
+        job = self._loop.run_in_executor(self._page_pool, fn, *args)
+        job.add_done_callback(lambda _job: self._page_done())
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), cfg.page_timeout_seconds)
+        except TimeoutError:
+            raise Busy(f"the page was not ready within {cfg.page_timeout_seconds:g} s; retry later",
+                       cfg.page_timeout_seconds) from None
+
+    def _page_done(self) -> None:
+        self._pages_in_progress -= 1
+
     def listen(self, name: str, endpoint: str, routes: list[tuple[str, str, Handler]],
                ssl_context: ssl.SSLContext | None = None, max_body_bytes: int = 1024 * 1024) -> Listener:
         """Serve ``routes`` ((method, path, handler)) on ``endpoint`` (host:port); raises OSError naming
@@ -146,7 +238,22 @@ class HttpServer:
 
     async def _listen(self, host: str, port: int, routes: list[tuple[str, str, Handler]],
                       ssl_context: ssl.SSLContext | None, max_body_bytes: int) -> Listener:
-        app = web.Application(client_max_size=max_body_bytes)
+        connections = _Connections(connection_cap(self.config.max_connections))
+
+        @web.middleware
+        async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+            conn = connections.open.get(request.transport)  # type: ignore[arg-type]
+            if conn is None:
+                return await handler(request)
+            conn.busy += 1
+            try:
+                return await handler(request)
+            finally:
+                conn.busy -= 1
+                conn.completed += 1
+                conn.last_active = time.monotonic()
+
+        app = web.Application(client_max_size=max_body_bytes, middlewares=[count_requests])
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
         # read_bufsize: an OTLP request is often hundreds of KB; with aiohttp's 64 KB default the transport is
@@ -157,10 +264,9 @@ class HttpServer:
         await runner.setup()
         factory = runner.server
         assert factory is not None
-        cap = self.config.max_connections
 
         def protocol() -> asyncio.Protocol:
-            return _Capped(factory(), factory, cap)
+            return _Capped(factory(), connections)
 
         aio_server = await self._loop.create_server(
             protocol, host, port, ssl=ssl_context, reuse_address=True,
@@ -179,6 +285,7 @@ class HttpServer:
             self._thread.join(timeout=10)
             self._thread = None
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._page_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def health_routes(readiness: Callable[[], tuple[bool, str]]) -> list[tuple[str, str, Callable]]:

@@ -80,10 +80,12 @@ class Pipeline:
         """``submit`` for a request a receiver worker process decoded, as ``DecodeResult.to_bytes`` encoded it."""
         return self.submit(DecodeResult.from_bytes(record), size, record)
 
-    def consume(self, data: bytes | ExportTraceServiceRequest, signal: str = "traces") -> DecodeResult:
+    def consume(self, data: bytes | ExportTraceServiceRequest, signal: str = "traces",
+                admitted: bool = False) -> DecodeResult:
         """Decode (an OTLP trace export, or ``signal="logs"``: ground truth), then ``submit``; raises ValueError
-        on malformed bytes."""
-        size = len(data) if isinstance(data, bytes) else data.ByteSize()
+        on malformed bytes. ``admitted``: the receiver counted the request against ``inflight`` already (from
+        the moment its body started to arrive)."""
+        size = 0 if admitted else len(data) if isinstance(data, bytes) else data.ByteSize()
         with self.inflight.admit(size):
             result = self._decode(data, signal=signal)
             self.backend.commit(result, self.apply)

@@ -53,7 +53,9 @@ class OtlpHttpReceiverConfig:
     enabled: bool = True
     endpoint: str = "127.0.0.1:4318"
     """Serves POST /v1/traces (binary protobuf or JSON, optionally gzip)."""
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = 20 * 1024 * 1024
+    """A request body (and its decompressed size) over this is refused with 413: the Collector's confighttp
+    default. Bodies count against ``limits.max_inflight_bytes`` from their first byte."""
 
 
 @dataclass(frozen=True)

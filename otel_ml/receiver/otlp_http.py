@@ -27,7 +27,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_context
-from otel_ml.receiver.common import export_logs_response, export_response, refusal_of
+from otel_ml.receiver.common import (
+    AdmissionControl,
+    Overloaded,
+    export_logs_response,
+    export_response,
+    refusal_of,
+)
 from otel_ml.receiver.config import OtlpHttpReceiverConfig, TlsConfig
 
 log = logging.getLogger(__name__)
@@ -42,11 +48,16 @@ class OtlpHttpTraceReceiver:
     message)."""
 
     def __init__(self, config: OtlpHttpReceiverConfig,
-                 consume: Callable[[bytes | ExportTraceServiceRequest | ExportLogsServiceRequest, str], DecodeResult],
+                 consume: Callable[..., DecodeResult],
                  tls: TlsConfig | None = None, bearer_token: str | None = None,
-                 readiness: Callable[[], tuple[bool, str]] | None = None, server: HttpServer | None = None) -> None:
+                 readiness: Callable[[], tuple[bool, str]] | None = None, server: HttpServer | None = None,
+                 admission: AdmissionControl | None = None) -> None:
+        """``consume(message, signal, admitted)``: a request's bytes (or parsed JSON message) into the pipeline.
+        With ``admission``, a request's bytes count against the in-flight bound from the moment its body starts
+        to arrive (its Content-Length, or the size limit when it has none), and ``consume`` is told so."""
         self.config = config
         self._consume = consume
+        self._admission = admission
         self.tls = tls or TlsConfig()
         self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
         self._readiness = readiness or (lambda: (True, "ready"))
@@ -99,6 +110,19 @@ class OtlpHttpTraceReceiver:
         if request.content_length is not None and request.content_length > limit:
             return _reply(*_error(413, f"request of {request.content_length} bytes is over the limit of {limit}",
                                   reply_type), close=True)
+        if self._admission is None:
+            return await self._receive(request, content_type, reply_type, signal)
+        # Bodies being received count against limits.max_inflight_bytes too: many slow senders of large bodies
+        # must not hold (max_connections × the size limit) of memory.
+        try:
+            with self._admission.admit(request.content_length if request.content_length is not None else limit):
+                return await self._receive(request, content_type, reply_type, signal)
+        except Overloaded as e:
+            return _reply(*_error(503, str(e), reply_type, headers={
+                "Retry-After": str(max(1, round(e.retry_after_seconds)))}), close=True)
+
+    async def _receive(self, request: web.Request, content_type: str, reply_type: str, signal: str) -> web.Response:
+        limit = self.config.max_message_bytes
         try:
             async with asyncio.timeout(self.server.config.body_timeout_seconds):
                 body = await request.read()
@@ -121,9 +145,9 @@ class OtlpHttpTraceReceiver:
             if content_type == JSON:
                 message = json_format.Parse(body.decode("utf-8"), ExportLogsServiceRequest() if signal == "logs"
                                             else ExportTraceServiceRequest(), ignore_unknown_fields=True)
-                result = self._consume(message, signal)
+                result = self._consume(message, signal, self._admission is not None)
             else:
-                result = self._consume(body, signal)
+                result = self._consume(body, signal, self._admission is not None)
         except Exception as e:
             refusal = refusal_of(e)
             headers = {} if refusal.retry_after_seconds is None else {

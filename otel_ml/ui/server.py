@@ -31,7 +31,7 @@ from aiohttp import web
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
 from otel_ml.core.snapshot import Snapshot
-from otel_ml.http_server import HttpServer, Listener, health_routes
+from otel_ml.http_server import Busy, HttpServer, Listener, health_routes
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
 from otel_ml.read.archive import DAY_NS, live_window_ns, open_read_only, parse_time_ns
@@ -128,11 +128,14 @@ class UiServer:
                 return web.Response(status=401, text="401: a bearer token is required\n", headers={
                     "WWW-Authenticate": 'Basic realm="otel-ml", charset="UTF-8"', **SECURITY_HEADERS})
             try:
-                response = await self._http.blocking(handler, request)
+                response = await self._http.page(handler, request)
             except _NotFound as e:
                 response = self._error(request, 404, str(e))
             except _BadRequest as e:
                 response = self._error(request, 400, str(e))
+            except Busy as e:  # pages never queue for minutes, nor take ingest's threads
+                response = self._error(request, 503, str(e))
+                response.headers["Retry-After"] = str(max(1, round(e.retry_after_seconds)))
             response.headers.update(SECURITY_HEADERS)
             if response.body is not None and len(response.body) > 1024:  # type: ignore[arg-type]
                 response.enable_compression()

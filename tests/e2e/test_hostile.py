@@ -262,3 +262,53 @@ def test_streams_that_never_finish_do_not_hold_grpc_connections(tmp_path: Path, 
     span.end()
     assert exporter.export([span]) == SpanExportResult.SUCCESS
     exporter.shutdown()
+
+
+def test_bodies_being_received_count_against_the_inflight_bound(tmp_path: Path, serve_factory) -> None:
+    """Issue 30 case 2: 40 connections each sending 60 MB minus one byte and stalling took RSS from 229 MB to
+    2,992 MB: limits.max_inflight_bytes counted only bodies already received. A body now counts from its first
+    byte (its Content-Length): past the bound a sender is answered 503 + Retry-After at once, without its body
+    being read, and memory stays within the bound; a small export still goes through."""
+    import socket
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("limits:\n  max_inflight_bytes: 16000000\nreceiver:\n  otlp_http:\n    max_message_bytes: 12000000\n"
+                   "http:\n  body_timeout_seconds: 60\n")
+    sp = serve_factory("--config", str(cfg))
+    rss_before = int(next(line.split()[1] for line in Path(f"/proc/{sp.proc.pid}/status").read_text().splitlines()
+                          if line.startswith("VmRSS:")))
+    length = 12_000_000 - 1
+    chunk = b"\x0a" * (1 << 20)
+    held, refused = [], 0
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", sp.http_port), timeout=10)
+        s.sendall(f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                  f"Content-Length: {length}\r\n\r\n".encode())
+        try:
+            for _ in range(10):  # 10 of its 12 MB, then it stalls
+                s.sendall(chunk)
+        except OSError:  # refused and closed while sending
+            pass
+        s.settimeout(0.5)
+        try:
+            answer = s.recv(4096)
+        except TimeoutError:
+            answer = b""
+        if answer.startswith(b"HTTP/1.1 503"):
+            assert b"Retry-After: " in answer
+            refused += 1
+            s.close()
+        else:
+            held.append(s)
+    rss = int(next(line.split()[1] for line in Path(f"/proc/{sp.proc.pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:")))
+    assert len(held) <= 2 and refused >= 18, (len(held), refused)
+    assert (rss - rss_before) / 1024 < 16 + 64, (rss_before, rss)  # the bound plus a stated constant, MiB
+    for s in held:
+        s.close()
+    time.sleep(0.5)
+    body = build([[("ml.model.name", AnyValue(string_value="small")), ("ml.feature.x", AnyValue(double_value=1))]],
+                 [])
+    req = urllib.request.Request(f"http://127.0.0.1:{sp.http_port}/v1/traces", data=body,
+                                 headers={"Content-Type": "application/x-protobuf"})
+    assert urllib.request.urlopen(req, timeout=10).status == 200

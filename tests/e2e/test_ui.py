@@ -506,3 +506,52 @@ def test_names_that_look_like_path_syntax_have_their_own_pages(serve_factory) ->
         doc = api(sp, f"/api/v1/models/{quote(name_segment(model), safe='')}/versions/"
                       f"{quote(m['version_path'], safe='')}/drift")
         assert (doc["model"], doc["version"]) == (model, version)
+
+
+def test_page_requests_beyond_the_page_lane_get_503_and_ingest_goes_on(tmp_path: Path, serve_factory) -> None:
+    """Issue 30 case 1: pages shared the OTLP/HTTP handler threads, so 32 concurrent pages delayed an export by
+    23 s. Pages now have their own threads and a short queue: the rest are told to come back (503 +
+    Retry-After) at once, and an OTLP/HTTP export is answered meanwhile (bench/page_isolation.py measures it)."""
+    import threading
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support import TRACES, export, predictions_request
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("http:\n  page_threads: 1\n  page_queue: 1\n")
+    sp = serve_factory("--config", str(cfg), "--window", "1", "--horizon", "2", "--evaluation-interval", "0.5")
+    now = time.time_ns()
+    export(sp, TRACES, predictions_request("busy", [{f"ml.feature.f{i}": float(j) for i in range(30)}
+                                                    for j in range(200)], now))
+    wait_for(lambda: "busy" in {m["model"] for m in api(sp, "/api/v1/models")["models"]}, what="the model")
+    stop = threading.Event()
+
+    def pages(i: int) -> Counter:
+        got: Counter = Counter()
+        while not stop.is_set():
+            status, _body, headers = get(sp, f"/models/busy/versions/_/features/f{i % 30}")
+            got[status] += 1
+            if status == 503:
+                assert int(headers["Retry-After"]) >= 1
+        return got
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(pages, i) for i in range(16)]
+        time.sleep(2)
+        t = time.monotonic()
+        body = predictions_request("during-pages", [{"ml.feature.x": 1.0}], time.time_ns())
+        status, _ = _post_http(sp.http_port, body)
+        took = time.monotonic() - t
+        stop.set()
+        statuses = sum((f.result() for f in futures), Counter())
+    assert status == 200 and took < 10, took  # not queued behind 16 pages' work
+    assert statuses[200] > 0 and statuses[503] > 0, statuses
+    assert set(statuses) <= {200, 503}, statuses
+
+
+def _post_http(port: int, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=body, method="POST",
+                                     headers={"Content-Type": "application/x-protobuf"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return r.status, r.read()

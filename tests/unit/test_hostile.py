@@ -53,7 +53,7 @@ def test_overloaded_answer_carries_retry_info_in_both_trailers() -> None:
     from otel_ml.receiver.config import OtlpGrpcReceiverConfig
     from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 
-    def busy(_data: bytes, _signal: str = "traces"):
+    def busy(_data: bytes, _signal: str = "traces", _admitted: bool = False):
         raise Overloaded("busy", 0.25)
 
     receiver = OtlpTraceReceiver(OtlpGrpcReceiverConfig(endpoint="127.0.0.1:0"), busy)
@@ -80,7 +80,7 @@ def test_overloaded_http_answer_is_503_with_retry_after_and_retry_info() -> None
     from otel_ml.receiver.config import OtlpHttpReceiverConfig
     from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 
-    def busy(_data: bytes, _signal: str = "traces"):
+    def busy(_data: bytes, _signal: str = "traces", _admitted: bool = False):
         raise Overloaded("busy", 2.0)
 
     receiver = OtlpHttpTraceReceiver(OtlpHttpReceiverConfig(endpoint="127.0.0.1:0"), busy)
