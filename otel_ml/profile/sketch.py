@@ -51,7 +51,7 @@ def choose_grid(values: np.ndarray) -> Grid:
     (σ for normal data), else the standard deviation, else 1% of the center (at least 0.001) for constant data.
 
     >>> choose_grid(np.arange(101.0))
-    (50.0, 37.064492216456635)
+    (50.0, 37.06449221645663)
     """
     values = values[np.isfinite(values)]
     q25, center, q75 = (float(v) for v in np.quantile(values, [0.25, 0.5, 0.75]))

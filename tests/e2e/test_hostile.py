@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import random
+import select as io_select
 import threading
 import time
 import urllib.error
@@ -273,13 +274,13 @@ def test_bodies_being_received_count_against_the_inflight_bound(tmp_path: Path, 
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("limits:\n  max_inflight_bytes: 16000000\nreceiver:\n  otlp_http:\n    max_message_bytes: 12000000\n"
-                   "http:\n  body_timeout_seconds: 60\n")
+                   "http:\n  body_timeout_seconds: 300\n")
     sp = serve_factory("--config", str(cfg))
     rss_before = int(next(line.split()[1] for line in Path(f"/proc/{sp.proc.pid}/status").read_text().splitlines()
                           if line.startswith("VmRSS:")))
     length = 12_000_000 - 1
     chunk = b"\x0a" * (1 << 20)
-    held, refused = [], 0
+    senders = []
     for _ in range(20):
         s = socket.create_connection(("127.0.0.1", sp.http_port), timeout=10)
         s.sendall(f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
@@ -289,17 +290,25 @@ def test_bodies_being_received_count_against_the_inflight_bound(tmp_path: Path, 
                 s.sendall(chunk)
         except OSError:  # refused and closed while sending
             pass
-        s.settimeout(0.5)
-        try:
-            answer = s.recv(4096)
-        except TimeoutError:
-            answer = b""
-        if answer.startswith(b"HTTP/1.1 503"):
-            assert b"Retry-After: " in answer
-            refused += 1
-            s.close()
-        else:
-            held.append(s)
+        senders.append(s)
+    # 10 MB can sit in loopback socket buffers before the server has looked at the headers, so an answer may come
+    # after the last byte was sent: wait until 18 refusals have arrived (or a minute, well inside the body timeout).
+    answers: dict[socket.socket, bytes] = {}
+    deadline = time.monotonic() + 60
+    while sum(a.startswith(b"HTTP/1.1 503") for a in answers.values()) < 18 and time.monotonic() < deadline:
+        waiting = [s for s in senders if s not in answers]
+        for s in io_select.select(waiting, [], [], 0.5)[0]:
+            try:
+                answers[s] = s.recv(4096)
+            except ConnectionResetError:
+                answers[s] = b"reset"
+    refused = 0
+    held = [s for s in senders if s not in answers]
+    for s, answer in answers.items():
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"Retry-After: " in answer
+        refused += 1
+        s.close()
     rss = int(next(line.split()[1] for line in Path(f"/proc/{sp.proc.pid}/status").read_text().splitlines()
                    if line.startswith("VmRSS:")))
     assert len(held) <= 2 and refused >= 18, (len(held), refused)
