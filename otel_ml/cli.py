@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,7 +59,8 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
                         "(default ./otel-ml-state)")
     p.add_argument("--window", type=float, metavar="SECONDS", help="tumbling window length (default 60)")
     p.add_argument("--horizon", type=float, metavar="SECONDS",
-                   help="trailing horizon compared with the reference; a whole number of windows (default 900)")
+                   help="trailing horizon compared with the reference; a whole number of windows (default 900). "
+                        "Drift only: performance has its own (performance.horizon_seconds, default 86400)")
     p.add_argument("--evaluation-interval", type=float, metavar="SECONDS",
                    help="how often drift is recomputed (default 10)")
     p.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING")
@@ -108,8 +110,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http = (f"OTLP/HTTP on {cfg.receiver.otlp_http.endpoint.rpartition(':')[0]}:{service.http_receiver.port}, "
             if service.http_receiver is not None else "")
     stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the line below: a supervisor may signal right after it
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     signal.signal(signal.SIGHUP, lambda *_: service.request_reload())  # read the baseline directory again
     ui = (f", UI on {'https' if cfg.receiver.tls.enabled else 'http'}://"
           f"{cfg.ui.endpoint.rpartition(':')[0]}:{service.ui.port}/" if service.ui is not None else "")
@@ -121,7 +129,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics{ui}",
           flush=True)
     stop.wait()
+    started = time.monotonic()
+    print(f"otel-ml stopping ({received[0] if received else 'stop requested'}): finishing requests in progress, "
+          "writing state", flush=True)
     service.shutdown()
+    print(f"otel-ml stopped in {time.monotonic() - started:.1f} s; state in {cfg.state.dir}", flush=True)
     return 0
 
 
@@ -137,6 +149,7 @@ def cmd_labels_send(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_build(args: argparse.Namespace) -> int:
+    from otel_ml import semconv
     from otel_ml.decode.privacy import load_key
     from otel_ml.profile.baseline import build_baseline, describe_columns
     from otel_ml.profile.sketch import SketchConfig
@@ -152,13 +165,25 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         target_column=args.target_column, probability_column=args.probability_column,
         positive_class=args.positive_class)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
+    columns = describe_columns(profile, time_like)
+    keep = set(args.keep or [])
+    # Id- and time-like columns drift at every comparison and tell nothing: left out unless --keep names them.
+    left_out = {c["column"] for c in columns if c["warning"] and c["column"] not in keep}
+    left_out -= {semconv.PREDICTION_FEATURE, semconv.PREDICTION_SCORE_FEATURE,
+                 semconv.PREDICTION_PROBABILITY_FEATURE}
+    profile.drop_features(left_out)
     output.write_text(profile.to_json())
     print(f"{'COLUMN':<28} {'KIND':<12} {'MISSING':>8} {'DISTINCT':>9}  NOTE")
-    for c in describe_columns(profile, time_like):
+    for c in columns:
         distinct = "" if c["distinct"] is None else str(c["distinct"])
-        print(f"{c['column']:<28} {c['kind']:<12} {c['missing']:>8.1%} {distinct:>9}  {c['warning']}")
-        if c["warning"]:
-            print(f"otel-ml: warning: column {c['column']!r} is {c['warning']}", file=sys.stderr)
+        note = (f"LEFT OUT, {c['warning'].split(';')[0]} (--keep {c['column']} to profile it)"
+                if c["column"] in left_out else c["warning"])
+        print(f"{c['column']:<28} {c['kind']:<12} {c['missing']:>8.1%} {distinct:>9}  {note}")
+        if c["warning"] and c["column"] not in left_out:
+            print(f"otel-ml: warning: column {c['column']!r} is {c['warning']} (kept: --keep)", file=sys.stderr)
+    if left_out:
+        print(f"otel-ml: left out of the baseline: {', '.join(sorted(left_out))} (id- or time-like; --keep COLUMN "
+              "to profile one anyway)", file=sys.stderr)
     kinds = profile.kinds()
     if profile.performance is not None:
         shown = ", ".join(f"{k} {v[0]:.4g}" for k, v in profile.performance.profile.metrics(
@@ -391,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--positive-class", metavar="CLASS",
                        help="the positive class of a binary classifier (default: 1, true, yes or positive)")
     build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")
+    build.add_argument("--keep", action="append", metavar="C",
+                       help="an id- or time-like column to profile anyway (they are left out by default)")
     build.add_argument("--categorical", action="append", metavar="C",
                        help="treat this column as categorical even if its values are numbers")
     build.add_argument("--kll-k", type=int, default=200, help="KLL accuracy parameter (default 200)")
@@ -431,7 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep_.add_argument("--from", dest="start", metavar="TIME", help="ISO 8601 or Unix seconds (default: all)")
     rep_.add_argument("--to", dest="end", metavar="TIME")
     rep_.add_argument("--reference", metavar="FILE", help="a profile file (default: the model's baseline from "
-                                                          "--baseline-dir, else its pinned reference)")
+                                                          "--baseline-dir or, without it, from the baseline "
+                                                          "directory the processor used; else its pinned reference)")
     rep_.add_argument("--baseline-dir", metavar="DIR")
     rep_.add_argument("--alpha", type=_level, default=None, help="family-wise level (default: the processor's)")
     rep_.add_argument("--max-charts", type=int, default=30, help="features drawn in full (default 30)")

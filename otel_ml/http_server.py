@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from aiohttp import web
 
@@ -180,11 +181,78 @@ class Busy(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
+class ProtocolMixUpLog(logging.Filter):
+    """aiohttp logs a request it cannot parse as an ERROR with a traceback and the raw bytes, once per attempt: a
+    gRPC exporter pointed at an HTTP port wrote screens of HTTP/2 frames per retry. Instead: one line naming the
+    mix-up and what to do, at most once per ``interval`` seconds per kind (with the count since the last line).
+
+    >>> f = ProtocolMixUpLog(interval=60)
+    >>> def attempt() -> logging.LogRecord:
+    ...     error = ValueError("400, message: Pause on PRI/Upgrade")
+    ...     return logging.LogRecord("aiohttp.server", logging.ERROR, "", 0, "Error handling request from %s",
+    ...                              ("127.0.0.1",), (ValueError, error, None))
+    >>> first = attempt()
+    >>> f.filter(first), first.getMessage().split(":")[0], f.filter(attempt())
+    (True, 'a gRPC (HTTP/2) client on an HTTP port, from 127.0.0.1', False)
+    """
+
+    KINDS: ClassVar[dict[str, str]] = {
+        "grpc": "a gRPC (HTTP/2) client on an HTTP port, from {peer}: point gRPC exporters at the OTLP/gRPC "
+                "endpoint (--otlp-grpc-endpoint, 4317 by default); OTLP/HTTP exporters use 4318",
+        "tls": "a TLS client on a plain-HTTP port, from {peer}: use http:// or configure tls on the listener",
+        "malformed": "an unparseable HTTP request from {peer} ({detail}); answered 400",
+    }
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._since: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or not str(record.msg).startswith("Error handling request"):
+            return True
+        text = str(error)
+        if "PRI" in text and "Upgrade" in text:
+            kind = "grpc"
+        elif "\\x16\\x03" in text:  # a TLS handshake record, as the parser shows the bytes
+            kind = "tls"
+        elif type(error).__name__ in ("BadHttpMessage", "BadStatusLine", "BadHttpMethod", "LineTooLong",
+                                      "InvalidHeader", "InvalidURLError", "TransferEncodingError",
+                                      "ContentLengthError"):
+            kind = "malformed"
+        else:
+            return True  # a real error in a handler: its traceback is wanted
+        now = time.monotonic()
+        with self._lock:
+            self._since[kind] = self._since.get(kind, 0) + 1
+            if now - self._last.get(kind, -math.inf) < self.interval:
+                return False
+            self._last[kind] = now
+            count, self._since[kind] = self._since[kind], 0
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        detail = text.splitlines()[0][:120] if text else type(error).__name__
+        record.msg = self.KINDS[kind].format(peer=peer, detail=detail) + (
+            f" ({count} such requests in the last {self.interval:g} s)" if count > 1 else "")
+        record.args = ()
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_PROTOCOL_MIX_UP_LOG = ProtocolMixUpLog()
+
+
 class HttpServer:
     """An event loop in a thread carrying any number of listeners; ``start`` before ``listen``."""
 
     def __init__(self, config: HttpServerConfig | None = None) -> None:
         self.config = config or HttpServerConfig()
+        server_log = logging.getLogger("aiohttp.server")
+        if _PROTOCOL_MIX_UP_LOG not in server_log.filters:
+            server_log.addFilter(_PROTOCOL_MIX_UP_LOG)
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(self.config.handler_threads, thread_name_prefix="otel-ml-http")

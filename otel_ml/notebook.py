@@ -4,6 +4,7 @@
     >>> api = otel_ml.Client("http://127.0.0.1:9465")          # doctest: +SKIP
     >>> api.models()                                           # doctest: +SKIP
     >>> api.drift("credit-risk", "2").query("drift_detected")  # doctest: +SKIP
+    >>> api.performance("credit-risk", "2")                    # doctest: +SKIP
     >>> otel_ml.compare("baseline.json", "last-week.json")      # doctest: +SKIP
 
 Tables are pandas DataFrames when pandas is installed (it is optional), else lists of dicts. Needs the
@@ -61,6 +62,27 @@ class Client:
         """One row per feature: decision, p-value, effect, data quality, and every method's score
         (``scores.<method>`` columns)."""
         return _table(self._get(self._path(model, version) + "/drift")["features"], flatten="scores")
+
+    def performance(self, model: str, version: str = "") -> Any:
+        """One row per metric: realized (with labels), estimated (without), on the reference, and the decisions
+        (``realized.value``, ``realized.se``, ``degraded``, ``estimated.value``, ...); an empty table when the
+        model has neither labels nor probabilities. Coverage and label delay: ``performance_summary``."""
+        doc = self._get(self._path(model, version) + "/performance")["performance"]
+        rows = []
+        for m in (doc or {}).get("metrics", []):
+            row: dict[str, Any] = {"metric": m["metric"], "degraded": m["degraded"],
+                                   "estimated_degraded": m["estimated_degraded"]}
+            for side in ("realized", "estimated", "reference"):
+                for k in ("value", "se", "n"):
+                    row[f"{side}.{k}"] = (m.get(side) or {}).get(k)
+            rows.append(row)
+        return _table(rows)
+
+    def performance_summary(self, model: str, version: str = "") -> dict[str, Any] | None:
+        """The performance document as the API gives it (task, labelled, coverage, label delay, metrics), or
+        None without labels or probabilities."""
+        doc: dict[str, Any] | None = self._get(self._path(model, version) + "/performance")["performance"]
+        return doc
 
     def feature(self, model: str, version: str, feature: str) -> dict[str, Any]:
         """One feature: reference and current summaries, distributions, the last evaluations."""

@@ -131,7 +131,8 @@ class FeatureReport:
     overall: MethodResult
     withheld_reason: str = ""
     """Empty, or why decisions are withheld: ``reference_too_small``, ``current_too_small``,
-    ``below_sketch_resolution``, ``kind_mismatch``, ``not_in_reference``, ``empty``."""
+    ``below_sketch_resolution``, ``kind_mismatch``, ``not_in_reference``, ``absent_from_current`` (the reference
+    has the feature, no current row carries it), ``empty``."""
     missing_ratio: float = math.nan
     type_mismatch_ratio: float = math.nan
     unseen_ratio: float = math.nan
@@ -167,6 +168,9 @@ class ModelReport:
     NaN when no sender numbers its spans."""
     reference_pending_rows: int = 0
     """Without a reference: rows still needed before one is pinned from live traffic (0 otherwise)."""
+    last_data_ns: int = 0
+    """When data of the model last arrived (the processor's clock; the newest event time after a restart before
+    new data); 0: unknown."""
 
 
 def _quality(prof: NumericProfile | CategoricalProfile) -> tuple[float, float]:
@@ -399,8 +403,9 @@ def _not_compared(name: str, cur: NumericProfile | CategoricalProfile, ref_count
 
 def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftConfig | None = None,
             reference_source: str | None = None) -> ModelReport:
-    """Drift and data-quality report of every feature of ``current``: compared with the reference where both have
-    it; data quality alone, with the reason (``not_in_reference``, ``reference_pending``), where not.
+    """Drift and data-quality report of every feature of either side: compared with the reference where both have
+    it; data quality alone, with the reason (``not_in_reference``, ``reference_pending``, ``absent_from_current``),
+    where not.
 
     >>> import numpy as np
     >>> ref, cur = ModelProfile("m", ""), ModelProfile("m", "")
@@ -436,11 +441,19 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         floors = {**cfg.min_effect, **settings.get("min_effect", {})}
         if floors:
             reports[-1] = _apply_effect_floor(reports[-1], floors)
+        if current.features[name].count == 0 and current.rows > 0:  # a reference column traffic never carries
+            reports[-1].withheld_reason = "absent_from_current"
     # Data quality needs no reference: features the reference lacks, and every feature before there is one, are
     # reported with their data quality and the reason they have no decision.
     for name in sorted(set(current.features) - set(ref_features)):
         reports.append(_not_compared(name, current.features[name], 0, alpha,
                                      "not_in_reference" if reference is not None else "reference_pending"))
+    # A reference feature the current side lacks altogether (a dropped column: what people compare to catch):
+    # listed, all of its rows missing.
+    for name in sorted(set(ref_features) - set(current.features)):
+        absent = type(ref_features[name])()
+        absent.missing = current.rows
+        reports.append(_not_compared(name, absent, ref_features[name].count, alpha, "absent_from_current"))
     spans = current.spans
     return ModelReport(
         model=current.model,

@@ -48,6 +48,7 @@ class Evaluator:
         self._reload = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending_logged: set[Key] = set()
+        self._mismatch_logged: set[tuple[Key, str | None]] = set()
 
     def subscribe(self, fn: Callable[[Snapshot], None]) -> None:
         self._subscribers.append(fn)
@@ -100,11 +101,12 @@ class Evaluator:
         for key, wp in sorted(views.items()):
             # One model at a time: merging a horizon takes milliseconds, and ingest must not wait for all.
             with self.live.lock:
-                taken.append((key, wp.reference, wp.reference_source, wp.current(), wp.reference_pending()))
+                taken.append((key, wp.reference, wp.reference_source, wp.current(), wp.reference_pending(),
+                              wp.last_received_ns or wp.newest_event_ns or 0))
         reports: list[ModelReport] = []
         profiles: dict[Key, tuple[ModelProfile | None, ModelProfile]] = {}
-        for key, reference, source, current, pending in taken:
-            report = compare(reference, current, self.drift, source)
+        for key, reference, source, current, pending, last_data_ns in taken:
+            report = dataclasses.replace(compare(reference, current, self.drift, source), last_data_ns=last_data_ns)
             if pending is not None:
                 report = dataclasses.replace(report, reference_pending_rows=pending[0])
                 if key not in self._pending_logged:
@@ -112,6 +114,8 @@ class Evaluator:
                     log.info("model %r version %r: no drift decisions until a reference is pinned from live traffic "
                              "(%d more rows and %.0f s more of event time, or a baseline file); data quality is "
                              "reported meanwhile", key[0], key[1], pending[0], pending[1])
+            elif reference is not None and current.rows and (key, source) not in self._mismatch_logged:
+                self._log_mismatch(key, source, report)
             reports.append(report)
             profiles[key] = (reference, current)
         with self.live.lock:
@@ -128,6 +132,17 @@ class Evaluator:
             except Exception:  # one reader's bug must not stop the others or the next evaluation
                 log.exception("a snapshot reader failed")
         return snapshot
+
+    def _log_mismatch(self, key: Key, source: str | None, report: ModelReport) -> None:
+        """One line per model and reference naming the features only one side has (a dropped or renamed column
+        reads as data quality on one feature among hundreds otherwise)."""
+        self._mismatch_logged.add((key, source))
+        absent = [f.feature for f in report.features if f.withheld_reason == "absent_from_current"]
+        extra = [f.feature for f in report.features if f.withheld_reason == "not_in_reference"]
+        if absent or extra:
+            log.warning("model %r version %r: the %s reference and live traffic disagree on features: %s%s%s",
+                        key[0], key[1], source, f"absent from traffic: {_names(absent)}" if absent else "",
+                        "; " if absent and extra else "", f"not in the reference: {_names(extra)}" if extra else "")
 
     def _labels_waiting(self) -> dict[str, tuple[int, int, int]]:
         """Rows and bytes waiting to be joined, and their limit, over every partition held (call under the lock)."""
@@ -168,3 +183,7 @@ class Evaluator:
                        cfg.threshold, cfg.positive_class, cfg.min_labels, cfg.tolerance)
                 for model, version in sorted(set(currents) | set(references))]
 
+
+def _names(names: list[str], shown: int = 20) -> str:
+    """``names`` for a log line: the first ``shown`` and how many more."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")

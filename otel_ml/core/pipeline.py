@@ -41,7 +41,7 @@ class RateLimitedRejectionLog:
     def warn(self, result: DecodeResult) -> None:
         with self._lock:
             self._pending.update(result.rejected)
-            self._example = result.message()
+            self._example = result.message() or self._example
             now = time.monotonic()
             if now - self._last < self.interval:
                 return

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 
+BASELINE_DIR_FILE = "baseline-dir.txt"
+"""In the state directory: the baseline directory the processor last started with (absolute), so that the
+offline commands (``otel-ml report``) choose the reference it chose without being told again."""
+
 
 def read_profiles(directory: Path) -> dict[Key, tuple[ModelProfile, Path]]:
     """Every otel-ml profile file in ``directory`` (not recursive), keyed by (model, version), with its file.
@@ -59,9 +63,9 @@ class ReferenceStore:
         self.pinned_dir = Path(state_dir) / "pinned"
         self.pinned_files = pinned_files
         self.current_start: dict[Key, int | None] = {}
+        """Shared mode: where the current horizon starts after a pinned reference (from its changelog record)."""
         self.losses: list[Loss] = []
         """Pinned reference files found damaged (each moved to quarantine/), for the state backend to report."""
-        """Shared mode: where the current horizon starts after a pinned reference (from its changelog record)."""
         self.baselines: dict[Key, ModelProfile] = {}
         self.baseline_files: dict[Key, Path] = {}
         self._baseline_dir_state: tuple[tuple[str, int, int], ...] = ()
@@ -76,9 +80,13 @@ class ReferenceStore:
             probe.unlink()
         except OSError as e:
             raise RuntimeError(f"state directory {self.pinned_dir.parent} is not writable: {e}") from e
+        recorded = self.pinned_dir.parent / BASELINE_DIR_FILE
+        if self.baseline_dir is None:
+            recorded.unlink(missing_ok=True)
         if self.baseline_dir is not None:
             if not self.baseline_dir.is_dir():
                 raise RuntimeError(f"baseline directory {self.baseline_dir} does not exist")
+            recorded.write_text(str(self.baseline_dir.resolve()) + "\n", encoding="utf-8")
             self._load_baselines()
             for (model, version), path in self.baseline_files.items():
                 log.info("baseline for model %r version %r loaded from %s", model, version, path.name)

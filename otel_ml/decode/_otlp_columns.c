@@ -708,7 +708,10 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         }
     }
     if (!model_v) {
-        c->ignored++;
+        /* ML attributes without a model (an SDK attribute limit evicted it, say): rejected, so the sender hears
+           why (model_name_missing); a span with none is ordinary traffic. */
+        if (nrefs) rc = DEC_REJECT;
+        else c->ignored++;
         goto done;
     }
     /* The Python decoder's rejections, in its order (DEC_REJECT). */

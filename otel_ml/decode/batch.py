@@ -156,8 +156,8 @@ class DecodeResult:
 
     def message(self) -> str:
         """The OTLP partial_success error message: every reason with its count and one example."""
-        parts = [f"{reason}: {n} span(s), e.g. {self.examples.get(reason, '')}" for reason, n in
-                 sorted(self.rejected.items())]
+        parts = [f"{reason}: {n} span(s)" + (f", e.g. {self.examples[reason]}" if self.examples.get(reason) else "")
+                 for reason, n in sorted(self.rejected.items())]
         return "; ".join(parts)
 
     # --- the journal record: what was applied, so a replay applies exactly that -----------------------
@@ -178,7 +178,8 @@ class DecodeResult:
                 "rejected": dict(self.rejected), "batches": [], "received_ns": self.received_ns,
                 **({"routed": True} if self.routed else {}),
                 **({"offsets": [list(o) for o in self.offsets]} if self.offsets else {}),
-                **({"skipped": dict(self.skipped_messages)} if self.skipped_messages else {})}
+                **({"skipped": dict(self.skipped_messages)} if self.skipped_messages else {}),
+                **({"examples": self.examples} if self.examples else {})}
         arrays: list[np.ndarray] = []
         for b in self.batches:
             sequenced = bool(len(b.span_stream)) and bool(b.span_stream.any())
@@ -248,4 +249,4 @@ class DecodeResult:
                    spans_ignored=meta["ignored"], rejected=Counter(meta["rejected"]), labels=labels,
                    offsets=[(str(t), int(p), int(o)) for t, p, o in meta.get("offsets", [])],
                    skipped_messages=Counter(meta.get("skipped", {})), received_ns=int(meta.get("received_ns", 0)),
-                   routed=bool(meta.get("routed", False)))
+                   routed=bool(meta.get("routed", False)), examples=dict(meta.get("examples", {})))

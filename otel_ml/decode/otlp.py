@@ -447,6 +447,10 @@ def _decode_span(
         elif key == semconv.SEQUENCE_STREAM:
             stream_v = kv.value
     if model_v is None:
+        if columns:  # ML data whose model is unknown: most often an SDK attribute limit evicted ml.model.name
+            raise _Rejected("model_name_missing", f"{len(columns)} ml.* column(s) (e.g. '{columns[0][0]}') but no "
+                            f"{semconv.MODEL_NAME} on the span or its resource; an SDK's span attribute limit "
+                            "(OTEL_ATTRIBUTE_COUNT_LIMIT, 128 by default) evicts the oldest attributes first")
         return False
     model = _string_attr(model_v)
     if not model:

@@ -38,6 +38,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 Scalar = bool | int | float | str
 
 SPAN_NAME = "ml.predict"
+_UNKNOWN = object()
+_LATER_SINGLE = 6
+"""Attributes a single-prediction span may get after its features: the prediction, score, probability and id,
+ml.sequence and its stream."""
 
 
 def _scalar(value: Any) -> Scalar | None:
@@ -175,6 +179,7 @@ class ModelMonitor:
         """Feature or prediction values that could not be recorded; by reason in ``dropped_by_reason`` and in the
         app's metrics (``otel_ml.client.values.dropped{reason}``, through ``meter_provider`` or the global one)."""
         self.dropped_by_reason: Counter[str] = Counter()
+        self._warned_limit = False
         self._dropped_counter = metrics.get_meter("otel_ml.instrument", meter_provider=meter_provider).create_counter(
             semconv.METRIC_CLIENT_VALUES_DROPPED, unit="{value}",
             description="Feature or prediction values the otel-ml instrumentation could not record, by reason")
@@ -253,7 +258,51 @@ class ModelMonitor:
             self._keys[name] = key
         return key
 
+    def _attribute_limit(self) -> int:
+        """The span attribute limit of the SDK behind this monitor's tracer (``SpanLimits.max_span_attributes``);
+        without one to read, the SDK's default as the environment sets it (128 unless
+        OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT or OTEL_ATTRIBUTE_COUNT_LIMIT say otherwise)."""
+        tracer = getattr(self._tracer, "_real_tracer", None) or self._tracer  # a ProxyTracer's SDK tracer
+        limit = getattr(getattr(tracer, "_span_limits", None), "max_span_attributes", _UNKNOWN)
+        if limit is _UNKNOWN:
+            for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"):
+                try:
+                    return int(os.environ[name])
+                except (KeyError, ValueError):
+                    continue
+            return 128
+        return limit if isinstance(limit, int) and limit >= 0 else 2**31  # None: no limit
+
+    def _fit(self, attrs: dict[str, Any], later: int) -> dict[str, Any]:
+        """``attrs`` with features left out so that they and ``later`` attributes set afterwards stay within the
+        SDK's span attribute limit. The SDK evicts a span's *oldest* attributes first, i.e. the model's identity:
+        the whole span would be lost (``model_name_missing`` at the processor). The last features are left out,
+        counted (``attribute_limit``) and named once in a warning."""
+        limit = self._attribute_limit()
+        if len(attrs) + later <= limit:
+            return attrs
+        features = [k for k in attrs if k.startswith(semconv.FEATURE_PREFIX)]
+        over = min(len(features), len(attrs) + later - limit)
+        for key in features[len(features) - over:]:
+            del attrs[key]
+        self.dropped_values += over
+        self.dropped_by_reason["attribute_limit"] += over
+        self._dropped_counter.add(over, {semconv.MODEL_NAME: self.model_name,
+                                         semconv.MODEL_VERSION: self.model_version,
+                                         semconv.ATTR_REASON: "attribute_limit"})
+        if not self._warned_limit:
+            self._warned_limit = True
+            log.warning("otel-ml: %s: %d features, but the TracerProvider keeps %d attributes per span; %d features "
+                        "are left out of every record (the first: %s). Raise the limit in the serving process: "
+                        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=%d (or SpanLimits(max_span_attributes=...))",
+                        self.model_name, len(features), limit, over, features[len(features) - over][11:],
+                        len(features) + 16)
+        return attrs
+
     def _attributes(self, features: Mapping[str, Any] | None) -> dict[str, Any]:
+        return self._fit(self._attributes_of(features), _LATER_SINGLE)
+
+    def _attributes_of(self, features: Mapping[str, Any] | None) -> dict[str, Any]:
         attrs = dict(self._base)
         if features:
             try:
@@ -488,11 +537,14 @@ class ModelMonitor:
                 attrs[key] = _column(values)
             except Exception as e:
                 self._drop(key, e)
-        return attrs
+        return self._fit(attrs, 2)  # ml.sequence and its stream come later
 
-    def wrap(self, model: Any, feature_names: Sequence[str] | None = None) -> MonitoredModel:
-        """Wrap a scikit-learn-style model: ``predict``/``predict_proba`` record a batch span per call."""
-        return MonitoredModel(model, self, feature_names)
+    def wrap(self, model: Any, feature_names: Sequence[str] | None = None,
+             prediction_id: str | Callable[[Any], Sequence[Any]] | None = None) -> MonitoredModel:
+        """Wrap a scikit-learn-style model: ``predict``/``predict_proba`` record a batch span per call.
+        ``prediction_id`` names each prediction for ``record_ground_truth``: a column of DataFrame inputs (taken
+        out before the model sees them), or a callable from the input to one id per row."""
+        return MonitoredModel(model, self, feature_names, prediction_id)
 
 
 class MonitoredModel:
@@ -504,11 +556,32 @@ class MonitoredModel:
     reverse) records nothing more. Column names come from ``feature_names``, a DataFrame's columns or the model's
     ``feature_names_in_``; names that do not match the input's width are refused (ValueError when wrapping, an
     error log and a dropped batch when called). Picklable: the monitor is rebuilt on load (global TracerProvider).
+
+    With ``prediction_id`` (a column name, or a callable from the input to one id per row), each recorded row
+    carries its id, so that labels sent later (``record_ground_truth_batch``, ``otel-ml labels send``) join it:
+
+    >>> import pandas as pd
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    >>> class Doubler:
+    ...     def predict(self, X):
+    ...         assert list(X.columns) == ["x"]  # the id column never reaches the model
+    ...         return (X["x"] * 2).tolist()
+    >>> spans = InMemorySpanExporter(); provider = TracerProvider()
+    >>> provider.add_span_processor(SimpleSpanProcessor(spans))
+    >>> model = ModelMonitor("m", tracer_provider=provider).wrap(Doubler(), prediction_id="request_id")
+    >>> model.predict(pd.DataFrame({"request_id": ["a", "b"], "x": [1.0, 2.0]}))
+    [2.0, 4.0]
+    >>> spans.get_finished_spans()[0].attributes["ml.prediction.id"]
+    ('a', 'b')
     """
 
-    def __init__(self, model: Any, monitor: ModelMonitor, feature_names: Sequence[str] | None = None) -> None:
+    def __init__(self, model: Any, monitor: ModelMonitor, feature_names: Sequence[str] | None = None,
+                 prediction_id: str | Callable[[Any], Sequence[Any]] | None = None) -> None:
         self._model = model
         self._monitor = monitor
+        self._prediction_id = prediction_id
         self._feature_names = list(feature_names) if feature_names is not None else None
         expected = getattr(model, "n_features_in_", None)
         if self._feature_names is not None and expected is not None and len(self._feature_names) != expected:
@@ -518,19 +591,20 @@ class MonitoredModel:
         self._warned: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_model", "_monitor", "_feature_names", "_last", "_warned"):
+        if name.startswith("__") or name in ("_model", "_monitor", "_feature_names", "_last", "_warned",
+                                             "_prediction_id"):
             raise AttributeError(name)  # not set yet (unpickling): never look these up on the model
         return getattr(self._model, name)
 
     def __getstate__(self) -> dict[str, Any]:
         m = self._monitor
-        return {"model": self._model, "feature_names": self._feature_names,
+        return {"model": self._model, "feature_names": self._feature_names, "prediction_id": self._prediction_id,
                 "monitor": (m.model_name, m.model_version, m.sampling_ratio, m.span_name)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         name, version, ratio, span_name = state["monitor"]
         self.__init__(state["model"], ModelMonitor(name, version, sampling_ratio=ratio, span_name=span_name),
-                      state["feature_names"])
+                      state["feature_names"], state.get("prediction_id"))
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._warned:
@@ -557,25 +631,44 @@ class MonitoredModel:
         return {name: [r[i] for r in rows] for i, name in enumerate(names)}
 
     def _call(self, method: str, X: Any, args: tuple, kwargs: dict,
-              outputs: Callable[[Any], tuple[Sequence[Any], Sequence[float] | None]]) -> Any:
+              outputs: Callable[[Any], dict[str, Sequence[Any]]]) -> Any:
         previous = getattr(self._last, "call", None)
         if previous is not None and previous[0] is X and previous[1] != method:  # the same predictions again
             self._last.call = None
             return getattr(self._model, method)(X, *args, **kwargs)
         self._last.call = (X, method)
+        ids, X = self._ids(X)
         monitor = self._monitor
         span = monitor._tracer.start_span(monitor.span_name)  # before the call: the span times the model
         try:
             result = getattr(self._model, method)(X, *args, **kwargs)
         except Exception as e:
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(e).__name__))
-            self._end(span, X, None)
+            self._end(span, X, None, ids=ids)
             raise
-        self._end(span, X, result, outputs)
+        self._end(span, X, result, outputs, ids)
         return result
 
+    def _ids(self, X: Any) -> tuple[list[str] | None, Any]:
+        """(one id per row or None, the input the model gets: without the id column)."""
+        pid = self._prediction_id
+        if pid is None:
+            return None, X
+        if callable(pid):
+            try:
+                return [str(i) for i in pid(X)], X
+            except Exception as e:  # never raise into serving code: the rows go without ids
+                self._monitor._drop("prediction_id", e, "prediction_id_unreadable")
+                return None, X
+        if not hasattr(X, "columns") or pid not in X.columns:
+            self._warn_once("no_id_column", "otel-ml: %s: the input has no column %r (prediction_id): predictions "
+                            "are recorded without ids", self._monitor.model_name, pid)
+            return None, X
+        return [str(i) for i in X[pid].tolist()], X.drop(columns=[pid])
+
     def _end(self, span: trace.Span, X: Any, result: Any,
-             outputs: Callable[[Any], tuple[Sequence[Any], Sequence[float] | None]] | None = None) -> None:
+             outputs: Callable[[Any], dict[str, Sequence[Any]]] | None = None,
+             ids: list[str] | None = None) -> None:
         """Set the batch's attributes on ``span`` and end it; a failure here drops the batch, never raises."""
         try:
             columns: dict[str, Sequence[Any]] | None = None
@@ -586,10 +679,9 @@ class MonitoredModel:
                 columns = {self._monitor._feature_key(k) or "": v for k, v in features.items()}
                 columns.pop("", None)
                 if outputs is not None:
-                    labels, scores = outputs(result)
-                    columns[semconv.PREDICTION] = labels
-                    if scores is not None:
-                        columns[semconv.PREDICTION_SCORE] = scores
+                    columns.update(outputs(result))
+                if ids is not None:
+                    columns[semconv.PREDICTION_ID] = ids
                 attrs = self._monitor._batch_attributes(columns)
                 if attrs is not None:
                     span.set_attributes(attrs)
@@ -598,16 +690,31 @@ class MonitoredModel:
             self._monitor._drop("batch", e)
         span.end()
 
+    def _classes(self, labels: Sequence[Any]) -> list[Any]:
+        """A classifier's (a model with ``classes_``) predicted labels as text: the processor then treats it as
+        one (chi-squared on its outputs, accuracy and F1 with labels) instead of as a regressor of 0s and 1s.
+        Whole numbers read as the labels sent for them will (``1``, not ``1.0``)."""
+        if not hasattr(self._model, "classes_"):
+            return list(labels)
+        out = []
+        for v in labels:
+            v = v.item() if hasattr(v, "item") else v
+            out.append(str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        return out
+
     def predict(self, X: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._call("predict", X, args, kwargs, lambda y: (y, None))
+        return self._call("predict", X, args, kwargs, lambda y: {semconv.PREDICTION: self._classes(list(y))})
 
     def predict_proba(self, X: Any, *args: Any, **kwargs: Any) -> Any:
-        def outputs(proba: Any) -> tuple[list, list]:
+        def outputs(proba: Any) -> dict[str, list]:
             rows = proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba]
             classes = list(getattr(self._model, "classes_", range(len(rows[0]) if rows else 0)))
             best = [max(range(len(r)), key=r.__getitem__) for r in rows]
-            labels = [classes[i].item() if hasattr(classes[i], "item") else classes[i] for i in best]
-            return labels, [r[i] for r, i in zip(rows, best)]
+            out = {semconv.PREDICTION: self._classes([classes[i] for i in best]),
+                   semconv.PREDICTION_SCORE: [r[i] for r, i in zip(rows, best)]}
+            if len(classes) == 2:  # binary: the positive class's probability, for label-free estimates (CBPE)
+                out[semconv.PREDICTION_PROBABILITY] = [r[1] for r in rows]
+            return out
 
         return self._call("predict_proba", X, args, kwargs, outputs)
 

@@ -210,6 +210,14 @@ class ModelProfile:
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
+    def drop_features(self, names: set[str]) -> None:
+        """Leave ``names`` out of this profile and its chunks (``baseline build`` dropping id-like columns)."""
+        for profile in (self, *self.chunks):
+            for name in names:
+                profile.features.pop(name, None)
+                profile.grids.pop(name, None)
+        self.learned_thresholds = None
+
     def feature(self, name: str, kind: str) -> FeatureProfile:
         p = self.features.get(name)
         if p is None:

@@ -107,6 +107,9 @@ class WindowedProfile:
         self.reference_source: str | None = None
         self.first_window_ns: int | None = None
         self.newest_event_ns: int | None = None
+        self.last_received_ns = 0
+        """The processor's clock when data of this model last arrived (0: not since the process started); the
+        pages mark a model stale from it."""
         self.current_start_ns: int | None = None
         """Start of the earliest window the current horizon may use (after a pinned reference)."""
         self.just_pinned = False
@@ -125,6 +128,8 @@ class WindowedProfile:
         self._removed: set[int] = set()  # windows gone (their stored copies are deleted)
         self.dropped_feature_values = 0
         """Values of features beyond ``max_features`` that were not profiled."""
+        self.unprofiled: set[str] = set()
+        """The names of those features (each logged once)."""
         self._changes = 0
         self._changed_at: dict[int, int] = {}
         """Per window, the change count when it last changed: tells whether the settled merge is still valid."""
@@ -146,13 +151,22 @@ class WindowedProfile:
     def update(self, batch: ColumnarBatch) -> int:
         """Add a batch; returns the number of rows dropped because they arrived too late."""
         win = self.window.window_ns
+        unprofiled: list[str] = []
         for name in batch.feature_names():
             if name not in self.kinds:
                 if len(self.kinds) >= self.max_features:
                     self.dropped_feature_values += batch.n_rows
+                    if name not in self.unprofiled and len(self.unprofiled) < 100_000:
+                        self.unprofiled.add(name)
+                        unprofiled.append(name)
                     continue
                 self.kinds[name] = choose_kind(batch, name) if (
                     name in batch.numeric or name in batch.categorical) else "numeric"
+        if unprofiled:  # each feature named once: nobody can tell otherwise which ones are not monitored
+            log.warning("model %r version %r: %d more feature(s) beyond limits.max_profiled_features_per_model (%d) "
+                        "are not profiled (%d so far): %s%s", self.model, self.version, len(unprofiled),
+                        self.max_features, len(self.unprofiled), ", ".join(unprofiled[:20]),
+                        ", ..." if len(unprofiled) > 20 else "")
         late = 0
         self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():

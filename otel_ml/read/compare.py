@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_ml.analyze.drift import DriftConfig, compare
-from otel_ml.core.references import ReferenceStore, read_profiles
+from otel_ml.core.references import BASELINE_DIR_FILE, ReferenceStore, read_profiles
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import profile_from_dict
 from otel_ml.read import views
@@ -24,6 +24,10 @@ def find_reference(state_dir: str | Path, model: str, version: str, reference: s
     """(reference profile, where it came from), as the processor would choose it, or from ``reference``."""
     if reference is not None:
         return ModelProfile.read(reference), str(reference)
+    if baseline_dir is None:  # the one the processor used, if it still exists
+        recorded = Path(state_dir) / BASELINE_DIR_FILE
+        if recorded.is_file() and Path(used := recorded.read_text(encoding="utf-8").strip()).is_dir():
+            baseline_dir = used
     if baseline_dir is not None:
         found = read_profiles(Path(baseline_dir))
         for key in ((model, version), (model, "")):

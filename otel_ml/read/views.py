@@ -8,6 +8,8 @@ with the exported metrics. Non-finite numbers become ``None`` (JSON ``null``): J
 from __future__ import annotations
 
 import math
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -113,8 +115,10 @@ def sorted_rows(rows: list[dict[str, Any]], key: str = "problems") -> list[dict[
     return sorted(rows, key=value)
 
 
-def model_summary(r: ModelReport) -> dict[str, Any]:
-    """A model version's status line (an element of ``/api/v1/models``)."""
+def model_summary(r: ModelReport, stale_after_seconds: float | None = None, now_ns: int | None = None
+                  ) -> dict[str, Any]:
+    """A model version's status line (an element of ``/api/v1/models``); with ``stale_after_seconds`` (live pages),
+    whether its data stopped that long ago (``stale``)."""
     rows = [feature_row(f) for f in r.features]  # statuses only: the effect shown does not matter here
     drifting = sorted(x["name"] for x in rows if x["status"] == "drift")
     quality = sorted(x["name"] for x in rows if x["quality_problems"])
@@ -128,7 +132,23 @@ def model_summary(r: ModelReport) -> dict[str, Any]:
         "latency_seconds": {"p50": number(r.latency_p50), "p95": number(r.latency_p95),
                             "p99": number(r.latency_p99)},
         "error_ratio": number(r.error_ratio), "lost_ratio": number(r.lost_ratio),
+        **_freshness(r.last_data_ns, stale_after_seconds, now_ns),
     }
+
+
+def _freshness(last_data_ns: int, stale_after_seconds: float | None, now_ns: int | None) -> dict[str, Any]:
+    """``last_data_at`` (ISO 8601 UTC), its age and ``stale`` (None where not judged: offline reports).
+
+    >>> _freshness(1_700_000_000 * 10**9, 600, 1_700_000_900 * 10**9)
+    {'last_data_at': '2023-11-14T22:13:20Z', 'last_data_age_seconds': 900.0, 'stale': True}
+    """
+    if not last_data_ns:
+        return {"last_data_at": None, "last_data_age_seconds": None, "stale": None}
+    at = datetime.fromtimestamp(last_data_ns / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if stale_after_seconds is None:
+        return {"last_data_at": at, "last_data_age_seconds": None, "stale": None}
+    age = max(0.0, ((now_ns if now_ns is not None else time.time_ns()) - last_data_ns) / 1e9)
+    return {"last_data_at": at, "last_data_age_seconds": round(age, 1), "stale": age > stale_after_seconds}
 
 
 def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:

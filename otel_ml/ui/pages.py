@@ -26,7 +26,8 @@ th a{color:#222}td.num,th.num{text-align:right}td.num{white-space:nowrap}
 .name{max-width:420px;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;color:#fff}
 .drift{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
-.reference_pending{background:#7f8c8d}
+.reference_pending{background:#7f8c8d}.stale{background:#34495e}
+.banner{background:#fdf2e9;border:1px solid #e59866;padding:8px 12px;margin:8px 0}
 .muted{color:#777}.grid{display:flex;flex-wrap:wrap;gap:16px}
 .card{background:#fff;padding:8px 12px;border:1px solid #e5e5e5}
 img.chart{max-width:100%;height:auto}
@@ -62,6 +63,33 @@ def badge(state: str) -> str:
     return f'<span class="badge {esc(state)}">{esc(state.replace("_", " "))}</span>'
 
 
+def age(seconds: float | None) -> str:
+    """``3 s``, ``12 min``, ``5.2 h``, ``3.0 d`` ago."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago" if seconds < 172800 else f"{seconds / 86400:.1f} d ago"
+
+
+def last_data(m: dict[str, Any]) -> str:
+    """When the model's data last arrived, and a ``stale`` badge when that is too long ago."""
+    if not m.get("last_data_at"):
+        return "–"
+    when = f'<span title="{esc(m["last_data_at"])}">{esc(age(m.get("last_data_age_seconds")) or m["last_data_at"])}'
+    return when + "</span>" + (" " + badge("stale") if m.get("stale") else "")
+
+
+def stale_banner(m: dict[str, Any]) -> str:
+    if not m.get("stale"):
+        return ""
+    return (f'<p class="banner stale-banner">No data since {esc(m["last_data_at"])} '
+            f'({esc(age(m["last_data_age_seconds"]))}): the horizon, and the drift shown, are frozen at that '
+            "time. Is the model still serving, and its spans still reaching otel-ml?</p>")
+
+
 def layout(title: str, body: str, home: str = "/") -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)} · otel-ml</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
@@ -84,11 +112,12 @@ def models_page(models: list[dict[str, Any]], model_href: Any, generated: str = 
             f'<td class="num">{len(m["features_drifting"])} of {m["features"]}</td><td class="name">{drifting}</td>'
             f'<td class="num">{len(m["features_with_quality_problems"])}</td>'
             f'<td class="num">{"–" if lat is None else f"{lat * 1000:.1f} ms"}</td>'
-            f'<td class="num">{pct(m["lost_ratio"])}</td></tr>')
+            f'<td class="num">{pct(m["lost_ratio"])}</td><td class="num">{last_data(m)}</td></tr>')
     table = ("<table><thead><tr><th>model</th><th>version</th><th>status</th><th>reference</th>"
              "<th class=num>reference rows</th><th class=num>rows in horizon</th><th class=num>drifting</th>"
              "<th>drifting features</th><th class=num>quality problems</th><th class=num>latency p95</th>"
-             "<th class=num>lost</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>") if rows else (
+             "<th class=num>lost</th><th class=num>last data</th></tr></thead><tbody>" + "".join(rows)
+             + "</tbody></table>") if rows else (
         "<p>No model has sent predictions yet.</p>")
     return layout("models", f"<h1>Models</h1>{table}<p class=muted>{esc(generated)}</p>")
 
@@ -131,9 +160,11 @@ def model_header(summary: dict[str, Any], rows_label: str = "rows in horizon") -
              ("features drifting", f'{len(summary["features_drifting"])} of {summary["features"]}'),
              ("latency p50 / p95 / p99", " / ".join("–" if lat[k] is None else f"{lat[k] * 1000:.1f} ms"
                                                     for k in ("p50", "p95", "p99"))),
-             ("errors", pct(summary["error_ratio"])), ("lost", pct(summary["lost_ratio"]))]
+             ("errors", pct(summary["error_ratio"])), ("lost", pct(summary["lost_ratio"])),
+             ("last data", last_data(summary))]
     cards = "".join(f'<div class="card"><div class=muted>{k}</div><div>{v}</div></div>' for k, v in items)
-    return f'<h1>{esc(summary["model"])} <span class=muted>{version}</span></h1><div class="grid">{cards}</div>'
+    return (f'<h1>{esc(summary["model"])} <span class=muted>{version}</span></h1>{stale_banner(summary)}'
+            f'<div class="grid">{cards}</div>')
 
 
 def performance_section(perf: dict[str, Any] | None) -> str:

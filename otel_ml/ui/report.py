@@ -14,9 +14,10 @@ import datetime as dt
 from pathlib import Path
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
+from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
-from otel_ml.read.archive import live_window_ns, open_read_only, rows_in_range
+from otel_ml.read.archive import live_window_ns, open_read_only, performance_in_range, rows_in_range
 from otel_ml.read.compare import find_reference, history, merged_parts
 from otel_ml.ui import pages
 
@@ -27,9 +28,11 @@ HISTORY_POINTS = 96
 def build_report(state_dir: str | Path, model: str, version: str = "", start_ns: int | None = None,
                  end_ns: int | None = None, reference: str | Path | None = None,
                  baseline_dir: str | Path | None = None, drift: DriftConfig | None = None,
-                 max_charts: int = MAX_CHARTS) -> tuple[str, ModelReport]:
+                 max_charts: int = MAX_CHARTS, performance: PerformanceConfig | None = None
+                 ) -> tuple[str, ModelReport]:
     """The report's HTML, and the drift report it shows."""
     drift = drift or DriftConfig()
+    performance = performance or PerformanceConfig()
     start_ns = 0 if start_ns is None else start_ns
     end_ns = 2**62 if end_ns is None else end_ns
     conn = open_read_only(state_dir)  # first: a wrong --state-dir should be named as such
@@ -37,6 +40,7 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
         ref, source = find_reference(state_dir, model, version, reference, baseline_dir)
         window_ns = live_window_ns(conn)
         rows = list(rows_in_range(conn, model, version, start_ns, end_ns, window_ns))
+        labelled = performance_in_range(conn, model, version, start_ns, end_ns, performance.max_classes)
     finally:
         conn.close()
     if not rows:
@@ -51,12 +55,17 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
         parts.append(part)
     report = compare(ref, current, drift, "baseline" if source.startswith("baseline") else "pinned")
     span = (rows[0][0], max(r[1] for r in rows))
-    return render(report, ref, current, source, history(parts, ref, drift), span, max_charts), report
+    perf = None
+    if labelled is not None or ref.performance is not None:
+        perf = assess(model, version, labelled, ref.performance, drift.evaluation_alpha, performance.threshold,
+                      performance.positive_class, performance.min_labels, performance.tolerance)
+    return render(report, ref, current, source, history(parts, ref, drift), span, max_charts, perf), report
+
 
 
 def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, source: str,
            over_time: dict[str, dict[str, list]], span: tuple[int | None, int | None] | None,
-           max_charts: int = MAX_CHARTS) -> str:
+           max_charts: int = MAX_CHARTS, performance: PerformanceReport | None = None) -> str:
     summary = views.model_summary(report)
     summary["reference_source"] = source
     rows = views.sorted_rows([views.feature_row(f) for f in report.features])
@@ -68,6 +77,7 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
     body = [pages.model_header(summary, "rows in range"),
             f"<p class=muted>Archived windows from {pages.timestamp(lo)} to {pages.timestamp(hi)} against the "
             f"reference ({pages.esc(source)}). Report written {generated} by <code>otel-ml report</code>.</p>",
+            pages.performance_section(views.performance_document(performance)),
             "<h2>Features</h2>",
             pages.feature_table(rows, lambda name: f"#{anchors[name]}" if name in drawn else "#features-not-drawn")]
     for r in charted:

@@ -205,19 +205,22 @@ class UiServer:
         out["range_unix"] = [start / 1e9, end / 1e9]
         return out
 
+    def _summary(self, report: ModelReport) -> dict[str, Any]:
+        return views.model_summary(report, self.config.stale_after_seconds)
+
     @staticmethod
     def _model_href(model: str, version_path: str) -> str:
         return f"/models/{pages.url_segment(name_segment(model))}/versions/{pages.url_segment(version_path)}"
 
     # --- pages --------------------------------------------------------------------------------------
     def _models_page(self, _request: web.Request) -> web.Response:
-        models = [views.model_summary(r) for r in self.snapshot.reports]
+        models = [self._summary(r) for r in self.snapshot.reports]
         return _html(pages.models_page(models, self._model_href,
                                        f"evaluated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"))
 
     def _model_page(self, request: web.Request) -> web.Response:
         report = self._report(request)
-        summary = views.model_summary(report)
+        summary = self._summary(report)
         base = self._model_href(report.model, summary["version_path"])
         sort = request.query.get("sort", "problems")
         if sort not in ("problems", *(k for k, _ in pages.COLUMNS)):
@@ -229,7 +232,7 @@ class UiServer:
 
     def _feature_page(self, request: web.Request) -> web.Response:
         report, row, doc = self._feature(request)
-        summary = views.model_summary(report)
+        summary = self._summary(report)
         history = dict(doc["history"], caption="the live horizon at each of the last evaluations")
         archive = doc["archive_history"]
         if archive is not None:
@@ -244,14 +247,14 @@ class UiServer:
     def _api_models(self, _request: web.Request) -> web.Response:
         models = []
         for r in self.snapshot.reports:
-            s = views.model_summary(r)
+            s = self._summary(r)
             s["href"] = "/api/v1" + self._model_href(r.model, s["version_path"]) + "/drift"
             models.append(s)
         return _json({"models": models})
 
     def _api_drift(self, request: web.Request) -> web.Response:
         report = self._report(request)
-        summary = views.model_summary(report)
+        summary = self._summary(report)
         base = "/api/v1" + self._model_href(report.model, summary["version_path"])
         rows = views.sorted_rows([views.feature_row(f, self.source.effect_size) for f in report.features],
                                  request.query.get("sort", "problems"))

@@ -75,6 +75,11 @@ def test_graceful_restart_keeps_windows_and_counters(tmp_path: Path) -> None:
     before = wait_for(lambda: counted(sp) == 300 and sp.scrape(), what="300 counted")
     assert sp.stop() == 0
     assert (state / "otel-ml.db").exists()
+    # a supervisor's SIGTERM is answered in the log: what it is doing, then that it is done (issue 31 case 9)
+    stopped = wait_for(lambda: (lines := [x for x in sp.log if x.startswith("otel-ml stop")])[1:] and lines,
+                       timeout=10, what="the shutdown lines")
+    assert stopped[0].startswith("otel-ml stopping (SIGTERM)") and stopped[-1].startswith("otel-ml stopped in "), \
+        stopped
     sp = start_serve(state, "--no-otlp-http", "--evaluation-interval", "0.5")
     try:
         assert counted(sp) == 300

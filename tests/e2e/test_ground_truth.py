@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -183,3 +185,93 @@ def test_labelled_baseline_built_shown_and_refused_when_wrong(tmp_path: Path) ->
                 "--target-column", "y", "--output", str(tmp_path / "bad.json"))
     assert wrong.returncode == 2 and "must hold numbers in [0, 1]" in wrong.stderr, wrong.stderr
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_offline_report_has_performance_and_the_processors_baseline(tmp_path: Path, serve_factory) -> None:
+    """Issue 31 case 6: `otel-ml report` had no performance section and needed --baseline-dir again although the
+    processor knew it. Now the state directory records the baseline directory the processor used, and the report
+    shows realized performance over the range's labelled windows (equal to scikit-learn) beside the drift."""
+    import pandas as pd
+
+    from tests.support import LOGS, TRACES, export, labels_request, predictions_request
+
+    rng = np.random.default_rng(5)
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    pd.DataFrame({"x": rng.uniform(size=2000)}).to_csv(tmp_path / "ref.csv", index=False)
+    subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "loans", "--input",
+                    str(tmp_path / "ref.csv"), "--output", str(baselines / "loans.json")], check=True,
+                   capture_output=True)
+    sp = serve_factory("--baseline-dir", str(baselines), "--window", "60", "--evaluation-interval", "0.5")
+    n = 400
+    p = rng.uniform(size=n)
+    y = (rng.uniform(size=n) < p).astype(int)
+    pred = (p >= 0.5).astype(int)
+    now = time.time_ns()
+    export(sp, TRACES, predictions_request("loans", [
+        {"ml.prediction.id": f"l-{i}", "ml.prediction": int(pred[i]), "ml.prediction.probability": float(p[i]),
+         "ml.feature.x": float(p[i])} for i in range(n)], now - 10**9))
+    export(sp, LOGS, labels_request("loans", [(f"l-{i}", int(y[i])) for i in range(n)], now))
+
+    def labelled() -> dict | None:
+        try:
+            doc = json.loads(urllib.request.urlopen(
+                f"http://127.0.0.1:{sp.ui_port}/api/v1/models/loans/versions/_/performance", timeout=10).read())
+        except urllib.error.HTTPError:  # 404 until the model's first evaluation
+            return None
+        perf = doc["performance"]
+        return perf if perf and perf["labeled"] == n else None
+
+    wait_for(labelled, what=f"all {n} labels joined")
+    import otel_ml  # the notebook client reads the same (issue 31 case 9: it had no performance method)
+
+    table = otel_ml.Client(f"http://127.0.0.1:{sp.ui_port}").performance("loans").set_index("metric")
+    assert table.loc["accuracy", "realized.value"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert table.loc["accuracy", "realized.n"] == n
+    assert otel_ml.Client(f"http://127.0.0.1:{sp.ui_port}").performance_summary("loans")["coverage"] == 1.0
+    assert sp.stop() == 0  # the final checkpoint writes the windows the report reads
+    out = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "report", "--state-dir", str(sp.state_dir),
+                           "--model", "loans", "--output", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    html = out.read_text()
+    assert "against the reference (baseline loans.json)" in html, html[:3000]
+    assert "<h2>Performance</h2>" in html and f"{n:,} labelled of {n:,}" in html
+    accuracy = re.search(r"<td class=name>accuracy</td><td class=num>([0-9.]+)", html)
+    assert accuracy and float(accuracy.group(1)) == pytest.approx(skm.accuracy_score(y, pred), abs=5e-4), accuracy
+
+
+def test_a_wrapped_model_names_its_predictions_and_labels_join_them(serve_factory) -> None:
+    """Issue 31 case 9: `monitor.wrap()` could not attach prediction ids, so a wrapped model had no ground truth.
+    ``wrap(model, prediction_id="request_id")``: the column names each row (the model never sees it), and labels
+    sent later join; the realized accuracy equals scikit-learn's."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from otel_ml.instrument import ModelMonitor
+
+    rng = np.random.default_rng(8)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (X["a"] + rng.normal(scale=0.8, size=300) > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    sp = serve_factory("--evaluation-interval", "0.5")
+    provider = sdk_provider(sp)
+    monitor = ModelMonitor("wrapped", "1", tracer_provider=provider)
+    wrapped = monitor.wrap(model, prediction_id="request_id")
+    predicted = []
+    for start in range(0, 300, 50):
+        batch = X.iloc[start:start + 50].assign(request_id=[f"r-{i}" for i in range(start, start + 50)])
+        predicted += list(wrapped.predict(batch))
+    monitor.record_ground_truth_batch([f"r-{i}" for i in range(300)], [int(v) for v in y])
+    provider.force_flush()
+
+    def accuracy() -> float | None:
+        got = {s.labels["ml_performance_metric"]: s.value
+               for s in select(sp.scrape(), "ml_performance", ml_model_name="wrapped", ml_model_version="1")}
+        total = select(sp.scrape(), "ml_ground_truth_total", ml_model_name="wrapped")
+        return got.get("accuracy") if total and total[0].value == 300 else None
+
+    assert wait_for(accuracy, what="all 300 labels joined") == pytest.approx(skm.accuracy_score(y, predicted),
+                                                                              abs=1e-6)
+    assert monitor.dropped_values == 0
+    provider.shutdown()

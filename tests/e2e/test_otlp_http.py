@@ -111,3 +111,28 @@ def test_every_gzip_member_is_read_and_trailing_bytes_refused(serve_factory) -> 
                             if s.value == 207], what="all 207 spans of both members and the deflate body")
     assert got
     assert select(sp.scrape(), "ml_predictions_total", ml_model_name="gz-bad") == []
+
+
+def test_a_grpc_exporter_on_the_http_port_gets_one_line_that_says_so(serve_factory) -> None:
+    """Issue 31 case 8: the OTel SDK's gRPC exporter pointed at the OTLP/HTTP port wrote an aiohttp traceback with
+    raw HTTP/2 frames per retry. Now: one warning naming the mix-up and the port to use, then silence (rate-limited),
+    while ordinary requests go on being served."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    sp = serve_factory()
+    exporter = GrpcSpanExporter(endpoint=f"http://127.0.0.1:{sp.http_port}", insecure=True, timeout=2)
+    provider = TracerProvider()
+    spans = []
+    for _ in range(3):
+        with provider.get_tracer("app").start_as_current_span("p") as span:
+            span.set_attribute("ml.model.name", "m")
+            spans.append(span)
+    assert exporter.export(spans) == SpanExportResult.FAILURE
+    exporter.shutdown()
+    line = wait_for(lambda: next((x for x in sp.log if "gRPC (HTTP/2) client on an HTTP port" in x), None),
+                    what="the mix-up named in the log")
+    assert "WARNING" in line and "4317" in line, line
+    assert post(sp.http_port, b"", "application/x-protobuf")[0] == 200
+    assert not [x for x in sp.log if "Traceback" in x or "PRI/Upgrade" in x], "".join(sp.log[-20:])
+    assert sum("gRPC (HTTP/2) client" in x for x in sp.log) == 1

@@ -7,8 +7,10 @@ with a log line only. The processor sees the gaps in ``ml.sequence`` and exports
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import urllib.request
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -81,3 +83,70 @@ def test_spans_the_sdk_drops_show_as_lost_and_batch_rows_loses_none(serve_factor
     provider.shutdown()
     assert settled(sp, "batched") == (N, 0.0), batched_rate
     assert batched_rate > rate  # and cheaper per prediction (bench/serving.py has the figures)
+
+
+def test_a_wide_model_is_kept_or_named_never_silently_ignored(serve_factory, caplog) -> None:
+    """Issue 31 case 1: with the SDK's default limit of 128 attributes per span, a 2,000-feature span lost its
+    *oldest* attributes, ``ml.model.name`` first, and the processor counted it as ordinary traffic. Now a plain
+    SDK span with ML columns but no model is rejected ``model_name_missing`` (counted, logged with an example),
+    ``ModelMonitor`` keeps the model's identity and as many features as fit (the rest counted and named once),
+    and with the limit raised every feature arrives; those beyond limits.max_profiled_features_per_model are
+    named in the processor's log."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    sp = serve_factory("--evaluation-interval", "0.5")
+    wide = {f"f{i}": float(i) for i in range(1500)}
+
+    plain = app_provider(sp)  # the SDK's defaults: 128 attributes per span
+    tracer = plain.get_tracer("app")
+    for _ in range(3):
+        with tracer.start_as_current_span("predict") as span:
+            span.set_attribute("ml.model.name", "wide-plain")
+            for k, v in wide.items():
+                span.set_attribute(f"ml.feature.{k}", v)
+    monitor = ModelMonitor("wide-monitor", "1", tracer_provider=plain)
+    with caplog.at_level("WARNING", logger="otel_ml.instrument.monitor"):
+        for _ in range(3):
+            monitor.record(wide, prediction=1.0)
+    plain.force_flush()
+    assert monitor.dropped_by_reason["attribute_limit"] == 3 * (1500 - (128 - 2 - 6))
+    limit_lines = [r.getMessage() for r in caplog.records if "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in r.getMessage()]
+    assert len(limit_lines) == 1 and "keeps 128 attributes" in limit_lines[0], limit_lines
+
+    raised = TracerProvider(span_limits=SpanLimits(max_span_attributes=1600))
+    raised.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{sp.grpc_endpoint}",
+                                                                  insecure=True)))
+    full = ModelMonitor("wide-raised", "1", tracer_provider=raised)
+    for _ in range(3):
+        full.record(wide, prediction=1.0)
+    raised.force_flush()
+    assert full.dropped_values == 0
+
+    def exported() -> dict[str, float] | None:
+        samples = sp.scrape()
+        got = {
+            "rejected": sum(s.value for s in select(samples, "otel_ml_spans_rejected_total",
+                                                    reason="model_name_missing")),
+            "monitor": sum(s.value for s in select(samples, "ml_predictions_total", ml_model_name="wide-monitor")),
+            "raised": sum(s.value for s in select(samples, "ml_predictions_total", ml_model_name="wide-raised")),
+        }
+        return got if got == {"rejected": 3, "monitor": 3, "raised": 3} else None
+
+    wait_for(exported, what="3 spans rejected model_name_missing, 3 predictions of each monitored model")
+    assert any("model_name_missing" in line and "OTEL_ATTRIBUTE_COUNT_LIMIT" in line for line in sp.log), sp.log[-5:]
+    def features() -> dict[str, int] | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models", timeout=30) as r:
+            hrefs = {m["model"]: m["href"] for m in json.load(r)["models"]}
+        if set(hrefs) != {"wide-monitor", "wide-raised"}:
+            return None
+        got = {}
+        for model, href in hrefs.items():
+            with urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}{href}", timeout=30) as r:
+                got[model] = len(json.load(r)["features"])
+        return got
+
+    # the features that fit (120) and the prediction; all of the 1,000 profiled (limits.max_profiled_features...)
+    assert wait_for(features, what="both models evaluated") == {"wide-monitor": 121, "wide-raised": 1000}
+    assert any("beyond limits.max_profiled_features_per_model (1000)" in line for line in sp.log), sp.log[-5:]
+    plain.shutdown()
+    raised.shutdown()

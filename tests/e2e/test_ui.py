@@ -555,3 +555,30 @@ def _post_http(port: int, body: bytes) -> tuple[int, bytes]:
                                      headers={"Content-Type": "application/x-protobuf"})
     with urllib.request.urlopen(request, timeout=30) as r:
         return r.status, r.read()
+
+
+def test_a_model_whose_data_stopped_is_marked_stale(tmp_path: Path, serve_factory) -> None:
+    """Issue 31 case 7: 20 minutes after traffic stopped, the model page still showed "drift" over the frozen
+    horizon and nowhere said when data last came. Now the API and pages give the last data time, and a model is
+    marked stale after ui.stale_after_seconds (here 3 s) without data."""
+    from tests.support import TRACES, export, predictions_request
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ui:\n  stale_after_seconds: 3\n")
+    sp = serve_factory("--config", str(cfg), "--evaluation-interval", "0.5")
+    export(sp, TRACES, predictions_request("quiet", [{"ml.feature.x": float(i)} for i in range(50)], time.time_ns()))
+
+    def summary(stale: bool) -> dict | None:
+        m = next((m for m in api(sp, "/api/v1/models")["models"] if m["model"] == "quiet"), None)
+        return m if m and m["last_data_at"] and m["stale"] is stale else None
+
+    fresh = wait_for(lambda: summary(False), what="the model with its last data time")
+    assert fresh["last_data_age_seconds"] < 3
+    stale = wait_for(lambda: summary(True), timeout=30, what="the model marked stale")
+    assert stale["last_data_at"] == fresh["last_data_at"] and stale["last_data_age_seconds"] >= 3
+    status, body, _ = get(sp, "/")
+    assert status == 200 and 'class="badge stale"' in body, body[-2000:]
+    status, body, _ = get(sp, f"/models/quiet/versions/{quote(stale['version_path'], safe='')}")
+    assert status == 200 and "stale-banner" in body and f"No data since {stale['last_data_at']}" in body
+    export(sp, TRACES, predictions_request("quiet", [{"ml.feature.x": 1.0}], time.time_ns()))  # data again
+    assert wait_for(lambda: summary(False), what="fresh again")["last_data_at"] >= stale["last_data_at"]

@@ -79,6 +79,18 @@ def test_non_ml_spans_are_ignored_not_rejected() -> None:
     assert (result.spans_ignored, result.spans_accepted, result.spans_rejected) == (1, 1, 0)
 
 
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["compiled", "reference"])
+def test_ml_columns_without_a_model_are_rejected_with_a_reason(as_bytes: bool) -> None:
+    """Issue 31 case 1: an SDK attribute limit evicts ml.model.name first; such a span was counted as ordinary
+    traffic and its model vanished without a word."""
+    req = request({"ml.feature.age": 1, "ml.prediction": 0.5}, {"http.route": "/x", "ml.sampling.ratio": 0.5})
+    result = decode_request(req.SerializeToString() if as_bytes else req)
+    assert (result.spans_ignored, result.spans_rejected) == (1, 1)
+    assert result.message().startswith("model_name_missing: 1 span(s), e.g. 2 ml.* column(s) (e.g. 'age') but no "
+                                       "ml.model.name"), result.message()
+    assert "OTEL_ATTRIBUTE_COUNT_LIMIT" in result.message()
+
+
 @pytest.mark.parametrize("attrs,reason", [
     ({"ml.model.name": 5}, "invalid_model_name"),
     ({"ml.model.name": ""}, "invalid_model_name"),

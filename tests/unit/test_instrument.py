@@ -142,7 +142,7 @@ def test_sklearn_wrapper(provider, spans) -> None:
     a, b = spans.get_finished_spans()
     assert a.attributes["ml.batch.size"] == 10
     assert a.attributes["ml.feature.sepal length (cm)"][0] == X.iloc[0, 0]
-    assert b.attributes["ml.prediction"] == tuple(int(v) for v in pred)
+    assert b.attributes["ml.prediction"] == tuple(str(v) for v in pred)  # a classifier's labels, as text
     assert b.attributes["ml.prediction.score"][0] == pytest.approx(proba[0].max())
     assert "ml.feature.petal width (cm)" in b.attributes  # names from feature_names_in_
 
