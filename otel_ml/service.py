@@ -91,7 +91,7 @@ class ProcessorService:
                                               token))
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.pipeline.consume,
                                                     config.receiver.tls, token, readiness=self.backend.health.readiness,
-                                                    server=self.http)
+                                                    server=self.http, admission=self.pipeline.inflight)
                               if config.receiver.otlp_http.enabled else None)
         self.kafka = (KafkaTraceReceiver(kafka, self._decode, self.pipeline.submit, self.backend.resume_offset,
                                          self.backend.partition_callbacks() if shared else None)  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class PartitionState:
     offset: int = -1
     caught_up: bool = False
     """Everything written to the partition had been read (when ``offset`` was): it holds no older data back."""
+    clock_ns: int | None = None
+    """Shared Kafka mode, a partition held for a few models only: the newest event of all of it (its publication
+    says), for the topic's watermark."""
     models: dict[Key, WindowedProfile] = field(default_factory=dict)
     released: list[WindowChanges] = field(default_factory=list)
     """The last changes of window sets released since the state backend last wrote this partition."""
@@ -197,11 +201,22 @@ class LiveModels:
                     continue
                 wp = state.models[batch.key] = self.new_window_set(batch.model, batch.version)
                 if wp.reference is None and not self.views_policy.partial:
-                    log.info("model %r version %r: no baseline; the first %ss horizon will be pinned as reference",
-                             batch.model, batch.version, self.config.windows.horizon_seconds)
+                    others = sorted(v for m, v in self.references.baselines if m == batch.model)
+                    if others:  # a forgotten ml.model.version would pin live (maybe drifted) traffic silently
+                        log.warning(
+                            "model %r version %r: no baseline, but the baseline directory has one for version(s) %s "
+                            "of this model, which spans of version %r do not use; the first %ss horizon will be "
+                            "pinned as reference instead. Set ml.model.version on the spans (or their resource), "
+                            "or build a baseline without --model-version: it applies to every version of the model "
+                            "that has none of its own", batch.model, batch.version,
+                            ", ".join(repr(v) for v in others), batch.version, self.config.windows.horizon_seconds)
+                    else:
+                        log.info("model %r version %r: no baseline; the first %ss horizon will be pinned as "
+                                 "reference", batch.model, batch.version, self.config.windows.horizon_seconds)
             wp = state.models[batch.key]
             before = wp.dropped_feature_values
             late[batch.key] += wp.update(batch)
+            wp.last_received_ns = max(wp.last_received_ns, result.received_ns or time.time_ns())
             dropped[batch.key] += wp.dropped_feature_values - before
             life.touch(batch.key, min(wp.newest_event_ns or 0, bound))
             kept.append(batch)
@@ -387,6 +402,19 @@ class LiveModels:
                     out.append(wp)
         return out
 
+    def hand_over_labels(self, p: int, keep: Callable[[str], bool]) -> None:
+        """Partition ``p``'s join is another replica's now (shared Kafka mode): its waiting predictions and early
+        labels go (the next owner restores them from what was published), its performance windows and totals stay
+        for the models ``keep`` says (this replica exports them)."""
+        state = self.parts.get(p)
+        if state is None or state.labels is None:
+            return
+        old, fresh = state.labels, self._labels(p)
+        assert fresh is not None
+        fresh.windows = {key: w for key, w in old.windows.items() if keep(key[0])}
+        fresh.totals = old.totals
+        fresh.pending.committed({})  # its files too: a later take-over writes what the changelog holds
+        state.labels = fresh
 
     def count_labels(self) -> None:
         """Move each partition's label counts (joined, and not joined by reason) into the counters. Every reason's
@@ -456,6 +484,9 @@ class Ownership:
     owned: set[int] = field(default_factory=set)
     pinned: set[Key] = field(default_factory=set)
     """References the merges pinned here since the backend last recorded them (the changelog)."""
+    others: Callable[[Key], dict[int, ModelProfile]] = lambda key: {}
+    """Window start → the merge of the windows of ``key`` in the partitions this replica does not own (the
+    backend keeps them; the window sets of those partitions hold no windows)."""
 
     def exports(self, model: str) -> bool:
         return self.partitions > 0 and exporting_partition(model, self.partitions) in self.owned
@@ -499,7 +530,7 @@ class MergedViews:
         watermark = self.watermark_ns(live)
         views: dict[Key, WindowedProfile] = {}
         for key in sorted(k for k in live.model_keys() if self.exports(k[0])):
-            wp = self.merged(live, key, watermark)
+            wp = self.merged(live, key, watermark, self.ownership.others)
             if wp is None:
                 continue
             if wp.just_pinned and wp.reference is not None:
@@ -542,7 +573,8 @@ class MergedViews:
         one still being read has no rows yet."""
         if any(p not in live.parts for p in range(self.ownership.partitions)):
             return None
-        clocks = {p: max((wp.newest_event_ns or 0 for wp in state.models.values()), default=None)
+        clocks = {p: max((wp.newest_event_ns or 0 for wp in state.models.values()), default=state.clock_ns)
+                  if p in self.ownership.owned or state.clock_ns is None else state.clock_ns
                   for p, state in live.parts.items()}
         behind = [clocks[p] for p, state in live.parts.items() if not state.caught_up]
         newest = [c for c in clocks.values() if c is not None]
@@ -551,7 +583,8 @@ class MergedViews:
         return (min(behind) if behind else max(newest)) - live.config.windows.lateness_ns  # type: ignore[type-var]
 
     @staticmethod
-    def merged(live: LiveModels, key: Key, watermark_ns: int | None = None) -> WindowedProfile | None:
+    def merged(live: LiveModels, key: Key, watermark_ns: int | None = None,
+               others: Callable[[Key], dict[int, ModelProfile]] | None = None) -> WindowedProfile | None:
         """Every partition's windows of ``key`` merged into one window set. Without a reference, it pins one once
         ``watermark_ns`` has passed the first horizon, so that no partition's rows of that horizon are still to
         come. None when no partition has rows of the model."""
@@ -568,11 +601,12 @@ class MergedViews:
             if part.current_start_ns is not None:
                 wp.current_start_ns = max(wp.current_start_ns or 0, part.current_start_ns)
         wp.newest_event_ns = max(p.newest_event_ns for p in parts)  # type: ignore[type-var]
+        wp.last_received_ns = max(p.last_received_ns for p in parts)
         wp.first_window_ns = min(p.first_window_ns for p in parts if p.first_window_ns is not None)
         wp.predictions = sum(p.predictions for p in parts)
         lo = wp.horizon_start_ns() if wp.reference is not None else None  # only the current horizon is needed
-        for part in parts:
-            for start, window in part.windows.items():
+        for windows in [*(part.windows for part in parts), others(key) if others is not None else {}]:
+            for start, window in windows.items():
                 if lo is not None and start < lo:
                     continue
                 into = wp.windows.get(start)

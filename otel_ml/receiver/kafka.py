@@ -203,6 +203,11 @@ class KafkaTraceReceiver:
                 log.warning("Kafka message %s not applied (%s); retrying in %.1f s", where, refusal.message, delay)
                 self._stop.wait(delay)
 
+    @property
+    def stopping(self) -> bool:
+        """Shutdown has begun: a rebalance callback waiting for something cuts its wait short."""
+        return self._stop.is_set()
+
     def shutdown(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import PerformanceProfile
 from otel_ml.profile.window import WindowChanges, WindowedProfile
 from otel_ml.sealed import opened, seal
+from otel_ml.state.copies import WindowCopies
 
 Record = tuple[list, bytes | None]
 LABEL_FILES = ("gs", "gm")
@@ -66,7 +68,8 @@ def take_records(state: PartitionState) -> tuple[list[Record], Taken]:
         records += [(["w", model, version, s], v) for s, v in changes.changed.items()]
         records += [(["w", model, version, s], None) for s in changes.removed]
     records.append((["p"], json.dumps({"offset": state.offset, "caught_up": state.caught_up,
-                                       "lifecycle": state.lifecycle.to_state()}).encode()))
+                                       "lifecycle": state.lifecycle.to_state(),
+                                       "clock_ns": partition_clock(state)}).encode()))
     archived = [(k, v) for k, v in records if k[0] == "a" and v is not None]
     before, state.archived = state.archived, [k for k, _ in archived]
     return records, (taken, released, before, archived)
@@ -147,17 +150,29 @@ def restore_labels(state: PartitionState, records: list[Record], quarantine_dir:
     return losses
 
 
-def apply_records(live: LiveModels, partition: int, records: list[Record]) -> None:
+def partition_clock(state: PartitionState) -> int | None:
+    """The newest event of a partition (what the topic's watermark needs of it)."""
+    clocks = [wp.newest_event_ns for wp in state.models.values() if wp.newest_event_ns is not None]
+    return max(clocks) if clocks else state.clock_ns
+
+
+def apply_records(live: LiveModels, partition: int, records: list[Record],
+                  keep: Callable[[str], bool] = lambda model: True, copies: WindowCopies | None = None) -> None:
     """One publication of ``partition`` from the changelog (or all of them, replayed from its start), applied as
-    one: meta records first, then windows, then the offset. Call under the live models' lock."""
+    one: meta records first, then windows, then the offset; only of the models ``keep`` says (a replica holds
+    another's partition for the models it exports, not every model: memory scales out). With ``copies``, the
+    windows go there (on disk) and the window sets hold only what describes them. Call under the live models'
+    lock."""
     state = live.partition(partition)
     touched: set[tuple[str, str]] = set()
     for key, value in records:
-        if key[0] != "m":
+        if key[0] != "m" or not keep(key[1]):
             continue
         mv = (key[1], key[2])
         if value is None:
             state.models.pop(mv, None)
+            if copies is not None:
+                copies.drop(partition, mv)
             continue
         meta = json.loads(value)
         wp = state.models.get(mv)
@@ -170,10 +185,13 @@ def apply_records(live: LiveModels, partition: int, records: list[Record]) -> No
             wp.current_start_ns, meta["current_start_ns"] or 0)
         wp.predictions = float(meta.get("predictions", 0.0))
     for key, value in records:
-        if key[0] != "w":
+        if key[0] != "w" or not keep(key[1]):
             continue
         wp = state.models.get((key[1], key[2]))
         if wp is None:  # its model's record was deleted after this window's
+            continue
+        if copies is not None:
+            copies.put(partition, key[1], key[2], int(key[3]), value)
             continue
         if value is None:
             wp.windows.pop(int(key[3]), None)
@@ -186,7 +204,7 @@ def apply_records(live: LiveModels, partition: int, records: list[Record]) -> No
         wp.take_changes()  # what came from the changelog is published already
     if state.labels is not None:  # performance windows and totals: the exporting replica totals every partition's
         for key, value in records:
-            if key[0] == "gp":
+            if key[0] == "gp" and keep(key[1]):
                 start = int(key[3])
                 if value is None:
                     state.labels.windows.get((key[1], key[2]), {}).pop(start, None)
@@ -200,6 +218,7 @@ def apply_records(live: LiveModels, partition: int, records: list[Record]) -> No
         if key[0] == "p" and value is not None:
             closing = json.loads(value)
             state.offset, state.caught_up = int(closing["offset"]), bool(closing.get("caught_up", False))
+            state.clock_ns = closing.get("clock_ns")
             if "lifecycle" in closing:
                 state.lifecycle.restore(closing["lifecycle"])
 

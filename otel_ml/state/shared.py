@@ -41,6 +41,7 @@ from otel_ml.state import partitions as records_of
 from otel_ml.state.archive import ArchiveConfig, ArchiveRow, ArchiveWriter
 from otel_ml.state.changelog import KafkaChangelog
 from otel_ml.state.control import read_control_requests
+from otel_ml.state.copies import COPIES_FILE, WindowCopies
 from otel_ml.state.partitions import split_for_partitions
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,20 @@ class SharedState:
         self.state_dir = Path(state_dir)
         self._published_files: dict[int, set[str]] = {}
         """Per partition, the pending files its last publication named (later ones send only what is new)."""
+        self._full: set[int] = set()
+        """Partitions whose whole state this replica holds (the ones it owns, and those just revoked)."""
+        self._no_metadata_since = 0.0
+        """Since when the consumer has had no group metadata (a rebalance); 0: it has some."""
+        self._exporting: set[int] = set()
+        """Partitions whose exported models' windows of every other partition this replica holds."""
         self._producer = None
         """Writes what the OTLP receivers take to the input topic (idempotent; started with the backend)."""
         self._last_publication = time.monotonic()
         self._changelog_ready = threading.Event()
         self._archive_config = archive
         self.archive: ArchiveWriter | None = None
+        self.copies: WindowCopies | None = None
+        """The windows of the partitions this replica does not own, of the models it exports (on disk)."""
         """Every replica's own archive of every model: what the history pages and ``otel-ml report`` read."""
         self.changelog = KafkaChangelog(config, f"otel-ml-{config.group}-{instance_id}", self._on_publication,
                                         self._on_reference, self._on_archive)
@@ -93,6 +102,8 @@ class SharedState:
         archive of this replica is opened."""
         if self._archive_config is not None and self._archive_config.enabled:
             self.archive = ArchiveWriter(str(self.state_dir), self._archive_config)
+        self.copies = WindowCopies(self.state_dir / COPIES_FILE, self.live.config.sketch)
+        self.ownership.others = self.copies.windows
 
     def start(self) -> None:
         assert self.source is not None
@@ -111,6 +122,8 @@ class SharedState:
         self.changelog.shutdown()
         if self.archive is not None:
             self.archive.close()
+        if self.copies is not None:
+            self.copies.close()
         if self._producer is not None:
             self._producer.flush(10)
 
@@ -162,11 +175,16 @@ class SharedState:
 
     # --- what the changelog brings -----------------------------------------------------------------------------
     def _on_publication(self, partition: int, records: list) -> None:
-        """A partition's state as its owner published it: taken unless this replica owns the partition now."""
+        """A partition's state as its owner published it: taken, for the models this replica exports, unless this
+        replica owns the partition now."""
         with self.live.lock:
             if partition in self.owned:
                 return
-            records_of.apply_records(self.live, partition, records)
+            if partition in self._full:  # revoked, not assigned again yet: held whole until the next assignment
+                records_of.apply_records(self.live, partition, records)
+            else:
+                records_of.apply_records(self.live, partition, records, keep=self.ownership.exports,
+                                         copies=self.copies)
 
     def _on_archive(self, partition: int, offset: int, records: list) -> None:
         """Windows a partition's publication archived: into this replica's archive, once per publication."""
@@ -205,45 +223,74 @@ class SharedState:
             with self.live.lock:
                 behind = [p for p, offset in committed.items() if offset > 0 and
                           (p not in self.live.parts or self.live.parts[p].offset < offset - 1)]
-                if not behind or time.monotonic() > deadline:
-                    self.owned.update(committed)
+                if not behind or time.monotonic() > deadline or (self.source is not None and self.source.stopping):
                     break
             time.sleep(0.05)
         if behind:  # safe (the older state's offset is where consumption resumes), only slower
             log.warning("partitions %s: the changelog did not bring their committed state within 60 s; resuming "
                         "from the older state held", behind)
-        self._restore_labels([p for p in committed if p not in self._published_files])
+        self._take_over(sorted(committed))
         with self.live.lock:  # the seek points: the held states' offsets (a partition never written to: -1)
             offsets = {p: self.live.partition(p).offset for p in committed}
-            for p in committed:  # owned now: what leaves their windows is archived by this replica
-                for wp in self.live.partition(p).models.values():
-                    wp.keep_evicted = self.archive is not None
         log.info("partitions %s taken over at offsets %s (committed with their published state: %s)",
                  sorted(offsets), [offsets[p] for p in sorted(offsets)], [committed[p] for p in sorted(offsets)])
         self.on_ownership()
 
-    def _restore_labels(self, partitions: list[int]) -> None:
-        """The ground truth of partitions taken over: their pending files and state from the changelog."""
-        for p, records in self.changelog.read_partitions(partitions).items():
-            with self.live.lock:
-                losses = records_of.restore_labels(self.live.partition(p), records, self.state_dir)
-                state = self.live.partition(p)
-                self._published_files[p] = {name for key, _v in records if key[0] == "gs"
-                                            for name in [key[1]]} if state.labels is not None else set()
-            for loss in losses:
-                log.error("partition %d's ground truth restored without %s: %s", p, loss.file, loss.what)
-                self.counters.count(sc.METRIC_STATE_RECOVERED, 1, {sc.ATTR_KIND: loss.kind})
+    def _take_over(self, assigned: list[int]) -> None:
+        """Hold what the partitions now assigned need (memory scales out: a replica keeps its own partitions whole
+        and, of the others, only the windows of the models it exports, on disk, in ``copies``): the whole state of
+        partitions newly owned, and the others' windows of the models this replica exports now, read from the
+        changelog; then let go of what is no longer needed."""
+        assert self.copies is not None
+        n = self.ownership.partitions
+        new = [p for p in assigned if p not in self._full]
+        lost = [p for p in self._full if p not in assigned]
+        gained = [p for p in assigned if p not in self._exporting]
+        others = [p for p in range(n) if p not in assigned]
+        read = self.changelog.read_partitions(sorted({*new, *(others if gained else lost)}))
+        losses = []
+        with self.live.lock:
+            self.owned.clear()
+            self.owned.update(assigned)
+            for p in new:
+                self.copies.drop(p)  # its windows are held whole now, in memory
+                records_of.apply_records(self.live, p, read[p])
+                losses += [(p, loss) for loss in records_of.restore_labels(self.live.partition(p), read[p],
+                                                                             self.state_dir)]
+                self._published_files[p] = {key[1] for key, _v in read[p] if key[0] == "gs"}
+            for p, state in self.live.parts.items():
+                if p in assigned:  # owned now: what leaves their windows is archived by this replica
+                    for wp in state.models.values():
+                        wp.keep_evicted = self.archive is not None
+                    continue
+                for key in [k for k in state.models if not self.ownership.exports(k[0])]:
+                    del state.models[key]
+                for wp in state.models.values():  # their windows come from the changelog into the copies
+                    wp.keep_evicted = False
+                    wp.windows.clear()
+                    wp.take_changes()
+                if p in self._full:  # its pending store is the next owner's now
+                    self.live.hand_over_labels(p, self.ownership.exports)
+                    self._published_files.pop(p, None)
+            self.copies.keep_models({key for state in self.live.parts.values() for key in state.models
+                                     if self.ownership.exports(key[0])})
+            through = set(gained)  # the models exported through a partition gained: every other partition's windows
+            for p in others if gained else lost:
+                records_of.apply_records(self.live, p, read.get(p, []), copies=self.copies,
+                                         keep=self.ownership.exports if p in lost else
+                                         lambda model: exporting_partition(model, n) in through)
+            self._full = set(assigned)
+            self._exporting = set(assigned)
+        for p, loss in losses:
+            log.error("partition %d's ground truth restored without %s: %s", p, loss.file, loss.what)
+            self.counters.count(sc.METRIC_STATE_RECOVERED, 1, {sc.ATTR_KIND: loss.kind})
 
     def _revoked(self, partitions: list[int]) -> None:
         """Partitions leaving this replica: their state is published first, so the next owner resumes from it."""
         self.publish(partitions)
-        with self.live.lock:
-            self.owned.difference_update(partitions)
-            for p in partitions:
-                self._published_files.pop(p, None)
-                for wp in self.live.partition(p).models.values():  # copies from now on: the next owner archives
-                    wp.keep_evicted = False
-                    wp.take_changes()
+        with self.live.lock:  # held whole until the next assignment says which are kept (eager rebalances give
+            self.owned.difference_update(partitions)  # most of them back at once)
+            self._exporting.difference_update(partitions)
         self.on_ownership()
 
     def run_control_requests(self) -> None:
@@ -258,8 +305,7 @@ class SharedState:
                                                  default=0) or time.time_ns()}).encode()
             try:
                 self.changelog.publish([(exporting_partition(request["model"], n),
-                                         ["x", request["model"], request.get("version")], value)], [],
-                                       self.source.group_metadata())
+                                         ["x", request["model"], request.get("version")], value)], [], None)
             except Exception as e:
                 log.error("retire request %s not published yet (%s); kept for a retry", path.name, e)
                 continue
@@ -281,6 +327,16 @@ class SharedState:
         from confluent_kafka import TopicPartition
 
         assert self.source is not None
+        metadata = None
+        if partitions:
+            try:
+                metadata = self.source.group_metadata()
+            except Exception as e:  # in a rebalance the consumer has no generation to commit offsets for
+                since = self._no_metadata_since = self._no_metadata_since or time.monotonic()
+                if time.monotonic() - since > 60:  # not a rebalance any more: say so
+                    self.health.failed("checkpoint", e)
+                return  # nothing taken: published once the group is stable
+        self._no_metadata_since = 0.0
         self._last_publication = time.monotonic()
         topic = self.config.topic
         n = self.source.partition_count
@@ -310,7 +366,8 @@ class SharedState:
         if not records:
             return
         try:
-            self.changelog.publish(records, offsets, self.source.group_metadata(), routed)
+            # the group's metadata only with offsets: before the first assignment the consumer has none to give
+            self.changelog.publish(records, offsets, metadata if offsets else None, routed)
         except Exception as e:  # nothing of it is visible: published again next time
             with self.live.lock:
                 for p, part in taken.items():

@@ -174,3 +174,53 @@ def test_a_partition_taken_over_from_its_records_continues_exactly_and_labels_me
     assert {s: w.rows for s, w in b.partition(1).models["m", ""].windows.items()} == \
         {s: w.rows for s, w in a.partition(1).models["m", ""].windows.items()}
     assert view is not None and view.predictions == 6 * 8
+
+
+def test_other_partitions_windows_kept_on_disk_merge_as_if_held(tmp_path: Path) -> None:
+    """Memory scales out: a replica exporting a model holds the other partitions' windows of it on disk
+    (state/copies.py); its merged view equals that of a replica holding every partition in memory, and a window a
+    later publication changed or deleted is merged again."""
+    from otel_ml.core.live import exporting_partition
+    from otel_ml.state.copies import COPIES_FILE, WindowCopies
+
+    model = next(f"m{i}" for i in range(100) if exporting_partition(f"m{i}", 2) == 0)
+    whole = shared_replica(tmp_path / "whole", {0, 1})
+    for t in range(4):
+        for p in (0, 1):
+            apply_shared(whole, p, t + 1, DecodeResult([rows(model, t, 5 + p, seed=t * 2 + p)]))
+    with whole.lock:
+        records, _ = records_of.take_records(whole.partition(1))
+        expected = MergedViews.merged(whole, (model, ""))
+
+    exporter = shared_replica(tmp_path / "exporter", {0})
+    copies = WindowCopies(tmp_path / COPIES_FILE)
+    for t in range(4):
+        apply_shared(exporter, 0, t + 1, DecodeResult([rows(model, t, 5, seed=t * 2)]))
+    with exporter.lock:
+        records_of.apply_records(exporter, 1, records, copies=copies)
+        got = MergedViews.merged(exporter, (model, ""), others=copies.windows)
+    assert exporter.partition(1).models[model, ""].windows == {}  # nothing of partition 1's windows in memory
+    assert expected is not None and got is not None
+    assert {s: w.rows for s, w in got.windows.items()} == {s: w.rows for s, w in expected.windows.items()}
+    assert got.predictions == expected.predictions == 4 * 11
+
+    # Partition 1's owner adds rows to its newest window, a reference comes and the oldest window leaves.
+    reference = expected.current()
+    for live in (whole, exporter):
+        with live.lock:
+            live.adopt_reference(reference, T0 + S)
+    apply_shared(whole, 1, 5, DecodeResult([rows(model, 4, 7, seed=50)]))
+    apply_shared(whole, 0, 5, DecodeResult([rows(model, 4, 5, seed=51)]))
+    with whole.lock:
+        for p in (0, 1):
+            whole.partition(p).models[model, ""].evict()
+        later, _ = records_of.take_records(whole.partition(1))
+        expected = MergedViews.merged(whole, (model, ""))
+    assert any(k[0] == "w" and v is None for k, v in later)  # the oldest window's deletion
+    apply_shared(exporter, 0, 5, DecodeResult([rows(model, 4, 5, seed=51)]))
+    with exporter.lock:
+        exporter.partition(0).models[model, ""].evict()
+        records_of.apply_records(exporter, 1, later, copies=copies)
+        got = MergedViews.merged(exporter, (model, ""), others=copies.windows)
+    assert expected is not None and got is not None
+    assert {s: w.rows for s, w in got.windows.items()} == {s: w.rows for s, w in expected.windows.items()}
