@@ -192,7 +192,7 @@ POSITIVE = (
     "http.body_timeout_seconds", "http.max_connections", "http.tls_handshake_timeout_seconds", "http.handler_threads",
     "receiver.otlp_grpc.max_message_bytes", "receiver.otlp_grpc.max_workers", "receiver.otlp_http.max_message_bytes",
     "export.otlp.interval_seconds", "export.cardinality.max_models", "export.cardinality.max_versions_per_model",
-    "export.cardinality.max_features_per_model",
+    "export.cardinality.max_features_per_model", "ui.stale_after_seconds",
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -65,7 +65,7 @@ ATTR_CATEGORY = "ml.category"
 ATTR_REASON = "reason"
 ATTR_KIND = "kind"
 REJECTION_REASONS = (
-    "invalid_model_name", "invalid_model_version", "invalid_batch_size", "batch_value_not_array",
+    "invalid_model_name", "model_name_missing", "invalid_model_version", "invalid_batch_size", "batch_value_not_array",
     "batch_length_mismatch", "array_without_batch_size", "invalid_sampling_ratio", "too_many_features",
     "name_too_long", "reserved_feature_name", "duplicate_attribute", "timestamp_in_future", "too_many_models",
     "invalid_sequence", "ground_truth_without_id", "ground_truth_missing_value", "ground_truth_unsupported",

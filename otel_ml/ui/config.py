@@ -14,6 +14,10 @@ class UiConfig:
     history_points: int = 360
     """Evaluations of every feature kept for the "over time" chart (at the default 10 s interval: one hour);
     about 9 bytes per feature per point. 0: none."""
+    draw_processes: int = 1
+    """Processes that draw the heavy part of pages (a feature's archived history and charts) so that drawing takes
+    a core and not the interpreter lock ingest needs (otel_ml/ui/drawing.py); about 150 MB each. 0: draw in the
+    page threads (``http.page_threads``)."""
     stale_after_seconds: float = 600.0
     """A model that has received no data for this long is marked stale on the pages and in the API (its horizon,
     and so its drift, is frozen at its last data); the same 10 minutes as the MLPredictionsStopped alert."""

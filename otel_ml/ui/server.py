@@ -34,11 +34,11 @@ from otel_ml.core.snapshot import Snapshot
 from otel_ml.http_server import Busy, HttpServer, Listener, health_routes
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
-from otel_ml.read.archive import DAY_NS, live_window_ns, open_read_only, parse_time_ns
-from otel_ml.read.compare import feature_history
+from otel_ml.read.archive import DAY_NS, parse_time_ns
 from otel_ml.read.names import name_from_segment, name_segment
-from otel_ml.ui import pages
+from otel_ml.ui import drawing, pages
 from otel_ml.ui.config import UiConfig
+from otel_ml.ui.drawing import Drawing
 from otel_ml.ui.history import ScoreHistory
 
 SECURITY_HEADERS = {
@@ -73,6 +73,7 @@ class UiServer:
         self.snapshot = Snapshot()
         self.history = ScoreHistory(config.history_points, source.effect_size)
         """Each feature's last evaluations, for the "over time" view."""
+        self.drawing = Drawing(config.draw_processes)
         self._http = http
         self._ssl = ssl_context
         self._token = token.encode() if token else None
@@ -81,6 +82,7 @@ class UiServer:
         self.port: int | None = None
 
     def start(self) -> None:
+        self.drawing.start()
         self._http.start()
         guarded = [("GET", path, self._guard(handler)) for path, handler in (
             ("/", self._models_page),
@@ -100,6 +102,7 @@ class UiServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self.drawing.shutdown()
 
     def publish(self, snapshot: Snapshot) -> None:
         """A new evaluation: what every page shows from now on."""
@@ -191,17 +194,18 @@ class UiServer:
         try:
             end = parse_time_ns(request.query["to"], "to") if "to" in request.query else time.time_ns()
             start = parse_time_ns(request.query["from"], "from") if "from" in request.query else end - DAY_NS
-            conn = open_read_only(self.source.state_dir)
         except ValueError as e:
             raise _BadRequest(str(e)) from e
-        except FileNotFoundError:
-            return None
-        try:
-            out = feature_history(conn, report.model, report.version, row["name"], reference, start, end,
-                                  live_window_ns(conn), self.source.drift or DriftConfig(), row["threshold"],
-                                  effect_size=self.source.effect_size)
-        finally:
-            conn.close()
+        feature = reference.features.get(row["name"])
+        if feature is None:
+            out: dict[str, Any] | None = {"time_unix": [], "p_value": [], "effect": [], "drift_detected": [],
+                                          "from_unix": []}
+        else:
+            out = self.drawing.call(drawing.archive_history, self.source.state_dir, report.model, report.version,
+                                    row["name"], feature.to_dict(), start, end, self.source.drift or DriftConfig(),
+                                    row["threshold"], self.source.effect_size)
+            if out is None:
+                return None
         out["range_unix"] = [start / 1e9, end / 1e9]
         return out
 
@@ -239,9 +243,9 @@ class UiServer:
             archive = dict(archive, caption="archived windows (and the live ones at the last checkpoint), "
                            "each part against the reference; ?from=&to= (ISO 8601 or Unix seconds) for "
                            "another range")
-        return _html(pages.feature_page(summary, row, doc["distribution"], doc["reference"], doc["current"],
-                                        history, self._model_href(report.model, summary["version_path"]),
-                                        archive))
+        return _html(self.drawing.call(drawing.feature_page, summary, row, doc["distribution"], doc["reference"],
+                                       doc["current"], history, self._model_href(report.model,
+                                                                                 summary["version_path"]), archive))
 
     # --- API ----------------------------------------------------------------------------------------
     def _api_models(self, _request: web.Request) -> web.Response:

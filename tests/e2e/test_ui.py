@@ -548,6 +548,14 @@ def test_page_requests_beyond_the_page_lane_get_503_and_ingest_goes_on(tmp_path:
     assert status == 200 and took < 10, took  # not queued behind 16 pages' work
     assert statuses[200] > 0 and statuses[503] > 0, statuses
     assert set(statuses) <= {200, 503}, statuses
+    # the charts were drawn by the drawing process (ui.draw_processes), a child of the processor: killing it costs
+    # a page or two (503, then a new process), never the processor
+    line = next(x for x in sp.log if "feature pages drawn in process" in x)
+    drawer = int(re.search(r"process\(es\) (\d+)", line).group(1))
+    assert f"PPid:\t{sp.proc.pid}\n" in Path(f"/proc/{drawer}/status").read_text()
+    os.kill(drawer, 9)
+    codes = [get(sp, "/models/busy/versions/_/features/f1")[0] for _ in range(3)]
+    assert codes[0] in (200, 503) and codes[-1] == 200 and sp.proc.poll() is None, codes
 
 
 def _post_http(port: int, body: bytes) -> tuple[int, bytes]:
