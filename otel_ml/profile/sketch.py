@@ -80,10 +80,10 @@ def grid_bins(values: np.ndarray, grid: Grid) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         z = (values - center) / scale
         far = ~np.isfinite(z)
-        if far.any():  # values - center overflowed (both near ±1.7e308 and of opposite signs)
-            z[far] = values[far] / scale - center / scale
-    at = (np.arcsinh(z) + _ASINH_SPAN) * (NUMERIC_GRID_BINS / (2 * _ASINH_SPAN))
-    return np.clip(np.floor(np.nan_to_num(at)), 0, NUMERIC_GRID_BINS - 1).astype(np.int32)
+        if far.any():  # overflowed (values and center near ±1.7e308 of opposite signs, or a tiny scale): any
+            z[far] = np.where(values[far] > center, np.inf, -np.inf)  # |z| beyond sinh(16) is an edge bin anyway
+    at = (np.arcsinh(z) + _ASINH_SPAN) * (NUMERIC_GRID_BINS / (2 * _ASINH_SPAN))  # finite or ±inf, never NaN
+    return np.clip(np.floor(at), 0, NUMERIC_GRID_BINS - 1).astype(np.int32)
 
 
 def category_bucket(category: str, buckets: int) -> int:
