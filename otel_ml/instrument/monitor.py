@@ -139,6 +139,27 @@ class _NotSampled(PredictionRecord):
             self.prediction_id = prediction_id
 
 
+def span_attribute_limit(tracer: trace.Tracer) -> int:
+    """The span attribute limit of the SDK behind ``tracer`` (``SpanLimits.max_span_attributes``); without one to
+    read, the SDK's default as the environment sets it (128 unless OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT or
+    OTEL_ATTRIBUTE_COUNT_LIMIT say otherwise).
+
+    >>> from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    >>> span_attribute_limit(TracerProvider(span_limits=SpanLimits(max_span_attributes=1000)).get_tracer("app"))
+    1000
+    """
+    sdk_tracer = getattr(tracer, "_real_tracer", None) or tracer  # a ProxyTracer's SDK tracer
+    limit = getattr(getattr(sdk_tracer, "_span_limits", None), "max_span_attributes", _UNKNOWN)
+    if limit is _UNKNOWN:
+        for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"):
+            try:
+                return int(os.environ[name])
+            except (KeyError, ValueError):
+                continue
+        return 128
+    return limit if isinstance(limit, int) and limit >= 0 else 2**31  # None: no limit
+
+
 class ModelMonitor:
     """One per served model: records predictions as spans.
 
@@ -258,27 +279,12 @@ class ModelMonitor:
             self._keys[name] = key
         return key
 
-    def _attribute_limit(self) -> int:
-        """The span attribute limit of the SDK behind this monitor's tracer (``SpanLimits.max_span_attributes``);
-        without one to read, the SDK's default as the environment sets it (128 unless
-        OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT or OTEL_ATTRIBUTE_COUNT_LIMIT say otherwise)."""
-        tracer = getattr(self._tracer, "_real_tracer", None) or self._tracer  # a ProxyTracer's SDK tracer
-        limit = getattr(getattr(tracer, "_span_limits", None), "max_span_attributes", _UNKNOWN)
-        if limit is _UNKNOWN:
-            for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"):
-                try:
-                    return int(os.environ[name])
-                except (KeyError, ValueError):
-                    continue
-            return 128
-        return limit if isinstance(limit, int) and limit >= 0 else 2**31  # None: no limit
-
     def _fit(self, attrs: dict[str, Any], later: int) -> dict[str, Any]:
         """``attrs`` with features left out so that they and ``later`` attributes set afterwards stay within the
         SDK's span attribute limit. The SDK evicts a span's *oldest* attributes first, i.e. the model's identity:
         the whole span would be lost (``model_name_missing`` at the processor). The last features are left out,
         counted (``attribute_limit``) and named once in a warning."""
-        limit = self._attribute_limit()
+        limit = span_attribute_limit(self._tracer)
         if len(attrs) + later <= limit:
             return attrs
         features = [k for k in attrs if k.startswith(semconv.FEATURE_PREFIX)]
