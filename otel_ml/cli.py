@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from otel_ml.errors import ConfigError
+from otel_ml.read.names import printable
 
 # Heavier modules (config: scipy, sqlite, yaml...) are imported inside the commands: receiver worker processes
 # are spawned, and a spawned process imports the parent's main module, which is this one.
@@ -178,7 +179,7 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         distinct = "" if c["distinct"] is None else str(c["distinct"])
         note = (f"LEFT OUT, {c['warning'].split(';')[0]} (--keep {c['column']} to profile it)"
                 if c["column"] in left_out else c["warning"])
-        print(f"{c['column']:<28} {c['kind']:<12} {c['missing']:>8.1%} {distinct:>9}  {note}")
+        print(f"{printable(c['column']):<28} {c['kind']:<12} {c['missing']:>8.1%} {distinct:>9}  {note}")
         if c["warning"] and c["column"] not in left_out:
             print(f"otel-ml: warning: column {c['column']!r} is {c['warning']} (kept: --keep)", file=sys.stderr)
     if left_out:
@@ -223,7 +224,7 @@ def cmd_baseline_show(args: argparse.Namespace) -> int:
             top = ", ".join(f"{c['category']!r} {c['share']:.1%}" for c in f["top_categories"][:5])
             dist = f"{f['distinct']}{'' if f['distinct_exact'] else '+'} distinct; top: {top}"
         missing = "–" if f["missing_ratio"] is None else f"{f['missing_ratio']:.1%}"
-        print(f"{name:<28} {f['kind']:<12} {f['count']:>10,} {missing:>8}  {dist}")
+        print(f"{printable(name):<28} {f['kind']:<12} {f['count']:>10,} {missing:>8}  {dist}")
     perf = doc.get("performance")
     if perf:
         print(f"performance on {perf['labeled']:,} labelled rows ({perf['task']}"
@@ -262,7 +263,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for r in rows:
             p = "–" if r["p_value"] is None else f"{r['p_value']:.3g}"
             e = "–" if r["effect"] is None else f"{r['effect_method']} {r['effect']:.3g}"
-            print(f"{r['name']:<28} {r['status']:<9} {p:>10} {e:>18} {r['reference_count']:>9,} "
+            print(f"{printable(r['name']):<28} {r['status']:<9} {p:>10} {e:>18} {r['reference_count']:>9,} "
                   f"{r['current_count']:>9,}  {r['withheld_reason'] or ', '.join(r['quality_problems'])}")
     return 0
 
@@ -312,7 +313,8 @@ def cmd_archive_list(args: argparse.Namespace) -> int:
 
     print(f"{'MODEL':<24} {'VERSION':<12} {'RESOLUTION':<10} {'PROFILES':>8}  FROM              TO")
     for r in rows:
-        print(f"{r['model']:<24} {r['version']:<12} {r['resolution']:<10} {r['profiles']:>8}  {iso(r['from_ns'])} "
+        print(f"{printable(r['model']):<24} {printable(r['version']):<12} {r['resolution']:<10} {r['profiles']:>8}  "
+              f"{iso(r['from_ns'])} "
               f"{iso(r['to_ns'])}")
     print("live: windows still in the horizon at the last checkpoint; `archive export` covers every row shown")
     return 0
@@ -335,7 +337,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     print(f"{'MODEL':<24} {'VERSION':<12} {'STATUS':<9} {'IDLE (event time)':<18} {'REFERENCE':<11} ROWS")
     for r in rows:
         idle = f"{r['idle_seconds'] / 3600:.1f} h" if r["idle_seconds"] >= 3600 else f"{r['idle_seconds']:.0f} s"
-        print(f"{r['model']:<24} {r['version']:<12} {r['status']:<9} {idle:<18} {r['reference']:<11} {r['rows']}")
+        print(f"{printable(r['model']):<24} {printable(r['version']):<12} {r['status']:<9} {idle:<18} "
+              f"{r['reference']:<11} {r['rows']}")
     print(f"{sum(r['status'] == 'live' for r in rows)} live, {sum(r['status'] == 'released' for r in rows)} "
           "released (as of the last checkpoint)")
     return 0

@@ -4,5 +4,5 @@ snapshots and from a state directory (read-only).
     archive.py   a state directory's archive, live windows and model list
     compare.py   references as the processor chooses them, drift tables, histories over archived windows
     views.py     JSON-ready documents of reports and profiles (the API's fields)
-    names.py     names as URL path segments (distinct, never empty, '.' or '..')
+    names.py     names as URL path segments (distinct, never empty, '.' or '..'), and as shown (escapes)
 """

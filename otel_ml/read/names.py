@@ -19,3 +19,16 @@ def name_segment(name: str) -> str:
 
 def name_from_segment(segment: str) -> str:
     return segment[1:] if segment.startswith("_") else segment
+
+
+def printable(name: str) -> str:
+    r"""``name`` as it may be shown (a terminal, a page, a chart): characters that are not printable (control
+    characters, which can move a terminal's cursor or end an SVG, and format characters such as the bidirectional
+    overrides, which make one name display as another) as Python escapes; everything else unchanged.
+
+    >>> printable("churn"), printable("a\x1b[2Jb"), printable("abc\u202efdp.exe"), printable("x\x00")
+    ('churn', 'a\\x1b[2Jb', 'abc\\u202efdp.exe', 'x\\x00')
+    """
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)

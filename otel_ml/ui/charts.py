@@ -18,6 +18,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from otel_ml.read.names import printable
+
 REFERENCE_COLOR = "#7f8c8d"
 CURRENT_COLOR = "#d35400"
 _lock = threading.Lock()  # pyplot's state is global; figures are drawn one at a time
@@ -125,7 +127,8 @@ def category_bars(categories: Sequence[str], reference: Sequence[float] | None,
         n = len(categories)
         fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.28 * max(n, 1)))
         ys = list(range(n))
-        labels = [c if len(c) <= 40 else c[:39] + "…" for c in categories]
+        # shown as escapes: control characters end an SVG, a bidi override disguises a name; "$" is not mathtext
+        labels = [(c if len(c) <= 40 else c[:39] + "…").replace("$", r"\$") for c in map(printable, categories)]
         if reference:
             ax.barh([y + 0.2 for y in ys], [s or 0.0 for s in reference], height=0.4, color=REFERENCE_COLOR,
                     label="reference")

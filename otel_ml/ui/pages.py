@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from otel_ml.read.names import printable
 from otel_ml.read.views import sorted_rows
 from otel_ml.ui import charts
 
@@ -35,7 +36,8 @@ img.chart{max-width:100%;height:auto}
 
 
 def esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    """Text for HTML: escaped, and control and format characters (a bidi override) shown as escapes."""
+    return html.escape(printable(str(text)), quote=True)
 
 
 def url_segment(text: str) -> str:

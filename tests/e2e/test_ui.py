@@ -590,3 +590,37 @@ def test_a_model_whose_data_stopped_is_marked_stale(tmp_path: Path, serve_factor
     assert status == 200 and "stale-banner" in body and f"No data since {stale['last_data_at']}" in body
     export(sp, TRACES, predictions_request("quiet", [{"ml.feature.x": 1.0}], time.time_ns()))  # data again
     assert wait_for(lambda: summary(False), what="fresh again")["last_data_at"] >= stale["last_data_at"]
+
+
+def test_control_and_bidi_characters_in_names_are_shown_escaped(tmp_path: Path, serve_factory) -> None:
+    """Issue 30 case 5: a category holding \\x00 or \\x07 made its chart an invalid SVG, `otel-ml archive list`
+    printed names raw (ANSI escapes and CR/LF reached the terminal), and bidi overrides rendered unchanged (a name
+    could display as another). Now every surface shows them as escapes."""
+    import xml.dom.minidom
+
+    from tests.support import TRACES, export, predictions_request
+
+    model = "evil\x1b[2J\u202egpj.exe"
+    sp = serve_factory("--window", "1", "--horizon", "2", "--evaluation-interval", "0.5")
+    now = time.time_ns()
+    export(sp, TRACES, predictions_request(model, [{"ml.feature.kind": c, "ml.feature.x": float(i)}
+                                                   for i, c in enumerate(["a\x00b", "\x07", "$x$", "ok"] * 20)],
+                                           now))
+    wait_for(lambda: model in {m["model"] for m in api(sp, "/api/v1/models")["models"]}, what="the model")
+    status, body, _ = get(sp, "/")
+    assert status == 200 and "evil\\x1b[2J\\u202egpj.exe" in body and "\u202e" not in body and "\x1b" not in body
+    base = f"/models/{quote(name_segment(model), safe='')}/versions/_"
+    status, body, _ = get(sp, f"{base}/features/kind")
+    assert status == 200, body[-2000:]
+    charts = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', body)
+    assert charts, body[-2000:]
+    for chart in charts:
+        svg = base64.b64decode(chart)
+        xml.dom.minidom.parseString(svg)  # a well-formed SVG
+        assert b"\x00" not in svg and b"\x07" not in svg
+    assert sp.stop() == 0
+    for command in (["archive", "list"], ["models", "list"]):
+        out = subprocess.run([sys.executable, "-m", "otel_ml.cli", *command, "--state-dir", str(sp.state_dir)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "evil\\x1b[2J\\u202egpj.exe" in out.stdout and "\x1b" not in out.stdout and "\u202e" not in out.stdout
