@@ -168,6 +168,8 @@ class ModelReport:
     NaN when no sender numbers its spans."""
     reference_pending_rows: int = 0
     """Without a reference: rows still needed before one is pinned from live traffic (0 otherwise)."""
+    unprofiled_features: int = 0
+    """Features of the model beyond ``limits.max_profiled_features_per_model``: received, not profiled."""
     last_data_ns: int = 0
     """When data of the model last arrived (the processor's clock; the newest event time after a restart before
     new data); 0: unknown."""
@@ -454,7 +456,6 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         absent = type(ref_features[name])()
         absent.missing = current.rows
         reports.append(_not_compared(name, absent, ref_features[name].count, alpha, "absent_from_current"))
-    spans = current.spans
     return ModelReport(
         model=current.model,
         version=current.version,
@@ -465,7 +466,7 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         latency_p50=current.latency_quantile(0.5),
         latency_p95=current.latency_quantile(0.95),
         latency_p99=current.latency_quantile(0.99),
-        error_ratio=current.error_spans / spans if spans else math.nan,
+        error_ratio=current.error_rows / current.rows if current.rows else math.nan,
         lost_ratio=current.sequences.lost() / expected if (expected := current.sequences.expected()) else math.nan,
     )
 

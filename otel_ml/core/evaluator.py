@@ -10,12 +10,15 @@ import time
 from collections.abc import Callable
 from types import MappingProxyType
 
+import numpy as np
+
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
 from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess
 from otel_ml.core.live import Key, LiveModels
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import PerformanceProfile
+from otel_ml.profile.sketch import NUMERIC
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class Evaluator:
         self._thread: threading.Thread | None = None
         self._pending_logged: set[Key] = set()
         self._mismatch_logged: set[tuple[Key, str | None]] = set()
+        self._codes_logged: set[Key] = set()
 
     def subscribe(self, fn: Callable[[Snapshot], None]) -> None:
         self._subscribers.append(fn)
@@ -102,11 +106,12 @@ class Evaluator:
             # One model at a time: merging a horizon takes milliseconds, and ingest must not wait for all.
             with self.live.lock:
                 taken.append((key, wp.reference, wp.reference_source, wp.current(), wp.reference_pending(),
-                              wp.last_received_ns or wp.newest_event_ns or 0))
+                              wp.last_received_ns or wp.newest_event_ns or 0, len(wp.unprofiled)))
         reports: list[ModelReport] = []
         profiles: dict[Key, tuple[ModelProfile | None, ModelProfile]] = {}
-        for key, reference, source, current, pending, last_data_ns in taken:
-            report = dataclasses.replace(compare(reference, current, self.drift, source), last_data_ns=last_data_ns)
+        for key, reference, source, current, pending, last_data_ns, unprofiled in taken:
+            report = dataclasses.replace(compare(reference, current, self.drift, source), last_data_ns=last_data_ns,
+                                         unprofiled_features=unprofiled)
             if pending is not None:
                 report = dataclasses.replace(report, reference_pending_rows=pending[0])
                 if key not in self._pending_logged:
@@ -116,6 +121,9 @@ class Evaluator:
                              "reported meanwhile", key[0], key[1], pending[0], pending[1])
             elif reference is not None and current.rows and (key, source) not in self._mismatch_logged:
                 self._log_mismatch(key, source, report)
+            if key not in self._codes_logged and current.rows >= 100:
+                self._codes_logged.add(key)
+                _log_integer_codes(key, current)
             reports.append(report)
             profiles[key] = (reference, current)
         with self.live.lock:
@@ -187,3 +195,22 @@ class Evaluator:
 def _names(names: list[str], shown: int = 20) -> str:
     """``names`` for a log line: the first ``shown`` and how many more."""
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _log_integer_codes(key: Key, current: ModelProfile, most: int = 5) -> None:
+    """One line for the numeric features of a model that hold only a few whole numbers (a 0/1 prediction, class
+    codes): they are compared as numbers (KS, Wasserstein), which is seldom what a class is; the line says how to
+    have them compared as categories. The rule: at least 100 values, at most ``most`` distinct, all whole."""
+    codes = []
+    for name, profile in current.features.items():
+        if profile.kind != NUMERIC or profile.count < 100 or profile.max - profile.min > 1000:
+            continue
+        values = np.unique(profile.weighted_items()[0])
+        if len(values) <= most and np.all(values == np.floor(values)):
+            codes.append(f"{name} ({', '.join(f'{v:g}' for v in values)})")
+    if codes:
+        log.warning("model %r version %r: numeric feature(s) holding only a few whole numbers: %s. They are compared "
+                    "as numbers (KS, Wasserstein); to compare classes as categories (chi-squared), send them as "
+                    "strings (a classifier's labels: ml.prediction as text), or build the baseline with "
+                    "--categorical NAME", key[0], key[1], "; ".join(codes[:20]))
+

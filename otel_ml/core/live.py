@@ -602,6 +602,7 @@ class MergedViews:
                 wp.current_start_ns = max(wp.current_start_ns or 0, part.current_start_ns)
         wp.newest_event_ns = max(p.newest_event_ns for p in parts)  # type: ignore[type-var]
         wp.last_received_ns = max(p.last_received_ns for p in parts)
+        wp.unprofiled = set().union(*(p.unprofiled for p in parts))
         wp.first_window_ns = min(p.first_window_ns for p in parts if p.first_window_ns is not None)
         wp.predictions = sum(p.predictions for p in parts)
         lo = wp.horizon_start_ns() if wp.reference is not None else None  # only the current horizon is needed

@@ -84,8 +84,9 @@ class ColumnarBatch:
             span_end_ns=self.span_end_ns[spans],
             span_duration_s=self.span_duration_s[spans],
             span_error=self.span_error[spans],
-            **({"span_stream": self.span_stream[spans], "span_seq": self.span_seq[spans],
-                "span_rows": self.span_rows[spans]} if len(self.span_stream) else {}),
+            **({"span_stream": self.span_stream[spans], "span_seq": self.span_seq[spans]}
+               if len(self.span_stream) else {}),
+            **({"span_rows": self.span_rows[spans]} if len(self.span_rows) else {}),
             **({"prediction_id": self.prediction_id[rows]} if len(self.prediction_id) else {}),
         )
 
@@ -187,6 +188,7 @@ class DecodeResult:
                 "model": b.model, "version": b.version, "n_rows": b.n_rows, "n_spans": len(b.span_end_ns),
                 "numeric": list(b.numeric), "categorical": [[k, v.dtype.str] for k, v in b.categorical.items()],
                 "invalid": dict(b.invalid), **({"sequenced": True} if sequenced else {}),
+                **({"error_rows": True} if not sequenced and len(b.span_rows) and b.span_error.any() else {}),
                 **({"ids": True} if len(b.prediction_id) else {})})
             arrays += [b.row_time_ns.astype("<i8", copy=False), b.row_weight.astype("<f8", copy=False),
                        b.span_end_ns.astype("<i8", copy=False), b.span_duration_s.astype("<f8", copy=False),
@@ -194,6 +196,8 @@ class DecodeResult:
             if sequenced:  # records written before sequences existed, and most batches, carry none
                 arrays += [b.span_stream.astype("<i8", copy=False), b.span_seq.astype("<i8", copy=False),
                            b.span_rows.astype("<i8", copy=False)]
+            elif len(b.span_rows) and b.span_error.any():  # failed spans' rows: the error ratio is by rows
+                arrays.append(b.span_rows.astype("<i8", copy=False))
             if len(b.prediction_id):
                 arrays.append(b.prediction_id.astype("<u8", copy=False))
             arrays += [v.astype("<f8", copy=False) for v in b.numeric.values()]
@@ -234,6 +238,8 @@ class DecodeResult:
                     span_error=take("|b1", spans), invalid=Counter(m["invalid"]))
                 if m.get("sequenced"):
                     batch.span_stream, batch.span_seq, batch.span_rows = (take("<i8", spans) for _ in range(3))
+                elif m.get("error_rows"):
+                    batch.span_rows = take("<i8", spans)
                 if m.get("ids"):
                     batch.prediction_id = take("<u8", n)
                 batch.numeric = {name: take("<f8", n) for name in m["numeric"]}

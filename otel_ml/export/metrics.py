@@ -115,12 +115,15 @@ FEATURE_GAUGES = [
 LIVE_GAUGES = [
     MetricDef(sc.METRIC_LATENCY, "gauge", "s", "Span duration quantiles over the current horizon"),
     MetricDef(sc.METRIC_ERROR_RATIO, "gauge", "",
-              "Share of prediction spans with status ERROR over the current horizon"),
+              "Share of predictions (rows) in spans with status ERROR over the current horizon"),
     MetricDef(sc.METRIC_LOST_RATIO, "gauge", "",
               "Share of the predictions senders numbered (ml.sequence) that never arrived, over the current horizon"),
     MetricDef(sc.METRIC_REFERENCE_READY, "gauge", "", "1 when the model has a reference (baseline or pinned)"),
     MetricDef(sc.METRIC_REFERENCE_PENDING_ROWS, "gauge", "{prediction}",
               "Models without a reference: rows still needed before one is pinned from live traffic"),
+    MetricDef(sc.METRIC_FEATURES_UNPROFILED, "gauge", "{feature}",
+              "Features of a model beyond limits.max_profiled_features_per_model: received, not profiled (the log "
+              "names them)"),
     MetricDef(sc.METRIC_STORAGE_HEALTHY, "gauge", "",
               "1 while state writes succeed, 0 from a failed write until one succeeds (requests are refused)"),
     MetricDef(sc.METRIC_MODELS_LIVE, "gauge", "{model}",
@@ -319,6 +322,7 @@ class MetricsExporter:
             sc.METRIC_LATENCY: self._latency, sc.METRIC_ERROR_RATIO: self._errors, sc.METRIC_LOST_RATIO: self._lost,
             sc.METRIC_REFERENCE_READY: self._reference_ready,
             sc.METRIC_REFERENCE_PENDING_ROWS: self._reference_pending_rows,
+            sc.METRIC_FEATURES_UNPROFILED: self._unprofiled,
             sc.METRIC_STORAGE_HEALTHY: self._storage, sc.METRIC_MODELS_LIVE: self._models_live,
             sc.METRIC_EXPORT_OVERFLOW: self._overflow,
             sc.METRIC_LABELS_WAITING: functools.partial(self._waiting, 0),
@@ -493,6 +497,10 @@ class MetricsExporter:
         for r in self._rendered().reports:
             if not r.reference_source:
                 yield _model_attrs(r), float(r.reference_pending_rows)
+
+    def _unprofiled(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self._rendered().reports:
+            yield _model_attrs(r), float(r.unprofiled_features)
 
     def _performance_series(self, metric: str) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().source.performance:

@@ -195,6 +195,8 @@ class ModelProfile:
         """Rows scaled by 1/sampling ratio: predictions the model made."""
         self.spans = 0
         self.error_spans = 0
+        self.error_rows = 0
+        """Rows (predictions) of the spans with status ERROR: a failed 10-row batch is 10 failed predictions."""
         self.latency = ds.kll_doubles_sketch(self.config.kll_k)
         """Span durations in seconds."""
         self.sequences = SequenceCoverage()
@@ -232,6 +234,9 @@ class ModelProfile:
         self.predictions += float(batch.row_weight.sum())
         self.spans += len(batch.span_end_ns)
         self.error_spans += int(batch.span_error.sum())
+        if batch.span_error.any():  # the rows of each span are kept whenever one failed (decode/batch.py)
+            self.error_rows += int(batch.span_rows[batch.span_error].sum()) if len(batch.span_rows) == len(
+                batch.span_error) else int(batch.span_error.sum())
         durations = batch.span_duration_s[~np.isnan(batch.span_duration_s)]
         if len(durations):
             self.latency.update(np.ascontiguousarray(durations))
@@ -267,6 +272,7 @@ class ModelProfile:
         self.predictions += other.predictions
         self.spans += other.spans
         self.error_spans += other.error_spans
+        self.error_rows += other.error_rows
         if not other.latency.is_empty():
             self.latency.merge(other.latency)
         self.sequences.merge(other.sequences)
@@ -316,6 +322,7 @@ class ModelProfile:
             "predictions": self.predictions,
             "spans": self.spans,
             "error_spans": self.error_spans,
+            "error_rows": self.error_rows,
             "latency": base64.b64encode(self.latency.serialize()).decode("ascii"),
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
@@ -337,6 +344,7 @@ class ModelProfile:
             category_buckets=int(d.get("category_buckets", SketchConfig.category_buckets))))
         p.rows, p.predictions = int(d["rows"]), float(d["predictions"])
         p.spans, p.error_spans = int(d.get("spans", 0)), int(d.get("error_spans", 0))
+        p.error_rows = int(d.get("error_rows", p.error_spans))  # profiles written before rows were counted
         if d.get("latency"):
             p.latency = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["latency"]))
         p.start_ns, p.end_ns = d.get("start_ns"), d.get("end_ns")

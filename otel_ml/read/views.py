@@ -129,6 +129,7 @@ def model_summary(r: ModelReport, stale_after_seconds: float | None = None, now_
         "reference_source": r.reference_source, "reference_rows": r.reference_rows,
         "reference_pending_rows": r.reference_pending_rows, "current_rows": r.current_rows,
         "features": len(rows), "features_drifting": drifting, "features_with_quality_problems": quality,
+        "features_not_profiled": r.unprofiled_features,
         "latency_seconds": {"p50": number(r.latency_p50), "p95": number(r.latency_p95),
                             "p99": number(r.latency_p99)},
         "error_ratio": number(r.error_ratio), "lost_ratio": number(r.lost_ratio),

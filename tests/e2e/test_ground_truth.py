@@ -110,6 +110,9 @@ def test_serve_joins_sdk_predictions_with_labels_sent_an_hour_later(tmp_path: Pa
     assert accuracy["realized"]["value"] == pytest.approx(skm.accuracy_score(y, pred))
     page = urllib.request.urlopen(f"{ui}/models/loans/versions/3", timeout=10).read().decode()
     assert "<h2>Performance</h2>" in page and "roc_auc" in page
+    # issue 31 case 9: the 0/1 prediction is compared as a number; one line says so and how to change it
+    hint = next(x for x in sp.log if "holding only a few whole numbers" in x)
+    assert "model 'loans' version '3'" in hint and "prediction (0, 1)" in hint and "--categorical" in hint, hint
 
 
 def test_bad_ground_truth_is_refused_with_a_reason_over_grpc_and_http(serve_factory) -> None:
@@ -242,7 +245,8 @@ def test_offline_report_has_performance_and_the_processors_baseline(tmp_path: Pa
 
 
 def test_a_wrapped_model_names_its_predictions_and_labels_join_them(serve_factory) -> None:
-    """Issue 31 case 9: `monitor.wrap()` could not attach prediction ids, so a wrapped model had no ground truth.
+    """Issue 31 case 9: `monitor.wrap()` could not attach prediction ids, so a wrapped model had no ground truth,
+    and the error ratio counted spans (a failed 10-row call among 310 rows read 1/7).
     ``wrap(model, prediction_id="request_id")``: the column names each row (the model never sees it), and labels
     sent later join; the realized accuracy equals scikit-learn's."""
     import pandas as pd
@@ -263,6 +267,8 @@ def test_a_wrapped_model_names_its_predictions_and_labels_join_them(serve_factor
         batch = X.iloc[start:start + 50].assign(request_id=[f"r-{i}" for i in range(start, start + 50)])
         predicted += list(wrapped.predict(batch))
     monitor.record_ground_truth_batch([f"r-{i}" for i in range(300)], [int(v) for v in y])
+    with pytest.raises(ValueError):  # one failed call of 10 rows: 10 failed predictions of 310, not 1 span of 7
+        wrapped.predict(X.iloc[:10].assign(a=np.nan, request_id=[f"bad-{i}" for i in range(10)]))
     provider.force_flush()
 
     def accuracy() -> float | None:
@@ -274,4 +280,7 @@ def test_a_wrapped_model_names_its_predictions_and_labels_join_them(serve_factor
     assert wait_for(accuracy, what="all 300 labels joined") == pytest.approx(skm.accuracy_score(y, predicted),
                                                                               abs=1e-6)
     assert monitor.dropped_values == 0
+    errors = wait_for(lambda: [s for s in select(sp.scrape(), "ml_prediction_error_ratio", ml_model_name="wrapped")
+                               if s.value > 0], what="the error ratio with the failed call")
+    assert errors[0].value == pytest.approx(10 / 310, rel=1e-5)
     provider.shutdown()

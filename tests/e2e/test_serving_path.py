@@ -148,5 +148,8 @@ def test_a_wide_model_is_kept_or_named_never_silently_ignored(serve_factory, cap
     # the features that fit (120) and the prediction; all of the 1,000 profiled (limits.max_profiled_features...)
     assert wait_for(features, what="both models evaluated") == {"wide-monitor": 121, "wide-raised": 1000}
     assert any("beyond limits.max_profiled_features_per_model (1000)" in line for line in sp.log), sp.log[-5:]
+    # ... and a gauge says how many (1,500 features and the prediction, 1,000 profiled)
+    unprofiled = {s.labels["ml_model_name"]: s.value for s in select(sp.scrape(), "otel_ml_features_unprofiled")}
+    assert unprofiled == {"wide-monitor": 0, "wide-raised": 501}, unprofiled
     plain.shutdown()
     raised.shutdown()

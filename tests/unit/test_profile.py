@@ -173,3 +173,31 @@ def test_kll_items_equal_the_sketch_iterator(values: list[float], k: int, parts:
     # n=24, while the serialized levels (read here) say weight 2.
     if sum(w for _, w in iterated) == sketch.n:
         assert sorted(zip(got_values.tolist(), got_weights.tolist())) == iterated
+
+
+def test_error_ratio_counts_failed_predictions_not_spans_through_the_journal_format() -> None:
+    """Issue 31 case 9: ml_prediction_error_ratio counted spans: one failed 10-row call among 510 rows read 0.167
+    (1 of 6 spans). It counts rows now, also after a batch went through the journal's (and the receiver worker
+    processes') byte format, which keeps the rows of spans only when one of them failed."""
+    from otel_ml.analyze.drift import compare
+    from otel_ml.decode.batch import DecodeResult
+
+    def batch(rows: list[int], failed: list[bool]) -> ColumnarBatch:
+        n = sum(rows)
+        return ColumnarBatch("m", "", n, np.full(n, 5), np.ones(n), numeric={"x": np.arange(n, dtype=float)},
+                             span_end_ns=np.full(len(rows), 5), span_duration_s=np.full(len(rows), 0.1),
+                             span_error=np.array(failed), span_rows=np.array(rows),
+                             span_stream=np.zeros(len(rows), np.int64), span_seq=np.full(len(rows), -1))
+
+    live = [batch([100] * 5 + [10], [False] * 5 + [True])]
+    replayed = DecodeResult.from_bytes(DecodeResult(live, spans_received=6, spans_accepted=6).to_bytes()).batches
+    assert replayed[0].span_rows.tolist() == [100] * 5 + [10]
+    healthy = DecodeResult.from_bytes(DecodeResult([batch([10], [False])]).to_bytes()).batches[0]
+    assert not len(healthy.span_rows)  # nothing kept for batches that did not fail
+    for batches in (live, replayed):
+        p = ModelProfile("m", "")
+        for b in batches:
+            p.update(b, {"x": NUMERIC})
+        assert (p.rows, p.error_spans, p.error_rows) == (510, 1, 10)
+        assert compare(None, p).error_ratio == pytest.approx(10 / 510)
+        assert ModelProfile.from_json(p.to_json()).error_rows == 10
