@@ -1,5 +1,6 @@
 """Ground truth under hostile or careless input, through a running `otel-ml serve` (issue 29): a label stamped in
-the future, privacy hashing of labels, unusable label values and ids. Each case failed before its fix."""
+the future, privacy hashing of labels, unusable label values and ids, a request with values a sketch cannot take.
+Each case failed before its fix."""
 
 from __future__ import annotations
 
@@ -121,3 +122,51 @@ def test_unusable_label_values_and_ids_are_refused_with_reasons_on_both_signals(
     assert rejected["prediction_id_too_long"] == 4 and rejected["invalid_prediction_id"] == 2
     assert counter(sp, "ml_predictions_total", ml_model_name="m") == 1  # no label ever counted as a prediction
     assert counter(sp, "ml_ground_truth_unmatched_total", ml_model_name="m") == 0
+
+
+def test_a_request_with_values_a_sketch_cannot_take_is_applied_whole(serve_factory) -> None:
+    """Issue 29 case 4: one request of 100 rows of a healthy model and 100 rows of a new model whose feature holds
+    ±1.7e308 was journaled, then half applied: HTTP 400 (which OTel exporters drop for good), the healthy rows in
+    the windows but not counted, the new model's horizon at 400 rows against 300 counted. Numbers beyond ±1e100 are
+    now unusable values (counted as type mismatches) before anything is journaled: the request is applied whole,
+    answered OK, and counts and horizons agree, also after a restart that replays the journal."""
+    import urllib.request
+
+    sp = serve_factory("--evaluation-interval", "0.5")
+    now = time.time_ns()
+    rows = ([{"ml.feature.x": float(i)} for i in range(100)]
+            + [{"ml.model.name": "huge", "ml.feature.x": (-1) ** i * 1.7e308} for i in range(100)])
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    for row in rows:
+        span = spans.add(start_time_unix_nano=now, end_time_unix_nano=now)
+        set_attribute(span.attributes, "ml.model.name", row.pop("ml.model.name", "healthy"))
+        for k, v in row.items():
+            set_attribute(span.attributes, k, v)
+    answer = export(sp, TRACES, req.SerializeToString())
+    assert not answer.partial_success.rejected_spans, answer
+
+    def counted() -> dict[str, float] | None:
+        got = {m: sum(s.value for s in select(sp.scrape(), "ml_predictions_total", ml_model_name=m))
+               for m in ("healthy", "huge")}
+        return got if got == {"healthy": 100, "huge": 100} else None
+
+    wait_for(counted, what="100 predictions of each model counted")
+    import json
+
+    def rows_in_horizon() -> dict[str, int] | None:
+        doc = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models", timeout=10))
+        got = {m["model"]: m["current_rows"] for m in doc["models"]}
+        return got if got == {"healthy": 100, "huge": 100} else None
+
+    wait_for(rows_in_horizon, what="100 rows of each in its horizon")
+    huge = json.load(urllib.request.urlopen(
+        f"http://127.0.0.1:{sp.ui_port}/api/v1/models/huge/versions/_/drift", timeout=10))["features"]
+    x = next(f for f in huge if f["name"] == "x")
+    assert x["type_mismatch_ratio"] == 1.0, x  # unusable values, said so
+    assert counter(sp, "otel_ml_apply_errors_total") == 0
+    sp.proc.kill()
+    sp.proc.wait()
+    sp = serve_factory("--evaluation-interval", "0.5", state_dir=sp.state_dir)  # the closures read the new one
+    wait_for(counted, what="the same counts after replaying the journal")
+    wait_for(rows_in_horizon, what="the same horizons after replaying the journal")
