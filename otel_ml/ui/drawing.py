@@ -47,17 +47,17 @@ class Drawing:
         self._lock = threading.Lock()
 
     def _executor(self) -> ProcessPoolExecutor:
+        """The worker processes, started with the first page that needs them: importing matplotlib takes a
+        second or two of CPU, which a replica starting beside others during a rebalance should not spend (the
+        first feature page waits for it instead)."""
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_quiet_worker)
+                pids = {self._pool.submit(os.getpid).result(timeout=120) for _ in range(self.processes)}
+                log.info("feature pages drawn in process(es) %s (ui.draw_processes)",
+                         ", ".join(map(str, sorted(pids))))
             return self._pool
-
-    def start(self) -> None:
-        """Start the workers now (importing matplotlib takes a second or two), not with the first page."""
-        if self.processes:
-            pids = {self._executor().submit(os.getpid).result(timeout=120) for _ in range(self.processes)}
-            log.info("feature pages drawn in process(es) %s (ui.draw_processes)", ", ".join(map(str, sorted(pids))))
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         if not self.processes:

@@ -82,7 +82,6 @@ class UiServer:
         self.port: int | None = None
 
     def start(self) -> None:
-        self.drawing.start()
         self._http.start()
         guarded = [("GET", path, self._guard(handler)) for path, handler in (
             ("/", self._models_page),

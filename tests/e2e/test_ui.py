@@ -26,7 +26,7 @@ from tests.support import DRIFTED, ServeProcess, make_rows, sdk_provider, select
 HOSTILE_MODEL = '<script>alert("m")</script> & "quotes" \'single\' 模型'
 
 HOSTILE_FEATURES = {"<img src=x onerror=alert(1)>": "numeric", 'q"uote': "categorical", "ünïcödé ✓": "numeric",
-                    "x" * 240: "numeric", "$math$ {{x}}": "categorical"}
+                    "x" * 240: "numeric", "$math$ {{x}}": "categorical", "bidi\u202egpj.exe": "categorical"}
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,8 +62,9 @@ def send_hostile(provider, n: int, shifted: bool, seed: int, seconds_ago: tuple[
             if kind == "numeric":
                 attrs[f"ml.feature.{name}"] = float(rng.normal(1.0 if shifted else 0.0, 1))
             else:
-                attrs[f"ml.feature.{name}"] = str(rng.choice(["<b>bold</b>", "a&b", '"q"'] if not shifted
-                                                             else ["<b>bold</b>", "</svg><script>x</script>"]))
+                attrs[f"ml.feature.{name}"] = str(rng.choice(["<b>bold</b>", "a&b", '"q"', "nul\x00x"] if not shifted
+                                                             else ["<b>bold</b>", "</svg><script>x</script>",
+                                                                   "bell\x07\u202eright"]))
         tracer.start_span("predict", attributes=attrs, start_time=int(t)).end(end_time=int(t) + 1_000_000)
     assert provider.force_flush(30_000)
 
@@ -419,8 +420,11 @@ def test_pages_in_a_real_browser(browser_processor, tmp_path: Path) -> None:
     hostile = models[HOSTILE_MODEL]
     hostile_page = (f"/models/{quote(HOSTILE_MODEL, safe='')}/versions/{quote(hostile['version_path'], safe='')}"
                     f"/features/{quote('<img src=x onerror=alert(1)>', safe='')}")
+    bidi_page = (f"/models/{quote(HOSTILE_MODEL, safe='')}/versions/{quote(hostile['version_path'], safe='')}"
+                 f"/features/{quote('bidi' + chr(0x202E) + 'gpj.exe', safe='')}")
     for name, path in (("models", "/"), ("model", "/models/loans/versions/3"),
-                       ("feature", "/models/loans/versions/3/features/amount"), ("hostile", hostile_page)):
+                       ("feature", "/models/loans/versions/3/features/amount"), ("hostile", hostile_page),
+                       ("bidi", bidi_page)):
         shot = tmp_path / f"{name}.png"
         dom, console = browse(root + path, shot, tmp_path)
         assert not console, (name, console)
@@ -429,6 +433,8 @@ def test_pages_in_a_real_browser(browser_processor, tmp_path: Path) -> None:
             assert set(re.findall(r'data-status="drift" data-feature="([^"]+)"', dom)) == DRIFTED
         if name == "feature":
             assert dom.count("<img") >= 3 and "amount" in dom
+        if name == "bidi":  # issue 30 case 5: shown as escapes, and its category chart is a picture (valid SVG)
+            assert "bidi\\u202egpj.exe" in dom and "\u202e" not in dom and dom.count("<img") >= 1, dom[-3000:]
         keep_screenshot(shot, name)
 
 
