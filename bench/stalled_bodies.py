@@ -24,15 +24,13 @@ import time
 from pathlib import Path
 
 from bench.ingest import free_port
+from bench.shared_memory import rss_kib
 
 MIB = 1 << 20
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid) / 1024
 
 
 def main() -> None:

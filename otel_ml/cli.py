@@ -168,6 +168,9 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
+    if unknown := sorted(keep - {c["column"] for c in columns}):  # as --exclude names a column that is not there
+        raise ValueError(f"{args.input}: --keep names no column {', '.join(unknown)}; columns are "
+                         f"{', '.join(c['column'] for c in columns)}")
     # Id- and time-like columns drift at every comparison and tell nothing: left out unless --keep names them.
     left_out = {c["column"] for c in columns if c["warning"] and c["column"] not in keep}
     left_out -= {semconv.PREDICTION_FEATURE, semconv.PREDICTION_SCORE_FEATURE,

@@ -24,9 +24,12 @@ def find_reference(state_dir: str | Path, model: str, version: str, reference: s
     """(reference profile, where it came from), as the processor would choose it, or from ``reference``."""
     if reference is not None:
         return ModelProfile.read(reference), str(reference)
-    if baseline_dir is None:  # the one the processor used, if it still exists
-        recorded = Path(state_dir) / BASELINE_DIR_FILE
-        if recorded.is_file() and Path(used := recorded.read_text(encoding="utf-8").strip()).is_dir():
+    if baseline_dir is None:  # the one the processor used, if it still exists (an unreadable record: none)
+        try:
+            used = (Path(state_dir) / BASELINE_DIR_FILE).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            used = ""
+        if used and Path(used).is_dir():
             baseline_dir = used
     if baseline_dir is not None:
         found = read_profiles(Path(baseline_dir))

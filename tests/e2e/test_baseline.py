@@ -117,6 +117,9 @@ def test_baseline_build_na_cells_are_missing_not_text_and_id_and_time_columns_ar
     kept = build_cli(tmp_path, "--input", "train.csv", "--keep", "user_id", "--output", "kept.json")
     assert kept.returncode == 0 and "column 'user_id' is id-like" in kept.stderr and "(kept: --keep)" in kept.stderr
     assert set(ModelProfile.read(tmp_path / "kept.json").features) == {"amount", "plan", "user_id"}
+    typo = build_cli(tmp_path, "--input", "train.csv", "--keep", "userid", "--output", "typo.json")
+    assert typo.returncode == 2 and "--keep names no column userid" in typo.stderr
+    assert not (tmp_path / "typo.json").exists()
     directory = build_cli(tmp_path, "--input", str(tmp_path))
     assert directory.returncode == 2 and "is a directory" in directory.stderr
 
