@@ -126,7 +126,7 @@ class GroundTruth:
         if text is not None:
             has = text != ""
             if has.any():
-                cls[has] = self.pending.class_codes(text[has])
+                cls[has] = self.pending.codes.classes_of(text[has])
         self.pending.add(batch.model, batch.version, ids, batch.row_time_ns,
                          pred if pred is not None else np.full(n, np.nan), cls,
                          prob if prob is not None else np.full(n, np.nan))
@@ -151,7 +151,7 @@ class GroundTruth:
         delays = (labels.time_ns[index] - rows["time"]) / 1e9
         starts = rows["time"] // self.window_ns * self.window_ns
         for code in np.unique(rows["key"]).tolist():
-            model, version = self.pending.keys[code]
+            model, version = self.pending.codes.keys[code]
             of_key = rows["key"] == code
             self.applied[(model, version)] += int(of_key.sum())
             self.totals[(model, version, "applied")] += int(of_key.sum())
@@ -178,7 +178,7 @@ class GroundTruth:
         probability) the side of the threshold it is on; "" when none is known."""
         out = np.full(len(cls), "", dtype=object)
         coded = cls >= 0
-        out[coded] = np.asarray(self.pending.classes, dtype=object)[cls[coded]]
+        out[coded] = np.asarray(self.pending.codes.classes, dtype=object)[cls[coded]]
         out[cls == -2] = OTHER_CLASS
         numeric = (cls == -1) & np.isfinite(pred)
         out[numeric] = number_text(pred[numeric])

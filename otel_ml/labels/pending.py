@@ -26,29 +26,20 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from otel_ml.decode.batch import LabelBatch
-from otel_ml.sealed import Damaged, Loss, check_sealed, quarantine, read_sealed, write_sealed
+from otel_ml.labels.segments import EARLY, PRED, RowCodes, Segment, SegmentFiles
+from otel_ml.sealed import Loss
 
 log = logging.getLogger(__name__)
 
-PRED = np.dtype([("id", "<u8"), ("key", "<u4"), ("time", "<i8"), ("pred", "<f8"), ("cls", "<i4"), ("prob", "<f4")])
-"""One waiting prediction (36 bytes)."""
-EARLY = np.dtype([("id", "<u8"), ("key", "<u4"), ("value", "<f8"), ("label", "<i4"), ("time", "<i8")])
-"""One label waiting for its prediction (32 bytes): ``label`` is a class code (-1: a number, not a class)."""
-GONE = np.dtype([("id", "<u8")])
-"""The id of a prediction that left (8 bytes)."""
-DTYPES = {"pred": PRED, "early": EARLY, "gone": GONE}
-COLUMNS = PRED.names
 SEAL_ROWS = 262_144
 """Rows kept in memory at most before they are written as a segment (also written at every checkpoint)."""
-MAX_CLASSES = 4096
-OTHER_CLASS_CODE = -2
+COLUMNS = PRED.names
 
 
 @dataclass(frozen=True)
@@ -68,32 +59,6 @@ class LabelsConfig:
 
 
 @dataclass
-class Segment:
-    """Rows sorted by id, one column after the other, in one sealed file (``<name>.seg``). ``kind``: ``pred``
-    (waiting predictions; ``flags``: labelled), ``early`` (waiting labels; ``flags``: gone), ``gone`` (ids of
-    predictions that left; ``reason``: expired, evicted or lost)."""
-
-    name: str
-    kind: str
-    n: int
-    cols: dict[str, np.ndarray]
-    flags: np.ndarray
-    crc: int = 0
-    flags_file: str = ""
-    flags_crc: int = 0
-    dirty: bool = False
-    reason: str = ""
-    newest: int = 0
-    models: dict[str, int] = field(default_factory=dict)
-    """Per model of its rows, their newest event time (gone segments: that model's clock when they left): a
-    segment expires by the clocks of its own models, never by another model's."""
-
-    @property
-    def live(self) -> int:
-        return self.n - int(self.flags.sum()) if self.kind == "early" else self.n
-
-
-@dataclass
 class Matched:
     """Labels that found their prediction: the label rows and the prediction rows, aligned."""
 
@@ -109,33 +74,12 @@ class JoinResult:
     not_sampled, early_overflow."""
 
 
-def _write_columns(path: Path, cols: dict[str, np.ndarray], dtype: np.dtype) -> int:
-    parts = [np.ascontiguousarray(cols[name]).astype(dtype[name], copy=False).tobytes() for name in dtype.names]
-    write_sealed(path, parts)
-    crc = 0
-    for part in parts:
-        crc = zlib.crc32(part, crc)
-    return crc
-
-
-def _open_columns(path: Path, n: int, dtype: np.dtype) -> dict[str, np.ndarray]:
-    if n == 0:
-        return {name: np.empty(0, dtype[name]) for name in dtype.names}
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
-    cols, at = {}, 0
-    for name in dtype.names:
-        dt = dtype[name]
-        cols[name] = mm[at:at + n * dt.itemsize].view(dt)
-        at += n * dt.itemsize
-    return cols
-
-
 class PendingPredictions:
     """The waiting predictions and early labels of every model, in ``<state dir>/pending``."""
 
     def __init__(self, directory: str | Path, ttl_ns: int, max_pending: int, early_ttl_ns: int,
                  max_early: int = 1_000_000, sample_ratio: float = 1.0, max_skew_ns: int = 3600 * 10**9) -> None:
-        self.dir = Path(directory)  # created with the first segment (the state dir is checked at start first)
+        self.files = SegmentFiles(directory)
         self.ttl_ns, self.max_pending, self.early_ttl_ns = ttl_ns, max_pending, early_ttl_ns
         self.max_early = max_early
         self.max_skew_ns = max_skew_ns
@@ -144,13 +88,7 @@ class PendingPredictions:
         self.early_cap = max(64, max_early // 100)
         self.sample_below = np.uint64(min(int(sample_ratio * 2.0**64), 2**64 - 1))
         self.sampled = sample_ratio < 1.0
-        self.keys: list[tuple[str, str]] = []
-        self._key_code: dict[tuple[str, str], int] = {}
-        self.classes: list[str] = []
-        self._class_code: dict[str, int] = {}
-        self.segments: list[Segment] = []
-        """Every segment, in the order it was written (oldest first)."""
-        self._next = 0
+        self.codes = RowCodes()
         self._buf: list[dict[str, np.ndarray]] = []
         self._buf_rows = 0
         self._buf_index: dict[int, int] = {}
@@ -159,6 +97,15 @@ class PendingPredictions:
         self.clocks: dict[str, int] = {}
         """Per model, the newest event time of its predictions and labels: its own ttl and early waits run on it, so
         one model's (or one client's) timestamps cannot expire another's (decode bounds each by the clock skew)."""
+
+    @property
+    def dir(self) -> Path:
+        return self.files.dir
+
+    @property
+    def segments(self) -> list[Segment]:
+        """Every segment, in the order it was written (oldest first)."""
+        return self.files.segments
 
     # --- clocks -----------------------------------------------------------------------------------------
     @property
@@ -176,45 +123,20 @@ class PendingPredictions:
 
     def _key_clocks(self, codes: np.ndarray) -> np.ndarray:
         """The clock of each row's model, from its key code."""
-        per_key = np.array([self.clock(model) for model, _ in self.keys] or [0], dtype=np.int64)
+        per_key = np.array([self.clock(model) for model, _ in self.codes.keys] or [0], dtype=np.int64)
         return per_key[codes]
 
     def _models_newest(self, keys: np.ndarray, times: np.ndarray) -> dict[str, int]:
         """Per model, the newest time among rows (``keys``: their key codes)."""
         out: dict[str, int] = {}
         for code in np.unique(keys).tolist():
-            model = self.keys[code][0]
+            model = self.codes.keys[code][0]
             out[model] = max(out.get(model, 0), int(times[keys == code].max()))
         return out
 
     def _expired(self, seg: Segment, ttl_ns: int) -> bool:
         """Every model of the segment is past ``ttl_ns`` of its own clock."""
         return bool(seg.models) and all(t < self.clock(m) - ttl_ns for m, t in seg.models.items())
-
-    # --- codes ------------------------------------------------------------------------------------------
-    def key_code(self, model: str, version: str) -> int:
-        code = self._key_code.get((model, version))
-        if code is None:
-            code = self._key_code[(model, version)] = len(self.keys)
-            self.keys.append((model, version))
-        return code
-
-    def class_codes(self, names: np.ndarray, cap: int = MAX_CLASSES) -> np.ndarray:
-        uniq, inv = np.unique(names, return_inverse=True)
-        codes = np.empty(len(uniq), np.int32)
-        for i, c in enumerate(uniq.tolist()):
-            code = self._class_code.get(c)
-            if code is None and len(self.classes) < cap:
-                code = self._class_code[c] = len(self.classes)
-                self.classes.append(c)
-            codes[i] = OTHER_CLASS_CODE if code is None else code  # a class beyond the cap: counted as "(other)"
-        return codes[inv]
-
-    def class_names(self, codes: np.ndarray) -> np.ndarray:
-        """Class codes back to names: "" for -1 (no class), "(other)" beyond the cap."""
-        table = np.array([*self.classes, "(other)", ""], dtype=object)
-        return table[np.where(codes >= 0, codes, np.where(codes == OTHER_CLASS_CODE, len(self.classes),
-                                                          len(self.classes) + 1))].astype(str)
 
     def keep(self, ids: np.ndarray) -> np.ndarray:
         """Which ids are kept (``labels.sample_ratio``, by hash: a label is kept exactly when its prediction was)."""
@@ -232,7 +154,7 @@ class PendingPredictions:
         if not keep.all():
             ids, time_ns, pred, cls, prob = ids[keep], time_ns[keep], pred[keep], cls[keep], prob[keep]
         self.observe(model, int(time_ns.max()))
-        rows = {"id": ids, "key": np.full(n, self.key_code(model, version), np.uint32), "time": time_ns,
+        rows = {"id": ids, "key": np.full(n, self.codes.key(model, version), np.uint32), "time": time_ns,
                 "pred": pred, "cls": cls, "prob": prob.astype(np.float32)}
         start = self._buf_rows
         self._buf.append(rows)
@@ -265,8 +187,8 @@ class PendingPredictions:
         label = np.full(n, -1, np.int32)
         has = text != ""
         if has.any():
-            label[has] = self.class_codes(text[has])
-        self._early_buf.append({"id": lb.prediction_id[mask], "key": np.full(n, self.key_code(lb.model, lb.version),
+            label[has] = self.codes.classes_of(text[has])
+        self._early_buf.append({"id": lb.prediction_id[mask], "key": np.full(n, self.codes.key(lb.model, lb.version),
                                                                              np.uint32),
                                 "value": lb.value[mask], "label": label, "time": lb.time_ns[mask]})
         if sum(len(b["id"]) for b in self._early_buf) >= min(SEAL_ROWS, self.early_cap):
@@ -283,9 +205,9 @@ class PendingPredictions:
         out = []
         for code in np.unique(cols["key"]).tolist():
             m = cols["key"] == code
-            model, version = self.keys[code]
-            out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m], self.class_names(cols["label"][m]),
-                                  cols["time"][m]))
+            model, version = self.codes.keys[code]
+            out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m],
+                                  self.codes.class_names(cols["label"][m]), cols["time"][m]))
         return out
 
     def take_early(self, ids: np.ndarray) -> list[LabelBatch]:
@@ -445,23 +367,11 @@ class PendingPredictions:
             self._add_segment("early", {c: v[order] for c, v in cols.items()}, np.zeros(len(order), bool))
         self._early_buf = []
 
-    def _add_segment(self, kind: str, cols: dict[str, np.ndarray], flags: np.ndarray, reason: str = "",
-                     models: dict[str, int] | None = None, at: int | None = None) -> Segment:
-        """Write a segment and put it in the list (at position ``at``; default: last, the newest)."""
-        self._next += 1
-        name = f"{self._next:08d}-{reason or kind}"
-        n = len(cols["id"])
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"{name}.seg"
-        dtype = DTYPES[kind]
-        crc = _write_columns(path, cols, dtype)
+    def _add_segment(self, kind: str, cols: dict[str, np.ndarray], flags: np.ndarray) -> None:
+        """Write new rows of ``kind`` as the newest segment."""
         times = cols.get("time")
-        if models is None:
-            models = self._models_newest(cols["key"], times) if times is not None and n else {}
-        seg = Segment(name, kind, n, _open_columns(path, n, dtype), flags, crc=crc, reason=reason,
-                      newest=max(models.values(), default=self.clock_ns), models=models, dirty=bool(flags.any()))
-        self.segments.insert(len(self.segments) if at is None else at, seg)
-        return seg
+        models = self._models_newest(cols["key"], times) if times is not None and len(times) else {}
+        self.files.write(kind, cols, flags, "", models, self.clock_ns)
 
     def _maintain(self) -> None:
         """Expire, evict, merge: bounded rows of every kind, within 1%, and bounded time."""
@@ -488,157 +398,50 @@ class PendingPredictions:
                 self.segments.remove(seg)
             elif seg.live < seg.n // 2:  # mostly gone: rewritten with the live rows only
                 live = ~seg.flags
-                self._replace([seg], "early", {c: np.asarray(seg.cols[c][live]) for c in EARLY.names},
-                              np.zeros(int(live.sum()), bool))
-        self._merge_adjacent()
+                cols = {c: np.asarray(seg.cols[c][live]) for c in EARLY.names}
+                self.files.replace([seg], "early", cols, np.zeros(int(live.sum()), bool), "",
+                                   self._models_newest(cols["key"], cols["time"]), self.clock_ns)
+        self.files.merge_adjacent(lambda kind: self.early_cap if kind == "early" else self.cap)
 
     def _forget(self, seg: Segment, reason: str) -> None:
         """A prediction segment's rows leave; their ids are kept in a gone segment in its place."""
         stamps = {m: self.clock(m) for m in seg.models}
-        self._replace([seg], "gone", {"id": np.asarray(seg.cols["id"])}, np.zeros(0, bool), reason, stamps)
-
-    def _replace(self, old: list[Segment], kind: str, cols: dict[str, np.ndarray], flags: np.ndarray,
-                 reason: str = "", models: dict[str, int] | None = None) -> None:
-        """Write one segment in the place of ``old`` (adjacent ones); the old leave the list only once it is
-        written (a failure leaves everything as it was)."""
-        at = self.segments.index(old[0])
-        self._add_segment(kind, cols, flags, reason, models, at=at)
-        for seg in old:
-            self.segments.remove(seg)
-
-    def _merge_adjacent(self) -> None:
-        """Merge neighbours of one kind (and reason) while the merge stays within the segment size: few segments,
-        still in arrival order (eviction takes the oldest)."""
-        i = 0
-        while i + 1 < len(self.segments):
-            a, b = self.segments[i], self.segments[i + 1]
-            cap = self.early_cap if a.kind == "early" else self.cap
-            if a.kind != b.kind or a.reason != b.reason or a.live + b.live > cap:
-                i += 1
-                continue
-            dtype = DTYPES[a.kind]
-            if a.kind == "early":
-                keep = [~a.flags, ~b.flags]
-                cols = {c: np.concatenate([np.asarray(s.cols[c])[k] for s, k in zip((a, b), keep)])
-                        for c in dtype.names}
-                flags = np.zeros(len(cols["id"]), bool)
-            else:
-                cols = {c: np.concatenate([np.asarray(a.cols[c]), np.asarray(b.cols[c])]) for c in dtype.names}
-                flags = np.concatenate([a.flags, b.flags]) if a.kind == "pred" else np.zeros(0, bool)
-            order = np.argsort(cols["id"], kind="stable")
-            cols = {c: v[order] for c, v in cols.items()}
-            flags = flags[order] if len(flags) else flags
-            models = {m: max(a.models.get(m, 0), b.models.get(m, 0)) for m in {*a.models, *b.models}}
-            self._replace([a, b], a.kind, cols, flags, a.reason, models)
+        self.files.replace([seg], "gone", {"id": np.asarray(seg.cols["id"])}, np.zeros(0, bool), reason, stamps,
+                           self.clock_ns)
 
     # --- durability ------------------------------------------------------------------------------------------
     def state(self) -> dict:
         """What a checkpoint commits: seal memory, write changed flags, name every file in use with its checksum."""
         self.seal()
         self.dir.mkdir(parents=True, exist_ok=True)
-        for seg in self.segments:
-            if seg.dirty and seg.kind != "gone":
-                self._next += 1
-                name = f"{seg.name}.{self._next}.flags"
-                packed = np.packbits(seg.flags).tobytes()
-                write_sealed(self.dir / name, packed)
-                seg.flags_file, seg.flags_crc, seg.dirty = name, zlib.crc32(packed), False
-        return {"format": 2, "next": self._next, "clocks": self.clocks, "keys": self.keys, "classes": self.classes,
-                "segments": [{"name": s.name, "kind": s.kind, "n": s.n, "crc": s.crc, "flags": s.flags_file,
-                              "flags_crc": s.flags_crc, "reason": s.reason, "newest": s.newest, "models": s.models}
-                             for s in self.segments]}
+        segments = self.files.describe()
+        return {"format": 2, "next": self.files.next, "clocks": self.clocks, "keys": self.codes.keys,
+                "classes": self.codes.classes, "segments": segments}
 
     def committed(self, state: dict) -> None:
         """After the checkpoint with ``state`` is written: delete files it no longer names."""
-        self._delete_others(state)
-
-    def _delete_others(self, state: dict) -> None:
-        keep = {f"{s['name']}.seg" for s in state.get("segments", [])} | {
-            s["flags"] for s in state.get("segments", []) if s["flags"]}
-        keep |= {f"{s.name}.seg" for s in self.segments} | {s.flags_file for s in self.segments if s.flags_file}
-        if not self.dir.is_dir():
-            return
-        for path in self.dir.iterdir():
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+        self.files.delete_others(state)
 
     def restore(self, state: dict, quarantine_dir: Path | None = None) -> list[Loss]:
         """Open what a checkpoint named, verifying each file; delete everything else in the directory. Returns
         what could not be used (each damaged file moved to ``quarantine_dir``, when given)."""
-        self._next = int(state.get("next", 0))
-        self.keys = [tuple(k) for k in state.get("keys", [])]  # type: ignore[misc]
-        self._key_code = {k: i for i, k in enumerate(self.keys)}
-        self.classes = list(state.get("classes", []))
-        self._class_code = {c: i for i, c in enumerate(self.classes)}
+        self.codes = RowCodes(state.get("keys", []), state.get("classes", []))
         # No clock beyond the skew limit: a checkpoint from before per-model clocks may hold one poisoned by a
         # label stamped years ahead (its one clock then applies to every model, bounded).
         limit = time.time_ns() + self.max_skew_ns
         old = min(int(state.get("clock_ns", 0)), limit)
-        self.clocks = {m: min(int(t), limit) for m, t in state.get("clocks", {m: old for m, _ in self.keys}).items()}
-        self.segments, self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], [], 0, {}, []
+        clocks = state.get("clocks", {m: old for m, _ in self.codes.keys})
+        self.clocks = {m: min(int(t), limit) for m, t in clocks.items()}
+        self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
         self._early_buf = []
-        losses: list[Loss] = []
         if int(state.get("format", 1)) < 2:
+            self.files.reopen({"next": state.get("next", 0)}, self.clock)
             if state.get("segments") or state.get("early_file"):
-                losses.append(Loss("pending", str(self.dir), sum(int(s["n"]) for s in state.get("segments", [])),
-                                   "written by an older otel-ml (unchecksummed files): the waiting predictions and "
-                                   "early labels of that version are not carried over; their labels will be unknown"))
-            self._delete_others({})
-            return losses
-        for s in state.get("segments", []):
-            loss = self._open(s)
-            if loss is not None:
-                losses.append(loss)
-                if quarantine_dir is not None:
-                    for name in (f"{s['name']}.seg", s["flags"]):
-                        if name:
-                            quarantine(self.dir / name, quarantine_dir)
-        self._delete_others(state)
-        return losses
-
-    def _open(self, s: dict) -> Loss | None:
-        """Open one segment the checkpoint names; a Loss (and what is still usable of it) when it is damaged."""
-        kind, n = s["kind"], int(s["n"])
-        dtype = DTYPES[kind]
-        path = self.dir / f"{s['name']}.seg"
-        what = {"pred": "waiting predictions", "early": "early labels", "gone": "ids of predictions that left"}[kind]
-        try:
-            length = check_sealed(path, f"{path.name} ({what})")
-            if length != n * dtype.itemsize:
-                raise Damaged(path.name, f"{length} bytes where the checkpoint says {n} rows of {dtype.itemsize}")
-            cols = _open_columns(path, n, dtype)
-            crc = zlib.crc32(np.asarray(np.memmap(path, dtype=np.uint8, mode="r")[:length]).tobytes())
-            if crc != int(s["crc"]):
-                raise Damaged(path.name, "another file than the checkpoint wrote (its checksum differs)")
-        except Damaged as e:
-            consequence = {"pred": "their labels will count as unknown", "early": "they will not be applied",
-                           "gone": "late labels for them will count as unknown"}[kind]
-            return Loss(f"pending_{kind}", path.name, n, f"{e.why}: {n} {what} lost; {consequence}")
-        flags = np.zeros(0 if kind == "gone" else n, bool)
-        flags_file = s.get("flags") or ""
-        if flags_file:
-            try:
-                packed = read_sealed(self.dir / flags_file, flags_file)
-                if zlib.crc32(packed) != int(s["flags_crc"]) or len(packed) != (n + 7) // 8:
-                    raise Damaged(flags_file, "another file than the checkpoint wrote")
-                flags = np.unpackbits(np.frombuffer(packed, np.uint8), count=n).astype(bool)
-            except Damaged as e:
-                if kind == "early":  # which of them were applied is unknown: none is applied again
-                    return Loss("pending_early", flags_file, n, f"{e.why}: {n} early labels dropped (which of them "
-                                "were applied already is not known, and none may be applied twice)")
-                # which predictions were labelled is unknown: none of them joins again (never twice)
-                models = {m: self.clock(m) for m in s.get("models", {})}
-                self.segments.append(Segment(s["name"], "gone", n, {"id": cols["id"]}, np.zeros(0, bool),
-                                             crc=int(s["crc"]), reason="lost", newest=int(s["newest"]),
-                                             models=models))
-                return Loss("pending_flags", flags_file, n, f"{e.why}: which of {n} waiting predictions were labelled "
-                            "is not known; their labels will count as lost (none is applied twice)")
-        self.segments.append(Segment(s["name"], kind, n, cols, flags, crc=int(s["crc"]), flags_file=flags_file,
-                                     flags_crc=int(s.get("flags_crc", 0)), reason=s.get("reason", ""),
-                                     newest=int(s["newest"]), models=dict(s.get("models", {}))))
-        return None
+                return [Loss("pending", str(self.dir), sum(int(s["n"]) for s in state.get("segments", [])),
+                             "written by an older otel-ml (unchecksummed files): the waiting predictions and "
+                             "early labels of that version are not carried over; their labels will be unknown")]
+            return []
+        return self.files.reopen(state, self.clock, quarantine_dir)
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()) if self.dir.is_dir() else 0
-
-
+        return self.files.disk_bytes()

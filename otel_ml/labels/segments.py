@@ -1,0 +1,279 @@
+"""The files behind the pending store: sealed segments of fixed-width rows, each opened as a memory map.
+
+``SegmentFiles`` knows files, not labels: it writes a segment (rows the caller sorted by id, one column after the
+other, in one sealed file), replaces neighbours with their merge, writes the changed flag bitmaps a checkpoint commits,
+reopens what a checkpoint named (verifying length and both checksums) and deletes what no checkpoint names. What
+the rows mean, and when they expire or are evicted, is ``PendingPredictions``'s business (labels/pending.py).
+
+>>> import tempfile
+>>> files = SegmentFiles(tempfile.mkdtemp())
+>>> seg = files.write("gone", {"id": np.array([3, 5, 9], np.uint64)}, np.zeros(0, bool), "expired", {}, 0)
+>>> seg.name, seg.n, seg.cols["id"].tolist()
+('00000001-expired', 3, [3, 5, 9])
+>>> again = SegmentFiles(files.dir)
+>>> again.reopen({"next": files.next, "segments": files.describe()}, lambda m: 0)
+[]
+>>> again.segments[0].cols["id"].tolist()
+[3, 5, 9]
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from otel_ml.sealed import Damaged, Loss, check_sealed, quarantine, read_sealed, write_sealed
+
+PRED = np.dtype([("id", "<u8"), ("key", "<u4"), ("time", "<i8"), ("pred", "<f8"), ("cls", "<i4"), ("prob", "<f4")])
+"""One waiting prediction (36 bytes)."""
+EARLY = np.dtype([("id", "<u8"), ("key", "<u4"), ("value", "<f8"), ("label", "<i4"), ("time", "<i8")])
+"""One label waiting for its prediction (32 bytes): ``label`` is a class code (-1: a number, not a class)."""
+GONE = np.dtype([("id", "<u8")])
+"""The id of a prediction that left (8 bytes)."""
+DTYPES = {"pred": PRED, "early": EARLY, "gone": GONE}
+MAX_CLASSES = 4096
+OTHER_CLASS_CODE = -2
+WHAT = {"pred": "waiting predictions", "early": "early labels", "gone": "ids of predictions that left"}
+
+
+class RowCodes:
+    """The small integers rows hold for a (model, version) and for a class name; a checkpoint keeps both tables.
+
+    >>> codes = RowCodes()
+    >>> codes.key("m", "1"), codes.classes_of(np.array(["b", "a", "b"])).tolist()
+    (0, [1, 0, 1])
+    >>> codes.class_names(np.array([1, -1, OTHER_CLASS_CODE])).tolist()
+    ['b', '', '(other)']
+    """
+
+    def __init__(self, keys: list | None = None, classes: list[str] | None = None) -> None:
+        self.keys: list[tuple[str, str]] = [(str(m), str(v)) for m, v in keys or []]
+        self._key = {k: i for i, k in enumerate(self.keys)}
+        self.classes: list[str] = list(classes or [])
+        self._class = {c: i for i, c in enumerate(self.classes)}
+
+    def key(self, model: str, version: str) -> int:
+        code = self._key.get((model, version))
+        if code is None:
+            code = self._key[(model, version)] = len(self.keys)
+            self.keys.append((model, version))
+        return code
+
+    def classes_of(self, names: np.ndarray, cap: int = MAX_CLASSES) -> np.ndarray:
+        """Class names to codes; a class beyond the first ``cap`` is ``OTHER_CLASS_CODE`` (counted "(other)")."""
+        uniq, inv = np.unique(names, return_inverse=True)
+        codes = np.empty(len(uniq), np.int32)
+        for i, c in enumerate(uniq.tolist()):
+            code = self._class.get(c)
+            if code is None and len(self.classes) < cap:
+                code = self._class[c] = len(self.classes)
+                self.classes.append(c)
+            codes[i] = OTHER_CLASS_CODE if code is None else code
+        return codes[inv]
+
+    def class_names(self, codes: np.ndarray) -> np.ndarray:
+        """Class codes back to names: "" for -1 (no class), "(other)" beyond the cap."""
+        table = np.array([*self.classes, "(other)", ""], dtype=object)
+        return table[np.where(codes >= 0, codes, np.where(codes == OTHER_CLASS_CODE, len(self.classes),
+                                                          len(self.classes) + 1))].astype(str)
+
+
+@dataclass
+class Segment:
+    """Rows sorted by id, one column after the other, in one sealed file (``<name>.seg``). ``kind``: ``pred``
+    (waiting predictions; ``flags``: labelled), ``early`` (waiting labels; ``flags``: gone), ``gone`` (ids of
+    predictions that left; ``reason``: expired, evicted or lost)."""
+
+    name: str
+    kind: str
+    n: int
+    cols: dict[str, np.ndarray]
+    flags: np.ndarray
+    crc: int = 0
+    flags_file: str = ""
+    flags_crc: int = 0
+    dirty: bool = False
+    reason: str = ""
+    newest: int = 0
+    models: dict[str, int] = field(default_factory=dict)
+    """Per model of its rows, their newest event time (gone segments: that model's clock when they left): a
+    segment expires by the clocks of its own models, never by another model's."""
+
+    @property
+    def live(self) -> int:
+        return self.n - int(self.flags.sum()) if self.kind == "early" else self.n
+
+
+def _write_columns(path: Path, cols: dict[str, np.ndarray], dtype: np.dtype) -> int:
+    parts = [np.ascontiguousarray(cols[name]).astype(dtype[name], copy=False).tobytes() for name in dtype.names]
+    write_sealed(path, parts)
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
+def _open_columns(path: Path, n: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+    if n == 0:
+        return {name: np.empty(0, dtype[name]) for name in dtype.names}
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    cols, at = {}, 0
+    for name in dtype.names:
+        dt = dtype[name]
+        cols[name] = mm[at:at + n * dt.itemsize].view(dt)
+        at += n * dt.itemsize
+    return cols
+
+
+class SegmentFiles:
+    """The segments of one directory, in the order they were written (oldest first)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)  # created with the first segment (the state dir is checked at start first)
+        self.segments: list[Segment] = []
+        self.next = 0
+        """The counter that names files: never reused, so a checkpoint's files are never overwritten."""
+
+    def of_kind(self, kind: str) -> list[Segment]:
+        return [s for s in self.segments if s.kind == kind]
+
+    def write(self, kind: str, cols: dict[str, np.ndarray], flags: np.ndarray, reason: str, models: dict[str, int],
+              newest: int, at: int | None = None) -> Segment:
+        """Write a segment and put it in the list (at position ``at``; default: last, the newest)."""
+        self.next += 1
+        name = f"{self.next:08d}-{reason or kind}"
+        n = len(cols["id"])
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"{name}.seg"
+        dtype = DTYPES[kind]
+        crc = _write_columns(path, cols, dtype)
+        seg = Segment(name, kind, n, _open_columns(path, n, dtype), flags, crc=crc, reason=reason,
+                      newest=max(models.values(), default=newest), models=models, dirty=bool(flags.any()))
+        self.segments.insert(len(self.segments) if at is None else at, seg)
+        return seg
+
+    def replace(self, old: list[Segment], kind: str, cols: dict[str, np.ndarray], flags: np.ndarray, reason: str,
+                models: dict[str, int], newest: int) -> None:
+        """Write one segment in the place of ``old`` (adjacent ones); the old leave the list only once it is
+        written (a failure leaves everything as it was)."""
+        self.write(kind, cols, flags, reason, models, newest, at=self.segments.index(old[0]))
+        for seg in old:
+            self.segments.remove(seg)
+
+    def merge_adjacent(self, cap: Callable[[str], int]) -> None:
+        """Merge neighbours of one kind (and reason) while the merge stays within ``cap(kind)`` live rows: few
+        segments, still in arrival order (eviction takes the oldest)."""
+        i = 0
+        while i + 1 < len(self.segments):
+            a, b = self.segments[i], self.segments[i + 1]
+            if a.kind != b.kind or a.reason != b.reason or a.live + b.live > cap(a.kind):
+                i += 1
+                continue
+            dtype = DTYPES[a.kind]
+            if a.kind == "early":  # labels that left are dropped
+                keep = [~a.flags, ~b.flags]
+                cols = {c: np.concatenate([np.asarray(s.cols[c])[k] for s, k in zip((a, b), keep)])
+                        for c in dtype.names}
+                flags = np.zeros(len(cols["id"]), bool)
+            else:
+                cols = {c: np.concatenate([np.asarray(a.cols[c]), np.asarray(b.cols[c])]) for c in dtype.names}
+                flags = np.concatenate([a.flags, b.flags]) if a.kind == "pred" else np.zeros(0, bool)
+            order = np.argsort(cols["id"], kind="stable")
+            cols = {c: v[order] for c, v in cols.items()}
+            flags = flags[order] if len(flags) else flags
+            models = {m: max(a.models.get(m, 0), b.models.get(m, 0)) for m in {*a.models, *b.models}}
+            self.replace([a, b], a.kind, cols, flags, a.reason, models, max(a.newest, b.newest))
+
+    # --- durability ------------------------------------------------------------------------------------------
+    def describe(self) -> list[dict]:
+        """Write the flags that changed (new files: the checkpoint's stay as they are) and name every segment in
+        use with its checksums: what a checkpoint commits."""
+        for seg in self.segments:
+            if seg.dirty and seg.kind != "gone":
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self.next += 1
+                name = f"{seg.name}.{self.next}.flags"
+                packed = np.packbits(seg.flags).tobytes()
+                write_sealed(self.dir / name, packed)
+                seg.flags_file, seg.flags_crc, seg.dirty = name, zlib.crc32(packed), False
+        return [{"name": s.name, "kind": s.kind, "n": s.n, "crc": s.crc, "flags": s.flags_file,
+                 "flags_crc": s.flags_crc, "reason": s.reason, "newest": s.newest, "models": s.models}
+                for s in self.segments]
+
+    def delete_others(self, state: dict) -> None:
+        """Delete every file that neither ``state`` (a committed checkpoint) nor the segments in use name."""
+        keep = {f"{s['name']}.seg" for s in state.get("segments", [])} | {
+            s["flags"] for s in state.get("segments", []) if s["flags"]}
+        keep |= {f"{s.name}.seg" for s in self.segments} | {s.flags_file for s in self.segments if s.flags_file}
+        if not self.dir.is_dir():
+            return
+        for path in self.dir.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    def reopen(self, state: dict, clock: Callable[[str], int], quarantine_dir: Path | None = None) -> list[Loss]:
+        """Open the segments ``state`` names, verifying each, and delete everything else. Returns what could not
+        be used (each damaged file moved to ``quarantine_dir``, when given); ``clock(model)`` stamps the ids of
+        predictions whose labelled flags were lost."""
+        self.next = int(state.get("next", 0))
+        self.segments = []
+        losses = []
+        for s in state.get("segments", []):
+            loss = self._open(s, clock)
+            if loss is not None:
+                losses.append(loss)
+                if quarantine_dir is not None:
+                    for name in (f"{s['name']}.seg", s["flags"]):
+                        if name:
+                            quarantine(self.dir / name, quarantine_dir)
+        self.delete_others(state)
+        return losses
+
+    def _open(self, s: dict, clock: Callable[[str], int]) -> Loss | None:
+        """Open one segment; a Loss (and what is still usable of it) when it is damaged."""
+        kind, n = s["kind"], int(s["n"])
+        dtype = DTYPES[kind]
+        path = self.dir / f"{s['name']}.seg"
+        what = WHAT[kind]
+        try:
+            length = check_sealed(path, f"{path.name} ({what})")
+            if length != n * dtype.itemsize:
+                raise Damaged(path.name, f"{length} bytes where the checkpoint says {n} rows of {dtype.itemsize}")
+            cols = _open_columns(path, n, dtype)
+            crc = zlib.crc32(np.asarray(np.memmap(path, dtype=np.uint8, mode="r")[:length]).tobytes())
+            if crc != int(s["crc"]):
+                raise Damaged(path.name, "another file than the checkpoint wrote (its checksum differs)")
+        except Damaged as e:
+            consequence = {"pred": "their labels will count as unknown", "early": "they will not be applied",
+                           "gone": "late labels for them will count as unknown"}[kind]
+            return Loss(f"pending_{kind}", path.name, n, f"{e.why}: {n} {what} lost; {consequence}")
+        flags = np.zeros(0 if kind == "gone" else n, bool)
+        flags_file = s.get("flags") or ""
+        if flags_file:
+            try:
+                packed = read_sealed(self.dir / flags_file, flags_file)
+                if zlib.crc32(packed) != int(s["flags_crc"]) or len(packed) != (n + 7) // 8:
+                    raise Damaged(flags_file, "another file than the checkpoint wrote")
+                flags = np.unpackbits(np.frombuffer(packed, np.uint8), count=n).astype(bool)
+            except Damaged as e:
+                if kind == "early":  # which of them were applied is unknown: none is applied again
+                    return Loss("pending_early", flags_file, n, f"{e.why}: {n} early labels dropped (which of them "
+                                "were applied already is not known, and none may be applied twice)")
+                # which predictions were labelled is unknown: none of them joins again (never twice)
+                models = {m: clock(m) for m in s.get("models", {})}
+                self.segments.append(Segment(s["name"], "gone", n, {"id": cols["id"]}, np.zeros(0, bool),
+                                             crc=int(s["crc"]), reason="lost", newest=int(s["newest"]),
+                                             models=models))
+                return Loss("pending_flags", flags_file, n, f"{e.why}: which of {n} waiting predictions were labelled "
+                            "is not known; their labels will count as lost (none is applied twice)")
+        self.segments.append(Segment(s["name"], kind, n, cols, flags, crc=int(s["crc"]), flags_file=flags_file,
+                                     flags_crc=int(s.get("flags_crc", 0)), reason=s.get("reason", ""),
+                                     newest=int(s["newest"]), models=dict(s.get("models", {}))))
+        return None
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()) if self.dir.is_dir() else 0
