@@ -2,6 +2,10 @@
 
     scripts/kafka.sh start && python -m bench.kafka_ingest [--messages 3000] && scripts/kafka.sh stop
 
+Then journal mode not pinned (both CPUs), with no decode process and with ``--decode-processes`` of them (issue
+28: Kafka messages decoded in worker processes like gRPC requests): spans per second (wall) and per CPU-second of
+the processor and its decode processes.
+
 Then shared mode (``--kafka-changelog-topic``) with 1, 2 and 3 replicas in one group over a fresh topic each:
 total spans per second (wall) from the first span applied until the model's exported count reaches them all
 (partitions handed over as replicas join included), and per processor CPU-second.
@@ -65,17 +69,21 @@ def fill_topic(bootstrap: str, messages: int) -> str:
     return topic
 
 
-def kafka_run(bootstrap: str, messages: int, replicas: int = 0) -> dict[str, float]:
-    """``replicas`` 0: one processor, journal mode, pinned to CPU 0. ``replicas`` N: N processors in one group in
-    shared mode (changelog), replica i on CPU i % 2; done when the model's exported ``ml_predictions_total``
-    (one replica exports it) reaches every span."""
+def kafka_run(bootstrap: str, messages: int, replicas: int = 0, decode_processes: int = 0,
+              pinned: bool = True) -> dict[str, float]:
+    """``replicas`` 0: one processor, journal mode, pinned to CPU 0 (``pinned`` False: its consumer thread and
+    ``decode_processes`` decode processes on both CPUs). ``replicas`` N: N processors in one group in shared mode
+    (changelog), replica i on CPU i % 2; done when the model's exported ``ml_predictions_total`` (one replica
+    exports it) reaches every span. CPU time counts the processor's decode processes too."""
     topic = fill_topic(bootstrap, messages)
     procs = []
     shared = ("--kafka-changelog-topic", f"{topic}-changelog", "--evaluation-interval", "1") if replicas else ()
     for i in range(max(1, replicas)):
         state, prom = tempfile.mkdtemp(prefix="otel-ml-bench-kafka-"), free_port()
-        proc = subprocess.Popen([*taskset([i % 2 if replicas else 0]), sys.executable, "-m", "otel_ml.cli",
-                                 "serve", "--state-dir", state, "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}",
+        pin = taskset([i % 2 if replicas else 0]) if replicas or pinned else []
+        processes = ("--receiver-processes", str(decode_processes))
+        proc = subprocess.Popen([*pin, sys.executable, "-m", "otel_ml.cli", "serve", *processes,
+                                 "--state-dir", state, "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}",
                                  "--no-otlp-http", "--no-ui", "--prometheus-endpoint", f"127.0.0.1:{prom}",
                                  "--kafka-brokers", bootstrap, "--kafka-topic", topic, "--kafka-group", topic,
                                  "--log-level", "WARNING", *shared], stdout=subprocess.PIPE, text=True)
@@ -117,6 +125,8 @@ def main() -> None:
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the gRPC run")
+    ap.add_argument("--decode-processes", type=int, nargs="*", default=[1],
+                    help="journal-mode runs (not pinned) with this many decode processes, beside one with none")
     ap.add_argument("--replicas", type=int, nargs="*", default=[1, 2, 3],
                     help="shared-mode runs with this many replicas in one group (none: skip)")
     args = ap.parse_args()
@@ -129,6 +139,15 @@ def main() -> None:
           f"{grpc_run['spans_per_cpu_s']:,.0f} |")
     print(f"| Kafka, 6 partitions | {kafka['spans']:,.0f} | {kafka['cpu_s']:.1f} | {kafka['spans_per_cpu_s']:,.0f} |")
     print(f"\nKafka / gRPC: {kafka['spans_per_cpu_s'] / grpc_run['spans_per_cpu_s']:.2f}\n")
+    if args.decode_processes:
+        print("| journal mode, not pinned | spans | wall s | spans/s | processor CPU s (with decode processes) | "
+              "spans per CPU-second |")
+        print("|---|---|---|---|---|---|")
+        for n in [0, *args.decode_processes]:
+            r = kafka_run(args.bootstrap, args.messages, decode_processes=n, pinned=False)
+            print(f"| {n} decode process{'es' if n != 1 else ''} | {r['spans']:,.0f} | {r['wall_s']:.1f} | "
+                  f"{r['spans_per_s']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} |", flush=True)
+        print()
     if args.replicas:
         print("| shared mode (changelog) | spans | wall s | spans/s (total) | processor CPU s | spans per CPU-second |")
         print("|---|---|---|---|---|---|")

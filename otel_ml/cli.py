@@ -44,8 +44,8 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
                    help="shared mode: replicas in the group share models, state in this compacted topic "
                         "(docs/scaling.md)")
     p.add_argument("--receiver-processes", type=int, metavar="N",
-                   help="processes receiving and decoding OTLP/gRPC beside the main one (default -1: one per extra "
-                        "CPU, at most 4; 0: one process)")
+                   help="processes receiving and decoding OTLP/gRPC, and decoding Kafka messages, beside the main "
+                        "one (default -1: one per extra CPU, at most 4; 0: one process)")
     p.add_argument("--prometheus-endpoint", metavar="HOST:PORT",
                    help="Prometheus pull endpoint, served at /metrics (default 127.0.0.1:9464)")
     p.add_argument("--ui-endpoint", metavar="HOST:PORT",
@@ -73,6 +73,7 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "receiver.otlp_http.endpoint": args.otlp_http_endpoint,
         "receiver.otlp_http.enabled": False if args.no_otlp_http else None,
         "receiver.otlp_grpc.worker_processes": args.receiver_processes,
+        "receiver.kafka.decode_processes": args.receiver_processes,
         "receiver.kafka.brokers": args.kafka_brokers,
         "receiver.kafka.topic": args.kafka_topic,
         "receiver.kafka.group": args.kafka_group,

@@ -214,7 +214,7 @@ def _validate(cfg: ServiceConfig) -> None:
             raise ConfigError(f"{key}: {rule}, got {value!r}")
 
     for key, value in _numbers(cfg):
-        if key == "receiver.otlp_grpc.worker_processes" and value == -1:
+        if key in ("receiver.otlp_grpc.worker_processes", "receiver.kafka.decode_processes") and value == -1:
             continue  # -1: one per CPU beyond the first
         need(math.isfinite(value) and value >= 0, key, "must be a finite number >= 0", value)
         if key in POSITIVE:

@@ -30,9 +30,12 @@ class OtlpGrpcReceiverConfig:
     (0 on a 1-CPU machine); 0: receive and decode in the main process."""
 
     def worker_count(self) -> int:
-        if self.worker_processes >= 0:
-            return self.worker_processes
-        return max(0, min(4, available_cpus() - 1))
+        return process_count(self.worker_processes)
+
+
+def process_count(setting: int) -> int:
+    """Worker processes for a ``*_processes`` setting: -1 is one per CPU beyond the first, at most 4."""
+    return setting if setting >= 0 else max(0, min(4, available_cpus() - 1))
 
 
 def available_cpus() -> int:
@@ -113,6 +116,9 @@ class KafkaReceiverConfig:
     Empty: this processor owns whatever it consumes, its state in ``state.dir`` (docs/scaling.md)."""
     session_timeout_ms: int = 10_000
     """How soon a replica that died without leaving loses its partitions to the others."""
+    decode_processes: int = -1
+    """Processes that decode the messages each poll returns while the consumer thread applies them (see
+    receiver/decode_pool.py). -1: one per CPU beyond the first, at most 4; 0: decode in the consumer thread."""
 
     @property
     def enabled(self) -> bool:

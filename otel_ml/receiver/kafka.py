@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.receiver.common import refusal_of
-from otel_ml.receiver.config import RECORD_HEADER, KafkaReceiverConfig, kafka_error_text
+from otel_ml.receiver.config import RECORD_HEADER, KafkaReceiverConfig, kafka_error_text, process_count
+from otel_ml.receiver.decode_pool import DecodePool, Job
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,23 @@ class PartitionCallbacks:
 
 
 class KafkaTraceReceiver:
-    """Consumes ``config.topic`` in one thread: ``decode(bytes) → DecodeResult``, then ``submit(result, size)``
-    (the pipeline: commit + apply, raising a refusal when the processor cannot take it now). ``resume_offset(topic,
-    partition)`` is the newest offset already applied for a partition (None: none). A message left out is submitted
-    too, as an empty result that says why (``skipped_messages``): its offset and its count become durable like any
-    other's."""
+    """Consumes ``config.topic`` in one thread: each poll's messages are decoded by ``decode`` in
+    ``config.decode_processes`` processes into records, which the thread hands in order to ``submit(result, size,
+    record)`` (the pipeline: commit + apply, raising a refusal when the processor cannot take it now).
+    ``resume_offset(topic, partition)`` is the newest offset already applied for a partition (None: none). A message
+    left out is submitted too, as an empty result that says why (``skipped_messages``): its offset and its count
+    become durable like any other's."""
 
     def __init__(self, config: KafkaReceiverConfig, decode: Callable[..., DecodeResult],
-                 submit: Callable[[DecodeResult, int], object], resume_offset: Callable[[str, int], int | None],
+                 submit: Callable[[DecodeResult, int, bytes | None], object],
+                 resume_offset: Callable[[str, int], int | None],
                  partitions: PartitionCallbacks | None = None) -> None:
         self.config = config
         self._partitions = partitions
         self.partition_count = 0
         self._held: list[int] = []
         """Partitions of ``config.topic`` (known after ``start``)."""
-        self._decode = decode
+        self._decoding = DecodePool(decode, process_count(config.decode_processes))
         self._submit = submit
         self._resume_offset = resume_offset
         self._stop = threading.Event()
@@ -97,6 +100,7 @@ class KafkaTraceReceiver:
             time.sleep(2)
             waited += 2
             self.partition_count = self._count_partitions(self._consumer.list_topics(self.config.topic, timeout=15))
+        self._decoding.start()  # before joining the group: a rebalance must not wait for interpreters to start
         topics = [self.config.topic, *([self.config.logs_topic] if self.config.logs_topic else [])]
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread = threading.Thread(target=self._run, name="otel-ml-kafka", daemon=True)
@@ -169,39 +173,59 @@ class KafkaTraceReceiver:
             for m in messages:
                 if m.error() is not None:
                     log.warning("Kafka: %s", m.error())
-                    continue
-                self._handle(m)
+            self._handle([m for m in messages if m.error() is None])
             if self._partitions is not None:
                 self._partitions.polled(self._caught_up(consumer))
 
-    def _handle(self, m) -> None:
-        value = m.value() or b""
-        where = f"{m.topic()}[{m.partition()}]@{m.offset()}"
-        result: DecodeResult | None = None
-        if len(value) > self.config.max_message_bytes:
-            reason, detail = "too_large", f"{len(value)} bytes"
-        else:
-            try:
-                if (RECORD_HEADER, b"1") in (m.headers() or ()):  # decoded already: an otel-ml replica wrote it
+    def _handle(self, messages: list) -> None:
+        """Decode a poll's messages (in the processes) and submit them in order; a message left out is
+        submitted as an empty result that says why. Returns early only when stopping (the rest is read again)."""
+        jobs: list[Job] = []
+        for m in messages:
+            value = m.value() or b""
+            if len(value) <= self.config.max_message_bytes and (RECORD_HEADER, b"1") not in (m.headers() or ()):
+                jobs.append((value, "logs" if m.topic() == self.config.logs_topic else "traces",
+                             [(m.topic(), m.partition(), m.offset())]))
+        decoded = self._decoding.decode(jobs)
+        for m in messages:
+            value = m.value() or b""
+            where = f"{m.topic()}[{m.partition()}]@{m.offset()}"
+            result: DecodeResult | None = None
+            record: bytes | None = None
+            if len(value) > self.config.max_message_bytes:
+                reason, detail = "too_large", f"{len(value)} bytes"
+            elif (RECORD_HEADER, b"1") in (m.headers() or ()):  # decoded already: an otel-ml replica wrote it
+                try:
                     result = DecodeResult.from_bytes(value)
+                    result.offsets = [(m.topic(), m.partition(), m.offset())]
+                except ValueError as e:
+                    reason, detail = "not_otlp", str(e)
+            else:
+                out = next(decoded)
+                if isinstance(out, ValueError):
+                    reason, detail = "not_otlp", str(out)
                 else:
-                    result = self._decode(value, signal="logs" if m.topic() == self.config.logs_topic else "traces")
-            except ValueError as e:
-                reason, detail = "not_otlp", str(e)
-        if result is None:
-            log.warning("Kafka message %s skipped (%s): %s", where, reason, detail[:200])
-            result = DecodeResult(batches=[])
-            result.skipped_messages[reason] += 1
-        result.offsets = [(m.topic(), m.partition(), m.offset())]
+                    result, record = DecodeResult.from_bytes(out), out
+            if result is None:
+                log.warning("Kafka message %s skipped (%s): %s", where, reason, detail[:200])
+                result = DecodeResult(batches=[])
+                result.skipped_messages[reason] += 1
+                result.offsets = [(m.topic(), m.partition(), m.offset())]
+            if not self._submit_until_taken(result, len(value), record, where):
+                return
+
+    def _submit_until_taken(self, result: DecodeResult, size: int, record: bytes | None, where: str) -> bool:
+        """Submit, holding this place while the processor refuses (overloaded, storage failing); False: stopping."""
         while not self._stop.is_set():
             try:
-                self._submit(result, len(value))
-                return
-            except Exception as e:  # overloaded, storage failing: hold this place and retry
+                self._submit(result, size, record)
+                return True
+            except Exception as e:
                 refusal = refusal_of(e)
                 delay = refusal.retry_after_seconds or 1.0
                 log.warning("Kafka message %s not applied (%s); retrying in %.1f s", where, refusal.message, delay)
                 self._stop.wait(delay)
+        return False
 
     @property
     def stopping(self) -> bool:
@@ -212,6 +236,7 @@ class KafkaTraceReceiver:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._decoding.shutdown()
         if self._consumer is not None:
             self._consumer.close()  # leaves the group: on_revoke publishes this replica's state first
             self._consumer = None

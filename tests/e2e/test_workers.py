@@ -207,3 +207,44 @@ def test_the_first_export_after_metrics_answer_is_accepted(tmp_path: Path) -> No
             t.join()
             if started:
                 started[0].stop()
+
+
+def test_kafka_decode_processes_give_the_records_of_one_process_in_order_and_survive_a_killed_one(caplog) -> None:
+    """receiver/decode_pool.py: what the processes return is, job for job and in order, what decoding in this
+    thread returns (a bad message: its ValueError); a process killed during a batch costs nothing but time."""
+    import functools
+
+    from bench.loadgen import make_request
+    from otel_ml.decode import DecodeLimits, DecodeResult
+    from otel_ml.receiver.decode_pool import DecodePool
+    from otel_ml.receiver.ingest import decode_for_ingest
+
+    decode = functools.partial(decode_for_ingest, limits=DecodeLimits(), hash_key=None, hash_features=[])
+    jobs = [(make_request(64, seed=i, ids=True), "traces", [("t", i % 3, i)]) for i in range(40)]
+    jobs[7] = (b"\x0a\xff\xff", "traces", [("t", 1, 7)])
+    def same(record: bytes | ValueError) -> bytes | str:
+        """A record but for when it was received."""
+        if isinstance(record, ValueError):
+            return str(record)
+        result = DecodeResult.from_bytes(record)
+        result.received_ns = 0
+        return result.to_bytes()
+
+    here = [same(r) for r in DecodePool(decode, 0).decode(jobs)]
+    assert isinstance(here[7], str) and sum(isinstance(h, bytes) for h in here) == 39
+    pool = DecodePool(decode, 2)
+    pool.start()
+    try:
+        assert sorted(workers_of(os.getpid())) != []
+        for attempt in range(2):
+            got = []
+            for i, out in enumerate(pool.decode(jobs)):
+                if attempt == 1 and i == 3:  # the second time, one process dies mid-batch
+                    os.kill(workers_of(os.getpid())[0], signal.SIGKILL)
+                got.append(out)
+            assert [same(g) for g in got] == here
+        assert "a decoding process died" in caplog.text
+        assert len(workers_of(os.getpid())) == 2  # started again
+    finally:
+        pool.shutdown()
+    assert workers_of(os.getpid()) == []
