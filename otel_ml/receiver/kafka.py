@@ -238,5 +238,8 @@ class KafkaTraceReceiver:
             self._thread.join(timeout=30)
         self._decoding.shutdown()
         if self._consumer is not None:
-            self._consumer.close()  # leaves the group: on_revoke publishes this replica's state first
+            try:
+                self._consumer.close()  # leaves the group: on_revoke publishes this replica's state first
+            except Exception as e:  # stopping anyway (e.g. a start that failed half-way): what was published stays
+                log.warning("Kafka consumer did not close cleanly: %s", kafka_error_text(e))
             self._consumer = None

@@ -153,17 +153,31 @@ class KafkaChangelog:
                 self._on_archive(partition, offset, archived)
             self._staged[partition] = []
 
-    def wait_caught_up(self, partitions, timeout: float = 60.0) -> bool:
-        """Block until everything committed to these changelog partitions when called has been applied."""
-        from confluent_kafka import IsolationLevel, TopicPartition
+    def _stable_ends(self, partitions, patience: float = 30.0) -> dict[int, int]:
+        """Per changelog partition, its last stable offset: what read_committed can reach (a transaction still open
+        is waited for by a timeout, not here; a consumer's watermark query answered 0 for busy partitions now and
+        then). A retriable error (a topic created a moment ago has no leader yet: "Not leader for partition") is
+        retried for ``patience`` seconds."""
+        from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
         from confluent_kafka.admin import OffsetSpec
 
         assert self._admin is not None
-        # The last stable offset: what read_committed can reach (a transaction still open is waited for by a
-        # timeout, not here). A consumer's watermark query answered 0 for busy partitions now and then.
-        asked = self._admin.list_offsets({TopicPartition(self.topic, p): OffsetSpec.latest() for p in partitions},
-                                         isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=15)
-        ends = {tp.partition: future.result().offset for tp, future in asked.items()}
+        deadline = time.monotonic() + patience
+        while True:
+            asked = self._admin.list_offsets({TopicPartition(self.topic, p): OffsetSpec.latest() for p in partitions},
+                                             isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=15)
+            try:
+                return {tp.partition: future.result().offset for tp, future in asked.items()}
+            except KafkaException as e:
+                error = e.args[0] if e.args else None
+                if not (error is not None and error.retriable()) or time.monotonic() > deadline:
+                    raise
+                log.info("changelog offsets not available yet (%s); asking again", kafka_error_text(e))
+                time.sleep(0.5)
+
+    def wait_caught_up(self, partitions, timeout: float = 60.0) -> bool:
+        """Block until everything committed to these changelog partitions when called has been applied."""
+        ends = self._stable_ends(partitions)
         deadline = time.monotonic() + timeout
         while True:
             behind = [p for p, end in ends.items() if end > 0 and self._positions.get(p, -1) < end]
@@ -223,16 +237,13 @@ class KafkaChangelog:
         """Every committed record of these changelog partitions, from their start (the ground truth's files, which
         the tailing reader skips, included): what a replica taking input partitions over restores. One reader for
         all of them: a takeover waits for this."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, TopicPartition
-        from confluent_kafka.admin import OffsetSpec
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         assert self._admin is not None
         out: dict[int, list[Record]] = {p: [] for p in partitions}
         if not partitions:
             return out
-        asked = self._admin.list_offsets({TopicPartition(self.topic, p): OffsetSpec.latest() for p in partitions},
-                                         isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=15)
-        ends = {tp.partition: future.result().offset for tp, future in asked.items()}
+        ends = self._stable_ends(partitions)
         todo = {p for p, end in ends.items() if end > 0}
         if not todo:
             return out
