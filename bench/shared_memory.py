@@ -8,7 +8,8 @@ topic is written only once the group is stable with every replica assigned, so n
 it gives up later. Each model's predictions are batch spans (``ml.batch.size``) of ``--features`` features (90%
 numeric, 10% categorical) whose event times cover ``--windows`` - 1 windows of 60 s (the horizon is
 ``--windows``), sent to every partition (``--rows`` rows per model, window and partition). Once every replica has
-applied all of it and the exporters' ``ml_predictions_total`` counts every row, each replica's VmRSS is read every
+applied all of it and the exporters' ``ml_predictions_total`` counts every row, each replica's VmRSS (with its
+child processes': the Kafka decode processes) is read every
 0.5 s for ``--settle`` seconds (evaluations, merges and publications go on every ``--evaluation-interval``); the
 figure is each replica's largest, averaged over the replicas. An idle processor (no topic data) is measured the
 same way: the floor every replica pays (Python, numpy, gRPC, librdkafka).
@@ -75,6 +76,19 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def replica_rss_kib(pid: int) -> int:
+    """VmRSS of a replica and of its child processes (its Kafka decode processes, and multiprocessing's resource
+    tracker): what a replica costs the machine."""
+    total = rss_kib(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                total += rss_kib(int(stat.parent.name))
+        except (OSError, RuntimeError, IndexError):
+            continue  # gone meanwhile
+    return total
+
+
 def run(bootstrap: str, replicas: int, args: argparse.Namespace) -> dict[str, float]:
     """Peak VmRSS (MiB) of each of ``replicas`` replicas holding the data (0 replicas: one idle processor)."""
     from confluent_kafka import Producer
@@ -129,12 +143,14 @@ def run(bootstrap: str, replicas: int, args: argparse.Namespace) -> dict[str, fl
                     raise TimeoutError(f"not every row exported after 1800 s ({total:,} sent)")
                 time.sleep(1)
         peaks = [0] * len(procs)
+        main_peaks = [0] * len(procs)
         end = time.monotonic() + args.settle
         while time.monotonic() < end:
-            peaks = [max(peak, rss_kib(proc.pid)) for peak, (proc, _) in zip(peaks, procs, strict=True)]
+            peaks = [max(peak, replica_rss_kib(proc.pid)) for peak, (proc, _) in zip(peaks, procs, strict=True)]
+            main_peaks = [max(peak, rss_kib(proc.pid)) for peak, (proc, _) in zip(main_peaks, procs, strict=True)]
             time.sleep(0.5)
         return {"rows": total, "mean_mib": sum(peaks) / len(peaks) / 1024, "max_mib": max(peaks) / 1024,
-                "min_mib": min(peaks) / 1024}
+                "min_mib": min(peaks) / 1024, "main_mib": sum(main_peaks) / len(main_peaks) / 1024}
     finally:
         for proc, _ in procs:
             proc.terminate()
@@ -163,14 +179,17 @@ def main() -> None:
     idle = run(args.bootstrap, 0, args)
     print(f"{args.models} models × {args.features} features, {PARTITIONS} partitions, {args.windows - 1} windows of "
           f"{args.rows} rows per model and partition; idle processor: {idle['mean_mib']:.0f} MiB\n")
-    print("| replicas | rows | RSS per replica, MiB (mean of peaks) | min–max | above idle | vs 1 replica |")
-    print("|---|---|---|---|---|---|")
+    print(f"idle processor's main process alone: {idle['main_mib']:.0f} MiB\n")
+    print("| replicas | rows | RSS per replica, MiB (mean of peaks) | min–max | above idle | vs 1 replica "
+          "| main process alone, MiB | vs 1 replica |")
+    print("|---|---|---|---|---|---|---|---|")
     one = None
     for n in args.replicas:
         r = run(args.bootstrap, n, args)
         one = one or r
         print(f"| {n} | {r['rows']:,} | {r['mean_mib']:.0f} | {r['min_mib']:.0f}–{r['max_mib']:.0f} | "
-              f"{r['mean_mib'] - idle['mean_mib']:.0f} | {r['mean_mib'] / one['mean_mib']:.2f}× |", flush=True)
+              f"{r['mean_mib'] - idle['mean_mib']:.0f} | {r['mean_mib'] / one['mean_mib']:.2f}× | "
+              f"{r['main_mib']:.0f} | {r['main_mib'] / one['main_mib']:.2f}× |", flush=True)
 
 
 if __name__ == "__main__":

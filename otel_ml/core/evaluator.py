@@ -15,6 +15,7 @@ import numpy as np
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
 from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess
 from otel_ml.core.live import Key, LiveModels
+from otel_ml.core.memory import return_free_memory
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import PerformanceProfile
@@ -95,6 +96,7 @@ class Evaluator:
                 log.debug("evaluated %d model(s) in %.3fs", len(snapshot.reports), time.perf_counter() - started)
             except Exception:
                 log.exception("evaluation failed")
+            return_free_memory()  # an evaluation's merges and reports are garbage now: give the heap back
 
     # --- one evaluation ----------------------------------------------------------------------------------
     def evaluate(self) -> Snapshot:
@@ -102,9 +104,11 @@ class Evaluator:
         with self.live.lock:
             views = self.live.views()
         taken = []
-        for key, wp in sorted(views.items()):
-            # One model at a time: merging a horizon takes milliseconds, and ingest must not wait for all.
+        for key in sorted(views):
+            # One model at a time: merging a horizon takes milliseconds, and ingest must not wait for all. In
+            # shared mode reading ``views[key]`` builds the model's merge, dropped once its horizon is taken.
             with self.live.lock:
+                wp = views[key]
                 taken.append((key, wp.reference, wp.reference_source, wp.current(), wp.reference_pending(),
                               wp.last_received_ns or wp.newest_event_ns or 0, len(wp.unprofiled)))
         reports: list[ModelReport] = []
@@ -213,4 +217,3 @@ def _log_integer_codes(key: Key, current: ModelProfile, most: int = 5) -> None:
                     "as numbers (KS, Wasserstein); to compare classes as categories (chi-squared), send them as "
                     "strings (a classifier's labels: ml.prediction as text), or build the baseline with "
                     "--categorical NAME", key[0], key[1], "; ".join(codes[:20]))
-

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,8 +86,8 @@ class Views(Protocol):
         """Whether this processor evaluates and exports ``model`` (its performance too)."""
         ...
 
-    def build(self, live: LiveModels) -> dict[Key, WindowedProfile]:
-        """The window sets to evaluate now, per (model, version)."""
+    def build(self, live: LiveModels) -> Mapping[Key, WindowedProfile]:
+        """The window sets to evaluate now, per (model, version); read each under ``live.lock``."""
         ...
 
 
@@ -388,8 +388,8 @@ class LiveModels:
         return ref.performance.positive_class if ref is not None and ref.performance is not None else None
 
     # --- evaluation ------------------------------------------------------------------------------------------
-    def views(self) -> dict[Key, WindowedProfile]:
-        """The window sets to evaluate now (``Views``); call under ``lock``."""
+    def views(self) -> Mapping[Key, WindowedProfile]:
+        """The window sets to evaluate now (``Views``); call under ``lock``, and read each under it too."""
         return self.views_policy.build(self)
 
     def newly_pinned(self) -> list[WindowedProfile]:
@@ -526,24 +526,29 @@ class MergedViews:
     def exports(self, model: str) -> bool:
         return self.ownership.exports(model)
 
-    def build(self, live: LiveModels) -> dict[Key, WindowedProfile]:
+    def build(self, live: LiveModels) -> Mapping[Key, WindowedProfile]:
         watermark = self.watermark_ns(live)
-        views: dict[Key, WindowedProfile] = {}
+        totals: dict[Key, float] = {}
         for key in sorted(k for k in live.model_keys() if self.exports(k[0])):
-            wp = self.merged(live, key, watermark, self.ownership.others)
-            if wp is None:
-                continue
-            if wp.just_pinned and wp.reference is not None:
-                wp.just_pinned = False
-                live.adopt_reference(wp.reference, wp.current_start_ns)
-                self.ownership.pinned.add(key)
-                log.info("model %r version %r: reference pinned from every partition's first horizon (%d rows)",
-                         *key, wp.reference.rows)
-            views[key] = wp
+            parts = _parts_with_rows(live, key)
+            if parts:
+                totals[key] = sum(p.predictions for p in parts)
         live.counters.set_totals(sc.METRIC_PREDICTIONS, {
-            tuple(_attrs(key).items()): wp.predictions for key, wp in views.items()})
+            tuple(_attrs(key).items()): n for key, n in totals.items()})
         self._label_totals(live)
-        return views
+        return _MergedOnDemand(list(totals), lambda key: self._view(live, key, watermark))
+
+    def _view(self, live: LiveModels, key: Key, watermark: int | None) -> WindowedProfile:
+        wp = self.merged(live, key, watermark, self.ownership.others)
+        if wp is None:  # its rows left since build (released, retired): an empty set evaluates as no data
+            return WindowedProfile(*key, live.config.windows, live.config.sketch, **live.window_options())
+        if wp.just_pinned and wp.reference is not None:
+            wp.just_pinned = False
+            live.adopt_reference(wp.reference, wp.current_start_ns)
+            self.ownership.pinned.add(key)
+            log.info("model %r version %r: reference pinned from every partition's first horizon (%d rows)",
+                     *key, wp.reference.rows)
+        return wp
 
     def _label_totals(self, live: LiveModels) -> None:
         """``ml.ground_truth`` and ``ml.ground_truth.unmatched`` of the exported models: every partition's totals."""
@@ -588,8 +593,7 @@ class MergedViews:
         """Every partition's windows of ``key`` merged into one window set. Without a reference, it pins one once
         ``watermark_ns`` has passed the first horizon, so that no partition's rows of that horizon are still to
         come. None when no partition has rows of the model."""
-        parts = [state.models[key] for state in live.parts.values() if key in state.models]
-        parts = [wp for wp in parts if wp.newest_event_ns is not None]
+        parts = _parts_with_rows(live, key)
         if not parts:
             return None
         wp = WindowedProfile(*key, live.config.windows, live.config.sketch,
@@ -617,3 +621,34 @@ class MergedViews:
         if wp.reference is None and watermark_ns is not None:
             wp.maybe_pin(watermark_ns)
         return wp
+
+
+def _parts_with_rows(live: LiveModels, key: Key) -> list[WindowedProfile]:
+    """Every partition's window set of ``key`` that has rows."""
+    return [state.models[key] for state in live.parts.values()
+            if key in state.models and state.models[key].newest_event_ns is not None]
+
+
+class _MergedOnDemand(Mapping[Key, WindowedProfile]):
+    """The models a replica evaluates, each merge built when it is read and not kept: an evaluation holds one
+    model's merged windows at a time, not every exported model's (their sketches are live, ~2x a settled
+    window's size)."""
+
+    def __init__(self, keys: list[Key], build: Callable[[Key], WindowedProfile]) -> None:
+        self._keys = keys
+        self._set = set(keys)
+        self._build = build
+
+    def __getitem__(self, key: Key) -> WindowedProfile:
+        if key not in self._set:
+            raise KeyError(key)
+        return self._build(key)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._set

@@ -125,6 +125,7 @@ class WindowCopies:
                 if into is None:
                     merged.pop(start, None)
                 else:
+                    into.compact()  # read, never written: its sketches serialized (~4x smaller, like settled windows)
                     merged[start] = into
             if not merged:
                 del self._merged[key]

@@ -22,6 +22,7 @@ from otel_ml.core.backend import Apply
 from otel_ml.core.counters import Counters
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.live import LiveModels
+from otel_ml.core.memory import return_free_memory
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.profile.window import WindowedProfile
 from otel_ml.receiver.common import StorageUnavailable
@@ -186,6 +187,7 @@ class LocalState:
                 self.health.failed(e.op, e.cause)
             raise
         self.health.succeeded("checkpoint")
+        return_free_memory()  # a checkpoint serializes every changed window: give that back
         with live.lock:
             if state.labels is not None:
                 state.labels.pending.committed(labels["pending"])

@@ -32,6 +32,7 @@ from otel_ml.core.backend import Apply
 from otel_ml.core.counters import Counters
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.live import LiveModels, Ownership, exporting_partition
+from otel_ml.core.memory import return_free_memory
 from otel_ml.decode.batch import DecodeResult
 from otel_ml.profile.model import ModelProfile
 from otel_ml.receiver.common import StorageUnavailable
@@ -384,6 +385,7 @@ class SharedState:
             self.health.failed("checkpoint", e)
             return
         self.health.succeeded("checkpoint")
+        return_free_memory()  # a publication serializes every changed window: give that back
         with self.live.lock:
             for p, state_pending in pending.items():
                 state = self.live.partition(p)
