@@ -46,7 +46,8 @@ class GroundTruth:
                                           int(labels.early_ttl_seconds * 1e9), labels.max_early, labels.sample_ratio,
                                           max_skew_ns)
         self.window_ns = int(performance.window_seconds * 1e9)
-        self.horizon_ns = int(performance.horizon_seconds * 1e9)
+        # A whole number of windows, at least one, as the drift horizon (WindowConfig.horizon_ns).
+        self.horizon_ns = max(1, round(performance.horizon_seconds / performance.window_seconds)) * self.window_ns
         self.windows: dict[tuple[str, str], dict[int, PerformanceProfile]] = {}
         self._positive_of = positive_of or (lambda m, v: None)
         self.applied: Counter[tuple[str, str]] = Counter()
@@ -61,8 +62,11 @@ class GroundTruth:
         self._removed: set[tuple[str, str, int]] = set()
 
     def _edge(self, model: str) -> int:
-        """Windows ending at or before this (event time of ``model``'s own clock) have left the horizon."""
-        return self.pending.clock(model) - self.horizon_ns
+        """Windows ending at or before this have left the horizon: the window of ``model``'s own clock (event
+        time, maybe still filling) and the whole windows before it, ``horizon_seconds`` in all (a horizon of one
+        window reads one window, not the filling one and the one before)."""
+        newest = self.pending.clock(model) // self.window_ns * self.window_ns
+        return newest + self.window_ns - self.horizon_ns
 
     def _window(self, key: tuple[str, str], start: int) -> PerformanceProfile | None:
         if start + self.window_ns <= self._edge(key[0]):

@@ -236,3 +236,24 @@ def test_one_model_s_clock_never_expires_another_model_s_predictions(tmp_path: P
     restarted = tracker(tmp_path, ttl_seconds=3600)
     restarted.restore(state)
     assert restarted.pending.clock_ns <= time.time_ns() + 3601 * 10**9
+
+
+def test_a_performance_horizon_of_one_window_reads_one_window(tmp_path: Path) -> None:
+    """Issue 32 case 5: a horizon of exactly one window read two (the filling one and the one before); now the
+    horizon is the window of the clock and whole windows before it, like the drift horizon."""
+    gt = GroundTruth(str(tmp_path / "pending"), LabelsConfig(),
+                     PerformanceConfig(horizon_seconds=3600, window_seconds=3600))
+    for hour, value in ((0, 1), (1, 0)):
+        ids = [f"h{hour}-{i}" for i in range(5)]
+        gt.on_predictions(predictions("m", ids, T0 + hour * HOUR + HOUR // 2, np.ones(5), prob=np.full(5, 0.9)))
+        gt.on_labels(labels("m", ids, np.full(5, value), T0 + hour * HOUR + HOUR // 2))
+    cur = gt.current("m", "1")  # the clock is half way through the second hour
+    assert cur is not None and cur.labeled == 5 and cur.metrics("1")["accuracy"][0] == 0.0
+    gt = GroundTruth(str(tmp_path / "pending2"), LabelsConfig(),
+                     PerformanceConfig(horizon_seconds=2 * 3600, window_seconds=3600))
+    for hour in range(3):
+        ids = [f"h{hour}-{i}" for i in range(5)]
+        gt.on_predictions(predictions("m", ids, T0 + hour * HOUR + HOUR // 2, np.ones(5), prob=np.full(5, 0.9)))
+        gt.on_labels(labels("m", ids, np.ones(5), T0 + hour * HOUR + HOUR // 2))
+    cur = gt.current("m", "1")
+    assert cur is not None and cur.labeled == 10  # hours 1 and 2, not 0
