@@ -78,7 +78,7 @@ def main() -> None:
         for _ in range(max(1, args.rows // 2000)):
             kk, ii = rng.integers(0, k, 1000), rng.integers(0, per_req, 1000)
             logs.append(labels_request("m", "", [f"x{a}-{b}" for a, b in zip(kk, ii)], [int(b % 2) for b in ii],
-                                       1000)[0])
+                                       1000)[0][1])
         c = time.process_time()
         labelled = 0
         for payload in logs:

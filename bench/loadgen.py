@@ -71,7 +71,7 @@ def label_request(spans: int = 512, seed: int = 0, model: str = "bench-model") -
         attrs = {kv.key: kv.value for kv in span.attributes}
         ids.append(attrs["ml.prediction.id"].string_value)
         values.append(int(random.Random(ids[-1]).random() < attrs["ml.prediction.probability"].double_value))
-    return labels_request(model, "", ids, values, spans)[0]
+    return labels_request(model, "", ids, values, spans)[0][1]
 
 
 def cpu_seconds_self() -> float:

@@ -142,11 +142,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_labels_send(args: argparse.Namespace) -> int:
     from otel_ml.instrument.labels import read_labels, send_labels
 
-    ids, values = read_labels(args.input, args.id_column, args.label_column)
+    ids, values, times = read_labels(args.input, args.id_column, args.label_column, args.time_column,
+                                     args.time_resolution)
     sent, rejected = send_labels(args.endpoint, args.model, args.model_version, ids, values, args.batch,
-                                 as_spans=args.as_signal == "spans")
+                                 as_spans=args.as_signal == "spans", times=times)
     print(f"sent {sent} label(s) for model {args.model!r} to {args.endpoint}"
           + (f"; rejected: {rejected}" if rejected else ""))
+    return 0 if not rejected else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from otel_ml.instrument.replay import ReplayColumns, build_replay, replay_summary, send_replay
+
+    columns = ReplayColumns(time=args.time_column, prediction=args.prediction_column, score=args.score_column,
+                            probability=args.probability_column, prediction_id=args.id_column,
+                            target=args.target_column, target_time=args.target_time_column, features=args.feature,
+                            exclude=args.exclude or [])
+    replay = build_replay(args.input, args.model, args.model_version, columns, args.batch, args.time_resolution,
+                          args.max_request_span)
+    sent, rejected = send_replay(args.endpoint, replay)
+    print(replay_summary(args.input, args.model, replay, args.endpoint, sent, rejected))
     return 0 if not rejected else 1
 
 
@@ -397,10 +412,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--endpoint", default="127.0.0.1:4317", metavar="HOST:PORT",
                       help="OTLP/gRPC (default %(default)s)")
     send.add_argument("--batch", type=int, default=5000, help="labels per log record or span (default %(default)s)")
+    send.add_argument("--time-column", metavar="C",
+                      help="when each label became known (datetimes, naive ones UTC; ISO 8601 text; Unix seconds), "
+                           "for a backfill: sent in time order, each record at its time (default: all now)")
+    send.add_argument("--time-resolution", type=float, default=1.0, metavar="SECONDS",
+                      help="times rounded down to this before grouping labels into records (default %(default)s)")
     send.add_argument("--as", dest="as_signal", choices=["logs", "spans"], default="logs",
                       help="OTLP log records (default) or spans; spans are what collector-config/sharded.yaml "
                            "routes by model")
     send.set_defaults(func=cmd_labels_send)
+
+    replay = sub.add_parser(
+        "replay", help="send past predictions (and their labels) from a CSV/Parquet file, each at its own time",
+        description="Backfill: read a table of past predictions and send them over OTLP to the processor (or a "
+                    "Collector) as batch spans at their own times, in time order, and their labels (--target-column) "
+                    "as ground truth at theirs, so the windows, the archive, the pages and `otel-ml report` show that "
+                    "period as if it had been monitored live (run the processor with a --horizon that covers it, or "
+                    "read the archive). Features: every column not named by another option, or --feature.")
+    replay.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq")
+    replay.add_argument("--model", required=True)
+    replay.add_argument("--model-version", default="")
+    replay.add_argument("--time-column", required=True, metavar="C",
+                        help="when each prediction was made (datetimes, naive ones UTC; ISO 8601 text; Unix seconds)")
+    replay.add_argument("--prediction-column", metavar="C", help="ml.prediction")
+    replay.add_argument("--score-column", metavar="C", help="ml.prediction.score")
+    replay.add_argument("--probability-column", metavar="C", help="ml.prediction.probability (of the positive class)")
+    replay.add_argument("--id-column", metavar="C", help="ml.prediction.id (what labels join on)")
+    replay.add_argument("--target-column", metavar="C", help="the true outcome, sent as labels of --id-column")
+    replay.add_argument("--target-time-column", metavar="C",
+                        help="when each outcome became known (default: the prediction's time; empty: no label yet)")
+    replay.add_argument("--feature", action="append", metavar="C", help="a feature column (default: every other)")
+    replay.add_argument("--exclude", action="append", metavar="C", help="a column that is not a feature")
+    replay.add_argument("--endpoint", default="127.0.0.1:4317", metavar="HOST:PORT",
+                        help="OTLP/gRPC (default %(default)s)")
+    replay.add_argument("--batch", type=int, default=1000, help="rows per span and request (default %(default)s)")
+    replay.add_argument("--time-resolution", type=float, default=1.0, metavar="SECONDS",
+                        help="times rounded down to this before rows are grouped into spans (default %(default)s)")
+    replay.add_argument("--max-request-span", type=float, default=60.0, metavar="SECONDS",
+                        help="event time one request may span (default %(default)s, the default window; at most the "
+                             "processor's horizon minus a window: it moves its clock to a request's newest span "
+                             "first, so older rows in the same request would be late)")
+    replay.set_defaults(func=cmd_replay)
 
     baseline = sub.add_parser("baseline", help="reference profiles")
     bsub = baseline.add_subparsers(dest="baseline_command", required=True)

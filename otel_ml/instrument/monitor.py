@@ -14,6 +14,7 @@ one span per prediction; ``batch_rows`` makes ``record`` collect predictions int
 from __future__ import annotations
 
 import atexit
+import datetime
 import functools
 import logging
 import math
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 Scalar = bool | int | float | str
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_Row = tuple[dict[str, Any], Any, Any, Any, Any, "int | None"]
+"""A row ``record`` collected with ``batch_rows``: features, prediction, score, id, probability, event time."""
 
 SPAN_NAME = "ml.predict"
 _UNKNOWN = object()
@@ -86,6 +90,80 @@ def _column(values: Sequence[Any]) -> list[Any]:
             return items
         return [math.nan if v is None else float(v) for v in items]
     raise TypeError("mixed value types")
+
+
+def event_time_ns(value: Any) -> int:
+    """Unix nanoseconds of an event time given as a ``datetime`` (naive: UTC; a pandas Timestamp is one), a
+    numpy ``datetime64``, ISO 8601 text, or Unix seconds (int or float). Raises ValueError or TypeError.
+
+    >>> import datetime as dt
+    >>> event_time_ns(dt.datetime(2026, 11, 1)), event_time_ns("2026-11-01T00:00:00Z"), event_time_ns(1793491200)
+    (1793491200000000000, 1793491200000000000, 1793491200000000000)
+    """
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value.strip())
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000 + int(
+            getattr(value, "nanosecond", 0))  # pandas keeps nanoseconds apart
+    if isinstance(value, datetime.date):
+        return event_time_ns(datetime.datetime(value.year, value.month, value.day))
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a time")
+    if isinstance(value, int):
+        return value * 10**9
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a time")
+        return round(value * 1e9)
+    if type(value).__name__ == "datetime64":  # numpy, without importing it
+        ns = value.astype("datetime64[ns]").astype("int64")
+        if ns == -(2**63):  # NaT
+            raise ValueError("NaT is not a time")
+        return int(ns)
+    item = getattr(value, "item", None)  # numpy numbers
+    if callable(item):
+        return event_time_ns(item())
+    raise TypeError(f"{type(value).__name__} is not a time (a datetime, ISO 8601 text or Unix seconds)")
+
+
+def _by_time(times: Sequence[int | None]) -> list[tuple[int | None, list[int]]]:
+    """The row indexes of each distinct time, earliest first (None, i.e. now, last): one span per time, sent in
+    event order, since the processor's event clock follows the data."""
+    groups: dict[int | None, list[int]] = {}
+    for i, t in enumerate(times):
+        groups.setdefault(t, []).append(i)
+    return sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+
+
+def _row_times(timestamps: Sequence[Any] | None, n: int) -> list[int | None]:
+    """Each of ``n`` rows' event time in Unix ns (None: now), from ``timestamps`` (None: every row now)."""
+    if timestamps is None:
+        return [None] * n
+    times = [None if t is None else event_time_ns(t) for t in timestamps]
+    if len(times) != n:
+        raise ValueError(f"timestamps differ in length from the rows: {len(times)} for {n}")
+    return times
+
+
+def _ground_truth_attributes(model: str, version: str, prediction_ids: Sequence[str],
+                             values: Sequence[Any]) -> dict[str, Any]:
+    """A label span's attributes: one id and label, or ``ml.batch.size`` arrays of them."""
+    attrs: dict[str, Any] = {semconv.MODEL_NAME: model}
+    if version:
+        attrs[semconv.MODEL_VERSION] = version
+    if len(values) == 1:
+        attrs[semconv.PREDICTION_ID] = str(prediction_ids[0])
+        attrs[semconv.GROUND_TRUTH] = _scalar(values[0])
+    else:
+        attrs[semconv.BATCH_SIZE] = len(values)
+        attrs[semconv.PREDICTION_ID] = [str(i) for i in prediction_ids]
+        attrs[semconv.GROUND_TRUTH] = _column(list(values))
+    if attrs[semconv.GROUND_TRUTH] is None:
+        raise ValueError(f"ground truth {values[0]!r} is not a number, string or bool")
+    return attrs
 
 
 def _reason_of(why: object) -> str:
@@ -220,7 +298,7 @@ class ModelMonitor:
         """0: ``record`` emits one span per prediction. N: ``record`` collects predictions and emits one batch span
         per N of them, or after ``batch_seconds``, whichever comes first (and at ``flush``/exit)."""
         self.batch_seconds = batch_seconds
-        self._pending: list[tuple[dict[str, Any], Any, Any, Any]] = []
+        self._pending: list[_Row] = []
         self._pending_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         if batch_rows:
@@ -369,47 +447,52 @@ class ModelMonitor:
             finally:
                 self._number(span, 1)
 
-    def record_ground_truth(self, prediction_id: str, value: Any, model_version: str | None = None) -> None:
+    def record_ground_truth(self, prediction_id: str, value: Any, model_version: str | None = None,
+                            timestamp: Any = None) -> None:
         """The true outcome of the prediction ``prediction_id`` (recorded earlier, by any process): a zero-length
-        span with ``ml.ground_truth``. Never sampled: the processor counts labels of unrecorded predictions as
-        ``unknown``."""
-        self.record_ground_truth_batch([prediction_id], [value], model_version)
+        span with ``ml.ground_truth``, at ``timestamp`` (when the outcome became known: a datetime, ISO 8601
+        text or Unix seconds; default now). Never sampled: the processor counts labels of unrecorded
+        predictions as ``unknown``."""
+        self.record_ground_truth_batch([prediction_id], [value], model_version,
+                                       None if timestamp is None else [timestamp])
 
     def record_ground_truth_batch(self, prediction_ids: Sequence[str], values: Sequence[Any],
-                                  model_version: str | None = None) -> None:
-        """Many labels at once: one span with ``ml.batch.size`` arrays."""
+                                  model_version: str | None = None, timestamps: Sequence[Any] | None = None) -> None:
+        """Many labels at once: one span with ``ml.batch.size`` arrays per distinct time in ``timestamps`` (when
+        each outcome became known, as in ``record_ground_truth``; default now), earliest first."""
         try:
             if len(prediction_ids) != len(values):
                 raise ValueError(f"{len(prediction_ids)} ids but {len(values)} values")
-            if not len(values):
-                return
-            attrs: dict[str, Any] = {semconv.MODEL_NAME: self.model_name}
             version = self.model_version if model_version is None else model_version
-            if version:
-                attrs[semconv.MODEL_VERSION] = version
-            if len(values) == 1:
-                attrs[semconv.PREDICTION_ID] = str(prediction_ids[0])
-                attrs[semconv.GROUND_TRUTH] = _scalar(values[0])
-            else:
-                attrs[semconv.BATCH_SIZE] = len(values)
-                attrs[semconv.PREDICTION_ID] = [str(i) for i in prediction_ids]
-                attrs[semconv.GROUND_TRUTH] = _column(list(values))
-            if attrs[semconv.GROUND_TRUTH] is None:
-                raise ValueError(f"ground truth {values[0]!r} is not a number, string or bool")
-            now = time.time_ns()
-            self._tracer.start_span(f"{self.span_name} ground truth", attributes=attrs, start_time=now).end(
-                end_time=now)
+            for at, rows in _by_time(_row_times(timestamps, len(values))):
+                attrs = _ground_truth_attributes(self.model_name, version, [prediction_ids[i] for i in rows],
+                                                 [values[i] for i in rows])
+                self._emit(attrs, at, name=f"{self.span_name} ground truth")
         except Exception as e:  # never raise into serving code
             self._drop(semconv.GROUND_TRUTH, e)
 
+    def _emit(self, attrs: dict[str, Any], at: int | None, rows: int | None = None, name: str | None = None) -> None:
+        """A zero-length span (when, not how long) at ``at`` (Unix ns; None: now); ``rows``: its sequence place."""
+        at = time.time_ns() if at is None else at
+        span = self._tracer.start_span(name or self.span_name, attributes=attrs, start_time=at)
+        if rows is not None:
+            self._number(span, rows)
+        span.end(end_time=at)
+
     def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
-               prediction_id: str | None = None, probability: float | None = None) -> None:
+               prediction_id: str | None = None, probability: float | None = None, timestamp: Any = None) -> None:
         """Record a prediction that already happened: a zero-length span (it says when, not how long), or a row
-        of the next batch span with ``batch_rows``."""
+        of the next batch span with ``batch_rows``. ``timestamp``: when it happened (a datetime, naive ones UTC;
+        ISO 8601 text; Unix seconds), for a backfill; default now."""
         if not self._sampled():
             return
+        try:
+            at = None if timestamp is None else event_time_ns(timestamp)
+        except (TypeError, ValueError, OverflowError) as e:  # never raise into serving code
+            self._drop("timestamp", e, "invalid_timestamp")
+            return
         if self.batch_rows:
-            self._collect(features, prediction, score, prediction_id, probability)
+            self._collect(features, prediction, score, prediction_id, probability, at)
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
@@ -417,21 +500,18 @@ class ModelMonitor:
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
-        now = time.time_ns()
-        span = self._tracer.start_span(self.span_name, attributes=attrs, start_time=now)
-        self._number(span, 1)
-        span.end(end_time=now)
+        self._emit(attrs, at, 1)
 
     # --- record() with batch_rows: predictions collected into batch spans ----------------------------
     def _collect(self, features: Mapping[str, Any], prediction: Any, score: Any, prediction_id: Any,
-                 probability: Any = None) -> None:
+                 probability: Any = None, at: int | None = None) -> None:
         try:
             row = dict(features)
         except Exception as e:
             self._drop("features", e, "unreadable_features")
             return
         with self._pending_lock:
-            self._pending.append((row, prediction, score, prediction_id, probability))
+            self._pending.append((row, prediction, score, prediction_id, probability, at))
             full = len(self._pending) >= self.batch_rows
             if self._flusher is None:
                 self._flusher = threading.Thread(target=_flush_every, args=(weakref.ref(self), self.batch_seconds),
@@ -441,12 +521,14 @@ class ModelMonitor:
             self.flush()
 
     def flush(self) -> None:
-        """Emit what ``record`` collected (with ``batch_rows``) as one batch span now. Called by a background
+        """Emit what ``record`` collected (with ``batch_rows``) now: a batch span per event time. Called by a background
         thread every ``batch_seconds`` and at interpreter exit; call it before shutting the TracerProvider down."""
         with self._pending_lock:
-            rows, self._pending = self._pending, []
-        if not rows:
-            return
+            pending, self._pending = self._pending, []
+        for at, indexes in _by_time([r[5] for r in pending]):  # one span per event time (a backfill has many)
+            self._flush_rows([pending[i] for i in indexes], at)
+
+    def _flush_rows(self, rows: list[_Row], at: int | None) -> None:
         try:
             names: dict[Any, None] = {}
             for features, *_ in rows:
@@ -456,17 +538,14 @@ class ModelMonitor:
                 key = self._feature_key(name)
                 if key is not None:
                     columns[key] = [features.get(name) for features, *_ in rows]
-            for key, at in ((semconv.PREDICTION, 1), (semconv.PREDICTION_SCORE, 2), (semconv.PREDICTION_ID, 3),
-                            (semconv.PREDICTION_PROBABILITY, 4)):
-                if any(r[at] is not None for r in rows):
-                    columns[key] = [r[at] for r in rows]
-            # Rows were sampled when recorded; a zero-length span: the flush time is when, there is no latency.
+            for key, index in ((semconv.PREDICTION, 1), (semconv.PREDICTION_SCORE, 2), (semconv.PREDICTION_ID, 3),
+                               (semconv.PREDICTION_PROBABILITY, 4)):
+                if any(r[index] is not None for r in rows):
+                    columns[key] = [r[index] for r in rows]
+            # Rows were sampled when recorded; a zero-length span at their time (else the flush's): no latency.
             attrs = self._batch_attributes(columns, sample=False)
             if attrs is not None:
-                now = time.time_ns()
-                span = self._tracer.start_span(self.span_name, attributes=attrs, start_time=now)
-                self._number(span, attrs[semconv.BATCH_SIZE])
-                span.end(end_time=now)
+                self._emit(attrs, at, attrs[semconv.BATCH_SIZE])
         except Exception as e:  # never raise into serving code
             self._drop("batch", e)
 
@@ -492,11 +571,14 @@ class ModelMonitor:
         scores: Sequence[float] | None = None,
         prediction_ids: Sequence[str] | None = None,
         probabilities: Sequence[float] | None = None,
+        timestamps: Sequence[Any] | None = None,
     ) -> None:
         """Record N predictions as one span: every column becomes an array attribute of length N and
         ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``.
         ``prediction_ids`` let ``record_ground_truth_batch`` name them later; ``probabilities``: of the positive
-        class (binary classifiers)."""
+        class (binary classifiers). ``timestamps``: when each prediction was made (as in ``record``), for a
+        backfill: one zero-length span per distinct time, earliest first (round them, e.g. to the second, to
+        keep spans few; the processor's windows are far wider)."""
         try:
             columns: dict[str, Sequence[Any]] = {}
             for name, values in features.items():
@@ -511,16 +593,20 @@ class ModelMonitor:
                 columns[semconv.PREDICTION_ID] = [str(i) for i in prediction_ids]
             if probabilities is not None:
                 columns[semconv.PREDICTION_PROBABILITY] = probabilities
-            self._record_columns(columns)
+            if timestamps is None:
+                self._record_columns(columns)
+                return
+            lists = {k: (v.tolist() if hasattr(v, "tolist") else list(v)) for k, v in columns.items()}
+            n = len(next(iter(lists.values()), timestamps))
+            for at, rows in _by_time(_row_times(timestamps, n)):
+                self._record_columns({k: [v[i] for i in rows] if len(v) == n else v for k, v in lists.items()}, at)
         except Exception as e:  # never raise into serving code
             self._drop("batch", e)
 
-    def _record_columns(self, columns: dict[str, Sequence[Any]]) -> None:
+    def _record_columns(self, columns: dict[str, Sequence[Any]], at: int | None = None) -> None:
         attrs = self._batch_attributes(columns)
         if attrs is not None:
-            span = self._tracer.start_span(self.span_name, attributes=attrs)
-            self._number(span, attrs[semconv.BATCH_SIZE])
-            span.end()
+            self._emit(attrs, at, attrs[semconv.BATCH_SIZE])
 
     def _batch_attributes(self, columns: dict[str, Sequence[Any]], sample: bool = True) -> dict[str, Any] | None:
         """The attributes of a batch span for ``columns`` (rows sampled unless ``sample`` is False), or None when

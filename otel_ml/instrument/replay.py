@@ -1,0 +1,174 @@
+"""Backfill of past predictions from a file (``otel-ml replay``): a table's rows sent as OTLP batch spans at
+their own times, and their labels as ground-truth spans at theirs, so last month shows in windows, the archive,
+the pages and ``otel-ml report`` as if it had been monitored live.
+
+The processor's event clock follows the data (never past when a request arrives), so everything is sent in time
+order: rows are grouped by their time rounded down to ``resolution_s`` (a span carries one time; the processor's
+windows are far wider than a second), one zero-length batch span per group of up to ``batch`` rows, and a
+group's labels after its predictions. Like ``otel-ml labels send``, an OTLP/gRPC client: the processor answers
+``partial_success`` for what it rejects, UNAVAILABLE (retried here, with backoff) when busy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_ml import semconv
+from otel_ml.instrument.labels import _add_labels, _any_value, event_times, export_all, read_table, require_columns
+from otel_ml.instrument.monitor import SPAN_NAME, _by_time, _column
+
+
+@dataclass
+class ReplayColumns:
+    """Which column of the file is what. Features: ``features`` if given, else every column not named here
+    and not in ``exclude``."""
+
+    time: str
+    prediction: str | None = None
+    score: str | None = None
+    probability: str | None = None
+    prediction_id: str | None = None
+    target: str | None = None
+    """Ground truth, sent as labels of ``prediction_id`` (required with it)."""
+    target_time: str | None = None
+    """When each label became known; default: the prediction's time."""
+    features: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
+
+    def outputs(self) -> dict[str, str | None]:
+        return {semconv.PREDICTION: self.prediction, semconv.PREDICTION_SCORE: self.score,
+                semconv.PREDICTION_PROBABILITY: self.probability, semconv.PREDICTION_ID: self.prediction_id}
+
+
+@dataclass
+class Replay:
+    """What a file holds, ready to send: ``requests`` (rows, serialized ExportTraceServiceRequest) in time
+    order."""
+
+    predictions: int
+    labels: int
+    first_ns: int
+    last_ns: int
+    features: list[str]
+    requests: list[tuple[int, bytes]]
+
+
+def _array(span: Any, key: str, values: list[Any]) -> None:
+    array = span.attributes.add(key=key).value.array_value
+    for v in values:
+        _any_value(v, array.values.add())
+
+
+def build_replay(path: str, model: str, version: str, columns: ReplayColumns, batch: int = 1000,
+                 resolution_s: float = 1.0, max_request_span_s: float = 60.0) -> Replay:
+    """Read ``path`` (CSV or Parquet) and build its requests; ValueError naming the file (and column, row) for
+    what cannot be sent. A request holds up to ``batch`` rows whose times lie within ``max_request_span_s``: the
+    processor moves its event clock to a request's newest span before it applies the request, so rows older
+    than its horizon within one request would count as late."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    if batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {batch}")
+    if not max_request_span_s >= 0:
+        raise ValueError(f"--max-request-span must be >= 0 seconds, got {max_request_span_s}")
+    max_span_ns = round(max_request_span_s * 1e9)
+    if columns.target is not None and columns.prediction_id is None:
+        raise ValueError("labels (--target-column) need the prediction ids they belong to (--id-column)")
+    text = [c for c in (columns.prediction_id,) if c is not None]
+    table = read_table(path, "predictions", text)
+    named = [columns.time, *columns.outputs().values(), columns.target, columns.target_time]
+    require_columns(path, table, [*named, *(columns.features or []), *columns.exclude])
+    features = columns.features if columns.features is not None else [
+        c for c in table.column_names if c not in named and c not in columns.exclude]
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: no rows")
+    stamped = event_times(path, table.column(columns.time).to_pylist(), columns.time, resolution_s)
+    empty = [k + 1 for k, t in enumerate(stamped) if t is None]
+    if empty:
+        raise ValueError(f"{path}: column {columns.time!r} is empty in {len(empty)} row(s), e.g. row {empty[0]}")
+    times = [t or 0 for t in stamped]
+    data: dict[str, list[Any]] = {}
+    for key, name in [*((semconv.FEATURE_PREFIX + f, f) for f in features),
+                      *((k, c) for k, c in columns.outputs().items() if c is not None)]:
+        values = table.column(name).to_pylist()
+        if key == semconv.PREDICTION_ID:
+            values = ["" if v is None else str(v) for v in values]
+        try:
+            data[key] = _column(values)
+        except TypeError as e:
+            raise ValueError(f"{path}: column {name!r}: {e} (numbers and text in one column)") from None
+    # (time, 0 = predictions / 1 = labels, row indexes): labels after the predictions of their time.
+    parts: list[tuple[int, int, list[int]]] = [(at, 0, rows) for at, rows in _by_time(times) if at is not None]
+    labels = 0
+    truth: list[Any] = []
+    if columns.target is not None:
+        truth = table.column(columns.target).to_pylist()
+        ids = data[semconv.PREDICTION_ID]
+        known_at: list[int | None] = list(times)
+        if columns.target_time is not None:  # a row whose label time is empty has no label yet
+            known_at = event_times(path, table.column(columns.target_time).to_pylist(), columns.target_time,
+                                   resolution_s)
+        labelled = [k for k, v in enumerate(truth) if v is not None and ids[k] != "" and known_at[k] is not None]
+        labels = len(labelled)
+        parts += [(at, 1, [labelled[i] for i in rows]) for at, rows in _by_time([known_at[k] for k in labelled])
+                  if at is not None]
+    parts.sort(key=lambda p: (p[0], p[1]))
+
+    requests: list[tuple[int, bytes]] = []
+    req, rows_in_req, first_at = ExportTraceServiceRequest(), 0, 0
+    scope: Any = None
+
+    def flush() -> None:
+        nonlocal req, rows_in_req, scope
+        if rows_in_req:
+            requests.append((rows_in_req, req.SerializeToString()))
+        req, rows_in_req, scope = ExportTraceServiceRequest(), 0, None
+
+    for at, kind, rows in parts:
+        if rows_in_req and at - first_at > max_span_ns:
+            flush()
+        for start in range(0, len(rows), batch):
+            chunk = rows[start:start + batch]
+            if not rows_in_req:
+                first_at = at
+            if scope is None:
+                rs = req.resource_spans.add()
+                rs.resource.attributes.add(key="service.name").value.string_value = "otel-ml-replay"
+                scope = rs.scope_spans.add()
+            span = scope.spans.add(name=SPAN_NAME if kind == 0 else f"{SPAN_NAME} ground truth",
+                                   trace_id=os.urandom(16), span_id=os.urandom(8), start_time_unix_nano=at,
+                                   end_time_unix_nano=at)
+            if kind == 1:
+                _add_labels(span.attributes, model, version, [data[semconv.PREDICTION_ID][k] for k in chunk],
+                            [truth[k] for k in chunk])
+            else:
+                span.attributes.add(key=semconv.MODEL_NAME).value.string_value = model
+                if version:
+                    span.attributes.add(key=semconv.MODEL_VERSION).value.string_value = version
+                span.attributes.add(key=semconv.BATCH_SIZE).value.int_value = len(chunk)
+                for key, values in data.items():
+                    _array(span, key, [values[k] for k in chunk])
+            rows_in_req += len(chunk)
+            if rows_in_req >= batch:
+                flush()
+    flush()
+    return Replay(predictions=len(times), labels=labels, first_ns=min(times), last_ns=max(times),
+                  features=features, requests=requests)
+
+
+def send_replay(endpoint: str, replay: Replay, attempts: int = 10) -> tuple[int, int]:
+    """Send every request in order; (rows and labels accepted, spans rejected)."""
+    return export_all(endpoint, replay.requests, "traces", "predictions", attempts)
+
+
+def replay_summary(path: str, model: str, replay: Replay, endpoint: str, sent: int, rejected: int) -> str:
+    import datetime as dt
+
+    def day(ns: int) -> str:
+        return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    return (f"replayed {path}: {replay.predictions} prediction(s) from {day(replay.first_ns)} to "
+            f"{day(replay.last_ns)}, {len(replay.features)} feature(s), {replay.labels} label(s) for model "
+            f"{model!r} to {endpoint}: {sent} row(s) accepted" + (f"; rejected spans: {rejected}" if rejected else ""))
