@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from otel_ml.analyze.drift import CATEGORICAL_METHODS, NUMERIC_METHODS, DriftConfig
-from otel_ml.analyze.performance import PerformanceConfig
+from otel_ml.analyze.performance import ALTERNATIVES, PerformanceConfig
 from otel_ml.decode.limits import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
@@ -247,6 +247,8 @@ def _validate(cfg: ServiceConfig) -> None:
     need(cfg.performance.window_seconds <= cfg.performance.horizon_seconds, "performance.window_seconds",
          "at most performance.horizon_seconds", cfg.performance.window_seconds)
     need(cfg.performance.max_classes >= 2, "performance.max_classes", ">= 2", cfg.performance.max_classes)
+    need(cfg.performance.alternative in ALTERNATIVES, "performance.alternative", f"one of {', '.join(ALTERNATIVES)}",
+         cfg.performance.alternative)
     need(8 <= cfg.sketch.kll_k <= 65_535, "sketch.kll_k", "in [8, 65535] (DataSketches' KLL)", cfg.sketch.kll_k)
     need(3 <= cfg.sketch.frequent_items_lg_max_map_size <= 26, "sketch.frequent_items_lg_max_map_size",
          "in [3, 26]", cfg.sketch.frequent_items_lg_max_map_size)

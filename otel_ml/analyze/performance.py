@@ -3,9 +3,10 @@
 ``assess`` turns a horizon's ``PerformanceProfile`` and the baseline's ``PerformanceReference`` into a
 ``PerformanceReport``: each metric realized (from labels), estimated (confidence-based, CBPE: from the
 probabilities alone, through the reference's calibration map), the reference's value, and a degradation
-decision per metric: a one-sided z-test of current against reference with both standard errors
-(n-aware: a few labels never alarm), at the level drift decisions use, Bonferroni-split over the metrics
-tested (docs/statistics.md, Model performance).
+decision per metric: a z-test of current against reference with both standard errors (n-aware: a few labels
+never alarm), one-sided "worse" by default or two-sided with ``alternative: either``, at the level drift
+decisions use, Bonferroni-split over the metrics tested (docs/statistics.md, Model performance). ``bias`` has
+no better direction (closer to 0 is better from either side) and is always tested two-sided.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class PerformanceConfig:
     """A drop smaller than this (in the metric's units) is never called degraded, however significant."""
     max_classes: int = 32
     """Classes counted per model; further ones are counted as ``(other)``."""
+    alternative: str = "worse"
+    """``worse``: a metric is degraded when it is significantly worse than the reference; ``either``: when it
+    moved significantly either way (a regressor's errors that shrank are a change in the data too)."""
+
+
+ALTERNATIVES = ("worse", "either")
+TWO_SIDED_METRICS = frozenset({"bias"})
+"""Metrics with no better direction: tested two-sided whatever ``alternative`` says."""
 _BIN_CENTERS = (np.arange(PROBABILITY_BINS) + 0.5) / PROBABILITY_BINS
 
 
@@ -148,22 +157,37 @@ class PerformanceReport:
         return self.labeled / self.predictions if self.predictions else math.nan
 
 
-def _worse(cur: MetricResult, ref: MetricResult, metric: str, alpha: float, tolerance: float,
-           min_labels: int) -> bool | None:
-    """One-sided z-test that ``cur`` is worse than ``ref`` (None: not decided: too few rows, or no error)."""
-    if metric not in HIGHER_IS_BETTER or cur.n < min_labels or not math.isfinite(cur.value) or \
-            not math.isfinite(ref.value):
+def _degraded(cur: MetricResult, ref: MetricResult, metric: str, alpha: float, tolerance: float,
+              min_labels: int, alternative: str = "worse") -> bool | None:
+    """z-test that ``cur`` is worse than ``ref`` (``alternative="either"``, or a metric without a better
+    direction: that it differs); None: not decided (too few rows, or a standard error missing).
+
+    >>> _degraded(MetricResult(0.80, 0.01, 500), MetricResult(0.90, 0.01, 5000), "accuracy", 0.001, 0.0, 100)
+    True
+    >>> _degraded(MetricResult(0.95, 0.01, 500), MetricResult(0.90, 0.01, 5000), "accuracy", 0.001, 0.0, 100)
+    False
+    >>> _degraded(MetricResult(0.95, 0.01, 500), MetricResult(0.90, 0.01, 5000), "accuracy", 0.001, 0.0, 100,
+    ...           "either")
+    True
+    """
+    two_sided = alternative == "either" or metric in TWO_SIDED_METRICS
+    if (metric not in HIGHER_IS_BETTER and metric not in TWO_SIDED_METRICS) or cur.n < min_labels or not (
+            math.isfinite(cur.value) and math.isfinite(ref.value) and math.isfinite(cur.se)
+            and math.isfinite(ref.se)):
         return None
-    se = math.sqrt((cur.se if math.isfinite(cur.se) else 0.0) ** 2 + (ref.se if math.isfinite(ref.se) else 0.0) ** 2)
+    se = math.hypot(cur.se, ref.se)
+    if se == 0:
+        return None
+    if two_sided:
+        change = abs(cur.value - ref.value)
+        return bool(change > tolerance and 2 * stats.norm.sf(change / se) < alpha)
     drop = (ref.value - cur.value) if HIGHER_IS_BETTER[metric] else (cur.value - ref.value)
-    if se == 0 or not math.isfinite(se):
-        return None
     return bool(drop > tolerance and stats.norm.sf(drop / se) < alpha)
 
 
 def assess(model: str, version: str, current: PerformanceProfile | None, reference: PerformanceReference | None,
            alpha: float, threshold: float = 0.5, positive_class: str | None = None, min_labels: int = 100,
-           tolerance: float = 0.0) -> PerformanceReport:
+           tolerance: float = 0.0, alternative: str = "worse") -> PerformanceReport:
     """Realized and estimated metrics of ``current`` against ``reference`` with their decisions."""
     cur = current or PerformanceProfile()
     ref_prof = reference.profile if reference is not None else None
@@ -189,16 +213,11 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
         report.estimated = {k: MetricResult(v, se, float(cur.prob_all.sum()))
                             for k, (v, se) in estimate(cur.prob_all, reference.calibration, threshold,
                                                        pred_pos=cur.prob_pred_pos, pred_neg=cur.prob_pred_neg).items()}
-    tested = [m for m in report.realized if m in report.reference and m in HIGHER_IS_BETTER]
-    level = alpha / max(1, len(tested))
-    for m in tested:
-        decision = _worse(report.realized[m], report.reference[m], m, level, tolerance, min_labels)
-        if decision is not None:
-            report.degraded[m] = decision
-    tested_est = [m for m in report.estimated if m in report.reference]
-    level = alpha / max(1, len(tested_est))
-    for m in tested_est:
-        decision = _worse(report.estimated[m], report.reference[m], m, level, tolerance, min_labels)
-        if decision is not None:
-            report.estimated_degraded[m] = decision
+    for values, decisions in ((report.realized, report.degraded), (report.estimated, report.estimated_degraded)):
+        tested = [m for m in values if m in report.reference and (m in HIGHER_IS_BETTER or m in TWO_SIDED_METRICS)]
+        level = alpha / max(1, len(tested))
+        for m in tested:
+            decision = _degraded(values[m], report.reference[m], m, level, tolerance, min_labels, alternative)
+            if decision is not None:
+                decisions[m] = decision
     return report

@@ -192,7 +192,7 @@ class Evaluator:
                 if found is not None and found[0].performance is not None:
                     references[key] = found[0].performance
         return [assess(model, version, currents.get((model, version)), references.get((model, version)), alpha,
-                       cfg.threshold, cfg.positive_class, cfg.min_labels, cfg.tolerance)
+                       cfg.threshold, cfg.positive_class, cfg.min_labels, cfg.tolerance, cfg.alternative)
                 for model, version in sorted(set(currents) | set(references))]
 
 

@@ -148,7 +148,11 @@ class PerformanceProfile:
         else:
             mine += counts
 
-    SUMS = ("ll", "ll2", "br", "br2", "n_prob", "e", "ae", "se", "se2", "ape", "n_ape", "y", "y2", "n_reg")
+    SUMS = ("ll", "ll2", "br", "br2", "n_prob", "e", "ae", "se", "se2", "ape", "n_ape", "y", "y2", "n_reg",
+            "ape2", "y3", "y4", "e2y", "e2y2", "n_moments")
+    """``n_moments`` counts the regression rows whose higher moments (``ape2`` … ``e2y2``, for the standard errors
+    of MAPE and R²) were summed: windows written before those existed lack them, and a merge with one gives no
+    standard error (so no decision) rather than a wrong one."""
 
     def __init__(self, max_classes: int = 32) -> None:
         self.max_classes = max_classes
@@ -233,8 +237,16 @@ class PerformanceProfile:
             s["y"] += float(y.sum())
             s["y2"] += float(np.square(y).sum())
             nz = y != 0  # MAPE is undefined at a zero target: those rows are left out of it (and counted)
-            s["ape"] += float(np.abs(e[nz] / y[nz]).sum())
+            ape = np.abs(e[nz] / y[nz])
+            s["ape"] += float(ape.sum())
             s["n_ape"] += int(nz.sum())
+            e2, y2 = np.square(e), np.square(y)
+            s["ape2"] += float(np.square(ape).sum())
+            s["y3"] += float((y2 * y).sum())
+            s["y4"] += float(np.square(y2).sum())
+            s["e2y"] += float((e2 * y).sum())
+            s["e2y2"] += float((e2 * y2).sum())
+            s["n_moments"] += len(y)
             if self._residuals is None:
                 self._residuals = ds.kll_doubles_sketch(200)
             self._residuals.update(np.ascontiguousarray(e, dtype=np.float64))
@@ -422,12 +434,35 @@ def _regression_metrics(s: dict[str, float]) -> dict[str, tuple[float, float, fl
            # RMSE = sqrt(MSE): delta method, se(MSE) / (2 RMSE)
            "rmse": (math.sqrt(mse), _mean_se(s["se"], s["se2"], n) / (2 * math.sqrt(mse)) if mse else math.nan, n),
            "bias": (s["e"] / n, _mean_se(s["e"], s["se"], n), n)}
+    whole = s["n_moments"] == n  # every row's higher moments summed (not a merge with an older window)
     if s["n_ape"]:
-        out["mape"] = (s["ape"] / s["n_ape"], math.nan, s["n_ape"])
+        out["mape"] = (s["ape"] / s["n_ape"], _mean_se(s["ape"], s["ape2"], s["n_ape"]) if whole else math.nan,
+                       s["n_ape"])
     ss_tot = s["y2"] - s["y"] ** 2 / n
     if ss_tot > 0:
-        out["r2"] = (1 - s["se"] / ss_tot, math.nan, n)
+        out["r2"] = (1 - s["se"] / ss_tot, _r2_se(s, n) if whole else math.nan, n)
     return out
+
+
+def _r2_se(s: dict[str, float], n: float) -> float:
+    """Standard error of R² = 1 - E[e²] / Var(y) by the delta method on the sample means of (e², y², y), whose
+    covariance comes from the summed products (``e2y``, ``e2y2``, ``y3``, ``y4``)."""
+    if n < 3:
+        return math.nan
+    m1, m2, m3 = s["se"] / n, s["y2"] / n, s["y"] / n
+    b = m2 - m3 * m3
+    if not b > 0:
+        return math.nan
+    grad = np.array([-1 / b, m1 / (b * b), -2 * m3 * m1 / (b * b)])
+    c11 = s["se2"] / n - m1 * m1
+    c22 = s["y4"] / n - m2 * m2
+    c33 = m2 - m3 * m3
+    c12 = s["e2y2"] / n - m1 * m2
+    c13 = s["e2y"] / n - m1 * m3
+    c23 = s["y3"] / n - m2 * m3
+    cov = np.array([[c11, c12, c13], [c12, c22, c23], [c13, c23, c33]])
+    var = float(grad @ cov @ grad) / (n - 1)
+    return math.sqrt(var) if var > 0 else math.nan
 
 
 def auc_from_bins(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float, float] | None:

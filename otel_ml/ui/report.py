@@ -58,7 +58,8 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
     perf = None
     if labelled is not None or ref.performance is not None:
         perf = assess(model, version, labelled, ref.performance, drift.evaluation_alpha, performance.threshold,
-                      performance.positive_class, performance.min_labels, performance.tolerance)
+                      performance.positive_class, performance.min_labels, performance.tolerance,
+                      performance.alternative)
     return render(report, ref, current, source, history(parts, ref, drift), span, max_charts, perf), report
 
 

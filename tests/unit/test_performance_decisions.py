@@ -1,0 +1,78 @@
+"""A degradation decision for every exported performance metric (issue 32 case 3): MAPE and R² get standard errors
+(checked against the bootstrap on the raw rows), ``performance.alternative: either`` flags a move either way, and
+``bias`` is tested two-sided."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from otel_ml.analyze.performance import assess
+from otel_ml.profile.performance import PerformanceProfile, PerformanceReference
+
+ALPHA = 1e-3
+
+
+def regressed(y: np.ndarray, pred: np.ndarray) -> PerformanceProfile:
+    p = PerformanceProfile()
+    p.add_regressed(y, pred)
+    return p
+
+
+def rows(rng: np.random.Generator, n: int, noise: float, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    y = rng.lognormal(mean=7.0, sigma=0.5, size=n)  # prices: positive, skewed
+    return y, y * (1 + rng.normal(offset, noise, n))
+
+
+def test_mape_and_r2_standard_errors_match_the_bootstrap() -> None:
+    rng = np.random.default_rng(1)
+    y, pred = rows(rng, 4000, 0.2)
+    got = regressed(y, pred).metrics()
+    assert got["mape"][0] == pytest.approx(skm.mean_absolute_percentage_error(y, pred), rel=1e-12)
+    assert got["r2"][0] == pytest.approx(skm.r2_score(y, pred), rel=1e-12)
+    boot = rng.integers(0, len(y), (2000, len(y)))
+    se = {"mape": np.std([skm.mean_absolute_percentage_error(y[i], pred[i]) for i in boot], ddof=1),
+          "r2": np.std([skm.r2_score(y[i], pred[i]) for i in boot], ddof=1)}
+    # 2,000 resamples estimate a standard error to ~1.6% (1/sqrt(2*2000)); the delta method is first order.
+    for name in ("mape", "r2"):
+        assert got[name][1] == pytest.approx(se[name], rel=0.1), name
+
+
+def test_a_window_from_before_the_moments_gives_no_standard_error_not_a_wrong_one() -> None:
+    rng = np.random.default_rng(2)
+    old = regressed(*rows(rng, 500, 0.2))
+    for k in ("ape2", "y3", "y4", "e2y", "e2y2", "n_moments"):
+        old.sums[k] = 0.0  # as a checkpoint written before these sums existed reads back
+    merged = regressed(*rows(rng, 500, 0.2))
+    merged.merge(PerformanceProfile.from_dict(old.to_dict()))
+    got = merged.metrics()
+    assert np.isnan(got["mape"][1]) and np.isnan(got["r2"][1]) and np.isfinite(got["mae"][1])
+
+
+def reference(rng: np.random.Generator) -> PerformanceReference:
+    return PerformanceReference(regressed(*rows(rng, 5000, 0.2)))
+
+
+def test_every_regression_metric_gets_a_decision_and_either_flags_an_improvement() -> None:
+    rng = np.random.default_rng(3)
+    ref = reference(rng)
+    stationary = assess("m", "", regressed(*rows(rng, 2000, 0.2)), ref, ALPHA)
+    assert set(stationary.degraded) == {"mae", "rmse", "mape", "r2", "bias"}
+    assert not any(stationary.degraded.values()), stationary.degraded
+    worse = assess("m", "", regressed(*rows(rng, 2000, 0.25)), ref, ALPHA)  # errors 25% larger
+    assert worse.degraded["mape"] and worse.degraded["r2"] and worse.degraded["mae"]
+    better = regressed(*rows(rng, 2000, 0.15))  # errors 25% smaller: not worse, but a change
+    assert not any(assess("m", "", better, ref, ALPHA).degraded.values())
+    either = assess("m", "", better, ref, ALPHA, alternative="either").degraded
+    assert either["mape"] and either["mae"] and either["r2"]
+    biased = assess("m", "", regressed(*rows(rng, 2000, 0.2, offset=-0.05)), ref, ALPHA)  # 5% under: bias moved
+    assert biased.degraded["bias"]
+
+
+def test_the_config_names_the_alternatives() -> None:
+    from otel_ml.config import ConfigError, load_config
+
+    assert load_config(overrides={"performance.alternative": "either"}, environ={}).performance.alternative == "either"
+    with pytest.raises(ConfigError, match=r"performance\.alternative"):
+        load_config(overrides={"performance.alternative": "better"}, environ={})
