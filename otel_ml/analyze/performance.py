@@ -4,8 +4,8 @@
 ``PerformanceReport``: each metric realized (from labels), estimated (confidence-based, CBPE: from the
 probabilities alone, through the reference's calibration map), the reference's value, and a degradation
 decision per metric: a z-test of current against reference with both standard errors (n-aware: a few labels
-never alarm), one-sided "worse" by default or two-sided with ``alternative: either``, at the level drift
-decisions use, Bonferroni-split over the metrics tested (docs/statistics.md, Model performance). ``bias`` has
+never alarm), one-sided "worse" by default or two-sided with ``alternative: either``, at ``performance_alpha``,
+Holm's step-down over the metrics tested (docs/statistics.md, Model performance). ``bias`` has
 no better direction (closer to 0 is better from either side) and is always tested two-sided.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from otel_ml.analyze.drift import DriftConfig
 from otel_ml.profile.performance import (
     CLASSIFICATION,
     HIGHER_IS_BETTER,
@@ -157,20 +158,47 @@ class PerformanceReport:
         return self.labeled / self.predictions if self.predictions else math.nan
 
 
-def _degraded(cur: MetricResult, ref: MetricResult, metric: str, alpha: float, tolerance: float,
-              min_labels: int, alternative: str = "worse") -> bool | None:
-    """z-test that ``cur`` is worse than ``ref`` (``alternative="either"``, or a metric without a better
-    direction: that it differs); None: not decided (too few rows, or a standard error missing).
+HORIZON_EPISODES = 8
+"""False alert episodes one false decision of a disjoint horizon may turn into, with margin: a sliding horizon
+re-tests overlapping data, and a decision near the level flaps. Measured at the default performance config
+(bench.performance_episodes, docs/benchmarks.md): 5.82 episodes per model per 30 days at α = H/R, one false
+disjoint-horizon decision per run."""
 
-    >>> _degraded(MetricResult(0.80, 0.01, 500), MetricResult(0.90, 0.01, 5000), "accuracy", 0.001, 0.0, 100)
-    True
-    >>> _degraded(MetricResult(0.95, 0.01, 500), MetricResult(0.90, 0.01, 5000), "accuracy", 0.001, 0.0, 100)
-    False
-    >>> _degraded(MetricResult(0.95, 0.01, 500), MetricResult(0.90, 0.01, 5000), "accuracy", 0.001, 0.0, 100,
-    ...           "either")
-    True
+
+def performance_alpha(drift: DriftConfig, performance: PerformanceConfig) -> float:
+    """The family-wise level of the performance decisions: ``drift.alpha`` when set, else at most one false alert
+    episode per expected run counted in horizons rather than evaluations.
+
+    The drift level (``DriftConfig.evaluation_alpha``) bounds episodes whatever the correlation between
+    evaluations, which is tight for a 15-minute horizon and far too strict for a performance horizon of a day
+    (an estimated ROC AUC drop NannyML flags, at p = 1.2e-4, never fired): its data turns over once a horizon,
+    not once an evaluation. Over an expected run R there are R/H disjoint horizons; α = H/R expects one false
+    decision among them, and ``HORIZON_EPISODES`` episodes at most come of each. Capped at 0.05.
+
+    >>> round(performance_alpha(DriftConfig(), PerformanceConfig()), 5)  # a day of a 30-day run, / 8
+    0.00417
+    >>> performance_alpha(DriftConfig(alpha=0.01), PerformanceConfig())
+    0.01
     """
-    two_sided = alternative == "either" or metric in TWO_SIDED_METRICS
+    if drift.alpha is not None:
+        return drift.alpha
+    by_horizon = performance.horizon_seconds / (drift.expected_run_days * 86_400 * HORIZON_EPISODES)
+    return max(drift.evaluation_alpha, min(0.05, by_horizon))
+
+
+def degradation_p(cur: MetricResult, ref: MetricResult, metric: str, tolerance: float, min_labels: int,
+                  alternative: str = "worse") -> float | None:
+    """p-value of a z-test that ``cur`` is worse than ``ref`` (``alternative="either"``, or a metric without a
+    better direction: that it differs); 1.0 when the drop is within ``tolerance``; None: not tested (too few
+    rows, or a standard error missing).
+
+    >>> worse, better = MetricResult(0.80, 0.01, 500), MetricResult(0.95, 0.01, 500)
+    >>> ref = MetricResult(0.90, 0.01, 5000)
+    >>> f"{degradation_p(worse, ref, 'accuracy', 0, 100):.2g}", degradation_p(better, ref, "accuracy", 0, 100)
+    ('7.7e-13', 1.0)
+    >>> f"{degradation_p(better, ref, 'accuracy', 0, 100, 'either'):.2g}"
+    '0.00041'
+    """
     if (metric not in HIGHER_IS_BETTER and metric not in TWO_SIDED_METRICS) or cur.n < min_labels or not (
             math.isfinite(cur.value) and math.isfinite(ref.value) and math.isfinite(cur.se)
             and math.isfinite(ref.se)):
@@ -178,11 +206,30 @@ def _degraded(cur: MetricResult, ref: MetricResult, metric: str, alpha: float, t
     se = math.hypot(cur.se, ref.se)
     if se == 0:
         return None
-    if two_sided:
+    if alternative == "either" or metric in TWO_SIDED_METRICS:
         change = abs(cur.value - ref.value)
-        return bool(change > tolerance and 2 * stats.norm.sf(change / se) < alpha)
+        return float(min(1.0, 2 * stats.norm.sf(change / se))) if change > tolerance else 1.0
     drop = (ref.value - cur.value) if HIGHER_IS_BETTER[metric] else (cur.value - ref.value)
-    return bool(drop > tolerance and stats.norm.sf(drop / se) < alpha)
+    return float(stats.norm.sf(drop / se)) if drop > tolerance else 1.0
+
+
+def holm(p_values: dict[str, float], alpha: float) -> dict[str, bool]:
+    """Holm's step-down decisions at family-wise level ``alpha``: the smallest p against α/m, the next against
+    α/(m-1), ... stopping at the first that fails. Some metric fires exactly when Bonferroni's would (the
+    smallest p below α/m), so the false-alert rate is Bonferroni's; but once one metric has clearly degraded, a
+    correlated one (ROC AUC beside accuracy) is held to a less strict level.
+
+    >>> holm({"accuracy": 1e-6, "f1": 2e-6, "roc_auc": 8.7e-4}, 0.004)
+    {'accuracy': True, 'f1': True, 'roc_auc': True}
+    >>> holm({"accuracy": 0.5, "roc_auc": 8.7e-4}, 0.004)
+    {'roc_auc': True, 'accuracy': False}
+    """
+    out: dict[str, bool] = {}
+    rejecting = True
+    for k, name in enumerate(sorted(p_values, key=lambda n: p_values[n])):
+        rejecting = rejecting and p_values[name] < alpha / (len(p_values) - k)
+        out[name] = rejecting
+    return out
 
 
 def assess(model: str, version: str, current: PerformanceProfile | None, reference: PerformanceReference | None,
@@ -214,10 +261,7 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
                             for k, (v, se) in estimate(cur.prob_all, reference.calibration, threshold,
                                                        pred_pos=cur.prob_pred_pos, pred_neg=cur.prob_pred_neg).items()}
     for values, decisions in ((report.realized, report.degraded), (report.estimated, report.estimated_degraded)):
-        tested = [m for m in values if m in report.reference and (m in HIGHER_IS_BETTER or m in TWO_SIDED_METRICS)]
-        level = alpha / max(1, len(tested))
-        for m in tested:
-            decision = _degraded(values[m], report.reference[m], m, level, tolerance, min_labels, alternative)
-            if decision is not None:
-                decisions[m] = decision
+        p_values = {m: degradation_p(values[m], report.reference[m], m, tolerance, min_labels, alternative)
+                    for m in values if m in report.reference}
+        decisions.update(holm({m: p for m, p in p_values.items() if p is not None}, alpha))
     return report

@@ -13,7 +13,7 @@ from types import MappingProxyType
 import numpy as np
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
-from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess
+from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess, performance_alpha
 from otel_ml.core.live import Key, LiveModels
 from otel_ml.core.memory import return_free_memory
 from otel_ml.core.snapshot import Snapshot
@@ -172,7 +172,7 @@ class Evaluator:
         """Realized and estimated performance of every evaluated model with labels, probabilities or a labelled
         baseline: each partition's performance windows of the model merged."""
         cfg = self.performance
-        alpha = self.drift.evaluation_alpha
+        alpha = performance_alpha(self.drift, cfg)
         with self.live.lock:
             currents: dict[Key, PerformanceProfile] = {}
             for state in self.live.parts.values():
