@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -90,7 +91,7 @@ class DecodePool:
             except BrokenProcessPool:
                 log.warning("a decoding process died; decoding the rest of this batch here and starting the "
                             "processes again")
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop(pool, grace=2.0)
                 self._pool = None
                 yield from (self._here(job) for job in jobs[i:])
                 self.start()
@@ -104,5 +105,21 @@ class DecodePool:
 
     def shutdown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            _stop(self._pool, grace=30.0)
             self._pool = None
+
+
+def _stop(pool: ProcessPoolExecutor, grace: float) -> None:
+    """Shut ``pool`` down without trusting it to stop by itself: a worker killed while it held the pool's call
+    queue lock leaves another blocked on that lock for ever, and ``shutdown(wait=True)`` with it (seen once in
+    three runs of tests/e2e/test_workers.py's killed-process test). Workers still alive after ``grace`` seconds
+    are killed; decoding is pure, so nothing is lost."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            log.warning("decoding process %d did not stop within %.0f s; killed", process.pid, grace)
+            process.kill()
+            process.join(5)
