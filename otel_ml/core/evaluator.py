@@ -187,7 +187,9 @@ class Evaluator:
                         currents.setdefault(key, PerformanceProfile(cfg.max_classes)).merge(part)
             self.live.count_labels()
             references = {}
-            for key in evaluated | set(currents):
+            # Not a model released since it was evaluated: find() would read its pinned reference back into
+            # memory, where nothing forgets it again (tests/e2e/test_model_churn.py saw 5 of 4 held).
+            for key in (evaluated & self.live.model_keys()) | set(currents):
                 found = self.live.references.find(*key)
                 if found is not None and found[0].performance is not None:
                     references[key] = found[0].performance

@@ -275,6 +275,11 @@ class LocalState:
             return
         self.health.succeeded("reference")
         log.info("model %r version %r: pinned reference recorded in %s", wp.model, wp.version, path)
+        with self.live.lock:
+            if (wp.model, wp.version) not in self.live.model_keys():
+                # Released before its reference was recorded: on disk for its return, not held in memory (the
+                # release forgot it before save_pinned put it back; tests/e2e/test_model_churn.py saw 7 of 4).
+                self.live.references.forget((wp.model, wp.version))
 
     def run_control_requests(self) -> None:
         """Requests ``otel-ml models retire`` left in ``<state dir>/control``: applied, made durable, deleted."""
