@@ -8,9 +8,6 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_ml.decode.otlp import decode_request
 from otel_ml.decode.outcomes import decode_logs_request
@@ -21,18 +18,6 @@ from otel_ml.instrument.replay import ReplayColumns, build_replay
 
 DAY = 86_400 * 10**9
 T0 = event_time_ns("2026-10-01T00:00:00Z")
-
-
-@pytest.fixture()
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture()
-def provider(spans: InMemorySpanExporter) -> TracerProvider:
-    p = TracerProvider()
-    p.add_span_processor(SimpleSpanProcessor(spans))
-    return p
 
 
 def test_event_time_reads_every_spelling_of_a_moment() -> None:

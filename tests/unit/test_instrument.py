@@ -8,22 +8,9 @@ import numpy as np
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from otel_ml.instrument import ModelMonitor
-
-
-@pytest.fixture()
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture()
-def provider(spans: InMemorySpanExporter) -> TracerProvider:
-    p = TracerProvider()
-    p.add_span_processor(SimpleSpanProcessor(spans))
-    return p
 
 
 def test_context_manager_records_features_prediction_and_errors(provider, spans) -> None:
