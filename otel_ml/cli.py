@@ -157,12 +157,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     columns = ReplayColumns(time=args.time_column, prediction=args.prediction_column, score=args.score_column,
                             probability=args.probability_column, prediction_id=args.id_column,
                             target=args.target_column, target_time=args.target_time_column, features=args.feature,
-                            exclude=args.exclude or [])
+                            exclude=args.exclude or [], class_probability=_class_columns(args.class_probability_column))
     replay = build_replay(args.input, args.model, args.model_version, columns, args.batch, args.time_resolution,
                           args.max_request_span)
     sent, rejected = send_replay(args.endpoint, replay)
     print(replay_summary(args.input, args.model, replay, args.endpoint, sent, rejected))
     return 0 if not rejected else 1
+
+
+def _class_columns(pairs: list[str] | None) -> dict[str, str]:
+    """``--class-probability-column CLASS=COLUMN`` (repeated) as class → column."""
+    out = {}
+    for pair in pairs or []:
+        cls, sep, col = pair.partition("=")
+        if not sep or not cls or not col:
+            raise ValueError(f"--class-probability-column wants CLASS=COLUMN, got {pair!r}")
+        out[cls] = col
+    return out
 
 
 def cmd_baseline_build(args: argparse.Namespace) -> int:
@@ -180,7 +191,7 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
         hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like,
         target_column=args.target_column, probability_column=args.probability_column,
-        positive_class=args.positive_class)
+        positive_class=args.positive_class, class_probability_columns=_class_columns(args.class_probability_column))
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -437,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("--prediction-column", metavar="C", help="ml.prediction")
     replay.add_argument("--score-column", metavar="C", help="ml.prediction.score")
     replay.add_argument("--probability-column", metavar="C", help="ml.prediction.probability (of the positive class)")
+    replay.add_argument("--class-probability-column", action="append", metavar="CLASS=C",
+                        help="a multiclass model's probability of CLASS (ml.prediction.probability.CLASS); repeat "
+                             "for each class")
     replay.add_argument("--id-column", metavar="C", help="ml.prediction.id (what labels join on)")
     replay.add_argument("--target-column", metavar="C", help="the true outcome, sent as labels of --id-column")
     replay.add_argument("--target-time-column", metavar="C",
@@ -472,6 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--probability-column", metavar="C",
                        help="probability of the positive class (ml.prediction.probability): with --target-column, "
                             "also the calibration map label-free estimates use")
+    build.add_argument("--class-probability-column", action="append", metavar="CLASS=C",
+                       help="a multiclass model's probability of CLASS (ml.prediction.probability.CLASS); repeat for "
+                            "each class. With --target-column: per-class calibration maps for multiclass estimates, "
+                            "and one-vs-rest ROC AUC and log loss of the reference")
     build.add_argument("--positive-class", metavar="CLASS",
                        help="the positive class of a binary classifier (default: 1, true, yes or positive)")
     build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")

@@ -25,6 +25,10 @@ PREDICTION_PROBABILITY = "ml.prediction.probability"
 """double in [0, 1]: probability of the *positive* class of a binary classifier (``ml.prediction.score`` is the
 confidence of the *predicted* class). Profiled as the feature ``prediction.probability``; what label-free
 performance estimates and ROC AUC, log loss and Brier score are computed from."""
+CLASS_PROBABILITY_PREFIX = "ml.prediction.probability."
+"""``ml.prediction.probability.<class>``: double in [0, 1], the probability of ``<class>`` (a multiclass classifier
+sends one per class, in a batch span one array per class). Profiled as the features ``prediction.probability.<class>``;
+what multiclass ROC AUC, log loss and the multiclass label-free estimates are computed from."""
 GROUND_TRUTH = "ml.ground_truth"
 """int/double/string/bool: the true outcome of the prediction ``ml.prediction.id`` names. A span (or log record
 with ``event.name`` = ``ml.ground_truth``) carrying it is a label, not a prediction."""
@@ -45,14 +49,24 @@ SEQUENCE_STREAM = "ml.sequence.stream"
 PREDICTION_FEATURE = "prediction"
 PREDICTION_SCORE_FEATURE = "prediction.score"
 PREDICTION_PROBABILITY_FEATURE = "prediction.probability"
+CLASS_PROBABILITY_COLUMN_PREFIX = "prediction.probability."
+"""Columns ``prediction.probability.<class>``: the decoded ``ml.prediction.probability.<class>``."""
 PREDICTION_ID_COLUMN = "prediction.id"
 """Decoded like a column, then taken out of the batch as a 64-bit hash (``ColumnarBatch.prediction_id``)."""
 GROUND_TRUTH_COLUMN = "ground_truth"
 """Decoded like a column; rows carrying it leave the batch as ``LabelBatch``es."""
 RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
                                     PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN})
-"""``ml.feature.<name>`` may not use these names: they would merge with the model output. The processor
+"""``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``): they would merge
+with the model output. The processor
 rejects such spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
+
+
+
+def is_reserved_feature(name: str) -> bool:
+    """A feature name the model output is profiled under (``RESERVED_FEATURE_NAMES``, a class's probability)."""
+    return name in RESERVED_FEATURE_NAMES or name.startswith(CLASS_PROBABILITY_COLUMN_PREFIX)
+
 
 # --- metric attributes (processor → backend) -----------------------------------------------------
 ATTR_MODEL_NAME = "ml.model.name"

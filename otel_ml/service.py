@@ -145,7 +145,7 @@ class ProcessorService:
     def _ground_truth(self, config: ServiceConfig, shared: bool, partition: int) -> GroundTruth:
         directory = Path(config.state.dir) / "pending"
         return GroundTruth(str(directory / f"p{partition}" if shared else directory), config.labels, config.performance,
-                           lambda m, v: self.live.positive_class(m, v),
+                           lambda m, v: self.live.performance_reference(m, v),
                            int(config.limits.max_clock_skew_seconds * 1e9))
 
     def _count_refused(self) -> None:

@@ -246,9 +246,7 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
     report = PerformanceReport(model, version, task, cur.predictions, cur.labeled,
                                delay_p50=cur.delay_quantile(0.5), delay_p95=cur.delay_quantile(0.95))
     report.realized = {k: MetricResult(*v) for k, v in cur.metrics(positive).items()}
-    auc = cur.roc_auc()
-    if auc is not None:
-        report.auc_bound = auc[2]
+    report.auc_bound = cur.auc_bound()
     if cur.confusion and len(cur.classes()) > 2:
         report.per_class = cur.per_class()
     if cur.sums["n_reg"]:
@@ -260,6 +258,9 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
         report.estimated = {k: MetricResult(v, se, float(cur.prob_all.sum()))
                             for k, (v, se) in estimate(cur.prob_all, reference.calibration, threshold,
                                                        pred_pos=cur.prob_pred_pos, pred_neg=cur.prob_pred_neg).items()}
+    elif cur.multiclass is not None and cur.multiclass.n_est:  # calibrated at ingest (class_probabilities.py)
+        report.estimated = {k: MetricResult(v, se, cur.multiclass.n_est)
+                            for k, (v, se) in cur.multiclass.estimated().items()}
     for values, decisions in ((report.realized, report.degraded), (report.estimated, report.estimated_degraded)):
         p_values = {m: degradation_p(values[m], report.reference[m], m, tolerance, min_labels, alternative)
                     for m in values if m in report.reference}

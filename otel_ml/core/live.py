@@ -28,6 +28,7 @@ from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
 from otel_ml.labels.ground_truth import UNMATCHED_REASONS, GroundTruth
 from otel_ml.profile.lifecycle import ModelLifecycle, ModelsConfig
 from otel_ml.profile.model import ModelProfile
+from otel_ml.profile.performance import PerformanceReference
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowChanges, WindowConfig, WindowedProfile
 
@@ -381,11 +382,10 @@ class LiveModels:
                 self.attach_reference(wp)
                 wp.evict()  # the reference's horizon leaves the partition's windows (for the archive) now
 
-    def positive_class(self, model: str, version: str) -> str | None:
-        """The positive class the model's labelled baseline names, if it has one."""
+    def performance_reference(self, model: str, version: str) -> PerformanceReference | None:
+        """The model's labelled baseline (its positive class, a multiclass model's calibration maps), if it has one."""
         found = self.references.find(model, version)
-        ref = found[0] if found is not None else None
-        return ref.performance.positive_class if ref is not None and ref.performance is not None else None
+        return found[0].performance if found is not None else None
 
     # --- evaluation ------------------------------------------------------------------------------------------
     def views(self) -> Mapping[Key, WindowedProfile]:
@@ -435,10 +435,11 @@ class LiveModels:
 
 
 def join_rows(batch: ColumnarBatch, rows: np.ndarray) -> ColumnarBatch:
-    """What the join needs of some rows of a batch: ids, event times, the prediction and its probability."""
+    """What the join needs of some rows of a batch: ids, event times, the prediction and its probabilities."""
     keep = {sc.PREDICTION_FEATURE, sc.PREDICTION_PROBABILITY_FEATURE}
     return ColumnarBatch(batch.model, batch.version, int(rows.sum()), batch.row_time_ns[rows], batch.row_weight[rows],
-                         numeric={k: v[rows] for k, v in batch.numeric.items() if k in keep},
+                         numeric={k: v[rows] for k, v in batch.numeric.items()
+                                  if k in keep or k.startswith(sc.CLASS_PROBABILITY_COLUMN_PREFIX)},
                          categorical={k: v[rows] for k, v in batch.categorical.items() if k in keep},
                          prediction_id=batch.prediction_id[rows])
 

@@ -665,8 +665,13 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
             /* semconv.RESERVED_FEATURE_NAMES: the names the model output is profiled under */
             if (EQUALS(r.name, r.nlen, "prediction") || EQUALS(r.name, r.nlen, "prediction.score") ||
                 EQUALS(r.name, r.nlen, "prediction.probability") || EQUALS(r.name, r.nlen, "prediction.id") ||
-                EQUALS(r.name, r.nlen, "ground_truth"))
+                EQUALS(r.name, r.nlen, "ground_truth") || STARTS(r.name, r.nlen, "prediction.probability."))
                 reserved = 1;
+        } else if (STARTS(a->key, a->klen, "ml.prediction.probability.")) {
+            /* a class's probability: the column prediction.probability.<class> */
+            r.name = a->key + 3;
+            r.nlen = a->klen - 3;
+            r.nchars = a->kchars - 3;
         } else if (EQUALS(a->key, a->klen, "ml.prediction")) {
             r.name = (const uint8_t *)"prediction";
             r.nlen = r.nchars = 10;

@@ -429,9 +429,11 @@ def _decode_span(
             continue
         if key.startswith(semconv.FEATURE_PREFIX):
             name = key[_FEATURE_PREFIX_LEN:]
-            if name in semconv.RESERVED_FEATURE_NAMES:
+            if semconv.is_reserved_feature(name):
                 reserved = key
             columns.append((name, kv.value))
+        elif key.startswith(semconv.CLASS_PROBABILITY_PREFIX):  # ml.prediction.probability.<class>
+            columns.append((key[3:], kv.value))
         elif key in _PREDICTION_COLUMNS:
             columns.append((_PREDICTION_COLUMNS[key], kv.value))
         elif key == semconv.MODEL_NAME:

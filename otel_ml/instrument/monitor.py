@@ -67,6 +67,30 @@ def _scalar(value: Any) -> Scalar | None:
     raise TypeError(type(value).__name__)
 
 
+def class_key(cls: Any) -> str:
+    """``ml.prediction.probability.<class>`` for a class label (a whole float reads as an int: 1.0 → ``1``)."""
+    return semconv.CLASS_PROBABILITY_PREFIX + (str(int(cls)) if isinstance(cls, float) and cls.is_integer()
+                                               else str(cls))
+
+
+def probability_columns(values: Any) -> dict[str, Any]:
+    """The attributes of a ``probability`` argument: a number (or a column of them) is the positive class's
+    (``ml.prediction.probability``); a mapping of class → probability (or → column), or a column of such
+    mappings, gives one ``ml.prediction.probability.<class>`` per class (multiclass).
+
+    >>> probability_columns({"cat": 0.7, "dog": 0.3})
+    {'ml.prediction.probability.cat': 0.7, 'ml.prediction.probability.dog': 0.3}
+    >>> probability_columns([{"a": 0.9, "b": 0.1}, {"a": 0.2}])["ml.prediction.probability.b"]
+    [0.1, None]
+    """
+    if isinstance(values, Mapping):
+        return {class_key(c): v for c, v in values.items()}
+    if isinstance(values, (list, tuple)) and any(isinstance(v, Mapping) for v in values):
+        classes = dict.fromkeys(c for v in values if isinstance(v, Mapping) for c in v)
+        return {class_key(c): [v.get(c) if isinstance(v, Mapping) else None for v in values] for c in classes}
+    return {semconv.PREDICTION_PROBABILITY: values}
+
+
 def _column(values: Sequence[Any]) -> list[Any]:
     """A homogeneous attribute array; missing numbers become NaN and missing strings "" (both read as
     missing by the processor). Raises TypeError when the values mix numbers and strings."""
@@ -193,12 +217,14 @@ class PredictionRecord:
     def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None,
                        probability: float | None = None) -> None:
         """The model's output; ``prediction_id`` (or the one ``predict(prediction_id=...)`` gave) lets a later
-        ``record_ground_truth`` find it; ``probability``: of the positive class (binary classifiers)."""
+        ``record_ground_truth`` find it; ``probability``: of the positive class (binary classifiers), or a
+        mapping class → probability (multiclass)."""
         self._monitor._set(self.span, semconv.PREDICTION, value)
         if score is not None:
             self._monitor._set(self.span, semconv.PREDICTION_SCORE, score)
         if probability is not None:
-            self._monitor._set(self.span, semconv.PREDICTION_PROBABILITY, probability)
+            for key, value in probability_columns(probability).items():
+                self._monitor._set(self.span, key, value)
         if prediction_id is not None:
             self.prediction_id = prediction_id
             self._monitor._set(self.span, semconv.PREDICTION_ID, prediction_id)
@@ -351,7 +377,7 @@ class ModelMonitor:
         key = self._keys.get(name)
         if key is None:
             key = semconv.FEATURE_PREFIX + str(name)
-            if str(name) in semconv.RESERVED_FEATURE_NAMES:
+            if semconv.is_reserved_feature(str(name)):
                 self._drop(key, "it would merge with the model output; rename the feature", "reserved_name")
                 return None
             self._keys[name] = key
@@ -496,7 +522,7 @@ class ModelMonitor:
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
-                           (semconv.PREDICTION_ID, prediction_id), (semconv.PREDICTION_PROBABILITY, probability)):
+                           (semconv.PREDICTION_ID, prediction_id), *probability_columns(probability).items()):
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
@@ -538,10 +564,11 @@ class ModelMonitor:
                 key = self._feature_key(name)
                 if key is not None:
                     columns[key] = [features.get(name) for features, *_ in rows]
-            for key, index in ((semconv.PREDICTION, 1), (semconv.PREDICTION_SCORE, 2), (semconv.PREDICTION_ID, 3),
-                               (semconv.PREDICTION_PROBABILITY, 4)):
+            for key, index in ((semconv.PREDICTION, 1), (semconv.PREDICTION_SCORE, 2), (semconv.PREDICTION_ID, 3)):
                 if any(r[index] is not None for r in rows):
                     columns[key] = [r[index] for r in rows]
+            if any(r[4] is not None for r in rows):
+                columns.update(probability_columns([r[4] for r in rows]))
             # Rows were sampled when recorded; a zero-length span at their time (else the flush's): no latency.
             attrs = self._batch_attributes(columns, sample=False)
             if attrs is not None:
@@ -576,9 +603,9 @@ class ModelMonitor:
         """Record N predictions as one span: every column becomes an array attribute of length N and
         ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``.
         ``prediction_ids`` let ``record_ground_truth_batch`` name them later; ``probabilities``: of the positive
-        class (binary classifiers). ``timestamps``: when each prediction was made (as in ``record``), for a
-        backfill: one zero-length span per distinct time, earliest first (round them, e.g. to the second, to
-        keep spans few; the processor's windows are far wider)."""
+        class (binary classifiers), or a mapping class → column (multiclass). ``timestamps``: when each
+        prediction was made (as in ``record``), for a backfill: one zero-length span per distinct time, earliest
+        first (round them, e.g. to the second, to keep spans few; the processor's windows are far wider)."""
         try:
             columns: dict[str, Sequence[Any]] = {}
             for name, values in features.items():
@@ -592,7 +619,7 @@ class ModelMonitor:
             if prediction_ids is not None:
                 columns[semconv.PREDICTION_ID] = [str(i) for i in prediction_ids]
             if probabilities is not None:
-                columns[semconv.PREDICTION_PROBABILITY] = probabilities
+                columns.update(probability_columns(probabilities))
             if timestamps is None:
                 self._record_columns(columns)
                 return
@@ -806,6 +833,9 @@ class MonitoredModel:
                    semconv.PREDICTION_SCORE: [r[i] for r, i in zip(rows, best)]}
             if len(classes) == 2:  # binary: the positive class's probability, for label-free estimates (CBPE)
                 out[semconv.PREDICTION_PROBABILITY] = [r[1] for r in rows]
+            else:  # multiclass: each class's probability (multiclass ROC AUC, log loss and estimates)
+                for j, name in enumerate(self._classes(classes)):
+                    out[semconv.CLASS_PROBABILITY_PREFIX + name] = [r[j] for r in rows]
             return out
 
         return self._call("predict_proba", X, args, kwargs, outputs)

@@ -17,7 +17,7 @@ from typing import Any
 
 from otel_ml import semconv
 from otel_ml.instrument.labels import _add_labels, _any_value, event_times, export_all, read_table, require_columns
-from otel_ml.instrument.monitor import SPAN_NAME, _by_time, _column
+from otel_ml.instrument.monitor import SPAN_NAME, _by_time, _column, class_key
 
 
 @dataclass
@@ -36,10 +36,13 @@ class ReplayColumns:
     """When each label became known; default: the prediction's time."""
     features: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
+    class_probability: dict[str, str] = field(default_factory=dict)
+    """A multiclass model's class → the column of its probability (``ml.prediction.probability.<class>``)."""
 
     def outputs(self) -> dict[str, str | None]:
         return {semconv.PREDICTION: self.prediction, semconv.PREDICTION_SCORE: self.score,
-                semconv.PREDICTION_PROBABILITY: self.probability, semconv.PREDICTION_ID: self.prediction_id}
+                semconv.PREDICTION_PROBABILITY: self.probability, semconv.PREDICTION_ID: self.prediction_id,
+                **{class_key(c): col for c, col in self.class_probability.items()}}
 
 
 @dataclass

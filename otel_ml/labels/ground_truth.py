@@ -21,9 +21,11 @@ from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
 from otel_ml.decode.outcomes import number_text
 from otel_ml.labels.pending import JoinResult, LabelsConfig, PendingPredictions
+from otel_ml.profile.class_probabilities import calibrate, class_columns
 from otel_ml.profile.performance import (
     OTHER_CLASS,
     PerformanceProfile,
+    PerformanceReference,
     class_names,
     conventional_positive,
     is_positive,
@@ -36,11 +38,12 @@ UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "lost", "not_
 
 
 class GroundTruth:
-    """The join and the performance windows. ``positive_of(model, version)`` names a model's positive class
-    (configured or from its baseline) when known."""
+    """The join and the performance windows. ``reference_of(model, version)`` is a model's labelled baseline
+    (``PerformanceReference``) when it has one: its positive class, and a multiclass model's calibration maps."""
 
     def __init__(self, directory: str, labels: LabelsConfig, performance: PerformanceConfig,
-                 positive_of: Callable[[str, str], str | None] | None = None, max_skew_ns: int = 3600 * 10**9) -> None:
+                 reference_of: Callable[[str, str], PerformanceReference | None] | None = None,
+                 max_skew_ns: int = 3600 * 10**9) -> None:
         self.config = performance
         self.pending = PendingPredictions(directory, int(labels.ttl_seconds * 1e9), labels.max_pending,
                                           int(labels.early_ttl_seconds * 1e9), labels.max_early, labels.sample_ratio,
@@ -49,7 +52,7 @@ class GroundTruth:
         # A whole number of windows, at least one, as the drift horizon (WindowConfig.horizon_ns).
         self.horizon_ns = max(1, round(performance.horizon_seconds / performance.window_seconds)) * self.window_ns
         self.windows: dict[tuple[str, str], dict[int, PerformanceProfile]] = {}
-        self._positive_of = positive_of or (lambda m, v: None)
+        self._reference_of = reference_of or (lambda m, v: None)
         self.applied: Counter[tuple[str, str]] = Counter()
         """Labels applied since the last ``take_counts``, per (model, version)."""
         self.unmatched: Counter[tuple[str, str, str]] = Counter()
@@ -60,6 +63,10 @@ class GroundTruth:
         self._changed: set[tuple[str, str, int]] = set()
         """Windows changed since the last ``take_changes`` (a checkpoint writes only those)."""
         self._removed: set[tuple[str, str, int]] = set()
+
+    def _positive_of(self, model: str, version: str) -> str | None:
+        ref = self._reference_of(model, version)
+        return ref.positive_class if ref is not None else None
 
     def _edge(self, model: str) -> int:
         """Windows ending at or before this have left the horizon: the window of ``model``'s own clock (event
@@ -89,7 +96,8 @@ class GroundTruth:
         the coverage; their probabilities: the label-free estimates)."""
         prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
         ids = batch.prediction_id
-        if not len(ids) and prob is None:
+        by_class = self._calibrated_classes(batch)
+        if not len(ids) and prob is None and by_class is None:
             return
         if not len(ids):
             ids = np.zeros(batch.n_rows, np.uint64)
@@ -111,6 +119,26 @@ class GroundTruth:
             rows = starts == start
             prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None,
                                  said_positive[rows] if said_positive is not None else None)
+            if by_class is not None:
+                classes, p, q, predicted = by_class
+                prof.add_class_probabilities(classes, p[rows], q[rows], predicted[rows])
+
+    def _calibrated_classes(self, batch: ColumnarBatch) -> tuple[list[str], np.ndarray, np.ndarray,
+                                                                np.ndarray] | None:
+        """A multiclass batch's classes, probabilities, calibrated probabilities and predicted classes, when its
+        model's labelled baseline has the calibration maps the estimates need (else None: nothing to estimate)."""
+        ref = self._reference_of(*batch.key)
+        if ref is None or not ref.class_calibration:
+            return None
+        found = class_columns(batch.numeric)
+        if found is None:
+            return None
+        classes, p = found
+        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
+        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
+        predicted = class_names(pred if pred is not None else np.full(batch.n_rows, np.nan),
+                                text if text is not None else np.full(batch.n_rows, ""))
+        return classes, p, calibrate(p, classes, ref.class_calibration), predicted
 
     def join_predictions(self, batch: ColumnarBatch) -> None:
         """Keep a batch's predictions that carry an id until their label comes; labels that were waiting for them
@@ -133,7 +161,7 @@ class GroundTruth:
                 cls[has] = self.pending.codes.classes_of(text[has])
         self.pending.add(batch.model, batch.version, ids, batch.row_time_ns,
                          pred if pred is not None else np.full(n, np.nan), cls,
-                         prob if prob is not None else np.full(n, np.nan))
+                         prob if prob is not None else np.full(n, np.nan), class_columns(batch.numeric))
         for due in self.pending.take_early(ids[kept]):
             self._count(due, self.pending.join(due, early=False))
 
@@ -173,6 +201,9 @@ class GroundTruth:
                     names = self._predicted(cls[c], pred[c], prob[c], positive)
                     pos = positive or conventional_positive(np.unique(np.concatenate([truth, names])).tolist())
                     prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
+                    by_class = self.pending.codes.prob_classes.get(code)
+                    if by_class and "probs" in rows:  # a multiclass model's probabilities: realized AUC, log loss
+                        prof.add_class_outcomes(by_class, rows["probs"][c, :len(by_class)].astype(np.float64), truth)
                 r = sel & ~classified
                 if r.any():
                     prof.add_regressed(value[r], pred[r], delays[r])

@@ -32,14 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from otel_ml.decode.batch import LabelBatch
-from otel_ml.labels.segments import EARLY, PRED, RowCodes, Segment, SegmentFiles
+from otel_ml.labels.segments import EARLY, PRED, RowCodes, Segment, SegmentFiles, concat_rows
 from otel_ml.sealed import Loss
 
 log = logging.getLogger(__name__)
 
 SEAL_ROWS = 262_144
 """Rows kept in memory at most before they are written as a segment (also written at every checkpoint)."""
-COLUMNS = PRED.names
 
 
 @dataclass(frozen=True)
@@ -144,18 +143,22 @@ class PendingPredictions:
 
     # --- predictions -------------------------------------------------------------------------------------
     def add(self, model: str, version: str, ids: np.ndarray, time_ns: np.ndarray, pred: np.ndarray, cls: np.ndarray,
-            prob: np.ndarray) -> int:
+            prob: np.ndarray, by_class: tuple[list[str], np.ndarray] | None = None) -> int:
         """Keep predictions (rows with a kept id); returns how many. Labels waiting for them are then due:
-        ``take_early`` returns them."""
+        ``take_early`` returns them. ``by_class``: a multiclass model's classes and (rows × classes) probabilities."""
         keep = self.keep(ids)
         n = int(keep.sum())
         if not n:
             return 0
         if not keep.all():
             ids, time_ns, pred, cls, prob = ids[keep], time_ns[keep], pred[keep], cls[keep], prob[keep]
+            by_class = (by_class[0], by_class[1][keep]) if by_class is not None else None
         self.observe(model, int(time_ns.max()))
-        rows = {"id": ids, "key": np.full(n, self.codes.key(model, version), np.uint32), "time": time_ns,
+        code = self.codes.key(model, version)
+        rows = {"id": ids, "key": np.full(n, code, np.uint32), "time": time_ns,
                 "pred": pred, "cls": cls, "prob": prob.astype(np.float32)}
+        if by_class is not None:
+            rows["probs"] = self.codes.probability_columns(code, *by_class)
         start = self._buf_rows
         self._buf.append(rows)
         self._buf_index.update(zip(ids.tolist(), range(start, start + n)))
@@ -178,7 +181,9 @@ class PendingPredictions:
     def waiting(self) -> dict[str, tuple[int, int]]:
         """Rows and bytes waiting, per kind (``predictions``, ``labels``): what the gauges export."""
         p, e = self.pending_rows(), self.early_rows()
-        return {"predictions": (p, p * PRED.itemsize), "labels": (e, e * EARLY.itemsize)}
+        probs = sum(b["probs"].nbytes for b in self._buf if "probs" in b) + sum(
+            s.n * 4 * s.width for s in self.segments if s.kind == "pred")  # a multiclass model's class probabilities
+        return {"predictions": (p, p * PRED.itemsize + probs), "labels": (e, e * EARLY.itemsize)}
 
     # --- early labels --------------------------------------------------------------------------------------
     def _add_early(self, lb: LabelBatch, mask: np.ndarray) -> None:
@@ -303,14 +308,14 @@ class PendingPredictions:
                 seg.flags[at] = True
                 seg.dirty = True
                 status[which] = 1
-                parts.append((which, {c: np.asarray(seg.cols[c][at]) for c in COLUMNS}))
+                parts.append((which, {c: np.asarray(v[at]) for c, v in seg.cols.items()}))
         for code, reason in ((-1, "duplicate"), (-2, "expired"), (-3, "evicted"), (-4, "lost")):
             k = int((status == code).sum())
             if k:
                 out.unmatched[reason] = out.unmatched.get(reason, 0) + k
         if parts:
             idx = np.concatenate([w for w, _ in parts])
-            rows = {c: np.concatenate([r[c] for _, r in parts]) for c in COLUMNS}
+            rows = concat_rows([r for _, r in parts])
             out.matched.append((labels, Matched(idx, rows)))
         waiting = status == 0
         if waiting.any():
@@ -337,18 +342,21 @@ class PendingPredictions:
         """Rows at buffer positions ``at`` (in that order), gathered chunk by chunk."""
         starts = np.cumsum([0] + [len(b["id"]) for b in self._buf])
         chunk = np.searchsorted(starts, at, side="right") - 1
-        out = {c: np.empty(len(at), PRED[c]) for c in COLUMNS}
+        parts, order = [], []
         for k in np.unique(chunk).tolist():
-            sel = chunk == k
-            for c in COLUMNS:
-                out[c][sel] = self._buf[k][c][at[sel] - starts[k]]
-        return out
+            sel = np.flatnonzero(chunk == k)
+            parts.append({c: v[at[sel] - starts[k]] for c, v in self._buf[k].items()})
+            order.append(sel)
+        out = concat_rows(parts)
+        back = np.empty(len(at), np.int64)
+        back[np.concatenate(order)] = np.arange(len(at))
+        return {c: v[back] for c, v in out.items()}
 
     # --- segments -----------------------------------------------------------------------------------------
     def seal(self) -> None:
         """Write the rows in memory as sorted segments (at most ``cap`` rows each), then keep the bounds."""
         if self._buf_rows:
-            cols = {c: np.concatenate([b[c] for b in self._buf]) for c in COLUMNS}
+            cols = concat_rows(self._buf)
             labeled = np.zeros(self._buf_rows, bool)
             labeled[:len(self._buf_labeled)] = np.asarray(self._buf_labeled, bool)
             for lo in range(0, self._buf_rows, self.cap):  # in arrival order: the oldest rows first
@@ -416,7 +424,7 @@ class PendingPredictions:
         self.dir.mkdir(parents=True, exist_ok=True)
         segments = self.files.describe()
         return {"format": 2, "next": self.files.next, "clocks": self.clocks, "keys": self.codes.keys,
-                "classes": self.codes.classes, "segments": segments}
+                "classes": self.codes.classes, "prob_classes": self.codes.prob_classes, "segments": segments}
 
     def committed(self, state: dict) -> None:
         """After the checkpoint with ``state`` is written: delete files it no longer names."""
@@ -425,7 +433,7 @@ class PendingPredictions:
     def restore(self, state: dict, quarantine_dir: Path | None = None) -> list[Loss]:
         """Open what a checkpoint named, verifying each file; delete everything else in the directory. Returns
         what could not be used (each damaged file moved to ``quarantine_dir``, when given)."""
-        self.codes = RowCodes(state.get("keys", []), state.get("classes", []))
+        self.codes = RowCodes(state.get("keys", []), state.get("classes", []), state.get("prob_classes", {}))
         # No clock beyond the skew limit: a checkpoint from before per-model clocks may hold one poisoned by a
         # label stamped years ahead (its one clock then applies to every model, bounded).
         limit = time.time_ns() + self.max_skew_ns

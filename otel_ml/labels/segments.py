@@ -35,6 +35,43 @@ EARLY = np.dtype([("id", "<u8"), ("key", "<u4"), ("value", "<f8"), ("label", "<i
 GONE = np.dtype([("id", "<u8")])
 """The id of a prediction that left (8 bytes)."""
 DTYPES = {"pred": PRED, "early": EARLY, "gone": GONE}
+
+
+def pred_dtype(width: int) -> np.dtype:
+    """A waiting prediction's row: ``PRED`` and, for a multiclass model that sends them, its probability of each
+    of ``width`` classes (4 bytes each; the classes are ``RowCodes.prob_classes`` of its key, NaN: not given).
+
+    >>> pred_dtype(0) is PRED, pred_dtype(3).itemsize
+    (True, 48)
+    """
+    return PRED if not width else np.dtype([*PRED.descr, ("probs", "<f4", (width,))])
+
+
+def width_of(cols: dict[str, np.ndarray]) -> int:
+    probs = cols.get("probs")
+    return probs.shape[1] if probs is not None and probs.ndim == 2 else 0
+
+
+def concat_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Prediction rows of several parts as one: ``probs`` widened with NaN to the widest part's.
+
+    >>> a = {"id": np.array([1], np.uint64)}
+    >>> b = {"id": np.array([2], np.uint64), "probs": np.array([[0.5, 0.5]], np.float32)}
+    >>> concat_rows([a, b])["probs"].tolist()
+    [[nan, nan], [0.5, 0.5]]
+    """
+    width = max(width_of(p) for p in parts)
+    out = {c: np.concatenate([np.asarray(p[c]) for p in parts]) for c in parts[0] if c != "probs"}
+    if width:
+        probs = np.full((len(out["id"]), width), np.nan, np.float32)
+        at = 0
+        for p in parts:
+            n, w = len(p["id"]), width_of(p)
+            if w:
+                probs[at:at + n, :w] = p["probs"]
+            at += n
+        out["probs"] = probs
+    return out
 MAX_CLASSES = 4096
 OTHER_CLASS_CODE = -2
 WHAT = {"pred": "waiting predictions", "early": "early labels", "gone": "ids of predictions that left"}
@@ -50,11 +87,27 @@ class RowCodes:
     ['b', '', '(other)']
     """
 
-    def __init__(self, keys: list | None = None, classes: list[str] | None = None) -> None:
+    def __init__(self, keys: list | None = None, classes: list[str] | None = None,
+                 prob_classes: dict | None = None) -> None:
         self.keys: list[tuple[str, str]] = [(str(m), str(v)) for m, v in keys or []]
         self._key = {k: i for i, k in enumerate(self.keys)}
         self.classes: list[str] = list(classes or [])
         self._class = {c: i for i, c in enumerate(self.classes)}
+        self.prob_classes: dict[int, list[str]] = {int(k): list(v) for k, v in (prob_classes or {}).items()}
+        """Key code → the classes whose probabilities its rows hold (``probs``), in column order."""
+
+    def probability_columns(self, key: int, classes: list[str], p: np.ndarray, cap: int = 64) -> np.ndarray:
+        """A batch's class probabilities (``classes``: its columns) in the column order of ``key``'s rows, new
+        classes appended (at most ``cap``; further ones are not kept)."""
+        known = self.prob_classes.setdefault(key, [])
+        for c in classes:
+            if c not in known and len(known) < cap:
+                known.append(c)
+        out = np.full((len(p), len(known)), np.nan, np.float32)
+        for j, c in enumerate(classes):
+            if c in known:
+                out[:, known.index(c)] = p[:, j]
+        return out
 
     def key(self, model: str, version: str) -> int:
         code = self._key.get((model, version))
@@ -98,6 +151,8 @@ class Segment:
     flags_crc: int = 0
     dirty: bool = False
     reason: str = ""
+    width: int = 0
+    """Prediction segments: class probabilities per row (``pred_dtype``)."""
     newest: int = 0
     models: dict[str, int] = field(default_factory=dict)
     """Per model of its rows, their newest event time (gone segments: that model's clock when they left): a
@@ -109,7 +164,7 @@ class Segment:
 
 
 def _write_columns(path: Path, cols: dict[str, np.ndarray], dtype: np.dtype) -> int:
-    parts = [np.ascontiguousarray(cols[name]).astype(dtype[name], copy=False).tobytes() for name in dtype.names]
+    parts = [np.ascontiguousarray(cols[name]).astype(dtype[name].base, copy=False).tobytes() for name in dtype.names]
     write_sealed(path, parts)
     crc = 0
     for part in parts:
@@ -119,12 +174,12 @@ def _write_columns(path: Path, cols: dict[str, np.ndarray], dtype: np.dtype) -> 
 
 def _open_columns(path: Path, n: int, dtype: np.dtype) -> dict[str, np.ndarray]:
     if n == 0:
-        return {name: np.empty(0, dtype[name]) for name in dtype.names}
+        return {name: np.empty((0, *dtype[name].shape), dtype[name].base) for name in dtype.names}
     mm = np.memmap(path, dtype=np.uint8, mode="r")
     cols, at = {}, 0
     for name in dtype.names:
-        dt = dtype[name]
-        cols[name] = mm[at:at + n * dt.itemsize].view(dt)
+        dt = dtype[name]  # a subarray field (probs) is a (rows × width) column
+        cols[name] = mm[at:at + n * dt.itemsize].view(dt.base).reshape((n, *dt.shape))
         at += n * dt.itemsize
     return cols
 
@@ -149,9 +204,10 @@ class SegmentFiles:
         n = len(cols["id"])
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{name}.seg"
-        dtype = DTYPES[kind]
+        width = width_of(cols) if kind == "pred" else 0
+        dtype = pred_dtype(width) if kind == "pred" else DTYPES[kind]
         crc = _write_columns(path, cols, dtype)
-        seg = Segment(name, kind, n, _open_columns(path, n, dtype), flags, crc=crc, reason=reason,
+        seg = Segment(name, kind, n, _open_columns(path, n, dtype), flags, crc=crc, reason=reason, width=width,
                       newest=max(models.values(), default=newest), models=models, dirty=bool(flags.any()))
         self.segments.insert(len(self.segments) if at is None else at, seg)
         return seg
@@ -180,7 +236,7 @@ class SegmentFiles:
                         for c in dtype.names}
                 flags = np.zeros(len(cols["id"]), bool)
             else:
-                cols = {c: np.concatenate([np.asarray(a.cols[c]), np.asarray(b.cols[c])]) for c in dtype.names}
+                cols = concat_rows([a.cols, b.cols])
                 flags = np.concatenate([a.flags, b.flags]) if a.kind == "pred" else np.zeros(0, bool)
             order = np.argsort(cols["id"], kind="stable")
             cols = {c: v[order] for c, v in cols.items()}
@@ -201,8 +257,8 @@ class SegmentFiles:
                 write_sealed(self.dir / name, packed)
                 seg.flags_file, seg.flags_crc, seg.dirty = name, zlib.crc32(packed), False
         return [{"name": s.name, "kind": s.kind, "n": s.n, "crc": s.crc, "flags": s.flags_file,
-                 "flags_crc": s.flags_crc, "reason": s.reason, "newest": s.newest, "models": s.models}
-                for s in self.segments]
+                 "flags_crc": s.flags_crc, "reason": s.reason, "newest": s.newest, "models": s.models,
+                 **({"width": s.width} if s.width else {})} for s in self.segments]
 
     def delete_others(self, state: dict) -> None:
         """Delete every file that neither ``state`` (a committed checkpoint) nor the segments in use name."""
@@ -236,7 +292,8 @@ class SegmentFiles:
     def _open(self, s: dict, clock: Callable[[str], int]) -> Loss | None:
         """Open one segment; a Loss (and what is still usable of it) when it is damaged."""
         kind, n = s["kind"], int(s["n"])
-        dtype = DTYPES[kind]
+        width = int(s.get("width", 0)) if kind == "pred" else 0
+        dtype = pred_dtype(width) if kind == "pred" else DTYPES[kind]
         path = self.dir / f"{s['name']}.seg"
         what = WHAT[kind]
         try:
@@ -271,7 +328,7 @@ class SegmentFiles:
                 return Loss("pending_flags", flags_file, n, f"{e.why}: which of {n} waiting predictions were labelled "
                             "is not known; their labels will count as lost (none is applied twice)")
         self.segments.append(Segment(s["name"], kind, n, cols, flags, crc=int(s["crc"]), flags_file=flags_file,
-                                     flags_crc=int(s.get("flags_crc", 0)), reason=s.get("reason", ""),
+                                     flags_crc=int(s.get("flags_crc", 0)), reason=s.get("reason", ""), width=width,
                                      newest=int(s["newest"]), models=dict(s.get("models", {}))))
         return None
 

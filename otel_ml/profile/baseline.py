@@ -159,6 +159,7 @@ def build_baseline(
     target_column: str | None = None,
     probability_column: str | None = None,
     positive_class: str | None = None,
+    class_probability_columns: dict[str, str] | None = None,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -185,8 +186,12 @@ def build_baseline(
         rename[score_column] = semconv.PREDICTION_SCORE_FEATURE
     if probability_column:
         rename[probability_column] = semconv.PREDICTION_PROBABILITY_FEATURE
+    class_probability_columns = dict(class_probability_columns or {})
+    for cls, col in class_probability_columns.items():  # a multiclass model's probability of each class
+        rename[col] = semconv.CLASS_PROBABILITY_COLUMN_PREFIX + cls
     exclude = [*exclude, *([target_column] if target_column else [])]
-    outcome_cols = {c for c in (target_column, prediction_column, probability_column) if c}
+    outcome_cols = {c for c in (target_column, prediction_column, probability_column,
+                                *class_probability_columns.values()) if c}
     outcomes: dict[str, list[np.ndarray]] = {}
     profile = ModelProfile(model, version, sketch)
     kinds: dict[str, str] = {}
@@ -236,13 +241,15 @@ def build_baseline(
     if target_column:
         profile.performance = _reference_performance(
             path, outcomes, target_column, prediction_column, probability_column, positive_class, chunks,
-            hash_key if hash_key is not None and hashes_prediction(list(hash_features)) else None)
+            hash_key if hash_key is not None and hashes_prediction(list(hash_features)) else None,
+            class_probability_columns)
     return profile
 
 
 def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], target: str, prediction: str | None,
                            probability: str | None, positive: str | None, chunks: int,
-                           hash_key: bytes | None = None) -> PerformanceReference:
+                           hash_key: bytes | None = None,
+                           class_probability: dict[str, str] | None = None) -> PerformanceReference:
     """The labelled reference's performance; with ``hash_key``, text classes hashed as the processor hashes live
     predictions and labels (``hash_classes``), so that both compare."""
     def split(col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +268,15 @@ def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], ta
         prob = _as_numeric(np.concatenate(outcomes[probability]))
         if prob is None or (np.isfinite(prob) & ((prob < 0) | (prob > 1))).any():
             raise ValueError(f"{path}: --probability-column {probability!r} must hold numbers in [0, 1]")
+    class_prob = None
+    if class_probability:
+        columns = []
+        for cls, col in sorted(class_probability.items()):
+            p = _as_numeric(np.concatenate(outcomes[col]))
+            if p is None or (np.isfinite(p) & ((p < 0) | (p > 1))).any():
+                raise ValueError(f"{path}: --class-probability-column {cls}={col} must hold numbers in [0, 1]")
+            columns.append(p)
+        class_prob = (sorted(class_probability), np.column_stack(columns))
     if not prediction and not probability:
         raise ValueError("--target-column needs --prediction-column or --probability-column to compare it with")
     if positive is not None:
@@ -272,7 +288,8 @@ def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], ta
         truth_text = hash_classes(truth_text, hash_key)
         pred_text = hash_classes(pred_text, hash_key) if pred_text is not None else None
         positive = str(hash_classes(np.array([positive]), hash_key)[0]) if positive is not None else None
-    return reference_performance(truth_num, truth_text, pred_num, pred_text, prob, positive, chunks=max(chunks, 1))
+    return reference_performance(truth_num, truth_text, pred_num, pred_text, prob, positive, chunks=max(chunks, 1),
+                                 class_prob=class_prob)
 
 
 ID_LIKE = re.compile(r"(^|[_\-. ])(id|uuid|guid|key)$", re.IGNORECASE)

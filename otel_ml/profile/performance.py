@@ -29,10 +29,10 @@ import datasketches as ds
 import numpy as np
 
 from otel_ml.decode.outcomes import number_text
+from otel_ml.profile.class_probabilities import ClassProbabilities, calibrate
+from otel_ml.profile.probability_bins import PROBABILITY_BINS, auc_from_bins, probability_bins
 from otel_ml.profile.sketch import kll_items
 
-PROBABILITY_BINS = 1024
-"""Bins of [0, 1] for probabilities: 0.5 is a bin edge, so the 0.5 threshold is exact."""
 OTHER_CLASS = "(other)"
 """Classes beyond ``max_classes`` are counted under this name."""
 POSITIVE_NAMES = ("1", "true", "yes", "positive", "pos")
@@ -99,10 +99,6 @@ def is_positive(num: np.ndarray | None, text: np.ndarray | None, positive: str) 
     return out
 
 
-def probability_bins(p: np.ndarray) -> np.ndarray:
-    return np.clip((p * PROBABILITY_BINS).astype(np.int64), 0, PROBABILITY_BINS - 1)
-
-
 def _hist(p: np.ndarray) -> np.ndarray:
     return np.bincount(probability_bins(p), minlength=PROBABILITY_BINS).astype(np.int64)
 
@@ -167,6 +163,8 @@ class PerformanceProfile:
         self.sums = dict.fromkeys(self.SUMS, 0.0)
         self._residuals: ds.kll_doubles_sketch | None = None
         self._delays: ds.kll_doubles_sketch | None = None
+        self.multiclass: ClassProbabilities | None = None
+        """Per-class probabilities of a multiclass model (``ml.prediction.probability.<class>``), on first use."""
 
     # --- update -------------------------------------------------------------------------------------------
     def add_predictions(self, with_id: int, probabilities: np.ndarray | None = None,
@@ -183,6 +181,21 @@ class PerformanceProfile:
                     pp = predicted_positive[ok]
                     self._add_bins("prob_pred_pos", _hist(p[pp == 1.0]))
                     self._add_bins("prob_pred_neg", _hist(p[pp == 0.0]))
+
+    def _class_probabilities(self) -> ClassProbabilities:
+        if self.multiclass is None:
+            self.multiclass = ClassProbabilities(self.max_classes)
+        return self.multiclass
+
+    def add_class_probabilities(self, classes: list[str], p: np.ndarray, q: np.ndarray, predicted: np.ndarray) -> None:
+        """Predictions of a multiclass model: each class's raw and calibrated probability, the predicted class
+        (multiclass label-free estimates; ``ClassProbabilities.add_predictions``)."""
+        self._class_probabilities().add_predictions(classes, p, q, predicted)
+
+    def add_class_outcomes(self, classes: list[str], p: np.ndarray, truth: np.ndarray) -> None:
+        """Labelled predictions of a multiclass model: each class's probability and the true class (realized
+        one-vs-rest ROC AUC and log loss)."""
+        self._class_probabilities().add_labelled(classes, p, truth)
 
     def _classes(self, names: np.ndarray) -> np.ndarray:
         known = {t for pair in self.confusion for t in pair}
@@ -266,6 +279,8 @@ class PerformanceProfile:
             self._add_bins(name, counts)
         for k, v in other.sums.items():
             self.sums[k] += v
+        if other.multiclass is not None:
+            self._class_probabilities().merge(other.multiclass)
         for name in ("_residuals", "_delays"):
             theirs = getattr(other, name)
             if theirs is not None:
@@ -276,7 +291,7 @@ class PerformanceProfile:
     # --- read ---------------------------------------------------------------------------------------------
     @property
     def task(self) -> str | None:
-        if self.confusion:
+        if self.confusion or (self.multiclass is not None and self.multiclass.n_est):
             return CLASSIFICATION
         if self.sums["n_reg"]:
             return REGRESSION
@@ -314,6 +329,8 @@ class PerformanceProfile:
             auc = self.roc_auc()
             if auc is not None:
                 out["roc_auc"] = auc[0], auc[1], float(self.prob_pos.sum() + self.prob_neg.sum())
+            elif self.multiclass is not None and self.multiclass.labelled:  # one-vs-rest, macro; log loss
+                out.update(self.multiclass.realized())
             s = self.sums
             n = s["n_prob"]
             if n:
@@ -332,11 +349,21 @@ class PerformanceProfile:
             fn = sum(n for (t, p), n in self.confusion.items() if t == c and p != c)
             out[c] = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
                       "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
+        for c, (auc, _, _) in (self.multiclass.per_class_auc() if self.multiclass is not None else {}).items():
+            out.setdefault(c, {})["roc_auc"] = auc
         return out
 
     def roc_auc(self) -> tuple[float, float, float] | None:
-        """(ROC AUC, Hanley–McNeil standard error, bound on the binning error), None without both classes."""
+        """(ROC AUC, Hanley–McNeil standard error, bound on the binning error) of a binary classifier, None without
+        both classes."""
         return auc_from_bins(self.prob_pos, self.prob_neg)
+
+    def auc_bound(self) -> float:
+        """How far the realized ROC AUC (binary, or multiclass macro) may be from the unbinned scores'."""
+        auc = self.roc_auc()
+        if auc is not None:
+            return auc[2]
+        return self.multiclass.auc_bound() if self.multiclass is not None else math.nan
 
     # --- state --------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -349,6 +376,8 @@ class PerformanceProfile:
             s = getattr(self, "_" + name)
             if s is not None:
                 d[name] = base64.b64encode(s.serialize()).decode("ascii")
+        if self.multiclass is not None:
+            d["multiclass"] = self.multiclass.to_dict()
         return d
 
     @classmethod
@@ -361,6 +390,8 @@ class PerformanceProfile:
         for name in ("residuals", "delays"):
             if name in d:
                 setattr(p, "_" + name, ds.kll_doubles_sketch.deserialize(base64.b64decode(d[name])))
+        if "multiclass" in d:
+            p.multiclass = ClassProbabilities.from_dict(d["multiclass"])
         return p
 
     def residual_items(self) -> tuple[np.ndarray, np.ndarray]:
@@ -465,27 +496,6 @@ def _r2_se(s: dict[str, float], n: float) -> float:
     return math.sqrt(var) if var > 0 else math.nan
 
 
-def auc_from_bins(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float, float] | None:
-    """ROC AUC of binned scores: (value, Hanley–McNeil standard error, binning bound).
-
-    Pairs in different bins are ordered exactly; pairs sharing a bin count ½ (their order is not kept), so the
-    true AUC of the unbinned scores is within ``bound`` = ½ · Σ_b pos_b · neg_b / (P · N) of the value.
-
-    >>> auc, se, bound = auc_from_bins(np.array([0, 1, 3]), np.array([2, 1, 0]))
-    >>> round(auc, 4), round(bound, 4)
-    (0.9583, 0.0417)
-    """
-    npos, nneg = float(pos.sum()), float(neg.sum())
-    if not npos or not nneg:
-        return None
-    below = np.cumsum(neg) - neg  # negatives strictly below each bin
-    same = (pos * neg).sum()
-    auc = float((pos * below).sum() + 0.5 * same) / (npos * nneg)
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (npos - 1) * (q1 - auc * auc) + (nneg - 1) * (q2 - auc * auc)) / (npos * nneg)
-    return auc, math.sqrt(max(var, 0.0)), float(0.5 * same / (npos * nneg))
-
-
 def isotonic_calibration(p: np.ndarray, y: np.ndarray, max_knots: int = 512) -> tuple[list[float], list[float]]:
     """P(y = 1 | p) as a non-decreasing step map (pool-adjacent-violators on the sorted scores), as knots for
     ``np.interp``: what NannyML's CBPE calibrates with (isotonic regression), small enough for a baseline file.
@@ -528,24 +538,34 @@ class PerformanceReference:
     chunk_std: dict[str, float] = field(default_factory=dict)
     calibration: tuple[list[float], list[float]] | None = None
     positive_class: str | None = None
+    class_calibration: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    """A multiclass model's isotonic map per class (its probability against "the true class is it"): what the
+    processor calibrates each prediction's class probabilities with at ingest (``class_probabilities.calibrate``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile.to_dict(), "chunk_std": self.chunk_std,
                 **({"calibration": {"x": self.calibration[0], "y": self.calibration[1]}} if self.calibration else {}),
-                **({"positive_class": self.positive_class} if self.positive_class else {})}
+                **({"positive_class": self.positive_class} if self.positive_class else {}),
+                **({"class_calibration": {c: {"x": x, "y": y} for c, (x, y) in self.class_calibration.items()}}
+                   if self.class_calibration else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PerformanceReference:
         cal = d.get("calibration")
         return cls(PerformanceProfile.from_dict(d["profile"]), {k: float(v) for k, v in d.get("chunk_std", {}).items()},
-                   (list(cal["x"]), list(cal["y"])) if cal else None, d.get("positive_class"))
+                   (list(cal["x"]), list(cal["y"])) if cal else None, d.get("positive_class"),
+                   {str(c): ([float(v) for v in m["x"]], [float(v) for v in m["y"]])
+                    for c, m in d.get("class_calibration", {}).items()})
 
 
 def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np.ndarray | None,
                      pred_text: np.ndarray | None, prob: np.ndarray | None, positive: str | None,
-                     threshold: float = 0.5, max_classes: int = 32) -> PerformanceProfile:
+                     threshold: float = 0.5, max_classes: int = 32,
+                     class_prob: tuple[list[str], np.ndarray] | None = None,
+                     class_calibration: dict[str, tuple[list[float], list[float]]] | None = None) -> PerformanceProfile:
     """The performance of labelled rows given as columns (a baseline's): classification when the prediction
-    or the target is text, or a probability is given; regression otherwise."""
+    or the target is text, or a probability is given; regression otherwise. ``class_prob``: a multiclass
+    model's (classes, rows × classes probabilities), calibrated for the estimates with ``class_calibration``."""
     n = len(truth_num)
     prof = PerformanceProfile(max_classes)
     predicted_positive = None
@@ -553,7 +573,15 @@ def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np
         predicted_positive = is_positive(pred_num, pred_text, positive)
     prof.add_predictions(n, prob, predicted_positive)
     has_text = (pred_text is not None and (pred_text != "").any()) or (truth_text != "").any()
-    if has_text or prob is not None:
+    if class_prob is not None:
+        predicted_names = class_names(pred_num if pred_num is not None else np.full(n, np.nan),
+                                      pred_text if pred_text is not None else np.full(n, ""))
+        classes, p = class_prob
+        prof.add_class_probabilities(classes, p, calibrate(p, classes, class_calibration or {}), predicted_names)
+        truth = class_names(truth_num, truth_text)
+        labelled = truth != ""
+        prof.add_class_outcomes(classes, p[labelled], truth[labelled])
+    if has_text or prob is not None or class_prob is not None:
         truth = class_names(truth_num, truth_text)
         if pred_text is not None or pred_num is not None:
             predicted = class_names(pred_num if pred_num is not None else np.full(n, np.nan),
@@ -574,18 +602,29 @@ def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np
 
 def reference_performance(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np.ndarray | None,
                           pred_text: np.ndarray | None, prob: np.ndarray | None, positive: str | None = None,
-                          threshold: float = 0.5, chunks: int = 10) -> PerformanceReference:
+                          threshold: float = 0.5, chunks: int = 10,
+                          class_prob: tuple[list[str], np.ndarray] | None = None) -> PerformanceReference:
     """A baseline's ``PerformanceReference``: every labelled row, each metric's spread over ``chunks``
-    consecutive parts, and (with probabilities) the isotonic calibration map."""
-    if positive is None:
+    consecutive parts, and (with probabilities) the isotonic calibration map (a multiclass model's
+    ``class_prob``: one per class)."""
+    if positive is None and class_prob is None:
         positive = conventional_positive(np.unique(class_names(truth_num, truth_text)).tolist())
-    whole = outcomes_profile(truth_num, truth_text, pred_num, pred_text, prob, positive, threshold)
+    class_calibration = {}
+    if class_prob is not None:
+        truth = class_names(truth_num, truth_text)
+        for j, c in enumerate(class_prob[0]):
+            ok = np.isfinite(class_prob[1][:, j]) & (truth != "")
+            class_calibration[c] = isotonic_calibration(class_prob[1][ok, j], (truth[ok] == c).astype(float))
+    whole = outcomes_profile(truth_num, truth_text, pred_num, pred_text, prob, positive, threshold,
+                             class_prob=class_prob, class_calibration=class_calibration)
     per_chunk: dict[str, list[float]] = {}
     n = len(truth_num)
     for part in np.array_split(np.arange(n), chunks) if chunks > 1 and n >= chunks else []:
         prof = outcomes_profile(truth_num[part], truth_text[part], None if pred_num is None else pred_num[part],
                                 None if pred_text is None else pred_text[part], None if prob is None else prob[part],
-                                positive, threshold)
+                                positive, threshold,
+                                class_prob=None if class_prob is None else (class_prob[0], class_prob[1][part]),
+                                class_calibration=class_calibration)
         for name, (value, _, _) in prof.metrics(positive).items():
             per_chunk.setdefault(name, []).append(value)
     calibration = None
@@ -594,4 +633,4 @@ def reference_performance(truth_num: np.ndarray, truth_text: np.ndarray, pred_nu
         ok = np.isfinite(prob)
         calibration = isotonic_calibration(prob[ok], y[ok].astype(float))
     return PerformanceReference(whole, {k: float(np.nanstd(v)) for k, v in per_chunk.items() if len(v) > 1},
-                                calibration, positive)
+                                calibration, positive, class_calibration)

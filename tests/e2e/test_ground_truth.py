@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from sklearn import metrics as skm
@@ -284,3 +285,105 @@ def test_a_wrapped_model_names_its_predictions_and_labels_join_them(serve_factor
                                if s.value > 0], what="the error ratio with the failed call")
     assert errors[0].value == pytest.approx(10 / 310, rel=1e-5)
     provider.shutdown()
+
+
+def test_a_multiclass_model_gets_realized_auc_log_loss_and_label_free_estimates(tmp_path: Path,
+                                                                              serve_factory) -> None:
+    """Issue 32: per-class probabilities (ml.prediction.probability.<class>) from a wrapped scikit-learn model
+    through the SDK; a labelled baseline built with --class-probability-column; a kill -9 while predictions wait
+    for labels. Realized one-vs-rest ROC AUC and log loss equal scikit-learn's on the same rows (probabilities
+    on a 0.01 grid: no two differ within one of the 1,024 bins, so the binned AUC is exact); before any label the
+    multiclass estimates are exported, and they flag the accuracy drop a shift of the inputs causes."""
+    from sklearn.linear_model import LogisticRegression
+
+    from otel_ml.instrument import ModelMonitor
+
+    rng = np.random.default_rng(5)
+    classes = np.array(["bronze", "gold", "silver"])
+
+    def data(n: int, near_boundaries: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 3, 20 * n)
+        x = np.column_stack([y + rng.normal(0, 0.8, 20 * n), rng.normal(0, 1, 20 * n)])
+        # A covariate shift (P(class | x) unchanged): rows near the classes' boundaries, where the model is unsure
+        keep = np.flatnonzero((np.abs(x[:, 0] - 0.5) < 0.25) | (np.abs(x[:, 0] - 1.5) < 0.25) if near_boundaries
+                              else np.ones(len(y), bool))[:n]
+        return x[keep], classes[y[keep]]
+
+    x_ref, y_ref = data(4000)
+    model = LogisticRegression().fit(x_ref, y_ref)
+
+    def on_grid(x: np.ndarray) -> np.ndarray:  # probabilities on a 0.01 grid that still sum to 1
+        first = np.floor(model.predict_proba(x)[:, :2] * 100) / 100
+        return np.column_stack([first, np.round(1 - first.sum(axis=1), 2)])
+
+    p_ref = on_grid(x_ref)
+    ref_csv = tmp_path / "reference.csv"
+    ref_csv.write_text("a,b,pred,y,p_bronze,p_gold,p_silver\n" + "".join(
+        f"{a},{b},{model.classes_[np.argmax(p)]},{t},{p[0]},{p[1]},{p[2]}\n"
+        for (a, b), p, t in zip(x_ref, p_ref, y_ref)))
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "tiers", "--input",
+                          str(ref_csv), "--prediction-column", "pred", "--target-column", "y",
+                          *[f"--class-probability-column={c}=p_{c}" for c in classes],
+                          "--output", str(baselines / "tiers.json")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+    class Rounded:  # the model's probabilities on a 0.01 grid (see the docstring)
+        classes_ = model.classes_
+
+        def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+            return on_grid(np.asarray(x, dtype=float))
+
+    args = ("--window", "60", "--horizon", "600", "--baseline-dir", str(baselines))
+    sp = serve_factory(*args)
+    provider = sdk_provider(sp)
+    monitor = ModelMonitor("tiers", tracer_provider=provider)
+    x_cur, y_cur = data(1500, near_boundaries=True)
+    ids = [f"c-{i}" for i in range(len(x_cur))]
+    frame = pd.DataFrame({"a": x_cur[:, 0], "b": x_cur[:, 1], "id": ids})
+    wrapped = monitor.wrap(Rounded(), prediction_id="id")  # the id column is taken out before the model sees it
+    p_cur = np.concatenate([wrapped.predict_proba(frame.iloc[k:k + 500]) for k in range(0, len(frame), 500)])
+    provider.force_flush()
+
+    def estimated() -> dict[str, float]:
+        got = {s.labels["ml_performance_metric"]: s.value
+               for s in select(sp.scrape(), "ml_performance_estimated", ml_model_name="tiers")}
+        return got if len(got) == 5 else {}
+
+    est = wait_for(estimated, timeout=40, what="the multiclass estimates")
+    assert 0.3 < est["accuracy"] < 0.9 and 0.5 < est["roc_auc"] < 1.0
+    degraded = wait_for(lambda: {s.labels["ml_performance_metric"] for s in select(
+        sp.scrape(), "ml_performance_estimated_degraded", ml_model_name="tiers") if s.value == 1.0},
+        timeout=40, what="an estimated degradation")
+    assert "accuracy" in degraded
+    time.sleep(1.5)  # a checkpoint has run: the waiting predictions are in segment files (journal covers the rest)
+    sp.proc.kill()
+    sp.proc.wait()
+    sp = serve_factory(*args, state_dir=sp.state_dir)
+    provider2 = sdk_provider(sp)
+    ModelMonitor("tiers", tracer_provider=provider2).record_ground_truth_batch(ids, list(y_cur))
+    provider2.force_flush()
+    want_auc = skm.roc_auc_score(y_cur, p_cur, multi_class="ovr", labels=model.classes_)
+    want_ll = skm.log_loss(y_cur, p_cur, labels=model.classes_)
+
+    def realized() -> dict[str, float]:  # the model's series (per-class ones carry ml_class)
+        got = {s.labels["ml_performance_metric"]: s.value
+               for s in select(sp.scrape(), "ml_performance", ml_model_name="tiers") if "ml_class" not in s.labels}
+        return got if got.get("roc_auc") == pytest.approx(want_auc, abs=1e-6) else {}
+
+    got = wait_for(realized, timeout=40, what="realized AUC over all 1,500 labels")
+    assert got["log_loss"] == pytest.approx(want_ll, rel=1e-5)
+    pred = model.classes_[np.argmax(p_cur, axis=1)]
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y_cur, pred), abs=1e-6)
+    doc = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models/tiers/versions/_"
+                                            "/performance", timeout=10).read())
+    auc = next(m for m in doc["performance"]["metrics"] if m["metric"] == "roc_auc")
+    assert auc["realized"]["value"] == pytest.approx(want_auc, abs=1e-6) and auc["reference"]["value"] > 0.8
+    for j, c in enumerate(model.classes_):  # one-vs-rest, per class
+        assert doc["performance"]["per_class"][c]["roc_auc"] == pytest.approx(
+            skm.roc_auc_score(y_cur == c, p_cur[:, j]), abs=1e-9)
+    auc_series = select(sp.scrape(), "ml_performance", ml_model_name="tiers", ml_performance_metric="roc_auc")
+    per_class = {s.labels["ml_class"]: s.value for s in auc_series if "ml_class" in s.labels}
+    assert per_class == pytest.approx({c: skm.roc_auc_score(y_cur == c, p_cur[:, j])
+                                       for j, c in enumerate(model.classes_)}, abs=1e-5)

@@ -134,6 +134,10 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
     keys = [f"ml.feature.{name}" for name in names]
     if draw(st.integers(0, 3)) == 0:  # the model output beside, or colliding with, a feature
         keys = ["ml.feature.a", "ml.prediction", *draw(st.lists(st.just("ml.feature.prediction"), max_size=1))]
+    if draw(st.integers(0, 3)) == 0:  # per-class probabilities, sometimes repeated or colliding with a feature
+        keys += draw(st.lists(st.sampled_from(["ml.prediction.probability.a", "ml.prediction.probability.b",
+                                               "ml.prediction.probability.", "ml.feature.prediction.probability.a"]),
+                              max_size=3))
     if draw(st.integers(0, 2)) == 0:  # ids and labels: whole ids (longer ones rejected), valid labels or a rejection
         keys += draw(st.lists(st.sampled_from(["ml.prediction.id", "ml.ground_truth"]), max_size=2, unique=True))
     for key in keys:
@@ -150,7 +154,8 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
 
 span_attrs = st.one_of(spans, batch_span(),
                        st.lists(st.tuples(st.sampled_from(["ml.feature.a", "ml.feature.b", "ml.prediction",
-                                                           "ml.prediction.id", "ml.ground_truth"]),
+                                                           "ml.prediction.id", "ml.ground_truth",
+                                                           "ml.prediction.probability.x"]),
                                           scalars), max_size=5).map(
                            lambda kv: [("ml.model.name", AnyValue(string_value="m")), *kv]))
 
@@ -311,7 +316,7 @@ def test_a_batch_span_naming_a_column_twice_is_rejected_by_both_decoders() -> No
 
 
 def test_a_feature_named_prediction_is_rejected_not_merged_with_the_model_output() -> None:
-    for feature in ("prediction", "prediction.score"):
+    for feature in ("prediction", "prediction.score", "prediction.probability.cat"):
         alone = MODEL + END + ld(9, kv(f"ml.feature.{feature}", tag(3, 0) + varint(1)))
         beside_output = alone + ld(9, kv("ml." + feature, tag(3, 0) + varint(0)))
         for span in (alone, beside_output):

@@ -257,3 +257,45 @@ def test_a_performance_horizon_of_one_window_reads_one_window(tmp_path: Path) ->
         gt.on_labels(labels("m", ids, np.ones(5), T0 + hour * HOUR + HOUR // 2))
     cur = gt.current("m", "1")
     assert cur is not None and cur.labeled == 10  # hours 1 and 2, not 0
+
+
+def test_multiclass_probabilities_wait_with_their_predictions_across_seals_merges_and_restarts(tmp_path: Path) -> None:
+    """Issue 32: a multiclass model's class probabilities wait in the pending store beside a binary model's rows
+    (segments of different widths, merged), a class first seen later (older rows: NaN for it), a checkpoint and
+    a restore; realized one-vs-rest AUC and log loss equal scikit-learn's on the labelled rows."""
+    import json
+
+    rng = np.random.default_rng(3)
+    classes = ["a", "b", "c"]
+    n = 900
+    y = np.array(classes)[rng.integers(0, 3, n)]
+    p = np.round(rng.dirichlet([2, 2, 2], n), 3)
+    p[:, 2] = 1 - p[:, 0] - p[:, 1]
+    ids = [f"m-{i}" for i in range(n)]
+    now = time.time_ns()
+    gt = GroundTruth(str(tmp_path / "pending"), LabelsConfig(max_pending=30_000), PerformanceConfig())
+    for k in range(0, n, 150):
+        sl = slice(k, k + 150)
+        given = classes if k >= 300 else classes[:2]  # "c" is sent from row 300 on
+        numeric = {f"prediction.probability.{c}": p[sl, j] for j, c in enumerate(classes) if c in given}
+        gt.on_predictions(ColumnarBatch("mc", "", 150, np.full(150, now), np.ones(150), numeric=numeric,
+                                        categorical={"prediction": np.array(classes)[p[sl].argmax(axis=1)]},
+                                        prediction_id=id_hash("mc", np.array(ids[sl]))))
+        gt.on_predictions(predictions("bin", [f"b-{k}-{i}" for i in range(50)], now, np.ones(50), np.full(50, .7)))
+        gt.pending.seal()  # one segment per batch, merged with its neighbours as they fit
+    state = json.loads(json.dumps(gt.state()))
+    upserts, _ = gt.take_changes()
+    again = GroundTruth(str(tmp_path / "pending"), LabelsConfig(max_pending=30_000), PerformanceConfig())
+    assert again.restore(state, upserts) == []
+    again.on_labels(LabelBatch("mc", "", id_hash("mc", np.array(ids)), np.full(n, np.nan), y, np.full(n, now)))
+    got = again.current("mc", "").metrics()
+    per_class = again.current("mc", "").per_class()
+    for j, c in enumerate(classes):  # each class's AUC counts the rows that gave its probability
+        rows = slice(300, n) if c == "c" else slice(0, n)
+        assert per_class[c]["roc_auc"] == pytest.approx(skm.roc_auc_score(y[rows] == c, p[rows, j]), abs=1e-12)
+    assert got["roc_auc"][0] == pytest.approx(np.mean([per_class[c]["roc_auc"] for c in classes]))
+    given_sum = np.where(np.arange(n)[:, None] < 300, p * [1, 1, 0], p).sum(axis=1)
+    truth_p = p[np.arange(n), [classes.index(t) for t in y]] * ((np.arange(n) >= 300) | (y != "c"))
+    want = np.mean(-np.log(np.clip(truth_p / given_sum, np.finfo(float).eps, 1 - np.finfo(float).eps)))
+    assert got["log_loss"][0] == pytest.approx(want, rel=1e-6)
+    assert any(s.width == 3 for s in again.pending.segments if s.kind == "pred")
