@@ -249,6 +249,8 @@ def _validate(cfg: ServiceConfig) -> None:
     need(cfg.performance.max_classes >= 2, "performance.max_classes", ">= 2", cfg.performance.max_classes)
     need(cfg.performance.alternative in ALTERNATIVES, "performance.alternative", f"one of {', '.join(ALTERNATIVES)}",
          cfg.performance.alternative)
+    need(0 < cfg.performance.loss_sample_ratio <= 1, "performance.loss_sample_ratio", "in (0, 1]",
+         cfg.performance.loss_sample_ratio)
     need(8 <= cfg.sketch.kll_k <= 65_535, "sketch.kll_k", "in [8, 65535] (DataSketches' KLL)", cfg.sketch.kll_k)
     need(3 <= cfg.sketch.frequent_items_lg_max_map_size <= 26, "sketch.frequent_items_lg_max_map_size",
          "in [3, 26]", cfg.sketch.frequent_items_lg_max_map_size)

@@ -50,6 +50,9 @@ class PerformanceConfig:
     alternative: str = "worse"
     """``worse``: a metric is degraded when it is significantly worse than the reference; ``either``: when it
     moved significantly either way (a regressor's errors that shrank are a change in the data too)."""
+    loss_sample_ratio: float = 1.0
+    """Share of a regressor's predictions whose expected loss is computed at ingest (its label-free estimates);
+    every ``1/ratio``-th row of a batch. Lower it if the loss models cost too much ingest (bench.dle_cost)."""
 
 
 ALTERNATIVES = ("worse", "either")
@@ -120,6 +123,38 @@ def estimate(prob_all: np.ndarray, calibration: tuple[list[float], list[float]],
     for k, v in values.items():
         drawn = sims[k][np.isfinite(sims[k])]
         out[k] = (float(v), float(np.std(drawn)) if len(drawn) > 1 else math.nan)
+    return out
+
+
+def estimate_regression(current: dict[str, float], reference: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """A regressor's label-free estimates (DLE): (value, standard error) of MAE, RMSE and MAPE from the horizon's
+    sums of expected losses (``PerformanceProfile.add_expected_losses``). The standard error is that of the
+    realized metric over n rows given the estimate, with the per-row loss's spread measured on the labelled
+    reference (as NannyML's DLE takes its sampling error from the reference); RMSE's by the delta method.
+
+    >>> ref = {"n_reg": 100, "ae": 100.0, "se": 200.0, "se2": 800.0, "ape": 10.0, "ape2": 2.0, "n_ape": 100}
+    >>> est = estimate_regression({"dle_n": 400, "dle_ae": 480.0, "dle_se": 1000.0, "dle_ape": 48.0}, ref)
+    >>> {k: (round(v, 3), round(se, 4)) for k, (v, se) in est.items()}
+    {'mae': (1.2, 0.0503), 'rmse': (1.581, 0.0318), 'mape': (0.12, 0.005)}
+    """
+    n = current.get("dle_n", 0.0)
+    if not n:
+        return {}
+
+    def spread(total: str, squares: str, count: str) -> float:
+        m = reference.get(count, 0.0)
+        if m < 2:
+            return math.nan
+        mean = reference.get(total, 0.0) / m
+        return math.sqrt(max(reference.get(squares, 0.0) / m - mean * mean, 0.0) * m / (m - 1))
+
+    mae = current["dle_ae"] / n
+    mse = current["dle_se"] / n
+    rmse = math.sqrt(mse)
+    out = {"mae": (mae, spread("ae", "se", "n_reg") / math.sqrt(n)),
+           "rmse": (rmse, spread("se", "se2", "n_reg") / math.sqrt(n) / (2 * rmse) if rmse else math.nan)}
+    if current.get("dle_ape", 0.0) or reference.get("n_ape"):
+        out["mape"] = (current["dle_ape"] / n, spread("ape", "ape2", "n_ape") / math.sqrt(n))
     return out
 
 
@@ -261,6 +296,9 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
     elif cur.multiclass is not None and cur.multiclass.n_est:  # calibrated at ingest (class_probabilities.py)
         report.estimated = {k: MetricResult(v, se, cur.multiclass.n_est)
                             for k, (v, se) in cur.multiclass.estimated().items()}
+    elif cur.sums["dle_n"] and ref_prof is not None:  # a regressor's expected losses (loss_model.py)
+        report.estimated = {k: MetricResult(v, se, cur.sums["dle_n"])
+                            for k, (v, se) in estimate_regression(cur.sums, ref_prof.sums).items()}
     for values, decisions in ((report.realized, report.degraded), (report.estimated, report.estimated_degraded)):
         p_values = {m: degradation_p(values[m], report.reference[m], m, tolerance, min_labels, alternative)
                     for m in values if m in report.reference}

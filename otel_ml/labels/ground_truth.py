@@ -97,7 +97,8 @@ class GroundTruth:
         prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
         ids = batch.prediction_id
         by_class = self._calibrated_classes(batch)
-        if not len(ids) and prob is None and by_class is None:
+        losses = self._expected_losses(batch)
+        if not len(ids) and prob is None and by_class is None and losses is None:
             return
         if not len(ids):
             ids = np.zeros(batch.n_rows, np.uint64)
@@ -122,6 +123,24 @@ class GroundTruth:
             if by_class is not None:
                 classes, p, q, predicted = by_class
                 prof.add_class_probabilities(classes, p[rows], q[rows], predicted[rows])
+            if losses is not None:
+                sampled, expected = losses
+                in_window = rows[sampled]
+                if in_window.any():
+                    prof.add_expected_losses({k: v[in_window] for k, v in expected.items()})
+
+    def _expected_losses(self, batch: ColumnarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """A regressor's expected loss per target for the batch's (sampled) rows, when its labelled baseline has
+        loss models: (the rows, target → their expected losses)."""
+        ref = self._reference_of(*batch.key)
+        if ref is None or not ref.loss_models or semconv.PREDICTION_FEATURE not in batch.numeric:
+            return None
+        step = max(1, round(1 / self.config.loss_sample_ratio))
+        sampled = np.arange(0, batch.n_rows, step)
+        sub = {k: v[sampled] for k, v in batch.numeric.items()}, {k: v[sampled] for k, v in batch.categorical.items()}
+        models = list(ref.loss_models.values())
+        x = models[0].matrix(*sub, len(sampled))  # every model of a baseline reads the same columns
+        return sampled, {target: m.predict(x) for target, m in ref.loss_models.items()}
 
     def _calibrated_classes(self, batch: ColumnarBatch) -> tuple[list[str], np.ndarray, np.ndarray,
                                                                 np.ndarray] | None:

@@ -21,8 +21,9 @@ import numpy as np
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.decode.privacy import hash_batch, hash_classes, hashes_prediction
+from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.model import ModelProfile, category_strings
-from otel_ml.profile.performance import PerformanceReference, class_names, reference_performance
+from otel_ml.profile.performance import REGRESSION, PerformanceReference, class_names, reference_performance
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 
 CHUNK_ROWS = 100_000
@@ -193,6 +194,8 @@ def build_baseline(
     outcome_cols = {c for c in (target_column, prediction_column, probability_column,
                                 *class_probability_columns.values()) if c}
     outcomes: dict[str, list[np.ndarray]] = {}
+    inputs: list[ColumnarBatch] = []  # a labelled reference's first rows: what a regressor's loss models learn from
+    input_rows = 0
     profile = ModelProfile(model, version, sketch)
     kinds: dict[str, str] = {}
     forced_categorical = set(categorical)
@@ -227,6 +230,9 @@ def build_baseline(
         batch = ColumnarBatch(model, version, n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=cats)
         if hash_key is not None:
             hash_batch(batch, hash_key, list(hash_features))
+        if target_column and prediction_column and input_rows < LOSS_MODEL_ROWS:
+            inputs.append(batch.select(np.arange(n) < LOSS_MODEL_ROWS - input_rows, np.zeros(0, bool)))
+            input_rows += inputs[-1].n_rows
         profile.update(batch, kinds)
         if chunk_rows:
             # Consecutive parts of the file, for thresholds learned from the reference's own variability.
@@ -243,7 +249,33 @@ def build_baseline(
             path, outcomes, target_column, prediction_column, probability_column, positive_class, chunks,
             hash_key if hash_key is not None and hashes_prediction(list(hash_features)) else None,
             class_probability_columns)
+        if profile.performance.profile.task == REGRESSION and inputs:
+            profile.performance.loss_models = _loss_models(inputs, outcomes[target_column])
     return profile
+
+
+LOSS_MODEL_ROWS = 200_000
+"""Labelled reference rows a regressor's loss models are fitted on at most (the first ones of the file)."""
+
+
+def _loss_models(inputs: list[ColumnarBatch], truth_cells: list[np.ndarray]) -> dict[str, LossModel]:
+    """A regressor's expected |error|, error² and |error / truth| given its features and prediction (DLE)."""
+    n = sum(b.n_rows for b in inputs)
+    truth = _as_numeric(np.concatenate(truth_cells)[:n])
+    names = dict.fromkeys(k for b in inputs for k in b.numeric)
+    cats = dict.fromkeys(k for b in inputs for k in b.categorical)
+    numeric = {k: np.concatenate([b.numeric.get(k, np.full(b.n_rows, np.nan)) for b in inputs]) for k in names
+               if not k.startswith(semconv.CLASS_PROBABILITY_COLUMN_PREFIX)}
+    categorical = {k: np.concatenate([b.categorical.get(k, np.full(b.n_rows, "")) for b in inputs]).astype(str)
+                   for k in cats if k not in numeric}
+    pred = numeric.get(semconv.PREDICTION_FEATURE)
+    if truth is None or pred is None:
+        return {}
+    error = pred - truth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        losses = {"abs": np.abs(error), "squared": np.square(error),
+                  "abs_pct": np.where(truth != 0, np.abs(error / truth), np.nan)}
+    return {target: LossModel.fit(numeric, categorical, loss, target) for target, loss in losses.items()}
 
 
 def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], target: str, prediction: str | None,

@@ -30,6 +30,7 @@ import numpy as np
 
 from otel_ml.decode.outcomes import number_text
 from otel_ml.profile.class_probabilities import ClassProbabilities, calibrate
+from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.probability_bins import PROBABILITY_BINS, auc_from_bins, probability_bins
 from otel_ml.profile.sketch import kll_items
 
@@ -145,10 +146,11 @@ class PerformanceProfile:
             mine += counts
 
     SUMS = ("ll", "ll2", "br", "br2", "n_prob", "e", "ae", "se", "se2", "ape", "n_ape", "y", "y2", "n_reg",
-            "ape2", "y3", "y4", "e2y", "e2y2", "n_moments")
+            "ape2", "y3", "y4", "e2y", "e2y2", "n_moments", "dle_n", "dle_ae", "dle_se", "dle_ape")
     """``n_moments`` counts the regression rows whose higher moments (``ape2`` … ``e2y2``, for the standard errors
     of MAPE and R²) were summed: windows written before those existed lack them, and a merge with one gives no
-    standard error (so no decision) rather than a wrong one."""
+    standard error (so no decision) rather than a wrong one. ``dle_*``: a regressor's predictions counted with
+    their expected absolute, squared and relative error (``loss_model.py``), for its label-free estimates."""
 
     def __init__(self, max_classes: int = 32) -> None:
         self.max_classes = max_classes
@@ -265,6 +267,14 @@ class PerformanceProfile:
             self._residuals.update(np.ascontiguousarray(e, dtype=np.float64))
         self._add_delays(delays_s)
 
+    def add_expected_losses(self, losses: dict[str, np.ndarray]) -> None:
+        """A regressor's predictions with their expected loss per target (``abs``, ``squared``, ``abs_pct``)."""
+        s = self.sums
+        s["dle_n"] += len(next(iter(losses.values())))
+        for target, name in (("abs", "dle_ae"), ("squared", "dle_se"), ("abs_pct", "dle_ape")):
+            if target in losses:
+                s[name] += float(np.maximum(losses[target], 0.0).sum())
+
     def _add_delays(self, delays_s: np.ndarray | None) -> None:
         if delays_s is not None and len(delays_s):
             if self._delays is None:
@@ -293,7 +303,7 @@ class PerformanceProfile:
     def task(self) -> str | None:
         if self.confusion or (self.multiclass is not None and self.multiclass.n_est):
             return CLASSIFICATION
-        if self.sums["n_reg"]:
+        if self.sums["n_reg"] or self.sums["dle_n"]:
             return REGRESSION
         return None
 
@@ -541,13 +551,16 @@ class PerformanceReference:
     class_calibration: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     """A multiclass model's isotonic map per class (its probability against "the true class is it"): what the
     processor calibrates each prediction's class probabilities with at ingest (``class_probabilities.calibrate``)."""
+    loss_models: dict[str, LossModel] = field(default_factory=dict)
+    """A regressor's expected-loss models by target (``abs``, ``squared``, ``abs_pct``): its label-free estimates."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile.to_dict(), "chunk_std": self.chunk_std,
                 **({"calibration": {"x": self.calibration[0], "y": self.calibration[1]}} if self.calibration else {}),
                 **({"positive_class": self.positive_class} if self.positive_class else {}),
                 **({"class_calibration": {c: {"x": x, "y": y} for c, (x, y) in self.class_calibration.items()}}
-                   if self.class_calibration else {})}
+                   if self.class_calibration else {}),
+                **({"loss_models": {k: m.to_dict() for k, m in self.loss_models.items()}} if self.loss_models else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PerformanceReference:
@@ -555,7 +568,8 @@ class PerformanceReference:
         return cls(PerformanceProfile.from_dict(d["profile"]), {k: float(v) for k, v in d.get("chunk_std", {}).items()},
                    (list(cal["x"]), list(cal["y"])) if cal else None, d.get("positive_class"),
                    {str(c): ([float(v) for v in m["x"]], [float(v) for v in m["y"]])
-                    for c, m in d.get("class_calibration", {}).items()})
+                    for c, m in d.get("class_calibration", {}).items()},
+                   {str(k): LossModel.from_dict(m) for k, m in d.get("loss_models", {}).items()})
 
 
 def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np.ndarray | None,

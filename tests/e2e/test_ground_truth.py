@@ -387,3 +387,62 @@ def test_a_multiclass_model_gets_realized_auc_log_loss_and_label_free_estimates(
     per_class = {s.labels["ml_class"]: s.value for s in auc_series if "ml_class" in s.labels}
     assert per_class == pytest.approx({c: skm.roc_auc_score(y_cur == c, p_cur[:, j])
                                        for j, c in enumerate(model.classes_)}, abs=1e-5)
+
+
+def test_a_regressor_gets_label_free_estimates_from_its_baselines_loss_models(tmp_path: Path,
+                                                                            serve_factory) -> None:
+    """Issue 32 case 2: `baseline build --target-column` of a regressor fits expected-loss models (LightGBM, kept
+    as plain numbers); `otel-ml serve` evaluates them on every prediction and exports estimated MAE, RMSE and MAPE
+    before any label, equal to the models' mean over the predictions sent, and flags the error growth a shift to
+    the inputs where the model is worse causes."""
+    from otel_ml.instrument import ModelMonitor
+    from otel_ml.profile.model import ModelProfile
+
+    rng = np.random.default_rng(8)
+
+    def data(n: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = rng.normal(shift, 1, n)
+        region = rng.choice(["north", "south"], n)
+        truth = 100 + 10 * x
+        pred = truth + rng.normal(0, 1, n) * (1 + 3 * np.abs(x)) * np.where(region == "north", 2.0, 1.0)
+        return x, region, np.column_stack([truth, pred])
+
+    x, region, yp = data(5000)
+    csv = tmp_path / "reference.csv"
+    csv.write_text("x,region,price,predicted\n" + "".join(
+        f"{a},{r},{t},{p}\n" for a, r, (t, p) in zip(x, region, yp)))
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "prices", "--input",
+                          str(csv), "--prediction-column", "predicted", "--target-column", "price", "--output",
+                          str(baselines / "prices.json")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    models = ModelProfile.read(baselines / "prices.json").performance.loss_models
+    assert set(models) == {"abs", "squared", "abs_pct"}
+    sp = serve_factory("--window", "60", "--horizon", "600", "--baseline-dir", str(baselines))
+    provider = sdk_provider(sp)
+    monitor = ModelMonitor("prices", tracer_provider=provider)
+    x_cur, region_cur, yp_cur = data(2000, shift=1.5)  # further from 0: larger errors
+    for k in range(0, 2000, 500):
+        monitor.record_batch({"x": x_cur[k:k + 500].tolist(), "region": region_cur[k:k + 500].tolist()},
+                             predictions=yp_cur[k:k + 500, 1].tolist())
+    provider.force_flush()
+    inputs = models["abs"].matrix({"x": x_cur, "prediction": yp_cur[:, 1]}, {"region": region_cur})
+    want = {"mae": np.maximum(models["abs"].predict(inputs), 0).mean(),
+            "rmse": np.sqrt(np.maximum(models["squared"].predict(inputs), 0).mean()),
+            "mape": np.maximum(models["abs_pct"].predict(inputs), 0).mean()}
+
+    def estimated() -> dict[str, float]:
+        got = {s.labels["ml_performance_metric"]: s.value
+               for s in select(sp.scrape(), "ml_performance_estimated", ml_model_name="prices")}
+        return got if got.get("mae") == pytest.approx(want["mae"], rel=1e-5) else {}
+
+    got = wait_for(estimated, timeout=40, what="estimates over all 2,000 predictions")
+    assert got["rmse"] == pytest.approx(want["rmse"], rel=1e-5)
+    assert got["mape"] == pytest.approx(want["mape"], rel=1e-5)
+    realized_mae = np.mean(np.abs(yp_cur[:, 1] - yp_cur[:, 0]))
+    assert abs(got["mae"] / realized_mae - 1) < 0.1  # the models see what makes errors large
+    degraded = wait_for(lambda: {s.labels["ml_performance_metric"] for s in select(
+        sp.scrape(), "ml_performance_estimated_degraded", ml_model_name="prices") if s.value == 1.0},
+        timeout=40, what="an estimated degradation")
+    assert "mae" in degraded

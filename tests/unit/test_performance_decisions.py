@@ -76,3 +76,29 @@ def test_the_config_names_the_alternatives() -> None:
     assert load_config(overrides={"performance.alternative": "either"}, environ={}).performance.alternative == "either"
     with pytest.raises(ConfigError, match=r"performance\.alternative"):
         load_config(overrides={"performance.alternative": "better"}, environ={})
+
+
+def test_loss_models_walk_alike_compiled_and_numpy_and_a_damaged_one_is_refused() -> None:
+    """Issue 32: a regressor's loss models (LightGBM trees as plain numbers) give LightGBM's predictions, the
+    compiled walk equals the numpy one (missing values and unseen categories included), and a baseline whose
+    arrays point outside themselves fails when it is read, not at ingest."""
+    from otel_ml.profile.loss_model import LossModel
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    x = rng.normal(0, 1, n)
+    x[::17] = np.nan
+    cat = rng.choice(["a", "b", "c", "d", "e", "f"], n)  # > 4 categories: ranked by mean loss
+    few = rng.choice(["p", "q"], n)  # <= 4: one indicator per category
+    loss = np.abs(rng.normal(0, 1, n)) * (1 + np.nan_to_num(np.abs(x))) * np.where(cat == "a", 3, 1)
+    model = LossModel.fit({"x": x}, {"cat": cat, "few": few}, loss, "abs", rounds=40)
+    assert len(model.categories["cat"]) == 6 and model.indicators == [("few", "p"), ("few", "q")]
+    test_cat = np.array(["a", "zzz", "", "f"] * 50)  # unseen and missing categories
+    inputs = model.matrix({"x": np.tile([np.nan, 0.0, 2.5, -1.0], 50)}, {"cat": test_cat, "few": test_cat})
+    assert model.predict(inputs) == pytest.approx(model.predict_numpy(inputs), rel=1e-12, abs=1e-12)
+    again = LossModel.from_dict(model.to_dict())
+    assert again.predict(inputs) == pytest.approx(model.predict(inputs), rel=1e-15)
+    damaged = model.to_dict()
+    damaged["left"][0][0] = 10**6
+    with pytest.raises(ValueError, match="out of range"):
+        LossModel.from_dict(damaged)
