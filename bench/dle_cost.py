@@ -1,18 +1,21 @@
 """What a regressor's label-free estimates (expected-loss models, otel_ml/profile/loss_model.py) cost at ingest.
 
-    .venv/bin/python -m bench.dle_cost
+    .venv/bin/python -m bench.dle_cost [--window-rows 1000000]
 
 The bench.loadgen request shape (512 single-prediction spans, 18 numeric and 2 categorical features) with a
 numeric ``ml.prediction``: a regressor. Its baseline is built from 20,000 reference rows of the same shape
-(``build_baseline``: three LightGBM loss models of 100 trees, as for NannyML's DLE). Per request, in-process and
-measured in the same run: the compiled decode, the window update (sketches of every column), and the performance
-window's count of the predictions (``GroundTruth.count_predictions``) without the loss models, with them, and with
-``performance.loss_sample_ratio`` 0.5 and 0.2. Prints a Markdown table: µs per prediction and the ingest path's
-cost with the models as a ratio of the path without.
+(``build_baseline``: three LightGBM loss models of 100 trees, as for NannyML's DLE). In-process, measured in the
+same run: the compiled decode and the window update (sketches of every column) per request, and the performance
+window's count of ``--window-rows`` predictions arriving in one window (``GroundTruth.count_predictions``) without
+loss models, with them at the default ``performance.loss_rows_per_window`` (10,000: every prediction until then,
+a weighted sample after), and with every prediction evaluated. Prints a Markdown table: µs per prediction, the
+ingest path's cost as a ratio of the path without loss models, and how far the budget's estimate is from every
+prediction's.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import tempfile
 import time
@@ -65,6 +68,9 @@ def request(df: pd.DataFrame) -> bytes:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--window-rows", type=int, default=1_000_000)
+    args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="otel-ml-dle-"))
     rows(20_000, 1).to_parquet(work / "reference.parquet")
     t0 = time.perf_counter()
@@ -77,33 +83,46 @@ def main() -> None:
     batch = decode_request(data).batches[0]
     kinds = kinds_of(batch)
     profile = ModelProfile("regressor", "")
+    decode = per_call(lambda: decode_request(data), 200)
+    update = per_call(lambda: profile.update(batch, kinds), 200)
+    requests = max(1, args.window_rows // SPANS)
 
-    def counting(ref: object, ratio: float = 1.0) -> GroundTruth:
-        return GroundTruth(tempfile.mkdtemp(dir=work), LabelsConfig(), PerformanceConfig(loss_sample_ratio=ratio),
-                           lambda m, v: ref)  # type: ignore[arg-type,return-value]
+    def window(ref: object, budget: int) -> tuple[float, dict[str, float]]:
+        """Seconds per request over a window of ``requests`` requests, and the window's sums."""
+        gt = GroundTruth(tempfile.mkdtemp(dir=work), LabelsConfig(), PerformanceConfig(loss_rows_per_window=budget),
+                         lambda m, v: ref)  # type: ignore[arg-type,return-value]
+        start = time.perf_counter()
+        for _ in range(requests):
+            gt.count_predictions(batch)
+        elapsed = (time.perf_counter() - start) / requests
+        current = gt.current("regressor", "")
+        return elapsed, current.sums if current is not None else {}
 
-    repeat = 200
-    decode = per_call(lambda: decode_request(data), repeat)
-    update = per_call(lambda: profile.update(batch, kinds), repeat)
-    plain = counting(None)
-    stages = {"count, no loss models": per_call(lambda: plain.count_predictions(batch), repeat)}
-    for ratio in (1.0, 0.5, 0.2):
-        gt = counting(reference, ratio)
-        stages[f"count, loss models, loss_sample_ratio {ratio}"] = per_call(
-            lambda gt=gt: gt.count_predictions(batch), repeat)
-    base = decode + update + stages["count, no loss models"]
+    plain, _ = window(None, 10_000)
+    budgeted, sums = window(reference, PerformanceConfig().loss_rows_per_window)
+    every, all_sums = window(reference, 10**12)
+    base = decode + update + plain
     us = 1e6 / SPANS
     print("## A regressor's expected-loss models at ingest (bench/dle_cost.py)\n")
-    print(f"Command: `.venv/bin/python -m bench.dle_cost`. Fitting the three loss models on 20,000 rows × 21 inputs: "
-          f"{fit_s:.1f} s. Tree walk: {'compiled (_trees.c)' if _trees is not None else 'numpy'}; "
-          f"{reference.loss_models['abs'].feature.shape[0]} trees per model, depth ≤ "
-          f"{max(m.depth for m in reference.loss_models.values())}.\n")
+    print(f"Command: `.venv/bin/python -m bench.dle_cost --window-rows {args.window_rows}`. Fitting the three loss "
+          f"models on 20,000 rows × 21 inputs: {fit_s:.1f} s. Tree walk: "
+          f"{'compiled (_trees.c)' if _trees is not None else 'numpy'}; "
+          f"{reference.loss_models['abs'].feature.shape[0]} trees per model, paths ≤ "
+          f"{max(m.depth for m in reference.loss_models.values())} nodes. {requests * SPANS:,} predictions into one "
+          "window.\n")
     print("| stage | µs per prediction | ingest path (decode + window update + count) vs without loss models |")
     print("|---|---|---|")
     print(f"| decode (compiled) | {decode * us:.2f} | |")
     print(f"| window update (sketches) | {update * us:.2f} | |")
-    for name, t in stages.items():
-        print(f"| {name} | {t * us:.2f} | {(decode + update + t) / base:.2f}× |")
+    print(f"| count, no loss models | {plain * us:.2f} | 1.00× |")
+    print(f"| count, loss models, `loss_rows_per_window` 10,000 (default) | {budgeted * us:.2f} | "
+          f"{(decode + update + budgeted) / base:.2f}× |")
+    print(f"| count, loss models, every prediction | {every * us:.2f} | {(decode + update + every) / base:.2f}× |")
+    print()
+    for name, total in (("MAE", "dle_ae"), ("MSE", "dle_se"), ("MAPE", "dle_ape")):
+        a, b = sums[total] / sums["dle_n"], all_sums[total] / all_sums["dle_n"]
+        print(f"- expected {name} from the budget's sample / from every prediction − 1: {a / b - 1:+.2e}")
+    print(f"- predictions the sample stands for / predictions: {sums['dle_n'] / all_sums['dle_n']:.4f}")
 
 
 if __name__ == "__main__":

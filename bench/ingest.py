@@ -1,6 +1,6 @@
 """Processor ingest over loopback gRPC: spans per second per core of *processor* CPU time, at 1 and 2 cores.
 
-    .venv/bin/python -m bench.ingest [--seconds 10] [--threads 2] [--durable both|on|off] [--cores 1,2]
+    .venv/bin/python -m bench.ingest [--seconds 10] [--threads 2] [--durable both|on|off] [--cores 1,2] [--dle]
 
 The load comes from a separate process (bench/loadgen.py: pre-serialized requests of 512 spans of 20
 features, 18 numeric and 2 categorical, the shape of issue "Performance"). The processor's CPU time (user +
@@ -8,6 +8,10 @@ system, from /proc) over the run divides the spans it acknowledged. ``--cores N`
 CPUs 0..N-1 with taskset; the load generator is pinned to the last CPU, so on a 2-core machine the "2 cores"
 run shares one core with the load (its CPU share is reported). A bench, not a test: figures vary with the
 machine; compare ratios measured in the same run.
+
+``--dle``: a regressor's load (a numeric ml.prediction per span) against a processor given the model's baseline,
+alternately one built without a target (drift only) and one built with it, whose three expected-loss models the
+processor then evaluates at ingest (issue 32: label-free estimates for regressors); ``--rounds`` pairs.
 """
 
 from __future__ import annotations
@@ -51,8 +55,36 @@ def taskset(cpus: list[int]) -> list[str]:
     return ["taskset", "-c", ",".join(map(str, cpus))]
 
 
+def dle_baselines(work: Path) -> tuple[Path, Path]:
+    """Two baseline dirs for bench-model from 20,000 rows shaped like the load: drift only, and with the target
+    (so with the expected-loss models)."""
+    import random
+
+    from bench.loadgen import regression_prediction
+    from otel_ml.profile.baseline import build_baseline
+
+    rng = random.Random(7)
+    lines = ["," .join([*(f"n{f}" for f in range(18)), "c0", "c1", "prediction", "truth"])]
+    for _ in range(20_000):
+        n = [rng.gauss(0, 1) for _ in range(18)]
+        c = [rng.choice("abcdefgh") for _ in range(2)]
+        lines.append(",".join([*map(repr, n), *c, repr(regression_prediction(n, c[0], rng.gauss(0, 1))),
+                               repr(10 + n[0] + 2 * n[1] - n[2])]))
+    (work / "reference.csv").write_text("\n".join(lines) + "\n")
+    out = []
+    for name, target in (("drift-only", None), ("with-loss-models", "truth")):
+        d = work / name
+        d.mkdir()
+        profile = build_baseline(work / "reference.csv", "bench-model", prediction_column="prediction",
+                                 target_column=target, exclude=[] if target else ["truth"])
+        (d / "bench-model.json").write_text(profile.to_json())
+        out.append(d)
+    return out[0], out[1]
+
+
 def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None,
-        protocol: str = "grpc", ids: bool = False, labels: bool = False) -> dict[str, float]:
+        protocol: str = "grpc", ids: bool = False, labels: bool = False, baseline_dir: Path | None = None,
+        regressor: bool = False) -> dict[str, float]:
     """One processor run. ``cores`` pins the processor to CPUs 0..cores-1 (None: unpinned, load unpinned too).
     ``protocol`` http: the load goes to the OTLP/HTTP receiver (which runs in the main process)."""
     port, prom, http_port = free_port(), free_port(), free_port()
@@ -65,6 +97,7 @@ def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = Non
                              "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--prometheus-endpoint", f"127.0.0.1:{prom}",
                              *(["--otlp-http-endpoint", f"127.0.0.1:{http_port}"] if protocol == "http"
                                else ["--no-otlp-http"]),
+                             *(["--baseline-dir", str(baseline_dir)] if baseline_dir else []),
                              "--no-ui", "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("otel-ml serving")
@@ -76,7 +109,8 @@ def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = Non
         load = subprocess.run([*(taskset([ncpu - 1]) if cores else []), sys.executable, "-m", "bench.loadgen",
                                "--endpoint", f"127.0.0.1:{http_port if protocol == 'http' else port}", "--seconds",
                                str(seconds), "--threads", str(threads), "--protocol", protocol,
-                               *(["--ids"] if ids else []), *(["--labels"] if labels else [])],
+                               *(["--ids"] if ids else []), *(["--labels"] if labels else []),
+                               *(["--regressor"] if regressor else [])],
                               capture_output=True, text=True, check=True, timeout=seconds + 120)
         cpu1 = cpu_seconds(proc.pid)
         main_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
@@ -103,7 +137,27 @@ def main() -> None:
     parser.add_argument("--labels", action="store_true",
                         help="also measure ground truth: predictions with ids first, then their labels (OTLP logs, "
                              "512 per record), the labels' cost per processor CPU-second")
+    parser.add_argument("--dle", action="store_true",
+                        help="a regressor's load with its baseline, without and with expected-loss models")
+    parser.add_argument("--rounds", type=int, default=3, help="--dle: alternating pairs of runs")
     args = parser.parse_args()
+    if args.dle:
+        plain, dle = dle_baselines(Path(tempfile.mkdtemp(prefix="otel-ml-bench-dle-")))
+        cores = int(args.cores.split(",")[0])
+        print("| round | baseline | spans | processor CPU s | spans per processor CPU-second |")
+        print("|---|---|---|---|---|")
+        rates: dict[str, list[float]] = {"drift only": [], "with loss models": []}
+        for k in range(args.rounds):
+            for name, d in (("drift only", plain), ("with loss models", dle)):
+                r = run(args.durable != "off", args.seconds, args.threads, cores, baseline_dir=d, regressor=True)
+                rates[name].append(r["spans_per_cpu_s"])
+                print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} |",
+                      flush=True)
+        mean = {k: sum(v) / len(v) for k, v in rates.items()}
+        print(f"\nWith loss models / drift only: {mean['with loss models'] / mean['drift only']:.2f}× "
+              f"({mean['with loss models']:,.0f} vs {mean['drift only']:,.0f} spans per processor CPU-second, "
+              f"mean of {args.rounds})")
+        return
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.durable]
     print("| mode | processor cores | spans | wall s | processor CPU s (main + workers) | load generator CPU s | "
           "spans per processor CPU-second | spans/s wall |")

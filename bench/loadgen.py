@@ -33,9 +33,11 @@ EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
-def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model", ids: bool = False) -> bytes:
+def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model", ids: bool = False,
+                 regressor: bool = False) -> bytes:
     """``ids``: each span also carries ml.prediction.id (unique per request seed), ml.prediction and
-    ml.prediction.probability, as a classifier whose ground truth comes later does."""
+    ml.prediction.probability, as a classifier whose ground truth comes later does. ``regressor``: a numeric
+    ml.prediction (``regression_prediction`` of the features), as a regressor's spans do."""
     rng = random.Random(seed)
     req = ExportTraceServiceRequest()
     ss = req.resource_spans.add().scope_spans.add()
@@ -49,6 +51,11 @@ def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model", id
         for f in range(2):
             span.attributes.append(KeyValue(key=f"ml.feature.c{f}",
                                             value=AnyValue(string_value=rng.choice("abcdefgh"))))
+        if regressor:
+            values = {kv.key: kv.value for kv in span.attributes}
+            span.attributes.append(KeyValue(key="ml.prediction", value=AnyValue(double_value=regression_prediction(
+                [values[f"ml.feature.n{f}"].double_value for f in range(3)], values["ml.feature.c0"].string_value,
+                rng.gauss(0, 1)))))
         if ids:
             p = rng.random()
             pid = f"{seed:08x}-{i:04x}-{rng.getrandbits(64):016x}"
@@ -56,6 +63,12 @@ def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model", id
             span.attributes.append(KeyValue(key="ml.prediction", value=AnyValue(int_value=int(p >= 0.5))))
             span.attributes.append(KeyValue(key="ml.prediction.probability", value=AnyValue(double_value=p)))
     return req.SerializeToString()
+
+
+def regression_prediction(n: list[float], c0: str, noise: float) -> float:
+    """A regressor's output from the first three numeric features and c0: the truth 10 + n0 + 2 n1 − n2 plus an
+    error that grows with |n0| and doubles for c0 = "a" (bench.ingest --dle fits its loss models on such rows)."""
+    return 10 + n[0] + 2 * n[1] - n[2] + noise * (1 + abs(n[0])) * (2.0 if c0 == "a" else 1.0)
 
 
 def label_request(spans: int = 512, seed: int = 0, model: str = "bench-model") -> bytes:
@@ -80,10 +93,10 @@ def cpu_seconds_self() -> float:
 
 
 def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: str = "grpc",
-             ids: bool = False, labels: bool = False) -> dict[str, float]:
+             ids: bool = False, labels: bool = False, regressor: bool = False) -> dict[str, float]:
     """``labels``: send the ground truth of the ``ids`` predictions (OTLP logs) instead."""
     payloads = ([label_request(spans, seed=i) for i in range(64)] if labels else
-                [make_request(spans, seed=i, ids=ids) for i in range(64 if ids else 8)])
+                [make_request(spans, seed=i, ids=ids, regressor=regressor) for i in range(64 if ids else 8)])
     method = LOGS_EXPORT if labels else EXPORT
     response_type = ExportLogsServiceResponse if labels else ExportTraceServiceResponse
     acked = [0] * threads
@@ -148,9 +161,10 @@ def main() -> None:
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     parser.add_argument("--ids", action="store_true", help="spans carry prediction ids and probabilities")
     parser.add_argument("--labels", action="store_true", help="send the ground truth of the --ids predictions")
+    parser.add_argument("--regressor", action="store_true", help="spans carry a numeric prediction (a regressor)")
     args = parser.parse_args()
     print(json.dumps(generate(args.endpoint, args.seconds, args.threads, args.spans, args.protocol, args.ids,
-                              args.labels)), flush=True)
+                              args.labels, args.regressor)), flush=True)
 
 
 if __name__ == "__main__":

@@ -249,6 +249,8 @@ def _validate(cfg: ServiceConfig) -> None:
     need(cfg.performance.max_classes >= 2, "performance.max_classes", ">= 2", cfg.performance.max_classes)
     need(cfg.performance.alternative in ALTERNATIVES, "performance.alternative", f"one of {', '.join(ALTERNATIVES)}",
          cfg.performance.alternative)
+    need(cfg.performance.loss_rows_per_window >= 1, "performance.loss_rows_per_window", ">= 1",
+         cfg.performance.loss_rows_per_window)
     need(0 < cfg.performance.loss_sample_ratio <= 1, "performance.loss_sample_ratio", "in (0, 1]",
          cfg.performance.loss_sample_ratio)
     need(8 <= cfg.sketch.kll_k <= 65_535, "sketch.kll_k", "in [8, 65535] (DataSketches' KLL)", cfg.sketch.kll_k)

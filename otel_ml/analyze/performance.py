@@ -50,9 +50,12 @@ class PerformanceConfig:
     alternative: str = "worse"
     """``worse``: a metric is degraded when it is significantly worse than the reference; ``either``: when it
     moved significantly either way (a regressor's errors that shrank are a change in the data too)."""
-    loss_sample_ratio: float = 1.0
-    """Share of a regressor's predictions whose expected loss is computed at ingest (its label-free estimates);
-    every ``1/ratio``-th row of a batch. Lower it if the loss models cost too much ingest (bench.dle_cost)."""
+    loss_rows_per_window: int = 10_000
+    """A regressor's predictions per performance window whose expected loss (its label-free estimates) is computed
+    for every one; past it, for a ``loss_sample_ratio`` random share, each weighted by the inverse (unbiased).
+    Bounds the loss models' cost at high volume (bench.dle_cost)."""
+    loss_sample_ratio: float = 0.05
+    """Share of a window's predictions past ``loss_rows_per_window`` whose expected loss is computed."""
 
 
 ALTERNATIVES = ("worse", "either")

@@ -22,6 +22,7 @@ from otel_ml.decode.batch import ColumnarBatch, LabelBatch
 from otel_ml.decode.outcomes import number_text
 from otel_ml.labels.pending import JoinResult, LabelsConfig, PendingPredictions
 from otel_ml.profile.class_probabilities import calibrate, class_columns
+from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.performance import (
     OTHER_CLASS,
     PerformanceProfile,
@@ -63,6 +64,9 @@ class GroundTruth:
         self._changed: set[tuple[str, str, int]] = set()
         """Windows changed since the last ``take_changes`` (a checkpoint writes only those)."""
         self._removed: set[tuple[str, str, int]] = set()
+        self._loss_seen: dict[tuple[str, str, int], int] = {}
+        """Predictions per (model, version, window start) whose expected loss was due: the loss models' budget."""
+        self._rng = np.random.default_rng()
 
     def _positive_of(self, model: str, version: str) -> str | None:
         ref = self._reference_of(model, version)
@@ -97,8 +101,9 @@ class GroundTruth:
         prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
         ids = batch.prediction_id
         by_class = self._calibrated_classes(batch)
-        losses = self._expected_losses(batch)
-        if not len(ids) and prob is None and by_class is None and losses is None:
+        ref = self._reference_of(*batch.key)
+        losses = ref.loss_models if ref is not None and semconv.PREDICTION_FEATURE in batch.numeric else None
+        if not len(ids) and prob is None and by_class is None and not losses:
             return
         if not len(ids):
             ids = np.zeros(batch.n_rows, np.uint64)
@@ -113,6 +118,8 @@ class GroundTruth:
             if positive:
                 said_positive = is_positive(pred, text, positive)
         starts = batch.row_time_ns // self.window_ns * self.window_ns
+        if losses:
+            self._count_expected_losses(batch, starts, losses)
         for start in np.unique(starts).tolist():
             prof = self._window(batch.key, start)
             if prof is None:
@@ -123,24 +130,40 @@ class GroundTruth:
             if by_class is not None:
                 classes, p, q, predicted = by_class
                 prof.add_class_probabilities(classes, p[rows], q[rows], predicted[rows])
-            if losses is not None:
-                sampled, expected = losses
-                in_window = rows[sampled]
-                if in_window.any():
-                    prof.add_expected_losses({k: v[in_window] for k, v in expected.items()})
 
-    def _expected_losses(self, batch: ColumnarBatch) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-        """A regressor's expected loss per target for the batch's (sampled) rows, when its labelled baseline has
-        loss models: (the rows, target → their expected losses)."""
-        ref = self._reference_of(*batch.key)
-        if ref is None or not ref.loss_models or semconv.PREDICTION_FEATURE not in batch.numeric:
-            return None
-        step = max(1, round(1 / self.config.loss_sample_ratio))
-        sampled = np.arange(0, batch.n_rows, step)
-        sub = {k: v[sampled] for k, v in batch.numeric.items()}, {k: v[sampled] for k, v in batch.categorical.items()}
-        models = list(ref.loss_models.values())
-        x = models[0].matrix(*sub, len(sampled))  # every model of a baseline reads the same columns
-        return sampled, {target: m.predict(x) for target, m in ref.loss_models.items()}
+    def _count_expected_losses(self, batch: ColumnarBatch, starts: np.ndarray, models: dict[str, LossModel]) -> None:
+        """A regressor's expected losses into the windows of its predictions' times: every prediction while a window
+        has seen fewer than ``loss_rows_per_window``, then a ``loss_sample_ratio`` random share, each weighted by
+        the inverse (unbiased)."""
+        budget, ratio = self.config.loss_rows_per_window, self.config.loss_sample_ratio
+        keep = np.ones(batch.n_rows, bool)
+        weight = np.ones(batch.n_rows)
+        windows = []
+        edge = self._edge(batch.model)
+        for start in np.unique(starts).tolist():
+            rows = starts == start
+            if start + self.window_ns <= edge:  # past the horizon: not counted at all
+                keep[rows] = False
+                continue
+            seen = self._loss_seen.get((*batch.key, start), 0)
+            self._loss_seen[(*batch.key, start)] = seen + int(rows.sum())
+            if seen >= budget and ratio < 1:
+                keep[rows] = self._rng.random(int(rows.sum())) < ratio
+                weight[rows] = 1 / ratio
+            windows.append((start, rows))
+        kept = np.flatnonzero(keep)
+        if not len(kept):
+            return
+        model = next(iter(models.values()))  # every model of a baseline reads the same columns
+        numeric = {k: batch.numeric[k][kept] for k in model.columns if k in batch.numeric}
+        categorical = {k: batch.categorical[k][kept] for k in model.categorical_inputs if k in batch.categorical}
+        x = model.matrix(numeric, categorical, len(kept))
+        expected = {target: m.predict(x) for target, m in models.items()}
+        for start, rows in windows:
+            prof = self._window(batch.key, start)
+            in_window = rows[keep]
+            if prof is not None and in_window.any():
+                prof.add_expected_losses({k: v[in_window] for k, v in expected.items()}, weight[keep][in_window])
 
     def _calibrated_classes(self, batch: ColumnarBatch) -> tuple[list[str], np.ndarray, np.ndarray,
                                                                 np.ndarray] | None:
@@ -261,6 +284,7 @@ class GroundTruth:
             edge = self._edge(key[0])
             for start in [s for s in windows if s + self.window_ns <= edge]:
                 del windows[start]
+                self._loss_seen.pop((*key, start), None)
                 self._changed.discard((*key, start))
                 self._removed.add((*key, start))
             if not windows:
@@ -275,6 +299,7 @@ class GroundTruth:
         for start in self.windows.pop((model, version), {}):
             self._changed.discard((model, version, start))
             self._removed.add((model, version, start))
+            self._loss_seen.pop((model, version, start), None)
 
     def take_counts(self) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str, str]]]:
         applied, unmatched = self.applied, self.unmatched

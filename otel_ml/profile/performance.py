@@ -267,13 +267,15 @@ class PerformanceProfile:
             self._residuals.update(np.ascontiguousarray(e, dtype=np.float64))
         self._add_delays(delays_s)
 
-    def add_expected_losses(self, losses: dict[str, np.ndarray]) -> None:
-        """A regressor's predictions with their expected loss per target (``abs``, ``squared``, ``abs_pct``)."""
+    def add_expected_losses(self, losses: dict[str, np.ndarray], weights: np.ndarray | None = None) -> None:
+        """A regressor's predictions with their expected loss per target (``abs``, ``squared``, ``abs_pct``);
+        ``weights``: how many predictions each stands for (a sample's inverse inclusion probabilities)."""
         s = self.sums
-        s["dle_n"] += len(next(iter(losses.values())))
+        s["dle_n"] += float(weights.sum()) if weights is not None else len(next(iter(losses.values())))
         for target, name in (("abs", "dle_ae"), ("squared", "dle_se"), ("abs_pct", "dle_ape")):
             if target in losses:
-                s[name] += float(np.maximum(losses[target], 0.0).sum())
+                loss = np.maximum(losses[target], 0.0)
+                s[name] += float(loss @ weights if weights is not None else loss.sum())
 
     def _add_delays(self, delays_s: np.ndarray | None) -> None:
         if delays_s is not None and len(delays_s):

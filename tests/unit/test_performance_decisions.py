@@ -102,3 +102,48 @@ def test_loss_models_walk_alike_compiled_and_numpy_and_a_damaged_one_is_refused(
     damaged["left"][0][0] = 10**6
     with pytest.raises(ValueError, match="out of range"):
         LossModel.from_dict(damaged)
+
+
+def test_the_loss_models_budget_samples_a_busy_window_without_bias(tmp_path) -> None:
+    """Past ``loss_rows_per_window`` a window's predictions are sampled at ``loss_sample_ratio`` and weighted by
+    its inverse: the estimate stays the every-row one (within the sample's error) for a tenth of the walks."""
+    import time
+
+    from otel_ml.analyze.performance import PerformanceConfig
+    from otel_ml.decode.batch import ColumnarBatch
+    from otel_ml.labels.ground_truth import GroundTruth
+    from otel_ml.labels.pending import LabelsConfig
+    from otel_ml.profile.loss_model import LossModel
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, 5000)
+    model = LossModel.fit({"x": x}, {}, np.abs(rng.normal(0, 1, 5000)) * (1 + np.abs(x)), "abs", rounds=20)
+    reference = PerformanceReference(PerformanceProfile(), loss_models={"abs": model})
+    walked = []
+    original = LossModel.predict
+
+    def counted(self: LossModel, inputs: np.ndarray) -> np.ndarray:
+        walked.append(len(inputs))
+        return original(self, inputs)
+
+    now = time.time_ns()
+    batches = [ColumnarBatch("m", "", 1000, np.full(1000, now), np.ones(1000),
+                             numeric={"x": rng.normal(0, 1, 1000), "prediction": np.zeros(1000)}) for _ in range(60)]
+    estimates = {}
+    for budget, ratio in ((10**9, 1.0), (2000, 0.1)):
+        config = PerformanceConfig(loss_rows_per_window=budget, loss_sample_ratio=ratio)
+        gt = GroundTruth(str(tmp_path / f"p{budget}"), LabelsConfig(), config, lambda m, v: reference)
+        walked.clear()
+        LossModel.predict = counted  # type: ignore[method-assign]
+        try:
+            for b in batches:
+                gt.count_predictions(b)
+        finally:
+            LossModel.predict = original  # type: ignore[method-assign]
+        sums = gt.current("m", "").sums
+        estimates[budget] = (sums["dle_ae"] / sums["dle_n"], sums["dle_n"], sum(walked))
+    full, sampled = estimates[10**9], estimates[2000]
+    assert full[1] == 60_000 and full[2] == 60_000
+    assert 1500 + 2000 < sampled[2] < 2000 + 7500  # the budget, then about a tenth of the other 58,000
+    assert sampled[1] == pytest.approx(60_000, rel=0.05)  # the predictions the sample stands for
+    assert sampled[0] == pytest.approx(full[0], rel=0.03)
