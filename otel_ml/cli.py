@@ -191,7 +191,8 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
         hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like,
         target_column=args.target_column, probability_column=args.probability_column,
-        positive_class=args.positive_class, class_probability_columns=_class_columns(args.class_probability_column))
+        positive_class=args.positive_class, class_probability_columns=_class_columns(args.class_probability_column),
+        multivariate=args.multivariate)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -490,6 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="a multiclass model's probability of CLASS (ml.prediction.probability.CLASS); repeat for "
                             "each class. With --target-column: per-class calibration maps for multiclass estimates, "
                             "and one-vs-rest ROC AUC and log loss of the reference")
+    build.add_argument("--multivariate", action="store_true",
+                       help="also fit a PCA of the features (65%% of their variance): the processor then tests each "
+                            "row's reconstruction error as the feature '(multivariate)', which drifts when features "
+                            "stop moving together as they did, even if no single one changes")
     build.add_argument("--positive-class", metavar="CLASS",
                        help="the positive class of a binary classifier (default: 1, true, yes or positive)")
     build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")

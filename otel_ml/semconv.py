@@ -51,12 +51,15 @@ PREDICTION_SCORE_FEATURE = "prediction.score"
 PREDICTION_PROBABILITY_FEATURE = "prediction.probability"
 CLASS_PROBABILITY_COLUMN_PREFIX = "prediction.probability."
 """Columns ``prediction.probability.<class>``: the decoded ``ml.prediction.probability.<class>``."""
+MULTIVARIATE_FEATURE = "(multivariate)"
+"""The column a row's PCA reconstruction error is profiled under (a baseline built with ``--multivariate``):
+multivariate drift, tested like a feature (otel_ml/profile/reconstruction.py)."""
 PREDICTION_ID_COLUMN = "prediction.id"
 """Decoded like a column, then taken out of the batch as a 64-bit hash (``ColumnarBatch.prediction_id``)."""
 GROUND_TRUTH_COLUMN = "ground_truth"
 """Decoded like a column; rows carrying it leave the batch as ``LabelBatch``es."""
 RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
-                                    PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN})
+                                    PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN, MULTIVARIATE_FEATURE})
 """``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``): they would merge
 with the model output. The processor
 rejects such spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""

@@ -215,6 +215,10 @@ class LiveModels:
                         log.info("model %r version %r: no baseline; the first %ss horizon will be pinned as "
                                  "reference", batch.model, batch.version, self.config.windows.horizon_seconds)
             wp = state.models[batch.key]
+            reconstruction = wp.reference.reconstruction if wp.reference is not None else None
+            if reconstruction is not None:  # multivariate drift: each row's error, profiled like a feature
+                batch.numeric[sc.MULTIVARIATE_FEATURE] = reconstruction.errors(batch.numeric, batch.categorical,
+                                                                               batch.n_rows)
             before = wp.dropped_feature_values
             late[batch.key] += wp.update(batch)
             wp.last_received_ns = max(wp.last_received_ns, result.received_ns or time.time_ns())

@@ -665,7 +665,8 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
             /* semconv.RESERVED_FEATURE_NAMES: the names the model output is profiled under */
             if (EQUALS(r.name, r.nlen, "prediction") || EQUALS(r.name, r.nlen, "prediction.score") ||
                 EQUALS(r.name, r.nlen, "prediction.probability") || EQUALS(r.name, r.nlen, "prediction.id") ||
-                EQUALS(r.name, r.nlen, "ground_truth") || STARTS(r.name, r.nlen, "prediction.probability."))
+                EQUALS(r.name, r.nlen, "ground_truth") || EQUALS(r.name, r.nlen, "(multivariate)") ||
+                STARTS(r.name, r.nlen, "prediction.probability."))
                 reserved = 1;
         } else if (STARTS(a->key, a->klen, "ml.prediction.probability.")) {
             /* a class's probability: the column prediction.probability.<class> */

@@ -24,6 +24,7 @@ from otel_ml.decode.privacy import hash_batch, hash_classes, hashes_prediction
 from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.model import ModelProfile, category_strings
 from otel_ml.profile.performance import REGRESSION, PerformanceReference, class_names, reference_performance
+from otel_ml.profile.reconstruction import Reconstruction
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 
 CHUNK_ROWS = 100_000
@@ -161,6 +162,7 @@ def build_baseline(
     probability_column: str | None = None,
     positive_class: str | None = None,
     class_probability_columns: dict[str, str] | None = None,
+    multivariate: bool = False,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -230,6 +232,11 @@ def build_baseline(
         batch = ColumnarBatch(model, version, n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=cats)
         if hash_key is not None:
             hash_batch(batch, hash_key, list(hash_features))
+        if multivariate:
+            profile.reconstruction = profile.reconstruction or _fit_reconstruction(path, batch)
+            batch.numeric[semconv.MULTIVARIATE_FEATURE] = profile.reconstruction.errors(batch.numeric,
+                                                                                        batch.categorical, n)
+            kinds[semconv.MULTIVARIATE_FEATURE] = NUMERIC
         if target_column and prediction_column and input_rows < LOSS_MODEL_ROWS:
             inputs.append(batch.select(np.arange(n) < LOSS_MODEL_ROWS - input_rows, np.zeros(0, bool)))
             input_rows += inputs[-1].n_rows
@@ -252,6 +259,19 @@ def build_baseline(
         if profile.performance.profile.task == REGRESSION and inputs:
             profile.performance.loss_models = _loss_models(inputs, outcomes[target_column])
     return profile
+
+
+def _fit_reconstruction(path: Path, batch: ColumnarBatch) -> Reconstruction:
+    """The PCA of a reference's features (not the model's outputs), fitted on its first chunk of rows."""
+    def feature(name: str) -> bool:
+        return not semconv.is_reserved_feature(name)
+
+    numeric = {k: v for k, v in batch.numeric.items() if feature(k)}
+    categorical = {k: v for k, v in batch.categorical.items() if feature(k)}
+    if len(numeric) + len(categorical) < 2 or batch.n_rows < 10:
+        raise ValueError(f"{path}: --multivariate needs at least 2 features and 10 rows, found "
+                         f"{len(numeric) + len(categorical)} and {batch.n_rows}")
+    return Reconstruction.fit(numeric, categorical)
 
 
 LOSS_MODEL_ROWS = 200_000

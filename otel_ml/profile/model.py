@@ -16,6 +16,7 @@ import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.performance import PerformanceReference
+from otel_ml.profile.reconstruction import Reconstruction
 from otel_ml.profile.sketch import (
     CATEGORICAL,
     GRID_MIN_VALUES,
@@ -209,6 +210,8 @@ class ModelProfile:
         reference's own variability; empty for windows and horizons, and not merged."""
         self.performance: PerformanceReference | None = None
         """A baseline's labelled performance and calibration map (``baseline build --target-column``)."""
+        self.reconstruction: Reconstruction | None = None
+        """A baseline's PCA of its features (``baseline build --multivariate``): rows' reconstruction errors."""
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
@@ -330,6 +333,7 @@ class ModelProfile:
             **({"sequences": self.sequences.to_dict()} if self.sequences.streams else {}),
             **({"chunks": [c.to_dict() for c in self.chunks]} if self.chunks else {}),
             **({"performance": self.performance.to_dict()} if self.performance is not None else {}),
+            **({"reconstruction": self.reconstruction.to_dict()} if self.reconstruction is not None else {}),
         }
 
     @classmethod
@@ -353,6 +357,8 @@ class ModelProfile:
         p.chunks = [cls.from_dict(c) for c in d.get("chunks", [])]
         if d.get("performance"):
             p.performance = PerformanceReference.from_dict(d["performance"])
+        if d.get("reconstruction"):
+            p.reconstruction = Reconstruction.from_dict(d["reconstruction"])
         return p
 
     def to_json(self) -> str:

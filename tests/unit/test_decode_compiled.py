@@ -316,7 +316,7 @@ def test_a_batch_span_naming_a_column_twice_is_rejected_by_both_decoders() -> No
 
 
 def test_a_feature_named_prediction_is_rejected_not_merged_with_the_model_output() -> None:
-    for feature in ("prediction", "prediction.score", "prediction.probability.cat"):
+    for feature in ("prediction", "prediction.score", "prediction.probability.cat", "(multivariate)"):
         alone = MODEL + END + ld(9, kv(f"ml.feature.{feature}", tag(3, 0) + varint(1)))
         beside_output = alone + ld(9, kv("ml." + feature, tag(3, 0) + varint(0)))
         for span in (alone, beside_output):

@@ -1,0 +1,38 @@
+"""Issue 34: the PCA reconstruction error against scikit-learn's pipeline on the raw rows (NannyML's recipe)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from otel_ml.profile.reconstruction import Reconstruction
+
+
+def test_errors_equal_scikit_learns_scaler_and_pca_and_a_damaged_baseline_is_refused() -> None:
+    rng = np.random.default_rng(1)
+    n = 4000
+    a = rng.normal(5, 2, n)
+    numeric = {"a": a, "b": 0.5 * a + rng.normal(0, 1, n), "c": rng.exponential(1, n)}
+    numeric["c"][::10] = np.nan  # imputed with the mean
+    plan = rng.choice(np.array(["x", "y", "z", ""]), n, p=[0.5, 0.3, 0.15, 0.05])  # "" missing: the mode
+    r = Reconstruction.fit(numeric, {"plan": plan})
+    # The same recipe with scikit-learn on the raw rows.
+    c = np.where(np.isnan(numeric["c"]), np.nanmean(numeric["c"]), numeric["c"])
+    filled = np.where(plan == "", "x", plan)
+    share = {k: np.mean(filled == k) for k in ("x", "y", "z")}
+    x = np.column_stack([numeric["a"], numeric["b"], c, [share[k] for k in filled]])
+    z = StandardScaler().fit_transform(x)
+    pca = PCA(n_components=0.65).fit(z)
+    want = np.linalg.norm(z - pca.inverse_transform(pca.transform(z)), axis=1)
+    assert r.components.shape[0] == pca.n_components_
+    assert r.errors(numeric, {"plan": plan}, n) == pytest.approx(want, rel=1e-9, abs=1e-9)
+    unseen = r.errors({"a": a[:2]}, {"plan": np.array(["new", "x"])}, 2)  # absent features imputed, unseen: 0
+    assert np.isfinite(unseen).all()
+    again = Reconstruction.from_dict(r.to_dict())
+    assert again.errors(numeric, {"plan": plan}, n) == pytest.approx(want, rel=1e-9, abs=1e-9)
+    damaged = r.to_dict()
+    damaged["center"] = damaged["center"][:-1]
+    with pytest.raises(ValueError, match="do not match"):
+        Reconstruction.from_dict(damaged)
