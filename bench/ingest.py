@@ -9,6 +9,7 @@ CPUs 0..N-1 with taskset; the load generator is pinned to the last CPU, so on a 
 run shares one core with the load (its CPU share is reported). A bench, not a test: figures vary with the
 machine; compare ratios measured in the same run.
 
+``--multivariate``: the same with the baseline built without and with ``--multivariate`` (issue 34).
 ``--dle``: a regressor's load (a numeric ml.prediction per span) against a processor given the model's baseline,
 alternately one built without a target (drift only) and one built with it, whose three expected-loss models the
 processor then evaluates at ingest (issue 32: label-free estimates for regressors); ``--rounds`` pairs.
@@ -55,9 +56,9 @@ def taskset(cpus: list[int]) -> list[str]:
     return ["taskset", "-c", ",".join(map(str, cpus))]
 
 
-def dle_baselines(work: Path) -> tuple[Path, Path]:
+def dle_baselines(work: Path, multivariate: bool = False) -> tuple[Path, Path]:
     """Two baseline dirs for bench-model from 20,000 rows shaped like the load: drift only, and with the target
-    (so with the expected-loss models)."""
+    (so with the expected-loss models) or, with ``multivariate``, with the PCA of the features."""
     import random
 
     from bench.loadgen import regression_prediction
@@ -75,8 +76,12 @@ def dle_baselines(work: Path) -> tuple[Path, Path]:
     for name, target in (("drift-only", None), ("with-loss-models", "truth")):
         d = work / name
         d.mkdir()
-        profile = build_baseline(work / "reference.csv", "bench-model", prediction_column="prediction",
-                                 target_column=target, exclude=[] if target else ["truth"])
+        if multivariate:
+            profile = build_baseline(work / "reference.csv", "bench-model", exclude=["truth", "prediction"],
+                                     multivariate=target is not None)
+        else:
+            profile = build_baseline(work / "reference.csv", "bench-model", prediction_column="prediction",
+                                     target_column=target, exclude=[] if target else ["truth"])
         (d / "bench-model.json").write_text(profile.to_json())
         out.append(d)
     return out[0], out[1]
@@ -139,23 +144,27 @@ def main() -> None:
                              "512 per record), the labels' cost per processor CPU-second")
     parser.add_argument("--dle", action="store_true",
                         help="a regressor's load with its baseline, without and with expected-loss models")
-    parser.add_argument("--rounds", type=int, default=3, help="--dle: alternating pairs of runs")
+    parser.add_argument("--multivariate", action="store_true",
+                        help="the load with its baseline, built without and with --multivariate (issue 34)")
+    parser.add_argument("--rounds", type=int, default=3, help="--dle, --multivariate: alternating pairs of runs")
     args = parser.parse_args()
-    if args.dle:
-        plain, dle = dle_baselines(Path(tempfile.mkdtemp(prefix="otel-ml-bench-dle-")))
+    if args.dle or args.multivariate:
+        plain, dle = dle_baselines(Path(tempfile.mkdtemp(prefix="otel-ml-bench-dle-")), args.multivariate)
         cores = int(args.cores.split(",")[0])
         print("| round | baseline | spans | processor CPU s | spans per processor CPU-second |")
         print("|---|---|---|---|---|")
-        rates: dict[str, list[float]] = {"drift only": [], "with loss models": []}
+        with_name = "with multivariate" if args.multivariate else "with loss models"
+        rates: dict[str, list[float]] = {"drift only": [], with_name: []}
         for k in range(args.rounds):
-            for name, d in (("drift only", plain), ("with loss models", dle)):
-                r = run(args.durable != "off", args.seconds, args.threads, cores, baseline_dir=d, regressor=True)
+            for name, d in (("drift only", plain), (with_name, dle)):
+                r = run(args.durable != "off", args.seconds, args.threads, cores, baseline_dir=d,
+                        regressor=args.dle)
                 rates[name].append(r["spans_per_cpu_s"])
                 print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} |",
                       flush=True)
         mean = {k: sum(v) / len(v) for k, v in rates.items()}
-        print(f"\nWith loss models / drift only: {mean['with loss models'] / mean['drift only']:.2f}× "
-              f"({mean['with loss models']:,.0f} vs {mean['drift only']:,.0f} spans per processor CPU-second, "
+        print(f"\n{with_name.capitalize()} / drift only: {mean[with_name] / mean['drift only']:.2f}× "
+              f"({mean[with_name]:,.0f} vs {mean['drift only']:,.0f} spans per processor CPU-second, "
               f"mean of {args.rounds})")
         return
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.durable]
