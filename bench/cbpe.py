@@ -54,6 +54,15 @@ json.dump(res, open(out + "/nannyml.json", "w"))
 """
 
 
+NANNYML_RESULTS = r"""est.fit(ref)
+df = est.estimate(ana).filter(period="analysis").to_df()
+res = {{m: {{"value": df[(m, "value")].tolist(), "sampling_error": df[(m, "sampling_error")].tolist(),
+            "alert": [bool(a) for a in df[(m, "alert")].tolist()]}} for m in metrics}}
+json.dump(res, open(out + "/{name}.json", "w"))
+"""
+"""The end of each NannyML script: fit on the reference, estimate the analysis chunks, write value, sampling error
+and alert per metric (``{name}``: the JSON file's name)."""
+
 MULTICLASS_CLASSES = ("highstreet_card", "prepaid_card", "upmarket_card")
 NANNYML_MULTICLASS_SCRIPT = r"""
 import json, sys
@@ -63,14 +72,7 @@ ref, ana, targets = nml.load_synthetic_multiclass_classification_dataset()
 ref.to_parquet(out + "/mc_reference.parquet"); ana.merge(targets, on="id").to_parquet(out + "/mc_analysis.parquet")
 est = nml.CBPE(y_pred_proba={c: "y_pred_proba_" + c for c in classes}, y_pred="y_pred", y_true="y_true",
                metrics=metrics, chunk_size=chunk, problem_type="classification_multiclass")
-est.fit(ref)
-df = est.estimate(ana).filter(period="analysis").to_df()
-res = {}
-for m in metrics:
-    res[m] = {"value": df[(m, "value")].tolist(), "sampling_error": df[(m, "sampling_error")].tolist(),
-              "alert": [bool(a) for a in df[(m, "alert")].tolist()]}
-json.dump(res, open(out + "/nannyml_multiclass.json", "w"))
-"""
+""" + NANNYML_RESULTS.format(name="nannyml_multiclass")
 
 
 REGRESSION_METRICS = ("mae", "rmse", "mape")
@@ -85,14 +87,7 @@ ref.to_parquet(out + "/reg_reference.parquet"); ana.merge(targets, on="id").to_p
 features = [c for c in ref.columns if c not in ("id", "timestamp", "y_true", "y_pred")]
 est = nml.DLE(feature_column_names=features, y_pred="y_pred", y_true="y_true", metrics=metrics, chunk_size=chunk,
               tune_hyperparameters=False)
-est.fit(ref)
-df = est.estimate(ana).filter(period="analysis").to_df()
-res = {}
-for m in metrics:
-    res[m] = {"value": df[(m, "value")].tolist(), "sampling_error": df[(m, "sampling_error")].tolist(),
-              "alert": [bool(a) for a in df[(m, "alert")].tolist()]}
-json.dump(res, open(out + "/nannyml_regression.json", "w"))
-"""
+""" + NANNYML_RESULTS.format(name="nannyml_regression")
 
 
 def nannyml_python() -> Path:

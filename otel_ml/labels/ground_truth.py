@@ -100,8 +100,8 @@ class GroundTruth:
         the coverage; their probabilities: the label-free estimates)."""
         prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
         ids = batch.prediction_id
-        by_class = self._calibrated_classes(batch)
         ref = self._reference_of(*batch.key)
+        by_class = self._calibrated_classes(batch, ref)
         losses = ref.loss_models if ref is not None and semconv.PREDICTION_FEATURE in batch.numeric else None
         if not len(ids) and prob is None and by_class is None and not losses:
             return
@@ -165,11 +165,10 @@ class GroundTruth:
             if prof is not None and in_window.any():
                 prof.add_expected_losses({k: v[in_window] for k, v in expected.items()}, weight[keep][in_window])
 
-    def _calibrated_classes(self, batch: ColumnarBatch) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                                np.ndarray] | None:
+    def _calibrated_classes(self, batch: ColumnarBatch, ref: PerformanceReference | None
+                            ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
         """A multiclass batch's classes, probabilities, calibrated probabilities and predicted classes, when its
-        model's labelled baseline has the calibration maps the estimates need (else None: nothing to estimate)."""
-        ref = self._reference_of(*batch.key)
+        model's labelled baseline ``ref`` has the calibration maps the estimates need (else None)."""
         if ref is None or not ref.class_calibration:
             return None
         found = class_columns(batch.numeric)
@@ -245,7 +244,9 @@ class GroundTruth:
                     prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
                     by_class = self.pending.codes.prob_classes.get(code)
                     if by_class and "probs" in rows:  # a multiclass model's probabilities: realized AUC, log loss
-                        prof.add_class_outcomes(by_class, rows["probs"][c, :len(by_class)].astype(np.float64), truth)
+                        # Rows written before a class was first seen are narrower: its column is missing (NaN).
+                        probs = rows["probs"][c, :len(by_class)].astype(np.float64)
+                        prof.add_class_outcomes(by_class[:probs.shape[1]], probs, truth)
                 r = sel & ~classified
                 if r.any():
                     prof.add_regressed(value[r], pred[r], delays[r])

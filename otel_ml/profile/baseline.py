@@ -295,7 +295,9 @@ def _loss_models(inputs: list[ColumnarBatch], truth_cells: list[np.ndarray]) -> 
     with np.errstate(divide="ignore", invalid="ignore"):
         losses = {"abs": np.abs(error), "squared": np.square(error),
                   "abs_pct": np.where(truth != 0, np.abs(error / truth), np.nan)}
-    return {target: LossModel.fit(numeric, categorical, loss, target) for target, loss in losses.items()}
+    # A target needs rows to learn from (every truth 0: no relative error, so no MAPE estimate)
+    return {target: LossModel.fit(numeric, categorical, loss, target) for target, loss in losses.items()
+            if np.isfinite(loss).sum() >= 2}
 
 
 def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], target: str, prediction: str | None,
@@ -330,7 +332,8 @@ def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], ta
             columns.append(p)
         class_prob = (sorted(class_probability), np.column_stack(columns))
     if not prediction and not probability:
-        raise ValueError("--target-column needs --prediction-column or --probability-column to compare it with")
+        raise ValueError("--target-column needs --prediction-column (with --class-probability-column too: the "
+                         "predicted class) or --probability-column to compare it with")
     if positive is not None:
         classes = sorted(set(class_names(truth_num, truth_text).tolist()) - {""})
         if positive not in classes:

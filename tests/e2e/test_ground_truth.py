@@ -346,12 +346,17 @@ def test_a_multiclass_model_gets_realized_auc_log_loss_and_label_free_estimates(
     p_cur = np.concatenate([wrapped.predict_proba(frame.iloc[k:k + 500]) for k in range(0, len(frame), 500)])
     provider.force_flush()
 
-    def estimated() -> dict[str, float]:
-        got = {s.labels["ml_performance_metric"]: s.value
-               for s in select(sp.scrape(), "ml_performance_estimated", ml_model_name="tiers")}
-        return got if len(got) == 5 else {}
+    def estimated() -> dict[str, float]:  # from an evaluation that saw all 1,500 predictions (the API gives n)
+        try:
+            doc = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models/tiers/versions/_"
+                                                    "/performance", timeout=10).read())
+        except urllib.error.HTTPError:  # not evaluated yet
+            return {}
+        got = {m["metric"]: m["estimated"] for m in doc["performance"]["metrics"] if m["estimated"]}
+        return {k: v["value"] for k, v in got.items()} if len(got) == 5 and all(
+            v["n"] == 1500 for v in got.values()) else {}
 
-    est = wait_for(estimated, timeout=40, what="the multiclass estimates")
+    est = wait_for(estimated, timeout=40, what="the multiclass estimates over all 1,500 predictions")
     assert 0.3 < est["accuracy"] < 0.9 and 0.5 < est["roc_auc"] < 1.0
     degraded = wait_for(lambda: {s.labels["ml_performance_metric"] for s in select(
         sp.scrape(), "ml_performance_estimated_degraded", ml_model_name="tiers") if s.value == 1.0},

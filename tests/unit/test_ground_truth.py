@@ -299,3 +299,27 @@ def test_multiclass_probabilities_wait_with_their_predictions_across_seals_merge
     want = np.mean(-np.log(np.clip(truth_p / given_sum, np.finfo(float).eps, 1 - np.finfo(float).eps)))
     assert got["log_loss"][0] == pytest.approx(want, rel=1e-6)
     assert any(s.width == 3 for s in again.pending.segments if s.kind == "pred")
+
+
+def test_a_label_for_a_prediction_written_before_its_models_last_class_was_seen(tmp_path: Path) -> None:
+    """Rows sealed while a multiclass model sent two classes are narrower than its class list once a third
+    appears; their labels still count (the third class missing for them) instead of failing the join."""
+    now = time.time_ns()
+    gt = tracker(tmp_path)
+
+    def batch(ids: list[str], classes: list[str]) -> ColumnarBatch:
+        n = len(ids)
+        return ColumnarBatch("mc", "", n, np.full(n, now), np.ones(n),
+                             numeric={f"prediction.probability.{c}": np.full(n, 1 / len(classes)) for c in classes},
+                             categorical={"prediction": np.full(n, classes[0])},
+                             prediction_id=id_hash("mc", np.array(ids)))
+
+    gt.on_predictions(batch(["p1", "p2", "p3"], ["a", "b"]))
+    gt.pending.seal()
+    gt.on_predictions(batch(["p4"], ["a", "b", "c"]))
+    gt.on_labels(LabelBatch("mc", "", id_hash("mc", np.array(["p1", "p2"])), np.full(2, np.nan),
+                            np.array(["a", "b"]), np.full(2, now)))
+    got = gt.current("mc", "")
+    assert got.labeled == 2
+    assert got.metrics()["roc_auc"][0] == pytest.approx(0.5)  # equal probabilities: no ranking
+    assert got.metrics()["log_loss"][0] == pytest.approx(-np.log(0.5))
