@@ -835,7 +835,7 @@ class MonitoredModel:
                 out[semconv.PREDICTION_PROBABILITY] = [r[1] for r in rows]
             else:  # multiclass: each class's probability (multiclass ROC AUC, log loss and estimates)
                 for j, name in enumerate(self._classes(classes)):
-                    out[semconv.CLASS_PROBABILITY_PREFIX + name] = [r[j] for r in rows]
+                    out[class_key(name)] = [r[j] for r in rows]
             return out
 
         return self._call("predict_proba", X, args, kwargs, outputs)

@@ -23,14 +23,19 @@ the sums of ``-log p(true class)`` (each row's probabilities normalised to sum 1
 
 from __future__ import annotations
 
-import base64
 import math
 from typing import Any
 
 import numpy as np
 
 from otel_ml import semconv
-from otel_ml.profile.probability_bins import PROBABILITY_BINS, auc_from_bins, probability_bins
+from otel_ml.profile.probability_bins import (
+    PROBABILITY_BINS,
+    auc_from_bins,
+    bins_from_text,
+    bins_to_text,
+    probability_bins,
+)
 
 CLASS_PROBABILITY_PREFIX = semconv.CLASS_PROBABILITY_COLUMN_PREFIX
 _EPS = np.finfo(np.float64).eps  # scikit-learn's log_loss clips at its dtype's eps
@@ -67,14 +72,6 @@ def calibrate(p: np.ndarray, classes: list[str], maps: dict[str, tuple[list[floa
     total = q.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, q / total, 1.0 / max(len(classes), 1))
-
-
-def _enc(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
-
-
-def _dec(s: str, dtype: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype).copy()
 
 
 class ClassProbabilities:
@@ -236,14 +233,10 @@ class ClassProbabilities:
 
     # --- state ----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        def sparse(a: np.ndarray) -> list:
-            used = np.flatnonzero(a)
-            return [_enc(used.astype("<u2")), _enc(a[used].astype("<f8"))]
-
         d: dict[str, Any] = {"max_classes": self.max_classes, "n_est": self.n_est, "ll": self.ll, "ll2": self.ll2,
                              "n_ll": self.n_ll}
         for name in ("count", "qsum", "pos", "neg"):
-            d[name] = {c: sparse(a) for c, a in getattr(self, name).items()}
+            d[name] = {c: bins_to_text(a) for c, a in getattr(self, name).items()}
         d["sums"] = {c: a.tolist() for c, a in self.sums.items()}
         return d
 
@@ -252,11 +245,6 @@ class ClassProbabilities:
         out = cls(int(d.get("max_classes", 32)))
         out.n_est, out.ll, out.ll2, out.n_ll = (float(d.get(k, 0.0)) for k in ("n_est", "ll", "ll2", "n_ll"))
         for name, dtype in (("count", np.int64), ("qsum", np.float64), ("pos", np.int64), ("neg", np.int64)):
-            table = {}
-            for c, (used, values) in d.get(name, {}).items():
-                a = np.zeros(PROBABILITY_BINS, dtype)
-                a[_dec(used, "<u2").astype(np.int64)] = _dec(values, "<f8")
-                table[str(c)] = a
-            setattr(out, name, table)
+            setattr(out, name, {str(c): bins_from_text(text, dtype) for c, text in d.get(name, {}).items()})
         out.sums = {str(c): np.asarray(v, np.float64) for c, v in d.get("sums", {}).items() if len(v) == len(SUMS)}
         return out

@@ -31,7 +31,13 @@ import numpy as np
 from otel_ml.decode.outcomes import number_text
 from otel_ml.profile.class_probabilities import ClassProbabilities, calibrate
 from otel_ml.profile.loss_model import LossModel
-from otel_ml.profile.probability_bins import PROBABILITY_BINS, auc_from_bins, probability_bins
+from otel_ml.profile.probability_bins import (
+    PROBABILITY_BINS,
+    auc_from_bins,
+    bins_from_text,
+    bins_to_text,
+    probability_bins,
+)
 from otel_ml.profile.sketch import kll_items
 
 OTHER_CLASS = "(other)"
@@ -102,20 +108,6 @@ def is_positive(num: np.ndarray | None, text: np.ndarray | None, positive: str) 
 
 def _hist(p: np.ndarray) -> np.ndarray:
     return np.bincount(probability_bins(p), minlength=PROBABILITY_BINS).astype(np.int64)
-
-
-def _b64_counts(a: np.ndarray) -> str:
-    """Sparse: the bins in use (u16) and their counts (i64)."""
-    used = np.flatnonzero(a)
-    return base64.b64encode(used.astype("<u2").tobytes() + a[used].astype("<i8").tobytes()).decode("ascii")
-
-
-def _counts_b64(s: str) -> np.ndarray:
-    raw = base64.b64decode(s)
-    k = len(raw) // 10
-    out = np.zeros(PROBABILITY_BINS, np.int64)
-    out[np.frombuffer(raw, "<u2", k).astype(np.int64)] = np.frombuffer(raw, "<i8", k, offset=2 * k)
-    return out
 
 
 _NO_BINS = np.zeros(PROBABILITY_BINS, np.int64)
@@ -383,7 +375,7 @@ class PerformanceProfile:
                              "confusion": [[t, p, n] for (t, p), n in sorted(self.confusion.items())],
                              "sums": {k: v for k, v in self.sums.items() if v}, "max_classes": self.max_classes}
         for name, counts in self._bins.items():
-            d[name] = _b64_counts(counts)
+            d[name] = bins_to_text(counts)
         for name in ("residuals", "delays"):
             s = getattr(self, "_" + name)
             if s is not None:
@@ -398,7 +390,7 @@ class PerformanceProfile:
         p.predictions, p.labeled = int(d["predictions"]), int(d["labeled"])
         p.confusion = Counter({(t, c): int(n) for t, c, n in d.get("confusion", [])})
         p.sums.update({k: float(v) for k, v in d.get("sums", {}).items() if k in p.sums})
-        p._bins = {name: _counts_b64(d[name]) for name in HISTOGRAMS if name in d}
+        p._bins = {name: bins_from_text(d[name]) for name in HISTOGRAMS if name in d}
         for name in ("residuals", "delays"):
             if name in d:
                 setattr(p, "_" + name, ds.kll_doubles_sketch.deserialize(base64.b64decode(d[name])))

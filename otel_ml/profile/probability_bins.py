@@ -4,6 +4,7 @@ the per-class probabilities of a multiclass model."""
 
 from __future__ import annotations
 
+import base64
 import math
 
 import numpy as np
@@ -14,6 +15,27 @@ PROBABILITY_BINS = 1024
 
 def probability_bins(p: np.ndarray) -> np.ndarray:
     return np.clip((p * PROBABILITY_BINS).astype(np.int64), 0, PROBABILITY_BINS - 1)
+
+
+def bins_to_text(a: np.ndarray) -> str:
+    """Bins as text, sparse: the bins in use (u16), then their values (i64 counts, or f64 for float bins).
+
+    >>> bins = np.zeros(PROBABILITY_BINS); bins[[3, 900]] = [0.5, 2.25]
+    >>> bins_from_text(bins_to_text(bins), np.float64)[[3, 900]].tolist()
+    [0.5, 2.25]
+    """
+    used = np.flatnonzero(a)
+    values = a[used].astype("<f8" if a.dtype.kind == "f" else "<i8")
+    return base64.b64encode(used.astype("<u2").tobytes() + values.tobytes()).decode("ascii")
+
+
+def bins_from_text(s: str, dtype: type = np.int64) -> np.ndarray:
+    raw = base64.b64decode(s)
+    k = len(raw) // 10
+    out = np.zeros(PROBABILITY_BINS, dtype)
+    out[np.frombuffer(raw, "<u2", k).astype(np.int64)] = np.frombuffer(raw, "<f8" if np.dtype(dtype).kind == "f"
+                                                                       else "<i8", k, offset=2 * k)
+    return out
 
 
 def auc_from_bins(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float, float] | None:
