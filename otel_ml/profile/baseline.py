@@ -332,8 +332,8 @@ def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], ta
             columns.append(p)
         class_prob = (sorted(class_probability), np.column_stack(columns))
     if not prediction and not probability:
-        raise ValueError("--target-column needs --prediction-column (with --class-probability-column too: the "
-                         "predicted class) or --probability-column to compare it with")
+        raise ValueError("--target-column needs --prediction-column or --probability-column to compare it with "
+                         "(with --class-probability-column too: --prediction-column names the predicted class)")
     if positive is not None:
         classes = sorted(set(class_names(truth_num, truth_text).tolist()) - {""})
         if positive not in classes:
