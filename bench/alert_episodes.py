@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.alert_episodes [--days 2] [--seeds 1] [--rows-per-minute 1000]
 
-A stationary stream of ``--days`` of event time (six features of every kind, bench.false_alarms' draw) is
+A stationary stream of ``--days`` of event time (six features of every kind, bench.false_alarms' draw, and the
+test of the four numeric ones' correlations, ``(correlation)``, as a seventh member of the family) is
 replayed through the processor's own window code at its defaults: one-minute windows, a 15-minute horizon, the
 first horizon pinned as reference, and an evaluation every 10 s of event time on the sliding horizon (the newest
 window still filling, as in the service). Each evaluation's per-feature p-values are kept, so one replay is
@@ -24,6 +25,7 @@ import numpy as np
 from bench.false_alarms import KINDS, draw
 from otel_ml.analyze.drift import DriftConfig, compare
 from otel_ml.profile.window import WindowConfig, WindowedProfile
+from otel_ml.semconv import CORRELATION_FEATURE
 
 NS = 1_000_000_000
 STEP_S = 10  # the service's default evaluation interval
@@ -37,8 +39,8 @@ def replay(days: float, rows_per_minute: int, seed: int) -> np.ndarray:
     cfg = DriftConfig(alpha=0.5)  # any level: only the p-values are kept
     rows = rows_per_minute * STEP_S // 60
     steps = int(days * 86_400 / STEP_S)
-    out = np.full((steps, len(KINDS)), np.nan)
-    names = sorted(KINDS)
+    names = [*sorted(KINDS), CORRELATION_FEATURE]  # the test of the numeric features' correlations is one more
+    out = np.full((steps, len(names)), np.nan)
     for i in range(steps):
         batch = draw(rng, rows)
         # Event times spread over the step, so windows fill the way live traffic fills them.
@@ -97,7 +99,8 @@ def main() -> None:
     days = args.days * args.seeds
     evaluated = sum(int((~np.isnan(r).all(axis=1)).sum()) for r in runs)
     print(f"{args.seeds} stationary replay(s) of {args.days:g} days ({days:g} days of event time), "
-          f"{args.rows_per_minute:,} rows per minute, {len(KINDS)} features; windows 60 s, horizon 900 s, "
+          f"{args.rows_per_minute:,} rows per minute, {len(KINDS)} features and their correlations; windows 60 s, "
+          f"horizon 900 s, "
           f"an evaluation every {STEP_S} s: {evaluated:,} evaluations ({elapsed:.0f} s to replay). "
           f"Alert rule: `for: {default.alert_for_seconds / 60:g}m`.\n")
     print("| level per evaluation (family-wise) | evaluations firing | feature alert episodes | model alert episodes "

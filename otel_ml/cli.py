@@ -180,10 +180,14 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
     from otel_ml import semconv
     from otel_ml.decode.privacy import load_key
     from otel_ml.profile.baseline import build_baseline, describe_columns
+    from otel_ml.profile.comoments import MAX_FEATURES as COMOMENT_MAX_FEATURES
     from otel_ml.profile.sketch import SketchConfig
 
     if args.chunks < 0:
         raise ValueError(f"--chunks must be >= 0 (0: none), got {args.chunks}")
+    if not 0 <= args.correlation_features <= COMOMENT_MAX_FEATURES:
+        raise ValueError(f"--correlation-features must be 0 to {COMOMENT_MAX_FEATURES}, "
+                         f"got {args.correlation_features}")
     time_like: set[str] = set()
     profile = build_baseline(
         args.input, args.model, args.model_version, prediction_column=args.prediction_column,
@@ -192,7 +196,8 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like,
         target_column=args.target_column, probability_column=args.probability_column,
         positive_class=args.positive_class, class_probability_columns=_class_columns(args.class_probability_column),
-        multivariate=args.multivariate)
+        multivariate=args.multivariate, correlation_features=args.correlation_features,
+        embedding_column=args.embedding_column)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -495,6 +500,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="also fit a PCA of the features (65%% of their variance): the processor then tests each "
                             "row's reconstruction error as the feature '(multivariate)', which drifts when features "
                             "stop moving together as they did, even if no single one changes")
+    build.add_argument("--embedding-column", metavar="C",
+                       help="a column of vectors ('[0.1, 0.2, ...]' cells, or a Parquet list): the model's "
+                            "ml.embedding, profiled as the processor does, by its projections '(embedding).0'..'.15' "
+                            "and its norm")
+    build.add_argument("--correlation-features", type=int, default=10, metavar="N",
+                       help="keep the pairwise moments of the N numeric features with the most values (default 10; "
+                            "0: none, at most 64): the processor tests their correlations for a change, the row "
+                            "'(correlation)', and lists the pairs that changed most")
     build.add_argument("--positive-class", metavar="CLASS",
                        help="the positive class of a binary classifier (default: 1, true, yes or positive)")
     build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from otel_ml.analyze.drift import CATEGORICAL_METHODS, NUMERIC_METHODS, DriftConfig
+from otel_ml.analyze.drift import CATEGORICAL_METHODS, DEFAULT_EFFECT_SIZE, NUMERIC_METHODS, DriftConfig
 from otel_ml.analyze.performance import ALTERNATIVES, PerformanceConfig
 from otel_ml.decode.limits import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
@@ -25,6 +25,7 @@ from otel_ml.errors import ConfigError
 from otel_ml.export.config import DETAIL_LEVELS, ExportConfig
 from otel_ml.http_server import HttpServerConfig
 from otel_ml.labels.pending import LabelsConfig
+from otel_ml.profile.comoments import MAX_FEATURES as COMOMENT_MAX_FEATURES
 from otel_ml.profile.lifecycle import WHEN_FULL, ModelsConfig
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
@@ -186,7 +187,7 @@ POSITIVE = (
     "state.checkpoint_interval_seconds", "drift.alpha", "drift.expected_run_days",
     "drift.alert_for_seconds", "drift.min_samples", "drift.bins", "drift.learned_sigma",
     "limits.max_batch_size", "limits.max_features_per_span", "limits.max_category_length", "limits.max_name_length",
-    "limits.max_id_length",
+    "limits.max_id_length", "limits.max_embedding_dimension",
     "limits.max_models", "limits.max_profiled_features_per_model", "limits.max_inflight_bytes",
     "limits.retry_after_seconds", "models.max_models", "models.idle_ttl_seconds", "http.idle_timeout_seconds",
     "http.body_timeout_seconds", "http.max_connections", "http.tls_handshake_timeout_seconds", "http.handler_threads",
@@ -219,6 +220,9 @@ def _validate(cfg: ServiceConfig) -> None:
         need(math.isfinite(value) and value >= 0, key, "must be a finite number >= 0", value)
         if key in POSITIVE:
             need(value > 0, key, "must be > 0", value)
+    corr = cfg.drift.correlation_features
+    need(isinstance(corr, int) and not isinstance(corr, bool) and 0 <= corr <= COMOMENT_MAX_FEATURES,
+         "drift.correlation_features", f"a whole number from 0 (off) to {COMOMENT_MAX_FEATURES}", corr)
     alpha = cfg.drift.alpha
     need(alpha is None or (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)), "drift.alpha",
          "expected a number (or nothing: derived from drift.expected_run_days)", alpha)
@@ -265,10 +269,11 @@ def _validate(cfg: ServiceConfig) -> None:
     for key, level in [("export.detail", cfg.export.detail),
                        *((f"export.detail_for.{k}", v) for k, v in cfg.export.detail_for.items())]:
         need(level in DETAIL_LEVELS, key, f"one of {', '.join(DETAIL_LEVELS)}", level)
-    for kind, methods in (("numeric", NUMERIC_METHODS), ("categorical", CATEGORICAL_METHODS)):
-        method = cfg.export.effect_size.get(kind)
+    for kind, methods in (("numeric", NUMERIC_METHODS), ("categorical", CATEGORICAL_METHODS),
+                          ("correlation", ("r_change",))):
+        method = cfg.export.effect_size.get(kind, DEFAULT_EFFECT_SIZE[kind])
         need(method in methods, f"export.effect_size.{kind}", f"one of {', '.join(methods)}", method)
-    distances = sorted(set(NUMERIC_METHODS + CATEGORICAL_METHODS) - {"ks", "chi2"})
+    distances = sorted({*NUMERIC_METHODS, *CATEGORICAL_METHODS, "r_change"} - {"ks", "chi2"})
     floors = [("drift.min_effect", cfg.drift.min_effect),
               *((f"drift.features.{k}.min_effect", v.get("min_effect")) for k, v in cfg.drift.features.items()
                 if isinstance(v, dict))]
@@ -280,8 +285,8 @@ def _validate(cfg: ServiceConfig) -> None:
             need(method in distances, f"{key}.{method}", f"a distance method ({', '.join(distances)})", method)
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                  and value >= 0, f"{key}.{method}", "a finite number >= 0", value)
-    unknown = set(cfg.export.effect_size) - {"numeric", "categorical"}
-    need(not unknown, "export.effect_size", "keys numeric and categorical", sorted(unknown))
+    unknown = set(cfg.export.effect_size) - set(DEFAULT_EFFECT_SIZE)
+    need(not unknown, "export.effect_size", "keys numeric, categorical and correlation", sorted(unknown))
     for key, endpoint in (("receiver.otlp_grpc.endpoint", cfg.receiver.otlp_grpc.endpoint),
                           ("receiver.otlp_http.endpoint", cfg.receiver.otlp_http.endpoint),
                           ("export.prometheus.endpoint", cfg.export.prometheus.endpoint),

@@ -34,6 +34,13 @@ GROUND_TRUTH = "ml.ground_truth"
 with ``event.name`` = ``ml.ground_truth``) carrying it is a label, not a prediction."""
 GROUND_TRUTH_EVENT = "ml.ground_truth"
 """``event.name`` of a ground-truth log record."""
+EMBEDDING = "ml.embedding"
+"""double array: the model's input (or output) embedding, d numbers; in a batch span the N vectors one after another
+(N·d numbers). Never kept: projected on 16 fixed random directions and profiled as the numeric features
+``(embedding).0`` … ``(embedding).15`` and ``(embedding).norm`` (otel_ml/decode/embedding.py)."""
+EMBEDDING_DIMENSION = "ml.embedding.dimension"
+"""int: d, the length of one ``ml.embedding`` vector. Optional (d is the array's length divided by
+``ml.batch.size``); when given, the array must have exactly N·d numbers."""
 BATCH_SIZE = "ml.batch.size"
 """int: the span carries N predictions; every ``ml.feature.*``/``ml.prediction*`` is an array of length N."""
 SAMPLING_RATIO = "ml.sampling.ratio"
@@ -54,21 +61,34 @@ CLASS_PROBABILITY_COLUMN_PREFIX = "prediction.probability."
 MULTIVARIATE_FEATURE = "(multivariate)"
 """The column a row's PCA reconstruction error is profiled under (a baseline built with ``--multivariate``):
 multivariate drift, tested like a feature (otel_ml/profile/reconstruction.py)."""
+EMBEDDING_COLUMN_PREFIX = "(embedding)."
+"""The columns an ``ml.embedding`` becomes: ``(embedding).<j>`` (its projections) and ``(embedding).norm``."""
+CORRELATION_FEATURE = "(correlation)"
+"""The drift report row of the test for a change of the features' correlations (otel_ml/analyze/correlation.py);
+reserved so that no feature is reported under it."""
 PREDICTION_ID_COLUMN = "prediction.id"
 """Decoded like a column, then taken out of the batch as a 64-bit hash (``ColumnarBatch.prediction_id``)."""
 GROUND_TRUTH_COLUMN = "ground_truth"
 """Decoded like a column; rows carrying it leave the batch as ``LabelBatch``es."""
 RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
-                                    PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN, MULTIVARIATE_FEATURE})
-"""``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``): they would merge
-with the model output. The processor
-rejects such spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
+                                    PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN, MULTIVARIATE_FEATURE,
+                                    CORRELATION_FEATURE})
+"""``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``, nor
+``(embedding).<anything>``): they would merge with the model output or a derived column. The processor rejects such
+spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
 
+
+
+def is_input_column(name: str) -> bool:
+    """A column of the model's inputs (a feature, an embedding's projection), not its output nor a test's row: what
+    the multivariate tests (correlations, reconstruction) are fitted on."""
+    return not is_reserved_feature(name) or name.startswith(EMBEDDING_COLUMN_PREFIX)
 
 
 def is_reserved_feature(name: str) -> bool:
     """A feature name the model output is profiled under (``RESERVED_FEATURE_NAMES``, a class's probability)."""
-    return name in RESERVED_FEATURE_NAMES or name.startswith(CLASS_PROBABILITY_COLUMN_PREFIX)
+    return name in RESERVED_FEATURE_NAMES or name.startswith((CLASS_PROBABILITY_COLUMN_PREFIX,
+                                                              EMBEDDING_COLUMN_PREFIX))
 
 
 # --- metric attributes (processor → backend) -----------------------------------------------------

@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 
 from otel_ml.analyze import stats
+from otel_ml.analyze.correlation import CorrelationChange, correlation_changes
+from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, NumericProfile
-from otel_ml.semconv import OVERALL_METHOD
+from otel_ml.semconv import CORRELATION_FEATURE, OVERALL_METHOD
 
-DEFAULT_EFFECT_SIZE = {"numeric": "wasserstein", "categorical": "js"}
+DEFAULT_EFFECT_SIZE = {"numeric": "wasserstein", "categorical": "js", "correlation": "r_change"}
 """The effect size shown and exported per feature kind unless ``export.effect_size`` says otherwise."""
 
 @dataclass(frozen=True)
@@ -42,9 +44,13 @@ class DriftConfig:
     10m). Keep the two in step: a shorter ``for:`` needs a proportionally smaller level."""
     min_samples: int = 100
     """Fewer values than this in the reference or the current horizon: decision withheld."""
+    correlation_features: int = 10
+    """Numeric features per model whose pairwise correlations are kept per window and tested for a change (the
+    row ``(correlation)``; 0: off). Which ones: a baseline's choice (``baseline build --correlation-features``), else
+    those with the most values in the model's first batch, then by name (otel_ml/profile/comoments.py)."""
     bins: int = stats.DEFAULT_BINS
     thresholds: dict[str, float] = field(default_factory=lambda: {
-        "psi": 0.2, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1, "linf": 0.1})
+        "psi": 0.2, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1, "linf": 0.1, "r_change": 0.1})
     """Thresholds of the distance methods (each gets its own 0/1 decision; by default none feeds ``overall``)."""
     features: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per feature (key ``feature`` or ``model/feature``): ``method`` that feeds ``overall`` (``auto``: KS for
@@ -173,6 +179,8 @@ class ModelReport:
     last_data_ns: int = 0
     """When data of the model last arrived (the processor's clock; the newest event time after a restart before
     new data); 0: unknown."""
+    correlations: list[CorrelationChange] = field(default_factory=list)
+    """The feature pairs whose correlation changed most (``(correlation)``'s evidence), most changed first."""
 
 
 def _quality(prof: NumericProfile | CategoricalProfile) -> tuple[float, float]:
@@ -398,6 +406,29 @@ def feature_settings(cfg: DriftConfig, model: str, feature: str) -> dict[str, An
     return cfg.features.get(f"{model}/{feature}") or cfg.features.get(feature) or {}
 
 
+@dataclass
+class CorrelationReport(FeatureReport):
+    """The ``(correlation)`` row: a FeatureReport (decided, exported and shown like any feature's) that also
+    carries the pairs behind its decision."""
+
+    changes: list[CorrelationChange] = field(default_factory=list)
+
+
+def compare_correlations(ref: Comoments, cur: Comoments, cfg: DriftConfig,
+                         alpha: float) -> CorrelationReport:
+    """The test of analyze/correlation.py as the model report's row ``(correlation)``: ``overall`` is its
+    Bonferroni p-value at the model's per-feature level, ``r_change`` the largest change of a pair's correlation."""
+    result = correlation_changes(ref, cur, cfg.min_samples)
+    withheld = "" if result.pairs else (_withheld(ref.rows, cur.rows, cfg) or "empty")
+    threshold = cfg.thresholds.get("r_change", 0.1)
+    detected = _decide(result.p_value, alpha, withheld, lower_is_drift=True)
+    methods = [MethodResult("correlation", result.p_value, alpha, detected, p_value=True),
+               MethodResult("r_change", result.max_change, threshold, _decide(result.max_change, threshold, withheld))]
+    overall = MethodResult(OVERALL_METHOD, result.p_value, alpha, detected, p_value=True)
+    return CorrelationReport(CORRELATION_FEATURE, "correlation", result.reference_rows, result.current_rows, methods,
+                             overall, withheld, changes=result.changes)
+
+
 def _not_compared(name: str, cur: NumericProfile | CategoricalProfile, ref_count: int, alpha: float,
                   reason: str) -> FeatureReport:
     return _empty_report(name, cur.kind, ref_count, cur.count, (), {}, alpha, reason, cur)
@@ -421,7 +452,9 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
     cfg = cfg or DriftConfig()
     ref_features = reference.features if reference is not None else {}
     names = sorted(set(ref_features) & set(current.features))
-    alpha = cfg.evaluation_alpha / max(1, len(names))
+    moments = (reference.comoments, current.comoments) if reference is not None else (None, None)
+    correlated = moments[0] is not None and moments[1] is not None
+    alpha = cfg.evaluation_alpha / max(1, len(names) + correlated)  # the correlation test is one more in the family
     learned = learned_thresholds(reference, cfg) if (reference is not None and cfg.learned_thresholds) else {}
     reports = []
     for name in names:
@@ -445,6 +478,13 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
             reports[-1] = _apply_effect_floor(reports[-1], floors)
         if current.features[name].count == 0 and current.rows > 0:  # a reference column traffic never carries
             reports[-1].withheld_reason = "absent_from_current"
+    changes: list[CorrelationChange] = []
+    if moments[0] is not None and moments[1] is not None:
+        reports.append(compare_correlations(moments[0], moments[1], cfg, alpha))
+        changes = reports[-1].changes  # type: ignore[attr-defined]
+        floors = {**cfg.min_effect, **feature_settings(cfg, current.model, CORRELATION_FEATURE).get("min_effect", {})}
+        if floors:
+            reports[-1] = _apply_effect_floor(reports[-1], floors)
     # Data quality needs no reference: features the reference lacks, and every feature before there is one, are
     # reported with their data quality and the reason they have no decision.
     for name in sorted(set(current.features) - set(ref_features)):
@@ -468,6 +508,7 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         latency_p99=current.latency_quantile(0.99),
         error_ratio=current.error_rows / current.rows if current.rows else math.nan,
         lost_ratio=current.sequences.lost() / expected if (expected := current.sequences.expected()) else math.nan,
+        correlations=changes,
     )
 
 

@@ -49,6 +49,8 @@ class LiveConfig:
     reference_chunks: int = 0
     keep_evicted: bool = False
     """Windows that leave memory are kept until a checkpoint archives them (an archive is written)."""
+    correlation_features: int = 10
+    """``drift.correlation_features``: numeric features whose pairwise moments windows keep."""
 
 
 @dataclass
@@ -141,7 +143,8 @@ class LiveModels:
     def window_options(self) -> dict:
         """The keyword arguments every window set is made with (recovered ones too)."""
         return {"max_features": self.config.max_features, "reference_chunks": self.config.reference_chunks,
-                "keep_evicted": self.config.keep_evicted, "pin_reference": not self.views_policy.partial}
+                "keep_evicted": self.config.keep_evicted, "pin_reference": not self.views_policy.partial,
+                "correlation_features": self.config.correlation_features}
 
     def new_window_set(self, model: str, version: str) -> WindowedProfile:
         """An empty window set of (model, version), its reference attached."""

@@ -28,7 +28,7 @@
 /* DEC_REJECT: a span the Python decoder rejects; it is skipped here and its bytes are handed back so the
  * Python decoder states the reason and message (it re-checks: if it would not reject, the request is
  * declined). DEC_DECLINE_*: the whole request goes to the Python decoder. */
-enum { DEC_OK = 0, DEC_DECLINE_WIRE = 1, DEC_DECLINE_SPAN = 2, DEC_NOMEM = 3, DEC_REJECT = 4 };
+enum { DEC_OK = 0, DEC_DECLINE_WIRE = 1, DEC_DECLINE_SPAN = 2, DEC_NOMEM = 3, DEC_REJECT = 4, DEC_DECLINE_DIMENSION = 5 };
 
 /* ---------------------------------------------------------------- schema ---- */
 enum { F_NONE = 0, F_VARINT, F_FIXED64, F_FIXED32, F_STRING, F_BYTES, F_MESSAGE };
@@ -364,6 +364,10 @@ typedef struct {
     I64Vec span_rows;
     ColumnVec cols;
     Index index;
+    /* ml.embedding: the vectors of rows 0..emb_rows-1, emb_dim numbers each (NaN: a row without one); otlp.py
+       projects them (decode/embedding.py), as it does the reference decoder's */
+    F64Vec emb;
+    int64_t emb_dim, emb_rows;
 } Group;
 VEC(Group *, GroupVec);
 
@@ -390,6 +394,7 @@ static void index_put(Index *ix, uint64_t hash, uint32_t pos) {
 typedef struct {
     /* limits */
     Py_ssize_t max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length;
+    Py_ssize_t max_embedding_dimension;
     uint64_t now_ns, future_limit_ns;
     /* results */
     int64_t received, accepted, ignored;
@@ -398,6 +403,7 @@ typedef struct {
     /* per span scratch */
     AttrVec attrs;
     ValVec elems;
+    F64Vec emb; /* the span's ml.embedding, validated before any column is written */
     /* resource-level model name / version */
     int res_model_set, res_version_set;
     Val res_model, res_version;
@@ -480,6 +486,7 @@ static void free_group(Group *g) {
     PyMem_RawFree(g->span_stream.a);
     PyMem_RawFree(g->span_seq.a);
     PyMem_RawFree(g->span_rows.a);
+    PyMem_RawFree(g->emb.a);
     PyMem_RawFree(g);
 }
 
@@ -489,6 +496,7 @@ static void free_ctx(Ctx *c) {
     PyMem_RawFree(c->group_index.slots);
     PyMem_RawFree(c->attrs.a);
     PyMem_RawFree(c->elems.a);
+    PyMem_RawFree(c->emb.a);
     PyMem_RawFree(c->rejected.a);
     PyMem_RawFree(c->seen);
 }
@@ -575,6 +583,35 @@ static int array_elements(Ctx *c, const Val *arr) {
     return 0;
 }
 
+/* An ml.embedding's numbers into c->emb: 0, 1 when one is not a usable number (the span is rejected), 2 when the
+ * array is malformed (declined), 3 when out of memory. Most vectors are doubles, each element then exactly
+ * 0A 09 21 <8 bytes> (field 1 of ArrayValue holding an AnyValue whose only field is double_value): read so without
+ * parsing, which makes a 384-number vector 4x cheaper; anything else takes the general parser. */
+static int embedding_numbers(Ctx *c, const Val *arr) {
+    const uint8_t *p = arr->s, *end = arr->s + arr->slen;
+    MsgState st = {0, 0};
+    Field f;
+    int bad = 0; /* the rest is still parsed: a malformed array is declined whatever its numbers */
+    c->emb.n = 0;
+    while (p < end) {
+        if (c->emb.n == c->emb.cap && grow((void **)&c->emb.a, &c->emb.cap, c->emb.n + 1, sizeof(double))) return 3;
+        double x;
+        if (end - p >= 11 && p[0] == 0x0A && p[1] == 9 && p[2] == 0x21) {
+            memcpy(&x, p + 3, 8); /* little-endian hosts (x86-64, arm64) */
+            p += 11;
+            if (fabs(x) > NUMBER_LIMIT) bad = 1;
+        } else {
+            Val v;
+            if (next_field(M_ARRAY_VALUE, &p, end, &st, &f) || parse_any_value(f.ptr, f.ptr + f.len, 0, &v)) return 2;
+            if (v.kind == V_DOUBLE && !(fabs(v.d) > NUMBER_LIMIT)) x = v.d;
+            else if (v.kind == V_INT) x = (double)v.i;
+            else { bad = 1; x = NAN; }
+        }
+        c->emb.a[c->emb.n++] = x;
+    }
+    return bad;
+}
+
 static int64_t count_elements(const Val *arr) {
     const uint8_t *p = arr->s, *end = arr->s + arr->slen;
     MsgState st = {0, 0};
@@ -649,7 +686,8 @@ static int has_duplicate(Ctx *c, ColumnRef *refs, size_t n) {
 static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_code) {
     const Val *model_v = c->res_model_set ? &c->res_model : NULL;
     const Val *version_v = c->res_version_set ? &c->res_version : NULL;
-    const Val *batch_v = NULL, *ratio_v = NULL, *seq_v = NULL, *stream_v = NULL;
+    const Val *batch_v = NULL, *ratio_v = NULL, *seq_v = NULL, *stream_v = NULL, *emb_v = NULL, *dim_v = NULL;
+    int64_t emb_dim = 0;
     ColumnRef refs_local[64];
     ColumnRef *refs = refs_local;
     size_t nrefs = 0, cap_refs = 64;
@@ -666,6 +704,7 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
             if (EQUALS(r.name, r.nlen, "prediction") || EQUALS(r.name, r.nlen, "prediction.score") ||
                 EQUALS(r.name, r.nlen, "prediction.probability") || EQUALS(r.name, r.nlen, "prediction.id") ||
                 EQUALS(r.name, r.nlen, "ground_truth") || EQUALS(r.name, r.nlen, "(multivariate)") ||
+                EQUALS(r.name, r.nlen, "(correlation)") || STARTS(r.name, r.nlen, "(embedding).") ||
                 STARTS(r.name, r.nlen, "prediction.probability."))
                 reserved = 1;
         } else if (STARTS(a->key, a->klen, "ml.prediction.probability.")) {
@@ -700,6 +739,10 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
             seq_v = &a->v;
         } else if (EQUALS(a->key, a->klen, "ml.sequence.stream")) {
             stream_v = &a->v;
+        } else if (EQUALS(a->key, a->klen, "ml.embedding")) {
+            emb_v = &a->v;
+        } else if (EQUALS(a->key, a->klen, "ml.embedding.dimension")) {
+            dim_v = &a->v;
         }
         if (r.name) {
             if (nrefs == cap_refs) {
@@ -716,7 +759,7 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
     if (!model_v) {
         /* ML attributes without a model (an SDK attribute limit evicted it, say): rejected, so the sender hears
            why (model_name_missing); a span with none is ordinary traffic. */
-        if (nrefs) rc = DEC_REJECT;
+        if (nrefs || emb_v) rc = DEC_REJECT;
         else c->ignored++;
         goto done;
     }
@@ -777,6 +820,21 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         seq = seq_v->i;
         stream = stream_v->i;
     }
+    if (emb_v) { /* otlp.py _embedding: n·d finite numbers (NaN allowed: a missing vector) */
+        if (emb_v->kind != V_ARRAY) { rc = DEC_REJECT; goto done; }
+        int bad = embedding_numbers(c, emb_v);
+        if (bad) { rc = bad == 1 ? DEC_REJECT : bad == 2 ? DEC_DECLINE_WIRE : DEC_NOMEM; goto done; }
+        size_t len = c->emb.n;
+        if (len == 0) { rc = DEC_REJECT; goto done; }
+        if (dim_v) {
+            emb_dim = dim_v->kind == V_INT ? dim_v->i : 0;
+            if (emb_dim < 1 || (int64_t)len / n != emb_dim || (int64_t)len % n) { rc = DEC_REJECT; goto done; }
+        } else {
+            if ((int64_t)len % n) { rc = DEC_REJECT; goto done; }
+            emb_dim = (int64_t)len / n;
+        }
+        if (emb_dim > c->max_embedding_dimension) { rc = DEC_REJECT; goto done; }
+    }
     for (size_t k = 0; k < nrefs; k++) { /* every column before any is written: a rejection leaves no trace */
         int is_array = refs[k].v->kind == V_ARRAY;
         if (is_array != (batch_v != NULL)) { rc = DEC_REJECT; goto done; }
@@ -799,6 +857,17 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         g->version = (const uint8_t *)g->vbuf;
     }
     int64_t row = g->n_rows;
+    if (emb_v) {
+        /* a second dimension for one model in one request: the reference rejects it (embedding_dimension_mismatch)
+           because of earlier spans, which its re-decoding of this span alone cannot see: it decodes the request */
+        if (g->emb_dim && g->emb_dim != emb_dim) { rc = DEC_DECLINE_DIMENSION; goto done; }
+        g->emb_dim = emb_dim;
+        size_t need = (size_t)(row + n) * (size_t)emb_dim;
+        if (grow((void **)&g->emb.a, &g->emb.cap, need, sizeof(double))) { rc = DEC_NOMEM; goto done; }
+        for (size_t i = (size_t)g->emb_rows * (size_t)emb_dim; i < (size_t)row * (size_t)emb_dim; i++) g->emb.a[i] = NAN;
+        memcpy(g->emb.a + (size_t)row * (size_t)emb_dim, c->emb.a, c->emb.n * sizeof(double));
+        g->emb_rows = row + n;
+    }
     for (size_t k = 0; k < nrefs; k++) {
         Column *col = column_in(g, refs[k].name, refs[k].nlen, refs[k].hash);
         if (!col) { rc = DEC_NOMEM; goto done; }
@@ -1033,7 +1102,21 @@ static PyObject *build_group(Group *g) {
         Py_DECREF(name);
         if (err) goto fail;
     }
-    out = Py_BuildValue("(NNLNNNNNNNNOOO)", text(g->model, g->mlen), text(g->version, g->vlen),
+    PyObject *emb = Py_None;
+    Py_INCREF(emb);
+    if (g->emb_dim) {
+        size_t need = n * (size_t)g->emb_dim;
+        if (grow((void **)&g->emb.a, &g->emb.cap, need, sizeof(double))) {
+            PyErr_NoMemory();
+            Py_DECREF(emb);
+            goto fail;
+        }
+        for (size_t i = (size_t)g->emb_rows * (size_t)g->emb_dim; i < need; i++) g->emb.a[i] = NAN;
+        Py_DECREF(emb);
+        emb = bytearray_of(g->emb.a, need * sizeof(double));
+        if (!emb) goto fail;
+    }
+    out = Py_BuildValue("(NNLNNNNNNNNOOOLN)", text(g->model, g->mlen), text(g->version, g->vlen),
                         (long long)g->n_rows,
                         bytearray_of(g->row_time.a, g->row_time.n * sizeof(int64_t)),
                         bytearray_of(g->row_weight.a, g->row_weight.n * sizeof(double)),
@@ -1043,7 +1126,7 @@ static PyObject *build_group(Group *g) {
                         bytearray_of(g->span_stream.a, g->span_stream.n * sizeof(int64_t)),
                         bytearray_of(g->span_seq.a, g->span_seq.n * sizeof(int64_t)),
                         bytearray_of(g->span_rows.a, g->span_rows.n * sizeof(int64_t)), numeric, categorical,
-                        invalid);
+                        invalid, (long long)g->emb_dim, emb);
 fail:
     Py_XDECREF(numeric);
     Py_XDECREF(categorical);
@@ -1056,8 +1139,9 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Ctx c;
     memset(&c, 0, sizeof c);
     unsigned long long now_ns, future_limit_ns;
-    if (!PyArg_ParseTuple(args, "y*nnnnnKK", &buf, &c.max_batch_size, &c.max_features_per_span,
-                          &c.max_category_length, &c.max_name_length, &c.max_id_length, &now_ns, &future_limit_ns))
+    if (!PyArg_ParseTuple(args, "y*nnnnnnKK", &buf, &c.max_batch_size, &c.max_features_per_span,
+                          &c.max_category_length, &c.max_name_length, &c.max_id_length, &c.max_embedding_dimension,
+                          &now_ns, &future_limit_ns))
         return NULL;
     c.now_ns = now_ns;
     c.future_limit_ns = future_limit_ns;

@@ -26,6 +26,8 @@ class DecodeLimits:
     (timestamp_in_future)."""
     max_id_length: int = 256
     """A longer ``ml.prediction.id`` is rejected (prediction_id_too_long): ids are compared whole, never cut."""
+    max_embedding_dimension: int = 4_096
+    """A longer ``ml.embedding`` vector is rejected (embedding_too_large)."""
 
 
 NUMBER_LIMIT = 1e100

@@ -4,9 +4,11 @@
 it was built and agrees with the installed protobuf schema, and this module's pure-Python decoder
 (``decode_request_python``) otherwise. The pure-Python decoder is the reference: the compiled one either
 returns exactly its result or declines the request, and then the reference decodes it. It declines
-malformed or non-canonical protobuf (a field given twice, unknown fields, invalid UTF-8...) and float model
-versions; spans the reference would reject it skips and hands back, and the reference states their reasons,
-so every rejection reason and message is defined here once.
+malformed or non-canonical protobuf (a field given twice, unknown fields, invalid UTF-8...), float model
+versions and a model's ``ml.embedding`` of two dimensions in one request; spans the reference would reject it
+skips and hands back, and the reference states their reasons, so every rejection reason and message is defined
+here once. Both gather an ``ml.embedding``'s numbers and leave its projection to decode/embedding.py, so their
+columns are equal to the bit.
 ``tests/unit/test_decode_compiled.py`` holds both to that on SDK output and fuzzed input.
 Set ``OTEL_ML_DECODER=python`` to run the reference only.
 """
@@ -28,6 +30,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, parse_protobuf
+from otel_ml.decode.embedding import embedding_columns
 from otel_ml.decode.limits import NUMBER_LIMIT, DecodeLimits, id_problem, truth_problem
 from otel_ml.decode.outcomes import split_outcomes
 
@@ -78,6 +81,8 @@ class _ColumnBuilder:
         self.span_stream: list[int] = []
         self.span_seq: list[int] = []
         self.span_rows: list[int] = []
+        self.embeddings: list[tuple[int, np.ndarray]] = []
+        """(first row, n × d vectors) of each span with an ``ml.embedding``."""
 
     @staticmethod
     def _add(idx_of: dict[str, list[int]], values_of: dict[str, list], name: str, start: int, values: list,
@@ -140,6 +145,8 @@ class _ColumnBuilder:
             numeric[name] = col
         categorical = {name: categorical_column(n, np.asarray(idx, dtype=np.int64), self.cat_val[name])
                        for name, idx in self.cat_idx.items()}
+        if self.embeddings:
+            numeric.update(embedding_columns(embedding_rows(n, self.embeddings)))
         return ColumnarBatch(
             model=self.model,
             version=self.version,
@@ -270,7 +277,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
     now_ns = time.time_ns()
     future_limit = now_ns + limits.max_clock_skew_seconds * 1e9  # the reference compares ints to this float
     out = _otlp_columns.decode(data, limits.max_batch_size, limits.max_features_per_span, limits.max_category_length,
-                               limits.max_name_length, limits.max_id_length, now_ns,
+                               limits.max_name_length, limits.max_id_length, limits.max_embedding_dimension, now_ns,
                                min(max(math.floor(future_limit), 0), 2**64 - 1))
     if isinstance(out, int):
         DECLINED[_DECLINE_REASONS[out]] += 1
@@ -293,14 +300,17 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
         log.error("compiled decoder rejected a span the reference accepts; please report this request")
         return None
     for (model, version, n, row_time, row_weight, span_end, span_dur, span_err, span_stream, span_seq, span_rows,
-         numeric, categorical, invalid) in groups:
+         numeric, categorical, invalid, dimension, vectors) in groups:
+        columns = {name: np.frombuffer(col, dtype=np.float64) for name, col in numeric.items()}
+        if dimension:  # the same vectors the reference gathers, projected by the same function
+            columns.update(embedding_columns(np.frombuffer(vectors, dtype=np.float64).reshape(n, dimension)))
         result.batches.append(ColumnarBatch(
             model=model,
             version=version,
             n_rows=n,
             row_time_ns=np.frombuffer(row_time, dtype=np.int64),
             row_weight=np.frombuffer(row_weight, dtype=np.float64),
-            numeric={name: np.frombuffer(col, dtype=np.float64) for name, col in numeric.items()},
+            numeric=columns,
             # numpy str storage filled by the decoder: no Python object per row
             categorical={name: np.frombuffer(cells, dtype=f"<U{width}")
                          for name, (cells, width) in categorical.items()},
@@ -315,7 +325,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
     return result
 
 
-_DECLINE_REASONS = {1: "wire_format", 2: "float_model_version"}
+_DECLINE_REASONS = {1: "wire_format", 2: "float_model_version", 5: "embedding_dimension_mismatch"}
 DECLINED: Counter[str] = Counter()
 """Requests the compiled decoder handed to the reference decoder, by reason (for tests and benchmarks)."""
 
@@ -423,6 +433,8 @@ def _decode_span(
     stream_v: AnyValue | None = None
     columns: list[tuple[str, AnyValue]] = []
     reserved: str | None = None
+    embedding_v: AnyValue | None = None
+    dimension_v: AnyValue | None = None
     for kv in span.attributes:
         key = kv.key
         if not key.startswith("ml."):
@@ -448,7 +460,13 @@ def _decode_span(
             seq_v = kv.value
         elif key == semconv.SEQUENCE_STREAM:
             stream_v = kv.value
+        elif key == semconv.EMBEDDING:
+            embedding_v = kv.value
+        elif key == semconv.EMBEDDING_DIMENSION:
+            dimension_v = kv.value
     if model_v is None:
+        if embedding_v is not None:
+            columns.append((semconv.EMBEDDING, embedding_v))  # ML data all the same: rejected below
         if columns:  # ML data whose model is unknown: most often an SDK attribute limit evicted ml.model.name
             raise _Rejected("model_name_missing", f"{len(columns)} ml.* column(s) (e.g. '{columns[0][0]}') but no "
                             f"{semconv.MODEL_NAME} on the span or its resource; an SDK's span attribute limit "
@@ -512,6 +530,7 @@ def _decode_span(
                                                 "(int, not 0) go together")
         seq, stream = seq_v.int_value, stream_v.int_value
 
+    vectors = _embedding(embedding_v, dimension_v, n, limits) if embedding_v is not None else None
     # Validate every column before touching the builder so a rejected span leaves no trace.
     decoded: list[tuple[str, tuple]] = []
     scalars: list[tuple[str, str | None, AnyValue]] = []
@@ -549,6 +568,11 @@ def _decode_span(
     b = builders.get((model, version))
     if b is None:
         b = builders[(model, version)] = _ColumnBuilder(model, version)
+    if vectors is not None:
+        if b.embeddings and b.embeddings[0][1].shape[1] != vectors.shape[1]:
+            raise _Rejected("embedding_dimension_mismatch", f"{semconv.EMBEDDING} of dimension {vectors.shape[1]} in a "
+                            f"request whose earlier spans of this model have {b.embeddings[0][1].shape[1]}")
+        b.embeddings.append((b.n_rows, vectors))
     for name, split in decoded:
         b.add(name, b.n_rows, split)
     if scalars:
@@ -563,6 +587,42 @@ def _decode_span(
     b.span_seq.append(seq)
     b.span_rows.append(n)
     return True
+
+
+def _embedding(value: AnyValue, dimension_v: AnyValue | None, n: int, limits: DecodeLimits) -> np.ndarray:
+    """A span's ``ml.embedding`` as ``n × d`` vectors; _Rejected when it is not ``n·d`` finite numbers."""
+    if value.WhichOneof("value") != "array_value":
+        raise _Rejected("invalid_embedding", f"{semconv.EMBEDDING} must be an array of numbers")
+    elems = value.array_value.values
+    kinds = {e.WhichOneof("value") for e in elems}
+    if not elems or not kinds <= {"double_value", "int_value"}:
+        raise _Rejected("invalid_embedding", f"{semconv.EMBEDDING} must be a non-empty array of numbers, got "
+                        f"{', '.join(sorted(str(k) for k in kinds)) or 'no values'}")
+    x = np.array([e.double_value for e in elems] if kinds == {"double_value"} else
+                 [e.double_value if e.WhichOneof("value") == "double_value" else float(e.int_value) for e in elems])
+    if (np.abs(x) > NUMBER_LIMIT).any():  # NaN passes: a vector with one is a missing row (every column NaN)
+        raise _Rejected("invalid_embedding", f"{semconv.EMBEDDING} holds ±inf or a number beyond ±1e100")
+    if dimension_v is not None:
+        d = dimension_v.int_value if dimension_v.WhichOneof("value") == "int_value" else 0
+        if d < 1 or len(x) != n * d:
+            raise _Rejected("embedding_length_mismatch", f"{semconv.EMBEDDING} has {len(x)} numbers; "
+                            f"{semconv.EMBEDDING_DIMENSION} (an int >= 1) times the span's rows ({n}) must equal it")
+    elif len(x) % n:
+        raise _Rejected("embedding_length_mismatch", f"{semconv.EMBEDDING} has {len(x)} numbers, not a multiple of "
+                        f"the span's {n} rows")
+    d = len(x) // n
+    if d > limits.max_embedding_dimension:
+        raise _Rejected("embedding_too_large", f"{semconv.EMBEDDING} of dimension {d} (limit "
+                        f"{limits.max_embedding_dimension})")
+    return x.reshape(n, d)
+
+
+def embedding_rows(n: int, parts: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """The ``n × d`` vectors of a group's rows (NaN: a row whose span had no embedding)."""
+    out = np.full((n, parts[0][1].shape[1]), np.nan)
+    for start, vectors in parts:
+        out[start:start + len(vectors)] = vectors
+    return out
 
 
 COMPILED = _compiled_usable()

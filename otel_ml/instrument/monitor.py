@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 Scalar = bool | int | float | str
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_Row = tuple[dict[str, Any], Any, Any, Any, Any, "int | None"]
-"""A row ``record`` collected with ``batch_rows``: features, prediction, score, id, probability, event time."""
+_Row = tuple[dict[str, Any], Any, Any, Any, Any, "int | None", Any]
+"""A row ``record`` collected with ``batch_rows``: features, prediction, score, id, probability, event time,
+embedding."""
 
 SPAN_NAME = "ml.predict"
 _UNKNOWN = object()
@@ -114,6 +115,24 @@ def _column(values: Sequence[Any]) -> list[Any]:
             return items
         return [math.nan if v is None else float(v) for v in items]
     raise TypeError("mixed value types")
+
+
+def embedding_attributes(vectors: Sequence[Any]) -> dict[str, Any]:
+    """``ml.embedding`` (the vectors one after another, as floats) and ``ml.embedding.dimension`` for one vector per
+    row; a row's None becomes NaN (missing). ValueError when the vectors differ in length or hold no numbers.
+
+    >>> embedding_attributes([[1, 2], None])
+    {'ml.embedding': [1.0, 2.0, nan, nan], 'ml.embedding.dimension': 2}
+    """
+    rows = [None if v is None else (v.tolist() if hasattr(v, "tolist") else list(v)) for v in vectors]
+    dims = {len(r) for r in rows if r is not None}
+    if len(dims) != 1 or 0 in dims:
+        raise ValueError(f"embeddings of {len(dims)} different lengths" if dims else "no embedding in the rows")
+    d = dims.pop()
+    flat = [math.nan if x is None else float(x) for r in rows for x in (r if r is not None else [None] * d)]
+    if any(math.isinf(x) for x in flat):
+        raise ValueError("an embedding holds ±inf")
+    return {semconv.EMBEDDING: flat, semconv.EMBEDDING_DIMENSION: d}
 
 
 def event_time_ns(value: Any) -> int:
@@ -264,6 +283,41 @@ def span_attribute_limit(tracer: trace.Tracer) -> int:
     return limit if isinstance(limit, int) and limit >= 0 else 2**31  # None: no limit
 
 
+def _warn_attribute_limit(model: str, features: list[str], limit: int, over: int) -> None:
+    log.warning("otel-ml: %s: %d features, but the TracerProvider keeps %d attributes per span; %d features are left "
+                "out of every record (the first: %s). Raise the limit in the serving process: "
+                "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=%d (or SpanLimits(max_span_attributes=...))",
+                model, len(features), limit, over, features[len(features) - over][11:], len(features) + 16)
+
+
+class _PendingRows:
+    """The rows ``record`` collected with ``batch_rows`` until a batch span takes them, and the thread that
+    flushes them every ``batch_seconds`` (started with the first row)."""
+
+    def __init__(self) -> None:
+        self.rows: list[_Row] = []
+        self.lock = threading.Lock()
+        self.flusher: threading.Thread | None = None
+
+    def add(self, row: _Row, monitor: ModelMonitor) -> bool:
+        """Keep ``row``; True when a batch is full."""
+        with self.lock:
+            self.rows.append(row)
+            if self.flusher is None:
+                self.flusher = threading.Thread(target=_flush_every, args=(weakref.ref(monitor), monitor.batch_seconds),
+                                                name=f"otel-ml-batch-{monitor.model_name}", daemon=True)
+                self.flusher.start()
+            return len(self.rows) >= monitor.batch_rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self) -> list[_Row]:
+        with self.lock:
+            rows, self.rows = self.rows, []
+        return rows
+
+
 class ModelMonitor:
     """One per served model: records predictions as spans.
 
@@ -324,9 +378,7 @@ class ModelMonitor:
         """0: ``record`` emits one span per prediction. N: ``record`` collects predictions and emits one batch span
         per N of them, or after ``batch_seconds``, whichever comes first (and at ``flush``/exit)."""
         self.batch_seconds = batch_seconds
-        self._pending: list[_Row] = []
-        self._pending_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
+        self._pending = _PendingRows()
         if batch_rows:
             atexit.register(_flush_at_exit, weakref.ref(self))  # before the SDK's own exit handler exports
         if hasattr(os, "register_at_fork"):
@@ -339,9 +391,7 @@ class ModelMonitor:
         self._stream = random.SystemRandom().getrandbits(63) or 1
         self._next_seq = 0
         self._seq_lock = threading.Lock()
-        self._pending = []
-        self._pending_lock = threading.Lock()
-        self._flusher = None
+        self._pending = _PendingRows()
         self._random = random.Random()
 
     # --- helpers -------------------------------------------------------------------------------
@@ -402,11 +452,7 @@ class ModelMonitor:
                                          semconv.ATTR_REASON: "attribute_limit"})
         if not self._warned_limit:
             self._warned_limit = True
-            log.warning("otel-ml: %s: %d features, but the TracerProvider keeps %d attributes per span; %d features "
-                        "are left out of every record (the first: %s). Raise the limit in the serving process: "
-                        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=%d (or SpanLimits(max_span_attributes=...))",
-                        self.model_name, len(features), limit, over, features[len(features) - over][11:],
-                        len(features) + 16)
+            _warn_attribute_limit(self.model_name, features, limit, over)
         return attrs
 
     def _attributes(self, features: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -506,10 +552,11 @@ class ModelMonitor:
         span.end(end_time=at)
 
     def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
-               prediction_id: str | None = None, probability: float | None = None, timestamp: Any = None) -> None:
+               prediction_id: str | None = None, probability: float | None = None, timestamp: Any = None,
+               embedding: Sequence[float] | None = None) -> None:
         """Record a prediction that already happened: a zero-length span (it says when, not how long), or a row
         of the next batch span with ``batch_rows``. ``timestamp``: when it happened (a datetime, naive ones UTC;
-        ISO 8601 text; Unix seconds), for a backfill; default now."""
+        ISO 8601 text; Unix seconds), for a backfill; default now. ``embedding``: the input's ``ml.embedding``."""
         if not self._sampled():
             return
         try:
@@ -517,8 +564,14 @@ class ModelMonitor:
         except (TypeError, ValueError, OverflowError) as e:  # never raise into serving code
             self._drop("timestamp", e, "invalid_timestamp")
             return
-        if self.batch_rows:
-            self._collect(features, prediction, score, prediction_id, probability, at)
+        if self.batch_rows:  # a row of the next batch span
+            try:
+                row = dict(features)
+            except Exception as e:
+                self._drop("features", e, "unreadable_features")
+                return
+            if self._pending.add((row, prediction, score, prediction_id, probability, at, embedding), self):
+                self.flush()
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
@@ -526,31 +579,15 @@ class ModelMonitor:
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
+        if embedding is not None:
+            self._add_embedding(attrs, [embedding])
         self._emit(attrs, at, 1)
 
     # --- record() with batch_rows: predictions collected into batch spans ----------------------------
-    def _collect(self, features: Mapping[str, Any], prediction: Any, score: Any, prediction_id: Any,
-                 probability: Any = None, at: int | None = None) -> None:
-        try:
-            row = dict(features)
-        except Exception as e:
-            self._drop("features", e, "unreadable_features")
-            return
-        with self._pending_lock:
-            self._pending.append((row, prediction, score, prediction_id, probability, at))
-            full = len(self._pending) >= self.batch_rows
-            if self._flusher is None:
-                self._flusher = threading.Thread(target=_flush_every, args=(weakref.ref(self), self.batch_seconds),
-                                                 name=f"otel-ml-batch-{self.model_name}", daemon=True)
-                self._flusher.start()
-        if full:
-            self.flush()
-
     def flush(self) -> None:
         """Emit what ``record`` collected (with ``batch_rows``) now: a batch span per event time. Called by a background
         thread every ``batch_seconds`` and at interpreter exit; call it before shutting the TracerProvider down."""
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
+        pending = self._pending.take()
         for at, indexes in _by_time([r[5] for r in pending]):  # one span per event time (a backfill has many)
             self._flush_rows([pending[i] for i in indexes], at)
 
@@ -569,6 +606,8 @@ class ModelMonitor:
                     columns[key] = [r[index] for r in rows]
             if any(r[4] is not None for r in rows):
                 columns.update(probability_columns([r[4] for r in rows]))
+            if any(r[6] is not None for r in rows):
+                columns[semconv.EMBEDDING] = [r[6] for r in rows]
             # Rows were sampled when recorded; a zero-length span at their time (else the flush's): no latency.
             attrs = self._batch_attributes(columns, sample=False)
             if attrs is not None:
@@ -599,13 +638,15 @@ class ModelMonitor:
         prediction_ids: Sequence[str] | None = None,
         probabilities: Sequence[float] | None = None,
         timestamps: Sequence[Any] | None = None,
+        embeddings: Sequence[Sequence[float]] | None = None,
     ) -> None:
         """Record N predictions as one span: every column becomes an array attribute of length N and
         ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``.
         ``prediction_ids`` let ``record_ground_truth_batch`` name them later; ``probabilities``: of the positive
         class (binary classifiers), or a mapping class → column (multiclass). ``timestamps``: when each
         prediction was made (as in ``record``), for a backfill: one zero-length span per distinct time, earliest
-        first (round them, e.g. to the second, to keep spans few; the processor's windows are far wider)."""
+        first (round them, e.g. to the second, to keep spans few; the processor's windows are far wider).
+        ``embeddings``: one vector per row, N × d (``ml.embedding``, flattened, and ``ml.embedding.dimension``)."""
         try:
             columns: dict[str, Sequence[Any]] = {}
             for name, values in features.items():
@@ -620,6 +661,8 @@ class ModelMonitor:
                 columns[semconv.PREDICTION_ID] = [str(i) for i in prediction_ids]
             if probabilities is not None:
                 columns.update(probability_columns(probabilities))
+            if embeddings is not None:
+                columns[semconv.EMBEDDING] = list(embeddings)
             if timestamps is None:
                 self._record_columns(columns)
                 return
@@ -651,12 +694,21 @@ class ModelMonitor:
             return None
         attrs = dict(self._base)
         attrs[semconv.BATCH_SIZE] = n
+        vectors = lists.pop(semconv.EMBEDDING, None)
         for key, values in lists.items():
             try:
                 attrs[key] = _column(values)
             except Exception as e:
                 self._drop(key, e)
+        if vectors is not None:
+            self._add_embedding(attrs, vectors)
         return self._fit(attrs, 2)  # ml.sequence and its stream come later
+
+    def _add_embedding(self, attrs: dict[str, Any], vectors: list[Any]) -> None:
+        try:
+            attrs.update(embedding_attributes(vectors))
+        except Exception as e:  # never raise into serving code
+            self._drop(semconv.EMBEDDING, e, "invalid_embedding")
 
     def wrap(self, model: Any, feature_names: Sequence[str] | None = None,
              prediction_id: str | Callable[[Any], Sequence[Any]] | None = None) -> MonitoredModel:

@@ -20,7 +20,9 @@ import numpy as np
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
+from otel_ml.decode.embedding import embedding_columns
 from otel_ml.decode.privacy import hash_batch, hash_classes, hashes_prediction
+from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.model import ModelProfile, category_strings
 from otel_ml.profile.performance import REGRESSION, PerformanceReference, class_names, reference_performance
@@ -163,6 +165,8 @@ def build_baseline(
     positive_class: str | None = None,
     class_probability_columns: dict[str, str] | None = None,
     multivariate: bool = False,
+    correlation_features: int = 10,
+    embedding_column: str | None = None,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -192,7 +196,7 @@ def build_baseline(
     class_probability_columns = dict(class_probability_columns or {})
     for cls, col in class_probability_columns.items():  # a multiclass model's probability of each class
         rename[col] = semconv.CLASS_PROBABILITY_COLUMN_PREFIX + cls
-    exclude = [*exclude, *([target_column] if target_column else [])]
+    exclude = [*exclude, *([target_column] if target_column else []), *([embedding_column] if embedding_column else [])]
     outcome_cols = {c for c in (target_column, prediction_column, probability_column,
                                 *class_probability_columns.values()) if c}
     outcomes: dict[str, list[np.ndarray]] = {}
@@ -202,6 +206,7 @@ def build_baseline(
     kinds: dict[str, str] = {}
     forced_categorical = set(categorical)
     seen_columns: set[str] | None = None
+    correlated: Comoments | None = None  # the features whose correlations windows will be compared with these
     row0 = 0
     for chunk in parts:
         if seen_columns is None:
@@ -229,6 +234,11 @@ def build_baseline(
                                      f"pass --categorical {col}")
                 cats[name] = _as_category(cells)
                 kinds[name] = CATEGORICAL
+        if embedding_column:  # the processor's projection of ml.embedding, from the same vectors
+            for name, column in embedding_columns(_embedding_vectors(path, embedding_column,
+                                                                     chunk[embedding_column])).items():
+                numeric[name] = column
+                kinds[name] = NUMERIC
         batch = ColumnarBatch(model, version, n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=cats)
         if hash_key is not None:
             hash_batch(batch, hash_key, list(hash_features))
@@ -240,7 +250,10 @@ def build_baseline(
         if target_column and prediction_column and input_rows < LOSS_MODEL_ROWS:
             inputs.append(batch.select(np.arange(n) < LOSS_MODEL_ROWS - input_rows, np.zeros(0, bool)))
             input_rows += inputs[-1].n_rows
-        profile.update(batch, kinds)
+        if row0 == 0:
+            correlated = Comoments.chosen({k: v for k, v in batch.numeric.items() if kinds.get(k) == NUMERIC
+                                           and semconv.is_input_column(k)}, correlation_features)
+        profile.update(batch, kinds, correlated)
         if chunk_rows:
             # Consecutive parts of the file, for thresholds learned from the reference's own variability.
             part_of = (row0 + np.arange(n)) // chunk_rows
@@ -261,10 +274,29 @@ def build_baseline(
     return profile
 
 
+def _embedding_vectors(path: Path, column: str, cells: np.ndarray) -> np.ndarray:
+    """A column of vectors ("[0.1, 0.2, ...]" or "0.1 0.2 ...", as a CSV cell or a Parquet list) as ``n × d``; an
+    empty cell is a missing vector (NaN)."""
+    if cells.dtype.kind == "f":
+        raise ValueError(f"{path}: embedding column {column!r} holds single numbers, not vectors")
+    rows: list[np.ndarray | None] = []
+    for k, cell in enumerate(cells.tolist()):
+        text = str(cell).strip().strip("[]")
+        try:
+            rows.append(np.array(text.replace(",", " ").split(), np.float64) if text else None)
+        except ValueError as e:
+            raise ValueError(f"{path}: embedding column {column!r}, row {k + 1} of its chunk: {e}") from e
+    dims = {len(r) for r in rows if r is not None}
+    if len(dims) > 1:
+        raise ValueError(f"{path}: embedding column {column!r} holds vectors of lengths {sorted(dims)}")
+    d = dims.pop() if dims else 1
+    return np.array([r if r is not None else np.full(d, np.nan) for r in rows]).reshape(len(rows), d)
+
+
 def _fit_reconstruction(path: Path, batch: ColumnarBatch) -> Reconstruction:
     """The PCA of a reference's features (not the model's outputs), fitted on its first chunk of rows."""
     def feature(name: str) -> bool:
-        return not semconv.is_reserved_feature(name)
+        return semconv.is_input_column(name)
 
     numeric = {k: v for k, v in batch.numeric.items() if feature(k)}
     categorical = {k: v for k, v in batch.categorical.items() if feature(k)}

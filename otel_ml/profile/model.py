@@ -15,6 +15,7 @@ import datasketches as ds
 import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
+from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.performance import PerformanceReference
 from otel_ml.profile.reconstruction import Reconstruction
 from otel_ml.profile.sketch import (
@@ -212,6 +213,9 @@ class ModelProfile:
         """A baseline's labelled performance and calibration map (``baseline build --target-column``)."""
         self.reconstruction: Reconstruction | None = None
         """A baseline's PCA of its features (``baseline build --multivariate``): rows' reconstruction errors."""
+        self.comoments: Comoments | None = None
+        """Pairwise moments of a few numeric features (their correlations; profile/comoments.py), when the window set
+        keeps them."""
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
@@ -221,6 +225,8 @@ class ModelProfile:
             for name in names:
                 profile.features.pop(name, None)
                 profile.grids.pop(name, None)
+            if profile.comoments is not None:
+                profile.comoments = profile.comoments.without(names)
         self.learned_thresholds = None
 
     def feature(self, name: str, kind: str) -> FeatureProfile:
@@ -229,10 +235,15 @@ class ModelProfile:
             p = self.features[name] = new_profile(kind, self.config, self.grids.get(name))
         return p
 
-    def update(self, batch: ColumnarBatch, kinds: dict[str, str]) -> None:
+    def update(self, batch: ColumnarBatch, kinds: dict[str, str], correlated: Comoments | None = None) -> None:
         """Add a batch; ``kinds`` (name → numeric/categorical) covers every feature the model has, so a
-        feature absent from the batch counts its rows as missing."""
+        feature absent from the batch counts its rows as missing. ``correlated``: the features and basis whose
+        pairwise moments are kept (None: none)."""
         n = batch.n_rows
+        if correlated is not None:
+            if self.comoments is None:
+                self.comoments = correlated.empty_like()
+            self.comoments.update(batch.numeric, n)
         self.rows += n
         self.predictions += float(batch.row_weight.sum())
         self.spans += len(batch.span_end_ns)
@@ -282,6 +293,11 @@ class ModelProfile:
         if other.start_ns is not None:
             self.start_ns = other.start_ns if self.start_ns is None else min(self.start_ns, other.start_ns)
             self.end_ns = other.end_ns if self.end_ns is None else max(self.end_ns or 0, other.end_ns or 0)
+        if other.comoments is not None:
+            if self.comoments is None:
+                self.comoments = other.comoments.copy()
+            else:
+                self.comoments.merge(other.comoments)
         for name, prof in other.features.items():
             mine = self.features.get(name)
             if mine is None:
@@ -334,6 +350,7 @@ class ModelProfile:
             **({"chunks": [c.to_dict() for c in self.chunks]} if self.chunks else {}),
             **({"performance": self.performance.to_dict()} if self.performance is not None else {}),
             **({"reconstruction": self.reconstruction.to_dict()} if self.reconstruction is not None else {}),
+            **({"comoments": self.comoments.to_dict()} if self.comoments is not None else {}),
         }
 
     @classmethod
@@ -359,6 +376,8 @@ class ModelProfile:
             p.performance = PerformanceReference.from_dict(d["performance"])
         if d.get("reconstruction"):
             p.reconstruction = Reconstruction.from_dict(d["reconstruction"])
+        if d.get("comoments"):
+            p.comoments = Comoments.from_dict(d["comoments"])
         return p
 
     def to_json(self) -> str:

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
+from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.model import ModelProfile, choose_kind
 from otel_ml.profile.sketch import GRID_MIN_VALUES, NUMERIC, Grid, NumericProfile, SketchConfig, grid_from_quantiles
+from otel_ml.semconv import is_input_column
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class WindowedProfile:
         reference_chunks: int = 0,
         keep_evicted: bool = False,
         pin_reference: bool = True,
+        correlation_features: int = 10,
     ) -> None:
         self.model = model
         self.version = version
@@ -120,6 +123,10 @@ class WindowedProfile:
         self.pin_reference = pin_reference
         """False for a partial window set (one Kafka partition's share of a model): only the merge of every
         partition may pin a reference (profile/partitioned.py)."""
+        self.correlation_features = correlation_features
+        self.correlated: Comoments | None = None
+        """The features (and basis) whose pairwise moments every window keeps: a baseline's, else chosen from the
+        first batch with two numeric features (``Comoments.chosen``); None: none yet, or off."""
         self.predictions = 0.0
         """Predictions ever added (row weights, late rows included): ``ml.predictions`` in shared Kafka mode."""
         # What changed since the last checkpoint; read and reset only through take_changes/restore_changes.
@@ -147,6 +154,9 @@ class WindowedProfile:
         # Windows from now on bin on the reference's grid, so that the horizon and the reference compare on exact
         # counts once the windows binned otherwise have left it.
         self.grids.update(reference.numeric_grids())
+        # Windows keep the moments the reference has, on its basis (a baseline without them: no correlation test).
+        self.correlated = reference.comoments.empty_like() if reference.comoments is not None and \
+            self.correlation_features >= 2 else None
 
     def update(self, batch: ColumnarBatch) -> int:
         """Add a batch; returns the number of rows dropped because they arrived too late."""
@@ -167,6 +177,9 @@ class WindowedProfile:
                         "are not profiled (%d so far): %s%s", self.model, self.version, len(unprofiled),
                         self.max_features, len(self.unprofiled), ", ".join(unprofiled[:20]),
                         ", ..." if len(unprofiled) > 20 else "")
+        if self.correlated is None and self.reference is None and self.correlation_features >= 2:
+            self.correlated = Comoments.chosen({k: v for k, v in batch.numeric.items() if self.kinds.get(k) == NUMERIC
+                                                and is_input_column(k)}, self.correlation_features)
         late = 0
         self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():
@@ -179,7 +192,7 @@ class WindowedProfile:
             if w is None:
                 self._grids_from_newest_window()
                 w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch, self.grids)
-            w.update(part, self.kinds)
+            w.update(part, self.kinds, self.correlated)
             self._dirty.add(start)
             self._changes += 1
             self._changed_at[start] = self._changes
@@ -361,6 +374,8 @@ class WindowedProfile:
             for name, prof in self.windows[start].features.items():
                 if isinstance(prof, NumericProfile) and prof.grid is not None:
                     self.grids[name] = prof.grid
+            if self.windows[start].comoments is not None and self.correlation_features >= 2:
+                self.correlated = self.windows[start].comoments.empty_like()  # type: ignore[union-attr]
 
     def horizon_start_ns(self) -> int | None:
         """Start of the oldest window in the current horizon (None: no data yet)."""

@@ -80,7 +80,7 @@ def feature_row(f: FeatureReport, effect_size: dict[str, str] | None = None) -> 
     """One feature's decision, scores and data quality (an element of the ``drift`` endpoint's ``features``);
     ``effect_size``: the method shown as the effect, per kind (``export.effect_size``)."""
     p = f.overall.score if f.overall.p_value else math.nan
-    effect_method = (effect_size or EFFECT).get(f.kind, "")
+    effect_method = (effect_size or EFFECT).get(f.kind) or EFFECT.get(f.kind, "")
     scores = {m.method: number(m.score) for m in f.methods}
     return {
         "name": f.feature, "kind": f.kind, "status": status(f),
@@ -95,6 +95,14 @@ def feature_row(f: FeatureReport, effect_size: dict[str, str] | None = None) -> 
         "unseen_ratio": number(f.unseen_ratio), "out_of_range_ratio": number(f.out_of_range_ratio),
         "quality_problems": quality_problems(f),
     }
+
+
+def correlation_rows(r: ModelReport) -> list[dict[str, Any]]:
+    """The feature pairs whose correlation changed most (the ``(correlation)`` row's evidence), most changed first:
+    ``correlation_changes`` of the ``drift`` endpoint."""
+    return [{"features": list(c.pair), "reference": number(c.reference), "current": number(c.current),
+             "change": number(c.current - c.reference), "z": number(c.z), "p_value": number(c.p_value),
+             "reference_rows": c.reference_rows, "current_rows": c.current_rows} for c in r.correlations]
 
 
 def sorted_rows(rows: list[dict[str, Any]], key: str = "problems") -> list[dict[str, Any]]:

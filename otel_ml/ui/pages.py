@@ -195,10 +195,26 @@ def performance_section(perf: dict[str, Any] | None) -> str:
             "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>")
 
 
+def correlation_section(changes: list[dict[str, Any]]) -> str:
+    """The pairs whose correlation changed most (nothing when the model keeps no correlations)."""
+    if not changes:
+        return ""
+    rows = "".join(f'<tr><td class=name>{esc(c["features"][0])} × {esc(c["features"][1])}</td>'
+                   f'<td class=num>{fmt(c["reference"])}</td><td class=num>{fmt(c["current"])}</td>'
+                   f'<td class=num>{fmt(c["change"])}</td><td class=num>{fmt(c["z"])}</td>'
+                   f'<td class=num>{fmt(c["p_value"])}</td></tr>' for c in changes)
+    return ("<h2>Correlations</h2><p class=muted>The feature pairs whose correlation moved most against the "
+            "reference (the row <code>(correlation)</code> decides on all pairs; p is each pair's own).</p>"
+            "<table><thead><tr><th>pair</th><th class=num>reference r</th><th class=num>current r</th>"
+            "<th class=num>change</th><th class=num>z</th><th class=num>p</th></tr></thead><tbody>" + rows
+            + "</tbody></table>")
+
+
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,
-               sort_href: Any, performance: dict[str, Any] | None = None) -> str:
+               sort_href: Any, performance: dict[str, Any] | None = None,
+               correlations: list[dict[str, Any]] | None = None) -> str:
     body = (model_header(summary) + performance_section(performance) + "<h2>Features</h2>"
-            + feature_table(rows, feature_href, sort, sort_href))
+            + feature_table(rows, feature_href, sort, sort_href) + correlation_section(correlations or []))
     return layout(f"{summary['model']} {summary['version']}", body)
 
 

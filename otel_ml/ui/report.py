@@ -80,7 +80,8 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
             f"reference ({pages.esc(source)}). Report written {generated} by <code>otel-ml report</code>.</p>",
             pages.performance_section(views.performance_document(performance)),
             "<h2>Features</h2>",
-            pages.feature_table(rows, lambda name: f"#{anchors[name]}" if name in drawn else "#features-not-drawn")]
+            pages.feature_table(rows, lambda name: f"#{anchors[name]}" if name in drawn else "#features-not-drawn"),
+            pages.correlation_section(views.correlation_rows(report))]
     for r in charted:
         name = r["name"]
         rp, cp = reference.features.get(name), current.features.get(name)

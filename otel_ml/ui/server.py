@@ -231,7 +231,8 @@ class UiServer:
         rows = [views.feature_row(f, self.source.effect_size) for f in report.features]
         return _html(pages.model_page(summary, rows,
                                       lambda name: f"{base}/features/{pages.url_segment(name_segment(name))}",
-                                      sort, lambda key: f"{base}?sort={key}", self._performance(report)))
+                                      sort, lambda key: f"{base}?sort={key}", self._performance(report),
+                                      views.correlation_rows(report)))
 
     def _feature_page(self, request: web.Request) -> web.Response:
         report, row, doc = self._feature(request)
@@ -263,7 +264,7 @@ class UiServer:
                                  request.query.get("sort", "problems"))
         for row in rows:
             row["href"] = f"{base}/features/{pages.url_segment(name_segment(row['name']))}"
-        return _json({**summary, "features": rows})
+        return _json({**summary, "features": rows, "correlation_changes": views.correlation_rows(report)})
 
     def _performance(self, report: ModelReport) -> dict[str, Any] | None:
         return views.performance_document(self.snapshot.performance_of(report.model, report.version))

@@ -140,6 +140,18 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
                               max_size=3))
     if draw(st.integers(0, 2)) == 0:  # ids and labels: whole ids (longer ones rejected), valid labels or a rejection
         keys += draw(st.lists(st.sampled_from(["ml.prediction.id", "ml.ground_truth"]), max_size=2, unique=True))
+    if draw(st.integers(0, 3)) == 0:  # an embedding: n·d numbers (NaN: a missing vector), sometimes malformed
+        d = draw(st.integers(1, 3))
+        length = n * d if draw(st.integers(0, 4)) else draw(st.integers(0, 7))
+        element = st.one_of(st.floats(-1e6, 1e6).map(lambda v: AnyValue(double_value=v)),
+                            st.integers(-9, 9).map(lambda i: AnyValue(int_value=i)),
+                            st.sampled_from([AnyValue(double_value=math.nan), AnyValue(double_value=math.inf),
+                                             AnyValue(string_value="x"), AnyValue()]))
+        arr = AnyValue()
+        arr.array_value.values.extend(draw(st.lists(element, min_size=length, max_size=length)))
+        attrs.append(("ml.embedding", arr if draw(st.integers(0, 5)) else AnyValue(double_value=1.0)))
+        if draw(st.booleans()):
+            attrs.append(("ml.embedding.dimension", AnyValue(int_value=draw(st.sampled_from([d, d + 1, 0])))))
     for key in keys:
         elems = draw(st.lists(scalars | st.just(AnyValue()), min_size=n, max_size=n))
         if draw(st.booleans()):  # one kind for the whole array, the common case (all ±inf included)

@@ -1,0 +1,229 @@
+"""Where correlations live: pairwise moments up to order four of a few numeric features, mergeable across windows.
+
+A change in how features move together (a broken join pairing incomes with the wrong ages, a swapped sensor with
+the same range) leaves every marginal distribution as it was, so no univariate test sees it. ``Comoments`` keeps,
+for every pair (i, j) of a few numeric features, the sums of ``u_i^a u_j^b`` for ``a + b <= 4`` over the rows where
+both are present: enough for each pair's Pearson correlation *and* the variance of its estimate whatever the
+distribution (the delta method needs the fourth moments; the normal-theory ``(1 - r²)² / n`` is wrong by a factor
+of several for skewed features, which would make a stationary model alarm).
+
+What is correlated is ``t = asinh(x / s)``, ``s`` the power of ten at or below the feature's median magnitude in the
+first batch: monotone, nearly linear up to ``s``, logarithmic beyond. Incomes and other log-normal features have
+fourth moments so heavy that no sample of a few thousand rows estimates them (the variance of r came out 40% low on
+a log-normal pair, so the test fired too often); on ``t`` the estimate is within ~10% (tests/unit/
+test_multivariate_state.py). ``u = (t - shift) / scale`` on a fixed basis keeps the sums well conditioned. Sums add
+up, so windows merge into horizons and across Kafka partitions; two moment sets on different bases are re-expressed
+on one by the binomial expansion before they add (a feature whose ``s`` differs between them, which takes a
+partition whose first batch was ten times smaller or larger, keeps this set's rows only).
+
+State per window: 9 matrices of ``p × p`` (p = ``drift.correlation_features``, 10 by default: 7.2 KB).
+
+>>> rng = np.random.default_rng(1)
+>>> x = rng.normal(0, 1, 20000)
+>>> c = Comoments.on_basis(["x", "y"], np.zeros(2), np.ones(2), np.full(2, 100.0))  # asinh(x/100): ~linear
+>>> c.update({"x": x[:10000], "y": x[:10000] + rng.normal(0, 1, 10000)}, 10000)
+>>> later = Comoments.on_basis(["x", "y"], np.array([5.0, 5.0]), np.array([2.0, 2.0]), np.full(2, 100.0))
+>>> later.update({"x": x[10000:], "y": x[10000:] + rng.normal(0, 1, 10000)}, 10000)
+>>> c.merge(later)
+>>> n, r, v = c.pair(0, 1)
+>>> int(n), round(float(r), 2)  # ρ = 1/√2
+(20000, 0.71)
+>>> round(float(v), 2)  # n·var(r) for a bivariate normal: (1 - ρ²)² = 0.25
+0.25
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from math import comb
+from typing import Any
+
+import numpy as np
+
+ORDERS = ((0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (1, 1), (2, 1), (3, 1), (2, 2))
+"""The stored (a, b) of ``Σ u_i^a u_j^b``; (b, a) is the transpose of (a, b). ``u_i^0`` is 1 where feature i is
+present, so (0, 0) counts the rows where both are, and (1, 0) sums ``u_i`` over the rows where ``j`` is present."""
+_INDEX = {ab: k for k, ab in enumerate(ORDERS)}
+MAX_FEATURES = 64
+"""A state larger than this is refused on load (a damaged or hostile file; the configured bound is far lower)."""
+
+
+@dataclass
+class Comoments:
+    """Pairwise moment sums of ``features`` on the basis ``shift``/``scale`` (module docstring)."""
+
+    features: list[str]
+    shift: np.ndarray
+    scale: np.ndarray
+    sums: np.ndarray
+    """Shape (len(ORDERS), p, p)."""
+    tscale: np.ndarray
+    """Per feature, the ``s`` of ``t = asinh(x / s)`` (module docstring)."""
+
+    @classmethod
+    def on_basis(cls, features: list[str], shift: np.ndarray, scale: np.ndarray, tscale: np.ndarray) -> Comoments:
+        p = len(features)
+        return cls(list(features), np.asarray(shift, np.float64).copy(), np.asarray(scale, np.float64).copy(),
+                   np.zeros((len(ORDERS), p, p)), np.asarray(tscale, np.float64).copy())
+
+    @classmethod
+    def basis_from(cls, columns: dict[str, np.ndarray], features: list[str]) -> Comoments:
+        """Empty, on a basis taken from these columns: each feature's ``s`` (1 without values), then the mean and
+        standard deviation of its ``t`` (or 0 and 1)."""
+        p = len(features)
+        shift, scale, tscale = np.zeros(p), np.ones(p), np.ones(p)
+        for k, name in enumerate(features):
+            v = columns.get(name)
+            v = v[np.isfinite(v)] if v is not None else np.zeros(0)
+            magnitude = float(np.median(np.abs(v))) if len(v) else 0.0
+            if magnitude > 0:
+                tscale[k] = 10.0 ** np.floor(np.log10(magnitude))
+            if len(v):
+                t = np.arcsinh(v / tscale[k])
+                shift[k] = float(t.mean())
+                sd = float(t.std())
+                scale[k] = sd if sd > 0 and np.isfinite(sd) else 1.0
+        return cls.on_basis(features, shift, scale, tscale)
+
+    def empty_like(self) -> Comoments:
+        return Comoments.on_basis(self.features, self.shift, self.scale, self.tscale)
+
+    @classmethod
+    def chosen(cls, columns: dict[str, np.ndarray], limit: int) -> Comoments | None:
+        """The rule for which features: of these numeric columns, the ``limit`` with the most present values, then
+        by name; on their basis. None when fewer than two have values."""
+        present = {k: int(np.isfinite(v).sum()) for k, v in columns.items() if v.dtype.kind in "fiub"}
+        names = sorted((k for k, c in present.items() if c >= 2), key=lambda k: (-present[k], k))[:limit]
+        return cls.basis_from(columns, names) if len(names) >= 2 and limit >= 2 else None
+
+    @property
+    def rows(self) -> int:
+        """Rows with at least two of the features (the largest pairwise count)."""
+        n = self.sums[0].copy()
+        np.fill_diagonal(n, 0)
+        return int(n.max()) if n.size else 0
+
+    def update(self, columns: dict[str, np.ndarray], n: int) -> None:
+        """Add ``n`` rows; a feature absent from ``columns`` is missing in every row, NaN and ±inf are missing."""
+        p = len(self.features)
+        u = np.zeros((n, p))
+        present = np.zeros((n, p))
+        for k, name in enumerate(self.features):
+            v = columns.get(name)
+            if v is None or v.dtype.kind not in "fiub":
+                continue
+            ok = np.isfinite(v)
+            present[:, k] = ok
+            # Clipped a million basis deviations out: one absurd value would otherwise make the sums inf for good.
+            t = np.arcsinh(np.where(ok, v, 0.0) / self.tscale[k])
+            u[:, k] = np.where(ok, np.clip((t - self.shift[k]) / self.scale[k], -1e6, 1e6), 0.0)
+        powers = [present, u, u * u]
+        powers += [powers[2] * u, powers[2] * powers[2]]
+        for k, (a, b) in enumerate(ORDERS):
+            self.sums[k] += powers[a].T @ powers[b]
+
+    def _get(self, a: int, b: int) -> np.ndarray:
+        return self.sums[_INDEX[(a, b)]] if (a, b) in _INDEX else self.sums[_INDEX[(b, a)]].T
+
+    def rebased(self, shift: np.ndarray, scale: np.ndarray) -> Comoments:
+        """The same moments on another basis: ``u' = α u + β`` with ``α = scale / scale'`` and ``β = (shift -
+        shift') / scale'``, and ``Σ u'_i^a u'_j^b`` expands binomially into the stored lower-order sums."""
+        alpha, beta = self.scale / scale, (self.shift - shift) / scale
+        out = Comoments.on_basis(self.features, shift, scale, self.tscale)
+        for k, (a, b) in enumerate(ORDERS):
+            total = np.zeros_like(self.sums[0])
+            for i in range(a + 1):
+                left = comb(a, i) * alpha ** i * beta ** (a - i)
+                for j in range(b + 1):
+                    right = comb(b, j) * alpha ** j * beta ** (b - j)
+                    total += left[:, None] * right[None, :] * self._get(i, j)
+            out.sums[k] = total
+        return out
+
+    def merge(self, other: Comoments) -> None:
+        """Add another set's sums (features it has that this one lacks join, on its own basis)."""
+        if self.features == other.features and np.array_equal(self.shift, other.shift) and \
+                np.array_equal(self.scale, other.scale) and np.array_equal(self.tscale, other.tscale):
+            self.sums += other.sums
+            return
+        unlike = {f for k, f in enumerate(other.features)
+                  if f in self.features and other.tscale[k] != self.tscale[self.features.index(f)]}
+        if unlike:  # another transform: its sums cannot be re-expressed on this one's (module docstring)
+            kept = other.without(unlike)
+            if kept is None:
+                return
+            other = kept
+        names = self.features + [f for f in other.features if f not in self.features]
+        if len(names) > len(self.features):
+            new = [other.features.index(f) for f in names[len(self.features):]]
+            grown = Comoments.on_basis(names, np.concatenate([self.shift, other.shift[new]]),
+                                       np.concatenate([self.scale, other.scale[new]]),
+                                       np.concatenate([self.tscale, other.tscale[new]]))
+            p = len(self.features)
+            grown.sums[:, :p, :p] = self.sums
+            self.features, self.shift, self.scale, self.sums, self.tscale = (grown.features, grown.shift, grown.scale,
+                                                                             grown.sums, grown.tscale)
+        at = np.array([names.index(f) for f in other.features])
+        theirs = other.rebased(self.shift[at], self.scale[at])
+        self.sums[:, at[:, None], at[None, :]] += theirs.sums
+
+    def pair(self, i: int, j: int) -> tuple[float, float, float]:
+        """(rows, Pearson r, n·var(r)) of features i and j over the rows where both are present.
+
+        ``n·var(r) = μ22 + r²/4 (μ40 + μ04 + 2 μ22) - r (μ31 + μ13)`` with the standardised central moments μ_ab of
+        the pair: the delta method's asymptotic variance, valid for any distribution with a finite fourth moment
+        (it is ``(1 - ρ²)²`` for a bivariate normal). NaN when a feature is constant on those rows."""
+        n = float(self.sums[0][i, j])
+        if n < 2:
+            return n, float("nan"), float("nan")
+        raw = {(a, b): float(self._get(a, b)[i, j]) / n for a in range(5) for b in range(5 - a)}
+        mx, my = raw[(1, 0)], raw[(0, 1)]
+
+        def central(a: int, b: int) -> float:
+            return sum(comb(a, k) * comb(b, m) * (-mx) ** (a - k) * (-my) ** (b - m) * raw[(k, m)]
+                       for k in range(a + 1) for m in range(b + 1))
+
+        vx, vy = central(2, 0), central(0, 2)
+        if not (vx > 1e-12 * max(1.0, raw[(2, 0)]) and vy > 1e-12 * max(1.0, raw[(0, 2)])):
+            return n, float("nan"), float("nan")
+        r = central(1, 1) / np.sqrt(vx * vy)
+
+        def mu(a: int, b: int) -> float:
+            return central(a, b) / (vx ** (a / 2) * vy ** (b / 2))
+
+        m22 = mu(2, 2)
+        v = m22 + r * r / 4 * (mu(4, 0) + mu(0, 4) + 2 * m22) - r * (mu(3, 1) + mu(1, 3))
+        return n, float(np.clip(r, -1.0, 1.0)), float(max(v, 0.0))
+
+    # --- state ----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features, "shift": self.shift.tolist(), "scale": self.scale.tolist(),
+                "tscale": self.tscale.tolist(),
+                "sums": base64.b64encode(np.ascontiguousarray(self.sums, "<f8").tobytes()).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Comoments:
+        """Checked for shape: a damaged state fails here."""
+        features = [str(f) for f in d["features"]]
+        p = len(features)
+        shift, scale = np.asarray(d["shift"], np.float64), np.asarray(d["scale"], np.float64)
+        tscale = np.asarray(d["tscale"], np.float64)
+        sums = np.frombuffer(base64.b64decode(d["sums"]), "<f8")
+        if p > MAX_FEATURES or len(shift) != p or len(scale) != p or len(tscale) != p or \
+                len(sums) != len(ORDERS) * p * p or not (scale > 0).all() or not (tscale > 0).all():
+            raise ValueError("comoments: arrays do not match the features they name")
+        return cls(features, shift, scale, sums.reshape(len(ORDERS), p, p).copy(), tscale)
+
+    def without(self, names: set[str]) -> Comoments | None:
+        """These moments less some features (None when fewer than two are left)."""
+        keep = [k for k, f in enumerate(self.features) if f not in names]
+        if len(keep) < 2:
+            return None
+        at = np.array(keep)
+        return Comoments([self.features[k] for k in keep], self.shift[at], self.scale[at],
+                         self.sums[:, at[:, None], at[None, :]].copy(), self.tscale[at])
+
+    def copy(self) -> Comoments:
+        return Comoments(list(self.features), self.shift.copy(), self.scale.copy(), self.sums.copy(),
+                         self.tscale.copy())
