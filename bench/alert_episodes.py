@@ -1,6 +1,6 @@
 """Alert episodes on a stationary model: how often the shipped alert rule fires when nothing changed.
 
-    .venv/bin/python -m bench.alert_episodes [--days 2] [--seeds 1] [--rows-per-minute 1000]
+    .venv/bin/python -m bench.alert_episodes [--days 2] [--seeds 1] [--rows-per-minute 1000] [--multivariate]
 
 A stationary stream of ``--days`` of event time (six features of every kind, bench.false_alarms' draw, and the
 test of the four numeric ones' correlations, ``(correlation)``, as a seventh member of the family) is
@@ -24,25 +24,35 @@ import numpy as np
 
 from bench.false_alarms import KINDS, draw
 from otel_ml.analyze.drift import DriftConfig, compare
+from otel_ml.profile.reconstruction import Reconstruction
 from otel_ml.profile.window import WindowConfig, WindowedProfile
-from otel_ml.semconv import CORRELATION_FEATURE
+from otel_ml.semconv import CORRELATION_FEATURE, MULTIVARIATE_FEATURE
 
 NS = 1_000_000_000
 STEP_S = 10  # the service's default evaluation interval
 
 
-def replay(days: float, rows_per_minute: int, seed: int) -> np.ndarray:
+def replay(days: float, rows_per_minute: int, seed: int, multivariate: bool = False) -> np.ndarray:
     """Per evaluation (rows) and feature (columns): the overall p-value times the number of features (the
-    Bonferroni-adjusted p-value, so ``adjusted < α`` is the decision at family-wise level α); NaN: no decision."""
+    Bonferroni-adjusted p-value, so ``adjusted < α`` is the decision at family-wise level α); NaN: no decision.
+    ``multivariate``: also each row's PCA reconstruction error, ``(multivariate)``, the PCA fitted on 20,000 rows
+    of the same draw as ``baseline build --multivariate`` fits it."""
     rng = np.random.default_rng(seed)
     wp = WindowedProfile("m", "", WindowConfig())
     cfg = DriftConfig(alpha=0.5)  # any level: only the p-values are kept
     rows = rows_per_minute * STEP_S // 60
     steps = int(days * 86_400 / STEP_S)
     names = [*sorted(KINDS), CORRELATION_FEATURE]  # the test of the numeric features' correlations is one more
+    reconstruction = None
+    if multivariate:
+        fit = draw(rng, 20_000)
+        reconstruction = Reconstruction.fit(fit.numeric, fit.categorical)
+        names.append(MULTIVARIATE_FEATURE)
     out = np.full((steps, len(names)), np.nan)
     for i in range(steps):
         batch = draw(rng, rows)
+        if reconstruction is not None:
+            batch.numeric[MULTIVARIATE_FEATURE] = reconstruction.errors(batch.numeric, batch.categorical, rows)
         # Event times spread over the step, so windows fill the way live traffic fills them.
         t0 = i * STEP_S * NS
         batch.row_time_ns = t0 + np.sort(rng.integers(0, STEP_S * NS, rows))
@@ -90,16 +100,19 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--rows-per-minute", type=int, default=1000)
+    parser.add_argument("--multivariate", action="store_true",
+                        help="also the PCA reconstruction error, (multivariate), as baseline build --multivariate")
     args = parser.parse_args()
     default = DriftConfig()
     for_steps = int(default.alert_for_seconds // STEP_S)
     t = time.perf_counter()
-    runs = [replay(args.days, args.rows_per_minute, seed) for seed in range(args.seeds)]
+    runs = [replay(args.days, args.rows_per_minute, seed, args.multivariate) for seed in range(args.seeds)]
     elapsed = time.perf_counter() - t
     days = args.days * args.seeds
     evaluated = sum(int((~np.isnan(r).all(axis=1)).sum()) for r in runs)
     print(f"{args.seeds} stationary replay(s) of {args.days:g} days ({days:g} days of event time), "
-          f"{args.rows_per_minute:,} rows per minute, {len(KINDS)} features and their correlations; windows 60 s, "
+          f"{args.rows_per_minute:,} rows per minute, {len(KINDS)} features and their correlations"
+          f"{' and reconstruction error' if args.multivariate else ''}; windows 60 s, "
           f"horizon 900 s, "
           f"an evaluation every {STEP_S} s: {evaluated:,} evaluations ({elapsed:.0f} s to replay). "
           f"Alert rule: `for: {default.alert_for_seconds / 60:g}m`.\n")

@@ -20,7 +20,7 @@ variance (1 - ρ²)² / n; on a log-normal pair that was 10 times too small, so 
 >>> cur = ref.empty_like(); cur.update({"a": x, "b": -x + noise}, 20000)  # the same marginals, paired otherwise
 >>> result = correlation_changes(ref, cur, min_samples=100)
 >>> result.p_value < 1e-12, result.changes[0].pair, round(result.changes[0].current, 2)
-(True, ('a', 'b'), -0.64)
+(True, ('a', 'b'), -0.69)
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class DriftConfig:
     correlation_features: int = 10
     """Numeric features per model whose pairwise correlations are kept per window and tested for a change (the
     row ``(correlation)``; 0: off). Which ones: a baseline's choice (``baseline build --correlation-features``), else
-    those with the most values in the model's first batch, then by name (otel_ml/profile/comoments.py)."""
+    those with the most values (at least 100) in the windows kept, then by name (otel_ml/profile/comoments.py)."""
     bins: int = stats.DEFAULT_BINS
     thresholds: dict[str, float] = field(default_factory=lambda: {
         "psi": 0.2, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1, "linf": 0.1, "r_change": 0.1})

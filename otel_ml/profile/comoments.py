@@ -7,14 +7,16 @@ both are present: enough for each pair's Pearson correlation *and* the variance 
 distribution (the delta method needs the fourth moments; the normal-theory ``(1 - r²)² / n`` is wrong by a factor
 of several for skewed features, which would make a stationary model alarm).
 
-What is correlated is ``t = asinh(x / s)``, ``s`` the power of ten at or below the feature's median magnitude in the
-first batch: monotone, nearly linear up to ``s``, logarithmic beyond. Incomes and other log-normal features have
-fourth moments so heavy that no sample of a few thousand rows estimates them (the variance of r came out 40% low on
-a log-normal pair, so the test fired too often); on ``t`` the estimate is within ~10% (tests/unit/
-test_multivariate_state.py). ``u = (t - shift) / scale`` on a fixed basis keeps the sums well conditioned. Sums add
-up, so windows merge into horizons and across Kafka partitions; two moment sets on different bases are re-expressed
-on one by the binomial expansion before they add (a feature whose ``s`` differs between them, which takes a
-partition whose first batch was ten times smaller or larger, keeps this set's rows only).
+What is correlated is ``t = asinh(x / s)``, ``s`` the power of ten at or below the feature's magnitude,
+max(|median|, interquartile range), over its first 100 values or more: monotone, nearly linear up to ``s``,
+logarithmic beyond. Incomes and other log-normal features have fourth moments so heavy that no sample of a few
+thousand rows estimates them (the variance of r came out 40% low on a log-normal pair, so the test fired too
+often); on ``t`` the estimate is within ~10% (tests/unit/test_multivariate_state.py). ``u = (t - shift) / scale``
+on a fixed basis keeps the sums well conditioned. Sums add up, so windows merge into horizons and across Kafka
+partitions; two moment sets on different bases are re-expressed on one by the binomial expansion before they add.
+``s`` is coarse on purpose: Kafka partitions each choose it from their own first values and nearly always agree; a
+feature whose ``s`` differs between two sets (a magnitude within sampling error of a power of ten) keeps this
+set's rows only.
 
 State per window: 9 matrices of ``p × p`` (p = ``drift.correlation_features``, 10 by default: 7.2 KB).
 
@@ -35,6 +37,7 @@ State per window: 9 matrices of ``p × p`` (p = ``drift.correlation_features``, 
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 from math import comb
 from typing import Any
@@ -45,6 +48,8 @@ ORDERS = ((0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (1, 1), (2, 1), (3, 1), (2, 2)
 """The stored (a, b) of ``Σ u_i^a u_j^b``; (b, a) is the transpose of (a, b). ``u_i^0`` is 1 where feature i is
 present, so (0, 0) counts the rows where both are, and (1, 0) sums ``u_i`` over the rows where ``j`` is present."""
 _INDEX = {ab: k for k, ab in enumerate(ORDERS)}
+BASIS_MIN_VALUES = 100
+"""Values a feature needs before its ``s`` is chosen from them (and before it can be one of the correlated)."""
 MAX_FEATURES = 64
 """A state larger than this is refused on load (a damaged or hostile file; the configured bound is far lower)."""
 
@@ -68,34 +73,42 @@ class Comoments:
                    np.zeros((len(ORDERS), p, p)), np.asarray(tscale, np.float64).copy())
 
     @classmethod
-    def basis_from(cls, columns: dict[str, np.ndarray], features: list[str]) -> Comoments:
-        """Empty, on a basis taken from these columns: each feature's ``s`` (1 without values), then the mean and
-        standard deviation of its ``t`` (or 0 and 1)."""
-        p = len(features)
-        shift, scale, tscale = np.zeros(p), np.ones(p), np.ones(p)
-        for k, name in enumerate(features):
-            v = columns.get(name)
-            v = v[np.isfinite(v)] if v is not None else np.zeros(0)
-            magnitude = float(np.median(np.abs(v))) if len(v) else 0.0
-            if magnitude > 0:
-                tscale[k] = 10.0 ** np.floor(np.log10(magnitude))
-            if len(v):
-                t = np.arcsinh(v / tscale[k])
-                shift[k] = float(t.mean())
-                sd = float(t.std())
-                scale[k] = sd if sd > 0 and np.isfinite(sd) else 1.0
-        return cls.on_basis(features, shift, scale, tscale)
+    def choose(cls, summaries: dict[str, tuple[int, float, float, float]], limit: int) -> Comoments | None:
+        """The rule for which features and on what basis, from each candidate's (values, q25, median, q75): the
+        ``limit`` with the most values (at least ``BASIS_MIN_VALUES``), then by name; ``s`` from the quartiles, the
+        basis ``t``'s median and interquartile range / 1.349 (any affine basis is exact; this one keeps the sums
+        near 1). None when fewer than two qualify."""
+        names = sorted((k for k, v in summaries.items() if v[0] >= BASIS_MIN_VALUES),
+                       key=lambda k: (-summaries[k][0], k))[:limit]
+        if len(names) < 2 or limit < 2:
+            return None
+        shift, scale, tscale = np.zeros(len(names)), np.ones(len(names)), np.ones(len(names))
+        for k, name in enumerate(names):
+            _, q25, q50, q75 = summaries[name]
+            magnitude = max(abs(q50), q75 - q25)
+            if 0 < magnitude < math.inf:
+                tscale[k] = 10.0 ** math.floor(math.log10(magnitude))
+            t25, t50, t75 = np.arcsinh(np.array([q25, q50, q75]) / tscale[k])
+            shift[k] = t50 if math.isfinite(t50) else 0.0
+            spread = (t75 - t25) / 1.349
+            scale[k] = spread if 0 < spread < math.inf else 1.0
+        return cls.on_basis(names, shift, scale, tscale)
 
     def empty_like(self) -> Comoments:
         return Comoments.on_basis(self.features, self.shift, self.scale, self.tscale)
 
     @classmethod
     def chosen(cls, columns: dict[str, np.ndarray], limit: int) -> Comoments | None:
-        """The rule for which features: of these numeric columns, the ``limit`` with the most present values, then
-        by name; on their basis. None when fewer than two have values."""
-        present = {k: int(np.isfinite(v).sum()) for k, v in columns.items() if v.dtype.kind in "fiub"}
-        names = sorted((k for k, c in present.items() if c >= 2), key=lambda k: (-present[k], k))[:limit]
-        return cls.basis_from(columns, names) if len(names) >= 2 and limit >= 2 else None
+        """``choose`` from raw numeric columns (a baseline's first chunk)."""
+        summaries = {}
+        for name, v in columns.items():
+            if v.dtype.kind not in "fiub":
+                continue
+            v = v[np.isfinite(v)]
+            if len(v) >= BASIS_MIN_VALUES:
+                q25, q50, q75 = (float(q) for q in np.quantile(v, [0.25, 0.5, 0.75]))
+                summaries[name] = (len(v), q25, q50, q75)
+        return cls.choose(summaries, limit)
 
     @property
     def rows(self) -> int:

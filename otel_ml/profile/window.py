@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
-from otel_ml.profile.comoments import Comoments
+from otel_ml.profile.comoments import BASIS_MIN_VALUES, Comoments
 from otel_ml.profile.model import ModelProfile, choose_kind
 from otel_ml.profile.sketch import GRID_MIN_VALUES, NUMERIC, Grid, NumericProfile, SketchConfig, grid_from_quantiles
 from otel_ml.semconv import is_input_column
@@ -126,7 +126,7 @@ class WindowedProfile:
         self.correlation_features = correlation_features
         self.correlated: Comoments | None = None
         """The features (and basis) whose pairwise moments every window keeps: a baseline's, else chosen from the
-        first batch with two numeric features (``Comoments.chosen``); None: none yet, or off."""
+        windows once they hold enough values (``Comoments.choose``); None: none yet, or off."""
         self.predictions = 0.0
         """Predictions ever added (row weights, late rows included): ``ml.predictions`` in shared Kafka mode."""
         # What changed since the last checkpoint; read and reset only through take_changes/restore_changes.
@@ -177,9 +177,6 @@ class WindowedProfile:
                         "are not profiled (%d so far): %s%s", self.model, self.version, len(unprofiled),
                         self.max_features, len(self.unprofiled), ", ".join(unprofiled[:20]),
                         ", ..." if len(unprofiled) > 20 else "")
-        if self.correlated is None and self.reference is None and self.correlation_features >= 2:
-            self.correlated = Comoments.chosen({k: v for k, v in batch.numeric.items() if self.kinds.get(k) == NUMERIC
-                                                and is_input_column(k)}, self.correlation_features)
         late = 0
         self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():
@@ -191,6 +188,7 @@ class WindowedProfile:
             w = self.windows.get(start)
             if w is None:
                 self._grids_from_newest_window()
+                self._correlated_from_windows()
                 w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch, self.grids)
             w.update(part, self.kinds, self.correlated)
             self._dirty.add(start)
@@ -218,6 +216,21 @@ class WindowedProfile:
             if isinstance(prof, NumericProfile) and prof.count >= GRID_MIN_VALUES:
                 self.grids[name] = grid_from_quantiles(prof.quantile(0.25), prof.quantile(0.5), prof.quantile(0.75),
                                                        prof.std)
+
+    def _correlated_from_windows(self) -> None:
+        """Without a reference to follow, the correlated features and their basis are chosen when a window opens
+        and the windows kept hold enough values of two of them (``Comoments.choose``: a sparse model, or one
+        Kafka partition's share of one, gets there after a few windows); windows from then on keep their moments."""
+        if self.correlated is not None or self.reference is not None or self.correlation_features < 2 or \
+                not self.windows:
+            return
+        kept = ModelProfile(self.model, self.version, self.sketch)
+        for window in self.windows.values():
+            kept.merge(window)
+        summaries = {name: (p.count, p.quantile(0.25), p.quantile(0.5), p.quantile(0.75))
+                     for name, p in kept.features.items()
+                     if isinstance(p, NumericProfile) and is_input_column(name) and p.count >= BASIS_MIN_VALUES}
+        self.correlated = Comoments.choose(summaries, self.correlation_features)
 
     def _compact_settled(self) -> None:
         """Compact the windows the watermark has passed: they rarely change again (late rows make one live)."""

@@ -373,6 +373,8 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
         assert one["detected"][("hot", "x", "overall")] == 1.0
         assert one["detected"][("small-2", "c", "overall")] == 1.0
         assert one["detected"][("small-0", "x", "overall")] == 0.0
+        # x moved, its independence from y did not: the partitions' correlation moments, merged, say so alike
+        assert one["detected"][("hot", "(correlation)", "overall")] == 0.0
         for n in (2, 3):
             assert results[n]["predictions"] == one["predictions"]
             assert results[n]["detected"] == one["detected"], n

@@ -81,8 +81,9 @@ def test_a_correlation_only_change_is_flagged_by_the_multivariate_tests_alone(tm
         doc = json.load(r)
     first = doc["correlation_changes"][0]
     assert sorted(first["features"]) == ["income", "spend"] and first["current_rows"] == 3000, first
-    # r of asinh(x / s), s the power of ten at or below the reference's median magnitude (profile/comoments.py)
-    s = {k: 10.0 ** np.floor(np.log10(np.median(np.abs(reference[k])))) for k in ("income", "spend")}
+    # r of asinh(x / s), s the power of ten at or below max(|median|, IQR) of the reference (profile/comoments.py)
+    quartiles = {k: np.quantile(reference[k], [0.25, 0.5, 0.75]) for k in ("income", "spend")}
+    s = {k: 10.0 ** np.floor(np.log10(max(abs(q[1]), q[2] - q[0]))) for k, q in quartiles.items()}
     exact = [np.corrcoef(*(np.arcsinh(d[k] / s[k]) for k in ("income", "spend")))[0, 1] for d in (reference, broken)]
     got = [first["reference"], first["current"]]
     assert np.allclose(got, exact, atol=1e-9), (got, exact)  # moments are exact sums: r equals numpy's

@@ -23,7 +23,7 @@ from tests.support import request
 
 def skewed(rng: np.random.Generator, n: int, rho: float = 0.6) -> dict[str, np.ndarray]:
     """Four features, two of them log-normal and correlated, one heavy-tailed (t with 5 degrees of freedom). Their
-    medians keep clear of a power of ten, so that every sample picks the same ``s`` (profile/comoments.py)."""
+    magnitudes keep clear of a power of ten, so that every sample picks the same ``s`` (profile/comoments.py)."""
     z = rng.normal(size=(n, 4))
     z[:, 1] = rho * z[:, 0] + math.sqrt(1 - rho * rho) * z[:, 1]
     return {"income": 3 * np.exp(z[:, 0]), "spend": 2 * np.exp(0.5 * z[:, 1]), "tail": rng.standard_t(5, n),
