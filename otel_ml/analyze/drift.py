@@ -453,7 +453,11 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
     ref_features = reference.features if reference is not None else {}
     names = sorted(set(ref_features) & set(current.features))
     moments = (reference.comoments, current.comoments) if reference is not None else (None, None)
-    correlated = moments[0] is not None and moments[1] is not None
+    # The row exists when the two sides share a pair of correlated features (withheld while it has too few rows)
+    correlated = moments[0] is not None and moments[1] is not None and \
+        len(set(moments[0].features) & set(moments[1].features)) >= 2
+    if not correlated:
+        moments = (None, None)
     alpha = cfg.evaluation_alpha / max(1, len(names) + correlated)  # the correlation test is one more in the family
     learned = learned_thresholds(reference, cfg) if (reference is not None and cfg.learned_thresholds) else {}
     reports = []
