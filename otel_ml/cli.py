@@ -152,14 +152,21 @@ def cmd_labels_send(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from otel_ml.instrument.replay import ReplayColumns, build_replay, replay_summary, send_replay
+    from otel_ml.instrument.replay import ReplayColumns, build_replay, capture_table, replay_summary, send_replay
 
-    columns = ReplayColumns(time=args.time_column, prediction=args.prediction_column, score=args.score_column,
-                            probability=args.probability_column, prediction_id=args.id_column,
-                            target=args.target_column, target_time=args.target_time_column, features=args.feature,
-                            exclude=args.exclude or [], class_probability=_class_columns(args.class_probability_column))
+    table = None
+    if args.format != "table":  # a platform's capture: its columns are known
+        table, columns = capture_table(args.input, args.format, args.mapping)
+    elif args.time_column is None:
+        raise ValueError("--time-column is required (the time of each prediction) unless --format names a capture")
+    else:
+        columns = ReplayColumns(time=args.time_column, prediction=args.prediction_column, score=args.score_column,
+                                probability=args.probability_column, prediction_id=args.id_column,
+                                target=args.target_column, target_time=args.target_time_column,
+                                features=args.feature, exclude=args.exclude or [],
+                                class_probability=_class_columns(args.class_probability_column))
     replay = build_replay(args.input, args.model, args.model_version, columns, args.batch, args.time_resolution,
-                          args.max_request_span)
+                          args.max_request_span, table)
     sent, rejected = send_replay(args.endpoint, replay)
     print(replay_summary(args.input, args.model, replay, args.endpoint, sent, rejected))
     return 0 if not rejected else 1
@@ -445,11 +452,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "Collector) as batch spans at their own times, in time order, and their labels (--target-column) "
                     "as ground truth at theirs, so the windows, the archive, the pages and `otel-ml report` show that "
                     "period as if it had been monitored live (run the processor with a --horizon that covers it, or "
-                    "read the archive). Features: every column not named by another option, or --feature.")
-    replay.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq")
+                    "read the archive). Features: every column not named by another option, or --feature. "
+                    "--format sagemaker reads a SageMaker Data Capture file instead (JSON Lines; --mapping names "
+                    "its CSV columns and outputs; docs/capture.md): each captured row at its inferenceTime, with "
+                    "its inferenceId (else eventId) as ml.prediction.id for labels sent later.")
+    replay.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq (or a capture file)")
+    replay.add_argument("--format", choices=["table", "sagemaker"], default="table",
+                        help="table (default): CSV/Parquet with the columns named below; sagemaker: SageMaker Data "
+                             "Capture JSON Lines")
+    replay.add_argument("--mapping", metavar="FILE",
+                        help="with --format sagemaker: JSON naming the payloads' columns and outputs "
+                             '({"features": [...], "outputs": [...], "output_keys": {...}})')
     replay.add_argument("--model", required=True)
     replay.add_argument("--model-version", default="")
-    replay.add_argument("--time-column", required=True, metavar="C",
+    replay.add_argument("--time-column", metavar="C",
                         help="when each prediction was made (datetimes, naive ones UTC; ISO 8601 text; Unix seconds)")
     replay.add_argument("--prediction-column", metavar="C", help="ml.prediction")
     replay.add_argument("--score-column", metavar="C", help="ml.prediction.score")

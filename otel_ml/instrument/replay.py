@@ -64,12 +64,32 @@ def _array(span: Any, key: str, values: list[Any]) -> None:
         _any_value(v, array.values.add())
 
 
+def capture_table(path: str, capture_format: str, mapping_path: str | None) -> tuple[Any, ReplayColumns]:
+    """A platform's capture file (instrument/capture.py) as a table and which of its columns is what."""
+    import pyarrow as pa
+
+    from otel_ml.instrument.capture import ID_COLUMN, OUTPUT_NAMES, TIME_COLUMN, load_mapping, read_capture
+
+    data = read_capture(path, capture_format, load_mapping(mapping_path))
+    arrays = {}
+    for name, values in data.items():
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers and text in one column: its text
+            arrays[name] = pa.array([None if v is None else str(v) for v in values])
+    present = {column: column if column in data else None for column in OUTPUT_NAMES.values()}
+    return pa.table(arrays), ReplayColumns(
+        time=TIME_COLUMN, prediction=present[semconv.PREDICTION_FEATURE],
+        score=present[semconv.PREDICTION_SCORE_FEATURE], probability=present[semconv.PREDICTION_PROBABILITY_FEATURE],
+        prediction_id=ID_COLUMN)
+
+
 def build_replay(path: str, model: str, version: str, columns: ReplayColumns, batch: int = 1000,
-                 resolution_s: float = 1.0, max_request_span_s: float = 60.0) -> Replay:
-    """Read ``path`` (CSV or Parquet) and build its requests; ValueError naming the file (and column, row) for
-    what cannot be sent. A request holds up to ``batch`` rows whose times lie within ``max_request_span_s``: the
-    processor moves its event clock to a request's newest span before it applies the request, so rows older
-    than its horizon within one request would count as late."""
+                 resolution_s: float = 1.0, max_request_span_s: float = 60.0, table: Any = None) -> Replay:
+    """Read ``path`` (CSV or Parquet; or take ``table``, read from it) and build its requests; ValueError naming
+    the file (and column, row) for what cannot be sent. A request holds up to ``batch`` rows whose times lie
+    within ``max_request_span_s``: the processor moves its event clock to a request's newest span before it
+    applies the request, so rows older than its horizon within one request would count as late."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     if batch < 1:
@@ -80,7 +100,7 @@ def build_replay(path: str, model: str, version: str, columns: ReplayColumns, ba
     if columns.target is not None and columns.prediction_id is None:
         raise ValueError("labels (--target-column) need the prediction ids they belong to (--id-column)")
     text = [c for c in (columns.prediction_id,) if c is not None]
-    table = read_table(path, "predictions", text)
+    table = read_table(path, "predictions", text) if table is None else table
     named = [columns.time, *columns.outputs().values(), columns.target, columns.target_time]
     require_columns(path, table, [*named, *(columns.features or []), *columns.exclude])
     features = columns.features if columns.features is not None else [

@@ -118,3 +118,88 @@ def test_a_replayed_month_lands_in_its_own_windows_and_the_report_shows_the_chan
     # did not, and the plan mix never did.
     assert "x" in drifted(SHIFT_DAY, DAYS) and "plan" not in drifted(SHIFT_DAY, DAYS)
     assert drifted(7, SHIFT_DAY) == set()
+
+
+def sagemaker_capture(rng: np.random.Generator, n: int) -> tuple[list[str], pd.DataFrame]:
+    """``n`` predictions as SageMaker Data Capture writes them (one JSON line per request, as AWS documents it):
+    most requests one CSV row, every tenth a JSON batch of three rows, every seventh base64-encoded; and the truth
+    of each, by the id ``otel-ml replay`` gives it (``inferenceId``, else ``eventId:<row>`` for a batch)."""
+    import base64
+
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
+    lines, truth, i, k = [], [], 0, 0
+    while i < n:
+        rows = 3 if k % 10 == 9 and i + 3 <= n else 1
+        x = rng.normal(size=(rows, 2))
+        p = 1 / (1 + np.exp(-2 * x[:, 0]))
+        y = (rng.uniform(size=rows) < p).astype(int)
+        when = (start + pd.Timedelta(seconds=5 * k)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        meta = {"eventId": f"ev-{k}", "inferenceTime": when}
+        if rows == 1:
+            meta["inferenceId"] = f"req-{k}"
+            inp = {"observedContentType": "text/csv", "mode": "INPUT", "data": f"{x[0, 0]!r},{x[0, 1]!r}",
+                   "encoding": "CSV"}
+            out = {"observedContentType": "text/csv", "mode": "OUTPUT", "data": repr(float(p[0])), "encoding": "CSV"}
+            if k % 7 == 3:
+                for part in (inp, out):
+                    part["data"] = base64.b64encode(part["data"].encode()).decode()
+                    part["encoding"] = "BASE64"
+            ids = [f"req-{k}"]
+        else:
+            inp = {"observedContentType": "application/json", "mode": "INPUT", "encoding": "JSON",
+                   "data": json.dumps({"instances": x.tolist()})}
+            out = {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                   "data": json.dumps({"predictions": p.tolist()})}
+            ids = [f"ev-{k}:{j}" for j in range(rows)]
+        lines.append(json.dumps({"captureData": {"endpointInput": inp, "endpointOutput": out},
+                                 "eventMetadata": meta, "eventVersion": "0"}))
+        truth += [{"id": id_, "y": int(v), "p": float(q)} for id_, v, q in zip(ids, y, p)]
+        i, k = i + rows, k + 1
+    return lines, pd.DataFrame(truth)
+
+
+def test_a_sagemaker_capture_is_replayed_and_labels_join_by_its_ids(serve_factory, tmp_path: Path) -> None:
+    """Issue 35: a SageMaker Data Capture file (CSV, JSON batch and base64 records) through `otel-ml replay
+    --format sagemaker` into a running processor: every row counted, its features named by the mapping, labels sent
+    later by the captured ids all join, and the realized ROC AUC equals scikit-learn's on those rows. A truncated
+    file is refused with one line naming the file and line."""
+    import sklearn.metrics as skm
+
+    lines, truth = sagemaker_capture(np.random.default_rng(5), 600)
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("\n".join(lines) + "\n")
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"features": ["x0", "x1"], "outputs": ["probability"]}))
+    sp = serve_factory("--window", "600", "--horizon", "86400", "--evaluation-interval", "0.5")
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", "sagemaker", "--input",
+                           str(capture), "--mapping", str(mapping), "--model", "captured", "--endpoint",
+                           sp.grpc_endpoint], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "600 row(s) accepted" in done.stdout, done.stdout + done.stderr
+    labels = tmp_path / "labels.csv"
+    truth[["id", "y"]].to_csv(labels, index=False)
+    sent = subprocess.run([sys.executable, "-m", "otel_ml.cli", "labels", "send", "--input", str(labels), "--model",
+                           "captured", "--id-column", "id", "--label-column", "y", "--endpoint", sp.grpc_endpoint],
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    expected = skm.roc_auc_score(truth.y, truth.p)
+
+    def joined() -> dict[str, float]:
+        samples = sp.scrape()
+        auc = select(samples, "ml_performance", ml_model_name="captured", ml_performance_metric="roc_auc")
+        matched = select(samples, "ml_ground_truth_total", ml_model_name="captured")
+        got = {"auc": auc[0].value if auc else -1.0, "matched": matched[0].value if matched else 0.0}
+        return got if got["matched"] == 600 and got["auc"] == pytest.approx(expected, abs=1e-3) else {}
+
+    got = wait_for(joined, timeout=60, what=f"all 600 labels joined, ROC AUC {expected:.4f}")
+    assert select(sp.scrape(), "ml_predictions_total", ml_model_name="captured")[0].value == 600, got
+    features = {s.labels["ml_feature_name"] for s in sp.scrape()
+                if s.labels.get("ml_model_name") == "captured" and "ml_feature_name" in s.labels}
+    assert {"x0", "x1", "prediction.probability"} <= features, features
+
+    truncated = tmp_path / "truncated.jsonl"
+    truncated.write_text("\n".join(lines[:3]) + "\n" + lines[3][:50] + "\n")
+    bad = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", "sagemaker", "--input",
+                          str(truncated), "--model", "captured", "--endpoint", sp.grpc_endpoint],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and f"{truncated}:4: not a SageMaker Data Capture record" in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
