@@ -224,12 +224,18 @@ class WindowedProfile:
         if self.correlated is not None or self.reference is not None or self.correlation_features < 2 or \
                 not self.windows:
             return
-        kept = ModelProfile(self.model, self.version, self.sketch)
+        # Counts add up over the windows; the quartiles (only a power of ten is taken from them) come from the window
+        # holding most of the feature's values. No sketch is merged: merges draw on KLL's random compaction.
+        counts: dict[str, int] = {}
+        fullest: dict[str, NumericProfile] = {}
         for window in self.windows.values():
-            kept.merge(window)
-        summaries = {name: (p.count, p.quantile(0.25), p.quantile(0.5), p.quantile(0.75))
-                     for name, p in kept.features.items()
-                     if isinstance(p, NumericProfile) and is_input_column(name) and p.count >= BASIS_MIN_VALUES}
+            for name, p in window.features.items():
+                if isinstance(p, NumericProfile) and p.count and is_input_column(name):
+                    counts[name] = counts.get(name, 0) + p.count
+                    if name not in fullest or p.count > fullest[name].count:
+                        fullest[name] = p
+        summaries = {name: (n, fullest[name].quantile(0.25), fullest[name].quantile(0.5), fullest[name].quantile(0.75))
+                     for name, n in counts.items() if n >= BASIS_MIN_VALUES}
         self.correlated = Comoments.choose(summaries, self.correlation_features)
 
     def _compact_settled(self) -> None:
