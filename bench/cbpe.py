@@ -90,13 +90,17 @@ est = nml.DLE(feature_column_names=features, y_pred="y_pred", y_true="y_true", m
 """ + NANNYML_RESULTS.format(name="nannyml_regression")
 
 
-def nannyml_python() -> Path:
-    python = VENV / "bin" / "python"
+def peer_python(venv: Path, *packages: str) -> Path:
+    """The interpreter of a peer's own virtualenv (its pins are not ours), created with ``packages`` on first use."""
+    python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        # nannyml 0.13.1 imports statsmodels without declaring it
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "nannyml==0.13.1", "statsmodels"], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
     return python
+
+
+def nannyml_python() -> Path:
+    return peer_python(VENV, "nannyml==0.13.1", "statsmodels")  # nannyml imports statsmodels undeclared
 
 
 def report(chunk: int = 5000, work_dir: str | None = None) -> list[str]:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.cbpe import peer_python
 from otel_ml.analyze.drift import compare
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.decode.embedding import embedding_columns
@@ -78,12 +78,8 @@ def sentence_vectors(rng: np.random.Generator, n: int, mix: np.ndarray, dimensio
 
 
 def evidently_python() -> Path:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        # evidently 0.7.23 imports a pandas internal that pandas 2.3 removed
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "evidently==0.7.23", "pandas==2.2.3"], check=True)
-    return python
+    # evidently 0.7.23 imports a pandas internal that pandas 2.3 removed
+    return peer_python(VENV, "evidently==0.7.23", "pandas==2.2.3")
 
 
 def profile(vectors: np.ndarray, basis: Comoments | None, reconstruction: Reconstruction | None) -> ModelProfile:
