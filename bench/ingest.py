@@ -90,9 +90,10 @@ def dle_baselines(work: Path, multivariate: bool = False) -> tuple[Path, Path]:
 
 def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None,
         protocol: str = "grpc", ids: bool = False, labels: bool = False, baseline_dir: Path | None = None,
-        regressor: bool = False) -> dict[str, float]:
-    """One processor run. ``cores`` pins the processor to CPUs 0..cores-1 (None: unpinned, load unpinned too).
-    ``protocol`` http: the load goes to the OTLP/HTTP receiver (which runs in the main process)."""
+        regressor: bool = False, compression: str = "none") -> dict[str, float]:
+    """One processor run (``compression``: the load generator's, none or gzip). ``cores`` pins the processor to
+    CPUs 0..cores-1 (None: unpinned, load unpinned too). ``protocol`` http: the load goes to the OTLP/HTTP receiver
+    (which runs in the main process)."""
     port, prom, http_port = free_port(), free_port(), free_port()
     state = tempfile.mkdtemp(prefix="otel-ml-bench-")
     cfg = Path(state) / "c.yaml"
@@ -116,7 +117,7 @@ def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = Non
                                "--endpoint", f"127.0.0.1:{http_port if protocol == 'http' else port}", "--seconds",
                                str(seconds), "--threads", str(threads), "--protocol", protocol,
                                *(["--ids"] if ids else []), *(["--labels"] if labels else []),
-                               *(["--regressor"] if regressor else [])],
+                               *(["--regressor"] if regressor else []), "--compression", compression],
                               capture_output=True, text=True, check=True, timeout=seconds + 120)
         cpu1 = cpu_seconds(proc.pid)
         main_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]

@@ -14,6 +14,7 @@ the generator spends its CPU on gRPC only. Loopback only by default; stops by it
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import json
 import random
@@ -93,10 +94,16 @@ def cpu_seconds_self() -> float:
 
 
 def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: str = "grpc",
-             ids: bool = False, labels: bool = False, regressor: bool = False) -> dict[str, float]:
-    """``labels``: send the ground truth of the ``ids`` predictions (OTLP logs) instead."""
+             ids: bool = False, labels: bool = False, regressor: bool = False,
+             compression: str = "none") -> dict[str, float]:
+    """``labels``: send the ground truth of the ``ids`` predictions (OTLP logs) instead. ``compression`` gzip:
+    every request gzip-compressed, as the Collector's otlp exporter sends by default (gRPC message compression;
+    HTTP Content-Encoding)."""
     payloads = ([label_request(spans, seed=i) for i in range(64)] if labels else
                 [make_request(spans, seed=i, ids=ids, regressor=regressor) for i in range(64 if ids else 8)])
+    gzipped = compression == "gzip"
+    if gzipped and protocol == "http":
+        payloads = [gzip.compress(p, compresslevel=1) for p in payloads]  # Go's BestSpeed, as the Collector
     method = LOGS_EXPORT if labels else EXPORT
     response_type = ExportLogsServiceResponse if labels else ExportTraceServiceResponse
     acked = [0] * threads
@@ -110,7 +117,8 @@ def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: 
         while not stop.is_set():
             try:
                 conn.request("POST", "/v1/traces", body=payloads[i % len(payloads)],
-                             headers={"Content-Type": "application/x-protobuf"})
+                             headers={"Content-Type": "application/x-protobuf",
+                                      **({"Content-Encoding": "gzip"} if gzipped else {})})
                 response = conn.getresponse()
                 response.read()
                 if response.status == 200:
@@ -131,7 +139,8 @@ def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: 
             i = k
             while not stop.is_set():
                 try:
-                    export(payloads[i % len(payloads)], timeout=30)
+                    export(payloads[i % len(payloads)], timeout=30,
+                           compression=grpc.Compression.Gzip if gzipped else None)
                     acked[k] += spans
                 except grpc.RpcError:
                     refused[k] += 1
@@ -162,9 +171,11 @@ def main() -> None:
     parser.add_argument("--ids", action="store_true", help="spans carry prediction ids and probabilities")
     parser.add_argument("--labels", action="store_true", help="send the ground truth of the --ids predictions")
     parser.add_argument("--regressor", action="store_true", help="spans carry a numeric prediction (a regressor)")
+    parser.add_argument("--compression", choices=["none", "gzip"], default="none",
+                        help="gzip: compress every request, as the Collector's otlp exporter does by default")
     args = parser.parse_args()
     print(json.dumps(generate(args.endpoint, args.seconds, args.threads, args.spans, args.protocol, args.ids,
-                              args.labels, args.regressor)), flush=True)
+                              args.labels, args.regressor, args.compression)), flush=True)
 
 
 if __name__ == "__main__":

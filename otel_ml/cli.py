@@ -43,6 +43,11 @@ def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kafka-changelog-topic", metavar="TOPIC",
                    help="shared mode: replicas in the group share models, state in this compacted topic "
                         "(docs/scaling.md)")
+    p.add_argument("--kinesis-stream", metavar="STREAM",
+                   help="also read OTLP records from this Kinesis data stream (the Collector's awskinesis exporter)")
+    p.add_argument("--kinesis-region", metavar="REGION", help="the stream's AWS region (default: the AWS way)")
+    p.add_argument("--kinesis-endpoint", metavar="URL",
+                   help="Kinesis endpoint URL (a VPC endpoint, a Kinesis-compatible server); default: the region's")
     p.add_argument("--receiver-processes", type=int, metavar="N",
                    help="processes receiving and decoding OTLP/gRPC, and decoding Kafka messages, beside the main "
                         "one (default -1: one per extra CPU, at most 4; 0: one process)")
@@ -79,6 +84,10 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         "receiver.kafka.group": args.kafka_group,
         "receiver.kafka.changelog_topic": args.kafka_changelog_topic,
         "receiver.kafka.logs_topic": args.kafka_logs_topic,
+        "receiver.kinesis.decode_processes": args.receiver_processes,
+        "receiver.kinesis.stream": args.kinesis_stream,
+        "receiver.kinesis.region": args.kinesis_region,
+        "receiver.kinesis.endpoint": args.kinesis_endpoint,
         "export.prometheus.endpoint": args.prometheus_endpoint,
         "export.otlp.endpoint": args.otlp_metrics_endpoint,
         "ui.endpoint": args.ui_endpoint,
@@ -126,7 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     kafka = cfg.receiver.kafka
     grpc = (f"OTLP/gRPC on {cfg.receiver.otlp_grpc.endpoint.rpartition(':')[0]}:{service.receiver.port}, "
             + (f"Kafka topic {kafka.topic}" + (f" (shared, changelog {kafka.changelog_topic})"
-                                               if kafka.changelog_topic else "") + ", " if kafka.enabled else ""))
+                                               if kafka.changelog_topic else "") + ", " if kafka.enabled else "")
+            + (f"Kinesis stream {cfg.receiver.kinesis.stream}, " if cfg.receiver.kinesis.enabled else ""))
     print(f"otel-ml serving: {grpc}{http}Prometheus on "
           f"{cfg.export.prometheus.endpoint.rpartition(':')[0]}:{service.exporter.prometheus_port}/metrics{ui}",
           flush=True)

@@ -29,7 +29,7 @@ from otel_ml.profile.comoments import MAX_FEATURES as COMOMENT_MAX_FEATURES
 from otel_ml.profile.lifecycle import WHEN_FULL, ModelsConfig
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowConfig
-from otel_ml.receiver.config import ReceiverConfig
+from otel_ml.receiver.config import KINESIS_COMPRESSIONS, ReceiverConfig
 from otel_ml.state.local import StateConfig
 from otel_ml.ui.config import UiConfig
 
@@ -183,6 +183,7 @@ def _merge(obj: Any, data: dict[str, Any], path: str = "") -> Any:
 POSITIVE = (
     "labels.ttl_seconds", "labels.max_pending", "labels.sample_ratio", "performance.horizon_seconds",
     "performance.window_seconds", "performance.max_classes",
+    "receiver.kinesis.max_message_bytes", "receiver.kinesis.shard_sync_interval_seconds",
     "windows.window_seconds", "windows.horizon_seconds", "windows.reference_min_rows", "evaluation.interval_seconds",
     "state.checkpoint_interval_seconds", "drift.alpha", "drift.expected_run_days",
     "drift.alert_for_seconds", "drift.min_samples", "drift.bins", "drift.learned_sigma",
@@ -215,7 +216,8 @@ def _validate(cfg: ServiceConfig) -> None:
             raise ConfigError(f"{key}: {rule}, got {value!r}")
 
     for key, value in _numbers(cfg):
-        if key in ("receiver.otlp_grpc.worker_processes", "receiver.kafka.decode_processes") and value == -1:
+        if key in ("receiver.otlp_grpc.worker_processes", "receiver.kafka.decode_processes",
+                   "receiver.kinesis.decode_processes") and value == -1:
             continue  # -1: one per CPU beyond the first
         need(math.isfinite(value) and value >= 0, key, "must be a finite number >= 0", value)
         if key in POSITIVE:
@@ -246,6 +248,19 @@ def _validate(cfg: ServiceConfig) -> None:
          "a topic other than receiver.kafka.logs_topic", kafka.changelog_topic)
     need(kafka.session_timeout_ms >= 6000, "receiver.kafka.session_timeout_ms",
          ">= 6000 (the brokers' default group.min.session.timeout.ms)", kafka.session_timeout_ms)
+    kinesis = cfg.receiver.kinesis
+    need(not kinesis.logs_stream or kinesis.enabled, "receiver.kinesis.logs_stream",
+         "set only with receiver.kinesis.stream (--kinesis-stream)", kinesis.logs_stream)
+    need(not kinesis.logs_stream or kinesis.logs_stream != kinesis.stream, "receiver.kinesis.logs_stream",
+         "a stream other than receiver.kinesis.stream", kinesis.logs_stream)
+    need(kinesis.compression in (*KINESIS_COMPRESSIONS, "noop"), "receiver.kinesis.compression",
+         f"one of {', '.join(KINESIS_COMPRESSIONS)} (the awskinesis exporter's encoding.compression)",
+         kinesis.compression)
+    need(1 <= kinesis.records_per_call <= 10_000, "receiver.kinesis.records_per_call", "in [1, 10000]",
+         kinesis.records_per_call)
+    need(not (kinesis.enabled and kafka.changelog_topic), "receiver.kinesis.stream",
+         "empty with receiver.kafka.changelog_topic: shared mode's replicas divide Kafka partitions; a Kinesis "
+         "stream is read by one processor (docs/scaling.md)", kinesis.stream)
     need(cfg.labels.sample_ratio <= 1, "labels.sample_ratio", "in (0, 1]", cfg.labels.sample_ratio)
     need(0 < cfg.performance.threshold < 1, "performance.threshold", "in (0, 1)", cfg.performance.threshold)
     need(cfg.performance.window_seconds <= cfg.performance.horizon_seconds, "performance.window_seconds",

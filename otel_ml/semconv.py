@@ -148,6 +148,11 @@ METRIC_CLIENT_VALUES_DROPPED = "otel_ml.client.values.dropped"
 METRIC_MODELS_LIVE = "otel_ml.models.live"
 METRIC_EXPORT_OVERFLOW = "otel_ml.export.overflow"
 METRIC_KAFKA_SKIPPED = "otel_ml.kafka.messages.skipped"
+METRIC_KINESIS_SKIPPED = "otel_ml.kinesis.records.skipped"
+METRIC_KINESIS_THROTTLED = "otel_ml.kinesis.throttled"
+KINESIS_SKIP_PREFIX = "kinesis:"
+"""A ``DecodeResult.skipped_messages`` reason with this prefix is a Kinesis record's (counted under
+METRIC_KINESIS_SKIPPED); without, a Kafka message's (the journal's records from before Kinesis)."""
 METRIC_APPLY_ERRORS = "otel_ml.apply.errors"
 METRIC_STATE_RECOVERED = "otel_ml.state.recovered"
 STATE_KINDS = ("database", "window", "journal_record", "pending_pred", "pending_early", "pending_gone",

@@ -34,6 +34,7 @@ from otel_ml.labels.ground_truth import GroundTruth
 from otel_ml.receiver.common import AdmissionControl
 from otel_ml.receiver.ingest import decode_for_ingest
 from otel_ml.receiver.kafka import KafkaTraceReceiver
+from otel_ml.receiver.kinesis import KinesisTraceReceiver
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
 from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec, refuse_if_taken
@@ -96,6 +97,9 @@ class ProcessorService:
         self.kafka = (KafkaTraceReceiver(kafka, self._decode, self.pipeline.submit, self.backend.resume_offset,
                                          self.backend.partition_callbacks() if shared else None)  # type: ignore[union-attr]
                       if kafka.enabled else None)
+        self.kinesis = (KinesisTraceReceiver(config.receiver.kinesis, self._decode, self.pipeline.submit,
+                                             self.backend.resume_offset, self.counters.count)
+                        if config.receiver.kinesis.enabled else None)
         if shared:
             self.backend.source = self.kafka  # type: ignore[union-attr]
             self.backend.on_ownership = self.evaluator.wake  # type: ignore[union-attr]
@@ -165,6 +169,8 @@ class ProcessorService:
             for reason in ("not_otlp", "too_large"):
                 self.counters.count(sc.METRIC_KAFKA_SKIPPED, 0, {sc.ATTR_REASON: reason})
             self.kafka.start()
+        if self.kinesis is not None:
+            self.kinesis.start()
         self.backend.start()
         self.receiver.start()
         if self.http_receiver is not None:
@@ -190,6 +196,8 @@ class ProcessorService:
     def shutdown(self) -> None:
         if self.kafka is not None:
             self.kafka.shutdown()  # shared mode: leaving the group publishes this replica's partitions
+        if self.kinesis is not None:
+            self.kinesis.shutdown()
         self.receiver.shutdown()
         if self.http_receiver is not None:
             self.http_receiver.shutdown()

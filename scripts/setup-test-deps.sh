@@ -3,7 +3,8 @@
 #   - a Prometheus server and promtool (Debian package `prometheus`, 2.42 on Debian 12), when root and apt exist;
 #   - Debian's chromium, headless, for the UI's browser tests (tests/e2e/test_ui.py), when root and apt exist;
 #   - the OpenTelemetry Collector built from collector-config/builder-config.yaml (scripts/build-collector.sh);
-#   - Apache Kafka's jars from Maven Central (scripts/kafka.sh fetch), when Java and Maven exist.
+#   - Apache Kafka's jars from Maven Central (scripts/kafka.sh fetch), when Java and Maven exist;
+#   - kinesalite, a Kinesis-compatible server, from the npm registry (scripts/kinesis.sh fetch), when npm exists.
 # Tests that need one of them skip with a message when it is missing, except under CI=true, where they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,4 +38,9 @@ if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
     scripts/kafka.sh fetch
 else
     echo "setup-test-deps: Java or Maven not found; Kafka tests will skip" >&2
+fi
+if command -v npm >/dev/null 2>&1; then
+    scripts/kinesis.sh fetch
+else
+    echo "setup-test-deps: npm not found; Kinesis tests will skip" >&2
 fi

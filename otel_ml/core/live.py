@@ -294,7 +294,10 @@ class LiveModels:
         for reason, n in result.rejected.items():
             c.count(sc.METRIC_SPANS_REJECTED, n, {sc.ATTR_REASON: reason})
         for reason, n in result.skipped_messages.items():
-            c.count(sc.METRIC_KAFKA_SKIPPED, n, {sc.ATTR_REASON: reason})
+            if reason.startswith(sc.KINESIS_SKIP_PREFIX):
+                c.count(sc.METRIC_KINESIS_SKIPPED, n, {sc.ATTR_REASON: reason[len(sc.KINESIS_SKIP_PREFIX):]})
+            else:
+                c.count(sc.METRIC_KAFKA_SKIPPED, n, {sc.ATTR_REASON: reason})
         if not self.views_policy.partial:
             for batch in result.batches:
                 c.count(sc.METRIC_PREDICTIONS, float(batch.row_weight.sum()), _attrs(batch.key))

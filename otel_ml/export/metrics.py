@@ -81,6 +81,12 @@ COUNTERS = [
     MetricDef(sc.METRIC_GROUND_TRUTH, "counter", "{label}", "Ground-truth labels joined to their prediction"),
     MetricDef(sc.METRIC_KAFKA_SKIPPED, "counter", "{message}",
               "Kafka messages skipped, by reason: not_otlp (not a protobuf OTLP export, truncated), too_large"),
+    MetricDef(sc.METRIC_KINESIS_SKIPPED, "counter", "{record}",
+              "Kinesis records skipped, by reason: not_otlp (not an OTLP export, truncated, not the configured "
+              "compression), too_large (decompresses to more than receiver.kinesis.max_message_bytes)"),
+    MetricDef(sc.METRIC_KINESIS_THROTTLED, "counter", "{call}",
+              "Kinesis calls refused for throughput (ProvisionedThroughputExceeded, LimitExceeded) and retried "
+              "after a backoff, by operation"),
     MetricDef(sc.METRIC_GROUND_TRUTH_UNMATCHED, "counter", "{label}",
               "Ground-truth labels not applied, by reason: duplicate, unknown, expired, evicted, not_sampled, "
               "early_overflow"),

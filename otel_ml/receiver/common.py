@@ -119,6 +119,22 @@ def refusal_of(error: BaseException) -> Refusal:
     return Refusal(f"otel-ml failed on this request: {type(error).__name__}", 13, 500)
 
 
+def submit_until_taken(submit: Callable[[DecodeResult, int, bytes | None], object], stop: threading.Event,
+                       result: DecodeResult, size: int, record: bytes | None, where: str) -> bool:
+    """What a source that holds its place (Kafka, Kinesis) does with one message: submit it, waiting out each
+    refusal (overloaded, storage failing) for its retry delay. False: ``stop`` was set first."""
+    while not stop.is_set():
+        try:
+            submit(result, size, record)
+            return True
+        except Exception as e:
+            refusal = refusal_of(e)
+            delay = refusal.retry_after_seconds or 1.0
+            log.warning("%s not applied (%s); retrying in %.1f s", where, refusal.message, delay)
+            stop.wait(delay)
+    return False
+
+
 def retry_status(code: int, message: str, retry_after_seconds: float) -> status_pb2.Status:
     """A google.rpc.Status carrying RetryInfo, as OTLP asks for throttling answers."""
     info = error_details_pb2.RetryInfo()
@@ -150,3 +166,45 @@ def export_response(result: DecodeResult) -> ExportTraceServiceResponse:
         return ExportTraceServiceResponse(partial_success=ExportTracePartialSuccess(
             rejected_spans=result.spans_rejected, error_message=result.message()))
     return ExportTraceServiceResponse()
+
+
+def decompress(data: bytes, limit: int, encoding: str = "gzip") -> bytes:
+    """Decompress all of a body, refusing output over ``limit`` bytes in total (a small bomb must not exhaust
+    memory). ``encoding``: gzip; deflate or zlib (the zlib format); flate (raw deflate). gzip: every member, as
+    Go's gzip reader (the Collector's) reads them; a truncated member or bytes after the last one are an error,
+    not ignored (they would be spans lost without a word).
+
+    >>> import gzip
+    >>> decompress(gzip.compress(b"ab") + gzip.compress(b"cd"), 10)
+    b'abcd'
+    >>> decompress(gzip.compress(b"ab") + b"junk", 10)
+    Traceback (most recent call last):
+    ...
+    ValueError: gzip body: 4 bytes after the last member are not a gzip member
+    >>> decompress(gzip.compress(b"abc") * 2, 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: decompressed request is over the limit of 5 bytes
+    >>> c = zlib.compressobj(wbits=-zlib.MAX_WBITS); decompress(c.compress(b"ab") + c.flush(), 10, "flate")
+    b'ab'
+    """
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "flate": -zlib.MAX_WBITS}.get(encoding, zlib.MAX_WBITS)
+    out = bytearray()
+    rest = data
+    while True:
+        d = zlib.decompressobj(wbits)
+        try:
+            out += d.decompress(rest, limit + 1 - len(out))
+        except zlib.error as e:
+            if rest is not data and encoding == "gzip":
+                raise ValueError(f"gzip body: {len(rest)} bytes after the last member are not a gzip member") from e
+            raise ValueError(f"{encoding} body: not valid {encoding} ({e})") from e
+        if len(out) > limit or d.unconsumed_tail:
+            raise ValueError(f"decompressed request is over the limit of {limit} bytes")
+        if not d.eof:
+            raise ValueError(f"{encoding} body: truncated (the stream does not end)")
+        rest = d.unused_data
+        if not rest:
+            return bytes(out)
+        if encoding != "gzip":
+            raise ValueError(f"{encoding} body: {len(rest)} bytes after the end of the stream")

@@ -130,6 +130,44 @@ def kafka_error_text(e: BaseException) -> str:
     return e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
 
 
+KINESIS_COMPRESSIONS = ("none", "gzip", "zlib", "flate")
+"""The awskinesis exporter's ``encoding.compression`` values (``noop`` is its alias of none)."""
+
+
+@dataclass(frozen=True)
+class KinesisReceiverConfig:
+    """YAML ``receiver.kinesis``: a Kinesis data stream of OTLP records, as the Collector's ``awskinesis`` exporter
+    writes them. One processor reads every shard of its stream (docs/scaling.md says why, and how to scale)."""
+
+    stream: str = ""
+    """Stream name; empty: no Kinesis receiver."""
+    logs_stream: str = ""
+    """Also read this stream of OTLP log records (the exporter's ``logs`` in another pipeline): ground truth."""
+    region: str = ""
+    """AWS region; empty: the AWS way (``AWS_REGION``/``AWS_DEFAULT_REGION``, the profile's region)."""
+    endpoint: str = ""
+    """Endpoint URL (a VPC endpoint, or a Kinesis-compatible server in tests); empty: the region's."""
+    compression: str = "none"
+    """What the exporter's ``encoding.compression`` is: none, gzip, zlib or flate (raw deflate has no header to
+    recognise it by, so it is declared; gzip and zlib records are also recognised by their header)."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """A record decompressing to more is skipped (``too_large``)."""
+    records_per_call: int = 10_000
+    """GetRecords' ``Limit`` (Kinesis' maximum)."""
+    poll_interval_seconds: float = 0.2
+    """Least time between two reads of one shard: Kinesis allows 5 per second per shard."""
+    shard_sync_interval_seconds: float = 10.0
+    """How often the shard list is read again (after a split or merge, children are read once their parents
+    are finished)."""
+    decode_processes: int = -1
+    """Processes that decode the records of each read (as for Kafka). -1: one per CPU beyond the first, at most
+    4; 0: decode in the reading thread."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.stream)
+
+
 RECORD_HEADER = "otel-ml-record"
 """A message that holds a decoded request (``DecodeResult.to_bytes``) rather than an OTLP export: what a replica in
 shared mode writes to the input topic for what its OTLP receivers took, and the rows and labels it routes to the
@@ -144,3 +182,5 @@ class ReceiverConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     kafka: KafkaReceiverConfig = field(default_factory=KafkaReceiverConfig)
     """A Kafka topic of OTLP messages as another way in (off unless ``brokers`` is set)."""
+    kinesis: KinesisReceiverConfig = field(default_factory=KinesisReceiverConfig)
+    """A Kinesis data stream of OTLP records as another way in (off unless ``stream`` is set)."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.receiver.common import refusal_of
+from otel_ml.receiver.common import submit_until_taken
 from otel_ml.receiver.config import RECORD_HEADER, KafkaReceiverConfig, kafka_error_text, process_count
 from otel_ml.receiver.decode_pool import DecodePool, Job
 
@@ -211,21 +211,8 @@ class KafkaTraceReceiver:
                 result = DecodeResult(batches=[])
                 result.skipped_messages[reason] += 1
                 result.offsets = [(m.topic(), m.partition(), m.offset())]
-            if not self._submit_until_taken(result, len(value), record, where):
+            if not submit_until_taken(self._submit, self._stop, result, len(value), record, f"Kafka message {where}"):
                 return
-
-    def _submit_until_taken(self, result: DecodeResult, size: int, record: bytes | None, where: str) -> bool:
-        """Submit, holding this place while the processor refuses (overloaded, storage failing); False: stopping."""
-        while not self._stop.is_set():
-            try:
-                self._submit(result, size, record)
-                return True
-            except Exception as e:
-                refusal = refusal_of(e)
-                delay = refusal.retry_after_seconds or 1.0
-                log.warning("Kafka message %s not applied (%s); retrying in %.1f s", where, refusal.message, delay)
-                self._stop.wait(delay)
-        return False
 
     @property
     def stopping(self) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import zlib
 from collections.abc import Callable
 
 from aiohttp import web
@@ -30,6 +29,7 @@ from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_
 from otel_ml.receiver.common import (
     AdmissionControl,
     Overloaded,
+    decompress,
     export_logs_response,
     export_response,
     refusal_of,
@@ -139,7 +139,7 @@ class OtlpHttpTraceReceiver:
             return _error(415, f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}", reply_type)
         try:
             if encoding in ("gzip", "deflate"):
-                body = _decompress(body, self.config.max_message_bytes, encoding)
+                body = decompress(body, self.config.max_message_bytes, encoding)
             elif encoding not in ("", "identity"):
                 return _error(415, f"unsupported Content-Encoding {encoding!r}", reply_type)
             if content_type == JSON:
@@ -174,40 +174,3 @@ def _reply(code: int, body: bytes, content_type: str, headers: dict[str, str], c
     return response
 
 
-def _decompress(data: bytes, limit: int, encoding: str = "gzip") -> bytes:
-    """Decompress all of a body, refusing output over ``limit`` bytes in total (a small bomb must not exhaust
-    memory). gzip: every member, as Go's gzip reader (the Collector's) reads them; a truncated member or bytes
-    after the last one are an error, not ignored (they would be spans lost without a word).
-
-    >>> import gzip
-    >>> _decompress(gzip.compress(b"ab") + gzip.compress(b"cd"), 10)
-    b'abcd'
-    >>> _decompress(gzip.compress(b"ab") + b"junk", 10)
-    Traceback (most recent call last):
-    ...
-    ValueError: gzip body: 4 bytes after the last member are not a gzip member
-    >>> _decompress(gzip.compress(b"abc") * 2, 5)
-    Traceback (most recent call last):
-    ...
-    ValueError: decompressed request is over the limit of 5 bytes
-    """
-    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    out = bytearray()
-    rest = data
-    while True:
-        d = zlib.decompressobj(wbits)
-        try:
-            out += d.decompress(rest, limit + 1 - len(out))
-        except zlib.error as e:
-            if rest is not data and encoding == "gzip":
-                raise ValueError(f"gzip body: {len(rest)} bytes after the last member are not a gzip member") from e
-            raise ValueError(f"{encoding} body: not valid {encoding} ({e})") from e
-        if len(out) > limit or d.unconsumed_tail:
-            raise ValueError(f"decompressed request is over the limit of {limit} bytes")
-        if not d.eof:
-            raise ValueError(f"{encoding} body: truncated (the stream does not end)")
-        rest = d.unused_data
-        if not rest:
-            return bytes(out)
-        if encoding != "gzip":
-            raise ValueError(f"{encoding} body: {len(rest)} bytes after the end of the stream")
