@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -193,6 +195,25 @@ def _class_columns(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def _reference_file(args: argparse.Namespace) -> Iterator[str]:
+    """``--input``, or (``--format`` a capture) its rows' features and outputs as a Parquet file for as long as the
+    baseline is built: one profiling path for every reference."""
+    if args.format == "table":
+        yield args.input
+        return
+    import pyarrow.parquet as pq
+
+    from otel_ml.instrument.capture import ID_COLUMN, TIME_COLUMN
+    from otel_ml.instrument.replay import capture_table
+
+    table, _ = capture_table(args.input, args.format, args.mapping)
+    with tempfile.TemporaryDirectory(prefix="otel-ml-capture-") as d:
+        path = str(Path(d) / "reference.parquet")
+        pq.write_table(table.drop_columns([TIME_COLUMN, ID_COLUMN]), path)
+        yield path
+
+
 def cmd_baseline_build(args: argparse.Namespace) -> int:
     from otel_ml import semconv
     from otel_ml.decode.privacy import load_key
@@ -206,15 +227,17 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         raise ValueError(f"--correlation-features must be 0 to {COMOMENT_MAX_FEATURES}, "
                          f"got {args.correlation_features}")
     time_like: set[str] = set()
-    profile = build_baseline(
-        args.input, args.model, args.model_version, prediction_column=args.prediction_column,
-        score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
-        sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
-        hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like,
-        target_column=args.target_column, probability_column=args.probability_column,
-        positive_class=args.positive_class, class_probability_columns=_class_columns(args.class_probability_column),
-        multivariate=args.multivariate, correlation_features=args.correlation_features,
-        embedding_column=args.embedding_column)
+    with _reference_file(args) as path:
+        profile = build_baseline(
+            path, args.model, args.model_version, prediction_column=args.prediction_column,
+            score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
+            sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
+            hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like,
+            target_column=args.target_column, probability_column=args.probability_column,
+            positive_class=args.positive_class,
+            class_probability_columns=_class_columns(args.class_probability_column),
+            multivariate=args.multivariate, correlation_features=args.correlation_features,
+            embedding_column=args.embedding_column)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -463,15 +486,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "as ground truth at theirs, so the windows, the archive, the pages and `otel-ml report` show that "
                     "period as if it had been monitored live (run the processor with a --horizon that covers it, or "
                     "read the archive). Features: every column not named by another option, or --feature. "
-                    "--format sagemaker reads a SageMaker Data Capture file instead (JSON Lines; --mapping names "
-                    "its CSV columns and outputs; docs/capture.md): each captured row at its inferenceTime, with "
-                    "its inferenceId (else eventId) as ml.prediction.id for labels sent later.")
-    replay.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq (or a capture file)")
-    replay.add_argument("--format", choices=["table", "sagemaker"], default="table",
+                    "--format sagemaker|vertex|azureml reads what an ML platform captured instead (SageMaker Data "
+                    "Capture, Vertex AI request-response log rows, Azure ML data collector files; a file or a "
+                    "directory of them; --mapping names unnamed columns and outputs; docs/capture.md): each "
+                    "captured row at its capture time, with the captured request/correlation id as "
+                    "ml.prediction.id for labels sent later.")
+    replay.add_argument("--input", required=True, metavar="FILE",
+                        help=".csv, .parquet or .pq (or a capture file, or a directory of capture files)")
+    replay.add_argument("--format", choices=["table", "sagemaker", "vertex", "azureml"], default="table",
                         help="table (default): CSV/Parquet with the columns named below; sagemaker: SageMaker Data "
-                             "Capture JSON Lines")
+                             "Capture JSON Lines; vertex: Vertex AI request-response log rows (JSON Lines or CSV "
+                             "exported from BigQuery); azureml: Azure ML data collector JSON Lines (model_inputs and "
+                             "model_outputs)")
     replay.add_argument("--mapping", metavar="FILE",
-                        help="with --format sagemaker: JSON naming the payloads' columns and outputs "
+                        help="with a capture --format: JSON naming the payloads' columns and outputs "
                              '({"features": [...], "outputs": [...], "output_keys": {...}})')
     replay.add_argument("--model", required=True)
     replay.add_argument("--model-version", default="")
@@ -508,7 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--model", required=True, help="ml.model.name the baseline is for")
     build.add_argument("--model-version", default="",
                        help="ml.model.version; omit to use the baseline for every version without its own")
-    build.add_argument("--input", required=True, metavar="FILE", help=".csv, .parquet or .pq")
+    build.add_argument("--input", required=True, metavar="FILE",
+                       help=".csv, .parquet or .pq (or, with --format, what an ML platform captured)")
+    build.add_argument("--format", choices=["table", "sagemaker", "vertex", "azureml"], default="table",
+                       help="a capture (as otel-ml replay --format reads it) as the reference: its rows' features "
+                            "and outputs (prediction, prediction.probability, prediction.score)")
+    build.add_argument("--mapping", metavar="FILE", help="with --format: the capture's mapping (docs/capture.md)")
     build.add_argument("--output", metavar="FILE",
                        help="default: MODEL-VERSION.baseline.json (VERSION is 'any' without --model-version)")
     build.add_argument("--prediction-column", metavar="C", help="column profiled as the prediction (ml.prediction)")

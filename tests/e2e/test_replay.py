@@ -158,20 +158,91 @@ def sagemaker_capture(rng: np.random.Generator, n: int) -> tuple[list[str], pd.D
     return lines, pd.DataFrame(truth)
 
 
-def test_a_sagemaker_capture_is_replayed_and_labels_join_by_its_ids(serve_factory, tmp_path: Path) -> None:
-    """Issue 35: a SageMaker Data Capture file (CSV, JSON batch and base64 records) through `otel-ml replay
-    --format sagemaker` into a running processor: every row counted, its features named by the mapping, labels sent
+def vertex_capture(rng: np.random.Generator, n: int) -> tuple[list[str], pd.DataFrame]:
+    """``n`` predictions as Vertex AI request-response logging rows exported from BigQuery as JSON Lines: most
+    requests one instance (a list), every tenth three; every fifth an object instance; each prediction a list
+    holding the probability. Ids: ``request_id``, ``:<row>`` within a request of several."""
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
+    lines, truth, i, k = [], [], 0, 0
+    while i < n:
+        rows = 3 if k % 10 == 9 and i + 3 <= n else 1
+        x = rng.normal(size=(rows, 2))
+        p = 1 / (1 + np.exp(-2 * x[:, 0]))
+        y = (rng.uniform(size=rows) < p).astype(int)
+        instances = [{"x0": a, "x1": b} if k % 5 == 2 else [a, b] for a, b in x.tolist()]
+        lines.append(json.dumps({
+            "endpoint": "projects/1/locations/us-central1/endpoints/2", "deployed_model_id": "3",
+            "logging_time": (start + pd.Timedelta(seconds=5 * k)).strftime("%Y-%m-%d %H:%M:%S.%f UTC"),
+            "request_id": str(7000 + k), "request_payload": [json.dumps(v) for v in instances],
+            "response_payload": [json.dumps([q]) for q in p.tolist()]}))
+        ids = [str(7000 + k)] if rows == 1 else [f"{7000 + k}:{j}" for j in range(rows)]
+        truth += [{"id": id_, "y": int(v), "p": float(q)} for id_, v, q in zip(ids, y, p)]
+        i, k = i + rows, k + 1
+    return lines, pd.DataFrame(truth)
+
+
+def azureml_capture(rng: np.random.Generator, n: int) -> tuple[list[str], list[str], pd.DataFrame]:
+    """``n`` predictions as Azure ML's data collector writes them: model_inputs and model_outputs lines (the
+    DataFrame's records), joined by correlationid; every tenth call three rows."""
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
+    inputs, outputs, truth, i, k = [], [], [], 0, 0
+    while i < n:
+        rows = 3 if k % 10 == 9 and i + 3 <= n else 1
+        x = rng.normal(size=(rows, 2))
+        p = 1 / (1 + np.exp(-2 * x[:, 0]))
+        y = (rng.uniform(size=rows) < p).astype(int)
+        cid = f"5b2c8f1e-0000-4000-8000-{k:012d}"
+        common = {"specversion": "1.0", "time": (start + pd.Timedelta(seconds=5 * k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "correlationid": cid, "xrequestid": cid, "modelversion": "1",
+                  "collectdatatype": "pandas.core.frame.DataFrame"}
+        inputs.append(json.dumps({**common, "id": f"in-{k}", "type": "azureml.inference.model_inputs",
+                                  "data": [{"x0": a, "x1": b} for a, b in x.tolist()]}))
+        outputs.append(json.dumps({**common, "id": f"out-{k}", "type": "azureml.inference.model_outputs",
+                                   "data": [{"score": q} for q in p.tolist()]}))
+        ids = [cid] if rows == 1 else [f"{cid}:{j}" for j in range(rows)]
+        truth += [{"id": id_, "y": int(v), "p": float(q)} for id_, v, q in zip(ids, y, p)]
+        i, k = i + rows, k + 1
+    return inputs, outputs, pd.DataFrame(truth)
+
+
+@pytest.mark.parametrize("capture_format", ["sagemaker", "vertex", "azureml"])
+def test_a_platform_capture_is_replayed_and_labels_join_by_its_ids(serve_factory, tmp_path: Path,
+                                                                    capture_format: str) -> None:
+    """Issue 35: what a platform captured (SageMaker Data Capture: CSV, JSON batch and base64 records; Vertex AI
+    request-response log rows; Azure ML data collector inputs and outputs in their hourly directories) through
+    `otel-ml replay --format F` into a running processor: every row counted, its features named, labels sent
     later by the captured ids all join, and the realized ROC AUC equals scikit-learn's on those rows. A truncated
     file is refused with one line naming the file and line."""
     import sklearn.metrics as skm
 
-    lines, truth = sagemaker_capture(np.random.default_rng(5), 600)
-    capture = tmp_path / "capture.jsonl"
-    capture.write_text("\n".join(lines) + "\n")
+    rng = np.random.default_rng(5)
     mapping = tmp_path / "mapping.json"
-    mapping.write_text(json.dumps({"features": ["x0", "x1"], "outputs": ["probability"]}))
+    if capture_format == "sagemaker":
+        lines, truth = sagemaker_capture(rng, 600)
+        capture = tmp_path / "capture.jsonl"
+        capture.write_text("\n".join(lines) + "\n")
+        mapping.write_text(json.dumps({"features": ["x0", "x1"], "outputs": ["probability"]}))
+        damaged, why = capture, "not a SageMaker Data Capture record"
+    elif capture_format == "vertex":
+        lines, truth = vertex_capture(rng, 600)
+        capture = tmp_path / "request_response_logging.jsonl"
+        capture.write_text("\n".join(lines) + "\n")
+        mapping.write_text(json.dumps({"features": ["x0", "x1"], "outputs": ["probability"]}))
+        damaged, why = capture, "not a Vertex AI request-response log row"
+    else:
+        inputs, outputs, truth = azureml_capture(rng, 600)
+        capture = tmp_path / "blue"
+        for kind, part in (("model_inputs", inputs), ("model_outputs", outputs)):
+            for hour, chunk in enumerate((part[:200], part[200:])):  # two hours' files per collection
+                where = capture / kind / "2026" / "11" / "02" / f"{8 + hour:02d}"
+                where.mkdir(parents=True)
+                (where / "data.jsonl").write_text("\n".join(chunk) + "\n")
+        mapping.write_text(json.dumps({"output_keys": {"score": "probability"}}))
+        lines = inputs
+        damaged, why = capture / "model_inputs" / "2026" / "11" / "02" / "08" / "data.jsonl", \
+            "not an Azure ML data collector record"
     sp = serve_factory("--window", "600", "--horizon", "86400", "--evaluation-interval", "0.5")
-    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", "sagemaker", "--input",
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", capture_format, "--input",
                            str(capture), "--mapping", str(mapping), "--model", "captured", "--endpoint",
                            sp.grpc_endpoint], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "600 row(s) accepted" in done.stdout, done.stdout + done.stderr
@@ -196,10 +267,9 @@ def test_a_sagemaker_capture_is_replayed_and_labels_join_by_its_ids(serve_factor
                 if s.labels.get("ml_model_name") == "captured" and "ml_feature_name" in s.labels}
     assert {"x0", "x1", "prediction.probability"} <= features, features
 
-    truncated = tmp_path / "truncated.jsonl"
-    truncated.write_text("\n".join(lines[:3]) + "\n" + lines[3][:50] + "\n")
-    bad = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", "sagemaker", "--input",
-                          str(truncated), "--model", "captured", "--endpoint", sp.grpc_endpoint],
+    damaged.write_text("\n".join(lines[:3]) + "\n" + lines[3][:50] + "\n")  # cut short in its fourth line
+    bad = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", capture_format, "--input",
+                          str(capture), "--model", "captured", "--endpoint", sp.grpc_endpoint],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0 and f"{truncated}:4: not a SageMaker Data Capture record" in bad.stderr, bad.stderr
+    assert bad.returncode != 0 and f"{damaged}:4: {why}" in bad.stderr, bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

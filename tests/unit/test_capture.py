@@ -1,7 +1,9 @@
-"""Issue 35: SageMaker Data Capture records read into the table `otel-ml replay` sends."""
+"""Issue 35: SageMaker Data Capture records, Vertex AI request-response log rows and Azure ML data collector
+files read into the table `otel-ml replay` sends."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -56,3 +58,61 @@ def test_a_mapping_naming_an_unknown_output_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"outputs": ["probabilty"]}))
     with pytest.raises(CaptureError, match="'probabilty' is not one of prediction, score, probability"):
         load_mapping(str(path))
+
+
+def test_the_shipped_vertex_sample_reads_list_and_object_instances_at_their_logging_times() -> None:
+    cols = read_capture(str(EXAMPLES / "vertex-request-response.jsonl"), "vertex",
+                        load_mapping(str(EXAMPLES / "vertex-mapping.json")))
+    assert cols["capture.id"] == ["1201", "1202:0", "1202:1", "1203"]
+    assert cols["region"] == ["north", "south", "east", "west"]  # list instances named by the mapping; an object
+    assert cols["prediction.probability"] == [0.82, 0.35, 0.12, 0.67]  # lists by "outputs"; an object by its key
+    assert cols["capture.time"][0] == "2026-11-02T08:24:38.117+00:00"  # BigQuery's "... UTC" as ISO 8601
+
+
+def test_a_vertex_csv_export_holds_the_repeated_payloads_as_json_text(tmp_path: Path) -> None:
+    path = tmp_path / "rr.csv"
+    rows = [{"logging_time": "2026-11-02 08:00:00 UTC", "request_id": "1",
+             "request_payload": json.dumps([json.dumps({"instances": [[1, 2], [3, 4]]})]),
+             "response_payload": json.dumps([json.dumps({"predictions": [0.1, 0.9]})])}]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    cols = read_capture(str(path), "vertex", {"features": ["a", "b"]})
+    assert cols["a"] == [1, 3] and cols["prediction"] == [0.1, 0.9] and cols["capture.id"] == ["1:0", "1:1"]
+    path.write_text(path.read_text() + '2026-11-02 08:00:01 UTC,2,"[""{not json""]",[]\n')
+    with pytest.raises(CaptureError, match=r"rr\.csv:3: not a Vertex AI request-response log row"):
+        read_capture(str(path), "vertex", {})
+
+
+def test_the_shipped_azureml_directory_joins_inputs_and_outputs_by_correlation_id() -> None:
+    cols = read_capture(str(EXAMPLES / "azureml"), "azureml", load_mapping(str(EXAMPLES / "azureml-mapping.json")))
+    assert cols["capture.id"] == ["5b2c8f1e-0000-4000-8000-000000000001", "5b2c8f1e-0000-4000-8000-000000000002:0",
+                                  "5b2c8f1e-0000-4000-8000-000000000002:1", "5b2c8f1e-0000-4000-8000-000000000003"]
+    assert cols["income"] == [52000.0, 38000.0, 61000.0, 72000.0]
+    assert cols["prediction.probability"] == [0.82, 0.35, 0.12, 0.67]
+
+
+def test_azureml_outputs_without_their_inputs_name_the_file_and_line(tmp_path: Path) -> None:
+    out = tmp_path / "model_outputs" / "part.jsonl"
+    out.parent.mkdir()
+    out.write_text(json.dumps({"type": "azureml.inference.model_outputs", "correlationid": "c1", "time": "t",
+                               "data": [{"p": 1}]}) + "\n")
+    with pytest.raises(CaptureError, match=rf"{out}:1: outputs of correlation id 'c1' without its inputs"):
+        read_capture(str(tmp_path), "azureml", {})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CaptureError, match=r"no \.jsonl/\.json files in this directory"):
+        read_capture(str(empty), "azureml", {})
+
+
+def test_a_baseline_is_built_from_a_capture_with_its_features_and_outputs(tmp_path: Path) -> None:
+    from otel_ml.cli import main
+    from otel_ml.profile.model import ModelProfile
+
+    out = tmp_path / "credit.json"
+    assert main(["baseline", "build", "--format", "azureml", "--input", str(EXAMPLES / "azureml"), "--mapping",
+                 str(EXAMPLES / "azureml-mapping.json"), "--model", "credit", "--output", str(out)]) == 0
+    profile = ModelProfile.from_json(out.read_text())
+    assert sorted(profile.features) == ["age", "income", "prediction.probability", "region"]  # no time, no ids
+    assert profile.rows == 4 and profile.features["income"].mean == (52000 + 38000 + 61000 + 72000) / 4
