@@ -119,12 +119,14 @@ def test_sdk_collector_kinesis_to_serve_exactly_once_across_a_split_and_kill_9(k
     stream → otel-ml serve --kinesis-stream. Shard 0 is split a third of the way through, the processor is killed
     (-9) two thirds through and restarted on its state directory: every prediction counted exactly once, the
     split's children read, and the drift decisions equal those of a processor that took the same spans over
-    OTLP/gRPC."""
+    OTLP/gRPC. Then labels as SDK log records through the Collector's logs pipeline and the logs stream: all
+    joined."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from tests.e2e.test_collector import labelled_rows, send_predictions_and_log_labels
     from tests.support import start_collector
 
     stream = "otel-ml-spans-e2e"
@@ -219,6 +221,20 @@ def test_sdk_collector_kinesis_to_serve_exactly_once_across_a_split_and_kill_9(k
             # The same rows in another order: KLL's compaction differs, within its rank error (k = 200: 1.65%
             # per sketch, so a KS distance moves by at most 2 x 1.65%); exact grids (categories) agree exactly.
             assert abs(kin_scores[key] - score) <= 0.033 * max(1.0, abs(score)), (key, kin_scores[key], score)
+
+        # Ground truth as OTLP log records: the Collector's second awskinesis exporter → the logs stream → joined.
+        rows = labelled_rows(rng, 300)
+        send_predictions_and_log_labels(f"127.0.0.1:{col_grpc}", "kin-labelled", rows, time.time_ns() - 20 * NS)
+        accuracy = float((rows.y_pred == rows.y).mean())
+
+        def joined() -> float | None:
+            samples = via_kinesis.scrape()
+            matched = select(samples, "ml_ground_truth_total", ml_model_name="kin-labelled")
+            got = select(samples, "ml_performance", ml_model_name="kin-labelled", ml_performance_metric="accuracy")
+            return got[0].value if matched and matched[0].value == 300 and got and \
+                got[0].value == pytest.approx(accuracy) else None
+
+        wait_for(joined, timeout=60, what=f"all 300 labels joined through the logs stream, accuracy {accuracy}")
     finally:
         collector.stop()
 

@@ -120,20 +120,29 @@ def test_a_replayed_month_lands_in_its_own_windows_and_the_report_shows_the_chan
     assert drifted(7, SHIFT_DAY) == set()
 
 
+def captured_requests(rng: np.random.Generator, n: int):
+    """``n`` predictions of a binary classifier as requests: most one row, every tenth three. Yields per request
+    its number k, its time (5 s apart, from two hours ago), the rows' two features, probabilities and truths."""
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
+    i = k = 0
+    while i < n:
+        rows = 3 if k % 10 == 9 and i + 3 <= n else 1
+        x = rng.normal(size=(rows, 2))
+        p = 1 / (1 + np.exp(-2 * x[:, 0]))
+        yield k, start + pd.Timedelta(seconds=5 * k), x, p, (rng.uniform(size=rows) < p).astype(int)
+        i, k = i + rows, k + 1
+
+
 def sagemaker_capture(rng: np.random.Generator, n: int) -> tuple[list[str], pd.DataFrame]:
     """``n`` predictions as SageMaker Data Capture writes them (one JSON line per request, as AWS documents it):
     most requests one CSV row, every tenth a JSON batch of three rows, every seventh base64-encoded; and the truth
     of each, by the id ``otel-ml replay`` gives it (``inferenceId``, else ``eventId:<row>`` for a batch)."""
     import base64
 
-    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
-    lines, truth, i, k = [], [], 0, 0
-    while i < n:
-        rows = 3 if k % 10 == 9 and i + 3 <= n else 1
-        x = rng.normal(size=(rows, 2))
-        p = 1 / (1 + np.exp(-2 * x[:, 0]))
-        y = (rng.uniform(size=rows) < p).astype(int)
-        when = (start + pd.Timedelta(seconds=5 * k)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines, truth = [], []
+    for k, at, x, p, y in captured_requests(rng, n):
+        rows = len(x)
+        when = at.strftime("%Y-%m-%dT%H:%M:%SZ")
         meta = {"eventId": f"ev-{k}", "inferenceTime": when}
         if rows == 1:
             meta["inferenceId"] = f"req-{k}"
@@ -154,7 +163,6 @@ def sagemaker_capture(rng: np.random.Generator, n: int) -> tuple[list[str], pd.D
         lines.append(json.dumps({"captureData": {"endpointInput": inp, "endpointOutput": out},
                                  "eventMetadata": meta, "eventVersion": "0"}))
         truth += [{"id": id_, "y": int(v), "p": float(q)} for id_, v, q in zip(ids, y, p)]
-        i, k = i + rows, k + 1
     return lines, pd.DataFrame(truth)
 
 
@@ -162,37 +170,28 @@ def vertex_capture(rng: np.random.Generator, n: int) -> tuple[list[str], pd.Data
     """``n`` predictions as Vertex AI request-response logging rows exported from BigQuery as JSON Lines: most
     requests one instance (a list), every tenth three; every fifth an object instance; each prediction a list
     holding the probability. Ids: ``request_id``, ``:<row>`` within a request of several."""
-    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
-    lines, truth, i, k = [], [], 0, 0
-    while i < n:
-        rows = 3 if k % 10 == 9 and i + 3 <= n else 1
-        x = rng.normal(size=(rows, 2))
-        p = 1 / (1 + np.exp(-2 * x[:, 0]))
-        y = (rng.uniform(size=rows) < p).astype(int)
+    lines, truth = [], []
+    for k, at, x, p, y in captured_requests(rng, n):
+        rows = len(x)
         instances = [{"x0": a, "x1": b} if k % 5 == 2 else [a, b] for a, b in x.tolist()]
         lines.append(json.dumps({
             "endpoint": "projects/1/locations/us-central1/endpoints/2", "deployed_model_id": "3",
-            "logging_time": (start + pd.Timedelta(seconds=5 * k)).strftime("%Y-%m-%d %H:%M:%S.%f UTC"),
+            "logging_time": at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"),
             "request_id": str(7000 + k), "request_payload": [json.dumps(v) for v in instances],
             "response_payload": [json.dumps([q]) for q in p.tolist()]}))
         ids = [str(7000 + k)] if rows == 1 else [f"{7000 + k}:{j}" for j in range(rows)]
         truth += [{"id": id_, "y": int(v), "p": float(q)} for id_, v, q in zip(ids, y, p)]
-        i, k = i + rows, k + 1
     return lines, pd.DataFrame(truth)
 
 
 def azureml_capture(rng: np.random.Generator, n: int) -> tuple[list[str], list[str], pd.DataFrame]:
     """``n`` predictions as Azure ML's data collector writes them: model_inputs and model_outputs lines (the
     DataFrame's records), joined by correlationid; every tenth call three rows."""
-    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
-    inputs, outputs, truth, i, k = [], [], [], 0, 0
-    while i < n:
-        rows = 3 if k % 10 == 9 and i + 3 <= n else 1
-        x = rng.normal(size=(rows, 2))
-        p = 1 / (1 + np.exp(-2 * x[:, 0]))
-        y = (rng.uniform(size=rows) < p).astype(int)
+    inputs, outputs, truth = [], [], []
+    for k, at, x, p, y in captured_requests(rng, n):
+        rows = len(x)
         cid = f"5b2c8f1e-0000-4000-8000-{k:012d}"
-        common = {"specversion": "1.0", "time": (start + pd.Timedelta(seconds=5 * k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        common = {"specversion": "1.0", "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                   "correlationid": cid, "xrequestid": cid, "modelversion": "1",
                   "collectdatatype": "pandas.core.frame.DataFrame"}
         inputs.append(json.dumps({**common, "id": f"in-{k}", "type": "azureml.inference.model_inputs",
@@ -201,7 +200,6 @@ def azureml_capture(rng: np.random.Generator, n: int) -> tuple[list[str], list[s
                                    "data": [{"score": q} for q in p.tolist()]}))
         ids = [cid] if rows == 1 else [f"{cid}:{j}" for j in range(rows)]
         truth += [{"id": id_, "y": int(v), "p": float(q)} for id_, v, q in zip(ids, y, p)]
-        i, k = i + rows, k + 1
     return inputs, outputs, pd.DataFrame(truth)
 
 
