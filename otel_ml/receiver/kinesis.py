@@ -27,6 +27,7 @@ shard. An overloaded or failing processor is retried after its retry delay, the 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import threading
@@ -57,10 +58,66 @@ class TooLarge(ValueError):
     """A record decompresses to more than ``max_message_bytes``."""
 
 
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+
+
+def kpl_user_records(data: bytes) -> list[bytes]:
+    """The user records' data of a record in the KPL's aggregation format (magic, AggregatedRecord protobuf: field
+    3 repeated Record, whose field 3 is the data; then the protobuf's MD5). ValueError when it is not one.
+
+    >>> import hashlib
+    >>> body = bytes([0x1a, 4, 0x1a, 2]) + b"hi" + bytes([0x1a, 5, 0x08, 0, 0x1a, 1]) + b"!"
+    >>> kpl_user_records(KPL_MAGIC + body + hashlib.md5(body).digest())
+    [b'hi', b'!']
+    """
+    body, digest = data[len(KPL_MAGIC):-16], data[-16:]
+    if not data.startswith(KPL_MAGIC) or len(data) < len(KPL_MAGIC) + 16 or hashlib.md5(body).digest() != digest:
+        raise ValueError("not a KPL aggregated record (magic number or MD5 wrong)")
+    out = []
+    for field, value in _fields(body):
+        if field == 3:
+            out += [v for f, v in _fields(value) if f == 3]
+    return out
+
+
+def _fields(data: bytes) -> list[tuple[int, bytes]]:
+    """(field number, bytes) of every length-delimited field of a protobuf message; other wire types skipped."""
+    out, pos = [], 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 2:
+            n, pos = _varint(data, pos)
+            if pos + n > len(data):
+                raise ValueError("a KPL aggregated record is cut short")
+            out.append((key >> 3, data[pos:pos + n]))
+            pos += n
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"a KPL aggregated record holds wire type {wire}")
+    return out
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("a KPL aggregated record is cut short")
+        b = data[pos]
+        value |= (b & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not b & 0x80:
+            return value, pos
+
+
 def decode_record(data: bytes, signal: str, decode: Callable[..., DecodeResult], compression: str,
                   limit: int) -> DecodeResult:
     """One Kinesis record → what it adds; ValueError (TooLarge) says why it is not taken. Module-level, so a
-    ``functools.partial`` of it pickles to the decoding processes.
+    ``functools.partial`` of it pickles to the decoding processes. A KPL aggregated record: its user records'
+    results in one (a bad user record counted as skipped).
 
     >>> import gzip
     >>> from otel_ml.decode import DecodeLimits
@@ -75,6 +132,36 @@ def decode_record(data: bytes, signal: str, decode: Callable[..., DecodeResult],
     ...
     otel_ml.receiver.kinesis.TooLarge: decompressed request is over the limit of 100 bytes
     """
+    if data.startswith(KPL_MAGIC):
+        combined = DecodeResult(batches=[])
+        for user_record in kpl_user_records(data):
+            try:
+                one = _decode_one(user_record, signal, decode, compression, limit)
+            except ValueError as e:
+                reason = "too_large" if isinstance(e, TooLarge) else "not_otlp"
+                combined.skipped_messages[sc.KINESIS_SKIP_PREFIX + reason] += 1
+                log.warning("a user record of a KPL aggregated Kinesis record skipped (%s): %s", reason, str(e)[:200])
+                continue
+            _absorb(combined, one)
+        return combined
+    return _decode_one(data, signal, decode, compression, limit)
+
+
+def _absorb(into: DecodeResult, one: DecodeResult) -> None:
+    """Add one user record's result to its aggregate's."""
+    into.batches += one.batches
+    into.labels += one.labels
+    into.spans_received += one.spans_received
+    into.spans_accepted += one.spans_accepted
+    into.spans_ignored += one.spans_ignored
+    into.rejected.update(one.rejected)
+    for reason, example in one.examples.items():
+        into.examples.setdefault(reason, example)
+    into.received_ns = max(into.received_ns, one.received_ns)
+
+
+def _decode_one(data: bytes, signal: str, decode: Callable[..., DecodeResult], compression: str,
+                limit: int) -> DecodeResult:
     if data[:2] == b"\x1f\x8b":
         compression = "gzip"
     elif compression != "flate" and _zlib_header(data):

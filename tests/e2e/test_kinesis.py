@@ -290,8 +290,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 def test_bad_records_are_skipped_and_throttled_reads_backed_off(kinesis: str, serve_factory, tmp_path: Path) -> None:
     """Records put with boto3 (as any producer would): plain, gzip and zlib OTLP, OTLP JSON, a record that is not
-    OTLP and a gzip bomb. Every third GetRecords is throttled: the reader backs off and counts it, and every good
-    record is still counted exactly once; the two bad ones are skipped with their reasons."""
+    OTLP, a gzip bomb, and a KPL aggregated record (aws-kinesis-agg) holding two exports and one bad user record.
+    Every third GetRecords is throttled: the reader backs off and counts it; the two shards are then merged and
+    more records written to their child. Every good record is counted exactly once; the bad ones are skipped with
+    their reasons."""
     import zlib
 
     stream = "otel-ml-direct"
@@ -306,7 +308,15 @@ def test_bad_records_are_skipped_and_throttled_reads_backed_off(kinesis: str, se
     as_json = json_format.MessageToJson(ExportTraceServiceRequest.FromString(make_request(50, seed=99,
                                                                                          model="direct"))).encode()
     bomb = gzip.compress(bytes(2_000_000))  # 2 MB of zeros in ~2 KB
-    for i, data in enumerate([*encoded[:6], b"\x0a\xff not OTLP", as_json, bomb, *encoded[6:]]):
+    # The KPL's aggregation format, written by AWS's own library: two OTLP exports and a user record that is not.
+    from aws_kinesis_agg.aggregator import RecordAggregator
+
+    aggregator = RecordAggregator()
+    for i, user_record in enumerate([make_request(50, seed=200, model="direct"), b"\x0a\xff not OTLP either",
+                                     gzip.compress(make_request(50, seed=201, model="direct"))]):
+        aggregator.add_user_record(f"u{i}", user_record)
+    aggregated = aggregator.clear_and_get().get_contents()[2]
+    for i, data in enumerate([*encoded[:6], b"\x0a\xff not OTLP", as_json, bomb, aggregated, *encoded[6:]]):
         c.put_record(StreamName=stream, Data=data, PartitionKey=f"k{i}")
     proxy = ThrottlingProxy(kinesis)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
@@ -316,16 +326,24 @@ def test_bad_records_are_skipped_and_throttled_reads_backed_off(kinesis: str, se
                           "    poll_interval_seconds: 0.05\n")
         sp = serve_factory("--config", str(config), "--kinesis-stream", stream, "--kinesis-endpoint",
                            f"http://127.0.0.1:{proxy.server_address[1]}", "--no-otlp-http")
-        wait_for(lambda: accepted(sp) >= 13 * 50, timeout=60, what="every good record applied")
-        samples = sp.scrape()
+        wait_for(lambda: accepted(sp) >= 15 * 50, timeout=60, what="every good record applied")
+        # Resharding the other way: the two shards merged; what is written next goes to their child, read once
+        # both parents are finished.
+        c.merge_shards(StreamName=stream, ShardToMerge="shardId-000000000000",
+                       AdjacentShardToMerge="shardId-000000000001")
+        wait_for(lambda: len(c.list_shards(StreamName=stream)["Shards"]) == 3, timeout=30, what="the merge done")
+        for i in range(4):
+            c.put_record(StreamName=stream, Data=make_request(50, seed=300 + i, model="direct"), PartitionKey=f"m{i}")
+        wait_for(lambda: accepted(sp) >= 19 * 50, timeout=60, what="the merged shard's records applied")
+        assert records_per_shard(kinesis, stream)["shardId-000000000002"] == 4
 
         def skipped() -> dict[str, float]:
             return {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_kinesis_records_skipped_total")}
 
-        wait_for(lambda: skipped() == {"not_otlp": 1.0, "too_large": 1.0}, timeout=30, what="both bad records")
+        wait_for(lambda: skipped() == {"not_otlp": 2.0, "too_large": 1.0}, timeout=30, what="the bad records")
         time.sleep(1)
         samples = sp.scrape()
-        assert accepted(sp) == 13 * 50
+        assert accepted(sp) == 19 * 50
         throttled = sum(s.value for s in select(samples, "otel_ml_kinesis_throttled_total", operation="GetRecords"))
         assert throttled >= 3 and proxy.refused >= throttled, (throttled, proxy.refused)
         assert any("skipped (too_large)" in line for line in sp.log), "".join(sp.log[-20:])
