@@ -86,8 +86,14 @@ def load_mapping(path: str | None) -> dict[str, Any]:
         mapping = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CaptureError(f"{path}: not a readable JSON mapping: {e}") from e
-    if not isinstance(mapping, dict) or set(mapping) - {"features", "outputs", "output_keys"}:
-        raise CaptureError(f"{path}: a mapping is an object with features, outputs and output_keys")
+    if not isinstance(mapping, dict) or set(mapping) - {"features", "outputs", "output_keys", "collections"}:
+        raise CaptureError(f"{path}: a mapping is an object with features, outputs, output_keys and (azureml) "
+                           "collections")
+    collections = mapping.get("collections", {})
+    if not isinstance(collections, dict) or set(collections) - {"inputs", "outputs"} or \
+            not all(isinstance(v, str) and v for v in collections.values()):
+        raise CaptureError(f'{path}: collections names the inputs and outputs collections, e.g. {{"inputs": '
+                           '"model_inputs", "outputs": "model_outputs"}')
     for name in [*mapping.get("outputs", []), *mapping.get("output_keys", {}).values()]:
         if name not in OUTPUT_NAMES:
             raise CaptureError(f"{path}: output {name!r} is not one of {', '.join(OUTPUT_NAMES)}")
@@ -226,12 +232,20 @@ def _why(e: Exception) -> str:
 
 
 def _vertex_elements(value: Any) -> list[Any]:
-    """A repeated payload cell: a list (JSON Lines), or JSON text of one (a CSV export's TO_JSON_STRING)."""
+    """A repeated payload cell: a list (JSON Lines), or JSON text of one (a CSV export's TO_JSON_STRING); each
+    element JSON text (an instance, a prediction, or a whole request/response), else taken as plain text. A cell
+    holding one request or response rather than a list of them is read as one element."""
     if isinstance(value, str):
         value = json.loads(value)
-    if not isinstance(value, list):
-        raise ValueError("a payload is a list of JSON strings")
-    return [json.loads(v) if isinstance(v, str) else v for v in value]
+    elements = value if isinstance(value, list) else [value]
+    return [_json_or_text(v) if isinstance(v, str) else v for v in elements]
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a text instance or prediction logged as it was
 
 
 def _vertex_row(row: dict[str, Any], names: list[str], mapping: dict[str, Any]) -> list[dict[str, Any]]:
@@ -285,27 +299,52 @@ def read_vertex(path: str, mapping: dict[str, Any]) -> dict[str, list[Any]]:
     return _columns(path, rows)
 
 
+def _azureml_rows(data: Any) -> list[dict[str, Any]]:
+    """A record's ``data`` as rows: a list of row objects (a DataFrame's records), one row object, a DataFrame's
+    columns (``{"age": [34, 51], ...}``), or JSON text of any of these.
+
+    >>> _azureml_rows({"a": [1, 2], "b": ["x", "y"]})
+    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]
+    """
+    if isinstance(data, str):
+        data = json.loads(data)
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) != 1:
+            raise ValueError("data's columns differ in length")
+        return [dict(zip(data, values)) for values in zip(*data.values())]
+    rows = data if isinstance(data, list) else [data]
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("data is a list of row objects (or a DataFrame's columns)")
+    return [dict(r) for r in rows]
+
+
 def read_azureml(path: str, mapping: dict[str, Any]) -> dict[str, list[Any]]:
     """The rows of Azure ML data collector files (model inputs and outputs, joined by correlation id)."""
     inputs: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     outputs: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     order: list[str] = []
+    names = {"inputs": "model_inputs", "outputs": "model_outputs", **mapping.get("collections", {})}
     for f, line_no, line in _lines(path):
         try:
             record = json.loads(line)
-            kind, correlation = str(record.get("type", "")), str(record["correlationid"])
-            data = record["data"]
-            data = data if isinstance(data, list) else [data]
-            if not all(isinstance(r, dict) for r in data):
-                raise ValueError("data is a list of row objects")
-            if kind.endswith("model_inputs"):
+            correlation = str(record["correlationid"])
+            # The collection: the record's type (azureml.inference.<collection>), else a directory of its path.
+            kind = str(record.get("type") or "").rpartition(".")[2] or next(
+                (part for part in reversed(f.parts) if part in names.values()), "")
+            data = _azureml_rows(record["data"])
+            if kind == names["inputs"]:
                 if correlation not in inputs:
                     order.append(correlation)
-                inputs[correlation] = (str(record["time"]), [dict(r) for r in data])
-            elif kind.endswith("model_outputs"):
+                inputs[correlation] = (str(record["time"]), data)
+            elif kind == names["outputs"]:
                 outputs[correlation] = (f"{f}:{line_no}", _outputs(data, mapping))
+            elif kind:
+                raise ValueError(f"collection {kind!r} is neither {names['inputs']!r} nor {names['outputs']!r} "
+                                 "(the mapping's collections can name others)")
             else:
-                raise ValueError(f"type {kind!r} is neither azureml.inference.model_inputs nor model_outputs")
+                raise ValueError(f"no type, and no directory of its path is {names['inputs']!r} or "
+                                 f"{names['outputs']!r} (the mapping's collections can name others)")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise CaptureError(f"{f}:{line_no}: not an Azure ML data collector record ({_why(e)})") from None
     for correlation, (where, _) in outputs.items():

@@ -80,7 +80,7 @@ def test_a_vertex_csv_export_holds_the_repeated_payloads_as_json_text(tmp_path: 
         w.writerows(rows)
     cols = read_capture(str(path), "vertex", {"features": ["a", "b"]})
     assert cols["a"] == [1, 3] and cols["prediction"] == [0.1, 0.9] and cols["capture.id"] == ["1:0", "1:1"]
-    path.write_text(path.read_text() + '2026-11-02 08:00:01 UTC,2,"[""{not json""]",[]\n')
+    path.write_text(path.read_text() + "2026-11-02 08:00:01 UTC,2,[cut short,[]\n")
     with pytest.raises(CaptureError, match=r"rr\.csv:3: not a Vertex AI request-response log row"):
         read_capture(str(path), "vertex", {})
 
@@ -116,3 +116,31 @@ def test_a_baseline_is_built_from_a_capture_with_its_features_and_outputs(tmp_pa
     profile = ModelProfile.from_json(out.read_text())
     assert sorted(profile.features) == ["age", "income", "prediction.probability", "region"]  # no time, no ids
     assert profile.rows == 4 and profile.features["income"].mean == (52000 + 38000 + 61000 + 72000) / 4
+
+
+def test_azureml_records_without_a_type_take_their_collection_from_the_path_and_columns_become_rows(
+        tmp_path: Path) -> None:
+    """Older collectors' lines carry no ``type``: the directory says which collection; a DataFrame logged by
+    columns, and collections under other names (the mapping's ``collections``), read alike."""
+    for kind, data in (("scoring_in", {"age": [34, 51], "region": ["north", "south"]}),
+                       ("scoring_out", [{"label": "yes"}, {"label": "no"}])):
+        d = tmp_path / kind / "2026" / "11" / "02" / "08"
+        d.mkdir(parents=True)
+        (d / "part.jsonl").write_text(json.dumps({"correlationid": "c1", "time": "2026-11-02T08:00:00Z",
+                                                  "data": data}) + "\n")
+    mapping = {"collections": {"inputs": "scoring_in", "outputs": "scoring_out"},
+               "output_keys": {"label": "prediction"}}
+    cols = read_capture(str(tmp_path), "azureml", mapping)
+    assert cols["capture.id"] == ["c1:0", "c1:1"] and cols["age"] == [34, 51]
+    assert cols["prediction"] == ["yes", "no"]
+    with pytest.raises(CaptureError, match=r"part\.jsonl:1: .*no type, and no directory of its path is 'model_inputs'"):
+        read_capture(str(tmp_path), "azureml", {})
+
+
+def test_vertex_elements_that_are_plain_text_or_one_whole_request_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "rr.jsonl"
+    path.write_text(json.dumps({"logging_time": "2026-11-02 08:00:00 UTC", "request_id": 9,
+                                "request_payload": json.dumps({"instances": [{"a": 1}, {"a": 2}]}),
+                                "response_payload": ["yes", "no"]}) + "\n")
+    cols = read_capture(str(path), "vertex", {})
+    assert cols["a"] == [1, 2] and cols["prediction"] == ["yes", "no"] and cols["capture.id"] == ["9:0", "9:1"]
