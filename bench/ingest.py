@@ -90,14 +90,14 @@ def dle_baselines(work: Path, multivariate: bool = False) -> tuple[Path, Path]:
 
 def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None,
         protocol: str = "grpc", ids: bool = False, labels: bool = False, baseline_dir: Path | None = None,
-        regressor: bool = False, compression: str = "none") -> dict[str, float]:
+        regressor: bool = False, compression: str = "none", extra_config: str = "") -> dict[str, float]:
     """One processor run (``compression``: the load generator's, none or gzip). ``cores`` pins the processor to
     CPUs 0..cores-1 (None: unpinned, load unpinned too). ``protocol`` http: the load goes to the OTLP/HTTP receiver
     (which runs in the main process)."""
     port, prom, http_port = free_port(), free_port(), free_port()
     state = tempfile.mkdtemp(prefix="otel-ml-bench-")
     cfg = Path(state) / "c.yaml"
-    cfg.write_text(f"state:\n  durable: {'true' if durable else 'false'}\n")
+    cfg.write_text(f"state:\n  durable: {'true' if durable else 'false'}\n{extra_config}")
     ncpu = os.cpu_count() or 1
     proc = subprocess.Popen([*(taskset(list(range(cores))) if cores else []), sys.executable, "-m", "otel_ml.cli",
                              "serve", "--config", str(cfg), "--state-dir", state,
@@ -149,8 +149,28 @@ def main() -> None:
     parser.add_argument("--multivariate", action="store_true",
                         help="the load with its baseline, built with no multivariate state and with --multivariate "
                              "and correlations (issue 34)")
-    parser.add_argument("--rounds", type=int, default=3, help="--dle, --multivariate: alternating pairs of runs")
+    parser.add_argument("--segments", action="store_true",
+                        help="the load without and with 10 segments per model (segments by c0 and c1, at most 10: "
+                             "9 combinations and (other)) (issue 33)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--dle, --multivariate, --segments: alternating pairs of runs")
     args = parser.parse_args()
+    if args.segments:
+        cores = int(args.cores.split(",")[0])
+        segmented = "segments:\n  by:\n    bench-model: [c0, c1]\n  max_per_model: 10\n"
+        print("| round | segments | spans | processor CPU s | spans per processor CPU-second |")
+        print("|---|---|---|---|---|")
+        rates: dict[str, list[float]] = {"none": [], "10 per model": []}
+        for k in range(args.rounds):
+            for name, extra in (("none", ""), ("10 per model", segmented)):
+                r = run(args.durable != "off", args.seconds, args.threads, cores, extra_config=extra)
+                rates[name].append(r["spans_per_cpu_s"])
+                print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} |",
+                      flush=True)
+        mean = {k: sum(v) / len(v) for k, v in rates.items()}
+        print(f"\nWith 10 segments / without: {mean['10 per model'] / mean['none']:.2f}× ({mean['10 per model']:,.0f} "
+              f"vs {mean['none']:,.0f} spans per processor CPU-second, mean of {args.rounds})")
+        return
     if args.dle or args.multivariate:
         plain, dle = dle_baselines(Path(tempfile.mkdtemp(prefix="otel-ml-bench-dle-")), args.multivariate)
         cores = int(args.cores.split(",")[0])

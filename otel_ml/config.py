@@ -91,6 +91,18 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class SegmentsConfig:
+    """YAML ``segments``: drift per slice of a model's traffic (profile/segments.py, analyze/segments.py)."""
+
+    by: dict[str, list[str]] = field(default_factory=dict)
+    """Model name → the features whose values make its segments, e.g. ``{credit-risk: [region]}`` or
+    ``{credit-risk: [region, tier]}`` (each combination a segment). A baseline built with ``--segment-by``
+    segments its model without this."""
+    max_per_model: int = 20
+    """Segments kept per model; labels beyond pool as ``(other)``."""
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -107,6 +119,8 @@ class ServiceConfig:
     """Ground truth: how long and how many predictions wait for their labels."""
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     """Model performance: horizon, windows, decisions."""
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    """Drift per segment of a model (a region, a tier): which features segment which model."""
     baseline_dir: str | None = None
     """Directory of baseline files written by ``otel-ml baseline build`` (any file name)."""
     state: StateConfig = field(default_factory=StateConfig)
@@ -261,6 +275,11 @@ def _validate(cfg: ServiceConfig) -> None:
     need(not (kinesis.enabled and kafka.changelog_topic), "receiver.kinesis.stream",
          "empty with receiver.kafka.changelog_topic: shared mode's replicas divide Kafka partitions; a Kinesis "
          "stream is read by one processor (docs/scaling.md)", kinesis.stream)
+    for model, by in cfg.segments.by.items():
+        need(isinstance(by, list) and 1 <= len(by) <= 4 and all(isinstance(b, str) and b for b in by),
+             f"segments.by.{model}", "a list of 1 to 4 feature names", by)
+    need(cfg.segments.max_per_model >= 2, "segments.max_per_model", ">= 2 (one place is kept for (other))",
+         cfg.segments.max_per_model)
     need(cfg.labels.sample_ratio <= 1, "labels.sample_ratio", "in (0, 1]", cfg.labels.sample_ratio)
     need(0 < cfg.performance.threshold < 1, "performance.threshold", "in (0, 1)", cfg.performance.threshold)
     need(cfg.performance.window_seconds <= cfg.performance.horizon_seconds, "performance.window_seconds",

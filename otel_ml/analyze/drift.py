@@ -22,6 +22,7 @@ import numpy as np
 
 from otel_ml.analyze import stats
 from otel_ml.analyze.correlation import CorrelationChange, correlation_changes
+from otel_ml.analyze.segments import SegmentContribution, SegmentReport, compare_segments
 from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, NumericProfile
@@ -181,6 +182,10 @@ class ModelReport:
     new data); 0: unknown."""
     correlations: list[CorrelationChange] = field(default_factory=list)
     """The feature pairs whose correlation changed most (``(correlation)``'s evidence), most changed first."""
+    segments: list[SegmentReport] = field(default_factory=list)
+    """Drift per segment (a segmented model with a segmented reference; analyze/segments.py)."""
+    segment_contributions: list[SegmentContribution] = field(default_factory=list)
+    """Per numeric feature, each segment's part in the change of its mean, largest first."""
 
 
 def _quality(prof: NumericProfile | CategoricalProfile) -> tuple[float, float]:
@@ -500,6 +505,12 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         absent = type(ref_features[name])()
         absent.missing = current.rows
         reports.append(_not_compared(name, absent, ref_features[name].count, alpha, "absent_from_current"))
+    segments: list[SegmentReport] = []
+    contributions: list[SegmentContribution] = []
+    if reference is not None and reference.segments is not None and current.segments is not None and \
+            reference.segments.by == current.segments.by:
+        segments, contributions = compare_segments(reference.segments, current.segments, cfg.evaluation_alpha,
+                                                   cfg.min_samples)
     return ModelReport(
         model=current.model,
         version=current.version,
@@ -513,6 +524,8 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         error_ratio=current.error_rows / current.rows if current.rows else math.nan,
         lost_ratio=current.sequences.lost() / expected if (expected := current.sequences.expected()) else math.nan,
         correlations=changes,
+        segments=segments,
+        segment_contributions=contributions,
     )
 
 

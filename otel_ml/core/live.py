@@ -51,6 +51,9 @@ class LiveConfig:
     """Windows that leave memory are kept until a checkpoint archives them (an archive is written)."""
     correlation_features: int = 10
     """``drift.correlation_features``: numeric features whose pairwise moments windows keep."""
+    segment_by: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """``segments.by``: model → the features whose values segment it."""
+    max_segments: int = 20
 
 
 @dataclass
@@ -144,7 +147,8 @@ class LiveModels:
         """The keyword arguments every window set is made with (recovered ones too)."""
         return {"max_features": self.config.max_features, "reference_chunks": self.config.reference_chunks,
                 "keep_evicted": self.config.keep_evicted, "pin_reference": not self.views_policy.partial,
-                "correlation_features": self.config.correlation_features}
+                "correlation_features": self.config.correlation_features,
+                "segment_by": self.config.segment_by, "max_segments": self.config.max_segments}
 
     def new_window_set(self, model: str, version: str) -> WindowedProfile:
         """An empty window set of (model, version), its reference attached."""

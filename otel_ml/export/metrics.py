@@ -143,6 +143,14 @@ LIVE_GAUGES = [
     MetricDef(sc.METRIC_LABELS_WAITING_LIMIT, "gauge", "{row}",
               "labels.max_pending (predictions) and labels.max_early (labels): beyond, the oldest leave or new ones "
               "are refused"),
+    MetricDef(sc.METRIC_SEGMENT_DRIFT_DETECTED, "gauge", "",
+              "Segmented models (segments.by): 1 when any feature of the segment drifted against the same segment "
+              "of the reference (Bonferroni over the model's segment tests), else 0"),
+    MetricDef(sc.METRIC_SEGMENT_SHARE, "gauge", "",
+              "A segment's share of its model's predictions, per ml.sample (reference, current)"),
+    MetricDef(sc.METRIC_SEGMENT_CONTRIBUTION, "gauge", "",
+              "A segment's part in the change of a numeric feature's mean since the reference, by ml.attribution "
+              "(mix: its share moved; within: its values moved); the 3 largest segments per feature"),
 ]
 PERFORMANCE_GAUGES = [
     MetricDef(sc.METRIC_PERFORMANCE, "gauge", "", "Realized model performance over the performance horizon, from "
@@ -333,7 +341,9 @@ class MetricsExporter:
             sc.METRIC_EXPORT_OVERFLOW: self._overflow,
             sc.METRIC_LABELS_WAITING: functools.partial(self._waiting, 0),
             sc.METRIC_LABELS_WAITING_BYTES: functools.partial(self._waiting, 1),
-            sc.METRIC_LABELS_WAITING_LIMIT: functools.partial(self._waiting, 2)}
+            sc.METRIC_LABELS_WAITING_LIMIT: functools.partial(self._waiting, 2),
+            sc.METRIC_SEGMENT_DRIFT_DETECTED: self._segment_drift, sc.METRIC_SEGMENT_SHARE: self._segment_share,
+            sc.METRIC_SEGMENT_CONTRIBUTION: self._segment_contribution}
         for d in PERFORMANCE_GAUGES:
             self._live[d.name] = functools.partial(self._performance_series, d.name)
 
@@ -503,6 +513,29 @@ class MetricsExporter:
         for r in self._rendered().reports:
             if not r.reference_source:
                 yield _model_attrs(r), float(r.reference_pending_rows)
+
+    def _segment_drift(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self._rendered().reports:
+            for seg in r.segments:
+                if seg.detected is not None:
+                    yield {**_model_attrs(r), sc.ATTR_SEGMENT: seg.segment}, 1.0 if seg.detected else 0.0
+
+    def _segment_share(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self._rendered().reports:
+            for seg in r.segments:
+                for sample, share in (("reference", seg.reference_share), ("current", seg.current_share)):
+                    yield {**_model_attrs(r), sc.ATTR_SEGMENT: seg.segment, sc.ATTR_SAMPLE: sample}, share
+
+    def _segment_contribution(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self._rendered().reports:
+            shown: dict[str, int] = {}
+            for c in r.segment_contributions:  # largest first per feature
+                if shown.setdefault(c.feature, 0) >= sc.SEGMENT_CONTRIBUTIONS_EXPORTED:
+                    continue
+                shown[c.feature] += 1
+                for kind, value in (("mix", c.mix), ("within", c.within)):
+                    yield {**_model_attrs(r), sc.ATTR_FEATURE_NAME: c.feature, sc.ATTR_SEGMENT: c.segment,
+                           sc.ATTR_ATTRIBUTION: kind}, value
 
     def _unprofiled(self) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().reports:

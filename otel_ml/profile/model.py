@@ -18,6 +18,7 @@ from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.performance import PerformanceReference
 from otel_ml.profile.reconstruction import Reconstruction
+from otel_ml.profile.segments import SegmentCounts
 from otel_ml.profile.sketch import (
     CATEGORICAL,
     GRID_MIN_VALUES,
@@ -216,6 +217,8 @@ class ModelProfile:
         self.comoments: Comoments | None = None
         """Pairwise moments of a few numeric features (their correlations; profile/comoments.py), when the window set
         keeps them."""
+        self.segments: SegmentCounts | None = None
+        """Per-segment exact counts (profile/segments.py), when the model is segmented."""
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
@@ -227,6 +230,10 @@ class ModelProfile:
                 profile.grids.pop(name, None)
             if profile.comoments is not None:
                 profile.comoments = profile.comoments.without(names)
+            if profile.segments is not None:
+                for name in names:
+                    for table in (profile.segments.cells, profile.segments.moments, profile.segments.kinds):
+                        table.pop(name, None)
         self.learned_thresholds = None
 
     def feature(self, name: str, kind: str) -> FeatureProfile:
@@ -235,10 +242,11 @@ class ModelProfile:
             p = self.features[name] = new_profile(kind, self.config, self.grids.get(name))
         return p
 
-    def update(self, batch: ColumnarBatch, kinds: dict[str, str], correlated: Comoments | None = None) -> None:
+    def update(self, batch: ColumnarBatch, kinds: dict[str, str], correlated: Comoments | None = None,
+               segmented: SegmentCounts | None = None) -> None:
         """Add a batch; ``kinds`` (name → numeric/categorical) covers every feature the model has, so a
         feature absent from the batch counts its rows as missing. ``correlated``: the features and basis whose
-        pairwise moments are kept (None: none)."""
+        pairwise moments are kept (None: none). ``segmented``: how rows are segmented (None: not)."""
         n = batch.n_rows
         if correlated is not None:
             if self.comoments is None:
@@ -280,6 +288,10 @@ class ModelProfile:
             if invalid:
                 prof.missing -= invalid
                 prof.mismatch += invalid
+        if segmented is not None:  # after the features: a grid chosen from this batch bins its segments' values too
+            if self.segments is None:
+                self.segments = segmented.empty_like()
+            self.segments.update(batch, kinds, self.grids)
 
     def merge(self, other: ModelProfile) -> None:
         self.rows += other.rows
@@ -298,6 +310,10 @@ class ModelProfile:
                 self.comoments = other.comoments.copy()
             else:
                 self.comoments.merge(other.comoments)
+        if other.segments is not None:
+            if self.segments is None:
+                self.segments = other.segments.empty_like()
+            self.segments.merge(other.segments)
         for name, prof in other.features.items():
             mine = self.features.get(name)
             if mine is None:
@@ -351,6 +367,7 @@ class ModelProfile:
             **({"performance": self.performance.to_dict()} if self.performance is not None else {}),
             **({"reconstruction": self.reconstruction.to_dict()} if self.reconstruction is not None else {}),
             **({"comoments": self.comoments.to_dict()} if self.comoments is not None else {}),
+            **({"segments": self.segments.to_dict()} if self.segments is not None else {}),
         }
 
     @classmethod
@@ -378,6 +395,8 @@ class ModelProfile:
             p.reconstruction = Reconstruction.from_dict(d["reconstruction"])
         if d.get("comoments"):
             p.comoments = Comoments.from_dict(d["comoments"])
+        if d.get("segments"):
+            p.segments = SegmentCounts.from_dict(d["segments"])
         return p
 
     def to_json(self) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.comoments import BASIS_MIN_VALUES, Comoments
 from otel_ml.profile.model import ModelProfile, choose_kind
+from otel_ml.profile.segments import DEFAULT_MAX_SEGMENTS, SegmentCounts
 from otel_ml.profile.sketch import GRID_MIN_VALUES, NUMERIC, Grid, NumericProfile, SketchConfig, grid_from_quantiles
 from otel_ml.semconv import is_input_column
 
@@ -96,6 +97,8 @@ class WindowedProfile:
         keep_evicted: bool = False,
         pin_reference: bool = True,
         correlation_features: int = 10,
+        segment_by: dict[str, tuple[str, ...]] | None = None,
+        max_segments: int = DEFAULT_MAX_SEGMENTS,
     ) -> None:
         self.model = model
         self.version = version
@@ -127,6 +130,9 @@ class WindowedProfile:
         self.correlated: Comoments | None = None
         """The features (and basis) whose pairwise moments every window keeps: a baseline's, else chosen from the
         windows once they hold enough values (``Comoments.choose``); None: none yet, or off."""
+        by = (segment_by or {}).get(model)
+        self.segmented: SegmentCounts | None = SegmentCounts(tuple(by), max_segments) if by else None
+        """How rows are segmented (config ``segments.by``, else a baseline's or the stored windows'); None: not."""
         self.predictions = 0.0
         """Predictions ever added (row weights, late rows included): ``ml.predictions`` in shared Kafka mode."""
         # What changed since the last checkpoint; read and reset only through take_changes/restore_changes.
@@ -157,6 +163,8 @@ class WindowedProfile:
         # Windows keep the moments the reference has, on its basis (a baseline without them: no correlation test).
         self.correlated = reference.comoments.empty_like() if reference.comoments is not None and \
             self.correlation_features >= 2 else None
+        if reference.segments is not None:  # a reference's segments are what the windows are compared by
+            self.segmented = reference.segments.empty_like()
 
     def update(self, batch: ColumnarBatch) -> int:
         """Add a batch; returns the number of rows dropped because they arrived too late."""
@@ -190,7 +198,7 @@ class WindowedProfile:
                 self._grids_from_newest_window()
                 self._correlated_from_windows()
                 w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch, self.grids)
-            w.update(part, self.kinds, self.correlated)
+            w.update(part, self.kinds, self.correlated, self.segmented)
             self._dirty.add(start)
             self._changes += 1
             self._changed_at[start] = self._changes
@@ -395,6 +403,8 @@ class WindowedProfile:
                     self.grids[name] = prof.grid
             if self.windows[start].comoments is not None and self.correlation_features >= 2:
                 self.correlated = self.windows[start].comoments.empty_like()  # type: ignore[union-attr]
+            if self.windows[start].segments is not None and self.segmented is None:
+                self.segmented = self.windows[start].segments.empty_like()  # type: ignore[union-attr]
 
     def horizon_start_ns(self) -> int | None:
         """Start of the oldest window in the current horizon (None: no data yet)."""

@@ -105,6 +105,22 @@ def correlation_rows(r: ModelReport) -> list[dict[str, Any]]:
              "reference_rows": c.reference_rows, "current_rows": c.current_rows} for c in r.correlations]
 
 
+def segment_rows(r: ModelReport) -> list[dict[str, Any]]:
+    """Each segment of a segmented model, drifted ones first (``segments`` of the ``drift`` endpoint)."""
+    rows = [{"segment": s.segment, "detected": s.detected, "withheld_reason": s.withheld_reason or None,
+             "drifted_features": list(s.drifted), "p_values": {k: number(v) for k, v in s.p_values.items()},
+             "reference_share": number(s.reference_share), "current_share": number(s.current_share),
+             "current_predictions": number(s.current_predictions)} for s in r.segments]
+    return sorted(rows, key=lambda row: (not row["detected"], -(row["current_predictions"] or 0)))
+
+
+def contribution_rows(r: ModelReport) -> list[dict[str, Any]]:
+    """Per numeric feature, the segments' parts in the change of its mean, largest first (``segment_contributions``
+    of the ``drift`` endpoint): ``mix`` (the segment's share moved) and ``within`` (its values moved)."""
+    return [{"feature": c.feature, "segment": c.segment, "mix": number(c.mix), "within": number(c.within),
+             "total": number(c.total)} for c in r.segment_contributions]
+
+
 def sorted_rows(rows: list[dict[str, Any]], key: str = "problems") -> list[dict[str, Any]]:
     """Rows in the UI's order: ``problems`` (drift, then data quality, then withheld, each by p-value), or by
     a column (``name``, ``p_value``, ``effect``, ``missing_ratio``, ...; missing values last)."""

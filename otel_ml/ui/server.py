@@ -264,7 +264,8 @@ class UiServer:
                                  request.query.get("sort", "problems"))
         for row in rows:
             row["href"] = f"{base}/features/{pages.url_segment(name_segment(row['name']))}"
-        return _json({**summary, "features": rows, "correlation_changes": views.correlation_rows(report)})
+        return _json({**summary, "features": rows, "correlation_changes": views.correlation_rows(report),
+                      "segments": views.segment_rows(report), "segment_contributions": views.contribution_rows(report)})
 
     def _performance(self, report: ModelReport) -> dict[str, Any] | None:
         return views.performance_document(self.snapshot.performance_of(report.model, report.version))
