@@ -223,6 +223,9 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
 
     if args.chunks < 0:
         raise ValueError(f"--chunks must be >= 0 (0: none), got {args.chunks}")
+    if args.segment_by and not (1 <= len(args.segment_by) <= 4 and args.max_segments >= 2):
+        raise ValueError(f"--segment-by takes 1 to 4 columns and --max-segments at least 2, got "
+                         f"{len(args.segment_by)} and {args.max_segments}")
     if not 0 <= args.correlation_features <= COMOMENT_MAX_FEATURES:
         raise ValueError(f"--correlation-features must be 0 to {COMOMENT_MAX_FEATURES}, "
                          f"got {args.correlation_features}")
@@ -237,7 +240,8 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
             positive_class=args.positive_class,
             class_probability_columns=_class_columns(args.class_probability_column),
             multivariate=args.multivariate, correlation_features=args.correlation_features,
-            embedding_column=args.embedding_column)
+            embedding_column=args.embedding_column, segment_by=args.segment_by or (),
+            max_segments=args.max_segments)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -567,6 +571,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="keep the pairwise moments of the N numeric features with the most values (default 10; "
                             "0: none, at most 64): the processor tests their correlations for a change, the row "
                             "'(correlation)', and lists the pairs that changed most")
+    build.add_argument("--segment-by", action="append", metavar="COL",
+                       help="segment the reference by this column's values (repeat for combinations): the processor "
+                            "segments the model's windows the same way and compares each segment with its own")
+    build.add_argument("--max-segments", type=int, default=20, metavar="N",
+                       help="with --segment-by: segments kept, the rest pooled as (other) (default 20)")
     build.add_argument("--positive-class", metavar="CLASS",
                        help="the positive class of a binary classifier (default: 1, true, yes or positive)")
     build.add_argument("--exclude", action="append", metavar="C", help="column to leave out (ids, timestamps)")

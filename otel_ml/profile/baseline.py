@@ -27,6 +27,7 @@ from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.model import ModelProfile, category_strings
 from otel_ml.profile.performance import REGRESSION, PerformanceReference, class_names, reference_performance
 from otel_ml.profile.reconstruction import Reconstruction
+from otel_ml.profile.segments import DEFAULT_MAX_SEGMENTS, SegmentCounts
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
 
 CHUNK_ROWS = 100_000
@@ -167,6 +168,8 @@ def build_baseline(
     multivariate: bool = False,
     correlation_features: int = 10,
     embedding_column: str | None = None,
+    segment_by: Sequence[str] = (),
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -207,11 +210,13 @@ def build_baseline(
     forced_categorical = set(categorical)
     seen_columns: set[str] | None = None
     correlated: Comoments | None = None  # the features whose correlations windows will be compared with these
+    # Segments: the windows of a model with this baseline are segmented the same way (profile/segments.py).
+    segmented = SegmentCounts(tuple(segment_by), max_segments) if segment_by else None
     row0 = 0
     for chunk in parts:
         if seen_columns is None:
             seen_columns = set(chunk)
-            missing = [c for c in [*rename, *exclude, *forced_categorical] if c not in seen_columns]
+            missing = [c for c in [*rename, *exclude, *forced_categorical, *segment_by] if c not in seen_columns]
             if missing:
                 raise ValueError(f"{path}: no column(s) {', '.join(missing)}; columns are {', '.join(chunk)}")
         n = len(next(iter(chunk.values()))) if chunk else 0
@@ -253,7 +258,7 @@ def build_baseline(
         if row0 == 0:
             correlated = Comoments.chosen({k: v for k, v in batch.numeric.items() if kinds.get(k) == NUMERIC
                                            and semconv.is_input_column(k)}, correlation_features)
-        profile.update(batch, kinds, correlated)
+        profile.update(batch, kinds, correlated, segmented)
         if chunk_rows:
             # Consecutive parts of the file, for thresholds learned from the reference's own variability.
             part_of = (row0 + np.arange(n)) // chunk_rows

@@ -210,11 +210,44 @@ def correlation_section(changes: list[dict[str, Any]]) -> str:
             + "</tbody></table>")
 
 
+def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str, Any]]) -> str:
+    """A segmented model's segments, drifted first, and the segments that moved each numeric feature's mean most
+    (nothing for a model without segments)."""
+    if not segments:
+        return ""
+    def status(s: dict[str, Any]) -> str:
+        return ("drift" if s["detected"] else "ok" if s["detected"] is False
+                else f"withheld ({s['withheld_reason'] or 'no reference'})")
+    rows = "".join(f'<tr><td class=name>{esc(s["segment"])}</td><td>{esc(status(s))}</td>'
+                   f'<td>{esc(", ".join(s["drifted_features"]))}</td><td class=num>{fmt(s["reference_share"])}</td>'
+                   f'<td class=num>{fmt(s["current_share"])}</td><td class=num>{fmt(s["current_predictions"])}</td>'
+                   "</tr>" for s in segments)
+    top: dict[str, int] = {}
+    parts = []
+    for c in contributions:  # largest first per feature: the 3 largest of each
+        if top.setdefault(c["feature"], 0) < 3:
+            top[c["feature"]] += 1
+            parts.append(f'<tr><td class=name>{esc(c["feature"])}</td><td>{esc(c["segment"])}</td>'
+                         f'<td class=num>{fmt(c["mix"])}</td><td class=num>{fmt(c["within"])}</td>'
+                         f'<td class=num>{fmt(c["total"])}</td></tr>')
+    attribution = ("<h3>Which segments moved each feature</h3><p class=muted>A segment's part in the change of the "
+                   "feature's mean since the reference: <em>mix</em>, its share of predictions moved; "
+                   "<em>within</em>, its values moved.</p><table><thead><tr><th>feature</th><th>segment</th>"
+                   "<th class=num>mix</th><th class=num>within</th><th class=num>total</th></tr></thead><tbody>"
+                   + "".join(parts) + "</tbody></table>") if parts else ""
+    return ("<h2>Segments</h2><p class=muted>Each segment against the same segment of the reference; decisions "
+            "corrected for the number of segment tests.</p><table><thead><tr><th>segment</th><th>status</th>"
+            "<th>drifted features</th><th class=num>reference share</th><th class=num>current share</th>"
+            "<th class=num>predictions</th></tr></thead><tbody>" + rows + "</tbody></table>" + attribution)
+
+
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,
                sort_href: Any, performance: dict[str, Any] | None = None,
-               correlations: list[dict[str, Any]] | None = None) -> str:
+               correlations: list[dict[str, Any]] | None = None, segments: str = "") -> str:
+    """``segments``: the segment section (``segment_section``), if the model has segments."""
     body = (model_header(summary) + performance_section(performance) + "<h2>Features</h2>"
-            + feature_table(rows, feature_href, sort, sort_href) + correlation_section(correlations or []))
+            + feature_table(rows, feature_href, sort, sort_href) + correlation_section(correlations or [])
+            + segments)
     return layout(f"{summary['model']} {summary['version']}", body)
 
 

@@ -81,7 +81,8 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
             pages.performance_section(views.performance_document(performance)),
             "<h2>Features</h2>",
             pages.feature_table(rows, lambda name: f"#{anchors[name]}" if name in drawn else "#features-not-drawn"),
-            pages.correlation_section(views.correlation_rows(report))]
+            pages.correlation_section(views.correlation_rows(report)),
+            pages.segment_section(views.segment_rows(report), views.contribution_rows(report))]
     for r in charted:
         name = r["name"]
         rp, cp = reference.features.get(name), current.features.get(name)

@@ -232,7 +232,9 @@ class UiServer:
         return _html(pages.model_page(summary, rows,
                                       lambda name: f"{base}/features/{pages.url_segment(name_segment(name))}",
                                       sort, lambda key: f"{base}?sort={key}", self._performance(report),
-                                      views.correlation_rows(report)))
+                                      views.correlation_rows(report),
+                                      pages.segment_section(views.segment_rows(report),
+                                                            views.contribution_rows(report))))
 
     def _feature_page(self, request: web.Request) -> web.Response:
         report, row, doc = self._feature(request)

@@ -77,6 +77,14 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
     assert within["segments"][0]["drifted_features"] == ["x"]
     x_parts = [c for c in within["segment_contributions"] if c["feature"] == "x"]
     assert x_parts[0]["segment"] == "region=r3" and x_parts[0]["within"] > 0.3 > abs(x_parts[0]["mix"]), x_parts[:2]
+    with urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models", timeout=10) as r:
+        href = next(m["href"] for m in json.load(r)["models"] if m["model"] == "within")
+    with urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}{href.removeprefix('/api/v1').removesuffix('/drift')}",
+                                timeout=10) as r:
+        page = r.read().decode()
+    table = page[page.index("<h2>Segments</h2>"):]  # the model page's segment table, the drifted one first
+    assert table.index("region=r3") < min(table.index(f"region={r}") for r in REGIONS if r != "r3")
+    assert "Which segments moved each feature" in table
     detected = {s.labels["ml_segment"]: s.value for s in select(sp.scrape(), "ml_segment_drift_detected",
                                                                 ml_model_name="within")}
     assert detected == {f"region={r}": (1.0 if r == "r3" else 0.0) for r in REGIONS}

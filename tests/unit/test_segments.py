@@ -75,3 +75,30 @@ def test_segment_p_values_are_the_exact_binned_tests_times_the_family_size() -> 
     assert attribution_kind(contributions, "x") == "within"
     total = sum(c.total for c in contributions if c.feature == "x")
     assert np.isclose(total, c_x.mean() - r_x.mean())  # mix + within add up to the change of the mean exactly
+
+
+def test_a_baseline_built_with_segment_by_segments_the_windows_compared_with_it(tmp_path) -> None:
+    """`baseline build --segment-by region`: the reference holds each region's counts on its own grid, and a
+    window set given that baseline segments its rows the same way, so each segment meets its own."""
+    from otel_ml.cli import main
+    from otel_ml.profile.window import WindowConfig, WindowedProfile
+
+    rng = np.random.default_rng(3)
+    region = rng.choice(np.array(["n", "s"]), 4000)
+    x = rng.normal(0, 1, 4000)
+    csv = tmp_path / "train.csv"
+    csv.write_text("region,x\n" + "".join(f"{r},{v}\n" for r, v in zip(region, x)))
+    out = tmp_path / "m.json"
+    assert main(["baseline", "build", "--model", "m", "--input", str(csv), "--segment-by", "region",
+                 "--output", str(out)]) == 0
+    reference = ModelProfile.from_json(out.read_text())
+    assert reference.segments is not None and sorted(reference.segments.labels) == ["region=n", "region=s"]
+    wp = WindowedProfile("m", "", WindowConfig(window_seconds=1, horizon_seconds=1), reference=reference)
+    n = 3000
+    live_region = rng.choice(np.array(["n", "s"]), n)
+    live_x = rng.normal(0, 1, n) + np.where(live_region == "s", 1.0, 0.0)
+    wp.update(ColumnarBatch("m", "", n, np.zeros(n, np.int64), np.ones(n), numeric={"x": live_x},
+                            categorical={"region": live_region}, span_end_ns=np.zeros(1, np.int64),
+                            span_duration_s=np.zeros(1), span_error=np.zeros(1, bool)))
+    reports, _ = compare_segments(reference.segments, wp.current().segments, alpha=0.01, min_samples=100)
+    assert {r.segment: r.detected for r in reports} == {"region=n": False, "region=s": True}
