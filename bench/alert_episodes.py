@@ -1,6 +1,7 @@
 """Alert episodes on a stationary model: how often the shipped alert rule fires when nothing changed.
 
     .venv/bin/python -m bench.alert_episodes [--days 2] [--seeds 1] [--rows-per-minute 1000] [--multivariate]
+        [--segments 50]
 
 A stationary stream of ``--days`` of event time (six features of every kind, bench.false_alarms' draw, and the
 test of the four numeric ones' correlations, ``(correlation)``, as a seventh member of the family) is
@@ -32,13 +33,17 @@ NS = 1_000_000_000
 STEP_S = 10  # the service's default evaluation interval
 
 
-def replay(days: float, rows_per_minute: int, seed: int, multivariate: bool = False) -> np.ndarray:
+def replay(days: float, rows_per_minute: int, seed: int, multivariate: bool = False,
+           segments: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per evaluation (rows) and feature (columns): the overall p-value times the number of features (the
     Bonferroni-adjusted p-value, so ``adjusted < α`` is the decision at family-wise level α); NaN: no decision.
     ``multivariate``: also each row's PCA reconstruction error, ``(multivariate)``, the PCA fitted on 20,000 rows
-    of the same draw as ``baseline build --multivariate`` fits it."""
+    of the same draw as ``baseline build --multivariate`` fits it. ``segments``: rows spread evenly over that many
+    segments (a categorical ``segment``, ``segments.by``); the second array holds per evaluation and segment the
+    smallest adjusted p-value of its features (already multiplied by the model's segment test count)."""
     rng = np.random.default_rng(seed)
-    wp = WindowedProfile("m", "", WindowConfig())
+    wp = WindowedProfile("m", "", WindowConfig(), segment_by={"m": ("segment",)} if segments else None,
+                         max_segments=segments + 1)
     cfg = DriftConfig(alpha=0.5)  # any level: only the p-values are kept
     rows = rows_per_minute * STEP_S // 60
     steps = int(days * 86_400 / STEP_S)
@@ -49,8 +54,12 @@ def replay(days: float, rows_per_minute: int, seed: int, multivariate: bool = Fa
         reconstruction = Reconstruction.fit(fit.numeric, fit.categorical)
         names.append(MULTIVARIATE_FEATURE)
     out = np.full((steps, len(names)), np.nan)
+    seg_out = np.full((steps, segments), np.nan)
+    labels = [f"segment=s{k}" for k in range(segments)]
     for i in range(steps):
         batch = draw(rng, rows)
+        if segments:
+            batch.categorical["segment"] = rng.choice(np.array([f"s{k}" for k in range(segments)]), rows)
         if reconstruction is not None:
             batch.numeric[MULTIVARIATE_FEATURE] = reconstruction.errors(batch.numeric, batch.categorical, rows)
         # Event times spread over the step, so windows fill the way live traffic fills them.
@@ -64,9 +73,12 @@ def replay(days: float, rows_per_minute: int, seed: int, multivariate: bool = Fa
             continue
         report = compare(wp.reference, wp.current(), cfg)
         for f in report.features:
-            if not f.withheld_reason and f.overall.detected is not None:
+            if not f.withheld_reason and f.overall.detected is not None and f.feature in names:
                 out[i, names.index(f.feature)] = min(1.0, f.overall.score * len(report.features))
-    return out
+        for seg in report.segments:
+            if seg.detected is not None and seg.p_values:
+                seg_out[i, labels.index(seg.segment)] = min(seg.p_values.values())
+    return out, seg_out
 
 
 def episodes(fired: np.ndarray, for_steps: int) -> list[tuple[int, int]]:
@@ -102,11 +114,15 @@ def main() -> None:
     parser.add_argument("--rows-per-minute", type=int, default=1000)
     parser.add_argument("--multivariate", action="store_true",
                         help="also the PCA reconstruction error, (multivariate), as baseline build --multivariate")
+    parser.add_argument("--segments", type=int, default=0,
+                        help="rows spread over this many segments (segments.by): also the segments' alert episodes")
     args = parser.parse_args()
     default = DriftConfig()
     for_steps = int(default.alert_for_seconds // STEP_S)
     t = time.perf_counter()
-    runs = [replay(args.days, args.rows_per_minute, seed, args.multivariate) for seed in range(args.seeds)]
+    replays = [replay(args.days, args.rows_per_minute, seed, args.multivariate, args.segments)
+               for seed in range(args.seeds)]
+    runs = [r[0] for r in replays]
     elapsed = time.perf_counter() - t
     days = args.days * args.seeds
     evaluated = sum(int((~np.isnan(r).all(axis=1)).sum()) for r in runs)
@@ -130,6 +146,22 @@ def main() -> None:
         print(f"| {label} | {firing:,} ({firing / evaluated:.2%}) | {feat} | {model} | {bound:.2f} "
               f"| {model * 30 / days:.2f} |")
     print()
+    if args.segments:
+        print(f"Segments ({args.segments}, rows spread evenly; `MLSegmentDrift`: a segment's decision at 1 for "
+              f"{default.alert_for_seconds / 60:g} min):\n")
+        print("| level (family-wise over the model's segment tests) | evaluations with a segment firing | segment "
+              "alert episodes | model segment-alert episodes | bound α·T/F | per 30 days |")
+        print("|---|---|---|---|---|---|")
+        for label, alpha in [("0.05", 0.05), ("0.01", 0.01),
+                             (f"{default.evaluation_alpha:.2g} (default)", default.evaluation_alpha)]:
+            feat = model = firing = 0
+            for _, seg in replays:
+                f, m, fi = model_episodes(seg, alpha, for_steps)
+                feat, model, firing = feat + f, model + m, firing + fi
+            bound = alpha * evaluated_s / default.alert_for_seconds
+            print(f"| {label} | {firing:,} ({firing / evaluated:.2%}) | {feat} | {model} | {bound:.2f} "
+                  f"| {model * 30 / days:.2f} |")
+        print()
 
 
 if __name__ == "__main__":
