@@ -135,33 +135,30 @@ def main() -> None:
     print("| level per evaluation (family-wise) | evaluations firing | feature alert episodes | model alert episodes "
           "| bound α·T/F | model episodes per 30 days |")
     print("|---|---|---|---|---|---|")
-    evaluated_s = evaluated * STEP_S
-    for label, alpha in [("0.05", 0.05), ("0.01", 0.01), ("0.001", 0.001),
-                         (f"{default.evaluation_alpha:.2g} (default: 10 min / 30 days)", default.evaluation_alpha)]:
-        feat = model = firing = 0
-        for r in runs:
-            f, m, fi = model_episodes(r, alpha, for_steps)
-            feat, model, firing = feat + f, model + m, firing + fi
-        bound = alpha * evaluated_s / default.alert_for_seconds
-        print(f"| {label} | {firing:,} ({firing / evaluated:.2%}) | {feat} | {model} | {bound:.2f} "
-              f"| {model * 30 / days:.2f} |")
-    print()
+    levels = [("0.05", 0.05), ("0.01", 0.01), ("0.001", 0.001),
+              (f"{default.evaluation_alpha:.2g} (default: 10 min / 30 days)", default.evaluation_alpha)]
+    print_levels(runs, levels, for_steps, evaluated, days)
     if args.segments:
         print(f"Segments ({args.segments}, rows spread evenly; `MLSegmentDrift`: a segment's decision at 1 for "
               f"{default.alert_for_seconds / 60:g} min):\n")
         print("| level (family-wise over the model's segment tests) | evaluations with a segment firing | segment "
               "alert episodes | model segment-alert episodes | bound α·T/F | per 30 days |")
         print("|---|---|---|---|---|---|")
-        for label, alpha in [("0.05", 0.05), ("0.01", 0.01),
-                             (f"{default.evaluation_alpha:.2g} (default)", default.evaluation_alpha)]:
-            feat = model = firing = 0
-            for _, seg in replays:
-                f, m, fi = model_episodes(seg, alpha, for_steps)
-                feat, model, firing = feat + f, model + m, firing + fi
-            bound = alpha * evaluated_s / default.alert_for_seconds
-            print(f"| {label} | {firing:,} ({firing / evaluated:.2%}) | {feat} | {model} | {bound:.2f} "
-                  f"| {model * 30 / days:.2f} |")
-        print()
+        print_levels([seg for _, seg in replays], levels, for_steps, evaluated, days)
+
+
+def print_levels(runs: list[np.ndarray], levels: list[tuple[str, float]], for_steps: int, evaluated: int,
+                 days: float) -> None:
+    """One table row per level: firing evaluations, episodes of one member, of the model, and the bound."""
+    for label, alpha in levels:
+        feat = model = firing = 0
+        for r in runs:
+            f, m, fi = model_episodes(r, alpha, for_steps)
+            feat, model, firing = feat + f, model + m, firing + fi
+        bound = alpha * evaluated * STEP_S / DriftConfig().alert_for_seconds
+        print(f"| {label} | {firing:,} ({firing / evaluated:.2%}) | {feat} | {model} | {bound:.2f} "
+              f"| {model * 30 / days:.2f} |")
+    print()
 
 
 if __name__ == "__main__":
