@@ -15,6 +15,12 @@ MODEL_VERSION = "ml.model.version"
 """string, optional (span or resource attribute): model version; default ``""``."""
 FEATURE_PREFIX = "ml.feature."
 """``ml.feature.<name>``: int/double → numeric feature; string/bool → categorical feature."""
+SEGMENT_PREFIX = "ml.segment."
+"""``ml.segment.<key>``: string/bool/int, the prediction's segment by ``<key>`` (``ml.segment.region = "north"``; in
+a batch span one array). A model whose spans carry them is segmented by those keys (at most 4, by name) without
+configuration; not profiled as a feature. ``segments.by`` may also name the key (``[region]``)."""
+SEGMENT_COLUMN_PREFIX = "segment."
+"""Columns ``segment.<key>``: the decoded ``ml.segment.<key>`` (so no ``ml.feature.`` name may start with it)."""
 PREDICTION = "ml.prediction"
 """int/double (regression, score) or string/bool (class label): the model output."""
 PREDICTION_SCORE = "ml.prediction.score"
@@ -70,9 +76,12 @@ PREDICTION_ID_COLUMN = "prediction.id"
 """Decoded like a column, then taken out of the batch as a 64-bit hash (``ColumnarBatch.prediction_id``)."""
 GROUND_TRUTH_COLUMN = "ground_truth"
 """Decoded like a column; rows carrying it leave the batch as ``LabelBatch``es."""
+SEGMENT_COLUMN = "(segment)"
+"""A segmented model's rows on their way to the label join carry their segment label in this column, so that
+their outcomes count in their segment's performance (never profiled)."""
 RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
                                     PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN, MULTIVARIATE_FEATURE,
-                                    CORRELATION_FEATURE})
+                                    CORRELATION_FEATURE, SEGMENT_COLUMN})
 """``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``, nor
 ``(embedding).<anything>``): they would merge with the model output or a derived column. The processor rejects such
 spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
@@ -88,7 +97,7 @@ def is_input_column(name: str) -> bool:
 def is_reserved_feature(name: str) -> bool:
     """A feature name the model output is profiled under (``RESERVED_FEATURE_NAMES``, a class's probability)."""
     return name in RESERVED_FEATURE_NAMES or name.startswith((CLASS_PROBABILITY_COLUMN_PREFIX,
-                                                              EMBEDDING_COLUMN_PREFIX))
+                                                              EMBEDDING_COLUMN_PREFIX, SEGMENT_COLUMN_PREFIX))
 
 
 # --- metric attributes (processor → backend) -----------------------------------------------------
@@ -119,6 +128,7 @@ METRIC_DRIFT_DETECTED = "ml.drift.detected"
 METRIC_SEGMENT_DRIFT_DETECTED = "ml.segment.drift.detected"
 METRIC_SEGMENT_SHARE = "ml.segment.share"
 METRIC_SEGMENT_CONTRIBUTION = "ml.segment.contribution"
+METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION = "ml.segment.performance.contribution"
 ATTR_SEGMENT = "ml.segment"  # "region=north", "region=north,tier=gold", "(other)", "(missing)"
 ATTR_ATTRIBUTION = "ml.attribution"  # "mix" | "within"
 SEGMENT_CONTRIBUTIONS_EXPORTED = 3

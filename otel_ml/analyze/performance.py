@@ -11,6 +11,7 @@ no better direction (closer to 0 is better from either side) and is always teste
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ import numpy as np
 from scipy import stats
 
 from otel_ml.analyze.drift import DriftConfig
+from otel_ml.analyze.segments import SegmentContribution, shift_share
 from otel_ml.profile.performance import (
     CLASSIFICATION,
     HIGHER_IS_BETTER,
@@ -190,6 +192,14 @@ class PerformanceReport:
     """How far the realized ROC AUC may be from the unbinned scores' (``auc_from_bins``)."""
     reference_chunk_std: dict[str, float] = field(default_factory=dict)
     """Each metric's standard deviation over the baseline's chunks (NannyML-style bands; shown, not tested)."""
+    segments: dict[str, PerformanceReport] = field(default_factory=dict)
+    """A segmented model: each segment's performance, decided at the model's level over the segments tested."""
+    segment_reference: str = ""
+    """What segments are compared with: ``segment`` (the baseline's rows of the same segment) or ``model`` (a
+    baseline without segments: the model's whole reference)."""
+    segment_contributions: list[SegmentContribution] = field(default_factory=list)
+    """Per realized metric, each segment's part of its change from the reference (mix and within), the most
+    harmful first."""
 
     @property
     def coverage(self) -> float:
@@ -307,3 +317,62 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
                     for m in values if m in report.reference}
         decisions.update(holm({m: p for m, p in p_values.items() if p is not None}, alpha))
     return report
+
+
+def assess_segments(report: PerformanceReport, current: PerformanceProfile | None,
+                    reference: PerformanceReference | None, alpha: float, threshold: float = 0.5,
+                    positive_class: str | None = None, min_labels: int = 100, tolerance: float = 0.0,
+                    alternative: str = "worse") -> None:
+    """Each segment's performance (``report.segments``) against the same segment of the baseline (else the whole
+    baseline), and each segment's part of every metric's change (``report.segment_contributions``).
+
+    The segments are one family with the model's own decision: each is decided at ``alpha`` divided by the number
+    of segments with enough rows to be tested (Bonferroni, valid under any dependence), Holm's step-down over its
+    metrics within that; so 50 segments do not mean 50 times the false alerts.
+    """
+    segments = current.segments if current is not None else {}
+    if not segments:
+        return
+    by_segment = reference.profile.segments if reference is not None else {}
+    report.segment_reference = "segment" if by_segment else "model"
+    testable = sum(1 for prof in segments.values()
+                   if prof.labeled >= min_labels or prof.prob_all.sum() >= min_labels
+                   or (prof.multiclass is not None and prof.multiclass.n_est >= min_labels)
+                   or prof.sums["dle_n"] >= min_labels)
+    level = alpha / max(1, testable)
+    for label in sorted(segments):
+        own = by_segment.get(label)
+        ref = dataclasses.replace(reference, profile=own) if reference is not None and own is not None else (
+            None if by_segment else reference)
+        report.segments[label] = assess(report.model, report.version, segments[label], ref, level, threshold,
+                                        positive_class, min_labels, tolerance, alternative)
+    report.segment_contributions = performance_contributions(report)
+
+
+def performance_contributions(report: PerformanceReport) -> list[SegmentContribution]:
+    """Per realized metric of the model, each segment's shift-share part of its change from the reference
+    (``shift_share``, the metric's n as the rows), the most harmful first: the segment that explains a drop.
+    Exact for metrics that are means over rows (accuracy, MAE, log loss, Brier), a first-order split for the
+    others (F1, ROC AUC)."""
+    out: list[SegmentContribution] = []
+    segmented_reference = report.segment_reference == "segment"
+    for metric, overall in report.reference.items():
+        if metric not in report.realized or not math.isfinite(overall.value):
+            continue
+        rows = [(label, r.realized[metric], r.reference.get(metric) if segmented_reference else overall)
+                for label, r in report.segments.items() if metric in r.realized]
+        rows = [(label, cur, ref) for label, cur, ref in rows if ref is not None and cur.n > 0
+                and math.isfinite(cur.value) and math.isfinite(ref.value)]
+        n1 = sum(cur.n for _, cur, _ in rows)
+        n0 = sum(ref.n for _, _, ref in rows) if segmented_reference else n1
+        if not rows or not n1 or not n0:
+            continue
+        parts = [shift_share(metric, label, (ref.n / n0) if segmented_reference else cur.n / n1, cur.n / n1,
+                             ref.value, cur.value, overall.value) for label, cur, ref in rows]
+        sign = 1.0 if HIGHER_IS_BETTER.get(metric, True) else -1.0
+        if metric in TWO_SIDED_METRICS:
+            parts.sort(key=lambda c: -abs(c.total))
+        else:
+            parts.sort(key=lambda c: sign * c.total)
+        out += parts
+    return out

@@ -57,6 +57,7 @@ class SegmentReport:
 @dataclass(frozen=True)
 class SegmentContribution:
     feature: str
+    """The feature whose mean changed (drift), or the performance metric that changed (``ml.performance.metric``)."""
     segment: str
     mix: float
     within: float
@@ -122,10 +123,21 @@ def _contributions(reference: SegmentCounts, current: SegmentCounts, features: l
             if i is None or r[i, 0] <= 0 or c[j, 0] <= 0:
                 continue
             p0, p1 = r[i, 0] / r[:, 0].sum(), c[j, 0] / c[:, 0].sum()
-            mu0, mu1 = r[i, 1] / r[i, 0], c[j, 1] / c[j, 0]
-            rows.append(SegmentContribution(name, label, float((p1 - p0) * (mu0 - mean0)), float(p1 * (mu1 - mu0))))
+            rows.append(shift_share(name, label, p0, p1, r[i, 1] / r[i, 0], c[j, 1] / c[j, 0], mean0))
         out += sorted(rows, key=lambda x: -abs(x.total))
     return out
+
+
+def shift_share(name: str, segment: str, p0: float, p1: float, v0: float, v1: float, overall0: float
+                ) -> SegmentContribution:
+    """One segment's part of the change of a model-wide mean (of a feature, or of a per-row performance term such
+    as correctness): ``p`` its share of the rows, ``v`` its own mean, reference (0) and current (1), ``overall0``
+    the model's reference mean. Summed over segments, mix + within is exactly the model's change.
+
+    >>> c = shift_share("accuracy", "tier=b", 0.5, 0.5, 0.9, 0.6, 0.9); round(c.within, 3), c.mix
+    (-0.15, 0.0)
+    """
+    return SegmentContribution(name, segment, float((p1 - p0) * (v0 - overall0)), float(p1 * (v1 - v0)))
 
 
 def attribution_kind(contributions: list[SegmentContribution], feature: str) -> str:
@@ -135,4 +147,4 @@ def attribution_kind(contributions: list[SegmentContribution], feature: str) -> 
     return "mix" if abs(mix) > abs(within) else "within"
 
 
-__all__ = ["SegmentContribution", "SegmentReport", "attribution_kind", "compare_segments"]
+__all__ = ["SegmentContribution", "SegmentReport", "attribution_kind", "compare_segments", "shift_share"]

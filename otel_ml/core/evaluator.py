@@ -13,7 +13,13 @@ from types import MappingProxyType
 import numpy as np
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
-from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess, performance_alpha
+from otel_ml.analyze.performance import (
+    PerformanceConfig,
+    PerformanceReport,
+    assess,
+    assess_segments,
+    performance_alpha,
+)
 from otel_ml.core.live import Key, LiveModels
 from otel_ml.core.memory import return_free_memory
 from otel_ml.core.snapshot import Snapshot
@@ -193,9 +199,13 @@ class Evaluator:
                 found = self.live.references.find(*key)
                 if found is not None and found[0].performance is not None:
                     references[key] = found[0].performance
-        return [assess(model, version, currents.get((model, version)), references.get((model, version)), alpha,
-                       cfg.threshold, cfg.positive_class, cfg.min_labels, cfg.tolerance, cfg.alternative)
-                for model, version in sorted(set(currents) | set(references))]
+        reports = []
+        for key in sorted(set(currents) | set(references)):
+            options = (cfg.threshold, cfg.positive_class, cfg.min_labels, cfg.tolerance, cfg.alternative)
+            report = assess(*key, currents.get(key), references.get(key), alpha, *options)
+            assess_segments(report, currents.get(key), references.get(key), alpha, *options)
+            reports.append(report)
+        return reports
 
 
 def _names(names: list[str], shown: int = 20) -> str:

@@ -11,6 +11,7 @@ replicas evaluate, for the models whose exporting partition they own, the merge 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -29,6 +30,7 @@ from otel_ml.labels.ground_truth import UNMATCHED_REASONS, GroundTruth
 from otel_ml.profile.lifecycle import ModelLifecycle, ModelsConfig
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import PerformanceReference
+from otel_ml.profile.segments import SegmentCounts
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowChanges, WindowConfig, WindowedProfile
 
@@ -235,8 +237,9 @@ class LiveModels:
         result.batches = kept
         if state.labels is not None:
             for batch in kept:
-                state.labels.count_predictions(batch)
-                self._join(partition, state, batch=batch)
+                joined = with_segments(batch, state.models[batch.key].segmented)
+                state.labels.count_predictions(joined)
+                self._join(partition, state, batch=joined)
             for labels in result.labels:
                 self._join(partition, state, labels=labels)
             self.count_labels()
@@ -450,12 +453,21 @@ class LiveModels:
 
 def join_rows(batch: ColumnarBatch, rows: np.ndarray) -> ColumnarBatch:
     """What the join needs of some rows of a batch: ids, event times, the prediction and its probabilities."""
-    keep = {sc.PREDICTION_FEATURE, sc.PREDICTION_PROBABILITY_FEATURE}
+    keep = {sc.PREDICTION_FEATURE, sc.PREDICTION_PROBABILITY_FEATURE, sc.SEGMENT_COLUMN}
     return ColumnarBatch(batch.model, batch.version, int(rows.sum()), batch.row_time_ns[rows], batch.row_weight[rows],
                          numeric={k: v[rows] for k, v in batch.numeric.items()
                                   if k in keep or k.startswith(sc.CLASS_PROBABILITY_COLUMN_PREFIX)},
                          categorical={k: v[rows] for k, v in batch.categorical.items() if k in keep},
                          prediction_id=batch.prediction_id[rows])
+
+
+def with_segments(batch: ColumnarBatch, segmented: SegmentCounts | None) -> ColumnarBatch:
+    """A segmented model's batch for the label join: the same rows with each one's segment label
+    (``sc.SEGMENT_COLUMN``); the batch itself is left as journaled."""
+    if segmented is None or not batch.n_rows:
+        return batch
+    return dataclasses.replace(batch, categorical={**batch.categorical,
+                                                   sc.SEGMENT_COLUMN: segmented.row_labels(batch).astype(str)})
 
 
 def select_labels(labels: LabelBatch, rows: np.ndarray) -> LabelBatch:

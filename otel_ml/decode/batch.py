@@ -11,6 +11,8 @@ from typing import TypeVar
 import numpy as np
 from google.protobuf.message import DecodeError, Message
 
+from otel_ml import semconv
+
 M = TypeVar("M", bound=Message)
 
 RECORD_MAGIC = b"OMR1"
@@ -67,7 +69,14 @@ class ColumnarBatch:
         return (self.model, self.version)
 
     def feature_names(self) -> set[str]:
-        return set(self.numeric) | set(self.categorical) | set(self.invalid)
+        """What is profiled: every column but a segment key's (``ml.segment.<key>``: what rows are segmented by)."""
+        return {name for name in (*self.numeric, *self.categorical, *self.invalid)
+                if not name.startswith(semconv.SEGMENT_COLUMN_PREFIX)}
+
+    def segment_keys(self) -> list[str]:
+        """The ``ml.segment.<key>`` keys the batch's spans carry (by name)."""
+        return sorted({name.removeprefix(semconv.SEGMENT_COLUMN_PREFIX) for name in (*self.numeric, *self.categorical)
+                       if name.startswith(semconv.SEGMENT_COLUMN_PREFIX)})
 
     def select(self, rows: np.ndarray, spans: np.ndarray) -> ColumnarBatch:
         """The sub-batch of the given rows and spans (boolean masks); used to split by window."""

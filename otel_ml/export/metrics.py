@@ -151,6 +151,10 @@ LIVE_GAUGES = [
     MetricDef(sc.METRIC_SEGMENT_CONTRIBUTION, "gauge", "",
               "A segment's part in the change of a numeric feature's mean since the reference, by ml.attribution "
               "(mix: its share moved; within: its values moved); the 3 largest segments per feature"),
+    MetricDef(sc.METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION, "gauge", "",
+              "A segment's part in the change of a realized performance metric since the reference, by "
+              "ml.attribution (mix: its share moved; within: its own performance moved); the 3 most harmful "
+              "segments per ml.performance.metric"),
 ]
 PERFORMANCE_GAUGES = [
     MetricDef(sc.METRIC_PERFORMANCE, "gauge", "", "Realized model performance over the performance horizon, from "
@@ -343,7 +347,8 @@ class MetricsExporter:
             sc.METRIC_LABELS_WAITING_BYTES: functools.partial(self._waiting, 1),
             sc.METRIC_LABELS_WAITING_LIMIT: functools.partial(self._waiting, 2),
             sc.METRIC_SEGMENT_DRIFT_DETECTED: self._segment_drift, sc.METRIC_SEGMENT_SHARE: self._segment_share,
-            sc.METRIC_SEGMENT_CONTRIBUTION: self._segment_contribution}
+            sc.METRIC_SEGMENT_CONTRIBUTION: self._segment_contribution,
+            sc.METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION: self._segment_performance_contribution}
         for d in PERFORMANCE_GAUGES:
             self._live[d.name] = functools.partial(self._performance_series, d.name)
 
@@ -537,6 +542,18 @@ class MetricsExporter:
                     yield {**_model_attrs(r), sc.ATTR_FEATURE_NAME: c.feature, sc.ATTR_SEGMENT: c.segment,
                            sc.ATTR_ATTRIBUTION: kind}, value
 
+    def _segment_performance_contribution(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self._rendered().source.performance:
+            shown: dict[str, int] = {}
+            for c in r.segment_contributions:  # the most harmful first per metric
+                if shown.setdefault(c.feature, 0) >= sc.SEGMENT_CONTRIBUTIONS_EXPORTED:
+                    continue
+                shown[c.feature] += 1
+                for kind, value in (("mix", c.mix), ("within", c.within)):
+                    yield {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version,
+                           sc.ATTR_PERFORMANCE_METRIC: c.feature, sc.ATTR_SEGMENT: c.segment,
+                           sc.ATTR_ATTRIBUTION: kind}, value
+
     def _unprofiled(self) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().reports:
             yield _model_attrs(r), float(r.unprofiled_features)
@@ -547,8 +564,18 @@ class MetricsExporter:
 
 
 def performance_series(r: PerformanceReport, metric: str) -> Iterator[tuple[dict[str, str], float]]:
-    """One performance gauge's series of one (model, version)."""
+    """One performance gauge's series of one (model, version): the model's, then (a segmented model) each
+    segment's under ``ml.segment`` (no per-class or delay series per segment: they would multiply the series)."""
     model = {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version}
+    yield from _performance_series_of(r, metric, model)
+    if metric == sc.METRIC_GROUND_TRUTH_DELAY:
+        return
+    for label, segment in r.segments.items():
+        yield from _performance_series_of(segment, metric, {**model, sc.ATTR_SEGMENT: label})
+
+
+def _performance_series_of(r: PerformanceReport, metric: str, model: dict[str, str]
+                           ) -> Iterator[tuple[dict[str, str], float]]:
     if metric == sc.METRIC_GROUND_TRUTH_COVERAGE:
         if _finite(r.coverage):
             yield model, r.coverage
@@ -564,7 +591,7 @@ def performance_series(r: PerformanceReport, metric: str) -> Iterator[tuple[dict
         for name, m in values.items():
             if _finite(m.value):
                 yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, m.value
-        if metric == sc.METRIC_PERFORMANCE:
+        if metric == sc.METRIC_PERFORMANCE and sc.ATTR_SEGMENT not in model:
             for cls, per in r.per_class.items():
                 for name, v in per.items():
                     if _finite(v):

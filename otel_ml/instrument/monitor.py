@@ -221,6 +221,13 @@ def _reason_of(why: object) -> str:
     return "other"
 
 
+def _add_embedding(attrs: dict[str, Any], vectors: list[Any], drop: Callable[..., None]) -> None:
+    try:
+        attrs.update(embedding_attributes(vectors))
+    except Exception as e:  # never raise into serving code
+        drop(semconv.EMBEDDING, e, "invalid_embedding")
+
+
 class PredictionRecord:
     """Handle of one prediction being recorded; set the output once the model answered."""
 
@@ -232,6 +239,10 @@ class PredictionRecord:
         key = self._monitor._feature_key(name)
         if key is not None:
             self._monitor._set(self.span, key, value)
+
+    def set_segment(self, key: str, value: Any) -> None:
+        """The prediction's segment by ``key`` (``ml.segment.<key>``: a region, a customer tier), not a feature."""
+        self._monitor._set(self.span, semconv.SEGMENT_PREFIX + key, value)
 
     def set_prediction(self, value: Any, score: float | None = None, prediction_id: str | None = None,
                        probability: float | None = None) -> None:
@@ -580,7 +591,7 @@ class ModelMonitor:
             if v is not None:
                 attrs[key] = v
         if embedding is not None:
-            self._add_embedding(attrs, [embedding])
+            _add_embedding(attrs, [embedding], self._drop)
         self._emit(attrs, at, 1)
 
     # --- record() with batch_rows: predictions collected into batch spans ----------------------------
@@ -639,6 +650,7 @@ class ModelMonitor:
         probabilities: Sequence[float] | None = None,
         timestamps: Sequence[Any] | None = None,
         embeddings: Sequence[Sequence[float]] | None = None,
+        segments: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         """Record N predictions as one span: every column becomes an array attribute of length N and
         ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``.
@@ -646,7 +658,8 @@ class ModelMonitor:
         class (binary classifiers), or a mapping class → column (multiclass). ``timestamps``: when each
         prediction was made (as in ``record``), for a backfill: one zero-length span per distinct time, earliest
         first (round them, e.g. to the second, to keep spans few; the processor's windows are far wider).
-        ``embeddings``: one vector per row, N × d (``ml.embedding``, flattened, and ``ml.embedding.dimension``)."""
+        ``embeddings``: one vector per row, N × d (``ml.embedding``, flattened, and ``ml.embedding.dimension``).
+        ``segments``: key → one value per row, each row's segment (``ml.segment.<key>``), e.g. ``{"tier": [...]}``."""
         try:
             columns: dict[str, Sequence[Any]] = {}
             for name, values in features.items():
@@ -663,6 +676,7 @@ class ModelMonitor:
                 columns.update(probability_columns(probabilities))
             if embeddings is not None:
                 columns[semconv.EMBEDDING] = list(embeddings)
+            columns.update({semconv.SEGMENT_PREFIX + str(k): v for k, v in (segments or {}).items()})
             if timestamps is None:
                 self._record_columns(columns)
                 return
@@ -701,14 +715,8 @@ class ModelMonitor:
             except Exception as e:
                 self._drop(key, e)
         if vectors is not None:
-            self._add_embedding(attrs, vectors)
+            _add_embedding(attrs, vectors, self._drop)
         return self._fit(attrs, 2)  # ml.sequence and its stream come later
-
-    def _add_embedding(self, attrs: dict[str, Any], vectors: list[Any]) -> None:
-        try:
-            attrs.update(embedding_attributes(vectors))
-        except Exception as e:  # never raise into serving code
-            self._drop(semconv.EMBEDDING, e, "invalid_embedding")
 
     def wrap(self, model: Any, feature_names: Sequence[str] | None = None,
              prediction_id: str | Callable[[Any], Sequence[Any]] | None = None) -> MonitoredModel:

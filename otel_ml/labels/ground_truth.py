@@ -120,16 +120,28 @@ class GroundTruth:
         starts = batch.row_time_ns // self.window_ns * self.window_ns
         if losses:
             self._count_expected_losses(batch, starts, losses)
+        segments = batch.categorical.get(semconv.SEGMENT_COLUMN)
         for start in np.unique(starts).tolist():
-            prof = self._window(batch.key, start)
-            if prof is None:
+            window = self._window(batch.key, start)
+            if window is None:
                 continue
-            rows = starts == start
-            prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None,
-                                 said_positive[rows] if said_positive is not None else None)
-            if by_class is not None:
-                classes, p, q, predicted = by_class
-                prof.add_class_probabilities(classes, p[rows], q[rows], predicted[rows])
+            in_window = starts == start
+            for prof, rows in self._profiles(window, in_window, segments):
+                prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None,
+                                     said_positive[rows] if said_positive is not None else None)
+                if by_class is not None:
+                    classes, p, q, predicted = by_class
+                    prof.add_class_probabilities(classes, p[rows], q[rows], predicted[rows])
+
+    @staticmethod
+    def _profiles(window: PerformanceProfile, rows: np.ndarray, segments: np.ndarray | None
+                  ) -> Iterable[tuple[PerformanceProfile, np.ndarray]]:
+        """The profiles ``rows`` of a window count in: the window's, and (a segmented model, ``segments`` each
+        row's label) each of their segments' with its rows."""
+        yield window, rows
+        if segments is not None:
+            for label in np.unique(segments[rows]).tolist():
+                yield window.segment(str(label)), rows & (segments == label)
 
     def _count_expected_losses(self, batch: ColumnarBatch, starts: np.ndarray, models: dict[str, LossModel]) -> None:
         """A regressor's expected losses into the windows of its predictions' times: every prediction while a window
@@ -159,11 +171,14 @@ class GroundTruth:
         categorical = {k: batch.categorical[k][kept] for k in model.categorical_inputs if k in batch.categorical}
         x = model.matrix(numeric, categorical, len(kept))
         expected = {target: m.predict(x) for target, m in models.items()}
+        segments = batch.categorical.get(semconv.SEGMENT_COLUMN)
         for start, rows in windows:
-            prof = self._window(batch.key, start)
+            window = self._window(batch.key, start)
             in_window = rows[keep]
-            if prof is not None and in_window.any():
-                prof.add_expected_losses({k: v[in_window] for k, v in expected.items()}, weight[keep][in_window])
+            if window is None or not in_window.any():
+                continue
+            for prof, sel in self._profiles(window, in_window, segments[kept] if segments is not None else None):
+                prof.add_expected_losses({k: v[sel] for k, v in expected.items()}, weight[keep][sel])
 
     def _calibrated_classes(self, batch: ColumnarBatch, ref: PerformanceReference | None
                             ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
@@ -202,7 +217,8 @@ class GroundTruth:
                 cls[has] = self.pending.codes.classes_of(text[has])
         self.pending.add(batch.model, batch.version, ids, batch.row_time_ns,
                          pred if pred is not None else np.full(n, np.nan), cls,
-                         prob if prob is not None else np.full(n, np.nan), class_columns(batch.numeric))
+                         prob if prob is not None else np.full(n, np.nan), class_columns(batch.numeric),
+                         batch.categorical.get(semconv.SEGMENT_COLUMN))
         for due in self.pending.take_early(ids[kept]):
             self._count(due, self.pending.join(due, early=False))
 
@@ -224,32 +240,33 @@ class GroundTruth:
         delays = (labels.time_ns[index] - rows["time"]) / 1e9
         starts = rows["time"] // self.window_ns * self.window_ns
         for code in np.unique(rows["key"]).tolist():
-            model, version = self.pending.codes.keys[code]
+            model, version, segment = self.pending.codes.keys[code]
             of_key = rows["key"] == code
             self.applied[(model, version)] += int(of_key.sum())
             self.totals[(model, version, "applied")] += int(of_key.sum())
             positive = self.config.positive_class or self._positive_of(model, version)
             cls, pred, prob = rows["cls"], rows["pred"], rows["prob"].astype(np.float64)
             classified = (cls != -1) | np.isfinite(prob) | (text != "")
+            by_class = self.pending.codes.prob_classes.get(self.pending.codes.model_key(code))
             for start in np.unique(starts[of_key]).tolist():
-                prof = self._window((model, version), start)
-                if prof is None:
+                window = self._window((model, version), start)
+                if window is None:
                     continue
                 sel = of_key & (starts == start)
-                c = sel & classified
-                if c.any():
-                    truth = class_names(value[c], text[c])
-                    names = self._predicted(cls[c], pred[c], prob[c], positive)
-                    pos = positive or conventional_positive(np.unique(np.concatenate([truth, names])).tolist())
-                    prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
-                    by_class = self.pending.codes.prob_classes.get(code)
-                    if by_class and "probs" in rows:  # a multiclass model's probabilities: realized AUC, log loss
-                        # Rows written before a class was first seen are narrower: its column is missing (NaN).
-                        probs = rows["probs"][c, :len(by_class)].astype(np.float64)
-                        prof.add_class_outcomes(by_class[:probs.shape[1]], probs, truth)
-                r = sel & ~classified
-                if r.any():
-                    prof.add_regressed(value[r], pred[r], delays[r])
+                for prof in (window, window.segment(segment)) if segment else (window,):
+                    c = sel & classified
+                    if c.any():
+                        truth = class_names(value[c], text[c])
+                        names = self._predicted(cls[c], pred[c], prob[c], positive)
+                        pos = positive or conventional_positive(np.unique(np.concatenate([truth, names])).tolist())
+                        prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
+                        if by_class and "probs" in rows:  # a multiclass model's probabilities: realized AUC, log loss
+                            # Rows written before a class was first seen are narrower: its column is missing (NaN).
+                            probs = rows["probs"][c, :len(by_class)].astype(np.float64)
+                            prof.add_class_outcomes(by_class[:probs.shape[1]], probs, truth)
+                    r = sel & ~classified
+                    if r.any():
+                        prof.add_regressed(value[r], pred[r], delays[r])
 
     def _predicted(self, cls: np.ndarray, pred: np.ndarray, prob: np.ndarray, positive: str | None) -> np.ndarray:
         """The predicted class of each matched row: its class code, else its numeric prediction, else (only a

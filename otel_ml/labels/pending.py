@@ -122,7 +122,7 @@ class PendingPredictions:
 
     def _key_clocks(self, codes: np.ndarray) -> np.ndarray:
         """The clock of each row's model, from its key code."""
-        per_key = np.array([self.clock(model) for model, _ in self.codes.keys] or [0], dtype=np.int64)
+        per_key = np.array([self.clock(model) for model, _, _ in self.codes.keys] or [0], dtype=np.int64)
         return per_key[codes]
 
     def _models_newest(self, keys: np.ndarray, times: np.ndarray) -> dict[str, int]:
@@ -143,9 +143,11 @@ class PendingPredictions:
 
     # --- predictions -------------------------------------------------------------------------------------
     def add(self, model: str, version: str, ids: np.ndarray, time_ns: np.ndarray, pred: np.ndarray, cls: np.ndarray,
-            prob: np.ndarray, by_class: tuple[list[str], np.ndarray] | None = None) -> int:
+            prob: np.ndarray, by_class: tuple[list[str], np.ndarray] | None = None,
+            segments: np.ndarray | None = None) -> int:
         """Keep predictions (rows with a kept id); returns how many. Labels waiting for them are then due:
-        ``take_early`` returns them. ``by_class``: a multiclass model's classes and (rows × classes) probabilities."""
+        ``take_early`` returns them. ``by_class``: a multiclass model's classes and (rows × classes) probabilities;
+        ``segments``: each row's segment label (a segmented model)."""
         keep = self.keep(ids)
         n = int(keep.sum())
         if not n:
@@ -153,9 +155,15 @@ class PendingPredictions:
         if not keep.all():
             ids, time_ns, pred, cls, prob = ids[keep], time_ns[keep], pred[keep], cls[keep], prob[keep]
             by_class = (by_class[0], by_class[1][keep]) if by_class is not None else None
+            segments = segments[keep] if segments is not None else None
         self.observe(model, int(time_ns.max()))
         code = self.codes.key(model, version)
-        rows = {"id": ids, "key": np.full(n, code, np.uint32), "time": time_ns,
+        if segments is None:
+            keys = np.full(n, code, np.uint32)
+        else:
+            labels, which = np.unique(segments, return_inverse=True)
+            keys = np.array([self.codes.key(model, version, str(s)) for s in labels], np.uint32)[which]
+        rows = {"id": ids, "key": keys, "time": time_ns,
                 "pred": pred, "cls": cls, "prob": prob.astype(np.float32)}
         if by_class is not None:
             rows["probs"] = self.codes.probability_columns(code, *by_class)
@@ -210,7 +218,7 @@ class PendingPredictions:
         out = []
         for code in np.unique(cols["key"]).tolist():
             m = cols["key"] == code
-            model, version = self.codes.keys[code]
+            model, version, _ = self.codes.keys[code]
             out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m],
                                   self.codes.class_names(cols["label"][m]), cols["time"][m]))
         return out
@@ -438,7 +446,7 @@ class PendingPredictions:
         # label stamped years ahead (its one clock then applies to every model, bounded).
         limit = time.time_ns() + self.max_skew_ns
         old = min(int(state.get("clock_ns", 0)), limit)
-        clocks = state.get("clocks", {m: old for m, _ in self.codes.keys})
+        clocks = state.get("clocks", {k[0]: old for k in self.codes.keys})
         self.clocks = {m: min(int(t), limit) for m, t in clocks.items()}
         self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
         self._early_buf = []

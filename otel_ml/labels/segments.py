@@ -81,15 +81,18 @@ class RowCodes:
     """The small integers rows hold for a (model, version) and for a class name; a checkpoint keeps both tables.
 
     >>> codes = RowCodes()
-    >>> codes.key("m", "1"), codes.classes_of(np.array(["b", "a", "b"])).tolist()
-    (0, [1, 0, 1])
+    >>> codes.key("m", "1"), codes.key("m", "1", "tier=a"), codes.classes_of(np.array(["b", "a", "b"])).tolist()
+    (0, 1, [1, 0, 1])
     >>> codes.class_names(np.array([1, -1, OTHER_CLASS_CODE])).tolist()
     ['b', '', '(other)']
     """
 
     def __init__(self, keys: list | None = None, classes: list[str] | None = None,
                  prob_classes: dict | None = None) -> None:
-        self.keys: list[tuple[str, str]] = [(str(m), str(v)) for m, v in keys or []]
+        # (model, version, segment): a segmented model's rows keep their segment (profile/segments.py) so that
+        # their outcomes count in it; "" is none (and every key a checkpoint from before segments named).
+        self.keys: list[tuple[str, str, str]] = [(str(k[0]), str(k[1]), str(k[2]) if len(k) > 2 else "")
+                                                 for k in keys or []]
         self._key = {k: i for i, k in enumerate(self.keys)}
         self.classes: list[str] = list(classes or [])
         self._class = {c: i for i, c in enumerate(self.classes)}
@@ -109,12 +112,17 @@ class RowCodes:
                 out[:, known.index(c)] = p[:, j]
         return out
 
-    def key(self, model: str, version: str) -> int:
-        code = self._key.get((model, version))
+    def key(self, model: str, version: str, segment: str = "") -> int:
+        code = self._key.get((model, version, segment))
         if code is None:
-            code = self._key[(model, version)] = len(self.keys)
-            self.keys.append((model, version))
+            code = self._key[(model, version, segment)] = len(self.keys)
+            self.keys.append((model, version, segment))
         return code
+
+    def model_key(self, code: int) -> int:
+        """The code of ``code``'s (model, version) without a segment: what its class columns are kept under."""
+        model, version, segment = self.keys[code]
+        return self.key(model, version) if segment else code
 
     def classes_of(self, names: np.ndarray, cap: int = MAX_CLASSES) -> np.ndarray:
         """Class names to codes; a class beyond the first ``cap`` is ``OTHER_CLASS_CODE`` (counted "(other)")."""

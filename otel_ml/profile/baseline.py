@@ -212,6 +212,7 @@ def build_baseline(
     correlated: Comoments | None = None  # the features whose correlations windows will be compared with these
     # Segments: the windows of a model with this baseline are segmented the same way (profile/segments.py).
     segmented = SegmentCounts(tuple(segment_by), max_segments) if segment_by else None
+    segment_labels: list[np.ndarray] = []
     row0 = 0
     for chunk in parts:
         if seen_columns is None:
@@ -259,6 +260,8 @@ def build_baseline(
             correlated = Comoments.chosen({k: v for k, v in batch.numeric.items() if kinds.get(k) == NUMERIC
                                            and semconv.is_input_column(k)}, correlation_features)
         profile.update(batch, kinds, correlated, segmented)
+        if target_column and profile.segments is not None:  # each labelled row's segment: performance per segment
+            segment_labels.append(profile.segments.row_labels(batch).astype(str))
         if chunk_rows:
             # Consecutive parts of the file, for thresholds learned from the reference's own variability.
             part_of = (row0 + np.arange(n)) // chunk_rows
@@ -273,7 +276,7 @@ def build_baseline(
         profile.performance = _reference_performance(
             path, outcomes, target_column, prediction_column, probability_column, positive_class, chunks,
             hash_key if hash_key is not None and hashes_prediction(list(hash_features)) else None,
-            class_probability_columns)
+            class_probability_columns, np.concatenate(segment_labels) if segment_labels else None)
         if profile.performance.profile.task == REGRESSION and inputs:
             profile.performance.loss_models = _loss_models(inputs, outcomes[target_column])
     return profile
@@ -340,9 +343,10 @@ def _loss_models(inputs: list[ColumnarBatch], truth_cells: list[np.ndarray]) -> 
 def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], target: str, prediction: str | None,
                            probability: str | None, positive: str | None, chunks: int,
                            hash_key: bytes | None = None,
-                           class_probability: dict[str, str] | None = None) -> PerformanceReference:
+                           class_probability: dict[str, str] | None = None,
+                           segments: np.ndarray | None = None) -> PerformanceReference:
     """The labelled reference's performance; with ``hash_key``, text classes hashed as the processor hashes live
-    predictions and labels (``hash_classes``), so that both compare."""
+    predictions and labels (``hash_classes``), so that both compare. ``segments``: each row's segment label."""
     def split(col: str) -> tuple[np.ndarray, np.ndarray]:
         cells = np.concatenate(outcomes[col])
         num = _as_numeric(cells)
@@ -381,7 +385,7 @@ def _reference_performance(path: Path, outcomes: dict[str, list[np.ndarray]], ta
         pred_text = hash_classes(pred_text, hash_key) if pred_text is not None else None
         positive = str(hash_classes(np.array([positive]), hash_key)[0]) if positive is not None else None
     return reference_performance(truth_num, truth_text, pred_num, pred_text, prob, positive, chunks=max(chunks, 1),
-                                 class_prob=class_prob)
+                                 class_prob=class_prob, segments=segments)
 
 
 ID_LIKE = re.compile(r"(^|[_\-. ])(id|uuid|guid|key)$", re.IGNORECASE)

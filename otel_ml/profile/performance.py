@@ -159,6 +159,15 @@ class PerformanceProfile:
         self._delays: ds.kll_doubles_sketch | None = None
         self.multiclass: ClassProbabilities | None = None
         """Per-class probabilities of a multiclass model (``ml.prediction.probability.<class>``), on first use."""
+        self.segments: dict[str, PerformanceProfile] = {}
+        """Segment label → the same counts of its rows alone (a segmented model: profile/segments.py)."""
+
+    def segment(self, label: str) -> PerformanceProfile:
+        """The profile of one segment's rows (made on first use)."""
+        prof = self.segments.get(label)
+        if prof is None:
+            prof = self.segments[label] = PerformanceProfile(self.max_classes)
+        return prof
 
     # --- update -------------------------------------------------------------------------------------------
     def add_predictions(self, with_id: int, probabilities: np.ndarray | None = None,
@@ -291,6 +300,8 @@ class PerformanceProfile:
                 if getattr(self, name) is None:
                     setattr(self, name, ds.kll_doubles_sketch(200))
                 getattr(self, name).merge(theirs)
+        for label, prof in other.segments.items():
+            self.segment(label).merge(prof)
 
     # --- read ---------------------------------------------------------------------------------------------
     @property
@@ -382,6 +393,8 @@ class PerformanceProfile:
                 d[name] = base64.b64encode(s.serialize()).decode("ascii")
         if self.multiclass is not None:
             d["multiclass"] = self.multiclass.to_dict()
+        if self.segments:
+            d["segments"] = {label: prof.to_dict() for label, prof in self.segments.items()}
         return d
 
     @classmethod
@@ -396,6 +409,7 @@ class PerformanceProfile:
                 setattr(p, "_" + name, ds.kll_doubles_sketch.deserialize(base64.b64decode(d[name])))
         if "multiclass" in d:
             p.multiclass = ClassProbabilities.from_dict(d["multiclass"])
+        p.segments = {str(label): cls.from_dict(prof) for label, prof in d.get("segments", {}).items()}
         return p
 
     def residual_items(self) -> tuple[np.ndarray, np.ndarray]:
@@ -611,10 +625,12 @@ def outcomes_profile(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np
 def reference_performance(truth_num: np.ndarray, truth_text: np.ndarray, pred_num: np.ndarray | None,
                           pred_text: np.ndarray | None, prob: np.ndarray | None, positive: str | None = None,
                           threshold: float = 0.5, chunks: int = 10,
-                          class_prob: tuple[list[str], np.ndarray] | None = None) -> PerformanceReference:
+                          class_prob: tuple[list[str], np.ndarray] | None = None,
+                          segments: np.ndarray | None = None) -> PerformanceReference:
     """A baseline's ``PerformanceReference``: every labelled row, each metric's spread over ``chunks``
     consecutive parts, and (with probabilities) the isotonic calibration map (a multiclass model's
-    ``class_prob``: one per class)."""
+    ``class_prob``: one per class). ``segments``: each row's segment label (a segmented baseline), whose rows'
+    performance each segment is compared with."""
     if positive is None and class_prob is None:
         positive = conventional_positive(np.unique(class_names(truth_num, truth_text)).tolist())
     class_calibration = {}
@@ -625,6 +641,13 @@ def reference_performance(truth_num: np.ndarray, truth_text: np.ndarray, pred_nu
             class_calibration[c] = isotonic_calibration(class_prob[1][ok, j], (truth[ok] == c).astype(float))
     whole = outcomes_profile(truth_num, truth_text, pred_num, pred_text, prob, positive, threshold,
                              class_prob=class_prob, class_calibration=class_calibration)
+    for label in np.unique(segments).tolist() if segments is not None else []:
+        rows = segments == label
+        whole.segments[str(label)] = outcomes_profile(
+            truth_num[rows], truth_text[rows], None if pred_num is None else pred_num[rows],
+            None if pred_text is None else pred_text[rows], None if prob is None else prob[rows], positive, threshold,
+            class_prob=None if class_prob is None else (class_prob[0], class_prob[1][rows]),
+            class_calibration=class_calibration)
     per_chunk: dict[str, list[float]] = {}
     n = len(truth_num)
     for part in np.array_split(np.arange(n), chunks) if chunks > 1 and n >= chunks else []:

@@ -9,7 +9,8 @@ category buckets (categorical) cost one ``bincount`` per feature for all segment
 ``ModelProfile`` (as the correlation moments are), they are checkpointed, archived, merged across Kafka
 partitions and pinned into references with the window, with no path of their own.
 
-A segment is the value of the ``by`` features (``region=north``, ``region=north,tier=gold``); a row without one is
+A segment is the value of the ``by`` keys (``region=north``, ``region=north,tier=gold``): a span's ``ml.segment.<key>``
+attribute, else its feature ``<key>``; a row without one is
 ``(missing)``; past ``max_segments`` labels, further ones pool as ``(other)`` (first come, in each batch in label
 order, so a replay admits the same ones; re-ranking by volume is not done yet).
 
@@ -34,6 +35,7 @@ import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, NUMERIC_GRID_BINS, Grid, category_bucket, grid_bins
+from otel_ml.semconv import SEGMENT_COLUMN_PREFIX
 
 OTHER = "(other)"
 MISSING = "(missing)"
@@ -87,7 +89,11 @@ class SegmentCounts:
         n = batch.n_rows
         code = np.zeros(n, np.int64)
         columns: list[list[str]] = []
-        for name in self.by:
+        for key in self.by:
+            # The span's own segment attribute (ml.segment.<key>) if it has one, else the feature of that name.
+            name = SEGMENT_COLUMN_PREFIX + key
+            if name not in batch.categorical and name not in batch.numeric:
+                name = key
             if name in batch.categorical:
                 unique, inverse = np.unique(batch.categorical[name], return_inverse=True)
                 texts = [str(u) for u in unique]
@@ -112,6 +118,20 @@ class SegmentCounts:
                                                   ",".join(f"{name}={v}" for name, v in zip(self.by, key)))
             index.append(i)
         return np.array(index, dtype=np.int64)[rows]
+
+    def row_labels(self, batch: ColumnarBatch) -> np.ndarray:
+        """Each row's segment label (new labels admitted): what the label join keeps with a waiting prediction, so
+        that its outcome counts in its segment's performance too.
+
+        >>> import numpy as np
+        >>> from otel_ml.decode.batch import ColumnarBatch
+        >>> t = np.array(["a", "b", "a"])
+        >>> b = ColumnarBatch("m", "", 3, np.zeros(3, np.int64), np.ones(3), categorical={"t": t})
+        >>> SegmentCounts(("t",)).row_labels(b).tolist()
+        ['t=a', 't=b', 't=a']
+        """
+        index = self.segment_of(batch)  # first: it may admit labels
+        return np.asarray(self.labels, dtype=object)[index]
 
     # --- update and merge ------------------------------------------------------------------------------
     def update(self, batch: ColumnarBatch, kinds: dict[str, str], grids: dict[str, Grid]) -> None:

@@ -131,8 +131,10 @@ class WindowedProfile:
         """The features (and basis) whose pairwise moments every window keeps: a baseline's, else chosen from the
         windows once they hold enough values (``Comoments.choose``); None: none yet, or off."""
         by = (segment_by or {}).get(model)
+        self.max_segments = max_segments
         self.segmented: SegmentCounts | None = SegmentCounts(tuple(by), max_segments) if by else None
-        """How rows are segmented (config ``segments.by``, else a baseline's or the stored windows'); None: not."""
+        """How rows are segmented (config ``segments.by``, else a baseline's or the stored windows', else the
+        ``ml.segment.<key>`` attributes of the first spans that carry any); None: not."""
         self.predictions = 0.0
         """Predictions ever added (row weights, late rows included): ``ml.predictions`` in shared Kafka mode."""
         # What changed since the last checkpoint; read and reset only through take_changes/restore_changes.
@@ -185,6 +187,8 @@ class WindowedProfile:
                         "are not profiled (%d so far): %s%s", self.model, self.version, len(unprofiled),
                         self.max_features, len(self.unprofiled), ", ".join(unprofiled[:20]),
                         ", ..." if len(unprofiled) > 20 else "")
+        if self.segmented is None and (keys := batch.segment_keys()):
+            self.segmented = SegmentCounts(tuple(keys[:4]), self.max_segments)
         late = 0
         self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():

@@ -204,7 +204,22 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
         "per_class": {c: {k: number(v) for k, v in m.items()} for c, m in r.per_class.items()},
         "roc_auc_binning_bound": number(r.auc_bound),
         "residual_quantiles": {str(q): number(v) for q, v in r.residual_quantiles.items()},
+        **({"segment_reference": r.segment_reference, "segments": performance_segment_rows(r),
+            "segment_contributions": [{"metric": c.feature, "segment": c.segment, "mix": number(c.mix),
+                                       "within": number(c.within), "total": number(c.total)}
+                                      for c in r.segment_contributions]} if r.segments else {}),
     }
+
+
+def performance_segment_rows(r: PerformanceReport) -> list[dict[str, Any]]:
+    """Each segment's performance document (as the model's, without per-class rows), degraded ones first."""
+    rows = []
+    for label, segment in r.segments.items():
+        doc = performance_document(segment) or {}
+        doc.pop("per_class", None)
+        rows.append({"segment": label, **doc})
+    return sorted(rows, key=lambda d: (not (d["degraded"] or d["estimated_degraded"]), -(d["labeled"] or 0),
+                                       d["segment"]))
 
 
 def profile_summary(p: FeatureProfile) -> dict[str, Any]:

@@ -192,7 +192,36 @@ def performance_section(perf: dict[str, Any] | None) -> str:
              f'{fmt(delay["p95"])} s. "degraded": significantly worse than the reference (docs/statistics.md).</p>')
     return ("<h2>Performance</h2>" + facts + "<table><thead><tr><th>metric</th><th class=num>realized</th>"
             "<th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th>"
-            "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>")
+            "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>"
+            + segment_performance_section(perf))
+
+
+def segment_performance_section(perf: dict[str, Any]) -> str:
+    """A segmented model's performance per segment (degraded first) and the segments that explain each metric's
+    change most (nothing for a model without segments)."""
+    segments = perf.get("segments") or []
+    if not segments:
+        return ""
+
+    def value(s: dict[str, Any], metric: str) -> str:
+        m = next((m for m in s["metrics"] if m["metric"] == metric), None)
+        shown = m and (m["realized"] or m["estimated"])
+        return fmt(shown["value"]) if shown else "–"
+
+    first = perf["metrics"][0]["metric"]
+    rows = "".join(f'<tr><td class=name>{esc(s["segment"])}</td><td class=num>{fmt(s["labeled"])}</td>'
+                   f'<td class=num>{value(s, first)}</td><td>{esc(", ".join(s["degraded"]) or "–")}</td>'
+                   f'<td>{esc(", ".join(s["estimated_degraded"]) or "–")}</td></tr>' for s in segments)
+    parts = contribution_rows(perf.get("segment_contributions", []), "metric")
+    compared = ("the same segment of the baseline" if perf.get("segment_reference") == "segment"
+                else "the whole baseline (it has no segments)")
+    return (f"<h3>Performance per segment</h3><p class=muted>Each segment against {compared}; decisions corrected "
+            f"for the number of segments tested.</p><table><thead><tr><th>segment</th><th class=num>labelled</th>"
+            f"<th class=num>{esc(first)}</th><th>degraded</th><th>estimated degraded</th></tr></thead><tbody>"
+            + rows + "</tbody></table>"
+            + ("<h3>Which segments explain each metric's change</h3><table><thead><tr><th>metric</th>"
+               "<th>segment</th><th class=num>mix</th><th class=num>within</th><th class=num>total</th></tr>"
+               "</thead><tbody>" + "".join(parts) + "</tbody></table>" if parts else ""))
 
 
 def correlation_section(changes: list[dict[str, Any]]) -> str:
@@ -210,6 +239,20 @@ def correlation_section(changes: list[dict[str, Any]]) -> str:
             + "</tbody></table>")
 
 
+def contribution_rows(contributions: list[dict[str, Any]], key: str, shown: int = 3) -> list[str]:
+    """Table rows of the first ``shown`` segment contributions of each ``key`` (a feature, a metric): the API
+    lists them largest (most harmful) first."""
+    top: dict[str, int] = {}
+    parts = []
+    for c in contributions:
+        if top.setdefault(c[key], 0) < shown:
+            top[c[key]] += 1
+            parts.append(f'<tr><td class=name>{esc(c[key])}</td><td>{esc(c["segment"])}</td>'
+                         f'<td class=num>{fmt(c["mix"])}</td><td class=num>{fmt(c["within"])}</td>'
+                         f'<td class=num>{fmt(c["total"])}</td></tr>')
+    return parts
+
+
 def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str, Any]]) -> str:
     """A segmented model's segments, drifted first, and the segments that moved each numeric feature's mean most
     (nothing for a model without segments)."""
@@ -222,14 +265,7 @@ def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str
                    f'<td>{esc(", ".join(s["drifted_features"]))}</td><td class=num>{fmt(s["reference_share"])}</td>'
                    f'<td class=num>{fmt(s["current_share"])}</td><td class=num>{fmt(s["current_predictions"])}</td>'
                    "</tr>" for s in segments)
-    top: dict[str, int] = {}
-    parts = []
-    for c in contributions:  # largest first per feature: the 3 largest of each
-        if top.setdefault(c["feature"], 0) < 3:
-            top[c["feature"]] += 1
-            parts.append(f'<tr><td class=name>{esc(c["feature"])}</td><td>{esc(c["segment"])}</td>'
-                         f'<td class=num>{fmt(c["mix"])}</td><td class=num>{fmt(c["within"])}</td>'
-                         f'<td class=num>{fmt(c["total"])}</td></tr>')
+    parts = contribution_rows(contributions, "feature")
     attribution = ("<h3>Which segments moved each feature</h3><p class=muted>A segment's part in the change of the "
                    "feature's mean since the reference: <em>mix</em>, its share of predictions moved; "
                    "<em>within</em>, its values moved.</p><table><thead><tr><th>feature</th><th>segment</th>"

@@ -14,7 +14,13 @@ import datetime as dt
 from pathlib import Path
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
-from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess, performance_alpha
+from otel_ml.analyze.performance import (
+    PerformanceConfig,
+    PerformanceReport,
+    assess,
+    assess_segments,
+    performance_alpha,
+)
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
 from otel_ml.read.archive import live_window_ns, open_read_only, performance_in_range, rows_in_range
@@ -57,9 +63,11 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
     span = (rows[0][0], max(r[1] for r in rows))
     perf = None
     if labelled is not None or ref.performance is not None:
-        perf = assess(model, version, labelled, ref.performance, performance_alpha(drift, performance),
-                      performance.threshold, performance.positive_class, performance.min_labels,
-                      performance.tolerance, performance.alternative)
+        options = (performance.threshold, performance.positive_class, performance.min_labels,
+                   performance.tolerance, performance.alternative)
+        alpha = performance_alpha(drift, performance)
+        perf = assess(model, version, labelled, ref.performance, alpha, *options)
+        assess_segments(perf, labelled, ref.performance, alpha, *options)
     return render(report, ref, current, source, history(parts, ref, drift), span, max_charts, perf), report
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.support import sdk_provider, select, wait_for
 
@@ -17,16 +19,20 @@ REGIONS = [f"r{k}" for k in range(8)]
 ROWS = 8000
 
 
-def send(monitor, rng: np.random.Generator, start_s: float, shares: list[float], mean_of) -> None:
+def send(monitor, rng: np.random.Generator, start_s: float, shares: list[float], mean_of,
+         as_segment: bool = False) -> None:
     """``ROWS`` predictions over 540 s from ``start_s`` (Unix seconds), regions drawn with ``shares``, x normal
-    around ``mean_of(region)``, a category c the same everywhere."""
+    around ``mean_of(region)``, a category c the same everywhere. The region is a feature, or with ``as_segment``
+    the span attribute ``ml.segment.region``."""
     regions = rng.choice(np.array(REGIONS), ROWS, p=shares)
     x = rng.normal(0, 1, ROWS) + np.array([mean_of(r) for r in regions])
     c = rng.choice(np.array(["a", "b", "c"]), ROWS, p=[0.5, 0.3, 0.2])
     times = start_s + np.sort(rng.uniform(0, 540, ROWS))
     for k in range(0, ROWS, 500):
-        monitor.record_batch({"region": regions[k:k + 500].tolist(), "x": x[k:k + 500].tolist(),
-                              "c": c[k:k + 500].tolist()}, timestamps=times[k:k + 500].tolist())
+        region = {"region": regions[k:k + 500].tolist()}
+        monitor.record_batch({"x": x[k:k + 500].tolist(), "c": c[k:k + 500].tolist(),
+                              **({} if as_segment else region)}, timestamps=times[k:k + 500].tolist(),
+                             segments=region if as_segment else None)
 
 
 def drift_document(sp, model: str) -> dict:
@@ -44,7 +50,8 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
     is the feature it names, and r3 is first in x's attribution, as a change within the segment.
     (c) ``mix``: regions keep their own x distributions (means 0 to 3.5) but r7's share goes from 1/8 to 1/2: no
     segment is flagged, and x's change is attributed to mix. Then a restart: the segments come back with their
-    windows."""
+    windows. A third model sends (a)'s data with the region as the span attribute ``ml.segment.region``, and no
+    configuration: segmented alike, r3 flagged, and the region is not a feature."""
     from otel_ml.instrument import ModelMonitor
 
     config = tmp_path / "otel-ml.yaml"
@@ -61,6 +68,9 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
         monitor = ModelMonitor(model, tracer_provider=provider)
         send(monitor, rng, start, even, mean_before)
         send(monitor, rng, start + 660, shares_after, mean_after)
+    attributes = ModelMonitor("attributes", tracer_provider=provider)
+    send(attributes, rng, start, even, lambda r: 0.0, as_segment=True)
+    send(attributes, rng, start + 660, even, lambda r: 3.0 if r == "r3" else 0.0, as_segment=True)
     provider.force_flush()
 
     def evaluated(model: str) -> dict | None:
@@ -89,6 +99,10 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
                                                                 ml_model_name="within")}
     assert detected == {f"region={r}": (1.0 if r == "r3" else 0.0) for r in REGIONS}
 
+    by_attribute = wait_for(lambda: evaluated("attributes"), timeout=90, what="segments from ml.segment.region")
+    assert [s["segment"] for s in by_attribute["segments"] if s["detected"]] == ["region=r3"]
+    assert sorted(f["name"] for f in by_attribute["features"]) == ["c", "x"], by_attribute["features"]
+
     mix = wait_for(lambda: evaluated("mix"), timeout=90, what="the mix model's segments over every row")
     assert not [s["segment"] for s in mix["segments"] if s["detected"]], mix["segments"]
     parts = [c for c in mix["segment_contributions"] if c["feature"] == "x"]
@@ -105,3 +119,110 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
     sp = again
     within = wait_for(lambda: evaluated("within"), timeout=90, what="the within model's segments after a restart")
     assert [s["segment"] for s in within["segments"] if s["detected"]] == ["region=r3"]
+
+
+TIERS = ["basic", "bronze", "gold", "silver"]
+
+
+def test_accuracy_falling_in_one_tier_fires_its_segment_and_ranks_it_first_across_a_kill(
+        tmp_path: Path, serve_factory) -> None:
+    """(b) A binary classifier segmented by tier, its labelled baseline built with ``--segment-by tier``. Live, the
+    model is as good as in training everywhere except bronze, whose labels now disagree with the prediction 45% of
+    the time. The processor is killed (-9) while the 4,000 predictions wait for labels; after the restart every
+    label is joined in its prediction's segment: bronze's realized accuracy equals scikit-learn's on bronze's rows,
+    ``ml_performance_degraded{ml_segment="tier=bronze"}`` fires and no other tier's does, and bronze ranks first in
+    accuracy's attribution, as a change within the segment."""
+    import subprocess
+    import sys
+
+    from sklearn import metrics as skm
+
+    from otel_ml.instrument import ModelMonitor
+
+    rng = np.random.default_rng(21)
+
+    def rows(n: int, broken: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        tier = rng.choice(np.array(TIERS), n)
+        x = rng.normal(0, 1, n)
+        p = np.round(1 / (1 + np.exp(-2.5 * x)), 3)
+        y = (rng.random(n) < p).astype(int)
+        pred = (p >= 0.5).astype(int)
+        if broken is not None:  # the tier's outcomes stop following the model: 45% of its labels flipped
+            flip = (tier == broken) & (rng.random(n) < 0.45)
+            y = np.where(flip, 1 - pred, y)
+        return tier, x, p, pred, y
+
+    tier, x, p, pred, y = rows(8000, None)
+    ref_csv = tmp_path / "reference.csv"
+    ref_csv.write_text("tier,x,p,pred,y\n" + "".join(f"{t},{a},{b},{c},{d}\n" for t, a, b, c, d in
+                                                     zip(tier, x, p, pred, y)))
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "scores", "--input",
+                          str(ref_csv), "--exclude", "y", "--prediction-column", "pred", "--probability-column", "p",
+                          "--target-column", "y", "--segment-by", "tier", "--output", str(baselines / "scores.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+    args = ("--window", "60", "--horizon", "600", "--baseline-dir", str(baselines), "--evaluation-interval", "0.5")
+    sp = serve_factory(*args)
+    provider = sdk_provider(sp)
+    monitor = ModelMonitor("scores", tracer_provider=provider)
+    tier, x, p, pred, y = rows(4000, "bronze")
+    ids = [f"s-{i}" for i in range(len(tier))]
+    for k in range(0, len(tier), 500):
+        monitor.record_batch({"tier": tier[k:k + 500].tolist(), "x": x[k:k + 500].tolist()},
+                             predictions=pred[k:k + 500].tolist(), prediction_ids=ids[k:k + 500],
+                             probabilities=p[k:k + 500].tolist())
+    provider.force_flush()
+    wait_for(lambda: sum(s.value for s in select(sp.scrape(), "ml_predictions_total", ml_model_name="scores"))
+             >= len(tier), timeout=60, what="all 4,000 predictions counted")
+    time.sleep(1.5)  # a checkpoint has run: waiting predictions (and their segments) are in files and the journal
+    sp.proc.kill()
+    sp.proc.wait()
+    sp = serve_factory(*args, state_dir=sp.state_dir)
+    provider2 = sdk_provider(sp)
+    ModelMonitor("scores", tracer_provider=provider2).record_ground_truth_batch(ids, [int(v) for v in y])
+    provider2.force_flush()
+
+    def performance() -> dict | None:  # from an evaluation that joined all 4,000 labels, each in its segment
+        try:
+            doc = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models/scores/versions/_"
+                                                    "/performance", timeout=10).read())["performance"]
+        except urllib.error.HTTPError:  # not evaluated yet
+            return None
+        segments = doc.get("segments") or []
+        return doc if doc["labeled"] == len(tier) and sum(s["labeled"] for s in segments) == len(tier) else None
+
+    doc = wait_for(performance, timeout=90, what="all 4,000 labels joined in their segments")
+    assert doc["segment_reference"] == "segment"
+    by_segment = {s["segment"]: s for s in doc["segments"]}
+    assert set(by_segment) == {f"tier={t}" for t in TIERS}
+    for t in TIERS:
+        rows_of = tier == t
+        accuracy = next(m for m in by_segment[f"tier={t}"]["metrics"] if m["metric"] == "accuracy")
+        assert accuracy["realized"]["value"] == pytest.approx(skm.accuracy_score(y[rows_of], pred[rows_of]),
+                                                              abs=1e-9)
+        assert accuracy["realized"]["n"] == rows_of.sum()
+    assert doc["segments"][0]["segment"] == "tier=bronze" and "accuracy" in doc["segments"][0]["degraded"]
+    assert not [s["segment"] for s in doc["segments"][1:] if s["degraded"]], doc["segments"]
+    parts = [c for c in doc["segment_contributions"] if c["metric"] == "accuracy"]
+    assert parts[0]["segment"] == "tier=bronze" and parts[0]["within"] < -0.05 and abs(parts[0]["mix"]) < 0.01
+    # The parts add up to the model's change of accuracy (shift-share is exact for a mean over rows).
+    overall = next(m for m in doc["metrics"] if m["metric"] == "accuracy")
+    assert sum(c["total"] for c in parts) == pytest.approx(
+        overall["realized"]["value"] - overall["reference"]["value"], abs=1e-9)
+
+    def fired() -> dict[str, float]:
+        return {s.labels["ml_segment"]: s.value for s in select(
+            sp.scrape(), "ml_performance_degraded", ml_model_name="scores", ml_performance_metric="accuracy")
+            if "ml_segment" in s.labels}
+
+    assert wait_for(lambda: fired() if len(fired()) == 4 else None, timeout=30, what="per-segment decisions") == {
+        f"tier={t}": (1.0 if t == "bronze" else 0.0) for t in TIERS}
+    ranked = [s for s in select(sp.scrape(), "ml_segment_performance_contribution", ml_model_name="scores",
+                                ml_performance_metric="accuracy", ml_attribution="within")]
+    assert min(ranked, key=lambda s: s.value).labels["ml_segment"] == "tier=bronze"
+    page = urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/models/scores/versions/_", timeout=10).read().decode()
+    table = page[page.index("Performance per segment"):]
+    assert table.index("tier=bronze") < min(table.index(f"tier={t}") for t in TIERS if t != "bronze")

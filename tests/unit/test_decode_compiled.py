@@ -138,6 +138,9 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
         keys += draw(st.lists(st.sampled_from(["ml.prediction.probability.a", "ml.prediction.probability.b",
                                                "ml.prediction.probability.", "ml.feature.prediction.probability.a"]),
                               max_size=3))
+    if draw(st.integers(0, 3)) == 0:  # segment keys (ml.segment.<key>), sometimes colliding with a feature
+        keys += draw(st.lists(st.sampled_from(["ml.segment.region", "ml.segment.tier", "ml.segment.",
+                                               "ml.feature.segment.region"]), max_size=2))
     if draw(st.integers(0, 2)) == 0:  # ids and labels: whole ids (longer ones rejected), valid labels or a rejection
         keys += draw(st.lists(st.sampled_from(["ml.prediction.id", "ml.ground_truth"]), max_size=2, unique=True))
     if draw(st.integers(0, 3)) == 0:  # an embedding: n·d numbers (NaN: a missing vector), sometimes malformed
@@ -169,7 +172,7 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
 span_attrs = st.one_of(spans, batch_span(),
                        st.lists(st.tuples(st.sampled_from(["ml.feature.a", "ml.feature.b", "ml.prediction",
                                                            "ml.prediction.id", "ml.ground_truth",
-                                                           "ml.prediction.probability.x"]),
+                                                           "ml.prediction.probability.x", "ml.segment.r"]),
                                           scalars), max_size=5).map(
                            lambda kv: [("ml.model.name", AnyValue(string_value="m")), *kv]))
 

@@ -102,3 +102,50 @@ def test_a_baseline_built_with_segment_by_segments_the_windows_compared_with_it(
                             span_duration_s=np.zeros(1), span_error=np.zeros(1, bool)))
     reports, _ = compare_segments(reference.segments, wp.current().segments, alpha=0.01, min_samples=100)
     assert {r.segment: r.detected for r in reports} == {"region=n": False, "region=s": True}
+
+
+def test_outcomes_count_in_their_segment_across_a_checkpoint_and_a_partition_hop(tmp_path) -> None:
+    """Performance per segment: a waiting prediction keeps its segment (the pending store's key), through a
+    checkpoint of the store and through the journal record shared Kafka mode routes rows with; the segment's
+    accuracy is that of its rows, and a checkpoint from before segments still reads."""
+    from otel_ml import semconv
+    from otel_ml.analyze.performance import PerformanceConfig
+    from otel_ml.core.live import join_rows, with_segments
+    from otel_ml.decode.batch import DecodeResult, LabelBatch
+    from otel_ml.labels.ground_truth import GroundTruth
+    from otel_ml.labels.pending import LabelsConfig
+    from otel_ml.profile.performance import PerformanceProfile
+
+    rng = np.random.default_rng(3)
+    n = 600
+    tier = rng.choice(np.array(["a", "b", "c"]), n)
+    pred = rng.choice(np.array(["no", "yes"]), n)
+    truth = np.where((tier == "b") & (rng.random(n) < 0.5), np.where(pred == "yes", "no", "yes"), pred)
+    ids = np.arange(1, n + 1, dtype=np.uint64)
+    t = np.full(n, 10**18, np.int64)
+    b = ColumnarBatch("m", "1", n, t, np.ones(n), categorical={"tier": tier, semconv.PREDICTION_FEATURE: pred},
+                      prediction_id=ids)
+    segmented = SegmentCounts(("tier",))
+    joined = with_segments(b, segmented)
+    assert semconv.SEGMENT_COLUMN not in b.categorical  # the journaled batch is left alone
+    hopped = DecodeResult.from_bytes(DecodeResult([join_rows(joined, np.ones(n, bool))], routed=True).to_bytes())
+    gt = GroundTruth(str(tmp_path / "p"), LabelsConfig(), PerformanceConfig())
+    gt.count_predictions(joined)
+    gt.join_predictions(hopped.batches[0])
+    state = gt.state()
+    again = GroundTruth(str(tmp_path / "p"), LabelsConfig(), PerformanceConfig())
+    assert not again.restore(state, gt.take_changes()[0])  # the store's files and the sealed windows
+    again.on_labels(LabelBatch("m", "1", ids, np.full(n, np.nan), truth, t + 10**9))
+    current = again.current("m", "1")
+    assert current is not None and sorted(current.segments) == ["tier=a", "tier=b", "tier=c"]
+    for label in ("a", "b", "c"):
+        rows = tier == label
+        seg = current.segments[f"tier={label}"]
+        assert seg.labeled == rows.sum() and seg.predictions == rows.sum()
+        assert seg.metrics()["accuracy"][0] == (pred[rows] == truth[rows]).mean()
+    assert PerformanceProfile.from_dict(current.to_dict()).segments["tier=b"].labeled == (tier == "b").sum()
+    old = {**state["pending"], "keys": [["m", "1"]]}  # a checkpoint written before segments: two-part keys
+    from otel_ml.labels.pending import PendingPredictions
+    store = PendingPredictions(tmp_path / "q", 10**15, 1000, 10**12)
+    store.restore(old)
+    assert store.codes.keys == [("m", "1", "")]
