@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from otel_ml.analyze import stats
 from otel_ml.profile.segments import SegmentCounts
 from otel_ml.profile.sketch import NUMERIC
@@ -83,6 +85,24 @@ def compare_segments(reference: SegmentCounts, current: SegmentCounts, alpha: fl
         else:
             tested.append((label, j, i, ""))
     tests = max(1, sum(1 for t in tested if t[2] is not None) * len(features))
+    pairs = [(i, j) for _, j, i, _ in tested if i is not None]
+    adjusted: dict[tuple[int, str], float] = {}  # (current segment, feature) → p × tests, capped at 1
+    for name in features if pairs else []:
+        ref_rows, cur_rows = np.array([i for i, _ in pairs]), np.array([j for _, j in pairs])
+        r_all, c_all = reference.tables(name)[ref_rows], current.tables(name)[cur_rows]
+        nr, nc = r_all.sum(axis=1), c_all.sum(axis=1)
+        enough = (nr >= min_samples) & (nc >= min_samples)
+        if current.kinds[name] == NUMERIC:  # every segment's binned KS at once (``stats.binned_ks`` of each)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = np.abs(np.cumsum(r_all, axis=1) / nr[:, None] - np.cumsum(c_all, axis=1) / nc[:, None]).max(1)
+            p = stats.ks_pvalues_adjusted(np.where(enough, d, 0.0), np.round(nr), np.round(nc), tests)
+        else:
+            p = np.ones(len(pairs))
+            for k in np.flatnonzero(enough).tolist():
+                r, c = r_all[k], c_all[k]
+                used = (r + c) > 0
+                p[k] = min(1.0, stats.chi2_homogeneity(*stats.pool_rare(r[used], c[used]))[1] * tests)
+        adjusted.update({(j, name): float(p[k]) for k, (_, j) in enumerate(pairs) if enough[k]})
     reports = []
     for label, j, i, withheld in tested:
         ref_share = float(reference.weights[i]) / ref_total if i is not None and ref_total else 0.0
@@ -91,16 +111,7 @@ def compare_segments(reference: SegmentCounts, current: SegmentCounts, alpha: fl
             reports.append(SegmentReport(label, ref_share, cur_share, float(current.weights[j]), None,
                                          withheld_reason=withheld))
             continue
-        p_values = {}
-        for name in features:
-            r, c = reference.table(name, i), current.table(name, j)
-            if r.sum() < min_samples or c.sum() < min_samples:
-                continue
-            if current.kinds[name] == NUMERIC:
-                p = stats.ks_pvalue(stats.binned_ks(r, c), round(float(r.sum())), round(float(c.sum())))
-            else:
-                p = stats.chi2_homogeneity(*stats.pool_rare(r[(r + c) > 0], c[(r + c) > 0]))[1]
-            p_values[name] = min(1.0, p * tests)
+        p_values = {name: adjusted[(j, name)] for name in features if (j, name) in adjusted}
         drifted = sorted((n for n, p in p_values.items() if p < alpha), key=lambda n: p_values[n])
         reports.append(SegmentReport(label, ref_share, cur_share, float(current.weights[j]), bool(drifted), drifted,
                                      p_values))

@@ -67,6 +67,30 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
     return float(np.clip(special.kolmogorov(_stephens(en) * d), 0.0, 1.0))
 
 
+def ks_pvalues_adjusted(d: np.ndarray, n: np.ndarray, m: np.ndarray, tests: int) -> np.ndarray:
+    """``min(1, ks_pvalue(d, n, m) × tests)`` of many tests at once (a Bonferroni family of ``tests``).
+
+    Most of a large family's p-values are capped at 1, and scipy's exact finite-sample p-value costs ~0.1 ms a
+    call; so each is first screened with Stephens' approximation (a ufunc, within a few percent of the exact
+    value for n·m/(n+m) ≥ 4) and the exact ``ks_pvalue`` is computed only where that is below 4/tests. A test
+    screened out has an exact p-value above 1/tests, whose adjusted value is 1 either way.
+
+    >>> d = np.array([0.01, 0.2]); n = np.array([2000, 2000]); m = np.array([3000, 3000])
+    >>> got = ks_pvalues_adjusted(d, n, m, 50)
+    >>> float(got[0]), bool(np.isclose(got[1], min(1.0, ks_pvalue(0.2, 2000, 3000) * 50)))
+    (1.0, True)
+    """
+    d, n, m = (np.asarray(a, dtype=np.float64) for a in (d, n, m))
+    out = np.ones(len(d))
+    ok = (n > 0) & (m > 0)
+    en = np.where(ok, n * m / np.maximum(n + m, 1.0), 1.0)
+    root = np.sqrt(en)
+    screened = special.kolmogorov((root + 0.12 + 0.11 / root) * d)
+    for i in np.flatnonzero(ok & (screened * tests < 4.0)).tolist():
+        out[i] = min(1.0, ks_pvalue(float(d[i]), int(n[i]), int(m[i])) * tests)
+    return out
+
+
 def ks_critical(alpha: float, n: int, m: int) -> float:
     """The KS statistic at which ``ks_pvalue`` equals alpha."""
     if n == 0 or m == 0:

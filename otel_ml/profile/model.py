@@ -293,7 +293,9 @@ class ModelProfile:
                 self.segments = segmented.empty_like()
             self.segments.update(batch, kinds, self.grids)
 
-    def merge(self, other: ModelProfile) -> None:
+    def merge(self, other: ModelProfile, segments: bool = True) -> None:
+        """Add ``other``; ``segments=False`` leaves its segment counts to the caller (``SegmentCounts.merged`` of
+        many windows at once)."""
         self.rows += other.rows
         self.predictions += other.predictions
         self.spans += other.spans
@@ -310,7 +312,7 @@ class ModelProfile:
                 self.comoments = other.comoments.copy()
             else:
                 self.comoments.merge(other.comoments)
-        if other.segments is not None:
+        if other.segments is not None and segments:
             if self.segments is None:
                 self.segments = other.segments.empty_like()
             self.segments.merge(other.segments)

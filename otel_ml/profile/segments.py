@@ -24,6 +24,8 @@ order, so a replay admits the same ones; re-ranking by volume is not done yet).
 (['(missing)', 'region=n', 'region=s'], [1.0, 2.0, 1.0], [3.0, 1.0, 1.0])
 >>> t = SegmentCounts.from_dict(s.to_dict()); t.merge(s); t.weights.tolist(), t.table("x", 1)[256:258].tolist()
 ([2.0, 4.0, 2.0], [2.0, 0.0])
+>>> u = SegmentCounts.merged([s, s]); u.weights.tolist(), u.table("x", 1)[256:258].tolist(), u.means("x").tolist()
+([2.0, 4.0, 2.0], [2.0, 0.0], [3.0, 1.0, 1.0])
 """
 
 from __future__ import annotations
@@ -199,6 +201,31 @@ class SegmentCounts:
             mine = self.moments.setdefault(name, np.zeros((len(self.labels), 2)))
             np.add.at(mine, remap, m)
 
+    @staticmethod
+    def merged(parts: list[SegmentCounts]) -> SegmentCounts:
+        """The merge of many (a horizon's windows) in one pass per feature: each window's cells remapped and
+        counted with one ``bincount``, instead of ``merge`` window after window (measured 10× faster for 15
+        windows of 10 segments × 50 features, bench.segment_cost)."""
+        out = parts[0].empty_like()
+        remaps = [np.array([out._admit(label) for label in p.labels], dtype=np.int64) for p in parts]
+        for p, remap in zip(parts, remaps):
+            np.add.at(out.weights, remap, p.weights)
+        for name in dict.fromkeys(name for p in parts for name in p.cells):
+            kind = next(p.kinds[name] for p in parts if name in p.cells)
+            ids, counts = [], []
+            for p, remap in zip(parts, remaps):
+                if name in p.cells and p.kinds[name] == kind:  # a window where it had another kind: left out
+                    width = p.width(name)
+                    ids.append(remap[p.cells[name][0] // width] * width + p.cells[name][0] % width)
+                    counts.append(p.cells[name][1])
+            out._add(name, kind, np.concatenate(ids), np.concatenate(counts))
+        for name in dict.fromkeys(name for p in parts for name in p.moments):
+            mine = out.moments[name] = np.zeros((len(out.labels), 2))
+            for p, remap in zip(parts, remaps):
+                if name in p.moments:
+                    np.add.at(mine, remap, p.moments[name])
+        return out
+
     # --- reading ----------------------------------------------------------------------------------------
     def table(self, name: str, segment: int) -> np.ndarray:
         """Dense counts of ``name``'s cells in ``segment`` (zeros when none)."""
@@ -210,6 +237,15 @@ class SegmentCounts:
             lo, hi = np.searchsorted(ids, [segment * width, (segment + 1) * width])
             out[ids[lo:hi] - segment * width] = counts[lo:hi]
         return out
+
+    def tables(self, name: str) -> np.ndarray:
+        """Dense counts of ``name``'s cells in every segment: segments × width (``table`` of each)."""
+        width = self.width(name)
+        out = np.zeros(len(self.labels) * width)
+        found = self.cells.get(name)
+        if found is not None:
+            out[found[0]] = found[1]
+        return out.reshape(len(self.labels), width)
 
     def means(self, name: str) -> np.ndarray:
         """Each segment's weighted mean of a numeric feature (NaN without values)."""

@@ -434,7 +434,9 @@ class WindowedProfile:
         if self._settled is None or self._settled[0] != settled:
             merged = ModelProfile(self.model, self.version, self.sketch)
             for start, _ in settled:
-                merged.merge(self.windows[start])
+                merged.merge(self.windows[start], segments=False)
+            parts = [c for c in (self.windows[s].segments for s, _ in settled) if c is not None]
+            merged.segments = SegmentCounts.merged(parts) if parts else None
             self._settled = (settled, merged)
         out.merge(self._settled[1])
         for start in starts[len(settled):]:
