@@ -453,7 +453,9 @@ def exported_labels(replicas: list) -> dict[str, float]:
         out["predictions"] = got["ml_predictions_total"][0].value
         out["joined"] = got["ml_ground_truth_total"][0].value if got["ml_ground_truth_total"] else 0.0
         accuracy = select(samples, "ml_performance", ml_model_name="labelled", ml_performance_metric="accuracy")
-        out["accuracy"] = accuracy[0].value if accuracy else float("nan")
+        overall = [s.value for s in accuracy if "ml_segment" not in s.labels]
+        out["accuracy"] = overall[0] if overall else float("nan")
+        out.update({f"accuracy {s.labels['ml_segment']}": s.value for s in accuracy if "ml_segment" in s.labels})
         out["duplicates"] = sum(s.value for s in select(samples, "ml_ground_truth_unmatched_total",
                                                         ml_model_name="labelled", reason="duplicate"))
     return out
@@ -464,7 +466,9 @@ def test_shared_replicas_join_every_label_once(kafka: str, serve_factory, tmp_pa
     random) meet their labels wherever they came in: labels as spans through the same Collector pipeline, and
     labels sent as OTLP log records straight to one replica (which writes them to the topic). Three replicas, one
     killed -9 under traffic and replaced (a rebalance each time): every label joined exactly once, and the realized
-    accuracy equals scikit-learn's on the same rows (a one-processor run's)."""
+    accuracy equals scikit-learn's on the same rows (a one-processor run's). The spans carry a segment
+    (``ml.segment.side``: x below 3 or not): each label joins in its prediction's segment across partitions, so each
+    segment's accuracy equals scikit-learn's on its rows too (issue 33 in shared mode)."""
     from sklearn import metrics as skm
 
     from otel_ml.instrument import ModelMonitor
@@ -495,7 +499,8 @@ def test_shared_replicas_join_every_label_once(kafka: str, serve_factory, tmp_pa
             t = t0 + i * 100_000_000
             tracer.start_span("predict", start_time=t, attributes={
                 "ml.model.name": "labelled", "ml.prediction.id": f"lab-{i}", "ml.prediction": int(r.y_pred),
-                "ml.prediction.probability": float(r.p), "ml.feature.x": float(r.x)}).end(end_time=t + 1000)
+                "ml.prediction.probability": float(r.p), "ml.feature.x": float(r.x),
+                "ml.segment.side": "low" if r.x < 3 else "high"}).end(end_time=t + 1000)
             if i == n // 2:  # under traffic: one replica killed, a new one (empty disk) joins
                 provider.force_flush()
                 replicas[1].proc.kill()
@@ -515,11 +520,15 @@ def test_shared_replicas_join_every_label_once(kafka: str, serve_factory, tmp_pa
                 "labelled", [(f"lab-{i}", int(rows.y[i])) for i in range(lo, min(lo + 100, n))], now))
             assert answer.partial_success.rejected_log_records == 0, answer.partial_success.error_message
         expected = float(skm.accuracy_score(rows.y, rows.y_pred))
+        side = np.where(rows.x < 3, "low", "high")
+        per_side = {f"accuracy side={k}": float(skm.accuracy_score(rows.y[side == k], rows.y_pred[side == k]))
+                    for k in ("low", "high")}
 
         def complete() -> dict[str, float] | None:
             got = exported_labels(replicas)
             return got if got.get("joined") == n and got.get("predictions") == n and \
-                got.get("accuracy") == pytest.approx(expected, abs=1e-5) else None
+                got.get("accuracy") == pytest.approx(expected, abs=1e-5) and \
+                {k: got.get(k) for k in per_side} == pytest.approx(per_side, abs=1e-5) else None
 
         try:
             wait_for(complete, timeout=120, what=f"{n} predictions, {n} labels joined, accuracy {expected}")
