@@ -54,6 +54,9 @@ class SegmentReport:
     p_values: dict[str, float] = field(default_factory=dict)
     """Each tested feature's p-value, multiplied by the family's test count (capped at 1)."""
     withheld_reason: str = ""
+    missing_ratio: dict[str, float] = field(default_factory=dict)
+    """Data quality: each feature's share of the segment's current predictions without a value (only those with
+    some missing)."""
 
 
 @dataclass(frozen=True)
@@ -103,19 +106,34 @@ def compare_segments(reference: SegmentCounts, current: SegmentCounts, alpha: fl
                 used = (r + c) > 0
                 p[k] = min(1.0, stats.chi2_homogeneity(*stats.pool_rare(r[used], c[used]))[1] * tests)
         adjusted.update({(j, name): float(p[k]) for k, (_, j) in enumerate(pairs) if enough[k]})
+    missing = _missing(current, features)
     reports = []
     for label, j, i, withheld in tested:
         ref_share = float(reference.weights[i]) / ref_total if i is not None and ref_total else 0.0
         cur_share = float(current.weights[j]) / cur_total if cur_total else 0.0
         if i is None:
             reports.append(SegmentReport(label, ref_share, cur_share, float(current.weights[j]), None,
-                                         withheld_reason=withheld))
+                                         withheld_reason=withheld, missing_ratio=missing[j]))
             continue
         p_values = {name: adjusted[(j, name)] for name in features if (j, name) in adjusted}
         drifted = sorted((n for n, p in p_values.items() if p < alpha), key=lambda n: p_values[n])
         reports.append(SegmentReport(label, ref_share, cur_share, float(current.weights[j]), bool(drifted), drifted,
-                                     p_values))
+                                     p_values, missing_ratio=missing[j]))
     return reports, _contributions(reference, current, features)
+
+
+def _missing(current: SegmentCounts, features: list[str]) -> list[dict[str, float]]:
+    """Per segment, each feature's share of predictions without a value (numeric: not finite; categorical:
+    empty), from the counts: the rows counted per segment against the values counted."""
+    out: list[dict[str, float]] = [{} for _ in current.labels]
+    rows = current.weights
+    for name in features:
+        counted = current.moments[name][:, 0] if name in current.moments else current.tables(name).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.clip(1.0 - counted / rows, 0.0, 1.0)
+        for j in np.flatnonzero((rows > 0) & (share > 1e-12)).tolist():
+            out[j][name] = float(share[j])
+    return out
 
 
 def _contributions(reference: SegmentCounts, current: SegmentCounts, features: list[str]) -> list[SegmentContribution]:

@@ -151,6 +151,14 @@ LIVE_GAUGES = [
     MetricDef(sc.METRIC_SEGMENT_CONTRIBUTION, "gauge", "",
               "A segment's part in the change of a numeric feature's mean since the reference, by ml.attribution "
               "(mix: its share moved; within: its values moved); the 3 largest segments per feature"),
+    MetricDef(sc.METRIC_SEGMENT_PREDICTIONS, "gauge", "",
+              "Volume: a segment's predictions over the current horizon (row weights)"),
+    MetricDef(sc.METRIC_SEGMENT_FEATURE_P_VALUE, "gauge", "",
+              "Opt-in (export.detail_for MODEL/FEATURE: methods or all): a feature's p-value in a segment, times "
+              "the model's segment test count (what ml.segment.drift.detected decides on)"),
+    MetricDef(sc.METRIC_SEGMENT_FEATURE_MISSING_RATIO, "gauge", "",
+              "Opt-in (export.detail_for MODEL/FEATURE: methods or all): a feature's share of a segment's current "
+              "predictions without a value"),
     MetricDef(sc.METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION, "gauge", "",
               "A segment's part in the change of a realized performance metric since the reference, by "
               "ml.attribution (mix: its share moved; within: its own performance moved); the 3 most harmful "
@@ -348,7 +356,10 @@ class MetricsExporter:
             sc.METRIC_LABELS_WAITING_LIMIT: functools.partial(self._waiting, 2),
             sc.METRIC_SEGMENT_DRIFT_DETECTED: self._segment_drift, sc.METRIC_SEGMENT_SHARE: self._segment_share,
             sc.METRIC_SEGMENT_CONTRIBUTION: self._segment_contribution,
-            sc.METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION: self._segment_performance_contribution}
+            sc.METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION: self._segment_performance_contribution,
+            sc.METRIC_SEGMENT_PREDICTIONS: self._segment_predictions,
+            sc.METRIC_SEGMENT_FEATURE_P_VALUE: functools.partial(self._segment_detail, "p"),
+            sc.METRIC_SEGMENT_FEATURE_MISSING_RATIO: functools.partial(self._segment_detail, "missing")}
         for d in PERFORMANCE_GAUGES:
             self._live[d.name] = functools.partial(self._performance_series, d.name)
 
@@ -530,6 +541,21 @@ class MetricsExporter:
             for seg in r.segments:
                 for sample, share in (("reference", seg.reference_share), ("current", seg.current_share)):
                     yield {**_model_attrs(r), sc.ATTR_SEGMENT: seg.segment, sc.ATTR_SAMPLE: sample}, share
+
+    def _segment_predictions(self) -> Iterator[tuple[dict[str, str], float]]:
+        for r in self._rendered().reports:
+            for seg in r.segments:
+                yield {**_model_attrs(r), sc.ATTR_SEGMENT: seg.segment}, seg.current_predictions
+
+    def _segment_detail(self, which: str) -> Iterator[tuple[dict[str, str], float]]:
+        """Per feature and segment, only for the features ``export.detail_for`` raises above ``default``: with 20
+        segments, every feature's series would be 20 times the model's."""
+        for r in self._rendered().reports:
+            for seg in r.segments:
+                values = seg.p_values if which == "p" else seg.missing_ratio
+                for name, value in values.items():
+                    if detail_level(self.config, r.model, name) != "default":
+                        yield {**_model_attrs(r), sc.ATTR_FEATURE_NAME: name, sc.ATTR_SEGMENT: seg.segment}, value
 
     def _segment_contribution(self) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().reports:

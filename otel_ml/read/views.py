@@ -110,7 +110,8 @@ def segment_rows(r: ModelReport) -> list[dict[str, Any]]:
     rows = [{"segment": s.segment, "detected": s.detected, "withheld_reason": s.withheld_reason or None,
              "drifted_features": list(s.drifted), "p_values": {k: number(v) for k, v in s.p_values.items()},
              "reference_share": number(s.reference_share), "current_share": number(s.current_share),
-             "current_predictions": number(s.current_predictions)} for s in r.segments]
+             "current_predictions": number(s.current_predictions),
+             "missing_ratio": {k: number(v) for k, v in s.missing_ratio.items()}} for s in r.segments]
     return sorted(rows, key=lambda row: (not row["detected"], -(row["current_predictions"] or 0)))
 
 

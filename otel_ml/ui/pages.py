@@ -261,10 +261,13 @@ def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str
     def status(s: dict[str, Any]) -> str:
         return ("drift" if s["detected"] else "ok" if s["detected"] is False
                 else f"withheld ({s['withheld_reason'] or 'no reference'})")
+    def most_missing(s: dict[str, Any]) -> str:
+        worst = max(s.get("missing_ratio", {}).items(), key=lambda kv: kv[1], default=None)
+        return f"{esc(worst[0])} {pct(worst[1])}" if worst else "–"
     rows = "".join(f'<tr><td class=name>{esc(s["segment"])}</td><td>{esc(status(s))}</td>'
                    f'<td>{esc(", ".join(s["drifted_features"]))}</td><td class=num>{fmt(s["reference_share"])}</td>'
                    f'<td class=num>{fmt(s["current_share"])}</td><td class=num>{fmt(s["current_predictions"])}</td>'
-                   "</tr>" for s in segments)
+                   f"<td>{most_missing(s)}</td></tr>" for s in segments)
     parts = contribution_rows(contributions, "feature")
     attribution = ("<h3>Which segments moved each feature</h3><p class=muted>A segment's part in the change of the "
                    "feature's mean since the reference: <em>mix</em>, its share of predictions moved; "
@@ -274,7 +277,8 @@ def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str
     return ("<h2>Segments</h2><p class=muted>Each segment against the same segment of the reference; decisions "
             "corrected for the number of segment tests.</p><table><thead><tr><th>segment</th><th>status</th>"
             "<th>drifted features</th><th class=num>reference share</th><th class=num>current share</th>"
-            "<th class=num>predictions</th></tr></thead><tbody>" + rows + "</tbody></table>" + attribution)
+            "<th class=num>predictions</th><th>most missing</th></tr></thead><tbody>" + rows + "</tbody></table>"
+            + attribution)
 
 
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,

@@ -55,7 +55,8 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
     from otel_ml.instrument import ModelMonitor
 
     config = tmp_path / "otel-ml.yaml"
-    config.write_text("segments:\n  by:\n    within: [region]\n    mix: [region]\n")
+    config.write_text("segments:\n  by:\n    within: [region]\n    mix: [region]\n"
+                      "export:\n  detail_for:\n    within/x: methods\n")
     sp = serve_factory("--config", str(config), "--window", "60", "--horizon", "600", "--evaluation-interval", "0.5")
     provider = sdk_provider(sp)
     rng = np.random.default_rng(11)
@@ -98,6 +99,12 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
     detected = {s.labels["ml_segment"]: s.value for s in select(sp.scrape(), "ml_segment_drift_detected",
                                                                 ml_model_name="within")}
     assert detected == {f"region={r}": (1.0 if r == "r3" else 0.0) for r in REGIONS}
+    volume = select(sp.scrape(), "ml_segment_predictions", ml_model_name="within")
+    assert len(volume) == 8 and sum(s.value for s in volume) == ROWS
+    # Per feature and segment only where export.detail_for asks for it (x of this model), as the API gives it.
+    detail = {(s.labels["ml_feature_name"], s.labels["ml_segment"]): s.value
+              for s in select(sp.scrape(), "ml_segment_feature_p_value", ml_model_name="within")}
+    assert detail == pytest.approx({("x", s["segment"]): s["p_values"]["x"] for s in within["segments"]}), detail
 
     by_attribute = wait_for(lambda: evaluated("attributes"), timeout=90, what="segments from ml.segment.region")
     assert [s["segment"] for s in by_attribute["segments"] if s["detected"]] == ["region=r3"]

@@ -4,6 +4,7 @@ computation on the raw rows."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from otel_ml.analyze.segments import attribution_kind, compare_segments
@@ -165,3 +166,20 @@ def test_screened_ks_p_values_equal_the_exact_ones_adjusted() -> None:
         got = st.ks_pvalues_adjusted(d, n, m, tests)
         want = np.array([min(1.0, st.ks_pvalue(a, int(b), int(c)) * tests) for a, b, c in zip(d, n, m)])
         assert np.allclose(got, want, rtol=1e-12, atol=0), np.flatnonzero(~np.isclose(got, want))[:5]
+
+
+def test_missing_ratio_per_segment_equals_the_raw_rows() -> None:
+    """Data quality per segment: each feature's share of a segment's rows without a value, from the counts."""
+    rng = np.random.default_rng(4)
+    region = rng.choice(np.array(["n", "s"]), 4000)
+    x = rng.normal(0, 1, 4000)
+    x[(region == "s") & (rng.random(4000) < 0.3)] = np.nan
+    c = np.where((region == "n") & (rng.random(4000) < 0.1), "", "a")
+    ref, cur = SegmentCounts(("region",)), SegmentCounts(("region",))
+    ref.update(batch(region, rng.normal(0, 1, 4000)), KINDS, GRIDS)
+    cur.update(batch(region, x, c), KINDS, GRIDS)
+    reports, _ = compare_segments(ref, cur, 0.01, 100)
+    got = {r.segment: r.missing_ratio for r in reports}
+    for label, column, values in (("n", "c", c == ""), ("s", "x", np.isnan(x))):
+        assert got[f"region={label}"][column] == pytest.approx(values[region == label].mean(), abs=1e-12)
+    assert "x" not in got["region=n"] and "c" not in got["region=s"]
