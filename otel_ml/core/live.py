@@ -237,7 +237,7 @@ class LiveModels:
         result.batches = kept
         if state.labels is not None:
             for batch in kept:
-                joined = with_segments(batch, state.models[batch.key].segmented)
+                joined = with_segments(batch, state.models[batch.key].join_segments())
                 state.labels.count_predictions(joined)
                 self._join(partition, state, batch=joined)
             for labels in result.labels:

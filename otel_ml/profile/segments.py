@@ -11,8 +11,9 @@ partitions and pinned into references with the window, with no path of their own
 
 A segment is the value of the ``by`` keys (``region=north``, ``region=north,tier=gold``): a span's ``ml.segment.<key>``
 attribute, else its feature ``<key>``; a row without one is
-``(missing)``; past ``max_segments`` labels, further ones pool as ``(other)`` (first come, in each batch in label
-order, so a replay admits the same ones; re-ranking by volume is not done yet).
+``(missing)``; past ``max_segments`` labels, further ones pool as ``(other)``: a new window admits the previous
+window's segments by volume first, then newcomers as they come (in each batch in label order, so a replay admits
+the same ones).
 
 >>> import numpy as np
 >>> from otel_ml.decode.batch import ColumnarBatch
@@ -64,9 +65,31 @@ class SegmentCounts:
         """Feature → (sorted ids ``segment * width + cell``, their weighted counts)."""
         self.moments: dict[str, np.ndarray] = {}
         """Numeric feature → per segment [Σw, Σw·x] over its finite values."""
+        self.ranked: list[str] = []
+        """A window set's template: the labels a new window admits first (``rank_from``)."""
+        self.pooled: dict[str, float] = {}
+        """Labels pooled as ``(other)`` → their volume (bounded): ``rank_from`` ranks them with the admitted ones."""
 
     def empty_like(self) -> SegmentCounts:
-        return SegmentCounts(self.by, self.max_segments, self.buckets)
+        """Empty counts segmented alike; the ``ranked`` labels (a window set's) admitted first, in that order."""
+        out = SegmentCounts(self.by, self.max_segments, self.buckets)
+        for label in self.ranked:
+            out._admit(label)
+        return out
+
+    def rank_from(self, window: SegmentCounts) -> None:
+        """Rank segments by ``window``'s volume (the newest window, when a new one starts): the new window admits
+        those first, so past ``max_segments`` the busiest keep their own place and the rest pool as ``(other)``,
+        re-evaluated every window; a segment idle for a whole window is not carried on.
+
+        >>> a = SegmentCounts(("r",), max_segments=3)
+        >>> a.labels, a.weights, a.pooled = ["x", "y", OTHER], np.array([1.0, 9.0, 6.0]), {"z": 5.0, "w": 1.0}
+        >>> t = SegmentCounts(("r",), max_segments=3); t.rank_from(a); t.empty_like().labels
+        ['y', 'z']
+        """
+        volume = {label: float(w) for label, w in zip(window.labels, window.weights) if w > 0 and label != OTHER}
+        volume.update(window.pooled)
+        self.ranked = sorted(volume, key=lambda label: -volume[label])[:self.max_segments - 1]
 
     def width(self, name: str) -> int:
         return NUMERIC_GRID_BINS if self.kinds.get(name) == NUMERIC else self.buckets
@@ -107,18 +130,26 @@ class SegmentCounts:
             code = code * len(texts) + inverse
             columns.append(texts)
         combos, rows = np.unique(code, return_inverse=True)
-        index = []
-        for c in combos.tolist():
+        index, pooled = [], []
+        for k, c in enumerate(combos.tolist()):
             parts = []
             for texts in reversed(columns):
-                c, k = divmod(c, len(texts))
-                parts.append(texts[k])
+                c, at = divmod(c, len(texts))
+                parts.append(texts[at])
             key = tuple(reversed(parts))
+            label = MISSING if any(v == "" for v in key) else ",".join(f"{n}={v}" for n, v in zip(self.by, key))
             i = self._seen.get(key)
             if i is None:  # a combination not met before: its label, admitted (or pooled) once
-                i = self._seen[key] = self._admit(MISSING if any(v == "" for v in key) else
-                                                  ",".join(f"{name}={v}" for name, v in zip(self.by, key)))
+                i = self._seen[key] = self._admit(label)
+            if self.labels[i] == OTHER and label != OTHER:
+                pooled.append((k, label))
             index.append(i)
+        if pooled:  # the volume of what is pooled, so that a busy newcomer gets its own place next window
+            volume = np.bincount(rows, weights=batch.row_weight, minlength=len(combos))
+            for k, label in pooled:
+                self.pooled[label] = self.pooled.get(label, 0.0) + float(volume[k])
+            if len(self.pooled) > 4 * self.max_segments:  # bounded: the busiest kept
+                self.pooled = dict(sorted(self.pooled.items(), key=lambda kv: -kv[1])[:2 * self.max_segments])
         return np.array(index, dtype=np.int64)[rows]
 
     def row_labels(self, batch: ColumnarBatch) -> np.ndarray:
@@ -200,6 +231,8 @@ class SegmentCounts:
         for name, m in other.moments.items():
             mine = self.moments.setdefault(name, np.zeros((len(self.labels), 2)))
             np.add.at(mine, remap, m)
+        for label, volume in other.pooled.items():
+            self.pooled[label] = self.pooled.get(label, 0.0) + volume
 
     @staticmethod
     def merged(parts: list[SegmentCounts]) -> SegmentCounts:
@@ -224,6 +257,9 @@ class SegmentCounts:
             for p, remap in zip(parts, remaps):
                 if name in p.moments:
                     np.add.at(mine, remap, p.moments[name])
+        for p in parts:
+            for label, volume in p.pooled.items():
+                out.pooled[label] = out.pooled.get(label, 0.0) + volume
         return out
 
     # --- reading ----------------------------------------------------------------------------------------
@@ -264,7 +300,8 @@ class SegmentCounts:
                 "labels": list(self.labels), "weights": self.weights.tolist(), "kinds": dict(self.kinds),
                 "cells": {name: [b64(ids.astype("<i8")), b64(counts.astype("<f8"))]
                           for name, (ids, counts) in self.cells.items()},
-                "moments": {name: m.tolist() for name, m in self.moments.items()}}
+                "moments": {name: m.tolist() for name, m in self.moments.items()},
+                **({"pooled": dict(self.pooled)} if self.pooled else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SegmentCounts:
@@ -278,4 +315,5 @@ class SegmentCounts:
                              np.frombuffer(base64.b64decode(counts), "<f8").astype(np.float64))
         s.moments = {name: np.array(m, dtype=np.float64).reshape(len(s.labels), 2)
                      for name, m in d.get("moments", {}).items()}
+        s.pooled = {str(k): float(v) for k, v in d.get("pooled", {}).items()}
         return s

@@ -201,6 +201,9 @@ class WindowedProfile:
             if w is None:
                 self._grids_from_newest_window()
                 self._correlated_from_windows()
+                newest = self.windows[max(self.windows)].segments if self.windows else None
+                if self.segmented is not None and newest is not None:  # the busiest segments keep their place
+                    self.segmented.rank_from(newest)
                 w = self.windows[start] = ModelProfile(self.model, self.version, self.sketch, self.grids)
             w.update(part, self.kinds, self.correlated, self.segmented)
             self._dirty.add(start)
@@ -214,6 +217,12 @@ class WindowedProfile:
         self._evict()
         self._compact_settled()
         return late
+
+    def join_segments(self) -> SegmentCounts | None:
+        """What rows are labelled with on their way to the label join: the newest window's segments (so a label
+        counts in the segment its prediction's drift counted in, ``(other)`` alike); None: not segmented."""
+        newest = self.windows[max(self.windows)].segments if self.segmented is not None and self.windows else None
+        return newest if newest is not None else self.segmented
 
     def _grids_from_newest_window(self) -> None:
         """Features still without a grid (their batches were too small to choose one) get one from the newest

@@ -183,3 +183,23 @@ def test_missing_ratio_per_segment_equals_the_raw_rows() -> None:
     for label, column, values in (("n", "c", c == ""), ("s", "x", np.isnan(x))):
         assert got[f"region={label}"][column] == pytest.approx(values[region == label].mean(), abs=1e-12)
     assert "x" not in got["region=n"] and "c" not in got["region=s"]
+
+
+def test_past_the_limit_the_busiest_segments_get_their_place_in_the_next_window() -> None:
+    """max 3 segments (2 of their own and (other)): in the first window a and b come first and c, the busiest,
+    is pooled; from the next window on c has its own place, and b (the quietest) is pooled instead."""
+    from otel_ml.profile.window import WindowConfig, WindowedProfile
+
+    wp = WindowedProfile("m", "", WindowConfig(window_seconds=60, horizon_seconds=600), segment_by={"m": ("region",)},
+                         max_segments=3)
+    rng = np.random.default_rng(2)
+    region = np.array(["a"] * 30 + ["b"] * 10 + ["c"] * 500)
+    for minute in range(2):
+        n = len(region)
+        t = np.full(n, (1_700_000_000 + minute * 60) * 10**9, np.int64)
+        wp.update(ColumnarBatch("m", "", n, t, np.ones(n), numeric={"x": rng.normal(0, 1, n)},
+                                categorical={"region": region}, span_end_ns=t[:1], span_duration_s=np.zeros(1),
+                                span_error=np.zeros(1, bool)))
+    first, second = (wp.windows[s].segments for s in sorted(wp.windows))
+    assert dict(zip(first.labels, first.weights.tolist())) == {"region=a": 30.0, "region=b": 10.0, OTHER: 500.0}
+    assert dict(zip(second.labels, second.weights.tolist())) == {"region=c": 500.0, "region=a": 30.0, OTHER: 10.0}
