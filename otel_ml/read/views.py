@@ -115,6 +115,25 @@ def segment_rows(r: ModelReport) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (not row["detected"], -(row["current_predictions"] or 0)))
 
 
+def segment_document(r: ModelReport, performance: PerformanceReport | None, segment: str) -> dict[str, Any] | None:
+    """One segment of a segmented model (``/api/v1/.../segments/{segment}``): its row of ``segment_rows``, each
+    feature's test in it (adjusted p-value, drifted, missing share, its part in the feature's change of mean), and
+    its performance document; None when the model has no such segment."""
+    row = next((x for x in segment_rows(r) if x["segment"] == segment), None)
+    if row is None:
+        return None
+    parts = {c.feature: c for c in r.segment_contributions if c.segment == segment}
+    names = sorted(set(row["p_values"]) | set(row["missing_ratio"]) | set(parts),
+                   key=lambda n: (row["p_values"].get(n) if row["p_values"].get(n) is not None else 2.0, n))
+    features = [{"feature": n, "p_value": row["p_values"].get(n), "drifted": n in row["drifted_features"],
+                 "missing_ratio": row["missing_ratio"].get(n, 0.0),
+                 "mix": number(parts[n].mix) if n in parts else None,
+                 "within": number(parts[n].within) if n in parts else None} for n in names]
+    perf = performance.segments.get(segment) if performance is not None else None
+    return {"model": r.model, "version": r.version, **row, "features": features,
+            "performance": performance_document(perf) if perf is not None else None}
+
+
 def contribution_rows(r: ModelReport) -> list[dict[str, Any]]:
     """Per numeric feature, the segments' parts in the change of its mean, largest first (``segment_contributions``
     of the ``drift`` endpoint): ``mix`` (the segment's share moved) and ``within`` (its values moved)."""

@@ -253,9 +253,10 @@ def contribution_rows(contributions: list[dict[str, Any]], key: str, shown: int 
     return parts
 
 
-def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str, Any]]) -> str:
-    """A segmented model's segments, drifted first, and the segments that moved each numeric feature's mean most
-    (nothing for a model without segments)."""
+def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str, Any]],
+                    segment_href: Any = None) -> str:
+    """A segmented model's segments, drifted first (each linked to its page by ``segment_href(label)``), and the
+    segments that moved each numeric feature's mean most (nothing for a model without segments)."""
     if not segments:
         return ""
     def status(s: dict[str, Any]) -> str:
@@ -264,7 +265,10 @@ def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str
     def most_missing(s: dict[str, Any]) -> str:
         worst = max(s.get("missing_ratio", {}).items(), key=lambda kv: kv[1], default=None)
         return f"{esc(worst[0])} {pct(worst[1])}" if worst else "–"
-    rows = "".join(f'<tr><td class=name>{esc(s["segment"])}</td><td>{esc(status(s))}</td>'
+    def name(s: dict[str, Any]) -> str:
+        label = esc(s["segment"])
+        return f'<a href="{esc(segment_href(s["segment"]))}">{label}</a>' if segment_href else label
+    rows = "".join(f'<tr><td class=name>{name(s)}</td><td>{esc(status(s))}</td>'
                    f'<td>{esc(", ".join(s["drifted_features"]))}</td><td class=num>{fmt(s["reference_share"])}</td>'
                    f'<td class=num>{fmt(s["current_share"])}</td><td class=num>{fmt(s["current_predictions"])}</td>'
                    f"<td>{most_missing(s)}</td></tr>" for s in segments)
@@ -279,6 +283,30 @@ def segment_section(segments: list[dict[str, Any]], contributions: list[dict[str
             "<th>drifted features</th><th class=num>reference share</th><th class=num>current share</th>"
             "<th class=num>predictions</th><th>most missing</th></tr></thead><tbody>" + rows + "</tbody></table>"
             + attribution)
+
+
+def segment_page(summary: dict[str, Any], doc: dict[str, Any], model_href: str) -> str:
+    """One segment like a model: its decision, volume and shares, each feature's test in it (drifted first), its
+    data quality and its performance against the same segment of the baseline."""
+    status = ("drift" if doc["detected"] else "ok" if doc["detected"] is False
+              else f"withheld ({doc['withheld_reason'] or 'no reference'})")
+    items = [("status", esc(status)), ("predictions", fmt(doc["current_predictions"])),
+             ("share now", pct(doc["current_share"])), ("share in the reference", pct(doc["reference_share"]))]
+    cards = "".join(f'<div class="card"><div class=muted>{k}</div><div>{v}</div></div>' for k, v in items)
+    rows = "".join(f'<tr><td class=name>{esc(f["feature"])}</td>'
+                   f'<td>{badge("drift" if f["drifted"] else "ok") if f["p_value"] is not None else "–"}</td>'
+                   f'<td class=num>{fmt(f["p_value"])}</td><td class=num>{pct(f["missing_ratio"])}</td>'
+                   f'<td class=num>{fmt(f["mix"])}</td><td class=num>{fmt(f["within"])}</td></tr>'
+                   for f in doc["features"])
+    body = (f'<p><a href="{esc(model_href)}">← {esc(summary["model"])} {esc(summary["version"])}</a></p>'
+            f'<h1>{esc(doc["segment"])} <span class=muted>segment of {esc(summary["model"])}</span></h1>'
+            f'<div class="grid">{cards}</div>' + performance_section(doc["performance"])
+            + "<h2>Features in this segment</h2><p class=muted>Each against the same segment of the reference; p is "
+            "multiplied by the model's segment test count. mix / within: the segment's part in the change of the "
+            "feature's mean (its share moved / its values moved).</p><table><thead><tr><th>feature</th>"
+            "<th>status</th><th class=num>p</th><th class=num>missing</th><th class=num>mix</th>"
+            "<th class=num>within</th></tr></thead><tbody>" + rows + "</tbody></table>")
+    return layout(f"{summary['model']} {doc['segment']}", body)
 
 
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,

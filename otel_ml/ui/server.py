@@ -87,10 +87,12 @@ class UiServer:
             ("/", self._models_page),
             ("/models/{model:[^/]+}/versions/{version:[^/]+}", self._model_page),
             ("/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._feature_page),
+            ("/models/{model:[^/]+}/versions/{version:[^/]+}/segments/{segment:[^/]+}", self._segment_page),
             ("/api/v1/models", self._api_models),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/drift", self._api_drift),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/performance", self._api_performance),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._api_feature),
+            ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/segments/{segment:[^/]+}", self._api_segment),
         )]
         self._listener = self._http.listen("the UI (ui.endpoint)", self.config.endpoint,
                                            [*guarded, *health_routes(self._readiness),
@@ -234,7 +236,25 @@ class UiServer:
                                       sort, lambda key: f"{base}?sort={key}", self._performance(report),
                                       views.correlation_rows(report),
                                       pages.segment_section(views.segment_rows(report),
-                                                            views.contribution_rows(report))))
+                                                            views.contribution_rows(report),
+                                                            lambda label: f"{base}/segments/"
+                                                                          f"{pages.url_segment(name_segment(label))}")))
+
+    def _segment(self, request: web.Request) -> tuple[ModelReport, dict[str, Any]]:
+        report = self._report(request)
+        label = name_from_segment(request.match_info["segment"])
+        doc = views.segment_document(report, self.snapshot.performance_of(report.model, report.version), label)
+        if doc is None:
+            raise _NotFound(f"model {report.model!r} has no segment {label!r} (its drift document lists them)")
+        return report, doc
+
+    def _segment_page(self, request: web.Request) -> web.Response:
+        report, doc = self._segment(request)
+        summary = self._summary(report)
+        return _html(pages.segment_page(summary, doc, self._model_href(report.model, summary["version_path"])))
+
+    def _api_segment(self, request: web.Request) -> web.Response:
+        return _json(self._segment(request)[1])
 
     def _feature_page(self, request: web.Request) -> web.Response:
         report, row, doc = self._feature(request)

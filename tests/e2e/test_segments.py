@@ -96,6 +96,16 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
     table = page[page.index("<h2>Segments</h2>"):]  # the model page's segment table, the drifted one first
     assert table.index("region=r3") < min(table.index(f"region={r}") for r in REGIONS if r != "r3")
     assert "Which segments moved each feature" in table
+    # The segment's own page, linked from the table, and its API document: x drifted in it, c not.
+    link = table[:table.index(">region=r3<")].rsplit('href="', 1)[1].split('"')[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}{link}", timeout=10) as r:
+        segment_page = r.read().decode()
+    assert "segment of within" in segment_page and segment_page.index(">x<") < segment_page.index(">c<")
+    with urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1{link}", timeout=10) as r:
+        segment = json.load(r)
+    assert segment["segment"] == "region=r3" and segment["detected"] is True
+    assert [(f["feature"], f["drifted"]) for f in segment["features"]] == [("x", True), ("c", False)]
+    assert segment["features"][0]["within"] > 0.3
     detected = {s.labels["ml_segment"]: s.value for s in select(sp.scrape(), "ml_segment_drift_detected",
                                                                 ml_model_name="within")}
     assert detected == {f"region={r}": (1.0 if r == "r3" else 0.0) for r in REGIONS}
@@ -233,3 +243,7 @@ def test_accuracy_falling_in_one_tier_fires_its_segment_and_ranks_it_first_acros
     page = urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/models/scores/versions/_", timeout=10).read().decode()
     table = page[page.index("Performance per segment"):]
     assert table.index("tier=bronze") < min(table.index(f"tier={t}") for t in TIERS if t != "bronze")
+    bronze = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models/scores/versions/_/"
+                                               "segments/tier%3Dbronze", timeout=10).read())
+    assert "accuracy" in bronze["performance"]["degraded"]
+    assert bronze["performance"]["labeled"] == (tier == "bronze").sum()
