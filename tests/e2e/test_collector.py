@@ -221,7 +221,10 @@ def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
 def test_sharded_replicas_each_model_on_one_replica_and_nothing_lost_across_a_kill(tmp_path: Path,
                                                                                    serve_factory) -> None:
     require_collector()
-    args = ("--window", "1", "--horizon", "3", "--evaluation-interval", "0.5", "--no-otlp-http")
+    config = tmp_path / "replica.yaml"
+    config.write_text("windows:\n  reference_min_rows: 100\n")  # each model pins a reference within seconds
+    args = ("--window", "1", "--horizon", "3", "--evaluation-interval", "0.5", "--no-otlp-http",
+            "--config", str(config))
     replicas = [serve_factory(*args, state_dir=tmp_path / f"state{i}") for i in range(3)]
     col_grpc = free_port()
     (tmp_path / "queue").mkdir()
@@ -241,7 +244,8 @@ def test_sharded_replicas_each_model_on_one_replica_and_nothing_lost_across_a_ki
         for _ in range(rounds):
             for model in models:
                 for x in rng.normal(size=per_round):
-                    tracer.start_span("predict", attributes={"ml.model.name": model, "ml.feature.x": float(x)}).end()
+                    tracer.start_span("predict", attributes={"ml.model.name": model, "ml.feature.x": float(x),
+                                                             "ml.segment.half": "low" if x < 0 else "high"}).end()
             time.sleep(0.2)
         provider.shutdown()
         sent_done.set()
@@ -281,6 +285,18 @@ def test_sharded_replicas_each_model_on_one_replica_and_nothing_lost_across_a_ki
         # whose answer the kill cut off is sent again by the Collector (one SDK batch at most, 512 spans).
         assert all(expected <= c <= expected + 512 for c in counts.values()), counts
         assert sum(1 for r in got if r) >= 2, "the hash spread 8 models over at least two replicas"
+
+        def segments_where() -> dict[str, set[tuple[int, str]]] | None:  # segments live with their model
+            out: dict[str, set[tuple[int, str]]] = {}
+            for i, r in enumerate(replicas):
+                for sample in select(scrape(r.prom_port), "ml_segment_share", ml_sample="current"):
+                    out.setdefault(sample.labels["ml_model_name"], set()).add((i, sample.labels["ml_segment"]))
+            return out if len(out) == len(models) else None
+
+        segments = wait_for(segments_where, timeout=60, what="every model's segments (ml.segment.half) evaluated")
+        for model in models:
+            holder = next(i for i, r in enumerate(got) if model in r)
+            assert segments[model] == {(holder, "half=low"), (holder, "half=high")}, (model, segments[model])
 
         def in_prometheus() -> dict[str, float] | None:
             result = prometheus.query("sum by (ml_model_name) (ml_predictions_total)")
