@@ -184,6 +184,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if not rejected else 1
 
 
+def _segment_bins(specs: list[str], segment_by: list[str] | None) -> dict[str, list[float]]:
+    """``--segment-bins COL=E1,E2,...`` as {column: increasing edges}; ValueError naming what is wrong."""
+    out: dict[str, list[float]] = {}
+    for spec in specs:
+        name, _, edges = spec.partition("=")
+        try:
+            values = [float(e) for e in edges.split(",") if e.strip()]
+        except ValueError:
+            values = []
+        if not values or values != sorted(set(values)) or name not in (segment_by or []):
+            raise ValueError(f"--segment-bins {spec!r}: want COL=E1,E2,... with increasing numbers, COL one of "
+                             f"--segment-by ({', '.join(segment_by or []) or 'none given'})")
+        out[name] = values
+    return out
+
+
 def _class_columns(pairs: list[str] | None) -> dict[str, str]:
     """``--class-probability-column CLASS=COLUMN`` (repeated) as class → column."""
     out = {}
@@ -241,7 +257,7 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
             class_probability_columns=_class_columns(args.class_probability_column),
             multivariate=args.multivariate, correlation_features=args.correlation_features,
             embedding_column=args.embedding_column, segment_by=args.segment_by or (),
-            max_segments=args.max_segments)
+            max_segments=args.max_segments, segment_bins=_segment_bins(args.segment_bins or [], args.segment_by))
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -574,6 +590,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--segment-by", action="append", metavar="COL",
                        help="segment the reference by this column's values (repeat for combinations): the processor "
                             "segments the model's windows the same way and compares each segment with its own")
+    build.add_argument("--segment-bins", action="append", metavar="COL=E1,E2,...",
+                       help="with --segment-by of a numeric column: its segments are the intervals between these "
+                            "edges (age=18,30,50: <18, [18..30), [30..50), >=50), not its values")
     build.add_argument("--max-segments", type=int, default=20, metavar="N",
                        help="with --segment-by: segments kept, the rest pooled as (other) (default 20)")
     build.add_argument("--positive-class", metavar="CLASS",

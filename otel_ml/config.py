@@ -100,6 +100,9 @@ class SegmentsConfig:
     segments its model without this."""
     max_per_model: int = 20
     """Segments kept per model; labels beyond pool as ``(other)``."""
+    bins: dict[str, list[float]] = field(default_factory=dict)
+    """A numeric segment key → increasing edges: its segments are the intervals (``{age: [18, 30, 50]}``: ``<18``,
+    ``[18..30)``, ``[30..50)``, ``>=50``), not its values (every distinct age would be a segment)."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,9 @@ def _validate(cfg: ServiceConfig) -> None:
     for model, by in cfg.segments.by.items():
         need(isinstance(by, list) and 1 <= len(by) <= 4 and all(isinstance(b, str) and b for b in by),
              f"segments.by.{model}", "a list of 1 to 4 feature names", by)
+    for key, edges in cfg.segments.bins.items():
+        need(isinstance(edges, list) and bool(edges) and all(isinstance(e, (int, float)) for e in edges)
+             and list(edges) == sorted(set(edges)), f"segments.bins.{key}", "a list of increasing numbers", edges)
     need(cfg.segments.max_per_model >= 2, "segments.max_per_model", ">= 2 (one place is kept for (other))",
          cfg.segments.max_per_model)
     need(cfg.labels.sample_ratio <= 1, "labels.sample_ratio", "in (0, 1]", cfg.labels.sample_ratio)

@@ -135,7 +135,8 @@ class ProcessorService:
                                  config.limits.max_profiled_features_per_model,
                                  10 if config.drift.learned_thresholds else 0, self._archived(config),
                                  config.drift.correlation_features,
-                                 {m: tuple(by) for m, by in config.segments.by.items()}, config.segments.max_per_model)
+                                 {m: tuple(by) for m, by in config.segments.by.items()}, config.segments.max_per_model,
+                                 dict(config.segments.bins))
         references = ReferenceStore(config.baseline_dir, config.state.dir, pinned_files=not shared)
         live = LiveModels(live_config, references, self.counters, MergedViews(ownership) if shared else OwnViews(),
                           labels=functools.partial(self._ground_truth, config, shared),

@@ -56,6 +56,8 @@ class LiveConfig:
     segment_by: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """``segments.by``: model → the features whose values segment it."""
     max_segments: int = 20
+    segment_bins: dict[str, list[float]] = field(default_factory=dict)
+    """``segments.bins``: a numeric segment key → the edges of its intervals."""
 
 
 @dataclass
@@ -150,7 +152,8 @@ class LiveModels:
         return {"max_features": self.config.max_features, "reference_chunks": self.config.reference_chunks,
                 "keep_evicted": self.config.keep_evicted, "pin_reference": not self.views_policy.partial,
                 "correlation_features": self.config.correlation_features,
-                "segment_by": self.config.segment_by, "max_segments": self.config.max_segments}
+                "segment_by": self.config.segment_by, "max_segments": self.config.max_segments,
+                "segment_bins": self.config.segment_bins}
 
     def new_window_set(self, model: str, version: str) -> WindowedProfile:
         """An empty window set of (model, version), its reference attached."""

@@ -170,6 +170,7 @@ def build_baseline(
     embedding_column: str | None = None,
     segment_by: Sequence[str] = (),
     max_segments: int = DEFAULT_MAX_SEGMENTS,
+    segment_bins: dict[str, list[float]] | None = None,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file.
 
@@ -211,7 +212,7 @@ def build_baseline(
     seen_columns: set[str] | None = None
     correlated: Comoments | None = None  # the features whose correlations windows will be compared with these
     # Segments: the windows of a model with this baseline are segmented the same way (profile/segments.py).
-    segmented = SegmentCounts(tuple(segment_by), max_segments) if segment_by else None
+    segmented = SegmentCounts(tuple(segment_by), max_segments, bins=segment_bins) if segment_by else None
     segment_labels: list[np.ndarray] = []
     row0 = 0
     for chunk in parts:

@@ -9,8 +9,9 @@ category buckets (categorical) cost one ``bincount`` per feature for all segment
 ``ModelProfile`` (as the correlation moments are), they are checkpointed, archived, merged across Kafka
 partitions and pinned into references with the window, with no path of their own.
 
-A segment is the value of the ``by`` keys (``region=north``, ``region=north,tier=gold``): a span's ``ml.segment.<key>``
-attribute, else its feature ``<key>``; a row without one is
+A segment is the value of the ``by`` keys (``region=north``, ``region=north,tier=gold``; a numeric key with declared
+``bins``, its interval: ``age=[18..30)``): a span's ``ml.segment.<key>`` attribute, else its feature ``<key>``; a row
+without one is
 ``(missing)``; past ``max_segments`` labels, further ones pool as ``(other)``: a new window admits the previous
 window's segments by volume first, then newcomers as they come (in each batch in label order, so a replay admits
 the same ones).
@@ -32,6 +33,7 @@ the same ones).
 from __future__ import annotations
 
 import base64
+import itertools
 from typing import Any
 
 import numpy as np
@@ -46,13 +48,27 @@ DEFAULT_MAX_SEGMENTS = 20
 DEFAULT_BUCKETS = 2048
 
 
+def interval_labels(edges: list[float]) -> list[str]:
+    """The segment texts of a numeric key binned at ``edges``: "" (no value), below the first, each interval, from
+    the last on (``searchsorted(edges, x, side="right") + 1`` indexes them).
+
+    >>> interval_labels([18, 30])
+    ['', '<18', '[18..30)', '>=30']
+    """
+    # ".." not ",": a label joins keys with commas (age=[18..30),tier=gold)
+    inner = ["[" + format(a, "g") + ".." + format(b, "g") + ")" for a, b in itertools.pairwise(edges)]
+    return ["", "<" + format(edges[0], "g"), *inner, ">=" + format(edges[-1], "g")]
+
+
 class SegmentCounts:
     """Per segment: predictions (row weights), and per feature the weighted count of each grid bin (numeric) or
     category bucket (categorical), and a numeric feature's Σw and Σw·x (its mean, for attribution)."""
 
     def __init__(self, by: tuple[str, ...], max_segments: int = DEFAULT_MAX_SEGMENTS,
-                 buckets: int = DEFAULT_BUCKETS) -> None:
+                 buckets: int = DEFAULT_BUCKETS, bins: dict[str, list[float]] | None = None) -> None:
         self.by = tuple(by)
+        self.bins = {k: sorted(float(e) for e in v) for k, v in (bins or {}).items() if k in self.by and v}
+        """A numeric key → its declared edges: its segments are the intervals (``age=[18..30)``), not its values."""
         self.max_segments = max(2, max_segments)
         self.buckets = buckets
         self.labels: list[str] = []
@@ -72,7 +88,7 @@ class SegmentCounts:
 
     def empty_like(self) -> SegmentCounts:
         """Empty counts segmented alike; the ``ranked`` labels (a window set's) admitted first, in that order."""
-        out = SegmentCounts(self.by, self.max_segments, self.buckets)
+        out = SegmentCounts(self.by, self.max_segments, self.buckets, self.bins)
         for label in self.ranked:
             out._admit(label)
         return out
@@ -122,6 +138,10 @@ class SegmentCounts:
             if name in batch.categorical:
                 unique, inverse = np.unique(batch.categorical[name], return_inverse=True)
                 texts = [str(u) for u in unique]
+            elif name in batch.numeric and key in self.bins:  # declared bins: the interval each value is in
+                values, edges = batch.numeric[name], self.bins[key]
+                inverse = np.where(np.isfinite(values), np.searchsorted(edges, values, side="right") + 1, 0)
+                texts = interval_labels(edges)
             elif name in batch.numeric:
                 unique, inverse = np.unique(batch.numeric[name], return_inverse=True)
                 texts = [f"{u:g}" if np.isfinite(u) else "" for u in unique.tolist()]
@@ -297,6 +317,7 @@ class SegmentCounts:
             return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
         return {"by": list(self.by), "max_segments": self.max_segments, "buckets": self.buckets,
+                **({"bins": self.bins} if self.bins else {}),
                 "labels": list(self.labels), "weights": self.weights.tolist(), "kinds": dict(self.kinds),
                 "cells": {name: [b64(ids.astype("<i8")), b64(counts.astype("<f8"))]
                           for name, (ids, counts) in self.cells.items()},
@@ -305,7 +326,7 @@ class SegmentCounts:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SegmentCounts:
-        s = cls(tuple(d["by"]), int(d["max_segments"]), int(d["buckets"]))
+        s = cls(tuple(d["by"]), int(d["max_segments"]), int(d["buckets"]), d.get("bins"))
         s.labels = [str(label) for label in d["labels"]]
         s._index = {label: i for i, label in enumerate(s.labels)}
         s.weights = np.array(d["weights"], dtype=np.float64).reshape(len(s.labels))

@@ -99,6 +99,7 @@ class WindowedProfile:
         correlation_features: int = 10,
         segment_by: dict[str, tuple[str, ...]] | None = None,
         max_segments: int = DEFAULT_MAX_SEGMENTS,
+        segment_bins: dict[str, list[float]] | None = None,
     ) -> None:
         self.model = model
         self.version = version
@@ -131,8 +132,8 @@ class WindowedProfile:
         """The features (and basis) whose pairwise moments every window keeps: a baseline's, else chosen from the
         windows once they hold enough values (``Comoments.choose``); None: none yet, or off."""
         by = (segment_by or {}).get(model)
-        self.max_segments = max_segments
-        self.segmented: SegmentCounts | None = SegmentCounts(tuple(by), max_segments) if by else None
+        self.max_segments, self.segment_bins = max_segments, segment_bins
+        self.segmented: SegmentCounts | None = SegmentCounts(tuple(by), max_segments, bins=segment_bins) if by else None
         """How rows are segmented (config ``segments.by``, else a baseline's or the stored windows', else the
         ``ml.segment.<key>`` attributes of the first spans that carry any); None: not."""
         self.predictions = 0.0
@@ -188,7 +189,7 @@ class WindowedProfile:
                         self.max_features, len(self.unprofiled), ", ".join(unprofiled[:20]),
                         ", ..." if len(unprofiled) > 20 else "")
         if self.segmented is None and (keys := batch.segment_keys()):
-            self.segmented = SegmentCounts(tuple(keys[:4]), self.max_segments)
+            self.segmented = SegmentCounts(tuple(keys[:4]), self.max_segments, bins=self.segment_bins)
         late = 0
         self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():

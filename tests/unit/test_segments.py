@@ -203,3 +203,35 @@ def test_past_the_limit_the_busiest_segments_get_their_place_in_the_next_window(
     first, second = (wp.windows[s].segments for s in sorted(wp.windows))
     assert dict(zip(first.labels, first.weights.tolist())) == {"region=a": 30.0, "region=b": 10.0, OTHER: 500.0}
     assert dict(zip(second.labels, second.weights.tolist())) == {"region=c": 500.0, "region=a": 30.0, OTHER: 10.0}
+
+
+def test_a_numeric_key_with_declared_bins_segments_by_interval_in_the_baseline_and_the_windows(tmp_path) -> None:
+    """`--segment-bins age=30,50` (and `segments.bins` in the config): ages segment by interval, not by value; the
+    reference carries the edges to the windows compared with it, and wrong edges are refused in one line."""
+    from otel_ml.cli import main
+    from otel_ml.config import ConfigError, load_config
+    from otel_ml.profile.window import WindowConfig, WindowedProfile
+
+    rng = np.random.default_rng(5)
+    age = rng.integers(18, 80, 3000).astype(float)
+    csv = tmp_path / "train.csv"
+    csv.write_text("age,x\n" + "".join(f"{a:g},{v}\n" for a, v in zip(age, rng.normal(0, 1, 3000))))
+    out = tmp_path / "m.json"
+    assert main(["baseline", "build", "--model", "m", "--input", str(csv), "--segment-by", "age",
+                 "--segment-bins", "age=30,50", "--output", str(out)]) == 0
+    reference = ModelProfile.from_json(out.read_text())
+    assert reference.segments is not None
+    weights = dict(zip(reference.segments.labels, reference.segments.weights.tolist()))
+    assert weights == {"age=<30": (age < 30).sum(), "age=[30..50)": ((age >= 30) & (age < 50)).sum(),
+                       "age=>=50": (age >= 50).sum()}
+    wp = WindowedProfile("m", "", WindowConfig(window_seconds=1, horizon_seconds=1), reference=reference)
+    wp.update(ColumnarBatch("m", "", 2, np.zeros(2, np.int64), np.ones(2), numeric={"age": np.array([29.5, 50.0]),
+                            "x": np.zeros(2)}, span_end_ns=np.zeros(1, np.int64), span_duration_s=np.zeros(1),
+                            span_error=np.zeros(1, bool)))
+    assert wp.current().segments.labels == ["age=<30", "age=>=50"]
+    assert main(["baseline", "build", "--model", "m", "--input", str(csv), "--segment-by", "age",
+                 "--segment-bins", "age=50,30", "--output", str(out)]) != 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("segments:\n  by: {m: [age]}\n  bins: {age: [50, 30]}\n")
+    with pytest.raises(ConfigError, match="segments.bins.age"):
+        load_config(str(bad))
