@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, ModelReport
 from otel_ml.analyze.performance import PerformanceReport
+from otel_ml.analyze.segments import SegmentContribution
 from otel_ml.core.counters import Counters, Series
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.snapshot import Snapshot
@@ -558,27 +559,13 @@ class MetricsExporter:
                         yield {**_model_attrs(r), sc.ATTR_FEATURE_NAME: name, sc.ATTR_SEGMENT: seg.segment}, value
 
     def _segment_contribution(self) -> Iterator[tuple[dict[str, str], float]]:
-        for r in self._rendered().reports:
-            shown: dict[str, int] = {}
-            for c in r.segment_contributions:  # largest first per feature
-                if shown.setdefault(c.feature, 0) >= sc.SEGMENT_CONTRIBUTIONS_EXPORTED:
-                    continue
-                shown[c.feature] += 1
-                for kind, value in (("mix", c.mix), ("within", c.within)):
-                    yield {**_model_attrs(r), sc.ATTR_FEATURE_NAME: c.feature, sc.ATTR_SEGMENT: c.segment,
-                           sc.ATTR_ATTRIBUTION: kind}, value
+        for r in self._rendered().reports:  # largest first per feature
+            yield from contribution_series(_model_attrs(r), r.segment_contributions, sc.ATTR_FEATURE_NAME)
 
     def _segment_performance_contribution(self) -> Iterator[tuple[dict[str, str], float]]:
-        for r in self._rendered().source.performance:
-            shown: dict[str, int] = {}
-            for c in r.segment_contributions:  # the most harmful first per metric
-                if shown.setdefault(c.feature, 0) >= sc.SEGMENT_CONTRIBUTIONS_EXPORTED:
-                    continue
-                shown[c.feature] += 1
-                for kind, value in (("mix", c.mix), ("within", c.within)):
-                    yield {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version,
-                           sc.ATTR_PERFORMANCE_METRIC: c.feature, sc.ATTR_SEGMENT: c.segment,
-                           sc.ATTR_ATTRIBUTION: kind}, value
+        for r in self._rendered().source.performance:  # the most harmful first per metric
+            yield from contribution_series({sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version},
+                                           r.segment_contributions, sc.ATTR_PERFORMANCE_METRIC)
 
     def _unprofiled(self) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().reports:
@@ -587,6 +574,19 @@ class MetricsExporter:
     def _performance_series(self, metric: str) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().source.performance:
             yield from performance_series(r, metric)
+
+
+def contribution_series(model: dict[str, str], contributions: list[SegmentContribution], key: str
+                        ) -> Iterator[tuple[dict[str, str], float]]:
+    """The first ``SEGMENT_CONTRIBUTIONS_EXPORTED`` segments of each feature (or metric, ``key`` its label) in
+    ``contributions``' order, each as its mix and within series."""
+    shown: dict[str, int] = {}
+    for c in contributions:
+        if shown.setdefault(c.feature, 0) >= sc.SEGMENT_CONTRIBUTIONS_EXPORTED:
+            continue
+        shown[c.feature] += 1
+        for kind, value in (("mix", c.mix), ("within", c.within)):
+            yield {**model, key: c.feature, sc.ATTR_SEGMENT: c.segment, sc.ATTR_ATTRIBUTION: kind}, value
 
 
 def performance_series(r: PerformanceReport, metric: str) -> Iterator[tuple[dict[str, str], float]]:
