@@ -342,8 +342,10 @@ def assess_segments(report: PerformanceReport, current: PerformanceProfile | Non
     level = alpha / max(1, testable)
     for label in sorted(segments):
         own = by_segment.get(label)
-        ref = dataclasses.replace(reference, profile=own) if reference is not None and own is not None else (
-            None if by_segment else reference)
+        if reference is not None and own is not None:  # the baseline's chunks are the model's, not the segment's
+            ref: PerformanceReference | None = dataclasses.replace(reference, profile=own, chunk_std={})
+        else:
+            ref = None if by_segment else reference
         report.segments[label] = assess(report.model, report.version, segments[label], ref, level, threshold,
                                         positive_class, min_labels, tolerance, alternative)
     report.segment_contributions = performance_contributions(report)

@@ -573,7 +573,7 @@ class MetricsExporter:
 
     def _performance_series(self, metric: str) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().source.performance:
-            yield from performance_series(r, metric)
+            yield from performance_series(r, metric, detail_level(self.config, r.model, "*") != "default")
 
 
 def contribution_series(model: dict[str, str], contributions: list[SegmentContribution], key: str
@@ -589,12 +589,21 @@ def contribution_series(model: dict[str, str], contributions: list[SegmentContri
             yield {**model, key: c.feature, sc.ATTR_SEGMENT: c.segment, sc.ATTR_ATTRIBUTION: kind}, value
 
 
-def performance_series(r: PerformanceReport, metric: str) -> Iterator[tuple[dict[str, str], float]]:
+SEGMENT_PERFORMANCE_DEFAULT = frozenset({sc.METRIC_PERFORMANCE, sc.METRIC_PERFORMANCE_DEGRADED,
+                                         sc.METRIC_PERFORMANCE_ESTIMATED_DEGRADED})
+"""The performance gauges every segment gets: what a segment's alert and its dashboard panel read. The others
+(estimate, reference, coverage) per segment only for a model ``export.detail_for`` raises (``{MODEL: methods}``):
+20 segments would multiply them by 20."""
+
+
+def performance_series(r: PerformanceReport, metric: str, every_segment_gauge: bool = False
+                       ) -> Iterator[tuple[dict[str, str], float]]:
     """One performance gauge's series of one (model, version): the model's, then (a segmented model) each
-    segment's under ``ml.segment`` (no per-class or delay series per segment: they would multiply the series)."""
+    segment's under ``ml.segment``: ``SEGMENT_PERFORMANCE_DEFAULT``, or with ``every_segment_gauge`` every gauge
+    but the delays (never per class)."""
     model = {sc.ATTR_MODEL_NAME: r.model, sc.ATTR_MODEL_VERSION: r.version}
     yield from _performance_series_of(r, metric, model)
-    if metric == sc.METRIC_GROUND_TRUTH_DELAY:
+    if metric == sc.METRIC_GROUND_TRUTH_DELAY or not (every_segment_gauge or metric in SEGMENT_PERFORMANCE_DEFAULT):
         return
     for label, segment in r.segments.items():
         yield from _performance_series_of(segment, metric, {**model, sc.ATTR_SEGMENT: label})
