@@ -240,7 +240,8 @@ class LiveModels:
         result.batches = kept
         if state.labels is not None:
             for batch in kept:
-                joined = with_segments(batch, state.models[batch.key].join_segments())
+                joined = with_segments(batch, state.models[batch.key].join_segments()) \
+                    if state.labels.counts_rows_of(batch) else batch
                 state.labels.count_predictions(joined)
                 self._join(partition, state, batch=joined)
             for labels in result.labels:

@@ -95,6 +95,14 @@ class GroundTruth:
         self.count_predictions(batch)
         self.join_predictions(batch)
 
+    def counts_rows_of(self, batch: ColumnarBatch) -> bool:
+        """Whether a batch's rows count in performance at all (an id to join, a probability, or the estimates its
+        model's baseline makes): only then does labelling them with their segment pay (LiveModels.apply)."""
+        if len(batch.prediction_id) or semconv.PREDICTION_PROBABILITY_FEATURE in batch.numeric:
+            return True
+        ref = self._reference_of(*batch.key)
+        return ref is not None and bool(ref.class_calibration or ref.loss_models)
+
     def count_predictions(self, batch: ColumnarBatch) -> None:
         """Count a batch's predictions into the performance windows of their event time (how many carry an id:
         the coverage; their probabilities: the label-free estimates)."""
