@@ -456,7 +456,12 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
     """
     cfg = cfg or DriftConfig()
     ref_features = reference.features if reference is not None else {}
-    names = sorted(set(ref_features) & set(current.features))
+    # A segment key with no value as a feature in the horizon: spans send it as ml.segment.<key> (a baseline built
+    # with --segment-by profiled the column); not a dropped feature, whose 100% missing would fire an alert.
+    keys = set(current.segments.by) if current.segments is not None else set()
+    sent_as_segment = {k for k in keys if k not in current.features or
+                       (current.features[k].count == 0 and current.rows > 0)}
+    names = sorted(set(ref_features) & set(current.features) - sent_as_segment)
     moments = (reference.comoments, current.comoments) if reference is not None else (None, None)
     # The row exists when the two sides share a pair of correlated features (withheld while it has too few rows)
     correlated = moments[0] is not None and moments[1] is not None and \
@@ -501,7 +506,7 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
                                      "not_in_reference" if reference is not None else "reference_pending"))
     # A reference feature the current side lacks altogether (a dropped column: what people compare to catch):
     # listed, all of its rows missing.
-    for name in sorted(set(ref_features) - set(current.features)):
+    for name in sorted(set(ref_features) - set(current.features) - sent_as_segment):
         absent = type(ref_features[name])()
         absent.missing = current.rows
         reports.append(_not_compared(name, absent, ref_features[name].count, alpha, "absent_from_current"))

@@ -235,3 +235,33 @@ def test_a_numeric_key_with_declared_bins_segments_by_interval_in_the_baseline_a
     bad.write_text("segments:\n  by: {m: [age]}\n  bins: {age: [50, 30]}\n")
     with pytest.raises(ConfigError, match="segments.bins.age"):
         load_config(str(bad))
+
+
+def test_spans_sending_the_baselines_segment_column_as_ml_segment_are_compared_by_it_and_miss_no_feature(
+        tmp_path) -> None:
+    """A baseline built with `--segment-by region` profiles region as a feature too; live spans that send it as
+    ``ml.segment.region`` (the column ``segment.region``, not a feature) are segmented by it, and region is not
+    reported as a dropped feature (100% missing would fire the missing-values alert)."""
+    from otel_ml.analyze.drift import compare
+    from otel_ml.cli import main
+    from otel_ml.profile.window import WindowConfig, WindowedProfile
+    from otel_ml.semconv import SEGMENT_COLUMN_PREFIX
+
+    rng = np.random.default_rng(8)
+    region = rng.choice(np.array(["n", "s"]), 4000)
+    csv = tmp_path / "train.csv"
+    csv.write_text("region,x\n" + "".join(f"{r},{v}\n" for r, v in zip(region, rng.normal(0, 1, 4000))))
+    out = tmp_path / "m.json"
+    assert main(["baseline", "build", "--model", "m", "--input", str(csv), "--segment-by", "region",
+                 "--output", str(out)]) == 0
+    reference = ModelProfile.from_json(out.read_text())
+    wp = WindowedProfile("m", "", WindowConfig(window_seconds=1, horizon_seconds=1), reference=reference)
+    n = 3000
+    live = rng.choice(np.array(["n", "s"]), n)
+    wp.update(ColumnarBatch("m", "", n, np.zeros(n, np.int64), np.ones(n),
+                            numeric={"x": rng.normal(0, 1, n) + np.where(live == "s", 1.0, 0.0)},
+                            categorical={SEGMENT_COLUMN_PREFIX + "region": live}, span_end_ns=np.zeros(1, np.int64),
+                            span_duration_s=np.zeros(1), span_error=np.zeros(1, bool)))
+    report = compare(reference, wp.current())
+    assert [f.feature for f in report.features] == ["x"]
+    assert {s.segment: s.detected for s in report.segments} == {"region=n": False, "region=s": True}
