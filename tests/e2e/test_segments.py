@@ -49,7 +49,7 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
     (a) ``within``: region r3's x moves by 3 σ, every region's share unchanged: r3 is the only segment flagged, x
     is the feature it names, and r3 is first in x's attribution, as a change within the segment.
     (c) ``mix``: regions keep their own x distributions (means 0 to 3.5) but r7's share goes from 1/8 to 1/2: no
-    segment is flagged, and x's change is attributed to mix. Then a restart: the segments come back with their
+    segment is flagged, and x's change is attributed to mix. Then a kill -9: the segments come back with their
     windows. A third model sends (a)'s data with the region as the span attribute ``ml.segment.region``, and no
     configuration: segmented alike, r3 flagged, and the region is not a feature."""
     from otel_ml.instrument import ModelMonitor
@@ -129,12 +129,14 @@ def test_one_region_drifting_is_flagged_and_ranked_first_and_a_mix_shift_is_attr
                                                               ml_model_name="mix", ml_sample="current")}
     assert abs(shares["region=r7"] - 0.5) < 0.03, shares
 
-    # Segments are windows too: a restart reads them back from the checkpoint with the windows they live in.
-    sp.stop()
+    # Segments are windows too: after a kill -9 they come back with the windows they live in (checkpoint and
+    # journal replay).
+    sp.proc.kill()
+    sp.proc.wait()
     again = serve_factory("--config", str(config), "--window", "60", "--horizon", "600", "--evaluation-interval",
                           "0.5", state_dir=sp.state_dir)
     sp = again
-    within = wait_for(lambda: evaluated("within"), timeout=90, what="the within model's segments after a restart")
+    within = wait_for(lambda: evaluated("within"), timeout=90, what="the within model's segments after a kill -9")
     assert [s["segment"] for s in within["segments"] if s["detected"]] == ["region=r3"]
 
 
