@@ -1,7 +1,7 @@
 """Where predictions wait for their labels, and labels for their predictions: on disk in the state dir, sorted by
 id hash, bounded in rows and so in bytes.
 
-Every prediction that carries an id is one 36-byte row (id hash, model/version code, event time, predicted value
+Every prediction that carries an id is one 36-byte row (id hash, model/version/segment code, event time, predicted value
 or class, positive-class probability); every label that comes before its prediction ("early") one 32-byte row
 (id hash, model/version code, value, class code, time). New rows collect in memory until a segment is sealed:
 written sorted by id as one file of columns, which lookups search with a binary search on a memory map, so waiting
