@@ -233,7 +233,7 @@ def test_a_numeric_key_with_declared_bins_segments_by_interval_in_the_baseline_a
                  "--segment-bins", "age=50,30", "--output", str(out)]) != 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("segments:\n  by: {m: [age]}\n  bins: {age: [50, 30]}\n")
-    with pytest.raises(ConfigError, match="segments.bins.age"):
+    with pytest.raises(ConfigError, match=r"segments\.bins\.age"):
         load_config(str(bad))
 
 
