@@ -249,3 +249,69 @@ def test_accuracy_falling_in_one_tier_fires_its_segment_and_ranks_it_first_acros
                                                "segments/tier%3Dbronze", timeout=10).read())
     assert "accuracy" in bronze["performance"]["degraded"]
     assert bronze["performance"]["labeled"] == (tier == "bronze").sum()
+
+
+def test_kill_9_under_traffic_keeps_every_acknowledged_prediction_in_its_segment(serve_factory) -> None:
+    """A processor joining labels for a model segmented by ``ml.segment.tier`` is killed (-9) while requests of 100
+    predictions (ids, probabilities) arrive, and started again at once on the same ports. Every acknowledged
+    prediction is counted (a request whose answer the kill cut off may count too, never more than that one), and
+    the labels of the acknowledged ones all join, each in its prediction's segment."""
+    import threading
+
+    import grpc
+
+    from tests.support import LOGS, TRACES, export, labels_request, predictions_request
+
+    sp = serve_factory("--evaluation-interval", "0.5")
+    rng = np.random.default_rng(9)
+    acked: list[tuple[str, str, int]] = []  # (id, tier, label) of every acknowledged prediction
+    stop = threading.Event()
+    t_ns = time.time_ns() - 60 * NS
+
+    def send() -> None:
+        k = 0
+        while not stop.is_set():
+            tiers = rng.choice(np.array(TIERS), 100)
+            p = rng.uniform(size=100)
+            rows = [{"ml.prediction.id": f"k-{k}-{i}", "ml.segment.tier": str(tiers[i]), "ml.feature.x": float(p[i]),
+                     "ml.prediction": int(p[i] >= 0.5), "ml.prediction.probability": float(p[i])}
+                    for i in range(100)]
+            try:
+                export(sp, TRACES, predictions_request("killed", rows, t_ns + k * 1_000_000))
+            except grpc.RpcError:  # the processor is down: this request is not acknowledged
+                time.sleep(0.05)
+            else:
+                acked.extend((r["ml.prediction.id"], r["ml.segment.tier"], int(rng.random() < p[i]))
+                             for i, r in enumerate(rows))
+            k += 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        wait_for(lambda: len(acked) >= 3000, timeout=60, what="3,000 predictions acknowledged")
+        sp.proc.kill()
+        sp.proc.wait()
+        sp = serve_factory("--evaluation-interval", "0.5", state_dir=sp.state_dir, grpc_port=sp.grpc_port,
+                           prom_port=sp.prom_port)
+        wait_for(lambda: len(acked) >= 6000, timeout=60, what="3,000 more acknowledged after the restart")
+    finally:
+        stop.set()
+        sender.join()
+    counted = sum(s.value for s in select(sp.scrape(), "ml_predictions_total", ml_model_name="killed"))
+    assert len(acked) <= counted <= len(acked) + 100, (counted, len(acked))
+    for lo in range(0, len(acked), 500):
+        answer = export(sp, LOGS, labels_request("killed", [(i, y) for i, _, y in acked[lo:lo + 500]], time.time_ns()))
+        assert answer.partial_success.rejected_log_records == 0, answer.partial_success.error_message
+
+    def joined() -> dict | None:  # from an evaluation that joined every acknowledged label
+        try:
+            doc = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models/killed/versions/_"
+                                                    "/performance", timeout=10).read())["performance"]
+        except urllib.error.HTTPError:
+            return None
+        return doc if doc and sum(s["labeled"] for s in doc.get("segments", [])) == len(acked) else None
+
+    doc = wait_for(joined, timeout=90, what=f"all {len(acked)} acknowledged labels joined in their segments")
+    want = {f"tier={t}": sum(1 for _, tier, _ in acked if tier == t) for t in TIERS}
+    assert {s["segment"]: s["labeled"] for s in doc["segments"]} == want
+    assert doc["labeled"] == len(acked)
