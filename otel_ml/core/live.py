@@ -471,7 +471,7 @@ def with_segments(batch: ColumnarBatch, segmented: SegmentCounts | None) -> Colu
     if segmented is None or not batch.n_rows:
         return batch
     return dataclasses.replace(batch, categorical={**batch.categorical,
-                                                   sc.SEGMENT_COLUMN: segmented.row_labels(batch).astype(str)})
+                                                   sc.SEGMENT_COLUMN: segmented.row_labels(batch)})
 
 
 def select_labels(labels: LabelBatch, rows: np.ndarray) -> LabelBatch:

@@ -262,7 +262,7 @@ def build_baseline(
                                            and semconv.is_input_column(k)}, correlation_features)
         profile.update(batch, kinds, correlated, segmented)
         if target_column and profile.segments is not None:  # each labelled row's segment: performance per segment
-            segment_labels.append(profile.segments.row_labels(batch).astype(str))
+            segment_labels.append(profile.segments.row_labels(batch))
         if chunk_rows:
             # Consecutive parts of the file, for thresholds learned from the reference's own variability.
             part_of = (row0 + np.arange(n)) // chunk_rows
