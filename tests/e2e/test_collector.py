@@ -291,7 +291,7 @@ def test_sharded_replicas_each_model_on_one_replica_and_nothing_lost_across_a_ki
             for i, r in enumerate(replicas):
                 for sample in select(scrape(r.prom_port), "ml_segment_share", ml_sample="current"):
                     out.setdefault(sample.labels["ml_model_name"], set()).add((i, sample.labels["ml_segment"]))
-            return out if len(out) == len(models) else None
+            return out if len(out) == len(models) and all(len(v) >= 2 for v in out.values()) else None
 
         segments = wait_for(segments_where, timeout=60, what="every model's segments (ml.segment.half) evaluated")
         for model in models:

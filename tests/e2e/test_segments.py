@@ -297,7 +297,9 @@ def test_kill_9_under_traffic_keeps_every_acknowledged_prediction_in_its_segment
     finally:
         stop.set()
         sender.join()
-    counted = sum(s.value for s in select(sp.scrape(), "ml_predictions_total", ml_model_name="killed"))
+    counted = wait_for(lambda: (lambda n: n if n >= len(acked) else None)(
+        sum(s.value for s in select(sp.scrape(), "ml_predictions_total", ml_model_name="killed"))),
+        timeout=30, what="every acknowledged prediction counted")
     assert len(acked) <= counted <= len(acked) + 100, (counted, len(acked))
     for lo in range(0, len(acked), 500):
         answer = export(sp, LOGS, labels_request("killed", [(i, y) for i, _, y in acked[lo:lo + 500]], time.time_ns()))
