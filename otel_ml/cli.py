@@ -365,19 +365,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from otel_ml.analyze.drift import DriftConfig
+    import dataclasses
+    import json
+
+    from otel_ml.config import SETTINGS_FILE, load_config, recorded_settings
     from otel_ml.read.archive import parse_time_ns
     from otel_ml.ui.report import build_report
 
-    html, report = build_report(args.state_dir, args.model, args.model_version,
-                                parse_time_ns(args.start) if args.start else None,
-                                parse_time_ns(args.end) if args.end else None, args.reference, args.baseline_dir,
-                                DriftConfig(alpha=args.alpha), args.max_charts)
-    Path(args.output).write_text(html, encoding="utf-8")
+    # Decided as the processor decides: its recorded settings (or --config), --alpha on top.
+    if args.config:
+        cfg, settings = load_config(args.config), f"the settings of {args.config}"
+    else:
+        recorded = recorded_settings(args.state_dir)
+        cfg, settings = ((recorded, f"the processor's settings ({SETTINGS_FILE} in the state directory)")
+                         if recorded is not None else (load_config(environ={}), "default settings (the state "
+                                                       f"directory has no readable {SETTINGS_FILE}; --config FILE)"))
+    drift = dataclasses.replace(cfg.drift, alpha=args.alpha) if args.alpha is not None else cfg.drift
+    html, report, documents = build_report(args.state_dir, args.model, args.model_version,
+                                           parse_time_ns(args.start) if args.start else None,
+                                           parse_time_ns(args.end) if args.end else None, args.reference,
+                                           args.baseline_dir, drift, args.max_charts, cfg.performance,
+                                           dict(cfg.export.effect_size), settings)
+    text = html if args.format == "html" else json.dumps(documents, indent=1, allow_nan=False) + "\n"
+    Path(args.output).write_text(text, encoding="utf-8")
     drifting = [f.feature for f in report.features if f.overall.detected]
+    perf = documents["performance"]
+    degraded = sorted(set(perf["degraded"]) | set(perf["estimated_degraded"])) if perf else []
     print(f"report of model {args.model!r} version {args.model_version!r}: {report.current_rows:,} rows, "
-          f"{len(drifting)} of {len(report.features)} features drifting → {args.output} "
-          f"({len(html.encode()) / 1e6:.2f} MB)")
+          f"{len(drifting)} of {len(report.features)} features drifting"
+          + (f", {perf['labeled']:,} labelled, degraded: {', '.join(degraded) or 'none'}" if perf else "")
+          + f" → {args.output} ({len(text.encode()) / 1e6:.2f} MB; decided with {settings})")
     return 0
 
 
@@ -644,7 +661,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                           "directory the processor used; else its pinned reference)")
     rep_.add_argument("--baseline-dir", metavar="DIR")
     rep_.add_argument("--alpha", type=_level, default=None, help="family-wise level (default: the processor's)")
+    rep_.add_argument("--config", metavar="FILE", help="decide with this processor config (default: the settings "
+                                                        "the processor recorded in --state-dir)")
     rep_.add_argument("--max-charts", type=int, default=30, help="features drawn in full (default 30)")
+    rep_.add_argument("--format", choices=("html", "json"), default="html",
+                      help="html (default), or json: the documents the API serves for the range (drift, performance)")
     rep_.add_argument("--output", required=True, metavar="FILE")
     rep_.set_defaults(func=cmd_report)
 

@@ -7,6 +7,7 @@ command-line flags. ``examples/otel-ml.yaml`` is the commented sample.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -381,3 +382,29 @@ def load_config(
         if entry.get("method", "auto") not in methods:
             raise ConfigError(f"drift.features.{key}.method: one of {', '.join(sorted(methods))}")
     return cfg
+
+
+SETTINGS_FILE = "settings.json"
+"""In the state directory: the settings the processor last started with that decide what the pages show (drift,
+performance, the effect shown), so that ``otel-ml report`` decides as the processor does."""
+
+
+def record_settings(cfg: ServiceConfig) -> Path:
+    """Write ``SETTINGS_FILE`` (at every start; a temporary file renamed, so a reader never sees half of one)."""
+    path = Path(cfg.state.dir) / SETTINGS_FILE
+    data = {"drift": dataclasses.asdict(cfg.drift), "performance": dataclasses.asdict(cfg.performance),
+            "export": {"effect_size": dict(cfg.export.effect_size)}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def recorded_settings(state_dir: str | os.PathLike[str]) -> ServiceConfig | None:
+    """The settings ``record_settings`` wrote in ``state_dir`` (the rest default); None when there are none or
+    they cannot be read (a state directory of an older version)."""
+    try:
+        data = json.loads((Path(state_dir) / SETTINGS_FILE).read_text(encoding="utf-8"))
+        return _merge(ServiceConfig(), data)
+    except (OSError, ValueError, ConfigError):
+        return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from otel_ml.read.names import name_segment
 
@@ -63,11 +63,21 @@ class Client:
         (``scores.<method>`` columns)."""
         return _table(self._get(self._path(model, version) + "/drift")["features"], flatten="scores")
 
-    def performance(self, model: str, version: str = "") -> Any:
+    @staticmethod
+    def _range(start: Any, end: Any) -> str:
+        """``?from=&to=`` of a range (datetimes, ISO 8601 text or Unix seconds); "" for the live horizon."""
+        def text(t: Any) -> str:
+            return t.isoformat() if hasattr(t, "isoformat") else str(t)
+        query = {k: text(v) for k, v in (("from", start), ("to", end)) if v is not None}
+        return "?" + urlencode(query) if query else ""
+
+    def performance(self, model: str, version: str = "", start: Any = None, end: Any = None) -> Any:
         """One row per metric: realized (with labels), estimated (without), on the reference, and the decisions
         (``realized.value``, ``realized.se``, ``degraded``, ``estimated.value``, ...); an empty table when the
-        model has neither labels nor probabilities. Coverage and label delay: ``performance_summary``."""
-        doc = self._get(self._path(model, version) + "/performance")["performance"]
+        model has neither labels nor probabilities. ``start``/``end`` (datetime, ISO 8601 or Unix seconds): the
+        predictions made in that range, archived too; without them the live horizon. Coverage, label delay and a
+        range's history: ``performance_summary``."""
+        doc = self.performance_summary(model, version, start, end)
         rows = []
         for m in (doc or {}).get("metrics", []):
             row: dict[str, Any] = {"metric": m["metric"], "degraded": m["degraded"],
@@ -78,10 +88,12 @@ class Client:
             rows.append(row)
         return _table(rows)
 
-    def performance_summary(self, model: str, version: str = "") -> dict[str, Any] | None:
-        """The performance document as the API gives it (task, labelled, coverage, label delay, metrics), or
-        None without labels or probabilities."""
-        doc: dict[str, Any] | None = self._get(self._path(model, version) + "/performance")["performance"]
+    def performance_summary(self, model: str, version: str = "", start: Any = None,
+                            end: Any = None) -> dict[str, Any] | None:
+        """The performance document as the API gives it (task, labelled, coverage, label delay, metrics; for a
+        range also ``history``, one entry per part), or None without labels or probabilities."""
+        doc: dict[str, Any] | None = self._get(self._path(model, version) + "/performance"
+                                               + self._range(start, end))["performance"]
         return doc
 
     def feature(self, model: str, version: str, feature: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from otel_ml import semconv as sc
-from otel_ml.config import ServiceConfig
+from otel_ml.config import ServiceConfig, record_settings
 from otel_ml.core.counters import Counters
 from otel_ml.core.evaluator import Evaluator
 from otel_ml.core.live import LiveConfig, LiveModels, MergedViews, Ownership, OwnViews
@@ -113,7 +113,8 @@ class ProcessorService:
                                         tls_context if protect else None, token if protect else None)
         self.evaluator.subscribe(self.exporter.publish)
         self.ui = (UiServer(config.ui, UiSource(config.state.dir if self._archived(config) else None, config.drift,
-                                                config.export.effect_size), self.http, tls_context, token,
+                                                config.export.effect_size, config.performance,
+                                                self.live.performance_windows), self.http, tls_context, token,
                             self.backend.health.readiness) if config.ui.enabled else None)
         if self.ui is not None:
             self.evaluator.subscribe(self.ui.publish)
@@ -151,9 +152,11 @@ class ProcessorService:
 
     def _ground_truth(self, config: ServiceConfig, shared: bool, partition: int) -> GroundTruth:
         directory = Path(config.state.dir) / "pending"
+        # Shared mode archives the windows of the partitions a replica owns (SharedState._take_over).
         return GroundTruth(str(directory / f"p{partition}" if shared else directory), config.labels, config.performance,
                            lambda m, v: self.live.performance_reference(m, v),
-                           int(config.limits.max_clock_skew_seconds * 1e9))
+                           int(config.limits.max_clock_skew_seconds * 1e9),
+                           archives=self._archived(config) and not shared)
 
     def _count_refused(self) -> None:
         self.pipeline.count_refused()
@@ -164,6 +167,7 @@ class ProcessorService:
         waits for those finds every receiver accepting. Every fixed port is checked first, so a busy one fails the
         start before anything is received."""
         self.live.references.open()  # also proves the state directory is writable
+        record_settings(self.config)  # `otel-ml report` decides with them
         self._check_ports()
         self.backend.open()
         self.http.start()

@@ -319,6 +319,17 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
     return report
 
 
+def assess_all(model: str, version: str, current: PerformanceProfile | None, reference: PerformanceReference | None,
+               drift: DriftConfig, config: PerformanceConfig) -> PerformanceReport:
+    """``assess`` and ``assess_segments`` with the processor's settings: what the evaluator, the range reads (API,
+    pages, ``otel-ml report``) and the notebook client all decide with, so they decide alike."""
+    alpha = performance_alpha(drift, config)
+    options = (config.threshold, config.positive_class, config.min_labels, config.tolerance, config.alternative)
+    report = assess(model, version, current, reference, alpha, *options)
+    assess_segments(report, current, reference, alpha, *options)
+    return report
+
+
 def assess_segments(report: PerformanceReport, current: PerformanceProfile | None,
                     reference: PerformanceReference | None, alpha: float, threshold: float = 0.5,
                     positive_class: str | None = None, min_labels: int = 100, tolerance: float = 0.0,

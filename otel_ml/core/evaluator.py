@@ -16,9 +16,7 @@ from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
 from otel_ml.analyze.performance import (
     PerformanceConfig,
     PerformanceReport,
-    assess,
-    assess_segments,
-    performance_alpha,
+    assess_all,
 )
 from otel_ml.core.live import Key, LiveModels
 from otel_ml.core.memory import return_free_memory
@@ -178,7 +176,6 @@ class Evaluator:
         """Realized and estimated performance of every evaluated model with labels, probabilities or a labelled
         baseline: each partition's performance windows of the model merged."""
         cfg = self.performance
-        alpha = performance_alpha(self.drift, cfg)
         with self.live.lock:
             currents: dict[Key, PerformanceProfile] = {}
             for state in self.live.parts.values():
@@ -199,13 +196,8 @@ class Evaluator:
                 found = self.live.references.find(*key)
                 if found is not None and found[0].performance is not None:
                     references[key] = found[0].performance
-        reports = []
-        for key in sorted(set(currents) | set(references)):
-            options = (cfg.threshold, cfg.positive_class, cfg.min_labels, cfg.tolerance, cfg.alternative)
-            report = assess(*key, currents.get(key), references.get(key), alpha, *options)
-            assess_segments(report, currents.get(key), references.get(key), alpha, *options)
-            reports.append(report)
-        return reports
+        return [assess_all(*key, currents.get(key), references.get(key), self.drift, cfg)
+                for key in sorted(set(currents) | set(references))]
 
 
 def _names(names: list[str], shown: int = 20) -> str:

@@ -29,7 +29,7 @@ from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
 from otel_ml.labels.ground_truth import UNMATCHED_REASONS, GroundTruth
 from otel_ml.profile.lifecycle import ModelLifecycle, ModelsConfig
 from otel_ml.profile.model import ModelProfile
-from otel_ml.profile.performance import PerformanceReference
+from otel_ml.profile.performance import PerformanceProfile, PerformanceReference
 from otel_ml.profile.segments import SegmentCounts
 from otel_ml.profile.sketch import SketchConfig
 from otel_ml.profile.window import WindowChanges, WindowConfig, WindowedProfile
@@ -407,6 +407,13 @@ class LiveModels:
         """The model's labelled baseline (its positive class, a multiclass model's calibration maps), if it has one."""
         found = self.references.find(model, version)
         return found[0].performance if found is not None else None
+
+    def performance_windows(self, model: str, version: str) -> list[tuple[int, int, PerformanceProfile]]:
+        """Every partition's performance windows of (model, version) that the archive does not hold yet (live,
+        leaving, late deltas; ``GroundTruth.windows_of``), copied: a range read adds the archive's rows."""
+        with self.lock:
+            return [w for state in self.parts.values() if state.labels is not None
+                    for w in state.labels.windows_of(model, version)]
 
     # --- evaluation ------------------------------------------------------------------------------------------
     def views(self) -> Mapping[Key, WindowedProfile]:

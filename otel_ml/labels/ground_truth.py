@@ -3,16 +3,19 @@
 Predictions with an id wait in ``PendingPredictions`` (on disk); each window of event time
 (``performance.window_seconds``) of a model counts its predictions, their probabilities, and, once labels
 arrive, the labelled outcomes (``PerformanceProfile``). A label updates the window of its *prediction's*
-event time. Windows older than ``performance.horizon_seconds`` (event time) leave; a label for a prediction
-that old is still matched (and counted) but no longer moves the current numbers.
+event time. Windows older than ``performance.horizon_seconds`` (event time) leave the horizon for the archive
+(``archives``, chosen by the state backend at wiring; otel_ml/state/archive.py): a label for a prediction that old
+is still matched and counted once, in its window, as a delta merged into the archived window when the next
+checkpoint writes it; it no longer moves the current numbers. Without an archive (``state.durable: false``) such a
+label is matched and counted but updates no window.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,11 +34,31 @@ from otel_ml.profile.performance import (
     conventional_positive,
     is_positive,
     negative_of,
+    performance_blob,
+    performance_profile,
 )
-from otel_ml.sealed import Loss, opened, seal
+from otel_ml.sealed import Loss
 
 UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "lost", "not_sampled", "early_overflow")
 """Every ``reason`` of ``ml.ground_truth.unmatched``."""
+
+
+def _copy(p: PerformanceProfile) -> PerformanceProfile:
+    out = PerformanceProfile(p.max_classes)
+    out.merge(p)
+    return out
+
+
+class PerformanceChanges(NamedTuple):
+    """What a checkpoint (or a publication) writes of the performance windows."""
+
+    upserts: list[tuple[str, str, int, bytes]]
+    """(model, version, start, sealed profile) of live windows changed."""
+    deletes: list[tuple[str, str, int]]
+    """Live windows gone (archived, or dropped without an archive)."""
+    archived: list[tuple[str, str, int, int, bytes]]
+    """(model, version, start, end, sealed profile): windows that left, and deltas of archived windows, for the
+    archive to merge in (``archive.insert``)."""
 
 
 class GroundTruth:
@@ -44,7 +67,7 @@ class GroundTruth:
 
     def __init__(self, directory: str, labels: LabelsConfig, performance: PerformanceConfig,
                  reference_of: Callable[[str, str], PerformanceReference | None] | None = None,
-                 max_skew_ns: int = 3600 * 10**9) -> None:
+                 max_skew_ns: int = 3600 * 10**9, archives: bool = False) -> None:
         self.config = performance
         self.pending = PendingPredictions(directory, int(labels.ttl_seconds * 1e9), labels.max_pending,
                                           int(labels.early_ttl_seconds * 1e9), labels.max_early, labels.sample_ratio,
@@ -64,6 +87,17 @@ class GroundTruth:
         self._changed: set[tuple[str, str, int]] = set()
         """Windows changed since the last ``take_changes`` (a checkpoint writes only those)."""
         self._removed: set[tuple[str, str, int]] = set()
+        self.archives = archives
+        """Whether windows that leave the horizon go to an archive (set by the state backend at wiring): then they
+        and later labels for them come out of ``take_changes`` as archive rows."""
+        self.archive_keys: list[list] = []
+        """Shared Kafka mode: the changelog keys of the archive rows of the last publication (tombstoned by the
+        next, once every replica read them; otel_ml/state/partitions.py)."""
+        self._leaving: list[tuple[str, str, int, int, bytes]] = []
+        """Archive rows not yet taken: windows that left the horizon, as (model, version, start, end, blob)."""
+        self.late: dict[tuple[str, str, int], PerformanceProfile] = {}
+        """Per archived window, what came for it since the last ``take_changes`` (labels, late predictions): a
+        delta the archive merges into the window."""
         self._loss_seen: dict[tuple[str, str, int], int] = {}
         """Predictions per (model, version, window start) whose expected loss was due: the loss models' budget."""
         self._rng = np.random.default_rng()
@@ -80,8 +114,16 @@ class GroundTruth:
         return newest + self.window_ns - self.horizon_ns
 
     def _window(self, key: tuple[str, str], start: int) -> PerformanceProfile | None:
-        if start + self.window_ns <= self._edge(key[0]):
-            return None
+        """The profile what comes for window ``start`` of ``key`` counts in: the live window, a delta of an
+        archived one (no older than the labels' wait), or None (no archive, or older)."""
+        edge = self._edge(key[0])
+        if start + self.window_ns <= edge:
+            if not self.archives or start + self.window_ns <= edge - self.pending.ttl_ns:
+                return None
+            late = self.late.get((*key, start))
+            if late is None:
+                late = self.late[(*key, start)] = PerformanceProfile(self.config.max_classes)
+            return late
         windows = self.windows.setdefault(key, {})
         prof = windows.get(start)
         if prof is None:
@@ -304,28 +346,35 @@ class GroundTruth:
         return out
 
     def advance(self) -> None:
-        """Drop windows past the horizon and early labels past their wait (counted ``unknown``)."""
+        """Move windows past the horizon out (to the archive, when there is one); drop early labels past their
+        wait (counted ``unknown``)."""
         for key in list(self.windows):
             windows = self.windows[key]
             edge = self._edge(key[0])
             for start in [s for s in windows if s + self.window_ns <= edge]:
-                del windows[start]
-                self._loss_seen.pop((*key, start), None)
-                self._changed.discard((*key, start))
-                self._removed.add((*key, start))
+                self._leave(key, start)
             if not windows:
                 del self.windows[key]
         for lb in self.pending.expire_early():
             self.unmatched[(lb.model, lb.version, "unknown")] += lb.n_rows
             self.totals[(lb.model, lb.version, "unknown")] += lb.n_rows
 
+    def _leave(self, key: tuple[str, str], start: int) -> None:
+        """Window ``start`` of ``key`` leaves memory: deleted from the live windows' table, kept in the archive."""
+        prof = self.windows[key].pop(start)
+        self._loss_seen.pop((*key, start), None)
+        self._changed.discard((*key, start))
+        self._removed.add((*key, start))
+        if self.archives:
+            self._leaving.append((*key, start, start + self.window_ns, performance_blob(prof)))
+
     def forget(self, model: str, version: str) -> None:
-        """Drop a released model's windows (its waiting predictions stay: a later label still joins, and starts
+        """Archive a released model's windows (its waiting predictions stay: a later label still joins, and starts
         its windows again)."""
-        for start in self.windows.pop((model, version), {}):
-            self._changed.discard((model, version, start))
-            self._removed.add((model, version, start))
-            self._loss_seen.pop((model, version, start), None)
+        key = (model, version)
+        for start in list(self.windows.get(key, {})):
+            self._leave(key, start)
+        self.windows.pop(key, None)
 
     def take_counts(self) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str, str]]]:
         applied, unmatched = self.applied, self.unmatched
@@ -336,18 +385,31 @@ class GroundTruth:
         """The pending store's part of a checkpoint (its files written); windows go by ``take_changes``."""
         return {"pending": self.pending.state()}
 
-    def take_changes(self) -> tuple[list[tuple[str, str, int, bytes]], list[tuple[str, str, int]]]:
-        """(upserts, deletes) of performance windows since the last call, each window sealed (otel_ml/sealed.py);
-        ``give_back`` them if not written."""
-        upserts = [(m, v, s, seal(json.dumps(self.windows[(m, v)][s].to_dict()).encode()))
+    def take_changes(self) -> PerformanceChanges:
+        """What to write since the last call: live windows changed and gone, and archive rows (windows that left,
+        deltas of archived ones), each sealed (otel_ml/sealed.py); ``give_back`` them if not written."""
+        upserts = [(m, v, s, performance_blob(self.windows[(m, v)][s]))
                    for m, v, s in self._changed if s in self.windows.get((m, v), {})]
-        deletes = list(self._removed)
-        self._changed, self._removed = set(), set()
-        return upserts, deletes
+        archived = self._leaving + [(m, v, s, s + self.window_ns, performance_blob(p))
+                                    for (m, v, s), p in self.late.items()]
+        changes = PerformanceChanges(upserts, list(self._removed), archived)
+        self._changed, self._removed, self._leaving, self.late = set(), set(), [], {}
+        return changes
 
-    def give_back(self, upserts: list[tuple[str, str, int, bytes]], deletes: list[tuple[str, str, int]]) -> None:
-        self._changed |= {(m, v, s) for m, v, s, _ in upserts}
-        self._removed |= set(deletes)
+    def windows_of(self, model: str, version: str) -> list[tuple[int, int, PerformanceProfile]]:
+        """(start, end, profile), copied, of what the archive does not hold yet: the live windows, windows that left
+        the horizon and deltas of archived windows since the last ``take_changes``; with the archive's rows, every
+        prediction of the model once (what a range read merges)."""
+        key = (model, version)
+        out = [(s, s + self.window_ns, _copy(p)) for s, p in self.windows.get(key, {}).items()]
+        out += [(s, e, performance_profile(blob)) for m, v, s, e, blob in self._leaving if (m, v) == key]
+        out += [(s, s + self.window_ns, _copy(p)) for (m, v, s), p in self.late.items() if (m, v) == key]
+        return out
+
+    def give_back(self, changes: PerformanceChanges) -> None:
+        self._changed |= {(m, v, s) for m, v, s, _ in changes.upserts}
+        self._removed |= set(changes.deletes)
+        self._leaving[:0] = changes.archived
 
     def restore(self, state: dict, windows: Iterable[tuple[str, str, int, bytes]] = (),
                 quarantine_dir: Path | None = None) -> list[Loss]:
@@ -356,7 +418,7 @@ class GroundTruth:
         self.windows = {}
         for m, v, start, blob in windows:
             try:
-                profile = PerformanceProfile.from_dict(json.loads(opened(blob, "performance window")))
+                profile = performance_profile(blob)
             except (ValueError, KeyError, TypeError) as e:
                 losses.append(Loss("performance_window", f"{m}/{v}@{start}", 0, f"performance window of model {m!r} "
                                    f"version {v!r} starting {start}: {e}; its labelled outcomes are lost"))

@@ -19,6 +19,7 @@ from them is exact up to the pairs that share a bin, a bound computed with it (`
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ from otel_ml.profile.probability_bins import (
     probability_bins,
 )
 from otel_ml.profile.sketch import kll_items
+from otel_ml.sealed import opened, seal
 
 OTHER_CLASS = "(other)"
 """Classes beyond ``max_classes`` are counted under this name."""
@@ -414,6 +416,16 @@ class PerformanceProfile:
 
     def residual_items(self) -> tuple[np.ndarray, np.ndarray]:
         return kll_items(self._residuals.serialize()) if self._residuals is not None else (np.empty(0), np.empty(0))
+
+
+def performance_blob(profile: PerformanceProfile) -> bytes:
+    """A performance window as stored (sealed JSON: ``performance_window``, ``performance_archive``, changelog)."""
+    return seal(json.dumps(profile.to_dict()).encode())
+
+
+def performance_profile(blob: bytes) -> PerformanceProfile:
+    """A stored performance window (``performance_blob``), its seal checked."""
+    return PerformanceProfile.from_dict(json.loads(opened(blob, "performance window")))
 
 
 def _ratio(a: float, b: float) -> float:

@@ -9,13 +9,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from otel_ml.profile.model import ModelProfile
-from otel_ml.profile.performance import PerformanceProfile
 from otel_ml.sealed import opened
 from otel_ml.state.archive import DAY_NS, HOUR_NS, NS
 from otel_ml.state.database import DB_FILE
 
 __all__ = ["DAY_NS", "HOUR_NS", "NS", "export_range", "live_window_ns", "models_in_checkpoint", "open_read_only",
-           "parse_time_ns", "performance_in_range", "rows_in_range", "summary"]
+           "parse_time_ns", "rows_in_range", "summary"]
 
 
 def parse_time_ns(text: str, name: str = "time") -> int:
@@ -141,19 +140,3 @@ def rows_in_range(conn: sqlite3.Connection, model: str, version: str, start_ns: 
                   "AND start_ns>=? AND start_ns+?<=?")
         params += (window_ns, model, version, start_ns, window_ns, end_ns)
     return conn.execute(query + (" ORDER BY 1 DESC" if newest_first else " ORDER BY 1"), params)
-
-
-def performance_in_range(conn: sqlite3.Connection, model: str, version: str, start_ns: int, end_ns: int,
-                         max_classes: int) -> PerformanceProfile | None:
-    """The performance windows (labelled outcomes, probabilities) of the model starting in [start, end), merged, as
-    of the last checkpoint; None when there are none. They are kept for ``performance.horizon_seconds`` (a day by
-    default), not archived: an older range has drift but no performance."""
-    out = None
-    for (blob,) in conn.execute("SELECT profile FROM performance_window WHERE model = ? AND version = ? AND "
-                                "start_ns >= ? AND start_ns < ? ORDER BY start_ns", (model, version, start_ns,
-                                                                                      end_ns)):
-        part = PerformanceProfile.from_dict(json.loads(opened(blob, "performance window")))
-        if out is None:
-            out = PerformanceProfile(max_classes)
-        out.merge(part)
-    return out

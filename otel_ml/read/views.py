@@ -231,6 +231,27 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
     }
 
 
+def headline_metric(perf: dict[str, Any]) -> str | None:
+    """The metric a model is summed up by: accuracy (else ROC AUC) of a classifier, MAE (else RMSE) of a
+    regressor, whichever the performance document has a value of (realized or estimated)."""
+    have = {m["metric"] for m in perf.get("metrics", [])
+            if (m["realized"] or {}).get("value") is not None or (m["estimated"] or {}).get("value") is not None}
+    return next((m for m in ("accuracy", "roc_auc", "mae", "rmse") if m in have), None)
+
+
+def performance_headline(perf: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The headline metric of a performance document: realized where labelled, else estimated, with its decision
+    (``{metric, value, source, degraded}``; None without either)."""
+    metric = headline_metric(perf) if perf else None
+    if metric is None or perf is None:
+        return None
+    m = next(m for m in perf["metrics"] if m["metric"] == metric)
+    if (m["realized"] or {}).get("value") is not None:
+        return {"metric": metric, "value": m["realized"]["value"], "source": "realized", "degraded": m["degraded"]}
+    return {"metric": metric, "value": m["estimated"]["value"], "source": "estimated",
+            "degraded": m["estimated_degraded"]}
+
+
 def performance_segment_rows(r: PerformanceReport) -> list[dict[str, Any]]:
     """Each segment's performance document (as the model's, without per-class rows), degraded ones first."""
     rows = []

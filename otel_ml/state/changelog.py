@@ -148,7 +148,7 @@ class KafkaChangelog:
         staged.append((key, value))
         if key[0] == "p":  # a publication is complete
             self._on_publication(partition, staged)
-            archived = [(k, v) for k, v in staged if k[0] == "a" and v is not None]
+            archived = [(k, v) for k, v in staged if k[0] in ("a", "ga") and v is not None]
             if archived:
                 self._on_archive(partition, offset, archived)
             self._staged[partition] = []

@@ -84,6 +84,9 @@ class Checkpoint:
     performance_upserts: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     """(model, version, window start, performance profile) changed since the previous checkpoint."""
     performance_deletes: list[tuple[str, str, int]] = field(default_factory=list)
+    performance_archive: list[tuple[str, str, int, int, bytes]] = field(default_factory=list)
+    """(model, version, start, end, performance profile): windows that left the performance horizon and deltas of
+    archived ones (labels that came later), merged into ``performance_archive``."""
     archive_now_ns: int | None = None
     """Compact the archive as of this time (the newest event of any model); None: do not compact."""
 
@@ -267,8 +270,11 @@ class Journal:
                                          cp.performance_upserts)
                         if self.archive_config.enabled:
                             archive.insert(conn, cp.archive_rows)
+                            archive.insert(conn, (archive.ArchiveRow(m, v, s, e, "window", blob)
+                                                  for m, v, s, e, blob in cp.performance_archive), archive.PERFORMANCE)
                             if cp.archive_now_ns is not None:
                                 archive.compact(conn, cp.archive_now_ns, self.archive_config)
+                                archive.compact(conn, cp.archive_now_ns, self.archive_config, archive.PERFORMANCE)
                 conn.execute("COMMIT")
                 self.commits += 1
                 self.appended += sum(isinstance(it, _Write) for it in batch)

@@ -174,15 +174,16 @@ class LocalState:
                                                              "window_ns": live.config.windows.window_ns,
                                                              "ground_truth": labels,
                                                              "kafka_offsets": dict(self.kafka_offsets)})
-            if state.labels is not None:
-                cp.performance_upserts, cp.performance_deletes = state.labels.take_changes()
+            performance = state.labels.take_changes() if state.labels is not None else None
+            if performance is not None:
+                cp.performance_upserts, cp.performance_deletes, cp.performance_archive = performance
         try:
             self.store.write(cp)
         except BaseException as e:
             with live.lock:  # not written: the next checkpoint writes these windows again
                 self.store.give_back(state.models, changes)
-                if state.labels is not None:
-                    state.labels.give_back(cp.performance_upserts, cp.performance_deletes)
+                if state.labels is not None and performance is not None:
+                    state.labels.give_back(performance)
             if isinstance(e, StorageError):
                 self.health.failed(e.op, e.cause)
             raise

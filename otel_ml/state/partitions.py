@@ -97,11 +97,18 @@ def take_label_records(state: PartitionState, published: set[str]) -> tuple[list
     (records, the performance changes taken (for ``give_back_labels``), the pending state written)."""
     labels = state.labels
     if labels is None:
-        return [], ([], []), {}
+        return [], (), {}
     pending = labels.state()["pending"]  # seals what waits in memory into files the state names
-    upserts, deletes = labels.take_changes()
-    records: list[Record] = [(["gp", m, v, start], blob) for m, v, start, blob in upserts]
-    records += [(["gp", m, v, start], None) for m, v, start in deletes]
+    changes = labels.take_changes()
+    records: list[Record] = [(["gp", m, v, start], blob) for m, v, start, blob in changes.upserts]
+    records += [(["gp", m, v, start], None) for m, v, start in changes.deletes]
+    # Archive rows (windows that left the horizon, deltas of archived windows): every replica merges them into its
+    # archive when it reads this publication, so the next publication tombstones them. The offset and the index
+    # make each key new.
+    records += [(key, None) for key in labels.archive_keys]
+    keys = [["ga", m, v, s, e, state.offset, i] for i, (m, v, s, e, _) in enumerate(changes.archived)]
+    records += [(key, row[4]) for key, row in zip(keys, changes.archived)]
+    before, labels.archive_keys = labels.archive_keys, keys
     records.append((["gt"], json.dumps([[*k, n] for k, n in labels.totals.items()]).encode()))
     named = {f"{seg['name']}.seg" for seg in pending["segments"]} | {
         seg["flags"] for seg in pending["segments"] if seg["flags"]}
@@ -109,12 +116,14 @@ def take_label_records(state: PartitionState, published: set[str]) -> tuple[list
     records += [(["gs", name], (directory / name).read_bytes()) for name in sorted(named - published)]
     records += [(["gs", name], None) for name in sorted(published - named)]
     records.append((["gm"], json.dumps(pending).encode()))
-    return records, (upserts, deletes), pending
+    return records, (changes, before), pending
 
 
 def give_back_labels(state: PartitionState, taken: tuple) -> None:
-    if state.labels is not None:
-        state.labels.give_back(*taken)
+    if state.labels is not None and taken:
+        changes, before = taken
+        state.labels.give_back(changes)
+        state.labels.archive_keys = before
 
 
 def restore_labels(state: PartitionState, records: list[Record], quarantine_dir: Path) -> list:

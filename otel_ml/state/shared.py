@@ -192,9 +192,11 @@ class SharedState:
         if self.archive is None:
             return
         window_ns = self.live.config.windows.window_ns
-        rows = [ArchiveRow(k[1], k[2], int(k[3]), int(k[3]) + window_ns, "window", v) for k, v in records]
+        rows = [ArchiveRow(k[1], k[2], int(k[3]), int(k[3]) + window_ns, "window", v) for k, v in records
+                if k[0] == "a"]
+        performance = [ArchiveRow(k[1], k[2], int(k[3]), int(k[4]), "window", v) for k, v in records if k[0] == "ga"]
         try:
-            self.archive.insert_published(partition, offset, rows)
+            self.archive.insert_published(partition, offset, rows, performance)
             self.health.succeeded("checkpoint")
         except sqlite3.Error as e:  # a full disk: the pages lack these windows, the rest goes on
             self.health.failed("checkpoint", e)
@@ -263,6 +265,8 @@ class SharedState:
                 if p in assigned:  # owned now: what leaves their windows is archived by this replica
                     for wp in state.models.values():
                         wp.keep_evicted = self.archive is not None
+                    if state.labels is not None:
+                        state.labels.archives = self.archive is not None
                     continue
                 for key in [k for k in state.models if not self.ownership.exports(k[0])]:
                     del state.models[key]

@@ -166,3 +166,48 @@ def score_history(times: Sequence[float], p_values: Sequence[float | None], thre
         bottom.set_ylabel(effect_label)
         fig.autofmt_xdate()
         return _data_uri(fig)
+
+
+def performance_history(starts: Sequence[float], ends: Sequence[float], metric: str,
+                        realized: Sequence[tuple[float, float] | None], estimated: Sequence[tuple[float, float] | None],
+                        reference: tuple[float, float] | None, degraded: Sequence[bool],
+                        coverage: Sequence[float | None]) -> str:
+    """One metric per part of a range: realized and estimated (each ± one standard error), the reference's value
+    and its band (± its chunks' standard deviation, else its standard error), degraded parts marked; the labelled
+    share of each part beneath."""
+    import datetime as dt
+
+    plt = _pyplot()
+    with _lock:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 3.8), sharex=True, height_ratios=[3, 1])
+        when = [dt.datetime.fromtimestamp((a + b) / 2, dt.timezone.utc) for a, b in zip(starts, ends)]
+        for values, color, label in ((realized, CURRENT_COLOR, "realized"), (estimated, REFERENCE_COLOR,
+                                                                              "estimated")):
+            ys = [v[0] if v is not None else float("nan") for v in values]
+            if not any(y == y for y in ys):
+                continue
+            err = [v[1] if v is not None and v[1] == v[1] else 0.0 for v in values]
+            top.errorbar(when, ys, yerr=err, color=color, linewidth=1.2, marker="o", markersize=3, capsize=2,
+                         label=label)
+        if reference is not None:
+            value, band = reference
+            top.axhline(value, color="#555", linestyle="--", linewidth=1, label="reference")
+            if band == band and band > 0:
+                top.axhspan(value - band, value + band, color="#555", alpha=0.12, linewidth=0)
+        bad = [w for w, d, v in zip(when, degraded, realized) if d]
+        if bad:
+            top.scatter(bad, [v[0] for v, d in zip(realized, degraded) if d and v is not None][:len(bad)],
+                        s=60, facecolors="none", edgecolors="#c0392b", linewidths=1.5, label="degraded", zorder=5)
+        top.set_ylabel(metric)
+        top.legend(frameon=False, loc="best", fontsize=8)
+        bottom.bar(when, [c if c is not None else 0.0 for c in coverage], width=0.8 * _part_days(starts, ends),
+                   color="#95a5a6")
+        bottom.set_ylim(0, 1)
+        bottom.set_ylabel("labelled")
+        fig.autofmt_xdate()
+        return _data_uri(fig)
+
+
+def _part_days(starts: Sequence[float], ends: Sequence[float]) -> float:
+    """The width of one part in days (matplotlib's date unit)."""
+    return min((b - a for a, b in zip(starts, ends)), default=3600.0) / 86_400

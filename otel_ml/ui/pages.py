@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from otel_ml.read.names import printable
-from otel_ml.read.views import sorted_rows
+from otel_ml.read.views import headline_metric, sorted_rows
 from otel_ml.ui import charts
 
 STYLE = """
@@ -26,7 +26,7 @@ th,td{border-bottom:1px solid #e5e5e5;padding:4px 10px;text-align:left;vertical-
 th a{color:#222}td.num,th.num{text-align:right}td.num{white-space:nowrap}
 .name{max-width:420px;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;color:#fff}
-.drift{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
+.drift,.degraded{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
 .reference_pending{background:#7f8c8d}.stale{background:#34495e}
 .banner{background:#fdf2e9;border:1px solid #e59866;padding:8px 12px;margin:8px 0}
 .muted{color:#777}.grid{display:flex;flex-wrap:wrap;gap:16px}
@@ -114,14 +114,25 @@ def models_page(models: list[dict[str, Any]], model_href: Any, generated: str = 
             f'<td class="num">{len(m["features_drifting"])} of {m["features"]}</td><td class="name">{drifting}</td>'
             f'<td class="num">{len(m["features_with_quality_problems"])}</td>'
             f'<td class="num">{"–" if lat is None else f"{lat * 1000:.1f} ms"}</td>'
-            f'<td class="num">{pct(m["lost_ratio"])}</td><td class="num">{last_data(m)}</td></tr>')
+            f'<td class="num">{pct(m["lost_ratio"])}</td><td class="num">{last_data(m)}</td>'
+            f'{headline_cell(m.get("performance"))}</tr>')
     table = ("<table><thead><tr><th>model</th><th>version</th><th>status</th><th>reference</th>"
              "<th class=num>reference rows</th><th class=num>rows in horizon</th><th class=num>drifting</th>"
              "<th>drifting features</th><th class=num>quality problems</th><th class=num>latency p95</th>"
-             "<th class=num>lost</th><th class=num>last data</th></tr></thead><tbody>" + "".join(rows)
+             "<th class=num>lost</th><th class=num>last data</th><th class=num>performance</th></tr></thead><tbody>"
+             + "".join(rows)
              + "</tbody></table>") if rows else (
         "<p>No model has sent predictions yet.</p>")
     return layout("models", f"<h1>Models</h1>{table}<p class=muted>{esc(generated)}</p>")
+
+
+def headline_cell(h: dict[str, Any] | None) -> str:
+    """The overview's performance cell: the headline metric (``views.performance_headline``) and its decision."""
+    if h is None:
+        return '<td class="num muted">–</td>'
+    kind = "" if h["source"] == "realized" else " <span class=muted>est.</span>"
+    return (f'<td class="num">{esc(h["metric"])} {fmt(h["value"])}{kind} '
+            f'{badge("degraded" if h["degraded"] else "ok") if h["degraded"] is not None else ""}</td>')
 
 
 COLUMNS = (("name", "feature"), ("status", "status"), ("p_value", "p-value"), ("effect", "effect"),
@@ -181,19 +192,68 @@ def performance_section(perf: dict[str, Any] | None) -> str:
         return f'<td class=num>{fmt(m["value"])}{se}</td>'
 
     def decided(v: bool | None) -> str:
-        return "<td>–</td>" if v is None else f"<td>{badge('drift' if v else 'ok')}</td>"
+        return "<td>–</td>" if v is None else f"<td>{badge('degraded' if v else 'ok')}</td>"
 
     rows = "".join(f'<tr><td class=name>{esc(m["metric"])}</td>{cell(m["realized"])}{decided(m["degraded"])}'
                    f'{cell(m["estimated"])}{decided(m["estimated_degraded"])}{cell(m["reference"])}</tr>'
                    for m in perf["metrics"])
     delay = perf["label_delay_seconds"]
     facts = (f'<p class=muted>{fmt(perf["labeled"])} labelled of {fmt(perf["predictions_with_id"])} predictions '
-             f'with an id (coverage {pct(perf["coverage"])}); label delay p50 {fmt(delay["p50"])} s, p95 '
-             f'{fmt(delay["p95"])} s. "degraded": significantly worse than the reference (docs/statistics.md).</p>')
+             f'with an id (coverage {pct(perf["coverage"])}); label delay p50 {duration(delay["p50"])}, p95 '
+             f'{duration(delay["p95"])}. "degraded": significantly worse than the reference '
+             '(docs/statistics.md).</p>')
     return ("<h2>Performance</h2>" + facts + "<table><thead><tr><th>metric</th><th class=num>realized</th>"
             "<th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th>"
             "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>"
             + segment_performance_section(perf))
+
+
+def performance_history_section(perf: dict[str, Any] | None) -> str:
+    """The headline metric over the parts of a range (``history`` of a range's performance document), drawn."""
+    if not perf or not perf.get("history"):
+        return ""
+    metric = headline_metric(perf)
+    if metric is None:
+        return ""
+    history = perf["history"]
+
+    def value(part: dict[str, Any], kind: str) -> tuple[float, float] | None:
+        m = next((m for m in part["metrics"] if m["metric"] == metric), None)
+        v = m.get(kind) if m is not None else None
+        if v is None or v["value"] is None:
+            return None
+        return v["value"], v["se"] if v["se"] is not None else float("nan")
+
+    ref = next((m["reference"] for m in perf["metrics"] if m["metric"] == metric), None)
+    band = None
+    if ref is not None and ref["value"] is not None:
+        spread = ref.get("chunk_std") if ref.get("chunk_std") is not None else ref["se"]
+        band = (ref["value"], spread if spread is not None else float("nan"))
+    degraded = [bool(next((m["degraded"] for m in part["metrics"] if m["metric"] == metric), False))
+                for part in history]
+    chart = charts.performance_history([p["start_unix"] for p in history], [p["end_unix"] for p in history], metric,
+                                       [value(p, "realized") for p in history],
+                                       [value(p, "estimated") for p in history], band, degraded,
+                                       [p["coverage"] for p in history])
+    return (f"<h2>Performance over time <span class=muted>{esc(metric)}, {len(history)} parts</span></h2>"
+            f'<img class=chart alt="{esc(metric)} over time" src="{chart}">'
+            f"<p class=muted>Each part: realized (labelled predictions) and estimated (without labels), ± one "
+            f"standard error; dashed: the reference, shaded: its spread; circled: degraded; below: the share of "
+            f"the part's predictions with an id that have their label.</p>")
+
+
+def duration(seconds: float | None) -> str:
+    """A duration for people: seconds, minutes, hours or days.
+
+    >>> duration(42), duration(174_583), duration(None)
+    ('42 s', '2.0 days', '–')
+    """
+    if seconds is None or seconds != seconds:
+        return "–"
+    for unit, size in (("days", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= 2 * size if unit == "days" else seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def segment_performance_section(perf: dict[str, Any]) -> str:
@@ -311,9 +371,10 @@ def segment_page(summary: dict[str, Any], doc: dict[str, Any], model_href: str) 
 
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,
                sort_href: Any, performance: dict[str, Any] | None = None,
-               correlations: list[dict[str, Any]] | None = None, segments: str = "") -> str:
-    """``segments``: the segment section (``segment_section``), if the model has segments."""
-    body = (model_header(summary) + performance_section(performance) + "<h2>Features</h2>"
+               correlations: list[dict[str, Any]] | None = None, segments: str = "", over_time: str = "") -> str:
+    """``segments``: the segment section (``segment_section``), if the model has segments; ``over_time``: the
+    performance history section (``performance_history_section``)."""
+    body = (model_header(summary) + performance_section(performance) + over_time + "<h2>Features</h2>"
             + feature_table(rows, feature_href, sort, sort_href) + correlation_section(correlations or [])
             + segments)
     return layout(f"{summary['model']} {summary['version']}", body)

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
-from otel_ml.analyze.performance import (
-    PerformanceConfig,
-    PerformanceReport,
-    assess,
-    assess_segments,
-    performance_alpha,
-)
+from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
-from otel_ml.read.archive import live_window_ns, open_read_only, performance_in_range, rows_in_range
+from otel_ml.read.archive import live_window_ns, open_read_only, rows_in_range
 from otel_ml.read.compare import find_reference, history, merged_parts
+from otel_ml.read.performance import archived_windows, in_order, range_document
 from otel_ml.ui import pages
 
 MAX_CHARTS = 30
@@ -34,9 +30,11 @@ HISTORY_POINTS = 96
 def build_report(state_dir: str | Path, model: str, version: str = "", start_ns: int | None = None,
                  end_ns: int | None = None, reference: str | Path | None = None,
                  baseline_dir: str | Path | None = None, drift: DriftConfig | None = None,
-                 max_charts: int = MAX_CHARTS, performance: PerformanceConfig | None = None
-                 ) -> tuple[str, ModelReport]:
-    """The report's HTML, and the drift report it shows."""
+                 max_charts: int = MAX_CHARTS, performance: PerformanceConfig | None = None,
+                 effect_size: dict[str, str] | None = None, settings: str = "defaults"
+                 ) -> tuple[str, ModelReport, dict[str, Any]]:
+    """The report's HTML, the drift report it shows, and the documents the API serves for the range (``drift``:
+    the drift document's rows; ``performance``: the range's performance document, with its history)."""
     drift = drift or DriftConfig()
     performance = performance or PerformanceConfig()
     start_ns = 0 if start_ns is None else start_ns
@@ -46,7 +44,8 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
         ref, source = find_reference(state_dir, model, version, reference, baseline_dir)
         window_ns = live_window_ns(conn)
         rows = list(rows_in_range(conn, model, version, start_ns, end_ns, window_ns))
-        labelled = performance_in_range(conn, model, version, start_ns, end_ns, performance.max_classes)
+        labelled = in_order(archived_windows(conn, model, version, start_ns, end_ns, live=True),
+                            int(performance.window_seconds * 1e9))
     finally:
         conn.close()
     if not rows:
@@ -62,19 +61,25 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
     report = compare(ref, current, drift, "baseline" if source.startswith("baseline") else "pinned")
     span = (rows[0][0], max(r[1] for r in rows))
     perf = None
-    if labelled is not None or ref.performance is not None:
-        options = (performance.threshold, performance.positive_class, performance.min_labels,
-                   performance.tolerance, performance.alternative)
-        alpha = performance_alpha(drift, performance)
-        perf = assess(model, version, labelled, ref.performance, alpha, *options)
-        assess_segments(perf, labelled, ref.performance, alpha, *options)
-    return render(report, ref, current, source, history(parts, ref, drift), span, max_charts, perf), report
-
+    if labelled or ref.performance is not None:
+        perf = range_document(model, version, labelled, ref.performance, drift, performance)
+        perf["range_unix"] = [start_ns / 1e9, min(end_ns, 2**62) / 1e9]
+    summary = views.model_summary(report)
+    drift_rows = views.sorted_rows([views.feature_row(f, effect_size) for f in report.features])
+    documents = {"model": model, "version": version, "reference_source": source, "settings": settings,
+                 "range_unix": [span[0] / 1e9, span[1] / 1e9],
+                 "drift": {**summary, "features": drift_rows, "correlation_changes": views.correlation_rows(report),
+                           "segments": views.segment_rows(report),
+                           "segment_contributions": views.contribution_rows(report)},
+                 "performance": perf}
+    html = render(report, ref, current, source, history(parts, ref, drift, effect_size), span, max_charts, perf,
+                  settings)
+    return html, report, documents
 
 
 def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, source: str,
            over_time: dict[str, dict[str, list]], span: tuple[int | None, int | None] | None,
-           max_charts: int = MAX_CHARTS, performance: PerformanceReport | None = None) -> str:
+           max_charts: int = MAX_CHARTS, performance: dict[str, Any] | None = None, settings: str = "defaults") -> str:
     summary = views.model_summary(report)
     summary["reference_source"] = source
     rows = views.sorted_rows([views.feature_row(f) for f in report.features])
@@ -85,8 +90,10 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
     lo, hi = span if span else (None, None)
     body = [pages.model_header(summary, "rows in range"),
             f"<p class=muted>Archived windows from {pages.timestamp(lo)} to {pages.timestamp(hi)} against the "
-            f"reference ({pages.esc(source)}). Report written {generated} by <code>otel-ml report</code>.</p>",
-            pages.performance_section(views.performance_document(performance)),
+            f"reference ({pages.esc(source)}), decided with {pages.esc(settings)}. Report written {generated} by "
+            "<code>otel-ml report</code>.</p>",
+            pages.performance_section(performance),
+            pages.performance_history_section(performance),
             "<h2>Features</h2>",
             pages.feature_table(rows, lambda name: f"#{anchors[name]}" if name in drawn else "#features-not-drawn"),
             pages.correlation_section(views.correlation_rows(report)),

@@ -24,22 +24,27 @@ import json
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
+from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.http_server import Busy, HttpServer, Listener, health_routes
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
-from otel_ml.read.archive import DAY_NS, parse_time_ns
+from otel_ml.read.archive import DAY_NS, open_read_only, parse_time_ns
 from otel_ml.read.names import name_from_segment, name_segment
+from otel_ml.read.performance import Window, archived_windows, in_order, range_document
 from otel_ml.ui import drawing, pages
 from otel_ml.ui.config import UiConfig
 from otel_ml.ui.drawing import Drawing
 from otel_ml.ui.history import ScoreHistory
+
+PERFORMANCE_PAGE_NS = 30 * DAY_NS
+"""The model page draws performance over the last 30 days unless ``?from=&to=`` say otherwise."""
 
 SECURITY_HEADERS = {
     # No script, no external anything: charts are data: images, styles inline.
@@ -60,6 +65,10 @@ class UiSource:
     drift: DriftConfig | None = None
     effect_size: dict[str, str] | None = None
     """``export.effect_size``: the effect each page shows is the one the metrics export."""
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    """How performance is decided (a range is decided as the live horizon is)."""
+    performance_windows: Callable[[str, str], list[Window]] = lambda model, version: []
+    """(model, version) → the performance windows the archive does not hold yet (``LiveModels.performance_windows``)."""
 
 
 class UiServer:
@@ -192,11 +201,7 @@ class UiServer:
         """The feature against the reference over archived windows in ``?from=&to=`` (default: the last 24 h)."""
         if self.source.state_dir is None or reference is None:
             return None
-        try:
-            end = parse_time_ns(request.query["to"], "to") if "to" in request.query else time.time_ns()
-            start = parse_time_ns(request.query["from"], "from") if "from" in request.query else end - DAY_NS
-        except ValueError as e:
-            raise _BadRequest(str(e)) from e
+        start, end = self._range(request)
         feature = reference.features.get(row["name"])
         if feature is None:
             out: dict[str, Any] | None = {"time_unix": [], "p_value": [], "effect": [], "drift_detected": [],
@@ -220,6 +225,9 @@ class UiServer:
     # --- pages --------------------------------------------------------------------------------------
     def _models_page(self, _request: web.Request) -> web.Response:
         models = [self._summary(r) for r in self.snapshot.reports]
+        for m in models:
+            m["performance"] = views.performance_headline(views.performance_document(
+                self.snapshot.performance_of(m["model"], m["version"])))
         return _html(pages.models_page(models, self._model_href,
                                        f"evaluated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"))
 
@@ -231,6 +239,11 @@ class UiServer:
         if sort not in ("problems", *(k for k, _ in pages.COLUMNS)):
             sort = "problems"
         rows = [views.feature_row(f, self.source.effect_size) for f in report.features]
+        over_time = ""
+        if self.snapshot.performance_of(report.model, report.version) is not None:
+            start, end = self._range(request, PERFORMANCE_PAGE_NS)
+            over_time = self.drawing.call(pages.performance_history_section,
+                                          self.performance_range(report.model, report.version, start, end))
         return _html(pages.model_page(summary, rows,
                                       lambda name: f"{base}/features/{pages.url_segment(name_segment(name))}",
                                       sort, lambda key: f"{base}?sort={key}", self._performance(report),
@@ -238,7 +251,8 @@ class UiServer:
                                       pages.segment_section(views.segment_rows(report),
                                                             views.contribution_rows(report),
                                                             lambda label: f"{base}/segments/"
-                                                                          f"{pages.url_segment(name_segment(label))}")))
+                                                                          f"{pages.url_segment(name_segment(label))}"),
+                                      over_time))
 
     def _segment(self, request: web.Request) -> tuple[ModelReport, dict[str, Any]]:
         report = self._report(request)
@@ -292,10 +306,46 @@ class UiServer:
     def _performance(self, report: ModelReport) -> dict[str, Any] | None:
         return views.performance_document(self.snapshot.performance_of(report.model, report.version))
 
+    def _range(self, request: web.Request, default_ns: int = DAY_NS) -> tuple[int, int]:
+        """``?from=&to=`` in ns (ISO 8601 or Unix seconds; default: the last ``default_ns`` up to now)."""
+        try:
+            end = parse_time_ns(request.query["to"], "to") if "to" in request.query else time.time_ns()
+            start = parse_time_ns(request.query["from"], "from") if "from" in request.query else end - default_ns
+        except ValueError as e:
+            raise _BadRequest(str(e)) from e
+        if start > end:
+            raise _BadRequest(f"from ({start / 1e9:.0f}) is later than to ({end / 1e9:.0f})")
+        return start, end
+
+    def performance_range(self, model: str, version: str, start: int, end: int) -> dict[str, Any]:
+        """The performance document of the predictions made in [start, end) (read/performance.py): the archive's
+        windows and those the archive does not hold yet, decided with the processor's settings."""
+        windows = [w for w in self.source.performance_windows(model, version) if start <= w[0] < end]
+        if self.source.state_dir is not None:
+            try:
+                conn = open_read_only(self.source.state_dir)
+            except FileNotFoundError:
+                conn = None
+            if conn is not None:
+                try:
+                    windows += archived_windows(conn, model, version, start, end)
+                finally:
+                    conn.close()
+        profiles = self.snapshot.profiles_of(model, version)
+        reference = profiles[0].performance if profiles is not None and profiles[0] is not None else None
+        doc = range_document(model, version, in_order(windows), reference, self.source.drift or DriftConfig(),
+                             self.source.performance)
+        doc["range_unix"] = [start / 1e9, end / 1e9]
+        return doc
+
     def _api_performance(self, request: web.Request) -> web.Response:
         report = self._report(request)
-        return _json({"model": report.model, "version": report.version,
-                      "performance": self._performance(report)})
+        if "from" in request.query or "to" in request.query:
+            start, end = self._range(request)
+            performance: dict[str, Any] | None = self.performance_range(report.model, report.version, start, end)
+        else:
+            performance = self._performance(report)
+        return _json({"model": report.model, "version": report.version, "performance": performance})
 
     def _api_feature(self, request: web.Request) -> web.Response:
         return _json(self._feature(request)[2])

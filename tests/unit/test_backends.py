@@ -99,6 +99,63 @@ def test_local_recovery_is_the_state_that_was_acknowledged_and_a_failed_checkpoi
         backend2.shutdown()
 
 
+def test_performance_windows_are_archived_and_a_late_label_counts_once_in_its_window_across_a_crash(
+        tmp_path: Path) -> None:
+    """Issue 43: a performance window that left the horizon was dropped, and a label for it afterwards moved nothing
+    anyone could read. Now the window is archived, and a later label is a delta merged into it, written in the same
+    checkpoint as the join state that marks it joined: after a crash the journal replays it, once."""
+    from otel_ml.read.archive import open_read_only
+    from otel_ml.read.performance import archived_windows, merged
+
+    def backend_at(path: Path) -> tuple[LiveModels, LocalState]:
+        counters = Counters()
+        perf = PerformanceConfig(window_seconds=1, horizon_seconds=2)
+        live = LiveModels(LiveConfig(windows=WINDOWS, keep_evicted=True), ReferenceStore(None, str(path)), counters,
+                          OwnViews(), labels=lambda p: GroundTruth(str(path / "pending"), LabelsConfig(), perf,
+                                                                   archives=True))
+        backend = LocalState(StateConfig(dir=str(path), checkpoint_interval_seconds=3600), live, counters)
+        live.references.open()
+        backend.open()
+        return live, backend
+
+    def archived() -> tuple[int, int]:
+        conn = open_read_only(tmp_path)
+        try:
+            windows = archived_windows(conn, "m", "", T0, T0 + S)
+        finally:
+            conn.close()
+        prof = merged(windows)
+        return (prof.predictions, prof.labeled) if prof is not None else (0, 0)
+
+    def advance(live: LiveModels) -> None:
+        with live.lock:
+            live.partition(0).labels.advance()
+
+    live, backend = backend_at(tmp_path)
+    ids = [f"r{i}" for i in range(10)]
+    apply_local(live, backend, DecodeResult([rows("m", 0, ids=ids)]))
+    apply_local(live, backend, DecodeResult([rows("m", 10, ids=["later"])]))  # the clock leaves window 0 behind
+    advance(live)
+    backend.checkpoint()
+    assert archived() == (10, 0)  # archived whole, no label yet
+    assert all(w[0] != T0 for w in live.performance_windows("m", ""))  # memory holds only the horizon now
+    apply_local(live, backend, DecodeResult([], labels=[labels("m", ids[:5], 11)]))
+    mid = [w for w in live.performance_windows("m", "") if w[0] == T0]  # read before the checkpoint: the delta
+    assert len(mid) == 1 and mid[0][2].labeled == 5
+    backend.checkpoint()
+    assert archived() == (10, 5)
+    apply_local(live, backend, DecodeResult([], labels=[labels("m", ids[3:8], 12)]))  # 3 and 4 again: duplicates
+    backend.journal.close()  # as kill -9 leaves it: no final checkpoint
+    again, backend2 = backend_at(tmp_path)
+    try:
+        advance(again)
+        backend2.checkpoint()
+        assert archived() == (10, 8)  # 5, then 5..7 replayed from the journal: each label once
+        assert again.partition(0).labels.totals[("m", "", "duplicate")] == 2
+    finally:
+        backend2.shutdown()
+
+
 def shared_replica(tmp_path: Path, owned: set[int], partitions: int = 2) -> LiveModels:
     ownership = Ownership(partitions=partitions, owned=owned)
     cfg = LiveConfig(windows=WINDOWS)
@@ -224,3 +281,48 @@ def test_other_partitions_windows_kept_on_disk_merge_as_if_held(tmp_path: Path) 
         got = MergedViews.merged(exporter, (model, ""), others=copies.windows)
     assert expected is not None and got is not None
     assert {s: w.rows for s, w in got.windows.items()} == {s: w.rows for s, w in expected.windows.items()}
+
+
+def test_shared_mode_publishes_archived_performance_once_and_every_replica_archives_it(tmp_path: Path) -> None:
+    """Issue 43 in shared Kafka mode: the owner of a partition publishes the performance windows that left its
+    horizon and the deltas of later labels as archive records; every replica merges them into its archive once per
+    publication, and the next publication tombstones them."""
+    from otel_ml.read.archive import open_read_only
+    from otel_ml.read.performance import archived_windows, merged
+    from otel_ml.state.archive import ArchiveRow, ArchiveWriter
+
+    ownership = Ownership(partitions=1, owned={0})
+    perf = PerformanceConfig(window_seconds=1, horizon_seconds=2)
+    live = LiveModels(LiveConfig(windows=WINDOWS), ReferenceStore(None, str(tmp_path), pinned_files=False),
+                      Counters(), MergedViews(ownership),
+                      labels=lambda p: GroundTruth(str(tmp_path / "pending" / f"p{p}"), LabelsConfig(), perf),
+                      routing=lambda ids: np.zeros(len(ids), np.int64))
+    ids = [f"r{i}" for i in range(10)]
+    apply_shared(live, 0, 1, DecodeResult([rows("m", 0, ids=ids)]))
+    live.partition(0).labels.archives = True  # as SharedState._take_over sets it for an owned partition
+    apply_shared(live, 0, 2, DecodeResult([rows("m", 10, ids=["later"])]))
+    (tmp_path / "replica").mkdir()
+    writer = ArchiveWriter(str(tmp_path / "replica"))
+
+    def publish(offset: int) -> list:
+        with live.lock:
+            live.partition(0).labels.advance()
+            records, _taken, _pending = records_of.take_label_records(live.partition(0), set())
+        archive = [(k, v) for k, v in records if k[0] == "ga"]
+        assert writer.insert_published(0, offset, [], [ArchiveRow(k[1], k[2], k[3], k[4], "window", v)
+                                                        for k, v in archive if v is not None])
+        return archive
+
+    first = publish(100)
+    assert [k[:4] for k, v in first if v is not None] == [["ga", "m", "", T0]]
+    apply_shared(live, 0, 3, DecodeResult([], labels=[labels("m", ids[:6], 11)]))
+    second = publish(101)
+    assert [k for k, v in second if v is None] == [k for k, v in first if v is not None]  # tombstoned
+    assert not writer.insert_published(0, 101, [], [])  # a publication read again adds nothing
+    writer.close()
+    conn = open_read_only(tmp_path / "replica")
+    try:
+        prof = merged(archived_windows(conn, "m", "", T0, T0 + S))
+    finally:
+        conn.close()
+    assert prof is not None and (prof.predictions, prof.labeled) == (10, 6)

@@ -284,7 +284,7 @@ def test_multiclass_probabilities_wait_with_their_predictions_across_seals_merge
         gt.on_predictions(predictions("bin", [f"b-{k}-{i}" for i in range(50)], now, np.ones(50), np.full(50, .7)))
         gt.pending.seal()  # one segment per batch, merged with its neighbours as they fit
     state = json.loads(json.dumps(gt.state()))
-    upserts, _ = gt.take_changes()
+    upserts = gt.take_changes().upserts
     again = GroundTruth(str(tmp_path / "pending"), LabelsConfig(max_pending=30_000), PerformanceConfig())
     assert again.restore(state, upserts) == []
     again.on_labels(LabelBatch("mc", "", id_hash("mc", np.array(ids)), np.full(n, np.nan), y, np.full(n, now)))

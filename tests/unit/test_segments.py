@@ -135,7 +135,7 @@ def test_outcomes_count_in_their_segment_across_a_checkpoint_and_a_partition_hop
     gt.join_predictions(hopped.batches[0])
     state = gt.state()
     again = GroundTruth(str(tmp_path / "p"), LabelsConfig(), PerformanceConfig())
-    assert not again.restore(state, gt.take_changes()[0])  # the store's files and the sealed windows
+    assert not again.restore(state, gt.take_changes().upserts)  # the store's files and the sealed windows
     again.on_labels(LabelBatch("m", "1", ids, np.full(n, np.nan), truth, t + 10**9))
     current = again.current("m", "1")
     assert current is not None and sorted(current.segments) == ["tier=a", "tier=b", "tier=c"]
