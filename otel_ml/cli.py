@@ -153,17 +153,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_labels_send(args: argparse.Namespace) -> int:
     from otel_ml.instrument.labels import read_labels, send_labels
+    from otel_ml.instrument.outcome import api_url, report_outcome
 
     ids, values, times = read_labels(args.input, args.id_column, args.label_column, args.time_column,
                                      args.time_resolution)
-    sent, rejected = send_labels(args.endpoint, args.model, args.model_version, ids, values, args.batch,
-                                 as_spans=args.as_signal == "spans", times=times)
+    done: list[tuple[int, int]] = []
+
+    def send() -> None:
+        done.append(send_labels(args.endpoint, args.model, args.model_version, ids, values, args.batch,
+                                as_spans=args.as_signal == "spans", times=times))
+
+    outcome = report_outcome(args.api or api_url(args.endpoint), args.model, args.model_version, len(ids), send,
+                             args.wait)
+    sent, rejected = done[0]
     print(f"sent {sent} label(s) for model {args.model!r} to {args.endpoint}"
-          + (f"; rejected: {rejected}" if rejected else ""))
+          + (f"; rejected: {rejected}" if rejected else "") + (f"\n{outcome}" if outcome else ""))
     return 0 if not rejected else 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from otel_ml.instrument.outcome import api_url, report_outcome
     from otel_ml.instrument.replay import ReplayColumns, build_replay, capture_table, replay_summary, send_replay
 
     table = None
@@ -179,9 +188,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                 class_probability=_class_columns(args.class_probability_column))
     replay = build_replay(args.input, args.model, args.model_version, columns, args.batch, args.time_resolution,
                           args.max_request_span, table)
-    sent, rejected = send_replay(args.endpoint, replay)
-    print(replay_summary(args.input, args.model, replay, args.endpoint, sent, rejected))
+    done: list[tuple[int, int]] = []
+    outcome = report_outcome((args.api or api_url(args.endpoint)) if replay.labels else None, args.model,
+                             args.model_version, replay.labels, lambda: done.append(send_replay(args.endpoint, replay)),
+                             args.wait)
+    sent, rejected = done[0]
+    print(replay_summary(args.input, args.model, replay, args.endpoint, sent, rejected)
+          + (f"\nof the {replay.labels} label(s): {outcome}" if outcome else ""))
     return 0 if not rejected else 1
+
+
+def _outcome_options(parser: argparse.ArgumentParser) -> None:
+    """How ``labels send`` and ``replay`` learn what the processor did with the labels they sent."""
+    parser.add_argument("--api", metavar="URL", help="the processor's JSON API, read back after sending to say what "
+                                                     "became of the labels (default: http://HOST:9465, HOST of "
+                                                     "--endpoint)")
+    parser.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                        help="how long to wait for the processor to count them (default %(default)s; 0: do not ask)")
 
 
 def _segment_bins(specs: list[str], segment_by: list[str] | None) -> dict[str, list[float]]:
@@ -514,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--as", dest="as_signal", choices=["logs", "spans"], default="logs",
                       help="OTLP log records (default) or spans; spans are what collector-config/sharded.yaml "
                            "routes by model")
+    _outcome_options(send)
     send.set_defaults(func=cmd_labels_send)
 
     replay = sub.add_parser(
@@ -563,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="event time one request may span (default %(default)s, the default window; at most the "
                              "processor's horizon minus a window: it moves its clock to a request's newest span "
                              "first, so older rows in the same request would be late)")
+    _outcome_options(replay)
     replay.set_defaults(func=cmd_replay)
 
     baseline = sub.add_parser("baseline", help="reference profiles")

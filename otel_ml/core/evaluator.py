@@ -138,9 +138,12 @@ class Evaluator:
             waiting = tuple(k for k in self.live.references.baselines if k not in views)
             live_models = len(views)
             labels_waiting = self._labels_waiting()
-        snapshot = Snapshot(reports=tuple(reports), performance=tuple(self._performance(set(views))),
+        performance = tuple(self._performance(set(views)))
+        with self.live.lock:
+            labels = self.live.label_status()
+        snapshot = Snapshot(reports=tuple(reports), performance=performance,
                             profiles=MappingProxyType(profiles), live_models=live_models, waiting_baselines=waiting,
-                            waiting=MappingProxyType(labels_waiting))
+                            waiting=MappingProxyType(labels_waiting), labels=MappingProxyType(labels))
         self.snapshot = snapshot
         for fn in self._subscribers:
             try:

@@ -131,6 +131,8 @@ class LiveModels:
         self.counters = counters
         self.views_policy = views
         self._labels = labels or (lambda partition: None)
+        self._unjoined_logged: set[str] = set()
+        """Models whose labels failing to join were logged (once each)."""
         """Makes a partition's ground truth (None: this processor joins no labels)."""
         self.routing = routing
         """Shared Kafka mode: the partition each prediction id joins its label in (its hash modulo the partition
@@ -279,13 +281,13 @@ class LiveModels:
                 if batch is not None:
                     state.labels.join_predictions(join_rows(batch, rows))
                 else:
-                    state.labels.on_labels(select_labels(labels, rows))  # type: ignore[arg-type]
+                    state.labels.on_labels(labels.select(rows))  # type: ignore[arg-type]
                 continue
             out = state.outbox.setdefault(q, DecodeResult(batches=[], routed=True))
             if batch is not None:
                 out.batches.append(join_rows(batch, rows))
             else:
-                out.labels.append(select_labels(labels, rows))  # type: ignore[arg-type]
+                out.labels.append(labels.select(rows))  # type: ignore[arg-type]
 
     def _apply_routed(self, state: PartitionState, result: DecodeResult) -> None:
         """Rows and labels another partition sent here to meet (their windows were counted there)."""
@@ -415,6 +417,25 @@ class LiveModels:
             return [w for state in self.parts.values() if state.labels is not None
                     for w in state.labels.windows_of(model, version)]
 
+    def _warn_unjoined(self, labels: GroundTruth, applied: Counter, unmatched: Counter) -> None:
+        by_model: dict[str, Counter] = {}
+        for (model, _version), n in applied.items():
+            by_model.setdefault(model, Counter())["joined"] += n
+        for (model, _version, reason), n in unmatched.items():
+            by_model.setdefault(model, Counter())[reason] += n
+        for model, counts in by_model.items():
+            total = sum(counts.values())
+            missed = total - counts["joined"]
+            if model in self._unjoined_logged or total < 10 or missed <= UNJOINED_WARNING * total:
+                continue
+            self._unjoined_logged.add(model)
+            reasons = ", ".join(f"{r} {n}" for r, n in counts.most_common() if r != "joined")
+            found = [d["message"] for (m, _v) in labels.diagnosis.label_keys() if m == model
+                     for d in labels.diagnosis.document(m, _v)["diagnoses"]]
+            log.warning("model %r: %d of %d labels did not join their predictions (%s)%s; the performance API and "
+                        "the model page list examples (logged once per model)", model, missed, total, reasons,
+                        f": {found[0]}" if found else "")
+
     # --- evaluation ------------------------------------------------------------------------------------------
     def views(self) -> Mapping[Key, WindowedProfile]:
         """The window sets to evaluate now (``Views``); call under ``lock``, and read each under it too."""
@@ -444,13 +465,39 @@ class LiveModels:
         fresh.pending.committed({})  # its files too: a later take-over writes what the changelog holds
         state.labels = fresh
 
+    def label_status(self) -> dict[Key, dict]:
+        """Per (model, label version) this processor exports: labels joined and not joined by reason (since the
+        state began), examples and diagnoses of those not joined (labels/diagnosis.py); call under ``lock``."""
+        out: dict[Key, dict] = {}
+        for state in self.parts.values():
+            if state.labels is None:
+                continue
+            for (model, version, reason), n in state.labels.totals.items():
+                if self.views_policy.exports(model):
+                    doc = out.setdefault((model, version), _label_doc())
+                    counts = doc["joined"] if reason == "applied" else doc["unmatched"]
+                    counts[reason] = counts.get(reason, 0) + n
+            for key in state.labels.diagnosis.label_keys():
+                if self.views_policy.exports(key[0]):
+                    found = state.labels.diagnosis.document(*key)
+                    doc = out.setdefault(key, _label_doc())
+                    for reason, ids in found["examples"].items():
+                        doc["examples"].setdefault(reason, []).extend(ids[:5 - len(doc["examples"].get(reason, []))])
+                    doc["diagnoses"] += found["diagnoses"]
+        for doc in out.values():
+            doc["joined"] = doc["joined"].get("applied", 0)
+        return out
+
     def count_labels(self) -> None:
         """Move each partition's label counts (joined, and not joined by reason) into the counters. Every reason's
-        series exists from a model's first label on, at 0. (Partial views total them when views are built.)"""
+        series exists from a model's first label on, at 0. (Partial views total them when views are built.) A
+        model whose labels of one interval failed to join more than ``UNJOINED_WARNING`` of the time is named in
+        the log, once."""
         for state in self.parts.values():
             if state.labels is None:
                 continue
             applied, unmatched = state.labels.take_counts()
+            self._warn_unjoined(state.labels, applied, unmatched)
             if self.views_policy.partial:
                 continue
             for key, n in applied.items():
@@ -460,6 +507,14 @@ class LiveModels:
             for (model, version, reason), n in unmatched.items():
                 self.counters.count(sc.METRIC_GROUND_TRUTH_UNMATCHED, n,
                                     {**_attrs((model, version)), sc.ATTR_REASON: reason})
+
+
+def _label_doc() -> dict:
+    return {"joined": {}, "unmatched": {}, "examples": {}, "diagnoses": []}
+
+
+UNJOINED_WARNING = 0.1
+"""Share of a model's labels of one evaluation interval (at least 10) failing to join that is logged."""
 
 
 def join_rows(batch: ColumnarBatch, rows: np.ndarray) -> ColumnarBatch:
@@ -479,11 +534,6 @@ def with_segments(batch: ColumnarBatch, segmented: SegmentCounts | None) -> Colu
         return batch
     return dataclasses.replace(batch, categorical={**batch.categorical,
                                                    sc.SEGMENT_COLUMN: segmented.row_labels(batch)})
-
-
-def select_labels(labels: LabelBatch, rows: np.ndarray) -> LabelBatch:
-    return LabelBatch(labels.model, labels.version, labels.prediction_id[rows], labels.value[rows],
-                      labels.label[rows], labels.time_ns[rows])
 
 
 def _attrs(key: Key) -> dict[str, str]:

@@ -38,6 +38,9 @@ class Snapshot:
     waiting: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: MappingProxyType({}))
     """Ground truth waiting, per kind (``predictions`` for their labels, ``labels`` for their predictions): rows,
     bytes, and the configured limit in rows (``labels.max_pending``, ``labels.max_early``)."""
+    labels: Mapping[Key, dict] = field(default_factory=lambda: MappingProxyType({}))
+    """Per (model, label version): labels joined, not joined by reason, examples and diagnoses
+    (``LiveModels.label_status``)."""
     taken_ns: int = field(default_factory=time.time_ns)
 
     def report(self, model: str, version: str) -> ModelReport | None:
@@ -45,6 +48,23 @@ class Snapshot:
 
     def performance_of(self, model: str, version: str) -> PerformanceReport | None:
         return next((r for r in self.performance if r.model == model and r.version == version), None)
+
+    def labels_of(self, model: str, version: str) -> dict | None:
+        """The status of the labels of (model, version) and of the model's labels that named no version, together
+        (``None`` without any)."""
+        docs = [self.labels[k] for k in dict.fromkeys(((model, version), (model, ""))) if k in self.labels]
+        if not docs:
+            return None
+        out: dict = {"joined": 0, "unmatched": {}, "examples": {}, "diagnoses": []}
+        for doc in docs:
+            out["joined"] += doc["joined"]
+            for reason, n in doc["unmatched"].items():
+                out["unmatched"][reason] = out["unmatched"].get(reason, 0) + n
+            for reason, ids in doc["examples"].items():
+                kept = out["examples"].setdefault(reason, [])
+                kept += [i for i in ids if i not in kept][:5 - len(kept)]
+            out["diagnoses"] += doc["diagnoses"]
+        return out
 
     def profiles_of(self, model: str, version: str) -> tuple[ModelProfile | None, ModelProfile] | None:
         return self.profiles.get((model, version))

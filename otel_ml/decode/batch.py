@@ -126,10 +126,18 @@ class LabelBatch:
     """str label where it is a string or bool, ``""`` otherwise."""
     time_ns: np.ndarray
     """int64, when the label was observed (span end, log record time)."""
+    id_text: np.ndarray | None = None
+    """The ``ml.prediction.id`` of each label as sent (str), where the decoder had it: what a label that does not
+    join is shown and diagnosed by (labels/diagnosis.py). None for labels that waited (only their hash is kept)."""
 
     @property
     def n_rows(self) -> int:
         return len(self.prediction_id)
+
+    def select(self, rows: np.ndarray) -> LabelBatch:
+        """The labels at ``rows`` (a mask or indices)."""
+        return LabelBatch(self.model, self.version, self.prediction_id[rows], self.value[rows], self.label[rows],
+                          self.time_ns[rows], self.id_text[rows] if self.id_text is not None else None)
 
 
 @dataclass
@@ -212,11 +220,14 @@ class DecodeResult:
             arrays += [v.astype("<f8", copy=False) for v in b.numeric.values()]
             arrays += list(b.categorical.values())
         if self.labels:
-            meta["labels"] = [{"model": lb.model, "version": lb.version, "n": lb.n_rows, "label": lb.label.dtype.str}
+            meta["labels"] = [{"model": lb.model, "version": lb.version, "n": lb.n_rows, "label": lb.label.dtype.str,
+                               **({"id_text": lb.id_text.dtype.str} if lb.id_text is not None else {})}
                               for lb in self.labels]
             for lb in self.labels:
                 arrays += [lb.prediction_id.astype("<u8", copy=False), lb.value.astype("<f8", copy=False), lb.label,
                            lb.time_ns.astype("<i8", copy=False)]
+                if lb.id_text is not None:
+                    arrays.append(lb.id_text)
         header = json.dumps(meta, separators=(",", ":")).encode()
         return b"".join([RECORD_MAGIC, struct.pack("<I", len(header)), header,
                          *(np.ascontiguousarray(a).tobytes() for a in arrays)])
@@ -255,7 +266,9 @@ class DecodeResult:
                 batch.categorical = {name: take(dtype, n) for name, dtype in m["categorical"]}
                 batches.append(batch)
             labels = [LabelBatch(m["model"], m["version"], take("<u8", m["n"]), take("<f8", m["n"]),
-                                 take(m["label"], m["n"]), take("<i8", m["n"])) for m in meta.get("labels", [])]
+                                 take(m["label"], m["n"]), take("<i8", m["n"]),
+                                 take(m["id_text"], m["n"]) if "id_text" in m else None)
+                      for m in meta.get("labels", [])]
             if at != len(data):
                 raise ValueError(f"{len(data) - at} bytes left over")
         except (KeyError, TypeError, struct.error, json.JSONDecodeError) as e:

@@ -114,9 +114,10 @@ def split_outcomes(result: DecodeResult) -> DecodeResult:
         id_cat = b.categorical.pop(semconv.PREDICTION_ID_COLUMN, None)
         b.invalid.pop(semconv.GROUND_TRUTH_COLUMN, None)
         b.invalid.pop(semconv.PREDICTION_ID_COLUMN, None)
-        ids = None
+        ids = id_text = None
         if id_num is not None or id_cat is not None:
-            ids = id_hash(b.model, ids_as_text(id_num, id_cat, b.n_rows))
+            id_text = ids_as_text(id_num, id_cat, b.n_rows)
+            ids = id_hash(b.model, id_text)
         if gt_num is None and gt_cat is None:
             if ids is not None:
                 b.prediction_id = ids
@@ -148,7 +149,7 @@ def split_outcomes(result: DecodeResult) -> DecodeResult:
                 b.model, b.version, ids[usable],
                 gt_num[usable] if gt_num is not None else np.full(int(usable.sum()), np.nan),
                 gt_cat[usable] if gt_cat is not None else np.full(int(usable.sum()), "", dtype="<U1"),
-                b.row_time_ns[usable]))
+                b.row_time_ns[usable], id_text[usable] if id_text is not None else None))
         if (~label_span).any():
             rest = b.select(~label_row, ~label_span)
             rest.invalid = b.invalid
@@ -287,7 +288,8 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
                 result.spans_accepted += 1
     for (model, version), rows in groups.items():
         if rows.ids:
-            result.labels.append(LabelBatch(model, version, id_hash(model, np.array(rows.ids)),
+            text = np.array(rows.ids)
+            result.labels.append(LabelBatch(model, version, id_hash(model, text),
                                             np.array(rows.values, dtype=np.float64), np.array(rows.labels),
-                                            np.array(rows.times, dtype=np.int64)))
+                                            np.array(rows.times, dtype=np.int64), text))
     return result

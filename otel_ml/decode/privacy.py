@@ -91,8 +91,10 @@ def hash_batch(batch: ColumnarBatch, key: bytes, features: list[str] | None = No
 
 
 def hash_labels(labels: LabelBatch, key: bytes) -> None:
-    """Hash a label batch's text classes as the prediction's are, before they are joined or written anywhere."""
+    """Hash a label batch's text classes as the prediction's are, before they are joined or written anywhere; its
+    ids as sent are dropped (a label that does not join is then shown without them)."""
     labels.label = hash_classes(labels.label, key)
+    labels.id_text = None
 
 
 def load_key(env_var: str | None) -> bytes | None:

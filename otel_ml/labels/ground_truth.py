@@ -23,6 +23,7 @@ from otel_ml import semconv
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
 from otel_ml.decode.outcomes import number_text
+from otel_ml.labels.diagnosis import UnmatchedLabels
 from otel_ml.labels.pending import JoinResult, LabelsConfig, PendingPredictions
 from otel_ml.profile.class_probabilities import calibrate, class_columns
 from otel_ml.profile.loss_model import LossModel
@@ -101,6 +102,8 @@ class GroundTruth:
         self._loss_seen: dict[tuple[str, str, int], int] = {}
         """Predictions per (model, version, window start) whose expected loss was due: the loss models' budget."""
         self._rng = np.random.default_rng()
+        self.diagnosis = UnmatchedLabels()
+        """Examples and diagnoses of labels that did not join (labels/diagnosis.py)."""
 
     def _positive_of(self, model: str, version: str) -> str | None:
         ref = self._reference_of(model, version)
@@ -269,7 +272,9 @@ class GroundTruth:
                          pred if pred is not None else np.full(n, np.nan), cls,
                          prob if prob is not None else np.full(n, np.nan), class_columns(batch.numeric),
                          batch.categorical.get(semconv.SEGMENT_COLUMN))
+        self.diagnosis.on_predictions(batch.model, batch.version, ids[kept])
         for due in self.pending.take_early(ids[kept]):
+            self.diagnosis.joined_late(due.model, due.prediction_id)
             self._count(due, self.pending.join(due, early=False))
 
     # --- labels -----------------------------------------------------------------------------------------------
@@ -282,8 +287,24 @@ class GroundTruth:
         for reason, n in result.unmatched.items():
             self.unmatched[(labels.model, labels.version, reason)] += n
             self.totals[(labels.model, labels.version, reason)] += n
+        self._diagnose(labels, result)
         for lb, m in result.matched:
             self._apply(lb, m.label_index, m.rows)
+
+    def _diagnose(self, labels: LabelBatch, result: JoinResult) -> None:
+        """Examples of the labels that did not join; for those that wait, whether they can join at all."""
+        model, version, text = labels.model, labels.version, labels.id_text
+        for reason, at in result.unmatched_at.items():
+            self.diagnosis.record(model, version, reason, text[at[:5]] if text is not None else None)
+        waiting = result.waiting_at
+        if not len(waiting):
+            return
+        self.diagnosis.hold(model, labels.prediction_id[waiting], text[waiting] if text is not None else None)
+        versions = self.pending.with_ids.get(model, set())
+        if not versions or (version and version not in versions):
+            self.diagnosis.no_predictions(model, version, sorted(versions))
+        elif text is not None:
+            self.diagnosis.diagnose_ids(model, version, text[waiting], self.pending.seen)
 
     def _apply(self, labels: LabelBatch, index: np.ndarray, rows: dict[str, np.ndarray]) -> None:
         value, text = labels.value[index], labels.label[index]
@@ -358,6 +379,7 @@ class GroundTruth:
         for lb in self.pending.expire_early():
             self.unmatched[(lb.model, lb.version, "unknown")] += lb.n_rows
             self.totals[(lb.model, lb.version, "unknown")] += lb.n_rows
+            self.diagnosis.left_unknown(lb.model, lb.version, lb.prediction_id)
 
     def _leave(self, key: tuple[str, str], start: int) -> None:
         """Window ``start`` of ``key`` leaves memory: deleted from the live windows' table, kept in the archive."""

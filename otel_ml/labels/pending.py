@@ -71,6 +71,10 @@ class JoinResult:
     unmatched: dict[str, int] = field(default_factory=dict)
     """Labels not applied, by reason: duplicate, expired, evicted, lost, unknown (early labels that timed out),
     not_sampled, early_overflow."""
+    unmatched_at: dict[str, np.ndarray] = field(default_factory=dict)
+    """The positions in the label batch of those labels, by reason (their examples: labels/diagnosis.py)."""
+    waiting_at: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    """Positions of the labels that found no prediction yet and wait for one."""
 
 
 class PendingPredictions:
@@ -94,6 +98,8 @@ class PendingPredictions:
         self._buf_labeled: list[int] = []
         self._early_buf: list[dict[str, np.ndarray]] = []
         self.clocks: dict[str, int] = {}
+        self.with_ids: dict[str, set[str]] = {}
+        """Model → the versions whose predictions carried an id here (checkpointed): whom a label can join."""
         """Per model, the newest event time of its predictions and labels: its own ttl and early waits run on it, so
         one model's (or one client's) timestamps cannot expire another's (decode bounds each by the clock skew)."""
 
@@ -157,6 +163,7 @@ class PendingPredictions:
             by_class = (by_class[0], by_class[1][keep]) if by_class is not None else None
             segments = segments[keep] if segments is not None else None
         self.observe(model, int(time_ns.max()))
+        self.with_ids.setdefault(model, set()).add(version)
         code = self.codes.key(model, version)
         if segments is None:
             keys = np.full(n, code, np.uint32)
@@ -317,10 +324,12 @@ class PendingPredictions:
                 seg.dirty = True
                 status[which] = 1
                 parts.append((which, {c: np.asarray(v[at]) for c, v in seg.cols.items()}))
-        for code, reason in ((-1, "duplicate"), (-2, "expired"), (-3, "evicted"), (-4, "lost")):
-            k = int((status == code).sum())
-            if k:
-                out.unmatched[reason] = out.unmatched.get(reason, 0) + k
+        for code, reason in ((-1, "duplicate"), (-2, "expired"), (-3, "evicted"), (-4, "lost"), (-9, "not_sampled")):
+            at = np.flatnonzero(status == code)
+            if len(at):
+                out.unmatched_at[reason] = at
+                if code != -9:  # counted above
+                    out.unmatched[reason] = out.unmatched.get(reason, 0) + len(at)
         if parts:
             idx = np.concatenate([w for w, _ in parts])
             rows = concat_rows([r for _, r in parts])
@@ -332,14 +341,30 @@ class PendingPredictions:
                 wait = np.flatnonzero(waiting)
                 if len(wait) > room:
                     out.unmatched["early_overflow"] = len(wait) - room
+                    out.unmatched_at["early_overflow"] = wait[room:]
                     wait = wait[:room]
+                out.waiting_at = wait
                 if len(wait):
                     mask = np.zeros(len(ids), bool)
                     mask[wait] = True
                     self._add_early(labels, mask)
             else:
                 out.unmatched["unknown"] = int(waiting.sum())
+                out.unmatched_at["unknown"] = np.flatnonzero(waiting)
         return out
+
+    def seen(self, ids: np.ndarray) -> np.ndarray:
+        """Whether a prediction with each id waits or waited here (labelled, or left: expired, evicted), changing
+        nothing: what a diagnosis of labels that do not join asks (labels/diagnosis.py)."""
+        found = np.array([int(i) in self._buf_index for i in ids.tolist()], dtype=bool) if self._buf_index else \
+            np.zeros(len(ids), bool)
+        for seg in self.segments:
+            if seg.kind == "early" or not seg.n or found.all():
+                continue
+            sid = seg.cols["id"]
+            pos = np.minimum(np.searchsorted(sid, ids), seg.n - 1)
+            found |= sid[pos] == ids
+        return found
 
     def _mark_buffer(self, at: int) -> None:
         if len(self._buf_labeled) <= at:
@@ -432,7 +457,8 @@ class PendingPredictions:
         self.dir.mkdir(parents=True, exist_ok=True)
         segments = self.files.describe()
         return {"format": 2, "next": self.files.next, "clocks": self.clocks, "keys": self.codes.keys,
-                "classes": self.codes.classes, "prob_classes": self.codes.prob_classes, "segments": segments}
+                "classes": self.codes.classes, "prob_classes": self.codes.prob_classes, "segments": segments,
+                "with_ids": {m: sorted(v) for m, v in self.with_ids.items()}}
 
     def committed(self, state: dict) -> None:
         """After the checkpoint with ``state`` is written: delete files it no longer names."""
@@ -442,6 +468,10 @@ class PendingPredictions:
         """Open what a checkpoint named, verifying each file; delete everything else in the directory. Returns
         what could not be used (each damaged file moved to ``quarantine_dir``, when given)."""
         self.codes = RowCodes(state.get("keys", []), state.get("classes", []), state.get("prob_classes", {}))
+        # A checkpoint from before this was recorded: every model and version that had waiting predictions.
+        self.with_ids = {m: set(v) for m, v in state.get("with_ids", {}).items()} if "with_ids" in state else {}
+        for m, v, _ in ([] if "with_ids" in state else self.codes.keys):
+            self.with_ids.setdefault(m, set()).add(v)
         # No clock beyond the skew limit: a checkpoint from before per-model clocks may hold one poisoned by a
         # label stamped years ahead (its one clock then applies to every model, bounded).
         limit = time.time_ns() + self.max_skew_ns

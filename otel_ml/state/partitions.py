@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from otel_ml.core.live import LiveModels, PartitionState
-from otel_ml.decode.batch import DecodeResult, LabelBatch
+from otel_ml.decode.batch import DecodeResult
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import PerformanceProfile
 from otel_ml.profile.window import WindowChanges, WindowedProfile
@@ -274,8 +274,7 @@ def split_for_partitions(result: DecodeResult, partitions: int) -> dict[int, Dec
         dest = (labels.prediction_id % np.uint64(partitions)).astype(np.int64)
         for q in np.unique(dest).tolist():
             rows = dest == q
-            part(q).labels.append(LabelBatch(labels.model, labels.version, labels.prediction_id[rows],
-                                             labels.value[rows], labels.label[rows], labels.time_ns[rows]))
+            part(q).labels.append(labels.select(rows))
     counted = part(next(iter(out), -1))
     counted.spans_received, counted.spans_accepted = result.spans_received, result.spans_accepted
     counted.spans_ignored, counted.rejected, counted.examples = result.spans_ignored, result.rejected, result.examples

@@ -256,6 +256,32 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
+def labels_section(labels: dict[str, Any] | None) -> str:
+    """Labels that did not join their predictions: how many by reason, examples, and what is wrong where it can
+    be told (labels/diagnosis.py); nothing when every label joined."""
+    if not labels or not (any(labels["unmatched"].values()) or labels["diagnoses"]):
+        return ""
+    total = labels["joined"] + sum(labels["unmatched"].values())
+    rows = "".join(
+        f'<tr><td>{esc(reason)}</td><td class=num>{fmt(n)}</td><td class=name>'
+        f'{esc(", ".join(labels["examples"].get(reason, [])) or "–")}</td></tr>'
+        for reason, n in sorted(labels["unmatched"].items(), key=lambda kv: -kv[1]) if n)
+    found = "".join(f'<div class="banner">{esc(d["message"])}</div>' for d in labels["diagnoses"])
+    return (f"<h2>Labels that did not join</h2>{found}<p class=muted>{fmt(sum(labels['unmatched'].values()))} of "
+            f"{fmt(total)} labels received found no prediction to count for (since this processor's state began; "
+            "examples are ids as sent).</p><table><thead><tr><th>reason</th><th class=num>labels</th>"
+            f"<th>examples</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def orphan_labels_section(rows: list[dict[str, Any]]) -> str:
+    """Labels of models that sent no prediction here: they join nothing."""
+    if not rows:
+        return ""
+    return "<h2>Labels for models without predictions</h2>" + "".join(
+        f'<h3>{esc(r["model"])} <span class=muted>{esc(r["version"]) or "(no version)"}</span></h3>'
+        + labels_section(r) for r in rows)
+
+
 def segment_performance_section(perf: dict[str, Any]) -> str:
     """A segmented model's performance per segment (degraded first) and the segments that explain each metric's
     change most (nothing for a model without segments)."""

@@ -100,6 +100,7 @@ class UiServer:
             ("/api/v1/models", self._api_models),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/drift", self._api_drift),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/performance", self._api_performance),
+            ("/api/v1/labels", self._api_labels),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._api_feature),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/segments/{segment:[^/]+}", self._api_segment),
         )]
@@ -228,8 +229,12 @@ class UiServer:
         for m in models:
             m["performance"] = views.performance_headline(views.performance_document(
                 self.snapshot.performance_of(m["model"], m["version"])))
+        reported = {(r.model, r.version) for r in self.snapshot.reports}
+        orphans = [{"model": m, "version": v, **doc} for (m, v), doc in sorted(self.snapshot.labels.items())
+                   if not any(r[0] == m for r in reported)]
         return _html(pages.models_page(models, self._model_href,
-                                       f"evaluated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"))
+                                       f"evaluated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+                     .replace("</main>", pages.orphan_labels_section(orphans) + "</main>", 1))
 
     def _model_page(self, request: web.Request) -> web.Response:
         report = self._report(request)
@@ -244,6 +249,7 @@ class UiServer:
             start, end = self._range(request, PERFORMANCE_PAGE_NS)
             over_time = self.drawing.call(pages.performance_history_section,
                                           self.performance_range(report.model, report.version, start, end))
+        over_time += pages.labels_section(self.snapshot.labels_of(report.model, report.version))
         return _html(pages.model_page(summary, rows,
                                       lambda name: f"{base}/features/{pages.url_segment(name_segment(name))}",
                                       sort, lambda key: f"{base}?sort={key}", self._performance(report),
@@ -345,7 +351,16 @@ class UiServer:
             performance: dict[str, Any] | None = self.performance_range(report.model, report.version, start, end)
         else:
             performance = self._performance(report)
-        return _json({"model": report.model, "version": report.version, "performance": performance})
+        return _json({"model": report.model, "version": report.version, "performance": performance,
+                      "labels": self.snapshot.labels_of(report.model, report.version)})
+
+    def _api_labels(self, request: web.Request) -> web.Response:
+        """Every (model, label version)'s labels: joined, not joined by reason, examples, diagnoses (``?model=``:
+        one model's). What ``otel-ml labels send`` reads back to say what became of what it sent."""
+        model = request.query.get("model")
+        rows = [{"model": m, "version": v, **doc} for (m, v), doc in sorted(self.snapshot.labels.items())
+                if model is None or m == model]
+        return _json({"labels": rows, "evaluated_unix": self.snapshot.taken_ns / 1e9})
 
     def _api_feature(self, request: web.Request) -> web.Response:
         return _json(self._feature(request)[2])

@@ -183,3 +183,79 @@ def test_a_replayed_month_has_performance_over_any_range_the_same_everywhere(ser
     assert shown and float(shown.group(1)) == pytest.approx(metric(docs["after"], "accuracy")["realized"]["value"],
                                                             abs=5e-4)
     assert "Performance over time" in text and 'class="badge degraded"' in text
+
+
+def labels_send(sp, path: Path, model: str, *extra: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "labels", "send", "--input", str(path), "--model",
+                           model, "--id-column", "id", "--label-column", "y", "--endpoint", sp.grpc_endpoint, "--api",
+                           f"http://127.0.0.1:{sp.ui_port}", *extra], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_labels_that_do_not_join_are_named_with_examples_and_a_diagnosis(serve_factory, tmp_path: Path) -> None:
+    """Issue 43 part 5: zero-padded text ids for integer prediction ids, and labels stamped and sent before their
+    predictions, were counted in ml_ground_truth_unmatched_total and said nowhere else. Now `labels send` prints what
+    the processor did with them, and the model's page and API name the cause with an example."""
+    sp = serve_factory("--window", "86400", "--horizon", "604800", "--evaluation-interval", "0.5")
+    day0 = pd.Timestamp.now(tz="UTC").normalize().tz_localize(None) - pd.Timedelta(days=5)
+    n = 300
+    rng = np.random.default_rng(3)
+    predictions = pd.DataFrame({"time": day0 + pd.to_timedelta(np.arange(n) * 60, "s"), "id": np.arange(1, n + 1),
+                                "x": rng.normal(size=n), "pred": rng.integers(0, 2, n)})
+    predictions.to_parquet(tmp_path / "padded.parquet")
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--input", str(tmp_path / "padded.parquet"),
+                           "--model", "padded", "--time-column", "time", "--id-column", "id", "--prediction-column",
+                           "pred", "--max-request-span", "3600", "--endpoint", sp.grpc_endpoint],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    labels = pd.DataFrame({"id": [f"{i:06d}" for i in range(1, n + 1)], "y": rng.integers(0, 2, n)})
+    labels.to_parquet(tmp_path / "padded-labels.parquet")  # text ids, zero-padded: "000123"
+    out = labels_send(sp, tmp_path / "padded-labels.parquet", "padded")
+    assert f"sent {n} label(s)" in out and f"the processor joined 0 of them; {n} wait for their predictions" in out, out
+    assert "leading zeros removed: label id '0000" in out, out
+
+    # Labels at their own (historical) times, sent before their predictions: they wait an hour of the model's event
+    # time for them, leave as unknown, and the predictions that come later say why.
+    early = pd.DataFrame({"id": [f"e{i}" for i in range(n)], "y": rng.integers(0, 2, n),
+                          "known": day0 + pd.Timedelta(days=1) + pd.to_timedelta(np.arange(n) * 600, "s")})
+    early.to_parquet(tmp_path / "early-labels.parquet")
+    out = labels_send(sp, tmp_path / "early-labels.parquet", "early", "--time-column", "known")
+    unknown = int((early.known < early.known.max() - pd.Timedelta(hours=1)).sum())
+    assert f"{unknown} did not join: unknown {unknown}" in out, out
+    late = pd.DataFrame({"time": day0 + pd.to_timedelta(np.arange(n) * 60, "s"), "id": early.id,
+                         "x": rng.normal(size=n), "pred": rng.integers(0, 2, n)})
+    late.to_parquet(tmp_path / "late.parquet")
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--input", str(tmp_path / "late.parquet"),
+                           "--model", "early", "--time-column", "time", "--id-column", "id", "--prediction-column",
+                           "pred", "--max-request-span", "3600", "--endpoint", sp.grpc_endpoint],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    def diagnosed(model: str, kind: str) -> dict | None:
+        doc = api_doc(sp, model)
+        found = [d for d in ((doc or {}).get("labels") or {}).get("diagnoses", []) if d["kind"] == kind]
+        return doc if found else None
+
+    padded = wait_for(lambda: diagnosed("padded", "normalised"), what="the zero-padding diagnosed")
+    assert padded["labels"]["diagnoses"][0]["prediction_id"] == padded["labels"]["diagnoses"][0]["label_id"].lstrip("0")
+    wait_for(lambda: diagnosed("early", "before_predictions"), what="labels before predictions diagnosed")
+    early_doc = api_doc(sp, "early")["labels"]
+    assert early_doc["unmatched"]["unknown"] == unknown and len(early_doc["examples"]["unknown"]) == 5
+    assert set(early_doc["examples"]["unknown"]) <= set(early.id)
+    for model, words in (("padded", "leading zeros removed"), ("early", "sent or stamped before their predictions")):
+        page = urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/models/{model}/versions/_",
+                                      timeout=30).read().decode()
+        assert "Labels that did not join" in page and words in page, page[-4000:]
+    log = "".join(sp.log)
+    assert "model 'early':" in log and "labels did not join their predictions" in log, log[-3000:]
+
+
+def api_doc(sp, model: str) -> dict | None:
+    try:
+        return json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{sp.ui_port}/api/v1/models/{model}/versions/_/performance", timeout=30).read())
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise

@@ -1,0 +1,112 @@
+"""What the processor did with the labels a client sent: joined, waiting for their predictions, or not joined by
+reason with examples and a diagnosis. ``otel-ml labels send`` and ``otel-ml replay`` end with it, read back from the
+processor's JSON API (``GET /api/v1/labels``), so a user learns on the terminal what only ``/metrics`` said before.
+
+Only the standard library: the instrumentation's dependencies stay ``opentelemetry-api``.
+
+>>> before = {"joined": 10, "unmatched": {"duplicate": 1}, "examples": {}, "diagnoses": []}
+>>> after = {"joined": 15, "unmatched": {"duplicate": 1, "unknown": 3}, "examples": {"unknown": ["007"]},
+...          "diagnoses": [{"message": "ids differ"}]}
+>>> print(summary(before, after, 10))
+the processor joined 5 of them; 2 wait for their predictions; 3 did not join: unknown 3 (e.g. '007')
+  ids differ
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+DEFAULT_API_PORT = 9465
+"""Where ``otel-ml serve`` answers its JSON API unless ``ui.endpoint`` says otherwise."""
+
+
+def api_url(endpoint: str) -> str:
+    """The processor's API beside its OTLP ``endpoint`` (``host:port``, or ``http(s)://host:port``) on the default
+    port."""
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0] or "127.0.0.1"
+    return f"http://{host}:{DEFAULT_API_PORT}"
+
+
+def label_status(api: str, model: str, version: str, token: str | None = None) -> tuple[dict[str, Any], float]:
+    """The labels of (model, version) as the processor's last evaluation counted them, and when it evaluated."""
+    request = urllib.request.Request(f"{api.rstrip('/')}/api/v1/labels?model={quote(model, safe='')}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        doc = json.load(response)
+    out: dict[str, Any] = {"joined": 0, "unmatched": {}, "examples": {}, "diagnoses": []}
+    for row in doc["labels"]:
+        if row["version"] == version:
+            out = {k: row[k] for k in out}
+    return out, float(doc.get("evaluated_unix", 0.0))
+
+
+def accounted(before: dict[str, Any], after: dict[str, Any]) -> int:
+    """Labels counted (joined or not) between two readings."""
+    return (after["joined"] - before["joined"]) + sum(after["unmatched"].values()) - sum(before["unmatched"].values())
+
+
+def wait_for_outcome(api: str, model: str, version: str, before: dict[str, Any], sent: int, sent_at: float,
+                     wait_seconds: float, token: str | None = None) -> dict[str, Any]:
+    """Poll until every label sent is counted, or two evaluations after ``sent_at`` counted the same (the rest
+    wait for their predictions), or ``wait_seconds`` passed."""
+    deadline = time.monotonic() + wait_seconds
+    last: tuple[float, int] | None = None
+    while True:
+        after, evaluated = label_status(api, model, version, token)
+        counted = accounted(before, after)
+        if counted >= sent:
+            return after
+        if evaluated > sent_at:
+            if last is not None and last[0] != evaluated and last[1] == counted:
+                return after
+            if last is None or last[0] != evaluated:
+                last = (evaluated, counted)
+        if time.monotonic() >= deadline:
+            return after
+        time.sleep(0.5)
+
+
+def summary(before: dict[str, Any], after: dict[str, Any], sent: int) -> str:
+    """One line of what became of ``sent`` labels, and one per diagnosis."""
+    joined = after["joined"] - before["joined"]
+    missed = {r: n - before["unmatched"].get(r, 0) for r, n in after["unmatched"].items()
+              if n > before["unmatched"].get(r, 0)}
+    waiting = max(0, sent - joined - sum(missed.values()))
+    parts = [f"the processor joined {joined:,} of them"]
+    if waiting:
+        parts.append(f"{waiting:,} wait for their predictions")
+    if missed:
+        parts.append(f"{sum(missed.values()):,} did not join: " + ", ".join(
+            f"{r} {n:,}" + (f" (e.g. {', '.join(repr(i) for i in after['examples'][r][:3])})"
+                            if after["examples"].get(r) else "") for r, n in sorted(missed.items())))
+    return "; ".join(parts) + "".join(f"\n  {d['message']}" for d in after["diagnoses"])
+
+
+def report_outcome(api: str | None, model: str, version: str, sent: int, send: Any, wait_seconds: float,
+                   token: str | None = None) -> str:
+    """Run ``send()`` (which sends ``sent`` labels) between two readings of the processor's API and say what became
+    of them; a line saying why not when the API does not answer (the labels are sent all the same)."""
+    before = None
+    if api and wait_seconds > 0:
+        try:
+            before = label_status(api, model, version, token)[0]
+        except (OSError, ValueError, KeyError) as e:
+            reason = getattr(e, "reason", e)
+            send()
+            return (f"(what the processor did with them is not known: its API at {api} did not answer ({reason}); "
+                    "--api URL names it, --wait 0 skips this)")
+    sent_at = time.time()
+    send()
+    if before is None or not sent:
+        return ""
+    try:
+        after = wait_for_outcome(api, model, version, before, sent, sent_at, wait_seconds, token)  # type: ignore
+    except (OSError, ValueError, KeyError) as e:
+        return f"(what the processor did with them is not known: its API at {api} stopped answering ({e}))"
+    return summary(before, after, sent)
