@@ -168,6 +168,10 @@ def main() -> None:
          "Served by the processor's HTTP event loop, built in its handler threads from the last evaluation's "
          "report (no recomputation); the feature page draws its charts with matplotlib on each request, which is "
          "most of its time. The model page stays readable without JavaScript at this size: 1,000 rows."))
+    sections.append(
+        ("Performance over time", "python -m bench.performance_history --models 100 --days 30",
+         run("-m", "bench.performance_history", "--models", "20" if args.quick else "100", "--days", "30"),
+         "A durable processor, labels a day late: nearly every label lands in an archived window (docs/state.md)."))
     run("-m", "bench.detection")  # writes docs/benchmarks-detection.md
     whylogs = whylogs_us_per_row()
     lines = [

@@ -58,6 +58,10 @@ class PerformanceConfig:
     Bounds the loss models' cost at high volume (bench.dle_cost)."""
     loss_sample_ratio: float = 0.05
     """Share of a window's predictions past ``loss_rows_per_window`` whose expected loss is computed."""
+    max_unsupported_share: float = 0.1
+    """A label-free estimate over predictions of which more than this share lie outside the reference's support
+    (probabilities beyond the range the calibration map was learned on) is marked unreliable and its decisions are
+    withheld: isotonic maps and trees do not extrapolate (docs/statistics.md)."""
 
 
 ALTERNATIVES = ("worse", "either")
@@ -200,6 +204,17 @@ class PerformanceReport:
     segment_contributions: list[SegmentContribution] = field(default_factory=list)
     """Per realized metric, each segment's part of its change from the reference (mix and within), the most
     harmful first."""
+    estimate_gap: dict[str, MetricResult] = field(default_factory=dict)
+    """Per metric with labels: the label-free estimate on the labelled predictions minus the realized value, with
+    the estimate's standard error (what the realized value would spread by if the calibration held)."""
+    estimate_off: dict[str, bool] = field(default_factory=dict)
+    """Per metric: the gap is significant, i.e. the estimator's assumption (the reference's calibration) no longer
+    holds for this traffic."""
+    unsupported_share: float = math.nan
+    """Share of the estimated predictions outside the reference's support (their probability beyond the range of
+    the reference's)."""
+    estimate_withheld: str = ""
+    """Why the estimates' decisions were withheld (``outside_reference_support``), or ""."""
 
     @property
     def coverage(self) -> float:
@@ -280,9 +295,26 @@ def holm(p_values: dict[str, float], alpha: float) -> dict[str, bool]:
     return out
 
 
+def unsupported_share(current: np.ndarray, reference: np.ndarray) -> float:
+    """Share of ``current``'s binned probabilities outside the range of ``reference``'s (NaN without either).
+
+    >>> ref, cur = np.zeros(PROBABILITY_BINS), np.zeros(PROBABILITY_BINS)
+    >>> ref[[100, 800]] = 10; cur[[50, 500, 900, 950]] = 1
+    >>> unsupported_share(cur, ref)
+    0.75
+    """
+    used = np.flatnonzero(reference)
+    total = float(current.sum())
+    if not len(used) or not total:
+        return math.nan
+    inside = float(current[used[0]:used[-1] + 1].sum())
+    return (total - inside) / total
+
+
 def assess(model: str, version: str, current: PerformanceProfile | None, reference: PerformanceReference | None,
            alpha: float, threshold: float = 0.5, positive_class: str | None = None, min_labels: int = 100,
-           tolerance: float = 0.0, alternative: str = "worse") -> PerformanceReport:
+           tolerance: float = 0.0, alternative: str = "worse", max_unsupported_share: float = 0.1
+           ) -> PerformanceReport:
     """Realized and estimated metrics of ``current`` against ``reference`` with their decisions."""
     cur = current or PerformanceProfile()
     ref_prof = reference.profile if reference is not None else None
@@ -306,17 +338,46 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
         report.estimated = {k: MetricResult(v, se, float(cur.prob_all.sum()))
                             for k, (v, se) in estimate(cur.prob_all, reference.calibration, threshold,
                                                        pred_pos=cur.prob_pred_pos, pred_neg=cur.prob_pred_neg).items()}
+        if ref_prof is not None:
+            report.unsupported_share = unsupported_share(cur.prob_all, ref_prof.prob_pos + ref_prof.prob_neg
+                                                         + ref_prof.prob_all)
+        _estimate_gaps(report, cur, reference, threshold, min_labels, alpha)
     elif cur.multiclass is not None and cur.multiclass.n_est:  # calibrated at ingest (class_probabilities.py)
         report.estimated = {k: MetricResult(v, se, cur.multiclass.n_est)
                             for k, (v, se) in cur.multiclass.estimated().items()}
     elif cur.sums["dle_n"] and ref_prof is not None:  # a regressor's expected losses (loss_model.py)
         report.estimated = {k: MetricResult(v, se, cur.sums["dle_n"])
                             for k, (v, se) in estimate_regression(cur.sums, ref_prof.sums).items()}
+    if report.unsupported_share > max_unsupported_share:
+        report.estimate_withheld = "outside_reference_support"
     for values, decisions in ((report.realized, report.degraded), (report.estimated, report.estimated_degraded)):
+        if decisions is report.estimated_degraded and report.estimate_withheld:
+            continue
         p_values = {m: degradation_p(values[m], report.reference[m], m, tolerance, min_labels, alternative)
                     for m in values if m in report.reference}
         decisions.update(holm({m: p for m, p in p_values.items() if p is not None}, alpha))
     return report
+
+
+def _estimate_gaps(report: PerformanceReport, cur: PerformanceProfile, reference: PerformanceReference,
+                   threshold: float, min_labels: int, alpha: float) -> None:
+    """The binary CBPE estimate on exactly the labelled predictions against their realized metrics: if the
+    reference's calibration holds, each realized metric is the estimate within its standard error (which is the
+    spread of the realized metric given the calibrated probabilities), so a gap beyond it, two-sided at ``alpha``
+    with Holm's step-down over the metrics, says the estimator stopped tracking. The labelled rows' predicted class
+    is taken from the threshold (their ``ml.prediction`` is not kept per bin)."""
+    labelled = cur.prob_pos + cur.prob_neg
+    if labelled.sum() < min_labels or reference.calibration is None:
+        return
+    p_values = {}
+    for name, (value, se) in estimate(labelled, reference.calibration, threshold).items():
+        real = report.realized.get(name)
+        if real is None or not (math.isfinite(real.value) and math.isfinite(value) and math.isfinite(se)) or se <= 0:
+            continue
+        gap = value - real.value
+        report.estimate_gap[name] = MetricResult(gap, se, float(labelled.sum()))
+        p_values[name] = float(min(1.0, 2 * stats.norm.sf(abs(gap) / se)))
+    report.estimate_off = holm(p_values, alpha)
 
 
 def assess_all(model: str, version: str, current: PerformanceProfile | None, reference: PerformanceReference | None,
@@ -324,7 +385,8 @@ def assess_all(model: str, version: str, current: PerformanceProfile | None, ref
     """``assess`` and ``assess_segments`` with the processor's settings: what the evaluator, the range reads (API,
     pages, ``otel-ml report``) and the notebook client all decide with, so they decide alike."""
     alpha = performance_alpha(drift, config)
-    options = (config.threshold, config.positive_class, config.min_labels, config.tolerance, config.alternative)
+    options = (config.threshold, config.positive_class, config.min_labels, config.tolerance, config.alternative,
+               config.max_unsupported_share)
     report = assess(model, version, current, reference, alpha, *options)
     assess_segments(report, current, reference, alpha, *options)
     return report
@@ -333,7 +395,7 @@ def assess_all(model: str, version: str, current: PerformanceProfile | None, ref
 def assess_segments(report: PerformanceReport, current: PerformanceProfile | None,
                     reference: PerformanceReference | None, alpha: float, threshold: float = 0.5,
                     positive_class: str | None = None, min_labels: int = 100, tolerance: float = 0.0,
-                    alternative: str = "worse") -> None:
+                    alternative: str = "worse", max_unsupported_share: float = 0.1) -> None:
     """Each segment's performance (``report.segments``) against the same segment of the baseline (else the whole
     baseline), and each segment's part of every metric's change (``report.segment_contributions``).
 
@@ -358,7 +420,7 @@ def assess_segments(report: PerformanceReport, current: PerformanceProfile | Non
         else:
             ref = None if by_segment else reference
         report.segments[label] = assess(report.model, report.version, segments[label], ref, level, threshold,
-                                        positive_class, min_labels, tolerance, alternative)
+                                        positive_class, min_labels, tolerance, alternative, max_unsupported_share)
     report.segment_contributions = performance_contributions(report)
 
 

@@ -175,6 +175,15 @@ PERFORMANCE_GAUGES = [
               "1 when realized performance is significantly worse than the reference's, else 0"),
     MetricDef(sc.METRIC_PERFORMANCE_ESTIMATED_DEGRADED, "gauge", "",
               "1 when estimated performance is significantly worse than the reference's, else 0"),
+    MetricDef(sc.METRIC_PERFORMANCE_ESTIMATE_GAP, "gauge", "",
+              "The label-free estimate on the labelled predictions minus the realized value, per "
+              "ml.performance.metric"),
+    MetricDef(sc.METRIC_PERFORMANCE_ESTIMATE_OFF, "gauge", "",
+              "1 when that gap is significant (the estimator's assumption, the reference's calibration, no longer "
+              "holds), else 0"),
+    MetricDef(sc.METRIC_PERFORMANCE_ESTIMATE_UNSUPPORTED, "gauge", "",
+              "Share of the estimated predictions outside the reference's support (above "
+              "performance.max_unsupported_share the estimate's decisions are withheld)"),
     MetricDef(sc.METRIC_GROUND_TRUTH_COVERAGE, "gauge", "",
               "Share of the horizon's predictions with an id that have their label"),
     MetricDef(sc.METRIC_GROUND_TRUTH_DELAY, "gauge", "s", "Label delay quantiles (label time - prediction time)"),
@@ -614,6 +623,19 @@ def _performance_series_of(r: PerformanceReport, metric: str, model: dict[str, s
     if metric == sc.METRIC_GROUND_TRUTH_COVERAGE:
         if _finite(r.coverage):
             yield model, r.coverage
+        return
+    if metric == sc.METRIC_PERFORMANCE_ESTIMATE_UNSUPPORTED:
+        if _finite(r.unsupported_share):
+            yield model, r.unsupported_share
+        return
+    if metric == sc.METRIC_PERFORMANCE_ESTIMATE_GAP:
+        for name, m in r.estimate_gap.items():
+            if _finite(m.value):
+                yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, m.value
+        return
+    if metric == sc.METRIC_PERFORMANCE_ESTIMATE_OFF:
+        for name, off in r.estimate_off.items():
+            yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, 1.0 if off else 0.0
         return
     if metric == sc.METRIC_GROUND_TRUTH_DELAY:
         for q, v in (("0.5", r.delay_p50), ("0.95", r.delay_p95)):

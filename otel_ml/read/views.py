@@ -220,7 +220,12 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
         "estimated_degraded": sorted(k for k, v in r.estimated_degraded.items() if v),
         "metrics": [{"metric": name, "realized": metric(r.realized, name), "estimated": metric(r.estimated, name),
                      "reference": reference(name), "degraded": r.degraded.get(name),
-                     "estimated_degraded": r.estimated_degraded.get(name)} for name in names],
+                     "estimated_degraded": r.estimated_degraded.get(name),
+                     "estimate_gap": metric(r.estimate_gap, name), "estimate_off": r.estimate_off.get(name)}
+                    for name in names],
+        "estimate_off": sorted(k for k, v in r.estimate_off.items() if v),
+        "estimate_unsupported_share": number(r.unsupported_share),
+        "estimate_withheld": r.estimate_withheld or None,
         "per_class": {c: {k: number(v) for k, v in m.items()} for c, m in r.per_class.items()},
         "roc_auc_binning_bound": number(r.auc_bound),
         "residual_quantiles": {str(q): number(v) for q, v in r.residual_quantiles.items()},

@@ -26,7 +26,7 @@ th,td{border-bottom:1px solid #e5e5e5;padding:4px 10px;text-align:left;vertical-
 th a{color:#222}td.num,th.num{text-align:right}td.num{white-space:nowrap}
 .name{max-width:420px;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;color:#fff}
-.drift,.degraded{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
+.drift,.degraded,.off{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
 .reference_pending{background:#7f8c8d}.stale{background:#34495e}
 .banner{background:#fdf2e9;border:1px solid #e59866;padding:8px 12px;margin:8px 0}
 .muted{color:#777}.grid{display:flex;flex-wrap:wrap;gap:16px}
@@ -194,16 +194,34 @@ def performance_section(perf: dict[str, Any] | None) -> str:
     def decided(v: bool | None) -> str:
         return "<td>–</td>" if v is None else f"<td>{badge('degraded' if v else 'ok')}</td>"
 
+    def tracking(m: dict[str, Any]) -> str:
+        gap = m.get("estimate_gap")
+        if gap is None or gap["value"] is None:
+            return "<td>–</td>"
+        return (f'<td>{badge("off" if m.get("estimate_off") else "ok")} <span class=muted>gap '
+                f'{fmt(gap["value"])} ± {fmt(gap["se"])}</span></td>')
+
     rows = "".join(f'<tr><td class=name>{esc(m["metric"])}</td>{cell(m["realized"])}{decided(m["degraded"])}'
-                   f'{cell(m["estimated"])}{decided(m["estimated_degraded"])}{cell(m["reference"])}</tr>'
+                   f'{cell(m["estimated"])}{decided(m["estimated_degraded"])}{tracking(m)}{cell(m["reference"])}</tr>'
                    for m in perf["metrics"])
+    warnings = ""
+    if perf.get("estimate_off"):
+        warnings += (f'<div class="banner">The label-free estimate no longer tracks the labels for '
+                     f'{esc(", ".join(perf["estimate_off"]))}: on the labelled predictions it differs from the '
+                     "realized value by more than its standard error allows, so the reference's calibration (CBPE's "
+                     "assumption) no longer holds for this traffic. Trust the realized values; rebuild the baseline "
+                     "to estimate again (docs/statistics.md).</div>")
+    if perf.get("estimate_withheld"):
+        warnings += (f'<div class="banner">Estimates unreliable, their decisions withheld: '
+                     f'{pct(perf.get("estimate_unsupported_share"))} of the predictions have a probability outside '
+                     "the range the reference's calibration was learned on (performance.max_unsupported_share).</div>")
     delay = perf["label_delay_seconds"]
     facts = (f'<p class=muted>{fmt(perf["labeled"])} labelled of {fmt(perf["predictions_with_id"])} predictions '
              f'with an id (coverage {pct(perf["coverage"])}); label delay p50 {duration(delay["p50"])}, p95 '
              f'{duration(delay["p95"])}. "degraded": significantly worse than the reference '
              '(docs/statistics.md).</p>')
-    return ("<h2>Performance</h2>" + facts + "<table><thead><tr><th>metric</th><th class=num>realized</th>"
-            "<th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th>"
+    return ("<h2>Performance</h2>" + facts + warnings + "<table><thead><tr><th>metric</th><th class=num>realized"
+            "</th><th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th><th>estimate vs labels</th>"
             "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>"
             + segment_performance_section(perf))
 

@@ -323,3 +323,40 @@ def test_a_label_for_a_prediction_written_before_its_models_last_class_was_seen(
     assert got.labeled == 2
     assert got.metrics()["roc_auc"][0] == pytest.approx(0.5)  # equal probabilities: no ranking
     assert got.metrics()["log_loss"][0] == pytest.approx(-np.log(0.5))
+
+
+def _binary(rng: np.random.Generator, p: np.ndarray, calibrated: bool = True) -> PerformanceProfile:
+    """Labelled predictions of probabilities ``p``: outcomes drawn from ``p`` (calibrated), else from a flat 0.5."""
+    y = (rng.uniform(size=len(p)) < (p if calibrated else 0.5)).astype(int)
+    prof = PerformanceProfile()
+    prof.add_predictions(len(p), p, (p >= 0.5).astype(float))
+    prof.add_classified(y.astype(str), (p >= 0.5).astype(int).astype(str), p, "1")
+    return prof
+
+
+def test_an_estimate_that_stopped_tracking_is_decided_and_one_outside_the_reference_is_withheld() -> None:
+    """Issue 43 part 6: the label-free accuracy stayed 0.978 "ok" while realized was 0.944 and degraded. Where labels
+    exist, the estimate on the labelled predictions is tested against the realized value within the estimate's own
+    standard error; probabilities outside the reference's range make the estimate unreliable."""
+    from otel_ml.analyze.drift import DriftConfig
+    from otel_ml.analyze.performance import assess_all
+
+    rng = np.random.default_rng(9)
+    ref_p = rng.uniform(0.05, 0.95, 20_000)
+    ref_y = (rng.uniform(size=len(ref_p)) < ref_p).astype(int)
+    reference = reference_performance(ref_y, np.full(len(ref_y), ""), (ref_p >= 0.5).astype(float), None, ref_p)
+    cfg = PerformanceConfig()
+    p = rng.uniform(0.05, 0.95, 4_000)
+    tracking = assess_all("m", "", _binary(rng, p), reference, DriftConfig(), cfg)
+    broken = assess_all("m", "", _binary(rng, p, calibrated=False), reference, DriftConfig(), cfg)
+    assert not any(tracking.estimate_off.values()), tracking.estimate_gap
+    assert broken.estimate_off["accuracy"], broken.estimate_gap
+    # The gap is the estimate on the labelled rows minus the realized value, whose spread the estimate's se is.
+    gap = broken.estimate_gap["accuracy"]
+    assert gap.value == pytest.approx(broken.estimated["accuracy"].value - broken.realized["accuracy"].value,
+                                      abs=3 * gap.se)
+    assert tracking.unsupported_share == 0.0 and not tracking.estimate_withheld
+    outside = assess_all("m", "", _binary(rng, np.concatenate([p, np.full(1_000, 0.99)])), reference, DriftConfig(),
+                         cfg)
+    assert outside.unsupported_share == pytest.approx(1_000 / 5_000)
+    assert outside.estimate_withheld == "outside_reference_support" and outside.estimated_degraded == {}
