@@ -102,23 +102,29 @@ def range_document(model: str, version: str, windows: list[Window], reference: P
 
 
 def time_parts(windows: list[Window], points: int = HISTORY_POINTS) -> list[Window]:
-    """``windows`` (in time order) merged into at most ``points`` parts of equal length in time (whole hours), each
-    window in the part its start falls in: a part per day of a month, per hour of a day. A window longer than a
-    part (an archived day) is a part of its own.
+    """``windows`` (in time order) merged into at most ``points`` parts of equal length in time (whole hours when
+    a part is an hour or more; else at least the shortest window), each window in the part its start falls in: a
+    part per 15 hours of a month, per hour of two days, per window of a short range. A window longer than a part
+    (an archived day) is a part of its own.
 
     >>> from otel_ml.profile.performance import PerformanceProfile
     >>> hour = 3_600 * 10**9
     >>> ws = [(k * hour, (k + 1) * hour, PerformanceProfile()) for k in range(72)]
     >>> [(s // hour, e // hour) for s, e, _ in time_parts(ws, 48)][:3], len(time_parts(ws, 48))
     ([(0, 2), (2, 4), (4, 6)], 36)
+    >>> minute = 60 * 10**9
+    >>> len(time_parts([(k * minute, (k + 1) * minute, PerformanceProfile()) for k in range(20)], 48))
+    20
     """
     if not windows:
         return []
     first = windows[0][0]
     span = windows[-1][0] - first + 1
-    part_ns = max(HOUR_NS, -(-span // points // HOUR_NS) * HOUR_NS)
-    if span > part_ns * points:  # rounding up to hours made more parts than asked
-        part_ns = -(-span // points)
+    part_ns = -(-span // points)
+    if part_ns >= HOUR_NS:  # whole hours: a part per day of a month
+        part_ns = -(-part_ns // HOUR_NS) * HOUR_NS
+    else:  # never shorter than a window: a part per window of a short range
+        part_ns = max(part_ns, min(e - s for s, e, _ in windows))
     parts: dict[int, list] = {}
     for start, end, profile in windows:
         part = parts.get((start - first) // part_ns)

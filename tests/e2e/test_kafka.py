@@ -3,9 +3,11 @@ OTLP messages as the Collector's kafka exporter writes them, `otel-ml serve --ka
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.loadgen import make_request
-from tests.support import REPO, free_port, require, select, wait_for
+from tests.support import REPO, counter, free_port, require, select, wait_for
 
 N_MESSAGES = 60
 
@@ -541,3 +543,66 @@ def test_shared_replicas_join_every_label_once(kafka: str, serve_factory, tmp_pa
         assert all("Traceback" not in "".join(sp.log) for sp in replicas)
     finally:
         collector.stop()
+
+
+def test_shared_replicas_archive_performance_and_late_labels_count_once(kafka: str, serve_factory,
+                                                                       tmp_path: Path) -> None:
+    """Issue 43 in shared mode: predictions whose performance windows leave the (two-minute) horizon before their
+    labels come; the labels arrive as deltas of archived windows, one replica is killed -9 while they arrive and
+    replaced. The owners publish archived windows and deltas; a replica that ran throughout holds every label once
+    in its archive, and `otel-ml report --format json` over the range equals scikit-learn on those rows."""
+    from sklearn import metrics as skm
+
+    from tests.e2e.test_collector import labelled_rows
+    from tests.support import LOGS, TRACES, export, labels_request, predictions_request
+
+    topic, group = "otel-ml-shared-archive", "shared-archive"
+    produce(kafka, topic, [])
+    config = tmp_path / "shared.yaml"
+    config.write_text(SHARED_CONFIG + "performance:\n  window_seconds: 60\n  horizon_seconds: 120\n")
+    args = shared_args(kafka, topic, group, config)
+    replicas = [serve_factory(*args, state_dir=tmp_path / f"r{i}") for i in range(2)]
+    n = 1200
+    rows = labelled_rows(np.random.default_rng(43), n)
+    t0 = (time.time_ns() // (60 * NS) - 40) * 60 * NS  # 20 one-minute windows, 20 to 40 minutes ago
+    for k in range(0, n, 60):
+        export(replicas[0], TRACES, predictions_request("archived", [
+            {"ml.prediction.id": f"a-{i}", "ml.prediction": int(rows.y_pred[i]), "ml.prediction.probability":
+             float(rows.p[i]), "ml.feature.x": float(rows.x[i])} for i in range(k, k + 60)], t0 + k // 60 * 60 * NS))
+    for lo in range(0, n, 100):  # labels now: every window they count in has left the horizon
+        if lo == n // 2:
+            replicas[1].proc.kill()  # kill -9 while labels arrive; a replica with an empty disk takes its place
+            replicas[1].proc.wait()
+            replicas[1] = serve_factory(*args, state_dir=tmp_path / "r1-again")
+        answer = export(replicas[0], LOGS, labels_request(
+            "archived", [(f"a-{i}", int(rows.y[i])) for i in range(lo, lo + 100)], time.time_ns()))
+        assert answer.partial_success.rejected_log_records == 0, answer.partial_success.error_message
+
+    def joined() -> float | None:
+        got = sum(counter(sp, "ml_ground_truth_total", ml_model_name="archived") for sp in replicas)
+        return got if got == n else None
+
+    wait_for(joined, timeout=120, what=f"all {n} labels joined")
+    reference = tmp_path / "reference.csv"
+    rows[["x"]].to_csv(reference, index=False)
+    built = subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "archived",
+                            "--input", str(reference), "--output", str(tmp_path / "archived.json")],
+                           capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    out = tmp_path / "report.json"
+
+    def archived() -> dict | None:  # replica 0 ran throughout: every publication's archive rows are in its archive
+        done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "report", "--state-dir", str(tmp_path / "r0"),
+                               "--model", "archived", "--reference", str(tmp_path / "archived.json"), "--from",
+                               str(t0 // NS), "--to", str(t0 // NS + 1200), "--format", "json", "--output", str(out)],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            return None
+        perf = json.loads(out.read_text())["performance"]
+        return perf if perf and perf["labeled"] >= n else None
+
+    perf = wait_for(archived, timeout=120, what=f"all {n} labels in replica 0's performance archive")
+    assert perf["labeled"] == n and perf["predictions_with_id"] == n  # once each, across the kill
+    accuracy = next(m for m in perf["metrics"] if m["metric"] == "accuracy")["realized"]["value"]
+    assert accuracy == pytest.approx(skm.accuracy_score(rows.y, rows.y_pred), abs=1e-12)
+    assert len(perf["history"]) == 20 and sum(h["labeled"] for h in perf["history"]) == n
