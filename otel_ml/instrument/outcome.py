@@ -14,6 +14,7 @@ the processor joined 5 of them; 2 wait for their predictions; 3 did not join: un
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -96,7 +97,7 @@ def report_outcome(api: str | None, model: str, version: str, sent: int, send: A
     if api and wait_seconds > 0:
         try:
             before = label_status(api, model, version, token)[0]
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, http.client.HTTPException) as e:
             reason = getattr(e, "reason", e)
             send()
             return (f"(what the processor did with them is not known: its API at {api} did not answer ({reason}); "
@@ -107,6 +108,6 @@ def report_outcome(api: str | None, model: str, version: str, sent: int, send: A
         return ""
     try:
         after = wait_for_outcome(api, model, version, before, sent, sent_at, wait_seconds, token)  # type: ignore
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, http.client.HTTPException) as e:
         return f"(what the processor did with them is not known: its API at {api} stopped answering ({e}))"
     return summary(before, after, sent)
