@@ -635,12 +635,26 @@ static int bad_truth(const Val *v) {
     return v->kind != V_INT && v->kind != V_BOOL;
 }
 
+/* limits.py probability_problem: 1 when a number of ml.prediction.probability(.<class>) lies outside [0, 1]
+ * (invalid_probability); NaN is a missing value, other kinds a type mismatch counted elsewhere. */
+static int bad_probability(const Val *v) {
+    if (v->kind == V_DOUBLE) return !(isnan(v->d) || (v->d >= 0.0 && v->d <= 1.0));
+    if (v->kind == V_INT) return v->i < 0 || v->i > 1;
+    return 0;
+}
+
+enum { OUTCOME_TRUTH = 0, OUTCOME_ID = 1, OUTCOME_PROBABILITY = 2 };
+
+static int bad_value(const Ctx *c, const Val *v, int what) {
+    return what == OUTCOME_ID ? bad_id(c, v) : what == OUTCOME_TRUTH ? bad_truth(v) : bad_probability(v);
+}
+
 /* 1: reject the span, 0: usable, -1: malformed array (declined). Batch spans: every element. */
-static int bad_outcome(Ctx *c, const Val *v, int is_id, int batch) {
-    if (!batch) return is_id ? bad_id(c, v) : bad_truth(v);
+static int bad_outcome(Ctx *c, const Val *v, int what, int batch) {
+    if (!batch) return bad_value(c, v, what);
     if (array_elements(c, v)) return -1;
     for (size_t i = 0; i < c->elems.n; i++)
-        if (is_id ? bad_id(c, &c->elems.a[i]) : bad_truth(&c->elems.a[i])) return 1;
+        if (bad_value(c, &c->elems.a[i], what)) return 1;
     return 0;
 }
 
@@ -846,10 +860,13 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         if (is_array != (batch_v != NULL)) { rc = DEC_REJECT; goto done; }
         if (batch_v && count_elements(refs[k].v) != n) { rc = DEC_REJECT; goto done; }
     }
-    for (size_t k = 0; k < nrefs; k++) {
-        int is_id = EQUALS(refs[k].name, refs[k].nlen, "prediction.id");
-        if (!is_id && !EQUALS(refs[k].name, refs[k].nlen, "ground_truth")) continue;
-        int bad = bad_outcome(c, refs[k].v, is_id, batch_v != NULL);
+    for (size_t k = 0; k < nrefs; k++) { /* the Python decoder's order: ids and labels, probabilities */
+        int what = EQUALS(refs[k].name, refs[k].nlen, "prediction.id") ? OUTCOME_ID
+                 : EQUALS(refs[k].name, refs[k].nlen, "ground_truth") ? OUTCOME_TRUTH
+                 : (EQUALS(refs[k].name, refs[k].nlen, "prediction.probability")
+                    || STARTS(refs[k].name, refs[k].nlen, "prediction.probability.")) ? OUTCOME_PROBABILITY : -1;
+        if (what < 0) continue;
+        int bad = bad_outcome(c, refs[k].v, what, batch_v != NULL);
         if (bad) { rc = bad < 0 ? DEC_DECLINE_WIRE : DEC_REJECT; goto done; }
     }
     uint64_t end = end_ns ? end_ns : start_ns ? start_ns : c->now_ns;

@@ -66,3 +66,14 @@ def truth_problem(v: AnyValue) -> tuple[str, str] | None:
     shown = repr(v.double_value) if kind == "double_value" else '""' if kind == "string_value" else kind or "no value"
     return "invalid_ground_truth", (f"{semconv.GROUND_TRUTH} must be a finite number, a non-empty string or a bool, "
                                     f"got {shown}")
+
+
+def probability_problem(name: str, v: AnyValue) -> tuple[str, str] | None:
+    """Why one value of ``ml.prediction.probability`` (or ``.<class>``) is refused: a number outside [0, 1]
+    (log loss and the estimates would take it as given); NaN is a missing value, other kinds are counted as a type
+    mismatch like any feature's. None when it is usable."""
+    kind = v.WhichOneof("value")
+    x = v.double_value if kind == "double_value" else v.int_value if kind == "int_value" else None
+    if x is None or x != x or 0 <= x <= 1:
+        return None
+    return "invalid_probability", f"ml.{name} must be within [0, 1], got {x!r}"

@@ -31,7 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, parse_protobuf
 from otel_ml.decode.embedding import embedding_columns
-from otel_ml.decode.limits import NUMBER_LIMIT, DecodeLimits, id_problem, truth_problem
+from otel_ml.decode.limits import NUMBER_LIMIT, DecodeLimits, id_problem, probability_problem, truth_problem
 from otel_ml.decode.outcomes import split_outcomes
 
 try:
@@ -45,6 +45,8 @@ _STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _FEATURE_PREFIX_LEN = len(semconv.FEATURE_PREFIX)
 _ID = semconv.PREDICTION_ID_COLUMN
 _TRUTH = semconv.GROUND_TRUTH_COLUMN
+_PROBABILITY = semconv.PREDICTION_PROBABILITY_FEATURE
+_CLASS_PROBABILITY = semconv.CLASS_PROBABILITY_COLUMN_PREFIX
 _PREDICTION_COLUMNS = {
     semconv.PREDICTION: semconv.PREDICTION_FEATURE,
     semconv.PREDICTION_SCORE: semconv.PREDICTION_SCORE_FEATURE,
@@ -556,6 +558,11 @@ def _decode_span(
     for name, value in columns:
         if name in (_ID, _TRUTH):
             _check_outcome(name, value, batch_v is not None, limits)
+        elif name == _PROBABILITY or name.startswith(_CLASS_PROBABILITY):
+            for v in (value.array_value.values if batch_v is not None else (value,)):
+                problem = probability_problem(name, v)
+                if problem is not None:
+                    raise _Rejected(*problem)
 
     end = span.end_time_unix_nano or span.start_time_unix_nano or now_ns
     if end > now_ns + limits.max_clock_skew_seconds * 1e9:

@@ -136,7 +136,8 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
         keys = ["ml.feature.a", "ml.prediction", *draw(st.lists(st.just("ml.feature.prediction"), max_size=1))]
     if draw(st.integers(0, 3)) == 0:  # per-class probabilities, sometimes repeated or colliding with a feature
         keys += draw(st.lists(st.sampled_from(["ml.prediction.probability.a", "ml.prediction.probability.b",
-                                               "ml.prediction.probability.", "ml.feature.prediction.probability.a"]),
+                                               "ml.prediction.probability.", "ml.feature.prediction.probability.a",
+                                               "ml.prediction.probability"]),
                               max_size=3))
     if draw(st.integers(0, 3)) == 0:  # segment keys (ml.segment.<key>), sometimes colliding with a feature
         keys += draw(st.lists(st.sampled_from(["ml.segment.region", "ml.segment.tier", "ml.segment.",
@@ -330,6 +331,18 @@ def test_a_batch_span_naming_a_column_twice_is_rejected_by_both_decoders() -> No
     result = rejected_by_both(REPEATED_BATCH_COLUMN)
     assert result.rejected == Counter(duplicate_attribute=1)
     assert result.examples["duplicate_attribute"] == "column 'x' is given twice in one span"
+
+
+def test_probabilities_outside_zero_to_one_are_rejected_by_both_decoders() -> None:
+    """Issue 49 E: class probabilities of 5.0 and -3.0 were taken (log loss 6.27 for an accuracy-1.0 model)."""
+    for key in ("ml.prediction.probability", "ml.prediction.probability.gold"):
+        for value in (tag(4, 1) + struct.pack("<d", 5.0), tag(4, 1) + struct.pack("<d", -3.0), tag(3, 0) + varint(2)):
+            result = rejected_by_both(request_of(MODEL + END + ld(9, kv(key, value))))
+            assert result.rejected == Counter(invalid_probability=1), result.rejected
+            assert "must be within [0, 1]" in result.examples["invalid_probability"]
+        for value in (tag(4, 1) + struct.pack("<d", 0.25), tag(4, 1) + struct.pack("<d", math.nan),
+                      tag(3, 0) + varint(1)):
+            assert compare(request_of(MODEL + END + ld(9, kv(key, value))), DecodeLimits()) == "equal"
 
 
 def test_a_feature_named_prediction_is_rejected_not_merged_with_the_model_output() -> None:
