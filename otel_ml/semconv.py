@@ -116,7 +116,7 @@ REJECTION_REASONS = (
     "name_too_long", "reserved_feature_name", "duplicate_attribute", "timestamp_in_future", "too_many_models",
     "invalid_sequence", "ground_truth_without_id", "ground_truth_missing_value", "ground_truth_unsupported",
     "invalid_ground_truth", "invalid_prediction_id", "prediction_id_too_long", "invalid_embedding",
-    "embedding_length_mismatch", "embedding_too_large", "embedding_dimension_mismatch",
+    "embedding_length_mismatch", "embedding_too_large", "embedding_dimension_mismatch", "invalid_probability",
 )
 """Every ``reason`` of ``otel_ml.spans.rejected`` (docs/semantic-conventions.md#rejected-spans); each series is
 exported from the start at 0."""
