@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
-import hmac
 import logging
 import math
 import os
@@ -33,7 +32,7 @@ from otel_ml.core.counters import Counters, Series
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.export.config import CardinalityConfig, ExportConfig
-from otel_ml.http_server import HttpServer, Listener, health_routes
+from otel_ml.http_server import HttpServer, Listener, health_routes, token_matches
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +349,7 @@ class MetricsExporter:
         self._readiness = readiness or (lambda: (True, "ready"))
         self._ssl_context = ssl_context
         """TLS for the Prometheus endpoint (``export.prometheus.protected``), with the bearer token below."""
-        self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
+        self._token = bearer_token.encode() if bearer_token else None
         self._listener: Listener | None = None
         self.prometheus_port: int | None = None
         self.provider = None  # an OTel SDK MeterProvider when export.otlp.endpoint is set
@@ -379,7 +378,8 @@ class MetricsExporter:
             self._http.start()
             self._listener = self._http.listen(
                 "the Prometheus endpoint (export.prometheus.endpoint)", self.config.prometheus.endpoint,
-                [("GET", "/metrics", self._serve_metrics), *health_routes(self._readiness),
+                [("GET", "/metrics", self._serve_metrics), ("HEAD", "/metrics", self._serve_metrics),
+                 *health_routes(self._readiness),
                  ("*", "/{tail:.*}", self._not_found)], self._ssl_context)
             self.prometheus_port = self._listener.port
             log.info("Prometheus metrics on %s://%s:%d/metrics", "https" if self._ssl_context else "http",
@@ -398,8 +398,7 @@ class MetricsExporter:
 
     # --- Prometheus -------------------------------------------------------------------------------
     async def _serve_metrics(self, request: web.Request) -> web.Response:
-        if self._expected_auth is not None and not hmac.compare_digest(
-                request.headers.get("Authorization", "").encode(), self._expected_auth):
+        if not token_matches(request.headers.get("Authorization", ""), self._token):
             return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
         body = await self._http.blocking(self.prometheus_text)
         response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

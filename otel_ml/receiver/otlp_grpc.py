@@ -7,7 +7,6 @@ are reported in ``partial_success`` with a message naming each reason.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from concurrent import futures
@@ -18,6 +17,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from otel_ml.decode.batch import DecodeResult
+from otel_ml.http_server import token_matches
 from otel_ml.receiver.common import export_logs_response, export_response, refusal_of, retry_trailers
 from otel_ml.receiver.config import OtlpGrpcReceiverConfig, TlsConfig
 
@@ -40,7 +40,7 @@ class OtlpTraceReceiver:
         processor on the same port fails to start instead of silently taking half of the traffic."""
         self._consume = consume
         self.tls = tls or TlsConfig()
-        self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
+        self._token = bearer_token.encode() if bearer_token else None
         self._server: grpc.Server | None = None
         self.port: int | None = None
 
@@ -94,11 +94,10 @@ class OtlpTraceReceiver:
             self._server.stop(grace).wait()
 
     def _authorized(self, context: grpc.ServicerContext) -> bool:
-        if self._expected_auth is None:
+        if self._token is None:
             return True
         given = next((v for k, v in context.invocation_metadata() if k == "authorization"), "")
-        given_bytes = given.encode() if isinstance(given, str) else given
-        return hmac.compare_digest(given_bytes, self._expected_auth)  # constant time
+        return token_matches(given.decode("utf-8", "replace") if isinstance(given, bytes) else given, self._token)
 
     def _export(self, request: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
         return export_response(self._call(request, context, "traces"))

@@ -14,7 +14,6 @@ accept path); the work of a request (parse, decode, apply, journal) runs in its 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 
@@ -25,7 +24,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_context
+from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_context, token_matches
 from otel_ml.receiver.common import (
     AdmissionControl,
     Overloaded,
@@ -59,7 +58,7 @@ class OtlpHttpTraceReceiver:
         self._consume = consume
         self._admission = admission
         self.tls = tls or TlsConfig()
-        self._expected_auth = f"Bearer {bearer_token}".encode() if bearer_token else None
+        self._token = bearer_token.encode() if bearer_token else None
         self._readiness = readiness or (lambda: (True, "ready"))
         self._own_server = server is None
         self.server = server or HttpServer()
@@ -100,10 +99,8 @@ class OtlpHttpTraceReceiver:
         return await self._export(request, "logs")
 
     async def _export(self, request: web.Request, signal: str) -> web.Response:
-        if self._expected_auth is not None:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected_auth):  # constant time
-                return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
+        if not token_matches(request.headers.get("Authorization", ""), self._token):
+            return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         reply_type = JSON if content_type == JSON else PROTOBUF
         limit = self.config.max_message_bytes

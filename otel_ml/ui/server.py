@@ -17,9 +17,6 @@ apply here too: a request carries ``Authorization: Bearer <token>``, or HTTP Bas
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import ssl
 import time
@@ -32,7 +29,7 @@ from aiohttp import web
 from otel_ml.analyze.drift import DriftConfig, ModelReport
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.core.snapshot import Snapshot
-from otel_ml.http_server import Busy, HttpServer, Listener, health_routes
+from otel_ml.http_server import Busy, HttpServer, Listener, health_routes, token_matches
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
 from otel_ml.read.archive import DAY_NS, open_read_only, parse_time_ns
@@ -122,19 +119,7 @@ class UiServer:
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:
-        if self._token is None:
-            return True
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer":
-            return hmac.compare_digest(value.strip().encode(), self._token)
-        if scheme.lower() == "basic":
-            try:
-                _, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
-            except (binascii.Error, ValueError):
-                return False
-            return hmac.compare_digest(password, self._token)
-        return False
+        return token_matches(request.headers.get("Authorization", ""), self._token)
 
     def _guard(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
         async def guarded(request: web.Request) -> web.StreamResponse:

@@ -167,3 +167,44 @@ def test_categorical_values_are_hashed_before_sketching(tmp_path: Path) -> None:
         assert hashed.encode("utf-32-le") in state_files or hashed.encode() in state_files  # hashes are kept
     finally:
         sp.stop()
+
+
+def test_every_route_reads_the_authorization_header_alike_and_head_metrics_answers(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """Issue 49 N: /metrics (protected) and OTLP/HTTP refused `bearer` in lower case and extra spaces that the
+    pages and API accepted; HEAD /metrics was 404. One parser for every route now (RFC 7235: the scheme is
+    case-insensitive), gRPC included."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("receiver:\n  auth:\n    bearer_token_env: TEST_OTELML_TOKEN\n"
+                   "export:\n  prometheus:\n    protected: true\n")
+    monkeypatch.setenv("TEST_OTELML_TOKEN", TOKEN)
+    sp = start_serve(tmp_path / "state", "--config", str(cfg))
+    try:
+        def status(url: str, authorization: str | None, method: str = "GET", data: bytes | None = None) -> int:
+            req = urllib.request.Request(url, data=data, method=method, headers={
+                **({"Authorization": authorization} if authorization else {}),
+                "Content-Type": "application/x-protobuf"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        routes = [(f"http://127.0.0.1:{sp.prom_port}/metrics", "GET", None),
+                  (f"http://127.0.0.1:{sp.prom_port}/metrics", "HEAD", None),
+                  (f"http://127.0.0.1:{sp.http_port}/v1/traces", "POST", b""),
+                  (f"http://127.0.0.1:{sp.ui_port}/api/v1/models", "GET", None)]
+        basic = "Basic " + base64.b64encode(f"prometheus:{TOKEN}".encode()).decode()
+        for url, method, data in routes:
+            for good in (f"Bearer {TOKEN}", f"bearer {TOKEN}", f"  BEARER   {TOKEN}  ", basic):
+                assert status(url, good, method, data) == 200, (url, method, good)
+            for bad in (None, "Bearer wrong", f"Token {TOKEN}", f"Bearer{TOKEN}"):
+                assert status(url, bad, method, data) == 401, (url, method, bad)
+        with grpc.insecure_channel(sp.grpc_endpoint) as ch:
+            export = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            export(b"", metadata=(("authorization", f"bearer  {TOKEN}"),), timeout=5)  # accepted: no error
+            with pytest.raises(grpc.RpcError) as err:
+                export(b"", metadata=(("authorization", "bearer wrong"),), timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        sp.stop()
