@@ -60,6 +60,21 @@ def interval_labels(edges: list[float]) -> list[str]:
     return ["", "<" + format(edges[0], "g"), *inner, ">=" + format(edges[-1], "g")]
 
 
+def segment_label(keys: tuple[str, ...], values: tuple[str, ...]) -> str:
+    r"""A segment's label: ``key=value`` pairs joined by commas, with a backslash before every ``\`` and ``,`` of a
+    key or value and every ``=`` of a key, so that no two segments share a label (a pair is split at its first
+    unescaped ``=``: a value may hold ``=``, as a numeric key's ``>=50`` does).
+
+    >>> print(segment_label(("re=g,ion",), ("a=b,c=d",)), segment_label(("age", "tier"), (">=50", "gold")))
+    re\=g\,ion=a=b\,c=d age=>=50,tier=gold
+    """
+    def escaped(text: str, equals: bool) -> str:
+        text = text.replace("\\", "\\\\").replace(",", "\\,")
+        return text.replace("=", "\\=") if equals else text
+
+    return ",".join(f"{escaped(k, True)}={escaped(v, False)}" for k, v in zip(keys, values))
+
+
 class SegmentCounts:
     """Per segment: predictions (row weights), and per feature the weighted count of each grid bin (numeric) or
     category bucket (categorical), and a numeric feature's Σw and Σw·x (its mean, for attribution)."""
@@ -157,7 +172,7 @@ class SegmentCounts:
                 c, at = divmod(c, len(texts))
                 parts.append(texts[at])
             key = tuple(reversed(parts))
-            label = MISSING if any(v == "" for v in key) else ",".join(f"{n}={v}" for n, v in zip(self.by, key))
+            label = MISSING if any(v == "" for v in key) else segment_label(self.by, key)
             i = self._seen.get(key)
             if i is None:  # a combination not met before: its label, admitted (or pooled) once
                 i = self._seen[key] = self._admit(label)

@@ -265,3 +265,15 @@ def test_spans_sending_the_baselines_segment_column_as_ml_segment_are_compared_b
     report = compare(reference, wp.current())
     assert [f.feature for f in report.features] == ["x"]
     assert {s.segment: s.detected for s in report.segments} == {"region=n": False, "region=s": True}
+
+
+def test_segment_labels_stay_distinct_when_keys_or_values_hold_equals_signs_or_commas() -> None:
+    """Issue 49 N: ``a="1,b=2", b="3"`` and ``a="1", b="2,b=3"`` both read ``a=1,b=2,b=3``: two segments under one
+    label (their counts, pages and series merged). Commas and backslashes in keys and values, and ``=`` in keys,
+    are escaped."""
+    a = np.array(["1,b=2", "1", "1,b=2"])
+    b = np.array(["3", "2,b=3", "3"])
+    rows = ColumnarBatch("m", "", 3, np.zeros(3, np.int64), np.ones(3), categorical={"a": a, "b": b})
+    labels = SegmentCounts(("a", "b")).row_labels(rows).tolist()
+    assert labels[0] == labels[2] != labels[1], labels
+    assert labels == ["a=1\\,b=2,b=3", "a=1,b=2\\,b=3", "a=1\\,b=2,b=3"]
