@@ -198,6 +198,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if not rejected else 1
 
 
+def _time_range(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    """``--from``/``--to`` in ns (None where not given); a ValueError naming both when ``--from`` is later."""
+    from otel_ml.read.archive import parse_time_ns
+
+    lo = parse_time_ns(start, "--from") if start else None
+    hi = parse_time_ns(end, "--to") if end else None
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"--from {start} is later than --to {end}")
+    return lo, hi
+
+
 def _outcome_options(parser: argparse.ArgumentParser) -> None:
     """How ``labels send`` and ``replay`` learn what the processor did with the labels they sent."""
     parser.add_argument("--api", metavar="URL", help="the processor's JSON API, read back after sending to say what "
@@ -392,7 +403,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
 
     from otel_ml.config import SETTINGS_FILE, load_config, recorded_settings
-    from otel_ml.read.archive import parse_time_ns
     from otel_ml.ui.report import build_report
 
     # Decided as the processor decides: its recorded settings (or --config), --alpha on top.
@@ -405,8 +415,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                                                        f"directory has no readable {SETTINGS_FILE}; --config FILE)"))
     drift = dataclasses.replace(cfg.drift, alpha=args.alpha) if args.alpha is not None else cfg.drift
     html, report, documents = build_report(args.state_dir, args.model, args.model_version,
-                                           parse_time_ns(args.start) if args.start else None,
-                                           parse_time_ns(args.end) if args.end else None, args.reference,
+                                           *_time_range(args.start, args.end), args.reference,
                                            args.baseline_dir, drift, args.max_charts, cfg.performance,
                                            dict(cfg.export.effect_size), settings)
     text = html if args.format == "html" else json.dumps(documents, indent=1, allow_nan=False) + "\n"
@@ -422,12 +431,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:
-    from otel_ml.read.archive import export_range, live_window_ns, open_read_only, parse_time_ns
+    from otel_ml.read.archive import export_range, live_window_ns, open_read_only
 
+    start, end = _time_range(args.start, args.end)  # both required: ints
     conn = open_read_only(args.state_dir)
     try:
-        profile = export_range(conn, args.model, args.model_version, parse_time_ns(args.start),
-                               parse_time_ns(args.end), live_window_ns(conn))
+        profile = export_range(conn, args.model, args.model_version, start or 0, end or 0, live_window_ns(conn))
     finally:
         conn.close()
     Path(args.output).write_text(profile.to_json())

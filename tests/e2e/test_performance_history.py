@@ -134,6 +134,10 @@ def test_a_replayed_month_has_performance_over_any_range_the_same_everywhere(ser
             assert not metric(h, "accuracy")["degraded"], h
     assert sum(h["labeled"] for h in parts) == n_labels
 
+    with pytest.raises(urllib.error.HTTPError) as backwards:  # issue 49 N: `from` after `to` is an error, not empty
+        api(sp, "?from=2000000000&to=1000000000")
+    assert backwards.value.code == 400 and b"later than" in backwards.value.read()
+
     import otel_ml  # the notebook client reads the same range
 
     client = otel_ml.Client(f"http://127.0.0.1:{sp.ui_port}")
@@ -173,6 +177,10 @@ def test_a_replayed_month_has_performance_over_any_range_the_same_everywhere(ser
                 if m[side] is not None:
                     assert got[side] == pytest.approx(m[side], rel=bound, abs=0), (m["metric"], side)
             assert (got["degraded"], got["estimated_degraded"]) == (m["degraded"], m["estimated_degraded"])
+    backwards = subprocess.run([sys.executable, "-m", "otel_ml.cli", "report", "--state-dir", str(state), "--model",
+                                "churn", "--from", str(int(end.timestamp())), "--to", str(int(start.timestamp())),
+                                "--output", str(tmp_path / "x.html")], capture_output=True, text=True, timeout=120)
+    assert backwards.returncode == 2 and "is later than --to" in backwards.stderr, backwards.stderr
     html = tmp_path / "report.html"
     done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "report", "--state-dir", str(state), "--model", "churn",
                            "--from", str(int(shift.timestamp())), "--to", str(int(end.timestamp())), "--output",
