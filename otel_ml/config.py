@@ -20,6 +20,7 @@ import yaml
 
 from otel_ml.analyze.drift import CATEGORICAL_METHODS, DEFAULT_EFFECT_SIZE, NUMERIC_METHODS, DriftConfig
 from otel_ml.analyze.performance import ALTERNATIVES, PerformanceConfig
+from otel_ml.core.references import MAX_BASELINE_BYTES
 from otel_ml.decode.limits import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
@@ -51,6 +52,9 @@ class LimitsConfig(DecodeLimits):
     """Request bytes being decoded, applied or made durable at once; over it, UNAVAILABLE with RetryInfo."""
     retry_after_seconds: float = 1.0
     """The RetryInfo delay given to refused senders."""
+    max_baseline_bytes: int = MAX_BASELINE_BYTES
+    """Baseline files larger than this are skipped with a warning naming the file and this setting (reading one
+    costs about three times its size in memory)."""
 
     def decode_limits(self) -> DecodeLimits:
         """The decoder's part, as a plain DecodeLimits (what receiver worker processes are given)."""
@@ -208,7 +212,7 @@ POSITIVE = (
     "limits.max_batch_size", "limits.max_features_per_span", "limits.max_category_length", "limits.max_name_length",
     "limits.max_id_length", "limits.max_embedding_dimension",
     "limits.max_models", "limits.max_profiled_features_per_model", "limits.max_inflight_bytes",
-    "limits.retry_after_seconds", "models.max_models", "models.idle_ttl_seconds", "http.idle_timeout_seconds",
+    "limits.retry_after_seconds", "limits.max_baseline_bytes", "models.max_models", "models.idle_ttl_seconds", "http.idle_timeout_seconds",
     "http.body_timeout_seconds", "http.max_connections", "http.tls_handshake_timeout_seconds", "http.handler_threads",
     "receiver.otlp_grpc.max_message_bytes", "receiver.otlp_grpc.max_workers", "receiver.otlp_http.max_message_bytes",
     "export.otlp.interval_seconds", "export.cardinality.max_models", "export.cardinality.max_versions_per_model",
@@ -292,6 +296,8 @@ def _validate(cfg: ServiceConfig) -> None:
     need(cfg.performance.window_seconds <= cfg.performance.horizon_seconds, "performance.window_seconds",
          "at most performance.horizon_seconds", cfg.performance.window_seconds)
     need(cfg.performance.max_classes >= 2, "performance.max_classes", ">= 2", cfg.performance.max_classes)
+    need(0 <= cfg.performance.max_unsupported_share <= 1, "performance.max_unsupported_share", "in [0, 1]",
+         cfg.performance.max_unsupported_share)
     need(cfg.performance.alternative in ALTERNATIVES, "performance.alternative", f"one of {', '.join(ALTERNATIVES)}",
          cfg.performance.alternative)
     need(cfg.performance.loss_rows_per_window >= 1, "performance.loss_rows_per_window", ">= 1",

@@ -138,7 +138,8 @@ class ProcessorService:
                                  config.drift.correlation_features,
                                  {m: tuple(by) for m, by in config.segments.by.items()}, config.segments.max_per_model,
                                  dict(config.segments.bins))
-        references = ReferenceStore(config.baseline_dir, config.state.dir, pinned_files=not shared)
+        references = ReferenceStore(config.baseline_dir, config.state.dir, pinned_files=not shared,
+                                    max_baseline_bytes=config.limits.max_baseline_bytes)
         live = LiveModels(live_config, references, self.counters, MergedViews(ownership) if shared else OwnViews(),
                           labels=functools.partial(self._ground_truth, config, shared),
                           routing=functools.partial(_id_partition, ownership) if shared else None)

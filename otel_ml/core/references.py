@@ -24,17 +24,29 @@ BASELINE_DIR_FILE = "baseline-dir.txt"
 offline commands (``otel-ml report``) choose the reference it chose without being told again."""
 
 
-def read_profiles(directory: Path) -> dict[Key, tuple[ModelProfile, Path]]:
+MAX_BASELINE_BYTES = 128 * 1024 * 1024
+"""Baseline files larger than this are skipped with a warning (``limits.max_baseline_bytes``): reading one takes
+about three times its size in memory and holds the interpreter while it is parsed."""
+
+
+def read_profiles(directory: Path, max_bytes: int = MAX_BASELINE_BYTES) -> dict[Key, tuple[ModelProfile, Path]]:
     """Every otel-ml profile file in ``directory`` (not recursive), keyed by (model, version), with its file.
     Two files for one (model, version): the newer one (modification time) is used, and a warning names both:
-    merging them would mix an old reference into a rebuilt one."""
+    merging them would mix an old reference into a rebuilt one. A file that is not a usable profile, or is larger
+    than ``max_bytes``, is skipped with a warning naming it and why: one bad file never stops the others."""
     found: dict[Key, tuple[ModelProfile, Path]] = {}
     files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
     for path in sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name)):  # oldest first: newer ones replace
+        size = path.stat().st_size
+        if size > max_bytes:
+            log.warning("%s: skipped, %d bytes is over limits.max_baseline_bytes (%d)", path, size, max_bytes)
+            continue
         try:
             prof = ModelProfile.from_json(path.read_bytes())
-        except ValueError as e:
-            log.warning("%s: skipped, not an otel-ml profile (%s)", path, e)
+            if not isinstance(prof.model, str) or not isinstance(prof.version, str) or not prof.model:
+                raise ValueError("its model and version are not text")
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OSError) as e:
+            log.warning("%s: skipped, not an otel-ml profile (%s: %s)", path, type(e).__name__, str(e)[:200])
             continue
         key = (prof.model, prof.version)
         if key in found:
@@ -58,8 +70,10 @@ class ReferenceStore:
     recorded under the state directory (``pinned_files``) or, in shared Kafka mode, kept in memory as the
     changelog brings it (``adopt``)."""
 
-    def __init__(self, baseline_dir: str | None, state_dir: str, pinned_files: bool = True) -> None:
+    def __init__(self, baseline_dir: str | None, state_dir: str, pinned_files: bool = True,
+                 max_baseline_bytes: int = MAX_BASELINE_BYTES) -> None:
         self.baseline_dir = Path(baseline_dir) if baseline_dir else None
+        self.max_baseline_bytes = max_baseline_bytes
         self.pinned_dir = Path(state_dir) / "pinned"
         self.pinned_files = pinned_files
         self.current_start: dict[Key, int | None] = {}
@@ -94,7 +108,7 @@ class ReferenceStore:
     def _load_baselines(self) -> None:
         assert self.baseline_dir is not None
         self._baseline_dir_state = directory_state(self.baseline_dir)
-        found = read_profiles(self.baseline_dir)
+        found = read_profiles(self.baseline_dir, self.max_baseline_bytes)
         self.baselines = {key: prof for key, (prof, _) in found.items()}
         self.baseline_files = {key: path for key, (_, path) in found.items()}
 

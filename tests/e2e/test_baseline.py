@@ -203,3 +203,68 @@ def test_compare_lists_every_feature_of_either_side(tmp_path: Path) -> None:
     text = subprocess.run([sys.executable, "-m", "otel_ml.cli", "compare", str(tmp_path / "ref.json"),
                            str(tmp_path / "cur.json")], check=True, capture_output=True, text=True).stdout
     assert "absent_from_current" in text and "income" in text, text
+
+
+def test_malformed_and_oversized_baseline_files_are_skipped_and_the_others_still_load(tmp_path: Path) -> None:
+    """Issue 49 G and I: a baseline whose `model` is a list, or nested 100,000 brackets deep, stopped the processor
+    at start (TypeError, RecursionError) and, dropped into a running one, kept later good baselines from loading;
+    a 2 GB file took it to 4.2 GB RSS. Each is skipped with a warning naming the file (and, for the size, the
+    setting), at start and while serving."""
+    import json as jsonlib
+    import time
+
+    from tests.support import select, start_serve, wait_for
+
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    rng = np.random.default_rng(2)
+    pd.DataFrame({"x": rng.normal(size=300)}).to_csv(tmp_path / "a.csv", index=False)
+    for model in ("good", "later"):
+        subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", model, "--input",
+                        str(tmp_path / "a.csv"), "--output", str(tmp_path / f"{model}.json")], check=True,
+                       capture_output=True)
+    good = jsonlib.loads((tmp_path / "good.json").read_text())
+    (baselines / "good.json").write_text(jsonlib.dumps(good))
+    (baselines / "list-model.json").write_text(jsonlib.dumps({**good, "model": ["a", "b"]}))
+    (baselines / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (baselines / "big.json").write_text(jsonlib.dumps({**good, "model": "big", "padding": "x" * 400_000}))
+    config = tmp_path / "c.yaml"
+    config.write_text("limits:\n  max_baseline_bytes: 300000\n")  # deep.json (200 kB) is under it, big.json over
+    sp = start_serve(tmp_path / "state", "--config", str(config), "--baseline-dir", str(baselines),
+                     "--evaluation-interval", "0.3")
+    try:
+        log = "".join(sp.log)
+        assert "list-model.json: skipped, not an otel-ml profile" in log, log
+        assert "deep.json: skipped, not an otel-ml profile (RecursionError" in log, log
+        assert "big.json: skipped" in log and "over limits.max_baseline_bytes" in log, log
+        assert "Traceback" not in log
+        (baselines / "deep-again.json").write_text("[" * 100_000 + "]" * 100_000)  # dropped into a running one
+        time.sleep(1)
+        (tmp_path / "later.json").replace(baselines / "later.json")
+
+        def loaded() -> bool:
+            ready = {s.labels["ml_model_name"] for s in select(sp.scrape(), "ml_reference_ready")}
+            return "later" in ready or "baseline for model 'later'" in "".join(sp.log)
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+        from tests.support import request
+
+        with grpc.insecure_channel(sp.grpc_endpoint) as channel:
+            for model in ("good", "later"):
+                req = request({"ml.model.name": model, "ml.feature.x": 1.0})
+                req.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = time.time_ns()
+                TraceServiceStub(channel).Export(req, timeout=10)
+
+        def sources() -> dict[str, str] | None:
+            got = {s.labels["ml_model_name"]: s.labels["ml_reference_source"]
+                   for s in select(sp.scrape(), "ml_reference_ready")}
+            return got if got.get("good") == "baseline" and got.get("later") == "baseline" else None
+
+        wait_for(sources, timeout=30, what="both good baselines in force beside the bad files")
+        assert "deep-again.json: skipped" in "".join(sp.log)
+        assert sp.proc.poll() is None and "Traceback" not in "".join(sp.log)
+        assert loaded()
+    finally:
+        sp.stop()
