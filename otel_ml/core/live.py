@@ -229,6 +229,18 @@ class LiveModels:
                         log.info("model %r version %r: no baseline; the first %ss horizon will be pinned as "
                                  "reference", batch.model, batch.version, self.config.windows.horizon_seconds)
             wp = state.models[batch.key]
+            if batch.embedding_dimension and wp.embedding_dimension not in (0, batch.embedding_dimension):
+                # Vectors of another dimension are projected into another space: their columns would mix with the
+                # model's as if they were the same numbers. Refused as one request with two dimensions is.
+                n = len(batch.span_end_ns)
+                result.rejected["embedding_dimension_mismatch"] += n
+                result.spans_accepted -= n
+                result.examples.setdefault(
+                    "embedding_dimension_mismatch", f"{sc.EMBEDDING} of dimension {batch.embedding_dimension} for "
+                    f"model {batch.model!r} version {batch.version!r}, whose embeddings have dimension "
+                    f"{wp.embedding_dimension}: a new embedding model is a new ml.model.version")
+                continue
+            wp.embedding_dimension = wp.embedding_dimension or batch.embedding_dimension
             reconstruction = wp.reference.reconstruction if wp.reference is not None else None
             if reconstruction is not None:  # multivariate drift: each row's error, profiled like a feature
                 batch.numeric[sc.MULTIVARIATE_FEATURE] = reconstruction.errors(batch.numeric, batch.categorical,

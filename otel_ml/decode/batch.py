@@ -63,6 +63,9 @@ class ColumnarBatch:
     """int64 per span: predictions in the span; same length as ``span_stream``."""
     prediction_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     """uint64 per row: hash of (model, ``ml.prediction.id``), 0 without one; empty when no row has one."""
+    embedding_dimension: int = 0
+    """The dimension of the batch's ``ml.embedding`` vectors (one per model in a request), 0 without any: a model
+    whose embeddings change dimension between requests has its later ones refused (core/live.py)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -97,6 +100,7 @@ class ColumnarBatch:
                if len(self.span_stream) else {}),
             **({"span_rows": self.span_rows[spans]} if len(self.span_rows) else {}),
             **({"prediction_id": self.prediction_id[rows]} if len(self.prediction_id) else {}),
+            embedding_dimension=self.embedding_dimension,
         )
 
     def split_by_window(self, window_ns: int) -> dict[int, ColumnarBatch]:
@@ -206,7 +210,8 @@ class DecodeResult:
                 "numeric": list(b.numeric), "categorical": [[k, v.dtype.str] for k, v in b.categorical.items()],
                 "invalid": dict(b.invalid), **({"sequenced": True} if sequenced else {}),
                 **({"error_rows": True} if not sequenced and len(b.span_rows) and b.span_error.any() else {}),
-                **({"ids": True} if len(b.prediction_id) else {})})
+                **({"ids": True} if len(b.prediction_id) else {}),
+                **({"dimension": b.embedding_dimension} if b.embedding_dimension else {})})
             arrays += [b.row_time_ns.astype("<i8", copy=False), b.row_weight.astype("<f8", copy=False),
                        b.span_end_ns.astype("<i8", copy=False), b.span_duration_s.astype("<f8", copy=False),
                        b.span_error.astype("|b1", copy=False)]
@@ -260,6 +265,7 @@ class DecodeResult:
                     batch.span_stream, batch.span_seq, batch.span_rows = (take("<i8", spans) for _ in range(3))
                 elif m.get("error_rows"):
                     batch.span_rows = take("<i8", spans)
+                batch.embedding_dimension = int(m.get("dimension", 0))
                 if m.get("ids"):
                     batch.prediction_id = take("<u8", n)
                 batch.numeric = {name: take("<f8", n) for name in m["numeric"]}

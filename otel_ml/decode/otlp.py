@@ -147,8 +147,11 @@ class _ColumnBuilder:
             numeric[name] = col
         categorical = {name: categorical_column(n, np.asarray(idx, dtype=np.int64), self.cat_val[name])
                        for name, idx in self.cat_idx.items()}
+        dimension = 0
         if self.embeddings:
-            numeric.update(embedding_columns(embedding_rows(n, self.embeddings)))
+            vectors = embedding_rows(n, self.embeddings)
+            dimension = vectors.shape[1]
+            numeric.update(embedding_columns(vectors))
         return ColumnarBatch(
             model=self.model,
             version=self.version,
@@ -170,6 +173,7 @@ class _ColumnBuilder:
             span_stream=np.asarray(self.span_stream, dtype=np.int64),
             span_seq=np.asarray(self.span_seq, dtype=np.int64),
             span_rows=np.asarray(self.span_rows, dtype=np.int64),
+            embedding_dimension=dimension,
         )
 
 
@@ -323,6 +327,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
             span_stream=np.frombuffer(span_stream, dtype=np.int64),
             span_seq=np.frombuffer(span_seq, dtype=np.int64),
             span_rows=np.frombuffer(span_rows, dtype=np.int64),
+            embedding_dimension=int(dimension),
         ))
     return result
 

@@ -68,6 +68,10 @@ class WindowChanges:
     """Those windows themselves, for the archive (only with ``keep_evicted``)."""
 
 
+MAX_SEGMENT_KEYS = 4
+"""Segment keys a model is segmented by from its spans' ``ml.segment.<key>`` attributes (the first by name)."""
+
+
 class WindowedProfile:
     """Windows of one (model, version), the reference it is compared with, and the feature kinds.
 
@@ -114,6 +118,11 @@ class WindowedProfile:
         self.reference_source: str | None = None
         self.first_window_ns: int | None = None
         self.newest_event_ns: int | None = None
+        self.ignored_segment_keys: set[str] = set()
+        """``ml.segment.<key>`` keys its spans carried that it is not segmented by (logged once each)."""
+        self.embedding_dimension = 0
+        """The dimension of the model's ``ml.embedding`` vectors, set by the first batch with any (checkpointed):
+        vectors of another dimension project into another space, so later ones are refused (core/live.py)."""
         self.last_received_ns = 0
         """The processor's clock when data of this model last arrived (0: not since the process started); the
         pages mark a model stale from it."""
@@ -188,8 +197,17 @@ class WindowedProfile:
                         "are not profiled (%d so far): %s%s", self.model, self.version, len(unprofiled),
                         self.max_features, len(self.unprofiled), ", ".join(unprofiled[:20]),
                         ", ..." if len(unprofiled) > 20 else "")
-        if self.segmented is None and (keys := batch.segment_keys()):
-            self.segmented = SegmentCounts(tuple(keys[:4]), self.max_segments, bins=self.segment_bins)
+        if keys := batch.segment_keys():
+            if self.segmented is None:
+                self.segmented = SegmentCounts(tuple(keys[:MAX_SEGMENT_KEYS]), self.max_segments,
+                                               bins=self.segment_bins)
+            ignored = sorted(set(keys) - set(self.segmented.by) - self.ignored_segment_keys)
+            if ignored:  # the limit is documented; each key left out is named once
+                self.ignored_segment_keys.update(ignored)
+                log.warning("model %r version %r: segment key(s) %s (ml.segment.*) not segmented by: this model is "
+                            "segmented by %s (at most %d keys, the first by name, fixed by its first spans)",
+                            self.model, self.version, ", ".join(ignored), ", ".join(self.segmented.by),
+                            MAX_SEGMENT_KEYS)
         late = 0
         self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():
@@ -388,6 +406,7 @@ class WindowedProfile:
             "model": self.model, "version": self.version, "kinds": self.kinds,
             "first_window_ns": self.first_window_ns, "newest_event_ns": self.newest_event_ns,
             "current_start_ns": self.current_start_ns, "predictions": self.predictions,
+            **({"embedding_dimension": self.embedding_dimension} if self.embedding_dimension else {}),
             "pinned_reference": self.reference.to_dict() if self.reference_source == "pinned" and self.reference
             else None,
         }
@@ -401,6 +420,7 @@ class WindowedProfile:
         wp.newest_event_ns = state["newest_event_ns"]
         wp.current_start_ns = state["current_start_ns"]
         wp.predictions = float(state.get("predictions", 0.0))
+        wp.embedding_dimension = int(state.get("embedding_dimension", 0))
         wp.windows = dict(windows)
         wp.adopt_window_grids()
         if state.get("pinned_reference"):

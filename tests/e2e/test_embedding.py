@@ -60,3 +60,37 @@ def test_a_topic_mix_shift_with_unchanged_norms_is_flagged_and_an_aa_twin_stays_
     assert topics["(embedding).norm"] == 0.0, topics
     twin = wait_for(lambda: decisions("twin"), timeout=90, what="an evaluation over all 2,000 rows of twin")
     assert not any(twin.values()), twin
+
+
+def test_an_embedding_that_changes_dimension_between_requests_is_refused_with_a_reason(serve_factory,
+                                                                                      tmp_path: Path) -> None:
+    """Issue 49 L: inside one request a second dimension was refused, across requests (8 → 16 → 4,096) it was taken
+    silently and projected into another space. A model's embeddings keep the dimension of its first ones, across
+    a kill -9 too; spans of another dimension are refused (partial_success, a counter, an example)."""
+    import time
+
+    from tests.support import TRACES, export, request
+
+    sp = serve_factory("--window", "60", "--horizon", "120")
+
+    def send(dimension: int):
+        req = request(*({"ml.model.name": "embedded", "ml.embedding": [0.5] * dimension, "ml.feature.x": 1.0}
+                        for _ in range(3)))
+        for span in req.resource_spans[0].scope_spans[0].spans:
+            span.end_time_unix_nano = time.time_ns()
+        return export(sp, TRACES, req.SerializeToString())
+
+    assert send(8).partial_success.rejected_spans == 0
+    for dimension in (16, 4096):
+        answer = send(dimension)
+        assert answer.partial_success.rejected_spans == 3, answer
+        assert "whose embeddings have dimension 8" in answer.partial_success.error_message
+    sp.proc.kill()
+    sp.proc.wait()
+    sp = serve_factory("--window", "60", "--horizon", "120", state_dir=sp.state_dir, grpc_port=sp.grpc_port,
+                       prom_port=sp.prom_port, ui_port=sp.ui_port)
+    assert send(16).partial_success.rejected_spans == 3  # the journal replayed: the dimension is remembered
+    assert send(8).partial_success.rejected_spans == 0
+    assert sum(s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total",
+                                       reason="embedding_dimension_mismatch")) >= 3
+    assert sum(s.value for s in select(sp.scrape(), "ml_predictions_total", ml_model_name="embedded")) == 6

@@ -70,6 +70,7 @@ def same(a: DecodeResult, b: DecodeResult) -> None:
             assert x.categorical[name].dtype == y.categorical[name].dtype, name
             assert x.categorical[name].tolist() == y.categorical[name].tolist(), name
         assert +x.invalid == +y.invalid
+        assert x.embedding_dimension == y.embedding_dimension
 
 
 def compare(data: bytes, limits: DecodeLimits = LIMITS) -> str:

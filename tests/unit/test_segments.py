@@ -277,3 +277,21 @@ def test_segment_labels_stay_distinct_when_keys_or_values_hold_equals_signs_or_c
     labels = SegmentCounts(("a", "b")).row_labels(rows).tolist()
     assert labels[0] == labels[2] != labels[1], labels
     assert labels == ["a=1\\,b=2,b=3", "a=1,b=2\\,b=3", "a=1\\,b=2,b=3"]
+
+
+def test_segment_keys_beyond_the_limit_are_named_in_the_log_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 49 M: keys beyond the first 4 (by name) were dropped without a word; each is now named once."""
+    from otel_ml.profile.window import MAX_SEGMENT_KEYS, WindowConfig, WindowedProfile
+
+    keys = ["a", "b", "c", "d", "e", "f"]
+    rows = ColumnarBatch("m", "", 2, np.zeros(2, np.int64), np.ones(2), numeric={"x": np.array([1.0, 2.0])},
+                         categorical={f"segment.{k}": np.array(["u", "v"]) for k in keys},
+                         span_end_ns=np.zeros(2, np.int64), span_duration_s=np.full(2, np.nan),
+                         span_error=np.zeros(2, bool))
+    wp = WindowedProfile("m", "", WindowConfig(window_seconds=60, horizon_seconds=600))
+    with caplog.at_level("WARNING"):
+        wp.update(rows)
+        wp.update(rows)  # the same keys again: no second line
+    named = [r.getMessage() for r in caplog.records if "not segmented by" in r.getMessage()]
+    assert len(named) == 1 and "segment key(s) e, f (ml.segment.*)" in named[0], named
+    assert wp.segmented is not None and wp.segmented.by == tuple(keys[:MAX_SEGMENT_KEYS])
