@@ -215,6 +215,8 @@ class PerformanceReport:
     the reference's)."""
     estimate_withheld: str = ""
     """Why the estimates' decisions were withheld (``outside_reference_support``), or ""."""
+    withheld: dict[str, str] = field(default_factory=dict)
+    """Realized metrics not reported, each with why (a multiclass model's log loss past the join's class limit)."""
 
     @property
     def coverage(self) -> float:
@@ -326,6 +328,10 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
     report = PerformanceReport(model, version, task, cur.predictions, cur.labeled,
                                delay_p50=cur.delay_quantile(0.5), delay_p95=cur.delay_quantile(0.95))
     report.realized = {k: MetricResult(*v) for k, v in cur.metrics(positive).items()}
+    if cur.multiclass is not None and cur.multiclass.n_ll_withheld:
+        report.withheld["log_loss"] = (f"{cur.multiclass.n_ll_withheld:.0f} labelled predictions give probabilities "
+                                       "of more classes than the label join keeps (64): the true class's share of "
+                                       "their probabilities is unknown")
     report.auc_bound = cur.auc_bound()
     if cur.confusion and len(cur.classes()) > 2:
         report.per_class = cur.per_class()

@@ -24,6 +24,7 @@ import numpy as np
 
 from otel_ml import semconv as sc
 from otel_ml.core.counters import Counters
+from otel_ml.core.label_report import LabelWarnings, label_status
 from otel_ml.core.references import ReferenceStore
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
 from otel_ml.labels.ground_truth import UNMATCHED_REASONS, GroundTruth
@@ -131,9 +132,8 @@ class LiveModels:
         self.counters = counters
         self.views_policy = views
         self._labels = labels or (lambda partition: None)
-        self._unjoined_logged: set[str] = set()
-        """Models whose labels failing to join were logged (once each)."""
         """Makes a partition's ground truth (None: this processor joins no labels)."""
+        self.label_warnings = LabelWarnings()
         self.routing = routing
         """Shared Kafka mode: the partition each prediction id joins its label in (its hash modulo the partition
         count), wherever the row came in. None: every row joins where it came in."""
@@ -429,25 +429,6 @@ class LiveModels:
             return [w for state in self.parts.values() if state.labels is not None
                     for w in state.labels.windows_of(model, version)]
 
-    def _warn_unjoined(self, labels: GroundTruth, applied: Counter, unmatched: Counter) -> None:
-        by_model: dict[str, Counter] = {}
-        for (model, _version), n in applied.items():
-            by_model.setdefault(model, Counter())["joined"] += n
-        for (model, _version, reason), n in unmatched.items():
-            by_model.setdefault(model, Counter())[reason] += n
-        for model, counts in by_model.items():
-            total = sum(counts.values())
-            missed = total - counts["joined"]
-            if model in self._unjoined_logged or total < 10 or missed <= UNJOINED_WARNING * total:
-                continue
-            self._unjoined_logged.add(model)
-            reasons = ", ".join(f"{r} {n}" for r, n in counts.most_common() if r != "joined")
-            found = [d["message"] for (m, _v) in labels.diagnosis.label_keys() if m == model
-                     for d in labels.diagnosis.document(m, _v)["diagnoses"]]
-            log.warning("model %r: %d of %d labels did not join their predictions (%s)%s; the performance API and "
-                        "the model page list examples (logged once per model)", model, missed, total, reasons,
-                        f": {found[0]}" if found else "")
-
     # --- evaluation ------------------------------------------------------------------------------------------
     def views(self) -> Mapping[Key, WindowedProfile]:
         """The window sets to evaluate now (``Views``); call under ``lock``, and read each under it too."""
@@ -478,40 +459,25 @@ class LiveModels:
         state.labels = fresh
 
     def label_status(self) -> dict[Key, dict]:
-        """Per (model, label version) this processor exports: labels joined and not joined by reason (since the
-        state began), examples and diagnoses of those not joined (labels/diagnosis.py); call under ``lock``."""
-        out: dict[Key, dict] = {}
-        for state in self.parts.values():
-            if state.labels is None:
-                continue
-            for (model, version, reason), n in state.labels.totals.items():
-                if self.views_policy.exports(model):
-                    doc = out.setdefault((model, version), _label_doc())
-                    counts = doc["joined"] if reason == "applied" else doc["unmatched"]
-                    counts[reason] = counts.get(reason, 0) + n
-            for key in state.labels.diagnosis.label_keys():
-                if self.views_policy.exports(key[0]):
-                    found = state.labels.diagnosis.document(*key)
-                    doc = out.setdefault(key, _label_doc())
-                    for reason, ids in found["examples"].items():
-                        doc["examples"].setdefault(reason, []).extend(ids[:5 - len(doc["examples"].get(reason, []))])
-                    doc["diagnoses"] += found["diagnoses"]
-        for doc in out.values():
-            doc["joined"] = doc["joined"].get("applied", 0)
-        return out
+        """Per (model, label version) this processor exports: labels joined, not joined by reason, examples and
+        diagnoses (core/label_report.py); call under ``lock``."""
+        return label_status([s.labels for s in self.parts.values() if s.labels is not None],
+                            self.views_policy.exports)
 
     def count_labels(self) -> None:
         """Move each partition's label counts (joined, and not joined by reason) into the counters. Every reason's
-        series exists from a model's first label on, at 0. (Partial views total them when views are built.) A
-        model whose labels of one interval failed to join more than ``UNJOINED_WARNING`` of the time is named in
-        the log, once."""
+        series exists from a model's first label on, at 0. (Partial views total them when views are built.) What
+        deserves a log line is logged, once per model (``LabelWarnings``)."""
         for state in self.parts.values():
             if state.labels is None:
                 continue
             applied, unmatched = state.labels.take_counts()
-            self._warn_unjoined(state.labels, applied, unmatched)
+            withheld, state.labels.withheld_log_loss = state.labels.withheld_log_loss, Counter()
+            self.label_warnings.interval(state.labels, applied, unmatched, withheld)
             if self.views_policy.partial:
                 continue
+            for key, n in withheld.items():
+                self.counters.count(sc.METRIC_LOG_LOSS_WITHHELD, n, _attrs(key))
             for key, n in applied.items():
                 self.counters.count(sc.METRIC_GROUND_TRUTH, n, _attrs(key))
                 for reason in UNMATCHED_REASONS:
@@ -519,14 +485,6 @@ class LiveModels:
             for (model, version, reason), n in unmatched.items():
                 self.counters.count(sc.METRIC_GROUND_TRUTH_UNMATCHED, n,
                                     {**_attrs((model, version)), sc.ATTR_REASON: reason})
-
-
-def _label_doc() -> dict:
-    return {"joined": {}, "unmatched": {}, "examples": {}, "diagnoses": []}
-
-
-UNJOINED_WARNING = 0.1
-"""Share of a model's labels of one evaluation interval (at least 10) failing to join that is logged."""
 
 
 def join_rows(batch: ColumnarBatch, rows: np.ndarray) -> ColumnarBatch:

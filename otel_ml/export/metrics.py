@@ -74,6 +74,9 @@ COUNTERS = [
               "OTLP requests answered UNAVAILABLE with RetryInfo because too much was in flight"),
     MetricDef(sc.METRIC_FEATURE_VALUES_DROPPED, "counter", "{value}",
               "Values of features beyond limits.max_profiled_features_per_model, not profiled"),
+    MetricDef(sc.METRIC_LOG_LOSS_WITHHELD, "counter", "{label}",
+              "Labelled predictions of a model with probabilities of more than 64 classes, whose log loss is "
+              "withheld (the join keeps 64 classes' probabilities: the true class's share is unknown)"),
     MetricDef(sc.METRIC_STORAGE_ERRORS, "counter", "{error}",
               "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
     MetricDef(sc.METRIC_MODELS_RELEASED, "counter", "{model}",

@@ -12,6 +12,7 @@ label is matched and counted but updates no window.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +25,7 @@ from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
 from otel_ml.decode.outcomes import number_text
 from otel_ml.labels.diagnosis import UnmatchedLabels
-from otel_ml.labels.pending import JoinResult, LabelsConfig, PendingPredictions
+from otel_ml.labels.pending import JoinResult, LabelsConfig, PendingPredictions, seen
 from otel_ml.profile.class_probabilities import calibrate, class_columns
 from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.performance import (
@@ -82,6 +83,9 @@ class GroundTruth:
         """Labels applied since the last ``take_counts``, per (model, version)."""
         self.unmatched: Counter[tuple[str, str, str]] = Counter()
         """Labels not applied since the last ``take_counts``, per (model, version, reason)."""
+        self.withheld_log_loss: Counter[tuple[str, str]] = Counter()
+        """Labelled predictions since the last ``take_counts`` whose log loss was withheld: their model gives more
+        classes' probabilities than a waiting prediction keeps (labels/segments.py MAX_PROBABILITY_CLASSES)."""
         self.totals: Counter[tuple[str, str, str]] = Counter()
         """Labels ever applied (``"applied"``) or not (by reason), per (model, version): what shared Kafka mode
         publishes with the partition's state, for the exporting replica to total over every partition."""
@@ -304,7 +308,7 @@ class GroundTruth:
         if not versions or (version and version not in versions):
             self.diagnosis.no_predictions(model, version, sorted(versions))
         elif text is not None:
-            self.diagnosis.diagnose_ids(model, version, text[waiting], self.pending.seen)
+            self.diagnosis.diagnose_ids(model, version, text[waiting], functools.partial(seen, self.pending))
 
     def _apply(self, labels: LabelBatch, index: np.ndarray, rows: dict[str, np.ndarray]) -> None:
         value, text = labels.value[index], labels.label[index]
@@ -318,7 +322,9 @@ class GroundTruth:
             positive = self.config.positive_class or self._positive_of(model, version)
             cls, pred, prob = rows["cls"], rows["pred"], rows["prob"].astype(np.float64)
             classified = (cls != -1) | np.isfinite(prob) | (text != "")
-            by_class = self.pending.codes.prob_classes.get(self.pending.codes.model_key(code))
+            model_code = self.pending.codes.model_key(code)
+            by_class = self.pending.codes.prob_classes.get(model_code)
+            complete = model_code not in self.pending.codes.truncated
             for start in np.unique(starts[of_key]).tolist():
                 window = self._window((model, version), start)
                 if window is None:
@@ -334,7 +340,9 @@ class GroundTruth:
                         if by_class and "probs" in rows:  # a multiclass model's probabilities: realized AUC, log loss
                             # Rows written before a class was first seen are narrower: its column is missing (NaN).
                             probs = rows["probs"][c, :len(by_class)].astype(np.float64)
-                            prof.add_class_outcomes(by_class[:probs.shape[1]], probs, truth)
+                            prof.add_class_outcomes(by_class[:probs.shape[1]], probs, truth, complete)
+                            if not complete and prof is window:
+                                self.withheld_log_loss[(model, version)] += int(c.sum())
                     r = sel & ~classified
                     if r.any():
                         prof.add_regressed(value[r], pred[r], delays[r])

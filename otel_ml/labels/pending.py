@@ -98,10 +98,9 @@ class PendingPredictions:
         self._buf_labeled: list[int] = []
         self._early_buf: list[dict[str, np.ndarray]] = []
         self.clocks: dict[str, int] = {}
-        self.with_ids: dict[str, set[str]] = {}
-        """Model → the versions whose predictions carried an id here (checkpointed): whom a label can join."""
         """Per model, the newest event time of its predictions and labels: its own ttl and early waits run on it, so
         one model's (or one client's) timestamps cannot expire another's (decode bounds each by the clock skew)."""
+        self.with_ids: dict[str, set[str]] = {}  # model → versions whose predictions had ids: whom labels can join
 
     @property
     def dir(self) -> Path:
@@ -353,19 +352,6 @@ class PendingPredictions:
                 out.unmatched_at["unknown"] = np.flatnonzero(waiting)
         return out
 
-    def seen(self, ids: np.ndarray) -> np.ndarray:
-        """Whether a prediction with each id waits or waited here (labelled, or left: expired, evicted), changing
-        nothing: what a diagnosis of labels that do not join asks (labels/diagnosis.py)."""
-        found = np.array([int(i) in self._buf_index for i in ids.tolist()], dtype=bool) if self._buf_index else \
-            np.zeros(len(ids), bool)
-        for seg in self.segments:
-            if seg.kind == "early" or not seg.n or found.all():
-                continue
-            sid = seg.cols["id"]
-            pos = np.minimum(np.searchsorted(sid, ids), seg.n - 1)
-            found |= sid[pos] == ids
-        return found
-
     def _mark_buffer(self, at: int) -> None:
         if len(self._buf_labeled) <= at:
             self._buf_labeled.extend([0] * (self._buf_rows - len(self._buf_labeled)))
@@ -458,6 +444,7 @@ class PendingPredictions:
         segments = self.files.describe()
         return {"format": 2, "next": self.files.next, "clocks": self.clocks, "keys": self.codes.keys,
                 "classes": self.codes.classes, "prob_classes": self.codes.prob_classes, "segments": segments,
+                "truncated": sorted(self.codes.truncated),
                 "with_ids": {m: sorted(v) for m, v in self.with_ids.items()}}
 
     def committed(self, state: dict) -> None:
@@ -467,11 +454,9 @@ class PendingPredictions:
     def restore(self, state: dict, quarantine_dir: Path | None = None) -> list[Loss]:
         """Open what a checkpoint named, verifying each file; delete everything else in the directory. Returns
         what could not be used (each damaged file moved to ``quarantine_dir``, when given)."""
-        self.codes = RowCodes(state.get("keys", []), state.get("classes", []), state.get("prob_classes", {}))
-        # A checkpoint from before this was recorded: every model and version that had waiting predictions.
-        self.with_ids = {m: set(v) for m, v in state.get("with_ids", {}).items()} if "with_ids" in state else {}
-        for m, v, _ in ([] if "with_ids" in state else self.codes.keys):
-            self.with_ids.setdefault(m, set()).add(v)
+        self.codes = RowCodes(state.get("keys", []), state.get("classes", []), state.get("prob_classes", {}),
+                              state.get("truncated", []))
+        self.with_ids = _with_ids(state, self.codes.keys)
         # No clock beyond the skew limit: a checkpoint from before per-model clocks may hold one poisoned by a
         # label stamped years ahead (its one clock then applies to every model, bounded).
         limit = time.time_ns() + self.max_skew_ns
@@ -491,3 +476,27 @@ class PendingPredictions:
 
     def disk_bytes(self) -> int:
         return self.files.disk_bytes()
+
+
+def _with_ids(state: dict, keys: list[tuple[str, str, str]]) -> dict[str, set[str]]:
+    """A checkpoint's models and versions with ids; one from before they were recorded: those of its keys."""
+    if "with_ids" in state:
+        return {m: set(v) for m, v in state["with_ids"].items()}
+    out: dict[str, set[str]] = {}
+    for m, v, _ in keys:
+        out.setdefault(m, set()).add(v)
+    return out
+
+
+def seen(pending: PendingPredictions, ids: np.ndarray) -> np.ndarray:
+    """Whether a prediction with each id waits or waited in ``pending`` (labelled, or left: expired, evicted),
+    changing nothing: what a diagnosis of labels that do not join asks (labels/diagnosis.py)."""
+    found = np.array([int(i) in pending._buf_index for i in ids.tolist()], dtype=bool) if pending._buf_index else \
+        np.zeros(len(ids), bool)
+    for seg in pending.segments:
+        if seg.kind == "early" or not seg.n or found.all():
+            continue
+        sid = seg.cols["id"]
+        pos = np.minimum(np.searchsorted(sid, ids), seg.n - 1)
+        found |= sid[pos] == ids
+    return found

@@ -73,6 +73,9 @@ def concat_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         out["probs"] = probs
     return out
 MAX_CLASSES = 4096
+MAX_PROBABILITY_CLASSES = 64
+"""Classes whose probabilities a waiting prediction keeps (4 bytes each). A model with more: its labels' log loss is
+withheld (the true class's share of a row is unknown), never computed wrong; its AUC per kept class stays."""
 OTHER_CLASS_CODE = -2
 WHAT = {"pred": "waiting predictions", "early": "early labels", "gone": "ids of predictions that left"}
 
@@ -88,7 +91,7 @@ class RowCodes:
     """
 
     def __init__(self, keys: list | None = None, classes: list[str] | None = None,
-                 prob_classes: dict | None = None) -> None:
+                 prob_classes: dict | None = None, truncated: list[int] | None = None) -> None:
         # (model, version, segment): a segmented model's rows keep their segment (profile/segments.py) so that
         # their outcomes count in it; "" is none (and every key a checkpoint from before segments named).
         self.keys: list[tuple[str, str, str]] = [(str(k[0]), str(k[1]), str(k[2]) if len(k) > 2 else "")
@@ -97,15 +100,21 @@ class RowCodes:
         self.classes: list[str] = list(classes or [])
         self._class = {c: i for i, c in enumerate(self.classes)}
         self.prob_classes: dict[int, list[str]] = {int(k): list(v) for k, v in (prob_classes or {}).items()}
+        self.truncated: set[int] = {int(k) for k in truncated or []}
+        """Keys whose models gave probabilities of more than ``MAX_PROBABILITY_CLASSES`` classes."""
         """Key code → the classes whose probabilities its rows hold (``probs``), in column order."""
 
-    def probability_columns(self, key: int, classes: list[str], p: np.ndarray, cap: int = 64) -> np.ndarray:
+    def probability_columns(self, key: int, classes: list[str], p: np.ndarray,
+                            cap: int = MAX_PROBABILITY_CLASSES) -> np.ndarray:
         """A batch's class probabilities (``classes``: its columns) in the column order of ``key``'s rows, new
-        classes appended (at most ``cap``; further ones are not kept)."""
+        classes appended (at most ``cap``; further ones are not kept, and ``key`` is marked ``truncated``)."""
         known = self.prob_classes.setdefault(key, [])
         for c in classes:
-            if c not in known and len(known) < cap:
-                known.append(c)
+            if c not in known:
+                if len(known) < cap:
+                    known.append(c)
+                else:
+                    self.truncated.add(key)
         out = np.full((len(p), len(known)), np.nan, np.float32)
         for j, c in enumerate(classes):
             if c in known:

@@ -91,6 +91,10 @@ class ClassProbabilities:
         self.n_est = 0.0
         """Rows counted for the estimates."""
         self.ll = self.ll2 = self.n_ll = 0.0
+        self.n_ll_withheld = 0.0
+        """Labelled rows whose log loss cannot be told: their model gives probabilities for more classes than the
+        label join keeps (``MAX_PROBABILITY_CLASSES``), so the true class's share of the row is unknown. While any
+        are counted, log loss is withheld, never computed wrong."""
 
     def _room(self, c: str, table: dict[str, np.ndarray]) -> bool:
         return c in table or len(table) < self.max_classes
@@ -122,10 +126,11 @@ class ClassProbabilities:
             else:
                 self.count[c], self.qsum[c], self.sums[c] = counts, expected, add
 
-    def add_labelled(self, classes: list[str], p: np.ndarray, truth: np.ndarray) -> None:
+    def add_labelled(self, classes: list[str], p: np.ndarray, truth: np.ndarray, complete: bool = True) -> None:
         """Labelled rows: their probabilities per class (NaN: not given; a row without any is left out) and true
         classes. A class's AUC counts the rows that gave its probability; log loss normalises each row over the
-        probabilities it gave, and a true class without one counts as probability 0."""
+        probabilities it gave, and a true class without one counts as probability 0. ``complete`` False: the rows'
+        probabilities lack classes beyond the join's limit; their log loss is withheld (``n_ll_withheld``)."""
         ok = np.isfinite(p).any(axis=1)
         p, truth = np.clip(p[ok], 0.0, 1.0), truth[ok]
         if not len(p):
@@ -143,6 +148,9 @@ class ClassProbabilities:
                 self.neg[c] += neg
             else:
                 self.pos[c], self.neg[c] = pos, neg
+        if not complete:
+            self.n_ll_withheld += len(p)
+            return
         index = {c: j for j, c in enumerate(classes)}
         at = np.array([index.get(t, -1) for t in truth.tolist()], np.int64)
         total = np.nansum(p, axis=1)
@@ -163,6 +171,7 @@ class ClassProbabilities:
                     mine[c] = a.copy()
         self.n_est += other.n_est
         self.ll, self.ll2, self.n_ll = self.ll + other.ll, self.ll2 + other.ll2, self.n_ll + other.n_ll
+        self.n_ll_withheld += other.n_ll_withheld
 
     # --- read -----------------------------------------------------------------------------------------------
     @property
@@ -188,7 +197,7 @@ class ClassProbabilities:
             n = float(sum(self.pos[c].sum() for c in aucs))
             out["roc_auc"] = (float(np.mean([a for a, _, _ in aucs.values()])),
                               math.sqrt(sum(se * se for _, se, _ in aucs.values())) / k, n)
-        if self.n_ll:
+        if self.n_ll and not self.n_ll_withheld:
             n = self.n_ll
             var = max(self.ll2 / n - (self.ll / n) ** 2, 0.0) * n / max(n - 1, 1)
             out["log_loss"] = (self.ll / n, math.sqrt(var / n), n)
@@ -234,7 +243,7 @@ class ClassProbabilities:
     # --- state ----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"max_classes": self.max_classes, "n_est": self.n_est, "ll": self.ll, "ll2": self.ll2,
-                             "n_ll": self.n_ll}
+                             "n_ll": self.n_ll, **({"n_ll_withheld": self.n_ll_withheld} if self.n_ll_withheld else {})}
         for name in ("count", "qsum", "pos", "neg"):
             d[name] = {c: bins_to_text(a) for c, a in getattr(self, name).items()}
         d["sums"] = {c: a.tolist() for c, a in self.sums.items()}
@@ -243,7 +252,8 @@ class ClassProbabilities:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClassProbabilities:
         out = cls(int(d.get("max_classes", 32)))
-        out.n_est, out.ll, out.ll2, out.n_ll = (float(d.get(k, 0.0)) for k in ("n_est", "ll", "ll2", "n_ll"))
+        out.n_est, out.ll, out.ll2, out.n_ll, out.n_ll_withheld = (
+            float(d.get(k, 0.0)) for k in ("n_est", "ll", "ll2", "n_ll", "n_ll_withheld"))
         for name, dtype in (("count", np.int64), ("qsum", np.float64), ("pos", np.int64), ("neg", np.int64)):
             setattr(out, name, {str(c): bins_from_text(text, dtype) for c, text in d.get(name, {}).items()})
         out.sums = {str(c): np.asarray(v, np.float64) for c, v in d.get("sums", {}).items() if len(v) == len(SUMS)}

@@ -197,10 +197,10 @@ class PerformanceProfile:
         (multiclass label-free estimates; ``ClassProbabilities.add_predictions``)."""
         self._class_probabilities().add_predictions(classes, p, q, predicted)
 
-    def add_class_outcomes(self, classes: list[str], p: np.ndarray, truth: np.ndarray) -> None:
+    def add_class_outcomes(self, classes: list[str], p: np.ndarray, truth: np.ndarray, complete: bool = True) -> None:
         """Labelled predictions of a multiclass model: each class's probability and the true class (realized
-        one-vs-rest ROC AUC and log loss)."""
-        self._class_probabilities().add_labelled(classes, p, truth)
+        one-vs-rest ROC AUC and log loss; ``complete`` False: the rows lack classes, their log loss is withheld)."""
+        self._class_probabilities().add_labelled(classes, p, truth, complete)
 
     def _classes(self, names: np.ndarray) -> np.ndarray:
         known = {t for pair in self.confusion for t in pair}

@@ -226,6 +226,7 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
         "estimate_off": sorted(k for k, v in r.estimate_off.items() if v),
         "estimate_unsupported_share": number(r.unsupported_share),
         "estimate_withheld": r.estimate_withheld or None,
+        **({"withheld": dict(r.withheld)} if r.withheld else {}),
         "per_class": {c: {k: number(v) for k, v in m.items()} for c, m in r.per_class.items()},
         "roc_auc_binning_bound": number(r.auc_bound),
         "residual_quantiles": {str(q): number(v) for q, v in r.residual_quantiles.items()},

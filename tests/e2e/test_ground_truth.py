@@ -451,3 +451,54 @@ def test_a_regressor_gets_label_free_estimates_from_its_baselines_loss_models(tm
         sp.scrape(), "ml_performance_estimated_degraded", ml_model_name="prices") if s.value == 1.0},
         timeout=40, what="an estimated degradation")
     assert "mae" in degraded
+
+
+@pytest.mark.parametrize("classes", [64, 70, 200])
+def test_multiclass_log_loss_is_right_or_withheld_past_the_class_limit(serve_factory, classes: int) -> None:
+    """Issue 49 D: a perfect classifier (the true class always p = 0.9) had log loss 0.105 with 64 classes, 3.25
+    with 70, 24.9 with 200, without a word. The label join keeps 64 classes' probabilities: up to that the log loss
+    equals scikit-learn's; beyond, it is withheld with the reason, counted and logged, and accuracy stays exact."""
+    from sklearn.metrics import log_loss
+
+    from tests.support import LOGS, TRACES, export, labels_request, predictions_request
+
+    sp = serve_factory("--evaluation-interval", "0.5")
+    names = [f"c{k:03d}" for k in range(classes)]
+    n = 300
+    truth = [names[i % classes] for i in range(n)]
+    rows = []
+    for i in range(n):
+        row: dict[str, object] = {"ml.prediction.id": f"p{i}", "ml.prediction": truth[i]}
+        row.update({f"ml.prediction.probability.{c}": 0.9 if c == truth[i] else 0.1 / (classes - 1) for c in names})
+        rows.append(row)
+    now = time.time_ns()
+    for lo in range(0, n, 50):
+        answer = export(sp, TRACES, predictions_request("many", rows[lo:lo + 50], now))
+        assert answer.partial_success.rejected_spans == 0
+    export(sp, LOGS, labels_request("many", [(f"p{i}", truth[i]) for i in range(n)], now))
+
+    def labelled() -> dict | None:
+        try:
+            doc = json.loads(urllib.request.urlopen(
+                f"http://127.0.0.1:{sp.ui_port}/api/v1/models/many/versions/_/performance", timeout=10).read())
+        except urllib.error.HTTPError:
+            return None
+        perf = doc["performance"]
+        return perf if perf and perf["labeled"] == n else None
+
+    perf = wait_for(labelled, what=f"all {n} labels joined")
+    metrics = {m["metric"]: m["realized"] for m in perf["metrics"]}
+    assert metrics["accuracy"]["value"] == 1.0
+    if classes <= 64:
+        p = np.full((n, classes), 0.1 / (classes - 1))
+        p[np.arange(n), [names.index(t) for t in truth]] = 0.9
+        # The join keeps probabilities as float32: each row's p and its total within 2^-24 relative, so its
+        # -log(p / total) within 2 * 2^-24.
+        assert metrics["log_loss"]["value"] == pytest.approx(log_loss(truth, p, labels=names), abs=2 * 2.0**-24)
+        assert "withheld" not in perf
+    else:
+        assert "log_loss" not in metrics or metrics["log_loss"] is None, metrics.get("log_loss")
+        assert "more classes than the label join keeps (64)" in perf["withheld"]["log_loss"]
+        assert wait_for(lambda: sum(s.value for s in select(sp.scrape(), "otel_ml_log_loss_withheld_total",
+                                                            ml_model_name="many")) == n, what="withheld counted")
+        assert "its log loss is withheld" in "".join(sp.log)
