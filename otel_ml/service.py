@@ -91,7 +91,7 @@ class ProcessorService:
             if workers else OtlpTraceReceiver(config.receiver.otlp_grpc, self.pipeline.consume, config.receiver.tls,
                                               token))
         self.http_receiver = (OtlpHttpTraceReceiver(config.receiver.otlp_http, self.pipeline.consume,
-                                                    config.receiver.tls, token, readiness=self.backend.health.readiness,
+                                                    config.receiver.tls, token, readiness=self.readiness,
                                                     server=self.http, admission=self.pipeline.inflight)
                               if config.receiver.otlp_http.enabled else None)
         self.kafka = (KafkaTraceReceiver(kafka, self._decode, self.pipeline.submit, self.backend.resume_offset,
@@ -109,13 +109,13 @@ class ProcessorService:
         tls_context = server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file) \
             if tls.enabled else None  # type: ignore[arg-type]
         self.exporter = MetricsExporter(config.export, self.counters, self.instance_id, self.backend.health,
-                                        self.http, self.backend.health.readiness,
+                                        self.http, self.readiness,
                                         tls_context if protect else None, token if protect else None)
         self.evaluator.subscribe(self.exporter.publish)
         self.ui = (UiServer(config.ui, UiSource(config.state.dir if self._archived(config) else None, config.drift,
                                                 config.export.effect_size, config.performance,
                                                 self.live.performance_windows), self.http, tls_context, token,
-                            self.backend.health.readiness) if config.ui.enabled else None)
+                            self.readiness) if config.ui.enabled else None)
         if self.ui is not None:
             self.evaluator.subscribe(self.ui.publish)
 
@@ -158,6 +158,14 @@ class ProcessorService:
                            lambda m, v: self.live.performance_reference(m, v),
                            int(config.limits.max_clock_skew_seconds * 1e9),
                            archives=self._archived(config) and not shared)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready while requests can be made durable and every source is there (a Kinesis stream deleted: not)."""
+        ready, why = self.backend.health.readiness()
+        kinesis = getattr(self, "kinesis", None)  # the OTLP receivers are wired (and may ask) before it
+        if ready and kinesis is not None:
+            return kinesis.readiness()
+        return ready, why
 
     def _count_refused(self) -> None:
         self.pipeline.count_refused()

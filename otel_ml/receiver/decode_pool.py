@@ -26,6 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from otel_ml.decode.batch import DecodeResult
+from otel_ml.lifetime import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ _decode_in_worker: Callable[..., DecodeResult] | None = None
 
 def _start_worker(decode: Callable[..., DecodeResult]) -> None:
     global _decode_in_worker
+    exit_with_parent()  # a kill -9 of the processor must not leave decoders behind
     _decode_in_worker = decode
 
 
@@ -105,7 +107,7 @@ class DecodePool:
 
     def shutdown(self) -> None:
         if self._pool is not None:
-            _stop(self._pool, grace=30.0)
+            _stop(self._pool, grace=3.0)  # decoding is pure: a process still busy after 3 s is killed
             self._pool = None
 
 

@@ -252,6 +252,10 @@ class KinesisTraceReceiver:
         self._client = None
         self._get_records: Callable[..., dict] | None = None
         self._next_sync = 0.0
+        self._last_error = ""
+        """The error code of the last failed call ("" after a success)."""
+        self.missing: set[str] = set()
+        """Streams the last shard sync found gone (ResourceNotFoundException): not ready while any is."""
 
     def start(self) -> None:
         try:
@@ -298,7 +302,14 @@ class KinesisTraceReceiver:
                 kwargs = {"NextToken": token} if token else {"StreamName": stream}
                 page = self._call("ListShards", None, **kwargs)
                 if page is None:
+                    if self._last_error == "ResourceNotFoundException" and stream not in self.missing:
+                        self.missing.add(stream)
+                        log.warning("Kinesis stream %r is gone (deleted, or not created yet): not ready until it "
+                                    "is there again", stream)
                     return  # throttled or failed: keep the shards known, try again at the next sync
+                if stream in self.missing:
+                    self.missing.discard(stream)
+                    log.info("Kinesis stream %r is there again", stream)
                 listed += page.get("Shards", [])
                 token = page.get("NextToken")
                 if not token:
@@ -314,6 +325,12 @@ class KinesisTraceReceiver:
                 self.shards[key] = Shard(stream, signal, s["ShardId"], shard_number(s["ShardId"]), parents,
                                          int(ending) if ending is not None else None)
         self._next_sync = time.monotonic() + self.config.shard_sync_interval_seconds
+
+    def readiness(self) -> tuple[bool, str]:
+        """Not ready while a stream it reads is gone."""
+        if self.missing:
+            return False, f"Kinesis stream(s) {', '.join(sorted(map(repr, self.missing)))} not found"
+        return True, "ready"
 
     def finished(self, shard: Shard) -> bool:
         """A closed shard whose every record is applied (its ending sequence number committed)."""
@@ -409,19 +426,21 @@ class KinesisTraceReceiver:
         try:
             out = method(**kwargs)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            code = _code(e)
+            code = self._last_error = _code(e) or type(e).__name__
             if code in THROTTLED:
                 self._count(sc.METRIC_KINESIS_THROTTLED, 1, {"operation": operation})
             elif code == "ExpiredIteratorException" and shard is not None:
                 shard.iterator = None  # read again after the newest applied
                 return None
             else:  # a stream not created yet was said at start; the rest each time
-                log.log(logging.DEBUG if code == "ResourceNotFoundException" and shard is None else logging.WARNING,
+                # A stream gone is said once by the shard sync (and readiness), not at every read of every shard.
+                log.log(logging.DEBUG if code == "ResourceNotFoundException" else logging.WARNING,
                         "Kinesis %s%s failed: %s", operation, f" of {shard.where}" if shard else "", e)
             self._back_off(shard)
             return None
         if shard is not None:
             shard.backoff = 0.0
+        self._last_error = ""
         return out
 
     def _back_off(self, shard: Shard | None) -> None:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from otel_ml.analyze.drift import DriftConfig
 from otel_ml.http_server import Busy
+from otel_ml.lifetime import exit_with_parent
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import profile_from_dict
 from otel_ml.read.archive import live_window_ns, open_read_only
@@ -80,7 +81,8 @@ class Drawing:
 
 
 def _quiet_worker() -> None:
-    """Workers log warnings only (their own lines would interleave with the processor's)."""
+    """Workers log warnings only (their own lines would interleave with the processor's), and end with it."""
+    exit_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[drawing]: %(message)s")
 
 

@@ -360,3 +360,71 @@ def test_bad_records_are_skipped_and_throttled_reads_backed_off(kinesis: str, se
         assert any("skipped (too_large)" in line for line in sp.log), "".join(sp.log[-20:])
     finally:
         proxy.shutdown()
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of ``pid`` (from /proc: each process's parent)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_deleted_stream_is_not_ready_and_a_killed_processor_leaves_no_process_behind(kinesis: str, serve_factory,
+                                                                                       tmp_path: Path) -> None:
+    """Issue 49 K: /readyz stayed ready with the stream deleted (a warning every 2 s), a SIGTERM took over 30 s, and
+    after a kill -9 the decode process and the multiprocessing resource tracker lived on with parent 1. Now the
+    stream's absence is readiness (one warning), a stop takes seconds, and every child ends with its parent."""
+    import urllib.error
+    import urllib.request
+
+    stream = "otel-ml-lifetime"
+    create_stream(kinesis, stream, 1)
+    config = tmp_path / "otel-ml.yaml"
+    config.write_text("receiver:\n  kinesis:\n    decode_processes: 1\n    shard_sync_interval_seconds: 1\n")
+    args = ("--config", str(config), "--kinesis-stream", stream, "--kinesis-endpoint", kinesis, "--no-otlp-http")
+
+    def ready(sp) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{sp.prom_port}/readyz", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    sp = serve_factory(*args, state_dir=tmp_path / "stopped")
+    assert ready(sp)[0] == 200
+    client(kinesis).delete_stream(StreamName=stream)
+    _, why = wait_for(lambda: (got := ready(sp))[0] == 503 and got, timeout=30, what="not ready without the stream")
+    assert stream in why, why
+    assert "".join(sp.log).count("is gone") == 1
+    started = time.monotonic()
+    assert sp.stop() == 0 and time.monotonic() - started < 15, "".join(sp.log[-10:])
+    assert "leaked" not in "".join(sp.log)  # nanobind's finalization report is not printed after a clean stop
+
+    create_stream(kinesis, stream, 1)
+    sp = serve_factory(*args, state_dir=tmp_path / "killed")
+    children = wait_for(lambda: len(c := _children(sp.proc.pid)) >= 2 and c, what="the decode process and tracker")
+    sp.proc.kill()
+    sp.proc.wait()
+    wait_for(lambda: not any(_alive(pid) for pid in children), timeout=20,
+             what=f"the children {sorted(children)} of the killed processor ended")
