@@ -324,6 +324,7 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
         t0 = time.time_ns() - 720 * NS
         rows = [(model, i / n) for model, n in SHARED_MODELS.items() for i in range(n)]
         rows.sort(key=lambda r: r[1])
+        sent: dict[tuple[str, str], list[tuple[bool, float]]] = {}  # (in the reference's 300 s, value)
         for i, (model, frac) in enumerate(rows):
             if i and i % 84 == 0:  # 50 Collector batches (its timeout is 200 ms), each to a partition at random
                 provider.force_flush()
@@ -335,6 +336,8 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
                      "ml.feature.c": str(rng.choice(["a", "b", "c"], p=[0.2, 0.3, 0.5] if later and model == "small-2"
                                                     else [0.5, 0.3, 0.2]))}
             tracer.start_span("predict", start_time=t, attributes=attrs).end(end_time=t + 1_000_000)
+            for name in ("x", "y"):
+                sent.setdefault((model, name), []).append((frac * 660 < 300, attrs[f"ml.feature.{name}"]))
         provider.shutdown()
         # "hot" spread over every partition (P(a partition missed by 50 random messages) = 6 × (5/6)^50 < 0.0001)
         wait_for(lambda: len(partitions_holding(kafka, topic, b"hot")) == 6, timeout=30,
@@ -380,11 +383,20 @@ def test_replicas_share_models_and_match_one_replica(kafka: str, serve_factory, 
         for n in (2, 3):
             assert results[n]["predictions"] == one["predictions"]
             assert results[n]["detected"] == one["detected"], n
-            # Scores: the merge of per-partition KLL sketches vs one sketch of every row: within the sketches'
-            # normalized rank error (k=200: 1.65%) on statistics of ranks; distances within 5%.
+            # Scores: the merge of per-partition KLL sketches vs one sketch of every row, within the sketches'
+            # rank error (k = 200: 1.65% per sketch): a rank statistic (KS) or a distance of binned shares moves by
+            # at most 2 x 1.65% (x its size past 1). Wasserstein integrates the CDF gap over the values: each run's
+            # current and pinned reference sketches both differ, 2 x 2 x 1.65% over the values' range, divided by
+            # the reference's σ (docs/statistics.md, Known limits; as tests/e2e/test_kinesis.py).
             assert results[n]["scores"].keys() == one["scores"].keys()
             for key, value in one["scores"].items():
-                assert results[n]["scores"][key] == pytest.approx(value, rel=0.05, abs=0.0331), (n, key)
+                bound = 0.033 * max(1.0, abs(value))
+                if key[2] == "wasserstein":
+                    values = np.array([v for _, v in sent[key[0], key[1]]])
+                    ref = np.array([v for in_ref, v in sent[key[0], key[1]] if in_ref])
+                    bound = 2 * 0.033 * float(values.max() - values.min()) / float(np.std(ref, ddof=1))
+                assert abs(results[n]["scores"][key] - value) <= bound, (n, key, results[n]["scores"][key], value,
+                                                                          bound)
     finally:
         collector.stop()
 
