@@ -246,7 +246,7 @@ class LiveModels:
                 batch.numeric[sc.MULTIVARIATE_FEATURE] = reconstruction.errors(batch.numeric, batch.categorical,
                                                                                batch.n_rows)
             before = wp.dropped_feature_values
-            late[batch.key] += wp.update(batch)
+            late[batch.key] += wp.update(batch, bound)
             wp.last_received_ns = max(wp.last_received_ns, result.received_ns or time.time_ns())
             dropped[batch.key] += wp.dropped_feature_values - before
             life.touch(batch.key, min(wp.newest_event_ns or 0, bound))

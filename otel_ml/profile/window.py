@@ -178,8 +178,11 @@ class WindowedProfile:
         if reference.segments is not None:  # a reference's segments are what the windows are compared by
             self.segmented = reference.segments.empty_like()
 
-    def update(self, batch: ColumnarBatch) -> int:
-        """Add a batch; returns the number of rows dropped because they arrived too late."""
+    def update(self, batch: ColumnarBatch, clock_bound_ns: int | None = None) -> int:
+        """Add a batch; returns the number of rows dropped because they arrived too late. ``clock_bound_ns``: the
+        model's event clock (what lateness and the horizon are measured from) moves with the data but never past
+        this, the processor's clock when the request was received: one client's clock ahead cannot make every
+        other client's rows late (rows stamped ahead wait in their own window)."""
         win = self.window.window_ns
         unprofiled: list[str] = []
         for name in batch.feature_names():
@@ -230,6 +233,8 @@ class WindowedProfile:
             self._changed_at[start] = self._changes
             self._compacted.discard(start)  # an update made its sketches live again
             newest = int(part.span_end_ns.max()) if len(part.span_end_ns) else start
+            if clock_bound_ns is not None:
+                newest = min(newest, clock_bound_ns)
             if self.newest_event_ns is None or newest > self.newest_event_ns:
                 self.newest_event_ns = newest
         self.maybe_pin()

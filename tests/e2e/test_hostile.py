@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import random
 import select as io_select
@@ -321,3 +322,36 @@ def test_bodies_being_received_count_against_the_inflight_bound(tmp_path: Path, 
     req = urllib.request.Request(f"http://127.0.0.1:{sp.http_port}/v1/traces", data=body,
                                  headers={"Content-Type": "application/x-protobuf"})
     assert urllib.request.urlopen(req, timeout=10).status == 200
+
+
+@pytest.mark.parametrize("ahead_s", [1000, 3500])
+def test_one_span_from_a_clock_ahead_does_not_make_the_models_other_rows_late(serve_factory, ahead_s: int) -> None:
+    """Issue 49 A: one span stamped 1,000 s (or 3,500 s) ahead, inside limits.max_clock_skew_seconds, then 5,000
+    spans stamped now: all 5,000 were counted late. The model's clock never passes the processor's own when the
+    request came; the span ahead waits in its own window."""
+    import time
+
+    from tests.support import TRACES, export, predictions_request
+
+    sp = serve_factory("--window", "60", "--horizon", "900", "--evaluation-interval", "0.5")
+    now = time.time_ns()
+    assert export(sp, TRACES, predictions_request("skewed", [{"ml.feature.x": 1.0}],
+                                                  now + ahead_s * 10**9)).partial_success.rejected_spans == 0
+    for _ in range(10):
+        export(sp, TRACES, predictions_request("skewed", [{"ml.feature.x": float(i)} for i in range(500)],
+                                               time.time_ns()))
+
+    def counted() -> float | None:
+        got = sum(s.value for s in select(sp.scrape(), "ml_predictions_total", ml_model_name="skewed"))
+        return got if got == 5001 else None
+
+    wait_for(counted, what="5,001 predictions counted")
+    assert sum(s.value for s in select(sp.scrape(), "otel_ml_rows_late_total")) == 0
+
+    def in_horizon() -> float | None:
+        rows = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/api/v1/models", timeout=10)
+                          .read())["models"]
+        got = next((m["current_rows"] for m in rows if m["model"] == "skewed"), None)
+        return got if got is not None and got >= 5000 else None
+
+    wait_for(in_horizon, what="the 5,000 rows stamped now in the model's horizon")
