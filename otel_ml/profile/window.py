@@ -118,8 +118,7 @@ class WindowedProfile:
         self.reference_source: str | None = None
         self.first_window_ns: int | None = None
         self.newest_event_ns: int | None = None
-        self.ignored_segment_keys: set[str] = set()
-        """``ml.segment.<key>`` keys its spans carried that it is not segmented by (logged once each)."""
+        self.ignored_segment_keys: set[str] = set()  # ml.segment.<key> keys it is not segmented by (logged once)
         self.embedding_dimension = 0
         """The dimension of the model's ``ml.embedding`` vectors, set by the first batch with any (checkpointed):
         vectors of another dimension project into another space, so later ones are refused (core/live.py)."""
@@ -204,13 +203,7 @@ class WindowedProfile:
             if self.segmented is None:
                 self.segmented = SegmentCounts(tuple(keys[:MAX_SEGMENT_KEYS]), self.max_segments,
                                                bins=self.segment_bins)
-            ignored = sorted(set(keys) - set(self.segmented.by) - self.ignored_segment_keys)
-            if ignored:  # the limit is documented; each key left out is named once
-                self.ignored_segment_keys.update(ignored)
-                log.warning("model %r version %r: segment key(s) %s (ml.segment.*) not segmented by: this model is "
-                            "segmented by %s (at most %d keys, the first by name, fixed by its first spans)",
-                            self.model, self.version, ", ".join(ignored), ", ".join(self.segmented.by),
-                            MAX_SEGMENT_KEYS)
+            _name_ignored_keys(self, keys)
         late = 0
         self.predictions += float(batch.row_weight.sum())
         for start, part in batch.split_by_window(win).items():
@@ -477,3 +470,15 @@ class WindowedProfile:
         for start in starts[len(settled):]:
             out.merge(self.windows[start])
         return out
+
+
+def _name_ignored_keys(wp: WindowedProfile, keys: list[str]) -> None:
+    """Log, once each, the ``ml.segment.<key>`` keys a model's spans carry that it is not segmented by (at most
+    ``MAX_SEGMENT_KEYS``, fixed by its first spans or the config): the limit is documented, the silence was not."""
+    assert wp.segmented is not None
+    ignored = sorted(set(keys) - set(wp.segmented.by) - wp.ignored_segment_keys)
+    if ignored:
+        wp.ignored_segment_keys.update(ignored)
+        log.warning("model %r version %r: segment key(s) %s (ml.segment.*) not segmented by: this model is segmented "
+                    "by %s (at most %d keys, the first by name, fixed by its first spans)", wp.model, wp.version,
+                    ", ".join(ignored), ", ".join(wp.segmented.by), MAX_SEGMENT_KEYS)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
 
+from otel_ml.instrument.monitor import iso_time_ns
 from otel_ml.profile.model import ModelProfile
 from otel_ml.sealed import opened
 from otel_ml.state.archive import DAY_NS, HOUR_NS, NS
@@ -34,12 +34,9 @@ def parse_time_ns(text: str, name: str = "time") -> int:
         seconds = float(text)
     except ValueError:
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError as e:
+            seconds = iso_time_ns(text) / 1e9
+        except (ValueError, OverflowError) as e:
             raise problem from e
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        seconds = moment.timestamp()
     if not 0 <= seconds < MAX_TIME_S:  # NaN and ±inf fail too
         raise problem
     return int(seconds * 1e9)

@@ -72,9 +72,14 @@ def _log_ticks(axis: Any) -> None:
     >>> _power_label(1e-59), _power_label(1.0), _power_label(0.01)
     ('1e-59', '1', '0.01')
     """
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-    axis.set_major_locator(LogLocator(base=10, numticks=6))
+    # Powers of ten from 1 down past the smallest value, at most 6, chosen here: matplotlib's LogLocator places
+    # them differently from one version to the next (3.10 left 1 out of a p-value axis).
+    low = axis.get_view_interval()[0]
+    lowest = math.floor(math.log10(low)) if low > 0 else -1
+    step = max(1, math.ceil(-lowest / 5))
+    axis.set_major_locator(FixedLocator([10.0 ** -k for k in range(0, -lowest + 1, step)]))
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: _power_label(v)))
     axis.set_minor_formatter(NullFormatter())
 
