@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from otel_ml.decode.batch import LabelBatch
-from otel_ml.labels.segments import EARLY, PRED, RowCodes, Segment, SegmentFiles, concat_rows
+from otel_ml.labels.segments import EARLY, RowCodes, Segment, SegmentFiles, concat_rows, width_of
 from otel_ml.sealed import Loss
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,11 @@ class PendingPredictions:
         return sum(len(b["id"]) for b in self._early_buf) + sum(s.live for s in self.segments if s.kind == "early")
 
     def waiting(self) -> dict[str, tuple[int, int]]:
-        """Rows and bytes waiting, per kind (``predictions``, ``labels``): what the gauges export."""
-        p, e = self.pending_rows(), self.early_rows()
-        probs = sum(b["probs"].nbytes for b in self._buf if "probs" in b) + sum(
-            s.n * 4 * s.width for s in self.segments if s.kind == "pred")  # a multiclass model's class probabilities
-        return {"predictions": (p, p * PRED.itemsize + probs), "labels": (e, e * EARLY.itemsize)}
+        """Rows waiting and the bytes their files take on disk, per kind (``predictions``, ``labels``): what the
+        gauges export (an operator sizes disks by them)."""
+        disk = self.files.disk_bytes_by_kind()
+        return {"predictions": (self.pending_rows(), disk["predictions"]),
+                "labels": (self.early_rows(), disk["labels"])}
 
     # --- early labels --------------------------------------------------------------------------------------
     def _add_early(self, lb: LabelBatch, mask: np.ndarray) -> None:
@@ -375,13 +376,10 @@ class PendingPredictions:
     def seal(self) -> None:
         """Write the rows in memory as sorted segments (at most ``cap`` rows each), then keep the bounds."""
         if self._buf_rows:
-            cols = concat_rows(self._buf)
             labeled = np.zeros(self._buf_rows, bool)
             labeled[:len(self._buf_labeled)] = np.asarray(self._buf_labeled, bool)
-            for lo in range(0, self._buf_rows, self.cap):  # in arrival order: the oldest rows first
-                part = {c: v[lo:lo + self.cap] for c, v in cols.items()}
-                order = np.argsort(part["id"], kind="stable")
-                self._add_segment("pred", {c: v[order] for c, v in part.items()}, labeled[lo:lo + self.cap][order])
+            for cols, flags in _segments_of(self._buf, labeled, self.cap):
+                self._add_segment("pred", cols, flags)
             self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
         self._seal_early()
         self._maintain()
@@ -476,6 +474,24 @@ class PendingPredictions:
 
     def disk_bytes(self) -> int:
         return self.files.disk_bytes()
+
+
+def _segments_of(parts: list[dict[str, np.ndarray]], labeled: np.ndarray, cap: int
+                 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Buffered prediction rows (``parts``, their labelled flags in one array) as segments to write: rows of one
+    width together (no model pays for another's class probabilities), at most ``cap`` each, in arrival order (the
+    oldest first), each sorted by id."""
+    at = np.cumsum([0] + [len(p["id"]) for p in parts])
+    by_width: dict[int, list[int]] = {}
+    for i, p in enumerate(parts):
+        by_width.setdefault(width_of(p), []).append(i)
+    for group in by_width.values():
+        cols = concat_rows([parts[i] for i in group])
+        flags = np.concatenate([labeled[at[i]:at[i + 1]] for i in group])
+        for lo in range(0, len(flags), cap):
+            part = {c: v[lo:lo + cap] for c, v in cols.items()}
+            order = np.argsort(part["id"], kind="stable")
+            yield {c: v[order] for c, v in part.items()}, flags[lo:lo + cap][order]
 
 
 def _with_ids(state: dict, keys: list[tuple[str, str, str]]) -> dict[str, set[str]]:

@@ -19,6 +19,7 @@ the rows mean, and when they expire or are evicted, is ``PendingPredictions``'s 
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -243,7 +244,8 @@ class SegmentFiles:
         i = 0
         while i + 1 < len(self.segments):
             a, b = self.segments[i], self.segments[i + 1]
-            if a.kind != b.kind or a.reason != b.reason or a.live + b.live > cap(a.kind):
+            # Prediction rows keep their width: one multiclass model must not widen every model's rows.
+            if a.kind != b.kind or a.reason != b.reason or a.width != b.width or a.live + b.live > cap(a.kind):
                 i += 1
                 continue
             dtype = DTYPES[a.kind]
@@ -350,4 +352,15 @@ class SegmentFiles:
         return None
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()) if self.dir.is_dir() else 0
+        return sum(self.disk_bytes_by_kind().values())
+
+    def disk_bytes_by_kind(self) -> dict[str, int]:
+        """Bytes on disk of every file in the directory (segments, flags, files a checkpoint still names), as
+        ``predictions`` (prediction segments, ids of those that left) and ``labels`` (early labels)."""
+        out = {"predictions": 0, "labels": 0}
+        if not self.dir.is_dir():
+            return out
+        for entry in os.scandir(self.dir):
+            if entry.is_file():
+                out["labels" if "-early" in entry.name else "predictions"] += entry.stat().st_size
+        return out

@@ -360,3 +360,35 @@ def test_an_estimate_that_stopped_tracking_is_decided_and_one_outside_the_refere
                          cfg)
     assert outside.unsupported_share == pytest.approx(1_000 / 5_000)
     assert outside.estimate_withheld == "outside_reference_support" and outside.estimated_degraded == {}
+
+
+def test_waiting_rows_are_sized_per_model_and_the_bytes_gauge_equals_the_disk(tmp_path: Path) -> None:
+    """Issue 49 H and F: one multiclass prediction made every waiting prediction of every model 8x larger (36 bytes
+    a row without class probabilities, 292 with 64 classes), and otel_ml_labels_waiting_bytes said 37.9 MB where the
+    files held 58.4 MB. Rows of each width now go to segments of their own, and the gauge is the files' size."""
+    import os
+
+    from otel_ml.labels.segments import PRED
+
+    gt = tracker(tmp_path)
+    n = 5_000
+    gt.on_predictions(predictions("plain", [f"p{i}" for i in range(n)], T0, np.ones(n), np.full(n, 0.7)))
+    classes = [f"c{k}" for k in range(64)]
+    numeric = {f"prediction.probability.{c}": np.full(10, 1 / 64) for c in classes}
+    gt.on_predictions(ColumnarBatch("many", "1", 10, np.full(10, T0, np.int64), np.ones(10), numeric=numeric,
+                                    categorical={"prediction": np.array(["c0"] * 10)},
+                                    prediction_id=id_hash("many", np.array([f"m{i}" for i in range(10)]))))
+    gt.on_labels(labels("plain", [f"p{i}" for i in range(100)], np.ones(100), T0 + HOUR))
+    state = gt.state()  # seals: what a checkpoint writes
+    gt.pending.committed(state["pending"])
+    plain = [s for s in gt.pending.segments if s.kind == "pred" and s.width == 0]
+    wide = [s for s in gt.pending.segments if s.kind == "pred" and s.width]
+    assert sum(s.n for s in plain) == n and sum(s.n for s in wide) == 10
+    assert PRED.itemsize == 36  # the plain model's rows: 36 bytes each, whatever another model sends
+    on_disk = sum(e.stat().st_size for e in os.scandir(tmp_path / "pending") if e.is_file())
+    waiting = gt.waiting()
+    assert waiting["predictions"][1] + waiting["labels"][1] == on_disk
+    assert waiting["predictions"][0] == n + 10
+    # A merge of neighbouring segments keeps widths apart too.
+    gt.pending.files.merge_adjacent(lambda kind: 10**9)
+    assert sum(s.n for s in gt.pending.segments if s.kind == "pred" and s.width == 0) == n
