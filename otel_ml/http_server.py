@@ -24,9 +24,6 @@ How each listener stays healthy:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import logging
 import math
 import ssl
@@ -357,31 +354,6 @@ class HttpServer:
             self._thread = None
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._page_pool.shutdown(wait=False, cancel_futures=True)
-
-
-def token_matches(header: str, token: bytes | None) -> bool:
-    """Whether an ``Authorization`` header carries ``token`` (None: no token is required): ``Bearer <token>`` or
-    HTTP Basic with the token as the password (what a browser's login prompt and Prometheus' ``basic_auth`` send),
-    the scheme in any case and spaces around as RFC 7235 allows. The one rule of every route: OTLP/gRPC, OTLP/HTTP,
-    /metrics, the pages and the API. Compared in constant time.
-
-    >>> token_matches("bearer  s3cret ", b"s3cret"), token_matches("Bearer wrong", b"s3cret")
-    (True, False)
-    >>> token_matches("Basic " + base64.b64encode(b"any:s3cret").decode(), b"s3cret"), token_matches("", None)
-    (True, True)
-    """
-    if token is None:
-        return True
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return hmac.compare_digest(value.strip().encode(), token)
-    if scheme.lower() == "basic":
-        try:
-            _, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return False
-        return hmac.compare_digest(password, token)
-    return False
 
 
 def health_routes(readiness: Callable[[], tuple[bool, str]]) -> list[tuple[str, str, Callable]]:

@@ -28,11 +28,12 @@ from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, ModelReport
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.analyze.segments import SegmentContribution
+from otel_ml.auth import token_matches
 from otel_ml.core.counters import Counters, Series
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.export.config import CardinalityConfig, ExportConfig
-from otel_ml.http_server import HttpServer, Listener, health_routes, token_matches
+from otel_ml.http_server import HttpServer, Listener, health_routes
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from otel_ml.auth import token_matches
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.http_server import token_matches
 from otel_ml.receiver.common import export_logs_response, export_response, refusal_of, retry_trailers
 from otel_ml.receiver.config import OtlpGrpcReceiverConfig, TlsConfig
 

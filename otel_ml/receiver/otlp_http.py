@@ -23,8 +23,9 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from otel_ml.auth import token_matches
 from otel_ml.decode.batch import DecodeResult
-from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_context, token_matches
+from otel_ml.http_server import HttpServer, Listener, health_routes, server_tls_context
 from otel_ml.receiver.common import (
     AdmissionControl,
     Overloaded,

@@ -28,8 +28,9 @@ from aiohttp import web
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
 from otel_ml.analyze.performance import PerformanceConfig
+from otel_ml.auth import token_matches
 from otel_ml.core.snapshot import Snapshot
-from otel_ml.http_server import Busy, HttpServer, Listener, health_routes, token_matches
+from otel_ml.http_server import Busy, HttpServer, Listener, health_routes
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
 from otel_ml.read.archive import DAY_NS, open_read_only, parse_time_ns

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2] / "otel_ml"
 
 LAYERS: list[set[str]] = [
-    {"semconv", "errors", "sealed", "lifetime"},
+    {"semconv", "errors", "sealed", "lifetime", "auth"},
     {"decode", "http_server", "instrument"},  # columns from spans; the one HTTP server; the client side
     {"profile"},  # sketches, windows, baselines
     {"analyze"},  # drift and performance scores
