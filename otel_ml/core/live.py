@@ -205,14 +205,11 @@ class LiveModels:
                 if release is not None:
                     self.release(release, "limit", partition)
                 if not admitted:
-                    n = len(batch.span_end_ns)
-                    result.rejected["too_many_models"] += n
-                    result.spans_accepted -= n
-                    result.examples.setdefault(
-                        "too_many_models", f"models.max_models={self.config.models.max_models} live, none "
-                        f"releasable (models.when_full={self.config.models.when_full}, release_min_idle_seconds="
-                        f"{self.config.models.release_min_idle_seconds:g}); model {batch.model!r} version "
-                        f"{batch.version!r} not admitted")
+                    result.refuse(len(batch.span_end_ns), "too_many_models",
+                                  f"models.max_models={self.config.models.max_models} live, none releasable "
+                                  f"(models.when_full={self.config.models.when_full}, release_min_idle_seconds="
+                                  f"{self.config.models.release_min_idle_seconds:g}); model {batch.model!r} version "
+                                  f"{batch.version!r} not admitted")
                     continue
                 wp = state.models[batch.key] = self.new_window_set(batch.model, batch.version)
                 if wp.reference is None and not self.views_policy.partial:
@@ -232,13 +229,10 @@ class LiveModels:
             if batch.embedding_dimension and wp.embedding_dimension not in (0, batch.embedding_dimension):
                 # Vectors of another dimension are projected into another space: their columns would mix with the
                 # model's as if they were the same numbers. Refused as one request with two dimensions is.
-                n = len(batch.span_end_ns)
-                result.rejected["embedding_dimension_mismatch"] += n
-                result.spans_accepted -= n
-                result.examples.setdefault(
-                    "embedding_dimension_mismatch", f"{sc.EMBEDDING} of dimension {batch.embedding_dimension} for "
-                    f"model {batch.model!r} version {batch.version!r}, whose embeddings have dimension "
-                    f"{wp.embedding_dimension}: a new embedding model is a new ml.model.version")
+                result.refuse(len(batch.span_end_ns), "embedding_dimension_mismatch",
+                              f"{sc.EMBEDDING} of dimension {batch.embedding_dimension} for model {batch.model!r} "
+                              f"version {batch.version!r}, whose embeddings have dimension {wp.embedding_dimension}: "
+                              "a new embedding model is a new ml.model.version")
                 continue
             wp.embedding_dimension = wp.embedding_dimension or batch.embedding_dimension
             reconstruction = wp.reference.reconstruction if wp.reference is not None else None
@@ -262,10 +256,8 @@ class LiveModels:
                 self._join(partition, state, labels=labels)
             self.count_labels()
         elif result.labels:
-            n = sum(lb.n_rows for lb in result.labels)
-            result.rejected["ground_truth_unsupported"] += n
-            result.spans_accepted -= n
-            result.examples.setdefault("ground_truth_unsupported", "this processor joins no labels")
+            result.refuse(sum(lb.n_rows for lb in result.labels), "ground_truth_unsupported",
+                          "this processor joins no labels")
             result.labels = []
         if life.sweep_due(self.config.windows.window_ns):
             self._release_idle(partition)

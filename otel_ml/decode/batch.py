@@ -183,6 +183,13 @@ class DecodeResult:
         return "; ".join(parts)
 
     # --- the journal record: what was applied, so a replay applies exactly that -----------------------
+    def refuse(self, spans: int, reason: str, example: str) -> None:
+        """Spans the decoder accepted, refused after all (a model over the limit, another embedding dimension):
+        counted as rejected for ``reason``, the first ``example`` kept for the sender's partial_success."""
+        self.rejected[reason] += spans
+        self.spans_accepted -= spans
+        self.examples.setdefault(reason, example)
+
     def to_bytes(self) -> bytes:
         """This result as the journal stores it: counts and batches, arrays as raw little-endian bytes.
 

@@ -187,6 +187,7 @@ def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_fa
     text = "".join((root / f).read_text() for f in ("decode/otlp.py", "decode/outcomes.py", "core/live.py"))
     used = set(re.findall(r'(?:_Rejected|reject)\(\s*"([a-z_]+)"', text)) | set(
         re.findall(r'rejected\["([a-z_]+)"\]', text)) | set(
+        re.findall(r'refuse\([^"]*?,\s*"([a-z_]+)"', text)) | set(
         re.findall(r'return "([a-z_]+)", ', (root / "decode/limits.py").read_text()))  # id_problem, truth_problem
     assert used == set(semconv.REJECTION_REASONS), used ^ set(semconv.REJECTION_REASONS)
     sp = serve_factory()

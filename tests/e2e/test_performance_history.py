@@ -27,13 +27,17 @@ from tests.support import select, wait_for
 HALF = 15
 
 
-def replay(sp, path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--input", str(path), "--model", "churn",
+def replay(sp, path: Path, model: str = "churn", *labels: str) -> str:
+    """`otel-ml replay` of ``path`` (time, id, pred columns; ``labels``: more options, the target's)."""
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--input", str(path), "--model", model,
                            "--time-column", "time", "--id-column", "id", "--prediction-column", "pred",
-                           "--probability-column", "p", "--target-column", "y", "--target-time-column", "known",
-                           "--max-request-span", "3600", "--endpoint", sp.grpc_endpoint],
+                           "--max-request-span", "3600", "--endpoint", sp.grpc_endpoint, *labels],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+LABELLED = ("--probability-column", "p", "--target-column", "y", "--target-time-column", "known")
 
 
 def api(sp, query: str) -> dict | None:
@@ -76,11 +80,11 @@ def test_a_replayed_month_has_performance_over_any_range_the_same_everywhere(ser
             "--evaluation-interval", "0.5")
     state = tmp_path / "state"
     sp = serve_factory(*args, state_dir=state)
-    replay(sp, halves[0])
+    replay(sp, halves[0], "churn", *LABELLED)
     sp.proc.kill()  # kill -9: what the last checkpoint did not hold is in the journal
     sp.proc.wait()
     sp = serve_factory(*args, state_dir=state, grpc_port=sp.grpc_port, prom_port=sp.prom_port, ui_port=sp.ui_port)
-    replay(sp, halves[1])
+    replay(sp, halves[1], "churn", *LABELLED)
 
     labelled = frame[frame.y.notna()]
     n_labels = len(labelled)
@@ -212,11 +216,7 @@ def test_labels_that_do_not_join_are_named_with_examples_and_a_diagnosis(serve_f
     predictions = pd.DataFrame({"time": day0 + pd.to_timedelta(np.arange(n) * 60, "s"), "id": np.arange(1, n + 1),
                                 "x": rng.normal(size=n), "pred": rng.integers(0, 2, n)})
     predictions.to_parquet(tmp_path / "padded.parquet")
-    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--input", str(tmp_path / "padded.parquet"),
-                           "--model", "padded", "--time-column", "time", "--id-column", "id", "--prediction-column",
-                           "pred", "--max-request-span", "3600", "--endpoint", sp.grpc_endpoint],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    replay(sp, tmp_path / "padded.parquet", "padded")
     labels = pd.DataFrame({"id": [f"{i:06d}" for i in range(1, n + 1)], "y": rng.integers(0, 2, n)})
     labels.to_parquet(tmp_path / "padded-labels.parquet")  # text ids, zero-padded: "000123"
     out = labels_send(sp, tmp_path / "padded-labels.parquet", "padded")
@@ -234,11 +234,7 @@ def test_labels_that_do_not_join_are_named_with_examples_and_a_diagnosis(serve_f
     late = pd.DataFrame({"time": day0 + pd.to_timedelta(np.arange(n) * 60, "s"), "id": early.id,
                          "x": rng.normal(size=n), "pred": rng.integers(0, 2, n)})
     late.to_parquet(tmp_path / "late.parquet")
-    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--input", str(tmp_path / "late.parquet"),
-                           "--model", "early", "--time-column", "time", "--id-column", "id", "--prediction-column",
-                           "pred", "--max-request-span", "3600", "--endpoint", sp.grpc_endpoint],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    replay(sp, tmp_path / "late.parquet", "early")
 
     def diagnosed(model: str, kind: str) -> dict | None:
         doc = api_doc(sp, model)
