@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from otel_ml.analyze.drift import DriftConfig
+from otel_ml.analyze.drift import DriftConfig, ModelReport
 from otel_ml.analyze.segments import SegmentContribution, shift_share
 from otel_ml.profile.performance import (
     CLASSIFICATION,
@@ -354,15 +354,33 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
     elif cur.sums["dle_n"] and ref_prof is not None:  # a regressor's expected losses (loss_model.py)
         report.estimated = {k: MetricResult(v, se, cur.sums["dle_n"])
                             for k, (v, se) in estimate_regression(cur.sums, ref_prof.sums).items()}
-    if report.unsupported_share > max_unsupported_share:
-        report.estimate_withheld = "outside_reference_support"
     for values, decisions in ((report.realized, report.degraded), (report.estimated, report.estimated_degraded)):
-        if decisions is report.estimated_degraded and report.estimate_withheld:
-            continue
         p_values = {m: degradation_p(values[m], report.reference[m], m, tolerance, min_labels, alternative)
                     for m in values if m in report.reference}
         decisions.update(holm({m: p for m, p in p_values.items() if p is not None}, alpha))
+    withhold_outside_support(report, report.unsupported_share, max_unsupported_share)
     return report
+
+
+def withhold_outside_support(report: PerformanceReport, share: float, limit: float) -> None:
+    """Record the share of the estimated predictions outside the reference's support; above ``limit`` the
+    estimates stay but their decisions are withheld (``estimate_withheld``): a map or trees fitted on the reference
+    do not extrapolate beyond it."""
+    report.unsupported_share = share
+    if share > limit:
+        report.estimate_withheld = "outside_reference_support"
+        report.estimated_degraded = {}
+
+
+def loss_inputs_unsupported(drift: ModelReport, reference: PerformanceReference) -> float:
+    """A regressor's share of current rows outside its loss models' support, as its drift report's data quality
+    tells it: the largest out-of-range (numbers beyond the reference's min and max) or unseen (categories the
+    reference never had) share over the loss models' inputs: a lower bound of the rows with any input outside."""
+    inputs = {c for m in reference.loss_models.values() for c in (*m.columns, *m.categories, *(f for f, _ in
+                                                                                              m.indicators))}
+    shares = [s for f in drift.features if f.feature in inputs
+              for s in (f.out_of_range_ratio, f.unseen_ratio) if math.isfinite(s)]
+    return max(shares, default=0.0)
 
 
 def _estimate_gaps(report: PerformanceReport, cur: PerformanceProfile, reference: PerformanceReference,

@@ -17,6 +17,8 @@ from otel_ml.analyze.performance import (
     PerformanceConfig,
     PerformanceReport,
     assess_all,
+    loss_inputs_unsupported,
+    withhold_outside_support,
 )
 from otel_ml.core.live import Key, LiveModels
 from otel_ml.core.memory import return_free_memory
@@ -138,7 +140,7 @@ class Evaluator:
             waiting = tuple(k for k in self.live.references.baselines if k not in views)
             live_models = len(views)
             labels_waiting = self._labels_waiting()
-        performance = tuple(self._performance(set(views)))
+        performance = tuple(self._performance(set(views), {(r.model, r.version): r for r in reports}))
         with self.live.lock:
             labels = self.live.label_status()
         snapshot = Snapshot(reports=tuple(reports), performance=performance,
@@ -175,9 +177,10 @@ class Evaluator:
                 out[kind] = (r + rows, b + size, limits[kind])
         return out
 
-    def _performance(self, evaluated: set[Key]) -> list[PerformanceReport]:
+    def _performance(self, evaluated: set[Key], drift: dict[Key, ModelReport]) -> list[PerformanceReport]:
         """Realized and estimated performance of every evaluated model with labels, probabilities or a labelled
-        baseline: each partition's performance windows of the model merged."""
+        baseline: each partition's performance windows of the model merged. A regressor's label-free estimates
+        (DLE) carry the share of its rows outside the reference's support, from the drift report's data quality."""
         cfg = self.performance
         with self.live.lock:
             currents: dict[Key, PerformanceProfile] = {}
@@ -199,8 +202,14 @@ class Evaluator:
                 found = self.live.references.find(*key)
                 if found is not None and found[0].performance is not None:
                     references[key] = found[0].performance
-        return [assess_all(*key, currents.get(key), references.get(key), self.drift, cfg)
-                for key in sorted(set(currents) | set(references))]
+        out = []
+        for key in sorted(set(currents) | set(references)):
+            report = assess_all(*key, currents.get(key), references.get(key), self.drift, cfg)
+            ref = references.get(key)
+            if ref is not None and ref.loss_models and report.estimated and key in drift:
+                withhold_outside_support(report, loss_inputs_unsupported(drift[key], ref), cfg.max_unsupported_share)
+            out.append(report)
+        return out
 
 
 def _names(names: list[str], shown: int = 20) -> str:

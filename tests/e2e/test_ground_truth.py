@@ -451,6 +451,10 @@ def test_a_regressor_gets_label_free_estimates_from_its_baselines_loss_models(tm
         sp.scrape(), "ml_performance_estimated_degraded", ml_model_name="prices") if s.value == 1.0},
         timeout=40, what="an estimated degradation")
     assert "mae" in degraded
+    # Trees do not extrapolate: the share of rows outside the reference's support is exported beside the estimate
+    # (here x moved by 1.5 σ: a few rows beyond the reference's range, under the 0.1 past which decisions stop).
+    unsupported = select(sp.scrape(), "ml_performance_estimate_unsupported", ml_model_name="prices")
+    assert unsupported and 0 <= unsupported[0].value < 0.1, unsupported
 
 
 @pytest.mark.parametrize("classes", [64, 70, 200])

@@ -392,3 +392,34 @@ def test_waiting_rows_are_sized_per_model_and_the_bytes_gauge_equals_the_disk(tm
     # A merge of neighbouring segments keeps widths apart too.
     gt.pending.files.merge_adjacent(lambda kind: 10**9)
     assert sum(s.n for s in gt.pending.segments if s.kind == "pred" and s.width == 0) == n
+
+
+def test_a_regressors_estimate_outside_the_reference_support_is_withheld() -> None:
+    """Issue 43 part 6 for DLE: its trees do not extrapolate; the largest out-of-range or unseen share of the loss
+    models' inputs (the drift report's data quality) is the estimate's unsupported share."""
+    import math
+
+    from otel_ml.analyze.drift import FeatureReport, MethodResult, ModelReport
+    from otel_ml.analyze.performance import (
+        MetricResult,
+        PerformanceReport,
+        loss_inputs_unsupported,
+        withhold_outside_support,
+    )
+    from otel_ml.profile.loss_model import LossModel
+    from otel_ml.profile.performance import PerformanceReference
+
+    def feature(name: str, out: float, unseen: float = math.nan) -> FeatureReport:
+        return FeatureReport(name, "numeric", 100, 100, [], MethodResult("overall", 0.5, 0.01, False, p_value=True),
+                             out_of_range_ratio=out, unseen_ratio=unseen)
+
+    tree = LossModel.__new__(LossModel)
+    tree.columns, tree.categories, tree.indicators = ["x"], {"city": ["a"]}, [("plan", "pro")]
+    reference = PerformanceReference(PerformanceProfile(), loss_models={"abs": tree})
+    drift = ModelReport("m", "", "baseline", 100, 100, [feature("x", 0.04), feature("city", math.nan, 0.3),
+                                                        feature("other", 0.9)])
+    assert loss_inputs_unsupported(drift, reference) == 0.3  # "other" is no input of the trees
+    report = PerformanceReport("m", "", "regression", estimated={"mae": MetricResult(1.0, 0.1, 100)},
+                               estimated_degraded={"mae": True})
+    withhold_outside_support(report, 0.3, 0.1)
+    assert report.estimate_withheld == "outside_reference_support" and report.estimated_degraded == {}
