@@ -253,7 +253,13 @@ def performance_history_section(perf: dict[str, Any] | None) -> str:
                                        [value(p, "realized") for p in history],
                                        [value(p, "estimated") for p in history], band, degraded,
                                        [p["coverage"] for p in history])
-    return (f"<h2>Performance over time <span class=muted>{esc(metric)}, {len(history)} parts</span></h2>"
+    off = ""
+    if perf.get("estimate_off"):  # over the range, where labels exist
+        off = (f'<div class="banner">Over this range the label-free estimate does not track the labels for '
+               f'{esc(", ".join(perf["estimate_off"]))}: the reference\'s calibration no longer holds for this '
+               "traffic, so estimates where labels have not come yet are not to be trusted (docs/statistics.md)."
+               "</div>")
+    return (f"<h2>Performance over time <span class=muted>{esc(metric)}, {len(history)} parts</span></h2>{off}"
             f'<img class=chart alt="{esc(metric)} over time" src="{chart}">'
             f"<p class=muted>Each part: realized (labelled predictions) and estimated (without labels), ± one "
             f"standard error; dashed: the reference, shaded: its spread; circled: degraded; below: the share of "
