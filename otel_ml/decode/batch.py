@@ -115,6 +115,10 @@ class ColumnarBatch:
         return parts
 
 
+ID_TEXT_SAMPLE = 16
+"""Labels per batch whose id is kept as sent (``LabelBatch.id_text``)."""
+
+
 @dataclass
 class LabelBatch:
     """Ground truth for predictions of one model (version optional): one row per label."""
@@ -131,17 +135,22 @@ class LabelBatch:
     time_ns: np.ndarray
     """int64, when the label was observed (span end, log record time)."""
     id_text: np.ndarray | None = None
-    """The ``ml.prediction.id`` of each label as sent (str), where the decoder had it: what a label that does not
-    join is shown and diagnosed by (labels/diagnosis.py). None for labels that waited (only their hash is kept)."""
+    """The ``ml.prediction.id`` as sent (str) of the *first* labels of the batch (at most ``ID_TEXT_SAMPLE``: row i
+    has text ``id_text[i]`` when i < len(id_text)): what a label that does not join is shown and diagnosed by
+    (labels/diagnosis.py), a few examples being enough; every label's text would cost ~15% of label ingest (the
+    journal). None where the decoder had none (labels that waited keep only their hash)."""
 
     @property
     def n_rows(self) -> int:
         return len(self.prediction_id)
 
     def select(self, rows: np.ndarray) -> LabelBatch:
-        """The labels at ``rows`` (a mask or indices)."""
+        """The labels at ``rows`` (a mask, or ascending indices); the sampled texts of those kept stay first."""
+        text = self.id_text
+        if text is not None:
+            text = text[rows[:len(text)]] if rows.dtype == bool else text[rows[rows < len(text)]]
         return LabelBatch(self.model, self.version, self.prediction_id[rows], self.value[rows], self.label[rows],
-                          self.time_ns[rows], self.id_text[rows] if self.id_text is not None else None)
+                          self.time_ns[rows], text)
 
 
 @dataclass
@@ -233,7 +242,8 @@ class DecodeResult:
             arrays += list(b.categorical.values())
         if self.labels:
             meta["labels"] = [{"model": lb.model, "version": lb.version, "n": lb.n_rows, "label": lb.label.dtype.str,
-                               **({"id_text": lb.id_text.dtype.str} if lb.id_text is not None else {})}
+                               **({"id_text": lb.id_text.dtype.str, "n_text": len(lb.id_text)}
+                                  if lb.id_text is not None else {})}
                               for lb in self.labels]
             for lb in self.labels:
                 arrays += [lb.prediction_id.astype("<u8", copy=False), lb.value.astype("<f8", copy=False), lb.label,
@@ -280,7 +290,7 @@ class DecodeResult:
                 batches.append(batch)
             labels = [LabelBatch(m["model"], m["version"], take("<u8", m["n"]), take("<f8", m["n"]),
                                  take(m["label"], m["n"]), take("<i8", m["n"]),
-                                 take(m["id_text"], m["n"]) if "id_text" in m else None)
+                                 take(m["id_text"], m.get("n_text", m["n"])) if "id_text" in m else None)
                       for m in meta.get("labels", [])]
             if at != len(data):
                 raise ValueError(f"{len(data) - at} bytes left over")

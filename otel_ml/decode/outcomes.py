@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from otel_ml import semconv
-from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch, parse_protobuf
+from otel_ml.decode.batch import ID_TEXT_SAMPLE, ColumnarBatch, DecodeResult, LabelBatch, parse_protobuf
 from otel_ml.decode.limits import DecodeLimits, id_problem, truth_problem
 
 _FNV_PRIME = np.uint64(1099511628211)
@@ -149,7 +149,7 @@ def split_outcomes(result: DecodeResult) -> DecodeResult:
                 b.model, b.version, ids[usable],
                 gt_num[usable] if gt_num is not None else np.full(int(usable.sum()), np.nan),
                 gt_cat[usable] if gt_cat is not None else np.full(int(usable.sum()), "", dtype="<U1"),
-                b.row_time_ns[usable], id_text[usable] if id_text is not None else None))
+                b.row_time_ns[usable], id_text[usable][:ID_TEXT_SAMPLE] if id_text is not None else None))
         if (~label_span).any():
             rest = b.select(~label_row, ~label_span)
             rest.invalid = b.invalid
@@ -291,5 +291,5 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
             text = np.array(rows.ids)
             result.labels.append(LabelBatch(model, version, id_hash(model, text),
                                             np.array(rows.values, dtype=np.float64), np.array(rows.labels),
-                                            np.array(rows.times, dtype=np.int64), text))
+                                            np.array(rows.times, dtype=np.int64), text[:ID_TEXT_SAMPLE]))
     return result

@@ -296,19 +296,22 @@ class GroundTruth:
             self._apply(lb, m.label_index, m.rows)
 
     def _diagnose(self, labels: LabelBatch, result: JoinResult) -> None:
-        """Examples of the labels that did not join; for those that wait, whether they can join at all."""
+        """Examples of the labels that did not join; for those that wait, whether they can join at all. Only the
+        first labels of a batch carry their id as sent (``LabelBatch.id_text``): examples come from those."""
         model, version, text = labels.model, labels.version, labels.id_text
+        known = len(text) if text is not None else 0
         for reason, at in result.unmatched_at.items():
-            self.diagnosis.record(model, version, reason, text[at[:5]] if text is not None else None)
+            self.diagnosis.record(model, version, reason, text[at[at < known][:5]] if text is not None else None)
         waiting = result.waiting_at
         if not len(waiting):
             return
-        self.diagnosis.hold(model, labels.prediction_id[waiting], text[waiting] if text is not None else None)
+        sampled = waiting[waiting < known]
+        self.diagnosis.hold(model, labels.prediction_id[sampled], text[sampled] if text is not None else None)
         versions = self.pending.with_ids.get(model, set())
         if not versions or (version and version not in versions):
             self.diagnosis.no_predictions(model, version, sorted(versions))
-        elif text is not None:
-            self.diagnosis.diagnose_ids(model, version, text[waiting], functools.partial(seen, self.pending))
+        elif text is not None and len(sampled):
+            self.diagnosis.diagnose_ids(model, version, text[sampled], functools.partial(seen, self.pending))
 
     def _apply(self, labels: LabelBatch, index: np.ndarray, rows: dict[str, np.ndarray]) -> None:
         value, text = labels.value[index], labels.label[index]
