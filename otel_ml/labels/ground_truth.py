@@ -45,12 +45,6 @@ UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "lost", "not_
 """Every ``reason`` of ``ml.ground_truth.unmatched``."""
 
 
-def _copy(p: PerformanceProfile) -> PerformanceProfile:
-    out = PerformanceProfile(p.max_classes)
-    out.merge(p)
-    return out
-
-
 class PerformanceChanges(NamedTuple):
     """What a checkpoint (or a publication) writes of the performance windows."""
 
@@ -434,9 +428,9 @@ class GroundTruth:
         the horizon and deltas of archived windows since the last ``take_changes``; with the archive's rows, every
         prediction of the model once (what a range read merges)."""
         key = (model, version)
-        out = [(s, s + self.window_ns, _copy(p)) for s, p in self.windows.get(key, {}).items()]
+        out = [(s, s + self.window_ns, p.copy()) for s, p in self.windows.get(key, {}).items()]
         out += [(s, e, performance_profile(blob)) for m, v, s, e, blob in self._leaving if (m, v) == key]
-        out += [(s, s + self.window_ns, _copy(p)) for (m, v, s), p in self.late.items() if (m, v) == key]
+        out += [(s, s + self.window_ns, p.copy()) for (m, v, s), p in self.late.items() if (m, v) == key]
         return out
 
     def give_back(self, changes: PerformanceChanges) -> None:

@@ -286,6 +286,12 @@ class PerformanceProfile:
                 self._delays = ds.kll_doubles_sketch(200)
             self._delays.update(np.ascontiguousarray(np.maximum(delays_s, 0.0), dtype=np.float64))
 
+    def copy(self) -> PerformanceProfile:
+        """An independent profile with the same counts (to merge into without changing this one)."""
+        out = PerformanceProfile(self.max_classes)
+        out.merge(self)
+        return out
+
     def merge(self, other: PerformanceProfile) -> None:
         self.predictions += other.predictions
         self.labeled += other.labeled

@@ -129,15 +129,8 @@ def time_parts(windows: list[Window], points: int = HISTORY_POINTS) -> list[Wind
     for start, end, profile in windows:
         part = parts.get((start - first) // part_ns)
         if part is None:
-            parts[(start - first) // part_ns] = [start, end, _copy(profile)]
+            parts[(start - first) // part_ns] = [start, end, profile.copy()]
         else:
             part[1] = max(part[1], end)
             part[2].merge(profile)
     return [(s, e, p) for s, e, p in parts.values()]
-
-
-def _copy(p: PerformanceProfile) -> PerformanceProfile:
-    """A part's profile is merged into: never the window itself (a live window, or the range's own)."""
-    out = PerformanceProfile(p.max_classes)
-    out.merge(p)
-    return out
