@@ -370,8 +370,10 @@ def compare_categorical(
 
 def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, dict[str, float]]:
     """NannyML-style thresholds per feature and distance method: mean + ``learned_sigma`` standard deviations
-    of the method's score between each chunk of the reference and the whole reference. Computed once per
-    reference (cached on it). Empty without at least 3 chunks."""
+    of the method's score between each chunk of the reference and the whole reference. The population standard
+    deviation (ddof=0), as NannyML's ``StandardDeviationThreshold`` computes it (``np.std``), so a threshold
+    learned here equals NannyML's on the same chunks. Computed once per reference (cached on it). Empty without
+    at least 3 chunks."""
     if reference.learned_thresholds is not None:
         return reference.learned_thresholds
     out: dict[str, dict[str, float]] = {}
@@ -388,7 +390,7 @@ def learned_thresholds(reference: ModelProfile, cfg: DriftConfig) -> dict[str, d
                 for k, v in sc.items():
                     if k not in TEST_METHODS:
                         samples.setdefault(k, []).append(v)
-            out[name] = {k: float(np.mean(v) + cfg.learned_sigma * np.std(v, ddof=1))
+            out[name] = {k: float(np.mean(v) + cfg.learned_sigma * np.std(v, ddof=0))
                          for k, v in samples.items() if len(v) >= 3}
     reference.learned_thresholds = out
     return out

@@ -249,14 +249,16 @@ def build_baseline(
         batch = ColumnarBatch(model, version, n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=cats)
         if hash_key is not None:
             hash_batch(batch, hash_key, list(hash_features))
+        # The loss models learn from the model's inputs and prediction only, taken before the reconstruction
+        # error joins the batch: a monitored feature, never an input (DLE equal to NannyML's with or without it).
+        if target_column and prediction_column and input_rows < LOSS_MODEL_ROWS:
+            inputs.append(batch.select(np.arange(n) < LOSS_MODEL_ROWS - input_rows, np.zeros(0, bool)))
+            input_rows += inputs[-1].n_rows
         if multivariate:
             profile.reconstruction = profile.reconstruction or _fit_reconstruction(path, batch)
             batch.numeric[semconv.MULTIVARIATE_FEATURE] = profile.reconstruction.errors(batch.numeric,
                                                                                         batch.categorical, n)
             kinds[semconv.MULTIVARIATE_FEATURE] = NUMERIC
-        if target_column and prediction_column and input_rows < LOSS_MODEL_ROWS:
-            inputs.append(batch.select(np.arange(n) < LOSS_MODEL_ROWS - input_rows, np.zeros(0, bool)))
-            input_rows += inputs[-1].n_rows
         if row0 == 0:
             correlated = Comoments.chosen({k: v for k, v in batch.numeric.items() if kinds.get(k) == NUMERIC
                                            and semconv.is_input_column(k)}, correlation_features)

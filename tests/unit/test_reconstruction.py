@@ -36,3 +36,26 @@ def test_errors_equal_scikit_learns_scaler_and_pca_and_a_damaged_baseline_is_ref
     damaged["center"] = damaged["center"][:-1]
     with pytest.raises(ValueError, match="do not match"):
         Reconstruction.from_dict(damaged)
+
+
+def test_the_reconstruction_error_is_never_an_input_of_the_loss_models(tmp_path) -> None:
+    """--multivariate adds '(multivariate)' as a monitored feature; a regressor's DLE loss models learn from the
+    same inputs with and without it, so its estimates stay equal to NannyML's DLE (issue 44)."""
+    from otel_ml.profile.baseline import build_baseline
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    x1, x2, x3 = rng.normal(0, 1, n), rng.normal(5, 2, n), rng.choice(["a", "b", "c"], n)
+    y = 2 * x1 + x2 + (x3 == "b") + rng.normal(0, 1, n)
+    pred = 2 * x1 + x2 + rng.normal(0, 0.5, n)
+    path = tmp_path / "reg.csv"
+    path.write_text("x1,x2,x3,y,pred\n" + "".join(f"{a},{b},{c},{t},{p}\n"
+                                                   for a, b, c, t, p in zip(x1, x2, x3, y, pred)))
+    plain = build_baseline(path, "reg", target_column="y", prediction_column="pred")
+    multi = build_baseline(path, "reg", target_column="y", prediction_column="pred", multivariate=True)
+    assert "(multivariate)" in multi.features and multi.reconstruction is not None
+    loss_plain, loss_multi = plain.performance.loss_models, multi.performance.loss_models
+    assert sorted(loss_plain) == sorted(loss_multi) == ["abs", "abs_pct", "squared"]
+    for target in loss_plain:
+        assert "(multivariate)" not in loss_multi[target].columns
+        assert loss_multi[target].to_dict() == loss_plain[target].to_dict()

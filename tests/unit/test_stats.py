@@ -199,6 +199,10 @@ def test_learned_thresholds_from_reference_chunks(tmp_path) -> None:
     learned = learned_thresholds(baseline, cfg)
     # Chunks of 2,000 against 20,000: PSI noise is about 10 bins / 2,000 → thresholds far below the fixed 0.2.
     assert 0 < learned["x"]["psi"] < 0.05 and 0 < learned["x"]["wasserstein"] < 0.1
+    # mean + 3 population standard deviations (ddof=0, NannyML's np.std) of the chunks' own scores
+    from otel_ml.analyze.drift import numeric_scores
+    psis = [numeric_scores(baseline.features["x"], c.features["x"], cfg.bins)["psi"] for c in baseline.chunks]
+    assert learned["x"]["psi"] == pytest.approx(np.mean(psis) + 3 * np.std(psis, ddof=0), rel=1e-12)
     stable, shifted = ModelProfile("m", ""), ModelProfile("m", "")
     stable.features["x"] = numeric(rng.normal(0, 1, 2000))
     shifted.features["x"] = numeric(rng.normal(0.3, 1, 2000))
