@@ -70,6 +70,7 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         profile = build_baseline(
             path, args.model, args.model_version, prediction_column=args.prediction_column,
             score_column=args.score_column, exclude=args.exclude or [], categorical=args.categorical or [],
+            numeric=args.numeric or [],
             sketch=SketchConfig(kll_k=args.kll_k), hash_key=load_key(args.hash_key_env),
             hash_features=args.hash_feature or [], chunks=args.chunks, time_like=time_like,
             target_column=args.target_column, probability_column=args.probability_column,
@@ -232,6 +233,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="an id- or time-like column to profile anyway (they are left out by default)")
     build.add_argument("--categorical", action="append", metavar="C",
                        help="treat this column as categorical even if its values are numbers")
+    build.add_argument("--numeric", action="append", metavar="C",
+                       help="treat this text column as numbers (text columns, digit codes like \"16\" included, are "
+                            "categorical otherwise)")
     build.add_argument("--kll-k", type=int, default=200, help="KLL accuracy parameter (default 200)")
     build.add_argument("--chunks", type=int, default=10,
                        help="also keep this many consecutive parts of the file, for drift.learned_thresholds "

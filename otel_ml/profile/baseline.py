@@ -12,6 +12,7 @@ what was inferred and warns about id-like and time-like columns.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,16 @@ import numpy as np
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.decode.embedding import embedding_columns
+from otel_ml.decode.limits import NUMBER_LIMIT
 from otel_ml.decode.privacy import hash_batch, hash_classes, hashes_prediction
 from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.loss_model import LossModel
-from otel_ml.profile.model import ModelProfile, category_strings
+from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import REGRESSION, PerformanceReference, class_names, reference_performance
 from otel_ml.profile.reconstruction import Reconstruction
 from otel_ml.profile.segments import DEFAULT_MAX_SEGMENTS, SegmentCounts
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
+from otel_ml.profile.values import category_strings
 
 CHUNK_ROWS = 100_000
 
@@ -157,6 +160,7 @@ def build_baseline(
     exclude: Sequence[str] = (),
     categorical: Sequence[str] = (),
     sketch: SketchConfig | None = None,
+    numeric: Sequence[str] = (),
     hash_key: bytes | None = None,
     hash_features: Sequence[str] = (),
     chunks: int = 10,
@@ -208,7 +212,9 @@ def build_baseline(
     input_rows = 0
     profile = ModelProfile(model, version, sketch)
     kinds: dict[str, str] = {}
-    forced_categorical = set(categorical)
+    forced_categorical, forced_numeric = set(categorical), set(numeric)
+    if both := sorted(forced_categorical & forced_numeric):
+        raise ValueError(f"column(s) {', '.join(both)} named by both --categorical and --numeric")
     seen_columns: set[str] | None = None
     correlated: Comoments | None = None  # the features whose correlations windows will be compared with these
     # Segments: the windows of a model with this baseline are segmented the same way (profile/segments.py).
@@ -218,7 +224,8 @@ def build_baseline(
     for chunk in parts:
         if seen_columns is None:
             seen_columns = set(chunk)
-            missing = [c for c in [*rename, *exclude, *forced_categorical, *segment_by] if c not in seen_columns]
+            missing = [c for c in [*rename, *exclude, *forced_categorical, *forced_numeric, *segment_by]
+                       if c not in seen_columns]
             if missing:
                 raise ValueError(f"{path}: no column(s) {', '.join(missing)}; columns are {', '.join(chunk)}")
         n = len(next(iter(chunk.values()))) if chunk else 0
@@ -227,12 +234,29 @@ def build_baseline(
                 outcomes.setdefault(col, []).append(chunk[col])
         numeric: dict[str, np.ndarray] = {}
         cats: dict[str, np.ndarray] = {}
+        invalid: Counter[str] = Counter()
         for col, cells in chunk.items():
             if col in exclude:
                 continue
             name = rename.get(col, col)
-            as_num = None if col in forced_categorical or kinds.get(name) == CATEGORICAL else _as_numeric(cells)
+            # A column's kind is decided here once: numbers are numeric; text stays categorical, digit codes
+            # ("16") too, unless --numeric names it. Text that reads as numbers is what CSV readers make of a
+            # column holding a few words among numbers, or a Parquet/JSON column of codes: categories either way.
+            if col in forced_numeric:
+                as_num = _as_numeric(cells)
+                if as_num is None:
+                    raise ValueError(f"{path}: --numeric {col}: the column holds text that is not a number")
+            elif col in forced_categorical or kinds.get(name) == CATEGORICAL or cells.dtype.kind != "f":
+                as_num = None
+            else:
+                as_num = cells
             if as_num is not None:
+                # As the processor does (decode/limits.py): beyond ±NUMBER_LIMIT (±inf too) a value is invalid,
+                # counted as a type mismatch, never sketched (1e308's square overflows the moments).
+                unusable = np.abs(as_num) > NUMBER_LIMIT
+                if unusable.any():
+                    as_num = np.where(unusable, np.nan, as_num)
+                    invalid[name] += int(unusable.sum())
                 numeric[name] = as_num
                 kinds.setdefault(name, NUMERIC)
             else:
@@ -246,7 +270,8 @@ def build_baseline(
                                                                      chunk[embedding_column])).items():
                 numeric[name] = column
                 kinds[name] = NUMERIC
-        batch = ColumnarBatch(model, version, n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=cats)
+        batch = ColumnarBatch(model, version, n, np.zeros(n, np.int64), np.ones(n), numeric=numeric, categorical=cats,
+                              invalid=invalid)
         if hash_key is not None:
             hash_batch(batch, hash_key, list(hash_features))
         # The loss models learn from the model's inputs and prediction only, taken before the reconstruction

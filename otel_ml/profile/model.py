@@ -32,6 +32,7 @@ from otel_ml.profile.sketch import (
     new_profile,
     profile_from_dict,
 )
+from otel_ml.profile.values import categorical_values, numeric_values
 from otel_ml.sealed import opened
 
 PROFILE_FORMAT = "otel-ml-profile"
@@ -95,75 +96,6 @@ class SequenceCoverage:
         c = cls()
         c.streams = {int(k): [int(x) for x in v] for k, v in d.items()}
         return c
-
-
-def category_strings(values: np.ndarray) -> np.ndarray:
-    """Canonical category text of numbers, the same for a CSV cell and a span attribute.
-
-    >>> category_strings(np.array([3.0, 3.5, np.nan])).tolist()
-    ['3', '3.5', '']
-    """
-    out = np.full(len(values), "", dtype=object)
-    finite = np.isfinite(values)
-    integral = finite & (np.mod(values, 1) == 0) & (np.abs(values) < 2**53)
-    out[integral] = values[integral].astype(np.int64).astype(str)
-    rest = finite & ~integral
-    out[rest] = values[rest].astype(str)
-    return out.astype(str)
-
-
-_BOOL_SPELLINGS = ["True", "TRUE", "False", "FALSE"]
-_BOOL_TEXT = {"true": 1.0, "false": 0.0, "True": 1.0, "False": 0.0, "TRUE": 1.0, "FALSE": 0.0}
-
-
-def _parse_number(text: str) -> float:
-    if text in _BOOL_TEXT:
-        return _BOOL_TEXT[text]
-    try:
-        return float(text)
-    except ValueError:
-        return np.nan
-
-
-def numeric_values(num: np.ndarray | None, cat: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
-    """The values of a numeric feature, and how many rows held a value that is not a number.
-
-    Senders do not always agree on types, so text that reads as a number ("3.5") or a bool
-    ("true" → 1, "false" → 0) counts as that number; other text is a type mismatch.
-
-    >>> values, wrong = numeric_values(np.array([1.0, np.nan, np.nan, np.nan]), np.array(["", "2.5", "true", "x"]), 4)
-    >>> values.tolist(), wrong
-    ([1.0, 2.5, 1.0, nan], 1)
-    """
-    values = num if num is not None else np.full(n, np.nan)
-    if cat is None:
-        return values, 0
-    texts = cat != ""
-    if not texts.any():
-        return values, 0
-    values = values.copy()
-    uniq, inverse = np.unique(cat[texts], return_inverse=True)
-    parsed = np.array([_parse_number(u) for u in uniq.tolist()])[inverse]
-    values[texts] = parsed
-    return values, int(np.isnan(parsed).sum())
-
-
-def categorical_values(num: np.ndarray | None, cat: np.ndarray | None, n: int) -> np.ndarray:
-    """The values of a categorical feature: numbers become their canonical text (integer-coded classes)
-    and the spellings of a bool become "true"/"false", as bool attributes and baseline CSVs give them.
-
-    >>> categorical_values(np.array([3.0, np.nan, np.nan]), np.array(["", "True", "x"]), 3).tolist()
-    ['3', 'true', 'x']
-    """
-    values = cat if cat is not None else np.full(n, "", dtype="<U1")
-    if num is not None:
-        has_num = ~np.isnan(num)
-        if has_num.any():
-            values = np.where(has_num, category_strings(num), values)
-    hit = np.isin(values, _BOOL_SPELLINGS)  # one pass over the column
-    if hit.any():
-        values = np.where(hit, np.char.lower(values.astype(str)), values)
-    return values
 
 
 def choose_kind(batch: ColumnarBatch, name: str) -> str:
@@ -248,10 +180,6 @@ class ModelProfile:
         feature absent from the batch counts its rows as missing. ``correlated``: the features and basis whose
         pairwise moments are kept (None: none). ``segmented``: how rows are segmented (None: not)."""
         n = batch.n_rows
-        if correlated is not None:
-            if self.comoments is None:
-                self.comoments = correlated.empty_like()
-            self.comoments.update(batch.numeric, n)
         self.rows += n
         self.predictions += float(batch.row_weight.sum())
         self.spans += len(batch.span_end_ns)
@@ -268,6 +196,7 @@ class ModelProfile:
             lo, hi = int(batch.span_end_ns.min()), int(batch.span_end_ns.max())
             self.start_ns = lo if self.start_ns is None else min(self.start_ns, lo)
             self.end_ns = hi if self.end_ns is None else max(self.end_ns, hi)
+        numbers: dict[str, np.ndarray] = {}  # each numeric feature's values as its profile reads them
         for name, kind in kinds.items():
             invalid = batch.invalid.get(name, 0)
             num = batch.numeric.get(name)
@@ -275,6 +204,7 @@ class ModelProfile:
             prof: FeatureProfile
             if kind == NUMERIC:
                 values, wrong = numeric_values(num, cat, n)
+                numbers[name] = values
                 # The grid is chosen before the feature's first profile, so that profile counts every value in it.
                 if name not in self.features and name not in self.grids and \
                         np.count_nonzero(np.isfinite(values)) >= GRID_MIN_VALUES:
@@ -288,6 +218,10 @@ class ModelProfile:
             if invalid:
                 prof.missing -= invalid
                 prof.mismatch += invalid
+        if correlated is not None:  # the correlations read a feature as its profile does ("3.5" is 3.5)
+            if self.comoments is None:
+                self.comoments = correlated.empty_like()
+            self.comoments.update(numbers, n)
         if segmented is not None:  # after the features: a grid chosen from this batch bins its segments' values too
             if self.segments is None:
                 self.segments = segmented.empty_like()

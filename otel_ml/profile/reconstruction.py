@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from otel_ml.profile.values import categorical_values, numeric_values
+
 VARIANCE = 0.65
 """Share of the reference's variance the kept components explain (NannyML's default ``n_components``)."""
 FIT_ROWS = 100_000
@@ -84,14 +86,19 @@ class Reconstruction:
 
     def _encoded(self, numeric: dict[str, np.ndarray], categorical: dict[str, np.ndarray], n: int) -> np.ndarray:
         x = np.empty((n, len(self.numeric) + len(self.categorical)))
+        # Each feature read as its kind, whatever type the sender gave it (profile/values.py): "16" sent for a
+        # numeric feature is 16 here as in its profile, not an absent value imputed with the reference's mean.
         for j, name in enumerate(self.numeric):
-            v = numeric.get(name)
-            x[:, j] = self.numeric_fill[j] if v is None else np.where(np.isfinite(v), v, self.numeric_fill[j])
+            if name not in numeric and name not in categorical:
+                x[:, j] = self.numeric_fill[j]
+                continue
+            v = numeric_values(numeric.get(name), categorical.get(name), n)[0]
+            x[:, j] = np.where(np.isfinite(v), v, self.numeric_fill[j])
         for j, (name, shares) in enumerate(self.categorical.items(), start=len(self.numeric)):
-            v = categorical.get(name)
-            if v is None:
+            if name not in numeric and name not in categorical:
                 x[:, j] = self.categorical_fill[name]
                 continue
+            v = categorical_values(numeric.get(name), categorical.get(name), n)
             uniq, inv = np.unique(v.astype(str), return_inverse=True)
             codes = np.array([self.categorical_fill[name] if c == "" else shares.get(c, 0.0) for c in uniq.tolist()])
             x[:, j] = codes[inv]

@@ -49,3 +49,29 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     store = ReferenceStore(None, str(blocker / "state"))
     with pytest.raises(RuntimeError, match="not writable"):
         store.open()
+
+
+def test_kinds_and_unusable_numbers_are_decided_as_the_processor_decides(tmp_path: Path) -> None:
+    """A Parquet (or capture) column of digit codes stays categorical unless --numeric says otherwise; a number
+    beyond ±1e100 (the decoders' NUMBER_LIMIT) or ±inf is a type mismatch, as live ingest counts it, never a
+    moment of 1e308 (issue 44)."""
+    import math
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from otel_ml.decode.limits import NUMBER_LIMIT
+    from otel_ml.profile.baseline import build_baseline
+
+    path = tmp_path / "codes.parquet"
+    pq.write_table(pa.table({"code": ["16", "7", "16", "3"] * 5, "x": [1.0, 1e308, -math.inf, 2.0] * 5,
+                             "y": [1.0, 2.0, 3.0, 4.0] * 5}), path)
+    profile = build_baseline(path, "m", chunks=0)
+    assert profile.kinds()["code"] == "categorical"
+    x = profile.features["x"]
+    assert (x.count, x.mismatch, x.missing) == (10, 10, 0) and x.mean == 1.5 and math.isfinite(x.m2)
+    assert 1e308 > NUMBER_LIMIT
+    numeric = build_baseline(path, "m", chunks=0, numeric=["code"])
+    assert numeric.kinds()["code"] == "numeric" and numeric.features["code"].mean == pytest.approx(10.5)
+    with pytest.raises(ValueError, match="both --categorical and --numeric"):
+        build_baseline(path, "m", numeric=["code"], categorical=["code"])
