@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from otel_ml.cli.common import class_columns, level
+from otel_ml.cli.common import capture_options, class_columns, level, print_notes
 from otel_ml.read.names import printable
 
 
@@ -43,7 +43,8 @@ def _reference_file(args: argparse.Namespace) -> Iterator[str]:
     from otel_ml.instrument.capture import ID_COLUMN, TIME_COLUMN
     from otel_ml.instrument.replay import capture_table
 
-    table, _ = capture_table(args.input, args.format, args.mapping)
+    table, _, capture = capture_table(args.input, args.format, args.mapping, args.max_record_bytes)
+    print_notes(capture.warnings())  # the rows replay would refuse are refused here too, and said alike
     with tempfile.TemporaryDirectory(prefix="otel-ml-capture-") as d:
         path = str(Path(d) / "reference.parquet")
         pq.write_table(table.drop_columns([TIME_COLUMN, ID_COLUMN]), path)
@@ -192,7 +193,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--format", choices=["table", "sagemaker", "vertex", "azureml"], default="table",
                        help="a capture (as otel-ml replay --format reads it) as the reference: its rows' features "
                             "and outputs (prediction, prediction.probability, prediction.score)")
-    build.add_argument("--mapping", metavar="FILE", help="with --format: the capture's mapping (docs/capture.md)")
+    capture_options(build)
     build.add_argument("--output", metavar="FILE",
                        help="default: MODEL-VERSION.baseline.json (VERSION is 'any' without --model-version)")
     build.add_argument("--prediction-column", metavar="C", help="column profiled as the prediction (ml.prediction)")

@@ -44,3 +44,46 @@ def level(text: str) -> float:
         raise argparse.ArgumentTypeError(f"a significance level in (0, 1), got {text}")
     return value
 
+
+
+def endpoint_option(parser: argparse.ArgumentParser) -> None:
+    """``--endpoint``: an OTLP/gRPC receiver as ``HOST:PORT`` or as OTel's variables write it (``http://HOST:PORT``)."""
+    from otel_ml.instrument.labels import grpc_target
+
+    def target(text: str) -> str:
+        try:
+            return grpc_target(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"--endpoint {text!r}: ")) from None
+
+    parser.add_argument("--endpoint", type=target, default="127.0.0.1:4317", metavar="HOST:PORT",
+                        help="OTLP/gRPC receiver, HOST:PORT or http://HOST:PORT (default %(default)s; not the "
+                             "OTLP/HTTP 4318 or /metrics 9464 ports)")
+
+
+def time_unit_option(parser: argparse.ArgumentParser) -> None:
+    from otel_ml.instrument.times import UNIT_NAMES
+
+    parser.add_argument("--time-unit", choices=list(UNIT_NAMES), metavar="UNIT",
+                        help="what the numbers of a numeric time column count: " + ", ".join(
+                            f"{k} ({v})" for k, v in UNIT_NAMES.items()) + " (default: from their magnitude, said)")
+
+
+def capture_options(parser: argparse.ArgumentParser) -> None:
+    """``--format``, ``--mapping`` and ``--max-record-bytes``: a platform's capture as the input."""
+    from otel_ml.instrument.capture import MAX_RECORD_BYTES
+
+    parser.add_argument("--mapping", metavar="FILE",
+                        help="with a capture --format: JSON naming the payloads' columns and outputs "
+                             '({"features": [...], "outputs": [...], "output_keys": {...}}; docs/capture.md)')
+    parser.add_argument("--max-record-bytes", type=int, default=MAX_RECORD_BYTES, metavar="N",
+                        help="with a capture --format: a longer record (line) is refused, not read (default "
+                             "%(default)s)")
+
+
+def print_notes(notes: list[str]) -> None:
+    """What a command read but left out, and how it read times: on stderr, before its summary."""
+    import sys
+
+    for note in notes:
+        print(f"otel-ml: {note}", file=sys.stderr)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from otel_ml.cli.common import class_columns, outcome_options
+from otel_ml.cli.common import (
+    capture_options,
+    class_columns,
+    endpoint_option,
+    outcome_options,
+    print_notes,
+    time_unit_option,
+)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from otel_ml.instrument.outcome import api_url, report_outcome
+    from otel_ml.instrument.outcome import api_url, rejection_summary, report_outcome
     from otel_ml.instrument.replay import ReplayColumns, build_replay, capture_table, replay_summary, send_replay
 
-    table = None
+    table, capture = None, None
     if args.format != "table":  # a platform's capture: its columns are known
-        table, columns = capture_table(args.input, args.format, args.mapping)
+        table, columns, capture = capture_table(args.input, args.format, args.mapping, args.max_record_bytes)
     elif args.time_column is None:
         raise ValueError("--time-column is required (the time of each prediction) unless --format names a capture")
     else:
@@ -21,18 +28,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                 probability=args.probability_column, prediction_id=args.id_column,
                                 target=args.target_column, target_time=args.target_time_column,
                                 features=args.feature, exclude=args.exclude or [],
-                                class_probability=class_columns(args.class_probability_column))
+                                class_probability=class_columns(args.class_probability_column),
+                                time_unit=args.time_unit)
     replay = build_replay(args.input, args.model, args.model_version, columns, args.batch, args.time_resolution,
                           args.max_request_span, table)
+    print_notes([*(capture.warnings() if capture else []), *replay.notes])
     done: list[tuple[int, int]] = []
+    reasons: list[str] = []
     outcome = report_outcome((args.api or api_url(args.endpoint)) if replay.labels else None, args.model,
-                             args.model_version, replay.labels, lambda: done.append(send_replay(args.endpoint, replay)),
-                             args.wait)
+                             args.model_version, replay.labels,
+                             lambda: done.append(send_replay(args.endpoint, replay, messages=reasons)), args.wait)
     sent, rejected = done[0]
     print(replay_summary(args.input, args.model, replay, args.endpoint, sent, rejected)
+          + (f"\n{rejection_summary(reasons)}" if reasons else "")
           + (f"\nof the {replay.labels} label(s): {outcome}" if outcome else ""))
-    return 0 if not rejected else 1
-
+    # Anything left out (records, rows, spans) is a failure a script must notice, though the rest was sent.
+    return 0 if not rejected and not (capture and capture.refused) and not replay.rows_refused else 1
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -55,13 +66,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                              "Capture JSON Lines; vertex: Vertex AI request-response log rows (JSON Lines or CSV "
                              "exported from BigQuery); azureml: Azure ML data collector JSON Lines (model_inputs and "
                              "model_outputs)")
-    replay.add_argument("--mapping", metavar="FILE",
-                        help="with a capture --format: JSON naming the payloads' columns and outputs "
-                             '({"features": [...], "outputs": [...], "output_keys": {...}})')
+    capture_options(replay)
     replay.add_argument("--model", required=True)
     replay.add_argument("--model-version", default="")
     replay.add_argument("--time-column", metavar="C",
-                        help="when each prediction was made (datetimes, naive ones UTC; ISO 8601 text; Unix seconds)")
+                        help="when each prediction was made (datetimes, naive: UTC; ISO 8601; Unix time: --time-unit)")
+    time_unit_option(replay)
     replay.add_argument("--prediction-column", metavar="C", help="ml.prediction")
     replay.add_argument("--score-column", metavar="C", help="ml.prediction.score")
     replay.add_argument("--probability-column", metavar="C", help="ml.prediction.probability (of the positive class)")
@@ -74,8 +84,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="when each outcome became known (default: the prediction's time; empty: no label yet)")
     replay.add_argument("--feature", action="append", metavar="C", help="a feature column (default: every other)")
     replay.add_argument("--exclude", action="append", metavar="C", help="a column that is not a feature")
-    replay.add_argument("--endpoint", default="127.0.0.1:4317", metavar="HOST:PORT",
-                        help="OTLP/gRPC (default %(default)s)")
+    endpoint_option(replay)
     replay.add_argument("--batch", type=int, default=1000, help="rows per span and request (default %(default)s)")
     replay.add_argument("--time-resolution", type=float, default=1.0, metavar="SECONDS",
                         help="times rounded down to this before rows are grouped into spans (default %(default)s)")

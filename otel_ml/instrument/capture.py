@@ -1,4 +1,5 @@
-"""Predictions an ML platform already captured, as a table ``otel-ml replay`` sends: no change to the serving code.
+"""Predictions an ML platform already captured, as a table ``otel-ml replay`` sends and ``otel-ml baseline build``
+profiles: no change to the serving code. docs/capture.md lists every variant read and what each becomes.
 
 SageMaker Data Capture (``--format sagemaker``) writes JSON Lines, one record per request, as AWS documents it::
 
@@ -10,10 +11,11 @@ SageMaker Data Capture (``--format sagemaker``) writes JSON Lines, one record pe
      "eventVersion": "0"}
 
 ``encoding`` is CSV, JSON or BASE64 (the payload base64-encoded, its content type saying CSV or JSON). A CSV
-payload holds one row per line (a batch request: several); a JSON input is ``{"instances": [...]}``, ``{"inputs":
-[...]}``, a list of rows or one row, each row a list (named by the mapping) or an object (named by its keys); a
-JSON output is ``{"predictions": [...]}``, a list or one value, each a number or text (the prediction) or an
-object (its keys picked by the mapping).
+payload holds one row per line; a JSON payload (``application/jsonlines``: one per line) is ``{"instances":
+[...]}``, ``{"inputs": [...]}``, a list of rows or one row; each row a list (named by the mapping), an object (named
+by its keys; ``{"features": [...]}`` is a list row) or one value. A JSON output is ``{"predictions": [...]}``, a
+list or one value, each a number or text (the prediction) or an object (its keys picked by the mapping, else the
+usual names: ``predicted_label``, ``score``, ``probability``...).
 
 The mapping (``--mapping FILE``, JSON) names what the payloads leave unnamed::
 
@@ -21,38 +23,21 @@ The mapping (``--mapping FILE``, JSON) names what the payloads leave unnamed::
      "outputs": ["probability"],                       # a CSV/list output's values: prediction, score, probability
      "output_keys": {"predicted_label": "prediction", "score": "probability"}}  # an object output's keys
 
-Each row becomes one prediction at ``inferenceTime`` with the id ``inferenceId`` (else ``eventId``), suffixed
-``:<row>`` when a request held several, so labels sent later (``otel-ml labels send``) join it. A record that
-cannot be read is an error naming the file and line.
+Vertex AI request-response logging (``--format vertex``) writes BigQuery rows (``logging_time``, ``request_id``,
+``request_payload`` and ``response_payload``: repeated JSON strings of instances and predictions), exported as
+JSON Lines or CSV. Rows of publisher (Gemini) models carry ``full_request``/``full_response`` (a
+GenerateContentRequest/Response; streamed: the response's chunks in ``response_payload``) instead: they become
+text-derived features (characters, parts and tokens of prompt and response, finish reason, model), never the text.
 
-Vertex AI request-response logging (``--format vertex``) writes rows to a BigQuery table (``endpoint``,
-``deployed_model_id``, ``logging_time``, ``request_id``, ``request_payload`` and ``response_payload``, both
-repeated strings: each a JSON instance or prediction). Exported as JSON Lines (``bq extract
---destination_format NEWLINE_DELIMITED_JSON``)::
+Azure ML's data collector (``--format azureml``) writes JSON Lines per collection (``model_inputs`` and
+``model_outputs``, or payload logging's ``request`` and ``response``), joined by ``correlationid``: the k-th
+inputs record of an id with its k-th outputs record.
 
-    {"endpoint": "projects/1/locations/us-central1/endpoints/2", "deployed_model_id": "3",
-     "logging_time": "2026-11-02 08:24:40.123 UTC", "request_id": "7718",
-     "request_payload": ["[34, 52000, \\"north\\"]"], "response_payload": ["0.82"]}
-
-or as CSV (BigQuery exports repeated fields to CSV only as JSON text: ``TO_JSON_STRING(request_payload)``), the
-same columns. An element may also hold a whole request (``{"instances": [...]}``) or response (``{"predictions":
-[...]}``). Each instance is a row at ``logging_time``, id ``request_id`` (``:<row>`` when several).
-
-Azure ML's data collector (``--format azureml``, ``azureml-ai-monitoring``'s ``Collector``) writes JSON Lines to
-blob storage, model inputs and model outputs in separate collections (``.../model_inputs/YYYY/MM/DD/HH/*.jsonl``
-and ``.../model_outputs/...``), one line per call::
-
-    {"specversion": "1.0", "id": "...", "type": "azureml.inference.model_inputs",
-     "time": "2026-11-02T08:24:40Z", "data": [{"age": 34, "income": 52000}],
-     "correlationid": "5b2c...", "xrequestid": "...", "modelversion": "3"}
-
-``data`` is a list of rows (a DataFrame's records), or one row. Inputs and outputs are joined by
-``correlationid``, row by row; an output row's keys are named by the mapping's ``output_keys`` (a row with one
-key: the prediction). Each joined row is a prediction at the inputs' ``time`` with the id ``correlationid``
-(``:<row>`` when several).
-
-``--input`` may name a directory: every ``*.jsonl`` (``*.json``, ``*.csv`` for vertex) under it is read, in path
-order, as if one file (the platforms write one file per hour or so).
+One bad record never sinks the rest: a record that cannot be read, is longer than ``max_record_bytes``, holds more
+than ``max_columns`` values in a row or a time the processor would refuse is skipped and reported with its file and
+line (``CaptureTable.refused``); the other rows are read. Each row is a prediction at the record's time with its id
+(``:<row>`` appended when a request held several); an id seen again is counted with its places, and the later rows
+are read without it (a label names one prediction; which of two it meant is unknowable).
 """
 
 from __future__ import annotations
@@ -62,21 +47,76 @@ import binascii
 import csv
 import io
 import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from otel_ml import semconv
+from otel_ml.instrument.monitor import event_time_ns
+from otel_ml.instrument.times import check_event_time
 
 OUTPUT_NAMES = {"prediction": semconv.PREDICTION_FEATURE, "score": semconv.PREDICTION_SCORE_FEATURE,
                 "probability": semconv.PREDICTION_PROBABILITY_FEATURE}
 """What a mapping's ``outputs``/``output_keys`` may name, and the column each becomes."""
+KNOWN_OUTPUT_KEYS = {"predicted_label": "prediction", "prediction": "prediction", "label": "prediction",
+                     "predicted_value": "prediction", "class": "prediction", "score": "score",
+                     "probability": "probability"}
+"""Keys of an object output read without ``output_keys`` (SageMaker's built-in algorithms, Clarify, MLflow)."""
 TIME_COLUMN = "capture.time"
 ID_COLUMN = "capture.id"
 FORMATS = ("sagemaker", "vertex", "azureml")
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+"""A longer record (line) is refused, not read: a 120 MB record would cost gigabytes as Python objects."""
+MAX_COLUMNS = 2_000
+"""Values in one row at most: the processor's ``limits.max_features_per_span`` default (a span past it is rejected
+whole, with every row it carries)."""
+EXAMPLES = 5
+"""Places shown per kind of problem."""
 
 
 class CaptureError(ValueError):
-    """A capture file that cannot be read: the message names the file and line."""
+    """A capture that cannot be read at all (no readable record): the message names the file and line."""
+
+
+@dataclass
+class CaptureTable:
+    """What a capture held: its rows as ``columns`` (``capture.time`` in Unix ns, ``capture.id``, the features,
+    the outputs) and what was not read, with where."""
+
+    columns: dict[str, list[Any]]
+    records: int
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """(FILE:LINE, why) of each record (or row) skipped."""
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+    """An id seen more than once → the places of its later rows (read without the id)."""
+    unmapped_outputs: Counter[str] = field(default_factory=Counter)
+    """Keys of object outputs that are neither mapped nor a known output name (dropped), and how often."""
+
+    @property
+    def rows(self) -> int:
+        return len(self.columns.get(TIME_COLUMN, []))
+
+    def warnings(self) -> list[str]:
+        """One line per kind of problem, with up to ``EXAMPLES`` places."""
+        out = []
+        if self.refused:
+            reasons = Counter(why.split(" (")[0] for _, why in self.refused)
+            out.append(f"{len(self.refused)} record(s) or row(s) refused ("
+                       + ", ".join(f"{why}: {n}" for why, n in reasons.most_common(EXAMPLES)) + "):\n"
+                       + "\n".join(f"  {where}: {why}" for where, why in self.refused[:EXAMPLES]))
+        if self.duplicates:
+            shown = ", ".join(f"{i!r} ×{len(w) + 1} (again at {w[0]})" for i, w in list(self.duplicates.items())
+                              [:EXAMPLES])
+            out.append(f"{sum(len(w) for w in self.duplicates.values())} row(s) repeat an id already read: {shown}. "
+                       "They are read without it: a label names one prediction, and which of them it meant is "
+                       "unknowable; give each request its own id (SageMaker: InferenceId)")
+        if self.unmapped_outputs:
+            keys = ", ".join(f"{k!r} ({n})" for k, n in self.unmapped_outputs.most_common(EXAMPLES))
+            out.append(f"output key(s) not read: {keys}; name them in the mapping's output_keys (prediction, score "
+                       "or probability)")
+        return out
 
 
 def load_mapping(path: str | None) -> dict[str, Any]:
@@ -100,6 +140,7 @@ def load_mapping(path: str | None) -> dict[str, Any]:
     return mapping
 
 
+# --- payloads -------------------------------------------------------------------------------------------------
 def _payload(part: dict[str, Any]) -> tuple[str, str]:
     """(kind "csv"/"json", text) of an endpointInput/endpointOutput."""
     data, encoding = part["data"], str(part.get("encoding", "CSV")).upper()
@@ -120,55 +161,133 @@ def _cell(text: str) -> Any:
         return text.strip() or None
 
 
+def _json_documents(text: str) -> list[Any]:
+    """A JSON payload: one document, or several one after another (``application/jsonlines``)."""
+    decoder, docs, at = json.JSONDecoder(), [], 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at == len(text):
+            break
+        doc, at = decoder.raw_decode(text, at)
+        docs.append(doc)
+    if not docs:
+        raise ValueError("an empty JSON payload")
+    return docs
+
+
+def _named(values: list[Any], names: list[str]) -> dict[str, Any]:
+    return {(names[k] if k < len(names) else f"f{k}"): v for k, v in enumerate(values)}
+
+
+def _row(instance: Any, names: list[str]) -> dict[str, Any]:
+    """One instance as a row: a list (named by ``names``), an object (its keys; ``{"features": [...]}``, the
+    Clarify / Linear Learner form, is its list), or one value (the first name)."""
+    if isinstance(instance, dict):
+        if len(instance) == 1 and isinstance(next(iter(instance.values())), list):
+            return _named(next(iter(instance.values())), names)
+        return dict(instance)
+    if isinstance(instance, list):
+        return _named(instance, names)
+    return _named([instance], names)
+
+
+def _instances(doc: Any) -> tuple[list[Any], bool]:
+    """A JSON input document's instances, and whether they were named as such (``instances``/``inputs``/``data``:
+    each element one row, a scalar too) rather than a bare list (one row of values, or rows)."""
+    if isinstance(doc, dict):
+        for key in ("instances", "inputs", "data", "input_data"):
+            if key in doc:
+                inner = doc[key]
+                if isinstance(inner, dict) and "data" in inner:  # pandas "split": {"columns": [...], "data": [...]}
+                    return inner["data"], True
+                return (inner if isinstance(inner, list) else [inner]), True
+        return [doc], True
+    if isinstance(doc, list) and doc and all(isinstance(r, (list, dict)) for r in doc):
+        return doc, True
+    return [doc], False
+
+
+def _columns_of(doc: Any) -> list[str]:
+    """The column names a pandas "split" document carries (``{"columns": [...], "data": [...]}``)."""
+    if isinstance(doc, dict):
+        inner = next((doc[k] for k in ("input_data", "data") if isinstance(doc.get(k), dict)), doc)
+        if isinstance(inner, dict) and isinstance(inner.get("columns"), list):
+            return [str(c) for c in inner["columns"]]
+    return []
+
+
 def _input_rows(kind: str, text: str, names: list[str]) -> list[dict[str, Any]]:
     if kind == "csv":
-        rows = [r for r in csv.reader(io.StringIO(text)) if r]
-        return [{(names[k] if k < len(names) else f"f{k}"): _cell(v) for k, v in enumerate(r)} for r in rows]
-    doc = json.loads(text)
-    if isinstance(doc, dict):
-        doc = doc.get("instances", doc.get("inputs", [doc]))
-    rows = doc if isinstance(doc, list) and doc and isinstance(doc[0], (list, dict)) else [doc]
-    out = []
-    for r in rows:
-        if isinstance(r, dict):
-            out.append(dict(r))
-        elif isinstance(r, list):
-            out.append({(names[k] if k < len(names) else f"f{k}"): v for k, v in enumerate(r)})
-        else:
-            raise ValueError(f"an input row is a {type(r).__name__}, not a list or an object")
-    return out
+        return [_named([_cell(v) for v in r], names) for r in csv.reader(io.StringIO(text)) if r]
+    rows = []
+    for doc in _json_documents(text):
+        instances, _ = _instances(doc)
+        rows += [_row(i, _columns_of(doc) or names) for i in instances]
+    return rows
 
 
-def _output_rows(kind: str, text: str, mapping: dict[str, Any]) -> list[dict[str, Any]]:
+def _output_values(kind: str, text: str, mapping: dict[str, Any]) -> list[Any]:
     if kind == "csv":
         values = [[_cell(v) for v in r] for r in csv.reader(io.StringIO(text)) if r]
         if len(values) == 1 and len(values[0]) > 1 and len(mapping.get("outputs", ["prediction"])) == 1:
             values = [[v] for v in values[0]]  # one output per row of a batch, on one line
-    else:
-        doc = json.loads(text)
-        if isinstance(doc, dict) and "predictions" in doc:
-            doc = doc["predictions"]
-        values = doc if isinstance(doc, list) else [doc]
-    return _outputs(values, mapping)
+        return values
+    out: list[Any] = []
+    for doc in _json_documents(text):
+        out += _predictions(doc)
+    return out
 
 
-def _outputs(values: list[Any], mapping: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each output (a value, a list of values or an object) as the columns the mapping names."""
+def _predictions(doc: Any) -> list[Any]:
+    """A JSON response's predictions: ``{"predictions": [...]}``, any one-key object holding a list (``{"scores":
+    [{"score": 0.8}]}``, Random Cut Forest's), a list, or one value."""
+    if isinstance(doc, dict) and "predictions" in doc:
+        doc = doc["predictions"]
+    elif isinstance(doc, dict) and len(doc) == 1 and isinstance(next(iter(doc.values())), list):
+        doc = next(iter(doc.values()))
+    return doc if isinstance(doc, list) else [doc]
+
+
+def _outputs(values: list[Any], mapping: dict[str, Any], unmapped: Counter[str]) -> list[dict[str, Any]]:
+    """Each output (a value, a list of values or an object) as the columns the mapping names; an object's keys
+    neither mapped nor known are counted in ``unmapped``."""
     outputs = [OUTPUT_NAMES[n] for n in mapping.get("outputs", ["prediction"])]
-    keys = {k: OUTPUT_NAMES[v] for k, v in mapping.get("output_keys", {}).items()}
+    mapped = mapping.get("output_keys", {})
     out = []
     for v in values:
         if isinstance(v, dict):
-            if not keys and len(v) == 1:  # one unnamed output: the prediction
+            if not mapped and len(v) == 1 and next(iter(v)) not in KNOWN_OUTPUT_KEYS:  # one output: the prediction
                 out.append({semconv.PREDICTION_FEATURE: next(iter(v.values()))})
-            else:
-                out.append({column: v[key] for key, column in keys.items() if key in v})
+                continue
+            row = {}
+            for key, value in v.items():
+                name = mapped.get(key) if mapped else KNOWN_OUTPUT_KEYS.get(key)
+                if name is None or OUTPUT_NAMES[name] in row:
+                    unmapped[key] += 1
+                else:
+                    row[OUTPUT_NAMES[name]] = value
+            out.append(row)
         else:
             items = v if isinstance(v, list) else [v]
             out.append({column: x for column, x in zip(outputs, items)})
     return out
 
 
+def _pair(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], bare_scalars: bool) -> list[dict[str, Any]]:
+    """Input rows with their outputs. A bare list of values read as one row whose outputs are as many as its
+    values is a batch of one-value instances (``[1.0, 2.0, 5.0]`` → three predictions)."""
+    if bare_scalars and len(inputs) == 1 and len(outputs) == len(inputs[0]) > 1:
+        first = next(iter(inputs[0]))
+        inputs = [{first: value} for value in inputs[0].values()]
+    if not outputs:
+        outputs = [{} for _ in inputs]
+    if len(outputs) != len(inputs):
+        raise ValueError(f"{len(inputs)} input row(s) but {len(outputs)} output(s)")
+    return [{**x, **y} for x, y in zip(inputs, outputs)]
+
+
+# --- files ----------------------------------------------------------------------------------------------------
 def capture_files(path: str, suffixes: tuple[str, ...] = (".jsonl", ".json")) -> list[Path]:
     """``path``, or every file with one of ``suffixes`` under the directory ``path``, in path order."""
     p = Path(path)
@@ -180,61 +299,109 @@ def capture_files(path: str, suffixes: tuple[str, ...] = (".jsonl", ".json")) ->
     return files
 
 
-def _lines(path: str, suffixes: tuple[str, ...] = (".jsonl", ".json")):
-    """(file, line number, line) of every non-blank line of the capture file(s) at ``path``."""
-    for f in capture_files(path, suffixes):
+class _Capture:
+    """Rows read so far, and what was refused, with where."""
+
+    def __init__(self, path: str, max_record_bytes: int, max_columns: int) -> None:
+        self.path, self.max_record_bytes, self.max_columns = path, max_record_bytes, max_columns
+        self.rows: list[tuple[str, dict[str, Any]]] = []
+        self.refused: list[tuple[str, str]] = []
+        self.unmapped: Counter[str] = Counter()
+        self.records = 0
+
+    def lines(self, suffixes: tuple[str, ...] = (".jsonl", ".json")) -> Iterator[tuple[Path, int, str]]:
+        """(file, line number, line) of every non-blank line; a line over the size limit is refused unread."""
+        for f in capture_files(self.path, suffixes):
+            try:
+                with open(f, "rb") as lines:
+                    line_no = 0
+                    while chunk := lines.readline(self.max_record_bytes + 1):
+                        line_no += 1
+                        if len(chunk) > self.max_record_bytes and not chunk.endswith(b"\n"):
+                            while (rest := lines.readline(1 << 20)) and not rest.endswith(b"\n"):
+                                pass  # the rest of the long line, skipped a megabyte at a time
+                            self.refuse(f"{f}:{line_no}", f"record longer than {self.max_record_bytes:,} bytes "
+                                                          "(--max-record-bytes)")
+                            continue
+                        if chunk.strip():
+                            self.records += 1
+                            yield f, line_no, chunk.decode("utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise CaptureError(f"{f}: cannot be read ({e})") from None
+
+    def refuse(self, where: str, why: str) -> None:
+        self.refused.append((where, why))
+
+    def add(self, where: str, at: Any, event: str, rows: list[dict[str, Any]]) -> None:
+        """The rows of one record at time ``at`` with id ``event``; a row too wide or a time the processor would
+        refuse is refused here, with its place."""
         try:
-            with open(f, encoding="utf-8") as lines:
-                for line_no, line in enumerate(lines, start=1):
-                    if line.strip():
-                        yield f, line_no, line
-        except (OSError, UnicodeDecodeError) as e:
-            raise CaptureError(f"{f}: cannot be read ({e})") from None
+            at_ns = check_event_time(event_time_ns(at))
+        except (TypeError, ValueError, OverflowError) as e:
+            self.refuse(where, f"time {at!r} refused ({e})")
+            return
+        for k, row in enumerate(rows):
+            place = where if len(rows) == 1 else f"{where} row {k}"
+            if len(row) > self.max_columns:
+                self.refuse(place, f"{len(row):,} values in one row (at most {self.max_columns:,}: the processor's "
+                                   "limits.max_features_per_span)")
+                continue
+            self.rows.append((place, {TIME_COLUMN: at_ns, ID_COLUMN: event if len(rows) == 1 else f"{event}:{k}",
+                                      **row}))
 
-
-def _columns(path: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    if not rows:
-        raise CaptureError(f"{path}: no capture records")
-    columns: dict[str, list[Any]] = {}
-    for k, row in enumerate(rows):
-        for name in row:
-            columns.setdefault(name, [None] * k)
-        for name, values in columns.items():
-            values.append(row.get(name))
-    return columns
-
-
-def read_sagemaker(path: str, mapping: dict[str, Any]) -> dict[str, list[Any]]:
-    """The rows of SageMaker Data Capture file(s) as columns: ``capture.time``, ``capture.id``, the features, the
-    outputs (``prediction``, ``prediction.score``, ``prediction.probability``)."""
-    names = list(mapping.get("features", []))
-    rows: list[dict[str, Any]] = []
-    for f, line_no, line in _lines(path):
-        try:
-            record = json.loads(line)
-            meta = record["eventMetadata"]
-            data = record["captureData"]
-            at, event = meta["inferenceTime"], str(meta.get("inferenceId") or meta["eventId"])
-            inputs = _input_rows(*_payload(data["endpointInput"]), names)
-            outputs = _output_rows(*_payload(data["endpointOutput"]), mapping) if "endpointOutput" in data \
-                else [{} for _ in inputs]
-            if len(outputs) != len(inputs):
-                raise ValueError(f"{len(inputs)} input row(s) but {len(outputs)} output(s)")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error, UnicodeDecodeError) as e:
-            raise CaptureError(f"{f}:{line_no}: not a SageMaker Data Capture record ({_why(e)})") from None
-        for k, (x, y) in enumerate(zip(inputs, outputs)):
-            rows.append({TIME_COLUMN: at, ID_COLUMN: event if len(inputs) == 1 else f"{event}:{k}", **x, **y})
-    return _columns(path, rows)
+    def table(self) -> CaptureTable:
+        if not self.rows:
+            shown = "; ".join(f"{w}: {why}" for w, why in self.refused[:3])
+            raise CaptureError(f"{self.path}: no capture record could be read" + (f" ({shown})" if shown else ""))
+        seen: set[str] = set()
+        duplicates: dict[str, list[str]] = {}
+        columns: dict[str, list[Any]] = {}
+        for k, (where, row) in enumerate(self.rows):
+            ident = row[ID_COLUMN]
+            if ident in seen:
+                duplicates.setdefault(ident, []).append(where)
+                row[ID_COLUMN] = None
+            seen.add(ident)
+            for name in row:
+                columns.setdefault(name, [None] * k)
+            for name, values in columns.items():
+                values.append(row.get(name))
+        return CaptureTable(columns, self.records, self.refused, duplicates, self.unmapped)
 
 
 def _why(e: Exception) -> str:
     return f"no {e}" if isinstance(e, KeyError) else str(e).split("\n")[0]
 
 
+_UNREADABLE = (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, IndexError, binascii.Error,
+               UnicodeDecodeError, RecursionError)
+
+
+# --- SageMaker ------------------------------------------------------------------------------------------------
+def read_sagemaker(capture: _Capture, mapping: dict[str, Any]) -> None:
+    names = list(mapping.get("features", []))
+    for f, line_no, line in capture.lines():
+        try:
+            record = json.loads(line)
+            meta = record["eventMetadata"]
+            data = record["captureData"]
+            at, event = meta["inferenceTime"], str(meta.get("inferenceId") or meta["eventId"])
+            kind, text = _payload(data["endpointInput"])
+            inputs = _input_rows(kind, text, names)
+            bare = kind == "json" and not _instances(_json_documents(text)[0])[1]
+            outputs = _outputs(_output_values(*_payload(data["endpointOutput"]), mapping), mapping,
+                               capture.unmapped) if "endpointOutput" in data else []
+            rows = _pair(inputs, outputs, bare)
+        except _UNREADABLE as e:
+            capture.refuse(f"{f}:{line_no}", f"not a SageMaker Data Capture record ({_why(e)})")
+            continue
+        capture.add(f"{f}:{line_no}", at, event, rows)
+
+
+# --- Vertex AI ------------------------------------------------------------------------------------------------
 def _vertex_elements(value: Any) -> list[Any]:
     """A repeated payload cell: a list (JSON Lines), or JSON text of one (a CSV export's TO_JSON_STRING); each
-    element JSON text (an instance, a prediction, or a whole request/response), else taken as plain text. A cell
-    holding one request or response rather than a list of them is read as one element."""
+    element JSON text (an instance, a prediction, or a whole request/response), else taken as plain text."""
     if isinstance(value, str):
         value = json.loads(value)
     elements = value if isinstance(value, list) else [value]
@@ -248,7 +415,55 @@ def _json_or_text(text: str) -> Any:
         return text  # a text instance or prediction logged as it was
 
 
-def _vertex_row(row: dict[str, Any], names: list[str], mapping: dict[str, Any]) -> list[dict[str, Any]]:
+def _json_cell(value: Any) -> Any:
+    """A BigQuery JSON column: the object, or its text (a CSV export, or JSON Lines of a STRING column)."""
+    return json.loads(value) if isinstance(value, str) and value.strip() else value
+
+
+def _texts(parts: Any) -> list[str]:
+    return [p["text"] for p in parts or [] if isinstance(p, dict) and isinstance(p.get("text"), str)]
+
+
+GENERATIVE_FEATURES = ("gen_ai.prompt.characters", "gen_ai.prompt.parts", "gen_ai.response.characters",
+                       "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.response.finish_reason",
+                       "gen_ai.request.model")
+"""What a publisher model's row becomes (the text itself is never kept)."""
+
+
+def _generative_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A Gemini (publisher model) row's text-derived features: its request's prompt characters and parts, its
+    response's characters, token counts and finish reason (a streamed response: its chunks, joined)."""
+    request = _json_cell(row.get("full_request"))
+    response = _json_cell(row.get("full_response"))
+    chunks = [response] if isinstance(response, dict) else [
+        c for c in _vertex_elements(row.get("response_payload") or []) if isinstance(c, dict)]
+    out: dict[str, Any] = {}
+    if isinstance(request, dict):
+        prompt = [t for content in request.get("contents") or [] if isinstance(content, dict)
+                  for t in _texts(content.get("parts"))]
+        out["gen_ai.prompt.characters"] = sum(len(t) for t in prompt)
+        out["gen_ai.prompt.parts"] = len(prompt)
+    if chunks:
+        text, finish, usage = 0, None, {}
+        for chunk in chunks:
+            for candidate in (chunk.get("candidates") or [])[:1]:
+                text += sum(len(t) for t in _texts((candidate.get("content") or {}).get("parts")))
+                finish = candidate.get("finishReason") or finish
+            usage = chunk.get("usageMetadata") or usage  # the last chunk's counts cover the whole response
+        out["gen_ai.response.characters"] = text
+        out["gen_ai.usage.input_tokens"] = usage.get("promptTokenCount")
+        out["gen_ai.usage.output_tokens"] = usage.get("candidatesTokenCount")
+        out["gen_ai.response.finish_reason"] = finish
+    if not out:
+        raise ValueError("neither request_payload nor full_request/full_response")
+    out["gen_ai.request.model"] = row.get("model") or (chunks[-1].get("modelVersion") if chunks else None)
+    return out
+
+
+def _vertex_rows(row: dict[str, Any], names: list[str], mapping: dict[str, Any],
+                 unmapped: Counter[str]) -> list[dict[str, Any]]:
+    if not row.get("request_payload"):  # a publisher model's row (generateContent), or a streamed one
+        return [_generative_row(row)]
     instances: list[Any] = []
     for element in _vertex_elements(row["request_payload"]):
         instances += element["instances"] if isinstance(element, dict) and "instances" in element else [element]
@@ -256,118 +471,167 @@ def _vertex_row(row: dict[str, Any], names: list[str], mapping: dict[str, Any]) 
     for element in _vertex_elements(row.get("response_payload") or []):
         predictions += element["predictions"] if isinstance(element, dict) and "predictions" in element \
             else [element]
-    inputs = []
-    for instance in instances:
-        if isinstance(instance, dict):
-            inputs.append(dict(instance))
-        elif isinstance(instance, list):
-            inputs.append({(names[k] if k < len(names) else f"f{k}"): v for k, v in enumerate(instance)})
-        else:
-            inputs.append({names[0] if names else "f0": instance})
-    outputs = _outputs(predictions, mapping) if predictions else [{} for _ in inputs]
-    if len(outputs) != len(inputs):
-        raise ValueError(f"{len(inputs)} instance(s) but {len(outputs)} prediction(s)")
+    return _pair([_row(i, names) for i in instances], _outputs(predictions, mapping, unmapped), False)
+
+
+def _vertex_time(row: dict[str, Any]) -> str:
     at = str(row["logging_time"]).strip()
-    if at.endswith(" UTC"):  # BigQuery's text for a TIMESTAMP
-        at = at[:-4].replace(" ", "T") + "+00:00"
-    event = str(row["request_id"])
-    return [{TIME_COLUMN: at, ID_COLUMN: event if len(inputs) == 1 else f"{event}:{k}", **x, **y}
-            for k, (x, y) in enumerate(zip(inputs, outputs))]
+    return at[:-4].replace(" ", "T") + "+00:00" if at.endswith(" UTC") else at  # BigQuery's text for a TIMESTAMP
 
 
-def read_vertex(path: str, mapping: dict[str, Any]) -> dict[str, list[Any]]:
-    """The rows of Vertex AI request-response log exports (JSON Lines or CSV) as columns."""
+def read_vertex(capture: _Capture, mapping: dict[str, Any]) -> None:
     names = list(mapping.get("features", []))
-    rows: list[dict[str, Any]] = []
-    for f in capture_files(path, (".jsonl", ".json", ".csv")):
+    for f in capture_files(capture.path, (".jsonl", ".json", ".csv")):
         if f.suffix == ".csv":
             try:
                 with open(f, encoding="utf-8", newline="") as handle:
-                    records = [(k + 2, r) for k, r in enumerate(csv.DictReader(handle))]
+                    records: list[tuple[int, Any]] = [(k + 2, r) for k, r in enumerate(csv.DictReader(handle))]
             except (OSError, UnicodeDecodeError, csv.Error) as e:
                 raise CaptureError(f"{f}: cannot be read ({e})") from None
+            capture.records += len(records)
         else:
-            records = [(line_no, line) for _, line_no, line in _lines(str(f))]
+            sub = _Capture(str(f), capture.max_record_bytes, capture.max_columns)
+            records = [(line_no, line) for _, line_no, line in sub.lines()]
+            capture.refused += sub.refused
+            capture.records += sub.records
         for line_no, record in records:
             try:
                 row = json.loads(record) if isinstance(record, str) else record
                 if not isinstance(row, dict):
                     raise ValueError("a row is an object")
-                rows += _vertex_row(row, names, mapping)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise CaptureError(f"{f}:{line_no}: not a Vertex AI request-response log row ({_why(e)})") from None
-    return _columns(path, rows)
+                rows = _vertex_rows(row, names, mapping, capture.unmapped)
+                at, event = _vertex_time(row), str(row["request_id"])
+            except _UNREADABLE as e:
+                capture.refuse(f"{f}:{line_no}", f"not a Vertex AI request-response log row ({_why(e)})")
+                continue
+            capture.add(f"{f}:{line_no}", at, event, rows)
 
 
-def _azureml_rows(data: Any) -> list[dict[str, Any]]:
+# --- Azure ML -------------------------------------------------------------------------------------------------
+def _azureml_rows(data: Any, names: list[str]) -> list[dict[str, Any]]:
     """A record's ``data`` as rows: a list of row objects (a DataFrame's records), one row object, a DataFrame's
-    columns (``{"age": [34, 51], ...}``), or JSON text of any of these.
+    columns (``{"age": [34, 51], ...}``), an HTTP request body (payload logging: ``{"data": [[...], ...]}``,
+    ``{"input_data": {"columns": [...], "data": [...]}}``), a list of value lists, or JSON text of any of these.
 
-    >>> _azureml_rows({"a": [1, 2], "b": ["x", "y"]})
+    >>> _azureml_rows({"a": [1, 2], "b": ["x", "y"]}, [])
     [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]
+    >>> _azureml_rows({"data": [[1, 2], [3, 4]]}, ["u", "v"])
+    [{'u': 1, 'v': 2}, {'u': 3, 'v': 4}]
     """
     if isinstance(data, str):
         data = json.loads(data)
+    if isinstance(data, dict) and any(k in data for k in ("data", "input_data", "instances", "inputs")):
+        instances, _ = _instances(data)
+        return [_row(i, _columns_of(data) or names) for i in instances]
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
         lengths = {len(v) for v in data.values()}
         if len(lengths) != 1:
             raise ValueError("data's columns differ in length")
         return [dict(zip(data, values)) for values in zip(*data.values())]
     rows = data if isinstance(data, list) else [data]
-    if not all(isinstance(r, dict) for r in rows):
-        raise ValueError("data is a list of row objects (or a DataFrame's columns)")
-    return [dict(r) for r in rows]
+    return [_row(r, names) for r in rows]
 
 
-def read_azureml(path: str, mapping: dict[str, Any]) -> dict[str, list[Any]]:
-    """The rows of Azure ML data collector files (model inputs and outputs, joined by correlation id)."""
-    inputs: dict[str, tuple[str, list[dict[str, Any]]]] = {}
-    outputs: dict[str, tuple[str, list[dict[str, Any]]]] = {}
-    order: list[str] = []
-    names = {"inputs": "model_inputs", "outputs": "model_outputs", **mapping.get("collections", {})}
-    for f, line_no, line in _lines(path):
+INPUT_COLLECTIONS = ("model_inputs", "inputs", "request")
+OUTPUT_COLLECTIONS = ("model_outputs", "outputs", "response")
+"""Collections read as inputs and outputs unless the mapping's ``collections`` names others: the collector's
+``model_inputs``/``model_outputs``, the older ``azureml.inference.inputs`` type, payload logging's
+``request``/``response``."""
+
+
+def read_azureml(capture: _Capture, mapping: dict[str, Any]) -> None:
+    names = list(mapping.get("features", []))
+    chosen = mapping.get("collections", {})
+    inputs_named = (chosen["inputs"],) if "inputs" in chosen else INPUT_COLLECTIONS
+    outputs_named = (chosen["outputs"],) if "outputs" in chosen else OUTPUT_COLLECTIONS
+    # correlation id → its inputs records (place, time, rows) and outputs records (place, outputs), in order
+    inputs: dict[str, list[tuple[str, str, list[dict[str, Any]]]]] = {}
+    outputs: dict[str, list[tuple[str, list[Any]]]] = {}
+    for f, line_no, line in capture.lines():
+        where = f"{f}:{line_no}"
         try:
             record = json.loads(line)
             correlation = str(record["correlationid"])
             # The collection: the record's type (azureml.inference.<collection>), else a directory of its path.
             kind = str(record.get("type") or "").rpartition(".")[2] or next(
-                (part for part in reversed(f.parts) if part in names.values()), "")
-            data = _azureml_rows(record["data"])
-            if kind == names["inputs"]:
-                if correlation not in inputs:
-                    order.append(correlation)
-                inputs[correlation] = (str(record["time"]), data)
-            elif kind == names["outputs"]:
-                outputs[correlation] = (f"{f}:{line_no}", _outputs(data, mapping))
-            elif kind:
-                raise ValueError(f"collection {kind!r} is neither {names['inputs']!r} nor {names['outputs']!r} "
-                                 "(the mapping's collections can name others)")
+                (part for part in reversed(f.parts) if part in (*inputs_named, *outputs_named)), "")
+            if kind in inputs_named:
+                inputs.setdefault(correlation, []).append((where, str(record["time"]),
+                                                           _azureml_rows(record["data"], names)))
+            elif kind in outputs_named:
+                data = record["data"]
+                data = json.loads(data) if isinstance(data, str) else data
+                if isinstance(data, dict) and data and "predictions" not in data and all(
+                        isinstance(v, list) for v in data.values()):
+                    data = _azureml_rows(data, [])  # a DataFrame's columns: its rows
+                outputs.setdefault(correlation, []).append((where, _predictions(data)))
             else:
-                raise ValueError(f"no type, and no directory of its path is {names['inputs']!r} or "
-                                 f"{names['outputs']!r} (the mapping's collections can name others)")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise CaptureError(f"{f}:{line_no}: not an Azure ML data collector record ({_why(e)})") from None
-    for correlation, (where, _) in outputs.items():
-        if correlation not in inputs:
-            raise CaptureError(f"{where}: outputs of correlation id {correlation!r} without its inputs (read the "
-                               "model_inputs files too: --input their common directory)")
-    rows: list[dict[str, Any]] = []
-    for correlation in order:
-        at, xs = inputs[correlation]
-        where, ys = outputs.get(correlation, ("", [{} for _ in xs]))
-        if len(ys) != len(xs):
-            raise CaptureError(f"{where}: {len(xs)} input row(s) but {len(ys)} output row(s) for correlation id "
-                               f"{correlation!r}")
-        rows += [{TIME_COLUMN: at, ID_COLUMN: correlation if len(xs) == 1 else f"{correlation}:{k}", **x, **y}
-                 for k, (x, y) in enumerate(zip(xs, ys))]
-    return _columns(path, rows)
+                raise ValueError(f"collection {kind or '(none: no type, no such directory)'} is neither "
+                                 f"{'/'.join(inputs_named)} nor {'/'.join(outputs_named)} (the mapping's "
+                                 "collections can name others)")
+        except _UNREADABLE as e:
+            capture.refuse(where, f"not an Azure ML data collector record ({_why(e)})")
+    for correlation, records in outputs.items():
+        for where, _ in records[len(inputs.get(correlation, [])):]:
+            capture.refuse(where, f"outputs of correlation id {correlation!r} without its inputs (read the inputs "
+                                  "files too: --input their common directory)")
+    for correlation, records in inputs.items():
+        answers = outputs.get(correlation, [])
+        for k, (where, at, xs) in enumerate(records):
+            try:
+                ys = _outputs(answers[k][1], mapping, capture.unmapped) if k < len(answers) else []
+                rows = _pair(xs, ys, False)
+            except _UNREADABLE as e:
+                capture.refuse(where, f"correlation id {correlation!r}: {_why(e)}")
+                continue
+            capture.add(where, at, correlation, rows)
 
 
-def read_capture(path: str, capture_format: str, mapping: dict[str, Any]) -> dict[str, list[Any]]:
+def read_sagemaker_ground_truth(path: str, max_record_bytes: int = MAX_RECORD_BYTES) -> tuple[
+        list[str], list[Any], list[tuple[str, str]]]:
+    """Ids, labels and refused records of SageMaker Model Monitor ground-truth files (``otel-ml labels send
+    --format sagemaker``), one JSON record per line as the merge job reads them::
+
+        {"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata": {"eventId": "74b0..."},
+         "eventVersion": "0"}
+
+    The id is ``eventId`` (what the capture's rows carry when the caller set no InferenceId); a CSV label that reads
+    as a number is that number."""
+    capture = _Capture(path, max_record_bytes, MAX_COLUMNS)
+    ids: list[str] = []
+    labels: list[Any] = []
+    for f, line_no, line in capture.lines():
+        try:
+            record = json.loads(line)
+            kind, text = _payload(record["groundTruthData"])
+            value = _cell(text.strip()) if kind == "csv" else json.loads(text)
+            if value is None or isinstance(value, (dict, list)):
+                raise ValueError(f"label {text.strip()[:40]!r} is not one value")
+            ident = str(record["eventMetadata"].get("inferenceId") or record["eventMetadata"]["eventId"])
+        except _UNREADABLE as e:
+            capture.refuse(f"{f}:{line_no}", f"not a SageMaker ground-truth record ({_why(e)})")
+            continue
+        ids.append(ident)
+        labels.append(value)
+    if not ids:
+        shown = "; ".join(f"{w}: {why}" for w, why in capture.refused[:3])
+        raise CaptureError(f"{path}: no ground-truth record could be read" + (f" ({shown})" if shown else ""))
+    return ids, labels, capture.refused
+
+
+def read_capture(path: str, capture_format: str, mapping: dict[str, Any],
+                 max_record_bytes: int = MAX_RECORD_BYTES, max_columns: int = MAX_COLUMNS) -> CaptureTable:
+    """Every row the capture at ``path`` (a file or a directory of them) holds; CaptureError when none can be
+    read, naming the first places refused."""
     readers = {"sagemaker": read_sagemaker, "vertex": read_vertex, "azureml": read_azureml}
-    if capture_format in readers:
-        return readers[capture_format](path, mapping)
-    raise CaptureError(f"capture format {capture_format!r}: one of {', '.join(FORMATS)}")
+    if capture_format not in readers:
+        raise CaptureError(f"capture format {capture_format!r}: one of {', '.join(FORMATS)}")
+    if not max_record_bytes >= 1:
+        raise CaptureError(f"--max-record-bytes must be at least 1, got {max_record_bytes}")
+    capture = _Capture(path, max_record_bytes, max_columns)
+    readers[capture_format](capture, mapping)
+    return capture.table()
 
 
-__all__ = ["FORMATS", "CaptureError", "capture_files", "load_mapping", "read_capture"]
+__all__ = ["FORMATS", "GENERATIVE_FEATURES", "CaptureError", "CaptureTable", "capture_files", "load_mapping",
+           "read_capture", "read_sagemaker_ground_truth"]

@@ -22,6 +22,57 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
+REJECTION_FIXES = {
+    "reserved_feature_name": "a column is named like a model output: pass it as --prediction-column, "
+                             "--score-column or --probability-column, or --exclude it",
+    "timestamp_in_future": "times ahead of the processor's clock: check the time column's unit (--time-unit) and "
+                           "time zone",
+    "too_many_features": "more features in a row than the processor's limits.max_features_per_span: --exclude "
+                         "columns, or raise the limit",
+    "name_too_long": "a model, version or column name longer than limits.max_name_length: rename it",
+    "too_many_models": "the processor keeps at most models.max_models: retire some (otel-ml models retire) or raise "
+                       "it",
+    "invalid_batch_size": "more rows per span than limits.max_batch_size: lower --batch",
+    "prediction_id_too_long": "ids longer than limits.max_id_length: shorten them",
+    "invalid_prediction_id": "ids must be text, or integers within ±2^53: send them as text",
+    "invalid_probability": "a probability outside [0, 1]: is the column a score? pass it as --score-column",
+    "ground_truth_unsupported": "labels are numbers, text or bools",
+    "invalid_ground_truth": "labels are finite numbers, non-empty text or bools",
+    "ground_truth_missing_value": "rows without a label: leave them out of the file, or give them one",
+    "duplicate_attribute": "a column appears twice under one name: rename one",
+}
+"""What to do about each reason the processor gives for rejecting spans or log records (its partial_success)."""
+
+
+def rejection_summary(messages: list[str], examples: int = 3) -> str:
+    """The processor's partial_success messages ("reason: N span(s), e.g. ...; ...") added up per reason, each with
+    its first example and the fix; "" when there were none.
+
+    >>> print(rejection_summary(["invalid_batch_size: 2 span(s), e.g. 5000 rows"]))
+    the processor rejected: invalid_batch_size 2 (e.g. 5000 rows)
+      fix: more rows per span than limits.max_batch_size: lower --batch
+    """
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for message in messages:
+        for part in message.split("; "):
+            reason, _, rest = part.partition(": ")
+            number, _, example = rest.partition(" span(s)")
+            number = number.split(" ")[0]
+            if not number.isdigit():
+                number, example = "1", rest
+            counts[reason] = counts.get(reason, 0) + int(number)
+            first.setdefault(reason, example.removeprefix(", e.g. ").strip())
+    if not counts:
+        return ""
+    lines = ["the processor rejected: " + ", ".join(
+        f"{reason} {n}" + (f" (e.g. {first[reason]})" if first[reason] else "")
+        for reason, n in sorted(counts.items(), key=lambda kv: -kv[1])[:examples])]
+    lines += [f"  fix: {REJECTION_FIXES[r]}" for r in sorted(counts, key=lambda r: -counts[r])[:examples]
+              if r in REJECTION_FIXES]
+    return "\n".join(lines)
+
+
 DEFAULT_API_PORT = 9465
 """Where ``otel-ml serve`` answers its JSON API unless ``ui.endpoint`` says otherwise."""
 

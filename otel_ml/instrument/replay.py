@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_ml import semconv
-from otel_ml.instrument.labels import _add_labels, _any_value, event_times, export_all, read_table, require_columns
+from otel_ml.instrument.labels import (
+    _add_labels,
+    _any_value,
+    event_times,
+    export_all,
+    read_table,
+    refusal_lines,
+    require_columns,
+)
 from otel_ml.instrument.monitor import SPAN_NAME, _by_time, _column, class_key
 
 
@@ -38,6 +46,8 @@ class ReplayColumns:
     exclude: list[str] = field(default_factory=list)
     class_probability: dict[str, str] = field(default_factory=dict)
     """A multiclass model's class → the column of its probability (``ml.prediction.probability.<class>``)."""
+    time_unit: str | None = None
+    """What a numeric time column counts: s, ms, us or ns (None: guessed from its magnitude, and said)."""
 
     def outputs(self) -> dict[str, str | None]:
         return {semconv.PREDICTION: self.prediction, semconv.PREDICTION_SCORE: self.score,
@@ -56,6 +66,10 @@ class Replay:
     last_ns: int
     features: list[str]
     requests: list[tuple[int, bytes]]
+    notes: list[str] = field(default_factory=list)
+    """What the command says besides its summary: rows refused with their place, the unit times were read in."""
+    rows_refused: int = 0
+    """Rows left out (a time that is empty or not one the processor takes)."""
 
 
 def _array(span: Any, key: str, values: list[Any]) -> None:
@@ -64,24 +78,33 @@ def _array(span: Any, key: str, values: list[Any]) -> None:
         _any_value(v, array.values.add())
 
 
-def capture_table(path: str, capture_format: str, mapping_path: str | None) -> tuple[Any, ReplayColumns]:
-    """A platform's capture file (instrument/capture.py) as a table and which of its columns is what."""
+def capture_table(path: str, capture_format: str, mapping_path: str | None,
+                  max_record_bytes: int | None = None) -> tuple[Any, ReplayColumns, Any]:
+    """A platform's capture (instrument/capture.py) as a table, which of its columns is what, and the
+    ``CaptureTable`` read (what was refused, repeated ids): the one reading ``replay`` and ``baseline build`` share."""
     import pyarrow as pa
 
-    from otel_ml.instrument.capture import ID_COLUMN, OUTPUT_NAMES, TIME_COLUMN, load_mapping, read_capture
+    from otel_ml.instrument.capture import (
+        ID_COLUMN,
+        MAX_RECORD_BYTES,
+        OUTPUT_NAMES,
+        TIME_COLUMN,
+        load_mapping,
+        read_capture,
+    )
 
-    data = read_capture(path, capture_format, load_mapping(mapping_path))
+    capture = read_capture(path, capture_format, load_mapping(mapping_path), max_record_bytes or MAX_RECORD_BYTES)
     arrays = {}
-    for name, values in data.items():
+    for name, values in capture.columns.items():
         try:
             arrays[name] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers and text in one column: its text
-            arrays[name] = pa.array([None if v is None else str(v) for v in values])
-    present = {column: column if column in data else None for column in OUTPUT_NAMES.values()}
+            arrays[name] = pa.array([None if v is None else _text(v) for v in values])
+    present = {column: column if column in capture.columns else None for column in OUTPUT_NAMES.values()}
     return pa.table(arrays), ReplayColumns(
         time=TIME_COLUMN, prediction=present[semconv.PREDICTION_FEATURE],
         score=present[semconv.PREDICTION_SCORE_FEATURE], probability=present[semconv.PREDICTION_PROBABILITY_FEATURE],
-        prediction_id=ID_COLUMN)
+        prediction_id=ID_COLUMN, time_unit="ns"), capture
 
 
 def build_replay(path: str, model: str, version: str, columns: ReplayColumns, batch: int = 1000,
@@ -105,13 +128,30 @@ def build_replay(path: str, model: str, version: str, columns: ReplayColumns, ba
     require_columns(path, table, [*named, *(columns.features or []), *columns.exclude])
     features = columns.features if columns.features is not None else [
         c for c in table.column_names if c not in named and c not in columns.exclude]
+    if reserved := [f for f in features if semconv.is_reserved_feature(f)]:
+        # The processor would reject every span (reserved_feature_name): say the fix before sending anything.
+        fixes = {semconv.PREDICTION_FEATURE: "--prediction-column", semconv.PREDICTION_SCORE_FEATURE: "--score-column",
+                 semconv.PREDICTION_PROBABILITY_FEATURE: "--probability-column",
+                 semconv.PREDICTION_ID_COLUMN: "--id-column", semconv.GROUND_TRUTH_COLUMN: "--target-column"}
+        raise ValueError(f"{path}: column(s) {', '.join(map(repr, reserved))} would be sent as features under a name "
+                         "the model's outputs use (the processor rejects such spans: reserved_feature_name); pass "
+                         + ", ".join(f"{fixes.get(r, '--exclude')} {r}" for r in reserved))
     if table.num_rows == 0:
         raise ValueError(f"{path}: no rows")
-    stamped = event_times(path, table.column(columns.time).to_pylist(), columns.time, resolution_s)
-    empty = [k + 1 for k, t in enumerate(stamped) if t is None]
-    if empty:
-        raise ValueError(f"{path}: column {columns.time!r} is empty in {len(empty)} row(s), e.g. row {empty[0]}")
-    times = [t or 0 for t in stamped]
+    notes: list[str] = []
+    read = event_times(path, table.column(columns.time).to_pylist(), columns.time, resolution_s, columns.time_unit)
+    if read.unit is not None:
+        notes.append(read.describe(columns.time))
+    refused = [*read.refused, *((k + 1, "empty") for k, t in enumerate(read.ns) if t is None
+                                and k + 1 not in dict(read.refused))]
+    if refused:  # one row's time never sinks the rest: those rows are left out, and said
+        notes.append(refusal_lines(path, columns.time, sorted(refused)))
+    kept = [k for k, t in enumerate(read.ns) if t is not None]
+    if not kept:
+        raise ValueError(f"{path}: no row has a usable time in column {columns.time!r}")
+    if len(kept) < table.num_rows:
+        table = table.take(kept)
+    times = [t for t in read.ns if t is not None]
     data: dict[str, list[Any]] = {}
     for key, name in [*((semconv.FEATURE_PREFIX + f, f) for f in features),
                       *((k, c) for k, c in columns.outputs().items() if c is not None)]:
@@ -120,8 +160,8 @@ def build_replay(path: str, model: str, version: str, columns: ReplayColumns, ba
             values = ["" if v is None else str(v) for v in values]
         try:
             data[key] = _column(values)
-        except TypeError as e:
-            raise ValueError(f"{path}: column {name!r}: {e} (numbers and text in one column)") from None
+        except TypeError:  # numbers and text in one column: its text, which the processor reads by the kind
+            data[key] = _column([None if v is None else _text(v) for v in values])
     # (time, 0 = predictions / 1 = labels, row indexes): labels after the predictions of their time.
     parts: list[tuple[int, int, list[int]]] = [(at, 0, rows) for at, rows in _by_time(times) if at is not None]
     labels = 0
@@ -131,8 +171,12 @@ def build_replay(path: str, model: str, version: str, columns: ReplayColumns, ba
         ids = data[semconv.PREDICTION_ID]
         known_at: list[int | None] = list(times)
         if columns.target_time is not None:  # a row whose label time is empty has no label yet
-            known_at = event_times(path, table.column(columns.target_time).to_pylist(), columns.target_time,
-                                   resolution_s)
+            label_times = event_times(path, table.column(columns.target_time).to_pylist(), columns.target_time,
+                                      resolution_s, columns.time_unit)
+            known_at = label_times.ns
+            if label_times.refused:
+                notes.append(refusal_lines(path, columns.target_time, label_times.refused) + "\n  (their labels "
+                             "are not sent)")
         labelled = [k for k, v in enumerate(truth) if v is not None and ids[k] != "" and known_at[k] is not None]
         labels = len(labelled)
         parts += [(at, 1, [labelled[i] for i in rows]) for at, rows in _by_time([known_at[k] for k in labelled])
@@ -178,12 +222,22 @@ def build_replay(path: str, model: str, version: str, columns: ReplayColumns, ba
                 flush()
     flush()
     return Replay(predictions=len(times), labels=labels, first_ns=min(times), last_ns=max(times),
-                  features=features, requests=requests)
+                  features=features, requests=requests, notes=notes, rows_refused=len(refused))
 
 
-def send_replay(endpoint: str, replay: Replay, attempts: int = 10) -> tuple[int, int]:
-    """Send every request in order; (rows and labels accepted, spans rejected)."""
-    return export_all(endpoint, replay.requests, "traces", "predictions", attempts)
+def _text(value: Any) -> str:
+    """A value of a column that mixes numbers and text, as text: a whole number without its ".0" (the processor's
+    canonical category text; a numeric feature parses either)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def send_replay(endpoint: str, replay: Replay, attempts: int = 10,
+                messages: list[str] | None = None) -> tuple[int, int]:
+    """Send every request in order; (rows and labels accepted, spans rejected), the processor's reasons in
+    ``messages``."""
+    return export_all(endpoint, replay.requests, "traces", "predictions", attempts, messages)
 
 
 def replay_summary(path: str, model: str, replay: Replay, endpoint: str, sent: int, rejected: int) -> str:

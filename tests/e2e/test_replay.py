@@ -265,9 +265,62 @@ def test_a_platform_capture_is_replayed_and_labels_join_by_its_ids(serve_factory
                 if s.labels.get("ml_model_name") == "captured" and "ml_feature_name" in s.labels}
     assert {"x0", "x1", "prediction.probability"} <= features, features
 
-    damaged.write_text("\n".join(lines[:3]) + "\n" + lines[3][:50] + "\n")  # cut short in its fourth line
+    # Cut short in its fourth line: that record is refused with its place, the three before it are still sent,
+    # and the command fails so a script notices (issue 44: one bad input never sinks the rest).
+    damaged.write_text("\n".join(lines[:3]) + "\n" + lines[3][:50] + "\n")
     bad = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", capture_format, "--input",
-                          str(capture), "--model", "captured", "--endpoint", sp.grpc_endpoint],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0 and f"{damaged}:4: {why}" in bad.stderr, bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+                          str(damaged), "--mapping", str(mapping), "--model", "damaged", "--endpoint",
+                          sp.grpc_endpoint], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and f"{damaged}:4: {why}" in bad.stderr, bad.stderr
+    assert "1 record(s) or row(s) refused" in bad.stderr, bad.stderr
+    assert re.search(r": [1-9]\d* row\(s\) accepted", bad.stdout), bad.stdout  # the records before it
+
+
+def test_the_sagemaker_sdks_published_capture_and_ground_truth_replay_and_join(serve_factory, tmp_path: Path) -> None:
+    """Files AWS published (aws/sagemaker-python-sdk tests/data/monitor: 44 Data Capture records of a CSV model and
+    Model Monitor's ground truth for them; tests/data/capture/README.md) through the real commands: `replay
+    --format sagemaker` counts every record once with its seven features and probability, `labels send --format
+    sagemaker` joins all 44 labels by eventId, and the realized ROC AUC equals scikit-learn's on those files."""
+    import datetime as dt
+
+    import sklearn.metrics as skm
+
+    from tests.unit.test_capture import PUBLISHED, sdk_capture
+
+    # The SDK's tests stamp the records with the current hour; so do we (labels join within labels.ttl_seconds).
+    start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0) - dt.timedelta(hours=1)
+    capture, lines = sdk_capture(tmp_path, start=start)
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"outputs": ["probability"]}))
+    sp = serve_factory("--window", "600", "--horizon", "86400", "--evaluation-interval", "0.5")
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", "sagemaker", "--input",
+                           str(capture), "--mapping", str(mapping), "--model", "sdk", "--endpoint",
+                           f"http://{sp.grpc_endpoint}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "44 row(s) accepted" in done.stdout and "7 feature(s)" in done.stdout, \
+        done.stdout + done.stderr
+    actuals = PUBLISHED / "sagemaker-python-sdk" / "actuals.jsonl"
+    sent = subprocess.run([sys.executable, "-m", "otel_ml.cli", "labels", "send", "--format", "sagemaker", "--input",
+                           str(actuals), "--model", "sdk", "--endpoint", sp.grpc_endpoint],
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0 and "sent 44 label(s)" in sent.stdout, sent.stdout + sent.stderr
+    truth = {json.loads(r)["eventMetadata"]["eventId"]: int(json.loads(r)["groundTruthData"]["data"])
+             for r in actuals.read_text().splitlines()}
+    records = [json.loads(r) for r in lines]
+    y = [truth[r["eventMetadata"]["eventId"]] for r in records]
+    p = [float(r["captureData"]["endpointOutput"]["data"]) for r in records]
+    expected = skm.roc_auc_score(y, p)
+    # The processor's AUC counts probabilities in 1,024 bins: within ½·Σ pos_b·neg_b / (P·N) of the exact one
+    # (docs/statistics.md), + 1e-6 for the exported value's rounding.
+    b = np.clip((np.array(p) * 1024).astype(int), 0, 1023)
+    pos, neg = np.bincount(b[np.array(y) == 1], minlength=1024), np.bincount(b[np.array(y) == 0], minlength=1024)
+    bound = 0.5 * float(pos @ neg) / (pos.sum() * neg.sum()) + 1e-6
+
+    def joined() -> float | None:
+        samples = sp.scrape()
+        matched = select(samples, "ml_ground_truth_total", ml_model_name="sdk")
+        auc = select(samples, "ml_performance", ml_model_name="sdk", ml_performance_metric="roc_auc")
+        return auc[0].value if matched and matched[0].value == 44 and auc and abs(
+            auc[0].value - expected) <= bound else None
+
+    assert wait_for(joined, timeout=60, what=f"all 44 labels joined, ROC AUC {expected:.4f} ± {bound:.2g}")
+    assert select(sp.scrape(), "ml_predictions_total", ml_model_name="sdk")[0].value == 44

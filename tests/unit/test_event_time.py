@@ -76,9 +76,31 @@ def test_labels_file_with_a_time_column(tmp_path) -> None:
     assert [n for n, _ in records] == [1, 2]  # one record per time, the earliest first
     decoded = [decode_logs_request(body).labels[0] for _, body in records]
     assert [lb.time_ns.tolist() for lb in decoded] == [[T0], [T0 + DAY] * 2]
-    pd.DataFrame({"id": ["1", "2"], "y": [1, 0], "at": ["2026-10-01", "soon"]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"labels.csv: row 2 of column 'at': 'soon' is not a time"):
+    # One bad time never sinks the rest (issue 44): its row is left out and said, with the file and row.
+    pd.DataFrame({"id": ["1", "2", "3"], "y": [1, 0, 1], "at": ["2026-10-01", "soon", "1900-01-01"]}).to_csv(
+        path, index=False)
+    notes: list[str] = []
+    ids, _, times = read_labels(str(path), "id", "y", "at", notes=notes)
+    assert ids == ["1"] and times == [T0]
+    assert "2 row(s) refused by column 'at'" in notes[0] and "labels.csv: row 2: 'soon' is not a time" in notes[0]
+    assert "row 3: '1900-01-01' is not a time the processor takes (1900-01-01T00:00:00Z is before 1970" in notes[0]
+    pd.DataFrame({"id": ["1"], "y": [1]}).assign(at="soon").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"labels.csv: no label has a usable time in column 'at'"):
         read_labels(str(path), "id", "y", "at")
+
+
+@pytest.mark.parametrize("unit, scale", [("s", 1), ("ms", 10**3), ("us", 10**6), ("ns", 10**9)])
+def test_numeric_times_are_read_in_the_unit_their_magnitude_says_or_the_one_given(tmp_path, unit, scale) -> None:
+    """Epoch seconds, milliseconds, microseconds and nanoseconds are told apart (and the unit said); --time-unit
+    overrides the guess."""
+    from otel_ml.instrument.labels import event_times
+    from otel_ml.instrument.times import UNIT_NAMES
+
+    read = event_times("f.csv", [T0 // 10**9 * scale, (T0 + DAY) // 10**9 * scale], "at")
+    assert read.ns == [T0, T0 + DAY] and read.unit == unit and read.guessed and not read.refused
+    assert read.describe("at").startswith(f"column 'at': Unix {UNIT_NAMES[unit]} (from its magnitude")
+    forced = event_times("f.csv", [T0 // 10**9 * scale], "at", unit="s")
+    assert (forced.ns == [T0]) == (unit == "s")
 
 
 def test_replay_requests_hold_every_row_at_its_time_and_labels_after_their_predictions(tmp_path) -> None:
@@ -118,8 +140,14 @@ def test_replay_requests_hold_every_row_at_its_time_and_labels_after_their_predi
 def test_replay_names_what_it_cannot_send(tmp_path) -> None:
     path = tmp_path / "bad.csv"
     pd.DataFrame({"t": ["2026-10-01", "2026-10-02", "later"], "x": [1, 2, 3]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"bad.csv: row 3 of column 't': 'later' is not a time"):
+    replay = build_replay(str(path), "m", "", ReplayColumns(time="t"))  # the bad row left out, said; two sent
+    assert replay.predictions == 2 and replay.rows_refused == 1
+    assert "bad.csv: row 3: 'later' is not a time" in replay.notes[0]
+    pd.DataFrame({"t": ["2026-10-01"], "prediction": [1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"'prediction' would be sent as features .* pass --prediction-column "
+                                         r"prediction"):
         build_replay(str(path), "m", "", ReplayColumns(time="t"))
+    pd.DataFrame({"t": ["2026-10-01", "2026-10-02"], "x": [1, 2]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"bad.csv: no column 'when'"):
         build_replay(str(path), "m", "", ReplayColumns(time="when"))
     with pytest.raises(ValueError, match=r"need the prediction ids"):
