@@ -196,8 +196,10 @@ class ProcessorService:
         self.evaluator.start()
 
     def _check_ports(self) -> None:
-        """Fail the start, naming the setting, when a fixed port is taken (before anything is received)."""
+        """Fail the start, naming the setting, when a fixed port is taken (before anything is received): every
+        taken port at once, not one per restart."""
         cfg = self.config
+        taken = []
         for what, endpoint, used in (
                 ("the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)", cfg.receiver.otlp_grpc.endpoint, True),
                 ("the OTLP/HTTP receiver (receiver.otlp_http.endpoint)", cfg.receiver.otlp_http.endpoint,
@@ -206,7 +208,12 @@ class ProcessorService:
                  cfg.export.prometheus.enabled),
                 ("the UI (ui.endpoint)", cfg.ui.endpoint, self.ui is not None)):
             if used:
-                refuse_if_taken(endpoint, what)
+                try:
+                    refuse_if_taken(endpoint, what)
+                except OSError as e:
+                    taken.append(str(e))
+        if taken:
+            raise OSError("; ".join(taken))
 
     def shutdown(self) -> None:
         if self.kafka is not None:

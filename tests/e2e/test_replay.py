@@ -324,3 +324,33 @@ def test_the_sagemaker_sdks_published_capture_and_ground_truth_replay_and_join(s
 
     assert wait_for(joined, timeout=60, what=f"all 44 labels joined, ROC AUC {expected:.4f} ± {bound:.2g}")
     assert select(sp.scrape(), "ml_predictions_total", ml_model_name="sdk")[0].value == 44
+
+
+def test_clients_say_which_port_they_were_given_and_what_the_processor_refused(serve_factory, tmp_path: Path) -> None:
+    """Issue 44: pointed at the OTLP/HTTP or the /metrics port, `replay` and `labels send` name what answers there
+    and the port to use; spans the processor rejects come back with its reason and the fix; a table whose column
+    is named like an output is refused before anything is sent, with the option that fixes it."""
+    sp = serve_factory("--window", "600", "--horizon", "86400")
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"t": ["2026-12-01T00:00:00Z"] * 3, "x": [1.0, 2.0, 3.0]}).to_csv(table, index=False)
+    base = [sys.executable, "-m", "otel_ml.cli", "replay", "--input", str(table), "--model", "ports", "--time-column",
+            "t", "--endpoint"]
+    metrics = subprocess.run([*base, f"127.0.0.1:{sp.prom_port}"], capture_output=True, text=True, timeout=60)
+    assert metrics.returncode == 2 and f"127.0.0.1:{sp.prom_port} serves Prometheus /metrics" in metrics.stderr \
+        and "OTLP/gRPC port (otel-ml serve: 4317)" in metrics.stderr, metrics.stderr
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"id": ["a"], "y": [1]}).to_csv(labels, index=False)
+    http = subprocess.run([sys.executable, "-m", "otel_ml.cli", "labels", "send", "--input", str(labels), "--model",
+                           "ports", "--id-column", "id", "--label-column", "y", "--wait", "0", "--endpoint",
+                           f"http://127.0.0.1:{sp.http_port}"], capture_output=True, text=True, timeout=60)
+    assert http.returncode == 2 and f"127.0.0.1:{sp.http_port} answers HTTP/1.1" in http.stderr, http.stderr
+
+    long_name = "x" * 300  # over limits.max_name_length: the processor rejects the spans (name_too_long)
+    pd.DataFrame({"t": ["2026-12-01T00:00:00Z"] * 3, long_name: [1.0, 2.0, 3.0]}).to_csv(table, index=False)
+    refused = subprocess.run([*base, sp.grpc_endpoint], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "the processor rejected: name_too_long 1" in refused.stdout, refused.stdout
+    assert "fix: a model, version or column name longer than limits.max_name_length" in refused.stdout
+
+    pd.DataFrame({"t": ["2026-12-01T00:00:00Z"] * 3, "prediction": [1, 0, 1]}).to_csv(table, index=False)
+    reserved = subprocess.run([*base, sp.grpc_endpoint], capture_output=True, text=True, timeout=60)
+    assert reserved.returncode == 2 and "pass --prediction-column prediction" in reserved.stderr, reserved.stderr
