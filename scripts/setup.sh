@@ -9,7 +9,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.otel-ml-installed-$(cat pyproject.toml setup.py otel_ml/decode/*.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    # Say what is installed while it is: the first install takes a minute or two, which looked like a hang.
+    echo "otel-ml: installing otel-ml, its processor and test dependencies into $(pwd)/.venv (the first time: a" \
+         "minute or two; pip's progress below)"
+    .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -e ".[test]" 2>&1 \
+        | { grep --line-buffered -E "^(Collecting|Building wheel|Installing collected|Successfully installed|ERROR)" \
+            | sed -u -e 's/^/  /' -e 's/ (from .*//' || true; }
     rm -f .venv/.otel-ml-installed-*
     touch "$stamp"
 fi
