@@ -354,3 +354,87 @@ def test_clients_say_which_port_they_were_given_and_what_the_processor_refused(s
     pd.DataFrame({"t": ["2026-12-01T00:00:00Z"] * 3, "prediction": [1, 0, 1]}).to_csv(table, index=False)
     reserved = subprocess.run([*base, sp.grpc_endpoint], capture_output=True, text=True, timeout=60)
     assert reserved.returncode == 2 and "pass --prediction-column prediction" in reserved.stderr, reserved.stderr
+
+
+def _capture_variants(tmp_path: Path) -> dict[str, tuple[str, Path, int, int]]:
+    """name → (format, input, rows the processor must count, records refused) for the issue's cases."""
+    from tests.unit.test_capture import PUBLISHED, gemini_row, record
+
+    out: dict[str, tuple[str, Path, int, int]] = {}
+    out["sdk scalar instances"] = ("sagemaker", PUBLISHED / "sagemaker-python-sdk" / "captured-data.jsonl", 6, 0)
+    payload = tmp_path / "azure-payload"
+    payload.mkdir()
+    for name in ("request.jsonl", "response.jsonl"):
+        (payload / name).write_bytes((PUBLISHED / "azure-docs" / name).read_bytes())
+    out["azure payload logging"] = ("azureml", payload, 2, 0)
+    out["azure inputs type"] = ("azureml", PUBLISHED / "azure-docs" / "inputs.jsonl", 3, 0)
+    gemini = tmp_path / "gemini.jsonl"
+    gemini.write_text(json.dumps(gemini_row()) + "\n" + json.dumps(gemini_row(request_id="2")) + "\n")
+    out["gemini rows"] = ("vertex", gemini, 2, 0)
+    vectors = tmp_path / "vectors.jsonl"
+    vectors.write_text(record({"data": json.dumps({"instances": [{"features": [1.0] * 14}] * 3}), "encoding": "JSON"},
+                              {"data": json.dumps({"predictions": [{"predicted_label": 1, "score": 0.7}] * 3}),
+                               "encoding": "JSON"}, eventId="v") + "\n")
+    out["wrapped vectors"] = ("sagemaker", vectors, 3, 0)
+    wide = tmp_path / "wide.jsonl"
+    wide.write_text("".join(record({"data": f"{k},2,3", "encoding": "CSV"}, eventId=f"n{k}") + "\n" for k in range(10))
+                    + record({"data": ",".join(["1"] * 100_000), "encoding": "CSV"}, eventId="wide") + "\n")
+    out["10 normal and one of 100,000 columns"] = ("sagemaker", wide, 10, 1)
+    return out
+
+
+def test_every_capture_variant_replays_and_builds_a_baseline_alike(serve_factory, tmp_path: Path) -> None:
+    """Issue 44, through the real commands: each variant's rows are counted by the processor as `replay` read them,
+    `baseline build --format` profiles the same rows, and a record that cannot be taken is refused with its file
+    and line by both while the rest go through."""
+    sp = serve_factory("--window", "600", "--horizon", "86400", "--evaluation-interval", "0.5")
+    expected_total = 0
+    for k, (name, (fmt, path, rows, refused)) in enumerate(_capture_variants(tmp_path).items()):
+        model = f"variant{k}"
+        done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", fmt, "--input", str(path),
+                               "--model", model, "--endpoint", sp.grpc_endpoint, "--wait", "0"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == (1 if refused else 0), (name, done.stdout, done.stderr)
+        assert f"{rows} row(s) accepted" in done.stdout, (name, done.stdout, done.stderr)
+        if refused:
+            assert f"{refused} record(s) or row(s) refused" in done.stderr and f"{path}:11" in done.stderr, done.stderr
+        built = subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--format", fmt, "--input",
+                                str(path), "--model", model, "--output", str(tmp_path / f"{model}.json"),
+                                "--chunks", "0"], capture_output=True, text=True, timeout=120)
+        assert built.returncode == 0, (name, built.stderr)
+        assert ModelProfile.from_json((tmp_path / f"{model}.json").read_text()).rows == rows, name
+        if refused:
+            assert f"{path}:11" in built.stderr, built.stderr
+        expected_total += rows
+
+        def counted(model: str = model, rows: int = rows) -> bool:
+            got = select(sp.scrape(), "ml_predictions_total", ml_model_name=model)
+            return bool(got) and got[0].value == rows
+
+        wait_for(counted, timeout=30, what=f"{rows} predictions of {name}")
+    gemini = {s.labels["ml_feature_name"] for s in sp.scrape() if s.labels.get("ml_model_name") == "variant3"
+              and "ml_feature_name" in s.labels}
+    assert {"gen_ai.usage.input_tokens", "gen_ai.response.finish_reason"} <= gemini, gemini
+
+
+def test_a_record_of_120_mb_is_refused_without_reading_it(serve_factory, tmp_path: Path) -> None:
+    """One 120 MB capture record took `replay` past 11 GB of memory. It is now skipped unread (the next record is
+    sent), and the whole command stays within a few hundred MB (its peak resident memory, measured)."""
+    import resource
+
+    from tests.unit.test_capture import record
+
+    path = tmp_path / "huge.jsonl"
+    with path.open("w") as f:
+        f.write(record({"data": "1,2", "encoding": "CSV"}, eventId="before") + "\n")
+        f.write(record({"data": "1," * 60_000_000 + "1", "encoding": "CSV"}, eventId="huge") + "\n")
+        f.write(record({"data": "3,4", "encoding": "CSV"}, eventId="after") + "\n")
+    assert path.stat().st_size > 120e6
+    sp = serve_factory("--window", "600", "--horizon", "86400")
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "replay", "--format", "sagemaker", "--input",
+                           str(path), "--model", "huge", "--endpoint", sp.grpc_endpoint, "--wait", "0"],
+                          capture_output=True, text=True, timeout=300)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far, in MB
+    assert done.returncode == 1 and "2 row(s) accepted" in done.stdout, done.stdout + done.stderr
+    assert f"{path}:2: record longer than 16,777,216 bytes (--max-record-bytes)" in done.stderr, done.stderr
+    assert peak_mb < 1024, f"peak resident memory {peak_mb:.0f} MB"
