@@ -304,7 +304,10 @@ class _Capture:
 
     def __init__(self, path: str, max_record_bytes: int, max_columns: int) -> None:
         self.path, self.max_record_bytes, self.max_columns = path, max_record_bytes, max_columns
-        self.rows: list[tuple[str, dict[str, Any]]] = []
+        self.columns: dict[str, list[Any]] = {}  # built row by row: no second copy of the rows
+        self.rows = 0
+        self.seen: set[str] = set()
+        self.duplicates: dict[str, list[str]] = {}
         self.refused: list[tuple[str, str]] = []
         self.unmapped: Counter[str] = Counter()
         self.records = 0
@@ -346,27 +349,28 @@ class _Capture:
                 self.refuse(place, f"{len(row):,} values in one row (at most {self.max_columns:,}: the processor's "
                                    "limits.max_features_per_span)")
                 continue
-            self.rows.append((place, {TIME_COLUMN: at_ns, ID_COLUMN: event if len(rows) == 1 else f"{event}:{k}",
-                                      **row}))
+            ident: str | None = event if len(rows) == 1 else f"{event}:{k}"
+            if ident in self.seen:
+                self.duplicates.setdefault(ident, []).append(place)
+                ident = None
+            else:
+                self.seen.add(ident)
+            self._append({TIME_COLUMN: at_ns, ID_COLUMN: ident, **row})
+
+    def _append(self, row: dict[str, Any]) -> None:
+        columns = self.columns
+        for name in row:
+            if name not in columns:  # not setdefault: its [None] * rows would be built for every row (n²)
+                columns[name] = [None] * self.rows
+        for name, values in columns.items():
+            values.append(row.get(name))
+        self.rows += 1
 
     def table(self) -> CaptureTable:
         if not self.rows:
             shown = "; ".join(f"{w}: {why}" for w, why in self.refused[:3])
             raise CaptureError(f"{self.path}: no capture record could be read" + (f" ({shown})" if shown else ""))
-        seen: set[str] = set()
-        duplicates: dict[str, list[str]] = {}
-        columns: dict[str, list[Any]] = {}
-        for k, (where, row) in enumerate(self.rows):
-            ident = row[ID_COLUMN]
-            if ident in seen:
-                duplicates.setdefault(ident, []).append(where)
-                row[ID_COLUMN] = None
-            seen.add(ident)
-            for name in row:
-                columns.setdefault(name, [None] * k)
-            for name, values in columns.items():
-                values.append(row.get(name))
-        return CaptureTable(columns, self.records, self.refused, duplicates, self.unmapped)
+        return CaptureTable(self.columns, self.records, self.refused, self.duplicates, self.unmapped)
 
 
 def _why(e: Exception) -> str:
