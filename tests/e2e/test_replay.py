@@ -351,6 +351,13 @@ def test_clients_say_which_port_they_were_given_and_what_the_processor_refused(s
     assert refused.returncode == 1 and "the processor rejected: name_too_long 1" in refused.stdout, refused.stdout
     assert "fix: a model, version or column name longer than limits.max_name_length" in refused.stdout
 
+    at_ms = int(pd.Timestamp("2026-12-01T00:00:00Z").timestamp() * 1000)  # epoch milliseconds, as warehouses write
+    pd.DataFrame({"t": [at_ms, at_ms + 1000, at_ms + 2000], "x": [1.0, 2.0, 3.0]}).to_csv(table, index=False)
+    ms = subprocess.run([*base, sp.grpc_endpoint, "--wait", "0"], capture_output=True, text=True, timeout=60)
+    assert ms.returncode == 0 and "3 row(s) accepted" in ms.stdout and "2026-12-01 00:00:00 UTC" in ms.stdout, \
+        ms.stdout + ms.stderr
+    assert "column 't': Unix milliseconds (from its magnitude; --time-unit to say otherwise)" in ms.stderr, ms.stderr
+
     pd.DataFrame({"t": ["2026-12-01T00:00:00Z"] * 3, "prediction": [1, 0, 1]}).to_csv(table, index=False)
     reserved = subprocess.run([*base, sp.grpc_endpoint], capture_output=True, text=True, timeout=60)
     assert reserved.returncode == 2 and "pass --prediction-column prediction" in reserved.stderr, reserved.stderr
@@ -369,8 +376,12 @@ def _capture_variants(tmp_path: Path) -> dict[str, tuple[str, Path, int, int]]:
     out["azure payload logging"] = ("azureml", payload, 2, 0)
     out["azure inputs type"] = ("azureml", PUBLISHED / "azure-docs" / "inputs.jsonl", 3, 0)
     gemini = tmp_path / "gemini.jsonl"
-    gemini.write_text(json.dumps(gemini_row()) + "\n" + json.dumps(gemini_row(request_id="2")) + "\n")
-    out["gemini rows"] = ("vertex", gemini, 2, 0)
+    response = gemini_row()["full_response"]
+    streamed = gemini_row(request_id="3", full_request=None, full_response=None,  # streamGenerateContent: chunks
+                          response_payload=[json.dumps({"candidates": response["candidates"]}),
+                                            json.dumps({"usageMetadata": response["usageMetadata"]})])
+    gemini.write_text("".join(json.dumps(r) + "\n" for r in (gemini_row(), gemini_row(request_id="2"), streamed)))
+    out["gemini rows, one streamed"] = ("vertex", gemini, 3, 0)
     vectors = tmp_path / "vectors.jsonl"
     vectors.write_text(record({"data": json.dumps({"instances": [{"features": [1.0] * 14}] * 3}), "encoding": "JSON"},
                               {"data": json.dumps({"predictions": [{"predicted_label": 1, "score": 0.7}] * 3}),

@@ -59,3 +59,23 @@ def test_the_reconstruction_error_is_never_an_input_of_the_loss_models(tmp_path)
     for target in loss_plain:
         assert "(multivariate)" not in loss_multi[target].columns
         assert loss_multi[target].to_dict() == loss_plain[target].to_dict()
+
+
+def test_a_feature_sent_as_text_is_read_by_its_kind_as_the_profile_reads_it() -> None:
+    """"16" sent for a numeric feature is 16 to the PCA as to its profile (it was an absent value, imputed with the
+    reference's mean, so '(multivariate)' fired on reference rows); 3 sent for a categorical one is the category
+    "3" (issue 44: kinds decided once, read alike)."""
+    from otel_ml.profile.reconstruction import Reconstruction
+
+    rng = np.random.default_rng(2)
+    n = 500
+    a = rng.normal(10, 3, n)
+    b = a * 2 + rng.normal(0, 1, n)
+    code = rng.choice(["1", "2", "3"], n)
+    pca = Reconstruction.fit({"a": a, "b": b}, {"code": code})
+    as_numbers = pca.errors({"a": a, "b": b, "code": np.full(n, np.nan)}, {"code": code}, n)
+    as_text = pca.errors({"code": code.astype(float)}, {"a": np.array([repr(float(v)) for v in a]),
+                                                        "b": np.array([repr(float(v)) for v in b])}, n)
+    np.testing.assert_allclose(as_text, as_numbers, rtol=1e-12)
+    imputed = pca.errors({}, {"code": code}, n)  # what absent values give: far from the rows' own errors
+    assert not np.allclose(imputed, as_numbers)
