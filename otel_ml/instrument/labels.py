@@ -53,11 +53,10 @@ class EventTimes:
     """(row number from 1, why) of each value that is not a time the processor would take."""
 
     def describe(self, column: str) -> str:
-        """What was read, for the command's output ("" for times that are not numbers)."""
-        if self.unit is None:
+        """The unit guessed for numeric times, for the command's output ("" when given, or not numbers)."""
+        if self.unit is None or not self.guessed:
             return ""
-        return (f"column {column!r}: Unix {UNIT_NAMES[self.unit]}" + (" (from its magnitude; --time-unit to say "
-                                                                       "otherwise)" if self.guessed else ""))
+        return f"column {column!r}: Unix {UNIT_NAMES[self.unit]} (from its magnitude; --time-unit to say otherwise)"
 
 
 def event_times(path: str, values: Sequence[Any], column: str, resolution_s: float = 1.0,
@@ -118,7 +117,7 @@ def read_labels(path: str, id_column: str, label_column: str, time_column: str |
     refused = [(k + 1, reasons.get(k + 1, "empty")) for k in keep if stamps[k] is None]
     if refused:
         notes.append(refusal_lines(path, time_column, refused))
-    if read.unit is not None:
+    if read.describe(time_column):
         notes.append(read.describe(time_column))
     keep = [k for k in keep if stamps[k] is not None]
     if not keep:

@@ -140,7 +140,7 @@ def build_replay(path: str, model: str, version: str, columns: ReplayColumns, ba
         raise ValueError(f"{path}: no rows")
     notes: list[str] = []
     read = event_times(path, table.column(columns.time).to_pylist(), columns.time, resolution_s, columns.time_unit)
-    if read.unit is not None:
+    if read.describe(columns.time):
         notes.append(read.describe(columns.time))
     refused = [*read.refused, *((k + 1, "empty") for k, t in enumerate(read.ns) if t is None
                                 and k + 1 not in dict(read.refused))]
