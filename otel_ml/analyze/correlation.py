@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 from scipy import special
 
 from otel_ml.profile.comoments import Comoments
@@ -65,30 +66,32 @@ class CorrelationResult:
 
 
 def correlation_changes(ref: Comoments, cur: Comoments, min_samples: int) -> CorrelationResult:
-    """Compare every pair of features the two moment sets share, each side having ``min_samples`` rows of it."""
+    """Compare every pair of features the two moment sets share, each side having ``min_samples`` rows of it
+    (all pairs as arrays at once: ``Comoments.pairs``)."""
     at = {f: k for k, f in enumerate(cur.features)}
     common = [(i, at[f]) for i, f in enumerate(ref.features) if f in at]
-    found: list[CorrelationChange] = []
-    for x in range(len(common)):
-        for y in range(x + 1, len(common)):
-            (ri, ci), (rj, cj) = common[x], common[y]
-            n1, r1, v1 = ref.pair(ri, rj)
-            n2, r2, v2 = cur.pair(ci, cj)
-            if n1 < min_samples or n2 < min_samples or math.isnan(r1) or math.isnan(r2):
-                continue
-            se = math.sqrt(v1 / n1 + v2 / n2)
-            diff = r2 - r1
-            z = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
-            found.append(CorrelationChange((ref.features[ri], ref.features[rj]), r1, r2, z,
-                                           float(special.erfc(abs(z) / math.sqrt(2))), int(n1), int(n2)))
-    if not found:
+    if len(common) < 2:
         return CorrelationResult(math.nan, math.nan, 0, 0, 0)
-    found.sort(key=lambda c: (-abs(c.z), c.pair))
+    ri, ci = np.array([i for i, _ in common]), np.array([c for _, c in common])
+    x, y = np.triu_indices(len(common), 1)
+    (n1, r1, v1), (n2, r2, v2) = ((m[a[x], a[y]] for m in moments) for moments, a in
+                                  ((ref.pairs(), ri), (cur.pairs(), ci)))
+    tested = (n1 >= min_samples) & (n2 >= min_samples) & ~np.isnan(r1) & ~np.isnan(r2)
+    if not tested.any():
+        return CorrelationResult(math.nan, math.nan, 0, 0, 0)
+    x, y, n1, r1, v1, n2, r2, v2 = (a[tested] for a in (x, y, n1, r1, v1, n2, r2, v2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt(v1 / n1 + v2 / n2)
+        diff = r2 - r1
+        z = np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.copysign(np.inf, diff)))
+    p = special.erfc(np.abs(z) / math.sqrt(2))
+    names = [(ref.features[ri[a]], ref.features[ri[b]]) for a, b in zip(x.tolist(), y.tolist())]
+    order = sorted(range(len(names)), key=lambda k: (-abs(float(z[k])), names[k]))
+    shown = [CorrelationChange(names[k], float(r1[k]), float(r2[k]), float(z[k]), float(p[k]), int(n1[k]),
+                               int(n2[k])) for k in order[:SHOWN_PAIRS]]
     return CorrelationResult(
-        p_value=min(1.0, len(found) * found[0].p_value),
-        max_change=max(abs(c.current - c.reference) for c in found), pairs=len(found),
-        reference_rows=min(c.reference_rows for c in found), current_rows=min(c.current_rows for c in found),
-        changes=found[:SHOWN_PAIRS])
+        p_value=min(1.0, len(names) * float(p[order[0]])), max_change=float(np.max(np.abs(r2 - r1))),
+        pairs=len(names), reference_rows=int(n1.min()), current_rows=int(n2.min()), changes=shown)
 
 
 __all__ = ["CorrelationChange", "CorrelationResult", "correlation_changes"]

@@ -182,32 +182,43 @@ class Comoments:
         self.sums[:, at[:, None], at[None, :]] += theirs.sums
 
     def pair(self, i: int, j: int) -> tuple[float, float, float]:
-        """(rows, Pearson r, n·var(r)) of features i and j over the rows where both are present.
+        """(rows, Pearson r, n·var(r)) of features i and j over the rows where both are present (``pairs``)."""
+        n, r, v = self.pairs()
+        return float(n[i, j]), float(r[i, j]), float(v[i, j])
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, Pearson r, n·var(r)) of every pair at once, as ``p × p`` matrices.
 
         ``n·var(r) = μ22 + r²/4 (μ40 + μ04 + 2 μ22) - r (μ31 + μ13)`` with the standardised central moments μ_ab of
         the pair: the delta method's asymptotic variance, valid for any distribution with a finite fourth moment
-        (it is ``(1 - ρ²)²`` for a bivariate normal). NaN when a feature is constant on those rows."""
-        n = float(self.sums[0][i, j])
-        if n < 2:
-            return n, float("nan"), float("nan")
-        raw = {(a, b): float(self._get(a, b)[i, j]) / n for a in range(5) for b in range(5 - a)}
-        mx, my = raw[(1, 0)], raw[(0, 1)]
+        (it is ``(1 - ρ²)²`` for a bivariate normal). NaN where a pair has fewer than 2 rows or a feature is
+        constant on them. One pass of array arithmetic over all pairs: an evaluation of 100 models tests 4,500."""
+        n = self.sums[0]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            raw = {(a, b): self._get(a, b) / n for a in range(5) for b in range(5 - a)}
+            mx, my = -raw[(1, 0)], -raw[(0, 1)]
+            powers_x = [np.ones_like(mx), mx, mx * mx, mx * mx * mx, mx * mx * mx * mx]
+            powers_y = [np.ones_like(my), my, my * my, my * my * my, my * my * my * my]
 
-        def central(a: int, b: int) -> float:
-            return sum(comb(a, k) * comb(b, m) * (-mx) ** (a - k) * (-my) ** (b - m) * raw[(k, m)]
-                       for k in range(a + 1) for m in range(b + 1))
+            def central(a: int, b: int) -> np.ndarray:
+                total = np.zeros_like(n)
+                for k in range(a + 1):
+                    for m in range(b + 1):
+                        total = total + comb(a, k) * comb(b, m) * powers_x[a - k] * powers_y[b - m] * raw[(k, m)]
+                return total
 
-        vx, vy = central(2, 0), central(0, 2)
-        if not (vx > 1e-12 * max(1.0, raw[(2, 0)]) and vy > 1e-12 * max(1.0, raw[(0, 2)])):
-            return n, float("nan"), float("nan")
-        r = central(1, 1) / np.sqrt(vx * vy)
+            vx, vy = central(2, 0), central(0, 2)
+            ok = (n >= 2) & (vx > 1e-12 * np.maximum(1.0, raw[(2, 0)])) & (vy > 1e-12 * np.maximum(1.0, raw[(0, 2)]))
+            sx, sy = np.sqrt(vx), np.sqrt(vy)
+            r = central(1, 1) / (sx * sy)
 
-        def mu(a: int, b: int) -> float:
-            return central(a, b) / (vx ** (a / 2) * vy ** (b / 2))
+            def mu(a: int, b: int) -> np.ndarray:
+                return central(a, b) / (sx ** a * sy ** b)
 
-        m22 = mu(2, 2)
-        v = m22 + r * r / 4 * (mu(4, 0) + mu(0, 4) + 2 * m22) - r * (mu(3, 1) + mu(1, 3))
-        return n, float(np.clip(r, -1.0, 1.0)), float(max(v, 0.0))
+            m22 = mu(2, 2)
+            v = m22 + r * r / 4 * (mu(4, 0) + mu(0, 4) + 2 * m22) - r * (mu(3, 1) + mu(1, 3))
+        nan = np.full_like(n, np.nan)
+        return n.copy(), np.where(ok, np.clip(r, -1.0, 1.0), nan), np.where(ok, np.maximum(v, 0.0), nan)
 
     # --- state ----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
