@@ -218,12 +218,18 @@ TEST_METHODS = {"ks", "chi2"}
 Items = tuple[np.ndarray, np.ndarray]
 
 
+def _reference_bins(sample: Items, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    edges = stats.quantile_edges(sample, bins)
+    return edges, stats.binned_shares(sample, edges)
+
+
 def numeric_scores(ref: NumericProfile, cur: NumericProfile, bins: int,
                    items: tuple[Items, Items] | None = None) -> dict[str, float]:
     """Every numeric method's score (KS: the statistic) for two non-empty profiles."""
     r, c = items or (ref.weighted_items(), cur.weighted_items())
-    edges = stats.quantile_edges(r, bins)
-    rs, cs = stats.binned_shares(r, edges), stats.binned_shares(c, edges)
+    # The reference's bins and its shares in them change only with the reference: kept on it between evaluations.
+    edges, rs = ref.derived(("bins", bins), lambda sample: _reference_bins(sample, bins))
+    cs = stats.binned_shares(c, edges)
     std = ref.std
     ks, w = stats.ks_and_wasserstein(r, c)
     return {"ks": ks, "psi": stats.psi(rs, cs), "js": stats.js_distance(rs, cs),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +187,7 @@ class NumericProfile:
     __slots__ = ("_bins", "_blob", "_items", "_live", "_n", "_packed", "grid", "m2", "mean", "mismatch", "missing")
 
     def __init__(self, config: SketchConfig | None = None, grid: Grid | None = None) -> None:
-        self._items: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._items: tuple[int, np.ndarray, np.ndarray, dict[Any, Any]] | None = None
         self._live: ds.kll_doubles_sketch | None = ds.kll_doubles_sketch((config or SketchConfig()).kll_k)
         self._blob = b""
         self._n = 0
@@ -346,8 +347,19 @@ class NumericProfile:
             return cached[1], cached[2]
         values, weights = kll_items(self.serialized())
         order = np.argsort(values, kind="stable")
-        self._items = (self.count, values[order], weights[order])
+        self._items = (self.count, values[order], weights[order], {})
         return self._items[1], self._items[2]
+
+    def derived(self, key: Any, compute: Callable[[tuple[np.ndarray, np.ndarray]], Any]) -> Any:
+        """``compute(weighted_items())``, kept with them until the profile changes: what a comparison derives from
+        a reference (its quantile bin edges and shares) is computed once, not at every evaluation."""
+        items = self.weighted_items()
+        if self._items is None:  # empty
+            return compute(items)
+        kept = self._items[3]
+        if key not in kept:
+            kept[key] = compute(items)
+        return kept[key]
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": NUMERIC, "kll": _b64(self.serialized()), "missing": self.missing,
