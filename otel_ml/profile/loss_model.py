@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from otel_ml.profile.values import categorical_values, numeric_values
+
 try:  # the compiled walk (setup.py builds it; optional there, like the decoder)
     from otel_ml.profile import _trees
 except ImportError:  # pragma: no cover - without a C compiler at install
@@ -103,24 +105,26 @@ class LossModel:
 
     def matrix(self, numeric: dict[str, np.ndarray], categorical: dict[str, np.ndarray],
                n: int | None = None) -> np.ndarray:
-        """The (rows × inputs) matrix: a column absent from the batch is missing (NaN) for all its rows."""
+        """The (rows × inputs) matrix: a column absent from the batch is missing (NaN) for all its rows. Each
+        input is read by its kind whatever type the sender gave it (profile/values.py), as the profile reads it."""
         if n is None:
             n = len(next(iter([*numeric.values(), *categorical.values()])))
         x = np.full((n, len(self.columns) + len(self.categories) + len(self.indicators)), np.nan)
         for j, name in enumerate(self.columns):
-            v = numeric.get(name)
-            if v is not None:
-                x[:, j] = v
+            if name in numeric or name in categorical:
+                x[:, j] = numeric_values(numeric.get(name), categorical.get(name), n)[0]
         j = len(self.columns)
         for name, cats in self.categories.items():
-            v = categorical.get(name)
+            v = categorical_values(numeric.get(name), categorical.get(name), n) if (
+                name in numeric or name in categorical) else None
             if v is not None:  # each distinct value looked up once
                 codes = {c: float(i) for i, c in enumerate(cats)}
                 uniq, inv = np.unique(v.astype(str), return_inverse=True)
                 x[:, j] = np.array([codes.get(c, np.nan) for c in uniq.tolist()], np.float64)[inv]
             j += 1
         for name, cat in self.indicators:
-            v = categorical.get(name)
+            v = categorical_values(numeric.get(name), categorical.get(name), n) if (
+                name in numeric or name in categorical) else None
             if v is not None:
                 text = v.astype(str)
                 x[:, j] = np.where(text == "", np.nan, (text == cat).astype(float))

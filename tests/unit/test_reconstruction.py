@@ -79,3 +79,18 @@ def test_a_feature_sent_as_text_is_read_by_its_kind_as_the_profile_reads_it() ->
     np.testing.assert_allclose(as_text, as_numbers, rtol=1e-12)
     imputed = pca.errors({}, {"code": code}, n)  # what absent values give: far from the rows' own errors
     assert not np.allclose(imputed, as_numbers)
+
+
+def test_the_loss_models_read_an_input_by_its_kind_too() -> None:
+    """DLE's trees read "3.5" sent for a numeric input as 3.5 and 2 sent for a categorical one as "2", as the
+    profile and the PCA do (issue 44)."""
+    from otel_ml.profile.loss_model import LossModel
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    x, city = rng.normal(0, 1, n), rng.choice(["1", "2", "3"], n)
+    loss = np.abs(x) + (city == "2") + rng.normal(0, 0.1, n)
+    model = LossModel.fit({"x": x}, {"city": city}, loss, "abs")
+    as_kinds = model.matrix({"x": x}, {"city": city})
+    as_sent = model.matrix({"city": city.astype(float)}, {"x": np.array([repr(float(v)) for v in x])}, n)
+    np.testing.assert_array_equal(as_sent, as_kinds)
