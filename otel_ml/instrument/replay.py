@@ -93,7 +93,8 @@ def capture_table(path: str, capture_format: str, mapping_path: str | None,
         read_capture,
     )
 
-    capture = read_capture(path, capture_format, load_mapping(mapping_path), max_record_bytes or MAX_RECORD_BYTES)
+    capture = read_capture(path, capture_format, load_mapping(mapping_path),
+                           MAX_RECORD_BYTES if max_record_bytes is None else max_record_bytes)
     arrays = {}
     for name, values in capture.columns.items():
         try:

@@ -313,3 +313,14 @@ def test_azureml_requests_sharing_a_correlation_id_are_each_read(tmp_path: Path)
     got = read_capture(str(tmp_path), "azureml", {})
     assert got.columns["x"] == list(range(50)) and got.columns["prediction"] == list(range(50))
     assert len(got.duplicates["c"]) == 49
+
+
+def test_a_record_size_limit_below_one_byte_is_refused_before_reading(tmp_path: Path) -> None:
+    from otel_ml.cli import main
+
+    path = tmp_path / "c.jsonl"
+    path.write_text(record({"data": "1,2", "encoding": "CSV"}) + "\n")
+    with pytest.raises(CaptureError, match="--max-record-bytes must be at least 1, got 0"):
+        read_capture(str(path), "sagemaker", {}, max_record_bytes=0)
+    assert main(["replay", "--format", "sagemaker", "--input", str(path), "--model", "m",
+                 "--max-record-bytes", "0"]) == 2
