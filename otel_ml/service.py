@@ -114,8 +114,8 @@ class ProcessorService:
         self.evaluator.subscribe(self.exporter.publish)
         self.ui = (UiServer(config.ui, UiSource(config.state.dir if self._archived(config) else None, config.drift,
                                                 config.export.effect_size, config.performance,
-                                                self.live.performance_windows), self.http, tls_context, token,
-                            self.readiness) if config.ui.enabled else None)
+                                                self.live.performance_windows, self.live.archive_gate),
+                            self.http, tls_context, token, self.readiness) if config.ui.enabled else None)
         if self.ui is not None:
             self.evaluator.subscribe(self.ui.publish)
 

@@ -139,6 +139,10 @@ class LiveModels:
         count), wherever the row came in. None: every row joins where it came in."""
         self.lock = threading.RLock()
         """Guards every partition: apply, checkpoints and publications, evaluation (one model at a time)."""
+        self.archive_gate = threading.Lock()
+        """Held by a checkpoint from taking the performance windows that leave memory until the archive holds them,
+        and by a range read across its two reads (these windows, then the archive's rows): without it a read in
+        between saw a window in neither and counted fewer labels. Taken before ``lock``, never inside it."""
         self.parts: dict[int, PartitionState] = {}
         self._unrecorded: list[WindowedProfile] = []
 

@@ -158,6 +158,10 @@ class LocalState:
         """Write the state; raises StorageError (counted, logged once per episode) when it could not."""
         if self.store is None:
             return
+        with self.live.archive_gate:  # a range read sees these windows in memory or in the archive, never neither
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
         started = time.perf_counter()
         live = self.live
         with live.lock:

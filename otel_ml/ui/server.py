@@ -21,6 +21,7 @@ import json
 import ssl
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,9 @@ class UiSource:
     """How performance is decided (a range is decided as the live horizon is)."""
     performance_windows: Callable[[str, str], list[Window]] = lambda model, version: []
     """(model, version) → the performance windows the archive does not hold yet (``LiveModels.performance_windows``)."""
+    archive_gate: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    """Held across a range read's two reads (``LiveModels.archive_gate``): a checkpoint moving windows from memory
+    to the archive waits for it, and it for the checkpoint."""
 
 
 class UiServer:
@@ -312,17 +316,18 @@ class UiServer:
     def performance_range(self, model: str, version: str, start: int, end: int) -> dict[str, Any]:
         """The performance document of the predictions made in [start, end) (read/performance.py): the archive's
         windows and those the archive does not hold yet, decided with the processor's settings."""
-        windows = [w for w in self.source.performance_windows(model, version) if start <= w[0] < end]
-        if self.source.state_dir is not None:
-            try:
-                conn = open_read_only(self.source.state_dir)
-            except FileNotFoundError:
-                conn = None
-            if conn is not None:
+        with self.source.archive_gate:
+            windows = [w for w in self.source.performance_windows(model, version) if start <= w[0] < end]
+            if self.source.state_dir is not None:
                 try:
-                    windows += archived_windows(conn, model, version, start, end)
-                finally:
-                    conn.close()
+                    conn = open_read_only(self.source.state_dir)
+                except FileNotFoundError:
+                    conn = None
+                if conn is not None:
+                    try:
+                        windows += archived_windows(conn, model, version, start, end)
+                    finally:
+                        conn.close()
         profiles = self.snapshot.profiles_of(model, version)
         reference = profiles[0].performance if profiles is not None and profiles[0] is not None else None
         doc = range_document(model, version, in_order(windows), reference, self.source.drift or DriftConfig(),
