@@ -21,10 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench.sketch_limit import rows_per_cpu_second
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -155,18 +158,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="--dle, --multivariate, --segments: alternating pairs of runs")
     args = parser.parse_args()
+    # The limit (issue 48): the same columns through DataSketches alone, in this invocation, on one core.
+    limit = statistics.median(rows_per_cpu_second() for _ in range(3))
+    print(f"DataSketches alone (bench/sketch_limit.py, median of 3): {limit:,.0f} rows per CPU-second; "
+          "\"vs limit\" is spans per processor CPU-second over it\n")
     if args.segments:
         cores = int(args.cores.split(",")[0])
         segmented = "segments:\n  by:\n    bench-model: [c0, c1]\n  max_per_model: 10\n"
-        print("| round | segments | spans | processor CPU s | spans per processor CPU-second |")
-        print("|---|---|---|---|---|")
+        print("| round | segments | spans | processor CPU s | spans per processor CPU-second | vs limit |")
+        print("|---|---|---|---|---|---|")
         rates: dict[str, list[float]] = {"none": [], "10 per model": []}
         for k in range(args.rounds):
             for name, extra in (("none", ""), ("10 per model", segmented)):
                 r = run(args.durable != "off", args.seconds, args.threads, cores, extra_config=extra)
                 rates[name].append(r["spans_per_cpu_s"])
-                print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} |",
-                      flush=True)
+                print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
+                      f"{r['spans_per_cpu_s'] / limit:.3f}× |", flush=True)
         mean = {k: sum(v) / len(v) for k, v in rates.items()}
         print(f"\nWith 10 segments / without: {mean['10 per model'] / mean['none']:.2f}× ({mean['10 per model']:,.0f} "
               f"vs {mean['none']:,.0f} spans per processor CPU-second, mean of {args.rounds})")
@@ -174,8 +181,8 @@ def main() -> None:
     if args.dle or args.multivariate:
         plain, dle = dle_baselines(Path(tempfile.mkdtemp(prefix="otel-ml-bench-dle-")), args.multivariate)
         cores = int(args.cores.split(",")[0])
-        print("| round | baseline | spans | processor CPU s | spans per processor CPU-second |")
-        print("|---|---|---|---|---|")
+        print("| round | baseline | spans | processor CPU s | spans per processor CPU-second | vs limit |")
+        print("|---|---|---|---|---|---|")
         with_name = "with multivariate" if args.multivariate else "with loss models"
         base = "no multivariate state" if args.multivariate else "drift only"
         rates: dict[str, list[float]] = {base: [], with_name: []}
@@ -184,8 +191,8 @@ def main() -> None:
                 r = run(args.durable != "off", args.seconds, args.threads, cores, baseline_dir=d,
                         regressor=args.dle)
                 rates[name].append(r["spans_per_cpu_s"])
-                print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} |",
-                      flush=True)
+                print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
+                      f"{r['spans_per_cpu_s'] / limit:.3f}× |", flush=True)
         mean = {k: sum(v) / len(v) for k, v in rates.items()}
         print(f"\n{with_name.capitalize()} / {base}: {mean[with_name] / mean[base]:.2f}× "
               f"({mean[with_name]:,.0f} vs {mean[base]:,.0f} spans per processor CPU-second, "
@@ -193,8 +200,8 @@ def main() -> None:
         return
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.durable]
     print("| mode | processor cores | spans | wall s | processor CPU s (main + workers) | load generator CPU s | "
-          "spans per processor CPU-second | spans/s wall |")
-    print("|---|---|---|---|---|---|---|---|")
+          "spans per processor CPU-second | vs limit | spans/s wall |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for durable in modes:
         for cores in [int(c) for c in args.cores.split(",")]:
             for ids in {"both": [False, True], "on": [True], "off": [False]}[args.ids]:
@@ -202,14 +209,14 @@ def main() -> None:
                 mode = ("durable (default)" if durable else "not durable") + (", ids + probability" if ids else "")
                 print(f"| {mode} | {cores} | {r['spans']:,.0f} | "
                       f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} ({r['main_cpu_s']:.1f} + {r['worker_cpu_s']:.1f}) | "
-                      f"{r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
+                      f"{r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | {r['spans_per_cpu_s'] / limit:.3f}× | "
                       f"{r['spans_per_s']:,.0f} |", flush=True)
             if args.labels:
                 r = run(durable, args.seconds, args.threads, cores, "grpc", ids=True, labels=True)
                 print(f"| {'durable (default)' if durable else 'not durable'}, ground-truth labels | {cores} | "
                       f"{r['spans']:,.0f} labels | {r['wall_s']:.1f} | {r['cpu_s']:.1f} ({r['main_cpu_s']:.1f} + "
                       f"{r['worker_cpu_s']:.1f}) | {r['load_cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
-                      f"{r['spans_per_s']:,.0f} |", flush=True)
+                      f"{r['spans_per_cpu_s'] / limit:.3f}× | {r['spans_per_s']:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ one-core run (its own load generator on the other CPU).
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ import uuid
 
 from bench.ingest import cpu_seconds, free_port, run, taskset
 from bench.loadgen import make_request
+from bench.sketch_limit import rows_per_cpu_second
 from otel_ml.receiver.config import kafka_error_text
 
 
@@ -131,13 +133,17 @@ def main() -> None:
                     help="shared-mode runs with this many replicas in one group (none: skip)")
     args = ap.parse_args()
     require_broker(args.bootstrap)
+    limit = statistics.median(rows_per_cpu_second() for _ in range(3))
     grpc_run = run(True, args.seconds, 8, 1)
     kafka = kafka_run(args.bootstrap, args.messages)
-    print("| way in (durable, processor on 1 core) | spans | processor CPU s | spans per processor CPU-second |")
-    print("|---|---|---|---|")
+    print(f"DataSketches alone (bench/sketch_limit.py, median of 3): {limit:,.0f} rows per CPU-second\n")
+    print("| way in (durable, processor on 1 core) | spans | processor CPU s | spans per processor CPU-second | "
+          "vs DataSketches alone |")
+    print("|---|---|---|---|---|")
     print(f"| OTLP/gRPC (bench.ingest) | {grpc_run['spans']:,.0f} | {grpc_run['cpu_s']:.1f} | "
-          f"{grpc_run['spans_per_cpu_s']:,.0f} |")
-    print(f"| Kafka, 6 partitions | {kafka['spans']:,.0f} | {kafka['cpu_s']:.1f} | {kafka['spans_per_cpu_s']:,.0f} |")
+          f"{grpc_run['spans_per_cpu_s']:,.0f} | {grpc_run['spans_per_cpu_s'] / limit:.3f}× |")
+    print(f"| Kafka, 6 partitions | {kafka['spans']:,.0f} | {kafka['cpu_s']:.1f} | {kafka['spans_per_cpu_s']:,.0f} | "
+          f"{kafka['spans_per_cpu_s'] / limit:.3f}× |")
     print(f"\nKafka / gRPC: {kafka['spans_per_cpu_s'] / grpc_run['spans_per_cpu_s']:.2f}\n")
     if args.decode_processes:
         print("| journal mode, not pinned | spans | wall s | spans/s | processor CPU s (with decode processes) | "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import uuid
 from bench.ingest import cpu_seconds, free_port, run, taskset
 from bench.kafka_ingest import scraped
 from bench.loadgen import make_request
+from bench.sketch_limit import rows_per_cpu_second
 
 SPANS = 512
 
@@ -101,18 +103,22 @@ def main() -> None:
     except Exception as e:
         raise SystemExit(f"no Kinesis at --endpoint {args.endpoint} ({e}); start one with scripts/kinesis.sh start") \
             from None
+    limit = statistics.median(rows_per_cpu_second() for _ in range(3))
+    print(f"DataSketches alone (bench/sketch_limit.py, median of 3): {limit:,.0f} rows per CPU-second\n")
     print("| round | way in (durable, processor on 1 core) | spans | processor CPU s | spans per processor CPU-second "
-          "| / gRPC |")
-    print("|---|---|---|---|---|---|")
+          "| / gRPC | vs DataSketches alone |")
+    print("|---|---|---|---|---|---|---|")
     for k in range(args.rounds):
         for compress in (True, False):
             how = "gzip" if compress else "uncompressed"
             grpc_run = run(True, args.seconds, 8, 1, compression="gzip" if compress else "none")
             print(f"| {k + 1} | OTLP/gRPC (bench.ingest), {how} | {grpc_run['spans']:,.0f} | "
-                  f"{grpc_run['cpu_s']:.1f} | {grpc_run['spans_per_cpu_s']:,.0f} | 1.00 |", flush=True)
+                  f"{grpc_run['cpu_s']:.1f} | {grpc_run['spans_per_cpu_s']:,.0f} | 1.00 | "
+                  f"{grpc_run['spans_per_cpu_s'] / limit:.3f}× |", flush=True)
             r = kinesis_run(args.endpoint, args.records, compress)
             print(f"| {k + 1} | Kinesis, 4 shards, {how} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | "
-                  f"{r['spans_per_cpu_s']:,.0f} | {r['spans_per_cpu_s'] / grpc_run['spans_per_cpu_s']:.2f} |",
+                  f"{r['spans_per_cpu_s']:,.0f} | {r['spans_per_cpu_s'] / grpc_run['spans_per_cpu_s']:.2f} | "
+                  f"{r['spans_per_cpu_s'] / limit:.3f}× |",
                   flush=True)
 
 
