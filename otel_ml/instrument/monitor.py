@@ -96,11 +96,26 @@ def probability_columns(values: Any) -> dict[str, Any]:
 def _column(values: Sequence[Any]) -> list[Any]:
     """A homogeneous attribute array; missing numbers become NaN and missing strings "" (both read as
     missing by the processor). Raises TypeError when the values mix numbers and strings."""
-    raw = values.tolist() if hasattr(values, "tolist") else list(values)
-    # Fast path, the usual case: already one plain type (NaN already means missing in a float array, "" in a
-    # string one). set(map(type, ...)) runs in C: a generator over the column cost as much as the span's own
-    # attribute checks.
-    if raw and len(kinds := set(map(type, raw))) == 1 and kinds.pop() in (float, int, str):
+    # A list is passed on as it is: the SDK copies an attribute's array when the span starts.
+    raw = values if type(values) is list else values.tolist() if hasattr(values, "tolist") else list(values)
+    if not raw:
+        return raw
+    # Fast paths, the usual cases (NaN already means missing in a float array, "" in a string one), each one C
+    # loop over the column: at 20 columns a check per value in Python (or even set(map(type, ...))) cost more
+    # than a tenth of the span's own attribute checks. A float column passes when it sums: every value is a
+    # number (None or text raise TypeError); an int among the floats is a number to the processor as well, and a
+    # bool one is counted there as a categorical value of a numeric feature.
+    first = type(raw[0])
+    try:
+        if first is float:
+            sum(raw)
+            return raw
+        if first is str:
+            "".join(raw)
+            return raw
+    except (TypeError, OverflowError):  # not one kind of value, or an int beyond a float: the exact path
+        pass
+    if len(kinds := set(map(type, raw))) == 1 and kinds.pop() in (float, int, str):
         return raw
     items = [_scalar(v) for v in raw]
     present = [v for v in items if v is not None]
@@ -322,6 +337,40 @@ def span_attribute_limit(tracer: trace.Tracer) -> int:
     return limit if isinstance(limit, int) and limit >= 0 else 2**31  # None: no limit
 
 
+_STATIC_SAMPLERS = {"StaticSampler", "_AlwaysOn", "_AlwaysOff"}
+_PARENT_BASED_SAMPLERS = {"ParentBased", "_ParentBasedAlwaysOn", "_ParentBasedAlwaysOff"}
+
+
+def sampler_decisions(tracer: trace.Tracer) -> tuple[bool, bool, bool, bool, bool] | None:
+    """Whether the SDK behind ``tracer`` records a span (root, remote parent sampled / not, local parent sampled /
+    not), when its sampler decides from the parent alone: the SDK's ALWAYS_ON, ALWAYS_OFF and ParentBased over
+    them (the default). None for any other sampler (a ratio, a custom one): only the span can tell.
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> sampler_decisions(TracerProvider().get_tracer("app"))
+    (True, True, False, True, False)
+    """
+    sampler = getattr(getattr(tracer, "_real_tracer", None) or tracer, "sampler", None)
+
+    def static(s: object) -> bool | None:
+        if type(s).__name__ not in _STATIC_SAMPLERS or type(s).__module__ != _SAMPLING_MODULE:
+            return None
+        return bool(s._decision.is_recording())  # type: ignore[attr-defined]
+
+    if type(sampler).__module__ != _SAMPLING_MODULE:
+        return None
+    if type(sampler).__name__ in _PARENT_BASED_SAMPLERS:
+        parts = [static(getattr(sampler, name, None)) for name in (
+            "_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+            "_local_parent_not_sampled")]
+    else:
+        parts = [static(sampler)] * 5
+    return None if None in parts else tuple(parts)  # type: ignore[return-value]
+
+
+_SAMPLING_MODULE = "opentelemetry.sdk.trace.sampling"
+
+
 def _warn_attribute_limit(model: str, features: list[str], limit: int, over: int) -> None:
     log.warning("otel-ml: %s: %d features, but the TracerProvider keeps %d attributes per span; %d features are left "
                 "out of every record (the first: %s). Raise the limit in the serving process: "
@@ -413,6 +462,8 @@ class ModelMonitor:
         """This monitor's ``ml.sequence.stream``: the processor tracks each sender's sequence apart."""
         self._next_seq = 0
         self._seq_lock = threading.Lock()
+        self._facts_of: object = None
+        self._facts: tuple[tuple[bool, bool, bool, bool, bool] | None, int] = (None, 128)
         self.batch_rows = batch_rows
         """0: ``record`` emits one span per prediction. N: ``record`` collects predictions and emits one batch span
         per N of them, or after ``batch_seconds``, whichever comes first (and at ``flush``/exit)."""
@@ -477,7 +528,7 @@ class ModelMonitor:
         SDK's span attribute limit. The SDK evicts a span's *oldest* attributes first, i.e. the model's identity:
         the whole span would be lost (``model_name_missing`` at the processor). The last features are left out,
         counted (``attribute_limit``) and named once in a warning."""
-        limit = span_attribute_limit(self._tracer)
+        limit = self._sdk_facts()[1]
         if len(attrs) + later <= limit:
             return attrs
         features = [k for k in attrs if k.startswith(semconv.FEATURE_PREFIX)]
@@ -505,8 +556,9 @@ class ModelMonitor:
             except Exception as e:
                 self._drop("features", e, "unreadable_features")
                 return attrs
+            keys = self._keys
             for name, value in items:
-                key = self._feature_key(name)
+                key = keys.get(name) or self._feature_key(name)  # the dict first: a call per feature costs 5%
                 if key is None:
                     continue
                 t = type(value)
@@ -530,10 +582,35 @@ class ModelMonitor:
         """Give a span that will be exported its place in this monitor's sequence (a span the app's sampler
         drops takes none: it would read as lost)."""
         if span.is_recording():
-            with self._seq_lock:
-                seq = self._next_seq
-                self._next_seq = seq + rows
-            span.set_attributes({semconv.SEQUENCE: seq, semconv.SEQUENCE_STREAM: self._stream})
+            span.set_attributes({semconv.SEQUENCE: self._take_sequence(rows), semconv.SEQUENCE_STREAM: self._stream})
+
+    def _take_sequence(self, rows: int) -> int:
+        with self._seq_lock:
+            seq = self._next_seq
+            self._next_seq = seq + rows
+        return seq
+
+    def _sdk_facts(self) -> tuple[tuple[bool, bool, bool, bool, bool] | None, int]:
+        """The sampler's decisions (``sampler_decisions``) and the span attribute limit of the SDK behind the
+        tracer, read once per SDK tracer: reading them cost a tenth of ``record``'s overhead."""
+        sdk_tracer = getattr(self._tracer, "_real_tracer", None) or self._tracer
+        if sdk_tracer is not self._facts_of:  # a ProxyTracer gets its SDK tracer when the app sets a provider
+            self._facts = (sampler_decisions(sdk_tracer), span_attribute_limit(sdk_tracer))
+            # Without an SDK (a ProxyTracer before the app sets a provider), read again each time.
+            self._facts_of = sdk_tracer if hasattr(sdk_tracer, "sampler") else None
+        return self._facts
+
+    def _will_record(self) -> bool | None:
+        """Whether a span started now will be recorded, when the sampler decides from the parent alone (the SDK's
+        default), else None. Numbering a span in its start attributes saves ``set_attributes`` after the start:
+        a tenth of ``record``'s cost on a bare span (docs/benchmarks.md)."""
+        decisions = self._sdk_facts()[0]
+        if decisions is None:
+            return None
+        parent = trace.get_current_span().get_span_context()
+        if not parent.is_valid:
+            return decisions[0]
+        return decisions[(1 if parent.is_remote else 3) + (0 if parent.trace_flags.sampled else 1)]
 
     # --- one prediction ------------------------------------------------------------------------
     @contextmanager
@@ -585,8 +662,12 @@ class ModelMonitor:
     def _emit(self, attrs: dict[str, Any], at: int | None, rows: int | None = None, name: str | None = None) -> None:
         """A zero-length span (when, not how long) at ``at`` (Unix ns; None: now); ``rows``: its sequence place."""
         at = time.time_ns() if at is None else at
+        will_record = None if rows is None else self._will_record()
+        if rows is not None and will_record:
+            attrs[semconv.SEQUENCE] = self._take_sequence(rows)
+            attrs[semconv.SEQUENCE_STREAM] = self._stream
         span = self._tracer.start_span(name or self.span_name, attributes=attrs, start_time=at)
-        if rows is not None:
+        if rows is not None and will_record is None:
             self._number(span, rows)
         span.end(end_time=at)
 
@@ -614,7 +695,8 @@ class ModelMonitor:
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
-                           (semconv.PREDICTION_ID, prediction_id), *probability_columns(probability).items()):
+                           (semconv.PREDICTION_ID, prediction_id),
+                           *(() if probability is None else probability_columns(probability).items())):
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v

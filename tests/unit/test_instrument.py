@@ -223,6 +223,42 @@ def test_spans_are_numbered_by_predictions_and_sampled_out_spans_take_no_number(
     assert ModelMonitor("m")._stream != m._stream  # each monitor (process) is its own sequence
 
 
+def test_the_default_sampler_numbers_spans_at_their_start_and_a_parent_not_sampled_takes_no_number(spans) -> None:
+    """With the SDK's default sampler (ParentBased(ALWAYS_ON)) a span's number goes into its start attributes
+    (cheaper than setting them after); a parent the app did not sample drops the span, which takes no number."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    m = ModelMonitor("m", tracer_provider=provider)
+    assert m._will_record() is True
+    m.record({"x": 1.0})
+    for sampled in (False, True):
+        parent = SpanContext(trace_id=1, span_id=2, is_remote=True,
+                             trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else 0))
+        with trace.use_span(NonRecordingSpan(parent)):
+            assert m._will_record() is sampled
+            m.record({"x": 2.0})
+            m.record_batch({"x": [3.0, 4.0]})
+    m.record_batch({"x": [5.0]})
+    got = [(s.attributes["ml.sequence"], s.attributes.get("ml.batch.size", 1)) for s in spans.get_finished_spans()]
+    assert got == [(0, 1), (1, 1), (2, 2), (4, 1)]  # the unsampled parent's two spans: not recorded, no gap
+
+
+def test_a_float_column_with_missing_values_text_or_ints_is_sent_as_the_processor_reads_it(provider, spans) -> None:
+    m = ModelMonitor("m", tracer_provider=provider)
+    m.record_batch({"missing": [1.0, None], "text": [1.0, "a"], "ints": [1.5, 2], "huge": [1.0, 10**400],
+                    "words": ["a", None], "plain": [0.5, 1.5]})
+    (span,) = spans.get_finished_spans()
+    a = span.attributes
+    assert a["ml.feature.missing"][0] == 1.0 and math.isnan(a["ml.feature.missing"][1])
+    assert a["ml.feature.words"] == ("a", "") and a["ml.feature.plain"] == (0.5, 1.5)
+    assert a["ml.feature.ints"] == (1.5, 2)  # numbers to the processor either way
+    assert "ml.feature.text" not in a and m.dropped_by_reason["mixed_types"] == 1  # text among numbers
+    assert "ml.feature.huge" not in a and m.dropped_by_reason["other"] == 1  # beyond a float: the exact path
+
+
 def test_record_with_batch_rows_collects_predictions_into_batch_spans(provider, spans) -> None:
     m = ModelMonitor("m", "1", tracer_provider=provider, batch_rows=300, batch_seconds=3600)
     for i in range(700):
