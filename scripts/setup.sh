@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-stamp=".venv/.otel-ml-installed-$(cat pyproject.toml setup.py otel_ml/decode/*.c | sha256sum | cut -c1-16)"
+stamp=".venv/.otel-ml-installed-$(cat pyproject.toml setup.py otel_ml/*/*.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     # Say what is installed while it is: the first install takes a minute or two, which looked like a hang.
     echo "otel-ml: installing otel-ml, its processor and test dependencies into $(pwd)/.venv (the first time: a" \

@@ -23,7 +23,7 @@ for version in 3.10 3.13; do
     fi
     venv=".venv-$version"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-    stamp="$venv/.otel-ml-installed-$(cat pyproject.toml setup.py otel_ml/decode/*.c | sha256sum | cut -c1-16)"
+    stamp="$venv/.otel-ml-installed-$(cat pyproject.toml setup.py otel_ml/*/*.c | sha256sum | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
         echo "installing otel-ml and its test tools for Python $version into $venv (a few minutes the first time)"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"

@@ -15,6 +15,11 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
+try:
+    from otel_ml.analyze import _ecdf
+except ImportError:  # built without a C compiler: numpy
+    _ecdf = None  # type: ignore[assignment]
+
 PSI_EPSILON = 1e-4
 """Bin shares below this are raised to it before taking logs in PSI (an empty bin would be infinite)."""
 DEFAULT_BINS = 10
@@ -39,7 +44,19 @@ def ks_statistic(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.n
 
 def ks_and_wasserstein(ref: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
     """``(ks_statistic, wasserstein)`` from one pass: both read |F_ref − F_cur| on the union of the values,
-    the costliest step of evaluating a numeric feature."""
+    the costliest step of evaluating a numeric feature: compiled (``_ecdf.c``, one merge of the two sorted
+    samples), else ``ks_and_wasserstein_numpy``."""
+    if _ecdf is not None and len(ref[0]) and len(cur[0]):
+        try:
+            return _ecdf.ks_and_wasserstein(*(np.ascontiguousarray(a, dtype=np.float64) for a in (*ref, *cur)))
+        except ValueError:  # not sorted, or weighing nothing: the general version says what that gives
+            pass
+    return ks_and_wasserstein_numpy(ref, cur)
+
+
+def ks_and_wasserstein_numpy(ref: tuple[np.ndarray, np.ndarray],
+                             cur: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """``ks_and_wasserstein`` in numpy (the reference of the compiled one, and any input order)."""
     # One stable sort of both samples (two sorted runs: timsort merges them); each sample's running sum over the
     # merged order (the other's places add 0.0, so the sums are the ones a search of its own would read); the CDFs
     # after each distinct value are the sums at its last occurrence. (It was a union of the values and a search of
@@ -149,10 +166,9 @@ def js_distance(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
     r = ref_shares / ref_shares.sum()
     c = cur_shares / cur_shares.sum()
     m = (r + c) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_r = np.where(r > 0, r * np.log2(r / m), 0.0).sum()
-        kl_c = np.where(c > 0, c * np.log2(c / m), 0.0).sum()
-    return float(math.sqrt(max(0.0, (kl_r + kl_c) / 2)))
+    # rel_entr(x, y) = x ln(x / y), 0 where x = 0: one ufunc per side, no masks (a fifth of a feature's scoring).
+    kl = float(special.rel_entr(r, m).sum() + special.rel_entr(c, m).sum()) / math.log(2)
+    return math.sqrt(max(0.0, kl / 2))
 
 
 def hellinger(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:

@@ -317,14 +317,18 @@ class NumericProfile:
     def merge(self, other: NumericProfile) -> None:
         if self.count == 0 and self.grid is None:
             self.grid = other.grid  # an empty profile takes the other's binning (a horizon built by merging)
+        n = other.count
         if self.grid is not None and self.grid == other.grid:
-            ids, counts = other._sparse_bins()
-            bins = self._dense_bins(other.count)
-            np.add.at(bins, ids, counts.astype(bins.dtype))
-        elif other.count or self.grid != other.grid:
+            bins = self._dense_bins(n)  # a type that holds the sum: the other's counts fit it too
+            if other._bins is not None:  # dense (a horizon's merge, a filling window): added as they are
+                bins += other._bins.astype(bins.dtype, copy=False)
+            else:
+                ids, counts = _unpack(other._packed)
+                bins[ids] += counts.astype(bins.dtype)  # ids are distinct: no np.add.at (several times slower)
+        elif n or self.grid != other.grid:
             self._drop_grid()
-        if other.count:
-            self._add_moments(other.count, other.mean, other.m2)
+        if n:
+            self._add_moments(n, other.mean, other.m2)
             self._own().merge(other.sketch)
         self.missing += other.missing
         self.mismatch += other.mismatch
