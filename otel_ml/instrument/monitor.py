@@ -371,6 +371,69 @@ def sampler_decisions(tracer: trace.Tracer) -> tuple[bool, bool, bool, bool, boo
 _SAMPLING_MODULE = "opentelemetry.sdk.trace.sampling"
 
 
+class SpanSequence:
+    """A sender's numbering of the spans it exports (``ml.sequence``, ``ml.sequence.stream``): the processor
+    tracks each stream apart and reads a gap as spans lost. A span the app's sampler drops takes no number (it
+    would read as lost).
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> numbers = SpanSequence(TracerProvider().get_tracer("app"))
+    >>> attrs = {}; numbers.number_at_start(attrs, 3), attrs["ml.sequence"], numbers.take(1)
+    (False, 0, 3)
+    """
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.stream = random.SystemRandom().getrandbits(63) or 1
+        self._tracer = tracer
+        self._next = 0
+        self._lock = threading.Lock()
+        self._facts_of: object = None
+        self._facts: tuple[tuple[bool, bool, bool, bool, bool] | None, int] = (None, 128)
+
+    def take(self, rows: int) -> int:
+        """The next ``rows`` numbers; the first of them."""
+        with self._lock:
+            seq = self._next
+            self._next = seq + rows
+        return seq
+
+    def number(self, span: trace.Span, rows: int) -> None:
+        """Number a started span, if it is recorded."""
+        if span.is_recording():
+            span.set_attributes({semconv.SEQUENCE: self.take(rows), semconv.SEQUENCE_STREAM: self.stream})
+
+    def number_at_start(self, attrs: dict[str, Any], rows: int) -> bool:
+        """Put the number of a span about to start into its ``attrs`` when the sampler's decision is known
+        beforehand (``will_record``): set_attributes after the start cost ~2.9 us of ``record``'s ~4.5 us overhead
+        on a bare span (docs/benchmarks.md). True when it is not known: ``number`` the span once started."""
+        will_record = self.will_record()
+        if will_record:
+            attrs[semconv.SEQUENCE] = self.take(rows)
+            attrs[semconv.SEQUENCE_STREAM] = self.stream
+        return will_record is None
+
+    def will_record(self) -> bool | None:
+        """Whether a span started now will be recorded, when the sampler decides from the parent alone (the SDK's
+        default), else None."""
+        decisions = self.facts()[0]
+        if decisions is None:
+            return None
+        parent = trace.get_current_span().get_span_context()
+        if not parent.is_valid:
+            return decisions[0]
+        return decisions[(1 if parent.is_remote else 3) + (0 if parent.trace_flags.sampled else 1)]
+
+    def facts(self) -> tuple[tuple[bool, bool, bool, bool, bool] | None, int]:
+        """The sampler's decisions (``sampler_decisions``) and the span attribute limit of the SDK behind the
+        tracer, read once per SDK tracer: reading them at every record cost a tenth of its overhead."""
+        sdk_tracer = getattr(self._tracer, "_real_tracer", None) or self._tracer
+        if sdk_tracer is not self._facts_of:  # a ProxyTracer gets its SDK tracer when the app sets a provider
+            self._facts = (sampler_decisions(sdk_tracer), span_attribute_limit(sdk_tracer))
+            # Without an SDK (a ProxyTracer before the app sets a provider), read again each time.
+            self._facts_of = sdk_tracer if hasattr(sdk_tracer, "sampler") else None
+        return self._facts
+
+
 def _warn_attribute_limit(model: str, features: list[str], limit: int, over: int) -> None:
     log.warning("otel-ml: %s: %d features, but the TracerProvider keeps %d attributes per span; %d features are left "
                 "out of every record (the first: %s). Raise the limit in the serving process: "
@@ -458,12 +521,7 @@ class ModelMonitor:
             self._base[semconv.SAMPLING_RATIO] = sampling_ratio
         self._random = random.Random()
         self._keys: dict[Any, str] = {}
-        self._stream = random.SystemRandom().getrandbits(63) or 1
-        """This monitor's ``ml.sequence.stream``: the processor tracks each sender's sequence apart."""
-        self._next_seq = 0
-        self._seq_lock = threading.Lock()
-        self._facts_of: object = None
-        self._facts: tuple[tuple[bool, bool, bool, bool, bool] | None, int] = (None, 128)
+        self._sequence = SpanSequence(self._tracer)
         self.batch_rows = batch_rows
         """0: ``record`` emits one span per prediction. N: ``record`` collects predictions and emits one batch span
         per N of them, or after ``batch_seconds``, whichever comes first (and at ``flush``/exit)."""
@@ -478,9 +536,7 @@ class ModelMonitor:
         """A forked worker (gunicorn, multiprocessing) is a new sender: a stream of its own (two processes on one
         stream would overlap and hide each other's losses), nothing of the parent's pending rows (the parent
         sends those), and its own flush thread when it records."""
-        self._stream = random.SystemRandom().getrandbits(63) or 1
-        self._next_seq = 0
-        self._seq_lock = threading.Lock()
+        self._sequence = SpanSequence(self._tracer)
         self._pending = _PendingRows()
         self._random = random.Random()
 
@@ -528,7 +584,7 @@ class ModelMonitor:
         SDK's span attribute limit. The SDK evicts a span's *oldest* attributes first, i.e. the model's identity:
         the whole span would be lost (``model_name_missing`` at the processor). The last features are left out,
         counted (``attribute_limit``) and named once in a warning."""
-        limit = self._sdk_facts()[1]
+        limit = self._sequence.facts()[1]
         if len(attrs) + later <= limit:
             return attrs
         features = [k for k in attrs if k.startswith(semconv.FEATURE_PREFIX)]
@@ -578,40 +634,6 @@ class ModelMonitor:
     def _sampled(self) -> bool:
         return self.sampling_ratio >= 1.0 or self._random.random() < self.sampling_ratio
 
-    def _number(self, span: trace.Span, rows: int) -> None:
-        """Give a span that will be exported its place in this monitor's sequence (a span the app's sampler
-        drops takes none: it would read as lost)."""
-        if span.is_recording():
-            span.set_attributes({semconv.SEQUENCE: self._take_sequence(rows), semconv.SEQUENCE_STREAM: self._stream})
-
-    def _take_sequence(self, rows: int) -> int:
-        with self._seq_lock:
-            seq = self._next_seq
-            self._next_seq = seq + rows
-        return seq
-
-    def _sdk_facts(self) -> tuple[tuple[bool, bool, bool, bool, bool] | None, int]:
-        """The sampler's decisions (``sampler_decisions``) and the span attribute limit of the SDK behind the
-        tracer, read once per SDK tracer: reading them cost a tenth of ``record``'s overhead."""
-        sdk_tracer = getattr(self._tracer, "_real_tracer", None) or self._tracer
-        if sdk_tracer is not self._facts_of:  # a ProxyTracer gets its SDK tracer when the app sets a provider
-            self._facts = (sampler_decisions(sdk_tracer), span_attribute_limit(sdk_tracer))
-            # Without an SDK (a ProxyTracer before the app sets a provider), read again each time.
-            self._facts_of = sdk_tracer if hasattr(sdk_tracer, "sampler") else None
-        return self._facts
-
-    def _will_record(self) -> bool | None:
-        """Whether a span started now will be recorded, when the sampler decides from the parent alone (the SDK's
-        default), else None. Numbering a span in its start attributes saves ``set_attributes`` after the start:
-        a tenth of ``record``'s cost on a bare span (docs/benchmarks.md)."""
-        decisions = self._sdk_facts()[0]
-        if decisions is None:
-            return None
-        parent = trace.get_current_span().get_span_context()
-        if not parent.is_valid:
-            return decisions[0]
-        return decisions[(1 if parent.is_remote else 3) + (0 if parent.trace_flags.sampled else 1)]
-
     # --- one prediction ------------------------------------------------------------------------
     @contextmanager
     def predict(self, features: Mapping[str, Any] | None = None,
@@ -633,7 +655,7 @@ class ModelMonitor:
             try:
                 yield rec
             finally:
-                self._number(span, 1)
+                self._sequence.number(span, 1)
 
     def record_ground_truth(self, prediction_id: str, value: Any, model_version: str | None = None,
                             timestamp: Any = None) -> None:
@@ -662,13 +684,10 @@ class ModelMonitor:
     def _emit(self, attrs: dict[str, Any], at: int | None, rows: int | None = None, name: str | None = None) -> None:
         """A zero-length span (when, not how long) at ``at`` (Unix ns; None: now); ``rows``: its sequence place."""
         at = time.time_ns() if at is None else at
-        will_record = None if rows is None else self._will_record()
-        if rows is not None and will_record:
-            attrs[semconv.SEQUENCE] = self._take_sequence(rows)
-            attrs[semconv.SEQUENCE_STREAM] = self._stream
+        after = rows is not None and self._sequence.number_at_start(attrs, rows)
         span = self._tracer.start_span(name or self.span_name, attributes=attrs, start_time=at)
-        if rows is not None and will_record is None:
-            self._number(span, rows)
+        if after:
+            self._sequence.number(span, rows)  # type: ignore[arg-type]
         span.end(end_time=at)
 
     def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
@@ -974,7 +993,7 @@ class MonitoredModel:
                 attrs = self._monitor._batch_attributes(columns)
                 if attrs is not None:
                     span.set_attributes(attrs)
-                    self._monitor._number(span, attrs[semconv.BATCH_SIZE])
+                    self._monitor._sequence.number(span, attrs[semconv.BATCH_SIZE])
         except Exception as e:
             self._monitor._drop("batch", e)
         span.end()

@@ -213,10 +213,12 @@ def test_fuzzed_requests_decode_identically_or_are_declined(data: bytes) -> None
 
 
 def test_most_fuzzed_requests_are_decoded_not_declined() -> None:
-    """The fuzz above must exercise the compiled path, not only its declines."""
+    """The fuzz above must exercise the compiled path, not only its declines. Derandomized: the share is a
+    property of the strategy, and a random draw of ~90 examples fell below 90% about one run in twelve (declines
+    come in bursts when hypothesis explores one shape), which failed CI on a correct build."""
     outcomes: Counter[str] = Counter()
 
-    @settings(max_examples=FUZZ_EXAMPLES // 4 + 50, deadline=None, database=None,
+    @settings(max_examples=FUZZ_EXAMPLES // 4 + 50, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(requests())
     def run(data: bytes) -> None:

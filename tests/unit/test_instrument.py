@@ -220,7 +220,7 @@ def test_spans_are_numbered_by_predictions_and_sampled_out_spans_take_no_number(
     got = [(s.attributes["ml.sequence"], s.attributes.get("ml.batch.size", 1)) for s in spans.get_finished_spans()]
     assert got == [(0, 1), (1, 1), (2, 1), (3, 3), (6, 2)]  # contiguous: a gap would read as lost
     assert len({s.attributes["ml.sequence.stream"] for s in spans.get_finished_spans()}) == 1
-    assert ModelMonitor("m")._stream != m._stream  # each monitor (process) is its own sequence
+    assert ModelMonitor("m")._sequence.stream != m._sequence.stream  # each monitor (process) is its own sequence
 
 
 def test_the_default_sampler_numbers_spans_at_their_start_and_a_parent_not_sampled_takes_no_number(spans) -> None:
@@ -232,13 +232,13 @@ def test_the_default_sampler_numbers_spans_at_their_start_and_a_parent_not_sampl
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     m = ModelMonitor("m", tracer_provider=provider)
-    assert m._will_record() is True
+    assert m._sequence.will_record() is True
     m.record({"x": 1.0})
     for sampled in (False, True):
         parent = SpanContext(trace_id=1, span_id=2, is_remote=True,
                              trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else 0))
         with trace.use_span(NonRecordingSpan(parent)):
-            assert m._will_record() is sampled
+            assert m._sequence.will_record() is sampled
             m.record({"x": 2.0})
             m.record_batch({"x": [3.0, 4.0]})
     m.record_batch({"x": [5.0]})
@@ -299,9 +299,9 @@ def test_a_forked_worker_is_a_sender_of_its_own(provider, spans) -> None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child reports its stream, sequence start and pending rows, then leaves without cleanup
-        os.write(write, f"{m._stream} {m._next_seq} {len(m._pending)}".encode())
+        os.write(write, f"{m._sequence.stream} {m._sequence.take(0)} {len(m._pending)}".encode())
         os._exit(0)
     os.waitpid(pid, 0)
     stream, seq, pending = (int(x) for x in os.read(read, 100).split())
-    assert stream != m._stream and seq == 0 and pending == 0
+    assert stream != m._sequence.stream and seq == 0 and pending == 0
     assert len(m._pending) == 1  # the parent still sends its own
