@@ -84,6 +84,8 @@ class ReferenceStore:
         self.baseline_files: dict[Key, Path] = {}
         self._baseline_dir_state: tuple[tuple[str, int, int], ...] = ()
         self.pinned: dict[Key, ModelProfile] = {}
+        self._not_pinned: set[Key] = set()
+        """Keys whose pinned file was looked for and not found (``find``); a key leaves when its file is written."""
 
     def open(self) -> None:
         """Load everything; fails with a clear message when the state directory is unusable."""
@@ -140,12 +142,16 @@ class ReferenceStore:
                 return self.baselines[key], "baseline"
         key = (model, version)
         if key not in self.pinned:
-            if not self.pinned_files:
+            if not self.pinned_files or key in self._not_pinned:
                 return None
             path = self._pinned_path(key)
             try:
                 self.pinned[key] = ModelProfile.from_json(path.read_bytes())
             except FileNotFoundError:
+                # Remembered: a model without a reference yet was looked up on disk at every request (6% of
+                # ingest's time). Its file appears only through this store (save_pinned, adopt), which sets
+                # ``pinned`` first.
+                self._not_pinned.add(key)
                 return None
             except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
                 quarantine(path, self.pinned_dir.parent)
@@ -186,6 +192,7 @@ class ReferenceStore:
         written to ``pinned/`` too, for the offline commands (``otel-ml report``), not read back from there."""
         key = (profile.model, profile.version)
         self.pinned[key] = profile
+        self._not_pinned.discard(key)
         self.current_start[key] = current_start_ns
         try:
             write_sealed(self._pinned_path(key), profile.to_json().encode())
@@ -196,6 +203,7 @@ class ReferenceStore:
     def save_pinned(self, profile: ModelProfile) -> Path:
         key = (profile.model, profile.version)
         self.pinned[key] = profile
+        self._not_pinned.discard(key)
         path = self._pinned_path(key)
         write_sealed(path, profile.to_json().encode())
         return path
@@ -203,6 +211,7 @@ class ReferenceStore:
     def forget(self, key: Key) -> None:
         """Drop a released model's pinned reference from memory (it stays on disk)."""
         self.pinned.pop(key, None)
+        self._not_pinned.discard(key)
 
     def delete_pinned(self, key: Key) -> bool:
         """Delete a pinned reference from disk; True when there was one."""

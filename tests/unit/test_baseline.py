@@ -51,6 +51,25 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
         store.open()
 
 
+def test_a_model_without_a_pinned_reference_is_looked_for_on_disk_once(tmp_path: Path, monkeypatch) -> None:
+    """``find`` ran at every request: a model with no pinned reference yet read the disk each time (issue 48).
+    Once written (save_pinned) and dropped from memory (forget), the file is read again."""
+    from otel_ml.profile import ModelProfile
+
+    store = ReferenceStore(None, str(tmp_path / "state"))
+    store.open()
+    reads: list[Path] = []
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or read_bytes(self))
+    assert store.find("m", "1") is None and store.find("m", "1") is None
+    assert len(reads) == 1
+    profile = ModelProfile("m", "1")
+    store.save_pinned(profile)
+    store.forget(("m", "1"))
+    found = store.find("m", "1")
+    assert found is not None and found[1] == "pinned" and len(reads) == 2
+
+
 def test_kinds_and_unusable_numbers_are_decided_as_the_processor_decides(tmp_path: Path) -> None:
     """A Parquet (or capture) column of digit codes stays categorical unless --numeric says otherwise; a number
     beyond ±1e100 (the decoders' NUMBER_LIMIT) or ±inf is a type mismatch, as live ingest counts it, never a
