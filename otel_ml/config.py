@@ -18,9 +18,11 @@ from typing import Any
 
 import yaml
 
+from otel_ml import semconv
 from otel_ml.analyze.drift import CATEGORICAL_METHODS, DEFAULT_EFFECT_SIZE, NUMERIC_METHODS, DriftConfig
 from otel_ml.analyze.performance import ALTERNATIVES, PerformanceConfig
 from otel_ml.core.references import MAX_BASELINE_BYTES
+from otel_ml.decode.genai import GenAiConfig
 from otel_ml.decode.limits import DecodeLimits
 from otel_ml.decode.privacy import PrivacyConfig
 from otel_ml.errors import ConfigError
@@ -133,6 +135,8 @@ class ServiceConfig:
     """Directory of baseline files written by ``otel-ml baseline build`` (any file name)."""
     state: StateConfig = field(default_factory=StateConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    genai: GenAiConfig = field(default_factory=GenAiConfig)
+    """GenAI spans (the OpenTelemetry GenAI conventions' model calls) as predictions (otel_ml/decode/genai.py)."""
     instance_id: str | None = None
     """``service.instance.id`` of the exported metrics; default: host name and process id."""
     log_level: str = "INFO"
@@ -255,6 +259,10 @@ def _validate(cfg: ServiceConfig) -> None:
     need(cfg.drift.alert_for_seconds >= cfg.evaluation.interval_seconds, "drift.alert_for_seconds",
          f"at least one evaluation interval ({cfg.evaluation.interval_seconds:g} s)", cfg.drift.alert_for_seconds)
     need(cfg.log_level.upper() in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}", cfg.log_level)
+    for attribute, feature in cfg.genai.features.items():
+        need(isinstance(feature, str) and not semconv.is_reserved_feature(feature), f"genai.features.{attribute}",
+             "a feature name (text; \"\" leaves the attribute out) that is not one the model output is profiled "
+             "under", feature)
     windows = cfg.windows.horizon_seconds / cfg.windows.window_seconds
     need(windows >= 1 and abs(windows - round(windows)) < 1e-9, "windows.horizon_seconds",
          f"a whole number of windows (windows.window_seconds = {cfg.windows.window_seconds:g})",

@@ -59,6 +59,18 @@ SEQUENCE_STREAM = "ml.sequence.stream"
 """int, not 0: which sender's sequence (random per ``ModelMonitor``); required with ``ml.sequence``."""
 
 # Names under which the model output is profiled like a feature.
+# GenAI spans as predictions (otel_ml/decode/genai.py): the features a model call becomes, named by the GenAI
+# conventions where they name it, else after them; also what a Vertex AI capture's generative rows become.
+GENAI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GENAI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GENAI_FINISH_REASON = "gen_ai.response.finish_reason"
+"""Categorical: the finish reasons of the call's choices, joined with ``,`` (``stop``; ``length,stop``)."""
+GENAI_DURATION = "gen_ai.client.operation.duration"
+"""Seconds, from the span's start and end (the conventions' metric of the same name)."""
+GENAI_PROMPT_MESSAGES = "gen_ai.prompt.messages"
+GENAI_PROMPT_CHARACTERS = "gen_ai.prompt.characters"
+GENAI_RESPONSE_CHARACTERS = "gen_ai.response.characters"
+
 PREDICTION_FEATURE = "prediction"
 PREDICTION_SCORE_FEATURE = "prediction.score"
 PREDICTION_PROBABILITY_FEATURE = "prediction.probability"

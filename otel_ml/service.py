@@ -71,7 +71,7 @@ class ProcessorService:
         self.instance_id = config.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         """``service.instance.id`` of the exported metrics (replicas never write the same series)."""
         self._decode = functools.partial(decode_for_ingest, limits=config.limits.decode_limits(), hash_key=hash_key,
-                                         hash_features=config.privacy.hash_features)
+                                         hash_features=config.privacy.hash_features, genai=config.genai)
         self.http = HttpServer(config.http)
         """Every HTTP surface: OTLP/HTTP, the Prometheus endpoint, the pages."""
         kafka = config.receiver.kafka

@@ -28,7 +28,8 @@
 /* DEC_REJECT: a span the Python decoder rejects; it is skipped here and its bytes are handed back so the
  * Python decoder states the reason and message (it re-checks: if it would not reject, the request is
  * declined). DEC_DECLINE_*: the whole request goes to the Python decoder. */
-enum { DEC_OK = 0, DEC_DECLINE_WIRE = 1, DEC_DECLINE_SPAN = 2, DEC_NOMEM = 3, DEC_REJECT = 4, DEC_DECLINE_DIMENSION = 5 };
+enum { DEC_OK = 0, DEC_DECLINE_WIRE = 1, DEC_DECLINE_SPAN = 2, DEC_NOMEM = 3, DEC_REJECT = 4, DEC_DECLINE_DIMENSION = 5,
+       DEC_DECLINE_GENAI = 6 };
 
 /* ---------------------------------------------------------------- schema ---- */
 enum { F_NONE = 0, F_VARINT, F_FIXED64, F_FIXED32, F_STRING, F_BYTES, F_MESSAGE };
@@ -396,6 +397,8 @@ typedef struct {
     Py_ssize_t max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length;
     Py_ssize_t max_embedding_dimension;
     uint64_t now_ns, future_limit_ns;
+    int genai; /* GenAI spans are predictions (otel_ml/decode/genai.py): a request with one goes to Python */
+    int span_genai; /* per span: a gen_ai.* attribute was seen */
     /* results */
     int64_t received, accepted, ignored;
     GroupVec groups;
@@ -780,6 +783,7 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
         /* ML attributes without a model (an SDK attribute limit evicted it, say): rejected, so the sender hears
            why (model_name_missing); a span with none is ordinary traffic. */
         if (nrefs || emb_v) rc = DEC_REJECT;
+        else if (c->genai && c->span_genai) rc = DEC_DECLINE_GENAI; /* a model call: genai.py reads it */
         else c->ignored++;
         goto done;
     }
@@ -940,6 +944,7 @@ static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
     uint64_t start_ns = 0, end_ns = 0;
     int status = 0;
     c->attrs.n = 0;
+    c->span_genai = 0;
     while (p < end) {
         if (next_field(M_SPAN, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
         switch (f.num) {
@@ -948,7 +953,11 @@ static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
         case 9: {
             Attr a;
             if (parse_key_value(f.ptr, f.ptr + f.len, 5, &a)) return DEC_DECLINE_WIRE;
-            if (STARTS(a.key, a.klen, "ml.") && PUSH(c->attrs, a)) return DEC_NOMEM;
+            if (STARTS(a.key, a.klen, "ml.")) {
+                if (PUSH(c->attrs, a)) return DEC_NOMEM;
+            } else if (STARTS(a.key, a.klen, "gen_ai.")) {
+                c->span_genai = 1;
+            }
             break;
         }
         case 15:
@@ -1162,9 +1171,9 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Ctx c;
     memset(&c, 0, sizeof c);
     unsigned long long now_ns, future_limit_ns;
-    if (!PyArg_ParseTuple(args, "y*nnnnnnKK", &buf, &c.max_batch_size, &c.max_features_per_span,
+    if (!PyArg_ParseTuple(args, "y*nnnnnnKKp", &buf, &c.max_batch_size, &c.max_features_per_span,
                           &c.max_category_length, &c.max_name_length, &c.max_id_length, &c.max_embedding_dimension,
-                          &now_ns, &future_limit_ns))
+                          &now_ns, &future_limit_ns, &c.genai))
         return NULL;
     c.now_ns = now_ns;
     c.future_limit_ns = future_limit_ns;
@@ -1229,9 +1238,10 @@ fail:
 
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS,
-     "decode(data, max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length, now_ns, "
-     "future_limit_ns) -> (received, accepted, ignored, groups, rejected span ranges as int64 quadruples) or an "
-     "int: 1 = declined (wire format), 2 = declined (a span only the Python decoder can decode)"},
+     "decode(data, max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length, "
+     "max_embedding_dimension, now_ns, future_limit_ns, genai) -> (received, accepted, ignored, groups, rejected span "
+     "ranges as int64 quadruples) or an int: 1 = declined (wire format), 2 = declined (a span only the Python decoder "
+     "can decode), 5 = declined (embedding dimensions differ), 6 = declined (a GenAI span, with genai true)"},
     {"schema", schema, METH_NOARGS, "The message schema this decoder validates against: {message: {field: "
                                     "(kind, message type, repeated, in a oneof)}}."},
     {NULL, NULL, 0, NULL},

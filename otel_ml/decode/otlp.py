@@ -31,6 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, parse_protobuf
 from otel_ml.decode.embedding import embedding_columns
+from otel_ml.decode.genai import GenAiConfig, genai_call
 from otel_ml.decode.limits import NUMBER_LIMIT, DecodeLimits, id_problem, probability_problem, truth_problem
 from otel_ml.decode.outcomes import split_outcomes
 
@@ -255,9 +256,10 @@ def _split_values(
 
 
 def decode_request(
-    request: ExportTraceServiceRequest | bytes, limits: DecodeLimits | None = None
+    request: ExportTraceServiceRequest | bytes, limits: DecodeLimits | None = None, genai: GenAiConfig | None = None
 ) -> DecodeResult:
-    """Decode one OTLP trace export into columnar batches, one per (model, version).
+    """Decode one OTLP trace export into columnar batches, one per (model, version); ``genai``: whether (and how)
+    GenAI spans are predictions (``otel_ml.decode.genai``; default: they are).
 
     Raises ValueError when the bytes are not an ExportTraceServiceRequest.
 
@@ -271,20 +273,21 @@ def decode_request(
     ('churn', 1, [42.0])
     """
     limits = limits or DecodeLimits()
+    genai = genai or GenAiConfig()
     if COMPILED and isinstance(request, (bytes, bytearray, memoryview)):
-        result = decode_request_compiled(bytes(request), limits)
+        result = decode_request_compiled(bytes(request), limits, genai)
         if result is not None:
             return split_outcomes(result)
-    return split_outcomes(decode_request_python(request, limits))
+    return split_outcomes(decode_request_python(request, limits, genai))
 
 
-def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult | None:
+def decode_request_compiled(data: bytes, limits: DecodeLimits, genai: GenAiConfig | None = None) -> DecodeResult | None:
     """The compiled decoder's result, or None where it declines (the reference decoder then decides)."""
     now_ns = time.time_ns()
     future_limit = now_ns + limits.max_clock_skew_seconds * 1e9  # the reference compares ints to this float
     out = _otlp_columns.decode(data, limits.max_batch_size, limits.max_features_per_span, limits.max_category_length,
                                limits.max_name_length, limits.max_id_length, limits.max_embedding_dimension, now_ns,
-                               min(max(math.floor(future_limit), 0), 2**64 - 1))
+                               min(max(math.floor(future_limit), 0), 2**64 - 1), (genai or GenAiConfig()).enabled)
     if isinstance(out, int):
         DECLINED[_DECLINE_REASONS[out]] += 1
         return None
@@ -297,7 +300,8 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
         res_model, res_version = _resource_model(Resource.FromString(data[res_at:res_at + res_len])) \
             if res_at >= 0 else (None, None)
         try:
-            _decode_span(Span.FromString(data[span_at:span_at + span_len]), res_model, res_version, {}, limits, now_ns)
+            _decode_span(Span.FromString(data[span_at:span_at + span_len]), res_model, res_version, {}, limits, now_ns,
+                         genai or GenAiConfig())
         except _Rejected as r:
             result.rejected[r.reason] += 1
             result.examples.setdefault(r.reason, r.detail)
@@ -332,7 +336,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits) -> DecodeResult |
     return result
 
 
-_DECLINE_REASONS = {1: "wire_format", 2: "float_model_version", 5: "embedding_dimension_mismatch"}
+_DECLINE_REASONS = {1: "wire_format", 2: "float_model_version", 5: "embedding_dimension_mismatch", 6: "genai_span"}
 DECLINED: Counter[str] = Counter()
 """Requests the compiled decoder handed to the reference decoder, by reason (for tests and benchmarks)."""
 
@@ -373,7 +377,7 @@ def _compiled_usable() -> bool:
 
 
 def decode_request_python(
-    request: ExportTraceServiceRequest | bytes, limits: DecodeLimits | None = None
+    request: ExportTraceServiceRequest | bytes, limits: DecodeLimits | None = None, genai: GenAiConfig | None = None
 ) -> DecodeResult:
     """The reference decoder, in pure Python: what ``decode_request`` returns, whichever decoder runs.
 
@@ -388,6 +392,7 @@ def decode_request_python(
     ('churn', 1, [42.0])
     """
     limits = limits or DecodeLimits()
+    genai = genai or GenAiConfig()
     if isinstance(request, (bytes, bytearray, memoryview)):
         request = parse_protobuf(ExportTraceServiceRequest, request)
     builders: dict[tuple[str, str], _ColumnBuilder] = {}
@@ -399,7 +404,7 @@ def decode_request_python(
             for span in ss.spans:
                 result.spans_received += 1
                 try:
-                    ok = _decode_span(span, res_model, res_version, builders, limits, now_ns)
+                    ok = _decode_span(span, res_model, res_version, builders, limits, now_ns, genai)
                 except _Rejected as r:
                     result.rejected[r.reason] += 1
                     result.examples.setdefault(r.reason, r.detail)
@@ -430,8 +435,10 @@ def _decode_span(
     builders: dict[tuple[str, str], _ColumnBuilder],
     limits: DecodeLimits,
     now_ns: int,
+    genai: GenAiConfig,
 ) -> bool:
-    """Add one span to its group; False for a non-ML span; raises _Rejected for unusable ML spans."""
+    """Add one span to its group (a GenAI call's too: ``genai``); False for a non-ML span; raises _Rejected for
+    unusable ML spans."""
     model_v = res_model
     version_v = res_version
     batch_v: AnyValue | None = None
@@ -480,7 +487,11 @@ def _decode_span(
             raise _Rejected("model_name_missing", f"{len(columns)} ml.* column(s) (e.g. '{columns[0][0]}') but no "
                             f"{semconv.MODEL_NAME} on the span or its resource; an SDK's span attribute limit "
                             "(OTEL_ATTRIBUTE_COUNT_LIMIT, 128 by default) evicts the oldest attributes first")
-        return False
+        call = genai_call(span, genai)
+        if call is None:
+            return False
+        model_v, version_v = AnyValue(string_value=call.model), AnyValue(string_value=call.version)
+        columns = call.columns
     model = _string_attr(model_v)
     if not model:
         raise _Rejected("invalid_model_name", f"{semconv.MODEL_NAME} must be a non-empty string")

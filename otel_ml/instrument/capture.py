@@ -428,8 +428,8 @@ def _texts(parts: Any) -> list[str]:
     return [p["text"] for p in parts or [] if isinstance(p, dict) and isinstance(p.get("text"), str)]
 
 
-GENERATIVE_FEATURES = ("gen_ai.prompt.characters", "gen_ai.prompt.parts", "gen_ai.response.characters",
-                       "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.response.finish_reason",
+GENERATIVE_FEATURES = (semconv.GENAI_PROMPT_CHARACTERS, "gen_ai.prompt.parts", semconv.GENAI_RESPONSE_CHARACTERS,
+                       semconv.GENAI_INPUT_TOKENS, semconv.GENAI_OUTPUT_TOKENS, semconv.GENAI_FINISH_REASON,
                        "gen_ai.request.model")
 """What a publisher model's row becomes (the text itself is never kept)."""
 
@@ -445,7 +445,7 @@ def _generative_row(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(request, dict):
         prompt = [t for content in request.get("contents") or [] if isinstance(content, dict)
                   for t in _texts(content.get("parts"))]
-        out["gen_ai.prompt.characters"] = sum(len(t) for t in prompt)
+        out[semconv.GENAI_PROMPT_CHARACTERS] = sum(len(t) for t in prompt)
         out["gen_ai.prompt.parts"] = len(prompt)
     if chunks:
         text, finish, usage = 0, None, {}
@@ -454,10 +454,10 @@ def _generative_row(row: dict[str, Any]) -> dict[str, Any]:
                 text += sum(len(t) for t in _texts((candidate.get("content") or {}).get("parts")))
                 finish = candidate.get("finishReason") or finish
             usage = chunk.get("usageMetadata") or usage  # the last chunk's counts cover the whole response
-        out["gen_ai.response.characters"] = text
-        out["gen_ai.usage.input_tokens"] = usage.get("promptTokenCount")
-        out["gen_ai.usage.output_tokens"] = usage.get("candidatesTokenCount")
-        out["gen_ai.response.finish_reason"] = finish
+        out[semconv.GENAI_RESPONSE_CHARACTERS] = text
+        out[semconv.GENAI_INPUT_TOKENS] = usage.get("promptTokenCount")
+        out[semconv.GENAI_OUTPUT_TOKENS] = usage.get("candidatesTokenCount")
+        out[semconv.GENAI_FINISH_REASON] = finish
     if not out:
         raise ValueError("neither request_payload nor full_request/full_response")
     out["gen_ai.request.model"] = row.get("model") or (chunks[-1].get("modelVersion") if chunks else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml.decode import DecodeLimits, DecodeResult, decode_request
+from otel_ml.decode.genai import GenAiConfig
 from otel_ml.decode.outcomes import decode_logs_request
 from otel_ml.decode.privacy import hash_batch, hash_labels, hashes_prediction
 
@@ -17,11 +18,12 @@ LOGS = "logs"
 
 
 def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLimits, hash_key: bytes | None,
-                      hash_features: list[str], signal: str = TRACES) -> DecodeResult:
+                      hash_features: list[str], signal: str = TRACES, genai: GenAiConfig | None = None) -> DecodeResult:
     """Decode a request (an OTLP trace export, or a logs export with ``signal="logs"``: ground truth) and hash
     its categorical values (``hash_key`` set), before anything is sketched or journaled. A module-level
-    function, so a ``functools.partial`` of it pickles to worker processes."""
-    result = decode_logs_request(data, limits) if signal == LOGS else decode_request(data, limits)
+    function, so a ``functools.partial`` of it pickles to worker processes. ``genai``: whether (and how) GenAI
+    spans are predictions (default: they are)."""
+    result = decode_logs_request(data, limits) if signal == LOGS else decode_request(data, limits, genai)
     if hash_key is not None:
         for batch in result.batches:
             hash_batch(batch, hash_key, hash_features)

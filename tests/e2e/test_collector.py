@@ -127,6 +127,12 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         tracer = provider.get_tracer("app")
         for _ in range(50):
             tracer.start_span("GET /health", attributes={"http.route": "/health"}).end()
+        # LLM calls as GenAI instrumentations describe them (no ml.* attribute): through the filter, a model each.
+        for k in range(20):
+            tracer.start_span("chat gpt-4o-mini", attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10 + k,
+                "gen_ai.usage.output_tokens": 5}).end()
         # One unusable ML span: passes the Collector's filter, rejected by otel-ml with a reason.
         tracer.start_span("predict", attributes={"ml.model.name": "gw-model", "ml.batch.size": 2,
                                                  "ml.feature.amount": [1.0]}).end()
@@ -159,8 +165,11 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         for s in scrape(sp.prom_port):
             if s.name.startswith("otel_ml_spans"):
                 own[s.name] = own.get(s.name, 0) + s.value
-        # ... and the 400 gw-perf prediction spans; 400 ground-truth log records, the ordinary log line filtered out.
-        assert own["otel_ml_spans_received_total"] == 1516 + 800 and own.get("otel_ml_spans_ignored_total", 0) == 0
+        # ... the 20 GenAI spans, and the 400 gw-perf prediction spans; 400 ground-truth log records, the ordinary
+        # log line filtered out.
+        assert own["otel_ml_spans_received_total"] == 1516 + 20 + 800 and own.get("otel_ml_spans_ignored_total", 0) == 0
+        [calls] = select(scrape(sp.prom_port), "ml_predictions_total", ml_model_name="openai/gpt-4o-mini/chat")
+        assert calls.value == 20
 
         def realized() -> dict[str, float] | None:
             got = {r["metric"]["ml_performance_metric"]: float(r["value"][1])
