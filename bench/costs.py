@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench.loadgen import make_request
+from bench.loadgen import genai_request, make_request
 from otel_ml.analyze.drift import compare
 from otel_ml.decode import decode_request
 from otel_ml.decode.batch import ColumnarBatch
@@ -159,6 +159,10 @@ def main() -> None:
     walk = per_call(lambda: naive_walk(data), 20) / SPANS * 1e6
     decode = per_call(lambda: decode_request(data), 200) / SPANS * 1e6
     decode_py = per_call(lambda: decode_request_python(data), 20) / SPANS * 1e6
+    # LLM calls (issue 45): without captured content the compiled decoder reads them; with it, genai.py does
+    genai_plain, genai_content = genai_request(SPANS, content=False), genai_request(SPANS)
+    decode_genai = per_call(lambda: decode_request(genai_plain), 200) / SPANS * 1e6
+    decode_genai_content = per_call(lambda: decode_request(genai_content), 20) / SPANS * 1e6
     batch = decode_request(data).batches[0]
     kinds = kinds_of(batch)
     grids: dict = {}
@@ -193,6 +197,10 @@ def main() -> None:
     print(f"| otel-ml decode, compiled (`decode_request`{'' if COMPILED else ': NOT BUILT, Python ran'}) | "
           f"{decode:.2f} µs/span ({decode / walk:.3f}× the naive walk's time, {decode / parse:.2f}× "
           "the protobuf parse's time) |")
+    print(f"| otel-ml decode of GenAI spans (openai-v2 chat calls, `bench.loadgen.genai_request`), compiled | "
+          f"{decode_genai:.2f} µs/span ({decode_genai / decode:.2f}× the classic span's) |")
+    print(f"| the same with the messages captured on the span (read by `genai.py`: JSON) | "
+          f"{decode_genai_content:.2f} µs/span ({decode_genai_content / decode:.1f}× the classic span's) |")
     print(f"| otel-ml sketch update (`ModelProfile.update`, 512-row batch) | {sketch:.2f} µs/span |")
     print(f"| bare OTel SDK span with the same 21 attributes | {bare:.1f} µs |")
     print(f"| `ModelMonitor.record` (one prediction) | {ours:.1f} µs ({ours / bare - 1:+.0%} on the bare span) |")

@@ -93,7 +93,8 @@ def dle_baselines(work: Path, multivariate: bool = False) -> tuple[Path, Path]:
 
 def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = None,
         protocol: str = "grpc", ids: bool = False, labels: bool = False, baseline_dir: Path | None = None,
-        regressor: bool = False, compression: str = "none", extra_config: str = "") -> dict[str, float]:
+        regressor: bool = False, compression: str = "none", extra_config: str = "",
+        genai: bool = False) -> dict[str, float]:
     """One processor run (``compression``: the load generator's, none or gzip). ``cores`` pins the processor to
     CPUs 0..cores-1 (None: unpinned, load unpinned too). ``protocol`` http: the load goes to the OTLP/HTTP receiver
     (which runs in the main process)."""
@@ -120,7 +121,8 @@ def run(durable: bool, seconds: float, threads: int = 2, cores: int | None = Non
                                "--endpoint", f"127.0.0.1:{http_port if protocol == 'http' else port}", "--seconds",
                                str(seconds), "--threads", str(threads), "--protocol", protocol,
                                *(["--ids"] if ids else []), *(["--labels"] if labels else []),
-                               *(["--regressor"] if regressor else []), "--compression", compression],
+                               *(["--regressor"] if regressor else []), *(["--genai"] if genai else []),
+                               "--compression", compression],
                               capture_output=True, text=True, check=True, timeout=seconds + 120)
         cpu1 = cpu_seconds(proc.pid)
         main_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
@@ -155,6 +157,9 @@ def main() -> None:
     parser.add_argument("--segments", action="store_true",
                         help="the load without and with 10 segments per model (segments by c0 and c1, at most 10: "
                              "9 combinations and (other)) (issue 33)")
+    parser.add_argument("--genai", action="store_true",
+                        help="alternately the classic load and LLM calls as GenAI spans (issue 45), requests of 512 "
+                             "spans, content not captured (the instrumentations' default)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="--dle, --multivariate, --segments: alternating pairs of runs")
     args = parser.parse_args()
@@ -177,6 +182,22 @@ def main() -> None:
         mean = {k: sum(v) / len(v) for k, v in rates.items()}
         print(f"\nWith 10 segments / without: {mean['10 per model'] / mean['none']:.2f}× ({mean['10 per model']:,.0f} "
               f"vs {mean['none']:,.0f} spans per processor CPU-second, mean of {args.rounds})")
+        return
+    if args.genai:
+        cores = int(args.cores.split(",")[0])
+        print("| round | spans | count | processor CPU s | spans per processor CPU-second | vs limit |")
+        print("|---|---|---|---|---|---|")
+        rates = {"classic (20 ml.feature.*)": [], "GenAI (openai-v2 chat calls)": []}
+        for k in range(args.rounds):
+            for name, genai in zip(rates, (False, True)):
+                r = run(args.durable != "off", args.seconds, args.threads, cores, genai=genai)
+                rates[name].append(r["spans_per_cpu_s"])
+                print(f"| {k} | {name} | {r['spans']:,.0f} | {r['cpu_s']:.1f} | {r['spans_per_cpu_s']:,.0f} | "
+                      f"{r['spans_per_cpu_s'] / limit:.3f}× |", flush=True)
+        mean = {k: sum(v) / len(v) for k, v in rates.items()}
+        classic, genai_name = list(rates)
+        print(f"\nGenAI / classic: {mean[genai_name] / mean[classic]:.2f}× ({mean[genai_name]:,.0f} vs "
+              f"{mean[classic]:,.0f} spans per processor CPU-second, mean of {args.rounds})")
         return
     if args.dle or args.multivariate:
         plain, dle = dle_baselines(Path(tempfile.mkdtemp(prefix="otel-ml-bench-dle-")), args.multivariate)

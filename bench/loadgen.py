@@ -66,6 +66,45 @@ def make_request(spans: int = 512, seed: int = 0, model: str = "bench-model", id
     return req.SerializeToString()
 
 
+def genai_request(spans: int = 512, seed: int = 0, content: bool = True) -> bytes:
+    """``spans`` LLM calls as opentelemetry-instrumentation-openai-v2 describes them with the newest names
+    (gen_ai_latest_experimental; ``content``: the messages captured on the span, as SPAN_ONLY does): what otel-ml
+    reads as predictions of openai/gpt-4o-mini/chat (otel_ml/decode/genai.py)."""
+    rng = random.Random(seed)
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    now = time.time_ns()
+    words = ["model", "data", "drift", "window", "label", "metric", "span", "trace"]
+    for i in range(spans):
+        span = ss.spans.add(name="chat gpt-4o-mini", trace_id=rng.randbytes(16), span_id=rng.randbytes(8), kind=3,
+                            start_time_unix_nano=now + i * 1000, end_time_unix_nano=now + i * 1000 + 400_000_000)
+        question = "What is a " + " ".join(rng.choices(words, k=rng.randint(2, 6))) + "?"
+        answer = " ".join(["word"] * rng.randint(3, 15))
+        attrs: dict[str, object] = {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.request.temperature": rng.choice([0.0, 0.3, 0.7]), "gen_ai.request.max_tokens": 64,
+            "gen_ai.response.finish_reasons": ["stop"], "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+            "gen_ai.response.id": f"chatcmpl-{rng.getrandbits(64):016x}",
+            "gen_ai.usage.input_tokens": len(question.split()), "gen_ai.usage.output_tokens": len(answer.split()),
+            "server.address": "api.openai.com", "server.port": 443}
+        if content:
+            attrs["gen_ai.input.messages"] = json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": question}]}])
+            attrs["gen_ai.output.messages"] = json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}])
+        for key, value in attrs.items():
+            kv = span.attributes.add(key=key)
+            if isinstance(value, str):
+                kv.value.string_value = value
+            elif isinstance(value, float):
+                kv.value.double_value = value
+            elif isinstance(value, int):
+                kv.value.int_value = value
+            else:
+                kv.value.array_value.values.add(string_value=value[0])  # type: ignore[index]
+    return req.SerializeToString()
+
+
 def regression_prediction(n: list[float], c0: str, noise: float) -> float:
     """A regressor's output from the first three numeric features and c0: the truth 10 + n0 + 2 n1 − n2 plus an
     error that grows with |n0| and doubles for c0 = "a" (bench.ingest --dle fits its loss models on such rows)."""
@@ -95,11 +134,12 @@ def cpu_seconds_self() -> float:
 
 def generate(endpoint: str, seconds: float, threads: int, spans: int, protocol: str = "grpc",
              ids: bool = False, labels: bool = False, regressor: bool = False,
-             compression: str = "none") -> dict[str, float]:
+             compression: str = "none", genai: bool = False) -> dict[str, float]:
     """``labels``: send the ground truth of the ``ids`` predictions (OTLP logs) instead. ``compression`` gzip:
     every request gzip-compressed, as the Collector's otlp exporter sends by default (gRPC message compression;
     HTTP Content-Encoding)."""
     payloads = ([label_request(spans, seed=i) for i in range(64)] if labels else
+                [genai_request(spans, seed=i, content=False) for i in range(8)] if genai else
                 [make_request(spans, seed=i, ids=ids, regressor=regressor) for i in range(64 if ids else 8)])
     gzipped = compression == "gzip"
     if gzipped and protocol == "http":
@@ -173,9 +213,12 @@ def main() -> None:
     parser.add_argument("--regressor", action="store_true", help="spans carry a numeric prediction (a regressor)")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none",
                         help="gzip: compress every request, as the Collector's otlp exporter does by default")
+    parser.add_argument("--genai", action="store_true",
+                        help="LLM calls as GenAI spans (genai_request, content not captured: the instrumentations' "
+                             "default) instead")
     args = parser.parse_args()
     print(json.dumps(generate(args.endpoint, args.seconds, args.threads, args.spans, args.protocol, args.ids,
-                              args.labels, args.regressor, args.compression)), flush=True)
+                              args.labels, args.regressor, args.compression, args.genai)), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@
 /* DEC_REJECT: a span the Python decoder rejects; it is skipped here and its bytes are handed back so the
  * Python decoder states the reason and message (it re-checks: if it would not reject, the request is
  * declined). DEC_DECLINE_*: the whole request goes to the Python decoder. */
+enum { GENAI_OFF = 0, GENAI_DECLINE = 1, GENAI_DECODE = 2 };
 enum { DEC_OK = 0, DEC_DECLINE_WIRE = 1, DEC_DECLINE_SPAN = 2, DEC_NOMEM = 3, DEC_REJECT = 4, DEC_DECLINE_DIMENSION = 5,
        DEC_DECLINE_GENAI = 6 };
 
@@ -369,6 +370,7 @@ typedef struct {
        projects them (decode/embedding.py), as it does the reference decoder's */
     F64Vec emb;
     int64_t emb_dim, emb_rows;
+    uint8_t *mown; /* a GenAI call's model name, composed from its attributes: the group's own copy */
 } Group;
 VEC(Group *, GroupVec);
 
@@ -397,8 +399,10 @@ typedef struct {
     Py_ssize_t max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length;
     Py_ssize_t max_embedding_dimension;
     uint64_t now_ns, future_limit_ns;
-    int genai; /* GenAI spans are predictions (otel_ml/decode/genai.py): a request with one goes to Python */
+    int genai; /* GENAI_OFF, GENAI_DECLINE (a request with a GenAI span goes to Python), GENAI_DECODE */
     int span_genai; /* per span: a gen_ai.* attribute was seen */
+    AttrVec gattrs; /* per span, with GENAI_DECODE: its gen_ai.*, error.type and llm.request.type attributes */
+    U8Vec mscratch; /* per span: a GenAI call's model name, <provider>/<request model>/<operation> */
     /* results */
     int64_t received, accepted, ignored;
     GroupVec groups;
@@ -490,6 +494,7 @@ static void free_group(Group *g) {
     PyMem_RawFree(g->span_seq.a);
     PyMem_RawFree(g->span_rows.a);
     PyMem_RawFree(g->emb.a);
+    PyMem_RawFree(g->mown);
     PyMem_RawFree(g);
 }
 
@@ -498,6 +503,8 @@ static void free_ctx(Ctx *c) {
     PyMem_RawFree(c->groups.a);
     PyMem_RawFree(c->group_index.slots);
     PyMem_RawFree(c->attrs.a);
+    PyMem_RawFree(c->gattrs.a);
+    PyMem_RawFree(c->mscratch.a);
     PyMem_RawFree(c->elems.a);
     PyMem_RawFree(c->emb.a);
     PyMem_RawFree(c->rejected.a);
@@ -700,6 +707,147 @@ static int has_duplicate(Ctx *c, ColumnRef *refs, size_t n) {
     return 0;
 }
 
+/* ------------------------------------------------------------ GenAI calls ---- */
+/* otel_ml/decode/genai.py's default mapping (NUMERIC, CATEGORICAL), checked against it by test_genai.py through
+ * genai_names(). */
+typedef struct {
+    const char *key, *feature;
+    int categorical;
+} GenAiName;
+static const GenAiName GENAI_NAMES[] = {
+    {"gen_ai.usage.input_tokens", "gen_ai.usage.input_tokens", 0},
+    {"gen_ai.usage.prompt_tokens", "gen_ai.usage.input_tokens", 0},
+    {"gen_ai.usage.output_tokens", "gen_ai.usage.output_tokens", 0},
+    {"gen_ai.usage.completion_tokens", "gen_ai.usage.output_tokens", 0},
+    {"gen_ai.request.temperature", "gen_ai.request.temperature", 0},
+    {"gen_ai.request.max_tokens", "gen_ai.request.max_tokens", 0},
+    {"gen_ai.request.top_p", "gen_ai.request.top_p", 0},
+    {"gen_ai.request.top_k", "gen_ai.request.top_k", 0},
+    {"gen_ai.request.frequency_penalty", "gen_ai.request.frequency_penalty", 0},
+    {"gen_ai.request.presence_penalty", "gen_ai.request.presence_penalty", 0},
+    {"gen_ai.request.choice.count", "gen_ai.request.choice.count", 0},
+    {"gen_ai.response.time_to_first_chunk", "gen_ai.response.time_to_first_chunk", 0},
+    {"gen_ai.embeddings.dimension.count", "gen_ai.embeddings.dimension.count", 0},
+    {"gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", 1},
+    {"error.type", "error.type", 1},
+    {"gen_ai.tool.name", "gen_ai.tool.name", 1},
+    {"gen_ai.output.type", "gen_ai.output.type", 1},
+};
+#define GENAI_DURATION "gen_ai.client.operation.duration"
+enum { GENAI_NOT_A_CALL = -1 };
+
+static const Attr *genai_attr(const Ctx *c, const char *key) {
+    size_t n = strlen(key);
+    for (size_t k = 0; k < c->gattrs.n; k++)
+        if (c->gattrs.a[k].klen == n && memcmp(c->gattrs.a[k].key, key, n) == 0) return &c->gattrs.a[k];
+    return NULL;
+}
+
+/* Append a part of a GenAI call's model name: its text, "unknown" for none (not a string, or empty); lower-cased
+   when ``lower`` (ASCII only: another text declines, Python's str.lower would differ). Returns the code points
+   added, or -1 (out of memory) or -2 (declined). */
+static Py_ssize_t model_part(Ctx *c, const Val *v, int lower, const char *(*mapped)(const uint8_t *, size_t)) {
+    const uint8_t *s = (const uint8_t *)"unknown";
+    size_t n = 7;
+    Py_ssize_t chars = 7;
+    if (v && v->kind == V_STRING && v->slen) {
+        s = v->s;
+        n = v->slen;
+        chars = v->schars;
+        if (mapped) {
+            const char *m = mapped(s, n);
+            if (m) {
+                s = (const uint8_t *)m;
+                n = strlen(m);
+                chars = (Py_ssize_t)n;
+            }
+        }
+    }
+    if (grow((void **)&c->mscratch.a, &c->mscratch.cap, c->mscratch.n + n + 1, 1)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t b = s[i];
+        if (lower && b >= 0x80) return -2;
+        c->mscratch.a[c->mscratch.n++] = lower && b >= 'A' && b <= 'Z' ? (uint8_t)(b + 32) : b;
+    }
+    return chars;
+}
+
+static const char *former_operation(const uint8_t *s, size_t n) {
+    if (EQUALS(s, n, "completion")) return "text_completion";
+    if (EQUALS(s, n, "embedding")) return "embeddings";
+    return NULL;
+}
+
+/* A GenAI span as genai.py's genai_call reads it with the default mapping: its model (``model``, the name composed
+   in c->mscratch), version (``version_v``: gen_ai.response.model when a string, else none) and columns (``refs``;
+   ``dur`` holds the duration's value). GENAI_NOT_A_CALL: not a model call (ignored). Declined (the Python decoder
+   reads the request): captured content (JSON messages, the former indexed attributes), an attribute given twice
+   (Python keeps the last), a finish-reasons array other than one text, a provider with non-ASCII text. */
+static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *refs, size_t *nrefs, Val *model,
+                      const Val **version_v, Val *dur) {
+    for (size_t k = 0; k < c->gattrs.n; k++) {
+        const Attr *a = &c->gattrs.a[k];
+        if (EQUALS(a->key, a->klen, "gen_ai.input.messages") || EQUALS(a->key, a->klen, "gen_ai.output.messages") ||
+            STARTS(a->key, a->klen, "gen_ai.prompt.") || STARTS(a->key, a->klen, "gen_ai.completion."))
+            return DEC_DECLINE_GENAI;
+        for (size_t j = 0; j < k; j++)
+            if (c->gattrs.a[j].klen == a->klen && memcmp(c->gattrs.a[j].key, a->key, a->klen) == 0)
+                return DEC_DECLINE_GENAI;
+    }
+    const Attr *operation = genai_attr(c, "gen_ai.operation.name"), *provider = genai_attr(c, "gen_ai.provider.name");
+    const Attr *former_provider = genai_attr(c, "gen_ai.system"), *request_model = genai_attr(c, "gen_ai.request.model");
+    if (!operation && !(request_model && (provider || former_provider))) return GENAI_NOT_A_CALL;
+    const Attr *former_op = operation ? NULL : genai_attr(c, "llm.request.type");
+    c->mscratch.n = 0;
+    Py_ssize_t chars = 2, part;
+    if ((part = model_part(c, provider ? &provider->v : former_provider ? &former_provider->v : NULL, 1, NULL)) < 0)
+        return part == -1 ? DEC_NOMEM : DEC_DECLINE_GENAI;
+    chars += part;
+    c->mscratch.a[c->mscratch.n++] = '/';
+    if ((part = model_part(c, request_model ? &request_model->v : NULL, 0, NULL)) < 0) return DEC_NOMEM;
+    chars += part;
+    c->mscratch.a[c->mscratch.n++] = '/';
+    if ((part = operation ? model_part(c, &operation->v, 0, NULL)
+                          : model_part(c, former_op ? &former_op->v : NULL, 0, former_operation)) < 0)
+        return DEC_NOMEM;
+    chars += part;
+    model->kind = V_STRING;
+    model->s = c->mscratch.a;
+    model->slen = c->mscratch.n;
+    model->schars = chars;
+    const Attr *response_model = genai_attr(c, "gen_ai.response.model");
+    *version_v = response_model && response_model->v.kind == V_STRING ? &response_model->v : NULL;
+    size_t n = 0;
+    for (size_t k = 0; k < c->gattrs.n; k++) {
+        const Attr *a = &c->gattrs.a[k];
+        const GenAiName *name = NULL;
+        for (size_t m = 0; m < sizeof GENAI_NAMES / sizeof *GENAI_NAMES && !name; m++)
+            if (a->klen == strlen(GENAI_NAMES[m].key) && memcmp(a->key, GENAI_NAMES[m].key, a->klen) == 0)
+                name = &GENAI_NAMES[m];
+        if (!name) continue;
+        size_t flen = strlen(name->feature);
+        int seen = 0; /* a current name and its former one on one span: the first counts */
+        for (size_t j = 0; j < n && !seen; j++) seen = refs[j].nlen == flen && memcmp(refs[j].name, name->feature, flen) == 0;
+        if (seen) continue;
+        const Val *v = &a->v;
+        if (name->categorical && v->kind == V_ARRAY) { /* one text per choice, joined: only one here */
+            if (array_elements(c, v)) return DEC_DECLINE_WIRE;
+            if (c->elems.n != 1 || c->elems.a[0].kind != V_STRING) return DEC_DECLINE_GENAI;
+            v = &c->elems.a[0]; /* until the next array_elements: this span writes no other array */
+        }
+        ColumnRef r = {(const uint8_t *)name->feature, flen, (Py_ssize_t)flen, v, 0};
+        refs[n++] = r;
+    }
+    if (start_ns && end_ns > start_ns) {
+        dur->kind = V_DOUBLE;
+        dur->d = (double)(end_ns - start_ns) / 1e9;
+        ColumnRef r = {(const uint8_t *)GENAI_DURATION, sizeof GENAI_DURATION - 1, sizeof GENAI_DURATION - 1, dur, 0};
+        refs[n++] = r;
+    }
+    *nrefs = n;
+    return DEC_OK;
+}
+
 static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_code) {
     const Val *model_v = c->res_model_set ? &c->res_model : NULL;
     const Val *version_v = c->res_version_set ? &c->res_version : NULL;
@@ -779,14 +927,26 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
             refs[nrefs++] = r;
         }
     }
+    Val genai_model, genai_dur;
     if (!model_v) {
         /* ML attributes without a model (an SDK attribute limit evicted it, say): rejected, so the sender hears
-           why (model_name_missing); a span with none is ordinary traffic. */
+           why (model_name_missing); a span with none is ordinary traffic, or a GenAI model call. */
         if (nrefs || emb_v) rc = DEC_REJECT;
-        else if (c->genai && c->span_genai) rc = DEC_DECLINE_GENAI; /* a model call: genai.py reads it */
-        else c->ignored++;
+        else if (c->genai == GENAI_DECLINE && c->span_genai) rc = DEC_DECLINE_GENAI; /* genai.py reads it */
+        else if (c->genai == GENAI_DECODE && c->span_genai) {
+            rc = genai_call(c, start_ns, end_ns, refs, &nrefs, &genai_model, &version_v, &genai_dur);
+            if (rc == DEC_OK) {
+                model_v = &genai_model; /* then as any prediction span */
+                goto genai;
+            }
+            if (rc == GENAI_NOT_A_CALL) {
+                rc = DEC_OK;
+                c->ignored++;
+            }
+        } else c->ignored++;
         goto done;
     }
+genai:
     /* The Python decoder's rejections, in its order (DEC_REJECT). */
     if (model_v->kind != V_STRING || model_v->slen == 0) { rc = DEC_REJECT; goto done; }
     const uint8_t *version = (const uint8_t *)"";
@@ -879,6 +1039,11 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
 
     Group *g = group_in(c, model_v->s, model_v->slen, version, vlen);
     if (!g) { rc = DEC_NOMEM; goto done; }
+    if (g->model == c->mscratch.a) { /* a new group of a GenAI call: its own copy of the composed name */
+        if (!(g->mown = PyMem_RawMalloc(g->mlen))) { rc = DEC_NOMEM; goto done; }
+        memcpy(g->mown, g->model, g->mlen);
+        g->model = g->mown;
+    }
     if (g->version == (const uint8_t *)vbuf) { /* a new group keeps its own copy of an integer version */
         memcpy(g->vbuf, vbuf, vlen);
         g->version = (const uint8_t *)g->vbuf;
@@ -945,6 +1110,7 @@ static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
     int status = 0;
     c->attrs.n = 0;
     c->span_genai = 0;
+    c->gattrs.n = 0;
     while (p < end) {
         if (next_field(M_SPAN, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
         switch (f.num) {
@@ -955,8 +1121,10 @@ static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
             if (parse_key_value(f.ptr, f.ptr + f.len, 5, &a)) return DEC_DECLINE_WIRE;
             if (STARTS(a.key, a.klen, "ml.")) {
                 if (PUSH(c->attrs, a)) return DEC_NOMEM;
-            } else if (STARTS(a.key, a.klen, "gen_ai.")) {
-                c->span_genai = 1;
+            } else if (c->genai && (STARTS(a.key, a.klen, "gen_ai.") || EQUALS(a.key, a.klen, "error.type") ||
+                                    EQUALS(a.key, a.klen, "llm.request.type"))) {
+                if (a.key[0] == 'g') c->span_genai = 1;
+                if (c->genai == GENAI_DECODE && PUSH(c->gattrs, a)) return DEC_NOMEM;
             }
             break;
         }
@@ -1166,12 +1334,27 @@ fail:
     return out;
 }
 
+static PyObject *genai_names(PyObject *self, PyObject *unused) {
+    size_t n = sizeof GENAI_NAMES / sizeof *GENAI_NAMES;
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    for (size_t k = 0; out && k < n; k++) {
+        PyObject *t = Py_BuildValue("(ssO)", GENAI_NAMES[k].key, GENAI_NAMES[k].feature,
+                                    GENAI_NAMES[k].categorical ? Py_True : Py_False);
+        if (!t) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)k, t);
+    }
+    return out;
+}
+
 static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer buf;
     Ctx c;
     memset(&c, 0, sizeof c);
     unsigned long long now_ns, future_limit_ns;
-    if (!PyArg_ParseTuple(args, "y*nnnnnnKKp", &buf, &c.max_batch_size, &c.max_features_per_span,
+    if (!PyArg_ParseTuple(args, "y*nnnnnnKKi", &buf, &c.max_batch_size, &c.max_features_per_span,
                           &c.max_category_length, &c.max_name_length, &c.max_id_length, &c.max_embedding_dimension,
                           &now_ns, &future_limit_ns, &c.genai))
         return NULL;
@@ -1241,7 +1424,10 @@ static PyMethodDef methods[] = {
      "decode(data, max_batch_size, max_features_per_span, max_category_length, max_name_length, max_id_length, "
      "max_embedding_dimension, now_ns, future_limit_ns, genai) -> (received, accepted, ignored, groups, rejected span "
      "ranges as int64 quadruples) or an int: 1 = declined (wire format), 2 = declined (a span only the Python decoder "
-     "can decode), 5 = declined (embedding dimensions differ), 6 = declined (a GenAI span, with genai true)"},
+     "can decode), 5 = declined (embedding dimensions differ), 6 = declined (a GenAI span the Python decoder reads: "
+     "genai 1, or captured content); genai: 0 GenAI spans are ordinary traffic, 1 declined, 2 decoded"},
+    {"genai_names", genai_names, METH_NOARGS,
+     "The GenAI mapping this decoder applies: [(span attribute, feature, categorical)] (genai.py's defaults)."},
     {"schema", schema, METH_NOARGS, "The message schema this decoder validates against: {message: {field: "
                                     "(kind, message type, repeated, in a oneof)}}."},
     {NULL, NULL, 0, NULL},

@@ -287,7 +287,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits, genai: GenAiConfi
     future_limit = now_ns + limits.max_clock_skew_seconds * 1e9  # the reference compares ints to this float
     out = _otlp_columns.decode(data, limits.max_batch_size, limits.max_features_per_span, limits.max_category_length,
                                limits.max_name_length, limits.max_id_length, limits.max_embedding_dimension, now_ns,
-                               min(max(math.floor(future_limit), 0), 2**64 - 1), (genai or GenAiConfig()).enabled)
+                               min(max(math.floor(future_limit), 0), 2**64 - 1), _genai_mode(genai or GenAiConfig()))
     if isinstance(out, int):
         DECLINED[_DECLINE_REASONS[out]] += 1
         return None
@@ -334,6 +334,12 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits, genai: GenAiConfi
             embedding_dimension=int(dimension),
         ))
     return result
+
+
+def _genai_mode(genai: GenAiConfig) -> int:
+    """What the compiled decoder does with GenAI spans: 0 ordinary traffic (GenAI off), 2 decode them with the default
+    mapping, 1 decline them (overrides in ``genai.features``: genai.py applies those)."""
+    return 0 if not genai.enabled else 1 if genai.features else 2
 
 
 _DECLINE_REASONS = {1: "wire_format", 2: "float_model_version", 5: "embedding_dimension_mismatch", 6: "genai_span"}

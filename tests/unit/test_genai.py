@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import json
 import re
+from unittest import mock
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otel_ml.config import ConfigError, load_config
-from otel_ml.decode import DecodeLimits
+from otel_ml.decode import DecodeLimits, genai
 from otel_ml.decode.genai import GenAiConfig
-from otel_ml.decode.otlp import COMPILED, DECLINED, decode_request, decode_request_compiled, decode_request_python
+from otel_ml.decode.otlp import (
+    COMPILED,
+    DECLINED,
+    _otlp_columns,
+    decode_request,
+    decode_request_compiled,
+    decode_request_python,
+)
 from tests.support import request
+from tests.unit.test_decode_compiled import NOW, same
 
 CURRENT = {  # what opentelemetry-instrumentation-openai-v2 2.4b0 writes with gen_ai_latest_experimental and content
     "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
@@ -93,47 +101,61 @@ def test_genai_config_from_yaml_and_a_feature_name_the_output_uses_is_refused(tm
         load_config(str(path))
 
 
+WITHOUT_CONTENT = {k: v for k, v in CURRENT.items() if not k.endswith(".messages")}
+
+
 @pytest.mark.skipif(not COMPILED, reason="compiled decoder not built")
-def test_the_compiled_decoder_hands_genai_requests_to_the_reference_and_keeps_the_rest() -> None:
-    """GenAI calls are read by genai.py (JSON content, two vintages): the compiled decoder declines a request that
-    has one, unless GenAI is off, and both decoders then give the same result."""
-    spans = [CURRENT, {"ml.model.name": "m", "ml.feature.x": 2.0}, {"http.method": "GET"}]
-    data = request(*spans).SerializeToString()
-    before = DECLINED["genai_span"]
-    assert decode_request_compiled(data, DecodeLimits(), GenAiConfig()) is None
-    assert DECLINED["genai_span"] == before + 1
-    compiled_off = decode_request_compiled(data, DecodeLimits(), GenAiConfig(enabled=False))
-    python_off = decode_request_python(data, DecodeLimits(), GenAiConfig(enabled=False))
-    assert compiled_off is not None and [b.model for b in compiled_off.batches] == ["m"]
-    assert (compiled_off.spans_ignored, python_off.spans_ignored) == (2, 2)
-    both = decode_request(data)
-    reference = decode_request_python(data)
-    assert [(b.model, sorted(b.numeric)) for b in both.batches] == [(b.model, sorted(b.numeric))
-                                                                      for b in reference.batches]
-    for got, want in zip(both.batches, reference.batches):
-        for name in want.numeric:
-            np.testing.assert_array_equal(got.numeric[name], want.numeric[name])
+def test_the_compiled_decoder_reads_genai_calls_as_the_reference_does_and_hands_it_content_and_overrides() -> None:
+    """The compiled decoder applies genai.py's default mapping (the same table: genai_names) to calls without
+    captured content; content (JSON messages, the former indexed attributes) and mapping overrides are genai.py's
+    alone: such a request goes to the reference. With GenAI off both ignore the calls."""
+    assert {key: (feature, bool(categorical)) for key, feature, categorical in _otlp_columns.genai_names()} == {
+        **{k: (f, False) for k, f in genai.NUMERIC.items()}, **{k: (f, True) for k, f in genai.CATEGORICAL.items()}}
+    former = {k: v for k, v in FORMER.items() if not k.startswith(("gen_ai.prompt.", "gen_ai.completion."))}
+    plain = [WITHOUT_CONTENT, former, {**WITHOUT_CONTENT, "gen_ai.response.finish_reasons": ["length"],
+                                       "error.type": "timeout", "gen_ai.request.model": "gpt-4o"},
+             {"ml.model.name": "m", "ml.feature.x": 2.0}, {"http.method": "GET"}, {"gen_ai.tool.name": "search"}]
+    with mock.patch("time.time_ns", return_value=NOW):
+        data = request(*plain).SerializeToString()
+        compiled = decode_request_compiled(data, DecodeLimits(), GenAiConfig())
+        assert compiled is not None
+        same(compiled, decode_request_python(data, DecodeLimits(), GenAiConfig()))
+        assert sorted(b.model for b in compiled.batches) == ["m", "openai/gpt-4o-mini/chat", "openai/gpt-4o/chat"]
+        before = DECLINED["genai_span"]
+        for spans, config in (([CURRENT], GenAiConfig()), ([FORMER], GenAiConfig()),
+                              ([WITHOUT_CONTENT], GenAiConfig(features={"gen_ai.request.seed": "seed"}))):
+            assert decode_request_compiled(request(*spans).SerializeToString(), DecodeLimits(), config) is None
+        assert DECLINED["genai_span"] == before + 3
+        off = GenAiConfig(enabled=False)
+        compiled_off = decode_request_compiled(data, DecodeLimits(), off)
+        assert compiled_off is not None and [b.model for b in compiled_off.batches] == ["m"]
+        same(compiled_off, decode_request_python(data, DecodeLimits(), off))
 
 
 GENAI_KEYS = sorted({*CURRENT, *FORMER, "error.type", "gen_ai.tool.name", "gen_ai.response.time_to_first_chunk"})
+PLAIN_KEYS = [k for k in GENAI_KEYS if not k.endswith(".messages") and not k.startswith(("gen_ai.prompt.",
+                                                                                          "gen_ai.completion."))]
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.dictionaries(
-    st.sampled_from(GENAI_KEYS),
-    st.one_of(st.text(max_size=30), st.integers(-2**63, 2**63 - 1), st.floats(), st.booleans(),
+    st.one_of(st.sampled_from(PLAIN_KEYS), st.sampled_from(GENAI_KEYS)),  # mostly what the compiled decoder reads
+    st.one_of(st.sampled_from(["OpenAI", "ÖpenAI", "chat", "completion", "embedding", ""]), st.text(max_size=30),
+              st.integers(-2**63, 2**63 - 1), st.floats(), st.booleans(),
               st.lists(st.text(max_size=5), max_size=3), st.just("[{\"role\": 1, \"parts\": [3, {}]}]"),
               st.just("{\"not\": \"a list\"}")),
     max_size=12), min_size=1, max_size=4))
 def test_fuzzed_genai_spans_are_decoded_or_refused_with_a_reason_never_a_crash(spans: list[dict]) -> None:
-    """Any values under the GenAI names: every span is accepted, ignored or rejected with a reason, and with GenAI
-    off the compiled decoder's result is the reference's."""
+    """Any values under the GenAI names: every span is accepted, ignored or rejected with a reason, and whatever
+    the compiled decoder does not decline it decodes as the reference does (GenAI on and off)."""
     data = request(*spans).SerializeToString()
     result = decode_request_python(data, DecodeLimits())
     assert result.spans_accepted + result.spans_ignored + sum(result.rejected.values()) == len(spans)
     for batch in result.batches:
         assert batch.model.count("/") >= 2 and not any(name.startswith("ml.") for name in batch.numeric)
     if COMPILED:
-        off = GenAiConfig(enabled=False)
-        compiled, reference = decode_request_compiled(data, DecodeLimits(), off), decode_request_python(data, None, off)
-        assert compiled is not None and (compiled.spans_ignored, compiled.batches) == (reference.spans_ignored, [])
+        with mock.patch("time.time_ns", return_value=NOW):
+            for config in (GenAiConfig(), GenAiConfig(enabled=False)):
+                compiled = decode_request_compiled(data, DecodeLimits(), config)
+                if compiled is not None:  # else declined: the reference's result is the one used
+                    same(compiled, decode_request_python(data, DecodeLimits(), config))
