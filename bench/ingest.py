@@ -185,7 +185,7 @@ def main() -> None:
         return
     if args.genai:
         cores = int(args.cores.split(",")[0])
-        print("| round | spans | count | processor CPU s | spans per processor CPU-second | vs limit |")
+        print("| round | load | spans | processor CPU s | spans per processor CPU-second | vs limit |")
         print("|---|---|---|---|---|---|")
         rates = {"classic (20 ml.feature.*)": [], "GenAI (openai-v2 chat calls)": []}
         for k in range(args.rounds):
