@@ -94,11 +94,14 @@ def send_predictions_and_log_labels(endpoint: str, model: str, rows: pd.DataFram
     logs.shutdown()
 
 
+GENAI_MODEL, GENAI_CALLS = "openai/gpt-4o-mini/chat", 400
+
+
 def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve_factory) -> None:
     require_collector()
     col_grpc, col_http, col_prom = free_port(), free_port(), free_port()
     config = tmp_path / "otel-ml.yaml"
-    config.write_text("export:\n  otlp:\n    interval_seconds: 1\n")
+    config.write_text("export:\n  distribution: true\n  otlp:\n    interval_seconds: 1\n")
     # A classifier with a labelled baseline: realized, estimated and reference performance through the Collector.
     rng_perf = np.random.default_rng(5)
     baselines = tmp_path / "baselines"
@@ -107,6 +110,15 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
     subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "gw-perf", "--input",
                     str(tmp_path / "reference.csv"), "--prediction-column", "y_pred", "--probability-column", "p",
                     "--target-column", "y", "--output", str(baselines / "gw-perf.json")], check=True,
+                   capture_output=True)
+    # LLM calls (GenAI spans): a reference of past calls, so the dashboard's GenAI row has decisions to show.
+    rng_genai = np.random.default_rng(6)
+    pd.DataFrame({"gen_ai.usage.input_tokens": rng_genai.integers(5, 40, 2000),
+                  "gen_ai.usage.output_tokens": rng_genai.integers(3, 15, 2000),
+                  "gen_ai.response.finish_reason": rng_genai.choice(["stop", "length"], 2000, p=[0.95, 0.05])}
+                 ).to_csv(tmp_path / "genai.csv", index=False)
+    subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", GENAI_MODEL, "--input",
+                    str(tmp_path / "genai.csv"), "--output", str(baselines / "genai.json")], check=True,
                    capture_output=True)
     sp = serve_factory("--config", str(config), "--otlp-metrics-endpoint", f"http://127.0.0.1:{col_grpc}",
                        "--window", "1", "--horizon", "3", "--evaluation-interval", "0.5",
@@ -128,11 +140,12 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         for _ in range(50):
             tracer.start_span("GET /health", attributes={"http.route": "/health"}).end()
         # LLM calls as GenAI instrumentations describe them (no ml.* attribute): through the filter, a model each.
-        for k in range(20):
+        for k in range(GENAI_CALLS):
             tracer.start_span("chat gpt-4o-mini", attributes={
                 "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10 + k,
-                "gen_ai.usage.output_tokens": 5}).end()
+                "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": int(rng.integers(5, 40)),
+                "gen_ai.usage.output_tokens": int(rng.integers(3, 15)),
+                "gen_ai.response.finish_reasons": ["length" if k % 4 == 0 else "stop"]}).end()
         # One unusable ML span: passes the Collector's filter, rejected by otel-ml with a reason.
         tracer.start_span("predict", attributes={"ml.model.name": "gw-model", "ml.batch.size": 2,
                                                  "ml.feature.amount": [1.0]}).end()
@@ -165,11 +178,12 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         for s in scrape(sp.prom_port):
             if s.name.startswith("otel_ml_spans"):
                 own[s.name] = own.get(s.name, 0) + s.value
-        # ... the 20 GenAI spans, and the 400 gw-perf prediction spans; 400 ground-truth log records, the ordinary
-        # log line filtered out.
-        assert own["otel_ml_spans_received_total"] == 1516 + 20 + 800 and own.get("otel_ml_spans_ignored_total", 0) == 0
-        [calls] = select(scrape(sp.prom_port), "ml_predictions_total", ml_model_name="openai/gpt-4o-mini/chat")
-        assert calls.value == 20
+        # ... the GenAI spans, and the 400 gw-perf prediction spans; 400 ground-truth log records, the ordinary log
+        # line filtered out.
+        assert own["otel_ml_spans_received_total"] == 1516 + GENAI_CALLS + 800
+        assert own.get("otel_ml_spans_ignored_total", 0) == 0
+        [calls] = select(scrape(sp.prom_port), "ml_predictions_total", ml_model_name=GENAI_MODEL)
+        assert calls.value == GENAI_CALLS
 
         def realized() -> dict[str, float] | None:
             got = {r["metric"]["ml_performance_metric"]: float(r["value"][1])
@@ -201,7 +215,7 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         dashboard = json.loads((REPO / "examples" / "grafana" / "otel-ml-dashboard.json").read_text())
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
-                expr = (target["expr"].replace("$model", "gw-model|gw-perf").replace("$version", ".*")
+                expr = (target["expr"].replace("$model", f"gw-model|gw-perf|{GENAI_MODEL}").replace("$version", ".*")
                         .replace("$feature", ".*"))
                 # rate() over [1m] needs two samples of the series: wait for them (the Collector re-exports what it
                 # scraped, at its own interval)
