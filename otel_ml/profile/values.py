@@ -70,7 +70,11 @@ def categorical_values(num: np.ndarray | None, cat: np.ndarray | None, n: int) -
         has_num = ~np.isnan(num)
         if has_num.any():
             values = np.where(has_num, category_strings(num), values)
-    hit = np.isin(values, _BOOL_SPELLINGS)  # one pass over the column
+    if values.dtype.kind == "U" and values.dtype.itemsize < 16:
+        return values  # texts of at most 3 characters: no spelling of a bool (np.isin's sort was 5% of ingest)
+    hit = np.zeros(len(values), dtype=bool)
+    for spelling in _BOOL_SPELLINGS:
+        hit |= values == spelling
     if hit.any():
         values = np.where(hit, np.char.lower(values.astype(str)), values)
     return values
