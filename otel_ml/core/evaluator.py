@@ -225,6 +225,8 @@ def _log_integer_codes(key: Key, current: ModelProfile, most: int = 5) -> None:
     for name, profile in current.features.items():
         if profile.kind != NUMERIC or profile.count < 100 or profile.max - profile.min > 1000:
             continue
+        if name.startswith("gen_ai."):  # an LLM call's counts and parameters (max_tokens): numbers, not classes
+            continue
         values = np.unique(profile.weighted_items()[0])
         if len(values) <= most and np.all(values == np.floor(values)):
             codes.append(f"{name} ({', '.join(f'{v:g}' for v in values)})")
