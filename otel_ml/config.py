@@ -20,7 +20,7 @@ import yaml
 
 from otel_ml import semconv
 from otel_ml.analyze.drift import CATEGORICAL_METHODS, DEFAULT_EFFECT_SIZE, NUMERIC_METHODS, DriftConfig
-from otel_ml.analyze.performance import ALTERNATIVES, PerformanceConfig
+from otel_ml.analyze.performance import ALTERNATIVES, OBJECTIVE_METRICS, PerformanceConfig
 from otel_ml.core.references import MAX_BASELINE_BYTES
 from otel_ml.decode.genai import GenAiConfig
 from otel_ml.decode.limits import DecodeLimits
@@ -307,6 +307,14 @@ def _validate(cfg: ServiceConfig) -> None:
     need(cfg.performance.max_classes >= 2, "performance.max_classes", ">= 2", cfg.performance.max_classes)
     need(0 <= cfg.performance.max_unsupported_share <= 1, "performance.max_unsupported_share", "in [0, 1]",
          cfg.performance.max_unsupported_share)
+    for model, objectives in cfg.performance.objectives.items():
+        need(isinstance(objectives, dict), f"performance.objectives.{model}", "a mapping of metric to objective",
+             objectives)
+        for metric, objective in objectives.items():
+            where = f"performance.objectives.{model}.{metric}"
+            need(metric in OBJECTIVE_METRICS, where, f"a metric among {', '.join(OBJECTIVE_METRICS)}", metric)
+            need(isinstance(objective, (int, float)) and not isinstance(objective, bool) and 0 < objective < 1,
+                 where, "an objective in (0, 1): 1 - objective is the error budget", objective)
     need(cfg.performance.alternative in ALTERNATIVES, "performance.alternative", f"one of {', '.join(ALTERNATIVES)}",
          cfg.performance.alternative)
     need(cfg.performance.loss_rows_per_window >= 1, "performance.loss_rows_per_window", ">= 1",

@@ -58,6 +58,10 @@ class PerformanceConfig:
     Bounds the loss models' cost at high volume (bench.dle_cost)."""
     loss_sample_ratio: float = 0.05
     """Share of a window's predictions past ``loss_rows_per_window`` whose expected loss is computed."""
+    objectives: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Model-quality objectives (SLOs): ``{MODEL: {METRIC: objective}}`` for metrics in ``OBJECTIVE_METRICS``
+    (e.g. ``{"churn": {"accuracy": 0.9}}``), exported as ``ml_performance_objective``; the shipped burn-rate alerts
+    (examples/prometheus/otel-ml-alerts.yaml) spend the budget ``1 - objective`` (docs/statistics.md)."""
     max_unsupported_share: float = 0.1
     """A label-free estimate over predictions of which more than this share lie outside the reference's support
     (probabilities beyond the range the calibration map was learned on) is marked unreliable and its decisions are
@@ -65,6 +69,8 @@ class PerformanceConfig:
 
 
 ALTERNATIVES = ("worse", "either")
+OBJECTIVE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+"""Metrics an objective can be set for: in [0, 1], higher is better, so ``1 - objective`` is an error budget."""
 TWO_SIDED_METRICS = frozenset({"bias"})
 """Metrics with no better direction: tested two-sided whatever ``alternative`` says."""
 _BIN_CENTERS = (np.arange(PROBABILITY_BINS) + 0.5) / PROBABILITY_BINS
@@ -201,6 +207,8 @@ class PerformanceReport:
     segment_reference: str = ""
     """What segments are compared with: ``segment`` (the baseline's rows of the same segment) or ``model`` (a
     baseline without segments: the model's whole reference)."""
+    objectives: dict[str, float] = field(default_factory=dict)
+    """The model's objectives (``PerformanceConfig.objectives``), per metric."""
     segment_contributions: list[SegmentContribution] = field(default_factory=list)
     """Per realized metric, each segment's part of its change from the reference (mix and within), the most
     harmful first."""
@@ -412,6 +420,7 @@ def assess_all(model: str, version: str, current: PerformanceProfile | None, ref
     options = (config.threshold, config.positive_class, config.min_labels, config.tolerance, config.alternative,
                config.max_unsupported_share)
     report = assess(model, version, current, reference, alpha, *options)
+    report.objectives = dict(config.objectives.get(model, {}))
     assess_segments(report, current, reference, alpha, *options)
     return report
 

@@ -174,6 +174,9 @@ PERFORMANCE_GAUGES = [
     MetricDef(sc.METRIC_PERFORMANCE_ESTIMATED, "gauge", "", "Label-free (confidence-based) estimate of performance "
               "over the horizon, from ml.prediction.probability and the baseline's calibration"),
     MetricDef(sc.METRIC_PERFORMANCE_REFERENCE, "gauge", "", "Performance on the baseline's labelled rows"),
+    MetricDef(sc.METRIC_PERFORMANCE_OBJECTIVE, "gauge", "",
+              "The model's objective for a metric (performance.objectives): 1 - objective is the error budget the "
+              "shipped burn-rate alerts spend"),
     MetricDef(sc.METRIC_PERFORMANCE_DEGRADED, "gauge", "",
               "1 when realized performance is significantly worse than the reference's, else 0"),
     MetricDef(sc.METRIC_PERFORMANCE_ESTIMATED_DEGRADED, "gauge", "",
@@ -639,6 +642,11 @@ def _performance_series_of(r: PerformanceReport, metric: str, model: dict[str, s
     if metric == sc.METRIC_PERFORMANCE_ESTIMATE_OFF:
         for name, off in r.estimate_off.items():
             yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, 1.0 if off else 0.0
+        return
+    if metric == sc.METRIC_PERFORMANCE_OBJECTIVE:
+        if sc.ATTR_SEGMENT not in model:
+            for name, objective in r.objectives.items():
+                yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, objective
         return
     if metric == sc.METRIC_GROUND_TRUTH_DELAY:
         for q, v in (("0.5", r.delay_p50), ("0.95", r.delay_p95)):

@@ -221,7 +221,8 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
         "metrics": [{"metric": name, "realized": metric(r.realized, name), "estimated": metric(r.estimated, name),
                      "reference": reference(name), "degraded": r.degraded.get(name),
                      "estimated_degraded": r.estimated_degraded.get(name),
-                     "estimate_gap": metric(r.estimate_gap, name), "estimate_off": r.estimate_off.get(name)}
+                     "estimate_gap": metric(r.estimate_gap, name), "estimate_off": r.estimate_off.get(name),
+                     "objective": r.objectives.get(name)}
                     for name in names],
         "estimate_off": sorted(k for k, v in r.estimate_off.items() if v),
         "estimate_unsupported_share": number(r.unsupported_share),

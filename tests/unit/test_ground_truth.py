@@ -440,3 +440,30 @@ def test_a_label_batch_keeps_the_ids_as_sent_of_its_first_rows_through_a_selecti
     assert (part.prediction_id[:len(part.id_text)] == id_hash("m", part.id_text)).all()
     again = DecodeResult.from_bytes(DecodeResult([], labels=[part]).to_bytes()).labels[0]
     assert again.id_text.tolist() == part.id_text.tolist() and again.n_rows == part.n_rows
+
+
+def test_an_objective_in_config_is_on_the_report_in_the_api_and_exported_and_a_wrong_one_is_refused(
+        tmp_path: Path) -> None:
+    """Issue 46 part 3: performance.objectives gives the burn-rate alerts their budget (1 - objective)."""
+    from otel_ml.analyze.drift import DriftConfig
+    from otel_ml.analyze.performance import assess_all
+    from otel_ml.config import ConfigError, load_config
+    from otel_ml.export.metrics import performance_series
+    from otel_ml.read.views import performance_document
+
+    path = tmp_path / "c.yaml"
+    path.write_text("performance:\n  objectives:\n    m: {accuracy: 0.9, f1: 0.8}\n")
+    cfg = load_config(str(path)).performance
+    rng = np.random.default_rng(2)
+    report = assess_all("m", "", _binary(rng, rng.uniform(0.05, 0.95, 2_000)), None, DriftConfig(), cfg)
+    assert report.objectives == {"accuracy": 0.9, "f1": 0.8}
+    assert {s[0]["ml.performance.metric"]: s[1] for s in performance_series(report, "ml.performance.objective")} == {
+        "accuracy": 0.9, "f1": 0.8}
+    doc = performance_document(report)
+    assert {m["metric"]: m["objective"] for m in doc["metrics"]}["accuracy"] == 0.9
+    other = assess_all("other", "", _binary(rng, rng.uniform(0.05, 0.95, 200)), None, DriftConfig(), cfg)
+    assert list(performance_series(other, "ml.performance.objective")) == []
+    for bad, why in (("{rmse: 0.5}", "a metric among"), ("{accuracy: 1.0}", "in \\(0, 1\\)")):
+        path.write_text(f"performance:\n  objectives:\n    m: {bad}\n")
+        with pytest.raises(ConfigError, match=why):
+            load_config(str(path))
