@@ -71,9 +71,17 @@ def test_longer_prompts_show_as_token_and_finish_reason_drift_and_request_parame
             samples, "ml_drift_detected", ml_model_name=MODEL, ml_drift_method="overall")}
         return got if set(got) >= SHIFTED | STABLE | CONTENT else None
 
-    wait_for(decisions, timeout=120, what=f"drift decisions over all {calls} calls of {MODEL}")
-    time.sleep(1.5)  # an evaluation begun before the last call was applied is superseded by the next
-    got = decisions()
+    got = wait_for(decisions, timeout=120, what=f"drift decisions over all {calls} calls of {MODEL}")
+    # An evaluation begun before the last call was applied may be the one exported first: the decisions are read
+    # until two readings 1.5 s apart (three evaluations) agree.
+    deadline = time.monotonic() + 60
+    while True:
+        time.sleep(1.5)
+        now = decisions()
+        if now == got:
+            break
+        assert time.monotonic() < deadline, f"the decisions never settled: {got} then {now}"
+        got = now
     assert got is not None
     assert {f for f in SHIFTED | CONTENT if got[f] == 1.0} == SHIFTED | CONTENT, got
     assert {f for f in STABLE if got[f] == 1.0} == set(), got
