@@ -59,10 +59,15 @@ def main() -> None:
     rng = random.Random(args.seed)
     calls = 0
     end = time.monotonic() + args.seconds
-    while time.monotonic() < end:
-        client.chat.completions.create(model=args.model, messages=prompt(rng, args.prompts),
-                                       temperature=rng.choice([0.0, 0.3, 0.7]), max_tokens=rng.choice([64, 96]))
-        calls += 1
+    try:
+        while time.monotonic() < end:
+            client.chat.completions.create(model=args.model, messages=prompt(rng, args.prompts),
+                                           temperature=rng.choice([0.0, 0.3, 0.7]), max_tokens=rng.choice([64, 96]))
+            calls += 1
+    except openai.APIError as e:  # the usual cause: no server at OPENAI_BASE_URL
+        provider.shutdown()
+        raise SystemExit(f"chat_app: {type(e).__name__} from {client.base_url} ({e}); start one with "
+                         "python examples/genai/fake_openai.py and set OPENAI_BASE_URL") from None
     provider.shutdown()  # exports what is left
     print(calls)
 

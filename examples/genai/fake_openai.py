@@ -97,7 +97,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18080)
     args = parser.parse_args()
-    web.run_app(application(), host=args.host, port=args.port)
+    try:
+        web.run_app(application(), host=args.host, port=args.port)
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise SystemExit(f"fake_openai: cannot listen on {args.host}:{args.port}: {e.strerror}") from None
 
 
 if __name__ == "__main__":
