@@ -24,7 +24,7 @@ import numpy as np
 from otel_ml.analyze.drift import DriftConfig
 from otel_ml.analyze.performance import PerformanceConfig, assess, performance_alpha
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
-from otel_ml.decode.outcomes import id_hash
+from otel_ml.decode.ids import id_hash
 from otel_ml.labels.ground_truth import GroundTruth
 from otel_ml.labels.pending import LabelsConfig
 from otel_ml.profile.performance import reference_performance

@@ -263,6 +263,9 @@ def _validate(cfg: ServiceConfig) -> None:
         need(isinstance(feature, str) and not semconv.is_reserved_feature(feature), f"genai.features.{attribute}",
              "a feature name (text; \"\" leaves the attribute out) that is not one the model output is profiled "
              "under", feature)
+    for evaluation, labels in cfg.genai.pass_labels.items():
+        need(isinstance(labels, list) and bool(labels) and all(isinstance(x, str) and x for x in labels),
+             f"genai.pass_labels.{evaluation}", "a list of the score labels that are a pass", labels)
     windows = cfg.windows.horizon_seconds / cfg.windows.window_seconds
     need(windows >= 1 and abs(windows - round(windows)) < 1e-9, "windows.horizon_seconds",
          f"a whole number of windows (windows.window_seconds = {cfg.windows.window_seconds:g})",

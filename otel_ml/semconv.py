@@ -70,6 +70,19 @@ GENAI_DURATION = "gen_ai.client.operation.duration"
 GENAI_PROMPT_MESSAGES = "gen_ai.prompt.messages"
 GENAI_PROMPT_CHARACTERS = "gen_ai.prompt.characters"
 GENAI_RESPONSE_CHARACTERS = "gen_ai.response.characters"
+GENAI_CALL_ID_COLUMN = "gen_ai.call.id"
+"""Decoded like a column for each GenAI call (its span id's low 53 bits), then taken out of the batch as the call's
+``prediction_id`` (a hash of it in ``GENAI_CALLS``): what its evaluation results join it by."""
+GENAI_CALLS = "gen_ai.call"
+"""The id namespace of GenAI calls: a call's id hash does not depend on its model, since an evaluation result
+does not name one."""
+GENAI_EVALUATION_EVENT = "gen_ai.evaluation.result"
+GENAI_EVALUATION_NAME = "gen_ai.evaluation.name"
+GENAI_EVALUATION_SCORE = "gen_ai.evaluation.score.value"
+GENAI_EVALUATION_LABEL = "gen_ai.evaluation.score.label"
+GENAI_EVALUATIONS = "gen_ai.evaluation"
+"""The ``LabelBatch.model`` of evaluation results (their version: the evaluation's name) on their way to the join,
+and the model their unmatched counts are reported under."""
 
 PREDICTION_FEATURE = "prediction"
 PREDICTION_SCORE_FEATURE = "prediction.score"
@@ -93,7 +106,7 @@ SEGMENT_COLUMN = "(segment)"
 their outcomes count in their segment's performance (never profiled)."""
 RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
                                     PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN, MULTIVARIATE_FEATURE,
-                                    CORRELATION_FEATURE, SEGMENT_COLUMN})
+                                    CORRELATION_FEATURE, SEGMENT_COLUMN, GENAI_CALL_ID_COLUMN})
 """``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``, nor
 ``(embedding).<anything>``): they would merge with the model output or a derived column. The processor rejects such
 spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
@@ -129,6 +142,7 @@ REJECTION_REASONS = (
     "invalid_sequence", "ground_truth_without_id", "ground_truth_missing_value", "ground_truth_unsupported",
     "invalid_ground_truth", "invalid_prediction_id", "prediction_id_too_long", "invalid_embedding",
     "embedding_length_mismatch", "embedding_too_large", "embedding_dimension_mismatch", "invalid_probability",
+    "invalid_evaluation", "evaluation_without_call",
 )
 """Every ``reason`` of ``otel_ml.spans.rejected`` (docs/semantic-conventions.md#rejected-spans); each series is
 exported from the start at 0."""
@@ -203,6 +217,12 @@ METRIC_PERFORMANCE_ESTIMATE_GAP = "ml.performance.estimate_gap"
 METRIC_PERFORMANCE_ESTIMATE_OFF = "ml.performance.estimate_off"
 METRIC_PERFORMANCE_ESTIMATE_UNSUPPORTED = "ml.performance.estimate_unsupported"
 METRIC_PERFORMANCE_OBJECTIVE = "ml.performance.objective"
+METRIC_GENAI_EVALUATION_PASS_RATE = "ml.genai.evaluation.pass_rate"
+METRIC_GENAI_EVALUATION_SCORE = "ml.genai.evaluation.score"
+METRIC_GENAI_EVALUATION_RESULTS = "ml.genai.evaluation.results"
+METRIC_GENAI_EVALUATION_DEGRADED = "ml.genai.evaluation.degraded"
+ATTR_GENAI_EVALUATION = GENAI_EVALUATION_NAME
+ATTR_GENAI_EVALUATION_TEST = "ml.genai.evaluation.test"  # "pass_rate" | "mean_score"
 METRIC_GROUND_TRUTH = "ml.ground_truth"
 METRIC_GROUND_TRUTH_UNMATCHED = "ml.ground_truth.unmatched"
 METRIC_GROUND_TRUTH_COVERAGE = "ml.ground_truth.coverage"

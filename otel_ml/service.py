@@ -157,7 +157,7 @@ class ProcessorService:
         return GroundTruth(str(directory / f"p{partition}" if shared else directory), config.labels, config.performance,
                            lambda m, v: self.live.performance_reference(m, v),
                            int(config.limits.max_clock_skew_seconds * 1e9),
-                           archives=self._archived(config) and not shared)
+                           archives=self._archived(config) and not shared, pass_labels=config.genai.pass_labels)
 
     def readiness(self) -> tuple[bool, str]:
         """Ready while requests can be made durable and every source is there (a Kinesis stream deleted: not)."""

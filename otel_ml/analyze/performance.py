@@ -19,7 +19,9 @@ import numpy as np
 from scipy import stats
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
+from otel_ml.analyze.evaluations import EvaluationReport, assess_evaluations
 from otel_ml.analyze.segments import SegmentContribution, shift_share
+from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.performance import (
     CLASSIFICATION,
     HIGHER_IS_BETTER,
@@ -225,6 +227,8 @@ class PerformanceReport:
     """Why the estimates' decisions were withheld (``outside_reference_support``), or ""."""
     withheld: dict[str, str] = field(default_factory=dict)
     """Realized metrics not reported, each with why (a multiclass model's log loss past the join's class limit)."""
+    evaluations: list[EvaluationReport] = field(default_factory=list)
+    """An LLM model's evaluation results, per evaluation (analyze/evaluations.py)."""
 
     @property
     def coverage(self) -> float:
@@ -413,14 +417,21 @@ def _estimate_gaps(report: PerformanceReport, cur: PerformanceProfile, reference
 
 
 def assess_all(model: str, version: str, current: PerformanceProfile | None, reference: PerformanceReference | None,
-               drift: DriftConfig, config: PerformanceConfig) -> PerformanceReport:
+               drift: DriftConfig, config: PerformanceConfig,
+               pinned_evaluations: dict[str, EvaluationScores] | None = None) -> PerformanceReport:
     """``assess`` and ``assess_segments`` with the processor's settings: what the evaluator, the range reads (API,
-    pages, ``otel-ml report``) and the notebook client all decide with, so they decide alike."""
+    pages, ``otel-ml report``) and the notebook client all decide with, so they decide alike. An LLM model's
+    evaluation results are decided against the baseline's, else ``pinned_evaluations`` (its first horizon)."""
     alpha = performance_alpha(drift, config)
     options = (config.threshold, config.positive_class, config.min_labels, config.tolerance, config.alternative,
                config.max_unsupported_share)
     report = assess(model, version, current, reference, alpha, *options)
     report.objectives = dict(config.objectives.get(model, {}))
+    baseline = reference.profile.evaluations if reference is not None else {}
+    if (current is not None and current.evaluations) or baseline or pinned_evaluations:
+        report.evaluations = assess_evaluations(
+            current.evaluations if current is not None else {}, baseline or pinned_evaluations,
+            "baseline" if baseline else "pinned", alpha, config.min_labels)
     assess_segments(report, current, reference, alpha, *options)
     return report
 

@@ -31,6 +31,17 @@ def _segment_bins(specs: list[str], segment_by: list[str] | None) -> dict[str, l
 
 
 
+def _pass_labels(specs: list[str]) -> dict[str, list[str]]:
+    """``--pass-labels EVALUATION=L1,L2`` as {evaluation: [labels]}."""
+    out = {}
+    for spec in specs:
+        name, _, labels = spec.partition("=")
+        if not name or not labels.strip(","):
+            raise ValueError(f"--pass-labels {spec!r}: want EVALUATION=LABEL[,LABEL...]")
+        out[name] = [x for x in labels.split(",") if x]
+    return out
+
+
 @contextlib.contextmanager
 def _reference_file(args: argparse.Namespace) -> Iterator[str]:
     """``--input``, or (``--format`` a capture) its rows' features and outputs as a Parquet file for as long as the
@@ -79,7 +90,8 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
             class_probability_columns=class_columns(args.class_probability_column),
             multivariate=args.multivariate, correlation_features=args.correlation_features,
             embedding_column=args.embedding_column, segment_by=args.segment_by or (),
-            max_segments=args.max_segments, segment_bins=_segment_bins(args.segment_bins or [], args.segment_by))
+            max_segments=args.max_segments, segment_bins=_segment_bins(args.segment_bins or [], args.segment_by),
+            pass_labels=_pass_labels(args.pass_labels or []))
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -104,10 +116,13 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         print(f"otel-ml: left out of the baseline: {', '.join(sorted(left_out))} (id- or time-like; --keep COLUMN "
               "to profile one anyway)", file=sys.stderr)
     kinds = profile.kinds()
-    if profile.performance is not None:
+    if profile.performance is not None and profile.performance.profile.task is not None:
         shown = ", ".join(f"{k} {v[0]:.4g}" for k, v in profile.performance.profile.metrics(
             profile.performance.positive_class).items())
         print(f"reference performance: {shown}")
+    for name, ev in (profile.performance.profile.evaluations if profile.performance is not None else {}).items():
+        print(f"reference evaluation {name}: {ev.n} results, pass rate {ev.pass_rate()[0]:.4g}, mean score "
+              f"{ev.mean_score()[0]:.4g}")
     print(f"baseline for model {args.model!r} version {args.model_version!r}: {profile.rows} rows, "
           f"{len(kinds)} features ({sum(k == 'numeric' for k in kinds.values())} numeric, "
           f"{sum(k == 'categorical' for k in kinds.values())} categorical) → {output}")
@@ -207,6 +222,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="a multiclass model's probability of CLASS (ml.prediction.probability.CLASS); repeat for "
                             "each class. With --target-column: per-class calibration maps for multiclass estimates, "
                             "and one-vs-rest ROC AUC and log loss of the reference")
+    build.add_argument("--pass-labels", action="append", metavar="EVALUATION=L1,L2",
+                       help="an LLM model's evaluation whose labels L1, L2, ... are a pass, every other a fail (as "
+                            "the processor's genai.pass_labels); columns gen_ai.evaluation.<name>.score and .label "
+                            "of the table are its past evaluation results: the reference of its evaluations")
     build.add_argument("--multivariate", action="store_true",
                        help="also fit a PCA of the features (65%% of their variance): the processor then tests each "
                             "row's reconstruction error as the feature '(multivariate)', which drifts when features "

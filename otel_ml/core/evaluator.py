@@ -23,6 +23,7 @@ from otel_ml.analyze.performance import (
 from otel_ml.core.live import Key, LiveModels
 from otel_ml.core.memory import return_free_memory
 from otel_ml.core.snapshot import Snapshot
+from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import PerformanceProfile
 from otel_ml.profile.sketch import NUMERIC
@@ -140,12 +141,14 @@ class Evaluator:
             waiting = tuple(k for k in self.live.references.baselines if k not in views)
             live_models = len(views)
             labels_waiting = self._labels_waiting()
-        performance = tuple(self._performance(set(views), {(r.model, r.version): r for r in reports}))
+        pinned: dict[Key, dict[str, EvaluationScores]] = {}  # filled by _performance
+        performance = tuple(self._performance(set(views), {(r.model, r.version): r for r in reports}, pinned))
         with self.live.lock:
             labels = self.live.label_status()
         snapshot = Snapshot(reports=tuple(reports), performance=performance,
                             profiles=MappingProxyType(profiles), live_models=live_models, waiting_baselines=waiting,
-                            waiting=MappingProxyType(labels_waiting), labels=MappingProxyType(labels))
+                            waiting=MappingProxyType(labels_waiting), labels=MappingProxyType(labels),
+                            evaluation_references=MappingProxyType(pinned))
         self.snapshot = snapshot
         for fn in self._subscribers:
             try:
@@ -177,7 +180,8 @@ class Evaluator:
                 out[kind] = (r + rows, b + size, limits[kind])
         return out
 
-    def _performance(self, evaluated: set[Key], drift: dict[Key, ModelReport]) -> list[PerformanceReport]:
+    def _performance(self, evaluated: set[Key], drift: dict[Key, ModelReport], pinned: dict[Key, dict]
+                     ) -> list[PerformanceReport]:
         """Realized and estimated performance of every evaluated model with labels, probabilities or a labelled
         baseline: each partition's performance windows of the model merged. A regressor's label-free estimates
         (DLE) carry the share of its rows outside the reference's support, from the drift report's data quality."""
@@ -194,6 +198,12 @@ class Evaluator:
                     part = state.labels.current(*key)
                     if part is not None:
                         currents.setdefault(key, PerformanceProfile(cfg.max_classes)).merge(part)
+                for key in state.labels.evaluations.references:  # shared mode: each partition's share of it
+                    ref = state.labels.evaluations.reference(*key, state.labels.pending.clock(key[0]))
+                    if ref is not None and self.live.views_policy.exports(key[0]):
+                        merged = pinned.setdefault(key, {})
+                        for name, scores in ref.items():
+                            merged.setdefault(name, EvaluationScores()).merge(scores)
             self.live.count_labels()
             references = {}
             # Not a model released since it was evaluated: find() would read its pinned reference back into
@@ -204,7 +214,7 @@ class Evaluator:
                     references[key] = found[0].performance
         out = []
         for key in sorted(set(currents) | set(references)):
-            report = assess_all(*key, currents.get(key), references.get(key), self.drift, cfg)
+            report = assess_all(*key, currents.get(key), references.get(key), self.drift, cfg, pinned.get(key))
             ref = references.get(key)
             if ref is not None and ref.loss_models and report.estimated and key in drift:
                 withhold_outside_support(report, loss_inputs_unsupported(drift[key], ref), cfg.max_unsupported_share)

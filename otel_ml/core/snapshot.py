@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from otel_ml.analyze.drift import ModelReport
 from otel_ml.analyze.performance import PerformanceReport
+from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.model import ModelProfile
 
 Key = tuple[str, str]
@@ -41,6 +42,10 @@ class Snapshot:
     labels: Mapping[Key, dict] = field(default_factory=lambda: MappingProxyType({}))
     """Per (model, label version): labels joined, not joined by reason, examples and diagnoses
     (``LiveModels.label_status``)."""
+    evaluation_references: Mapping[Key, dict[str, EvaluationScores]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    """LLM models' evaluation references pinned from their first horizon (labels/evaluations.py): what a range read
+    decides their evaluations with when no baseline has them, as the evaluator did."""
     taken_ns: int = field(default_factory=time.time_ns)
 
     def report(self, model: str, version: str) -> ModelReport | None:

@@ -403,6 +403,8 @@ typedef struct {
     int span_genai; /* per span: a gen_ai.* attribute was seen */
     AttrVec gattrs; /* per span, with GENAI_DECODE: its gen_ai.*, error.type and llm.request.type attributes */
     U8Vec mscratch; /* per span: a GenAI call's model name, <provider>/<request model>/<operation> */
+    int64_t span_key; /* per span: its span id's low 53 bits (0: none), a GenAI call's gen_ai.call.id */
+    Val key_val; /* the gen_ai.call.id column's value */
     /* results */
     int64_t received, accepted, ignored;
     GroupVec groups;
@@ -734,6 +736,8 @@ static const GenAiName GENAI_NAMES[] = {
     {"gen_ai.output.type", "gen_ai.output.type", 1},
 };
 #define GENAI_DURATION "gen_ai.client.operation.duration"
+#define GENAI_CALL_ID "gen_ai.call.id"
+#define GENAI_EVALUATION_EVENT "gen_ai.evaluation.result"
 enum { GENAI_NOT_A_CALL = -1 };
 
 static const Attr *genai_attr(const Ctx *c, const char *key) {
@@ -842,6 +846,12 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
         dur->kind = V_DOUBLE;
         dur->d = (double)(end_ns - start_ns) / 1e9;
         ColumnRef r = {(const uint8_t *)GENAI_DURATION, sizeof GENAI_DURATION - 1, sizeof GENAI_DURATION - 1, dur, 0};
+        refs[n++] = r;
+    }
+    if (c->span_key) { /* what its evaluation results join it by (evaluations.py call_key) */
+        c->key_val.kind = V_INT;
+        c->key_val.i = c->span_key;
+        ColumnRef r = {(const uint8_t *)GENAI_CALL_ID, sizeof GENAI_CALL_ID - 1, sizeof GENAI_CALL_ID - 1, &c->key_val, 0};
         refs[n++] = r;
     }
     *nrefs = n;
@@ -1102,18 +1112,41 @@ static int parse_status(const uint8_t *p, const uint8_t *end, int *code) {
     return 0;
 }
 
+/* 1 when a span event is a GenAI evaluation result (otlp.py reads those: the request is declined). */
+static int is_evaluation_event(const uint8_t *p, const uint8_t *end) {
+    MsgState st = {0, 0};
+    Field f;
+    while (p < end) {
+        if (next_field(M_EVENT, &p, end, &st, &f)) return 0; /* skim() declines it */
+        if (f.num == 2) return EQUALS(f.ptr, f.len, GENAI_EVALUATION_EVENT);
+    }
+    return 0;
+}
+
 static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
     const uint8_t *span = p;
     MsgState st = {0, 0};
     Field f;
     uint64_t start_ns = 0, end_ns = 0;
-    int status = 0;
+    int status = 0, evaluation = 0;
     c->attrs.n = 0;
     c->span_genai = 0;
     c->gattrs.n = 0;
+    c->span_key = 0;
     while (p < end) {
         if (next_field(M_SPAN, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
         switch (f.num) {
+        case 2:
+            if (f.len == 8) {
+                uint64_t k = 0;
+                for (int i = 0; i < 8; i++) k = (k << 8) | f.ptr[i];
+                c->span_key = (int64_t)(k & ((1ULL << 53) - 1));
+            }
+            break;
+        case 11:
+            if (skim(f.sub, f.ptr, f.ptr + f.len, 5)) return DEC_DECLINE_WIRE;
+            if (c->genai && is_evaluation_event(f.ptr, f.ptr + f.len)) evaluation = 1;
+            break;
         case 7: start_ns = f.u; break;
         case 8: end_ns = f.u; break;
         case 9: {
@@ -1135,6 +1168,7 @@ static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
             if (f.kind == F_MESSAGE && skim(f.sub, f.ptr, f.ptr + f.len, 5)) return DEC_DECLINE_WIRE;
         }
     }
+    if (evaluation) return DEC_DECLINE_GENAI;
     int rc = process_span(c, start_ns, end_ns, status);
     if (rc == DEC_REJECT) {
         if (PUSH(c->rejected, (int64_t)(span - c->base)) || PUSH(c->rejected, (int64_t)(end - span)) ||

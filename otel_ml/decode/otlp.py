@@ -31,6 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from otel_ml import semconv
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, parse_protobuf
 from otel_ml.decode.embedding import embedding_columns
+from otel_ml.decode.evaluations import Evaluation, EvaluationRows, is_evaluation_attribute, read_evaluation
 from otel_ml.decode.genai import GenAiConfig, genai_call
 from otel_ml.decode.limits import NUMBER_LIMIT, DecodeLimits, id_problem, probability_problem, truth_problem
 from otel_ml.decode.outcomes import split_outcomes
@@ -404,6 +405,7 @@ def decode_request_python(
     builders: dict[tuple[str, str], _ColumnBuilder] = {}
     now_ns = time.time_ns()
     result = DecodeResult(batches=[], received_ns=now_ns)
+    evaluations = EvaluationRows()
     for rs in request.resource_spans:
         res_model, res_version = _resource_model(rs.resource)
         for ss in rs.scope_spans:
@@ -415,12 +417,44 @@ def decode_request_python(
                     result.rejected[r.reason] += 1
                     result.examples.setdefault(r.reason, r.detail)
                     continue
+                if genai.enabled and span.events:
+                    try:
+                        ok = _evaluation_events(span, ok, evaluations) or ok
+                    except _Rejected as r:
+                        result.rejected[r.reason] += 1
+                        result.examples.setdefault(r.reason, r.detail)
+                        continue
                 if ok:
                     result.spans_accepted += 1
                 else:
                     result.spans_ignored += 1
     result.batches = [b.build() for b in builders.values() if b.n_rows or b.span_end]
+    result.labels.extend(evaluations.batches())
     return result
+
+
+def _evaluation_events(span: Span, is_call: bool, evaluations: EvaluationRows) -> bool:
+    """Add the span's ``gen_ai.evaluation.result`` events: results for the span itself when it is a GenAI call
+    (``is_call``), else for its parent. True when any was taken. OTLP counts spans, not events: a span neither
+    taken otherwise nor for any result is rejected with the first unusable result's reason; an unusable result on a
+    span that is taken is left out (the span's other results and its call are kept)."""
+    taken = False
+    problem: tuple[str, str] | None = None
+    for event in span.events:
+        if event.name != semconv.GENAI_EVALUATION_EVENT:
+            continue
+        ev = read_evaluation({kv.key: kv.value for kv in event.attributes if is_evaluation_attribute(kv.key)})
+        if not isinstance(ev, Evaluation):
+            problem = problem or ev
+        elif evaluations.add(ev, span.span_id if is_call else span.parent_span_id,
+                             event.time_unix_nano or span.end_time_unix_nano):
+            taken = True
+        else:
+            problem = problem or ("evaluation_without_call", f"a {semconv.GENAI_EVALUATION_EVENT} event on a span "
+                                  "that is no GenAI call and has no parent")
+    if problem is not None and not taken and not is_call:
+        raise _Rejected(*problem)
+    return taken
 
 
 def _resource_model(resource: Resource) -> tuple[AnyValue | None, AnyValue | None]:

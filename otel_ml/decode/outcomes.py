@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -18,82 +20,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ID_TEXT_SAMPLE, ColumnarBatch, DecodeResult, LabelBatch, parse_protobuf
+from otel_ml.decode.evaluations import Evaluation, EvaluationRows, call_ids, read_evaluation
+from otel_ml.decode.ids import id_hash, ids_as_text
 from otel_ml.decode.limits import DecodeLimits, id_problem, truth_problem
-
-_FNV_PRIME = np.uint64(1099511628211)
-_MASK64 = (1 << 64) - 1
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: every input bit moves every output bit (the low bits decide sampling)."""
-    h = h ^ (h >> np.uint64(30))
-    h = h * np.uint64(0xBF58476D1CE4E5B9)
-    h = h ^ (h >> np.uint64(27))
-    h = h * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
-def _model_seed(model: str) -> np.uint64:
-    h = 14695981039346656037
-    for b in model.encode("utf-8") + b"\x00":
-        h = ((h ^ b) * 1099511628211) & _MASK64
-    return np.uint64(h)
-
-
-def id_hash(model: str, ids: np.ndarray) -> np.ndarray:
-    """uint64 hash of each (model, id); 0 where the id is empty. ``ids`` is a numpy str array (any width: the
-    hash does not depend on the padding), so this costs a few numpy passes per character position, not a Python
-    call per row. Not keyed: an id's hash is as identifying as the id, and is stored only in the state dir.
-
-    >>> a = id_hash("m", np.array(["req-1", "", "req-22"]))
-    >>> bool(a[0] != 0), int(a[1]), bool(a[0] == id_hash("m", np.array(["req-1"], dtype="<U40"))[0])
-    (True, 0, True)
-    >>> bool(a[0] == id_hash("other", np.array(["req-1"]))[0])
-    False
-    """
-    ids = np.ascontiguousarray(ids)
-    n = len(ids)
-    width = ids.dtype.itemsize // 4
-    h = np.full(n, _model_seed(model), dtype=np.uint64)
-    if n == 0 or width == 0:
-        return np.zeros(n, dtype=np.uint64)
-    codes = ids.view(np.uint32).reshape(n, width)
-    with np.errstate(over="ignore"):
-        for j in range(width):
-            c = codes[:, j].astype(np.uint64)
-            h = np.where(c != 0, (h ^ c) * _FNV_PRIME, h)
-        out = _mix(h)
-    out[codes[:, 0] == 0] = 0
-    out[out == 0] = 1  # 0 means "no id"; a real id hashing to 0 (p = 2^-64) becomes 1
-    out[codes[:, 0] == 0] = 0
-    return out
-
-
-def number_text(values: np.ndarray) -> np.ndarray:
-    """Finite numbers as the text an int attribute would have been: ``1.0`` → ``"1"``, ``2.5`` → ``"2.5"``; one
-    numpy conversion for the whole-number ones (ids, class labels), Python's repr only for the others.
-
-    >>> number_text(np.array([1.0, 2.5, -3.0])).tolist()
-    ['1', '2.5', '-3']
-    """
-    whole = values == np.floor(values)
-    out = np.empty(len(values), dtype=object)
-    out[whole] = values[whole].astype(np.int64).astype(str)
-    if not whole.all():
-        out[~whole] = [repr(float(x)) for x in values[~whole]]
-    return out.astype(str)
-
-
-def ids_as_text(numeric: np.ndarray | None, categorical: np.ndarray | None, n: int) -> np.ndarray:
-    """One str array from an id column decoded as numbers (int ids) and/or strings."""
-    out = categorical if categorical is not None else np.full(n, "", dtype="<U1")
-    if numeric is not None:
-        ok = np.isfinite(numeric)
-        if ok.any():
-            text = number_text(numeric[ok])
-            out = out.astype(np.result_type(out.dtype, text.dtype))
-            out[ok] = text
-    return out
 
 
 @dataclass
@@ -114,6 +43,12 @@ def split_outcomes(result: DecodeResult) -> DecodeResult:
         id_cat = b.categorical.pop(semconv.PREDICTION_ID_COLUMN, None)
         b.invalid.pop(semconv.GROUND_TRUTH_COLUMN, None)
         b.invalid.pop(semconv.PREDICTION_ID_COLUMN, None)
+        call_num = b.numeric.pop(semconv.GENAI_CALL_ID_COLUMN, None)
+        if call_num is not None:  # a GenAI model's calls: keyed for their evaluation results (decode/evaluations.py)
+            b.invalid.pop(semconv.GENAI_CALL_ID_COLUMN, None)
+            b.prediction_id = call_ids(call_num)
+            batches.append(b)
+            continue
         ids = id_text = None
         if id_num is not None or id_cat is not None:
             id_text = ids_as_text(id_num, id_cat, b.n_rows)
@@ -206,6 +141,8 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
     result = DecodeResult(batches=[], received_ns=now_ns)
     groups: dict[tuple[str, str], _LabelRows] = {}
     future_limit = now_ns + limits.max_clock_skew_seconds * 1e9
+    evaluations = EvaluationRows()
+    rejected_before = 0
 
     def reject(reason: str, detail: str) -> None:
         result.rejected[reason] += 1
@@ -221,9 +158,15 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
         for sl in rl.scope_logs:
             for rec in sl.log_records:
                 result.spans_received += 1
-                attrs = {kv.key: kv.value for kv in rec.attributes if kv.key.startswith(("ml.", "event.name"))}
+                attrs = {kv.key: kv.value for kv in rec.attributes
+                         if kv.key.startswith(("ml.", "event.name", "gen_ai.evaluation."))}
                 event = getattr(rec, "event_name", "") or (_id_text(attrs["event.name"]) if "event.name" in attrs
                                                            else "")
+                if event == semconv.GENAI_EVALUATION_EVENT:
+                    _evaluation_record(rec, attrs, evaluations, now_ns, future_limit, reject)
+                    result.spans_accepted += not result.rejected.total() - rejected_before
+                    rejected_before = result.rejected.total()
+                    continue
                 gt = attrs.get(semconv.GROUND_TRUTH)
                 if gt is None:
                     if event == semconv.GROUND_TRUTH_EVENT:
@@ -292,4 +235,21 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
             result.labels.append(LabelBatch(model, version, id_hash(model, text),
                                             np.array(rows.values, dtype=np.float64), np.array(rows.labels),
                                             np.array(rows.times, dtype=np.int64), text[:ID_TEXT_SAMPLE]))
+    result.labels.extend(evaluations.batches())
     return result
+
+
+def _evaluation_record(rec: Any, attrs: dict[str, AnyValue], evaluations: EvaluationRows, now_ns: int,
+                       future_limit: float, reject: Callable[[str, str], None]) -> None:
+    """A ``gen_ai.evaluation.result`` log record: a result for the call whose span it is parented to."""
+    ev = read_evaluation(attrs)
+    if not isinstance(ev, Evaluation):
+        reject(*ev)
+        return
+    t = rec.time_unix_nano or rec.observed_time_unix_nano or now_ns
+    if t > future_limit:
+        reject("timestamp_in_future", f"log record {(t - now_ns) / 1e9:.0f}s in the future")
+    elif not evaluations.add(ev, rec.span_id, t):
+        reject("evaluation_without_call", f"a {semconv.GENAI_EVALUATION_EVENT} record without the span context of "
+               "the call it evaluates (a gen_ai.response.id alone cannot be joined: emit it while the call's span "
+               "is current, or with its context)")

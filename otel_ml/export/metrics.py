@@ -193,6 +193,17 @@ PERFORMANCE_GAUGES = [
     MetricDef(sc.METRIC_GROUND_TRUTH_COVERAGE, "gauge", "",
               "Share of the horizon's predictions with an id that have their label"),
     MetricDef(sc.METRIC_GROUND_TRUTH_DELAY, "gauge", "s", "Label delay quantiles (label time - prediction time)"),
+    MetricDef(sc.METRIC_GENAI_EVALUATION_PASS_RATE, "gauge", "",
+              "An LLM model's evaluation pass rate (gen_ai.evaluation.result labels that pass, over those that pass "
+              "or fail) over the performance horizon, per gen_ai.evaluation.name and ml.sample (current, reference)"),
+    MetricDef(sc.METRIC_GENAI_EVALUATION_SCORE, "gauge", "",
+              "An LLM model's mean evaluation score over the performance horizon, per gen_ai.evaluation.name and "
+              "ml.sample (current, reference)"),
+    MetricDef(sc.METRIC_GENAI_EVALUATION_RESULTS, "gauge", "{result}",
+              "Evaluation results joined to the horizon's calls, per gen_ai.evaluation.name"),
+    MetricDef(sc.METRIC_GENAI_EVALUATION_DEGRADED, "gauge", "",
+              "1 when an evaluation changed for the worse against the reference (ml.genai.evaluation.test: "
+              "pass_rate dropped, mean_score moved), else 0"),
 ]
 
 
@@ -648,6 +659,10 @@ def _performance_series_of(r: PerformanceReport, metric: str, model: dict[str, s
             for name, objective in r.objectives.items():
                 yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, objective
         return
+    if metric in EVALUATION_METRICS:
+        if sc.ATTR_SEGMENT not in model:
+            yield from _evaluation_series(r, metric, model)
+        return
     if metric == sc.METRIC_GROUND_TRUTH_DELAY:
         for q, v in (("0.5", r.delay_p50), ("0.95", r.delay_p95)):
             if _finite(v):
@@ -668,3 +683,25 @@ def _performance_series_of(r: PerformanceReport, metric: str, model: dict[str, s
     decisions = r.degraded if metric == sc.METRIC_PERFORMANCE_DEGRADED else r.estimated_degraded
     for name, degraded in decisions.items():
         yield {**model, sc.ATTR_PERFORMANCE_METRIC: name}, 1.0 if degraded else 0.0
+
+
+EVALUATION_METRICS = frozenset({sc.METRIC_GENAI_EVALUATION_PASS_RATE, sc.METRIC_GENAI_EVALUATION_SCORE,
+                                sc.METRIC_GENAI_EVALUATION_RESULTS, sc.METRIC_GENAI_EVALUATION_DEGRADED})
+
+
+def _evaluation_series(r: PerformanceReport, metric: str, model: dict[str, str]
+                       ) -> Iterator[tuple[dict[str, str], float]]:
+    """An LLM model's evaluation gauges (analyze/evaluations.py), per evaluation."""
+    for e in r.evaluations:
+        attrs = {**model, sc.ATTR_GENAI_EVALUATION: e.name}
+        if metric == sc.METRIC_GENAI_EVALUATION_RESULTS:
+            yield attrs, float(e.results)
+        elif metric == sc.METRIC_GENAI_EVALUATION_DEGRADED:
+            for test, degraded in e.degraded.items():
+                yield {**attrs, sc.ATTR_GENAI_EVALUATION_TEST: test}, 1.0 if degraded else 0.0
+        else:
+            pass_rate = metric == sc.METRIC_GENAI_EVALUATION_PASS_RATE
+            for sample, rate in (("current", e.pass_rate if pass_rate else e.mean_score),
+                                 ("reference", e.reference_pass_rate if pass_rate else e.reference_mean_score)):
+                if rate is not None and _finite(rate.value):
+                    yield {**attrs, sc.ATTR_SAMPLE: sample}, rate.value

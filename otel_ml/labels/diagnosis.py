@@ -18,7 +18,7 @@ array of at most ``MAX_GONE`` hashes, against which each batch of predictions wi
 per id, only while it is not empty). Held in memory, not checkpointed: a restart starts the examples afresh, while
 the counts (in the checkpoint) go on.
 
->>> from otel_ml.decode.outcomes import id_hash
+>>> from otel_ml.decode.ids import id_hash
 >>> d = UnmatchedLabels()
 >>> d.record("m", "", "duplicate", np.array(["r1", "r2"]))
 >>> d.document("m", "")["examples"]
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from otel_ml.decode.outcomes import id_hash
+from otel_ml.decode.ids import id_hash
 
 EXAMPLES = 5
 """Example ids kept per reason (per model and label version)."""

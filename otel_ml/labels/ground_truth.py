@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,8 +23,9 @@ import numpy as np
 from otel_ml import semconv
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
-from otel_ml.decode.outcomes import number_text
+from otel_ml.decode.ids import number_text
 from otel_ml.labels.diagnosis import UnmatchedLabels
+from otel_ml.labels.evaluations import EvaluationJoin, horizon_ns
 from otel_ml.labels.pending import JoinResult, LabelsConfig, PendingPredictions, seen
 from otel_ml.profile.class_probabilities import calibrate, class_columns
 from otel_ml.profile.loss_model import LossModel
@@ -63,14 +64,16 @@ class GroundTruth:
 
     def __init__(self, directory: str, labels: LabelsConfig, performance: PerformanceConfig,
                  reference_of: Callable[[str, str], PerformanceReference | None] | None = None,
-                 max_skew_ns: int = 3600 * 10**9, archives: bool = False) -> None:
+                 max_skew_ns: int = 3600 * 10**9, archives: bool = False,
+                 pass_labels: Mapping[str, list[str]] | None = None) -> None:
         self.config = performance
+        self.evaluations = EvaluationJoin(horizon_ns(performance), pass_labels or {})
+        """LLM calls' evaluation results: what they count in, and each model's reference (its first horizon)."""
         self.pending = PendingPredictions(directory, int(labels.ttl_seconds * 1e9), labels.max_pending,
                                           int(labels.early_ttl_seconds * 1e9), labels.max_early, labels.sample_ratio,
                                           max_skew_ns)
         self.window_ns = int(performance.window_seconds * 1e9)
-        # A whole number of windows, at least one, as the drift horizon (WindowConfig.horizon_ns).
-        self.horizon_ns = max(1, round(performance.horizon_seconds / performance.window_seconds)) * self.window_ns
+        self.horizon_ns = horizon_ns(performance)
         self.windows: dict[tuple[str, str], dict[int, PerformanceProfile]] = {}
         self._reference_of = reference_of or (lambda m, v: None)
         self.applied: Counter[tuple[str, str]] = Counter()
@@ -273,13 +276,13 @@ class GroundTruth:
         self.diagnosis.on_predictions(batch.model, batch.version, ids[kept])
         for due in self.pending.take_early(ids[kept]):
             self.diagnosis.joined_late(due.model, due.prediction_id)
-            self._count(due, self.pending.join(due, early=False))
+            self._count(due, self.pending.join(due, early=False, mark=due.model != semconv.GENAI_EVALUATIONS))
 
     # --- labels -----------------------------------------------------------------------------------------------
     def on_labels(self, labels: LabelBatch) -> None:
         if labels.n_rows:
             self.pending.observe(labels.model, int(labels.time_ns.max()))
-        self._count(labels, self.pending.join(labels))
+        self._count(labels, self.pending.join(labels, mark=labels.model != semconv.GENAI_EVALUATIONS))
 
     def _count(self, labels: LabelBatch, result: JoinResult) -> None:
         for reason, n in result.unmatched.items():
@@ -308,6 +311,12 @@ class GroundTruth:
             self.diagnosis.diagnose_ids(model, version, text[sampled], functools.partial(seen, self.pending))
 
     def _apply(self, labels: LabelBatch, index: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        if labels.model == semconv.GENAI_EVALUATIONS:  # LLM calls' evaluation results (labels/evaluations.py)
+            self.applied[(labels.model, labels.version)] += len(index)
+            self.totals[(labels.model, labels.version, "applied")] += len(index)
+            self.evaluations.apply(labels, index, rows, self.pending.codes.keys, self._window, self.window_ns,
+                                   self.pending.clock)
+            return
         value, text = labels.value[index], labels.label[index]
         delays = (labels.time_ns[index] - rows["time"]) / 1e9
         starts = rows["time"] // self.window_ns * self.window_ns
@@ -331,7 +340,8 @@ class GroundTruth:
                     c = sel & classified
                     if c.any():
                         truth = class_names(value[c], text[c])
-                        names = self._predicted(cls[c], pred[c], prob[c], positive)
+                        names = predicted_classes(self.pending.codes.classes, self.config.threshold, cls[c], pred[c],
+                                                  prob[c], positive)
                         pos = positive or conventional_positive(np.unique(np.concatenate([truth, names])).tolist())
                         prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
                         if by_class and "probs" in rows:  # a multiclass model's probabilities: realized AUC, log loss
@@ -343,20 +353,6 @@ class GroundTruth:
                     r = sel & ~classified
                     if r.any():
                         prof.add_regressed(value[r], pred[r], delays[r])
-
-    def _predicted(self, cls: np.ndarray, pred: np.ndarray, prob: np.ndarray, positive: str | None) -> np.ndarray:
-        """The predicted class of each matched row: its class code, else its numeric prediction, else (only a
-        probability) the side of the threshold it is on; "" when none is known."""
-        out = np.full(len(cls), "", dtype=object)
-        coded = cls >= 0
-        out[coded] = np.asarray(self.pending.codes.classes, dtype=object)[cls[coded]]
-        out[cls == -2] = OTHER_CLASS
-        numeric = (cls == -1) & np.isfinite(pred)
-        out[numeric] = number_text(pred[numeric])
-        if positive:
-            thresholded = (cls == -1) & ~np.isfinite(pred) & np.isfinite(prob)
-            out[thresholded] = np.where(prob[thresholded] >= self.config.threshold, positive, negative_of(positive))
-        return out.astype(str)
 
     # --- reading, time, state -----------------------------------------------------------------------------
     def current(self, model: str, version: str) -> PerformanceProfile | None:
@@ -409,8 +405,9 @@ class GroundTruth:
         return applied, unmatched
 
     def state(self) -> dict:
-        """The pending store's part of a checkpoint (its files written); windows go by ``take_changes``."""
-        return {"pending": self.pending.state()}
+        """The pending store's part of a checkpoint (its files written) and the evaluation references; windows go
+        by ``take_changes``."""
+        return {"pending": self.pending.state(), **self.evaluations.state(self.pending.clock)}
 
     def take_changes(self) -> PerformanceChanges:
         """What to write since the last call: live windows changed and gone, and archive rows (windows that left,
@@ -442,6 +439,7 @@ class GroundTruth:
                 quarantine_dir: Path | None = None) -> list[Loss]:
         """Restore a checkpoint's part; returns what could not be used (damaged files, damaged windows)."""
         losses = self.pending.restore(state.get("pending", {}), quarantine_dir)
+        self.evaluations.restore(state)
         self.windows = {}
         for m, v, start, blob in windows:
             try:
@@ -456,3 +454,19 @@ class GroundTruth:
     def waiting(self) -> dict[str, tuple[int, int]]:
         """Rows and bytes waiting (predictions for labels, labels for predictions): the gauges'."""
         return self.pending.waiting()
+
+
+def predicted_classes(classes: list[str], threshold: float, cls: np.ndarray, pred: np.ndarray, prob: np.ndarray,
+                      positive: str | None) -> np.ndarray:
+    """The predicted class of each matched row: its class code, else its numeric prediction, else (only a
+    probability) the side of the threshold it is on; "" when none is known."""
+    out = np.full(len(cls), "", dtype=object)
+    coded = cls >= 0
+    out[coded] = np.asarray(classes, dtype=object)[cls[coded]]
+    out[cls == -2] = OTHER_CLASS
+    numeric = (cls == -1) & np.isfinite(pred)
+    out[numeric] = number_text(pred[numeric])
+    if positive:
+        thresholded = (cls == -1) & ~np.isfinite(pred) & np.isfinite(prob)
+        out[thresholded] = np.where(prob[thresholded] >= threshold, positive, negative_of(positive))
+    return out.astype(str)

@@ -217,19 +217,6 @@ class PendingPredictions:
             except OSError as e:
                 log.warning("cannot write early labels to %s (%s); kept in memory for now", self.dir, e)
 
-    def _early_batches(self, parts: list[dict[str, np.ndarray]]) -> list[LabelBatch]:
-        parts = [p for p in parts if len(p["id"])]
-        if not parts:
-            return []
-        cols = {c: np.concatenate([np.asarray(p[c]) for p in parts]) for c in EARLY.names}
-        out = []
-        for code in np.unique(cols["key"]).tolist():
-            m = cols["key"] == code
-            model, version, _ = self.codes.keys[code]
-            out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m],
-                                  self.codes.class_names(cols["label"][m]), cols["time"][m]))
-        return out
-
     def take_early(self, ids: np.ndarray) -> list[LabelBatch]:
         """The waiting labels of ``ids`` (they stop waiting)."""
         parts = []
@@ -237,8 +224,14 @@ class PendingPredictions:
             if seg.kind != "early" or not seg.n:
                 continue
             sid = seg.cols["id"]
-            pos = np.minimum(np.searchsorted(sid, ids), seg.n - 1)
-            hit = (sid[pos] == ids) & ~seg.flags[pos]
+            # Every row of an id: one call's evaluation results wait as several rows of the same id.
+            lo, hi = np.searchsorted(sid, ids, "left"), np.searchsorted(sid, ids, "right")
+            found = hi > lo
+            if not found.any():
+                continue
+            lo, hi = lo[found], hi[found]
+            pos = np.repeat(hi - np.cumsum(hi - lo), hi - lo) + np.arange(int((hi - lo).sum()))
+            hit = ~seg.flags[pos]
             if hit.any():
                 rows = np.unique(pos[hit])
                 seg.flags[rows] = True
@@ -249,7 +242,7 @@ class PendingPredictions:
             if m.any():
                 parts.append({c: v[m] for c, v in b.items()})
                 self._early_buf[k] = {c: v[~m] for c, v in b.items()}
-        return self._early_batches(parts)
+        return early_batches(self.codes, parts)
 
     def expire_early(self) -> list[LabelBatch]:
         """Drop early labels older than ``early_ttl`` of their model's clock (they are ``unknown``); returns them."""
@@ -267,11 +260,14 @@ class PendingPredictions:
             if m.any():
                 parts.append({c: v[m] for c, v in b.items()})
                 self._early_buf[k] = {c: v[~m] for c, v in b.items()}
-        return self._early_batches(parts)
+        return early_batches(self.codes, parts)
 
     # --- labels -------------------------------------------------------------------------------------------
-    def join(self, labels: LabelBatch, now_ns: int | None = None, early: bool = True) -> JoinResult:
-        """Find each label's prediction and mark it labelled. Labels without one wait (``early``)."""
+    def join(self, labels: LabelBatch, now_ns: int | None = None, early: bool = True, mark: bool = True
+             ) -> JoinResult:
+        """Find each label's prediction and mark it labelled. Labels without one wait (``early``). ``mark=False``:
+        find without marking, and never call a label a duplicate (an LLM call's evaluation results: one per
+        evaluation)."""
         out = JoinResult()
         ids = labels.prediction_id
         now = max(self.clock(labels.model), now_ns or 0)
@@ -288,10 +284,11 @@ class PendingPredictions:
                 at = self._buf_index.get(int(ids[i]))
                 if at is None:
                     continue
-                if at < len(self._buf_labeled) and self._buf_labeled[at]:
-                    status[i] = -1
-                    continue
-                self._mark_buffer(at)
+                if mark:
+                    if at < len(self._buf_labeled) and self._buf_labeled[at]:
+                        status[i] = -1
+                        continue
+                    self._mark_buffer(at)
                 status[i] = 1
                 where.append(i)
                 at_list.append(at)
@@ -313,15 +310,16 @@ class PendingPredictions:
             if seg.kind == "gone":
                 status[which] = {"expired": -2, "evicted": -3}.get(seg.reason, -4)
                 continue
-            dup = seg.flags[at]
+            dup = seg.flags[at] if mark else np.zeros(len(at), bool)
             status[which[dup]] = -1
             which, at = which[~dup], at[~dup]
             old = seg.cols["time"][at] < now - self.ttl_ns
             status[which[old]] = -2
             which, at = which[~old], at[~old]
             if len(which):
-                seg.flags[at] = True
-                seg.dirty = True
+                if mark:
+                    seg.flags[at] = True
+                    seg.dirty = True
                 status[which] = 1
                 parts.append((which, {c: np.asarray(v[at]) for c, v in seg.cols.items()}))
         for code, reason in ((-1, "duplicate"), (-2, "expired"), (-3, "evicted"), (-4, "lost"), (-9, "not_sampled")):
@@ -516,3 +514,18 @@ def seen(pending: PendingPredictions, ids: np.ndarray) -> np.ndarray:
         pos = np.minimum(np.searchsorted(sid, ids), seg.n - 1)
         found |= sid[pos] == ids
     return found
+
+
+def early_batches(codes: RowCodes, parts: list[dict[str, np.ndarray]]) -> list[LabelBatch]:
+    """Early label rows (``parts``) as one ``LabelBatch`` per model and version."""
+    parts = [p for p in parts if len(p["id"])]
+    if not parts:
+        return []
+    cols = {c: np.concatenate([np.asarray(p[c]) for p in parts]) for c in EARLY.names}
+    out = []
+    for code in np.unique(cols["key"]).tolist():
+        m = cols["key"] == code
+        model, version, _ = codes.keys[code]
+        out.append(LabelBatch(model, version, cols["id"][m], cols["value"][m],
+                              codes.class_names(cols["label"][m]), cols["time"][m]))
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,16 @@ from otel_ml.decode.embedding import embedding_columns
 from otel_ml.decode.limits import NUMBER_LIMIT
 from otel_ml.decode.privacy import hash_batch, hash_classes, hashes_prediction
 from otel_ml.profile.comoments import Comoments
+from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.model import ModelProfile
-from otel_ml.profile.performance import REGRESSION, PerformanceReference, class_names, reference_performance
+from otel_ml.profile.performance import (
+    REGRESSION,
+    PerformanceProfile,
+    PerformanceReference,
+    class_names,
+    reference_performance,
+)
 from otel_ml.profile.reconstruction import Reconstruction
 from otel_ml.profile.segments import DEFAULT_MAX_SEGMENTS, SegmentCounts
 from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, SketchConfig
@@ -175,8 +182,11 @@ def build_baseline(
     segment_by: Sequence[str] = (),
     max_segments: int = DEFAULT_MAX_SEGMENTS,
     segment_bins: dict[str, list[float]] | None = None,
+    pass_labels: Mapping[str, list[str]] | None = None,
 ) -> ModelProfile:
-    """Profile every row of a CSV/Parquet file.
+    """Profile every row of a CSV/Parquet file. Columns ``gen_ai.evaluation.<name>.score`` and
+    ``gen_ai.evaluation.<name>.label`` are an LLM model's past evaluation results, not features: its evaluation
+    reference (``pass_labels``: as the processor's ``genai.pass_labels``).
 
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp(); f = os.path.join(d, "train.csv")
@@ -220,6 +230,7 @@ def build_baseline(
     # Segments: the windows of a model with this baseline are segmented the same way (profile/segments.py).
     segmented = SegmentCounts(tuple(segment_by), max_segments, bins=segment_bins) if segment_by else None
     segment_labels: list[np.ndarray] = []
+    evaluation_cells: dict[tuple[str, str], list[np.ndarray]] = {}
     row0 = 0
     for chunk in parts:
         if seen_columns is None:
@@ -237,6 +248,9 @@ def build_baseline(
         invalid: Counter[str] = Counter()
         for col, cells in chunk.items():
             if col in exclude:
+                continue
+            if evaluation := EVALUATION_COLUMN.fullmatch(col):  # (name, "score" or "label")
+                evaluation_cells.setdefault((evaluation[1], evaluation[2]), []).append(cells)
                 continue
             name = rename.get(col, col)
             # A column's kind is decided here once: numbers are numeric; text stays categorical, digit codes
@@ -307,7 +321,34 @@ def build_baseline(
             class_probability_columns, np.concatenate(segment_labels) if segment_labels else None)
         if profile.performance.profile.task == REGRESSION and inputs:
             profile.performance.loss_models = _loss_models(inputs, outcomes[target_column])
+    if evaluation_cells:
+        profile.performance = profile.performance or PerformanceReference(PerformanceProfile())
+        profile.performance.profile.evaluations = _evaluations(path, evaluation_cells, row0, pass_labels or {})
     return profile
+
+
+EVALUATION_COLUMN = re.compile(r"gen_ai\.evaluation\.(.+)\.(score|label)")
+"""A column of past evaluation results: ``gen_ai.evaluation.<name>.score`` or ``.label``."""
+
+
+def _evaluations(path: Path, cells: dict[tuple[str, str], list[np.ndarray]], rows: int,
+                 pass_labels: Mapping[str, list[str]]) -> dict[str, EvaluationScores]:
+    """Each evaluation's results in a table: a row with a score or a label is one result."""
+    out = {}
+    for name in sorted({n for n, _ in cells}):
+        scores = np.full(rows, np.nan)
+        if (name, "score") in cells:
+            as_num = _as_numeric(np.concatenate(cells[(name, "score")]))
+            if as_num is None:
+                raise ValueError(f"{path}: column gen_ai.evaluation.{name}.score holds text that is not a number")
+            scores = as_num
+        labels = _as_category(np.concatenate(cells[(name, "label")])) if (name, "label") in cells else \
+            np.full(rows, "")
+        labels = np.where(labels == "nan", "", labels)
+        scored = np.isfinite(scores) | (labels != "")
+        out[name] = EvaluationScores(pass_labels.get(name))
+        out[name].update(scores[scored], labels[scored])
+    return out
 
 
 def _embedding_vectors(path: Path, column: str, cells: np.ndarray) -> np.ndarray:

@@ -29,8 +29,9 @@ from typing import Any
 import datasketches as ds
 import numpy as np
 
-from otel_ml.decode.outcomes import number_text
+from otel_ml.decode.ids import number_text
 from otel_ml.profile.class_probabilities import ClassProbabilities, calibrate
+from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.loss_model import LossModel
 from otel_ml.profile.probability_bins import (
     PROBABILITY_BINS,
@@ -163,6 +164,8 @@ class PerformanceProfile:
         """Per-class probabilities of a multiclass model (``ml.prediction.probability.<class>``), on first use."""
         self.segments: dict[str, PerformanceProfile] = {}
         """Segment label → the same counts of its rows alone (a segmented model: profile/segments.py)."""
+        self.evaluations: dict[str, EvaluationScores] = {}
+        """An LLM call model's evaluation results by evaluation name (profile/evaluations.py)."""
 
     def segment(self, label: str) -> PerformanceProfile:
         """The profile of one segment's rows (made on first use)."""
@@ -172,6 +175,14 @@ class PerformanceProfile:
         return prof
 
     # --- update -------------------------------------------------------------------------------------------
+    def add_evaluations(self, name: str, scores: np.ndarray, labels: np.ndarray,
+                        pass_labels: Iterable[str] | None = None) -> None:
+        """Evaluation results (``name``) of this window's calls: a score (NaN: none) and a label each."""
+        ev = self.evaluations.get(name)
+        if ev is None:
+            ev = self.evaluations[name] = EvaluationScores(pass_labels)
+        ev.update(scores, labels)
+
     def add_predictions(self, with_id: int, probabilities: np.ndarray | None = None,
                         predicted_positive: np.ndarray | None = None) -> None:
         """Predictions arrived: ``with_id`` of them can be labelled; ``probabilities`` (NaN: none) feed estimates,
@@ -310,6 +321,8 @@ class PerformanceProfile:
                 getattr(self, name).merge(theirs)
         for label, prof in other.segments.items():
             self.segment(label).merge(prof)
+        for name, ev in other.evaluations.items():
+            self.evaluations.setdefault(name, EvaluationScores()).merge(ev)
 
     # --- read ---------------------------------------------------------------------------------------------
     @property
@@ -403,6 +416,8 @@ class PerformanceProfile:
             d["multiclass"] = self.multiclass.to_dict()
         if self.segments:
             d["segments"] = {label: prof.to_dict() for label, prof in self.segments.items()}
+        if self.evaluations:
+            d["evaluations"] = {name: ev.to_dict() for name, ev in self.evaluations.items()}
         return d
 
     @classmethod
@@ -418,6 +433,7 @@ class PerformanceProfile:
         if "multiclass" in d:
             p.multiclass = ClassProbabilities.from_dict(d["multiclass"])
         p.segments = {str(label): cls.from_dict(prof) for label, prof in d.get("segments", {}).items()}
+        p.evaluations = {str(name): EvaluationScores.from_dict(ev) for name, ev in d.get("evaluations", {}).items()}
         return p
 
     def residual_items(self) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,12 @@ def live_window_ns(conn: sqlite3.Connection) -> int | None:
     return json.loads(opened(row[0], "checkpoint")).get("service", {}).get("window_ns") if row else None
 
 
+def checkpoint_ground_truth(conn: sqlite3.Connection) -> dict:
+    """The ground-truth part of the last checkpoint (``GroundTruth.state``; empty before the first)."""
+    row = conn.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
+    return json.loads(opened(row[0], "checkpoint")).get("service", {}).get("ground_truth", {}) if row else {}
+
+
 def open_read_only(state_dir: str | Path) -> sqlite3.Connection:
     """The state database of ``state_dir``, read-only (the processor may be running), for the offline commands."""
     db = Path(state_dir) / DB_FILE

@@ -25,6 +25,7 @@ from typing import Any
 
 from otel_ml.analyze.drift import DriftConfig
 from otel_ml.analyze.performance import PerformanceConfig, PerformanceReport, assess_all
+from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.performance import PerformanceProfile, PerformanceReference, performance_profile
 from otel_ml.read.views import number, performance_document
 from otel_ml.state.archive import HOUR_NS
@@ -76,27 +77,35 @@ def merged(windows: Iterable[Window], max_classes: int = 32) -> PerformanceProfi
 
 
 def assess_range(model: str, version: str, windows: list[Window], reference: PerformanceReference | None,
-                 drift: DriftConfig, config: PerformanceConfig) -> PerformanceReport:
+                 drift: DriftConfig, config: PerformanceConfig,
+                 pinned_evaluations: dict[str, EvaluationScores] | None = None) -> PerformanceReport:
     """The performance of every prediction in ``windows`` (merged) against ``reference``, decided as the
-    processor decides (``assess_all``)."""
-    return assess_all(model, version, merged(windows, config.max_classes), reference, drift, config)
+    processor decides (``assess_all``; an LLM model's evaluations against ``pinned_evaluations`` without a
+    baseline's)."""
+    return assess_all(model, version, merged(windows, config.max_classes), reference, drift, config,
+                      pinned_evaluations)
 
 
 def range_document(model: str, version: str, windows: list[Window], reference: PerformanceReference | None,
-                   drift: DriftConfig, config: PerformanceConfig, points: int = HISTORY_POINTS) -> dict[str, Any]:
+                   drift: DriftConfig, config: PerformanceConfig,
+                   pinned_evaluations: dict[str, EvaluationScores] | None = None,
+                   points: int = HISTORY_POINTS) -> dict[str, Any]:
     """The performance document of the range (``performance_document``) plus ``history``: one entry per part,
     each ``{start_unix, end_unix, predictions_with_id, labeled, coverage, metrics}``, every metric realized and
     estimated (value, standard error, rows) with their decisions. ``windows`` in time order (``in_order``)."""
-    report = assess_range(model, version, windows, reference, drift, config)
+    report = assess_range(model, version, windows, reference, drift, config, pinned_evaluations)
     doc = performance_document(report) or {}
     doc["history"] = []
     for start, end, profile in time_parts(windows, points):
-        part = performance_document(assess_all(model, version, profile, reference, drift, config)) or {}
+        part = performance_document(assess_all(model, version, profile, reference, drift, config,
+                                               pinned_evaluations)) or {}
         doc["history"].append({
             "start_unix": start / 1e9, "end_unix": end / 1e9, "predictions_with_id": part.get("predictions_with_id"),
             "labeled": part.get("labeled"), "coverage": part.get("coverage"),
             "metrics": [{k: m[k] for k in ("metric", "realized", "estimated", "degraded", "estimated_degraded")}
-                        for m in part.get("metrics", [])]})
+                        for m in part.get("metrics", [])],
+            "evaluations": [{k: e[k] for k in ("name", "results", "pass_rate", "mean_score", "degraded")}
+                            for e in part.get("evaluations", [])]})
     doc["windows_unix"] = [number(windows[0][0] / 1e9), number(max(e for _, e, _ in windows) / 1e9)] if windows else []
     return doc
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from otel_ml.analyze.drift import DEFAULT_EFFECT_SIZE, FeatureReport, ModelReport
+from otel_ml.analyze.evaluations import EvaluationReport, Rate
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
@@ -231,11 +232,26 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
         "per_class": {c: {k: number(v) for k, v in m.items()} for c, m in r.per_class.items()},
         "roc_auc_binning_bound": number(r.auc_bound),
         "residual_quantiles": {str(q): number(v) for q, v in r.residual_quantiles.items()},
+        **({"evaluations": [evaluation_row(e) for e in r.evaluations]} if r.evaluations else {}),
         **({"segment_reference": r.segment_reference, "segments": performance_segment_rows(r),
             "segment_contributions": [{"metric": c.feature, "segment": c.segment, "mix": number(c.mix),
                                        "within": number(c.within), "total": number(c.total)}
                                       for c in r.segment_contributions]} if r.segments else {}),
     }
+
+
+def evaluation_row(e: EvaluationReport) -> dict[str, Any]:
+    """One evaluation of an LLM model's calls (analyze/evaluations.py) as the API and the pages show it."""
+    def rate(x: Rate | None) -> dict[str, Any] | None:
+        return None if x is None else {"value": number(x.value), "se": number(x.se), "n": x.n}
+
+    return {"name": e.name, "results": e.results, "pass_rate": rate(e.pass_rate), "mean_score": rate(e.mean_score),
+            "labels": dict(sorted(e.labels.items(), key=lambda kv: -kv[1])),
+            "score_quantiles": {str(q): number(v) for q, v in e.score_quantiles.items()},
+            "reference": None if not e.reference_source else {
+                "source": e.reference_source, "results": e.reference_results,
+                "pass_rate": rate(e.reference_pass_rate), "mean_score": rate(e.reference_mean_score)},
+            "p_values": {k: number(v) for k, v in e.p_values.items()}, "degraded": dict(e.degraded)}
 
 
 def headline_metric(perf: dict[str, Any]) -> str | None:

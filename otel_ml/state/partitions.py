@@ -98,7 +98,8 @@ def take_label_records(state: PartitionState, published: set[str]) -> tuple[list
     labels = state.labels
     if labels is None:
         return [], (), {}
-    pending = labels.state()["pending"]  # seals what waits in memory into files the state names
+    full = labels.state()  # seals what waits in memory into files the state names
+    pending = full["pending"]
     changes = labels.take_changes()
     records: list[Record] = [(["gp", m, v, start], blob) for m, v, start, blob in changes.upserts]
     records += [(["gp", m, v, start], None) for m, v, start in changes.deletes]
@@ -110,6 +111,7 @@ def take_label_records(state: PartitionState, published: set[str]) -> tuple[list
     records += [(key, row[4]) for key, row in zip(keys, changes.archived)]
     before, labels.archive_keys = labels.archive_keys, keys
     records.append((["gt"], json.dumps([[*k, n] for k, n in labels.totals.items()]).encode()))
+    records.append((["ge"], json.dumps(full.get("evaluation_references", [])).encode()))  # LLM models' references
     named = {f"{seg['name']}.seg" for seg in pending["segments"]} | {
         seg["flags"] for seg in pending["segments"] if seg["flags"]}
     directory = labels.pending.dir
@@ -136,6 +138,7 @@ def restore_labels(state: PartitionState, records: list[Record], quarantine_dir:
     meta: bytes | None = None
     windows: dict[tuple[str, str, int], bytes | None] = {}
     totals: bytes | None = None
+    evaluations: bytes | None = None
     for key, value in records:
         if key[0] == "gs":
             files[key[1]] = value
@@ -145,12 +148,15 @@ def restore_labels(state: PartitionState, records: list[Record], quarantine_dir:
             windows[(key[1], key[2], int(key[3]))] = value
         elif key[0] == "gt":
             totals = value
+        elif key[0] == "ge":
+            evaluations = value
     directory = labels.pending.dir
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         if data is not None:
             (directory / name).write_bytes(data)
-    losses = labels.restore({"pending": json.loads(meta)} if meta is not None else {},
+    losses = labels.restore({**({"pending": json.loads(meta)} if meta is not None else {}),
+                             "evaluation_references": json.loads(evaluations) if evaluations is not None else []},
                             [(m, v, s, blob) for (m, v, s), blob in windows.items() if blob is not None],
                             quarantine_dir)
     labels.totals.clear()

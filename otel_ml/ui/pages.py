@@ -181,9 +181,12 @@ def model_header(summary: dict[str, Any], rows_label: str = "rows in horizon") -
 
 
 def performance_section(perf: dict[str, Any] | None) -> str:
-    """Realized, estimated and reference performance, one row per metric (nothing without labels or estimates)."""
-    if not perf or not perf["metrics"]:
+    """Realized, estimated and reference performance, one row per metric (nothing without labels or estimates);
+    an LLM model's evaluations."""
+    if not perf:
         return ""
+    if not perf["metrics"]:
+        return evaluation_section(perf)
 
     def cell(m: dict[str, Any] | None) -> str:
         if m is None or m["value"] is None:
@@ -223,16 +226,77 @@ def performance_section(perf: dict[str, Any] | None) -> str:
     return ("<h2>Performance</h2>" + facts + warnings + "<table><thead><tr><th>metric</th><th class=num>realized"
             "</th><th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th><th>estimate vs labels</th>"
             "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>"
-            + segment_performance_section(perf))
+            + segment_performance_section(perf) + evaluation_section(perf))
+
+
+def _rate_cell(r: dict[str, Any] | None) -> str:
+    if r is None or r["value"] is None:
+        return "<td class=num>–</td>"
+    se = "" if r["se"] is None else f' <span class=muted>± {fmt(r["se"])}</span>'
+    return f'<td class=num>{fmt(r["value"])}{se} <span class=muted>({fmt(r["n"])})</span></td>'
+
+
+def evaluation_section(perf: dict[str, Any]) -> str:
+    """An LLM model's evaluation results (``gen_ai.evaluation.result``), one row per evaluation: pass rate and mean
+    score against the reference's, with their decisions."""
+    evaluations = perf.get("evaluations") or []
+    if not evaluations:
+        return ""
+
+    def decided(e: dict[str, Any], test: str) -> str:
+        v = e["degraded"].get(test)
+        return "<td>–</td>" if v is None else f"<td>{badge('degraded' if v else 'ok')}</td>"
+
+    rows = []
+    for e in evaluations:
+        ref = e["reference"] or {}
+        labels = ", ".join(f"{esc(k)} {fmt(v)}" for k, v in list(e["labels"].items())[:4])
+        rows.append(f'<tr><td class=name>{esc(e["name"])}</td><td class=num>{fmt(e["results"])}</td>'
+                    f'{_rate_cell(e["pass_rate"])}{_rate_cell(ref.get("pass_rate"))}{decided(e, "pass_rate")}'
+                    f'{_rate_cell(e["mean_score"])}{_rate_cell(ref.get("mean_score"))}{decided(e, "mean_score")}'
+                    f'<td>{labels}</td><td>{esc(ref.get("source", "none yet"))}</td></tr>')
+    return ("<h2>Evaluations</h2><p class=muted>Results of gen_ai.evaluation.result joined to the calls they "
+            "evaluate, over the horizon; a pass rate that dropped, or a mean score that moved, significantly against "
+            "the reference is degraded (docs/statistics.md, LLM evaluations).</p><table><thead><tr><th>evaluation"
+            "</th><th class=num>results</th><th class=num>pass rate</th><th class=num>reference</th><th>degraded</th>"
+            "<th class=num>mean score</th><th class=num>reference</th><th>degraded</th><th>labels</th>"
+            "<th>reference from</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def evaluation_history_section(perf: dict[str, Any]) -> str:
+    """Each evaluation's pass rate over the parts of a range, against its reference's, drawn."""
+    history = perf.get("history") or []
+    out = []
+    for e in perf.get("evaluations") or []:
+        parts = [next((x for x in p.get("evaluations", []) if x["name"] == e["name"]), None) for p in history]
+        rates = [(x["pass_rate"]["value"], x["pass_rate"]["se"] if x["pass_rate"]["se"] is not None else float("nan"))
+                 if x is not None and x["pass_rate"]["value"] is not None else None for x in parts]
+        if not any(rates):
+            continue
+        ref = (e["reference"] or {}).get("pass_rate")
+        band = None
+        if ref and ref["value"] is not None:
+            band = (ref["value"], ref["se"] if ref["se"] is not None else float("nan"))
+        evaluated = [min(1.0, x["results"] / p["predictions_with_id"]) if x and p.get("predictions_with_id") else None
+                     for x, p in zip(parts, history)]
+        chart = charts.performance_history([p["start_unix"] for p in history], [p["end_unix"] for p in history],
+                                           f"{e['name']} pass rate", rates, [None] * len(history), band,
+                                           [bool(x and x["degraded"].get("pass_rate")) for x in parts], evaluated)
+        out.append(f"<h2>Evaluation over time <span class=muted>{esc(e['name'])}, {len(history)} parts</span></h2>"
+                   f'<img class=chart alt="{esc(e["name"])} pass rate over time" src="{chart}">'
+                   "<p class=muted>Each part: the pass rate of its calls' results ± one standard error; dashed: the "
+                   "reference's; circled: degraded; below: the share of the part's calls with a result.</p>")
+    return "".join(out)
 
 
 def performance_history_section(perf: dict[str, Any] | None) -> str:
-    """The headline metric over the parts of a range (``history`` of a range's performance document), drawn."""
+    """The headline metric over the parts of a range (``history`` of a range's performance document), drawn; an
+    LLM model's evaluations' pass rates."""
     if not perf or not perf.get("history"):
         return ""
     metric = headline_metric(perf)
     if metric is None:
-        return ""
+        return evaluation_history_section(perf)
     history = perf["history"]
 
     def value(part: dict[str, Any], kind: str) -> tuple[float, float] | None:
@@ -263,7 +327,7 @@ def performance_history_section(perf: dict[str, Any] | None) -> str:
             f'<img class=chart alt="{esc(metric)} over time" src="{chart}">'
             f"<p class=muted>Each part: realized (labelled predictions) and estimated (without labels), ± one "
             f"standard error; dashed: the reference, shaded: its spread; circled: degraded; below: the share of "
-            f"the part's predictions with an id that have their label.</p>")
+            f"the part's predictions with an id that have their label.</p>" + evaluation_history_section(perf))
 
 
 def duration(seconds: float | None) -> str:

@@ -16,9 +16,10 @@ from typing import Any
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
 from otel_ml.analyze.performance import PerformanceConfig
+from otel_ml.labels.evaluations import pinned_evaluations
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
-from otel_ml.read.archive import live_window_ns, open_read_only, rows_in_range
+from otel_ml.read.archive import checkpoint_ground_truth, live_window_ns, open_read_only, rows_in_range
 from otel_ml.read.compare import find_reference, history, merged_parts
 from otel_ml.read.performance import archived_windows, in_order, range_document
 from otel_ml.ui import pages
@@ -46,6 +47,7 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
         rows = list(rows_in_range(conn, model, version, start_ns, end_ns, window_ns))
         labelled = in_order(archived_windows(conn, model, version, start_ns, end_ns, live=True),
                             int(performance.window_seconds * 1e9))
+        pinned = pinned_evaluations(checkpoint_ground_truth(conn), model, version)
     finally:
         conn.close()
     if not rows:
@@ -62,7 +64,7 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
     span = (rows[0][0], max(r[1] for r in rows))
     perf = None
     if labelled or ref.performance is not None:
-        perf = range_document(model, version, labelled, ref.performance, drift, performance)
+        perf = range_document(model, version, labelled, ref.performance, drift, performance, pinned)
         perf["range_unix"] = [start_ns / 1e9, min(end_ns, 2**62) / 1e9]
     summary = views.model_summary(report)
     drift_rows = views.sorted_rows([views.feature_row(f, effect_size) for f in report.features])

@@ -331,7 +331,7 @@ class UiServer:
         profiles = self.snapshot.profiles_of(model, version)
         reference = profiles[0].performance if profiles is not None and profiles[0] is not None else None
         doc = range_document(model, version, in_order(windows), reference, self.source.drift or DriftConfig(),
-                             self.source.performance)
+                             self.source.performance, self.snapshot.evaluation_references.get((model, version)))
         doc["range_unix"] = [start / 1e9, end / 1e9]
         return doc
 

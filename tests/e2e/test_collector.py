@@ -115,7 +115,10 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
     rng_genai = np.random.default_rng(6)
     pd.DataFrame({"gen_ai.usage.input_tokens": rng_genai.integers(5, 40, 2000),
                   "gen_ai.usage.output_tokens": rng_genai.integers(3, 15, 2000),
-                  "gen_ai.response.finish_reason": rng_genai.choice(["stop", "length"], 2000, p=[0.95, 0.05])}
+                  "gen_ai.response.finish_reason": rng_genai.choice(["stop", "length"], 2000, p=[0.95, 0.05]),
+                  # past evaluation results: the reference of the calls' evaluations
+                  "gen_ai.evaluation.relevance.label": rng_genai.choice(["relevant", "irrelevant"], 2000, p=[0.9, 0.1]),
+                  "gen_ai.evaluation.relevance.score": rng_genai.uniform(2, 5, 2000).round(1)}
                  ).to_csv(tmp_path / "genai.csv", index=False)
     subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", GENAI_MODEL, "--input",
                     str(tmp_path / "genai.csv"), "--output", str(baselines / "genai.json")], check=True,
@@ -140,12 +143,18 @@ def test_gateway_sdk_to_collector_to_otel_ml_to_prometheus(tmp_path: Path, serve
         for _ in range(50):
             tracer.start_span("GET /health", attributes={"http.route": "/health"}).end()
         # LLM calls as GenAI instrumentations describe them (no ml.* attribute): through the filter, a model each.
+        # Each is evaluated on its own span (gen_ai.evaluation.result, the span-event shape); a third fail.
         for k in range(GENAI_CALLS):
-            tracer.start_span("chat gpt-4o-mini", attributes={
+            call = tracer.start_span("chat gpt-4o-mini", attributes={
                 "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
                 "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": int(rng.integers(5, 40)),
                 "gen_ai.usage.output_tokens": int(rng.integers(3, 15)),
-                "gen_ai.response.finish_reasons": ["length" if k % 4 == 0 else "stop"]}).end()
+                "gen_ai.response.finish_reasons": ["length" if k % 4 == 0 else "stop"]})
+            call.add_event("gen_ai.evaluation.result", {"gen_ai.evaluation.name": "relevance",
+                                                        "gen_ai.evaluation.score.label": "irrelevant" if k % 3 == 0
+                                                        else "relevant",
+                                                        "gen_ai.evaluation.score.value": float(rng.uniform(1, 5))})
+            call.end()
         # One unusable ML span: passes the Collector's filter, rejected by otel-ml with a reason.
         tracer.start_span("predict", attributes={"ml.model.name": "gw-model", "ml.batch.size": 2,
                                                  "ml.feature.amount": [1.0]}).end()

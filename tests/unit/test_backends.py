@@ -15,7 +15,7 @@ from otel_ml.core.counters import Counters
 from otel_ml.core.live import LiveConfig, LiveModels, MergedViews, Ownership, OwnViews
 from otel_ml.core.references import ReferenceStore
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
-from otel_ml.decode.outcomes import id_hash
+from otel_ml.decode.ids import id_hash
 from otel_ml.labels.ground_truth import GroundTruth
 from otel_ml.labels.pending import LabelsConfig
 from otel_ml.profile.window import WindowConfig

@@ -10,6 +10,7 @@ from unittest import mock
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from otel_ml.config import ConfigError, load_config
 from otel_ml.decode import DecodeLimits, genai
@@ -22,7 +23,7 @@ from otel_ml.decode.otlp import (
     decode_request_compiled,
     decode_request_python,
 )
-from tests.support import request
+from tests.support import any_value, request
 from tests.unit.test_decode_compiled import NOW, same
 
 CURRENT = {  # what opentelemetry-instrumentation-openai-v2 2.4b0 writes with gen_ai_latest_experimental and content
@@ -133,6 +134,8 @@ def test_the_compiled_decoder_reads_genai_calls_as_the_reference_does_and_hands_
 
 
 GENAI_KEYS = sorted({*CURRENT, *FORMER, "error.type", "gen_ai.tool.name", "gen_ai.response.time_to_first_chunk"})
+EVALUATION_KEYS = ["gen_ai.evaluation.name", "gen_ai.evaluation.score.value", "gen_ai.evaluation.score.label",
+                   "gen_ai.evaluation.explanation"]
 PLAIN_KEYS = [k for k in GENAI_KEYS if not k.endswith(".messages") and not k.startswith(("gen_ai.prompt.",
                                                                                           "gen_ai.completion."))]
 
@@ -144,11 +147,23 @@ PLAIN_KEYS = [k for k in GENAI_KEYS if not k.endswith(".messages") and not k.sta
               st.integers(-2**63, 2**63 - 1), st.floats(), st.booleans(),
               st.lists(st.text(max_size=5), max_size=3), st.just("[{\"role\": 1, \"parts\": [3, {}]}]"),
               st.just("{\"not\": \"a list\"}")),
-    max_size=12), min_size=1, max_size=4))
-def test_fuzzed_genai_spans_are_decoded_or_refused_with_a_reason_never_a_crash(spans: list[dict]) -> None:
-    """Any values under the GenAI names: every span is accepted, ignored or rejected with a reason, and whatever
-    the compiled decoder does not decline it decodes as the reference does (GenAI on and off)."""
-    data = request(*spans).SerializeToString()
+    max_size=12), min_size=1, max_size=4),
+    st.lists(st.binary(max_size=9), min_size=4, max_size=4),  # span ids: 8 bytes or not
+    st.lists(st.one_of(st.none(), st.dictionaries(st.sampled_from(EVALUATION_KEYS), st.one_of(
+        st.text(max_size=8), st.floats(), st.integers(-2**63, 2**63 - 1), st.booleans()), max_size=4)),
+        min_size=4, max_size=4))  # a gen_ai.evaluation.result event on the span, or none
+def test_fuzzed_genai_spans_are_decoded_or_refused_with_a_reason_never_a_crash(
+        spans: list[dict], ids: list[bytes], events: list[dict | None]) -> None:
+    """Any values under the GenAI names, any span ids, evaluation results of any shape: every span is accepted,
+    ignored or rejected with a reason, and whatever the compiled decoder does not decline it decodes as the
+    reference does (GenAI on and off): the calls' join keys too."""
+    req = request(*spans)
+    for span, span_id, attrs in zip(req.resource_spans[0].scope_spans[0].spans, ids, events):
+        span.span_id = span_id
+        if attrs is not None:
+            span.events.add(name="gen_ai.evaluation.result").attributes.extend(
+                KeyValue(key=k, value=any_value(v)) for k, v in attrs.items())
+    data = req.SerializeToString()
     result = decode_request_python(data, DecodeLimits())
     assert result.spans_accepted + result.spans_ignored + sum(result.rejected.values()) == len(spans)
     for batch in result.batches:

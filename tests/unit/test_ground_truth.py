@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 
 from otel_ml.analyze.performance import PerformanceConfig, assess, estimate
 from otel_ml.decode.batch import ColumnarBatch, DecodeResult, LabelBatch
-from otel_ml.decode.outcomes import id_hash
+from otel_ml.decode.ids import id_hash
 from otel_ml.labels.ground_truth import GroundTruth
 from otel_ml.labels.pending import LabelsConfig
 from otel_ml.profile.performance import PerformanceProfile, isotonic_calibration, reference_performance

@@ -1,0 +1,128 @@
+"""Evaluation results of LLM calls (``gen_ai.evaluation.result``) as the ground truth of GenAI models (issue 45).
+
+The conventions allow two shapes, both read: a span event (on the call's span, or on a span whose parent is the
+call's) and a log record (an event, ``event_name`` or the ``event.name`` attribute) parented to the call's span.
+Either carries ``gen_ai.evaluation.name`` and a score (``gen_ai.evaluation.score.value``), a label
+(``gen_ai.evaluation.score.label``) or both. A result joins its call by the call's span id: the key
+``call_key`` makes of it is what both decoders give the call (the column ``gen_ai.call.id``), hashed in one
+namespace for every model (``semconv.GENAI_CALLS``), since a result does not name its call's model. A result
+without a span context (only ``gen_ai.response.id``) cannot be joined and is refused (``evaluation_without_call``).
+
+Results leave the decoder as ``LabelBatch``es whose model is ``gen_ai.evaluation`` and whose version is the
+evaluation's name; the join (labels/ground_truth.py) finds each one's call and counts it in the call's model,
+version and window (``PerformanceProfile.evaluations``).
+
+>>> rows = EvaluationRows()
+>>> rows.add(read_evaluation({"gen_ai.evaluation.name": AnyValue(string_value="relevance"),
+...                           "gen_ai.evaluation.score.value": AnyValue(double_value=0.8)}), b"\\x00" * 7 + b"\\x05", 9)
+>>> [(b.model, b.version, b.value.tolist(), b.id_text.tolist()) for b in rows.batches()]
+[('gen_ai.evaluation', 'relevance', [0.8], ['5'])]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from otel_ml import semconv
+from otel_ml.decode.batch import ID_TEXT_SAMPLE, LabelBatch
+from otel_ml.decode.ids import id_hash, ids_as_text, number_text
+
+KEY_BITS = 53
+"""A call's key is its span id's low 53 bits: a number float64 columns hold exactly (a collision among the calls
+waiting at once is as unlikely as one of the 64-bit id hashes)."""
+_KEY_MASK = (1 << KEY_BITS) - 1
+MAX_LABEL_LENGTH = 256
+
+
+def call_key(span_id: bytes) -> int:
+    """The join key of the call whose span id is ``span_id`` (0: none, an invalid id).
+
+    >>> call_key(bytes.fromhex("00f067aa0ba902b7")), call_key(b"")
+    (67667974448284343, 0)
+    """
+    if len(span_id) != 8:
+        return 0
+    return int.from_bytes(span_id, "big") & _KEY_MASK
+
+
+def call_ids(keys: np.ndarray) -> np.ndarray:
+    """The ``prediction_id`` hashes of calls (or results) with these keys (float64; NaN: none → 0)."""
+    return id_hash(semconv.GENAI_CALLS, ids_as_text(keys, None, len(keys)))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    name: str
+    score: float
+    label: str
+
+
+def read_evaluation(attrs: Mapping[str, AnyValue]) -> Evaluation | tuple[str, str]:
+    """One result from its attributes, or (reason, detail) of why it is refused (``invalid_evaluation``)."""
+    name_v = attrs.get(semconv.GENAI_EVALUATION_NAME)
+    name = name_v.string_value if name_v is not None and name_v.WhichOneof("value") == "string_value" else ""
+    if not name:
+        return "invalid_evaluation", f"a {semconv.GENAI_EVALUATION_EVENT} without {semconv.GENAI_EVALUATION_NAME}"
+    score = math.nan
+    score_v = attrs.get(semconv.GENAI_EVALUATION_SCORE)
+    if score_v is not None:
+        kind = score_v.WhichOneof("value")
+        score = score_v.double_value if kind == "double_value" else float(score_v.int_value) \
+            if kind == "int_value" else math.inf
+        if not math.isfinite(score):
+            return "invalid_evaluation", f"{semconv.GENAI_EVALUATION_SCORE} must be a finite number"
+    label_v = attrs.get(semconv.GENAI_EVALUATION_LABEL)
+    label = ""
+    if label_v is not None:
+        kind = label_v.WhichOneof("value")
+        label = label_v.string_value if kind == "string_value" else (
+            "true" if label_v.bool_value else "false") if kind == "bool_value" else ""
+    if math.isnan(score) and not label:
+        return "invalid_evaluation", (f"a {semconv.GENAI_EVALUATION_EVENT} with neither "
+                                      f"{semconv.GENAI_EVALUATION_SCORE} nor {semconv.GENAI_EVALUATION_LABEL}")
+    return Evaluation(name, score, label[:MAX_LABEL_LENGTH])
+
+
+@dataclass
+class _Rows:
+    keys: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+
+
+class EvaluationRows:
+    """Results read from one request, grouped by evaluation name, until ``batches``."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, _Rows] = {}
+
+    def add(self, ev: Evaluation, span_id: bytes, time_ns: int) -> bool:
+        """Add a result for the call with ``span_id``; False when that is no span id (nothing added)."""
+        key = call_key(span_id)
+        if not key:
+            return False
+        rows = self._by_name.setdefault(ev.name, _Rows())
+        rows.keys.append(key)
+        rows.scores.append(ev.score)
+        rows.labels.append(ev.label)
+        rows.times.append(time_ns)
+        return True
+
+    def batches(self) -> list[LabelBatch]:
+        out = []
+        for name, rows in self._by_name.items():
+            keys = np.array(rows.keys, dtype=np.float64)
+            out.append(LabelBatch(semconv.GENAI_EVALUATIONS, name, call_ids(keys), np.array(rows.scores),
+                                  np.array(rows.labels, dtype=str), np.array(rows.times, dtype=np.int64),
+                                  number_text(keys[:ID_TEXT_SAMPLE])))
+        return out
+
+
+def is_evaluation_attribute(key: str) -> bool:
+    return key.startswith("gen_ai.evaluation.")
