@@ -400,6 +400,7 @@ typedef struct {
     Py_ssize_t max_embedding_dimension;
     uint64_t now_ns, future_limit_ns;
     int genai; /* GENAI_OFF, GENAI_DECLINE (a request with a GenAI span goes to Python), GENAI_DECODE */
+    int genai_keys; /* GenAI calls get gen_ai.call.id (genai.evaluations) */
     int span_genai; /* per span: a gen_ai.* attribute was seen */
     AttrVec gattrs; /* per span, with GENAI_DECODE: its gen_ai.*, error.type and llm.request.type attributes */
     U8Vec mscratch; /* per span: a GenAI call's model name, <provider>/<request model>/<operation> */
@@ -848,7 +849,7 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
         ColumnRef r = {(const uint8_t *)GENAI_DURATION, sizeof GENAI_DURATION - 1, sizeof GENAI_DURATION - 1, dur, 0};
         refs[n++] = r;
     }
-    if (c->span_key) { /* what its evaluation results join it by (evaluations.py call_key) */
+    if (c->span_key && c->genai_keys) { /* what its evaluation results join it by (evaluations.py call_key) */
         c->key_val.kind = V_INT;
         c->key_val.i = c->span_key;
         ColumnRef r = {(const uint8_t *)GENAI_CALL_ID, sizeof GENAI_CALL_ID - 1, sizeof GENAI_CALL_ID - 1, &c->key_val, 0};
@@ -1145,7 +1146,7 @@ static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
             break;
         case 11:
             if (skim(f.sub, f.ptr, f.ptr + f.len, 5)) return DEC_DECLINE_WIRE;
-            if (c->genai && is_evaluation_event(f.ptr, f.ptr + f.len)) evaluation = 1;
+            if (c->genai_keys && is_evaluation_event(f.ptr, f.ptr + f.len)) evaluation = 1;
             break;
         case 7: start_ns = f.u; break;
         case 8: end_ns = f.u; break;
@@ -1394,6 +1395,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         return NULL;
     c.now_ns = now_ns;
     c.future_limit_ns = future_limit_ns;
+    c.genai_keys = c.genai >> 2; /* otlp.py _genai_mode: bit 2 keys the calls for their evaluation results */
+    c.genai &= 3;
     int rc;
     c.base = (const uint8_t *)buf.buf;
     Py_BEGIN_ALLOW_THREADS

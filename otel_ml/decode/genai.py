@@ -91,6 +91,9 @@ class GenAiConfig:
     features: Mapping[str, str] = field(default_factory=dict)
     """A span attribute → the feature it becomes, over the defaults (``NUMERIC``, ``CATEGORICAL``); ``""`` leaves
     the attribute out. An attribute not in the defaults is read as it comes (a number or a text)."""
+    evaluations: bool = True
+    """Each call is kept (36 bytes on disk, for ``labels.ttl_seconds`` at most) for its evaluation results
+    (``gen_ai.evaluation.result``) to join; false: calls are not kept, and results are not read."""
     pass_labels: Mapping[str, list[str]] = field(default_factory=dict)
     """Per evaluation name, the ``gen_ai.evaluation.score.label`` values that are a pass (every other label of it is
     a fail); an evaluation not named here reads the conventional names (profile/evaluations.py)."""
@@ -183,7 +186,7 @@ def genai_call(span: Span, config: GenAiConfig) -> GenAiCall | None:
         seconds = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e9
         columns.setdefault(semconv.GENAI_DURATION, AnyValue(double_value=seconds))
     columns.update(_content_sizes(attrs))
-    if len(span.span_id) == 8:  # what its evaluation results join it by (decode/evaluations.py call_key)
+    if config.evaluations and len(span.span_id) == 8:  # what its results join it by (evaluations.py call_key)
         columns[semconv.GENAI_CALL_ID_COLUMN] = AnyValue(
             int_value=int.from_bytes(span.span_id, "big") & ((1 << 53) - 1))
     return GenAiCall(model, version, [(name, value) for name, value in columns.items() if name])

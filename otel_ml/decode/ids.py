@@ -9,7 +9,7 @@ _FNV_PRIME = np.uint64(1099511628211)
 _MASK64 = (1 << 64) - 1
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
+def mix(h: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer: every input bit moves every output bit (the low bits decide sampling)."""
     h = h ^ (h >> np.uint64(30))
     h = h * np.uint64(0xBF58476D1CE4E5B9)
@@ -18,7 +18,7 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def _model_seed(model: str) -> np.uint64:
+def model_seed(model: str) -> np.uint64:
     h = 14695981039346656037
     for b in model.encode("utf-8") + b"\x00":
         h = ((h ^ b) * 1099511628211) & _MASK64
@@ -39,7 +39,7 @@ def id_hash(model: str, ids: np.ndarray) -> np.ndarray:
     ids = np.ascontiguousarray(ids)
     n = len(ids)
     width = ids.dtype.itemsize // 4
-    h = np.full(n, _model_seed(model), dtype=np.uint64)
+    h = np.full(n, model_seed(model), dtype=np.uint64)
     if n == 0 or width == 0:
         return np.zeros(n, dtype=np.uint64)
     codes = ids.view(np.uint32).reshape(n, width)
@@ -47,7 +47,7 @@ def id_hash(model: str, ids: np.ndarray) -> np.ndarray:
         for j in range(width):
             c = codes[:, j].astype(np.uint64)
             h = np.where(c != 0, (h ^ c) * _FNV_PRIME, h)
-        out = _mix(h)
+        out = mix(h)
     out[codes[:, 0] == 0] = 0
     out[out == 0] = 1  # 0 means "no id"; a real id hashing to 0 (p = 2^-64) becomes 1
     out[codes[:, 0] == 0] = 0

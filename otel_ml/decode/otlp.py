@@ -339,8 +339,12 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits, genai: GenAiConfi
 
 def _genai_mode(genai: GenAiConfig) -> int:
     """What the compiled decoder does with GenAI spans: 0 ordinary traffic (GenAI off), 2 decode them with the default
-    mapping, 1 decline them (overrides in ``genai.features``: genai.py applies those)."""
-    return 0 if not genai.enabled else 1 if genai.features else 2
+    mapping, 1 decline them (overrides in ``genai.features``: genai.py applies those); plus 4 when calls are keyed
+    for their evaluation results (``genai.evaluations``: then a request with a result in a span event is declined,
+    otlp.py reads those)."""
+    if not genai.enabled:
+        return 0
+    return (1 if genai.features else 2) | (4 if genai.evaluations else 0)
 
 
 _DECLINE_REASONS = {1: "wire_format", 2: "float_model_version", 5: "embedding_dimension_mismatch", 6: "genai_span"}
@@ -417,7 +421,7 @@ def decode_request_python(
                     result.rejected[r.reason] += 1
                     result.examples.setdefault(r.reason, r.detail)
                     continue
-                if genai.enabled and span.events:
+                if genai.enabled and genai.evaluations and span.events:
                     try:
                         ok = _evaluation_events(span, ok, evaluations) or ok
                     except _Rejected as r:

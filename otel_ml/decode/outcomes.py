@@ -117,7 +117,8 @@ def _id_text(v: AnyValue) -> str:
     return ""
 
 
-def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLimits | None = None) -> DecodeResult:
+def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLimits | None = None,
+                        evaluations: bool = True) -> DecodeResult:
     """Ground-truth log records of one OTLP logs export as ``LabelBatch``es; other log records are ignored.
 
     A ground-truth record has ``event.name`` = ``ml.ground_truth`` (the attribute, or the LogRecord field of
@@ -125,6 +126,8 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
     ``ml.prediction.id`` and ``ml.ground_truth`` are required, ``ml.batch.size`` makes both arrays. A record is
     taken whole or rejected whole with a reason, by the rules spans obey (otlp.py: ``id_problem``,
     ``truth_problem``, the clock skew limit). Counts are in the result's span fields (a record counts like a span).
+    ``gen_ai.evaluation.result`` records are LLM calls' evaluation results (decode/evaluations.py; ignored without
+    ``evaluations``).
 
     >>> req = ExportLogsServiceRequest()
     >>> rec = req.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=10**18)
@@ -141,7 +144,7 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
     result = DecodeResult(batches=[], received_ns=now_ns)
     groups: dict[tuple[str, str], _LabelRows] = {}
     future_limit = now_ns + limits.max_clock_skew_seconds * 1e9
-    evaluations = EvaluationRows()
+    results = EvaluationRows()
     rejected_before = 0
 
     def reject(reason: str, detail: str) -> None:
@@ -162,8 +165,8 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
                          if kv.key.startswith(("ml.", "event.name", "gen_ai.evaluation."))}
                 event = getattr(rec, "event_name", "") or (_id_text(attrs["event.name"]) if "event.name" in attrs
                                                            else "")
-                if event == semconv.GENAI_EVALUATION_EVENT:
-                    _evaluation_record(rec, attrs, evaluations, now_ns, future_limit, reject)
+                if event == semconv.GENAI_EVALUATION_EVENT and evaluations:
+                    _evaluation_record(rec, attrs, results, now_ns, future_limit, reject)
                     result.spans_accepted += not result.rejected.total() - rejected_before
                     rejected_before = result.rejected.total()
                     continue
@@ -235,7 +238,7 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
             result.labels.append(LabelBatch(model, version, id_hash(model, text),
                                             np.array(rows.values, dtype=np.float64), np.array(rows.labels),
                                             np.array(rows.times, dtype=np.int64), text[:ID_TEXT_SAMPLE]))
-    result.labels.extend(evaluations.batches())
+    result.labels.extend(results.batches())
     return result
 
 

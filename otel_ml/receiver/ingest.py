@@ -23,7 +23,8 @@ def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLim
     its categorical values (``hash_key`` set), before anything is sketched or journaled. A module-level
     function, so a ``functools.partial`` of it pickles to worker processes. ``genai``: whether (and how) GenAI
     spans are predictions (default: they are)."""
-    result = decode_logs_request(data, limits) if signal == LOGS else decode_request(data, limits, genai)
+    result = decode_logs_request(data, limits, genai is None or (genai.enabled and genai.evaluations)) \
+        if signal == LOGS else decode_request(data, limits, genai)
     if hash_key is not None:
         for batch in result.batches:
             hash_batch(batch, hash_key, hash_features)

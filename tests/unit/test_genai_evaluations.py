@@ -247,3 +247,20 @@ def test_pass_labels_from_yaml_and_a_malformed_one_refused_with_its_key(tmp_path
     path.write_text("genai:\n  pass_labels:\n    faithfulness: faithful\n")
     with pytest.raises(ConfigError, match=re.escape("genai.pass_labels.faithfulness")):
         load_config(path, environ={})
+
+
+def test_with_evaluations_off_calls_are_not_kept_and_results_not_read_by_either_decoder() -> None:
+    from otel_ml.receiver.ingest import decode_for_ingest
+    from tests.unit.test_decode_compiled import same
+
+    off = GenAiConfig(evaluations=False)
+    data = calls_request([1, 2], 10**18, {1: [relevance("relevant")]}).SerializeToString()
+    compiled = decode_request_compiled(data, DecodeLimits(), off)
+    assert compiled is not None  # no longer handed to the reference for its event
+    same(compiled, decode_request_python(data, DecodeLimits(), off))
+    result = decode_request(data, DecodeLimits(), off)
+    assert not result.labels and not len(result.batches[0].prediction_id)
+    logs = evaluation_logs([(1, relevance("relevant"))], 10**18).SerializeToString()
+    for config, taken in ((off, 0), (GenAiConfig(), 1)):
+        got = decode_for_ingest(logs, DecodeLimits(), None, [], "logs", config)
+        assert (len(got.labels), got.spans_ignored) == (taken, 1 - taken)
