@@ -73,7 +73,13 @@ GENAI_RESPONSE_CHARACTERS = "gen_ai.response.characters"
 GENAI_CALL_ID_COLUMN = "gen_ai.call.id"
 """Decoded like a column for each GenAI call (its span id's low 53 bits), then taken out of the batch as the call's
 ``prediction_id`` (a hash of it in ``GENAI_CALLS``): what its evaluation results join it by."""
+GENAI_CALL_RESPONSE_COLUMN = "gen_ai.call.response_id"
+"""Decoded like a column for each GenAI call with a ``gen_ai.response.id`` (its key: ``response_key``), then taken
+out of the batch as its ``call_alias``: what a result that names only the response joins it by."""
 GENAI_CALLS = "gen_ai.call"
+GENAI_RESPONSES = "gen_ai.response"
+"""The id namespace of ``gen_ai.response.id``: a result without a span context names its call by it."""
+GENAI_RESPONSE_ID = "gen_ai.response.id"
 """The id namespace of GenAI calls: a call's id hash does not depend on its model, since an evaluation result
 does not name one."""
 GENAI_EVALUATION_EVENT = "gen_ai.evaluation.result"
@@ -106,7 +112,8 @@ SEGMENT_COLUMN = "(segment)"
 their outcomes count in their segment's performance (never profiled)."""
 RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
                                     PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN, MULTIVARIATE_FEATURE,
-                                    CORRELATION_FEATURE, SEGMENT_COLUMN, GENAI_CALL_ID_COLUMN})
+                                    CORRELATION_FEATURE, SEGMENT_COLUMN, GENAI_CALL_ID_COLUMN,
+                                    GENAI_CALL_RESPONSE_COLUMN})
 """``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``, nor
 ``(embedding).<anything>``): they would merge with the model output or a derived column. The processor rejects such
 spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""

@@ -15,8 +15,9 @@ names: ``gen_ai.system``, ``gen_ai.usage.prompt_tokens``, ``gen_ai.prompt.<i>.co
 ``--evaluate``: the app also judges each answer, as an LLM-as-judge step would, and reports the result the way the
 GenAI conventions say: a ``gen_ai.evaluation.result`` event parented to the call's span (``complete_answer``:
 ``pass`` when the answer ended by itself and has at least 5 words, else ``fail``; its score the words over 20,
-at most 1). Every other result goes as a log record (the Logs API, exported over OTLP), the rest as an event on an
-``evaluate`` span whose parent is the call: both shapes otel-ml joins to their calls.
+at most 1). Results go in turn as a log record parented to the call's span (the Logs API, exported over OTLP), as an
+event on an ``evaluate`` span whose parent is the call, and as a log record with no span context that names the
+call's ``gen_ai.response.id`` (as an evaluation job run later would): every shape otel-ml joins to its call.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 
 import openai
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -65,7 +67,8 @@ def judge(completion: openai.types.chat.ChatCompletion) -> tuple[str, float]:
 
 
 class Evaluations:
-    """Sends each result as a log record or as a span event, alternately, parented to the call's span."""
+    """Sends each result, in turn, as a log record or a span event parented to the call's span, or as a log record
+    naming the call's response."""
 
     def __init__(self, provider: TracerProvider) -> None:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -78,15 +81,18 @@ class Evaluations:
         self.tracer = provider.get_tracer("chat-app.evaluations")
         self.sent = 0
 
-    def send(self, call: SpanContext, label: str, score: float) -> None:
+    def send(self, call: SpanContext, response_id: str, label: str, score: float) -> None:
         attrs = {"gen_ai.evaluation.name": "complete_answer", "gen_ai.evaluation.score.label": label,
                  "gen_ai.evaluation.score.value": score}
         parent = trace.set_span_in_context(NonRecordingSpan(call))
-        if self.sent % 2 == 0:
+        if self.sent % 3 == 0:
             self.logger.emit(event_name="gen_ai.evaluation.result", attributes=attrs, context=parent)
-        else:
+        elif self.sent % 3 == 1:
             with self.tracer.start_as_current_span("evaluate", context=parent) as span:
                 span.add_event("gen_ai.evaluation.result", attributes=attrs)
+        else:  # no span context: the result names the response
+            self.logger.emit(event_name="gen_ai.evaluation.result", context=Context(),
+                             attributes={**attrs, "gen_ai.response.id": response_id})
         self.sent += 1
 
     def shutdown(self) -> None:
@@ -125,7 +131,7 @@ def main() -> None:
                 max_tokens=rng.choice([64, 96]))
             calls += 1
             if evaluations is not None and last_call.context is not None:
-                evaluations.send(last_call.context, *judge(completion))
+                evaluations.send(last_call.context, completion.id, *judge(completion))
     except openai.APIError as e:  # the usual cause: no server at OPENAI_BASE_URL
         if evaluations is not None:
             evaluations.shutdown()

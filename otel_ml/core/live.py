@@ -256,6 +256,8 @@ class LiveModels:
                     if state.labels.counts_rows_of(batch) else batch
                 state.labels.count_predictions(joined)
                 self._join(partition, state, batch=joined)
+                if len(batch.call_alias) and (aliased := alias_rows(joined)) is not None:
+                    self._join(partition, state, batch=aliased)  # an LLM call under its response id too
             for labels in result.labels:
                 self._join(partition, state, labels=labels)
             self.count_labels()
@@ -491,6 +493,18 @@ def join_rows(batch: ColumnarBatch, rows: np.ndarray) -> ColumnarBatch:
                                   if k in keep or k.startswith(sc.CLASS_PROBABILITY_COLUMN_PREFIX)},
                          categorical={k: v[rows] for k, v in batch.categorical.items() if k in keep},
                          prediction_id=batch.prediction_id[rows])
+
+
+def alias_rows(batch: ColumnarBatch) -> ColumnarBatch | None:
+    """LLM calls' rows under their second key (``call_alias``, their ``gen_ai.response.id``'s hash), for the join
+    alone: a result that names only the response finds the call there (in shared mode: in the partition that key
+    hashes to). None when no row has one."""
+    has = batch.call_alias != 0
+    if not has.any():
+        return None
+    out = join_rows(batch, has)
+    out.prediction_id = batch.call_alias[has]
+    return out
 
 
 def with_segments(batch: ColumnarBatch, segmented: SegmentCounts | None) -> ColumnarBatch:

@@ -406,6 +406,7 @@ typedef struct {
     U8Vec mscratch; /* per span: a GenAI call's model name, <provider>/<request model>/<operation> */
     int64_t span_key; /* per span: its span id's low 53 bits (0: none), a GenAI call's gen_ai.call.id */
     Val key_val; /* the gen_ai.call.id column's value */
+    Val response_val; /* the gen_ai.call.response_id column's value */
     /* results */
     int64_t received, accepted, ignored;
     GroupVec groups;
@@ -738,6 +739,7 @@ static const GenAiName GENAI_NAMES[] = {
 };
 #define GENAI_DURATION "gen_ai.client.operation.duration"
 #define GENAI_CALL_ID "gen_ai.call.id"
+#define GENAI_CALL_RESPONSE "gen_ai.call.response_id"
 #define GENAI_EVALUATION_EVENT "gen_ai.evaluation.result"
 enum { GENAI_NOT_A_CALL = -1 };
 
@@ -854,6 +856,15 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
         c->key_val.i = c->span_key;
         ColumnRef r = {(const uint8_t *)GENAI_CALL_ID, sizeof GENAI_CALL_ID - 1, sizeof GENAI_CALL_ID - 1, &c->key_val, 0};
         refs[n++] = r;
+        const Attr *response = genai_attr(c, "gen_ai.response.id"); /* its second key: evaluations.py response_key */
+        if (response && response->v.kind == V_STRING && response->v.slen) {
+            uint64_t h = NAME_HASH(response->v.s, response->v.slen) & ((1ULL << 53) - 1);
+            c->response_val.kind = V_INT;
+            c->response_val.i = h ? (int64_t)h : 1;
+            ColumnRef rr = {(const uint8_t *)GENAI_CALL_RESPONSE, sizeof GENAI_CALL_RESPONSE - 1,
+                            sizeof GENAI_CALL_RESPONSE - 1, &c->response_val, 0};
+            refs[n++] = rr;
+        }
     }
     *nrefs = n;
     return DEC_OK;

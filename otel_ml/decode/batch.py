@@ -63,6 +63,9 @@ class ColumnarBatch:
     """int64 per span: predictions in the span; same length as ``span_stream``."""
     prediction_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     """uint64 per row: hash of (model, ``ml.prediction.id``), 0 without one; empty when no row has one."""
+    call_alias: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    """uint64 per row: an LLM call's second key, the hash of its ``gen_ai.response.id`` (decode/evaluations.py), 0
+    without one; empty when no row has one."""
     embedding_dimension: int = 0
     """The dimension of the batch's ``ml.embedding`` vectors (one per model in a request), 0 without any: a model
     whose embeddings change dimension between requests has its later ones refused (core/live.py)."""
@@ -100,6 +103,7 @@ class ColumnarBatch:
                if len(self.span_stream) else {}),
             **({"span_rows": self.span_rows[spans]} if len(self.span_rows) else {}),
             **({"prediction_id": self.prediction_id[rows]} if len(self.prediction_id) else {}),
+            **({"call_alias": self.call_alias[rows]} if len(self.call_alias) else {}),
             embedding_dimension=self.embedding_dimension,
         )
 
@@ -227,6 +231,7 @@ class DecodeResult:
                 "invalid": dict(b.invalid), **({"sequenced": True} if sequenced else {}),
                 **({"error_rows": True} if not sequenced and len(b.span_rows) and b.span_error.any() else {}),
                 **({"ids": True} if len(b.prediction_id) else {}),
+                **({"aliases": True} if len(b.call_alias) else {}),
                 **({"dimension": b.embedding_dimension} if b.embedding_dimension else {})})
             arrays += [b.row_time_ns.astype("<i8", copy=False), b.row_weight.astype("<f8", copy=False),
                        b.span_end_ns.astype("<i8", copy=False), b.span_duration_s.astype("<f8", copy=False),
@@ -238,6 +243,8 @@ class DecodeResult:
                 arrays.append(b.span_rows.astype("<i8", copy=False))
             if len(b.prediction_id):
                 arrays.append(b.prediction_id.astype("<u8", copy=False))
+            if len(b.call_alias):
+                arrays.append(b.call_alias.astype("<u8", copy=False))
             arrays += [v.astype("<f8", copy=False) for v in b.numeric.values()]
             arrays += list(b.categorical.values())
         if self.labels:
@@ -285,6 +292,8 @@ class DecodeResult:
                 batch.embedding_dimension = int(m.get("dimension", 0))
                 if m.get("ids"):
                     batch.prediction_id = take("<u8", n)
+                if m.get("aliases"):
+                    batch.call_alias = take("<u8", n)
                 batch.numeric = {name: take("<f8", n) for name in m["numeric"]}
                 batch.categorical = {name: take(dtype, n) for name, dtype in m["categorical"]}
                 batches.append(batch)

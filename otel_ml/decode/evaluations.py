@@ -6,7 +6,9 @@ Either carries ``gen_ai.evaluation.name`` and a score (``gen_ai.evaluation.score
 (``gen_ai.evaluation.score.label``) or both. A result joins its call by the call's span id: the key
 ``call_key`` makes of it is what both decoders give the call (the column ``gen_ai.call.id``), hashed in one
 namespace for every model (``semconv.GENAI_CALLS``), since a result does not name its call's model. A result
-without a span context (only ``gen_ai.response.id``) cannot be joined and is refused (``evaluation_without_call``).
+without a span context joins by the ``gen_ai.response.id`` it names, the call's second key (``call_alias``, from
+the call's own ``gen_ai.response.id``: the column ``gen_ai.call.response_id``); with neither it is refused
+(``evaluation_without_call``).
 
 Results leave the decoder as ``LabelBatch``es whose model is ``gen_ai.evaluation`` and whose version is the
 evaluation's name; the join (labels/ground_truth.py) finds each one's call and counts it in the call's model,
@@ -39,6 +41,7 @@ KEY_BITS = 53
 waiting at once is as unlikely as one of the 64-bit id hashes)."""
 _KEY_MASK = (1 << KEY_BITS) - 1
 _SEED = model_seed(semconv.GENAI_CALLS)
+_RESPONSE_SEED = model_seed(semconv.GENAI_RESPONSES)
 MAX_LABEL_LENGTH = 256
 
 
@@ -53,21 +56,45 @@ def call_key(span_id: bytes) -> int:
     return int.from_bytes(span_id, "big") & _KEY_MASK
 
 
+def response_key(response_id: str) -> int:
+    """A ``gen_ai.response.id``'s key: FNV-1a (64-bit) of its UTF-8 bytes, low 53 bits (never 0), as the compiled
+    decoder computes it for the call's column ``gen_ai.call.response_id``.
+
+    >>> response_key("chatcmpl-1"), response_key("")
+    (5297933624363697, 0)
+    """
+    if not response_id:
+        return 0
+    h = 14695981039346656037
+    for b in response_id.encode("utf-8"):
+        h = ((h ^ b) * 1099511628211) & 0xFFFF_FFFF_FFFF_FFFF
+    return (h & _KEY_MASK) or 1
+
+
+def keyed(keys: np.ndarray, seed: np.uint64) -> np.ndarray:
+    """The id hashes of keys (float64, exact below 2^53; NaN or 0: none → 0) in the namespace of ``seed``: numbers
+    all the way (no text per row, as ``id_hash`` needs for ids sent as text)."""
+    ok = np.isfinite(keys) & (keys != 0)
+    out = np.zeros(len(keys), np.uint64)
+    if ok.any():
+        out[ok] = mix(keys[ok].astype(np.uint64) ^ seed)
+        out[ok & (out == 0)] = 1  # 0 means "no id"
+    return out
+
+
 def call_ids(keys: np.ndarray) -> np.ndarray:
-    """The ``prediction_id`` hashes of calls (or results) with these keys (float64, exact below 2^53; NaN or 0:
-    none → 0): the keys mixed with the ``GENAI_CALLS`` namespace's seed, numbers all the way (no text per row, as
-    ``id_hash`` needs for ids sent as text).
+    """The ``prediction_id`` of calls (or results) with these span keys (``call_key``).
 
     >>> ids = call_ids(np.array([5.0, np.nan, 5.0, 6.0]))
     >>> bool(ids[0] == ids[2] != ids[3]), int(ids[1])
     (True, 0)
     """
-    ok = np.isfinite(keys) & (keys != 0)
-    out = np.zeros(len(keys), np.uint64)
-    if ok.any():
-        out[ok] = mix(keys[ok].astype(np.uint64) ^ _SEED)
-        out[ok & (out == 0)] = 1  # 0 means "no id"
-    return out
+    return keyed(keys, _SEED)
+
+
+def response_ids(keys: np.ndarray) -> np.ndarray:
+    """The ``call_alias`` of calls (or results) with these response keys (``response_key``): another namespace."""
+    return keyed(keys, _RESPONSE_SEED)
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,8 @@ class Evaluation:
     name: str
     score: float
     label: str
+    response_id: str = ""
+    """The ``gen_ai.response.id`` it names: what it joins by when it has no span context."""
 
 
 def read_evaluation(attrs: Mapping[str, AnyValue]) -> Evaluation | tuple[str, str]:
@@ -100,12 +129,17 @@ def read_evaluation(attrs: Mapping[str, AnyValue]) -> Evaluation | tuple[str, st
     if math.isnan(score) and not label:
         return "invalid_evaluation", (f"a {semconv.GENAI_EVALUATION_EVENT} with neither "
                                       f"{semconv.GENAI_EVALUATION_SCORE} nor {semconv.GENAI_EVALUATION_LABEL}")
-    return Evaluation(name, score, label[:MAX_LABEL_LENGTH])
+    response_v = attrs.get(semconv.GENAI_RESPONSE_ID)
+    response = response_v.string_value if response_v is not None and response_v.WhichOneof(
+        "value") == "string_value" else ""
+    return Evaluation(name, score, label[:MAX_LABEL_LENGTH], response)
 
 
 @dataclass
 class _Rows:
     keys: list[int] = field(default_factory=list)
+    """The call's span key, or 0 where the result names its response instead (``responses``)."""
+    responses: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     times: list[int] = field(default_factory=list)
@@ -118,12 +152,14 @@ class EvaluationRows:
         self._by_name: dict[str, _Rows] = {}
 
     def add(self, ev: Evaluation, span_id: bytes, time_ns: int) -> bool:
-        """Add a result for the call with ``span_id``; False when that is no span id (nothing added)."""
+        """Add a result for the call with ``span_id``, else for the response it names; False with neither (nothing
+        added)."""
         key = call_key(span_id)
-        if not key:
+        if not key and not ev.response_id:
             return False
         rows = self._by_name.setdefault(ev.name, _Rows())
         rows.keys.append(key)
+        rows.responses.append("" if key else ev.response_id)
         rows.scores.append(ev.score)
         rows.labels.append(ev.label)
         rows.times.append(time_ns)
@@ -133,11 +169,15 @@ class EvaluationRows:
         out = []
         for name, rows in self._by_name.items():
             keys = np.array(rows.keys, dtype=np.float64)
-            out.append(LabelBatch(semconv.GENAI_EVALUATIONS, name, call_ids(keys), np.array(rows.scores),
-                                  np.array(rows.labels, dtype=str), np.array(rows.times, dtype=np.int64),
-                                  number_text(keys[:ID_TEXT_SAMPLE])))
+            responses = np.array(rows.responses, dtype=str)
+            by_span = keys != 0
+            ids = np.where(by_span, call_ids(keys), response_ids(np.array([float(response_key(r))
+                                                                           for r in rows.responses])))
+            text = np.where(by_span[:ID_TEXT_SAMPLE], number_text(keys[:ID_TEXT_SAMPLE]), responses[:ID_TEXT_SAMPLE])
+            out.append(LabelBatch(semconv.GENAI_EVALUATIONS, name, ids, np.array(rows.scores),
+                                  np.array(rows.labels, dtype=str), np.array(rows.times, dtype=np.int64), text))
         return out
 
 
 def is_evaluation_attribute(key: str) -> bool:
-    return key.startswith("gen_ai.evaluation.")
+    return key.startswith("gen_ai.evaluation.") or key == semconv.GENAI_RESPONSE_ID

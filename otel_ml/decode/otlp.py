@@ -455,7 +455,7 @@ def _evaluation_events(span: Span, is_call: bool, evaluations: EvaluationRows) -
             taken = True
         else:
             problem = problem or ("evaluation_without_call", f"a {semconv.GENAI_EVALUATION_EVENT} event on a span "
-                                  "that is no GenAI call and has no parent")
+                                  f"that is no GenAI call and has no parent, naming no {semconv.GENAI_RESPONSE_ID}")
     if problem is not None and not taken and not is_call:
         raise _Rejected(*problem)
     return taken

@@ -20,7 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from otel_ml import semconv
 from otel_ml.decode.batch import ID_TEXT_SAMPLE, ColumnarBatch, DecodeResult, LabelBatch, parse_protobuf
-from otel_ml.decode.evaluations import Evaluation, EvaluationRows, call_ids, read_evaluation
+from otel_ml.decode.evaluations import Evaluation, EvaluationRows, call_ids, read_evaluation, response_ids
 from otel_ml.decode.ids import id_hash, ids_as_text
 from otel_ml.decode.limits import DecodeLimits, id_problem, truth_problem
 
@@ -47,6 +47,10 @@ def split_outcomes(result: DecodeResult) -> DecodeResult:
         if call_num is not None:  # a GenAI model's calls: keyed for their evaluation results (decode/evaluations.py)
             b.invalid.pop(semconv.GENAI_CALL_ID_COLUMN, None)
             b.prediction_id = call_ids(call_num)
+            response = b.numeric.pop(semconv.GENAI_CALL_RESPONSE_COLUMN, None)
+            b.invalid.pop(semconv.GENAI_CALL_RESPONSE_COLUMN, None)
+            if response is not None:
+                b.call_alias = response_ids(response)
             batches.append(b)
             continue
         ids = id_text = None
@@ -162,7 +166,7 @@ def decode_logs_request(data: bytes | ExportLogsServiceRequest, limits: DecodeLi
             for rec in sl.log_records:
                 result.spans_received += 1
                 attrs = {kv.key: kv.value for kv in rec.attributes
-                         if kv.key.startswith(("ml.", "event.name", "gen_ai.evaluation."))}
+                         if kv.key.startswith(("ml.", "event.name", "gen_ai.evaluation.", semconv.GENAI_RESPONSE_ID))}
                 event = getattr(rec, "event_name", "") or (_id_text(attrs["event.name"]) if "event.name" in attrs
                                                            else "")
                 if event == semconv.GENAI_EVALUATION_EVENT and evaluations:
@@ -253,6 +257,5 @@ def _evaluation_record(rec: Any, attrs: dict[str, AnyValue], evaluations: Evalua
     if t > future_limit:
         reject("timestamp_in_future", f"log record {(t - now_ns) / 1e9:.0f}s in the future")
     elif not evaluations.add(ev, rec.span_id, t):
-        reject("evaluation_without_call", f"a {semconv.GENAI_EVALUATION_EVENT} record without the span context of "
-               "the call it evaluates (a gen_ai.response.id alone cannot be joined: emit it while the call's span "
-               "is current, or with its context)")
+        reject("evaluation_without_call", f"a {semconv.GENAI_EVALUATION_EVENT} record with neither the span context "
+               f"of the call it evaluates nor its {semconv.GENAI_RESPONSE_ID}")

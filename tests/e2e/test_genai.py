@@ -99,10 +99,12 @@ def test_longer_prompts_show_as_token_and_finish_reason_drift_and_request_parame
     assert not any("holding only a few whole numbers" in line for line in sp.log), sp.log
 
 
+@pytest.mark.parametrize("instrumentation", ["official", "openllmetry"])
 def test_evaluation_results_join_their_calls_and_a_drop_in_the_pass_rate_is_decided(
-        tmp_path: Path, serve_factory, fake_openai: str) -> None:
+        tmp_path: Path, serve_factory, fake_openai: str, instrumentation: str) -> None:
     """The app judges each answer (``complete_answer``: ended by itself, 5 words or more) and reports the result as
-    the conventions say, half as log records, half as events of a child span, parented to the call's span. Short
+    the conventions say: as log records and as events of a child span parented to the call's span, and as log
+    records that only name its gen_ai.response.id. Short
     questions first (the model's first performance horizon: its pinned evaluation reference, most answers pass),
     then paragraphs to summarize (answers cut at max_tokens fail): every result joins its call, and the pass rate's
     drop is decided against the reference."""
@@ -110,8 +112,8 @@ def test_evaluation_results_join_their_calls_and_a_drop_in_the_pass_rate_is_deci
     config.write_text("windows:\n  reference_min_rows: 200\n"
                       "performance:\n  window_seconds: 2\n  horizon_seconds: 4\n  min_labels: 30\n")
     sp = serve_factory("--config", str(config), "--window", "2", "--horizon", "4", "--evaluation-interval", "0.5")
-    calls = run_app(sp, fake_openai, 8, "short", "official", "--evaluate")
-    calls += run_app(sp, fake_openai, 8, "long", "official", "--evaluate")
+    calls = run_app(sp, fake_openai, 8, "short", instrumentation, "--evaluate")
+    calls += run_app(sp, fake_openai, 8, "long", instrumentation, "--evaluate")
 
     def evaluation() -> dict[str, float] | None:
         samples = sp.scrape()

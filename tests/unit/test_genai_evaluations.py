@@ -264,3 +264,33 @@ def test_with_evaluations_off_calls_are_not_kept_and_results_not_read_by_either_
     for config, taken in ((off, 0), (GenAiConfig(), 1)):
         got = decode_for_ingest(logs, DecodeLimits(), None, [], "logs", config)
         assert (len(got.labels), got.spans_ignored) == (taken, 1 - taken)
+
+
+def test_a_result_naming_only_the_response_joins_the_call_by_its_second_key(tmp_path) -> None:
+    from otel_ml.core.live import alias_rows
+
+    req = calls_request([1, 2], 10**18)
+    for span, rid in zip(req.resource_spans[0].scope_spans[0].spans, ("chatcmpl-a", "chatcmpl-b")):
+        span.attributes.add(key="gen_ai.response.id").value.string_value = rid
+    data = req.SerializeToString()
+    compiled = decode_request_compiled(data, DecodeLimits(), GenAiConfig())
+    assert compiled is not None
+    same_alias = [split_outcomes(r).batches[0].call_alias.tolist()
+                  for r in (compiled, decode_request_python(data))]
+    assert same_alias[0] == same_alias[1] and 0 not in same_alias[0]
+    gt = ground_truth(tmp_path)
+    [batch] = decode_request(data, DecodeLimits(), GenAiConfig()).batches
+    gt.on_predictions(batch)
+    gt.join_predictions(alias_rows(batch))  # as LiveModels joins a call under its response id too
+    logs = evaluation_logs([(-1, {**relevance("relevant"), "gen_ai.response.id": "chatcmpl-b"}),
+                            (-1, {**relevance("relevant"), "gen_ai.response.id": "chatcmpl-zzz"})], 10**18)
+    result = decode_logs_request(logs)
+    assert not result.rejected
+    for lb in result.labels:
+        gt.on_labels(lb)
+    assert gt.current(*MODEL).evaluations["relevance"].n == 1  # the one naming a call's response
+    assert gt.pending.early_rows() == 1  # the other waits for a call that may still come
+    # The batch (and its second key) survives the journal's record.
+    from otel_ml.decode.batch import DecodeResult
+    again = DecodeResult.from_bytes(DecodeResult([batch]).to_bytes()).batches[0]
+    assert again.call_alias.tolist() == batch.call_alias.tolist()
