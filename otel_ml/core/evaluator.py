@@ -18,8 +18,10 @@ from otel_ml.analyze.performance import (
     PerformanceReport,
     assess_all,
     loss_inputs_unsupported,
+    performance_alpha,
     withhold_outside_support,
 )
+from otel_ml.analyze.versions import VersionComparison, compare_versions, live_pairs
 from otel_ml.core.live import Key, LiveModels
 from otel_ml.core.memory import return_free_memory
 from otel_ml.core.snapshot import Snapshot
@@ -143,12 +145,13 @@ class Evaluator:
             labels_waiting = self._labels_waiting()
         pinned: dict[Key, dict[str, EvaluationScores]] = {}  # filled by _performance
         performance = tuple(self._performance(set(views), {(r.model, r.version): r for r in reports}, pinned))
+        versions = tuple(self.versions(profiles, performance))
         with self.live.lock:
             labels = self.live.label_status()
         snapshot = Snapshot(reports=tuple(reports), performance=performance,
                             profiles=MappingProxyType(profiles), live_models=live_models, waiting_baselines=waiting,
                             waiting=MappingProxyType(labels_waiting), labels=MappingProxyType(labels),
-                            evaluation_references=MappingProxyType(pinned))
+                            evaluation_references=MappingProxyType(pinned), versions=versions)
         self.snapshot = snapshot
         for fn in self._subscribers:
             try:
@@ -156,6 +159,15 @@ class Evaluator:
             except Exception:  # one reader's bug must not stop the others or the next evaluation
                 log.exception("a snapshot reader failed")
         return snapshot
+
+    def versions(self, profiles: dict[Key, tuple[ModelProfile | None, ModelProfile]],
+                 performance: tuple[PerformanceReport, ...]) -> list[VersionComparison]:
+        """Each model's candidate versions against its busiest one (``live_pairs``), over the horizon."""
+        perf = {(r.model, r.version): r for r in performance}
+        alpha = performance_alpha(self.drift, self.performance)
+        return [compare_versions(profiles[(m, a)][1], profiles[(m, b)][1], perf.get((m, a)), perf.get((m, b)),
+                                 self.drift, alpha, self.performance.min_labels)
+                for m, a, b in live_pairs((k[0], k[1], current.rows) for k, (_, current) in profiles.items())]
 
     def _log_mismatch(self, key: Key, source: str | None, report: ModelReport) -> None:
         """One line per model and reference naming the features only one side has (a dropped or renamed column

@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from otel_ml.analyze.drift import ModelReport
 from otel_ml.analyze.performance import PerformanceReport
+from otel_ml.analyze.versions import VersionComparison
 from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.model import ModelProfile
 
@@ -46,6 +47,8 @@ class Snapshot:
         default_factory=lambda: MappingProxyType({}))
     """LLM models' evaluation references pinned from their first horizon (labels/evaluations.py): what a range read
     decides their evaluations with when no baseline has them, as the evaluator did."""
+    versions: tuple[VersionComparison, ...] = ()
+    """Each model's candidate versions against its busiest one, over the horizon (analyze/versions.py)."""
     taken_ns: int = field(default_factory=time.time_ns)
 
     def report(self, model: str, version: str) -> ModelReport | None:

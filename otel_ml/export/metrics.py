@@ -163,6 +163,12 @@ LIVE_GAUGES = [
     MetricDef(sc.METRIC_SEGMENT_FEATURE_MISSING_RATIO, "gauge", "",
               "Opt-in (export.detail_for MODEL/FEATURE: methods or all): a feature's share of a segment's current "
               "predictions without a value"),
+    MetricDef(sc.METRIC_VERSION_DIFFERENCE, "gauge", "",
+              "Version against version (a model's busiest version a, each other version b): b - a of each "
+              "performance metric (realized, else estimated), error_ratio and latency_p95_seconds, per ml.compare"),
+    MetricDef(sc.METRIC_VERSION_REGRESSION, "gauge", "",
+              "1 when version b differs from a for the worse: a performance metric or error_ratio significantly "
+              "worse, latency or its inputs or outputs significantly different, per ml.compare; else 0"),
     MetricDef(sc.METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION, "gauge", "",
               "A segment's part in the change of a realized performance metric since the reference, by "
               "ml.attribution (mix: its share moved; within: its own performance moved); the 3 most harmful "
@@ -386,7 +392,9 @@ class MetricsExporter:
             sc.METRIC_SEGMENT_PERFORMANCE_CONTRIBUTION: self._segment_performance_contribution,
             sc.METRIC_SEGMENT_PREDICTIONS: self._segment_predictions,
             sc.METRIC_SEGMENT_FEATURE_P_VALUE: functools.partial(self._segment_detail, "p"),
-            sc.METRIC_SEGMENT_FEATURE_MISSING_RATIO: functools.partial(self._segment_detail, "missing")}
+            sc.METRIC_SEGMENT_FEATURE_MISSING_RATIO: functools.partial(self._segment_detail, "missing"),
+            sc.METRIC_VERSION_DIFFERENCE: self._version_differences,
+            sc.METRIC_VERSION_REGRESSION: self._version_regressions}
         for d in PERFORMANCE_GAUGES:
             self._live[d.name] = functools.partial(self._performance_series, d.name)
 
@@ -596,6 +604,24 @@ class MetricsExporter:
     def _unprofiled(self) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().reports:
             yield _model_attrs(r), float(r.unprofiled_features)
+
+    def _version_differences(self) -> Iterator[tuple[dict[str, str], float]]:
+        for c in self._rendered().source.versions:
+            pair = {sc.ATTR_MODEL_NAME: c.model, sc.ATTR_VERSION_A: c.a, sc.ATTR_VERSION_B: c.b}
+            values = {m: d.difference for m, d in c.performance.items()}
+            if c.error_ratio is not None:
+                values["error_ratio"] = c.error_ratio.difference
+            if c.latency_p95 is not None:
+                values["latency_p95_seconds"] = c.latency_p95.difference
+            for name, value in values.items():
+                if _finite(value):
+                    yield {**pair, sc.ATTR_COMPARE: name}, value
+
+    def _version_regressions(self) -> Iterator[tuple[dict[str, str], float]]:
+        for c in self._rendered().source.versions:
+            pair = {sc.ATTR_MODEL_NAME: c.model, sc.ATTR_VERSION_A: c.a, sc.ATTR_VERSION_B: c.b}
+            for name, worse in c.decisions.items():
+                yield {**pair, sc.ATTR_COMPARE: name}, 1.0 if worse else 0.0
 
     def _performance_series(self, metric: str) -> Iterator[tuple[dict[str, str], float]]:
         for r in self._rendered().source.performance:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +26,7 @@ th,td{border-bottom:1px solid #e5e5e5;padding:4px 10px;text-align:left;vertical-
 th a{color:#222}td.num,th.num{text-align:right}td.num{white-space:nowrap}
 .name{max-width:420px;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;color:#fff}
-.drift,.degraded,.off{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
+.drift,.degraded,.off,.worse,.different{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
 .reference_pending{background:#7f8c8d}.stale{background:#34495e}
 .banner{background:#fdf2e9;border:1px solid #e59866;padding:8px 12px;margin:8px 0}
 .muted{color:#777}.grid{display:flex;flex-wrap:wrap;gap:16px}
@@ -574,3 +574,60 @@ def timestamp(t_ns: int | None) -> str:
     if t_ns is None:
         return "–"
     return dt.datetime.fromtimestamp(t_ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def versions_section(pairs: list[tuple[str, str, dict[str, bool]]], href: Callable[[str, str], str]) -> str:
+    """The model's live version comparisons (each candidate against its busiest version), linked."""
+    if not pairs:
+        return ""
+    rows = "".join(
+        f'<tr><td><a href="{esc(href(a, b))}">{esc(b)} against {esc(a)}</a></td><td>'
+        + (", ".join(esc(k) for k, v in decisions.items() if v) or "no difference found") + "</td></tr>"
+        for a, b, decisions in pairs)
+    return ("<h2>Versions</h2><table><thead><tr><th>comparison</th><th>worse or different</th></tr></thead><tbody>"
+            + rows + "</tbody></table>")
+
+
+def comparison_page(doc: dict[str, Any], version_href: Callable[[str], str]) -> str:
+    """Version ``b`` against version ``a`` of one model over the live horizon (``GET /api/v1/models/{model}/
+    compare``'s document): each difference with its decision."""
+    def decided(v: bool | None, word: str = "worse") -> str:
+        return "<td>–</td>" if v is None else f"<td>{badge(word if v else 'ok')}</td>"
+
+    def value(x: Any) -> str:
+        return f"<td class=num>{fmt(x)}</td>"
+
+    perf = "".join(
+        f'<tr><td class=name>{esc(m["metric"])} <span class=muted>{esc(m.get("source", ""))}</span></td>'
+        f'{value(m.get("a"))}{value(m.get("b"))}{value(m.get("difference"))}'
+        f'<td class=num>± {fmt(m.get("se"))}</td>{decided(m.get("worse"))}</tr>' for m in doc["performance"])
+    err, lat = doc["error_ratio"], doc["latency_seconds"]
+    ops = (f'<tr><td class=name>error ratio</td>{value(err.get("a"))}{value(err.get("b"))}'
+           f'{value(err.get("difference"))}<td class=num>± {fmt(err.get("se"))}</td>{decided(err.get("worse"))}</tr>')
+    if lat["p95"] is not None:
+        ops += (f'<tr><td class=name>latency p95, s</td>{value(lat["p95"]["a"])}{value(lat["p95"]["b"])}'
+                f'{value(lat["p95"]["difference"])}<td class=num>KS p {fmt(lat["p_value"])}</td>'
+                f'{decided(lat["different"], "different")}</tr>')
+
+    def features(rows: list[dict[str, Any]]) -> str:
+        shown = sorted(rows, key=lambda r: (r["status"] != "drift", r["p_value"] if r["p_value"] is not None else 1))
+        return "".join(f'<tr><td class=name>{esc(r["name"])}</td><td>{badge(r["status"])}</td>'
+                       f'{value(r["p_value"])}</tr>' for r in shown[:20])
+
+    a, b = doc["a"], doc["b"]
+    body = (f'<h1>{esc(doc["model"])}: version {esc(b)} against {esc(a)}</h1>'
+            f'<p class=muted>Over the live horizon: <a href="{esc(version_href(a))}">{esc(a)}</a> '
+            f'{fmt(doc["rows_a"])} predictions, <a href="{esc(version_href(b))}">{esc(b)}</a> {fmt(doc["rows_b"])}. '
+            '"worse": b significantly worse than a; "different": b differs either way (docs/statistics.md, '
+            "Version against version).</p>"
+            "<h2>Performance and operations</h2><table><thead><tr><th>metric</th><th class=num>"
+            f"{esc(a)}</th><th class=num>{esc(b)}</th><th class=num>b − a</th><th class=num>test</th>"
+            "<th>decision</th></tr></thead><tbody>" + perf + ops + "</tbody></table>"
+            f'<h2>Inputs {badge("different" if doc["inputs"]["different"] else "ok")}</h2>'
+            "<p class=muted>Are they served the same traffic? Each input of b tested against a's.</p>"
+            "<table><thead><tr><th>feature</th><th>status</th><th class=num>p-value</th></tr></thead><tbody>"
+            + features(doc["inputs"]["features"]) + "</tbody></table>"
+            f'<h2>Outputs {badge("different" if doc["outputs"]["different"] else "ok")}</h2><table><thead><tr>'
+            "<th>output</th><th>status</th><th class=num>p-value</th></tr></thead><tbody>"
+            + features(doc["outputs"]["features"]) + "</tbody></table>")
+    return layout(f"{doc['model']} {b} vs {a}", body)

@@ -24,11 +24,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
-from otel_ml.analyze.performance import PerformanceConfig
+from otel_ml.analyze.performance import PerformanceConfig, performance_alpha
+from otel_ml.analyze.versions import compare_versions
 from otel_ml.auth import token_matches
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.http_server import Busy, HttpServer, Listener, health_routes
@@ -37,6 +39,7 @@ from otel_ml.read import views
 from otel_ml.read.archive import DAY_NS, open_read_only, parse_time_ns
 from otel_ml.read.names import name_from_segment, name_segment
 from otel_ml.read.performance import Window, archived_windows, in_order, range_document
+from otel_ml.read.versions import comparison_document
 from otel_ml.ui import drawing, pages
 from otel_ml.ui.config import UiConfig
 from otel_ml.ui.drawing import Drawing
@@ -99,6 +102,8 @@ class UiServer:
             ("/models/{model:[^/]+}/versions/{version:[^/]+}", self._model_page),
             ("/models/{model:[^/]+}/versions/{version:[^/]+}/features/{feature:[^/]+}", self._feature_page),
             ("/models/{model:[^/]+}/versions/{version:[^/]+}/segments/{segment:[^/]+}", self._segment_page),
+            ("/models/{model:[^/]+}/compare", self._compare_page),
+            ("/api/v1/models/{model:[^/]+}/compare", self._api_compare),
             ("/api/v1/models", self._api_models),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/drift", self._api_drift),
             ("/api/v1/models/{model:[^/]+}/versions/{version:[^/]+}/performance", self._api_performance),
@@ -240,6 +245,10 @@ class UiServer:
             over_time = self.drawing.call(pages.performance_history_section,
                                           self.performance_range(report.model, report.version, start, end))
         over_time += pages.labels_section(self.snapshot.labels_of(report.model, report.version))
+        compare = f"/models/{pages.url_segment(name_segment(report.model))}/compare?"
+        over_time += pages.versions_section(
+            [(c.a, c.b, c.decisions) for c in self.snapshot.versions if c.model == report.model],
+            lambda a, b: compare + urlencode({"a": a, "b": b}))
         return _html(pages.model_page(summary, rows,
                                       lambda name: f"{base}/features/{pages.url_segment(name_segment(name))}",
                                       sort, lambda key: f"{base}?sort={key}", self._performance(report),
@@ -262,6 +271,30 @@ class UiServer:
         report, doc = self._segment(request)
         summary = self._summary(report)
         return _html(pages.segment_page(summary, doc, self._model_href(report.model, summary["version_path"])))
+
+    def _comparison(self, request: web.Request) -> dict[str, Any]:
+        """``?a=V&b=V``: version b of the model against version a, over the live horizon (analyze/versions.py)."""
+        model = name_from_segment(request.match_info["model"])
+        if "a" not in request.query or "b" not in request.query:
+            raise _BadRequest("give the two versions: ?a=VERSION&b=VERSION (a: the baseline, b: the candidate)")
+        a, b = request.query["a"], request.query["b"]
+        sides = [self.snapshot.profiles_of(model, v) for v in (a, b)]
+        if sides[0] is None or sides[1] is None:
+            missing = a if sides[0] is None else b
+            raise _NotFound(f"no live model {model!r} version {missing!r} (GET /api/v1/models lists them)")
+        performance = self.source.performance
+        drift = self.source.drift or DriftConfig()
+        c = compare_versions(sides[0][1], sides[1][1], self.snapshot.performance_of(model, a),
+                             self.snapshot.performance_of(model, b), drift, performance_alpha(drift, performance),
+                             performance.min_labels)
+        return comparison_document(c)
+
+    def _api_compare(self, request: web.Request) -> web.Response:
+        return _json(self._comparison(request))
+
+    def _compare_page(self, request: web.Request) -> web.Response:
+        doc = self._comparison(request)
+        return _html(pages.comparison_page(doc, lambda v: self._model_href(doc["model"], views.version_segment(v))))
 
     def _api_segment(self, request: web.Request) -> web.Response:
         return _json(self._segment(request)[1])
