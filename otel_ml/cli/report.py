@@ -13,7 +13,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
 
     from otel_ml.config import SETTINGS_FILE, load_config, recorded_settings
-    from otel_ml.ui.report import build_report
+    from otel_ml.ui.report import build_report, build_version_report
 
     # Decided as the processor decides: its recorded settings (or --config), --alpha on top.
     if args.config:
@@ -24,6 +24,16 @@ def cmd_report(args: argparse.Namespace) -> int:
                          if recorded is not None else (load_config(environ={}), "default settings (the state "
                                                        f"directory has no readable {SETTINGS_FILE}; --config FILE)"))
     drift = dataclasses.replace(cfg.drift, alpha=args.alpha) if args.alpha is not None else cfg.drift
+    if args.compare_versions:
+        a, b = args.compare_versions
+        html, doc = build_version_report(args.state_dir, args.model, a, b, *time_range(args.start, args.end), drift,
+                                         cfg.performance)
+        text = html if args.format == "html" else json.dumps(doc, indent=1, allow_nan=False) + "\n"
+        Path(args.output).write_text(text, encoding="utf-8")
+        found = sorted(k for k, v in doc["decisions"].items() if v)
+        print(f"model {args.model!r}: version {b!r} against {a!r} ({doc['rows_b']:,} and {doc['rows_a']:,} rows): "
+              f"{', '.join(found) or 'no difference found'} → {args.output} (decided with {settings})")
+        return 0
     html, report, documents = build_report(args.state_dir, args.model, args.model_version,
                                            *time_range(args.start, args.end), args.reference,
                                            args.baseline_dir, drift, args.max_charts, cfg.performance,
@@ -60,5 +70,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rep_.add_argument("--max-charts", type=int, default=30, help="features drawn in full (default 30)")
     rep_.add_argument("--format", choices=("html", "json"), default="html",
                       help="html (default), or json: the documents the API serves for the range (drift, performance)")
+    rep_.add_argument("--compare-versions", nargs=2, metavar=("A", "B"),
+                      help="version B against version A over the range instead (a canary, a shadow: inputs, "
+                           "outputs, performance, errors, latency; docs/statistics.md, Version against version)")
     rep_.add_argument("--output", required=True, metavar="FILE")
     rep_.set_defaults(func=cmd_report)

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
-from otel_ml.analyze.performance import PerformanceConfig
+from otel_ml.analyze.performance import PerformanceConfig, performance_alpha
+from otel_ml.analyze.versions import compare_versions
 from otel_ml.labels.evaluations import pinned_evaluations
 from otel_ml.profile.model import ModelProfile
 from otel_ml.read import views
 from otel_ml.read.archive import checkpoint_ground_truth, live_window_ns, open_read_only, rows_in_range
 from otel_ml.read.compare import find_reference, history, merged_parts
-from otel_ml.read.performance import archived_windows, in_order, range_document
+from otel_ml.read.performance import archived_windows, assess_range, in_order, range_document
+from otel_ml.read.versions import comparison_document
 from otel_ml.ui import pages
 
 MAX_CHARTS = 30
@@ -117,3 +119,33 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
     return pages.layout(f"report {report.model} {report.version}", "".join(body), home="#")
 
 
+def build_version_report(state_dir: str | Path, model: str, a: str, b: str, start_ns: int | None = None,
+                         end_ns: int | None = None, drift: DriftConfig | None = None,
+                         performance: PerformanceConfig | None = None) -> tuple[str, dict[str, Any]]:
+    """Version ``b`` of ``model`` against version ``a`` over a past range (``otel-ml report --compare-versions``):
+    each version's archived (and still live) windows in the range merged, its performance windows too, compared as
+    the processor compares them live (analyze/versions.py). The HTML page and the API's document."""
+    drift = drift or DriftConfig()
+    performance = performance or PerformanceConfig()
+    start_ns = 0 if start_ns is None else start_ns
+    end_ns = 2**62 if end_ns is None else end_ns
+    conn = open_read_only(state_dir)
+    try:
+        window_ns = live_window_ns(conn)
+        sides = []
+        for version in (a, b):
+            profile = ModelProfile(model, version)
+            for _, _, blob in rows_in_range(conn, model, version, start_ns, end_ns, window_ns):
+                profile.merge(ModelProfile.from_json(blob))
+            if not profile.rows:
+                raise ValueError(f"no archived windows of model {model!r} version {version!r} in that range "
+                                 "(otel-ml archive list shows what there is)")
+            labelled = archived_windows(conn, model, version, start_ns, end_ns, live=True)
+            sides.append((profile, assess_range(model, version, labelled, None, drift, performance)
+                          if labelled else None))
+    finally:
+        conn.close()
+    c = compare_versions(sides[0][0], sides[1][0], sides[0][1], sides[1][1], drift,
+                         performance_alpha(drift, performance), performance.min_labels)
+    doc = {**comparison_document(c), "range_unix": [start_ns / 1e9, min(end_ns, 2**62) / 1e9]}
+    return pages.comparison_page(doc, lambda _version: "#"), doc

@@ -6,6 +6,8 @@ exported series, the page in a real browser."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -118,3 +120,15 @@ def test_a_canary_worse_on_one_region_is_decided_worse_and_a_shadow_alike_is_not
     assert "version 4 against 3" in dom and "badge worse" in dom and not console, (dom[-2000:], console)
     dom, console = browse(f"http://127.0.0.1:{sp.ui_port}/models/{CANARY}/versions/3", tmp_path / "m.png", tmp_path)
     assert "4 against 3</a>" in dom and "accuracy" in dom and not console, (dom[-2000:], console)  # linked
+
+    # Offline, from the state directory once the processor stopped (its last checkpoint): the same decisions.
+    sp.proc.terminate()
+    assert sp.proc.wait(timeout=60) == 0
+    out = tmp_path / "compare.json"
+    done = subprocess.run([sys.executable, "-m", "otel_ml.cli", "report", "--state-dir", str(sp.state_dir),
+                           "--model", CANARY, "--compare-versions", "3", "4", "--format", "json", "--output",
+                           str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    offline = json.loads(out.read_text())
+    assert (offline["rows_a"], offline["rows_b"]) == (canary["rows_a"], canary["rows_b"])
+    assert offline["decisions"]["accuracy"] is True and offline["decisions"]["inputs"] is False, offline["decisions"]
