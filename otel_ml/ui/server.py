@@ -44,6 +44,7 @@ from otel_ml.ui import drawing, pages
 from otel_ml.ui.config import UiConfig
 from otel_ml.ui.drawing import Drawing
 from otel_ml.ui.history import ScoreHistory
+from otel_ml.ui.report import build_version_report
 
 PERFORMANCE_PAGE_NS = 30 * DAY_NS
 """The model page draws performance over the last 30 days unless ``?from=&to=`` say otherwise."""
@@ -273,11 +274,23 @@ class UiServer:
         return _html(pages.segment_page(summary, doc, self._model_href(report.model, summary["version_path"])))
 
     def _comparison(self, request: web.Request) -> dict[str, Any]:
-        """``?a=V&b=V``: version b of the model against version a, over the live horizon (analyze/versions.py)."""
+        """``?a=V&b=V``: version b of the model against version a, over the live horizon (analyze/versions.py);
+        with ``from``/``to``, over that range of the archive (and the windows live at the last checkpoint), as
+        ``otel-ml report --compare-versions`` reads it."""
         model = name_from_segment(request.match_info["model"])
         if "a" not in request.query or "b" not in request.query:
             raise _BadRequest("give the two versions: ?a=VERSION&b=VERSION (a: the baseline, b: the candidate)")
         a, b = request.query["a"], request.query["b"]
+        if "from" in request.query or "to" in request.query:
+            start, end = self._range(request)
+            if self.source.state_dir is None:
+                raise _NotFound("no archive (state.durable: false): compare over the live horizon, without from/to")
+            try:
+                with self.source.archive_gate:
+                    return build_version_report(self.source.state_dir, model, a, b, start, end,
+                                                self.source.drift or DriftConfig(), self.source.performance)[1]
+            except (ValueError, FileNotFoundError) as e:
+                raise _NotFound(str(e)) from e
         sides = [self.snapshot.profiles_of(model, v) for v in (a, b)]
         if sides[0] is None or sides[1] is None:
             missing = a if sides[0] is None else b

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -60,14 +62,16 @@ def serve_traffic(sp, rng: np.random.Generator, n: int = 6000) -> dict[tuple[str
     return truth
 
 
-def comparison(sp, model: str, a: str, b: str) -> dict:
-    url = f"http://127.0.0.1:{sp.ui_port}/api/v1/models/{model}/compare?a={a}&b={b}"
+def comparison(sp, model: str, a: str, b: str, extra: str = "") -> dict:
+    url = f"http://127.0.0.1:{sp.ui_port}/api/v1/models/{model}/compare?a={a}&b={b}{extra}"
     return json.loads(urllib.request.urlopen(url, timeout=10).read())
 
 
 def test_a_canary_worse_on_one_region_is_decided_worse_and_a_shadow_alike_is_not(tmp_path: Path,
                                                                                   serve_factory) -> None:
-    sp = serve_factory("--evaluation-interval", "0.5")
+    config = tmp_path / "otel-ml.yaml"
+    config.write_text("state:\n  checkpoint_interval_seconds: 1\n")  # the range reads below see the windows soon
+    sp = serve_factory("--config", str(config), "--evaluation-interval", "0.5")
     truth = serve_traffic(sp, np.random.default_rng(46))
 
     def joined() -> bool:  # every label of every version joined (not the first ones published)
@@ -120,6 +124,18 @@ def test_a_canary_worse_on_one_region_is_decided_worse_and_a_shadow_alike_is_not
     assert "version 4 against 3" in dom and "badge worse" in dom and not console, (dom[-2000:], console)
     dom, console = browse(f"http://127.0.0.1:{sp.ui_port}/models/{CANARY}/versions/3", tmp_path / "m.png", tmp_path)
     assert "4 against 3</a>" in dom and "accuracy" in dom and not console, (dom[-2000:], console)  # linked
+
+    # Over a range (the archive and the windows live at the last checkpoint): the same decisions.
+    def ranged() -> dict | None:
+        try:
+            now = int(time.time())  # "to" past the window still filling: its start is in the range
+            doc = comparison(sp, CANARY, "3", "4", f"&from={now - 3600}&to={now + 3600}")
+        except urllib.error.HTTPError:  # 404 until a checkpoint wrote the windows
+            return None
+        return doc if (doc["rows_a"], doc["rows_b"]) == (canary["rows_a"], canary["rows_b"]) else None
+
+    in_range = wait_for(ranged, timeout=60, what="the comparison over the hour around now, every window checkpointed")
+    assert in_range["decisions"]["accuracy"] is True and in_range["decisions"]["inputs"] is False
 
     # Offline, from the state directory once the processor stopped (its last checkpoint): the same decisions.
     sp.proc.terminate()
