@@ -300,7 +300,7 @@ class GroundTruth:
         for reason, at in result.unmatched_at.items():
             self.diagnosis.record(model, version, reason, text[at[at < known][:5]] if text is not None else None)
         waiting = result.waiting_at
-        if not len(waiting):
+        if not len(waiting) or model == semconv.GENAI_EVALUATIONS:  # results: no model of their own to diagnose
             return
         sampled = waiting[waiting < known]
         self.diagnosis.hold(model, labels.prediction_id[sampled], text[sampled] if text is not None else None)

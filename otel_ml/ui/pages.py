@@ -361,6 +361,16 @@ def labels_section(labels: dict[str, Any] | None) -> str:
             f"<th>examples</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
+def evaluation_results_section(rows: list[dict[str, Any]]) -> str:
+    """What became of LLM calls' evaluation results, per evaluation name (joined to their calls, or not and why);
+    their scores are on each model's page."""
+    if not rows:
+        return ""
+    return "<h2>LLM evaluation results (gen_ai.evaluation.result)</h2>" + "".join(
+        f'<h3>{esc(r["version"])}</h3><p class=muted>{fmt(r["joined"])} joined to their calls, '
+        f'{fmt(sum(r["unmatched"].values()))} not</p>' + labels_section(r) for r in rows)
+
+
 def orphan_labels_section(rows: list[dict[str, Any]]) -> str:
     """Labels of models that sent no prediction here: they join nothing."""
     if not rows:

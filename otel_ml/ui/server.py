@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from otel_ml import semconv as sc
 from otel_ml.analyze.drift import DriftConfig, ModelReport
 from otel_ml.analyze.performance import PerformanceConfig, performance_alpha
 from otel_ml.analyze.versions import compare_versions
@@ -228,9 +229,13 @@ class UiServer:
         reported = {(r.model, r.version) for r in self.snapshot.reports}
         orphans = [{"model": m, "version": v, **doc} for (m, v), doc in sorted(self.snapshot.labels.items())
                    if not any(r[0] == m for r in reported)]
+        # LLM calls' evaluation results go to the join under their own name (decode/evaluations.py): not orphans.
+        results = [r for r in orphans if r["model"] == sc.GENAI_EVALUATIONS]
+        orphans = [r for r in orphans if r["model"] != sc.GENAI_EVALUATIONS]
         return _html(pages.models_page(models, self._model_href,
                                        f"evaluated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-                     .replace("</main>", pages.orphan_labels_section(orphans) + "</main>", 1))
+                     .replace("</main>", pages.evaluation_results_section(results)
+                              + pages.orphan_labels_section(orphans) + "</main>", 1))
 
     def _model_page(self, request: web.Request) -> web.Response:
         report = self._report(request)

@@ -152,3 +152,7 @@ def test_evaluation_results_join_their_calls_and_a_drop_in_the_pass_rate_is_deci
     dom, console = browse(page, tmp_path / "genai.png", tmp_path)
     assert "<h2>Evaluations</h2>" in dom and "complete_answer" in dom and "Evaluation over time" in dom, dom[-3000:]
     assert not console, console
+    # The models page says what became of the results, not that labels came for a model without predictions.
+    home = urllib.request.urlopen(f"http://127.0.0.1:{sp.ui_port}/", timeout=10).read().decode()
+    assert "LLM evaluation results" in home and "complete_answer" in home, home[-2000:]
+    assert "Labels for models without predictions" not in home
