@@ -188,7 +188,8 @@ def test_every_rejection_reason_is_declared_and_exported_from_the_start(serve_fa
     used = set(re.findall(r'(?:_Rejected|reject)\(\s*"([a-z_]+)"', text)) | set(
         re.findall(r'rejected\["([a-z_]+)"\]', text)) | set(
         re.findall(r'refuse\([^"]*?,\s*"([a-z_]+)"', text)) | set(
-        re.findall(r'return "([a-z_]+)", ', (root / "decode/limits.py").read_text()))  # id_problem, truth_problem
+        re.findall(r'return "([a-z_]+)", ', (root / "decode/limits.py").read_text())) | set(  # id_problem, ...
+        re.findall(r'return "([a-z_]+)", ', (root / "decode/evaluations.py").read_text()))  # read_evaluation
     assert used == set(semconv.REJECTION_REASONS), used ^ set(semconv.REJECTION_REASONS)
     sp = serve_factory()
     exported = {s.labels["reason"]: s.value for s in select(sp.scrape(), "otel_ml_spans_rejected_total")}
