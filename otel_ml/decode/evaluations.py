@@ -112,6 +112,8 @@ def read_evaluation(attrs: Mapping[str, AnyValue]) -> Evaluation | tuple[str, st
     name = name_v.string_value if name_v is not None and name_v.WhichOneof("value") == "string_value" else ""
     if not name:
         return "invalid_evaluation", f"a {semconv.GENAI_EVALUATION_EVENT} without {semconv.GENAI_EVALUATION_NAME}"
+    if len(name) > MAX_LABEL_LENGTH:  # a name is a key of the join's code table and of every window: bounded
+        return "invalid_evaluation", f"{semconv.GENAI_EVALUATION_NAME} over {MAX_LABEL_LENGTH} characters"
     score = math.nan
     score_v = attrs.get(semconv.GENAI_EVALUATION_SCORE)
     if score_v is not None:

@@ -109,8 +109,10 @@ def test_results_as_span_events_on_the_call_or_on_a_child_span_and_bad_ones_refu
     assert result.spans_accepted == 2 and result.spans_received == 4
     assert set(result.rejected) <= set(semconv.REJECTION_REASONS)
     logs = decode_logs_request(evaluation_logs([(-1, relevance("relevant")), (3, {"gen_ai.evaluation.name": "x",
-                                                "gen_ai.evaluation.score.value": "high"})], 10**18))
-    assert dict(logs.rejected) == {"evaluation_without_call": 1, "invalid_evaluation": 1} and not logs.labels
+                                                "gen_ai.evaluation.score.value": "high"}),
+                                                (3, {"gen_ai.evaluation.name": "n" * 257,
+                                                     "gen_ai.evaluation.score.label": "pass"})], 10**18))
+    assert dict(logs.rejected) == {"evaluation_without_call": 1, "invalid_evaluation": 2} and not logs.labels
     off = decode_request(data, DecodeLimits(), GenAiConfig(enabled=False))
     assert not off.labels and not off.batches
 
