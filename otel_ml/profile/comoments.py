@@ -14,9 +14,11 @@ thousand rows estimates them (the variance of r came out 40% low on a log-normal
 often); on ``t`` the estimate is within ~10% (tests/unit/test_multivariate_state.py). ``u = (t - shift) / scale``
 on a fixed basis keeps the sums well conditioned. Sums add up, so windows merge into horizons and across Kafka
 partitions; two moment sets on different bases are re-expressed on one by the binomial expansion before they add.
-``s`` is coarse on purpose: Kafka partitions each choose it from their own first values and nearly always agree; a
-feature whose ``s`` differs between two sets (a magnitude within sampling error of a power of ten) keeps this
-set's rows only.
+``s`` is coarse on purpose: Kafka partitions each choose it from their own first values and mostly agree. A feature
+whose ``s`` differs between two sets (a magnitude within sampling error of a power of ten: a standard normal's
+interquartile range, 1.35, is one) keeps the larger ``s``, and the rows of sets on a smaller one are left out of its
+pairs. The rule is a maximum, so a merge is the same in any order and grouping: one replica merging six partitions,
+or three replicas each merging two first, pin the same reference.
 
 State per window: 9 matrices of ``p × p`` (p = ``drift.correlation_features``, 10 by default: 7.2 KB).
 
@@ -160,13 +162,18 @@ class Comoments:
                 np.array_equal(self.scale, other.scale) and np.array_equal(self.tscale, other.tscale):
             self.sums += other.sums
             return
-        unlike = {f for k, f in enumerate(other.features)
-                  if f in self.features and other.tscale[k] != self.tscale[self.features.index(f)]}
-        if unlike:  # another transform: its sums cannot be re-expressed on this one's (module docstring)
-            kept = other.without(unlike)
-            if kept is None:
-                return
-            other = kept
+        # A feature on two transforms: its sums cannot be re-expressed on the other's, so the larger s is kept, and the
+        # rows of the set on the smaller one are left out of that feature's pairs (module docstring).
+        mine = dict(zip(self.features, self.tscale))
+        theirs = dict(zip(other.features, other.tscale))
+        if any(theirs[f] > s for f, s in mine.items() if f in theirs):
+            kept = self._keeping({f for f, s in mine.items() if not (f in theirs and theirs[f] > s)})
+            self.features, self.shift, self.scale, self.sums, self.tscale = (kept.features, kept.shift, kept.scale,
+                                                                             kept.sums, kept.tscale)
+        if any(mine[f] > s for f, s in theirs.items() if f in mine):
+            other = other._keeping({f for f, s in theirs.items() if not (f in mine and mine[f] > s)})
+        if not other.features:
+            return
         names = self.features + [f for f in other.features if f not in self.features]
         if len(names) > len(self.features):
             new = [other.features.index(f) for f in names[len(self.features):]]
@@ -241,11 +248,13 @@ class Comoments:
 
     def without(self, names: set[str]) -> Comoments | None:
         """These moments less some features (None when fewer than two are left)."""
-        keep = [k for k, f in enumerate(self.features) if f not in names]
-        if len(keep) < 2:
-            return None
-        at = np.array(keep)
-        return Comoments([self.features[k] for k in keep], self.shift[at], self.scale[at],
+        kept = self._keeping(set(self.features) - names)
+        return kept if len(kept.features) >= 2 else None
+
+    def _keeping(self, names: set[str]) -> Comoments:
+        """These moments of ``names`` only, however few: in a merge, a lone feature still carries its ``s``."""
+        at = np.array([k for k, f in enumerate(self.features) if f in names], dtype=np.intp)
+        return Comoments([self.features[k] for k in at], self.shift[at], self.scale[at],
                          self.sums[:, at[:, None], at[None, :]].copy(), self.tscale[at])
 
     def copy(self) -> Comoments:

@@ -57,6 +57,47 @@ def test_comoments_give_numpys_correlations_after_merges_across_bases_and_missin
             assert r == pytest.approx(np.corrcoef(x[ok], y[ok])[0, 1], abs=1e-9)
 
 
+def test_sets_on_different_transforms_merge_alike_in_any_order_and_grouping() -> None:
+    """A standard normal's interquartile range (1.35) is near a power of ten: Kafka partitions choose s = 1 or 0.1
+    for it from their own first values. Merged one by one in any order, or two groups first (three replicas), the
+    moments are the same: the larger s's rows, numpy's correlation on them."""
+    import itertools
+
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(6000, 2))
+    data = {"x": z[:, 0], "y": 0.5 * z[:, 0] + z[:, 1], "w": 20 + 5 * rng.gamma(2.0, size=6000)}
+    tscales = [(1.0, 1.0, 10.0), (0.1, 1.0, 10.0), (1.0, 1.0, 1.0), (0.1, 1.0, 10.0)]  # partitions' choices
+    sets = []
+    for k, ts in enumerate(tscales):
+        part = slice(1500 * k, 1500 * (k + 1))
+        c = Comoments.on_basis(["x", "y", "w"], np.full(3, 0.1 * k), np.full(3, 1.0 + k), np.array(ts))
+        c.update({name: v[part] for name, v in data.items()}, 1500)
+        sets.append(c)
+
+    def merged(order: list[Comoments]) -> Comoments:
+        out = order[0].copy()
+        for c in order[1:]:
+            out.merge(c.copy())
+        return out
+
+    results = [merged(list(order)) for order in itertools.permutations(sets)]
+    results.append(merged([merged(sets[2:]), merged(sets[:2])]))  # two replicas' merges, then one of them
+    for result in results:
+        pairs = {(result.features[a], result.features[b]): result.pair(a, b)
+                 for a in range(3) for b in range(3) if a != b}
+        assert dict(zip(result.features, result.tscale)) == {"x": 1.0, "y": 1.0, "w": 10.0}
+        for (f, g), (n, r, _) in pairs.items():
+            rows = np.zeros(6000, bool)  # the rows of the sets on the kept s of both features
+            for k, ts in enumerate(tscales):
+                if ts[["x", "y", "w"].index(f)] == result.tscale[result.features.index(f)] and \
+                        ts[["x", "y", "w"].index(g)] == result.tscale[result.features.index(g)]:
+                    rows[1500 * k:1500 * (k + 1)] = True
+            t = {name: np.arcsinh(data[name][rows] / result.tscale[result.features.index(name)]) for name in (f, g)}
+            assert n == rows.sum()
+            if n:
+                assert r == pytest.approx(np.corrcoef(t[f], t[g])[0, 1], abs=1e-9)
+
+
 def test_the_delta_method_variance_matches_the_spread_of_r_for_skewed_features() -> None:
     """n·var(r) from the fourth moments against the variance of r over 400 independent samples: within 20% (the
     spread's own sampling error at 400 draws is ~7%; on the raw log-normal values, not their asinh, the estimate's
