@@ -20,6 +20,7 @@ import yaml
 
 from otel_ml import semconv
 from otel_ml.analyze.drift import CATEGORICAL_METHODS, DEFAULT_EFFECT_SIZE, NUMERIC_METHODS, DriftConfig
+from otel_ml.analyze.fairness import fairness_settings
 from otel_ml.analyze.performance import ALTERNATIVES, OBJECTIVE_METRICS, PerformanceConfig
 from otel_ml.core.references import MAX_BASELINE_BYTES
 from otel_ml.decode.genai import GenAiConfig
@@ -66,6 +67,18 @@ class LimitsConfig(DecodeLimits):
 RENAMED_KEYS = {"limits.max_features_per_model": "limits.max_profiled_features_per_model",
                 "limits.max_models": "models.max_models"}
 """Old setting → its new name: still accepted, with a warning."""
+
+
+def _fairness_moved(data: dict[str, Any]) -> dict[str, Any]:
+    """YAML's top-level ``fairness`` (what docs/statistics.md shows) where it lives: ``performance.fairness``."""
+    if "fairness" in data:
+        performance = data.setdefault("performance", {})
+        if not isinstance(performance, dict):
+            raise ConfigError(f"performance: expected a mapping, got {performance!r}")
+        if "fairness" in performance:
+            raise ConfigError("'fairness' and 'performance.fairness' are both set; keep one")
+        performance["fairness"] = data.pop("fairness")
+    return data
 
 
 def _renamed(data: dict[str, Any]) -> dict[str, Any]:
@@ -310,6 +323,14 @@ def _validate(cfg: ServiceConfig) -> None:
     need(cfg.performance.max_classes >= 2, "performance.max_classes", ">= 2", cfg.performance.max_classes)
     need(0 <= cfg.performance.max_unsupported_share <= 1, "performance.max_unsupported_share", "in [0, 1]",
          cfg.performance.max_unsupported_share)
+    try:
+        fairness = fairness_settings(cfg.performance.fairness)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    for model, settings in fairness.items():
+        by = cfg.segments.by.get(model)
+        need(by is None or set(settings.attributes) <= set(by), f"fairness.{model}.attributes",
+             f"keys among segments.by.{model} ({by}): a fairness attribute is a segment key", settings.attributes)
     for model, objectives in cfg.performance.objectives.items():
         need(isinstance(objectives, dict), f"performance.objectives.{model}", "a mapping of metric to objective",
              objectives)
@@ -413,11 +434,15 @@ def load_config(
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from e
-        cfg = _merge(cfg, _renamed(data) if isinstance(data, dict) else data)
+        cfg = _merge(cfg, _fairness_moved(_renamed(data)) if isinstance(data, dict) else data)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             cfg = _merge(cfg, _renamed(_dotted(dotted, value)))
     _validate(cfg)
+    # A fairness attribute is a segment key: a model without segments.by is segmented by its attributes.
+    by = {**{m: list(s.attributes) for m, s in fairness_settings(cfg.performance.fairness).items()}, **cfg.segments.by}
+    if by != cfg.segments.by:
+        cfg = dataclasses.replace(cfg, segments=dataclasses.replace(cfg.segments, by=by))
     methods = {"auto", "ks", "chi2", "psi", "js", "hellinger", "wasserstein", "linf"}
     for key, entry in cfg.drift.features.items():
         if not isinstance(entry, dict) or not set(entry) <= {"method", "threshold", "min_effect"}:

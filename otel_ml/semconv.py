@@ -229,6 +229,12 @@ METRIC_GENAI_EVALUATION_SCORE = "ml.genai.evaluation.score"
 METRIC_GENAI_EVALUATION_RESULTS = "ml.genai.evaluation.results"
 METRIC_GENAI_EVALUATION_DEGRADED = "ml.genai.evaluation.degraded"
 ATTR_GENAI_EVALUATION = GENAI_EVALUATION_NAME
+METRIC_FAIRNESS = "ml.fairness"
+METRIC_FAIRNESS_VIOLATION = "ml.fairness.violation"
+ATTR_FAIRNESS_METRIC = "ml.fairness.metric"  # selection_rate ... disparate_impact ... (analyze/fairness.py)
+ATTR_FAIRNESS_ATTRIBUTE = "ml.fairness.attribute"  # "sex", or "sex,age_band" (intersectional)
+ATTR_GROUP = "ml.group"  # "F", or "sex=F,age_band=[18..30)"
+ATTR_FAIRNESS_TEST = "ml.fairness.test"  # violation (beyond the threshold) | changed (from the reference's)
 METRIC_VERSION_DIFFERENCE = "ml.version.difference"
 METRIC_VERSION_REGRESSION = "ml.version.regression"
 ATTR_VERSION_A = "ml.version.a"

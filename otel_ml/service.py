@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from otel_ml import semconv as sc
+from otel_ml.analyze.fairness import fairness_text
 from otel_ml.config import ServiceConfig, record_settings
 from otel_ml.core.counters import Counters
 from otel_ml.core.evaluator import Evaluator
@@ -46,12 +47,19 @@ log = logging.getLogger(__name__)
 
 
 def _hashed_positive_class(config: ServiceConfig, key: bytes | None) -> ServiceConfig:
-    """With privacy hashing, classes arrive hashed (decode/privacy.py); so must the positive class be."""
-    positive = config.performance.positive_class
-    if key is None or not positive or not hashes_prediction(config.privacy.hash_features):
+    """With privacy hashing, classes arrive hashed (decode/privacy.py); so must the positive class and each
+    fairness model's favorable class be."""
+    perf = config.performance
+    if key is None or not hashes_prediction(config.privacy.hash_features):
         return config
+
+    def hashed(cls: object) -> str:
+        return str(hash_classes(np.array([fairness_text(cls)]), key)[0])
+
+    fairness = {m: {**entry, "favorable": hashed(entry["favorable"])} for m, entry in perf.fairness.items()}
     return dataclasses.replace(config, performance=dataclasses.replace(
-        config.performance, positive_class=str(hash_classes(np.array([positive]), key)[0])))
+        perf, positive_class=hashed(perf.positive_class) if perf.positive_class else perf.positive_class,
+        fairness=fairness))
 
 
 def _id_partition(ownership: Ownership, ids: np.ndarray) -> np.ndarray:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport
 from otel_ml.analyze.evaluations import EvaluationReport, assess_evaluations
+from otel_ml.analyze.fairness import FairnessReport, assess_fairness, fairness_settings
 from otel_ml.analyze.segments import SegmentContribution, shift_share
+from otel_ml.analyze.stats import holm
 from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.performance import (
     CLASSIFICATION,
@@ -64,6 +67,9 @@ class PerformanceConfig:
     """Model-quality objectives (SLOs): ``{MODEL: {METRIC: objective}}`` for metrics in ``OBJECTIVE_METRICS``
     (e.g. ``{"churn": {"accuracy": 0.9}}``), exported as ``ml_performance_objective``; the shipped burn-rate alerts
     (examples/prometheus/otel-ml-alerts.yaml) spend the budget ``1 - objective`` (docs/statistics.md)."""
+    fairness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """YAML ``fairness`` (top level; its home here, so that every reader of performance decides alike): model →
+    ``attributes`` (segment keys), ``favorable``, ``reference_group``, ``thresholds`` (analyze/fairness.py)."""
     max_unsupported_share: float = 0.1
     """A label-free estimate over predictions of which more than this share lie outside the reference's support
     (probabilities beyond the range the calibration map was learned on) is marked unreliable and its decisions are
@@ -229,6 +235,8 @@ class PerformanceReport:
     """Realized metrics not reported, each with why (a multiclass model's log loss past the join's class limit)."""
     evaluations: list[EvaluationReport] = field(default_factory=list)
     """An LLM model's evaluation results, per evaluation (analyze/evaluations.py)."""
+    fairness: FairnessReport | None = None
+    """A model with ``fairness`` settings: its groups' rates and disparities (analyze/fairness.py)."""
 
     @property
     def coverage(self) -> float:
@@ -288,25 +296,6 @@ def degradation_p(cur: MetricResult, ref: MetricResult, metric: str, tolerance: 
         return float(min(1.0, 2 * stats.norm.sf(change / se))) if change > tolerance else 1.0
     drop = (ref.value - cur.value) if HIGHER_IS_BETTER[metric] else (cur.value - ref.value)
     return float(stats.norm.sf(drop / se)) if drop > tolerance else 1.0
-
-
-def holm(p_values: dict[str, float], alpha: float) -> dict[str, bool]:
-    """Holm's step-down decisions at family-wise level ``alpha``: the smallest p against α/m, the next against
-    α/(m-1), ... stopping at the first that fails. Some metric fires exactly when Bonferroni's would (the
-    smallest p below α/m), so the false-alert rate is Bonferroni's; but once one metric has clearly degraded, a
-    correlated one (ROC AUC beside accuracy) is held to a less strict level.
-
-    >>> holm({"accuracy": 1e-6, "f1": 2e-6, "roc_auc": 8.7e-4}, 0.004)
-    {'accuracy': True, 'f1': True, 'roc_auc': True}
-    >>> holm({"accuracy": 0.5, "roc_auc": 8.7e-4}, 0.004)
-    {'roc_auc': True, 'accuracy': False}
-    """
-    out: dict[str, bool] = {}
-    rejecting = True
-    for k, name in enumerate(sorted(p_values, key=lambda n: p_values[n])):
-        rejecting = rejecting and p_values[name] < alpha / (len(p_values) - k)
-        out[name] = rejecting
-    return out
 
 
 def unsupported_share(current: np.ndarray, reference: np.ndarray) -> float:
@@ -433,6 +422,10 @@ def assess_all(model: str, version: str, current: PerformanceProfile | None, ref
             current.evaluations if current is not None else {}, baseline or pinned_evaluations,
             "baseline" if baseline else "pinned", alpha, config.min_labels)
     assess_segments(report, current, reference, alpha, *options)
+    settings = fairness_settings(config.fairness).get(model)
+    if settings is not None and current is not None:
+        report.fairness = assess_fairness(current, reference.profile if reference is not None else None, settings,
+                                          alpha, config.min_labels)
     return report
 
 

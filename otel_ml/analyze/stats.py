@@ -9,7 +9,8 @@ category counts for categorical ones — so the same code computes the exact sta
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
 
 import numpy as np
 from scipy import special
@@ -19,6 +20,8 @@ try:
     from otel_ml.analyze import _ecdf
 except ImportError:  # built without a C compiler: numpy
     _ecdf = None  # type: ignore[assignment]
+
+K = TypeVar("K", bound=Hashable)
 
 PSI_EPSILON = 1e-4
 """Bin shares below this are raised to it before taking logs in PSI (an empty bin would be infinite)."""
@@ -270,3 +273,22 @@ def unseen_share(ref: Mapping[str, float], cur: Mapping[str, float]) -> float:
     """Share of the current sample in categories the reference never had."""
     total = sum(cur.values())
     return float(sum(v for k, v in cur.items() if k not in ref) / total) if total else 0.0
+
+
+def holm(p_values: Mapping[K, float], alpha: float) -> dict[K, bool]:
+    """Holm's step-down decisions at family-wise level ``alpha``: the smallest p against α/m, the next against
+    α/(m-1), ... stopping at the first that fails. Some metric fires exactly when Bonferroni's would (the
+    smallest p below α/m), so the false-alert rate is Bonferroni's; but once one metric has clearly degraded, a
+    correlated one (ROC AUC beside accuracy) is held to a less strict level.
+
+    >>> holm({"accuracy": 1e-6, "f1": 2e-6, "roc_auc": 8.7e-4}, 0.004)
+    {'accuracy': True, 'f1': True, 'roc_auc': True}
+    >>> holm({"accuracy": 0.5, "roc_auc": 8.7e-4}, 0.004)
+    {'roc_auc': True, 'accuracy': False}
+    """
+    out: dict[K, bool] = {}
+    rejecting = True
+    for k, name in enumerate(sorted(p_values, key=lambda n: p_values[n])):
+        rejecting = rejecting and p_values[name] < alpha / (len(p_values) - k)
+        out[name] = rejecting
+    return out

@@ -47,8 +47,8 @@ from scipy import stats
 
 from otel_ml import semconv
 from otel_ml.analyze.drift import DriftConfig, FeatureReport, compare
-from otel_ml.analyze.performance import PerformanceReport, holm
-from otel_ml.analyze.stats import ks_pvalue, ks_statistic
+from otel_ml.analyze.performance import PerformanceReport
+from otel_ml.analyze.stats import holm, ks_pvalue, ks_statistic
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.performance import HIGHER_IS_BETTER
 from otel_ml.profile.sketch import kll_items

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, ModelReport
+from otel_ml.analyze.fairness import FairnessReport
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.analyze.segments import SegmentContribution
 from otel_ml.auth import token_matches
@@ -210,6 +211,14 @@ PERFORMANCE_GAUGES = [
     MetricDef(sc.METRIC_GENAI_EVALUATION_DEGRADED, "gauge", "",
               "1 when an evaluation changed for the worse against the reference (ml.genai.evaluation.test: "
               "pass_rate dropped, mean_score moved), else 0"),
+    MetricDef(sc.METRIC_FAIRNESS, "gauge", "",
+              "A model with fairness settings, over the performance horizon: a group's rate (selection_rate, "
+              "true_positive_rate, false_positive_rate, precision) or its disparity against the reference group "
+              "(disparate_impact, demographic_parity_difference, equal_opportunity_difference, "
+              "equalized_odds_difference, predictive_parity_difference), per ml.fairness.attribute and ml.group"),
+    MetricDef(sc.METRIC_FAIRNESS_VIOLATION, "gauge", "",
+              "1 when a group's disparity is significantly beyond its threshold (ml.fairness.test violation) or "
+              "significantly moved from the reference's own (changed), else 0; absent while undecided"),
 ]
 
 
@@ -689,6 +698,10 @@ def _performance_series_of(r: PerformanceReport, metric: str, model: dict[str, s
         if sc.ATTR_SEGMENT not in model:
             yield from _evaluation_series(r, metric, model)
         return
+    if metric in (sc.METRIC_FAIRNESS, sc.METRIC_FAIRNESS_VIOLATION):
+        if sc.ATTR_SEGMENT not in model and r.fairness is not None:
+            yield from _fairness_series(r.fairness, metric, model)
+        return
     if metric == sc.METRIC_GROUND_TRUTH_DELAY:
         for q, v in (("0.5", r.delay_p50), ("0.95", r.delay_p95)):
             if _finite(v):
@@ -731,3 +744,17 @@ def _evaluation_series(r: PerformanceReport, metric: str, model: dict[str, str]
                                  ("reference", e.reference_pass_rate if pass_rate else e.reference_mean_score)):
                 if rate is not None and _finite(rate.value):
                     yield {**attrs, sc.ATTR_SAMPLE: sample}, rate.value
+
+
+def _fairness_series(f: FairnessReport, metric: str, model: dict[str, str]) -> Iterator[tuple[dict[str, str], float]]:
+    """A model's fairness gauges (analyze/fairness.py): each group's rates and disparities, and their decisions."""
+    for v in f.values:
+        attrs = {**model, sc.ATTR_FAIRNESS_METRIC: v.metric, sc.ATTR_FAIRNESS_ATTRIBUTE: v.attribute,
+                 sc.ATTR_GROUP: v.group}
+        if metric == sc.METRIC_FAIRNESS:
+            if _finite(v.value):
+                yield attrs, v.value
+            continue
+        for test, decided in (("violation", v.violation), ("changed", v.changed)):
+            if decided is not None:
+                yield {**attrs, sc.ATTR_FAIRNESS_TEST: test}, 1.0 if decided else 0.0

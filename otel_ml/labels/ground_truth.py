@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from otel_ml import semconv
+from otel_ml.analyze.fairness import favorable_rows
 from otel_ml.analyze.performance import PerformanceConfig
 from otel_ml.decode.batch import ColumnarBatch, LabelBatch
 from otel_ml.decode.ids import number_text
@@ -144,7 +145,8 @@ class GroundTruth:
     def counts_rows_of(self, batch: ColumnarBatch) -> bool:
         """Whether a batch's rows count in performance at all (an id to join, a probability, or the estimates its
         model's baseline makes): only then does labelling them with their segment pay (LiveModels.apply)."""
-        if len(batch.prediction_id) or semconv.PREDICTION_PROBABILITY_FEATURE in batch.numeric:
+        if len(batch.prediction_id) or semconv.PREDICTION_PROBABILITY_FEATURE in batch.numeric or \
+                batch.model in self.config.fairness:
             return True
         ref = self._reference_of(*batch.key)
         return ref is not None and bool(ref.class_calibration or ref.loss_models)
@@ -157,14 +159,15 @@ class GroundTruth:
         ref = self._reference_of(*batch.key)
         by_class = self._calibrated_classes(batch, ref)
         losses = ref.loss_models if ref is not None and semconv.PREDICTION_FEATURE in batch.numeric else None
-        if not len(ids) and prob is None and by_class is None and not losses:
+        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
+        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
+        favorable = favorable_rows(self.config.fairness.get(batch.model), pred, text)
+        if not len(ids) and prob is None and by_class is None and not losses and favorable is None:
             return
         if not len(ids):
             ids = np.zeros(batch.n_rows, np.uint64)
         kept = self.pending.keep(ids)
         self.pending.observe(batch.model, int(batch.row_time_ns.max()))
-        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
-        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
         said_positive = None  # which rows predicted the positive class: what the estimates count as such
         if prob is not None and (pred is not None or text is not None):
             positive = self.config.positive_class or self._positive_of(*batch.key) or conventional_positive(
@@ -183,6 +186,8 @@ class GroundTruth:
             for prof, rows in self._profiles(window, in_window, segments):
                 prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None,
                                      said_positive[rows] if said_positive is not None else None)
+                if favorable is not None:
+                    prof.add_selections(int(np.isfinite(favorable[rows]).sum()), int((favorable[rows] == 1).sum()))
                 if by_class is not None:
                     classes, p, q, predicted = by_class
                     prof.add_class_probabilities(classes, p[rows], q[rows], predicted[rows])

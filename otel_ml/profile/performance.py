@@ -141,11 +141,13 @@ class PerformanceProfile:
             mine += counts
 
     SUMS = ("ll", "ll2", "br", "br2", "n_prob", "e", "ae", "se", "se2", "ape", "n_ape", "y", "y2", "n_reg",
-            "ape2", "y3", "y4", "e2y", "e2y2", "n_moments", "dle_n", "dle_ae", "dle_se", "dle_ape")
+            "ape2", "y3", "y4", "e2y", "e2y2", "n_moments", "dle_n", "dle_ae", "dle_se", "dle_ape", "sel_n", "sel_fav")
     """``n_moments`` counts the regression rows whose higher moments (``ape2`` … ``e2y2``, for the standard errors
     of MAPE and R²) were summed: windows written before those existed lack them, and a merge with one gives no
     standard error (so no decision) rather than a wrong one. ``dle_*``: a regressor's predictions counted with
-    their expected absolute, squared and relative error (``loss_model.py``), for its label-free estimates."""
+    their expected absolute, squared and relative error (``loss_model.py``), for its label-free estimates. ``sel_n``
+    and ``sel_fav``: a model with ``fairness`` settings, its predictions with an outcome and those of the favorable
+    one (every prediction, labelled or not: the selection rate, analyze/fairness.py)."""
 
     def __init__(self, max_classes: int = 32) -> None:
         self.max_classes = max_classes
@@ -182,6 +184,11 @@ class PerformanceProfile:
         if ev is None:
             ev = self.evaluations[name] = EvaluationScores(pass_labels)
         ev.update(scores, labels)
+
+    def add_selections(self, predictions: int, favorable: int) -> None:
+        """Predictions with an outcome, and how many of them the favorable one (a model with ``fairness``)."""
+        self.sums["sel_n"] += predictions
+        self.sums["sel_fav"] += favorable
 
     def add_predictions(self, with_id: int, probabilities: np.ndarray | None = None,
                         predicted_positive: np.ndarray | None = None) -> None:

@@ -75,6 +75,37 @@ def segment_label(keys: tuple[str, ...], values: tuple[str, ...]) -> str:
     return ",".join(f"{escaped(k, True)}={escaped(v, False)}" for k, v in zip(keys, values))
 
 
+def segment_values(label: str) -> dict[str, str] | None:
+    r"""The ``key: value`` pairs of a label ``segment_label`` made; None for ``(missing)`` and ``(other)``, which
+    stand for rows of no one combination.
+
+    >>> segment_values(segment_label(("re=g,ion", "age"), ("a=b,c=d", ">=50")))
+    {'re=g,ion': 'a=b,c=d', 'age': '>=50'}
+    >>> segment_values(OTHER) is None
+    True
+    """
+    if label in (OTHER, MISSING):
+        return None
+    out: dict[str, str] = {}
+    key, text, in_key, escaped = None, [], True, False
+    for ch in label + ",":
+        if escaped:
+            text.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "=" and in_key:
+            key, text, in_key = "".join(text), [], False
+        elif ch == ",":
+            if key is None:
+                return None  # not a label segment_label made
+            out[key] = "".join(text)
+            key, text, in_key = None, [], True
+        else:
+            text.append(ch)
+    return out
+
+
 class SegmentCounts:
     """Per segment: predictions (row weights), and per feature the weighted count of each grid bin (numeric) or
     category bucket (categorical), and a numeric feature's Σw and Σw·x (its mean, for attribution)."""

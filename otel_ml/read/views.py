@@ -16,6 +16,7 @@ import numpy as np
 
 from otel_ml.analyze.drift import DEFAULT_EFFECT_SIZE, FeatureReport, ModelReport
 from otel_ml.analyze.evaluations import EvaluationReport, Rate
+from otel_ml.analyze.fairness import FairnessReport
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
@@ -233,10 +234,29 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
         "roc_auc_binning_bound": number(r.auc_bound),
         "residual_quantiles": {str(q): number(v) for q, v in r.residual_quantiles.items()},
         **({"evaluations": [evaluation_row(e) for e in r.evaluations]} if r.evaluations else {}),
+        **({"fairness": fairness_document(r.fairness)} if r.fairness is not None else {}),
         **({"segment_reference": r.segment_reference, "segments": performance_segment_rows(r),
             "segment_contributions": [{"metric": c.feature, "segment": c.segment, "mix": number(c.mix),
                                        "within": number(c.within), "total": number(c.total)}
                                       for c in r.segment_contributions]} if r.segments else {}),
+    }
+
+
+def fairness_document(f: FairnessReport) -> dict[str, Any]:
+    """A model's fairness (analyze/fairness.py) as the API and the pages show it: each group's counts, then each
+    rate and disparity with its 95% interval and decisions (None: undecided)."""
+    return {
+        "favorable": f.favorable, "reference_groups": dict(f.reference_groups), "reference_source": f.reference_source,
+        "unattributed_predictions": round(f.unattributed),
+        "violations": len(f.violations),
+        "groups": [{"attribute": g.attribute, "group": g.group, "predictions": g.predictions,
+                    "favorable": g.favorable, "labelled": g.tp + g.fp + g.fn + g.tn,
+                    "tp": g.tp, "fp": g.fp, "fn": g.fn, "tn": g.tn} for g in f.groups],
+        "values": [{"metric": v.metric, "attribute": v.attribute, "group": v.group, "value": number(v.value),
+                    "ci95": [number(v.low), number(v.high)], "rows": v.rows, "threshold": v.threshold,
+                    "reference_value": None if v.reference_value is None else number(v.reference_value),
+                    "p_values": {k: number(p) for k, p in v.p_values.items()},
+                    "violation": v.violation, "changed": v.changed} for v in f.values],
     }
 
 

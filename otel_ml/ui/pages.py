@@ -26,7 +26,7 @@ th,td{border-bottom:1px solid #e5e5e5;padding:4px 10px;text-align:left;vertical-
 th a{color:#222}td.num,th.num{text-align:right}td.num{white-space:nowrap}
 .name{max-width:420px;overflow-wrap:anywhere}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;color:#fff}
-.drift,.degraded,.off,.worse,.different{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
+.drift,.degraded,.off,.worse,.different,.violation,.changed{background:#c0392b}.quality{background:#d68910}.withheld{background:#7f8c8d}.ok{background:#27ae60}
 .reference_pending{background:#7f8c8d}.stale{background:#34495e}
 .banner{background:#fdf2e9;border:1px solid #e59866;padding:8px 12px;margin:8px 0}
 .muted{color:#777}.grid{display:flex;flex-wrap:wrap;gap:16px}
@@ -226,7 +226,7 @@ def performance_section(perf: dict[str, Any] | None) -> str:
     return ("<h2>Performance</h2>" + facts + warnings + "<table><thead><tr><th>metric</th><th class=num>realized"
             "</th><th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th><th>estimate vs labels</th>"
             "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>"
-            + segment_performance_section(perf) + evaluation_section(perf))
+            + segment_performance_section(perf) + evaluation_section(perf) + fairness_section(perf))
 
 
 def _rate_cell(r: dict[str, Any] | None) -> str:
@@ -261,6 +261,43 @@ def evaluation_section(perf: dict[str, Any]) -> str:
             "</th><th class=num>results</th><th class=num>pass rate</th><th class=num>reference</th><th>degraded</th>"
             "<th class=num>mean score</th><th class=num>reference</th><th>degraded</th><th>labels</th>"
             "<th>reference from</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def fairness_section(perf: dict[str, Any]) -> str:
+    """A model with fairness settings: per attribute, each group's rates and its disparities against the reference
+    group, with 95% intervals and decisions (violations first)."""
+    fairness = perf.get("fairness")
+    if not fairness:
+        return ""
+    values = fairness["values"]
+    rates = {(v["attribute"], v["group"], v["metric"]): v for v in values}
+
+    def rate(attribute: str, group: str) -> str:
+        v = rates.get((attribute, group, "selection_rate"))
+        return fmt(v["value"]) if v else "–"
+
+    def decided(v: dict[str, Any], test: str) -> str:
+        return "<td>–</td>" if v[test] is None else f"<td>{badge(test if v[test] else 'ok')}</td>"
+
+    out = []
+    for attribute, reference in fairness["reference_groups"].items():
+        disparities = [v for v in values if v["attribute"] == attribute and v["threshold"] is not None]
+        disparities.sort(key=lambda v: (not (v["violation"] or v["changed"]), v["group"], v["metric"]))
+        rows = "".join(
+            f'<tr><td class=name>{esc(v["group"])}</td><td>{esc(v["metric"])}</td><td class=num>{fmt(v["value"])} '
+            f'<span class=muted>[{fmt(v["ci95"][0])}, {fmt(v["ci95"][1])}]</span></td>'
+            f'<td class=num>{fmt(v["threshold"])}</td>{decided(v, "violation")}'
+            f'<td class=num>{fmt(v["reference_value"]) if v["reference_value"] is not None else "–"}</td>'
+            f'{decided(v, "changed")}<td class=num>{rate(attribute, v["group"])} vs '
+            f'{rate(attribute, reference)}</td></tr>' for v in disparities)
+        out.append(f'<h3>{esc(attribute)} <span class=muted>against {esc(reference)}</span></h3><table><thead><tr>'
+                   "<th>group</th><th>disparity</th><th class=num>value [95%]</th><th class=num>threshold</th>"
+                   "<th>beyond it</th><th class=num>reference's</th><th>changed</th>"
+                   f"<th class=num>selection rate</th></tr></thead><tbody>{rows}</tbody></table>")
+    return (f'<h2>Fairness</h2><p class=muted>Favorable outcome {esc(fairness["favorable"])}; over the horizon\'s '
+            f'predictions ({fmt(fairness["unattributed_predictions"])} in no group). "violation": the disparity is '
+            'significantly beyond its threshold; "changed": significantly moved from the reference\'s own '
+            "(docs/statistics.md, Fairness).</p>" + "".join(out))
 
 
 def evaluation_history_section(perf: dict[str, Any]) -> str:
