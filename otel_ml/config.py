@@ -72,6 +72,8 @@ RENAMED_KEYS = {"limits.max_features_per_model": "limits.max_profiled_features_p
 def _fairness_moved(data: dict[str, Any]) -> dict[str, Any]:
     """YAML's top-level ``fairness`` (what docs/statistics.md shows) where it lives: ``performance.fairness``."""
     if "fairness" in data:
+        if not isinstance(data["fairness"], dict):
+            raise ConfigError(f"fairness: expected a mapping of model to its settings, got {data['fairness']!r}")
         performance = data.setdefault("performance", {})
         if not isinstance(performance, dict):
             raise ConfigError(f"performance: expected a mapping, got {performance!r}")

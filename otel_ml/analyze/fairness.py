@@ -218,12 +218,13 @@ class FairnessReport:
         return [v for v in self.values if v.violation or v.changed]
 
 
-def group_counts(profile: PerformanceProfile, settings: FairnessSettings, favorable: str
+def group_counts(profile: PerformanceProfile, settings: FairnessSettings
                  ) -> tuple[dict[str, dict[str, GroupCounts]], float]:
     """Attribute → group → counts, from a profile's segments (with two or more attributes, the intersectional one
     too), and the predictions of no group."""
     attributes = list(settings.attributes)
     intersectional = ",".join(attributes) if len(attributes) > 1 else None
+    favorable = settings.favorable
     out: dict[str, dict[str, GroupCounts]] = {a: {} for a in [*attributes, *([intersectional] if intersectional
                                                                              else [])]}
     unattributed = 0.0
@@ -334,11 +335,10 @@ def assess_fairness(current: PerformanceProfile, reference: PerformanceProfile |
                     alpha: float, min_rows: int) -> FairnessReport:
     """Every group's rates and disparities over ``current`` (a range's merged performance windows), against the
     reference group; ``reference`` (a baseline's profile with the same segments) for ``changed``."""
-    favorable = settings.favorable
-    groups, unattributed = group_counts(current, settings, favorable)
-    ref_groups = group_counts(reference, settings, favorable)[0] if reference is not None and reference.segments \
+    groups, unattributed = group_counts(current, settings)
+    ref_groups = group_counts(reference, settings)[0] if reference is not None and reference.segments \
         else None
-    report = FairnessReport(favorable, {}, "baseline" if ref_groups else "", [], [], unattributed)
+    report = FairnessReport(settings.favorable, {}, "baseline" if ref_groups else "", [], [], unattributed)
     tests: dict[tuple[int, str], float] = {}
     for attribute, by_group in groups.items():
         report.groups.extend(by_group[g] for g in sorted(by_group))
