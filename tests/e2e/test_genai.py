@@ -143,7 +143,9 @@ def test_evaluation_results_join_their_calls_and_a_drop_in_the_pass_rate_is_deci
     history = json.loads(urllib.request.urlopen(f"{api}?from={int(time.time()) - 3600}",
                                                 timeout=10).read())["performance"]["history"]
     parts = [h["evaluations"][0] for h in history if h["evaluations"]]
-    assert parts[0]["degraded"].get("pass_rate") is not True and parts[-1]["degraded"]["pass_rate"] is True, parts
+    # A part with fewer than min_labels results (the run's last window may hold a few) is not decided at all.
+    decided = [p for p in parts if "pass_rate" in p["degraded"]]
+    assert parts[0]["degraded"].get("pass_rate") is not True and decided[-1]["degraded"]["pass_rate"] is True, parts
     # The model's page, in a real browser: the evaluations table and the pass rate over time.
     from tests.e2e.test_ui import browse
 
