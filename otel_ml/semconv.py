@@ -21,6 +21,14 @@ a batch span one array). A model whose spans carry them is segmented by those ke
 configuration; not profiled as a feature. ``segments.by`` may also name the key (``[region]``)."""
 SEGMENT_COLUMN_PREFIX = "segment."
 """Columns ``segment.<key>``: the decoded ``ml.segment.<key>`` (so no ``ml.feature.`` name may start with it)."""
+ATTRIBUTION_PREFIX = "ml.attribution."
+"""``ml.attribution.<feature>``: double, the prediction's attribution to ``<feature>`` (a SHAP value the serving code
+computed, say; in a batch span one array). Profiled as the numeric feature ``attribution.<feature>`` (its
+distribution's drift like any feature's); each feature's mean absolute attribution is its global importance, and the
+ranking by importance is compared with the reference's (the row ``(attribution)``, otel_ml/analyze/attribution.py)."""
+ATTRIBUTION_COLUMN_PREFIX = "attribution."
+"""Columns ``attribution.<feature>``: the decoded ``ml.attribution.<feature>`` (no ``ml.feature.`` name may start
+with it)."""
 PREDICTION = "ml.prediction"
 """int/double (regression, score) or string/bool (class label): the model output."""
 PREDICTION_SCORE = "ml.prediction.score"
@@ -100,6 +108,9 @@ MULTIVARIATE_FEATURE = "(multivariate)"
 multivariate drift, tested like a feature (otel_ml/profile/reconstruction.py)."""
 EMBEDDING_COLUMN_PREFIX = "(embedding)."
 """The columns an ``ml.embedding`` becomes: ``(embedding).<j>`` (its projections) and ``(embedding).norm``."""
+ATTRIBUTION_FEATURE = "(attribution)"
+"""The drift report row of the test for a change of the features' importance ranking (NDCG against the reference's,
+otel_ml/analyze/attribution.py); reserved so that no feature is reported under it."""
 CORRELATION_FEATURE = "(correlation)"
 """The drift report row of the test for a change of the features' correlations (otel_ml/analyze/correlation.py);
 reserved so that no feature is reported under it."""
@@ -112,11 +123,12 @@ SEGMENT_COLUMN = "(segment)"
 their outcomes count in their segment's performance (never profiled)."""
 RESERVED_FEATURE_NAMES = frozenset({PREDICTION_FEATURE, PREDICTION_SCORE_FEATURE, PREDICTION_PROBABILITY_FEATURE,
                                     PREDICTION_ID_COLUMN, GROUND_TRUTH_COLUMN, MULTIVARIATE_FEATURE,
-                                    CORRELATION_FEATURE, SEGMENT_COLUMN, GENAI_CALL_ID_COLUMN,
+                                    CORRELATION_FEATURE, ATTRIBUTION_FEATURE, SEGMENT_COLUMN, GENAI_CALL_ID_COLUMN,
                                     GENAI_CALL_RESPONSE_COLUMN})
-"""``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``, nor
-``(embedding).<anything>``): they would merge with the model output or a derived column. The processor rejects such
-spans (``reserved_feature_name``); the instrumentation drops the value and counts it."""
+"""``ml.feature.<name>`` may not use these names (nor ``prediction.probability.<anything>``,
+``(embedding).<anything>``, ``segment.<anything>`` or ``attribution.<anything>``): they would merge with the model
+output or a derived column. The processor rejects such spans (``reserved_feature_name``); the instrumentation drops
+the value and counts it."""
 
 
 
@@ -127,9 +139,10 @@ def is_input_column(name: str) -> bool:
 
 
 def is_reserved_feature(name: str) -> bool:
-    """A feature name the model output is profiled under (``RESERVED_FEATURE_NAMES``, a class's probability)."""
-    return name in RESERVED_FEATURE_NAMES or name.startswith((CLASS_PROBABILITY_COLUMN_PREFIX,
-                                                              EMBEDDING_COLUMN_PREFIX, SEGMENT_COLUMN_PREFIX))
+    """A feature name the model output is profiled under (``RESERVED_FEATURE_NAMES``, a class's probability), or a
+    derived or decoded column's (an embedding's projection, a segment key, an attribution)."""
+    return name in RESERVED_FEATURE_NAMES or name.startswith((CLASS_PROBABILITY_COLUMN_PREFIX, EMBEDDING_COLUMN_PREFIX,
+                                                              SEGMENT_COLUMN_PREFIX, ATTRIBUTION_COLUMN_PREFIX))
 
 
 # --- metric attributes (processor → backend) -----------------------------------------------------
@@ -229,6 +242,9 @@ METRIC_GENAI_EVALUATION_SCORE = "ml.genai.evaluation.score"
 METRIC_GENAI_EVALUATION_RESULTS = "ml.genai.evaluation.results"
 METRIC_GENAI_EVALUATION_DEGRADED = "ml.genai.evaluation.degraded"
 ATTR_GENAI_EVALUATION = GENAI_EVALUATION_NAME
+METRIC_ATTRIBUTION_NDCG = "ml.attribution.ndcg"
+METRIC_ATTRIBUTION_DRIFT_DETECTED = "ml.attribution.drift_detected"
+METRIC_ATTRIBUTION_IMPORTANCE = "ml.attribution.importance"  # mean |attribution| per feature and ml.sample
 METRIC_FAIRNESS = "ml.fairness"
 METRIC_FAIRNESS_VIOLATION = "ml.fairness.violation"
 ATTR_FAIRNESS_METRIC = "ml.fairness.metric"  # selection_rate ... disparate_impact ... (analyze/fairness.py)

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from otel_ml.analyze import stats
+from otel_ml.analyze.attribution import DEFAULT_NDCG_THRESHOLD, AttributionDrift, compare_attributions
 from otel_ml.analyze.correlation import CorrelationChange, correlation_changes
 from otel_ml.analyze.segments import SegmentContribution, SegmentReport, compare_segments
 from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, NumericProfile
-from otel_ml.semconv import CORRELATION_FEATURE, OVERALL_METHOD
+from otel_ml.semconv import ATTRIBUTION_FEATURE, CORRELATION_FEATURE, OVERALL_METHOD
 
 DEFAULT_EFFECT_SIZE = {"numeric": "wasserstein", "categorical": "js", "correlation": "r_change"}
 """The effect size shown and exported per feature kind unless ``export.effect_size`` says otherwise."""
@@ -51,8 +52,9 @@ class DriftConfig:
     those with the most values (at least 100) in the windows kept, then by name (otel_ml/profile/comoments.py)."""
     bins: int = stats.DEFAULT_BINS
     thresholds: dict[str, float] = field(default_factory=lambda: {
-        "psi": 0.2, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1, "linf": 0.1, "r_change": 0.1})
-    """Thresholds of the distance methods (each gets its own 0/1 decision; by default none feeds ``overall``)."""
+        "psi": 0.2, "js": 0.1, "hellinger": 0.1, "wasserstein": 0.1, "linf": 0.1, "r_change": 0.1, "ndcg": 0.9})
+    """Thresholds of the distance methods (each gets its own 0/1 decision; by default none feeds ``overall``);
+    ``ndcg``: the row ``(attribution)`` is drift below it (otel_ml/analyze/attribution.py)."""
     features: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per feature (key ``feature`` or ``model/feature``): ``method`` that feeds ``overall`` (``auto``: KS for
     numeric, chi2 for categorical; or any distance method) and its ``threshold``."""
@@ -186,6 +188,9 @@ class ModelReport:
     """Drift per segment (a segmented model with a segmented reference; analyze/segments.py)."""
     segment_contributions: list[SegmentContribution] = field(default_factory=list)
     """Per numeric feature, each segment's part in the change of its mean, largest first."""
+    attribution: AttributionDrift | None = None
+    """The importance ranking against the reference's (the ``(attribution)`` row's evidence); None: the model's
+    spans carry no ``ml.attribution.*``."""
 
 
 def _quality(prof: NumericProfile | CategoricalProfile) -> tuple[float, float]:
@@ -442,6 +447,16 @@ def compare_correlations(ref: Comoments, cur: Comoments, cfg: DriftConfig,
                              overall, withheld, changes=result.changes)
 
 
+def attribution_row(drift: AttributionDrift) -> FeatureReport:
+    """The ``(attribution)`` row: decided, exported and shown like any feature's. Its one method ``ndcg`` is lower
+    for drift, so ``overall`` carries the decision without a score (``ml_drift_score`` is higher for drift);
+    ``ml_attribution_ndcg`` exports the number."""
+    ndcg = MethodResult("ndcg", drift.ndcg, drift.threshold, drift.detected)
+    overall = MethodResult(OVERALL_METHOD, math.nan, drift.threshold, drift.detected)
+    return FeatureReport(ATTRIBUTION_FEATURE, "attribution", drift.reference_rows, drift.current_rows, [ndcg],
+                         overall, drift.withheld_reason)
+
+
 def _not_compared(name: str, cur: NumericProfile | CategoricalProfile, ref_count: int, alpha: float,
                   reason: str) -> FeatureReport:
     return _empty_report(name, cur.kind, ref_count, cur.count, (), {}, alpha, reason, cur)
@@ -507,6 +522,12 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         floors = {**cfg.min_effect, **feature_settings(cfg, current.model, CORRELATION_FEATURE).get("min_effect", {})}
         if floors:
             reports[-1] = _apply_effect_floor(reports[-1], floors)
+    attribution = compare_attributions(ref_features, current.features, cfg.min_samples,
+                                       cfg.thresholds.get("ndcg", DEFAULT_NDCG_THRESHOLD))
+    if attribution is not None:
+        if reference is None:
+            attribution.withheld_reason, attribution.detected = "reference_pending", None
+        reports.append(attribution_row(attribution))
     # Data quality needs no reference: features the reference lacks, and every feature before there is one, are
     # reported with their data quality and the reason they have no decision.
     for name in sorted(set(current.features) - set(ref_features)):
@@ -539,6 +560,7 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         correlations=changes,
         segments=segments,
         segment_contributions=contributions,
+        attribution=attribution,
     )
 
 

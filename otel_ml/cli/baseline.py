@@ -91,7 +91,7 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
             multivariate=args.multivariate, correlation_features=args.correlation_features,
             embedding_column=args.embedding_column, segment_by=args.segment_by or (),
             max_segments=args.max_segments, segment_bins=_segment_bins(args.segment_bins or [], args.segment_by),
-            pass_labels=_pass_labels(args.pass_labels or []))
+            pass_labels=_pass_labels(args.pass_labels or []), attribution_prefix=args.attribution_column_prefix)
     output = Path(args.output or f"{args.model}-{args.model_version or 'any'}.baseline.json")
     columns = describe_columns(profile, time_like)
     keep = set(args.keep or [])
@@ -238,6 +238,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="keep the pairwise moments of the N numeric features with the most values (default 10; "
                             "0: none, at most 64): the processor tests their correlations for a change, the row "
                             "'(correlation)', and lists the pairs that changed most")
+    build.add_argument("--attribution-column-prefix", metavar="P",
+                       help="columns P<feature> (e.g. shap_income with P=shap_) are each row's attribution to "
+                            "<feature>, as ml.attribution.<feature> on spans: the reference of the attribution "
+                            "ranking (the row '(attribution)') and of each attribution's distribution")
     build.add_argument("--segment-by", action="append", metavar="COL",
                        help="segment the reference by this column's values (repeat for combinations): the processor "
                             "segments the model's windows the same way and compares each segment with its own")

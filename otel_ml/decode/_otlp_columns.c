@@ -892,11 +892,18 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
                 EQUALS(r.name, r.nlen, "prediction.probability") || EQUALS(r.name, r.nlen, "prediction.id") ||
                 EQUALS(r.name, r.nlen, "ground_truth") || EQUALS(r.name, r.nlen, "(multivariate)") ||
                 EQUALS(r.name, r.nlen, "(correlation)") || EQUALS(r.name, r.nlen, "(segment)") ||
+                EQUALS(r.name, r.nlen, "(attribution)") || STARTS(r.name, r.nlen, "attribution.") ||
+                EQUALS(r.name, r.nlen, GENAI_CALL_ID) || EQUALS(r.name, r.nlen, GENAI_CALL_RESPONSE) ||
                 STARTS(r.name, r.nlen, "(embedding).") || STARTS(r.name, r.nlen, "segment.") ||
                 STARTS(r.name, r.nlen, "prediction.probability."))
                 reserved = 1;
         } else if (STARTS(a->key, a->klen, "ml.segment.")) {
             /* the prediction's segment by <key>: the column segment.<key> (semconv.SEGMENT_PREFIX) */
+            r.name = a->key + 3;
+            r.nlen = a->klen - 3;
+            r.nchars = a->kchars - 3;
+        } else if (STARTS(a->key, a->klen, "ml.attribution.")) {
+            /* the prediction's attribution to <feature>: the column attribution.<feature> (semconv.ATTRIBUTION_PREFIX) */
             r.name = a->key + 3;
             r.nlen = a->klen - 3;
             r.nchars = a->kchars - 3;

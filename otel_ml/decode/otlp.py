@@ -502,9 +502,9 @@ def _decode_span(
             if semconv.is_reserved_feature(name):
                 reserved = key
             columns.append((name, kv.value))
-        elif key.startswith((semconv.CLASS_PROBABILITY_PREFIX, semconv.SEGMENT_PREFIX)):
-            # ml.prediction.probability.<class>, ml.segment.<key>: the columns prediction.probability.<class>,
-            # segment.<key>
+        elif key.startswith((semconv.CLASS_PROBABILITY_PREFIX, semconv.SEGMENT_PREFIX, semconv.ATTRIBUTION_PREFIX)):
+            # ml.prediction.probability.<class>, ml.segment.<key>, ml.attribution.<feature>: the columns
+            # prediction.probability.<class>, segment.<key>, attribution.<feature>
             columns.append((key[3:], kv.value))
         elif key in _PREDICTION_COLUMNS:
             columns.append((_PREDICTION_COLUMNS[key], kv.value))

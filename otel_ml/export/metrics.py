@@ -122,6 +122,13 @@ FEATURE_GAUGES = [
               "(export.distribution)"),
     MetricDef(sc.METRIC_CATEGORY_SHARE, "gauge", "", "Shares of a categorical feature's most frequent categories "
               "over the current horizon (export.distribution)"),
+    MetricDef(sc.METRIC_ATTRIBUTION_NDCG, "gauge", "",
+              "NDCG of the features' importance ranking (mean |ml.attribution.*|) against the reference's: "
+              "1 unchanged, lower means drift"),
+    MetricDef(sc.METRIC_ATTRIBUTION_DRIFT_DETECTED, "gauge", "",
+              "1 when the NDCG of the attribution ranking is below drift.thresholds.ndcg, else 0 (absent: withheld)"),
+    MetricDef(sc.METRIC_ATTRIBUTION_IMPORTANCE, "gauge", "",
+              "A feature's global importance, its mean absolute attribution, per sample (reference/current)"),
 ]
 LIVE_GAUGES = [
     MetricDef(sc.METRIC_LATENCY, "gauge", "s", "Span duration quantiles over the current horizon"),
@@ -320,6 +327,23 @@ def feature_series(model: dict[str, str], f: FeatureReport, level: str, effect_s
             yield sc.METRIC_CATEGORY_SHARE, {**attrs, sc.ATTR_CATEGORY: category}, share
 
 
+def attribution_series(model: dict[str, str], r: ModelReport) -> Iterator[tuple[str, dict[str, str], float]]:
+    """A model's attribution drift (analyze/attribution.py): the NDCG and its decision (absent while withheld, as
+    no decision is not "no drift"), and each feature's importance on both sides."""
+    a = r.attribution
+    if a is None:
+        return
+    if _finite(a.ndcg):
+        yield sc.METRIC_ATTRIBUTION_NDCG, model, a.ndcg
+    if a.detected is not None:
+        yield sc.METRIC_ATTRIBUTION_DRIFT_DETECTED, model, 1.0 if a.detected else 0.0
+    for i in a.importances:
+        for sample, value in (("reference", i.reference), ("current", i.current)):
+            if _finite(value):
+                yield sc.METRIC_ATTRIBUTION_IMPORTANCE, {**model, sc.ATTR_FEATURE_NAME: i.feature,
+                                                         sc.ATTR_SAMPLE: sample}, value
+
+
 class _Families:
     """A prometheus_client collector over families built elsewhere."""
 
@@ -476,6 +500,8 @@ class MetricsExporter:
                         for metric, attrs, value in feature_series(model, f, level, self.config.effect_size,
                                                                    self.config.distribution):
                             series[metric].append((attrs, value))
+                    for metric, attrs, value in attribution_series(model, r):
+                        series[metric].append((attrs, value))
                 snap = self._snap = _Rendered(snap.source, kept, over, series)
             if snap.prometheus is None and self.config.prometheus.enabled:
                 snap.prometheus = render_prometheus((d, snap.series[d.name]) for d in FEATURE_GAUGES)

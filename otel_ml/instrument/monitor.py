@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 Scalar = bool | int | float | str
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_Row = tuple[dict[str, Any], Any, Any, Any, Any, "int | None", Any]
+_Row = tuple[dict[str, Any], Any, Any, Any, Any, "int | None", Any, "Mapping[str, Any] | None"]
 """A row ``record`` collected with ``batch_rows``: features, prediction, score, id, probability, event time,
 embedding."""
 
@@ -262,6 +262,39 @@ def _reason_of(why: object) -> str:
     if isinstance(why, TypeError):
         return "unsupported_type"
     return "other"
+
+
+def attribution_columns(attributions: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``ml.attribution.<feature>`` for each feature's attribution (one value, or one per row of a batch).
+
+    >>> attribution_columns({"income": 0.31, "age": -0.02})
+    {'ml.attribution.income': 0.31, 'ml.attribution.age': -0.02}
+    """
+    return {semconv.ATTRIBUTION_PREFIX + str(k): v for k, v in (attributions or {}).items()}
+
+
+def explained(explainer: Any, X: Any, names: list[str], classes: list[int] | None) -> dict[str, list[float]]:
+    """Each feature's attributions (one per row of ``X``) from ``explainer``: an object with ``shap_values(X)``
+    (shap's explainers), or a callable returning an array or an object with ``.values`` (shap's ``Explanation``).
+    Rows × features as is; rows × features × classes (or one array per class): a binary classifier's positive
+    class, else the class ``classes`` says each row was predicted."""
+    import numpy as np
+
+    out = explainer.shap_values(X) if hasattr(explainer, "shap_values") else explainer(X)
+    values = out if isinstance(out, list) else getattr(out, "values", out)
+    arr = np.stack([np.asarray(v, dtype=float) for v in values], axis=-1) if isinstance(values, list) else \
+        np.asarray(values, dtype=float)
+    if arr.ndim == 3:
+        if arr.shape[2] == 2:
+            arr = arr[:, :, 1]
+        elif classes is not None:
+            arr = arr[np.arange(arr.shape[0]), :, np.asarray(classes)]
+        else:
+            raise ValueError(f"the explainer gave {arr.shape[2]} classes' attributions and the predicted class is "
+                             "unknown (predict_proba, or predict of a model with classes_)")
+    if arr.ndim != 2 or arr.shape[1] != len(names):
+        raise ValueError(f"the explainer gave attributions of shape {arr.shape} for {len(names)} features")
+    return {name: arr[:, j].tolist() for j, name in enumerate(names)}
 
 
 def _add_embedding(attrs: dict[str, Any], vectors: list[Any], drop: Callable[..., None]) -> None:
@@ -692,10 +725,11 @@ class ModelMonitor:
 
     def record(self, features: Mapping[str, Any], prediction: Any = None, score: float | None = None,
                prediction_id: str | None = None, probability: float | None = None, timestamp: Any = None,
-               embedding: Sequence[float] | None = None) -> None:
+               embedding: Sequence[float] | None = None, attributions: Mapping[str, float] | None = None) -> None:
         """Record a prediction that already happened: a zero-length span (it says when, not how long), or a row
         of the next batch span with ``batch_rows``. ``timestamp``: when it happened (a datetime, naive ones UTC;
-        ISO 8601 text; Unix seconds), for a backfill; default now. ``embedding``: the input's ``ml.embedding``."""
+        ISO 8601 text; Unix seconds), for a backfill; default now. ``embedding``: the input's ``ml.embedding``.
+        ``attributions``: feature → this prediction's attribution to it (``ml.attribution.<feature>``, e.g. SHAP)."""
         if not self._sampled():
             return
         try:
@@ -709,13 +743,15 @@ class ModelMonitor:
             except Exception as e:
                 self._drop("features", e, "unreadable_features")
                 return
-            if self._pending.add((row, prediction, score, prediction_id, probability, at, embedding), self):
+            if self._pending.add((row, prediction, score, prediction_id, probability, at, embedding, attributions),
+                                 self):
                 self.flush()
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
                            (semconv.PREDICTION_ID, prediction_id),
-                           *(() if probability is None else probability_columns(probability).items())):
+                           *(() if probability is None else probability_columns(probability).items()),
+                           *attribution_columns(attributions).items()):
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
@@ -748,6 +784,8 @@ class ModelMonitor:
                 columns.update(probability_columns([r[4] for r in rows]))
             if any(r[6] is not None for r in rows):
                 columns[semconv.EMBEDDING] = [r[6] for r in rows]
+            explained_names = dict.fromkeys(f for r in rows for f in (r[7] or {}))
+            columns.update(attribution_columns({f: [(r[7] or {}).get(f) for r in rows] for f in explained_names}))
             # Rows were sampled when recorded; a zero-length span at their time (else the flush's): no latency.
             attrs = self._batch_attributes(columns, sample=False)
             if attrs is not None:
@@ -780,6 +818,7 @@ class ModelMonitor:
         timestamps: Sequence[Any] | None = None,
         embeddings: Sequence[Sequence[float]] | None = None,
         segments: Mapping[str, Sequence[Any]] | None = None,
+        attributions: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         """Record N predictions as one span: every column becomes an array attribute of length N and
         ``ml.batch.size`` = N. With sampling, each row is kept with probability ``sampling_ratio``.
@@ -788,7 +827,8 @@ class ModelMonitor:
         prediction was made (as in ``record``), for a backfill: one zero-length span per distinct time, earliest
         first (round them, e.g. to the second, to keep spans few; the processor's windows are far wider).
         ``embeddings``: one vector per row, N × d (``ml.embedding``, flattened, and ``ml.embedding.dimension``).
-        ``segments``: key → one value per row, each row's segment (``ml.segment.<key>``), e.g. ``{"tier": [...]}``."""
+        ``segments``: key → one value per row, each row's segment (``ml.segment.<key>``), e.g. ``{"tier": [...]}``.
+        ``attributions``: feature → each row's attribution to it (``ml.attribution.<feature>``, e.g. SHAP values)."""
         try:
             columns: dict[str, Sequence[Any]] = {}
             for name, values in features.items():
@@ -806,6 +846,7 @@ class ModelMonitor:
             if embeddings is not None:
                 columns[semconv.EMBEDDING] = list(embeddings)
             columns.update({semconv.SEGMENT_PREFIX + str(k): v for k, v in (segments or {}).items()})
+            columns.update(attribution_columns(attributions))
             if timestamps is None:
                 self._record_columns(columns)
                 return
@@ -848,11 +889,14 @@ class ModelMonitor:
         return self._fit(attrs, 2)  # ml.sequence and its stream come later
 
     def wrap(self, model: Any, feature_names: Sequence[str] | None = None,
-             prediction_id: str | Callable[[Any], Sequence[Any]] | None = None) -> MonitoredModel:
+             prediction_id: str | Callable[[Any], Sequence[Any]] | None = None,
+             explainer: Any = None) -> MonitoredModel:
         """Wrap a scikit-learn-style model: ``predict``/``predict_proba`` record a batch span per call.
         ``prediction_id`` names each prediction for ``record_ground_truth``: a column of DataFrame inputs (taken
-        out before the model sees them), or a callable from the input to one id per row."""
-        return MonitoredModel(model, self, feature_names, prediction_id)
+        out before the model sees them), or a callable from the input to one id per row. ``explainer``: called on
+        each input for its rows' attributions (``ml.attribution.<feature>``; ``explained``), e.g. a
+        ``shap.TreeExplainer(model)``. The span ends when the model answered: explaining is not in its latency."""
+        return MonitoredModel(model, self, feature_names, prediction_id, explainer)
 
 
 class MonitoredModel:
@@ -886,10 +930,11 @@ class MonitoredModel:
     """
 
     def __init__(self, model: Any, monitor: ModelMonitor, feature_names: Sequence[str] | None = None,
-                 prediction_id: str | Callable[[Any], Sequence[Any]] | None = None) -> None:
+                 prediction_id: str | Callable[[Any], Sequence[Any]] | None = None, explainer: Any = None) -> None:
         self._model = model
         self._monitor = monitor
         self._prediction_id = prediction_id
+        self._explainer = explainer
         self._feature_names = list(feature_names) if feature_names is not None else None
         expected = getattr(model, "n_features_in_", None)
         if self._feature_names is not None and expected is not None and len(self._feature_names) != expected:
@@ -900,19 +945,19 @@ class MonitoredModel:
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("_model", "_monitor", "_feature_names", "_last", "_warned",
-                                             "_prediction_id"):
+                                             "_prediction_id", "_explainer"):
             raise AttributeError(name)  # not set yet (unpickling): never look these up on the model
         return getattr(self._model, name)
 
     def __getstate__(self) -> dict[str, Any]:
         m = self._monitor
         return {"model": self._model, "feature_names": self._feature_names, "prediction_id": self._prediction_id,
-                "monitor": (m.model_name, m.model_version, m.sampling_ratio, m.span_name)}
+                "explainer": self._explainer, "monitor": (m.model_name, m.model_version, m.sampling_ratio, m.span_name)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         name, version, ratio, span_name = state["monitor"]
         self.__init__(state["model"], ModelMonitor(name, version, sampling_ratio=ratio, span_name=span_name),
-                      state["feature_names"], state.get("prediction_id"))
+                      state["feature_names"], state.get("prediction_id"), state.get("explainer"))
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._warned:
@@ -939,7 +984,7 @@ class MonitoredModel:
         return {name: [r[i] for r in rows] for i, name in enumerate(names)}
 
     def _call(self, method: str, X: Any, args: tuple, kwargs: dict,
-              outputs: Callable[[Any], dict[str, Sequence[Any]]]) -> Any:
+              outputs: Callable[[Any], tuple[dict[str, Sequence[Any]], list[int] | None]]) -> Any:
         previous = getattr(self._last, "call", None)
         if previous is not None and previous[0] is X and previous[1] != method:  # the same predictions again
             self._last.call = None
@@ -954,7 +999,7 @@ class MonitoredModel:
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(e).__name__))
             self._end(span, X, None, ids=ids)
             raise
-        self._end(span, X, result, outputs, ids)
+        self._end(span, X, result, outputs, ids, time.time_ns())
         return result
 
     def _ids(self, X: Any) -> tuple[list[str] | None, Any]:
@@ -975,9 +1020,11 @@ class MonitoredModel:
         return [str(i) for i in X[pid].tolist()], X.drop(columns=[pid])
 
     def _end(self, span: trace.Span, X: Any, result: Any,
-             outputs: Callable[[Any], dict[str, Sequence[Any]]] | None = None,
-             ids: list[str] | None = None) -> None:
-        """Set the batch's attributes on ``span`` and end it; a failure here drops the batch, never raises."""
+             outputs: Callable[[Any], tuple[dict[str, Sequence[Any]], list[int] | None]] | None = None,
+             ids: list[str] | None = None, answered_ns: int | None = None) -> None:
+        """Set the batch's attributes on ``span`` and end it (at ``answered_ns``, when the model answered); a failure
+        here drops the batch, never raises. ``outputs``: the model output's columns and each row's predicted class
+        index (None: not a classifier's)."""
         try:
             columns: dict[str, Sequence[Any]] | None = None
             features = self._features(X)
@@ -987,7 +1034,10 @@ class MonitoredModel:
                 columns = {self._monitor._feature_key(k) or "": v for k, v in features.items()}
                 columns.pop("", None)
                 if outputs is not None:
-                    columns.update(outputs(result))
+                    out, classes = outputs(result)
+                    columns.update(out)
+                    if self._explainer is not None:
+                        columns.update(self._attributions(X, list(features), classes))
                 if ids is not None:
                     columns[semconv.PREDICTION_ID] = ids
                 attrs = self._monitor._batch_attributes(columns)
@@ -996,7 +1046,15 @@ class MonitoredModel:
                     self._monitor._sequence.number(span, attrs[semconv.BATCH_SIZE])
         except Exception as e:
             self._monitor._drop("batch", e)
-        span.end()
+        span.end(end_time=answered_ns)
+
+    def _attributions(self, X: Any, names: list[str], classes: list[int] | None) -> dict[str, list[float]]:
+        """The explainer's attributions as ``ml.attribution.*`` columns; none (dropped, counted) when it fails."""
+        try:
+            return attribution_columns(explained(self._explainer, X, names, classes))
+        except Exception as e:  # never raise into serving code: the predictions go without attributions
+            self._monitor._drop("attributions", e, "explainer_failed")
+            return {}
 
     def _classes(self, labels: Sequence[Any]) -> list[Any]:
         """A classifier's (a model with ``classes_``) predicted labels as text: the processor then treats it as
@@ -1010,11 +1068,20 @@ class MonitoredModel:
             out.append(str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
         return out
 
+    def _class_indexes(self, labels: Sequence[Any]) -> list[int] | None:
+        """Each predicted label's index in the model's ``classes_`` (None: not a classifier's labels)."""
+        classes = list(getattr(self._model, "classes_", []))
+        try:
+            return [classes.index(v) for v in labels] if classes else None
+        except ValueError:
+            return None
+
     def predict(self, X: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._call("predict", X, args, kwargs, lambda y: {semconv.PREDICTION: self._classes(list(y))})
+        return self._call("predict", X, args, kwargs,
+                          lambda y: ({semconv.PREDICTION: self._classes(list(y))}, self._class_indexes(list(y))))
 
     def predict_proba(self, X: Any, *args: Any, **kwargs: Any) -> Any:
-        def outputs(proba: Any) -> dict[str, list]:
+        def outputs(proba: Any) -> tuple[dict[str, list], list[int]]:
             rows = proba.tolist() if hasattr(proba, "tolist") else [list(r) for r in proba]
             classes = list(getattr(self._model, "classes_", range(len(rows[0]) if rows else 0)))
             best = [max(range(len(r)), key=r.__getitem__) for r in rows]
@@ -1025,7 +1092,7 @@ class MonitoredModel:
             else:  # multiclass: each class's probability (multiclass ROC AUC, log loss and estimates)
                 for j, name in enumerate(self._classes(classes)):
                     out[class_key(name)] = [r[j] for r in rows]
-            return out
+            return out, best
 
         return self._call("predict_proba", X, args, kwargs, outputs)
 

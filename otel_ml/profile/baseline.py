@@ -183,10 +183,13 @@ def build_baseline(
     max_segments: int = DEFAULT_MAX_SEGMENTS,
     segment_bins: dict[str, list[float]] | None = None,
     pass_labels: Mapping[str, list[str]] | None = None,
+    attribution_prefix: str | None = None,
 ) -> ModelProfile:
     """Profile every row of a CSV/Parquet file. Columns ``gen_ai.evaluation.<name>.score`` and
     ``gen_ai.evaluation.<name>.label`` are an LLM model's past evaluation results, not features: its evaluation
-    reference (``pass_labels``: as the processor's ``genai.pass_labels``).
+    reference (``pass_labels``: as the processor's ``genai.pass_labels``). Columns ``<attribution_prefix><feature>``
+    are the predictions' attributions (``shap_income``): profiled as ``attribution.<feature>``, as the processor
+    profiles ``ml.attribution.<feature>``, the reference of the attribution ranking (analyze/attribution.py).
 
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp(); f = os.path.join(d, "train.csv")
@@ -253,6 +256,12 @@ def build_baseline(
                 evaluation_cells.setdefault((evaluation[1], evaluation[2]), []).append(cells)
                 continue
             name = rename.get(col, col)
+            if attribution_prefix and col.startswith(attribution_prefix) and col not in rename:
+                name = semconv.ATTRIBUTION_COLUMN_PREFIX + col[len(attribution_prefix):]
+                if cells.dtype.kind != "f" and _as_numeric(cells) is None:
+                    raise ValueError(f"{path}: column {col!r} (--attribution-column-prefix {attribution_prefix}) "
+                                     "holds text that is not a number")
+                forced_numeric.add(col)
             # A column's kind is decided here once: numbers are numeric; text stays categorical, digit codes
             # ("16") too, unless --numeric names it. Text that reads as numbers is what CSV readers make of a
             # column holding a few words among numbers, or a Parquet/JSON column of codes: categories either way.

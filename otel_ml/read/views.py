@@ -107,6 +107,20 @@ def correlation_rows(r: ModelReport) -> list[dict[str, Any]]:
              "reference_rows": c.reference_rows, "current_rows": c.current_rows} for c in r.correlations]
 
 
+def attribution_document(r: ModelReport) -> dict[str, Any] | None:
+    """The importance ranking against the reference's (the ``(attribution)`` row's evidence; ``attribution`` of the
+    ``drift`` endpoint): NDCG, its threshold and decision, and per feature its mean |attribution| on each side with
+    the sketches' error bound, by current importance. None: the model's spans carry no attributions."""
+    a = r.attribution
+    if a is None:
+        return None
+    return {"ndcg": number(a.ndcg), "threshold": a.threshold, "detected": a.detected,
+            "withheld_reason": a.withheld_reason, "reference_rows": a.reference_rows, "current_rows": a.current_rows,
+            "importances": [{"feature": i.feature, "reference": number(i.reference), "current": number(i.current),
+                             "reference_bound": number(i.reference_bound), "current_bound": number(i.current_bound)}
+                            for i in a.importances]}
+
+
 def segment_rows(r: ModelReport) -> list[dict[str, Any]]:
     """Each segment of a segmented model, drifted ones first (``segments`` of the ``drift`` endpoint)."""
     rows = [{"segment": s.segment, "detected": s.detected, "withheld_reason": s.withheld_reason or None,

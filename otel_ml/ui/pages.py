@@ -460,6 +460,23 @@ def correlation_section(changes: list[dict[str, Any]]) -> str:
             + "</tbody></table>")
 
 
+def attribution_section(doc: dict[str, Any] | None) -> str:
+    """Each feature's global importance (mean |attribution|) against the reference's, and the ranking's NDCG
+    (nothing when the model's spans carry no attributions)."""
+    if not doc:
+        return ""
+    decision = (badge("withheld") + " " + esc(doc["withheld_reason"]) if doc["withheld_reason"] else
+                badge("drift" if doc["detected"] else "ok"))
+    rows = "".join(f'<tr><td class=name>{esc(i["feature"])}</td><td class=num>{fmt(i["reference"])}</td>'
+                   f'<td class=num>{fmt(i["current"])}</td><td class=num>±{fmt(i["current_bound"])}</td></tr>'
+                   for i in doc["importances"])
+    return (f"<h2>Attributions</h2><p class=muted>What drives the predictions: each feature's mean absolute "
+            f"attribution, most important now first. The ranking against the reference's: NDCG {fmt(doc['ndcg'])} "
+            f"(drift below {fmt(doc['threshold'])}): {decision}.</p>"
+            "<table><thead><tr><th>feature</th><th class=num>reference</th><th class=num>current</th>"
+            "<th class=num>sketch bound</th></tr></thead><tbody>" + rows + "</tbody></table>")
+
+
 def contribution_rows(contributions: list[dict[str, Any]], key: str, shown: int = 3) -> list[str]:
     """Table rows of the first ``shown`` segment contributions of each ``key`` (a feature, a metric): the API
     lists them largest (most harmful) first."""
@@ -532,12 +549,14 @@ def segment_page(summary: dict[str, Any], doc: dict[str, Any], model_href: str) 
 
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,
                sort_href: Any, performance: dict[str, Any] | None = None,
-               correlations: list[dict[str, Any]] | None = None, segments: str = "", over_time: str = "") -> str:
+               correlations: list[dict[str, Any]] | None = None, segments: str = "", over_time: str = "",
+               attribution: dict[str, Any] | None = None) -> str:
     """``segments``: the segment section (``segment_section``), if the model has segments; ``over_time``: the
-    performance history section (``performance_history_section``)."""
+    performance history section (``performance_history_section``); ``attribution``: the attribution ranking
+    (``views.attribution_document``)."""
     body = (model_header(summary) + performance_section(performance) + over_time + "<h2>Features</h2>"
-            + feature_table(rows, feature_href, sort, sort_href) + correlation_section(correlations or [])
-            + segments)
+            + feature_table(rows, feature_href, sort, sort_href) + attribution_section(attribution)
+            + correlation_section(correlations or []) + segments)
     return layout(f"{summary['model']} {summary['version']}", body)
 
 

@@ -73,6 +73,7 @@ def build_report(state_dir: str | Path, model: str, version: str = "", start_ns:
     documents = {"model": model, "version": version, "reference_source": source, "settings": settings,
                  "range_unix": [span[0] / 1e9, span[1] / 1e9],
                  "drift": {**summary, "features": drift_rows, "correlation_changes": views.correlation_rows(report),
+                           "attribution": views.attribution_document(report),
                            "segments": views.segment_rows(report),
                            "segment_contributions": views.contribution_rows(report)},
                  "performance": perf}
@@ -100,6 +101,7 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
             pages.performance_history_section(performance),
             "<h2>Features</h2>",
             pages.feature_table(rows, lambda name: f"#{anchors[name]}" if name in drawn else "#features-not-drawn"),
+            pages.attribution_section(views.attribution_document(report)),
             pages.correlation_section(views.correlation_rows(report)),
             pages.segment_section(views.segment_rows(report), views.contribution_rows(report))]
     for r in charted:

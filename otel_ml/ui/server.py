@@ -263,7 +263,7 @@ class UiServer:
                                                             views.contribution_rows(report),
                                                             lambda label: f"{base}/segments/"
                                                                           f"{pages.url_segment(name_segment(label))}"),
-                                      over_time))
+                                      over_time, views.attribution_document(report)))
 
     def _segment(self, request: web.Request) -> tuple[ModelReport, dict[str, Any]]:
         report = self._report(request)
@@ -348,6 +348,7 @@ class UiServer:
         for row in rows:
             row["href"] = f"{base}/features/{pages.url_segment(name_segment(row['name']))}"
         return _json({**summary, "features": rows, "correlation_changes": views.correlation_rows(report),
+                      "attribution": views.attribution_document(report),
                       "segments": views.segment_rows(report), "segment_contributions": views.contribution_rows(report)})
 
     def _performance(self, report: ModelReport) -> dict[str, Any] | None:

@@ -143,6 +143,9 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
     if draw(st.integers(0, 3)) == 0:  # segment keys (ml.segment.<key>), sometimes colliding with a feature
         keys += draw(st.lists(st.sampled_from(["ml.segment.region", "ml.segment.tier", "ml.segment.",
                                                "ml.feature.segment.region"]), max_size=2))
+    if draw(st.integers(0, 3)) == 0:  # attributions (ml.attribution.<feature>), sometimes colliding with a feature
+        keys += draw(st.lists(st.sampled_from(["ml.attribution.a", "ml.attribution.b", "ml.attribution.",
+                                               "ml.feature.attribution.a", "ml.feature.(attribution)"]), max_size=2))
     if draw(st.integers(0, 2)) == 0:  # ids and labels: whole ids (longer ones rejected), valid labels or a rejection
         keys += draw(st.lists(st.sampled_from(["ml.prediction.id", "ml.ground_truth"]), max_size=2, unique=True))
     if draw(st.integers(0, 3)) == 0:  # an embedding: n·d numbers (NaN: a missing vector), sometimes malformed
@@ -174,7 +177,8 @@ def batch_span(draw) -> list[tuple[str, AnyValue]]:
 span_attrs = st.one_of(spans, batch_span(),
                        st.lists(st.tuples(st.sampled_from(["ml.feature.a", "ml.feature.b", "ml.prediction",
                                                            "ml.prediction.id", "ml.ground_truth",
-                                                           "ml.prediction.probability.x", "ml.segment.r"]),
+                                                           "ml.prediction.probability.x", "ml.segment.r",
+                                                           "ml.attribution.a"]),
                                           scalars), max_size=5).map(
                            lambda kv: [("ml.model.name", AnyValue(string_value="m")), *kv]))
 
@@ -349,7 +353,8 @@ def test_probabilities_outside_zero_to_one_are_rejected_by_both_decoders() -> No
 
 
 def test_a_feature_named_prediction_is_rejected_not_merged_with_the_model_output() -> None:
-    for feature in ("prediction", "prediction.score", "prediction.probability.cat", "(multivariate)"):
+    for feature in ("prediction", "prediction.score", "prediction.probability.cat", "(multivariate)",
+                    "attribution.age", "(attribution)", "gen_ai.call.id"):
         alone = MODEL + END + ld(9, kv(f"ml.feature.{feature}", tag(3, 0) + varint(1)))
         beside_output = alone + ld(9, kv("ml." + feature, tag(3, 0) + varint(0)))
         for span in (alone, beside_output):
