@@ -10,6 +10,10 @@ from the first call evaluated. It is complete, and decisions start, once the mod
 newest call or result) is past that horizon; results of those calls that come within one more horizon still count
 in it. It is checkpointed with the pending store (``state``), so a restart keeps it.
 
+A model's window (and segment) and its reference count at most ``MAX_EVALUATIONS`` evaluation names: the results
+of a name beyond them are not counted (``too_many_evaluations``), so an app that puts ids in
+``gen_ai.evaluation.name`` cannot grow the state without bound.
+
 >>> from otel_ml.analyze.performance import PerformanceConfig
 >>> join = EvaluationJoin(horizon_ns(PerformanceConfig(window_seconds=60, horizon_seconds=120)), {})
 >>> minute = 60 * 10**9
@@ -31,6 +35,9 @@ from otel_ml.decode.batch import LabelBatch
 from otel_ml.profile.evaluations import EvaluationScores
 from otel_ml.profile.performance import PerformanceProfile
 
+MAX_EVALUATIONS = 32
+"""Evaluation names counted per model window, segment and reference (a few are usual: relevance, toxicity, ...)."""
+
 
 def horizon_ns(performance: PerformanceConfig) -> int:
     """The performance horizon in ns: a whole number of windows, at least one (as the drift horizon is)."""
@@ -50,10 +57,12 @@ class EvaluationJoin:
 
     def apply(self, labels: LabelBatch, index: np.ndarray, rows: dict[str, np.ndarray],
               keys: list[tuple[str, str, str]], window: Callable[[tuple[str, str], int], PerformanceProfile | None],
-              window_ns: int, clock: Callable[[str], int]) -> None:
+              window_ns: int, clock: Callable[[str], int]) -> int:
         """Count results (of the evaluation ``labels.version``) that found their calls (``rows``, the pending store's
-        rows; ``keys``: its codes' (model, version, segment)) in each call's window (``window``) and reference."""
+        rows; ``keys``: its codes' (model, version, segment)) in each call's window (``window``) and reference;
+        returns how many were not counted in their window: a name beyond ``MAX_EVALUATIONS`` there."""
         name = labels.version
+        over = 0
         scores, text = labels.value[index], labels.label[index]
         starts = rows["time"] // window_ns * window_ns
         for code in np.unique(rows["key"]).tolist():
@@ -66,8 +75,12 @@ class EvaluationJoin:
                 if prof is None:
                     continue
                 sel = of_key & (starts == start)
+                if name not in prof.evaluations and len(prof.evaluations) >= MAX_EVALUATIONS:
+                    over += int(sel.sum())
+                    continue
                 for p in (prof, prof.segment(segment)) if segment else (prof,):
                     p.add_evaluations(name, scores[sel], text[sel], self.pass_labels.get(name))
+        return over
 
     def add_to_reference(self, key: tuple[str, str], name: str, call_ns: np.ndarray, scores: np.ndarray,
                          labels: np.ndarray, clock_ns: int) -> None:
@@ -80,7 +93,7 @@ class EvaluationJoin:
         if clock_ns >= start + 2 * self.horizon_ns:
             return
         inside = (call_ns >= start) & (call_ns < start + self.horizon_ns)
-        if inside.any():
+        if inside.any() and (name in by_name or len(by_name) < MAX_EVALUATIONS):
             scores_of = by_name.get(name)
             if scores_of is None:
                 scores_of = by_name[name] = EvaluationScores(self.pass_labels.get(name))

@@ -43,7 +43,8 @@ from otel_ml.profile.performance import (
 )
 from otel_ml.sealed import Loss
 
-UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "lost", "not_sampled", "early_overflow")
+UNMATCHED_REASONS = ("duplicate", "unknown", "expired", "evicted", "lost", "not_sampled", "early_overflow",
+                     "too_many_evaluations")
 """Every ``reason`` of ``ml.ground_truth.unmatched``."""
 
 
@@ -143,13 +144,11 @@ class GroundTruth:
         self.join_predictions(batch)
 
     def counts_rows_of(self, batch: ColumnarBatch) -> bool:
-        """Whether a batch's rows count in performance at all (an id to join, a probability, or the estimates its
-        model's baseline makes): only then does labelling them with their segment pay (LiveModels.apply)."""
-        if len(batch.prediction_id) or semconv.PREDICTION_PROBABILITY_FEATURE in batch.numeric or \
-                batch.model in self.config.fairness:
-            return True
+        """Whether a batch's rows count in performance at all (an id to join, a probability, fairness, or the
+        estimates its model's baseline makes): only then does labelling them with their segment pay (LiveModels)."""
         ref = self._reference_of(*batch.key)
-        return ref is not None and bool(ref.class_calibration or ref.loss_models)
+        return bool(len(batch.prediction_id) or semconv.PREDICTION_PROBABILITY_FEATURE in batch.numeric or batch.model
+                    in self.config.fairness or (ref is not None and (ref.class_calibration or ref.loss_models)))
 
     def count_predictions(self, batch: ColumnarBatch) -> None:
         """Count a batch's predictions into the performance windows of their event time (how many carry an id:
@@ -317,10 +316,11 @@ class GroundTruth:
 
     def _apply(self, labels: LabelBatch, index: np.ndarray, rows: dict[str, np.ndarray]) -> None:
         if labels.model == semconv.GENAI_EVALUATIONS:  # LLM calls' evaluation results (labels/evaluations.py)
-            self.applied[(labels.model, labels.version)] += len(index)
-            self.totals[(labels.model, labels.version, "applied")] += len(index)
-            self.evaluations.apply(labels, index, rows, self.pending.codes.keys, self._window, self.window_ns,
-                                   self.pending.clock)
+            key, over = (labels.model, labels.version), self.evaluations.apply(
+                labels, index, rows, self.pending.codes.keys, self._window, self.window_ns, self.pending.clock)
+            self.applied[key] += len(index) - over
+            self.totals.update({(*key, "applied"): len(index) - over, (*key, "too_many_evaluations"): over})
+            self.unmatched[(*key, "too_many_evaluations")] += over  # a name beyond MAX_EVALUATIONS in its window
             return
         value, text = labels.value[index], labels.label[index]
         delays = (labels.time_ns[index] - rows["time"]) / 1e9

@@ -153,6 +153,27 @@ def test_results_join_their_calls_in_either_order_several_per_call_and_strays_co
     assert gt.totals[(semconv.GENAI_EVALUATIONS, "relevance", "unknown")] == 1
 
 
+def test_evaluation_names_beyond_the_cap_are_counted_as_such_not_kept(tmp_path) -> None:
+    """An app that names each evaluation differently (an id in gen_ai.evaluation.name) cannot grow a window, or the
+    pinned reference, past MAX_EVALUATIONS names: the results of the names beyond are counted unmatched."""
+    from otel_ml.labels.evaluations import MAX_EVALUATIONS
+
+    gt = ground_truth(tmp_path)
+    t0 = 10**18 // MINUTE * MINUTE
+    apply_calls(gt, [1, 2], t0)
+    names = [f"eval-{k:03d}" for k in range(MAX_EVALUATIONS + 8)]
+    apply_results(gt, [(i, {"gen_ai.evaluation.name": name, "gen_ai.evaluation.score.label": "pass"})
+                       for name in names for i in (1, 2)], t0 + 10**9)
+    gt.advance()
+    current = gt.current(*MODEL)
+    assert current is not None and len(current.evaluations) == MAX_EVALUATIONS
+    over = [n for n in names if gt.totals[(semconv.GENAI_EVALUATIONS, n, "too_many_evaluations")]]
+    assert len(over) == 8 and not set(over) & set(current.evaluations)
+    assert all(gt.totals[(semconv.GENAI_EVALUATIONS, n, "too_many_evaluations")] == 2 for n in over)
+    assert sum(gt.totals[(semconv.GENAI_EVALUATIONS, n, "applied")] for n in names) == 2 * MAX_EVALUATIONS
+    assert len(gt.evaluations.references[MODEL][1]) == MAX_EVALUATIONS
+
+
 def test_pass_rate_and_score_decisions_equal_the_exact_tests_on_the_raw_results(tmp_path) -> None:
     rng = np.random.default_rng(7)
     gt = ground_truth(tmp_path)
