@@ -172,6 +172,17 @@ def main() -> None:
         ("Performance over time", "python -m bench.performance_history --models 100 --days 30",
          run("-m", "bench.performance_history", "--models", "20" if args.quick else "100", "--days", "30"),
          "A durable processor, labels a day late: nearly every label lands in an archived window (docs/state.md)."))
+    sections += [
+        ("Fairness against fairlearn on census data (issue 47)", "python -m bench.fairness",
+         run("-m", "bench.fairness"),
+         "NannyML's census employment data (208,892 analysis rows) through the processor's path against fairlearn's "
+         "MetricFrame on the same rows, then GroundTruth.count_predictions with and without fairness settings."),
+        ("Attribution drift on census data (issue 47)", "python -m bench.attribution",
+         run("-m", "bench.attribution"),
+         "A LightGBM model of NannyML's census data explained by shap's TreeExplainer: otel-ml's importances (from "
+         "the sketches) and NDCG per analysis year against numpy's on the raw SHAP values, then what the explainer "
+         "adds to the wrapped model's predict_proba."),
+    ]
     run("-m", "bench.detection")  # writes docs/benchmarks-detection.md
     whylogs = whylogs_us_per_row()
     lines = [

@@ -522,7 +522,7 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         floors = {**cfg.min_effect, **feature_settings(cfg, current.model, CORRELATION_FEATURE).get("min_effect", {})}
         if floors:
             reports[-1] = _apply_effect_floor(reports[-1], floors)
-    attribution = compare_attributions(ref_features, current.features, cfg.min_samples,
+    attribution = compare_attributions(reference, current, cfg.min_samples,
                                        cfg.thresholds.get("ndcg", DEFAULT_NDCG_THRESHOLD))
     if attribution is not None:
         if reference is None:

@@ -34,6 +34,7 @@ from otel_ml.profile.sketch import (
 )
 from otel_ml.profile.values import categorical_values, numeric_values
 from otel_ml.sealed import opened
+from otel_ml.semconv import ATTRIBUTION_COLUMN_PREFIX
 
 PROFILE_FORMAT = "otel-ml-profile"
 PROFILE_FORMAT_VERSION = 1
@@ -151,6 +152,9 @@ class ModelProfile:
         keeps them."""
         self.segments: SegmentCounts | None = None
         """Per-segment exact counts (profile/segments.py), when the model is segmented."""
+        self.absolute_sums: dict[str, float] = {}
+        """Σ|x| of each attribution column (``attribution.<feature>``): with its profile's count, the exact mean
+        absolute attribution, the feature's global importance (analyze/attribution.py); empty for other models."""
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
@@ -160,6 +164,7 @@ class ModelProfile:
             for name in names:
                 profile.features.pop(name, None)
                 profile.grids.pop(name, None)
+                profile.absolute_sums.pop(name, None)
             if profile.comoments is not None:
                 profile.comoments = profile.comoments.without(names)
             if profile.segments is not None:
@@ -211,6 +216,8 @@ class ModelProfile:
                     self.grids[name] = choose_grid(values)
                 prof = self.feature(name, kind)
                 prof.update(values, mismatch=wrong)
+                if name.startswith(ATTRIBUTION_COLUMN_PREFIX):
+                    self.absolute_sums[name] = self.absolute_sums.get(name, 0.0) + float(np.nansum(np.abs(values)))
             else:
                 prof = self.feature(name, kind)
                 prof.update(categorical_values(num, cat, n))
@@ -250,6 +257,8 @@ class ModelProfile:
             if self.segments is None:
                 self.segments = other.segments.empty_like()
             self.segments.merge(other.segments)
+        for name, total in other.absolute_sums.items():
+            self.absolute_sums[name] = self.absolute_sums.get(name, 0.0) + total
         for name, prof in other.features.items():
             mine = self.features.get(name)
             if mine is None:
@@ -304,6 +313,7 @@ class ModelProfile:
             **({"reconstruction": self.reconstruction.to_dict()} if self.reconstruction is not None else {}),
             **({"comoments": self.comoments.to_dict()} if self.comoments is not None else {}),
             **({"segments": self.segments.to_dict()} if self.segments is not None else {}),
+            **({"absolute_sums": self.absolute_sums} if self.absolute_sums else {}),
         }
 
     @classmethod
@@ -323,6 +333,7 @@ class ModelProfile:
             p.latency = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["latency"]))
         p.start_ns, p.end_ns = d.get("start_ns"), d.get("end_ns")
         p.features = {name: profile_from_dict(f) for name, f in d["features"].items()}
+        p.absolute_sums = {str(name): float(v) for name, v in d.get("absolute_sums", {}).items()}
         p.sequences = SequenceCoverage.from_dict(d.get("sequences", {}))
         p.chunks = [cls.from_dict(c) for c in d.get("chunks", [])]
         if d.get("performance"):

@@ -468,13 +468,12 @@ def attribution_section(doc: dict[str, Any] | None) -> str:
     decision = (badge("withheld") + " " + esc(doc["withheld_reason"]) if doc["withheld_reason"] else
                 badge("drift" if doc["detected"] else "ok"))
     rows = "".join(f'<tr><td class=name>{esc(i["feature"])}</td><td class=num>{fmt(i["reference"])}</td>'
-                   f'<td class=num>{fmt(i["current"])}</td><td class=num>±{fmt(i["current_bound"])}</td></tr>'
-                   for i in doc["importances"])
+                   f'<td class=num>{fmt(i["current"])}</td></tr>' for i in doc["importances"])
     return (f"<h2>Attributions</h2><p class=muted>What drives the predictions: each feature's mean absolute "
             f"attribution, most important now first. The ranking against the reference's: NDCG {fmt(doc['ndcg'])} "
             f"(drift below {fmt(doc['threshold'])}): {decision}.</p>"
-            "<table><thead><tr><th>feature</th><th class=num>reference</th><th class=num>current</th>"
-            "<th class=num>sketch bound</th></tr></thead><tbody>" + rows + "</tbody></table>")
+            "<table><thead><tr><th>feature</th><th class=num>reference</th><th class=num>current</th></tr></thead>"
+            "<tbody>" + rows + "</tbody></table>")
 
 
 def contribution_rows(contributions: list[dict[str, Any]], key: str, shown: int = 3) -> list[str]:

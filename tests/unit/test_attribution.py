@@ -1,5 +1,6 @@
 """Issue 47, part 2: attribution drift. NDCG equals SageMaker Clarify's formula on a hand-checked example; the
-global importance read from a sketch stays within its documented bound of the exact mean |attribution|; a real
+global importance is the exact mean |attribution| through windows, merges and a checkpoint's JSON (and, read from a
+sketch alone, stays within its documented bound); a real
 model explained with the ``shap`` package, recorded by the real instrumentation and read by both decoders, is
 flagged when its driving feature changes after an input shift and not when its traffic is unchanged."""
 
@@ -19,9 +20,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sklearn.ensemble import GradientBoostingRegressor
 
 from otel_ml import semconv
-from otel_ml.analyze.attribution import compare_attributions, mean_absolute, ndcg
+from otel_ml.analyze.attribution import compare_attributions, global_importance, mean_absolute, ndcg
 from otel_ml.analyze.drift import DriftConfig, compare
 from otel_ml.decode import DecodeLimits
+from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.decode.otlp import decode_request_compiled, decode_request_python
 from otel_ml.export.metrics import attribution_series
 from otel_ml.instrument import ModelMonitor
@@ -55,20 +57,41 @@ def test_importance_from_a_compacted_sketch_is_within_its_bound() -> None:
         assert abs(estimate - np.abs(values).mean()) <= bound
 
 
-def test_withheld_until_both_sides_have_enough_attributed_rows() -> None:
-    def side(n: int) -> dict[str, NumericProfile]:
-        out = {}
-        for j, f in enumerate(FEATURES):
-            out[f"attribution.{f}"] = p = NumericProfile()
-            p.update(np.full(n, 3.0 - j))
-        return out
+def side(n: int, features: list[str] = FEATURES, rng: np.random.Generator | None = None) -> ModelProfile:
+    """A profile of ``n`` rows with attributions to ``features``, the first the most important."""
+    rng = rng or np.random.default_rng(0)
+    columns = {f"attribution.{f}": rng.normal(0, 3.0 - j, n) for j, f in enumerate(features)}
+    profile = ModelProfile("m", "")
+    profile.update(ColumnarBatch("m", "", n, np.zeros(n, np.int64), np.ones(n), numeric=columns),
+                   dict.fromkeys(columns, "numeric"))
+    return profile
 
+
+def test_importance_is_exact_through_windows_merges_and_a_checkpoint() -> None:
+    windows = [side(n, rng=np.random.default_rng(n)) for n in (5000, 3000, 7000)]
+    raw: dict[str, list[np.ndarray]] = {f: [] for f in FEATURES}
+    for n in (5000, 3000, 7000):  # the same draws as the windows'
+        rng = np.random.default_rng(n)
+        for j, f in enumerate(FEATURES):
+            raw[f].append(rng.normal(0, 3.0 - j, n))
+    horizon = ModelProfile("m", "")
+    for w in windows:
+        horizon.merge(ModelProfile.from_json(w.to_json()))
+    importance = global_importance(horizon)
+    for f in FEATURES:
+        value, bound, rows = importance[f]
+        assert rows == 15000 and bound == 0.0
+        assert value == pytest.approx(np.abs(np.concatenate(raw[f])).mean(), rel=1e-12)
+
+
+def test_withheld_until_both_sides_have_enough_attributed_rows() -> None:
     assert compare_attributions(side(500), side(50), 100).withheld_reason == "current_too_small"
-    assert compare_attributions({}, side(500), 100).withheld_reason == "not_in_reference"
-    assert compare_attributions(side(500), {}, 100).withheld_reason == "absent_from_current"
+    assert compare_attributions(None, side(500), 100).withheld_reason == "not_in_reference"
+    assert compare_attributions(side(500), ModelProfile("m", ""), 100).withheld_reason == "absent_from_current"
+    assert compare_attributions(side(500, ["x"]), side(500, ["x"]), 100).withheld_reason == "empty"
     decided = compare_attributions(side(500), side(500), 100)
     assert decided.detected is False and decided.ndcg == 1.0 and not decided.withheld_reason
-    assert compare_attributions({"x": NumericProfile()}, {}, 100) is None
+    assert compare_attributions(ModelProfile("m", ""), ModelProfile("m", ""), 100) is None
 
 
 def inputs(rng: np.random.Generator, n: int, x0_scale: float = 1.0) -> pd.DataFrame:
@@ -124,13 +147,12 @@ def test_a_real_models_changed_driver_is_flagged_and_unchanged_traffic_is_not(
     same = compare(reference, served(model, explainer, inputs(rng, 2000), compiled), cfg)
     assert same.attribution is not None and same.attribution.detected is False, same.attribution
     assert [i.feature for i in same.attribution.importances] == FEATURES
-    # Each feature's importance is the mean |shap value| of the rows sent, within its sketch's bound.
+    # Each feature's importance is the exact mean |shap value| of the rows sent.
     shifted_X = inputs(rng, 2000, x0_scale=0.2)  # x0 barely moves any more: x1, then x2, drive the predictions
     shifted = compare(reference, served(model, explainer, shifted_X, compiled), cfg)
     exact = np.abs(explainer.shap_values(shifted_X)).mean(axis=0)
     for i in shifted.attribution.importances:
-        assert i.current_bound > 0  # 2,000 values: compacted
-        assert abs(i.current - exact[FEATURES.index(i.feature)]) <= i.current_bound
+        assert i.current_bound == 0 and i.current == pytest.approx(exact[FEATURES.index(i.feature)], rel=1e-12)
     assert [i.feature for i in shifted.attribution.importances] == ["x1", "x2", "x0"]
     assert shifted.attribution.detected is True and shifted.attribution.ndcg < 0.9, shifted.attribution
     row = next(f for f in shifted.features if f.feature == semconv.ATTRIBUTION_FEATURE)
