@@ -375,6 +375,12 @@ def _validate(cfg: ServiceConfig) -> None:
             need(method in distances, f"{key}.{method}", f"a distance method ({', '.join(distances)})", method)
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                  and value >= 0, f"{key}.{method}", "a finite number >= 0", value)
+    for method, value in cfg.drift.thresholds.items():  # a misspelt method would be ignored without a word
+        need(method in (*distances, "ndcg"), f"drift.thresholds.{method}",
+             f"a distance method ({', '.join(distances)}) or ndcg", method)
+        need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+             and (method != "ndcg" or 0 < value <= 1), f"drift.thresholds.{method}",
+             "an NDCG in (0, 1]" if method == "ndcg" else "a finite number >= 0", value)
     unknown = set(cfg.export.effect_size) - set(DEFAULT_EFFECT_SIZE)
     need(not unknown, "export.effect_size", "keys numeric, categorical and correlation", sorted(unknown))
     for key, endpoint in (("receiver.otlp_grpc.endpoint", cfg.receiver.otlp_grpc.endpoint),

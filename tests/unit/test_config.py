@@ -48,6 +48,9 @@ def test_defaults_are_loopback() -> None:
     ("sketch:\n  kll_k: 2\n", "sketch.kll_k: in [8, 65535]"),
     ("http:\n  max_connections: 0\n", "http.max_connections: must be > 0"),
     ("export:\n  otlp:\n    temporality: sometimes\n", "export.otlp.temporality: cumulative or delta"),
+    ("drift:\n  thresholds:\n    pis: 0.2\n", "drift.thresholds.pis: a distance method"),
+    ("drift:\n  thresholds:\n    ndcg: 1.5\n", "drift.thresholds.ndcg: an NDCG in (0, 1]"),
+    ("drift:\n  thresholds:\n    psi: -1\n", "drift.thresholds.psi: a finite number >= 0"),
 ])
 
 
