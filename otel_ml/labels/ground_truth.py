@@ -332,7 +332,7 @@ class GroundTruth:
             self.totals[(model, version, "applied")] += int(of_key.sum())
             positive = self.config.positive_class or self._positive_of(model, version)
             cls, pred, prob = rows["cls"], rows["pred"], rows["prob"].astype(np.float64)
-            classified = (cls != -1) | np.isfinite(prob) | (text != "")
+            classified = (cls != -1) | np.isfinite(prob) | (text != "") | (model in self.config.fairness)
             model_code = self.pending.codes.model_key(code)
             by_class = self.pending.codes.prob_classes.get(model_code)
             complete = model_code not in self.pending.codes.truncated

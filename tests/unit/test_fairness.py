@@ -45,9 +45,11 @@ def census(rng: np.random.Generator, n: int, bias: float) -> dict[str, np.ndarra
     return {"sex": sex, "age": age, "truth": truth, "pred": pred}
 
 
-def processed(tmp_path: Path, rows: dict[str, np.ndarray], batches: int = 4) -> PerformanceProfile:
+def processed(tmp_path: Path, rows: dict[str, np.ndarray], batches: int = 4, numbers: bool = False
+              ) -> PerformanceProfile:
     """The rows through the processor's path: segmented at ingest, counted, waiting, joined with their labels
-    (in batches, some windows apart), merged over the horizon, and through a checkpoint's JSON."""
+    (in batches, some windows apart), merged over the horizon, and through a checkpoint's JSON. ``numbers``: the
+    classifier sends its classes and labels as the numbers 0 and 1, not as text."""
     n = len(rows["pred"])
     config = PerformanceConfig(fairness=FAIRNESS, window_seconds=60, horizon_seconds=3600)
     gt = GroundTruth(str(tmp_path / "p"), LabelsConfig(), config)
@@ -56,12 +58,13 @@ def processed(tmp_path: Path, rows: dict[str, np.ndarray], batches: int = 4) -> 
     t0 = 10**18
     for part in np.array_split(np.arange(n), batches):
         t = t0 + part.astype(np.int64) * 10**9 // 10  # spread over several windows
-        batch = ColumnarBatch("credit", "1", len(part), t, np.ones(len(part)),
-                              numeric={"age": rows["age"][part]}, prediction_id=ids[part],
-                              categorical={"sex": rows["sex"][part],  # a classifier's classes: text
-                                           semconv.PREDICTION_FEATURE: classes(rows["pred"][part])})
+        outputs = {semconv.PREDICTION_FEATURE: (rows["pred"] if numbers else classes(rows["pred"]))[part]}
+        batch = ColumnarBatch("credit", "1", len(part), t, np.ones(len(part)), prediction_id=ids[part],
+                              numeric={"age": rows["age"][part], **(outputs if numbers else {})},
+                              categorical={"sex": rows["sex"][part], **({} if numbers else outputs)})
         gt.on_predictions(with_segments(batch, segmented))
-    gt.on_labels(LabelBatch("credit", "1", ids, np.full(n, np.nan), classes(rows["truth"]), np.full(n, t0 + 10**12)))
+    truth = (rows["truth"], np.full(n, "")) if numbers else (np.full(n, np.nan), classes(rows["truth"]))
+    gt.on_labels(LabelBatch("credit", "1", ids, *truth, np.full(n, t0 + 10**12)))
     current = gt.current("credit", "1")
     assert current is not None
     return PerformanceProfile.from_dict(current.to_dict())
@@ -121,6 +124,18 @@ def test_rates_and_disparities_equal_fairlearns_metric_frame_through_the_process
     # 30% of the women the model would grant refused: the four-fifths rule and parity are violated, for sex only
     assert sex["disparate_impact"].violation and sex["demographic_parity_difference"].violation
     assert not any(v.violation for v in report.values if v.attribute == "age")
+
+
+def test_a_classifier_sending_numbers_gets_the_same_rates_as_one_sending_text(tmp_path: Path) -> None:
+    """0 and 1 sent as numbers (ml.prediction = 1, ml.ground_truth = 0) would read as a regressor's outputs; a model
+    with fairness settings is a classifier by them, so its labelled rates are there, equal to the text's."""
+    rows = census(np.random.default_rng(9), 3000, bias=0.2)
+    settings = fairness_settings(FAIRNESS)["credit"]
+    as_text = assess_fairness(processed(tmp_path / "t", rows), None, settings, 0.01, 100)
+    as_numbers = assess_fairness(processed(tmp_path / "n", rows, numbers=True), None, settings, 0.01, 100)
+    text_values = {(v.metric, v.attribute, v.group): v.value for v in as_text.values}
+    assert any(metric == "true_positive_rate" for metric, _, _ in text_values)
+    assert {(v.metric, v.attribute, v.group): v.value for v in as_numbers.values} == text_values
 
 
 def test_no_bias_no_violation_and_a_changed_bias_is_seen_against_the_baseline(tmp_path: Path) -> None:
