@@ -236,6 +236,25 @@ def start_prometheus(workdir: Path, targets: list[str], rule_files: list[Path] =
     return Prometheus(p, port)
 
 
+DASHBOARD = REPO / "examples" / "grafana" / "otel-ml-dashboard.json"
+OWN_TEST_PANELS = ("Fairness:", "Attributions:")
+"""Dashboard rows whose series need settings the Collector test does not run with: each is checked by its own test
+(tests/e2e/test_fairness.py, tests/e2e/test_attribution.py) with ``panels_return_series``."""
+
+
+def panels_return_series(prometheus: Prometheus, title_prefix: str, models: str, timeout: float = 60) -> int:
+    """Wait until every panel of the shipped Grafana dashboard whose title starts with ``title_prefix`` returns
+    series from ``prometheus`` for the models ``models`` (a regex); returns how many panels were checked."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = [p for p in dashboard["panels"] if p["title"].startswith(title_prefix)]
+    for panel in panels:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$model", models).replace("$version", ".*").replace("$feature", ".*")
+            wait_for(lambda e=expr: prometheus.query(e), timeout=timeout,
+                     what=f"panel {panel['title']!r} to return series: {expr}")
+    return len(panels)
+
+
 # --- what to send ------------------------------------------------------------------------------------------
 def request(*spans: dict[str, object], resource: dict[str, object] | None = None,
             status_codes: list[int] | None = None) -> ExportTraceServiceRequest:
