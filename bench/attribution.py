@@ -12,7 +12,10 @@ through the processor's profile in batches (the decoded columns ``attribution.<f
 otel-ml's importances (mean |attribution|: the windows' sums over their counts) against numpy's on the raw SHAP
 values, and what the sketch alone would give (``mean_absolute``, the fallback), and otel-ml's NDCG against the NDCG
 of the exact importances. Then the serving cost: the
-wrapped model's ``predict_proba`` with the explainer against without (``ModelMonitor.wrap``, same run, alternated).
+wrapped model's ``predict_proba`` with the explainer against without (``ModelMonitor.wrap``, same run, alternated),
+and at the processor what attributions cost beyond the columns themselves (the exact importance's Σ|x|):
+``ModelProfile.update`` of 512-row batches of 16 inputs and 16 attribution columns against 16 inputs and 16 more
+plain columns, alternated.
 """
 
 from __future__ import annotations
@@ -137,6 +140,30 @@ def serving_cost(model: lgb.LGBMClassifier, reference: pd.DataFrame, batch_rows:
             "alternated rounds; the explainer's time is outside the span's latency)")
 
 
+def ingest_cost(rows: int = 512, rounds: int = 7, batches: int = 200) -> str:
+    """``ModelProfile.update`` per row: 16 inputs + 16 ``attribution.*`` columns against 16 inputs + 16 plain ones
+    (the same numbers): what the importance's Σ|x| adds beyond profiling the columns."""
+    rng = np.random.default_rng(0)
+    values = {f"x{j}": rng.normal(0, 1, rows) for j in range(32)}
+    plain = {**{f: values[f"x{j}"] for j, f in enumerate(INPUTS)},
+             **{f"more.{f}": values[f"x{16 + j}"] for j, f in enumerate(INPUTS)}}
+    attributed = {**{f: values[f"x{j}"] for j, f in enumerate(INPUTS)},
+                  **{f"attribution.{f}": values[f"x{16 + j}"] for j, f in enumerate(INPUTS)}}
+    times: dict[str, list[float]] = {"plain": [], "attributed": []}
+    for _ in range(rounds):
+        for name, columns in (("plain", plain), ("attributed", attributed)):
+            profile, kinds = ModelProfile("m", ""), dict.fromkeys(columns, "numeric")
+            batch = ColumnarBatch("m", "", rows, np.zeros(rows, np.int64), np.ones(rows), numeric=columns)
+            t = time.perf_counter()
+            for _ in range(batches):
+                profile.update(batch, kinds)
+            times[name].append((time.perf_counter() - t) / batches / rows)
+    p, a = (float(np.median(times[k])) for k in ("plain", "attributed"))
+    return (f"`ModelProfile.update` of {rows}-row batches, 16 inputs + 16 more columns: {p * 1e6:.3f} µs per row "
+            f"as plain features, {a * 1e6:.3f} µs as `attribution.*` ({a / p:.3f}×; median of {rounds} alternated "
+            "rounds)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000, help="rows explained of the reference and of each year")
@@ -148,6 +175,8 @@ def main() -> None:
     print("\n".join(accuracy(model, reference, analysis, args.rows, args.rows_per_batch)))
     print()
     print(serving_cost(model, reference))
+    print()
+    print(ingest_cost())
 
 
 if __name__ == "__main__":
