@@ -242,16 +242,20 @@ OWN_TEST_PANELS = ("Fairness:", "Attributions:")
 (tests/e2e/test_fairness.py, tests/e2e/test_attribution.py) with ``panels_return_series``."""
 
 
-def panels_return_series(prometheus: Prometheus, title_prefix: str, models: str, timeout: float = 60) -> int:
-    """Wait until every panel of the shipped Grafana dashboard whose title starts with ``title_prefix`` returns
-    series from ``prometheus`` for the models ``models`` (a regex); returns how many panels were checked."""
-    dashboard = json.loads(DASHBOARD.read_text())
-    panels = [p for p in dashboard["panels"] if p["title"].startswith(title_prefix)]
-    for panel in panels:
-        for target in panel["targets"]:
-            expr = target["expr"].replace("$model", models).replace("$version", ".*").replace("$feature", ".*")
-            wait_for(lambda e=expr: prometheus.query(e), timeout=timeout,
-                     what=f"panel {panel['title']!r} to return series: {expr}")
+def panels_return_series(workdir: Path, prom_port: int, title_prefix: str, models: str, timeout: float = 60) -> int:
+    """Start a real Prometheus scraping the processor's ``prom_port`` and wait until every panel of the shipped
+    Grafana dashboard whose title starts with ``title_prefix`` returns series for the models ``models`` (a regex);
+    returns how many panels were checked."""
+    panels = [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"].startswith(title_prefix)]
+    prometheus = start_prometheus(workdir, [f"127.0.0.1:{prom_port}"])
+    try:
+        for panel in panels:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$model", models).replace("$version", ".*").replace("$feature", ".*")
+                wait_for(lambda e=expr: prometheus.query(e), timeout=timeout,
+                         what=f"panel {panel['title']!r} to return series: {expr}")
+    finally:
+        prometheus.process.stop()
     return len(panels)
 
 
