@@ -166,6 +166,23 @@ def test_a_real_models_changed_driver_is_flagged_and_unchanged_traffic_is_not(
     assert sum(m == semconv.METRIC_ATTRIBUTION_IMPORTANCE for m, _, _ in series) == 6
 
 
+def test_explain_ratio_explains_that_share_of_the_calls(
+        explained_model: tuple[GradientBoostingRegressor, shap.TreeExplainer]) -> None:
+    model, explainer = explained_model
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    wrapped = ModelMonitor("m", tracer_provider=provider).wrap(model, explainer=explainer, explain_ratio=0.25)
+    X = inputs(np.random.default_rng(4), 4)
+    for _ in range(400):
+        wrapped.predict(X.copy())
+    calls = spans.get_finished_spans()
+    explained = sum("ml.attribution.x0" in s.attributes for s in calls)
+    assert len(calls) == 400 and 48 <= explained <= 152  # Binomial(400, 0.25): 100 ± 6 standard deviations
+    with pytest.raises(ValueError, match="explain_ratio"):
+        ModelMonitor("m", tracer_provider=provider).wrap(model, explainer=explainer, explain_ratio=0)
+
+
 def test_record_and_record_batch_carry_attributions() -> None:
     spans = InMemorySpanExporter()
     provider = TracerProvider()
