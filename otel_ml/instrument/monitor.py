@@ -264,13 +264,20 @@ def _reason_of(why: object) -> str:
     return "other"
 
 
-def attribution_columns(attributions: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``ml.attribution.<feature>`` for each feature's attribution (one value, or one per row of a batch).
+def attribution_columns(attributions: Mapping[str, Any] | None,
+                        drop: Callable[..., None] | None = None) -> dict[str, Any]:
+    """``ml.attribution.<feature>`` for each feature's attribution (one value, or one per row of a batch); none when
+    ``attributions`` is no mapping (``drop`` is told: the serving code never gets an exception).
 
     >>> attribution_columns({"income": 0.31, "age": -0.02})
     {'ml.attribution.income': 0.31, 'ml.attribution.age': -0.02}
     """
-    return {semconv.ATTRIBUTION_PREFIX + str(k): v for k, v in (attributions or {}).items()}
+    try:
+        return {semconv.ATTRIBUTION_PREFIX + str(k): v for k, v in (attributions or {}).items()}
+    except Exception as e:  # a list or a string where a mapping belongs
+        if drop is not None:
+            drop("attributions", e, "unreadable_attributions")
+        return {}
 
 
 def explained(explainer: Any, X: Any, names: list[str], classes: list[int] | None) -> dict[str, list[float]]:
@@ -743,15 +750,15 @@ class ModelMonitor:
             except Exception as e:
                 self._drop("features", e, "unreadable_features")
                 return
-            if self._pending.add((row, prediction, score, prediction_id, probability, at, embedding, attributions),
-                                 self):
+            explained = attribution_columns(attributions, self._drop) or None
+            if self._pending.add((row, prediction, score, prediction_id, probability, at, embedding, explained), self):
                 self.flush()
             return
         attrs = self._attributes(features)
         for key, value in ((semconv.PREDICTION, prediction), (semconv.PREDICTION_SCORE, score),
                            (semconv.PREDICTION_ID, prediction_id),
                            *(() if probability is None else probability_columns(probability).items()),
-                           *attribution_columns(attributions).items()):
+                           *attribution_columns(attributions, self._drop).items()):
             v = None if value is None else self._checked(key, value)
             if v is not None:
                 attrs[key] = v
@@ -784,8 +791,8 @@ class ModelMonitor:
                 columns.update(probability_columns([r[4] for r in rows]))
             if any(r[6] is not None for r in rows):
                 columns[semconv.EMBEDDING] = [r[6] for r in rows]
-            explained_names = dict.fromkeys(f for r in rows for f in (r[7] or {}))
-            columns.update(attribution_columns({f: [(r[7] or {}).get(f) for r in rows] for f in explained_names}))
+            explained = dict.fromkeys(key for r in rows for key in (r[7] or {}))  # ml.attribution.<feature>
+            columns.update({key: [(r[7] or {}).get(key) for r in rows] for key in explained})
             # Rows were sampled when recorded; a zero-length span at their time (else the flush's): no latency.
             attrs = self._batch_attributes(columns, sample=False)
             if attrs is not None:
@@ -846,7 +853,7 @@ class ModelMonitor:
             if embeddings is not None:
                 columns[semconv.EMBEDDING] = list(embeddings)
             columns.update({semconv.SEGMENT_PREFIX + str(k): v for k, v in (segments or {}).items()})
-            columns.update(attribution_columns(attributions))
+            columns.update(attribution_columns(attributions, self._drop))
             if timestamps is None:
                 self._record_columns(columns)
                 return

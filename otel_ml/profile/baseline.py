@@ -242,6 +242,11 @@ def build_baseline(
                        if c not in seen_columns]
             if missing:
                 raise ValueError(f"{path}: no column(s) {', '.join(missing)}; columns are {', '.join(chunk)}")
+            attributed = [c for c in chunk if attribution_prefix and c.startswith(attribution_prefix)]
+            if attribution_prefix and (not attributed or attribution_prefix in attributed):
+                raise ValueError(f"{path}: --attribution-column-prefix {attribution_prefix}: "
+                                 + (f"the column {attribution_prefix!r} names no feature" if attributed else
+                                    f"no column starts with it; columns are {', '.join(chunk)}"))
         n = len(next(iter(chunk.values()))) if chunk else 0
         if target_column:
             for col in outcome_cols:

@@ -7,6 +7,7 @@ flagged when its driving feature changes after an input shift and not when its t
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,17 @@ def test_explain_ratio_explains_that_share_of_the_calls(
         ModelMonitor("m", tracer_provider=provider).wrap(model, explainer=explainer, explain_ratio=0)
 
 
+@pytest.mark.parametrize("table,message", [
+    ("a,b\n1,2\n", "--attribution-column-prefix shap_: no column starts with it; columns are a, b"),
+    ("a,shap_\n1,0.5\n", "--attribution-column-prefix shap_: the column 'shap_' names no feature"),
+    ("a,shap_a\n1,high\n", "column 'shap_a' (--attribution-column-prefix shap_) holds text that is not a number"),
+])
+def test_a_table_without_usable_attribution_columns_is_named(tmp_path: Path, table: str, message: str) -> None:
+    (tmp_path / "t.csv").write_text(table)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_baseline(tmp_path / "t.csv", "m", attribution_prefix="shap_")
+
+
 def test_record_and_record_batch_carry_attributions() -> None:
     spans = InMemorySpanExporter()
     provider = TracerProvider()
@@ -198,3 +210,23 @@ def test_record_and_record_batch_carry_attributions() -> None:
     assert one["ml.attribution.x0"] == 0.7
     assert batch["ml.attribution.x0"] == (0.1, -0.2)
     assert rows["ml.attribution.x0"][0] == 0.5 and math.isnan(rows["ml.attribution.x0"][1])  # a row without
+
+
+def test_attributions_that_are_no_mapping_are_dropped_and_counted_never_raised() -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monitor = ModelMonitor("m", tracer_provider=provider)
+    monitor.record({"x0": 1.0}, prediction=1.0, attributions="x0=0.3")  # type: ignore[arg-type]
+    monitor.record_batch({"x0": [1.0, 2.0]}, attributions=[0.1, 0.2])  # type: ignore[arg-type]
+    batched = ModelMonitor("m", tracer_provider=provider, batch_rows=2)
+    batched.record({"x0": 1.0}, attributions="x0=0.3")  # type: ignore[arg-type]
+    batched.record({"x0": 2.0}, attributions={"x0": 0.4})
+    batched.flush()
+    assert monitor.dropped_by_reason["unreadable_attributions"] == 2
+    assert batched.dropped_by_reason["unreadable_attributions"] == 1
+    one, batch, rows = (s.attributes for s in spans.get_finished_spans())  # the predictions themselves are kept
+    assert one["ml.feature.x0"] == 1.0 and "ml.attribution.x0" not in one
+    assert batch["ml.batch.size"] == 2 and "ml.attribution.x0" not in batch
+    assert rows["ml.feature.x0"] == (1.0, 2.0) and math.isnan(rows["ml.attribution.x0"][0])
+    assert rows["ml.attribution.x0"][1] == 0.4
