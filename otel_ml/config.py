@@ -375,6 +375,8 @@ def _validate(cfg: ServiceConfig) -> None:
             need(method in distances, f"{key}.{method}", f"a distance method ({', '.join(distances)})", method)
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                  and value >= 0, f"{key}.{method}", "a finite number >= 0", value)
+    need(isinstance(cfg.drift.thresholds, dict), "drift.thresholds", "a mapping of method to threshold",
+         cfg.drift.thresholds)
     for method, value in cfg.drift.thresholds.items():  # a misspelt method would be ignored without a word
         need(method in (*distances, "ndcg"), f"drift.thresholds.{method}",
              f"a distance method ({', '.join(distances)}) or ndcg", method)

@@ -6,10 +6,7 @@ each one's distribution is tested for drift on the feature path. This module add
 
 - **Global importance** of a feature over a window: its mean absolute attribution, exact: each window keeps the
   column's Σ|x| (``ModelProfile.absolute_sums``, a float per attributed feature, mergeable) beside its sketch's
-  count. A profile without the sum (none is written so today) falls back to the column's KLL sketch (its retained
-  items and weights): exact while the sketch holds every value, after compaction within ``ε·(max − min)`` of the
-  exact mean, ε the sketch's rank error (``E|X| = ∫|x| dF(x)``, and integrating by parts against a CDF off by at
-  most ε anywhere moves the integral by at most ε times the range); 5–7% off on census data (docs/benchmarks.md).
+  count. (Read from the KLL sketch instead, it was 4–10% off on census data: docs/benchmarks.md.)
 - **NDCG of the importance ranking** against the reference's, as SageMaker Clarify scores feature attribution drift
   (https://docs.aws.amazon.com/sagemaker/latest/dg/clarify-model-monitor-feature-attribution-drift.html): with
   ``F = f_1..f_m`` the features by reference importance (largest first), ``F' = f'_1..f'_m`` by current importance
@@ -48,14 +45,11 @@ DEFAULT_NDCG_THRESHOLD = 0.9
 
 @dataclass
 class Importance:
-    """One feature's global importance (mean |attribution|) on each side, with the sketches' error bound on each."""
+    """One feature's global importance (mean |attribution|) on each side; NaN where that side has none."""
 
     feature: str
     reference: float
     current: float
-    reference_bound: float = 0.0
-    current_bound: float = 0.0
-    current_rows: int = 0
 
 
 @dataclass
@@ -73,30 +67,22 @@ class AttributionDrift:
     """Every attributed feature, by current importance (largest first)."""
 
 
-def mean_absolute(profile: NumericProfile) -> tuple[float, float]:
-    """A numeric column's mean absolute value from its sketch, and the bound on that estimate's error (0 while the
-    sketch is exact).
+def global_importance(profile: ModelProfile | None) -> dict[str, tuple[float, int]]:
+    """Each attributed feature's (mean |attribution|, rows with one) in a model's profile: its column's Σ|x| over
+    the column's count.
 
-    >>> p = NumericProfile(); p.update(np.array([-2.0, 1.0, 3.0]))
-    >>> mean_absolute(p)
-    (2.0, 0.0)
+    >>> from otel_ml.decode.batch import ColumnarBatch
+    >>> p = ModelProfile("m", "")
+    >>> p.update(ColumnarBatch("m", "", 3, np.zeros(3, np.int64), np.ones(3),
+    ...                        numeric={"attribution.x": np.array([-2.0, 1.0, np.nan])}), {"attribution.x": "numeric"})
+    >>> global_importance(p)
+    {'x': (1.5, 2)}
     """
-    if not profile.count:
-        return math.nan, 0.0
-    values, weights = profile.weighted_items()
-    mean = float(np.abs(values) @ weights / weights.sum())
-    return mean, profile.rank_error() * (profile.max - profile.min)
-
-
-def global_importance(profile: ModelProfile | None) -> dict[str, tuple[float, float, int]]:
-    """Each attributed feature's (mean |attribution|, its error bound: 0 when exact, rows with one) in a model's
-    profile."""
-    out: dict[str, tuple[float, float, int]] = {}
-    for name, column in (profile.features if profile is not None else {}).items():
-        if name.startswith(ATTRIBUTION_COLUMN_PREFIX) and isinstance(column, NumericProfile) and column.count:
-            total = profile.absolute_sums.get(name)  # type: ignore[union-attr]
-            estimate = (total / column.count, 0.0) if total is not None else mean_absolute(column)
-            out[name[len(ATTRIBUTION_COLUMN_PREFIX):]] = (*estimate, column.count)
+    out: dict[str, tuple[float, int]] = {}
+    for name, total in (profile.absolute_sums if profile is not None else {}).items():
+        column = profile.features.get(name)  # type: ignore[union-attr]
+        if isinstance(column, NumericProfile) and column.count:
+            out[name[len(ATTRIBUTION_COLUMN_PREFIX):]] = (total / column.count, column.count)
     return out
 
 
@@ -121,10 +107,9 @@ def compare_attributions(reference: ModelProfile | None, current: ModelProfile, 
     ref, cur = global_importance(reference), global_importance(current)
     if not ref and not cur:
         return None
-    ref_rows = min((n for _, _, n in ref.values()), default=0)
-    cur_rows = min((n for _, _, n in cur.values()), default=0)
-    importances = sorted((Importance(f, ref.get(f, (math.nan,))[0], cur.get(f, (math.nan,))[0],
-                                     ref.get(f, (0, 0.0))[1], cur.get(f, (0, 0.0))[1], cur.get(f, (0, 0, 0))[2])
+    ref_rows = min((n for _, n in ref.values()), default=0)
+    cur_rows = min((n for _, n in cur.values()), default=0)
+    importances = sorted((Importance(f, ref.get(f, (math.nan, 0))[0], cur.get(f, (math.nan, 0))[0])
                           for f in set(ref) | set(cur)),
                          key=lambda i: (-(0.0 if math.isnan(i.current) else i.current), i.feature))
     if not ref:
@@ -139,6 +124,6 @@ def compare_attributions(reference: ModelProfile | None, current: ModelProfile, 
         withheld = "current_too_small"
     else:
         withheld = ""
-    score = ndcg({f: v for f, (v, _, _) in ref.items()}, {f: v for f, (v, _, _) in cur.items()}) if ref else math.nan
+    score = ndcg({f: v for f, (v, _) in ref.items()}, {f: v for f, (v, _) in cur.items()}) if ref else math.nan
     detected = None if withheld or math.isnan(score) else score < threshold
     return AttributionDrift(score, threshold, detected, withheld, ref_rows, cur_rows, importances)

@@ -750,8 +750,8 @@ class ModelMonitor:
             except Exception as e:
                 self._drop("features", e, "unreadable_features")
                 return
-            explained = attribution_columns(attributions, self._drop) or None
-            if self._pending.add((row, prediction, score, prediction_id, probability, at, embedding, explained), self):
+            attributed = attribution_columns(attributions, self._drop) or None
+            if self._pending.add((row, prediction, score, prediction_id, probability, at, embedding, attributed), self):
                 self.flush()
             return
         attrs = self._attributes(features)
@@ -791,8 +791,8 @@ class ModelMonitor:
                 columns.update(probability_columns([r[4] for r in rows]))
             if any(r[6] is not None for r in rows):
                 columns[semconv.EMBEDDING] = [r[6] for r in rows]
-            explained = dict.fromkeys(key for r in rows for key in (r[7] or {}))  # ml.attribution.<feature>
-            columns.update({key: [(r[7] or {}).get(key) for r in rows] for key in explained})
+            attributed = dict.fromkeys(key for r in rows for key in (r[7] or {}))  # ml.attribution.<feature>
+            columns.update({key: [(r[7] or {}).get(key) for r in rows] for key in attributed})
             # Rows were sampled when recorded; a zero-length span at their time (else the flush's): no latency.
             attrs = self._batch_attributes(columns, sample=False)
             if attrs is not None:
@@ -941,8 +941,9 @@ class MonitoredModel:
     def __init__(self, model: Any, monitor: ModelMonitor, feature_names: Sequence[str] | None = None,
                  prediction_id: str | Callable[[Any], Sequence[Any]] | None = None, explainer: Any = None,
                  explain_ratio: float = 1.0) -> None:
-        if not 0 < explain_ratio <= 1:
-            raise ValueError(f"explain_ratio must be in (0, 1], got {explain_ratio}")
+        if isinstance(explain_ratio, bool) or not isinstance(explain_ratio, (int, float)) or \
+                not 0 < explain_ratio <= 1:
+            raise ValueError(f"explain_ratio must be a number in (0, 1], got {explain_ratio!r}")
         self._model = model
         self._monitor = monitor
         self._prediction_id = prediction_id

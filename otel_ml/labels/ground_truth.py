@@ -320,7 +320,8 @@ class GroundTruth:
                 labels, index, rows, self.pending.codes.keys, self._window, self.window_ns, self.pending.clock)
             self.applied[key] += len(index) - over
             self.totals.update({(*key, "applied"): len(index) - over, (*key, "too_many_evaluations"): over})
-            self.unmatched[(*key, "too_many_evaluations")] += over  # a name beyond MAX_EVALUATIONS in its window
+            if over:  # results of a name beyond MAX_EVALUATIONS in their window
+                self.unmatched[(*key, "too_many_evaluations")] += over
             return
         value, text = labels.value[index], labels.label[index]
         delays = (labels.time_ns[index] - rows["time"]) / 1e9

@@ -109,15 +109,14 @@ def correlation_rows(r: ModelReport) -> list[dict[str, Any]]:
 
 def attribution_document(r: ModelReport) -> dict[str, Any] | None:
     """The importance ranking against the reference's (the ``(attribution)`` row's evidence; ``attribution`` of the
-    ``drift`` endpoint): NDCG, its threshold and decision, and per feature its mean |attribution| on each side with
-    the sketches' error bound, by current importance. None: the model's spans carry no attributions."""
+    ``drift`` endpoint): NDCG, its threshold and decision, and per feature its mean |attribution| on each side (exact),
+    by current importance. None: the model's spans carry no attributions."""
     a = r.attribution
     if a is None:
         return None
     return {"ndcg": number(a.ndcg), "threshold": a.threshold, "detected": a.detected,
             "withheld_reason": a.withheld_reason, "reference_rows": a.reference_rows, "current_rows": a.current_rows,
-            "importances": [{"feature": i.feature, "reference": number(i.reference), "current": number(i.current),
-                             "reference_bound": number(i.reference_bound), "current_bound": number(i.current_bound)}
+            "importances": [{"feature": i.feature, "reference": number(i.reference), "current": number(i.current)}
                             for i in a.importances]}
 
 

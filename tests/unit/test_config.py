@@ -51,6 +51,7 @@ def test_defaults_are_loopback() -> None:
     ("drift:\n  thresholds:\n    pis: 0.2\n", "drift.thresholds.pis: a distance method"),
     ("drift:\n  thresholds:\n    ndcg: 1.5\n", "drift.thresholds.ndcg: an NDCG in (0, 1]"),
     ("drift:\n  thresholds:\n    psi: -1\n", "drift.thresholds.psi: a finite number >= 0"),
+    ("drift:\n  thresholds:\n", "drift.thresholds: a mapping of method to threshold"),
 ])
 
 
