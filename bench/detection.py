@@ -28,7 +28,6 @@ import glob
 import itertools
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,17 +45,12 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats as sps
 
+from bench.ingest import free_port
 from otel_ml.analyze import stats
 from otel_ml.analyze.drift import DriftConfig
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 NS = 1_000_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def any_value(v: object) -> AnyValue:

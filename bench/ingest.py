@@ -48,12 +48,21 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return main, children
 
 
+_PORTS_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port free now and not handed out before in this process (the kernel may return the port it just
+    freed to the next bind(0), so two calls in a row could otherwise be equal)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_HANDED_OUT:
+            _PORTS_HANDED_OUT.add(port)
+            return port
 
 
 def taskset(cpus: list[int]) -> list[str]:

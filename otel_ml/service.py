@@ -38,7 +38,7 @@ from otel_ml.receiver.kafka import KafkaTraceReceiver
 from otel_ml.receiver.kinesis import KinesisTraceReceiver
 from otel_ml.receiver.otlp_grpc import OtlpTraceReceiver
 from otel_ml.receiver.otlp_http import OtlpHttpTraceReceiver
-from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec, refuse_if_taken
+from otel_ml.receiver.workers import ReceiverWorkers, WorkerSpec, refuse_taken_ports
 from otel_ml.state.local import LocalState
 from otel_ml.state.shared import SharedState
 from otel_ml.ui.server import UiServer, UiSource
@@ -187,6 +187,13 @@ class ProcessorService:
         record_settings(self.config)  # `otel-ml report` decides with them
         self._check_ports()
         self.backend.open()
+        try:
+            self._start_components()
+        except BaseException:
+            self.shutdown()  # what started stops: no receiver worker outlives a failed start and is "restarted"
+            raise
+
+    def _start_components(self) -> None:
         self.http.start()
         if self.kafka is not None:
             for reason in ("not_otlp", "too_large"):
@@ -207,21 +214,13 @@ class ProcessorService:
         """Fail the start, naming the setting, when a fixed port is taken (before anything is received): every
         taken port at once, not one per restart."""
         cfg = self.config
-        taken = []
-        for what, endpoint, used in (
-                ("the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)", cfg.receiver.otlp_grpc.endpoint, True),
-                ("the OTLP/HTTP receiver (receiver.otlp_http.endpoint)", cfg.receiver.otlp_http.endpoint,
-                 self.http_receiver is not None),
-                ("the Prometheus endpoint (export.prometheus.endpoint)", cfg.export.prometheus.endpoint,
-                 cfg.export.prometheus.enabled),
-                ("the UI (ui.endpoint)", cfg.ui.endpoint, self.ui is not None)):
-            if used:
-                try:
-                    refuse_if_taken(endpoint, what)
-                except OSError as e:
-                    taken.append(str(e))
-        if taken:
-            raise OSError("; ".join(taken))
+        refuse_taken_ports([(what, endpoint) for what, endpoint, used in (
+            ("the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint)", cfg.receiver.otlp_grpc.endpoint, True),
+            ("the OTLP/HTTP receiver (receiver.otlp_http.endpoint)", cfg.receiver.otlp_http.endpoint,
+             self.http_receiver is not None),
+            ("the Prometheus endpoint (export.prometheus.endpoint)", cfg.export.prometheus.endpoint,
+             cfg.export.prometheus.enabled),
+            ("the UI (ui.endpoint)", cfg.ui.endpoint, self.ui is not None)) if used])
 
     def shutdown(self) -> None:
         if self.kafka is not None:

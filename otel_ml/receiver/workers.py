@@ -183,6 +183,29 @@ def refuse_if_taken(endpoint: str, what: str) -> None:
             raise OSError(f"cannot serve {what} on {endpoint}: {e.strerror or e}") from e
 
 
+def refuse_taken_ports(endpoints: list[tuple[str, str]]) -> None:
+    """Raise one OSError naming every (what, endpoint) whose fixed port is in use, or set for two things at once
+    (each is free before either binds, so only the second bind would fail, half-way through a start)."""
+    problems: list[str] = []
+    fixed: list[tuple[str, int, str]] = []  # (host, port, what) of the endpoints seen so far
+    for what, endpoint in endpoints:
+        host, _, port = endpoint.rpartition(":")
+        host = host.strip("[]")
+        if port.isdigit() and int(port) != 0:
+            same = [other for h, p, other in fixed
+                    if p == int(port) and (h == host or {h, host} & {"", "0.0.0.0", "::"})]  # a wildcard takes all
+            fixed.append((host, int(port), what))
+            if same:
+                problems.append(f"{what} and {same[0]} are both set to port {port}")
+                continue
+        try:
+            refuse_if_taken(endpoint, what)
+        except OSError as e:
+            problems.append(str(e))
+    if problems:
+        raise OSError("; ".join(problems))
+
+
 # --- inside a worker process -------------------------------------------------------------------------------
 class _MainProcess:
     """The worker's side of the pipe: sends decoded requests, waits for the main process's verdict."""

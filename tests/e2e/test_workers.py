@@ -133,6 +133,56 @@ def test_a_second_processor_on_a_busy_port_fails_naming_it(serve_factory, tmp_pa
             assert f"{setting[flag]}) on 127.0.0.1:{port}" in out.stderr, (flag, workers, out.stderr)
 
 
+def test_two_settings_on_one_port_fail_the_start_naming_both_and_leave_nothing_running(tmp_path: Path) -> None:
+    """The CI once gave the gRPC receiver and the UI the same free port: each was free when checked, the UI's bind
+    failed after the receiver worker had started, and the worker's supervisor tried to restart it during the exit
+    (a traceback). Two settings on one port are now refused before anything binds, a wildcard host included."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    for ui_host in ("127.0.0.1", "0.0.0.0"):
+        out = subprocess.run([sys.executable, "-m", "otel_ml.cli", "serve", "--state-dir", str(tmp_path / ui_host),
+                              "--receiver-processes", "1", "--otlp-grpc-endpoint", f"127.0.0.1:{port}",
+                              "--ui-endpoint", f"{ui_host}:{port}", "--otlp-http-endpoint", "127.0.0.1:0",
+                              "--prometheus-endpoint", f"127.0.0.1:{free_port()}"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, (out.stdout, out.stderr)
+        assert (f"the UI (ui.endpoint) and the OTLP/gRPC receiver (receiver.otlp_grpc.endpoint) are both set to "
+                f"port {port}") in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr + out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("stage", ["http", "receiver", "exporter", "ui", "evaluator"])
+def test_a_start_that_fails_half_way_stops_what_it_started(tmp_path: Path, stage: str) -> None:
+    """A bind can still fail after the port check (another process takes the port in between): what had started
+    (receiver worker processes, the journal, listeners) stops, and a second start in the same directory works."""
+    import multiprocessing
+    import threading
+
+    from otel_ml.config import load_config
+    from otel_ml.service import ProcessorService
+
+    overrides = {"state.dir": str(tmp_path / "s"), "receiver.otlp_grpc.worker_processes": 1,
+                 **{k: "127.0.0.1:0" for k in ("receiver.otlp_grpc.endpoint", "receiver.otlp_http.endpoint",
+                                                "ui.endpoint", "export.prometheus.endpoint")}}
+    before = set(threading.enumerate())
+    service = ProcessorService(load_config(None, overrides))
+    component = getattr(service, stage)
+
+    def fail() -> None:
+        raise OSError(f"{stage} could not bind")
+
+    component.start = fail
+    with pytest.raises(OSError, match="could not bind"):
+        service.start()
+    wait_for(lambda: not (set(threading.enumerate()) - before), timeout=30, what="the started threads to end")
+    assert not multiprocessing.active_children()
+    again = ProcessorService(load_config(None, overrides))
+    again.start()
+    again.shutdown()
+
+
 def test_version_flag() -> None:
     import subprocess
     import sys
