@@ -1,4 +1,4 @@
-"""The compiled decoder, tree walker and ECDF comparison; everything else about the package is in pyproject.toml.
+"""The compiled decoder, tree walker, numeric column pass and ECDF comparison; everything else about the package is in pyproject.toml.
 
 ``optional=True``: where no C compiler is available the install still succeeds and otel-ml runs its
 pure-Python decoder (``otel_ml.decode.otlp``), which gives the same results, only slower.
@@ -17,6 +17,12 @@ setup(
         Extension(  # a regressor's loss models at ingest (otel_ml/profile/loss_model.py); numpy without it
             "otel_ml.profile._trees",
             sources=["otel_ml/profile/_trees.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
+        Extension(  # a numeric column's moments and grid bins at ingest (otel_ml/profile/sketch.py); numpy without it
+            "otel_ml.profile._numeric",
+            sources=["otel_ml/profile/_numeric.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),

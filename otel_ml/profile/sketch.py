@@ -17,6 +17,11 @@ from typing import Any
 import datasketches as ds
 import numpy as np
 
+try:  # the compiled column pass (setup.py builds it; optional there, like the decoder): numpy without it
+    from otel_ml.profile import _numeric
+except ImportError:  # pragma: no cover - without a C compiler at install
+    _numeric = None  # type: ignore[assignment]
+
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 
@@ -78,6 +83,11 @@ def grid_bins(values: np.ndarray, grid: Grid) -> np.ndarray:
     [0, 256, 256, 270, 511]
     """
     center, scale = grid
+    if _numeric is not None:  # the same bins (_numeric.c's tables reproduce this formula exactly), 4x faster
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        ids = np.empty(len(values), np.int32)
+        _numeric.bins(values, center, scale, ids)
+        return ids
     # In place, and np.minimum/np.maximum rather than np.clip: this runs once per feature and request, on arrays
     # of a few hundred values, where numpy's per-call overhead is most of the cost (11.8 -> 7.7 µs for 512).
     with np.errstate(over="ignore", invalid="ignore"):
@@ -160,6 +170,26 @@ def _unpack(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     words = np.frombuffer(packed, "<u4" if packed[0] == 4 else "<u8", offset=1).astype(np.int64)
     return words & (NUMERIC_GRID_BINS - 1), words >> _BIN_BITS
+
+
+def _summarize(values: np.ndarray, grid: Grid | None, bins: np.ndarray | None) -> tuple[int, float, float]:
+    """Count, mean and sum of squared deviations of the finite ``values`` (float64, contiguous), each counted
+    into ``bins`` (dense counts on ``grid``) when given: one compiled pass (``_numeric.c``), else numpy.
+
+    >>> b = np.zeros(NUMERIC_GRID_BINS, np.uint16)
+    >>> _summarize(np.array([1.0, 3.0, np.nan, np.inf]), (2.0, 1.0), b), np.flatnonzero(b).tolist()
+    ((2, 2.0, 2.0), [241, 270])
+    """
+    if _numeric is not None:
+        center, scale = grid if grid is not None else (0.0, 1.0)
+        return _numeric.summarize(values, center, scale, bins)
+    present = values[np.isfinite(values)]
+    if not len(present):
+        return 0, 0.0, 0.0
+    mean = float(present.mean())
+    if bins is not None and grid is not None:
+        bins += np.bincount(grid_bins(present, grid), minlength=NUMERIC_GRID_BINS).astype(bins.dtype)
+    return len(present), mean, float(np.square(present - mean).sum())
 
 
 class NumericProfile:
@@ -294,18 +324,16 @@ class NumericProfile:
     def update(self, values: np.ndarray, mismatch: int = 0) -> None:
         """Add an array of values; NaN and ±inf count as missing. ``mismatch`` counts values of the wrong
         type (NaN in ``values``)."""
-        finite = np.isfinite(values)
-        # The usual case needs no copy; the sketch's binding takes writable arrays only (a file's are read-only).
-        present = values if values.flags.writeable and finite.all() else values[finite]
-        self.missing += len(values) - len(present) - mismatch
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        bins = self._dense_bins(len(values)) if self.grid is not None and len(values) else None
+        finite, mean, m2 = _summarize(values, self.grid, bins)
+        self.missing += len(values) - finite - mismatch
         self.mismatch += mismatch
-        if len(present):
-            mean = float(present.mean())
-            self._add_moments(len(present), mean, float(np.square(present - mean).sum()))
-            self._own().update(np.ascontiguousarray(present, dtype=np.float64))
-            if self.grid is not None:
-                bins = self._dense_bins(len(present))
-                bins += np.bincount(grid_bins(present, self.grid), minlength=NUMERIC_GRID_BINS).astype(bins.dtype)
+        if finite:
+            self._add_moments(finite, mean, m2)
+            # The usual case needs no copy; the sketch's binding takes writable arrays only (a file's are read-only).
+            whole = finite == len(values) and values.flags.writeable
+            self._own().update(values if whole else values[np.isfinite(values)])
 
     def _add_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
         n_a = self.count  # sketch not yet updated with the new values
