@@ -21,8 +21,8 @@ setup(
             optional=True,
         ),
         Extension(  # a numeric column's moments and grid bins at ingest (otel_ml/profile/sketch.py); numpy without it
-            "otel_ml.profile._numeric",
-            sources=["otel_ml/profile/_numeric.c"],
+            "otel_ml.profile._columns",
+            sources=["otel_ml/profile/_columns.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),

@@ -38,20 +38,20 @@ def per_call(fn: Callable[[], object], repeat: int) -> float:
 
 
 def column_pass_costs(batch: ColumnarBatch, kinds: dict[str, str], grids: dict, rounds: int = 7) -> tuple[float, float]:
-    """``ModelProfile.update`` per span with the compiled column pass (``_numeric.c``: moments and grid bins) and
+    """``ModelProfile.update`` per span with the compiled column pass (``_columns.c``: moments, grid bins, category counts) and
     with its numpy fallback, alternated round by round in this process (medians)."""
     from otel_ml.profile import sketch as sketch_module
 
-    compiled = sketch_module._numeric
+    compiled = sketch_module._columns
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(rounds):
         for use_compiled in (True, False):
-            sketch_module._numeric = compiled if use_compiled else None
+            sketch_module._columns = compiled if use_compiled else None
             try:
                 times[use_compiled].append(
                     per_call(lambda: ModelProfile("m", "", grids=grids).update(batch, kinds), 30) / SPANS * 1e6)
             finally:
-                sketch_module._numeric = compiled
+                sketch_module._columns = compiled
     return statistics.median(times[True]), statistics.median(times[False])
 
 
@@ -220,7 +220,7 @@ def main() -> None:
     print(f"| the same with the messages captured on the span (read by `genai.py`: JSON) | "
           f"{decode_genai_content:.2f} µs/span ({decode_genai_content / decode:.1f}× the classic span's) |")
     print(f"| otel-ml sketch update (`ModelProfile.update`, 512-row batch) | {sketch:.2f} µs/span |")
-    print(f"| the same with numpy's column pass (`_numeric.c` not built: the fallback, and the code before it) | "
+    print(f"| the same with numpy's column pass (`_columns.c` not built: the fallback, and the code before it) | "
           f"{sketch_numpy:.2f} µs/span ({sketch / sketch_numpy:.2f}× is the compiled pass's share of it) |")
     print(f"| bare OTel SDK span with the same 21 attributes | {bare:.1f} µs |")
     print(f"| `ModelMonitor.record` (one prediction) | {ours:.1f} µs ({ours / bare - 1:+.0%} on the bare span) |")

@@ -204,14 +204,14 @@ def test_error_ratio_counts_failed_predictions_not_spans_through_the_journal_for
 
 
 def test_the_compiled_column_pass_equals_the_numpy_reference() -> None:
-    """``_numeric.c`` against the numpy forms it replaced: bins equal the asinh formula's exactly (on z within a
+    """``_columns.c`` against the numpy forms it replaced: bins equal the asinh formula's exactly (on z within a
     few ulps of every bin edge, in the table and beyond it, and on random data against ``grid_bins``' numpy
     form), counts equal, mean and m2 within the two-pass algorithms' rounding bound."""
     from otel_ml.profile import sketch
 
-    if sketch._numeric is None:
+    if sketch._columns is None:
         pytest.skip("built without a C compiler")
-    numeric_module = sketch._numeric
+    numeric_module = sketch._columns
     edges = np.sinh(np.arange(1, sketch.NUMERIC_GRID_BINS) / 16.0 - 16.0)
     near = np.concatenate([np.nextafter(edges, s * np.inf) if s else edges for s in (-1, 0, 1)] +
                           [edges * (1 + f) for f in (-1e-15, 1e-15, -1e-12, 1e-12)] +
@@ -229,12 +229,12 @@ def test_the_compiled_column_pass_equals_the_numpy_reference() -> None:
         compiled = np.zeros(sketch.NUMERIC_GRID_BINS, np.int64)
         count, mean, m2 = numeric_module.summarize(x, *grid, compiled)
         try:
-            sketch._numeric = None
+            sketch._columns = None
             reference = np.zeros(sketch.NUMERIC_GRID_BINS, np.int64)
             count_np, mean_np, m2_np = sketch._summarize(x, grid, reference)
             bins_np = sketch.grid_bins(x[np.isfinite(x)], grid)
         finally:
-            sketch._numeric = numeric_module
+            sketch._columns = numeric_module
         assert count == count_np and (compiled == reference).all()
         assert (sketch.grid_bins(x[np.isfinite(x)], grid) == bins_np).all()
         # Each sum of n terms is within n·ε·Σ|terms| of the exact one (Higham 4.2); the reference's pairwise sums
@@ -244,3 +244,22 @@ def test_the_compiled_column_pass_equals_the_numpy_reference() -> None:
         assert abs(mean - mean_np) <= bound * (np.abs(present).mean() if count else 0.0)
         assert abs(m2 - m2_np) <= bound * 4 * (np.square(present - mean_np).sum() + count * (mean - mean_np) ** 2) \
             + 1e-300
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["", "a", "b", "north", "é", "\x00x", "x\x00y"]), st.text(max_size=6)),
+                max_size=60))
+def test_the_compiled_category_count_equals_numpy_unique(cells: list[str]) -> None:
+    """``_columns.c``'s hash count against ``np.unique``: the same distinct strings (a leading or inner NUL is a
+    category, only "" is missing; any code point, surrogates included), counts and missing count."""
+    from otel_ml.profile import sketch
+
+    if sketch._columns is None:
+        pytest.skip("built without a C compiler")
+    values = np.array(cells, dtype=str) if cells else np.array([], dtype="<U1")
+    compiled = sketch._count_categories(values)
+    columns, sketch._columns = sketch._columns, None
+    try:
+        assert compiled == sketch._count_categories(values)
+    finally:
+        sketch._columns = columns

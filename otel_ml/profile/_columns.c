@@ -1,10 +1,7 @@
-/* One numeric column of a request, in one place (otel_ml/profile/sketch.py, NumericProfile.update): its finite
- * values' count, mean and sum of squared deviations, and each finite value's grid bin counted into the profile's
- * dense bins. The numpy path it replaces made seven calls per column and request (isfinite, all, mean, subtract,
- * square, sum, the grid's arcsinh chain and bincount), and on the few hundred values of a request each call's
- * overhead was most of its cost.
+/* One column of a request, in one pass (otel_ml/profile/sketch.py): what the profiles' update methods did in several
+ * numpy calls, each of whose overhead was most of its cost on the few hundred values of a request.
  *
- * summarize(values, center, scale, bins) -> (finite, mean, m2)
+ * summarize(values, center, scale, bins) -> (finite, mean, m2)                         (NumericProfile.update)
  *   values: float64, contiguous; NaN and +-inf are skipped (the caller counts them as missing).
  *   center, scale: the feature's grid (sketch.Grid); bins: None, or the dense counts (uint16, int32 or int64,
  *   NUMERIC_GRID_BINS long), which must hold the added counts (the caller sizes the type for the total).
@@ -16,11 +13,16 @@
  * A bin is floor((asinh((x - center) / scale) + 16) * 512 / 32) clamped to [0, 511] (sketch.grid_bins, whose numpy
  * form is the fallback and the reference: the same operations in the same order). A grid whose center or scale is
  * not finite and positive (overflowed quartiles) sends a non-finite quotient to the edge bin of its sign.
+ *
+ * count_categories(values, width) -> (distinct, counts, missing)                   (CategoricalProfile.update)
+ *   values: a numpy str array's buffer (UCS-4, ``width`` code points a cell, NUL-padded); "" is missing.
+ *   distinct: the distinct non-empty strings in first-seen order, counts: how often each occurs (lists).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define GRID_BINS 512
 #define ASINH_SPAN 16.0
@@ -181,6 +183,95 @@ done:
     return result;
 }
 
+/* FNV-1a over a cell's code points */
+static inline uint64_t cell_hash(const uint32_t *cell, Py_ssize_t width) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < width; i++) {
+        h ^= cell[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static PyObject *count_categories(PyObject *self, PyObject *args) {
+    Py_buffer values;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*n", &values, &width))
+        return NULL;
+    PyObject *result = NULL, *distinct = NULL, *counts = NULL;
+    int32_t *slots = NULL;   /* open addressing: index of a distinct value's first cell, -1 empty */
+    Py_ssize_t *tally = NULL; /* per slot */
+    Py_ssize_t cell_bytes = width * 4;
+    if (width <= 0 || values.len % cell_bytes) {
+        PyErr_SetString(PyExc_ValueError, "values must be a str array of the given width");
+        goto done;
+    }
+    Py_ssize_t n = values.len / cell_bytes, capacity = 16, missing = 0, used = 0;
+    while (capacity < 2 * n) capacity *= 2;
+    if (n > INT32_MAX / 2) {
+        PyErr_SetString(PyExc_ValueError, "too many values for one update");
+        goto done;
+    }
+    slots = PyMem_Malloc(capacity * sizeof(int32_t));
+    tally = PyMem_Calloc(capacity, sizeof(Py_ssize_t));
+    int32_t *order = PyMem_Malloc((n ? n : 1) * sizeof(int32_t)); /* slots in first-seen order */
+    if (!slots || !tally || !order) {
+        PyMem_Free(order);
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(slots, 0xff, capacity * sizeof(int32_t));
+    const uint32_t *cells = values.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint32_t *cell = cells + i * width;
+        if (!cell[0]) { /* "" is all NULs; "\0a" is not missing */
+            Py_ssize_t k = 1;
+            while (k < width && !cell[k]) k++;
+            if (k == width) {
+                missing++;
+                continue;
+            }
+        }
+        Py_ssize_t at = (Py_ssize_t)(cell_hash(cell, width) & (uint64_t)(capacity - 1));
+        while (slots[at] >= 0 && memcmp(cells + (Py_ssize_t)slots[at] * width, cell, cell_bytes))
+            at = (at + 1) & (capacity - 1);
+        if (slots[at] < 0) {
+            slots[at] = (int32_t)i;
+            order[used++] = (int32_t)at;
+        }
+        tally[at]++;
+    }
+    distinct = PyList_New(used);
+    counts = PyList_New(used);
+    if (!distinct || !counts) {
+        PyMem_Free(order);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < used; k++) {
+        const uint32_t *cell = cells + (Py_ssize_t)slots[order[k]] * width;
+        Py_ssize_t length = width;
+        while (length && !cell[length - 1]) length--;
+        PyObject *text = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, cell, length);
+        PyObject *count = text ? PyLong_FromSsize_t(tally[order[k]]) : NULL;
+        if (!count) {
+            Py_XDECREF(text);
+            PyMem_Free(order);
+            goto done;
+        }
+        PyList_SET_ITEM(distinct, k, text);
+        PyList_SET_ITEM(counts, k, count);
+    }
+    PyMem_Free(order);
+    result = Py_BuildValue("OOn", distinct, counts, missing);
+done:
+    Py_XDECREF(distinct);
+    Py_XDECREF(counts);
+    PyMem_Free(slots);
+    PyMem_Free(tally);
+    PyBuffer_Release(&values);
+    return result;
+}
+
 static PyObject *formula_bins(PyObject *self, PyObject *args) {
     Py_buffer zs, out;
     if (!PyArg_ParseTuple(args, "y*w*", &zs, &out))
@@ -197,13 +288,14 @@ static PyObject *formula_bins(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"summarize", summarize, METH_VARARGS, "Finite count, mean and m2 of a column, its values counted into bins."},
     {"bins", bins, METH_VARARGS, "Each value's grid bin."},
+    {"count_categories", count_categories, METH_VARARGS, "Distinct non-empty strings of a str array, counted."},
     {"formula_bins", formula_bins, METH_VARARGS, "Each z's bin by the formula itself (the tables' reference)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_numeric", NULL, -1, methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_columns", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__numeric(void) {
+PyMODINIT_FUNC PyInit__columns(void) {
     build_tables();
     return PyModule_Create(&module);
 }
