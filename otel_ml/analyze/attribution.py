@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from otel_ml.profile.model import ModelProfile
-from otel_ml.profile.sketch import NumericProfile
 from otel_ml.semconv import ATTRIBUTION_COLUMN_PREFIX
 
 DEFAULT_NDCG_THRESHOLD = 0.9
@@ -69,7 +68,7 @@ class AttributionDrift:
 
 def global_importance(profile: ModelProfile | None) -> dict[str, tuple[float, int]]:
     """Each attributed feature's (mean |attribution|, rows with one) in a model's profile: its column's Σ|x| over
-    the column's count.
+    the number of values summed.
 
     >>> from otel_ml.decode.batch import ColumnarBatch
     >>> p = ModelProfile("m", "")
@@ -79,10 +78,9 @@ def global_importance(profile: ModelProfile | None) -> dict[str, tuple[float, in
     {'x': (1.5, 2)}
     """
     out: dict[str, tuple[float, int]] = {}
-    for name, total in (profile.absolute_sums if profile is not None else {}).items():
-        column = profile.features.get(name)  # type: ignore[union-attr]
-        if isinstance(column, NumericProfile) and column.count:
-            out[name[len(ATTRIBUTION_COLUMN_PREFIX):]] = (total / column.count, column.count)
+    for name, (total, n) in (profile.absolute_sums if profile is not None else {}).items():
+        if n:
+            out[name[len(ATTRIBUTION_COLUMN_PREFIX):]] = (total / n, n)
     return out
 
 

@@ -152,9 +152,11 @@ class ModelProfile:
         keeps them."""
         self.segments: SegmentCounts | None = None
         """Per-segment exact counts (profile/segments.py), when the model is segmented."""
-        self.absolute_sums: dict[str, float] = {}
-        """Σ|x| of each attribution column (``attribution.<feature>``): with its profile's count, the exact mean
-        absolute attribution, the feature's global importance (analyze/attribution.py); empty for other models."""
+        self.absolute_sums: dict[str, tuple[float, int]] = {}
+        """(Σ|x|, values summed) of each attribution column (``attribution.<feature>``): the exact mean absolute
+        attribution, the feature's global importance (analyze/attribution.py); empty for other models. The count is
+        the sum's own, not the column profile's: a window that kept no sum (a feature named ``attribution.x``
+        before attributions existed) merged into a horizon adds values to the profile but not to the sum."""
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
@@ -215,9 +217,12 @@ class ModelProfile:
                         np.count_nonzero(np.isfinite(values)) >= GRID_MIN_VALUES:
                     self.grids[name] = choose_grid(values)
                 prof = self.feature(name, kind)
+                counted = prof.count
                 prof.update(values, mismatch=wrong)
                 if name.startswith(ATTRIBUTION_COLUMN_PREFIX):
-                    self.absolute_sums[name] = self.absolute_sums.get(name, 0.0) + float(np.nansum(np.abs(values)))
+                    total, summed = self.absolute_sums.get(name, (0.0, 0))
+                    self.absolute_sums[name] = (total + float(np.nansum(np.abs(values))),
+                                                summed + prof.count - counted)
             else:
                 prof = self.feature(name, kind)
                 prof.update(categorical_values(num, cat, n))
@@ -257,8 +262,9 @@ class ModelProfile:
             if self.segments is None:
                 self.segments = other.segments.empty_like()
             self.segments.merge(other.segments)
-        for name, total in other.absolute_sums.items():
-            self.absolute_sums[name] = self.absolute_sums.get(name, 0.0) + total
+        for name, (total, n) in other.absolute_sums.items():
+            mine, mine_n = self.absolute_sums.get(name, (0.0, 0))
+            self.absolute_sums[name] = (mine + total, mine_n + n)
         for name, prof in other.features.items():
             mine = self.features.get(name)
             if mine is None:
@@ -313,7 +319,8 @@ class ModelProfile:
             **({"reconstruction": self.reconstruction.to_dict()} if self.reconstruction is not None else {}),
             **({"comoments": self.comoments.to_dict()} if self.comoments is not None else {}),
             **({"segments": self.segments.to_dict()} if self.segments is not None else {}),
-            **({"absolute_sums": self.absolute_sums} if self.absolute_sums else {}),
+            **({"absolute_sums": {name: list(pair) for name, pair in self.absolute_sums.items()}}
+               if self.absolute_sums else {}),
         }
 
     @classmethod
@@ -333,7 +340,7 @@ class ModelProfile:
             p.latency = ds.kll_doubles_sketch.deserialize(base64.b64decode(d["latency"]))
         p.start_ns, p.end_ns = d.get("start_ns"), d.get("end_ns")
         p.features = {name: profile_from_dict(f) for name, f in d["features"].items()}
-        p.absolute_sums = {str(name): float(v) for name, v in d.get("absolute_sums", {}).items()}
+        p.absolute_sums = {str(name): (float(v[0]), int(v[1])) for name, v in d.get("absolute_sums", {}).items()}
         p.sequences = SequenceCoverage.from_dict(d.get("sequences", {}))
         p.chunks = [cls.from_dict(c) for c in d.get("chunks", [])]
         if d.get("performance"):

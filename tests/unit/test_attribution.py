@@ -5,6 +5,7 @@ flagged when its driving feature changes after an input shift and not when its t
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -69,6 +70,23 @@ def test_importance_is_exact_through_windows_merges_and_a_checkpoint() -> None:
         value, rows = importance[f]
         assert rows == 15000
         assert value == pytest.approx(np.abs(np.concatenate(raw[f])).mean(), rel=1e-12)
+
+
+def test_a_window_without_sums_leaves_the_importance_exact_over_the_windows_with_them() -> None:
+    """A window written before attributions existed (a feature named ``attribution.x`` then, so no sums) merged
+    into a horizon adds values to the column but not to its sum: the mean is over the summed values only."""
+    old = json.loads(side(4000, rng=np.random.default_rng(1)).to_json())
+    old.pop("absolute_sums")
+    new = side(6000, rng=np.random.default_rng(2))
+    horizon = ModelProfile("m", "")
+    for window in (ModelProfile.from_dict(old), new):
+        horizon.merge(window)
+    assert horizon.features["attribution.x0"].count == 10000
+    rng = np.random.default_rng(2)
+    for j, f in enumerate(FEATURES):
+        value, rows = global_importance(horizon)[f]
+        assert rows == 6000
+        assert value == pytest.approx(np.abs(rng.normal(0, 3.0 - j, 6000)).mean(), rel=1e-12)
 
 
 def test_withheld_until_both_sides_have_enough_attributed_rows() -> None:
