@@ -100,7 +100,15 @@ class SequenceCoverage:
 
 
 def choose_kind(batch: ColumnarBatch, name: str) -> str:
-    """The kind of a feature seen for the first time: whichever type has more values in the batch."""
+    """The kind of a feature seen for the first time: whichever type has more values in the batch; an attribution
+    (``attribution.<feature>``) is a number whatever arrives, so text there counts as mismatched values.
+
+    >>> text = {"attribution.x": np.array(["a", "b"])}
+    >>> choose_kind(ColumnarBatch("m", "", 2, np.zeros(2, np.int64), np.ones(2), categorical=text), "attribution.x")
+    'numeric'
+    """
+    if name.startswith(ATTRIBUTION_COLUMN_PREFIX):
+        return NUMERIC
     n_num = int((~np.isnan(batch.numeric[name])).sum()) if name in batch.numeric else 0
     n_cat = int((batch.categorical[name] != "").sum()) if name in batch.categorical else 0
     return CATEGORICAL if n_cat > n_num else NUMERIC

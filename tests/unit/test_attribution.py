@@ -89,6 +89,22 @@ def test_a_window_without_sums_leaves_the_importance_exact_over_the_windows_with
         assert value == pytest.approx(np.abs(rng.normal(0, 3.0 - j, 6000)).mean(), rel=1e-12)
 
 
+def test_text_in_an_attribution_is_a_mismatched_value_not_a_categorical_column() -> None:
+    """An attribution is a number: text arriving first does not make ``attribution.x`` a categorical feature (which
+    would never have an importance); it is counted as type-mismatched values, and the numbers after it count."""
+    from otel_ml.profile import WindowConfig, WindowedProfile
+
+    windows = WindowedProfile("m", "", WindowConfig(window_seconds=60, horizon_seconds=600))
+    text = ColumnarBatch("m", "", 2, np.full(2, 10**9), np.ones(2), categorical={"attribution.x": np.array(["a", "b"])})
+    numbers = ColumnarBatch("m", "", 2, np.full(2, 10**9), np.ones(2), numeric={"attribution.x": np.array([1.0, -3.0])})
+    windows.update(text)
+    windows.update(numbers)
+    assert windows.kinds["attribution.x"] == "numeric"
+    current = windows.current()
+    assert current.features["attribution.x"].mismatch == 2
+    assert global_importance(current) == {"x": (2.0, 2)}
+
+
 def test_withheld_until_both_sides_have_enough_attributed_rows() -> None:
     assert compare_attributions(side(500), side(50), 100).withheld_reason == "current_too_small"
     assert compare_attributions(None, side(500), 100).withheld_reason == "not_in_reference"
