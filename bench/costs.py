@@ -38,8 +38,8 @@ def per_call(fn: Callable[[], object], repeat: int) -> float:
 
 
 def column_pass_costs(batch: ColumnarBatch, kinds: dict[str, str], grids: dict, rounds: int = 7) -> tuple[float, float]:
-    """``ModelProfile.update`` per span with the compiled column pass (``_columns.c``: moments, grid bins, category counts) and
-    with its numpy fallback, alternated round by round in this process (medians)."""
+    """``ModelProfile.update`` per span with the compiled column pass (``_columns.c``: moments, grid bins, category
+    counts) and with its numpy fallback, alternated round by round in this process (medians)."""
     from otel_ml.profile import sketch as sketch_module
 
     compiled = sketch_module._columns

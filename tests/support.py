@@ -40,6 +40,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from otel_ml import semconv
+
 # --- processes and ports -----------------------------------------------------------------------------------
 _PORTS_HANDED_OUT: set[int] = set()
 
@@ -465,3 +467,37 @@ def export(sp: ServeProcess, method: str, body: bytes):
 def counter(sp: ServeProcess, name: str, **labels: str) -> float:
     got = select(sp.scrape(), name, **labels)
     return sum(s.value for s in got)
+
+
+# --- LLM calls and their evaluation results (issue 45) ----------------------------------------------------
+CALL = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 40}
+MODEL = ("openai/gpt-4o-mini/chat", "gpt-4o-mini-2024-07-18")
+MINUTE = 60 * 10**9
+
+
+def span_id(i: int) -> bytes:
+    return (0xA5A5_0000_0000_0000 + i).to_bytes(8, "big")
+
+
+def calls_request(ids: list[int], t0: int, events: dict[int, list[dict]] | None = None):
+    req = request(*([CALL] * len(ids)))
+    for span, i in zip(req.resource_spans[0].scope_spans[0].spans, ids):
+        span.span_id = span_id(i)
+        span.start_time_unix_nano, span.end_time_unix_nano = t0 + i * 10**6, t0 + i * 10**6 + 5 * 10**8
+        for attrs in (events or {}).get(i, []):
+            ev = span.events.add(name=semconv.GENAI_EVALUATION_EVENT, time_unix_nano=span.end_time_unix_nano)
+            ev.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attrs.items())
+    return req
+
+
+def evaluation_logs(rows: list[tuple[int, dict]], t: int) -> ExportLogsServiceRequest:
+    req = ExportLogsServiceRequest()
+    scope = req.resource_logs.add().scope_logs.add()
+    for i, attrs in rows:
+        rec = scope.log_records.add(time_unix_nano=t, event_name=semconv.GENAI_EVALUATION_EVENT)
+        if i >= 0:
+            rec.span_id, rec.trace_id = span_id(i), b"\x01" * 16
+        rec.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attrs.items())
+    return req

@@ -113,3 +113,70 @@ def test_unwritable_state_dir_fails_at_startup(tmp_path: Path) -> None:
                           "--no-otlp-http", "--no-ui"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "not writable" in out.stderr
+
+
+def test_kill_9_keeps_llm_calls_waiting_for_their_evaluations_and_the_evaluations_joined(tmp_path: Path) -> None:
+    """Issue 45's calls wait in the pending store for their evaluation results, and joined results are ground truth
+    counted in the calls' windows: both must survive kill -9. LLM calls are sent, then results naming their span
+    ids as log records (the conventions' second shape), with the processor killed at random moments through both
+    phases. Every acknowledged result joins its call (none unmatched: no acknowledged call was lost), each counted
+    at least once and at most once more per kill (a durable request killed before its answer is sent again)."""
+    import grpc
+
+    from tests.support import LOGS, TRACES, calls_request, evaluation_logs
+
+    state = tmp_path / "state"
+    args = ("--evaluation-interval", "0.5", "--no-otlp-http")
+    per_request, n_requests, kills = 20, 40, 4  # kills: the four below
+    t0 = time.time_ns()
+    calls = [calls_request(list(range(r * per_request, (r + 1) * per_request)), t0).SerializeToString()
+             for r in range(n_requests)]
+    results = [evaluation_logs([(i, {"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.label":
+                                     "pass" if i % 3 else "fail", "gen_ai.evaluation.score.value": (i % 10) / 10})
+                                for i in range(r * per_request, (r + 1) * per_request)], t0 + 10**9).SerializeToString()
+               for r in range(n_requests)]
+    sp = start_serve(state, *args)
+    port = sp.grpc_port
+    acked = {TRACES: 0, LOGS: 0}
+    done = threading.Event()
+
+    def send() -> None:
+        for method, bodies in ((TRACES, calls), (LOGS, results)):
+            for body in bodies:
+                while True:  # as an SDK exporter does: until the processor answers OK
+                    try:
+                        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                            ch.unary_unary(method)(body, timeout=10)
+                        acked[method] += per_request
+                        break
+                    except grpc.RpcError:
+                        time.sleep(0.05)
+                time.sleep(0.02)  # requests keep arriving while the kills below happen
+        done.set()
+
+    threading.Thread(target=send, daemon=True).start()
+    total = per_request * n_requests
+    try:
+        # Two kills in each phase, at a quarter and three quarters of it: calls waiting, then results joined.
+        for method, share in ((TRACES, 0.25), (TRACES, 0.75), (LOGS, 0.25), (LOGS, 0.75)):
+            wait_for(lambda m=method, f=share: acked[m] >= f * total, timeout=60, interval=0.01,
+                     what=f"{share:.0%} of {method.rsplit('/', 2)[-2]} acknowledged")
+            sp.proc.send_signal(signal.SIGKILL)
+            sp.proc.wait()
+            sp = start_serve(state, *args, grpc_port=port)
+        assert done.wait(120), "sender did not finish"
+        assert acked[TRACES] == acked[LOGS] == total
+
+        def joined() -> float | None:
+            got = sum(s.value for s in select(sp.scrape(), "ml_ground_truth_total", ml_model_name="gen_ai.evaluation",
+                                               ml_model_version="relevance"))
+            return got if got >= acked[LOGS] else None
+
+        final = wait_for(joined, timeout=30, what="every acknowledged evaluation result joined")
+        print(f"kill -9 x{kills}: results acknowledged={acked[LOGS]} joined={final}")
+        assert final <= acked[LOGS] + kills * per_request, final
+        unmatched = [s for s in select(sp.scrape(), "ml_ground_truth_unmatched_total",
+                                       ml_model_name="gen_ai.evaluation") if s.value]
+        assert not unmatched, unmatched
+    finally:
+        sp.stop()

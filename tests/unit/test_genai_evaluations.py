@@ -9,7 +9,6 @@ import re
 
 import numpy as np
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from scipy import stats
 
@@ -24,39 +23,7 @@ from otel_ml.decode.outcomes import decode_logs_request, split_outcomes
 from otel_ml.labels.evaluations import pinned_evaluations
 from otel_ml.labels.ground_truth import GroundTruth
 from otel_ml.labels.pending import LabelsConfig
-from tests.support import any_value, request
-
-CALL = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": 12,
-        "gen_ai.usage.output_tokens": 40}
-MODEL = ("openai/gpt-4o-mini/chat", "gpt-4o-mini-2024-07-18")
-MINUTE = 60 * 10**9
-
-
-def span_id(i: int) -> bytes:
-    return (0xA5A5_0000_0000_0000 + i).to_bytes(8, "big")
-
-
-def calls_request(ids: list[int], t0: int, events: dict[int, list[dict]] | None = None):
-    req = request(*([CALL] * len(ids)))
-    for span, i in zip(req.resource_spans[0].scope_spans[0].spans, ids):
-        span.span_id = span_id(i)
-        span.start_time_unix_nano, span.end_time_unix_nano = t0 + i * 10**6, t0 + i * 10**6 + 5 * 10**8
-        for attrs in (events or {}).get(i, []):
-            ev = span.events.add(name=semconv.GENAI_EVALUATION_EVENT, time_unix_nano=span.end_time_unix_nano)
-            ev.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attrs.items())
-    return req
-
-
-def evaluation_logs(rows: list[tuple[int, dict]], t: int) -> ExportLogsServiceRequest:
-    req = ExportLogsServiceRequest()
-    scope = req.resource_logs.add().scope_logs.add()
-    for i, attrs in rows:
-        rec = scope.log_records.add(time_unix_nano=t, event_name=semconv.GENAI_EVALUATION_EVENT)
-        if i >= 0:
-            rec.span_id, rec.trace_id = span_id(i), b"\x01" * 16
-        rec.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attrs.items())
-    return req
+from tests.support import MINUTE, MODEL, any_value, calls_request, evaluation_logs, span_id
 
 
 def relevance(label: str, score: float | None = None) -> dict:
