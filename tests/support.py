@@ -40,24 +40,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.ingest import free_port  # one port never handed out twice in a process, for bench and tests
 from otel_ml import semconv
 
+
 # --- processes and ports -----------------------------------------------------------------------------------
-_PORTS_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port free now and not handed out before in this process: the kernel may give the port it just
-    freed to the next bind(0), so two calls in a row (a server's gRPC and UI ports) could otherwise be equal."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _PORTS_HANDED_OUT:
-            _PORTS_HANDED_OUT.add(port)
-            return port
-
-
 @dataclass
 class Sample:
     name: str
