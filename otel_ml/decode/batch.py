@@ -258,8 +258,9 @@ class DecodeResult:
                 if lb.id_text is not None:
                     arrays.append(lb.id_text)
         header = json.dumps(meta, separators=(",", ":")).encode()
+        # The arrays' buffers are joined as they are: no tobytes() copy of each first.
         return b"".join([RECORD_MAGIC, struct.pack("<I", len(header)), header,
-                         *(np.ascontiguousarray(a).tobytes() for a in arrays)])
+                         *(np.ascontiguousarray(a) for a in arrays)])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DecodeResult:
