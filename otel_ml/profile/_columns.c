@@ -93,11 +93,24 @@ static int grid_is_sane(double center, double scale) {
     return isfinite(center) && scale > 0 && scale < INFINITY;
 }
 
+/* A float64 array's buffer, or an error naming what it is not (numpy's native double: format "d", "<d" or "=d"). */
+static int doubles(PyObject *obj, Py_buffer *view) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (view->itemsize != (Py_ssize_t)sizeof(double) || f[strlen(f) - 1] != 'd' || f[0] == '>' || f[0] == '!') {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "values must be a contiguous float64 array");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *summarize(PyObject *self, PyObject *args) {
     Py_buffer values, bins = {0};
     double center, scale;
-    PyObject *bins_obj;
-    if (!PyArg_ParseTuple(args, "y*ddO", &values, &center, &scale, &bins_obj))
+    PyObject *values_obj, *bins_obj;
+    if (!PyArg_ParseTuple(args, "OddO", &values_obj, &center, &scale, &bins_obj) || doubles(values_obj, &values) < 0)
         return NULL;
     PyObject *result = NULL;
     int with_bins = bins_obj != Py_None;
@@ -161,8 +174,13 @@ done:
 static PyObject *bins(PyObject *self, PyObject *args) {
     Py_buffer values, out;
     double center, scale;
-    if (!PyArg_ParseTuple(args, "y*ddw*", &values, &center, &scale, &out))
+    PyObject *values_obj;
+    if (!PyArg_ParseTuple(args, "Oddw*", &values_obj, &center, &scale, &out))
         return NULL;
+    if (doubles(values_obj, &values) < 0) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
     PyObject *result = NULL;
     Py_ssize_t n = values.len / (Py_ssize_t)sizeof(double);
     if (values.len % (Py_ssize_t)sizeof(double) || out.len != n * (Py_ssize_t)sizeof(int32_t)) {
