@@ -14,6 +14,12 @@
  * form is the fallback and the reference: the same operations in the same order). A grid whose center or scale is
  * not finite and positive (overflowed quartiles) sends a non-finite quotient to the edge bin of its sign.
  *
+ * cell_sums(ids, weights, ids_out, sums_out) -> k                                        (SegmentCounts._add)
+ *   ids: int64 cells (>= 0), weights: float64 of the same length. The first k entries of ids_out (int64) and
+ *   sums_out (float64), both as long as ids, receive the distinct cells in first-seen order and their weights'
+ *   sums (cells summing to 0 left out): bincount and flatnonzero without their scan of every possible cell (segments x 512 bins, or x 2048
+ *   buckets). A scratch table of the largest cell seen is kept between calls (the GIL is held throughout).
+ *
  * count_categories(values, width) -> (distinct, counts, missing)                   (CategoricalProfile.update)
  *   values: a numpy str array's buffer (UCS-4, ``width`` code points a cell, NUL-padded); "" is missing.
  *   distinct: the distinct non-empty strings in first-seen order, counts: how often each occurs (lists).
@@ -290,6 +296,80 @@ done:
     return result;
 }
 
+static double *cell_scratch;   /* per cell: its sum in the current call */
+static uint8_t *cell_touched;  /* per cell: seen in the current call */
+static Py_ssize_t cell_capacity;
+
+static PyObject *cell_sums(PyObject *self, PyObject *args) {
+    PyObject *ids_obj, *weights_obj, *ids_out_obj, *sums_out_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &ids_obj, &weights_obj, &ids_out_obj, &sums_out_obj))
+        return NULL;
+    Py_buffer ids = {0}, weights = {0}, ids_out = {0}, sums_out = {0};
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(ids_obj, &ids, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0 || doubles(weights_obj, &weights) < 0 ||
+        PyObject_GetBuffer(ids_out_obj, &ids_out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0 ||
+        PyObject_GetBuffer(sums_out_obj, &sums_out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        goto done;
+    Py_ssize_t n = weights.len / (Py_ssize_t)sizeof(double);
+    if (ids.itemsize != 8 || ids.len != n * 8 || ids_out.len != n * 8 || sums_out.len != n * 8 ||
+        (ids.format && strchr("qlQL", ids.format[strlen(ids.format) - 1]) == NULL)) {
+        PyErr_SetString(PyExc_ValueError, "ids and the outputs must be int64, weights float64, all of one length");
+        goto done;
+    }
+    const int64_t *cells = ids.buf;
+    const double *w = weights.buf;
+    int64_t largest = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (cells[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "cells must be >= 0");
+            goto done;
+        }
+        if (cells[i] > largest) largest = cells[i];
+    }
+    if (largest >= cell_capacity) {
+        Py_ssize_t grown = cell_capacity ? cell_capacity : 4096;
+        while (grown <= largest) grown *= 2;
+        double *scratch = PyMem_Realloc(cell_scratch, grown * sizeof(double));
+        if (scratch) cell_scratch = scratch;
+        uint8_t *touched = scratch ? PyMem_Realloc(cell_touched, grown) : NULL;
+        if (touched) cell_touched = touched;
+        if (!scratch || !touched) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        memset(cell_touched + cell_capacity, 0, grown - cell_capacity);
+        cell_capacity = grown;
+    }
+    int64_t *out_ids = ids_out.buf;
+    double *out_sums = sums_out.buf;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t c = cells[i];
+        if (!cell_touched[c]) {
+            cell_touched[c] = 1;
+            cell_scratch[c] = 0.0;
+            out_ids[k++] = c;
+        }
+        cell_scratch[c] += w[i];
+    }
+    Py_ssize_t kept = 0; /* cells whose weights sum to 0 are left out, as flatnonzero leaves them */
+    for (Py_ssize_t j = 0; j < k; j++) {
+        int64_t c = out_ids[j];
+        cell_touched[c] = 0;
+        if (cell_scratch[c] != 0.0) {
+            out_ids[kept] = c;
+            out_sums[kept++] = cell_scratch[c];
+        }
+    }
+    result = PyLong_FromSsize_t(kept);
+done:
+    if (ids.obj) PyBuffer_Release(&ids);
+    if (weights.obj) PyBuffer_Release(&weights);
+    if (ids_out.obj) PyBuffer_Release(&ids_out);
+    if (sums_out.obj) PyBuffer_Release(&sums_out);
+    return result;
+}
+
 static PyObject *formula_bins(PyObject *self, PyObject *args) {
     Py_buffer zs, out;
     if (!PyArg_ParseTuple(args, "y*w*", &zs, &out))
@@ -306,6 +386,7 @@ static PyObject *formula_bins(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"summarize", summarize, METH_VARARGS, "Finite count, mean and m2 of a column, its values counted into bins."},
     {"bins", bins, METH_VARARGS, "Each value's grid bin."},
+    {"cell_sums", cell_sums, METH_VARARGS, "Distinct cells of an int64 array and their weights' sums."},
     {"count_categories", count_categories, METH_VARARGS, "Distinct non-empty strings of a str array, counted."},
     {"formula_bins", formula_bins, METH_VARARGS, "Each z's bin by the formula itself (the tables' reference)."},
     {NULL, NULL, 0, NULL},

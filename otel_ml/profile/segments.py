@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
-from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, NUMERIC_GRID_BINS, Grid, category_bucket, grid_bins
+from otel_ml.profile.sketch import CATEGORICAL, NUMERIC, NUMERIC_GRID_BINS, Grid, category_bucket, cell_sums, grid_bins
 from otel_ml.semconv import SEGMENT_COLUMN_PREFIX
 
 OTHER = "(other)"
@@ -119,8 +119,9 @@ class SegmentCounts:
         self.buckets = buckets
         self.labels: list[str] = []
         self._index: dict[str, int] = {}
-        self._seen: dict[tuple[str, ...], int] = {}
-        """Combinations of ``by`` values met → their segment (a cache: labels are built once)."""
+        self._seen: dict[tuple[str, ...], tuple[int, str]] = {}
+        """Combinations of ``by`` values met → their segment and label (a cache: labels are built once; a pooled
+        combination's label is what its volume is kept under)."""
         self.weights = np.zeros(0)
         self.kinds: dict[str, str] = {}
         self.cells: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -203,11 +204,12 @@ class SegmentCounts:
                 c, at = divmod(c, len(texts))
                 parts.append(texts[at])
             key = tuple(reversed(parts))
-            label = MISSING if any(v == "" for v in key) else segment_label(self.by, key)
-            i = self._seen.get(key)
-            if i is None:  # a combination not met before: its label, admitted (or pooled) once
-                i = self._seen[key] = self._admit(label)
-            if self.labels[i] == OTHER and label != OTHER:
+            seen = self._seen.get(key)
+            if seen is None:  # a combination not met before: its label, admitted (or pooled) once
+                label = MISSING if any(v == "" for v in key) else segment_label(self.by, key)
+                seen = self._seen[key] = (self._admit(label), label)
+            i, label = seen
+            if self.labels[i] == OTHER:
                 pooled.append((k, label))
             index.append(i)
         if pooled:  # the volume of what is pooled, so that a busy newcomer gets its own place next window
@@ -267,13 +269,11 @@ class SegmentCounts:
 
     def _add(self, name: str, kind: str, ids: np.ndarray, weights: np.ndarray) -> None:
         self.kinds.setdefault(name, kind)
-        # Dense over the segments' cells, then the cells hit: cheaper than sorting the ids (np.unique).
-        dense = np.bincount(ids, weights=weights)
-        unique = np.flatnonzero(dense)
-        counts = dense[unique]
+        unique, counts = cell_sums(ids, weights)
         old = self.cells.get(name)
         if old is None:
-            self.cells[name] = (unique, counts)
+            order = np.argsort(unique)
+            self.cells[name] = (unique[order], counts[order])
             return
         at = np.searchsorted(old[0], unique)
         if len(old[0]) and (at < len(old[0])).all() and (old[0][at] == unique).all():

@@ -263,3 +263,26 @@ def test_the_compiled_category_count_equals_numpy_unique(cells: list[str]) -> No
         assert compiled == sketch._count_categories(values)
     finally:
         sketch._columns = columns
+
+
+def test_the_compiled_cell_sums_equal_bincount() -> None:
+    """Segments' exact counts: ``_columns.c``'s cell sums against bincount and flatnonzero (the fallback), with
+    repeated cells, zero weights, cells far apart (the scratch table grows) and empty input; bit-equal sums, as
+    both add each cell's weights in row order."""
+    from otel_ml.profile import sketch
+
+    if sketch._columns is None:
+        pytest.skip("built without a C compiler")
+    rng = np.random.default_rng(11)
+    for size, span in [(0, 10), (1, 1), (512, 40), (512, 5632), (3000, 300_000), (10, 5)]:
+        ids = rng.integers(0, span, size)
+        weights = rng.choice([0.0, 1.0, 2.5, 1e-3], size)
+        got = dict(zip(*(a.tolist() for a in sketch.cell_sums(ids, weights))))
+        columns, sketch._columns = sketch._columns, None
+        try:
+            expected = dict(zip(*(a.tolist() for a in sketch.cell_sums(ids, weights))))
+        finally:
+            sketch._columns = columns
+        assert got == expected
+    with pytest.raises(ValueError, match=">= 0"):
+        sketch.cell_sums(np.array([-1]), np.ones(1))
