@@ -237,8 +237,12 @@ def test_the_compiled_column_pass_equals_the_numpy_reference() -> None:
             sketch._columns = numeric_module
         assert count == count_np and (compiled == reference).all()
         assert (sketch.grid_bins(x[np.isfinite(x)], grid) == bins_np).all()
-        # Each sum of n terms is within n·ε·Σ|terms| of the exact one (Higham 4.2); the reference's pairwise sums
-        # are tighter, so the two differ by at most 2n·ε times the terms' magnitude.
+        # The mean: each sum of n terms is within n·ε·Σ|terms| of the exact one (Higham, Accuracy and Stability of
+        # Numerical Algorithms, 4.2); the reference's pairwise sums are tighter, so the two means differ by at most
+        # 2n·ε·mean|x|. m2: each form sums n squared deviations from its own mean m̂, three roundings each, so each
+        # is within (n + 3)·ε·Σ(x − m̂)² of Σ(x − m̂)² = m2 + n·(m̂ − mean)²; the compiled form subtracts that
+        # offset (the correction term), numpy's keeps it, so they differ by at most 2(n + 3)·ε ≤ 8n·ε (n ≥ 1) times
+        # that sum plus the offset n·(mean − mean_np)². 1e-300: constant data, where m2 is 0 on both sides.
         present = x[np.isfinite(x)]
         bound = 2 * count * np.finfo(float).eps
         assert abs(mean - mean_np) <= bound * (np.abs(present).mean() if count else 0.0)
