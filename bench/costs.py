@@ -8,7 +8,9 @@ over the OTLP span attributes (what a straightforward implementation does before
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import json
 import resource
 import statistics
 import time
@@ -52,6 +54,19 @@ def column_pass_costs(batch: ColumnarBatch, kinds: dict[str, str], grids: dict, 
                     per_call(lambda: ModelProfile("m", "", grids=grids).update(batch, kinds), 30) / SPANS * 1e6)
             finally:
                 sketch_module._columns = compiled
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
+def exemplar_costs(batch: ColumnarBatch, kinds: dict[str, str], grids: dict, rounds: int = 9) -> tuple[float, float]:
+    """``ModelProfile.update`` per span of a window that is filling, with the spans' ids (example predictions kept)
+    and without them, alternated round by round in this process (medians)."""
+    bare = dataclasses.replace(batch, span_ids=np.empty((0, 24), np.uint8))
+    times: dict[bool, list[float]] = {True: [], False: []}
+    windows = {True: ModelProfile("m", "", grids=grids), False: ModelProfile("m", "", grids=grids)}
+    for k in range(rounds):
+        for ids in (True, False)[:: 1 if k % 2 else -1]:
+            source, window = (batch if ids else bare), windows[ids]
+            times[ids].append(per_call(lambda s=source, w=window: w.update(s, kinds), 30) / SPANS * 1e6)
     return statistics.median(times[True]), statistics.median(times[False])
 
 
@@ -131,9 +146,10 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def wide_models() -> list[WindowedProfile]:
+def wide_models(span_ids: bool = True) -> list[WindowedProfile]:
     """100 models × 50 numeric features, each with a pinned reference (15 one-minute windows) and a full default
-    horizon of 15 windows plus the filling one, 1,000 predictions per window."""
+    horizon of 15 windows plus the filling one, 1,000 predictions per window; ``span_ids``: the rows' span carries
+    trace and span ids, as live spans do (each window keeps example predictions)."""
     rng = np.random.default_rng(1)
     names = [f"f{i}" for i in range(50)]
     models = []
@@ -144,7 +160,9 @@ def wide_models() -> list[WindowedProfile]:
             t = np.full(1000, (1_700_000_000 + w * 60) * 10**9, dtype=np.int64)
             b = ColumnarBatch(f"m{m}", "", 1000, t, np.ones(1000),
                               numeric={n: rng.normal(size=1000) for n in names},
-                              span_end_ns=t[:1], span_duration_s=np.array([0.01]), span_error=np.array([False]))
+                              span_end_ns=t[:1], span_duration_s=np.array([0.01]), span_error=np.array([False]),
+                              span_rows=np.array([1000]),
+                              span_ids=rng.integers(0, 256, (1 if span_ids else 0, 24), dtype=np.uint8))
             wp.update(b)
     return models
 
@@ -164,11 +182,14 @@ def evaluate(models: list[WindowedProfile]) -> tuple[float, int]:
 def evaluation_only(repeats: int = 5) -> None:
     """``python -m bench.costs --evaluation``: the drift evaluation of 5,000 features alone, first and the next
     ``repeats`` (their median), so a change to the evaluation is measured in seconds, not minutes."""
-    models = wide_models()
-    first, evaluated = evaluate(models)
-    nexts = sorted(evaluate(models)[0] for _ in range(repeats))
-    print(f"drift evaluation of {evaluated:,} features: first {first:.2f} s, next ones median "
-          f"{nexts[repeats // 2]:.2f} s (min {nexts[0]:.2f}, max {nexts[-1]:.2f})")
+    for span_ids in (True, False):
+        models = wide_models(span_ids)
+        first, evaluated = evaluate(models)
+        nexts = sorted(evaluate(models)[0] for _ in range(repeats))
+        print(f"drift evaluation of {evaluated:,} features, {'with' if span_ids else 'without'} example predictions: "
+              f"first {first:.2f} s, next ones median {nexts[repeats // 2]:.2f} s (min {nexts[0]:.2f}, "
+              f"max {nexts[-1]:.2f})")
+        del models
 
 
 def main() -> None:
@@ -186,6 +207,7 @@ def main() -> None:
     grids: dict = {}
     ModelProfile("m", "", grids=grids).update(batch, kinds)  # a model's numeric grids are chosen once
     sketch, sketch_numpy = column_pass_costs(batch, kinds, grids)
+    with_ids, without_ids = exemplar_costs(batch, kinds, grids)
     bare, ours, bare_row, per_row = instrumentation_costs()
 
     # Memory of one window: 20 features after 512 and after 50,000 rows.
@@ -196,6 +218,8 @@ def main() -> None:
         big.update(batch, kinds)
     bytes_small = len(small.to_json().encode()) / 20
     bytes_big = len(big.to_json().encode()) / 20
+    exemplar_bytes = big.exemplars.nbytes / 20
+    exemplar_json = len(json.dumps(big.exemplars.to_dict())) / 20
 
     # Resident memory at 100 models × 50 features with the default horizon (15 one-minute windows) and a pinned
     # reference, 1,000 predictions per model per window.
@@ -222,6 +246,8 @@ def main() -> None:
     print(f"| otel-ml sketch update (`ModelProfile.update`, 512-row batch) | {sketch:.2f} µs/span |")
     print(f"| the same with numpy's column pass (`_columns.c` not built: the fallback, and the code before it) | "
           f"{sketch_numpy:.2f} µs/span ({sketch / sketch_numpy:.2f}× is the compiled pass's share of it) |")
+    print(f"| the same into a filling window, spans with ids (example predictions kept) against without | "
+          f"{with_ids:.2f} against {without_ids:.2f} µs/span ({with_ids / without_ids:.2f}×) |")
     print(f"| bare OTel SDK span with the same 21 attributes | {bare:.1f} µs |")
     print(f"| `ModelMonitor.record` (one prediction) | {ours:.1f} µs ({ours / bare - 1:+.0%} on the bare span) |")
     print(f"| bare OTel SDK span with the same 21 array attributes of 512 rows | {bare_row:.2f} µs per row |")
@@ -229,6 +255,8 @@ def main() -> None:
           f"({per_row / bare_row - 1:+.0%} on the bare span) |")
     print(f"| one window, 20 features, 512 rows | {bytes_small:,.0f} bytes per feature (serialized) |")
     print(f"| one window, 20 features, 51,200 rows | {bytes_big:,.0f} bytes per feature (serialized) |")
+    print(f"| its example predictions (18 numeric, 2 categorical features) | {exemplar_bytes:,.0f} bytes per feature "
+          f"(bound: 320 + category texts), {exemplar_json:,.0f} serialized |")
     print(f"| 100 models × 50 features: reference + 16 windows of 1,000 rows | {rss_models:,.0f} MB resident growth |")
     print(f"| drift evaluation of {evaluated:,} features (reference vs horizon), first | {eval_s:.2f} s |")
     print(f"| drift evaluation of {evaluated:,} features, next ones (caches kept by the service) | "

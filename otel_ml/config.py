@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +282,11 @@ def _validate(cfg: ServiceConfig) -> None:
     for evaluation, labels in cfg.genai.pass_labels.items():
         need(isinstance(labels, list) and bool(labels) and all(isinstance(x, str) and x for x in labels),
              f"genai.pass_labels.{evaluation}", "a list of the score labels that are a pass", labels)
+    trace_url = cfg.ui.trace_url
+    need(isinstance(trace_url, str) and (not trace_url or (
+        "{trace_id}" in trace_url and trace_url.startswith(("http://", "https://")) and
+        not set(re.findall(r"{(\w*)}", trace_url)) - {"trace_id", "span_id"})), "ui.trace_url",
+        "empty, or an http(s) URL with {trace_id} (and optionally {span_id}, no other placeholder)", trace_url)
     windows = cfg.windows.horizon_seconds / cfg.windows.window_seconds
     need(windows >= 1 and abs(windows - round(windows)) < 1e-9, "windows.horizon_seconds",
          f"a whole number of windows (windows.window_seconds = {cfg.windows.window_seconds:g})",

@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -208,13 +209,18 @@ class Prometheus:
     port: int
 
     def query(self, promql: str) -> list[dict]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        return self.api("query", query=promql)["result"]
+
+    def api(self, endpoint: str, **params: object) -> Any:
+        """``/api/v1/<endpoint>`` with ``params``: its ``data``."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/{endpoint}?" + urllib.parse.urlencode(params)
         body = json.loads(urllib.request.urlopen(url, timeout=10).read())
         assert body["status"] == "success", body
-        return body["data"]["result"]
+        return body["data"]
 
 
-def start_prometheus(workdir: Path, targets: list[str], rule_files: list[Path] = ()) -> Prometheus:
+def start_prometheus(workdir: Path, targets: list[str], rule_files: list[Path] = (),
+                     flags: tuple[str, ...] = ()) -> Prometheus:
     binary = require_prometheus()
     port = free_port()
     cfg = workdir / "prometheus.yml"
@@ -226,7 +232,7 @@ def start_prometheus(workdir: Path, targets: list[str], rule_files: list[Path] =
         + ", ".join(f"'{t}'" for t in targets) + "]\n")
     log = workdir / "prometheus.log"
     proc = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log.open("w"),
+                             f"--web.listen-address=127.0.0.1:{port}", *flags], stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
     p = Process(proc, log)
     wait_port(port, proc=proc, log=log)

@@ -23,6 +23,7 @@ import numpy as np
 from otel_ml.analyze import stats
 from otel_ml.analyze.attribution import DEFAULT_NDCG_THRESHOLD, AttributionDrift, compare_attributions
 from otel_ml.analyze.correlation import CorrelationChange, correlation_changes
+from otel_ml.analyze.exemplars import Exemplar, feature_exemplars
 from otel_ml.analyze.segments import SegmentContribution, SegmentReport, compare_segments
 from otel_ml.profile.comoments import Comoments
 from otel_ml.profile.model import ModelProfile
@@ -158,6 +159,10 @@ class FeatureReport:
     top_categories: list[tuple[str, float]] = field(default_factory=list)
     """Categorical: the current horizon's most frequent categories and their shares (at most
     ``DISTRIBUTION_TOP_CATEGORIES``)."""
+    exemplars: list[Exemplar] = field(default_factory=list)
+    """Example predictions (their spans), from where the distribution moved most (analyze/exemplars.py): chosen at
+    evaluation for a feature found drifted (what the exporter sends), on request for the others
+    (``exemplars_of``: a 5,000-feature evaluation would spend a fifth more on them)."""
 
 
 @dataclass
@@ -539,6 +544,11 @@ def compare(reference: ModelProfile | None, current: ModelProfile, cfg: DriftCon
         absent = type(ref_features[name])()
         absent.missing = current.rows
         reports.append(_not_compared(name, absent, ref_features[name].count, alpha, "absent_from_current"))
+    if current.exemplars:  # for the drifted features (what exemplars export); the pages ask for the others
+        for report in reports:
+            if report.overall.detected and report.feature in current.features:
+                report.exemplars = feature_exemplars(report.feature, current.exemplars,
+                                                     current.features[report.feature], ref_features.get(report.feature))
     segments: list[SegmentReport] = []
     contributions: list[SegmentContribution] = []
     if reference is not None and reference.segments is not None and current.segments is not None and \

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from otel_ml import semconv as sc
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
 from otel_ml.analyze.performance import (
     PerformanceConfig,
@@ -139,6 +140,10 @@ class Evaluator:
                 _log_integer_codes(key, current)
             reports.append(report)
             profiles[key] = (reference, current)
+            for f in report.features:  # an event counted, for the exemplar that points at its spans (export/)
+                if f.overall.detected:
+                    self.live.counters.count(sc.METRIC_DRIFT_DETECTIONS, 1, {
+                        sc.ATTR_MODEL_NAME: key[0], sc.ATTR_MODEL_VERSION: key[1], sc.ATTR_FEATURE_NAME: f.feature})
         with self.live.lock:
             waiting = tuple(k for k in self.live.references.baselines if k not in views)
             live_models = len(views)

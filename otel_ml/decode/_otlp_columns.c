@@ -361,6 +361,7 @@ typedef struct {
     I64Vec span_end;
     F64Vec span_dur;
     U8Vec span_err;
+    U8Vec span_ids;     /* per span: its trace id (16 bytes) then its span id (8), zeros where absent */
     I64Vec span_stream; /* ml.sequence.stream, 0: none */
     I64Vec span_seq;    /* ml.sequence, -1: none */
     I64Vec span_rows;
@@ -405,6 +406,7 @@ typedef struct {
     AttrVec gattrs; /* per span, with GENAI_DECODE: its gen_ai.*, error.type and llm.request.type attributes */
     U8Vec mscratch; /* per span: a GenAI call's model name, <provider>/<request model>/<operation> */
     int64_t span_key; /* per span: its span id's low 53 bits (0: none), a GenAI call's gen_ai.call.id */
+    uint8_t span_ids[24]; /* per span: its trace id and span id (profile/exemplars.py), zeros where absent */
     Val key_val; /* the gen_ai.call.id column's value */
     Val response_val; /* the gen_ai.call.response_id column's value */
     /* results */
@@ -494,6 +496,7 @@ static void free_group(Group *g) {
     PyMem_RawFree(g->span_end.a);
     PyMem_RawFree(g->span_dur.a);
     PyMem_RawFree(g->span_err.a);
+    PyMem_RawFree(g->span_ids.a);
     PyMem_RawFree(g->span_stream.a);
     PyMem_RawFree(g->span_seq.a);
     PyMem_RawFree(g->span_rows.a);
@@ -1110,10 +1113,13 @@ genai:
     }
     g->n_rows += n;
     if (PUSH(g->span_end, (int64_t)end) || PUSH(g->span_dur, dur) || PUSH(g->span_err, (uint8_t)(status_code == 2)) ||
-        PUSH(g->span_stream, stream) || PUSH(g->span_seq, seq) || PUSH(g->span_rows, n)) {
+        PUSH(g->span_stream, stream) || PUSH(g->span_seq, seq) || PUSH(g->span_rows, n) ||
+        grow((void **)&g->span_ids.a, &g->span_ids.cap, g->span_ids.n + 24, 1)) {
         rc = DEC_NOMEM;
         goto done;
     }
+    memcpy(g->span_ids.a + g->span_ids.n, c->span_ids, 24);
+    g->span_ids.n += 24;
     c->accepted++;
 done:
     if (refs != refs_local) PyMem_RawFree(refs);
@@ -1152,11 +1158,16 @@ static int parse_span(Ctx *c, const uint8_t *p, const uint8_t *end) {
     c->span_genai = 0;
     c->gattrs.n = 0;
     c->span_key = 0;
+    memset(c->span_ids, 0, sizeof c->span_ids);
     while (p < end) {
         if (next_field(M_SPAN, &p, end, &st, &f)) return DEC_DECLINE_WIRE;
         switch (f.num) {
+        case 1:
+            if (f.len == 16) memcpy(c->span_ids, f.ptr, 16);
+            break;
         case 2:
             if (f.len == 8) {
+                memcpy(c->span_ids + 16, f.ptr, 8);
                 uint64_t k = 0;
                 for (int i = 0; i < 8; i++) k = (k << 8) | f.ptr[i];
                 c->span_key = (int64_t)(k & ((1ULL << 53) - 1));
@@ -1369,7 +1380,7 @@ static PyObject *build_group(Group *g) {
         emb = bytearray_of(g->emb.a, need * sizeof(double));
         if (!emb) goto fail;
     }
-    out = Py_BuildValue("(NNLNNNNNNNNOOOLN)", text(g->model, g->mlen), text(g->version, g->vlen),
+    out = Py_BuildValue("(NNLNNNNNNNNOOOLNN)", text(g->model, g->mlen), text(g->version, g->vlen),
                         (long long)g->n_rows,
                         bytearray_of(g->row_time.a, g->row_time.n * sizeof(int64_t)),
                         bytearray_of(g->row_weight.a, g->row_weight.n * sizeof(double)),
@@ -1379,7 +1390,7 @@ static PyObject *build_group(Group *g) {
                         bytearray_of(g->span_stream.a, g->span_stream.n * sizeof(int64_t)),
                         bytearray_of(g->span_seq.a, g->span_seq.n * sizeof(int64_t)),
                         bytearray_of(g->span_rows.a, g->span_rows.n * sizeof(int64_t)), numeric, categorical,
-                        invalid, (long long)g->emb_dim, emb);
+                        invalid, (long long)g->emb_dim, emb, bytearray_of(g->span_ids.a, g->span_ids.n));
 fail:
     Py_XDECREF(numeric);
     Py_XDECREF(categorical);

@@ -16,6 +16,17 @@ from otel_ml import semconv
 M = TypeVar("M", bound=Message)
 
 RECORD_MAGIC = b"OMR1"
+SPAN_IDS_BYTES = 24
+"""A span's trace id (16 bytes) then its span id (8): what an exemplar points at (profile/exemplars.py)."""
+
+
+def span_ids(trace_id: bytes, span_id: bytes) -> bytes:
+    """The ``SPAN_IDS_BYTES`` of a span; an id of the wrong length (invalid in OTLP) is zeros, as none.
+
+    >>> span_ids(bytes(range(16)), b"\\x01" * 8).hex()[-20:], span_ids(b"", b"x") == bytes(SPAN_IDS_BYTES)
+    ('0e0f0101010101010101', True)
+    """
+    return (trace_id if len(trace_id) == 16 else bytes(16)) + (span_id if len(span_id) == 8 else bytes(8))
 
 
 def parse_protobuf(message_type: type[M], data: bytes | bytearray | memoryview) -> M:
@@ -61,6 +72,9 @@ class ColumnarBatch:
     """int64 per span: ``ml.sequence`` (-1 without one); same length as ``span_stream``."""
     span_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     """int64 per span: predictions in the span; same length as ``span_stream``."""
+    span_ids: np.ndarray = field(default_factory=lambda: np.empty((0, SPAN_IDS_BYTES), np.uint8))
+    """uint8 per span, ``SPAN_IDS_BYTES`` each: its trace and span ids (``span_ids``), for exemplars; empty when the
+    rows came from elsewhere (a baseline's file)."""
     prediction_id: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     """uint64 per row: hash of (model, ``ml.prediction.id``), 0 without one; empty when no row has one."""
     call_alias: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
@@ -102,10 +116,22 @@ class ColumnarBatch:
             **({"span_stream": self.span_stream[spans], "span_seq": self.span_seq[spans]}
                if len(self.span_stream) else {}),
             **({"span_rows": self.span_rows[spans]} if len(self.span_rows) else {}),
+            **({"span_ids": self.span_ids[spans]} if len(self.span_ids) else {}),
             **({"prediction_id": self.prediction_id[rows]} if len(self.prediction_id) else {}),
             **({"call_alias": self.call_alias[rows]} if len(self.call_alias) else {}),
             embedding_dimension=self.embedding_dimension,
         )
+
+    def row_spans(self) -> np.ndarray | None:
+        """The span of each row (int64), or None when the batch does not say (no ``span_rows``).
+
+        >>> b = ColumnarBatch("m", "1", 3, np.zeros(3, np.int64), np.ones(3), span_rows=np.array([2, 1]))
+        >>> b.row_spans().tolist()
+        [0, 0, 1]
+        """
+        if len(self.span_rows) != len(self.span_end_ns) or int(self.span_rows.sum()) != self.n_rows:
+            return np.arange(self.n_rows) if self.n_rows == len(self.span_end_ns) else None
+        return np.repeat(np.arange(len(self.span_rows)), self.span_rows)
 
     def split_by_window(self, window_ns: int) -> dict[int, ColumnarBatch]:
         """Sub-batches keyed by window start (ns), for tumbling event-time windows of ``window_ns``."""
@@ -225,11 +251,16 @@ class DecodeResult:
         arrays: list[np.ndarray] = []
         for b in self.batches:
             sequenced = bool(len(b.span_stream)) and bool(b.span_stream.any())
+            with_ids = len(b.span_ids) == len(b.span_end_ns) > 0
+            # One row a span (record()): the spans' rows need not be written for the ids to be placed.
+            spans_rows = not sequenced and len(b.span_rows) == len(b.span_end_ns) and (
+                bool(b.span_error.any()) or (with_ids and b.n_rows != len(b.span_end_ns)))
             meta["batches"].append({
                 "model": b.model, "version": b.version, "n_rows": b.n_rows, "n_spans": len(b.span_end_ns),
                 "numeric": list(b.numeric), "categorical": [[k, v.dtype.str] for k, v in b.categorical.items()],
                 "invalid": dict(b.invalid), **({"sequenced": True} if sequenced else {}),
-                **({"error_rows": True} if not sequenced and len(b.span_rows) and b.span_error.any() else {}),
+                **({"error_rows": True} if spans_rows else {}),
+                **({"span_ids": True} if with_ids else {}),
                 **({"ids": True} if len(b.prediction_id) else {}),
                 **({"aliases": True} if len(b.call_alias) else {}),
                 **({"dimension": b.embedding_dimension} if b.embedding_dimension else {})})
@@ -239,8 +270,10 @@ class DecodeResult:
             if sequenced:  # records written before sequences existed, and most batches, carry none
                 arrays += [b.span_stream.astype("<i8", copy=False), b.span_seq.astype("<i8", copy=False),
                            b.span_rows.astype("<i8", copy=False)]
-            elif len(b.span_rows) and b.span_error.any():  # failed spans' rows: the error ratio is by rows
+            elif spans_rows:  # failed spans' rows (the error ratio is by rows), the rows the ids belong to
                 arrays.append(b.span_rows.astype("<i8", copy=False))
+            if with_ids:
+                arrays.append(b.span_ids)
             if len(b.prediction_id):
                 arrays.append(b.prediction_id.astype("<u8", copy=False))
             if len(b.call_alias):
@@ -290,6 +323,8 @@ class DecodeResult:
                     batch.span_stream, batch.span_seq, batch.span_rows = (take("<i8", spans) for _ in range(3))
                 elif m.get("error_rows"):
                     batch.span_rows = take("<i8", spans)
+                if m.get("span_ids"):
+                    batch.span_ids = take("|u1", spans * SPAN_IDS_BYTES).reshape(spans, SPAN_IDS_BYTES)
                 batch.embedding_dimension = int(m.get("dimension", 0))
                 if m.get("ids"):
                     batch.prediction_id = take("<u8", n)

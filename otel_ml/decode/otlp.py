@@ -29,7 +29,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_ml import semconv
-from otel_ml.decode.batch import ColumnarBatch, DecodeResult, parse_protobuf
+from otel_ml.decode.batch import SPAN_IDS_BYTES, ColumnarBatch, DecodeResult, parse_protobuf, span_ids
 from otel_ml.decode.embedding import embedding_columns
 from otel_ml.decode.evaluations import Evaluation, EvaluationRows, is_evaluation_attribute, read_evaluation
 from otel_ml.decode.genai import GenAiConfig, genai_call
@@ -85,6 +85,7 @@ class _ColumnBuilder:
         self.span_stream: list[int] = []
         self.span_seq: list[int] = []
         self.span_rows: list[int] = []
+        self.span_ids: list[bytes] = []
         self.embeddings: list[tuple[int, np.ndarray]] = []
         """(first row, n × d vectors) of each span with an ``ml.embedding``."""
 
@@ -175,6 +176,7 @@ class _ColumnBuilder:
             span_stream=np.asarray(self.span_stream, dtype=np.int64),
             span_seq=np.asarray(self.span_seq, dtype=np.int64),
             span_rows=np.asarray(self.span_rows, dtype=np.int64),
+            span_ids=np.frombuffer(b"".join(self.span_ids), np.uint8).reshape(-1, SPAN_IDS_BYTES),
             embedding_dimension=dimension,
         )
 
@@ -311,7 +313,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits, genai: GenAiConfi
         log.error("compiled decoder rejected a span the reference accepts; please report this request")
         return None
     for (model, version, n, row_time, row_weight, span_end, span_dur, span_err, span_stream, span_seq, span_rows,
-         numeric, categorical, invalid, dimension, vectors) in groups:
+         numeric, categorical, invalid, dimension, vectors, ids) in groups:
         columns = {name: np.frombuffer(col, dtype=np.float64) for name, col in numeric.items()}
         if dimension:  # the same vectors the reference gathers, projected by the same function
             columns.update(embedding_columns(np.frombuffer(vectors, dtype=np.float64).reshape(n, dimension)))
@@ -332,6 +334,7 @@ def decode_request_compiled(data: bytes, limits: DecodeLimits, genai: GenAiConfi
             span_stream=np.frombuffer(span_stream, dtype=np.int64),
             span_seq=np.frombuffer(span_seq, dtype=np.int64),
             span_rows=np.frombuffer(span_rows, dtype=np.int64),
+            span_ids=np.frombuffer(ids, dtype=np.uint8).reshape(-1, SPAN_IDS_BYTES),
             embedding_dimension=int(dimension),
         ))
     return result
@@ -655,6 +658,7 @@ def _decode_span(
     b.span_stream.append(stream)
     b.span_seq.append(seq)
     b.span_rows.append(n)
+    b.span_ids.append(span_ids(span.trace_id, span.span_id))
     return True
 
 

@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterable, Iterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, ModelReport
+from otel_ml.analyze.exemplars import Exemplar
 from otel_ml.analyze.fairness import FairnessReport
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.analyze.segments import SegmentContribution
@@ -34,6 +36,7 @@ from otel_ml.core.counters import Counters, Series
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.export.config import CardinalityConfig, ExportConfig
+from otel_ml.export.exemplars import ExemplarExporter, prometheus_exemplar
 from otel_ml.http_server import HttpServer, Listener, health_routes
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,9 @@ COUNTERS = [
               "early_overflow"),
     MetricDef(sc.METRIC_APPLY_ERRORS, "counter", "{request}",
               "Requests whose application failed after they were committed (a bug: the log has it)"),
+    MetricDef(sc.METRIC_DRIFT_DETECTIONS, "counter", "{evaluation}",
+              "Evaluations that found the feature drifted (overall), per model, version and feature; in OpenMetrics "
+              "its exemplar is an example prediction from where the distribution moved most (trace_id, span_id)"),
     MetricDef(sc.METRIC_STATE_RECOVERED, "counter", "{file}",
               "Parts of the kept state that recovery found damaged and dropped, by kind (the log says which and "
               "what was lost)"),
@@ -354,8 +360,14 @@ class _Families:
         return self.families
 
 
-def render_prometheus(metrics: Iterable[tuple[MetricDef, Series]], extra: Iterable[Metric] = ()) -> bytes:
-    """Prometheus text format (0.0.4) of the given series, attribute names spelled the Prometheus way."""
+ExemplarOf = Callable[[MetricDef, dict[str, str]], Exemplar | None]
+"""The example prediction a series carries (OpenMetrics only), or None."""
+
+
+def render_prometheus(metrics: Iterable[tuple[MetricDef, Series]], extra: Iterable[Metric] = (),
+                      exemplar_of: ExemplarOf | None = None) -> bytes:
+    """Prometheus text format (0.0.4) of the given series, attribute names spelled the Prometheus way; with
+    ``exemplar_of``, OpenMetrics (1.0) with the exemplars it gives, without its closing ``# EOF``."""
     families = list(extra)
     for d, series in metrics:
         family = Metric(d.prometheus_name, d.description, d.kind)
@@ -365,11 +377,15 @@ def render_prometheus(metrics: Iterable[tuple[MetricDef, Series]], extra: Iterab
             # and, for 5,000 features, keep a scrape 10% smaller than repr()'s 17. Whole numbers (counts) stay exact.
             labels = {k.replace(".", "_"): v for k, v in attrs.items() if v}
             value = float(value)
-            family.add_sample(sample, labels, value if value.is_integer() else float(f"{value:.6g}"))
+            exemplar = exemplar_of(d, attrs) if exemplar_of is not None else None
+            family.add_sample(sample, labels, value if value.is_integer() else float(f"{value:.6g}"),
+                              exemplar=prometheus_exemplar(exemplar) if exemplar is not None else None)
         families.append(family)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(families))  # type: ignore[arg-type]
-    return generate_latest(registry)
+    if exemplar_of is None:
+        return generate_latest(registry)
+    return openmetrics.generate_latest(registry).removesuffix(b"# EOF\n")
 
 
 @dataclasses.dataclass
@@ -381,8 +397,12 @@ class _Rendered:
     overflow: dict[str, int]
     series: dict[str, Series]
     """Per-feature gauges (FEATURE_GAUGES) at each feature's detail level."""
+    exemplars: dict[tuple[str, str, str], Exemplar] = dataclasses.field(default_factory=dict)
+    """(model, version, feature) → its first example prediction (what ``ml.drift.detections`` carries)."""
     prometheus: bytes | None = None
     """``series`` rendered, once."""
+    openmetrics: bytes | None = None
+    """The same in OpenMetrics, rendered at the first scrape that asks for it."""
     stale: bool = False
     """Published, not built yet."""
 
@@ -459,8 +479,12 @@ class MetricsExporter:
     async def _serve_metrics(self, request: web.Request) -> web.Response:
         if not token_matches(request.headers.get("Authorization", ""), self._token):
             return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
-        body = await self._http.blocking(self.prometheus_text)
-        response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # OpenMetrics when the scraper asks (Prometheus does, first): only it carries exemplars.
+        if "application/openmetrics-text" in request.headers.get("Accept", ""):
+            body, content_type = await self._http.blocking(self.openmetrics_text), openmetrics.CONTENT_TYPE_LATEST
+        else:
+            body, content_type = await self._http.blocking(self.prometheus_text), CONTENT_TYPE_LATEST
+        response = web.Response(body=body, headers={"Content-Type": content_type})
         response.enable_compression()  # gzip when the scraper accepts it
         return response
 
@@ -471,12 +495,33 @@ class MetricsExporter:
     def prometheus_text(self) -> bytes:
         """One scrape: the feature series as rendered after the last evaluation, then the live ones."""
         snap = self._rendered()
-        live = [(d, self.counters.series(d.name)) for d in COUNTERS]
-        live += [(d, list(self._live[d.name]())) for d in LIVE_GAUGES + PERFORMANCE_GAUGES]
+        assert snap.prometheus is not None
+        return snap.prometheus + render_prometheus(self._scraped(), [self._target()])
+
+    def _scraped(self) -> list[tuple[MetricDef, Series]]:
+        """What a scrape reads at its time: the counters and the live gauges."""
+        return [(d, self.counters.series(d.name)) for d in COUNTERS] + [
+            (d, list(self._live[d.name]())) for d in LIVE_GAUGES + PERFORMANCE_GAUGES]
+
+    def _target(self) -> Metric:
         target = Metric("target", "Target metadata", "info")  # as OTel's Prometheus exporters spell the resource
         target.add_sample("target_info", {"service_name": "otel-ml", "service_instance_id": self.instance_id}, 1)
-        assert snap.prometheus is not None
-        return snap.prometheus + render_prometheus(live, [target])
+        return target
+
+    def openmetrics_text(self) -> bytes:
+        """One scrape in OpenMetrics: the same series, ``ml.drift.detections`` with its exemplars."""
+        snap = self._rendered()
+        with self._snapshot_lock:
+            if snap.openmetrics is None:
+                snap.openmetrics = render_prometheus(((d, snap.series[d.name]) for d in FEATURE_GAUGES),
+                                                     exemplar_of=lambda _d, _attrs: None)
+        def exemplar_of(d: MetricDef, attrs: dict[str, str]) -> Exemplar | None:
+            if d.name != sc.METRIC_DRIFT_DETECTIONS:
+                return None
+            return snap.exemplars.get((attrs.get(sc.ATTR_MODEL_NAME, ""), attrs.get(sc.ATTR_MODEL_VERSION, ""),
+                                       attrs.get(sc.ATTR_FEATURE_NAME, "")))
+
+        return snap.openmetrics + render_prometheus(self._scraped(), [self._target()], exemplar_of) + b"# EOF\n"
 
     # --- snapshot ----------------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot) -> None:
@@ -502,7 +547,9 @@ class MetricsExporter:
                             series[metric].append((attrs, value))
                     for metric, attrs, value in attribution_series(model, r):
                         series[metric].append((attrs, value))
-                snap = self._snap = _Rendered(snap.source, kept, over, series)
+                exemplars = {(r.model, r.version, f.feature): f.exemplars[0] for r in kept for f in r.features
+                             if f.exemplars}
+                snap = self._snap = _Rendered(snap.source, kept, over, series, exemplars)
             if snap.prometheus is None and self.config.prometheus.enabled:
                 snap.prometheus = render_prometheus((d, snap.series[d.name]) for d in FEATURE_GAUGES)
             return snap
@@ -525,9 +572,10 @@ class MetricsExporter:
 
         temporality = (AggregationTemporality.DELTA if self.config.otlp.temporality == "delta"
                        else AggregationTemporality.CUMULATIVE)
-        exporter = OTLPMetricExporter(
+        exporter = ExemplarExporter(OTLPMetricExporter(
             endpoint=self.config.otlp.endpoint, insecure=self.config.otlp.insecure,
-            headers=dict(self.config.otlp.headers) or None, preferred_temporality={ObservableCounter: temporality})
+            headers=dict(self.config.otlp.headers) or None, preferred_temporality={ObservableCounter: temporality}),
+            lambda: self._rendered().exemplars)
         reader = PeriodicExportingMetricReader(
             exporter, export_interval_millis=self.config.otlp.interval_seconds * 1000,
             cardinality_limits={ObservableGauge: MAX_SERIES_PER_METRIC, ObservableCounter: MAX_SERIES_PER_METRIC})

@@ -1,10 +1,13 @@
 /* One column of a request, in one pass (otel_ml/profile/sketch.py): what the profiles' update methods did in several
  * numpy calls, each of whose overhead was most of its cost on the few hundred values of a request.
  *
- * summarize(values, center, scale, bins) -> (finite, mean, m2)                         (NumericProfile.update)
+ * summarize(values, center, scale, bins[, slot_of_bin, last]) -> (finite, mean, m2)     (NumericProfile.update)
  *   values: float64, contiguous; NaN and +-inf are skipped (the caller counts them as missing).
  *   center, scale: the feature's grid (sketch.Grid); bins: None, or the dense counts (uint16, int32 or int64,
  *   NUMERIC_GRID_BINS long), which must hold the added counts (the caller sizes the type for the total).
+ *   slot_of_bin (int8, NUMERIC_GRID_BINS long), last (int32) and last_value (float64, as long as last): each finite
+ *   value's index and value are written to last[k] and last_value[k], k = slot_of_bin[its bin], so slot k ends with
+ *   the last value that fell in it (profile/exemplars.py; last[k] = -1 stays where none did). All three or none.
  *   mean and m2 by the corrected two-pass algorithm (Chan, Golub and LeVeque 1983): the mean, then the squared
  *   deviations less the square of their sum's rounding error, as accurate as numpy's two-pass form.
  *
@@ -20,9 +23,17 @@
  *   sums (cells summing to 0 left out): bincount and flatnonzero without their scan of every possible cell (segments x 512 bins, or x 2048
  *   buckets). A scratch table of the largest cell seen is kept between calls (the GIL is held throughout).
  *
- * count_categories(values, width) -> (distinct, counts, missing)                   (CategoricalProfile.update)
+ * keep_exemplars(at, last, last_value, time_ns, span, ids, store_time, store_value, store_ids)  (Exemplars)
+ *   For each feature f and band k with a row r = last[f, k] >= 0 (``summarize``'s), unless the store's slot
+ *   (at[f], k) holds a later row: store_time = time_ns[r], store_value = last_value[f, k], store_ids = the 24 ids
+ *   bytes of r's span (span[r], or r itself when span is None). at: int64 [F]; last int32 and last_value float64
+ *   [F x 8]; time_ns int64 and span int64 [rows]; ids uint8 [spans x 24]; the stores [capacity x 8] (ids x 24).
+ *   Every index is checked: a wrong one is a ValueError, not a write elsewhere.
+ *
+ * count_categories(values, width) -> (distinct, counts, missing, first)            (CategoricalProfile.update)
  *   values: a numpy str array's buffer (UCS-4, ``width`` code points a cell, NUL-padded); "" is missing.
- *   distinct: the distinct non-empty strings in first-seen order, counts: how often each occurs (lists).
+ *   distinct: the distinct non-empty strings in first-seen order, counts: how often each occurs, first: the index
+ *   of each one's first cell (lists).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -113,15 +124,37 @@ static int doubles(PyObject *obj, Py_buffer *view) {
 }
 
 static PyObject *summarize(PyObject *self, PyObject *args) {
-    Py_buffer values, bins = {0};
+    Py_buffer values, bins = {0}, slot_of = {0}, last = {0}, last_value = {0};
     double center, scale;
-    PyObject *values_obj, *bins_obj;
-    if (!PyArg_ParseTuple(args, "OddO", &values_obj, &center, &scale, &bins_obj) || doubles(values_obj, &values) < 0)
+    PyObject *values_obj, *bins_obj, *slot_obj = Py_None, *last_obj = Py_None, *last_value_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "OddO|OOO", &values_obj, &center, &scale, &bins_obj, &slot_obj, &last_obj,
+                          &last_value_obj) || doubles(values_obj, &values) < 0)
         return NULL;
     PyObject *result = NULL;
-    int with_bins = bins_obj != Py_None;
+    int with_bins = bins_obj != Py_None, with_slots = slot_obj != Py_None;
     if (with_bins && PyObject_GetBuffer(bins_obj, &bins, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         goto done;
+    if (with_slots && (PyObject_GetBuffer(slot_obj, &slot_of, PyBUF_C_CONTIGUOUS) < 0 ||
+                       PyObject_GetBuffer(last_obj, &last, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0 ||
+                       PyObject_GetBuffer(last_value_obj, &last_value, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0))
+        goto done;
+    if (with_slots && (slot_of.len != GRID_BINS || last.len % 4 || !last.len || last_value.len != 2 * last.len)) {
+        PyErr_SetString(PyExc_ValueError, "slot_of_bin must be int8 of NUMERIC_GRID_BINS, last int32 and last_value "
+                                          "float64 of the same length");
+        goto done;
+    }
+    if (with_slots && values.len / (Py_ssize_t)sizeof(double) > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too many values for one update");
+        goto done;
+    }
+    int32_t n_slots = (int32_t)(last.len / 4);
+    for (Py_ssize_t k = 0; with_slots && k < GRID_BINS; k++) {
+        int8_t slot = ((const int8_t *)slot_of.buf)[k];
+        if (slot < 0 || slot >= n_slots) {
+            PyErr_SetString(PyExc_ValueError, "slot_of_bin names a slot last does not have");
+            goto done;
+        }
+    }
     if (values.len % (Py_ssize_t)sizeof(double)) {
         PyErr_SetString(PyExc_ValueError, "values must be float64");
         goto done;
@@ -159,11 +192,17 @@ static PyObject *summarize(PyObject *self, PyObject *args) {
             double d = x - mean;
             squares += d * d;
             deviations += d;
-            if (with_bins) {
+            if (with_bins || with_slots) {
                 int32_t b = bin_of(x, center, scale, grid_ok);
-                if (bins.itemsize == 2) ((uint16_t *)bins.buf)[b]++;
+                if (!with_bins) {}
+                else if (bins.itemsize == 2) ((uint16_t *)bins.buf)[b]++;
                 else if (bins.itemsize == 4) ((int32_t *)bins.buf)[b]++;
                 else ((int64_t *)bins.buf)[b]++;
+                if (with_slots) {
+                    int8_t k = ((const int8_t *)slot_of.buf)[b];
+                    ((int32_t *)last.buf)[k] = (int32_t)i;
+                    ((double *)last_value.buf)[k] = x;
+                }
             }
         }
         m2 = squares - deviations * deviations / (double)finite;
@@ -174,6 +213,9 @@ static PyObject *summarize(PyObject *self, PyObject *args) {
 done:
     PyBuffer_Release(&values);
     if (with_bins && bins.obj) PyBuffer_Release(&bins);
+    if (slot_of.obj) PyBuffer_Release(&slot_of);
+    if (last.obj) PyBuffer_Release(&last);
+    if (last_value.obj) PyBuffer_Release(&last_value);
     return result;
 }
 
@@ -222,7 +264,7 @@ static PyObject *count_categories(PyObject *self, PyObject *args) {
     Py_ssize_t width;
     if (!PyArg_ParseTuple(args, "y*n", &values, &width))
         return NULL;
-    PyObject *result = NULL, *distinct = NULL, *counts = NULL;
+    PyObject *result = NULL, *distinct = NULL, *counts = NULL, *firsts = NULL;
     int32_t *slots = NULL;   /* open addressing: index of a distinct value's first cell, -1 empty */
     Py_ssize_t *tally = NULL; /* per slot */
     Py_ssize_t cell_bytes = width * 4;
@@ -267,7 +309,8 @@ static PyObject *count_categories(PyObject *self, PyObject *args) {
     }
     distinct = PyList_New(used);
     counts = PyList_New(used);
-    if (!distinct || !counts) {
+    firsts = PyList_New(used);
+    if (!distinct || !counts || !firsts) {
         PyMem_Free(order);
         goto done;
     }
@@ -277,19 +320,23 @@ static PyObject *count_categories(PyObject *self, PyObject *args) {
         while (length && !cell[length - 1]) length--;
         PyObject *text = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, cell, length);
         PyObject *count = text ? PyLong_FromSsize_t(tally[order[k]]) : NULL;
-        if (!count) {
+        PyObject *first = count ? PyLong_FromLong(slots[order[k]]) : NULL;
+        if (!first) {
             Py_XDECREF(text);
+            Py_XDECREF(count);
             PyMem_Free(order);
             goto done;
         }
         PyList_SET_ITEM(distinct, k, text);
         PyList_SET_ITEM(counts, k, count);
+        PyList_SET_ITEM(firsts, k, first);
     }
     PyMem_Free(order);
-    result = Py_BuildValue("OOn", distinct, counts, missing);
+    result = Py_BuildValue("OOnO", distinct, counts, missing, firsts);
 done:
     Py_XDECREF(distinct);
     Py_XDECREF(counts);
+    Py_XDECREF(firsts);
     PyMem_Free(slots);
     PyMem_Free(tally);
     PyBuffer_Release(&values);
@@ -383,7 +430,77 @@ static PyObject *formula_bins(PyObject *self, PyObject *args) {
     return Py_NewRef(Py_None);
 }
 
+static int buffer_of(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) return -1;
+    if (view->len % itemsize) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "a buffer's length is not a whole number of its items");
+        return -1;
+    }
+    return 0;
+}
+
+#define EXEMPLAR_SLOTS 8
+#define IDS_BYTES 24
+
+static PyObject *keep_exemplars(PyObject *self, PyObject *args) {
+    PyObject *objs[9];
+    Py_buffer b[9];
+    static const Py_ssize_t size[9] = {8, 4, 8, 8, 8, 1, 8, 8, 1};
+    static const int writable[9] = {0, 0, 0, 0, 0, 0, 1, 1, 1};
+    int got = 0;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6],
+                          &objs[7], &objs[8]))
+        return NULL;
+    for (; got < 9; got++) {
+        if (got == 4 && objs[4] == Py_None) { b[4].obj = NULL; b[4].len = 0; b[4].buf = NULL; continue; }
+        if (buffer_of(objs[got], &b[got], size[got], writable[got]) < 0) goto done;
+    }
+    Py_ssize_t features = b[0].len / 8, rows = b[3].len / 8, spans = b[5].len / IDS_BYTES;
+    Py_ssize_t capacity = b[6].len / 8 / EXEMPLAR_SLOTS;
+    if (b[1].len / 4 != features * EXEMPLAR_SLOTS || b[2].len / 8 != features * EXEMPLAR_SLOTS ||
+        (b[4].buf && b[4].len / 8 != rows) || b[5].len % IDS_BYTES || b[7].len != b[6].len ||
+        b[8].len != capacity * EXEMPLAR_SLOTS * IDS_BYTES || b[6].len != capacity * EXEMPLAR_SLOTS * 8) {
+        PyErr_SetString(PyExc_ValueError, "keep_exemplars: buffers of inconsistent lengths");
+        goto done;
+    }
+    const int64_t *at = b[0].buf, *time_ns = b[3].buf, *span = b[4].buf;
+    const int32_t *last = b[1].buf;
+    const double *last_value = b[2].buf;
+    const uint8_t *ids = b[5].buf;
+    int64_t *store_time = b[6].buf;
+    double *store_value = b[7].buf;
+    uint8_t *store_ids = b[8].buf;
+    for (Py_ssize_t f = 0; f < features; f++) {
+        if (at[f] < 0 || at[f] >= capacity) {
+            PyErr_SetString(PyExc_ValueError, "keep_exemplars: a store row out of range");
+            goto done;
+        }
+        for (Py_ssize_t k = 0; k < EXEMPLAR_SLOTS; k++) {
+            int32_t r = last[f * EXEMPLAR_SLOTS + k];
+            if (r < 0) continue;
+            int64_t s = span ? (r < rows ? span[r] : -1) : r;
+            if (r >= rows || s < 0 || s >= spans) {
+                PyErr_SetString(PyExc_ValueError, "keep_exemplars: a row or span out of range");
+                goto done;
+            }
+            Py_ssize_t slot = (Py_ssize_t)at[f] * EXEMPLAR_SLOTS + k;
+            if (time_ns[r] < store_time[slot]) continue;
+            store_time[slot] = time_ns[r];
+            store_value[slot] = last_value[f * EXEMPLAR_SLOTS + k];
+            memcpy(store_ids + slot * IDS_BYTES, ids + s * IDS_BYTES, IDS_BYTES);
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (int i = 0; i < got; i++)
+        if (b[i].obj) PyBuffer_Release(&b[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"keep_exemplars", keep_exemplars, METH_VARARGS, "Each band's last row kept where it is later (Exemplars)."},
     {"summarize", summarize, METH_VARARGS, "Finite count, mean and m2 of a column, its values counted into bins."},
     {"bins", bins, METH_VARARGS, "Each value's grid bin."},
     {"cell_sums", cell_sums, METH_VARARGS, "Distinct cells of an int64 array and their weights' sums."},

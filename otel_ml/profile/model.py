@@ -16,6 +16,7 @@ import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.comoments import Comoments
+from otel_ml.profile.exemplars import SLOTS, BatchRows, Exemplars
 from otel_ml.profile.performance import PerformanceReference
 from otel_ml.profile.reconstruction import Reconstruction
 from otel_ml.profile.segments import SegmentCounts
@@ -114,6 +115,16 @@ def choose_kind(batch: ColumnarBatch, name: str) -> str:
     return CATEGORICAL if n_cat > n_num else NUMERIC
 
 
+def _exemplar_rows(batch: ColumnarBatch) -> BatchRows | None:
+    """Where a batch's rows came from, for exemplars; None when its spans carry no ids or rows cannot be placed."""
+    if not len(batch.span_ids) or len(batch.span_ids) != len(batch.span_end_ns):
+        return None
+    if batch.n_rows == len(batch.span_end_ns):  # a row a span (record()): row i is span i
+        return BatchRows(batch.row_time_ns, None, batch.span_ids)
+    spans = batch.row_spans()
+    return None if spans is None else BatchRows(batch.row_time_ns, spans, batch.span_ids)
+
+
 class ModelProfile:
     """Profiles of every feature of one (model, version) over some span of event time.
 
@@ -165,6 +176,9 @@ class ModelProfile:
         attribution, the feature's global importance (analyze/attribution.py); empty for other models. The count is
         the sum's own, not the column profile's: a window that kept no sum (a feature named ``attribution.x``
         before attributions existed) merged into a horizon adds values to the profile but not to the sum."""
+        self.exemplars = Exemplars()
+        """Example spans per feature (profile/exemplars.py): where a drift's trace can be found; empty for a
+        profile of rows without span ids (a baseline's file)."""
         self.learned_thresholds: dict[str, dict[str, float]] | None = None
         """Cache of analyze.drift.learned_thresholds for a reference (a reference does not change once set)."""
 
@@ -175,6 +189,7 @@ class ModelProfile:
                 profile.features.pop(name, None)
                 profile.grids.pop(name, None)
                 profile.absolute_sums.pop(name, None)
+            profile.exemplars.drop(names)
             if profile.comoments is not None:
                 profile.comoments = profile.comoments.without(names)
             if profile.segments is not None:
@@ -212,6 +227,10 @@ class ModelProfile:
             self.start_ns = lo if self.start_ns is None else min(self.start_ns, lo)
             self.end_ns = hi if self.end_ns is None else max(self.end_ns, hi)
         numbers: dict[str, np.ndarray] = {}  # each numeric feature's values as its profile reads them
+        rows = _exemplar_rows(batch)
+        if rows is not None:  # each numeric feature's last row and value in each exemplar band, filled by update
+            banded: list[str] = []
+            last, last_value = np.full((len(kinds), SLOTS), -1, np.int32), np.empty((len(kinds), SLOTS))
         for name, kind in kinds.items():
             invalid = batch.invalid.get(name, 0)
             num = batch.numeric.get(name)
@@ -226,18 +245,26 @@ class ModelProfile:
                     self.grids[name] = choose_grid(values)
                 prof = self.feature(name, kind)
                 counted = prof.count
-                prof.update(values, mismatch=wrong)
+                bands = None
+                if rows is not None and prof.grid is not None:  # type: ignore[union-attr]
+                    bands = (last[len(banded)], last_value[len(banded)])
+                    banded.append(name)
+                prof.update(values, mismatch=wrong, last=bands)  # type: ignore[call-arg]
                 if name.startswith(ATTRIBUTION_COLUMN_PREFIX):
                     total, summed = self.absolute_sums.get(name, (0.0, 0))
                     self.absolute_sums[name] = (total + float(np.nansum(np.abs(values))),
                                                 summed + prof.count - counted)
             else:
                 prof = self.feature(name, kind)
-                prof.update(categorical_values(num, cat, n))
+                distinct, counts, first = prof.update(categorical_values(num, cat, n))  # type: ignore[misc]
+                if rows is not None and distinct:
+                    self.exemplars.add_categories(name, distinct, counts, first, rows)
             # Unusable values (bytes, maps, ±inf) were not placed in a column; they were counted as missing.
             if invalid:
                 prof.missing -= invalid
                 prof.mismatch += invalid
+        if rows is not None and banded:
+            self.exemplars.add_numeric(banded, last[:len(banded)], last_value[:len(banded)], rows)
         if correlated is not None:  # the correlations read a feature as its profile does ("3.5" is 3.5)
             if self.comoments is None:
                 self.comoments = correlated.empty_like()
@@ -270,6 +297,8 @@ class ModelProfile:
             if self.segments is None:
                 self.segments = other.segments.empty_like()
             self.segments.merge(other.segments)
+        if other.exemplars:
+            self.exemplars.merge(other.exemplars)
         for name, (total, n) in other.absolute_sums.items():
             mine, mine_n = self.absolute_sums.get(name, (0.0, 0))
             self.absolute_sums[name] = (mine + total, mine_n + n)
@@ -291,6 +320,7 @@ class ModelProfile:
         for prof in self.features.values():
             if isinstance(prof, NumericProfile):
                 prof.compact()
+        self.exemplars.compact()
 
     def numeric_grids(self) -> dict[str, Grid]:
         """The grid of each numeric feature whose every value is counted in one."""
@@ -329,6 +359,7 @@ class ModelProfile:
             **({"segments": self.segments.to_dict()} if self.segments is not None else {}),
             **({"absolute_sums": {name: list(pair) for name, pair in self.absolute_sums.items()}}
                if self.absolute_sums else {}),
+            **({"exemplars": self.exemplars.to_dict()} if self.exemplars else {}),
         }
 
     @classmethod
@@ -359,6 +390,8 @@ class ModelProfile:
             p.comoments = Comoments.from_dict(d["comoments"])
         if d.get("segments"):
             p.segments = SegmentCounts.from_dict(d["segments"])
+        if d.get("exemplars"):
+            p.exemplars = Exemplars.from_dict(d["exemplars"])
         return p
 
     def to_json(self) -> str:

@@ -51,6 +51,14 @@ enough: the grid's resolution only has to be fine where the values are, and asin
 Grid = tuple[float, float]
 """(center, scale) of a numeric feature's binning."""
 
+EXEMPLAR_BAND_EDGES = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+"""Where a numeric feature's example spans (profile/exemplars.py) are kept apart, in asinh(z) of its grid: z = ±0.52,
+±1.18, ±3.63 (z in the grid's scale, about σ), 8 bands: the centre's four, then the shoulders and the tails."""
+EXEMPLAR_SLOT_OF_BIN = np.searchsorted(
+    np.array([(e + _ASINH_SPAN) * NUMERIC_GRID_BINS / (2 * _ASINH_SPAN) for e in EXEMPLAR_BAND_EDGES]),
+    np.arange(NUMERIC_GRID_BINS), side="right").astype(np.int8)
+"""The exemplar band (0-7) of each grid bin: bands are whole bins."""
+
 
 def choose_grid(values: np.ndarray) -> Grid:
     """Center and scale for a feature's bins from a sample: the median, and the interquartile range over 1.349
@@ -191,23 +199,37 @@ def _unpack(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
     return words & (NUMERIC_GRID_BINS - 1), words >> _BIN_BITS
 
 
-def _summarize(values: np.ndarray, grid: Grid | None, bins: np.ndarray | None) -> tuple[int, float, float]:
+def _summarize(values: np.ndarray, grid: Grid | None, bins: np.ndarray | None,
+               last: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, float, float]:
     """Count, mean and sum of squared deviations of the finite ``values`` (float64, contiguous), each counted
-    into ``bins`` (dense counts on ``grid``) when given: one compiled pass (``_columns.c``), else numpy.
+    into ``bins`` (dense counts on ``grid``) when given: one compiled pass (``_columns.c``), else numpy. ``last``
+    (with a grid): int32 and float64 arrays of the 8 exemplar bands (``EXEMPLAR_SLOT_OF_BIN``), which receive the
+    index and value of the last value in each band (the index stays -1 where none fell).
 
-    >>> b = np.zeros(NUMERIC_GRID_BINS, np.uint16)
-    >>> _summarize(np.array([1.0, 3.0, np.nan, np.inf]), (2.0, 1.0), b), np.flatnonzero(b).tolist()
-    ((2, 2.0, 2.0), [241, 270])
+    >>> b, last = np.zeros(NUMERIC_GRID_BINS, np.uint16), (np.full(8, -1, np.int32), np.zeros(8))
+    >>> _summarize(np.array([1.0, 3.0, np.nan, np.inf, 3.5]), (2.0, 1.0), b, last), np.flatnonzero(b).tolist()
+    ((3, 2.5, 3.5), [241, 270, 275])
+    >>> last[0].tolist(), last[1][[2, 6]].tolist()
+    ([-1, -1, 0, -1, -1, 1, 4, -1], [1.0, 3.5])
     """
     if _columns is not None:
         center, scale = grid if grid is not None else (0.0, 1.0)
+        if last is not None and grid is not None:
+            return _columns.summarize(values, center, scale, bins, EXEMPLAR_SLOT_OF_BIN, *last)
         return _columns.summarize(values, center, scale, bins)
-    present = values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    present = values[finite]
     if not len(present):
         return 0, 0.0, 0.0
     mean = float(present.mean())
-    if bins is not None and grid is not None:
-        bins += np.bincount(grid_bins(present, grid), minlength=NUMERIC_GRID_BINS).astype(bins.dtype)
+    if grid is not None and (bins is not None or last is not None):
+        ids = grid_bins(present, grid)
+        if bins is not None:
+            bins += np.bincount(ids, minlength=NUMERIC_GRID_BINS).astype(bins.dtype)
+        if last is not None:  # the first of the reversed order is the last
+            bands, at = np.unique(EXEMPLAR_SLOT_OF_BIN[ids][::-1], return_index=True)
+            rows = np.flatnonzero(finite)[::-1][at]
+            last[0][bands], last[1][bands] = rows, values[rows]
     return len(present), mean, float(np.square(present - mean).sum())
 
 
@@ -340,12 +362,14 @@ class NumericProfile:
     def max(self) -> float:
         return float(self.sketch.get_max_value()) if self.count else math.nan
 
-    def update(self, values: np.ndarray, mismatch: int = 0) -> None:
+    def update(self, values: np.ndarray, mismatch: int = 0, last: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> None:
         """Add an array of values; NaN and ±inf count as missing. ``mismatch`` counts values of the wrong
-        type (NaN in ``values``)."""
+        type (NaN in ``values``). ``last``: where each exemplar band's last value is written (``_summarize``; only
+        with a grid)."""
         values = np.ascontiguousarray(values, dtype=np.float64)
         bins = self._dense_bins(len(values)) if self.grid is not None and len(values) else None
-        finite, mean, m2 = _summarize(values, self.grid, bins)
+        finite, mean, m2 = _summarize(values, self.grid, bins, last)
         self.missing += len(values) - finite - mismatch
         self.mismatch += mismatch
         if finite:
@@ -444,28 +468,30 @@ class NumericProfile:
         return NumericProfile(SketchConfig(kll_k=k), self.grid)
 
 
-def _count_categories(values: np.ndarray) -> tuple[list[str], list[int], int]:
-    """The distinct non-empty strings of ``values`` (sorted), how often each occurs, and how many are ``""``: one
-    compiled pass over a str array (``_columns.c``: a hash table, where ``np.unique`` sorted), else numpy.
+def _count_categories(values: np.ndarray) -> tuple[list[str], list[int], int, list[int]]:
+    """The distinct non-empty strings of ``values`` (sorted), how often each occurs, how many are ``""``, and the
+    index of each one's first occurrence: one compiled pass over a str array (``_columns.c``: a hash table, where
+    ``np.unique`` sorted), else numpy.
 
     >>> _count_categories(np.array(["b", "", "a", "b"]))
-    (['a', 'b'], [1, 2], 1)
+    (['a', 'b'], [1, 2], 1, [2, 0])
     """
     if _columns is not None and values.dtype.kind == "U" and values.dtype.itemsize and values.flags.c_contiguous:
-        distinct, counts, missing = _columns.count_categories(values, values.dtype.itemsize // 4)
+        distinct, counts, missing, first = _columns.count_categories(values, values.dtype.itemsize // 4)
         if len(distinct) > 1:  # the sketch's updates in one order whichever path ran: the state is the same
-            distinct, counts = (list(t) for t in zip(*sorted(zip(distinct, counts))))
-        return distinct, counts, missing
-    present = values[values != ""]
-    uniq, counts = np.unique(present, return_counts=True)
-    return uniq.tolist(), counts.tolist(), len(values) - len(present)
+            distinct, counts, first = (list(t) for t in zip(*sorted(zip(distinct, counts, first))))
+        return distinct, counts, missing, first
+    where = np.flatnonzero(values != "")
+    uniq, at, counts = np.unique(values[where], return_index=True, return_counts=True)
+    return uniq.tolist(), counts.tolist(), len(values) - len(where), where[at].tolist()
 
 
 class CategoricalProfile:
     """A categorical feature: frequent-items sketch and counts of present / missing / mismatched values.
 
     >>> p = CategoricalProfile()
-    >>> p.update(np.array(["a", "b", "a", ""]))
+    >>> p.update(np.array(["a", "b", "a", ""]))  # distinct values, their counts, each one's first index
+    (['a', 'b'], [2, 1], [0, 1])
     >>> p.count, p.missing, p.frequencies()
     (3, 1, {'a': 2, 'b': 1})
     """
@@ -514,9 +540,10 @@ class CategoricalProfile:
     def rows(self) -> int:
         return self.count + self.missing + self.mismatch
 
-    def update(self, values: np.ndarray, mismatch: int = 0) -> None:
-        """Add an array of strings; ``""`` counts as missing. Updates the sketch once per distinct value."""
-        distinct, counts, missing = _count_categories(values)
+    def update(self, values: np.ndarray, mismatch: int = 0) -> tuple[list[str], list[int], list[int]]:
+        """Add an array of strings; ``""`` counts as missing. Updates the sketch once per distinct value. Returns
+        the distinct values, their counts and each one's first index (what exemplars are taken from)."""
+        distinct, counts, missing, first = _count_categories(values)
         self.missing += missing - mismatch
         self.mismatch += mismatch
         for item, c in zip(distinct, counts):
@@ -525,6 +552,7 @@ class CategoricalProfile:
             b = self.buckets
             self._add_buckets(np.fromiter((category_bucket(u, b) for u in distinct), np.int32, len(distinct)),
                               np.asarray(counts, np.int64))
+        return distinct, counts, first
 
     def merge(self, other: CategoricalProfile) -> None:
         self.sketch.merge(other.sketch)

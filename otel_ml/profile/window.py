@@ -19,6 +19,7 @@ import numpy as np
 
 from otel_ml.decode.batch import ColumnarBatch
 from otel_ml.profile.comoments import BASIS_MIN_VALUES, Comoments
+from otel_ml.profile.exemplars import Exemplars
 from otel_ml.profile.model import ModelProfile, choose_kind
 from otel_ml.profile.segments import DEFAULT_MAX_SEGMENTS, SegmentCounts
 from otel_ml.profile.sketch import GRID_MIN_VALUES, NUMERIC, Grid, NumericProfile, SketchConfig, grid_from_quantiles
@@ -344,6 +345,8 @@ class WindowedProfile:
             for i in group:
                 chunk.merge(pinned[i][1])
             ref.chunks.append(chunk)
+        for profile in (ref, *ref.chunks):  # a reference's example predictions would point at nothing that moved
+            profile.exemplars = Exemplars()
         self.set_reference(ref, "pinned")
         self.current_start_ns = end
         self.just_pinned = True

@@ -16,6 +16,7 @@ import numpy as np
 
 from otel_ml.analyze.drift import DEFAULT_EFFECT_SIZE, FeatureReport, ModelReport
 from otel_ml.analyze.evaluations import EvaluationReport, Rate
+from otel_ml.analyze.exemplars import Exemplar
 from otel_ml.analyze.fairness import FairnessReport
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.profile.model import ModelProfile
@@ -97,6 +98,27 @@ def feature_row(f: FeatureReport, effect_size: dict[str, str] | None = None) -> 
         "unseen_ratio": number(f.unseen_ratio), "out_of_range_ratio": number(f.out_of_range_ratio),
         "quality_problems": quality_problems(f),
     }
+
+
+def example_predictions(exemplars: list[Exemplar], trace_url: str = "") -> list[dict[str, Any]]:
+    """A feature's example predictions (analyze/exemplars.py ``exemplars_of``), the most telling first, each with its
+    trace's link when ``ui.trace_url`` is set."""
+    rows = []
+    for e in exemplars:
+        row = e.to_dict()
+        row["time"] = datetime.fromtimestamp(e.time_ns / 1e9, timezone.utc).isoformat()
+        row["trace_url"] = trace_link(trace_url, e.trace_id, e.span_id)
+        rows.append(row)
+    return rows
+
+
+def trace_link(template: str, trace_id: str, span_id: str) -> str | None:
+    """``ui.trace_url`` for one span, or None without a template.
+
+    >>> trace_link("http://jaeger:16686/trace/{trace_id}?uiFind={span_id}", "ab" * 16, "cd" * 8)
+    'http://jaeger:16686/trace/abababababababababababababababab?uiFind=cdcdcdcdcdcdcdcd'
+    """
+    return template.replace("{trace_id}", trace_id).replace("{span_id}", span_id) if template else None
 
 
 def correlation_rows(r: ModelReport) -> list[dict[str, Any]]:

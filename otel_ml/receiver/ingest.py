@@ -6,15 +6,43 @@ storage, no SDK): a worker starts in a fraction of the time and memory.
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_ml.decode import DecodeLimits, DecodeResult, decode_request
+from otel_ml.decode.batch import SPAN_IDS_BYTES
 from otel_ml.decode.genai import GenAiConfig
 from otel_ml.decode.outcomes import decode_logs_request
 from otel_ml.decode.privacy import hash_batch, hash_labels, hashes_prediction
 
 TRACES = "traces"
 LOGS = "logs"
+
+EXAMPLES_EVERY_NS = 1_000_000_000
+"""A (model, version)'s requests keep their spans' trace and span ids (what example predictions point at:
+profile/exemplars.py) at most once a second in each decoding process. The ids of every span would make each
+journal record 13% larger and each apply 13% slower (``python -m bench.costs``), for examples that one request a
+second keeps as fresh as anyone reads them; a model with fewer requests keeps the ids of every one."""
+_ids_kept_at: dict[tuple[str, str], int] = {}
+_NO_IDS = np.empty((0, SPAN_IDS_BYTES), np.uint8)
+
+
+def keep_ids_once_a_second(result: DecodeResult, now_ns: int | None = None) -> None:
+    """Drop the span ids of ``result``'s batches whose (model, version) kept them less than
+    ``EXAMPLES_EVERY_NS`` ago (in this process)."""
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    for batch in result.batches:
+        if not len(batch.span_ids):
+            continue
+        last = _ids_kept_at.get(batch.key)
+        if last is not None and now - last < EXAMPLES_EVERY_NS:
+            batch.span_ids = _NO_IDS
+        else:
+            _ids_kept_at[batch.key] = now
+    if len(_ids_kept_at) > 100_000:  # models come and go: forget them all rather than grow
+        _ids_kept_at.clear()
 
 
 def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLimits, hash_key: bytes | None,
@@ -25,6 +53,7 @@ def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLim
     spans are predictions (default: they are)."""
     result = decode_logs_request(data, limits, genai is None or (genai.enabled and genai.evaluations)) \
         if signal == LOGS else decode_request(data, limits, genai)
+    keep_ids_once_a_second(result)
     if hash_key is not None:
         for batch in result.batches:
             hash_batch(batch, hash_key, hash_features)

@@ -577,8 +577,8 @@ def distribution_charts(dist: dict[str, Any]) -> list[tuple[str, str]]:
 
 def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[str, Any] | None,
                     current: dict[str, Any] | None, history: dict[str, Any] | None,
-                    archive: dict[str, Any] | None = None) -> str:
-    """One feature: its decision line, distributions, summary statistics and history."""
+                    archive: dict[str, Any] | None = None, examples: list[dict[str, Any]] | None = None) -> str:
+    """One feature: its decision line, distributions, summary statistics, example predictions and history."""
     facts = [("status", badge(row["status"])), ("p-value", fmt(row["p_value"])),
              ("threshold", fmt(row["threshold"])), (row["effect_method"] or "effect", fmt(row["effect"])),
              ("reference n", fmt(row["reference_count"])), ("current n", fmt(row["current_count"])),
@@ -596,6 +596,7 @@ def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[s
             f'<figure><img class="chart" alt="{esc(cap)}" src="{uri}"><figcaption class=muted>{esc(cap)}'
             "</figcaption></figure>" for cap, uri in pics)
     html_ += summary_table(reference, current)
+    html_ += examples_table(examples or [])
     for title, h in (("Over time", history), ("Over time: the archive", archive)):
         if h and any(x is not None for x in h["p_value"] + h["effect"]):
             uri = charts.score_history(h["time_unix"], h["p_value"], row["threshold"], h["effect"],
@@ -603,6 +604,27 @@ def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[s
             html_ += (f'<h2>{title}</h2><figure><img class="chart" alt="p-value and effect over time" '
                       f'src="{uri}"><figcaption class=muted>{esc(h.get("caption", ""))}</figcaption></figure>')
     return html_
+
+
+def examples_table(examples: list[dict[str, Any]]) -> str:
+    """Example predictions (``views.example_predictions``): from where the distribution moved most, each linked to
+    its trace when ``ui.trace_url`` is set."""
+    if not examples:
+        return ""
+
+    def trace(e: dict[str, Any]) -> str:
+        ids = f'{esc(e["trace_id"])} <span class=muted>span {esc(e["span_id"])}</span>'
+        return f'<a class=trace href="{esc(e["trace_url"])}">{ids}</a>' if e.get("trace_url") else ids
+
+    rows = "".join(
+        f'<tr><td>{esc(e["time"][:19].replace("T", " "))}</td>'
+        f'<td class=num>{esc(e["value"]) if isinstance(e["value"], str) else fmt(e["value"])}</td>'
+        f'<td class=num>{pct(e["current_share"])}</td><td class=num>{pct(e["reference_share"])}</td>'
+        f"<td>{trace(e)}</td></tr>" for e in examples)
+    return ("<h2>Example predictions</h2><p class=muted>The latest predictions from where the distribution gained "
+            "most on the reference (the value's band or category: its share now and in the reference).</p>"
+            "<table><thead><tr><th>time (UTC)</th><th class=num>value</th><th class=num>share now</th>"
+            "<th class=num>in reference</th><th>trace</th></tr></thead><tbody>" + rows + "</tbody></table>")
 
 
 def summary_table(reference: dict[str, Any] | None, current: dict[str, Any] | None) -> str:
@@ -628,10 +650,11 @@ def summary_table(reference: dict[str, Any] | None, current: dict[str, Any] | No
 
 def feature_page(summary: dict[str, Any], row: dict[str, Any], dist: dict[str, Any],
                  reference: dict[str, Any] | None, current: dict[str, Any] | None, history: dict[str, Any] | None,
-                 model_href: str, archive: dict[str, Any] | None = None) -> str:
+                 model_href: str, archive: dict[str, Any] | None = None,
+                 examples: list[dict[str, Any]] | None = None) -> str:
     body = (f'<p><a href="{esc(model_href)}">← {esc(summary["model"])} {esc(summary["version"])}</a></p>'
             f'<h1>{esc(row["name"])} <span class=muted>{esc(row["kind"])}</span></h1>'
-            + feature_section(row, dist, reference, current, history, archive))
+            + feature_section(row, dist, reference, current, history, archive, examples))
     return layout(f"{row['name']} · {summary['model']}", body)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_ml.analyze.drift import DriftConfig, ModelReport, compare
+from otel_ml.analyze.exemplars import exemplars_of
 from otel_ml.analyze.performance import PerformanceConfig, performance_alpha
 from otel_ml.analyze.versions import compare_versions
 from otel_ml.labels.evaluations import pinned_evaluations
@@ -104,6 +105,7 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
             pages.attribution_section(views.attribution_document(report)),
             pages.correlation_section(views.correlation_rows(report)),
             pages.segment_section(views.segment_rows(report), views.contribution_rows(report))]
+    reported = {f.feature: f for f in report.features}
     for r in charted:
         name = r["name"]
         rp, cp = reference.features.get(name), current.features.get(name)
@@ -113,7 +115,9 @@ def render(report: ModelReport, reference: ModelProfile, current: ModelProfile, 
         body.append(pages.feature_section(
             r, views.distribution(rp, cp), views.profile_summary(rp) if rp is not None else None,
             views.profile_summary(cp) if cp is not None else None,
-            dict(h, caption="each part of the range against the reference") if h else None))
+            dict(h, caption="each part of the range against the reference") if h else None,
+            examples=views.example_predictions(exemplars_of(name, reported[name].exemplars, reference, current))
+            if name in reported else None))
         body.append("</section>")
     if len(rows) > len(charted):
         body.append(f'<p id="features-not-drawn" class=muted>{len(rows) - len(charted)} more features are in the '

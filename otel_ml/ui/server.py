@@ -30,6 +30,7 @@ from aiohttp import web
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import DriftConfig, ModelReport
+from otel_ml.analyze.exemplars import exemplars_of
 from otel_ml.analyze.performance import PerformanceConfig, performance_alpha
 from otel_ml.analyze.versions import compare_versions
 from otel_ml.auth import token_matches
@@ -189,6 +190,8 @@ class UiServer:
             "reference": views.profile_summary(rp) if rp is not None else None,
             "current": views.profile_summary(cp) if cp is not None else None,
             "distribution": views.distribution(rp, cp),
+            "example_predictions": views.example_predictions(exemplars_of(name, f.exemplars, ref, cur),
+                                                             self.config.trace_url),
             "history": self.history.series(report.model, report.version, name),
             "archive_history": self._archive_history(request, report, row, ref),
         }
@@ -328,7 +331,8 @@ class UiServer:
                            "another range")
         return _html(self.drawing.call(drawing.feature_page, summary, row, doc["distribution"], doc["reference"],
                                        doc["current"], history, self._model_href(report.model,
-                                                                                 summary["version_path"]), archive))
+                                                                                 summary["version_path"]), archive,
+                                       doc["example_predictions"]))
 
     # --- API ----------------------------------------------------------------------------------------
     def _api_models(self, _request: web.Request) -> web.Response:

@@ -52,6 +52,9 @@ def test_defaults_are_loopback() -> None:
     ("drift:\n  thresholds:\n    ndcg: 1.5\n", "drift.thresholds.ndcg: an NDCG in (0, 1]"),
     ("drift:\n  thresholds:\n    psi: -1\n", "drift.thresholds.psi: a finite number >= 0"),
     ("drift:\n  thresholds:\n", "drift.thresholds: a mapping of method to threshold"),
+    ("ui:\n  trace_url: http://jaeger/trace/\n", "ui.trace_url: empty, or an http(s) URL with {trace_id}"),
+    ("ui:\n  trace_url: 'http://j/{traceId}'\n", "ui.trace_url: empty, or an http(s) URL with {trace_id}"),
+    ("ui:\n  trace_url: 'http://j/{trace_id}/{x}'\n", "ui.trace_url: empty, or an http(s) URL with {trace_id}"),
 ])
 
 

@@ -58,7 +58,7 @@ def same(a: DecodeResult, b: DecodeResult) -> None:
     for x, y in zip(a.batches, b.batches):
         assert x.n_rows == y.n_rows
         for field in ("row_time_ns", "row_weight", "span_end_ns", "span_duration_s", "span_error", "span_stream",
-                      "span_seq", "span_rows"):
+                      "span_seq", "span_rows", "span_ids"):
             u, v = getattr(x, field), getattr(y, field)
             assert u.dtype == v.dtype and np.array_equal(u, v, equal_nan=u.dtype.kind == "f"), field
         assert x.numeric.keys() == y.numeric.keys()

@@ -227,15 +227,23 @@ def test_the_compiled_column_pass_equals_the_numpy_reference() -> None:
         x[rng.random(len(x)) < 0.05] = rng.choice([np.nan, np.inf, -np.inf])
         grid = sketch.choose_grid(x[np.isfinite(x)]) if np.isfinite(x).sum() else (0.0, 1.0)
         compiled = np.zeros(sketch.NUMERIC_GRID_BINS, np.int64)
-        count, mean, m2 = numeric_module.summarize(x, *grid, compiled)
+        last = (np.full(8, -1, np.int32), np.zeros(8))
+        count, mean, m2 = numeric_module.summarize(x, *grid, compiled, sketch.EXEMPLAR_SLOT_OF_BIN, *last)
         try:
             sketch._columns = None
             reference = np.zeros(sketch.NUMERIC_GRID_BINS, np.int64)
-            count_np, mean_np, m2_np = sketch._summarize(x, grid, reference)
+            last_np = (np.full(8, -1, np.int32), np.zeros(8))
+            count_np, mean_np, m2_np = sketch._summarize(x, grid, reference, last_np)
             bins_np = sketch.grid_bins(x[np.isfinite(x)], grid)
         finally:
             sketch._columns = numeric_module
         assert count == count_np and (compiled == reference).all()
+        # each exemplar band's last value: the same row on both paths, and truly the last of its band
+        assert (last[0] == last_np[0]).all() and (last[1][last[0] >= 0] == x[last[0][last[0] >= 0]]).all()
+        bands = np.full(len(x), -1)
+        bands[np.isfinite(x)] = sketch.EXEMPLAR_SLOT_OF_BIN[bins_np]
+        assert last[0].tolist() == [int(np.flatnonzero(bands == k)[-1]) if (bands == k).any() else -1
+                                    for k in range(8)]
         assert (sketch.grid_bins(x[np.isfinite(x)], grid) == bins_np).all()
         # The mean: each sum of n terms is within n·ε·Σ|terms| of the exact one (Higham, Accuracy and Stability of
         # Numerical Algorithms, 4.2); the reference's pairwise sums are tighter, so the two means differ by at most
