@@ -549,13 +549,17 @@ def segment_page(summary: dict[str, Any], doc: dict[str, Any], model_href: str) 
 def model_page(summary: dict[str, Any], rows: list[dict[str, Any]], feature_href: Any, sort: str,
                sort_href: Any, performance: dict[str, Any] | None = None,
                correlations: list[dict[str, Any]] | None = None, segments: str = "", over_time: str = "",
-               attribution: dict[str, Any] | None = None) -> str:
+               attribution: dict[str, Any] | None = None,
+               examples: list[tuple[str, dict[str, Any]]] | None = None) -> str:
     """``segments``: the segment section (``segment_section``), if the model has segments; ``over_time``: the
     performance history section (``performance_history_section``); ``attribution``: the attribution ranking
-    (``views.attribution_document``)."""
+    (``views.attribution_document``); ``examples``: (feature, its first example prediction) of each drifted
+    feature."""
+    examples = examples or []
     body = (model_header(summary) + performance_section(performance) + over_time + "<h2>Features</h2>"
-            + feature_table(rows, feature_href, sort, sort_href) + attribution_section(attribution)
-            + correlation_section(correlations or []) + segments)
+            + feature_table(rows, feature_href, sort, sort_href)
+            + examples_table([e for _, e in examples], [(name, feature_href(name)) for name, _ in examples])
+            + attribution_section(attribution) + correlation_section(correlations or []) + segments)
     return layout(f"{summary['model']} {summary['version']}", body)
 
 
@@ -606,9 +610,10 @@ def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[s
     return html_
 
 
-def examples_table(examples: list[dict[str, Any]]) -> str:
+def examples_table(examples: list[dict[str, Any]], features: list[tuple[str, str]] | None = None) -> str:
     """Example predictions (``views.example_predictions``): from where the distribution moved most, each linked to
-    its trace when ``ui.trace_url`` is set."""
+    its trace when ``ui.trace_url`` is set. ``features``: each example's feature (name, page link), on the model
+    page (the first example of each drifted feature)."""
     if not examples:
         return ""
 
@@ -616,15 +621,20 @@ def examples_table(examples: list[dict[str, Any]]) -> str:
         ids = f'{esc(e["trace_id"])} <span class=muted>span {esc(e["span_id"])}</span>'
         return f'<a class=trace href="{esc(e["trace_url"])}">{ids}</a>' if e.get("trace_url") else ids
 
+    def feature(i: int) -> str:
+        return f'<td class=name><a href="{esc(features[i][1])}">{esc(features[i][0])}</a></td>' if features else ""
+
     rows = "".join(
-        f'<tr><td>{esc(e["time"][:19].replace("T", " "))}</td>'
+        f'<tr>{feature(i)}<td>{esc(e["time"][:19].replace("T", " "))}</td>'
         f'<td class=num>{esc(e["value"]) if isinstance(e["value"], str) else fmt(e["value"])}</td>'
         f'<td class=num>{pct(e["current_share"])}</td><td class=num>{pct(e["reference_share"])}</td>'
-        f"<td>{trace(e)}</td></tr>" for e in examples)
-    return ("<h2>Example predictions</h2><p class=muted>The latest predictions from where the distribution gained "
+        f"<td>{trace(e)}</td></tr>" for i, e in enumerate(examples))
+    title = "Example predictions of the drifted features" if features else "Example predictions"
+    return (f"<h2>{title}</h2><p class=muted>The latest predictions from where the distribution gained "
             "most on the reference (the value's band or category: its share now and in the reference).</p>"
-            "<table><thead><tr><th>time (UTC)</th><th class=num>value</th><th class=num>share now</th>"
-            "<th class=num>in reference</th><th>trace</th></tr></thead><tbody>" + rows + "</tbody></table>")
+            "<table><thead><tr>" + ("<th>feature</th>" if features else "") + "<th>time (UTC)</th><th class=num>"
+            "value</th><th class=num>share now</th><th class=num>in reference</th><th>trace</th></tr></thead><tbody>"
+            + rows + "</tbody></table>")
 
 
 def summary_table(reference: dict[str, Any] | None, current: dict[str, Any] | None) -> str:

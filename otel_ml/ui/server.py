@@ -266,7 +266,9 @@ class UiServer:
                                                             views.contribution_rows(report),
                                                             lambda label: f"{base}/segments/"
                                                                           f"{pages.url_segment(name_segment(label))}"),
-                                      over_time, views.attribution_document(report)))
+                                      over_time, views.attribution_document(report),
+                                      [(f.feature, e) for f in report.features
+                                       for e in views.example_predictions(f.exemplars[:1], self.config.trace_url)]))
 
     def _segment(self, request: web.Request) -> tuple[ModelReport, dict[str, Any]]:
         report = self._report(request)

@@ -200,6 +200,12 @@ def test_a_drift_points_at_spans_the_app_sent_and_the_tracing_back_end_holds(tmp
         assert not console, console
         links = set(re.findall(r'<a class="?trace"? href="([^"]+)"', dom))
         assert links == {e["trace_url"].replace("&", "&amp;") for e in examples}, (links, dom[-3000:])
+        # the model page: the first example of each drifted feature
+        dom, console = browse(f"http://127.0.0.1:{sp.ui_port}/models/shop/versions/_", tmp_path / "model.png",
+                              tmp_path)
+        assert not console, console
+        links = set(re.findall(r'<a class="?trace"? href="([^"]+)"', dom))
+        assert links == {e["trace_url"].replace("&", "&amp;") for e in (examples[0], channel[0])}, links
 
         # 4. OTLP: the pushed ml.drift.detected (overall) points carry the example too.
         def pushed() -> list[dict] | None:
