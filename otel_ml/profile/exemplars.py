@@ -173,17 +173,18 @@ class Exemplars:
 
     def of(self, name: str) -> list[tuple[int | str, int, float | str, str, str]]:
         """A feature's kept rows, newest first: (band or category, time_ns, value or category, trace id, span id)
-        with the ids in hex."""
+        with the ids in hex; a row of a span without a trace id (all zeros, invalid in OTLP) is not one."""
         out: list[tuple[int | str, int, float | str, str, str]] = []
         k = self.index.get(name)
         if k is not None:
             for band in range(SLOTS):
-                if self.time_ns[k, band]:
-                    ids = self.ids[k, band].tobytes()
+                ids = self.ids[k, band].tobytes()
+                if self.time_ns[k, band] and any(ids[:16]):
                     out.append((band, int(self.time_ns[k, band]), float(self.values[k, band]), ids[:16].hex(),
                                 ids[16:].hex()))
         for category, (time_ns, ids) in self.categories.get(name, {}).items():
-            out.append((category, time_ns, category, ids[:16].hex(), ids[16:].hex()))
+            if any(ids[:16]):
+                out.append((category, time_ns, category, ids[:16].hex(), ids[16:].hex()))
         out.sort(key=lambda e: -e[1])
         return out
 

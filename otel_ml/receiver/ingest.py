@@ -37,8 +37,8 @@ def keep_ids_once_a_second(result: DecodeResult, now_ns: int | None = None) -> N
         if not len(batch.span_ids):
             continue
         last = _ids_kept_at.get(batch.key)
-        if last is not None and now - last < EXAMPLES_EVERY_NS:
-            batch.span_ids = _NO_IDS
+        if (last is not None and now - last < EXAMPLES_EVERY_NS) or not batch.span_ids[:, :16].any():
+            batch.span_ids = _NO_IDS  # (all-zero trace ids: spans without one, which no back end can show)
         else:
             _ids_kept_at[batch.key] = now
     if len(_ids_kept_at) > 100_000:  # models come and go: forget them all rather than grow

@@ -163,3 +163,7 @@ def test_a_model_keeps_its_span_ids_once_a_second_per_decoding_process() -> None
         keep_ids_once_a_second(r, now_ns=10**15 + t)
         kept.append(len(r.batches[0].span_ids) > 0)
     assert kept == [True, False, False, True, True]
+    without = result("none")
+    without.batches[0].span_ids = np.zeros_like(without.batches[0].span_ids)  # spans without trace ids
+    keep_ids_once_a_second(without, now_ns=10**15)
+    assert not len(without.batches[0].span_ids)
