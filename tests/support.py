@@ -404,9 +404,14 @@ def build(span_attrs: list[list[tuple[str, AnyValue]]], resource: list[tuple[str
     rs.resource.attributes.extend(KeyValue(key=k, value=v) for k, v in resource)
     ss = rs.scope_spans.add()
     for attrs in span_attrs:
-        span = ss.spans.add(end_time_unix_nano=time.time_ns())
+        span = ss.spans.add(end_time_unix_nano=time.time_ns(), **span_context())
         span.attributes.extend(KeyValue(key=k, value=v) for k, v in attrs)
     return req.SerializeToString()
+
+
+def span_context() -> dict[str, bytes]:
+    """A new trace and span id, as every span an SDK sends has (what example predictions keep)."""
+    return {"trace_id": os.urandom(16), "span_id": os.urandom(8)}
 
 
 # --- raw OTLP requests over gRPC, for exact control of ids, labels and timestamps -----------------------------
@@ -432,7 +437,7 @@ def predictions_request(model: str, rows: list[dict], t_ns: int) -> bytes:
     req = ExportTraceServiceRequest()
     spans = req.resource_spans.add().scope_spans.add().spans
     for row in rows:
-        span = spans.add(start_time_unix_nano=t_ns, end_time_unix_nano=t_ns)
+        span = spans.add(start_time_unix_nano=t_ns, end_time_unix_nano=t_ns, **span_context())
         set_attribute(span.attributes, "ml.model.name", model)
         for k, v in row.items():
             set_attribute(span.attributes, k, v)

@@ -29,15 +29,16 @@ _ids_kept_at: dict[tuple[str, str], int] = {}
 _NO_IDS = np.empty((0, SPAN_IDS_BYTES), np.uint8)
 
 
-def keep_ids_once_a_second(result: DecodeResult, now_ns: int | None = None) -> None:
-    """Drop the span ids of ``result``'s batches whose (model, version) kept them less than
-    ``EXAMPLES_EVERY_NS`` ago (in this process)."""
+def keep_ids_once_a_second(result: DecodeResult, now_ns: int | None = None, every_ns: int = EXAMPLES_EVERY_NS
+                           ) -> None:
+    """Drop the span ids of ``result``'s batches whose (model, version) kept them less than ``every_ns`` ago (in
+    this process)."""
     now = time.monotonic_ns() if now_ns is None else now_ns
     for batch in result.batches:
         if not len(batch.span_ids):
             continue
         last = _ids_kept_at.get(batch.key)
-        if (last is not None and now - last < EXAMPLES_EVERY_NS) or not batch.span_ids[:, :16].any():
+        if (last is not None and now - last < every_ns) or not batch.span_ids[:, :16].any():
             batch.span_ids = _NO_IDS  # (all-zero trace ids: spans without one, which no back end can show)
         else:
             _ids_kept_at[batch.key] = now
@@ -46,14 +47,17 @@ def keep_ids_once_a_second(result: DecodeResult, now_ns: int | None = None) -> N
 
 
 def decode_for_ingest(data: bytes | ExportTraceServiceRequest, limits: DecodeLimits, hash_key: bytes | None,
-                      hash_features: list[str], signal: str = TRACES, genai: GenAiConfig | None = None) -> DecodeResult:
+                      hash_features: list[str], signal: str = TRACES, genai: GenAiConfig | None = None,
+                      ids_every_ns: int | None = EXAMPLES_EVERY_NS) -> DecodeResult:
     """Decode a request (an OTLP trace export, or a logs export with ``signal="logs"``: ground truth) and hash
     its categorical values (``hash_key`` set), before anything is sketched or journaled. A module-level
     function, so a ``functools.partial`` of it pickles to worker processes. ``genai``: whether (and how) GenAI
-    spans are predictions (default: they are)."""
+    spans are predictions (default: they are). ``ids_every_ns``: how often a (model, version) keeps its spans' ids
+    (``keep_ids_once_a_second``); None: every request (the result a function of the request alone)."""
     result = decode_logs_request(data, limits, genai is None or (genai.enabled and genai.evaluations)) \
         if signal == LOGS else decode_request(data, limits, genai)
-    keep_ids_once_a_second(result)
+    if ids_every_ns is not None:
+        keep_ids_once_a_second(result, every_ns=ids_every_ns)
     if hash_key is not None:
         for batch in result.batches:
             hash_batch(batch, hash_key, hash_features)

@@ -269,7 +269,10 @@ def test_kafka_decode_processes_give_the_records_of_one_process_in_order_and_sur
     from otel_ml.receiver.decode_pool import DecodePool
     from otel_ml.receiver.ingest import decode_for_ingest
 
-    decode = functools.partial(decode_for_ingest, limits=DecodeLimits(), hash_key=None, hash_features=[])
+    # Every request keeps its span ids (not one a second per model): what decoding returns is then a function of
+    # the request alone, here and in the processes.
+    decode = functools.partial(decode_for_ingest, limits=DecodeLimits(), hash_key=None, hash_features=[],
+                               ids_every_ns=None)
     jobs = [(make_request(64, seed=i, ids=True), "traces", [("t", i % 3, i)]) for i in range(40)]
     jobs[7] = (b"\x0a\xff\xff", "traces", [("t", 1, 7)])
     def same(record: bytes | ValueError) -> bytes | str:
