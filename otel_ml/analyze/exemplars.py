@@ -69,7 +69,7 @@ def feature_exemplars(name: str, kept: Exemplars, current: FeatureProfile, refer
     >>> ref.update(np.linspace(-1, 1, 100)); cur.update(np.linspace(-1, 1, 90)); cur.update(np.full(10, 5.0))
     >>> kept, last = Exemplars(), np.full((1, SLOTS), -1, np.int32); last[0, [3, 7]] = [0, 1]  # near 0, and 5.0
     >>> kept.add_numeric(["x"], last, np.array([[0.0] * 7 + [5.0]]), BatchRows(np.array([2, 1]), None,
-    ...                  np.zeros((2, 24), np.uint8)))
+    ...                  np.ones((2, 24), np.uint8)))
     >>> chosen = feature_exemplars("x", kept, cur, ref)
     >>> [(e.value, round(e.current_share, 2), round(e.reference_share, 2)) for e in chosen]
     [(5.0, 0.1, 0.0), (0.0, 0.23, 0.26)]

@@ -125,7 +125,8 @@ class ColumnarBatch:
     def row_spans(self) -> np.ndarray | None:
         """The span of each row (int64), or None when the batch does not say (no ``span_rows``).
 
-        >>> b = ColumnarBatch("m", "1", 3, np.zeros(3, np.int64), np.ones(3), span_rows=np.array([2, 1]))
+        >>> b = ColumnarBatch("m", "1", 3, np.zeros(3, np.int64), np.ones(3), span_end_ns=np.zeros(2, np.int64),
+        ...                   span_rows=np.array([2, 1]))
         >>> b.row_spans().tolist()
         [0, 0, 1]
         """
