@@ -246,7 +246,7 @@ class ModelProfile:
                 prof = self.feature(name, kind)
                 counted = prof.count
                 bands = None
-                if rows is not None and prof.grid is not None:  # type: ignore[union-attr]
+                if rows is not None and getattr(prof, "grid", None) is not None:
                     bands = (last[len(banded)], last_value[len(banded)])
                     banded.append(name)
                 prof.update(values, mismatch=wrong, last=bands)  # type: ignore[call-arg]
