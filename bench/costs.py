@@ -70,6 +70,55 @@ def exemplar_costs(batch: ColumnarBatch, kinds: dict[str, str], grids: dict, rou
     return statistics.median(times[True]), statistics.median(times[False])
 
 
+def wrong_prediction_costs(rounds: int = 9) -> tuple[float, float, float, float, int]:
+    """The label join's side of issue 46, per 512-row request with prediction ids, alternated round by round
+    (medians, µs per row): keeping the predictions with their spans' ids against without (the sampled spans,
+    labels/spans.py), and joining their labels (40% wrong, the wrong ones' spans looked up) with the spans kept
+    against without. Also the bytes a window's 8 wrong predictions serialize to."""
+    import tempfile
+
+    from otel_ml.analyze.performance import PerformanceConfig
+    from otel_ml.decode.batch import LabelBatch
+    from otel_ml.decode.ids import id_hash
+    from otel_ml.labels.ground_truth import GroundTruth
+    from otel_ml.labels.pending import LabelsConfig
+
+    rng = np.random.default_rng(46)
+    t0 = 1_800_000_000 * 10**9
+    times: dict[str, list[float]] = {"keep": [], "keep_bare": [], "join": [], "join_bare": []}
+    wrong_bytes = 0
+    for k in range(rounds):
+        for ids in (True, False)[:: 1 if k % 2 else -1]:
+            gt = GroundTruth(tempfile.mkdtemp(), LabelsConfig(), PerformanceConfig())
+            batches, labels = [], []
+            for r in range(20):
+                names = np.array([f"p{k}-{r}-{i}" for i in range(SPANS)])
+                pred = rng.integers(0, 2, SPANS)
+                spans = rng.integers(1, 256, (SPANS, 24), dtype=np.uint8) if ids else np.empty((0, 24), np.uint8)
+                at = np.full(SPANS, t0 + r * 10**9, np.int64)
+                batches.append(ColumnarBatch("m", "1", SPANS, at, np.ones(SPANS),
+                                             categorical={"prediction": pred.astype(str)}, span_end_ns=at,
+                                             span_duration_s=np.full(SPANS, np.nan), span_error=np.zeros(SPANS, bool),
+                                             span_ids=spans, prediction_id=id_hash("m", names)))
+                truth = np.where(rng.random(SPANS) < 0.4, 1 - pred, pred).astype(str)
+                labels.append(LabelBatch("m", "", id_hash("m", names), np.full(SPANS, np.nan), truth,
+                                         np.full(SPANS, t0 + 3600 * 10**9, np.int64)))
+            started = time.perf_counter()
+            for b in batches:
+                gt.join_predictions(b)
+            times["keep" if ids else "keep_bare"].append((time.perf_counter() - started) / (20 * SPANS) * 1e6)
+            gt.pending.seal()
+            started = time.perf_counter()
+            for lb in labels:
+                gt.on_labels(lb)
+            times["join" if ids else "join_bare"].append((time.perf_counter() - started) / (20 * SPANS) * 1e6)
+            window = gt.current("m", "1")
+            if ids and window is not None:
+                wrong_bytes = len(json.dumps(window.wrong.to_dict()))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return med["keep"], med["keep_bare"], med["join"], med["join_bare"], wrong_bytes
+
+
 def naive_walk(data: bytes) -> dict[str, list]:
     """The baseline: parse, then one Python dict per span, values appended to lists per attribute."""
     req = ExportTraceServiceRequest.FromString(data)
@@ -209,6 +258,7 @@ def main() -> None:
     sketch, sketch_numpy = column_pass_costs(batch, kinds, grids)
     with_ids, without_ids = exemplar_costs(batch, kinds, grids)
     bare, ours, bare_row, per_row = instrumentation_costs()
+    keep, keep_bare, join, join_bare, wrong_bytes = wrong_prediction_costs()
 
     # Memory of one window: 20 features after 512 and after 50,000 rows.
     small = ModelProfile("m", "")
@@ -248,6 +298,11 @@ def main() -> None:
           f"{sketch_numpy:.2f} µs/span ({sketch / sketch_numpy:.2f}× is the compiled pass's share of it) |")
     print(f"| the same into a filling window, spans with ids (example predictions kept) against without | "
           f"{with_ids:.2f} against {without_ids:.2f} µs/span ({with_ids / without_ids:.2f}×) |")
+    print(f"| the label join's keeping of a 512-row request with prediction ids, spans' ids kept (a sample of 8) "
+          f"against none | {keep:.2f} against {keep_bare:.2f} µs/row ({keep / keep_bare:.2f}×) |")
+    print(f"| joining their labels (40% wrong; the wrong ones' spans looked up) with spans kept against none | "
+          f"{join:.2f} against {join_bare:.2f} µs/label ({join / join_bare:.2f}×) |")
+    print(f"| a performance window's wrong predictions (8, classes) | {wrong_bytes:,} bytes serialized |")
     print(f"| bare OTel SDK span with the same 21 attributes | {bare:.1f} µs |")
     print(f"| `ModelMonitor.record` (one prediction) | {ours:.1f} µs ({ours / bare - 1:+.0%} on the bare span) |")
     print(f"| bare OTel SDK span with the same 21 array attributes of 512 rows | {bare_row:.2f} µs per row |")

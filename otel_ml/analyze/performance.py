@@ -32,6 +32,7 @@ from otel_ml.profile.performance import (
     PerformanceProfile,
     PerformanceReference,
 )
+from otel_ml.profile.wrong_predictions import WrongPrediction
 
 ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
@@ -237,6 +238,9 @@ class PerformanceReport:
     """An LLM model's evaluation results, per evaluation (analyze/evaluations.py)."""
     fairness: FairnessReport | None = None
     """A model with ``fairness`` settings: its groups' rates and disparities (analyze/fairness.py)."""
+    wrong_predictions: list[WrongPrediction] = field(default_factory=list)
+    """Labelled predictions that were wrong (a regressor's furthest off) whose spans are known, the most telling
+    first (profile/wrong_predictions.py)."""
 
     @property
     def coverage(self) -> float:
@@ -334,6 +338,7 @@ def assess(model: str, version: str, current: PerformanceProfile | None, referen
                                        "of more classes than the label join keeps (64): the true class's share of "
                                        "their probabilities is unknown")
     report.auc_bound = cur.auc_bound()
+    report.wrong_predictions = cur.wrong.rows()
     if cur.confusion and len(cur.classes()) > 2:
         report.per_class = cur.per_class()
     if cur.sums["n_reg"]:

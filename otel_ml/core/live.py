@@ -486,13 +486,18 @@ class LiveModels:
 
 
 def join_rows(batch: ColumnarBatch, rows: np.ndarray) -> ColumnarBatch:
-    """What the join needs of some rows of a batch: ids, event times, the prediction and its probabilities."""
+    """What the join needs of some rows of a batch: ids, event times, the prediction and its probabilities, and
+    (a batch that keeps them) each row's span ids, as a span a row."""
     keep = {sc.PREDICTION_FEATURE, sc.PREDICTION_PROBABILITY_FEATURE, sc.SEGMENT_COLUMN}
-    return ColumnarBatch(batch.model, batch.version, int(rows.sum()), batch.row_time_ns[rows], batch.row_weight[rows],
+    n, span_ids = int(rows.sum()), batch.row_span_ids()
+    spans = {} if span_ids is None else {
+        "span_end_ns": batch.row_time_ns[rows], "span_duration_s": np.full(n, np.nan),
+        "span_error": np.zeros(n, bool), "span_ids": span_ids[rows]}
+    return ColumnarBatch(batch.model, batch.version, n, batch.row_time_ns[rows], batch.row_weight[rows],
                          numeric={k: v[rows] for k, v in batch.numeric.items()
                                   if k in keep or k.startswith(sc.CLASS_PROBABILITY_COLUMN_PREFIX)},
                          categorical={k: v[rows] for k, v in batch.categorical.items() if k in keep},
-                         prediction_id=batch.prediction_id[rows])
+                         prediction_id=batch.prediction_id[rows], **spans)
 
 
 def alias_rows(batch: ColumnarBatch) -> ColumnarBatch | None:

@@ -134,6 +134,21 @@ class ColumnarBatch:
             return np.arange(self.n_rows) if self.n_rows == len(self.span_end_ns) else None
         return np.repeat(np.arange(len(self.span_rows)), self.span_rows)
 
+    def row_span_ids(self) -> np.ndarray | None:
+        """Each row's span's trace and span ids (rows × ``SPAN_IDS_BYTES``, uint8), or None when the batch keeps
+        none (``span_ids`` empty) or does not say which span a row is in.
+
+        >>> ids = np.arange(48, dtype=np.uint8).reshape(2, 24)
+        >>> b = ColumnarBatch("m", "1", 3, np.zeros(3, np.int64), np.ones(3), span_end_ns=np.zeros(2, np.int64),
+        ...                   span_rows=np.array([2, 1]), span_ids=ids)
+        >>> b.row_span_ids()[:, 0].tolist()
+        [0, 0, 24]
+        """
+        if not len(self.span_ids) or len(self.span_ids) != len(self.span_end_ns):
+            return None
+        spans = self.row_spans()
+        return None if spans is None else self.span_ids[spans]
+
     def split_by_window(self, window_ns: int) -> dict[int, ColumnarBatch]:
         """Sub-batches keyed by window start (ns), for tumbling event-time windows of ``window_ns``."""
         row_win = (self.row_time_ns // window_ns) * window_ns

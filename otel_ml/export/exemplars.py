@@ -2,8 +2,9 @@
 
 OpenMetrics 1.0 allows an exemplar on a counter's ``_total`` or a histogram bucket only, and Prometheus before 2.43
 refuses a whole scrape with one on a gauge; so on ``/metrics`` the drift's example prediction rides on the counter
-``ml.drift.detections``. OTLP allows exemplars on every point: the push also puts it on ``ml.drift.detected``
-(``ml.drift.method`` = overall), the decision an alert reads.
+``ml.drift.detections``, and the latest wrong prediction (profile/wrong_predictions.py) on ``ml.ground_truth``
+(labels joined). OTLP allows exemplars on every point: the push also puts them on ``ml.drift.detected``
+(``ml.drift.method`` = overall) and ``ml.performance`` (the model's, not a segment's), the series alerts read.
 
 The OTel SDK's observable instruments take no exemplars, so ``ExemplarExporter`` adds them to the data points on
 their way to the OTLP exporter.
@@ -29,20 +30,26 @@ from prometheus_client.samples import Exemplar as PrometheusExemplar
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.exemplars import Exemplar
+from otel_ml.profile.wrong_predictions import WrongPrediction
 
-ExemplarLookup = Callable[[], dict[tuple[str, str, str], Exemplar]]
-"""(model, version, feature) → the feature's first example prediction, as of the latest evaluation."""
+Example = Exemplar | WrongPrediction
+"""What an exemplar points at: a drifted feature's example prediction, or a wrong prediction."""
+ExemplarLookup = Callable[[], dict[tuple[str, str, str], Example]]
+"""(model, version, feature) → the feature's first example prediction, as of the latest evaluation; (model,
+version, "") → the latest wrong prediction."""
 
-CARRIERS = frozenset({sc.METRIC_DRIFT_DETECTIONS, sc.METRIC_DRIFT_DETECTED})
-"""The OTLP metrics whose points carry a feature's example prediction."""
+CARRIERS = frozenset({sc.METRIC_DRIFT_DETECTIONS, sc.METRIC_DRIFT_DETECTED, sc.METRIC_GROUND_TRUTH,
+                      sc.METRIC_PERFORMANCE})
+"""The OTLP metrics whose points carry an example prediction (a feature's, or for the performance series a wrong
+prediction's)."""
 
 
-def exemplar_number(e: Exemplar) -> float:
+def exemplar_number(e: Example) -> float:
     """An exemplar's value is a number: a numeric feature's value, 1 for a category."""
     return e.value if isinstance(e.value, float) and math.isfinite(e.value) else 1.0
 
 
-def prometheus_exemplar(e: Exemplar) -> PrometheusExemplar:
+def prometheus_exemplar(e: Example) -> PrometheusExemplar:
     """An example prediction as an OpenMetrics exemplar: its trace and span ids, value and time.
 
     >>> e = prometheus_exemplar(Exemplar("0" * 31 + "1", "0" * 15 + "2", 1_500_000_000, 3.5, 0.1, 0.0))
@@ -52,20 +59,22 @@ def prometheus_exemplar(e: Exemplar) -> PrometheusExemplar:
     return PrometheusExemplar({"trace_id": e.trace_id, "span_id": e.span_id}, exemplar_number(e), e.time_ns / 1e9)
 
 
-def otlp_exemplar(e: Exemplar) -> OtlpExemplar:
+def otlp_exemplar(e: Example) -> OtlpExemplar:
     return OtlpExemplar(None, exemplar_number(e), e.time_ns, span_id=int(e.span_id, 16), trace_id=int(e.trace_id, 16))
 
 
-def _point(metric: str, point: NumberDataPoint, exemplars: dict[tuple[str, str, str], Exemplar]) -> NumberDataPoint:
+def _point(metric: str, point: NumberDataPoint, exemplars: dict[tuple[str, str, str], Example]) -> NumberDataPoint:
     attrs = point.attributes or {}
     if metric == sc.METRIC_DRIFT_DETECTED and attrs.get(sc.ATTR_DRIFT_METHOD) != sc.OVERALL_METHOD:
+        return point
+    if sc.ATTR_SEGMENT in attrs:  # a segment's performance: the model's wrong predictions are not all its own
         return point
     e = exemplars.get((str(attrs.get(sc.ATTR_MODEL_NAME, "")), str(attrs.get(sc.ATTR_MODEL_VERSION, "")),
                        str(attrs.get(sc.ATTR_FEATURE_NAME, ""))))
     return point if e is None else dataclasses.replace(point, exemplars=[otlp_exemplar(e)])
 
 
-def with_exemplars(data: MetricsData, exemplars: dict[tuple[str, str, str], Exemplar]) -> MetricsData:
+def with_exemplars(data: MetricsData, exemplars: dict[tuple[str, str, str], Example]) -> MetricsData:
     """``data`` with each ``CARRIERS`` point of a feature that has an example prediction carrying it."""
     if not exemplars:
         return data

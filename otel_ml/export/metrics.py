@@ -27,7 +27,6 @@ from prometheus_client.openmetrics import exposition as openmetrics
 
 from otel_ml import semconv as sc
 from otel_ml.analyze.drift import FeatureReport, ModelReport
-from otel_ml.analyze.exemplars import Exemplar
 from otel_ml.analyze.fairness import FairnessReport
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.analyze.segments import SegmentContribution
@@ -36,7 +35,7 @@ from otel_ml.core.counters import Counters, Series
 from otel_ml.core.health import StorageHealth
 from otel_ml.core.snapshot import Snapshot
 from otel_ml.export.config import CardinalityConfig, ExportConfig
-from otel_ml.export.exemplars import ExemplarExporter, prometheus_exemplar
+from otel_ml.export.exemplars import Example, ExemplarExporter, prometheus_exemplar
 from otel_ml.http_server import HttpServer, Listener, health_routes
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,8 @@ COUNTERS = [
               "State writes that failed (disk full, I/O error), by op: journal, checkpoint, reference"),
     MetricDef(sc.METRIC_MODELS_RELEASED, "counter", "{model}",
               "(model, version)s released, by reason: idle, limit (to admit a new one), retired"),
-    MetricDef(sc.METRIC_GROUND_TRUTH, "counter", "{label}", "Ground-truth labels joined to their prediction"),
+    MetricDef(sc.METRIC_GROUND_TRUTH, "counter", "{label}", "Ground-truth labels joined to their prediction; its "
+              "exemplar is the latest wrong prediction whose span is known (trace_id, span_id)"),
     MetricDef(sc.METRIC_KAFKA_SKIPPED, "counter", "{message}",
               "Kafka messages skipped, by reason: not_otlp (not a protobuf OTLP export, truncated), too_large"),
     MetricDef(sc.METRIC_KINESIS_SKIPPED, "counter", "{record}",
@@ -360,7 +360,7 @@ class _Families:
         return self.families
 
 
-ExemplarOf = Callable[[MetricDef, dict[str, str]], Exemplar | None]
+ExemplarOf = Callable[[MetricDef, dict[str, str]], Example | None]
 """The example prediction a series carries (OpenMetrics only), or None."""
 
 
@@ -397,8 +397,9 @@ class _Rendered:
     overflow: dict[str, int]
     series: dict[str, Series]
     """Per-feature gauges (FEATURE_GAUGES) at each feature's detail level."""
-    exemplars: dict[tuple[str, str, str], Exemplar] = dataclasses.field(default_factory=dict)
-    """(model, version, feature) → its first example prediction (what ``ml.drift.detections`` carries)."""
+    exemplars: dict[tuple[str, str, str], Example] = dataclasses.field(default_factory=dict)
+    """(model, version, feature) → its first example prediction (what ``ml.drift.detections`` carries); (model,
+    version, "") → the latest wrong prediction (what ``ml.ground_truth`` carries)."""
     prometheus: bytes | None = None
     """``series`` rendered, once."""
     openmetrics: bytes | None = None
@@ -509,14 +510,15 @@ class MetricsExporter:
         return target
 
     def openmetrics_text(self) -> bytes:
-        """One scrape in OpenMetrics: the same series, ``ml.drift.detections`` with its exemplars."""
+        """One scrape in OpenMetrics: the same series, ``ml.drift.detections`` and ``ml.ground_truth`` with their
+        exemplars."""
         snap = self._rendered()
         with self._snapshot_lock:
             if snap.openmetrics is None:
                 snap.openmetrics = render_prometheus(((d, snap.series[d.name]) for d in FEATURE_GAUGES),
                                                      exemplar_of=lambda _d, _attrs: None)
-        def exemplar_of(d: MetricDef, attrs: dict[str, str]) -> Exemplar | None:
-            if d.name != sc.METRIC_DRIFT_DETECTIONS:
+        def exemplar_of(d: MetricDef, attrs: dict[str, str]) -> Example | None:
+            if d.name not in (sc.METRIC_DRIFT_DETECTIONS, sc.METRIC_GROUND_TRUTH):
                 return None
             return snap.exemplars.get((attrs.get(sc.ATTR_MODEL_NAME, ""), attrs.get(sc.ATTR_MODEL_VERSION, ""),
                                        attrs.get(sc.ATTR_FEATURE_NAME, "")))
@@ -547,8 +549,10 @@ class MetricsExporter:
                             series[metric].append((attrs, value))
                     for metric, attrs, value in attribution_series(model, r):
                         series[metric].append((attrs, value))
-                exemplars = {(r.model, r.version, f.feature): f.exemplars[0] for r in kept for f in r.features
-                             if f.exemplars}
+                exemplars: dict[tuple[str, str, str], Example] = {
+                    (r.model, r.version, f.feature): f.exemplars[0] for r in kept for f in r.features if f.exemplars}
+                exemplars.update({(p.model, p.version, ""): p.wrong_predictions[0] for p in snap.source.performance
+                                  if p.wrong_predictions})
                 snap = self._snap = _Rendered(snap.source, kept, over, series, exemplars)
             if snap.prometheus is None and self.config.prometheus.enabled:
                 snap.prometheus = render_prometheus((d, snap.series[d.name]) for d in FEATURE_GAUGES)

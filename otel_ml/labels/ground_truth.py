@@ -156,7 +156,7 @@ class GroundTruth:
         prob = batch.numeric.get(semconv.PREDICTION_PROBABILITY_FEATURE)
         ids = batch.prediction_id
         ref = self._reference_of(*batch.key)
-        by_class = self._calibrated_classes(batch, ref)
+        by_class = calibrated_classes(batch, ref)
         losses = ref.loss_models if ref is not None and semconv.PREDICTION_FEATURE in batch.numeric else None
         pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
         text = batch.categorical.get(semconv.PREDICTION_FEATURE)
@@ -182,7 +182,7 @@ class GroundTruth:
             if window is None:
                 continue
             in_window = starts == start
-            for prof, rows in self._profiles(window, in_window, segments):
+            for prof, rows in profiles_of(window, in_window, segments):
                 prof.add_predictions(int((kept & rows).sum()), prob[rows] if prob is not None else None,
                                      said_positive[rows] if said_positive is not None else None)
                 if favorable is not None:
@@ -190,16 +190,6 @@ class GroundTruth:
                 if by_class is not None:
                     classes, p, q, predicted = by_class
                     prof.add_class_probabilities(classes, p[rows], q[rows], predicted[rows])
-
-    @staticmethod
-    def _profiles(window: PerformanceProfile, rows: np.ndarray, segments: np.ndarray | None
-                  ) -> Iterable[tuple[PerformanceProfile, np.ndarray]]:
-        """The profiles ``rows`` of a window count in: the window's, and (a segmented model, ``segments`` each
-        row's label) each of their segments' with its rows."""
-        yield window, rows
-        if segments is not None:
-            for label in np.unique(segments[rows]).tolist():
-                yield window.segment(str(label)), rows & (segments == label)
 
     def _count_expected_losses(self, batch: ColumnarBatch, starts: np.ndarray, models: dict[str, LossModel]) -> None:
         """A regressor's expected losses into the windows of its predictions' times: every prediction while a window
@@ -235,24 +225,8 @@ class GroundTruth:
             in_window = rows[keep]
             if window is None or not in_window.any():
                 continue
-            for prof, sel in self._profiles(window, in_window, segments[kept] if segments is not None else None):
+            for prof, sel in profiles_of(window, in_window, segments[kept] if segments is not None else None):
                 prof.add_expected_losses({k: v[sel] for k, v in expected.items()}, weight[keep][sel])
-
-    def _calibrated_classes(self, batch: ColumnarBatch, ref: PerformanceReference | None
-                            ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
-        """A multiclass batch's classes, probabilities, calibrated probabilities and predicted classes, when its
-        model's labelled baseline ``ref`` has the calibration maps the estimates need (else None)."""
-        if ref is None or not ref.class_calibration:
-            return None
-        found = class_columns(batch.numeric)
-        if found is None:
-            return None
-        classes, p = found
-        pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
-        text = batch.categorical.get(semconv.PREDICTION_FEATURE)
-        predicted = class_names(pred if pred is not None else np.full(batch.n_rows, np.nan),
-                                text if text is not None else np.full(batch.n_rows, ""))
-        return classes, p, calibrate(p, classes, ref.class_calibration), predicted
 
     def join_predictions(self, batch: ColumnarBatch) -> None:
         """Keep a batch's predictions that carry an id until their label comes; labels that were waiting for them
@@ -276,7 +250,7 @@ class GroundTruth:
         self.pending.add(batch.model, batch.version, ids, batch.row_time_ns,
                          pred if pred is not None else np.full(n, np.nan), cls,
                          prob if prob is not None else np.full(n, np.nan), class_columns(batch.numeric),
-                         batch.categorical.get(semconv.SEGMENT_COLUMN))
+                         batch.categorical.get(semconv.SEGMENT_COLUMN), batch.row_span_ids())
         self.diagnosis.on_predictions(batch.model, batch.version, ids[kept])
         for due in self.pending.take_early(ids[kept]):
             self.diagnosis.joined_late(due.model, due.prediction_id)
@@ -350,6 +324,9 @@ class GroundTruth:
                                                   prob[c], positive)
                         pos = positive or conventional_positive(np.unique(np.concatenate([truth, names])).tolist())
                         prof.add_classified(truth, names, prob[c] if pos else None, pos or "", delays[c])
+                        if prof is window:
+                            wrong = (truth != names) & (names != "")
+                            self._offer_wrong(prof, rows, np.flatnonzero(c)[wrong], names[wrong], truth[wrong])
                         if by_class and "probs" in rows:  # a multiclass model's probabilities: realized AUC, log loss
                             # Rows written before a class was first seen are narrower: its column is missing (NaN).
                             probs = rows["probs"][c, :len(by_class)].astype(np.float64)
@@ -359,6 +336,18 @@ class GroundTruth:
                     r = sel & ~classified
                     if r.any():
                         prof.add_regressed(value[r], pred[r], delays[r])
+                        if prof is window:
+                            self._offer_wrong(prof, rows, np.flatnonzero(r), number_text(pred[r]),
+                                              number_text(value[r]), pred[r] - value[r])
+
+    def _offer_wrong(self, window: PerformanceProfile, rows: dict[str, np.ndarray], at: np.ndarray,
+                     predicted: np.ndarray, truth: np.ndarray, error: np.ndarray | None = None) -> None:
+        """Rows ``at`` of the matched ``rows`` were wrong (or, ``error`` given, a regressor's): those whose span is
+        kept (labels/spans.py) are offered as the window's examples (profile/wrong_predictions.py)."""
+        found, spans = self.pending.spans.of(rows["id"][at])
+        if found.any():
+            window.wrong.add(rows["time"][at][found], spans[found], predicted[found], truth[found],
+                             error[found] if error is not None else np.full(int(found.sum()), np.nan))
 
     # --- reading, time, state -----------------------------------------------------------------------------
     def current(self, model: str, version: str) -> PerformanceProfile | None:
@@ -460,6 +449,33 @@ class GroundTruth:
     def waiting(self) -> dict[str, tuple[int, int]]:
         """Rows and bytes waiting (predictions for labels, labels for predictions): the gauges'."""
         return self.pending.waiting()
+
+
+def profiles_of(window: PerformanceProfile, rows: np.ndarray, segments: np.ndarray | None
+              ) -> Iterable[tuple[PerformanceProfile, np.ndarray]]:
+    """The profiles ``rows`` of a window count in: the window's, and (a segmented model, ``segments`` each
+    row's label) each of their segments' with its rows."""
+    yield window, rows
+    if segments is not None:
+        for label in np.unique(segments[rows]).tolist():
+            yield window.segment(str(label)), rows & (segments == label)
+
+
+def calibrated_classes(batch: ColumnarBatch, ref: PerformanceReference | None
+                        ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """A multiclass batch's classes, probabilities, calibrated probabilities and predicted classes, when its
+    model's labelled baseline ``ref`` has the calibration maps the estimates need (else None)."""
+    if ref is None or not ref.class_calibration:
+        return None
+    found = class_columns(batch.numeric)
+    if found is None:
+        return None
+    classes, p = found
+    pred = batch.numeric.get(semconv.PREDICTION_FEATURE)
+    text = batch.categorical.get(semconv.PREDICTION_FEATURE)
+    predicted = class_names(pred if pred is not None else np.full(batch.n_rows, np.nan),
+                            text if text is not None else np.full(batch.n_rows, ""))
+    return classes, p, calibrate(p, classes, ref.class_calibration), predicted
 
 
 def predicted_classes(classes: list[str], threshold: float, cls: np.ndarray, pred: np.ndarray, prob: np.ndarray,

@@ -34,6 +34,7 @@ import numpy as np
 
 from otel_ml.decode.batch import LabelBatch
 from otel_ml.labels.segments import EARLY, RowCodes, Segment, SegmentFiles, concat_rows, width_of
+from otel_ml.labels.spans import PredictionSpans
 from otel_ml.sealed import Loss
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class PendingPredictions:
         """Per model, the newest event time of its predictions and labels: its own ttl and early waits run on it, so
         one model's (or one client's) timestamps cannot expire another's (decode bounds each by the clock skew)."""
         self.with_ids: dict[str, set[str]] = {}  # model → versions whose predictions had ids: whom labels can join
+        self.spans = PredictionSpans(self.files, max(4096, max_pending // 10))
+        """Sampled spans of waiting predictions: where a wrong prediction's trace is (labels/spans.py)."""
 
     @property
     def dir(self) -> Path:
@@ -150,10 +153,11 @@ class PendingPredictions:
     # --- predictions -------------------------------------------------------------------------------------
     def add(self, model: str, version: str, ids: np.ndarray, time_ns: np.ndarray, pred: np.ndarray, cls: np.ndarray,
             prob: np.ndarray, by_class: tuple[list[str], np.ndarray] | None = None,
-            segments: np.ndarray | None = None) -> int:
+            segments: np.ndarray | None = None, span_ids: np.ndarray | None = None) -> int:
         """Keep predictions (rows with a kept id); returns how many. Labels waiting for them are then due:
         ``take_early`` returns them. ``by_class``: a multiclass model's classes and (rows × classes) probabilities;
-        ``segments``: each row's segment label (a segmented model)."""
+        ``segments``: each row's segment label (a segmented model); ``span_ids``: each row's span (a sample is kept:
+        ``spans``)."""
         keep = self.keep(ids)
         n = int(keep.sum())
         if not n:
@@ -162,8 +166,11 @@ class PendingPredictions:
             ids, time_ns, pred, cls, prob = ids[keep], time_ns[keep], pred[keep], cls[keep], prob[keep]
             by_class = (by_class[0], by_class[1][keep]) if by_class is not None else None
             segments = segments[keep] if segments is not None else None
+            span_ids = span_ids[keep] if span_ids is not None else None
         self.observe(model, int(time_ns.max()))
         self.with_ids.setdefault(model, set()).add(version)
+        if span_ids is not None:
+            self.spans.add(model, ids, time_ns, span_ids)
         code = self.codes.key(model, version)
         if segments is None:
             keys = np.full(n, code, np.uint32)
@@ -293,12 +300,12 @@ class PendingPredictions:
                 where.append(i)
                 at_list.append(at)
             if where:
-                parts.append((np.array(where), self._buffer_rows(np.array(at_list))))
+                parts.append((np.array(where), _buffer_rows(self._buf, np.array(at_list))))
         for seg in reversed(self.segments):
             todo = np.flatnonzero(status == 0)
             if not len(todo):
                 break
-            if seg.kind == "early" or not seg.n:
+            if seg.kind in ("early", "spans") or not seg.n:
                 continue
             sid = seg.cols["id"]
             pos = np.searchsorted(sid, ids[todo])
@@ -356,20 +363,6 @@ class PendingPredictions:
             self._buf_labeled.extend([0] * (self._buf_rows - len(self._buf_labeled)))
         self._buf_labeled[at] = 1
 
-    def _buffer_rows(self, at: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows at buffer positions ``at`` (in that order), gathered chunk by chunk."""
-        starts = np.cumsum([0] + [len(b["id"]) for b in self._buf])
-        chunk = np.searchsorted(starts, at, side="right") - 1
-        parts, order = [], []
-        for k in np.unique(chunk).tolist():
-            sel = np.flatnonzero(chunk == k)
-            parts.append({c: v[at[sel] - starts[k]] for c, v in self._buf[k].items()})
-            order.append(sel)
-        out = concat_rows(parts)
-        back = np.empty(len(at), np.int64)
-        back[np.concatenate(order)] = np.arange(len(at))
-        return {c: v[back] for c, v in out.items()}
-
     # --- segments -----------------------------------------------------------------------------------------
     def seal(self) -> None:
         """Write the rows in memory as sorted segments (at most ``cap`` rows each), then keep the bounds."""
@@ -380,6 +373,7 @@ class PendingPredictions:
                 self._add_segment("pred", cols, flags)
             self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
         self._seal_early()
+        self.spans.seal()
         self._maintain()
 
     def _seal_early(self) -> None:
@@ -424,7 +418,9 @@ class PendingPredictions:
                 cols = {c: np.asarray(seg.cols[c][live]) for c in EARLY.names}
                 self.files.replace([seg], "early", cols, np.zeros(int(live.sum()), bool), "",
                                    self._models_newest(cols["key"], cols["time"]), self.clock_ns)
-        self.files.merge_adjacent(lambda kind: self.early_cap if kind == "early" else self.cap)
+        self.spans.maintain(lambda seg: self._expired(seg, self.ttl_ns))
+        caps = {"early": self.early_cap, "spans": max(64, self.spans.max_rows // 100)}
+        self.files.merge_adjacent(lambda kind: caps.get(kind, self.cap))
 
     def _forget(self, seg: Segment, reason: str) -> None:
         """A prediction segment's rows leave; their ids are kept in a gone segment in its place."""
@@ -461,6 +457,7 @@ class PendingPredictions:
         self.clocks = {m: min(int(t), limit) for m, t in clocks.items()}
         self._buf, self._buf_rows, self._buf_index, self._buf_labeled = [], 0, {}, []
         self._early_buf = []
+        self.spans.clear()
         if int(state.get("format", 1)) < 2:
             self.files.reopen({"next": state.get("next", 0)}, self.clock)
             if state.get("segments") or state.get("early_file"):
@@ -472,6 +469,21 @@ class PendingPredictions:
 
     def disk_bytes(self) -> int:
         return self.files.disk_bytes()
+
+
+def _buffer_rows(buf: list[dict[str, np.ndarray]], at: np.ndarray) -> dict[str, np.ndarray]:
+    """Buffered prediction rows (``buf``) at positions ``at`` (in that order), gathered chunk by chunk."""
+    starts = np.cumsum([0] + [len(b["id"]) for b in buf])
+    chunk = np.searchsorted(starts, at, side="right") - 1
+    parts, order = [], []
+    for k in np.unique(chunk).tolist():
+        sel = np.flatnonzero(chunk == k)
+        parts.append({c: v[at[sel] - starts[k]] for c, v in buf[k].items()})
+        order.append(sel)
+    out = concat_rows(parts)
+    back = np.empty(len(at), np.int64)
+    back[np.concatenate(order)] = np.arange(len(at))
+    return {c: v[back] for c, v in out.items()}
 
 
 def _segments_of(parts: list[dict[str, np.ndarray]], labeled: np.ndarray, cap: int
@@ -508,7 +520,7 @@ def seen(pending: PendingPredictions, ids: np.ndarray) -> np.ndarray:
     found = np.array([int(i) in pending._buf_index for i in ids.tolist()], dtype=bool) if pending._buf_index else \
         np.zeros(len(ids), bool)
     for seg in pending.segments:
-        if seg.kind == "early" or not seg.n or found.all():
+        if seg.kind in ("early", "spans") or not seg.n or found.all():
             continue
         sid = seg.cols["id"]
         pos = np.minimum(np.searchsorted(sid, ids), seg.n - 1)

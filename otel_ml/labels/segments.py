@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from otel_ml.decode.batch import SPAN_IDS_BYTES
 from otel_ml.sealed import Damaged, Loss, check_sealed, quarantine, read_sealed, write_sealed
 
 PRED = np.dtype([("id", "<u8"), ("key", "<u4"), ("time", "<i8"), ("pred", "<f8"), ("cls", "<i4"), ("prob", "<f4")])
@@ -35,7 +36,12 @@ EARLY = np.dtype([("id", "<u8"), ("key", "<u4"), ("value", "<f8"), ("label", "<i
 """One label waiting for its prediction (32 bytes): ``label`` is a class code (-1: a number, not a class)."""
 GONE = np.dtype([("id", "<u8")])
 """The id of a prediction that left (8 bytes)."""
-DTYPES = {"pred": PRED, "early": EARLY, "gone": GONE}
+SPANS = np.dtype([("id", "<u8"), ("span", "u1", (SPAN_IDS_BYTES,))])
+"""The span of a waiting prediction (32 bytes: its id, its trace id and span id): sampled, for the wrong predictions'
+example spans (labels/pending.py ``PredictionSpans``)."""
+DTYPES = {"pred": PRED, "early": EARLY, "gone": GONE, "spans": SPANS}
+UNFLAGGED = frozenset({"gone", "spans"})
+"""Kinds whose rows never change: no flags."""
 
 
 def pred_dtype(width: int) -> np.dtype:
@@ -78,7 +84,8 @@ MAX_PROBABILITY_CLASSES = 64
 """Classes whose probabilities a waiting prediction keeps (4 bytes each). A model with more: its labels' log loss is
 withheld (the true class's share of a row is unknown), never computed wrong; its AUC per kept class stays."""
 OTHER_CLASS_CODE = -2
-WHAT = {"pred": "waiting predictions", "early": "early labels", "gone": "ids of predictions that left"}
+WHAT = {"pred": "waiting predictions", "early": "early labels", "gone": "ids of predictions that left",
+        "spans": "spans of waiting predictions"}
 
 
 class RowCodes:
@@ -240,12 +247,14 @@ class SegmentFiles:
 
     def merge_adjacent(self, cap: Callable[[str], int]) -> None:
         """Merge neighbours of one kind (and reason) while the merge stays within ``cap(kind)`` live rows: few
-        segments, still in arrival order (eviction takes the oldest)."""
+        segments, each kind still in arrival order (eviction takes the oldest). Neighbours of one kind, the others
+        in between skipped: each seal writes several kinds, which must not keep each other's segments apart."""
         i = 0
-        while i + 1 < len(self.segments):
-            a, b = self.segments[i], self.segments[i + 1]
+        while i < len(self.segments):
+            a = self.segments[i]
+            b = next((s for s in self.segments[i + 1:] if s.kind == a.kind), None)
             # Prediction rows keep their width: one multiclass model must not widen every model's rows.
-            if a.kind != b.kind or a.reason != b.reason or a.width != b.width or a.live + b.live > cap(a.kind):
+            if b is None or a.reason != b.reason or a.width != b.width or a.live + b.live > cap(a.kind):
                 i += 1
                 continue
             dtype = DTYPES[a.kind]
@@ -261,14 +270,16 @@ class SegmentFiles:
             cols = {c: v[order] for c, v in cols.items()}
             flags = flags[order] if len(flags) else flags
             models = {m: max(a.models.get(m, 0), b.models.get(m, 0)) for m in {*a.models, *b.models}}
-            self.replace([a, b], a.kind, cols, flags, a.reason, models, max(a.newest, b.newest))
+            self.write(a.kind, cols, flags, a.reason, models, max(a.newest, b.newest), at=i)
+            self.segments.remove(a)
+            self.segments.remove(b)
 
     # --- durability ------------------------------------------------------------------------------------------
     def describe(self) -> list[dict]:
         """Write the flags that changed (new files: the checkpoint's stay as they are) and name every segment in
         use with its checksums: what a checkpoint commits."""
         for seg in self.segments:
-            if seg.dirty and seg.kind != "gone":
+            if seg.dirty and seg.kind not in UNFLAGGED:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 self.next += 1
                 name = f"{seg.name}.{self.next}.flags"
@@ -325,9 +336,10 @@ class SegmentFiles:
                 raise Damaged(path.name, "another file than the checkpoint wrote (its checksum differs)")
         except Damaged as e:
             consequence = {"pred": "their labels will count as unknown", "early": "they will not be applied",
-                           "gone": "late labels for them will count as unknown"}[kind]
+                           "gone": "late labels for them will count as unknown",
+                           "spans": "their wrong predictions will not point at their spans"}[kind]
             return Loss(f"pending_{kind}", path.name, n, f"{e.why}: {n} {what} lost; {consequence}")
-        flags = np.zeros(0 if kind == "gone" else n, bool)
+        flags = np.zeros(0 if kind in UNFLAGGED else n, bool)
         flags_file = s.get("flags") or ""
         if flags_file:
             try:

@@ -41,6 +41,7 @@ from otel_ml.profile.probability_bins import (
     probability_bins,
 )
 from otel_ml.profile.sketch import kll_items
+from otel_ml.profile.wrong_predictions import WrongPredictions
 from otel_ml.sealed import opened, seal
 
 OTHER_CLASS = "(other)"
@@ -168,6 +169,8 @@ class PerformanceProfile:
         """Segment label → the same counts of its rows alone (a segmented model: profile/segments.py)."""
         self.evaluations: dict[str, EvaluationScores] = {}
         """An LLM call model's evaluation results by evaluation name (profile/evaluations.py)."""
+        self.wrong = WrongPredictions()
+        """Wrong predictions whose spans are known (profile/wrong_predictions.py): where a drop can be looked at."""
 
     def segment(self, label: str) -> PerformanceProfile:
         """The profile of one segment's rows (made on first use)."""
@@ -330,6 +333,8 @@ class PerformanceProfile:
             self.segment(label).merge(prof)
         for name, ev in other.evaluations.items():
             self.evaluations.setdefault(name, EvaluationScores()).merge(ev)
+        if other.wrong:
+            self.wrong.merge(other.wrong)
 
     # --- read ---------------------------------------------------------------------------------------------
     @property
@@ -425,6 +430,8 @@ class PerformanceProfile:
             d["segments"] = {label: prof.to_dict() for label, prof in self.segments.items()}
         if self.evaluations:
             d["evaluations"] = {name: ev.to_dict() for name, ev in self.evaluations.items()}
+        if self.wrong:
+            d["wrong"] = self.wrong.to_dict()
         return d
 
     @classmethod
@@ -441,6 +448,8 @@ class PerformanceProfile:
             p.multiclass = ClassProbabilities.from_dict(d["multiclass"])
         p.segments = {str(label): cls.from_dict(prof) for label, prof in d.get("segments", {}).items()}
         p.evaluations = {str(name): EvaluationScores.from_dict(ev) for name, ev in d.get("evaluations", {}).items()}
+        if d.get("wrong"):
+            p.wrong = WrongPredictions.from_dict(d["wrong"])
         return p
 
     def residual_items(self) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from otel_ml.analyze.fairness import FairnessReport
 from otel_ml.analyze.performance import PerformanceReport
 from otel_ml.profile.model import ModelProfile
 from otel_ml.profile.sketch import CategoricalProfile, FeatureProfile, NumericProfile
+from otel_ml.profile.wrong_predictions import WrongPrediction
 from otel_ml.read.names import name_from_segment, name_segment
 
 QUALITY_LIMITS = {"missing_ratio": 0.1, "type_mismatch_ratio": 0.01, "unseen_ratio": 0.05,
@@ -110,6 +111,13 @@ def example_predictions(exemplars: list[Exemplar], trace_url: str = "") -> list[
         row["trace_url"] = trace_link(trace_url, e.trace_id, e.span_id)
         rows.append(row)
     return rows
+
+
+def wrong_prediction_rows(rows: list[WrongPrediction], trace_url: str = "") -> list[dict[str, Any]]:
+    """Wrong predictions (profile/wrong_predictions.py), the most telling first, each with its time in ISO 8601
+    and its trace's link when ``ui.trace_url`` is set."""
+    return [{**w.to_dict(), "time": datetime.fromtimestamp(w.time_ns / 1e9, timezone.utc).isoformat(),
+             "trace_url": trace_link(trace_url, w.trace_id, w.span_id)} for w in rows]
 
 
 def trace_link(template: str, trace_id: str, span_id: str) -> str | None:
@@ -233,9 +241,10 @@ def _freshness(last_data_ns: int, stale_after_seconds: float | None, now_ns: int
     return {"last_data_at": at, "last_data_age_seconds": round(age, 1), "stale": age > stale_after_seconds}
 
 
-def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
+def performance_document(r: PerformanceReport | None, trace_url: str = "") -> dict[str, Any] | None:
     """A model version's performance (``/api/v1/.../performance``): each metric realized, estimated and on the
-    reference, with standard errors and decisions; None when it has neither labels nor probabilities."""
+    reference, with standard errors and decisions, and the wrong predictions' spans (linked through ``ui.trace_url``);
+    None when it has neither labels nor probabilities."""
     if r is None:
         return None
     names = list(dict.fromkeys([*r.realized, *r.estimated, *r.reference]))
@@ -268,6 +277,7 @@ def performance_document(r: PerformanceReport | None) -> dict[str, Any] | None:
         "per_class": {c: {k: number(v) for k, v in m.items()} for c, m in r.per_class.items()},
         "roc_auc_binning_bound": number(r.auc_bound),
         "residual_quantiles": {str(q): number(v) for q, v in r.residual_quantiles.items()},
+        "wrong_predictions": wrong_prediction_rows(r.wrong_predictions, trace_url),
         **({"evaluations": [evaluation_row(e) for e in r.evaluations]} if r.evaluations else {}),
         **({"fairness": fairness_document(r.fairness)} if r.fairness is not None else {}),
         **({"segment_reference": r.segment_reference, "segments": performance_segment_rows(r),

@@ -226,7 +226,8 @@ def performance_section(perf: dict[str, Any] | None) -> str:
     return ("<h2>Performance</h2>" + facts + warnings + "<table><thead><tr><th>metric</th><th class=num>realized"
             "</th><th>degraded</th><th class=num>estimated (no labels)</th><th>degraded</th><th>estimate vs labels</th>"
             "<th class=num>reference</th></tr></thead><tbody>" + rows + "</tbody></table>"
-            + segment_performance_section(perf) + evaluation_section(perf) + fairness_section(perf))
+            + segment_performance_section(perf) + evaluation_section(perf) + fairness_section(perf)
+            + wrong_predictions_section(perf))
 
 
 def _rate_cell(r: dict[str, Any] | None) -> str:
@@ -610,16 +611,38 @@ def feature_section(row: dict[str, Any], dist: dict[str, Any], reference: dict[s
     return html_
 
 
+def trace_cell(e: dict[str, Any]) -> str:
+    """An example's trace and span ids, linked to the trace when ``ui.trace_url`` is set."""
+    ids = f'{esc(e["trace_id"])} <span class=muted>span {esc(e["span_id"])}</span>'
+    return f'<a class=trace href="{esc(e["trace_url"])}">{ids}</a>' if e.get("trace_url") else ids
+
+
+def wrong_predictions_section(perf: dict[str, Any]) -> str:
+    """The wrong predictions whose spans are known (``views.wrong_prediction_rows``): a classifier's latest, a
+    regressor's furthest off, each linked to its trace when ``ui.trace_url`` is set."""
+    rows = perf.get("wrong_predictions") or []
+    if not rows:
+        return ""
+    regression = any(r["error"] is not None for r in rows)
+    body = "".join(
+        f'<tr><td>{esc(r["time"][:19].replace("T", " "))}</td><td class=num>{esc(r["predicted"])}</td>'
+        f'<td class=num>{esc(r["truth"])}</td>' + (f'<td class=num>{fmt(r["error"])}</td>' if regression else "")
+        + f"<td>{trace_cell(r)}</td></tr>" for r in rows)
+    what = ("the largest errors among the labelled predictions whose spans were kept" if regression else
+            "the latest labelled predictions whose predicted class was not the true one, among those whose spans "
+            "were kept")
+    return (f"<h2>Wrong predictions</h2><p class=muted>{what} (a sample: one request a second per model "
+            "version keeps its spans).</p><table class=wrong><thead><tr><th>time (UTC)</th><th class=num>predicted"
+            "</th><th class=num>true</th>" + ("<th class=num>error</th>" if regression else "")
+            + "<th>trace</th></tr></thead><tbody>" + body + "</tbody></table>")
+
+
 def examples_table(examples: list[dict[str, Any]], features: list[tuple[str, str]] | None = None) -> str:
     """Example predictions (``views.example_predictions``): from where the distribution moved most, each linked to
     its trace when ``ui.trace_url`` is set. ``features``: each example's feature (name, page link), on the model
     page (the first example of each drifted feature)."""
     if not examples:
         return ""
-
-    def trace(e: dict[str, Any]) -> str:
-        ids = f'{esc(e["trace_id"])} <span class=muted>span {esc(e["span_id"])}</span>'
-        return f'<a class=trace href="{esc(e["trace_url"])}">{ids}</a>' if e.get("trace_url") else ids
 
     def feature(i: int) -> str:
         return f'<td class=name><a href="{esc(features[i][1])}">{esc(features[i][0])}</a></td>' if features else ""
@@ -628,7 +651,7 @@ def examples_table(examples: list[dict[str, Any]], features: list[tuple[str, str
         f'<tr>{feature(i)}<td>{esc(e["time"][:19].replace("T", " "))}</td>'
         f'<td class=num>{esc(e["value"]) if isinstance(e["value"], str) else fmt(e["value"])}</td>'
         f'<td class=num>{pct(e["current_share"])}</td><td class=num>{pct(e["reference_share"])}</td>'
-        f"<td>{trace(e)}</td></tr>" for i, e in enumerate(examples))
+        f"<td>{trace_cell(e)}</td></tr>" for i, e in enumerate(examples))
     title = "Example predictions of the drifted features" if features else "Example predictions"
     return (f"<h2>{title}</h2><p class=muted>The latest predictions from where the distribution gained "
             "most on the reference (the value's band or category: its share now and in the reference).</p>"

@@ -358,7 +358,8 @@ class UiServer:
                       "segments": views.segment_rows(report), "segment_contributions": views.contribution_rows(report)})
 
     def _performance(self, report: ModelReport) -> dict[str, Any] | None:
-        return views.performance_document(self.snapshot.performance_of(report.model, report.version))
+        return views.performance_document(self.snapshot.performance_of(report.model, report.version),
+                                          self.config.trace_url)
 
     def _range(self, request: web.Request, default_ns: int = DAY_NS) -> tuple[int, int]:
         """``?from=&to=`` in ns (ISO 8601 or Unix seconds; default: the last ``default_ns`` up to now)."""

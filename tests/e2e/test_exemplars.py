@@ -227,3 +227,116 @@ def test_a_drift_points_at_spans_the_app_sent_and_the_tracing_back_end_holds(tmp
     finally:
         prometheus.process.stop()
         collector.stop()
+
+
+def wrong_links(dom: str) -> set[str]:
+    """The trace links of the page's "Wrong predictions" table."""
+    table = dom.partition('<table class="wrong">')[2].partition("</table>")[0]
+    return set(re.findall(r'<a class="?trace"? href="([^"]+)"', table))
+
+
+def test_wrong_predictions_point_at_spans_the_app_sent_and_the_tracing_back_end_holds(tmp_path: Path,
+                                                                                     serve_factory) -> None:
+    """Performance's side: an app on the OTel SDK (otel_ml.instrument) serves a classifier whose predictions are
+    wrong for 40% of its rows, then records their labels. The API's wrong predictions, the model page's links,
+    Prometheus's exemplars on ml_ground_truth_total and the OTLP push's on ml.performance all name spans of wrong
+    predictions the app sent and the back end holds, the latest first; a restart keeps them."""
+    require_collector()
+    require_prometheus()
+    from otel_ml.instrument import ModelMonitor
+
+    rng = np.random.default_rng(146)
+    collector_grpc = free_port()
+    config = tmp_path / "otel-ml.yaml"
+    config.write_text(f'ui:\n  trace_url: "{TRACE_URL}"\nexport:\n  otlp:\n    interval_seconds: 1\n')
+    args = ("--config", str(config), "--window", "1", "--horizon", "60", "--evaluation-interval", "0.5",
+            "--otlp-metrics-endpoint", f"http://127.0.0.1:{collector_grpc}")
+    sp = serve_factory(*args)
+    traces, metrics = tmp_path / "traces.json", tmp_path / "metrics.json"
+    (tmp_path / "collector.yaml").write_text(COLLECTOR_CONFIG)
+    collector, _ = start_collector(tmp_path / "collector.yaml", tmp_path, {
+        "COLLECTOR_GRPC": f"127.0.0.1:{collector_grpc}", "OTEL_ML_ENDPOINT": sp.grpc_endpoint,
+        "TRACES_FILE": str(traces), "METRICS_FILE": str(metrics)})
+    prometheus = start_prometheus(tmp_path, [f"127.0.0.1:{sp.prom_port}"], flags=("--enable-feature=exemplar-storage",))
+    try:
+        sent = InMemorySpanExporter()
+        provider = sdk_provider(_Target(collector_grpc))
+        provider.add_span_processor(SimpleSpanProcessor(sent))
+        monitor = ModelMonitor("churn", "3", tracer_provider=provider)
+        truth: dict[str, str] = {}
+        rounds, per_round = 6, 100
+        for r in range(rounds):  # rounds over a second apart: the processor keeps span ids once a second
+            for i in range(per_round):
+                pid = f"c{r}-{i}"
+                predicted = str(rng.choice(["stay", "leave"]))
+                truth[pid] = predicted if rng.random() >= 0.4 else ("leave" if predicted == "stay" else "stay")
+                monitor.record({"tenure": float(rng.integers(1, 60))}, prediction=predicted, prediction_id=pid)
+            provider.force_flush()
+            time.sleep(1.2)
+        monitor.record_ground_truth_batch(list(truth), list(truth.values()))
+        provider.shutdown()
+        predictions = {(format(s.context.trace_id, "032x"), format(s.context.span_id, "016x")): s
+                       for s in sent.get_finished_spans() if "ml.prediction" in (s.attributes or {})}
+        assert len(predictions) == rounds * per_round
+
+        def wrong_of(doc: dict) -> list[dict] | None:
+            perf = doc.get("performance") or {}
+            if perf.get("labeled") != len(truth) or not perf.get("wrong_predictions"):
+                return None
+            return perf["wrong_predictions"]
+
+        def labelled() -> list[dict] | None:
+            if not any(m["model"] == "churn" for m in api(sp, "/api/v1/models")["models"]):
+                return None
+            return wrong_of(api(sp, "/api/v1/models/churn/versions/3/performance"))
+
+        wrong = wait_for(labelled, timeout=90, what=f"all {len(truth)} labels joined, with wrong predictions")
+        held = wait_for(lambda: (b := back_end_spans(traces)) and len(b) >= len(predictions) and b, timeout=30,
+                        what="the tracing back end to hold every span")
+        for w in wrong:  # each a wrong prediction the app sent, as it sent it, in the back end, linked
+            span = predictions[(w["trace_id"], w["span_id"])]
+            pid = span.attributes["ml.prediction.id"]
+            assert w["predicted"] == span.attributes["ml.prediction"] != truth[pid] == w["truth"]
+            assert w["time_ns"] == span.end_time and w["error"] is None
+            assert (w["trace_id"], w["span_id"]) in held
+            assert w["trace_url"] == TRACE_URL.format(trace_id=w["trace_id"], span_id=w["span_id"])
+        assert [w["time_ns"] for w in wrong] == sorted((w["time_ns"] for w in wrong), reverse=True)
+
+        # The model page, in a real browser: its wrong predictions' links are the API's.
+        dom, console = browse(f"http://127.0.0.1:{sp.ui_port}/models/churn/versions/3", tmp_path / "model.png",
+                              tmp_path)
+        assert not console, console
+        assert wrong_links(dom) == {w["trace_url"].replace("&", "&amp;") for w in wrong}, dom[-3000:]
+
+        # Prometheus stored the latest wrong prediction as the exemplar of ml_ground_truth_total.
+        def stored() -> list[dict] | None:
+            data = prometheus.api("query_exemplars", query='ml_ground_truth_total{ml_model_name="churn"}',
+                                  start=time.time() - 600, end=time.time() + 60)
+            return [e for series in data for e in series["exemplars"]] or None
+
+        for e in wait_for(stored, timeout=60, what="Prometheus to store an exemplar on ml_ground_truth_total"):
+            span = predictions[(e["labels"]["trace_id"], e["labels"]["span_id"])]
+            assert span.attributes["ml.prediction"] != truth[span.attributes["ml.prediction.id"]]
+            assert abs(float(e["timestamp"]) - span.end_time / 1e9) < 1e-3
+
+        # The OTLP push: the model's ml.performance points carry it.
+        def pushed() -> list[dict] | None:
+            found = [x for doc in json_lines(metrics) for rm in doc.get("resourceMetrics", [])
+                     for sm in rm.get("scopeMetrics", []) for m in sm.get("metrics", [])
+                     if m["name"] == "ml.performance" for p in m["gauge"]["dataPoints"]
+                     for x in p.get("exemplars", [])]
+            return found or None
+
+        for x in wait_for(pushed, timeout=30, what="OTLP exemplars on ml.performance"):
+            span = predictions[(x["traceId"], x["spanId"])]
+            assert span.attributes["ml.prediction"] != truth[span.attributes["ml.prediction.id"]]
+
+        # A restart keeps them (the window's checkpoint carries them).
+        sp.stop()
+        again = serve_factory(*args, grpc_port=sp.grpc_port, prom_port=sp.prom_port, ui_port=sp.ui_port)
+        wait_for(lambda: any(m["model"] == "churn" for m in api(again, "/api/v1/models")["models"]) and
+                 wrong_of(api(again, "/api/v1/models/churn/versions/3/performance")) == wrong,
+                 timeout=60, what="the same wrong predictions after a restart")
+    finally:
+        prometheus.process.stop()
+        collector.stop()

@@ -80,6 +80,8 @@ KINDS = {  # kind of file: (how to find it in a state directory, the kind of los
     "predictions": (lambda d: next((d / "pending").glob("*-pred.seg")), "pending_pred"),
     "flags": (lambda d: next((d / "pending").glob("*-pred.*.flags")), "pending_flags"),
     "early labels": (lambda d: next((d / "pending").glob("*-early.seg")), "pending_early"),
+    # the sampled spans of waiting predictions (labels/spans.py): only their wrong predictions' traces are lost
+    "prediction spans": (lambda d: next((d / "pending").glob("*-spans.seg")), "pending_spans"),
     "pinned reference": (lambda d: next((d / "pinned").glob("*.json")), "pinned_reference"),
 }
 DAMAGE = ("missing", "zero", "truncated", "garbled", "wrong")
