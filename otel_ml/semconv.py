@@ -223,7 +223,7 @@ KINESIS_SKIP_PREFIX = "kinesis:"
 METRIC_KINESIS_SKIPPED); without, a Kafka message's (the journal's records from before Kinesis)."""
 METRIC_APPLY_ERRORS = "otel_ml.apply.errors"
 METRIC_STATE_RECOVERED = "otel_ml.state.recovered"
-STATE_KINDS = ("database", "window", "journal_record", "pending_pred", "pending_early", "pending_gone",
+STATE_KINDS = ("database", "window", "journal_record", "pending_pred", "pending_early", "pending_gone", "pending_spans",
                "pending_flags", "performance_window", "pinned_reference")
 """Every ``kind`` of ``otel_ml.state.recovered``: what recovery could not use and dropped, saying so."""
 METRIC_LABELS_WAITING = "otel_ml.labels.waiting"

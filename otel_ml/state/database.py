@@ -5,6 +5,7 @@ DB_FILE = "otel-ml.db"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
                                        created REAL NOT NULL, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS window_state (model TEXT NOT NULL, version TEXT NOT NULL, start_ns INTEGER NOT NULL,

@@ -1,4 +1,5 @@
-"""Durable state: a journal of applied requests plus periodic checkpoints, in SQLite (WAL mode).
+"""Durable state: a journal of applied requests (append-only files, request_log.py) plus periodic checkpoints
+in SQLite (WAL mode).
 
 Why this shape: an OTLP Export may be answered OK only once its effect survives ``kill -9``, and its effect
 must be in memory only if it was answered OK (a refused request is retried; had it been applied, it would
@@ -15,11 +16,13 @@ A failed write (disk full, read-only file system, I/O error) raises ``StorageErr
 commit: nothing of it was applied, and the next write tries again, so the journal recovers by itself when the
 cause goes away.
 
-SQLite from the standard library: one file, atomic transactions, WAL for concurrent reads, nothing to
-install. Every blob in it is sealed (otel_ml/sealed.py) by whoever writes it. A database that cannot be read, or
-an empty (or missing) one beside an earlier run's files, is damage: it is moved to ``quarantine/`` with them and
-the processor starts empty, saying exactly what it dropped (``losses``), rather than failing to start, starting
-silently with less, or loading garbage.
+The records go to append-only files (request_log.py: written once, deleted a file at a time), everything that
+changes in place to SQLite from the standard library: one file, atomic transactions, WAL for concurrent reads,
+nothing to install. (Records of a journal written into the database's ``journal`` table by an earlier otel-ml are
+replayed, then deleted by the first checkpoint.) Every blob in it is sealed (otel_ml/sealed.py) by whoever writes
+it. A database that cannot be read, or an empty (or missing) one beside an earlier run's files, is damage: it is
+moved to ``quarantine/`` with them (the journal's files included) and the processor starts empty, saying exactly
+what it dropped (``losses``), rather than failing to start, starting silently with less, or loading garbage.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +42,7 @@ from otel_ml.sealed import Loss, quarantine
 from otel_ml.state import archive
 from otel_ml.state.archive import ArchiveConfig, ArchiveRow
 from otel_ml.state.database import DB_FILE, SCHEMA
+from otel_ml.state.request_log import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,8 @@ class Journal:
         self._queue: queue.Queue[_Write | _Checkpoint | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self.log: RequestLog | None = None
+        """The records' files (set by ``open``)."""
         self._seq = 0  # the newest committed sequence number; the writer thread moves it
         self.commits = 0
         self.appended = 0
@@ -130,9 +137,9 @@ class Journal:
             return self._open()
 
     def _earlier_run_files(self) -> list[Path]:
-        """Files only a run that had a database writes (waiting predictions)."""
-        pending = self.path.parent / "pending"
-        return sorted(p for p in pending.iterdir() if p.is_file()) if pending.is_dir() else []
+        """Files only a run that had a database writes (waiting predictions, journal records)."""
+        dirs = [self.path.parent / "pending", self.path.parent / "journal"]
+        return sorted(p for d in dirs if d.is_dir() for p in d.iterdir() if p.is_file())
 
     def discard(self, why: str, also: list[Path] = ()) -> None:  # type: ignore[assignment]
         """Move the database (and ``also``: files that only made sense with it) to quarantine/, and note the loss:
@@ -140,6 +147,10 @@ class Journal:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self.log is not None:
+            self.log.close()
+            also = [*also, *(f for f in self.log.files() if f not in also)]
+            self.log = None
         moved = [quarantine(Path(str(self.path) + suffix), self.path.parent) for suffix in ("", "-wal", "-shm")]
         for f in also:
             quarantine(f, self.path.parent)
@@ -165,13 +176,24 @@ class Journal:
             raise StateCorrupted(f"quick_check: {check}")
         row = conn.execute("SELECT seq, state FROM checkpoint WHERE id = 1").fetchone()
         cp_seq, state = (int(row[0]), bytes(row[1])) if row else (0, None)
-        last = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
-        self._seq = max(cp_seq, int(last or 0))
+        identity = conn.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+        if identity is None:
+            identity = (uuid.uuid4().hex,)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", identity)
+        if self.log is not None:
+            self.log.close()
+        self.log = RequestLog(self.path.parent / "journal", identity[0])
+        last_file = self.log.open()
+        self.losses += self.log.losses
+        last = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]  # an earlier otel-ml's records
+        self._seq = max(cp_seq, int(last or 0), last_file)
+        log_records = self.log
 
         def replay() -> Iterator[tuple[int, bytes]]:
             for seq, payload in conn.execute("SELECT seq, payload FROM journal WHERE seq > ? ORDER BY seq",
                                              (cp_seq,)):
                 yield int(seq), bytes(payload)
+            yield from log_records.read(cp_seq)
 
         return state, cp_seq, replay()
 
@@ -201,6 +223,8 @@ class Journal:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self.log is not None:
+            self.log.close()
 
     # --- writing ---------------------------------------------------------------------------------
     @property
@@ -231,8 +255,7 @@ class Journal:
             raise item.error
 
     def _write_loop(self) -> None:
-        assert self._conn is not None
-        conn = self._conn
+        assert self._conn is not None and self.log is not None
         while True:
             item = self._queue.get()
             if item is None:
@@ -248,54 +271,72 @@ class Journal:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+            writes = [it for it in batch if isinstance(it, _Write)]
             first_seq = self._seq
+            for it in writes:
+                self._seq += 1
+                it.seq = self._seq
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                for it in batch:
-                    if isinstance(it, _Write):
-                        self._seq += 1
-                        it.seq = self._seq
-                        conn.execute("INSERT INTO journal (seq, payload) VALUES (?, ?)", (it.seq, it.payload))
-                    else:
-                        cp = it.checkpoint
-                        conn.execute("DELETE FROM journal WHERE seq <= ?", (cp.seq,))
-                        conn.execute("INSERT OR REPLACE INTO checkpoint (id, seq, created, state) VALUES (1, ?, ?, ?)",
-                                     (cp.seq, time.time(), cp.state))
-                        conn.executemany("DELETE FROM window_state WHERE model=? AND version=? AND start_ns=?",
-                                         cp.window_deletes)
-                        conn.executemany("INSERT OR REPLACE INTO window_state VALUES (?, ?, ?, ?)", cp.window_upserts)
-                        conn.executemany("DELETE FROM performance_window WHERE model=? AND version=? AND start_ns=?",
-                                         cp.performance_deletes)
-                        conn.executemany("INSERT OR REPLACE INTO performance_window VALUES (?, ?, ?, ?)",
-                                         cp.performance_upserts)
-                        if self.archive_config.enabled:
-                            archive.insert(conn, cp.archive_rows)
-                            archive.insert(conn, (archive.ArchiveRow(m, v, s, e, "window", blob)
-                                                  for m, v, s, e, blob in cp.performance_archive), archive.PERFORMANCE)
-                            if cp.archive_now_ns is not None:
-                                archive.compact(conn, cp.archive_now_ns, self.archive_config)
-                                archive.compact(conn, cp.archive_now_ns, self.archive_config, archive.PERFORMANCE)
-                conn.execute("COMMIT")
-                self.commits += 1
-                self.appended += sum(isinstance(it, _Write) for it in batch)
+                self.log.append([(it.seq, it.payload) for it in writes])  # one sync for the group
             except Exception as e:  # disk full, I/O error: every waiter learns it, none is applied or acknowledged
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                self._seq = first_seq  # nothing of this batch exists: the next commit reuses its numbers
-                for it in batch:
-                    it.error = StorageError("journal" if isinstance(it, _Write) else "checkpoint", e)
+                self._seq = first_seq  # nothing of these exists: the next commit reuses their numbers
+                for it in writes:
+                    it.error = StorageError("journal", e)
                     it.done.set()
-                continue
-            for it in batch:
-                if isinstance(it, _Write):
-                    try:
-                        it.apply(it.seq)
-                    except Exception as e:  # a bug: the record is durable and will be replayed; the sender learns
-                        log.exception("applying journaled request %d failed", it.seq)
-                        it.error = e
-                it.done.set()
-            if any(isinstance(it, _Checkpoint) for it in batch):
+                writes = []
+            else:
+                self.commits += bool(writes)
+                self.appended += len(writes)
+            # A checkpoint's state was taken before any of these writes was applied: its seq is below theirs.
+            checkpoints = [it for it in batch if isinstance(it, _Checkpoint)]
+            for it in checkpoints:
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # shrinks the WAL; a failure only leaves it large
-                except sqlite3.Error as e:
-                    log.warning("could not truncate the write-ahead log: %s", e)
+                    self._commit_checkpoint(it.checkpoint)
+                except Exception as e:
+                    it.error = StorageError("checkpoint", e)
+            for it in writes:
+                try:
+                    it.apply(it.seq)
+                except Exception as e:  # a bug: the record is durable and will be replayed; the sender learns
+                    log.exception("applying journaled request %d failed", it.seq)
+                    it.error = e
+                it.done.set()
+            for it in checkpoints:
+                it.done.set()
+
+    def _commit_checkpoint(self, cp: Checkpoint) -> None:
+        """Write ``cp`` in one transaction; then the journal's files it includes go."""
+        assert self._conn is not None and self.log is not None
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM journal WHERE seq <= ?", (cp.seq,))  # an earlier otel-ml's records
+            conn.execute("INSERT OR REPLACE INTO checkpoint (id, seq, created, state) VALUES (1, ?, ?, ?)",
+                         (cp.seq, time.time(), cp.state))
+            conn.executemany("DELETE FROM window_state WHERE model=? AND version=? AND start_ns=?", cp.window_deletes)
+            conn.executemany("INSERT OR REPLACE INTO window_state VALUES (?, ?, ?, ?)", cp.window_upserts)
+            conn.executemany("DELETE FROM performance_window WHERE model=? AND version=? AND start_ns=?",
+                             cp.performance_deletes)
+            conn.executemany("INSERT OR REPLACE INTO performance_window VALUES (?, ?, ?, ?)", cp.performance_upserts)
+            if self.archive_config.enabled:
+                archive.insert(conn, cp.archive_rows)
+                archive.insert(conn, (archive.ArchiveRow(m, v, s, e, "window", blob)
+                                      for m, v, s, e, blob in cp.performance_archive), archive.PERFORMANCE)
+                if cp.archive_now_ns is not None:
+                    archive.compact(conn, cp.archive_now_ns, self.archive_config)
+                    archive.compact(conn, cp.archive_now_ns, self.archive_config, archive.PERFORMANCE)
+            conn.execute("COMMIT")
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        self.log.rotate()
+        try:
+            self.log.drop_through(cp.seq)
+        except OSError as e:  # left for the next checkpoint; replay skips what the checkpoint includes
+            log.warning("could not delete journal files up to %d: %s", cp.seq, e)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # shrinks the WAL; a failure only leaves it large
+        except sqlite3.Error as e:
+            log.warning("could not truncate the write-ahead log: %s", e)

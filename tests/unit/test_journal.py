@@ -1,18 +1,21 @@
 """The journal's contract, fast and in-process: apply only after commit, in sequence order; a failed commit
 applies nothing, raises StorageError and leaves no gap in the sequence; a replay returns exactly what was
-applied. Failures come from SQLite itself (a trigger that raises), so the real rollback path runs."""
+applied. Failures come from the kernel (a record write past the process's file size limit, RLIMIT_FSIZE, fails
+half-written like a full disk) or from SQLite itself (a checkpoint row that breaks a constraint), so the real
+cleanup paths run."""
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import resource
+import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from otel_ml.state.journal import Checkpoint, Journal, StorageError
-
-POISON = b"\xff"
 
 
 @pytest.fixture()
@@ -20,9 +23,6 @@ def journal(tmp_path: Path):
     j = Journal(tmp_path)
     state, seq, replay = j.open()
     assert state is None and seq == 0 and list(replay) == []
-    assert j._conn is not None
-    j._conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON journal WHEN NEW.payload = x'ff' "
-                    "BEGIN SELECT RAISE(FAIL, 'injected write failure'); END")
     j.start()
     yield j
     j.close()
@@ -43,15 +43,33 @@ def test_a_payload_is_applied_after_its_commit_in_sequence_order(journal: Journa
     assert list(replay) == applied  # what a restart replays is what was applied, in the same order
 
 
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past ``limit`` bytes fail (EFBIG) in this process, as on a disk that is full there."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    before = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not the signal that kills
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, before)
+
+
 def test_a_failed_commit_applies_nothing_and_its_numbers_are_reused(journal: Journal) -> None:
     applied: list[int] = []
     assert journal.append(b"a", applied.append) == 1
-    with pytest.raises(StorageError) as failure:
-        journal.append(POISON, applied.append)
-    assert failure.value.op == "journal" and isinstance(failure.value.cause, sqlite3.Error)
-    assert "injected write failure" in str(failure.value)
+    assert journal.log is not None and journal.log._path is not None
+    written = journal.log._path.stat().st_size
+    with file_size_limit(written + 1000), pytest.raises(StorageError) as failure:
+        journal.append(b"x" * 5000, applied.append)  # half written, then refused
+    assert failure.value.op == "journal" and isinstance(failure.value.cause, OSError)
+    assert journal.log._path.stat().st_size == written  # cut back: no torn record before the next one
     assert journal.append(b"b", applied.append) == 2  # works again at once; no hole for the failed one
     assert applied == [1, 2]
+    journal.close()
+    _, _, replay = journal.open()
+    assert list(replay) == [(1, b"a"), (2, b"b")]
 
 
 def test_an_exception_in_apply_reaches_the_caller_and_the_writer_carries_on(journal: Journal) -> None:
@@ -73,3 +91,63 @@ def test_a_failed_checkpoint_raises_storage_error_and_keeps_the_journal(journal:
     journal.close()
     state, seq, replay = journal.open()
     assert state is None and seq == 0 and [p for _, p in replay] == [b"a"]
+
+
+def test_the_records_files_torn_damaged_foreign_and_from_an_earlier_otel_ml(tmp_path: Path) -> None:
+    """What recovery makes of the journal's files: a record cut short at the end of its file (a crash before its
+    sync: never acknowledged) is dropped quietly; a whole record that fails its checksum is damage, reported with
+    what follows it; another database's files are not replayed into this one; records an earlier otel-ml wrote into
+    the database's journal table are replayed first, and a checkpoint deletes them and the files it includes."""
+    j = Journal(tmp_path)
+    j.open()
+    j.start()
+    for i in range(4):
+        j.append(b"r%d" % i, lambda seq: None)
+    j.close()
+    assert j.log is not None
+    [path] = j.log.files()
+    data = path.read_bytes()
+    path.write_bytes(data[:-2])  # the last record cut short
+    state, seq, replay = j.open()
+    assert [p for _, p in replay] == [b"r0", b"r1", b"r2"] and not j.losses and j.last_seq == 3
+
+    garbled = bytearray(path.read_bytes())
+    garbled[data.index(b"r1")] ^= 0xFF  # inside the second record: damage, not a torn write
+    path.write_bytes(bytes(garbled))
+    j = Journal(tmp_path)
+    _, _, replay = j.open()
+    assert [p for _, p in replay] == [b"r0"]
+    [loss] = j.losses
+    assert loss.kind == "journal_record" and "fails its checksum" in loss.what
+
+    # Another state database beside these files: they are moved aside, not replayed into it.
+    other = tmp_path / "other"
+    other.mkdir()
+    Journal(other).open()
+    (other / "journal" / path.name).write_bytes(path.read_bytes())
+    j = Journal(other)
+    j.open()
+    assert j.log is not None
+    assert not j.log.files() and j.losses and "another state database" in j.losses[0].what
+    assert (other / "quarantine").is_dir()
+
+    # An earlier otel-ml's records in the database's table are replayed, then go with the first checkpoint.
+    old = tmp_path / "old"
+    old.mkdir()
+    j = Journal(old)
+    j.open()
+    assert j._conn is not None
+    j._conn.execute("INSERT INTO journal (seq, payload) VALUES (1, x'6f6c64')")  # b"old"
+    j.close()
+    j = Journal(old)
+    _, seq, replay = j.open()
+    assert list(replay) == [(1, b"old")] and j.last_seq == 1
+    j.start()
+    assert j.append(b"new", lambda seq: None) == 2
+    j.checkpoint(Checkpoint(2, b"state"))
+    assert j.log is not None and j.log.files() == []  # every record is in the checkpoint
+    j.append(b"after", lambda seq: None)
+    j.close()
+    state, seq, replay = j.open()
+    assert (state, seq, list(replay)) == (b"state", 2, [(3, b"after")])
+    assert j._conn is not None and j._conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
