@@ -15,7 +15,9 @@ fails is damage, reported as lost with what follows it in its file.
 
 >>> import tempfile
 >>> log = RequestLog(Path(tempfile.mkdtemp()), "db-1")
->>> log.open(); log.append([(1, b"a"), (2, b"bc")]); log.rotate(); log.append([(3, b"d")])
+>>> log.open()
+0
+>>> log.append([(1, b"a"), (2, b"bc")]); log.rotate(); log.append([(3, b"d")])
 >>> [(seq, payload) for seq, payload in RequestLog(log.dir, "db-1").read(after=1)]
 [(2, b'bc'), (3, b'd')]
 >>> log.drop_through(2); sorted(p.name for p in log.dir.iterdir())
