@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -236,7 +237,16 @@ def start_prometheus(workdir: Path, targets: list[str], rule_files: list[Path] =
                             stderr=subprocess.STDOUT)
     p = Process(proc, log)
     wait_port(port, proc=proc, log=log)
+    # The port opens before the storage is: until then every API call answers 503 (CI saw one, on a loaded machine).
+    wait_for(lambda: _prometheus_ready(port), timeout=60, what=f"Prometheus ready (GET /-/ready; log: {log})")
     return Prometheus(p, port)
+
+
+def _prometheus_ready(port: int) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5).status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):  # 503 (an HTTPError) while it starts
+        return False
 
 
 DASHBOARD = REPO / "examples" / "grafana" / "otel-ml-dashboard.json"
