@@ -337,17 +337,22 @@ class GroundTruth:
                     if r.any():
                         prof.add_regressed(value[r], pred[r], delays[r])
                         if prof is window:
-                            self._offer_wrong(prof, rows, np.flatnonzero(r), number_text(pred[r]),
-                                              number_text(value[r]), pred[r] - value[r])
+                            self._offer_wrong(prof, rows, np.flatnonzero(r), pred[r], value[r], regressed=True)
 
     def _offer_wrong(self, window: PerformanceProfile, rows: dict[str, np.ndarray], at: np.ndarray,
-                     predicted: np.ndarray, truth: np.ndarray, error: np.ndarray | None = None) -> None:
-        """Rows ``at`` of the matched ``rows`` were wrong (or, ``error`` given, a regressor's): those whose span is
-        kept (labels/spans.py) are offered as the window's examples (profile/wrong_predictions.py)."""
+                     predicted: np.ndarray, truth: np.ndarray, regressed: bool = False) -> None:
+        """Rows ``at`` of the matched ``rows`` were wrong (``regressed``: a regressor's, ``predicted`` and ``truth``
+        numbers): those whose span is kept (labels/spans.py) are offered as the window's examples
+        (profile/wrong_predictions.py). Only those are formatted: most rows have no span kept."""
         found, spans = self.pending.spans.of(rows["id"][at])
-        if found.any():
-            window.wrong.add(rows["time"][at][found], spans[found], predicted[found], truth[found],
-                             error[found] if error is not None else np.full(int(found.sum()), np.nan))
+        if not found.any():
+            return
+        predicted, truth = predicted[found], truth[found]
+        if regressed:
+            error, predicted, truth = predicted - truth, number_text(predicted), number_text(truth)
+        else:
+            error = np.full(len(predicted), np.nan)
+        window.wrong.add(rows["time"][at][found], spans[found], predicted, truth, error)
 
     # --- reading, time, state -----------------------------------------------------------------------------
     def current(self, model: str, version: str) -> PerformanceProfile | None:
@@ -452,7 +457,7 @@ class GroundTruth:
 
 
 def profiles_of(window: PerformanceProfile, rows: np.ndarray, segments: np.ndarray | None
-              ) -> Iterable[tuple[PerformanceProfile, np.ndarray]]:
+                ) -> Iterable[tuple[PerformanceProfile, np.ndarray]]:
     """The profiles ``rows`` of a window count in: the window's, and (a segmented model, ``segments`` each
     row's label) each of their segments' with its rows."""
     yield window, rows
@@ -462,7 +467,7 @@ def profiles_of(window: PerformanceProfile, rows: np.ndarray, segments: np.ndarr
 
 
 def calibrated_classes(batch: ColumnarBatch, ref: PerformanceReference | None
-                        ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+                       ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
     """A multiclass batch's classes, probabilities, calibrated probabilities and predicted classes, when its
     model's labelled baseline ``ref`` has the calibration maps the estimates need (else None)."""
     if ref is None or not ref.class_calibration:
