@@ -13,7 +13,9 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,6 +95,41 @@ def back_end_spans(path: Path) -> dict[tuple[str, str], dict]:
             for ss in rs.get("scopeSpans", []) for s in ss.get("spans", [])}
 
 
+@dataclass
+class Stack:
+    """otel-ml, the Collector that fans the app's spans out to it and to the tracing back end (``traces``) and
+    receives its OTLP metrics (``metrics``), and a Prometheus with exemplar storage scraping it."""
+
+    sp: Any
+    args: tuple[str, ...]
+    collector_grpc: int
+    collector: Any
+    prometheus: Any
+    traces: Path
+    metrics: Path
+
+    def stop(self) -> None:
+        self.prometheus.process.stop()
+        self.collector.stop()
+
+
+def start_stack(tmp_path: Path, serve_factory: Any, *args: str) -> Stack:
+    """``otel-ml serve *args`` with ``ui.trace_url`` and a 1 s OTLP push to the Collector, then the rest."""
+    collector_grpc = free_port()
+    config = tmp_path / "otel-ml.yaml"
+    config.write_text(f'ui:\n  trace_url: "{TRACE_URL}"\nexport:\n  otlp:\n    interval_seconds: 1\n')
+    args = ("--config", str(config), *args, "--window", "1", "--horizon", "60", "--evaluation-interval", "0.5",
+            "--otlp-metrics-endpoint", f"http://127.0.0.1:{collector_grpc}")
+    sp = serve_factory(*args)
+    traces, metrics = tmp_path / "traces.json", tmp_path / "metrics.json"
+    (tmp_path / "collector.yaml").write_text(COLLECTOR_CONFIG)
+    collector, _ = start_collector(tmp_path / "collector.yaml", tmp_path, {
+        "COLLECTOR_GRPC": f"127.0.0.1:{collector_grpc}", "OTEL_ML_ENDPOINT": sp.grpc_endpoint,
+        "TRACES_FILE": str(traces), "METRICS_FILE": str(metrics)})
+    prometheus = start_prometheus(tmp_path, [f"127.0.0.1:{sp.prom_port}"], flags=("--enable-feature=exemplar-storage",))
+    return Stack(sp, args, collector_grpc, collector, prometheus, traces, metrics)
+
+
 def test_a_drift_points_at_spans_the_app_sent_and_the_tracing_back_end_holds(tmp_path: Path,
                                                                              serve_factory) -> None:
     require_collector()
@@ -105,18 +142,9 @@ def test_a_drift_points_at_spans_the_app_sent_and_the_tracing_back_end_holds(tmp
     subprocess.run([sys.executable, "-m", "otel_ml.cli", "baseline", "build", "--model", "shop", "--input",
                     str(tmp_path / "reference.csv"), "--output", str(tmp_path / "baselines" / "shop.json")],
                    check=True, capture_output=True)
-    collector_grpc = free_port()
-    config = tmp_path / "otel-ml.yaml"
-    config.write_text(f'ui:\n  trace_url: "{TRACE_URL}"\nexport:\n  otlp:\n    interval_seconds: 1\n')
-    args = ("--config", str(config), "--baseline-dir", str(tmp_path / "baselines"), "--window", "1", "--horizon",
-            "60", "--evaluation-interval", "0.5", "--otlp-metrics-endpoint", f"http://127.0.0.1:{collector_grpc}")
-    sp = serve_factory(*args)
-    traces, metrics = tmp_path / "traces.json", tmp_path / "metrics.json"
-    (tmp_path / "collector.yaml").write_text(COLLECTOR_CONFIG)
-    collector, _ = start_collector(tmp_path / "collector.yaml", tmp_path, {
-        "COLLECTOR_GRPC": f"127.0.0.1:{collector_grpc}", "OTEL_ML_ENDPOINT": sp.grpc_endpoint,
-        "TRACES_FILE": str(traces), "METRICS_FILE": str(metrics)})
-    prometheus = start_prometheus(tmp_path, [f"127.0.0.1:{sp.prom_port}"], flags=("--enable-feature=exemplar-storage",))
+    stack = start_stack(tmp_path, serve_factory, "--baseline-dir", str(tmp_path / "baselines"))
+    sp, args, collector_grpc, prometheus = stack.sp, stack.args, stack.collector_grpc, stack.prometheus
+    traces, metrics = stack.traces, stack.metrics
     try:
         # The app: half its amounts as the reference's, half moved to N(160, 10); "app" gains on "web".
         n = 600
@@ -225,8 +253,7 @@ def test_a_drift_points_at_spans_the_app_sent_and_the_tracing_back_end_holds(tmp
                  api(again, "/api/v1/models/shop/versions/_/features/amount")["example_predictions"] == examples,
                  timeout=60, what="the same example predictions after a restart")
     finally:
-        prometheus.process.stop()
-        collector.stop()
+        stack.stop()
 
 
 def wrong_links(dom: str) -> set[str]:
@@ -246,18 +273,9 @@ def test_wrong_predictions_point_at_spans_the_app_sent_and_the_tracing_back_end_
     from otel_ml.instrument import ModelMonitor
 
     rng = np.random.default_rng(146)
-    collector_grpc = free_port()
-    config = tmp_path / "otel-ml.yaml"
-    config.write_text(f'ui:\n  trace_url: "{TRACE_URL}"\nexport:\n  otlp:\n    interval_seconds: 1\n')
-    args = ("--config", str(config), "--window", "1", "--horizon", "60", "--evaluation-interval", "0.5",
-            "--otlp-metrics-endpoint", f"http://127.0.0.1:{collector_grpc}")
-    sp = serve_factory(*args)
-    traces, metrics = tmp_path / "traces.json", tmp_path / "metrics.json"
-    (tmp_path / "collector.yaml").write_text(COLLECTOR_CONFIG)
-    collector, _ = start_collector(tmp_path / "collector.yaml", tmp_path, {
-        "COLLECTOR_GRPC": f"127.0.0.1:{collector_grpc}", "OTEL_ML_ENDPOINT": sp.grpc_endpoint,
-        "TRACES_FILE": str(traces), "METRICS_FILE": str(metrics)})
-    prometheus = start_prometheus(tmp_path, [f"127.0.0.1:{sp.prom_port}"], flags=("--enable-feature=exemplar-storage",))
+    stack = start_stack(tmp_path, serve_factory)
+    sp, args, collector_grpc, prometheus = stack.sp, stack.args, stack.collector_grpc, stack.prometheus
+    traces, metrics = stack.traces, stack.metrics
     try:
         sent = InMemorySpanExporter()
         provider = sdk_provider(_Target(collector_grpc))
@@ -338,5 +356,4 @@ def test_wrong_predictions_point_at_spans_the_app_sent_and_the_tracing_back_end_
                  wrong_of(api(again, "/api/v1/models/churn/versions/3/performance")) == wrong,
                  timeout=60, what="the same wrong predictions after a restart")
     finally:
-        prometheus.process.stop()
-        collector.stop()
+        stack.stop()

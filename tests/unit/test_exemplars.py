@@ -3,6 +3,8 @@ where the distribution moved, and exported as OpenMetrics and OTLP exemplars."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
@@ -112,6 +114,17 @@ def test_the_report_leads_with_rows_from_where_the_distribution_moved() -> None:
     assert report["c"].exemplars[0].value == "b"
 
 
+def gauge_with_exemplars(name: str, points: list, exemplars: dict) -> Any:
+    """One gauge of ``points`` as the OTLP exporter would receive it, through ``with_exemplars``."""
+    from opentelemetry.sdk.metrics.export import Gauge, Metric, MetricsData, ResourceMetrics, ScopeMetrics
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    data = MetricsData([ResourceMetrics(Resource.create({}), [ScopeMetrics(InstrumentationScope("s"), [
+        Metric(name, "", "", Gauge(points))], "")], "")])
+    return with_exemplars(data, exemplars).resource_metrics[0].scope_metrics[0].metrics[0]
+
+
 def test_openmetrics_and_otlp_carry_the_example_on_the_drift_series() -> None:
     e = Exemplar("ab" * 16, "cd" * 8, 1_700_000_000 * 10**9, 42.5, 0.5, 0.0)
     counters = Counters()
@@ -128,23 +141,12 @@ def test_openmetrics_and_otlp_carry_the_example_on_the_drift_series() -> None:
     assert sample.exemplar.value == 42.5 and float(sample.exemplar.timestamp) == 1_700_000_000
     assert b" # {" not in exporter.prometheus_text()  # the classic format has no exemplars
 
-    from opentelemetry.sdk.metrics.export import (
-        Gauge,
-        Metric,
-        MetricsData,
-        NumberDataPoint,
-        ResourceMetrics,
-        ScopeMetrics,
-    )
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.sdk.metrics.export import NumberDataPoint
 
     def point(method: str) -> NumberDataPoint:
         return NumberDataPoint({**attrs, sc.ATTR_DRIFT_METHOD: method}, 0, 1, 1.0)
 
-    data = MetricsData([ResourceMetrics(Resource.create({}), [ScopeMetrics(InstrumentationScope("s"), [
-        Metric(sc.METRIC_DRIFT_DETECTED, "", "", Gauge([point("overall"), point("psi")]))], "")], "")])
-    out = with_exemplars(data, {("m", "1", "x"): e}).resource_metrics[0].scope_metrics[0].metrics[0]
+    out = gauge_with_exemplars(sc.METRIC_DRIFT_DETECTED, [point("overall"), point("psi")], {("m", "1", "x"): e})
     overall, psi = out.data.data_points
     assert not psi.exemplars
     [x] = overall.exemplars

@@ -17,13 +17,13 @@ from otel_ml.core.snapshot import Snapshot
 from otel_ml.decode.batch import SPAN_IDS_BYTES, ColumnarBatch, DecodeResult, LabelBatch
 from otel_ml.decode.ids import id_hash
 from otel_ml.export.config import ExportConfig
-from otel_ml.export.exemplars import with_exemplars
 from otel_ml.export.metrics import MetricsExporter
 from otel_ml.labels.ground_truth import GroundTruth
 from otel_ml.labels.pending import LabelsConfig
 from otel_ml.labels.spans import ROWS_PER_REQUEST
 from otel_ml.profile.performance import performance_blob, performance_profile
 from otel_ml.profile.wrong_predictions import SLOTS, WrongPredictions
+from tests.unit.test_exemplars import gauge_with_exemplars
 
 T0 = 1_800_000_000 * 10**9
 HOUR = 3600 * 10**9
@@ -172,22 +172,11 @@ def test_both_exports_carry_the_latest_wrong_prediction() -> None:
                                                             "span_id": bytes(range(16, 24)).hex()}
     assert float(sample.exemplar.timestamp) == T0 / 1e9
 
-    from opentelemetry.sdk.metrics.export import (
-        Gauge,
-        Metric,
-        MetricsData,
-        NumberDataPoint,
-        ResourceMetrics,
-        ScopeMetrics,
-    )
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.sdk.metrics.export import NumberDataPoint
 
     points = [NumberDataPoint({**model, sc.ATTR_PERFORMANCE_METRIC: "accuracy"}, 0, 1, 0.9),
               NumberDataPoint({**model, sc.ATTR_PERFORMANCE_METRIC: "accuracy", sc.ATTR_SEGMENT: "a=1"}, 0, 1, 0.8)]
-    data = MetricsData([ResourceMetrics(Resource.create({}), [ScopeMetrics(InstrumentationScope("s"), [
-        Metric(sc.METRIC_PERFORMANCE, "", "", Gauge(points))], "")], "")])
-    out = with_exemplars(data, exporter._rendered().exemplars).resource_metrics[0].scope_metrics[0].metrics[0]
+    out = gauge_with_exemplars(sc.METRIC_PERFORMANCE, points, exporter._rendered().exemplars)
     model_point, segment_point = out.data.data_points
     assert not segment_point.exemplars
     [x] = model_point.exemplars
