@@ -312,6 +312,21 @@ CORNER_CASES = [
      ld(9, kv("ml.feature.x", ld(1, b"a"))) + ld(9, kv("ml.feature.x", tag(3, 0) + varint(2))), "equal"),
     ("key after value", MODEL + END + ld(9, ld(2, tag(3, 0) + varint(5)) + ld(1, b"ml.feature.x")), "equal"),
     ("empty value", MODEL + END + ld(9, kv("ml.feature.x", b"")), "equal"),
+    # scalar attributes in the SDKs' layout are read by a straight path (scalar_key_value); its edges:
+    ("negative integer (10-byte varint)", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + varint(2**64 - 5))),
+     "equal"),
+    ("integer varint over 64 bits", MODEL + END + ld(9, kv("ml.feature.x", tag(3, 0) + b"\xff" * 10 + b"\x01")),
+     "malformed"),
+    ("bool then a second member", MODEL + END + ld(9, kv("ml.feature.x", tag(2, 0) + varint(1) + tag(3, 0) +
+                                                             varint(1))), "declined"),
+    ("bool 7", MODEL + END + ld(9, kv("ml.feature.b", tag(2, 0) + varint(7))), "equal"),
+    ("text of 127 bytes", MODEL + END + ld(9, kv("ml.feature.c", ld(1, b"a" * 127))), "equal"),
+    ("text of 128 bytes", MODEL + END + ld(9, kv("ml.feature.c", ld(1, b"a" * 128))), "equal"),
+    ("invalid utf-8 in a text value", MODEL + END + ld(9, kv("ml.feature.c", ld(1, b"ab\xc3"))), "malformed"),
+    ("invalid utf-8 in a scalar's key", MODEL + END + ld(9, ld(1, b"ml.feature.\xc3") + ld(2, tag(4, 1) +
+                                                                                          b"\0" * 8)), "malformed"),
+    ("double cut short", MODEL + END + ld(9, kv("ml.feature.x", tag(4, 1) + b"\0" * 7)), "malformed"),
+    ("double then a byte more", MODEL + END + ld(9, kv("ml.feature.x", tag(4, 1) + b"\0" * 8 + b"\0")), "malformed"),
 ]
 
 
@@ -384,6 +399,40 @@ def test_a_repeated_column_is_found_at_any_span_width(width: int) -> None:
     assert compare(request_of(distinct), DecodeLimits(max_features_per_span=1000)) == "equal"
     with mock.patch("time.time_ns", return_value=NOW):
         assert decode_request_python(request_of(distinct)).spans_accepted == 1
+
+
+def test_spans_naming_the_last_spans_columns_or_others_decode_identically() -> None:
+    """The compiled decoder reuses the last written span's columns when a span names the same ones in the same order
+    (no duplicate check, no lookup): spans that share, reorder, extend, repeat or move a model's names must still
+    land in their own columns, and a duplicate after a matching span must still be rejected."""
+
+    def span(model: str, names: list[str], value: int) -> bytes:
+        return ld(2, ld(9, kv("ml.model.name", ld(1, model.encode()))) + END +
+                  b"".join(ld(9, kv(f"ml.feature.{n}", tag(3, 0) + varint(value + i))) for i, n in enumerate(names)))
+
+    layouts = [("m", ["a", "b", "c"]), ("m", ["a", "b", "c"]), ("n", ["a", "b", "c"]), ("m", ["a", "b", "c"]),
+               ("m", ["c", "b", "a"]), ("m", ["a", "b"]), ("m", ["a", "b", "c", "d"]), ("m", ["a", "b", "a"]),
+               ("m", ["a", "b", "c"]), ("m", ["a", "bb", "c"]), ("m", ["a", "b", "cc"]), ("n", ["a", "b", "cc"]),
+               ("m", ["a", "b", "a"]), ("m", ["a", "b", "a"]), ("m", ["a", "b", "c"])]
+    data = ld(1, ld(2, b"".join(span(m, names, 10 * k) for k, (m, names) in enumerate(layouts))))
+    assert compare(data, DecodeLimits()) == "equal"
+    with mock.patch("time.time_ns", return_value=NOW):
+        result = decode_request_python(data, DecodeLimits())
+    assert result.rejected == Counter(duplicate_attribute=3)
+    m = next(b for b in result.batches if b.key[0] == "m")
+    assert m.numeric["c"].tolist()[:4] == [2, 12, 32, 40]  # a name written in its own column in every layout
+
+
+@pytest.mark.parametrize("name", ["abcdefgh", "abcdefghü", "abcdefghijklmnopü", "üabcdefghijklmnop", "abcdefg€xyz1234",
+                                  "abcdefghijklmno😀"])
+def test_names_decode_identically_whichever_word_holds_the_first_non_ascii_byte(name: str) -> None:
+    """UTF-8 is checked eight ASCII bytes at a time until a byte with the high bit: the non-ASCII character may
+    start in any of the first words or after them."""
+    span = MODEL + END + ld(9, kv(f"ml.feature.{name}", ld(1, name.encode())))
+    assert compare(request_of(span), DecodeLimits()) == "equal"
+    bad = f"ml.feature.{name}".encode()[:-1] + b"\xff"  # invalid at the end, after whole ASCII words
+    assert compare(request_of(MODEL + END + ld(9, ld(1, bad) + ld(2, tag(3, 0) + varint(1)))), DecodeLimits()) == \
+        "malformed"
 
 
 def test_resource_after_its_spans_still_names_the_model() -> None:
