@@ -789,25 +789,27 @@ static int has_duplicate(Ctx *c, ColumnRef *refs, size_t n) {
 typedef struct {
     const char *key, *feature;
     int categorical;
+    size_t klen, flen; /* their lengths, so matching a span's attributes against the table calls no strlen */
 } GenAiName;
+#define GENAI_NAME(key, feature, categorical) {key, feature, categorical, sizeof key - 1, sizeof feature - 1}
 static const GenAiName GENAI_NAMES[] = {
-    {"gen_ai.usage.input_tokens", "gen_ai.usage.input_tokens", 0},
-    {"gen_ai.usage.prompt_tokens", "gen_ai.usage.input_tokens", 0},
-    {"gen_ai.usage.output_tokens", "gen_ai.usage.output_tokens", 0},
-    {"gen_ai.usage.completion_tokens", "gen_ai.usage.output_tokens", 0},
-    {"gen_ai.request.temperature", "gen_ai.request.temperature", 0},
-    {"gen_ai.request.max_tokens", "gen_ai.request.max_tokens", 0},
-    {"gen_ai.request.top_p", "gen_ai.request.top_p", 0},
-    {"gen_ai.request.top_k", "gen_ai.request.top_k", 0},
-    {"gen_ai.request.frequency_penalty", "gen_ai.request.frequency_penalty", 0},
-    {"gen_ai.request.presence_penalty", "gen_ai.request.presence_penalty", 0},
-    {"gen_ai.request.choice.count", "gen_ai.request.choice.count", 0},
-    {"gen_ai.response.time_to_first_chunk", "gen_ai.response.time_to_first_chunk", 0},
-    {"gen_ai.embeddings.dimension.count", "gen_ai.embeddings.dimension.count", 0},
-    {"gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", 1},
-    {"error.type", "error.type", 1},
-    {"gen_ai.tool.name", "gen_ai.tool.name", 1},
-    {"gen_ai.output.type", "gen_ai.output.type", 1},
+    GENAI_NAME("gen_ai.usage.input_tokens", "gen_ai.usage.input_tokens", 0),
+    GENAI_NAME("gen_ai.usage.prompt_tokens", "gen_ai.usage.input_tokens", 0),
+    GENAI_NAME("gen_ai.usage.output_tokens", "gen_ai.usage.output_tokens", 0),
+    GENAI_NAME("gen_ai.usage.completion_tokens", "gen_ai.usage.output_tokens", 0),
+    GENAI_NAME("gen_ai.request.temperature", "gen_ai.request.temperature", 0),
+    GENAI_NAME("gen_ai.request.max_tokens", "gen_ai.request.max_tokens", 0),
+    GENAI_NAME("gen_ai.request.top_p", "gen_ai.request.top_p", 0),
+    GENAI_NAME("gen_ai.request.top_k", "gen_ai.request.top_k", 0),
+    GENAI_NAME("gen_ai.request.frequency_penalty", "gen_ai.request.frequency_penalty", 0),
+    GENAI_NAME("gen_ai.request.presence_penalty", "gen_ai.request.presence_penalty", 0),
+    GENAI_NAME("gen_ai.request.choice.count", "gen_ai.request.choice.count", 0),
+    GENAI_NAME("gen_ai.response.time_to_first_chunk", "gen_ai.response.time_to_first_chunk", 0),
+    GENAI_NAME("gen_ai.embeddings.dimension.count", "gen_ai.embeddings.dimension.count", 0),
+    GENAI_NAME("gen_ai.response.finish_reasons", "gen_ai.response.finish_reason", 1),
+    GENAI_NAME("error.type", "error.type", 1),
+    GENAI_NAME("gen_ai.tool.name", "gen_ai.tool.name", 1),
+    GENAI_NAME("gen_ai.output.type", "gen_ai.output.type", 1),
 };
 #define GENAI_DURATION "gen_ai.client.operation.duration"
 #define GENAI_CALL_ID "gen_ai.call.id"
@@ -815,8 +817,8 @@ static const GenAiName GENAI_NAMES[] = {
 #define GENAI_EVALUATION_EVENT "gen_ai.evaluation.result"
 enum { GENAI_NOT_A_CALL = -1 };
 
-static const Attr *genai_attr(const Ctx *c, const char *key) {
-    size_t n = strlen(key);
+#define GENAI_ATTR(c, key) genai_attr((c), key, sizeof key - 1) /* key: a string literal */
+static const Attr *genai_attr(const Ctx *c, const char *key, size_t n) {
     for (size_t k = 0; k < c->gattrs.n; k++)
         if (c->gattrs.a[k].klen == n && memcmp(c->gattrs.a[k].key, key, n) == 0) return &c->gattrs.a[k];
     return NULL;
@@ -873,10 +875,10 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
             if (c->gattrs.a[j].klen == a->klen && memcmp(c->gattrs.a[j].key, a->key, a->klen) == 0)
                 return DEC_DECLINE_GENAI;
     }
-    const Attr *operation = genai_attr(c, "gen_ai.operation.name"), *provider = genai_attr(c, "gen_ai.provider.name");
-    const Attr *former_provider = genai_attr(c, "gen_ai.system"), *request_model = genai_attr(c, "gen_ai.request.model");
+    const Attr *operation = GENAI_ATTR(c, "gen_ai.operation.name"), *provider = GENAI_ATTR(c, "gen_ai.provider.name");
+    const Attr *former_provider = GENAI_ATTR(c, "gen_ai.system"), *request_model = GENAI_ATTR(c, "gen_ai.request.model");
     if (!operation && !(request_model && (provider || former_provider))) return GENAI_NOT_A_CALL;
-    const Attr *former_op = operation ? NULL : genai_attr(c, "llm.request.type");
+    const Attr *former_op = operation ? NULL : GENAI_ATTR(c, "llm.request.type");
     c->mscratch.n = 0;
     Py_ssize_t chars = 2, part;
     if ((part = model_part(c, provider ? &provider->v : former_provider ? &former_provider->v : NULL, 1, NULL)) < 0)
@@ -894,17 +896,17 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
     model->s = c->mscratch.a;
     model->slen = c->mscratch.n;
     model->schars = chars;
-    const Attr *response_model = genai_attr(c, "gen_ai.response.model");
+    const Attr *response_model = GENAI_ATTR(c, "gen_ai.response.model");
     *version_v = response_model && response_model->v.kind == V_STRING ? &response_model->v : NULL;
     size_t n = 0;
     for (size_t k = 0; k < c->gattrs.n; k++) {
         const Attr *a = &c->gattrs.a[k];
         const GenAiName *name = NULL;
         for (size_t m = 0; m < sizeof GENAI_NAMES / sizeof *GENAI_NAMES && !name; m++)
-            if (a->klen == strlen(GENAI_NAMES[m].key) && memcmp(a->key, GENAI_NAMES[m].key, a->klen) == 0)
+            if (a->klen == GENAI_NAMES[m].klen && memcmp(a->key, GENAI_NAMES[m].key, a->klen) == 0)
                 name = &GENAI_NAMES[m];
         if (!name) continue;
-        size_t flen = strlen(name->feature);
+        size_t flen = name->flen;
         int seen = 0; /* a current name and its former one on one span: the first counts */
         for (size_t j = 0; j < n && !seen; j++) seen = refs[j].nlen == flen && memcmp(refs[j].name, name->feature, flen) == 0;
         if (seen) continue;
@@ -928,7 +930,7 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
         c->key_val.i = c->span_key;
         ColumnRef r = {(const uint8_t *)GENAI_CALL_ID, sizeof GENAI_CALL_ID - 1, sizeof GENAI_CALL_ID - 1, &c->key_val, 0};
         refs[n++] = r;
-        const Attr *response = genai_attr(c, "gen_ai.response.id"); /* its second key: evaluations.py response_key */
+        const Attr *response = GENAI_ATTR(c, "gen_ai.response.id"); /* its second key: evaluations.py response_key */
         if (response && response->v.kind == V_STRING && response->v.slen) {
             uint64_t h = NAME_HASH(response->v.s, response->v.slen) & ((1ULL << 53) - 1);
             c->response_val.kind = V_INT;
