@@ -736,6 +736,7 @@ typedef struct {
     Py_ssize_t nchars;
     const Val *v;
     uint64_t hash; /* NAME_HASH of name, set by has_duplicate */
+    size_t col;    /* its column's position in the span's group, once written */
 } ColumnRef;
 
 typedef struct LastColumn {
@@ -916,19 +917,21 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
             if (c->elems.n != 1 || c->elems.a[0].kind != V_STRING) return DEC_DECLINE_GENAI;
             v = &c->elems.a[0]; /* until the next array_elements: this span writes no other array */
         }
-        ColumnRef r = {(const uint8_t *)name->feature, flen, (Py_ssize_t)flen, v, 0};
+        ColumnRef r = {(const uint8_t *)name->feature, flen, (Py_ssize_t)flen, v, 0, 0};
         refs[n++] = r;
     }
     if (start_ns && end_ns > start_ns) {
         dur->kind = V_DOUBLE;
         dur->d = (double)(end_ns - start_ns) / 1e9;
-        ColumnRef r = {(const uint8_t *)GENAI_DURATION, sizeof GENAI_DURATION - 1, sizeof GENAI_DURATION - 1, dur, 0};
+        ColumnRef r = {(const uint8_t *)GENAI_DURATION, sizeof GENAI_DURATION - 1, sizeof GENAI_DURATION - 1, dur,
+                       0, 0};
         refs[n++] = r;
     }
     if (c->span_key && c->genai_keys) { /* what its evaluation results join it by (evaluations.py call_key) */
         c->key_val.kind = V_INT;
         c->key_val.i = c->span_key;
-        ColumnRef r = {(const uint8_t *)GENAI_CALL_ID, sizeof GENAI_CALL_ID - 1, sizeof GENAI_CALL_ID - 1, &c->key_val, 0};
+        ColumnRef r = {(const uint8_t *)GENAI_CALL_ID, sizeof GENAI_CALL_ID - 1, sizeof GENAI_CALL_ID - 1, &c->key_val,
+                       0, 0};
         refs[n++] = r;
         const Attr *response = GENAI_ATTR(c, "gen_ai.response.id"); /* its second key: evaluations.py response_key */
         if (response && response->v.kind == V_STRING && response->v.slen) {
@@ -936,7 +939,7 @@ static int genai_call(Ctx *c, uint64_t start_ns, uint64_t end_ns, ColumnRef *ref
             c->response_val.kind = V_INT;
             c->response_val.i = h ? (int64_t)h : 1;
             ColumnRef rr = {(const uint8_t *)GENAI_CALL_RESPONSE, sizeof GENAI_CALL_RESPONSE - 1,
-                            sizeof GENAI_CALL_RESPONSE - 1, &c->response_val, 0};
+                            sizeof GENAI_CALL_RESPONSE - 1, &c->response_val, 0, 0};
             refs[n++] = rr;
         }
     }
@@ -956,7 +959,7 @@ static int process_span(Ctx *c, uint64_t start_ns, uint64_t end_ns, int status_c
     c->received++;
     for (size_t k = 0; k < c->attrs.n; k++) {
         const Attr *a = &c->attrs.a[k];
-        ColumnRef r = {NULL, 0, 0, &a->v, 0};
+        ColumnRef r = {NULL, 0, 0, &a->v, 0, 0};
         if (STARTS(a->key, a->klen, "ml.feature.")) {
             r.name = a->key + 11;
             r.nlen = a->klen - 11;
@@ -1174,6 +1177,7 @@ genai:
     for (size_t k = 0; k < nrefs; k++) {
         Column *col = known ? &g->cols.a[c->last[k].col] : column_in(g, refs[k].name, refs[k].nlen, refs[k].hash);
         if (!col) { rc = DEC_NOMEM; goto done; }
+        refs[k].col = (size_t)(col - g->cols.a);
         if (!batch_v) {
             if (write_scalar(c, col, row, refs[k].v)) { rc = DEC_NOMEM; goto done; }
             continue;
@@ -1202,10 +1206,8 @@ genai:
     c->accepted++;
     if (!genai_span && !known) {
         if (grow((void **)&c->last, &c->last_cap, nrefs, sizeof(LastColumn))) { rc = DEC_NOMEM; goto done; }
-        for (size_t k = 0; k < nrefs; k++) {
-            Column *col = column_in(g, refs[k].name, refs[k].nlen, refs[k].hash); /* found: written above */
-            c->last[k] = (LastColumn){refs[k].name, refs[k].nlen, refs[k].hash, (size_t)(col - g->cols.a)};
-        }
+        for (size_t k = 0; k < nrefs; k++)
+            c->last[k] = (LastColumn){refs[k].name, refs[k].nlen, refs[k].hash, refs[k].col};
         c->last_group = g;
         c->last_n = nrefs;
     }
