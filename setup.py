@@ -26,7 +26,8 @@ setup(
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),
-        # KS and Wasserstein of a numeric feature at each evaluation (otel_ml/analyze/stats.py); numpy without it
+        # a numeric feature's scores at each evaluation: KS, Wasserstein, bin shares, distances (analyze/stats.py);
+        # numpy without it
         Extension(
             "otel_ml.analyze._ecdf",
             sources=["otel_ml/analyze/_ecdf.c"],

@@ -201,24 +201,30 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+WIDE_FEATURES = 50
+
+
+def wide_batch(model: str, window: int, rows: int, rng: np.random.Generator, span_ids: bool = True) -> ColumnarBatch:
+    """``rows`` predictions of ``wide_models``' model ``model`` in its one-minute window number ``window``."""
+    t = np.full(rows, (1_700_000_000 + window * 60) * 10**9, dtype=np.int64)
+    return ColumnarBatch(model, "", rows, t, np.ones(rows),
+                         numeric={f"f{i}": rng.normal(size=rows) for i in range(WIDE_FEATURES)},
+                         span_end_ns=t[:1], span_duration_s=np.array([0.01]), span_error=np.array([False]),
+                         span_rows=np.array([rows]),
+                         span_ids=rng.integers(0, 256, (1 if span_ids else 0, 24), dtype=np.uint8))
+
+
 def wide_models(span_ids: bool = True) -> list[WindowedProfile]:
     """100 models × 50 numeric features, each with a pinned reference (15 one-minute windows) and a full default
     horizon of 15 windows plus the filling one, 1,000 predictions per window; ``span_ids``: the rows' span carries
     trace and span ids, as live spans do (each window keeps example predictions)."""
     rng = np.random.default_rng(1)
-    names = [f"f{i}" for i in range(50)]
     models = []
     for m in range(100):
-        wp = WindowedProfile(f"m{m}", "", WindowConfig(), max_features=50)
+        wp = WindowedProfile(f"m{m}", "", WindowConfig(), max_features=WIDE_FEATURES)
         models.append(wp)
         for w in range(31):  # 15 windows pinned as reference, then a full horizon of 15 and the next one
-            t = np.full(1000, (1_700_000_000 + w * 60) * 10**9, dtype=np.int64)
-            b = ColumnarBatch(f"m{m}", "", 1000, t, np.ones(1000),
-                              numeric={n: rng.normal(size=1000) for n in names},
-                              span_end_ns=t[:1], span_duration_s=np.array([0.01]), span_error=np.array([False]),
-                              span_rows=np.array([1000]),
-                              span_ids=rng.integers(0, 256, (1 if span_ids else 0, 24), dtype=np.uint8))
-            wp.update(b)
+            wp.update(wide_batch(f"m{m}", w, 1000, rng, span_ids))
     return models
 
 
@@ -244,7 +250,21 @@ def evaluation_only(repeats: int = 5) -> None:
         print(f"drift evaluation of {evaluated:,} features, {'with' if span_ids else 'without'} example predictions: "
               f"first {first:.2f} s, next ones median {nexts[repeats // 2]:.2f} s (min {nexts[0]:.2f}, "
               f"max {nexts[-1]:.2f})")
+        if span_ids:
+            live = sorted(evaluate_under_traffic(models) for _ in range(repeats))
+            print(f"drift evaluation of {evaluated:,} features, next ones with 100 predictions into every model's "
+                  f"filling window before each: median {live[repeats // 2]:.2f} s (min {live[0]:.2f}, "
+                  f"max {live[-1]:.2f})")
         del models
+
+
+def evaluate_under_traffic(models: list[WindowedProfile], rows: int = 100) -> float:
+    """``evaluate`` after ``rows`` more predictions into each model's filling window (untimed), as between two
+    evaluations of a processor taking traffic: what changed since the last evaluation is merged again."""
+    rng = np.random.default_rng(len(models))
+    for k, wp in enumerate(models):
+        wp.update(wide_batch(f"m{k}", 30, rows, rng))
+    return evaluate(models)[0]
 
 
 def main() -> None:

@@ -93,6 +93,7 @@ class DriftConfig:
 
 DISTRIBUTION_QUANTILES = (0.05, 0.5, 0.95)
 DISTRIBUTION_TOP_CATEGORIES = 5
+_QUANTILE_NAMES = tuple(f"{q:g}" for q in DISTRIBUTION_QUANTILES)
 
 
 def current_distribution(cur: NumericProfile | CategoricalProfile,
@@ -108,11 +109,7 @@ def current_distribution(cur: NumericProfile | CategoricalProfile,
         if items is None:
             quantiles = {f"{q:g}": cur.quantile(q) for q in DISTRIBUTION_QUANTILES}
         else:
-            # The first retained value whose cumulative weight passes q·n: KLL's own (exclusive) quantile.
-            values, weights = items
-            cum = np.cumsum(weights)
-            at = np.searchsorted(cum, np.array(DISTRIBUTION_QUANTILES) * cum[-1], side="right")
-            quantiles = {f"{q:g}": float(values[min(i, len(values) - 1)]) for q, i in zip(DISTRIBUTION_QUANTILES, at)}
+            quantiles = dict(zip(_QUANTILE_NAMES, stats.weighted_quantiles(items, DISTRIBUTION_QUANTILES)))
         return {"current_mean": cur.mean, "current_quantiles": quantiles}
     freq = cur.frequencies() if frequencies is None else frequencies
     top = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:DISTRIBUTION_TOP_CATEGORIES]
@@ -242,8 +239,8 @@ def numeric_scores(ref: NumericProfile, cur: NumericProfile, bins: int,
     cs = stats.binned_shares(c, edges)
     std = ref.std
     ks, w = stats.ks_and_wasserstein(r, c)
-    return {"ks": ks, "psi": stats.psi(rs, cs), "js": stats.js_distance(rs, cs),
-            "hellinger": stats.hellinger(rs, cs), "wasserstein": w / std if std > 0 else w}
+    psi, js, hellinger = stats.share_distances(rs, cs)
+    return {"ks": ks, "psi": psi, "js": js, "hellinger": hellinger, "wasserstein": w / std if std > 0 else w}
 
 
 def category_counts(ref: CategoricalProfile, cur: CategoricalProfile) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -289,8 +286,9 @@ def categorical_scores(ref: CategoricalProfile, cur: CategoricalProfile,
     rc, cc, _ = counts or category_counts(ref, cur)
     rc, cc = stats.pool_rare(rc, cc)
     rs, cs = rc / rc.sum(), cc / cc.sum()
-    return {"chi2": stats.chi2_homogeneity(rc, cc)[1], "psi": stats.psi(rs, cs),
-            "js": stats.js_distance(rs, cs), "hellinger": stats.hellinger(rs, cs), "linf": stats.linf(rc, cc)}
+    psi, js, hellinger = stats.share_distances(rs, cs)
+    return {"chi2": stats.chi2_homogeneity(rc, cc)[1], "psi": psi, "js": js, "hellinger": hellinger,
+            "linf": stats.linf(rc, cc)}
 
 
 def _overall_from(method: str, methods: list[MethodResult], withheld: str) -> MethodResult:

@@ -96,8 +96,13 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
         return 1.0
     en = n * m / (n + m)
     if en <= KS_EXACT_MAX_EN:
-        return float(np.clip(sps.kstwo.sf(d, round(en)), 0.0, 1.0))
-    return float(np.clip(special.kolmogorov(_stephens(en) * d), 0.0, 1.0))
+        return _probability(float(sps.kstwo.sf(d, round(en))))
+    return _probability(float(special.kolmogorov(_stephens(en) * d)))
+
+
+def _probability(p: float) -> float:
+    """``p`` clipped to [0, 1] (NaN stays NaN), as ``np.clip`` would, without its cost per call."""
+    return 0.0 if p < 0.0 else 1.0 if p > 1.0 else p
 
 
 def ks_pvalues_adjusted(d: np.ndarray, n: np.ndarray, m: np.ndarray, tests: int) -> np.ndarray:
@@ -147,9 +152,34 @@ def quantile_edges(ref: tuple[np.ndarray, np.ndarray], bins: int = DEFAULT_BINS)
 
 
 def binned_shares(sample: tuple[np.ndarray, np.ndarray], edges: np.ndarray) -> np.ndarray:
-    """Share of the sample in each bin (−inf, e1], (e1, e2], …, (e_last, +inf)."""
+    """Share of the sample (sorted by value) in each bin (−inf, e1], (e1, e2], …, (e_last, +inf).
+
+    >>> binned_shares((np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 1.0, 1.0, 5.0])), np.array([2.0, 3.5]))
+    array([0.25 , 0.125, 0.625])
+    """
+    if _ecdf is not None and len(sample[0]):
+        shares = np.empty(len(edges) + 1)
+        try:
+            _ecdf.binned_shares(sample[0], sample[1], edges, shares)
+            return shares
+        except (TypeError, ValueError):  # not float64, edges not sorted: numpy says what that gives
+            pass
     cdf = _cdf_at(*sample, edges)
     return np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+
+
+def share_distances(ref_shares: np.ndarray, cur_shares: np.ndarray) -> tuple[float, float, float]:
+    """``(psi, js_distance, hellinger)`` of two bin shares, in one compiled pass when built (``_ecdf.c``).
+
+    >>> [round(x, 4) for x in share_distances(np.array([0.5, 0.5]), np.array([0.6, 0.4]))]
+    [0.0405, 0.0854, 0.0712]
+    """
+    if _ecdf is not None:
+        try:
+            return _ecdf.share_distances(ref_shares, cur_shares, PSI_EPSILON)
+        except (TypeError, ValueError):
+            pass
+    return psi(ref_shares, cur_shares), js_distance(ref_shares, cur_shares), hellinger(ref_shares, cur_shares)
 
 
 def psi(ref_shares: np.ndarray, cur_shares: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
@@ -193,14 +223,42 @@ def binned_ks(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
     >>> binned_ks(np.array([5.0, 5, 0]), np.array([0.0, 5, 5]))
     0.5
     """
+    if _ecdf is not None:
+        try:
+            return _ecdf.binned_ks(ref_counts, cur_counts)
+        except (TypeError, ValueError):
+            pass
     return float(np.max(np.abs(np.cumsum(ref_counts) / ref_counts.sum() - np.cumsum(cur_counts) / cur_counts.sum())))
 
 
 def out_of_range_share(cur: tuple[np.ndarray, np.ndarray], lo: float, hi: float) -> float:
     """Share of the current sample below ``lo`` or above ``hi`` (the reference's min and max)."""
     values, weights = cur
+    if _ecdf is not None:
+        try:
+            return _ecdf.outside_share(values, weights, lo, hi)
+        except (TypeError, ValueError):
+            pass
     outside = (values < lo) | (values > hi)
     return float(weights[outside].sum() / weights.sum()) if len(values) else 0.0
+
+
+def weighted_quantiles(sample: tuple[np.ndarray, np.ndarray], qs: tuple[float, ...]) -> list[float]:
+    """For each q, the first value (of a non-empty sample sorted by value) whose running weight passes q times the
+    total: a KLL sketch's own (exclusive) quantile read from its weighted items.
+
+    >>> weighted_quantiles((np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 1.0])), (0.05, 0.5, 0.95))
+    [1.0, 2.0, 3.0]
+    """
+    values, weights = sample
+    if _ecdf is not None:
+        try:
+            return list(_ecdf.weighted_quantiles(values, weights, *qs))
+        except (TypeError, ValueError):
+            pass
+    cum = np.cumsum(weights)
+    at = np.searchsorted(cum, np.array(qs) * cum[-1], side="right")
+    return [float(values[min(i, len(values) - 1)]) for i in at]
 
 
 # --- categorical --------------------------------------------------------------------------------

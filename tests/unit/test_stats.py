@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,6 +93,59 @@ def test_compiled_ks_and_wasserstein_equal_the_numpy_reference() -> None:
     backwards = (np.array([3.0, 1.0, 2.0]), np.ones(3))
     assert stats.ks_and_wasserstein(backwards, (np.array([1.0, 2.0]), np.ones(2))) == \
         stats.ks_and_wasserstein_numpy(backwards, (np.array([1.0, 2.0]), np.ones(2)))
+
+
+def test_compiled_bin_shares_quantiles_and_distances_equal_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rest of a feature's evaluation in ``_ecdf.c`` (bin shares, quantiles, the share outside the reference's
+    range, PSI, JS and Hellinger, binned KS) against the same functions with it switched off, on weighted samples with
+    ties and edges at sample values: to the bit where both take running sums in one order (shares, quantiles, binned
+    KS), else within the summation bound."""
+    if stats._ecdf is None:
+        pytest.skip("built without a C compiler")
+    compiled = stats._ecdf
+    rng = np.random.default_rng(5)
+    eps = np.finfo(float).eps
+
+    def both(fn: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
+        monkeypatch.setattr(stats, "_ecdf", compiled)
+        fast = fn(*args)
+        monkeypatch.setattr(stats, "_ecdf", None)
+        return fast, fn(*args)
+
+    for _ in range(1_000):
+        n = int(rng.integers(1, 400))
+        grid = rng.normal(size=rng.integers(1, 80))
+        sample = (np.sort(rng.choice(grid, n)), rng.choice([1.0, 2.0, 0.5, 8.0], n))
+        edges = np.unique(rng.choice(np.concatenate([grid, rng.normal(size=5)]), rng.integers(0, 12)))
+        fast, ref = both(stats.binned_shares, sample, edges)
+        assert np.array_equal(fast, ref)
+        qs = (*rng.uniform(0, 1, 3).tolist(), 0.0, 1.0)
+        fast, ref = both(stats.weighted_quantiles, sample, qs)
+        assert fast == ref
+        lo, hi = np.sort(rng.choice(grid, 2))
+        fast, ref = both(stats.out_of_range_share, sample, float(lo), float(hi))
+        assert fast == pytest.approx(ref, rel=2 * n * eps, abs=0.0)
+        shares = [np.abs(rng.normal(size=len(edges) + 1)) * rng.integers(0, 2, len(edges) + 1) for _ in range(2)]
+        shares = [s + (s.sum() == 0) for s in shares]  # not all zero
+        k = len(shares[0])
+        fast, ref = both(stats.share_distances, *shares)
+        # PSI: a sum of k terms; JS and Hellinger: square roots of 1 − (such a sum), so their error is the sum's
+        # over twice the distance (d√x = dx / 2√x).
+        assert fast[0] == pytest.approx(ref[0], rel=4 * k * eps, abs=4 * k * eps)
+        for got, want in zip(fast[1:], ref[1:]):
+            assert got == pytest.approx(want, abs=8 * k * eps / max(want, np.sqrt(eps)))
+        counts = [rng.integers(0, 50, 512).astype(dtype) for dtype in rng.choice(
+            [np.uint16, np.int32, np.int64, np.float64, np.uint8], 2)]
+        fast, ref = both(stats.binned_ks, *counts)
+        assert fast == ref
+    # What the compiled pass refuses, numpy answers: edges out of order, integer values, a non-contiguous array.
+    sample = (np.array([1.0, 2.0, 3.0]), np.ones(3))
+    fast, ref = both(stats.binned_shares, sample, np.array([2.5, 1.5]))
+    assert np.array_equal(fast, ref, equal_nan=True)
+    fast, ref = both(stats.out_of_range_share, (np.array([1, 2, 3]), np.ones(3)), 1.5, 2.5)
+    assert fast == ref == pytest.approx(2 / 3)
+    fast, ref = both(stats.share_distances, np.array([0.5, 0.1, 0.4])[::2], np.array([0.2, 0.3, 0.8])[::2])
+    assert fast == pytest.approx(ref)
 
 
 @pytest.mark.parametrize("n,m,shift", [(20_000, 30_000, 0.0), (50_000, 50_000, 0.05), (100_000, 10_000, 0.3)])
