@@ -75,13 +75,20 @@ def unseal(data: bytes | memoryview, what: str) -> bytes:
 
 
 def opened(data: bytes | memoryview, what: str) -> bytes:
-    """``unseal`` what was sealed; what an older otel-ml wrote unsealed (a JSON document, a journal record) is
-    passed through as it is, for its own parser to check.
+    """``unseal`` what was sealed; what an older otel-ml wrote unsealed (a JSON document, a journal record: the
+    journal's files check their records themselves, request_log.py) is passed through as it is, for its own parser
+    to check. Sealed means a footer whose magic and length both match, so unsealed data whose 16th-last byte happens
+    to begin the magic is not taken for damaged sealed data.
 
     >>> opened(b'{"a": 1}', "x"), opened(seal(b"z"), "x")
     (b'{"a": 1}', b'z')
     """
-    return unseal(data, what) if is_sealed(data) else bytes(data)
+    return unseal(data, what) if _footer_fits(data) else bytes(data)
+
+
+def _footer_fits(data: bytes | memoryview) -> bool:
+    """``data`` ends with a footer whose magic and length match it (its checksum is for ``unseal`` to check)."""
+    return is_sealed(data) and FOOTER.unpack(bytes(data[-FOOTER.size:]))[1] == len(data) - FOOTER.size
 
 
 def check_sealed(path: Path, what: str) -> int:

@@ -21,7 +21,7 @@ class StateBackend(Protocol):
         """Recover what was kept into the live models; before any source starts."""
         ...
 
-    def commit(self, result: DecodeResult, apply: Apply, record: bytes | None = None) -> None:
+    def commit(self, result: DecodeResult, apply: Apply, record: bytes | memoryview | None = None) -> None:
         """Make ``result`` durable, then ``apply`` it (or hand it to where it is applied: shared mode sends what an
         OTLP receiver took to the input topic). Raises StorageUnavailable (nothing of it was kept: the sender
         retries) or what ``apply`` raised. ``record`` is ``result.to_bytes()`` when the caller has it already."""

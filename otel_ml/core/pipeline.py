@@ -66,7 +66,7 @@ class Pipeline:
         self._decode = decode
         self._rejections = RateLimitedRejectionLog()
 
-    def submit(self, result: DecodeResult, size: int, record: bytes | None = None) -> DecodeResult:
+    def submit(self, result: DecodeResult, size: int, record: bytes | memoryview | None = None) -> DecodeResult:
         """Commit and apply one decoded request (``size``: its bytes as received; ``record``: its
         ``to_bytes()``, when a worker process sent it so). Raises Overloaded or StorageUnavailable (nothing of it
         was kept)."""
@@ -76,7 +76,7 @@ class Pipeline:
             self._rejections.warn(result)
         return result
 
-    def submit_record(self, record: bytes, size: int) -> DecodeResult:
+    def submit_record(self, record: bytes | memoryview, size: int) -> DecodeResult:
         """``submit`` for a request a receiver worker process decoded, as ``DecodeResult.to_bytes`` encoded it."""
         return self.submit(DecodeResult.from_bytes(record), size, record)
 

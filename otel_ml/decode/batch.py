@@ -312,13 +312,13 @@ class DecodeResult:
                          *(np.ascontiguousarray(a) for a in arrays)])
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> DecodeResult:
+    def from_bytes(cls, data: bytes | memoryview) -> DecodeResult:
         """Read a ``to_bytes`` record; raises ValueError when ``data`` is not one."""
         if data[:4] != RECORD_MAGIC:
             raise ValueError("not an otel-ml journal record")
         try:
             (size,) = struct.unpack_from("<I", data, 4)
-            meta = json.loads(data[8:8 + size])
+            meta = json.loads(bytes(data[8:8 + size]))
             buf = bytearray(data)  # writable arrays, as the decoder's are
             at = 8 + size
 

@@ -70,7 +70,7 @@ class ReceiverWorkers:
     """Starts ``count`` worker processes and applies what they decode with ``apply(record, request_size)``, the
     record being ``DecodeResult.to_bytes()`` (also what the journal stores, so it is not encoded twice)."""
 
-    def __init__(self, spec: WorkerSpec, count: int, apply: Callable[[bytes, int], DecodeResult],
+    def __init__(self, spec: WorkerSpec, count: int, apply: Callable[[memoryview, int], DecodeResult],
                  on_refused: Callable[[], None] | None = None) -> None:
         self.spec = spec
         self.count = count
@@ -118,8 +118,8 @@ class ReceiverWorkers:
 
         def handle(message: bytes) -> None:
             req_id, size = _HEADER.unpack_from(message)
-            try:
-                result = self._apply(message[_HEADER.size:], size)
+            try:  # the record in place: no copy of it before the journal writes it and the decoder's arrays read it
+                result = self._apply(memoryview(message)[_HEADER.size:], size)
                 reply: Accepted | Refusal = Accepted(result.spans_accepted, dict(result.rejected), result.examples)
             except Exception as e:
                 reply = refusal_of(e)

@@ -63,7 +63,7 @@ class StorageError(Exception):
 
 @dataclass
 class _Write:
-    payload: bytes
+    payload: bytes | memoryview
     apply: Callable[[int], None]
     done: threading.Event
     seq: int = 0
@@ -232,7 +232,7 @@ class Journal:
         """The sequence number of the newest committed payload."""
         return self._seq
 
-    def append(self, payload: bytes, apply: Callable[[int], None], timeout: float = 30.0) -> int:
+    def append(self, payload: bytes | memoryview, apply: Callable[[int], None], timeout: float = 30.0) -> int:
         """Commit ``payload`` to disk, then call ``apply(seq)`` (on the writer thread, in sequence order) and
         return ``seq``. Raises StorageError when the commit failed (``apply`` is not called), TimeoutError when
         the writer did not get to it in time (it may still commit and apply later), or what ``apply`` raised."""

@@ -38,9 +38,11 @@ MAGIC = b"otel-ml journal 1\n"
 RECORD = struct.Struct("<QII")
 """A record's header: sequence number, payload length, CRC-32 of the sequence number's bytes and the payload."""
 NAME = "{:020d}.log"
+_IOV_MAX = 1024
+"""Buffers one ``writev`` takes at most (Linux's IOV_MAX)."""
 
 
-def _crc(seq: int, payload: bytes) -> int:
+def _crc(seq: int, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
 
 
@@ -113,7 +115,7 @@ class RequestLog:
                     yield seq, f.read(length)
 
     # --- writing ---------------------------------------------------------------------------------------------
-    def append(self, records: list[tuple[int, bytes]]) -> None:
+    def append(self, records: list[tuple[int, bytes | memoryview]]) -> None:
         """Write and sync ``records`` (sequence number, payload); raises OSError when they could not be, having
         cut the file back to where it was (or, failing that, given it up for the next file): a later append never
         follows a torn record."""
@@ -122,11 +124,24 @@ class RequestLog:
         if self._fd is None:
             self._start(records[0][0])
         assert self._fd is not None and self._path is not None
-        data = b"".join(RECORD.pack(seq, len(p), _crc(seq, p)) + p for seq, p in records)
+        # Each record's header and payload handed to the kernel as they are (writev): joining them first copied
+        # every payload twice. A short write (rare: a full disk, a signal) writes the rest from a joined copy.
+        parts: list[bytes | memoryview] = []
+        for seq, payload in records:
+            parts += [RECORD.pack(seq, len(payload), _crc(seq, payload)), payload]
+        size = sum(len(p) for p in parts)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
+            written = 0
+            for at in range(0, len(parts), _IOV_MAX):
+                chunk = parts[at:at + _IOV_MAX]
+                done = os.writev(self._fd, chunk)
+                written += done
+                if done < sum(len(p) for p in chunk):
+                    break
+            if written < size:
+                view = memoryview(b"".join(parts))[written:]
+                while view:
+                    view = view[os.write(self._fd, view):]
             os.fdatasync(self._fd)
         except OSError:
             try:  # back to where it was: the size, and the offset the next write starts at
@@ -135,7 +150,7 @@ class RequestLog:
             except OSError:
                 self.rotate()
             raise
-        self._size += len(data)
+        self._size += size
         self.last_of[self._path] = records[-1][0]
 
     def _start(self, first_seq: int) -> None:

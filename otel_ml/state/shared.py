@@ -129,7 +129,7 @@ class SharedState:
             self._producer.flush(10)
 
     # --- the write path --------------------------------------------------------------------------------------
-    def commit(self, result: DecodeResult, apply: Apply, record: bytes | None = None) -> None:
+    def commit(self, result: DecodeResult, apply: Apply, record: bytes | memoryview | None = None) -> None:
         """A message of the input topic, into its partition's window sets: made durable later, by a publication
         (with the offset it reached). What an OTLP receiver took goes to the input topic first (``forward``)."""
         if not result.offsets:

@@ -151,3 +151,39 @@ def test_the_records_files_torn_damaged_foreign_and_from_an_earlier_otel_ml(tmp_
     state, seq, replay = j.open()
     assert (state, seq, list(replay)) == (b"state", 2, [(3, b"after")])
     assert j._conn is not None and j._conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
+
+
+def test_a_short_write_of_a_group_is_completed(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may write part of a group's buffers (``writev`` returning less, without an error): the rest is
+    written after it, so the records replay whole. The short write is the real ``writev`` given the first buffer."""
+    import os
+
+    from otel_ml.state import request_log
+
+    real = os.writev
+    monkeypatch.setattr(request_log.os, "writev", lambda fd, buffers: real(fd, list(buffers)[:1]))
+    payloads = [b"p%d" % i * 1000 for i in range(5)]
+    done = [threading.Event() for _ in payloads]
+    threads = [threading.Thread(target=journal.append, args=(p, lambda seq, e=e: e.set())) for p, e in
+               zip(payloads, done)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(e.is_set() for e in done)
+    journal.close()
+    _, _, replay = journal.open()
+    assert sorted(p for _, p in replay) == sorted(payloads)
+
+
+def test_records_sealed_by_an_earlier_otel_ml_and_unsealed_ones_both_open() -> None:
+    """Journal records were sealed until the journal's files checked them (request_log.py); a replay opens both.
+    Unsealed data whose 16th-last byte begins the seal's magic is not taken for a damaged seal: the footer's length
+    must match too."""
+    from otel_ml.sealed import MAGIC, opened, seal
+
+    record = b"OMR1" + bytes(range(200))
+    assert opened(seal(record), "journal entry 1") == record
+    assert opened(record, "journal entry 2") == record
+    lookalike = record + MAGIC + (12345).to_bytes(8, "little") + b"\0\0\0\0"
+    assert opened(lookalike, "journal entry 3") == lookalike
