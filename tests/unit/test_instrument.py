@@ -41,6 +41,23 @@ def test_bad_values_are_dropped_and_counted_never_raised(provider, spans) -> Non
     assert "ml.feature.x" not in batch.attributes and batch.attributes["ml.feature.z"] == (1.0, 2.0)
 
 
+def test_record_keeps_each_output_as_the_attribute_it_can_be(provider, spans) -> None:
+    """``record``'s outputs (prediction, score, id, probabilities, attributions): plain values as they are, numpy
+    scalars as Python ones, NaN and "" left out as missing, an unusable value dropped and counted."""
+    m = ModelMonitor("m", tracer_provider=provider)
+    m.record({"x": 1.0}, prediction=True, score=np.float32(0.5), prediction_id="p1", probability={"a": 0.75, "b": 0.25},
+             attributions={"x": np.float64(-0.1)})
+    m.record({"x": 2.0}, prediction=math.nan, score=3, prediction_id="")
+    m.record({"x": 3.0}, prediction=np.int64(7), score=object())
+    first, second, third = (dict(s.attributes) for s in spans.get_finished_spans())
+    assert {k: v for k, v in first.items() if not k.startswith(("ml.sequence", "ml.model"))} == {
+        "ml.feature.x": 1.0, "ml.prediction": True, "ml.prediction.score": 0.5, "ml.prediction.id": "p1",
+        "ml.prediction.probability.a": 0.75, "ml.prediction.probability.b": 0.25, "ml.attribution.x": -0.1}
+    assert "ml.prediction" not in second and "ml.prediction.id" not in second and second["ml.prediction.score"] == 3
+    assert third["ml.prediction"] == 7 and type(third["ml.prediction"]) is int and "ml.prediction.score" not in third
+    assert m.dropped_values == 1
+
+
 def test_a_feature_named_like_the_model_output_is_dropped_and_counted(provider, spans, caplog) -> None:
     """The processor rejects ``ml.feature.prediction`` (it would merge with ``ml.prediction``): the client drops
     that value, keeps the rest of the prediction, counts and logs it."""
