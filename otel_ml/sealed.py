@@ -1,9 +1,10 @@
 """Every byte the processor keeps carries its own check: a footer of magic, length and CRC-32, verified when read.
 
 A file (a pending segment, its labelled flags, the early labels, a pinned reference) or a blob in the state
-database (the checkpoint, each window, each journal record) is ``seal``ed when written and ``unseal``ed when read:
-a truncated, garbled, empty or foreign one raises ``Damaged`` naming what it is and why, so that recovery can say
-exactly what it dropped (or refuse to start) instead of loading garbage, failing with a traceback or looping.
+database (the checkpoint, each window) is ``seal``ed when written and ``unseal``ed when read: a truncated,
+garbled, empty or foreign one raises ``Damaged`` naming what it is and why, so that recovery can say exactly what
+it dropped (or refuse to start) instead of loading garbage, failing with a traceback or looping. (The journal's
+records carry the same check in their files' own record headers, state/request_log.py, and are not sealed again.)
 
 Writes are atomic (``write_sealed``: a temporary file, fsync, rename, fsync of the directory): a crash leaves the
 old file or the new one, never half of one.
