@@ -145,7 +145,11 @@ def test_evaluation_results_join_their_calls_and_a_drop_in_the_pass_rate_is_deci
     parts = [h["evaluations"][0] for h in history if h["evaluations"]]
     # A part with fewer than min_labels results (the run's last window may hold a few) is not decided at all.
     decided = [p for p in parts if "pass_rate" in p["degraded"]]
-    assert parts[0]["degraded"].get("pass_rate") is not True and decided[-1]["degraded"]["pass_rate"] is True, parts
+    # The drop is decided in the part where it is (the lowest pass rate), not necessarily the last decided part: on a
+    # loaded CI machine the run's last window can hold a few more than min_labels results, too few to decide a drop
+    # (a clean-clone run, 2026-12-08).
+    worst = min(decided, key=lambda p: p["pass_rate"]["value"])
+    assert parts[0]["degraded"].get("pass_rate") is not True and worst["degraded"]["pass_rate"] is True, parts
     # The model's page, in a real browser: the evaluations table and the pass rate over time.
     from tests.e2e.test_ui import browse
 
